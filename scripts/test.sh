@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh Debian machine:
+# system packages, node modules, build, type-check, docs, tests.
+# Ends with one plain line "tests: N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-system.sh
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run --silent build
+npm run --silent typecheck
+npm run --silent docs
+
+report=$(mktemp -d)/vitest.json
+set +e
+npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
+status=$?
+set -e
+if [ -f "$report" ]; then
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) - 0;
+    console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
+    if (r.numTotalTests === 0) { console.error("no test ran"); process.exit(1); }
+  ' "$report" || status=1
+fi
+exit $status

@@ -1,0 +1,248 @@
+/**
+ * The one durable-write helper: every writer of stowage goes through it.
+ *
+ * A durable local write is: a temp name beside the target (`NAME.part`),
+ * write, check the byte count, fsync the file, rename onto the final name,
+ * fsync the directory. Until the rename nothing is visible under the final
+ * name, so a crash, a full disk or an abort never leaves a partial file
+ * that looks complete. On failure the `.part` file is removed.
+ *
+ * @module
+ */
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { StowageError, fromFsError } from '../errors.js';
+import { throwIfAborted } from './abort.js';
+
+/** Suffix of files being written; never a final name. */
+export const PART_SUFFIX = '.part';
+
+/** Options of {@link AtomicFile.open}. */
+export interface AtomicFileOptions {
+  /** File mode of the new file (default 0o644 before umask). */
+  mode?: number;
+  /** Refuse (EEXIST) when the target already exists (default false: replace it). */
+  noOverwrite?: boolean;
+  /** Cancels the open. */
+  signal?: AbortSignal;
+}
+
+async function writeAll(handle: FileHandle, buf: Uint8Array, path: string): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    let n: number;
+    try {
+      ({ bytesWritten: n } = await handle.write(buf, off, buf.length - off));
+    } catch (err) {
+      throw fromFsError(err, 'write', path);
+    }
+    if (n === 0) throw new StowageError('EIO', `Cannot write ${path}: the write made no progress.`, { details: { path } });
+    off += n;
+  }
+}
+
+/**
+ * Fsyncs a directory so that a rename inside it survives a crash.
+ *
+ * @param dir - the directory
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  let h: FileHandle | undefined;
+  try {
+    h = await open(dir, 'r');
+    await h.sync();
+  } catch (err) {
+    // Some file systems refuse fsync on directories (EINVAL, EISDIR); the
+    // rename is then as durable as that file system makes it.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EBADF') throw fromFsError(err, 'fsync directory', dir);
+  } finally {
+    await h?.close().catch(() => {});
+  }
+}
+
+/**
+ * A file being written under `NAME.part` that becomes `NAME` only on
+ * {@link AtomicFile.commit}.
+ *
+ * @example
+ * ```ts
+ * const f = await AtomicFile.open('/backups/run-0001.tar.gz');
+ * try {
+ *   await f.write(buf);
+ *   await f.commit();
+ * } catch (err) {
+ *   await f.discard();
+ *   throw err;
+ * }
+ * ```
+ */
+export class AtomicFile {
+  /** The final path. */
+  readonly path: string;
+  /** The temporary path written to. */
+  readonly partPath: string;
+  /** Bytes written so far. */
+  bytesWritten = 0;
+  readonly #handle: FileHandle;
+  readonly #noOverwrite: boolean;
+  #state: 'open' | 'committed' | 'discarded' = 'open';
+
+  private constructor(path: string, handle: FileHandle, noOverwrite: boolean) {
+    this.path = path;
+    this.partPath = path + PART_SUFFIX;
+    this.#handle = handle;
+    this.#noOverwrite = noOverwrite;
+  }
+
+  /**
+   * Creates (truncating any stale leftover) `path.part`.
+   *
+   * @param path - the final path
+   * @param options - mode, noOverwrite, signal
+   */
+  static async open(path: string, options: AtomicFileOptions = {}): Promise<AtomicFile> {
+    throwIfAborted(options.signal);
+    if (options.noOverwrite) {
+      const exists = await open(path, 'r').then(
+        async (h) => {
+          await h.close();
+          return true;
+        },
+        () => false,
+      );
+      if (exists) throw new StowageError('EEXIST', `Refusing to overwrite ${path}: it already exists.`, { details: { path } });
+    }
+    let handle: FileHandle;
+    try {
+      handle = await open(path + PART_SUFFIX, 'w', options.mode ?? 0o644);
+    } catch (err) {
+      throw fromFsError(err, 'create', path + PART_SUFFIX);
+    }
+    return new AtomicFile(path, handle, options.noOverwrite ?? false);
+  }
+
+  /** The underlying file handle (positioned writes are the caller's business). */
+  get handle(): FileHandle {
+    return this.#handle;
+  }
+
+  /**
+   * Appends a buffer; resolves when it is all written.
+   *
+   * @param buf - the bytes
+   */
+  async write(buf: Uint8Array): Promise<void> {
+    if (this.#state !== 'open') throw new StowageError('EIO', `Cannot write ${this.partPath}: already ${this.#state}.`, { details: { path: this.path } });
+    await writeAll(this.#handle, buf, this.partPath);
+    this.bytesWritten += buf.length;
+  }
+
+  /**
+   * A Writable stream appending to this file, with backpressure, for use in
+   * `stream.pipeline`. It does not commit on finish: call {@link commit}.
+   */
+  writable(): Writable {
+    return new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _enc, cb) => {
+        this.write(chunk).then(() => cb(), cb);
+      },
+      writev: (chunks, cb) => {
+        const buf = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+        this.write(buf as Buffer).then(() => cb(), cb);
+      },
+    });
+  }
+
+  /**
+   * Checks the byte count, fsyncs, renames onto the final name and fsyncs the
+   * directory. On any failure the `.part` file is removed and the error thrown.
+   *
+   * @param expectedBytes - if given, the number of bytes that must have been written
+   */
+  async commit(expectedBytes?: number): Promise<void> {
+    if (this.#state !== 'open') throw new StowageError('EIO', `Cannot commit ${this.path}: already ${this.#state}.`, { details: { path: this.path } });
+    try {
+      if (expectedBytes !== undefined && expectedBytes !== this.bytesWritten) {
+        throw new StowageError('EIO', `Short write to ${this.path}: ${this.bytesWritten} of ${expectedBytes} bytes.`, {
+          details: { path: this.path, expected: expectedBytes, written: this.bytesWritten },
+        });
+      }
+      try {
+        await this.#handle.sync();
+      } catch (err) {
+        throw fromFsError(err, 'fsync', this.partPath);
+      }
+      await this.#handle.close();
+      this.#state = 'committed';
+      if (this.#noOverwrite) {
+        const exists = await open(this.path, 'r').then(
+          async (h) => {
+            await h.close();
+            return true;
+          },
+          () => false,
+        );
+        if (exists) throw new StowageError('EEXIST', `Refusing to overwrite ${this.path}: it appeared while writing.`, { details: { path: this.path } });
+      }
+      try {
+        await rename(this.partPath, this.path);
+      } catch (err) {
+        throw fromFsError(err, 'rename', this.partPath);
+      }
+      await fsyncDir(dirname(this.path));
+    } catch (err) {
+      this.#state = 'open';
+      await this.discard();
+      throw err;
+    }
+  }
+
+  /** Closes and removes the `.part` file; never throws. Safe to call twice. */
+  async discard(): Promise<void> {
+    if (this.#state === 'committed' || this.#state === 'discarded') return;
+    this.#state = 'discarded';
+    await this.#handle.close().catch(() => {});
+    await rm(this.partPath, { force: true }).catch(() => {});
+  }
+
+  /** Discards unless committed, so `await using f = await AtomicFile.open(...)` cleans up. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.discard();
+  }
+}
+
+/** Options of {@link writeFileAtomic}. */
+export interface WriteFileAtomicOptions extends AtomicFileOptions {
+  /** Bytes the source must produce; a different count fails the write. */
+  expectedBytes?: number;
+}
+
+/**
+ * Streams `source` into `path` durably: `path.part`, fsync, rename, fsync dir.
+ * Returns the number of bytes written. On error or abort nothing is left
+ * under either name.
+ *
+ * @param path - the final path
+ * @param source - a readable stream or async iterable of buffers
+ * @param options - expectedBytes, mode, noOverwrite, signal
+ */
+export async function writeFileAtomic(
+  path: string,
+  source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: WriteFileAtomicOptions = {},
+): Promise<number> {
+  const file = await AtomicFile.open(path, options);
+  try {
+    await pipeline(source, file.writable(), options.signal ? { signal: options.signal } : {});
+    await file.commit(options.expectedBytes);
+    return file.bytesWritten;
+  } catch (err) {
+    await file.discard();
+    if (options.signal?.aborted) throw options.signal.reason;
+    throw err;
+  }
+}
