@@ -90,7 +90,7 @@ export function sh(cmd: string, opts: { cwd?: string; capture?: boolean; env?: N
     let out = '';
     let err = '';
     p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
     p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${err.slice(-2000)}`))));
   });
