@@ -1,0 +1,34 @@
+/**
+ * Helpers shared by Transport implementations.
+ *
+ * @module
+ */
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { PutSource, ReplayableSource } from './transport.js';
+
+/**
+ * Turns any {@link PutSource} into a replayable source: a local path or a
+ * buffer can be re-read from any offset, so a broken transfer can resume.
+ *
+ * @param source - a local file path, a buffer, or a replayable source
+ */
+export function toReplayable(source: PutSource): ReplayableSource {
+  if (typeof source === 'string') {
+    return { open: (offset) => createReadStream(source, { start: offset, highWaterMark: 1 << 20 }) };
+  }
+  if (source instanceof Uint8Array) {
+    return { size: source.length, open: (offset) => Readable.from([Buffer.from(source.buffer, source.byteOffset + offset, source.length - offset)], { objectMode: false }) };
+  }
+  return source;
+}
+
+/**
+ * Joins POSIX path segments (`/` separators), as transports use on the far side.
+ *
+ * @param parts - path segments
+ */
+export function posixJoin(...parts: string[]): string {
+  const joined = parts.filter((p) => p !== '').join('/');
+  return joined.replace(/\/{2,}/g, '/');
+}
