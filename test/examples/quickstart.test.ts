@@ -1,0 +1,41 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+
+// The quickstart recipe runs as a user runs it: tsx, importing `stowage` by name.
+describe('examples/quickstart.ts', () => {
+  const dirs: string[] = [];
+  afterAll(async () => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+  it('backs up demo data, verifies, restores and finds no difference', async () => {
+    const { stdout } = await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts')], { cwd: root });
+    expect(stdout).toMatch(/created .*\/\d{4}\/\d{2}\/\d{2}\/\d{6}\/experiment\.tar\.gz/);
+    expect(stdout).toMatch(/verified \d+ entries/);
+    expect(stdout).toMatch(/identical to/);
+  });
+
+  it('backs up a folder given on the command line into a dated set with a sidecar', async () => {
+    const scratch = await mkdtemp(join(tmpdir(), 'stowage-qs-test-'));
+    dirs.push(scratch);
+    const src = join(scratch, 'wiki');
+    await mkdir(join(src, 'db'), { recursive: true });
+    await writeFile(join(src, 'db', 'trac.db'), Buffer.alloc(100_000, 7));
+    const backups = join(scratch, 'backups');
+    await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts'), src, backups], { cwd: root });
+    const years = await readdir(backups);
+    expect(years).toHaveLength(1);
+    expect(years[0]).toMatch(/^\d{4}$/);
+    const [y] = years;
+    const [m] = await readdir(join(backups, y!));
+    const [d] = await readdir(join(backups, y!, m!));
+    const [t] = await readdir(join(backups, y!, m!, d!));
+    expect(t).toMatch(/^\d{6}$/);
+    expect((await readdir(join(backups, y!, m!, d!, t!))).sort()).toEqual(['wiki.tar.gz', 'wiki.tar.gz.dna']);
+  });
+});
