@@ -1,5 +1,5 @@
 /**
- * Shared benchmark plumbing: argument parsing (`--quick`, `--json`), timing,
+ * Shared benchmark plumbing: argument parsing (`--quick`, `--json`, `--only <substring>`), timing,
  * running a baseline command, and the one JSON line every benchmark prints
  * last: {"bench":"<name>","results":[{case,unit,value,baseline,baselineValue,ratio}]}.
  */
@@ -22,6 +22,10 @@ export interface BenchResult {
 export interface BenchContext {
   /** `--quick`: small data, whole run under a minute. */
   quick: boolean;
+  /** `--only <substring>`: run only the cases whose name contains it (undefined: all). */
+  only: string | undefined;
+  /** Whether the case named `name` should run (honours `--only`). */
+  wants: (name: string) => boolean;
   /** A scratch folder for this run (removed at the end). */
   dir: string;
   /** Prints a human line (to stderr when --json, so stdout's last line stays JSON). */
@@ -34,6 +38,9 @@ export interface BenchContext {
 export async function makeContext(name: string, argv = process.argv.slice(2)): Promise<{ ctx: BenchContext; results: BenchResult[]; json: boolean; finish: () => Promise<void> }> {
   const quick = argv.includes('--quick');
   const json = argv.includes('--json');
+  const onlyAt = argv.indexOf('--only');
+  const only = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
+  if (onlyAt >= 0 && (only === undefined || only.startsWith('--'))) throw new Error('--only needs a substring of a case name, e.g. --only md5');
   const base = process.env['STOWAGE_BENCH_DIR'] ?? tmpdir();
   const dir = join(base, `stowage-bench-${name}-${process.pid}`);
   await mkdir(dir, { recursive: true });
@@ -43,6 +50,8 @@ export async function makeContext(name: string, argv = process.argv.slice(2)): P
   };
   const ctx: BenchContext = {
     quick,
+    only,
+    wants: (caseName) => only === undefined || caseName.includes(only),
     dir,
     log,
     record(r) {

@@ -1,16 +1,12 @@
 /**
- * DNA: the digest and size of a file, computed in one streaming pass.
- *
- * The legacy tools (the scm-backup shell functions, the conditions-DB
- * tarball scripts) store a file's DNA in a sidecar `FILE.dna` holding a
- * Python dict `{'dig': '<md5>', 'size': N}`. stowage writes the same keys as
- * JSON (which is also a Python dict literal, so old readers still work) and
- * reads the old Python-2 repr with its `L` suffix on longs.
+ * DnaDigest: the digest and size of bytes, computed in one streaming pass,
+ * for a buffer feed, a file, or a stream flowing through a tap; plus the
+ * sidecar files that record a DNA beside its file, and their checks.
  *
  * @module
  */
 import { createHash, type Hash } from 'node:crypto';
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { StowageError, fromFsError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
@@ -18,24 +14,23 @@ import { throwIfAborted } from '../util/abort.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOneOf, checkOptionKeys } from '../util/options.js';
 import { scanTree, type DnaScanOptions } from './dna-scan.js';
+import {
+  DNA_ALGORITHMS,
+  MAX_SIDECAR_BYTES,
+  SIDECAR_SUFFIX,
+  dnaEqual,
+  formatSidecar,
+  parseSidecar,
+  sidecarReadError,
+  sidecarTooBig,
+  type Dna,
+  type DnaAlgorithm,
+  type DnaVerifyResult,
+} from './dna.js';
 
-/** Digest algorithms a DNA may use. md5 is the default: the legacy tools' choice. */
-export type DnaAlgorithm = 'md5' | 'sha1' | 'sha256' | 'sha512';
-
-/** All supported algorithms. */
-export const DNA_ALGORITHMS: readonly DnaAlgorithm[] = Object.freeze(['md5', 'sha1', 'sha256', 'sha512']);
-
-const HEX_LENGTH: Record<DnaAlgorithm, number> = { md5: 32, sha1: 40, sha256: 64, sha512: 128 };
-
-/** The DNA of some bytes: hex digest, byte count and algorithm. */
-export interface Dna {
-  /** Lower-case hex digest. */
-  readonly dig: string;
-  /** Number of bytes digested. */
-  readonly size: number;
-  /** The digest algorithm. */
-  readonly algorithm: DnaAlgorithm;
-}
+// Re-exported so that `./dna-digest.js` keeps offering what it always did.
+export { DNA_ALGORITHMS, MAX_SIDECAR_BYTES, SIDECAR_SUFFIX, assertDna, dnaEqual, formatSidecar, parseSidecar } from './dna.js';
+export type { Dna, DnaAlgorithm, DnaVerifyResult } from './dna.js';
 
 /** Options selecting the digest algorithm. */
 export interface DnaOptions {
@@ -51,26 +46,11 @@ export interface DnaFileOptions extends DnaOptions {
   onProgress?: ProgressCallback;
 }
 
-/** Result of {@link DnaDigest.verify}. */
-export interface DnaVerifyResult {
-  /** The file verified. */
-  readonly path: string;
-  /** Whether digest and size both match the sidecar. */
-  readonly ok: boolean;
-  /** The DNA recorded in the sidecar. */
-  readonly expected: Dna;
-  /** The DNA computed now. */
-  readonly actual: Dna;
-}
-
 /** A pass-through stream that digests what flows through it; see {@link DnaDigest.tap}. */
 export interface DnaTap extends Transform {
   /** Resolves with the DNA when the stream ends; rejects if it errors. */
   readonly dna: Promise<Dna>;
 }
-
-/** Suffix of sidecar files. */
-export const SIDECAR_SUFFIX = '.dna';
 
 /** Read size for file digests: 1 MiB reads are ~20% faster than 64 KiB. */
 const READ_SIZE = 1 << 20;
@@ -117,6 +97,10 @@ export class DnaDigest {
    */
   update(buf: Uint8Array): this {
     if (this.#done) throw new StowageError('EIO', 'DnaDigest.update() called after digest().');
+    if (!(buf instanceof Uint8Array)) {
+      // A string would be hashed as UTF-8 but counted in UTF-16 units: refuse it.
+      throw new StowageError('EBAD_CONFIG', `DnaDigest.update() takes a Buffer or Uint8Array, got ${typeof buf}.`, { details: { got: typeof buf } });
+    }
     this.#hash.update(buf);
     this.#size += buf.length;
     return this;
@@ -138,18 +122,30 @@ export class DnaDigest {
   static async ofFile(path: string, options: DnaFileOptions = {}): Promise<Dna> {
     checkOptionKeys('DnaDigest.ofFile', options, ['algorithm', 'signal', 'onProgress']);
     const algorithm = resolveAlgorithm('DnaDigest.ofFile', options);
-    throwIfAborted(options.signal);
+    const { signal } = options;
+    throwIfAborted(signal);
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');
     } catch (err) {
       throw fromFsError(err, 'read', path);
     }
+    let pending: Promise<number> | undefined;
     try {
-      const progress = new ProgressTracker('hash', options.onProgress);
-      if (options.onProgress) progress.bytesTotal = (await handle.stat()).size;
+      let known: number;
+      try {
+        known = (await handle.stat()).size;
+      } catch (err) {
+        throw fromFsError(err, 'stat', path);
+      }
+      const progress = new ProgressTracker('hash', options.onProgress, { bytesTotal: known, itemsTotal: 1 });
       const d = new DnaDigest({ algorithm });
-      let bufs = [Buffer.allocUnsafe(READ_SIZE), Buffer.allocUnsafe(READ_SIZE)];
+      // Small files get small buffers (fresh memory costs page faults); the
+      // loop reads until EOF whatever the size said, so a growing file is
+      // digested as far as it was read and `size` counts exactly those bytes.
+      const bufSize = Math.min(READ_SIZE, Math.max(known + 1, 4096));
+      let cur = Buffer.allocUnsafe(bufSize);
+      let next = Buffer.allocUnsafe(bufSize);
       const read = (buf: Buffer): Promise<number> =>
         handle.read(buf, 0, buf.length, null).then(
           (r) => r.bytesRead,
@@ -157,20 +153,24 @@ export class DnaDigest {
             throw fromFsError(err, 'read', path);
           },
         );
-      let pending = read(bufs[0]!);
+      // Double buffering: the next read runs on libuv's pool while this thread hashes.
+      pending = read(cur);
       for (;;) {
         const n = await pending;
+        pending = undefined;
         if (n === 0) break;
-        throwIfAborted(options.signal);
-        const cur = bufs[0]!;
-        pending = read(bufs[1]!);
+        throwIfAborted(signal);
+        pending = read(next);
         d.update(n === cur.length ? cur : cur.subarray(0, n));
         progress.add(n);
-        bufs = [bufs[1]!, cur];
+        [cur, next] = [next, cur];
       }
+      progress.add(0, 1);
       progress.report(true);
       return d.digest();
     } finally {
+      // A read still in flight (abort, hash error) must not become an unhandled rejection.
+      await pending?.catch(() => {});
       await handle.close().catch(() => {});
     }
   }
@@ -203,7 +203,12 @@ export class DnaDigest {
     const t = new Transform({
       highWaterMark: 1 << 20,
       transform(chunk: Buffer, _enc, cb: TransformCallback) {
-        d.update(chunk);
+        try {
+          d.update(chunk);
+        } catch (err) {
+          cb(err as Error);
+          return;
+        }
         cb(null, chunk);
       },
       flush(cb: TransformCallback) {
@@ -218,17 +223,18 @@ export class DnaDigest {
 
   /**
    * Writes `file.dna` durably (temp file, fsync, rename) as JSON with keys
-   * `dig` and `size`, plus `algorithm` when it is not md5. Returns the
-   * sidecar's path.
+   * `dig` and `size`, plus `algorithm` when it is not md5, e.g.
+   * `{"dig": "7b87e78cc03ea544e2ad3abae46eecd1", "size": 1915051630}`: the
+   * same text is a Python dict literal. Returns the sidecar's path. A DNA
+   * that is not well formed (hex length, size) is EBAD_CONFIG and nothing is
+   * written.
    *
    * @param file - the file the DNA describes (not the sidecar path)
    * @param dna - its DNA
    */
   static async writeSidecar(file: string, dna: Dna): Promise<string> {
-    const body: Record<string, unknown> = { dig: dna.dig, size: dna.size };
-    if (dna.algorithm !== 'md5') body['algorithm'] = dna.algorithm;
     const sidecar = file + SIDECAR_SUFFIX;
-    await writeFileAtomic(sidecar, [Buffer.from(JSON.stringify(body).replace(/,"/g, ', "').replace(/":/g, '": ') + '\n')]);
+    await writeFileAtomic(sidecar, [Buffer.from(formatSidecar(dna, sidecar))]);
     return sidecar;
   }
 
@@ -241,16 +247,28 @@ export class DnaDigest {
    */
   static async readSidecar(file: string): Promise<Dna> {
     const sidecar = file + SIDECAR_SUFFIX;
-    let text: string;
+    let handle: FileHandle;
     try {
-      text = await readFile(sidecar, 'utf8');
+      handle = await open(sidecar, 'r');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new StowageError('ENO_SIDECAR', `No DNA sidecar ${sidecar} for ${file}.`, { details: { path: file, sidecar }, cause: err });
-      }
-      throw fromFsError(err, 'read', sidecar);
+      throw sidecarReadError(err, file, sidecar);
     }
-    return parseSidecar(text, sidecar);
+    const buf = Buffer.allocUnsafe(MAX_SIDECAR_BYTES + 1);
+    let len = 0;
+    try {
+      for (;;) {
+        const { bytesRead } = await handle.read(buf, len, buf.length - len, null);
+        if (bytesRead === 0) break;
+        len += bytesRead;
+        if (len === buf.length) break;
+      }
+    } catch (err) {
+      throw sidecarReadError(err, file, sidecar);
+    } finally {
+      await handle.close().catch(() => {});
+    }
+    if (len > MAX_SIDECAR_BYTES) throw sidecarTooBig(file, sidecar);
+    return parseSidecar(buf.toString('utf8', 0, len), sidecar);
   }
 
   /**
@@ -288,74 +306,3 @@ export class DnaDigest {
   }
 }
 
-/**
- * Whether two DNAs describe the same bytes (same algorithm, digest and size).
- *
- * @param a - one DNA
- * @param b - the other
- */
-export function dnaEqual(a: Dna, b: Dna): boolean {
-  return a.algorithm === b.algorithm && a.size === b.size && a.dig.toLowerCase() === b.dig.toLowerCase();
-}
-
-/**
- * Throws EDIGEST_MISMATCH unless `actual` matches `expected`.
- *
- * @param what - the file or object, for the message
- * @param expected - recorded DNA
- * @param actual - computed DNA
- */
-export function assertDna(what: string, expected: Dna, actual: Dna): void {
-  if (!dnaEqual(expected, actual)) {
-    throw new StowageError(
-      'EDIGEST_MISMATCH',
-      `${what} does not match its DNA: expected ${expected.algorithm} ${expected.dig} (${expected.size} bytes), got ${actual.dig} (${actual.size} bytes). Restore it from another copy.`,
-      { details: { path: what, expected, actual } },
-    );
-  }
-}
-
-/**
- * Parses the text of a sidecar (JSON or legacy Python repr).
- *
- * @param text - the sidecar's content
- * @param sidecar - its path, for error messages
- */
-export function parseSidecar(text: string, sidecar: string): Dna {
-  const bad = (why: string): StowageError =>
-    new StowageError('EBAD_SIDECAR', `Malformed DNA sidecar ${sidecar}: ${why}. Expected {"dig": "<hex>", "size": <bytes>}.`, {
-      details: { sidecar, content: text.slice(0, 200) },
-    });
-  const trimmed = text.trim();
-  let obj: unknown;
-  try {
-    obj = JSON.parse(trimmed);
-  } catch {
-    // Legacy Python-2 repr: single-quoted strings, longs with an L suffix.
-    const legacy = /^\{\s*(?:(?:'[a-z_]+'|"[a-z_]+")\s*:\s*(?:'[^'\\]*'|"[^"\\]*"|\d+L?)\s*,?\s*)+\}$/;
-    if (!legacy.test(trimmed)) throw bad('not JSON nor a Python dict');
-    const converted = trimmed
-      .replace(/'([^'\\]*)'/g, '"$1"')
-      .replace(/(\d)L\b/g, '$1')
-      .replace(/,\s*\}$/, '}');
-    try {
-      obj = JSON.parse(converted);
-    } catch {
-      throw bad('not JSON nor a Python dict');
-    }
-  }
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw bad('not an object');
-  const rec = obj as Record<string, unknown>;
-  const algorithm = rec['algorithm'] ?? 'md5';
-  if (typeof algorithm !== 'string' || !(DNA_ALGORITHMS as readonly string[]).includes(algorithm)) {
-    throw bad(`unknown algorithm ${JSON.stringify(algorithm)}`);
-  }
-  const alg = algorithm as DnaAlgorithm;
-  const dig = rec['dig'];
-  if (typeof dig !== 'string' || !new RegExp(`^[0-9a-fA-F]{${HEX_LENGTH[alg]}}$`).test(dig)) {
-    throw bad(`"dig" must be ${HEX_LENGTH[alg]} hex digits for ${alg}`);
-  }
-  const size = rec['size'];
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw bad('"size" must be a non-negative integer');
-  return Object.freeze({ dig: dig.toLowerCase(), size, algorithm: alg });
-}
