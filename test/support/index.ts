@@ -1,0 +1,46 @@
+/**
+ * The integration-test harness: real sshd, MariaDB and PostgreSQL servers
+ * on free loopback ports in temporary folders, and a fillable tmpfs.
+ *
+ * ```ts
+ * import { startSshd } from '../support/index.js';
+ * let sshd: SshdServer;
+ * beforeAll(async () => { sshd = await startSshd(); });
+ * afterAll(() => sshd?.stop());
+ * ```
+ *
+ * A missing server binary is an error naming the Debian package to install
+ * (`bash scripts/setup-system.sh` installs them all), never a skipped test.
+ *
+ * @module
+ */
+export { freePort, isPortInUse, withFreePort } from './ports.js';
+export {
+  childrenOf,
+  currentUser,
+  descendants,
+  isAlive,
+  isRoot,
+  missingBinaryMessage,
+  registerExitCleanup,
+  requireBinary,
+  run,
+  ServerStartError,
+  waitFor,
+  type BinarySpec,
+  type RunOptions,
+  type RunResult,
+  type ServerProcess,
+} from './proc.js';
+export { makeTempDir, type TempDir } from './tmp.js';
+export { startSshd, type SshdOptions, type SshdServer } from './sshd.js';
+export { startMariadb, type MariadbConnectionConfig, type MariadbOptions, type MariadbQueryValues, type MariadbServer } from './mariadb.js';
+export {
+  postgresBinDir,
+  startPostgres,
+  type PostgresClientConfig,
+  type PostgresOptions,
+  type PostgresServer,
+  type PostgresSetting,
+} from './postgres.js';
+export { withTmpfs, type Tmpfs } from './tmpfs.js';
