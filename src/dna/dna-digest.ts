@@ -48,7 +48,12 @@ export interface DnaFileOptions extends DnaOptions {
 
 /** A pass-through stream that digests what flows through it; see {@link DnaDigest.tap}. */
 export interface DnaTap extends Transform {
-  /** Resolves with the DNA when the stream ends; rejects if it errors. */
+  /**
+   * Resolves with the DNA once every byte has passed through the tap (its
+   * input ended); rejects with the stream's error if the tap is destroyed
+   * before that (a source, destination or abort error in a pipeline), or
+   * with EIO if it is destroyed without one.
+   */
   readonly dna: Promise<Dna>;
 }
 
@@ -280,6 +285,7 @@ export class DnaDigest {
    */
   static async verify(path: string, options: Omit<DnaFileOptions, 'algorithm'> = {}): Promise<DnaVerifyResult> {
     checkOptionKeys('DnaDigest.verify', options, ['signal', 'onProgress']);
+    throwIfAborted(options.signal);
     const expected = await DnaDigest.readSidecar(path);
     const actual = await DnaDigest.ofFile(path, { ...options, algorithm: expected.algorithm });
     return { path, ok: dnaEqual(expected, actual), expected, actual };

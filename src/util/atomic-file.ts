@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { link, lstat, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -27,6 +27,41 @@ export interface AtomicFileOptions {
   noOverwrite?: boolean;
   /** Cancels the open. */
   signal?: AbortSignal;
+}
+
+/** Whether anything (a file, a directory, even a dangling link) is at `path`. */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw fromFsError(err, 'stat', path);
+  }
+}
+
+/**
+ * Moves `from` onto `to` only if nothing is at `to`, atomically: a hard link
+ * fails with EEXIST when the name is taken, where a check then a rename
+ * would race. On file systems without hard links it falls back to check,
+ * then rename.
+ */
+async function renameNoOverwrite(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new StowageError('EEXIST', `Refusing to overwrite ${to}: it appeared while writing.`, { details: { path: to }, cause: err });
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EMLINK') throw fromFsError(err, 'link', from);
+    if (await exists(to)) throw new StowageError('EEXIST', `Refusing to overwrite ${to}: it appeared while writing.`, { details: { path: to } });
+    try {
+      await rename(from, to);
+    } catch (err2) {
+      throw fromFsError(err2, 'rename', from);
+    }
+    return;
+  }
+  await unlink(from).catch(() => {});
 }
 
 async function writeAll(handle: FileHandle, buf: Uint8Array, path: string): Promise<void> {
@@ -105,15 +140,8 @@ export class AtomicFile {
    */
   static async open(path: string, options: AtomicFileOptions = {}): Promise<AtomicFile> {
     throwIfAborted(options.signal);
-    if (options.noOverwrite) {
-      const exists = await open(path, 'r').then(
-        async (h) => {
-          await h.close();
-          return true;
-        },
-        () => false,
-      );
-      if (exists) throw new StowageError('EEXIST', `Refusing to overwrite ${path}: it already exists.`, { details: { path } });
+    if (options.noOverwrite && (await exists(path))) {
+      throw new StowageError('EEXIST', `Refusing to overwrite ${path}: it already exists.`, { details: { path } });
     }
     let handle: FileHandle;
     try {
@@ -179,19 +207,13 @@ export class AtomicFile {
       await this.#handle.close();
       this.#state = 'committed';
       if (this.#noOverwrite) {
-        const exists = await open(this.path, 'r').then(
-          async (h) => {
-            await h.close();
-            return true;
-          },
-          () => false,
-        );
-        if (exists) throw new StowageError('EEXIST', `Refusing to overwrite ${this.path}: it appeared while writing.`, { details: { path: this.path } });
-      }
-      try {
-        await rename(this.partPath, this.path);
-      } catch (err) {
-        throw fromFsError(err, 'rename', this.partPath);
+        await renameNoOverwrite(this.partPath, this.path);
+      } else {
+        try {
+          await rename(this.partPath, this.path);
+        } catch (err) {
+          throw fromFsError(err, 'rename', this.partPath);
+        }
       }
       await fsyncDir(dirname(this.path));
     } catch (err) {
