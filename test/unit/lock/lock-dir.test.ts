@@ -1,0 +1,527 @@
+/**
+ * LockDir in one process, on the real file system: acquire/release, live
+ * and stale owners, takeover races made deterministic by a LockFs that
+ * runs a step of a rival at the exact moment it matters, heartbeat and the
+ * lost-lock signal, withLock/close, abort, options, inspect.
+ */
+import { spawn } from 'node:child_process';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StowageError } from '../../../src/errors.js';
+import { LockDir, localLockFs, type LockFs, type LockOwner } from '../../../src/lock/index.js';
+import { makeTempDir, type TempDir } from '../../support/tmp.js';
+
+let tmp: TempDir;
+let parent: string;
+const open: LockDir[] = [];
+
+beforeEach(() => {
+  tmp = makeTempDir('lock');
+  parent = tmp.path;
+});
+afterEach(async () => {
+  for (const l of open.splice(0)) await l.close().catch(() => {});
+  await tmp.remove();
+});
+
+function lockOf(options: ConstructorParameters<typeof LockDir>[1] = {}, dir = parent): LockDir {
+  const l = new LockDir(dir, options);
+  open.push(l);
+  return l;
+}
+
+const lockedDir = (): string => join(parent, 'LOCKED');
+const ownerFile = (): string => join(parent, 'LOCKED', 'owner.json');
+const readOwner = async (): Promise<LockOwner> => JSON.parse(await readFile(ownerFile(), 'utf8')) as LockOwner;
+
+/** Plants a lock by hand, as another process or host would have left it. */
+async function plant(owner: Partial<LockOwner>, ageMs = 0): Promise<LockOwner> {
+  const full: LockOwner = { host: hostname(), pid: process.pid, purpose: 'planted', since: new Date().toISOString(), token: 'a'.repeat(32), ...owner };
+  await mkdir(lockedDir());
+  await writeFile(ownerFile(), JSON.stringify(full));
+  if (ageMs > 0) await age(ownerFile(), ageMs);
+  return full;
+}
+
+async function age(path: string, ms: number): Promise<void> {
+  const t = new Date(Date.now() - ms);
+  await utimes(path, t, t);
+}
+
+async function deadPid(): Promise<number> {
+  const p = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => p.once('exit', resolve));
+  return p.pid!;
+}
+
+async function rejection(p: Promise<unknown>): Promise<StowageError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StowageError);
+  return err as StowageError;
+}
+
+function aborted(signal: AbortSignal, ms: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return resolve(signal.reason);
+    const t = setTimeout(() => reject(new Error(`signal not aborted within ${ms} ms`)), ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve(signal.reason);
+    });
+  });
+}
+
+/** A LockFs over the local one that runs `before` once, just before the first call matching `when`. */
+function withHook(when: (op: keyof LockFs, args: unknown[]) => boolean, before: () => Promise<void>): LockFs {
+  let fired = false;
+  const hooked = {} as Record<keyof LockFs, (...a: unknown[]) => Promise<unknown>>;
+  for (const op of Object.keys(localLockFs) as (keyof LockFs)[]) {
+    hooked[op] = async (...args: unknown[]) => {
+      if (!fired && when(op, args)) {
+        fired = true;
+        await before();
+      }
+      return (localLockFs[op] as (...a: unknown[]) => Promise<unknown>)(...args);
+    };
+  }
+  return hooked as unknown as LockFs;
+}
+
+describe('LockDir acquire and release', () => {
+  it('creates LOCKED/owner.json { host, pid, purpose, since, token } and release removes everything', async () => {
+    const lock = lockOf({ purpose: 'nightly backup' });
+    expect(lock.held).toBe(false);
+    expect(lock.path).toBe(lockedDir());
+    const before = Date.now();
+    await lock.acquire();
+    expect(lock.held).toBe(true);
+    const owner = await readOwner();
+    expect(owner).toEqual(lock.owner);
+    expect(Object.keys(owner).sort()).toEqual(['host', 'pid', 'purpose', 'since', 'token']);
+    expect(owner).toMatchObject({ host: hostname(), pid: process.pid, purpose: 'nightly backup' });
+    expect(owner.token).toMatch(/^[0-9a-f]{32}$/);
+    expect(Date.parse(owner.since)).toBeGreaterThanOrEqual(before - 1000);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+
+    await lock.release();
+    expect(lock.held).toBe(false);
+    expect(lock.owner).toBeUndefined();
+    expect(await readdir(parent)).toEqual([]);
+    await lock.release(); // not held: nothing to do
+
+    await lock.acquire();
+    expect(lock.owner?.token).not.toBe(owner.token);
+    await lock.release();
+  });
+
+  it('a live owner makes acquire fail with ELOCKED naming the owner; waitMs 0 tries once, waitMs waits that long', async () => {
+    const a = lockOf({ purpose: 'first' });
+    await a.acquire();
+    const b = lockOf();
+    let t = Date.now();
+    const err = await rejection(b.acquire());
+    expect(Date.now() - t).toBeLessThan(1000);
+    expect(err.code).toBe('ELOCKED');
+    expect(err.retryable).toBe(true);
+    expect(err.details['owner']).toEqual(a.owner);
+    expect(err.message).toContain('first');
+
+    t = Date.now();
+    expect((await rejection(b.acquire({ waitMs: 300, pollMs: 20 }))).code).toBe('ELOCKED');
+    expect(Date.now() - t).toBeGreaterThanOrEqual(295);
+    expect(b.held).toBe(false);
+    expect(await readOwner()).toEqual(a.owner);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+  });
+
+  it('a waiting acquire gets the lock once the owner releases', async () => {
+    const a = lockOf();
+    await a.acquire();
+    const b = lockOf();
+    setTimeout(() => void a.release(), 100);
+    await b.acquire({ waitMs: 5_000, pollMs: 10 });
+    expect(b.held).toBe(true);
+    expect(a.held).toBe(false);
+    expect(await readOwner()).toEqual(b.owner);
+  });
+
+  it('is not re-entrant: a second acquire on the same object is ELOCKED', async () => {
+    const a = lockOf();
+    await a.acquire();
+    const err = await rejection(a.acquire());
+    expect(err.code).toBe('ELOCKED');
+    expect(a.held).toBe(true);
+  });
+
+  it('fails with ENOT_FOUND when the parent directory does not exist, creating nothing', async () => {
+    const lock = lockOf({}, join(parent, 'missing'));
+    expect((await rejection(lock.acquire({ waitMs: 1000 }))).code).toBe('ENOT_FOUND');
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('honours the name option', async () => {
+    const lock = lockOf({ name: 'BUSY' });
+    await lock.acquire();
+    expect(await readdir(parent)).toEqual(['BUSY']);
+    expect(await LockDir.inspect(parent, { name: 'BUSY' })).toMatchObject({ locked: true, owner: lock.owner });
+    expect(await LockDir.inspect(parent)).toMatchObject({ locked: false });
+  });
+});
+
+describe('LockDir staleness and takeover', () => {
+  it('takes over at once a lock whose owner process on this host is gone', async () => {
+    const theirs = await plant({ pid: await deadPid() });
+    expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, stale: true, reason: 'owner-dead', owner: theirs });
+    const seen: unknown[] = [];
+    const onTakeover = (m: unknown): void => void seen.push(m);
+    subscribe('stowage:lock:takeover', onTakeover);
+    const lock = lockOf();
+    try {
+      await lock.acquire();
+    } finally {
+      unsubscribe('stowage:lock:takeover', onTakeover);
+    }
+    expect(await readOwner()).toEqual(lock.owner);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+    expect(seen).toEqual([{ path: lock.path, previous: theirs, reason: 'owner-dead', owner: lock.owner }]);
+  });
+
+  it('an owner on another host is judged by its heartbeat only', async () => {
+    // A pid that is gone here; on another host it means nothing.
+    const theirs = await plant({ host: 'elsewhere.example.org', pid: await deadPid() });
+    const lock = lockOf({ staleMs: 1_000 });
+    const err = await rejection(lock.acquire());
+    expect(err.code).toBe('ELOCKED');
+    expect(err.details['owner']).toEqual(theirs);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: false });
+
+    await age(ownerFile(), 5_000);
+    const seen = await LockDir.inspect(parent, { staleMs: 1_000 });
+    expect(seen).toMatchObject({ locked: true, stale: true, reason: 'heartbeat-expired', owner: theirs });
+    expect(seen.ageMs).toBeGreaterThanOrEqual(4_900);
+    await lock.acquire();
+    expect(await readOwner()).toEqual(lock.owner);
+  });
+
+  it('a live owner on this host whose heartbeat is older than staleMs is stale', async () => {
+    await plant({ pid: process.pid }, 5_000);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ stale: true, reason: 'heartbeat-expired' });
+    expect(await LockDir.inspect(parent, { staleMs: 10_000 })).toMatchObject({ stale: false });
+    const lock = lockOf({ staleMs: 1_000 });
+    await lock.acquire();
+    expect(await readOwner()).toEqual(lock.owner);
+  });
+
+  it('a lock directory without owner.json is held while young (its creator is writing it) and stale once older than staleMs', async () => {
+    await mkdir(lockedDir());
+    const lock = lockOf({ staleMs: 1_000 });
+    const err = await rejection(lock.acquire({ waitMs: 100, pollMs: 10 }));
+    expect(err.code).toBe('ELOCKED');
+    expect(err.details['owner']).toBeUndefined();
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: false });
+    expect((await LockDir.inspect(parent, { staleMs: 1_000 })).owner).toBeUndefined();
+
+    await age(lockedDir(), 5_000);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: true, reason: 'owner-file-missing' });
+    await lock.acquire();
+    expect(await readOwner()).toEqual(lock.owner);
+  });
+
+  it('an unreadable owner.json is held while young and taken over once older than staleMs', async () => {
+    await mkdir(lockedDir());
+    await writeFile(ownerFile(), '{"host": "half-writ');
+    const lock = lockOf({ staleMs: 1_000 });
+    expect((await rejection(lock.acquire())).code).toBe('ELOCKED');
+    await age(ownerFile(), 5_000);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: true, reason: 'owner-file-unreadable' });
+    await lock.acquire();
+    expect(await readOwner()).toEqual(lock.owner);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+  });
+
+  it('when a rival takes over the same stale lock first, the late contender puts the rival\'s owner file back and reports ELOCKED', async () => {
+    await plant({ pid: await deadPid() });
+    const rival = lockOf();
+    // The late contender has judged the lock stale; just before it renames
+    // owner.json away, the rival completes its own takeover.
+    const fs = withHook(
+      (op, args) => op === 'rename' && String(args[0]).endsWith('/owner.json'),
+      () => rival.acquire(),
+    );
+    const late = lockOf({ fs });
+    const err = await rejection(late.acquire());
+    expect(err.code).toBe('ELOCKED');
+    expect(err.details['owner']).toEqual(rival.owner);
+    expect(rival.held).toBe(true);
+    expect(await readOwner()).toEqual(rival.owner);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+    expect(rival.signal.aborted).toBe(false);
+    await rival.release();
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('an owner that refreshes its heartbeat after being judged stale keeps its lock', async () => {
+    const theirs = await plant({ host: 'elsewhere.example.org' }, 5_000);
+    const fs = withHook(
+      (op, args) => op === 'rename' && String(args[0]).endsWith('/owner.json'),
+      () => utimes(ownerFile(), new Date(), new Date()),
+    );
+    const late = lockOf({ staleMs: 1_000, fs });
+    const err = await rejection(late.acquire());
+    expect(err.code).toBe('ELOCKED');
+    expect(await readOwner()).toEqual(theirs);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+  });
+
+  it('of two contenders that both find a lock without owner file and old, exactly one gets it', async () => {
+    await mkdir(lockedDir());
+    await age(lockedDir(), 5_000);
+    const a = lockOf({ staleMs: 1_000 });
+    const b = lockOf({ staleMs: 1_000 });
+    const results = await Promise.allSettled([a.acquire(), b.acquire()]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const winner = a.held ? a : b;
+    expect([a.held, b.held].filter(Boolean)).toHaveLength(1);
+    expect(await readOwner()).toEqual(winner.owner);
+  });
+});
+
+describe('LockDir lost locks and the heartbeat', () => {
+  it('release after being taken over is ELOCK_LOST and leaves the new owner alone', async () => {
+    const a = lockOf({ staleMs: 1_000, heartbeatMs: 900 });
+    await a.acquire();
+    await age(ownerFile(), 5_000); // as if a had been paused for 5 s
+    const b = lockOf({ staleMs: 1_000 });
+    await b.acquire();
+    const err = await rejection(a.release());
+    expect(err.code).toBe('ELOCK_LOST');
+    expect(err.details['owner']).toEqual(b.owner);
+    expect(a.signal.aborted).toBe(true);
+    expect(a.signal.reason).toBe(err);
+    expect(a.held).toBe(false);
+    expect(await readOwner()).toEqual(b.owner);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+    expect(b.signal.aborted).toBe(false);
+    await a.release(); // the loss was reported once
+  });
+
+  it('the signal aborts with ELOCK_LOST when owner.json is replaced under us', async () => {
+    const lock = lockOf({ staleMs: 2_000, heartbeatMs: 20 });
+    await lock.acquire();
+    const signal = lock.signal;
+    expect(signal.aborted).toBe(false);
+    const intruder: LockOwner = { host: 'elsewhere.example.org', pid: 4242, purpose: 'intruder', since: new Date().toISOString(), token: 'b'.repeat(32) };
+    await rm(ownerFile());
+    await writeFile(ownerFile(), JSON.stringify(intruder));
+    const reason = (await aborted(signal, 3_000)) as StowageError;
+    expect(reason).toBeInstanceOf(StowageError);
+    expect(reason.code).toBe('ELOCK_LOST');
+    expect(reason.details['owner']).toEqual(intruder);
+    expect(lock.held).toBe(false);
+    expect((await rejection(lock.release())).code).toBe('ELOCK_LOST');
+    expect(await readOwner()).toEqual(intruder);
+  });
+
+  it('the signal aborts with ELOCK_LOST when the lock directory vanishes', async () => {
+    const lock = lockOf({ staleMs: 2_000, heartbeatMs: 20 });
+    await lock.acquire();
+    await rm(lockedDir(), { recursive: true });
+    const reason = (await aborted(lock.signal, 3_000)) as StowageError;
+    expect(reason.code).toBe('ELOCK_LOST');
+    expect(reason.message).toContain('disappeared');
+  });
+
+  it('the heartbeat refreshes owner.json, so a live holder is never stale', async () => {
+    const a = lockOf({ staleMs: 600, heartbeatMs: 25 });
+    await a.acquire();
+    await age(ownerFile(), 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(Date.now() - (await stat(ownerFile())).mtimeMs).toBeLessThan(1_000);
+    // Without a heartbeat, a holder of this process is stale after 600 ms
+    // (the planted-age test above); b waits twice that in vain.
+    const b = lockOf({ staleMs: 600 });
+    const err = await rejection(b.acquire({ waitMs: 1_200, pollMs: 20 }));
+    expect(err.code).toBe('ELOCKED');
+    expect(Date.now() - (await stat(ownerFile())).mtimeMs).toBeLessThan(1_000);
+    expect(a.signal.aborted).toBe(false);
+    expect(await readOwner()).toEqual(a.owner);
+  });
+});
+
+describe('LockDir.withLock and close', () => {
+  it('runs fn under the lock, passes a live signal, returns its value and releases', async () => {
+    const lock = lockOf();
+    const result = await lock.withLock(async (signal) => {
+      expect(signal.aborted).toBe(false);
+      expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, owner: lock.owner });
+      return 42;
+    });
+    expect(result).toBe(42);
+    expect(lock.held).toBe(false);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('releases when fn throws, and rethrows fn\'s error', async () => {
+    const lock = lockOf();
+    const boom = new Error('boom');
+    await expect(
+      lock.withLock(() => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect(lock.held).toBe(false);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('the signal given to fn also aborts with the caller\'s signal', async () => {
+    const lock = lockOf();
+    const ctrl = new AbortController();
+    const reason = new Error('stop');
+    await expect(
+      lock.withLock(
+        async (signal) => {
+          ctrl.abort(reason);
+          expect(signal.aborted).toBe(true);
+          throw signal.reason;
+        },
+        { signal: ctrl.signal },
+      ),
+    ).rejects.toBe(reason);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('close() and Symbol.asyncDispose release the lock', async () => {
+    const a = lockOf();
+    await a.acquire();
+    await a.close();
+    expect(await readdir(parent)).toEqual([]);
+    await a.close();
+    {
+      await using b = lockOf();
+      await b.acquire();
+      expect(await readdir(parent)).toEqual(['LOCKED']);
+    }
+    expect(await readdir(parent)).toEqual([]);
+  });
+});
+
+describe('LockDir abort', () => {
+  it('an acquire aborted before it starts rejects with the reason and creates nothing', async () => {
+    const reason = new Error('cancelled');
+    const lock = lockOf();
+    await expect(lock.acquire({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    await expect(lock.withLock(() => 1, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(await readdir(parent)).toEqual([]);
+    expect(lock.held).toBe(false);
+  });
+
+  it('an acquire aborted while waiting rejects promptly and leaves the owner alone', async () => {
+    const a = lockOf();
+    await a.acquire();
+    const b = lockOf();
+    const ctrl = new AbortController();
+    const reason = new Error('cancelled');
+    setTimeout(() => ctrl.abort(reason), 100);
+    const t = Date.now();
+    await expect(b.acquire({ waitMs: 10_000, pollMs: 20, signal: ctrl.signal })).rejects.toBe(reason);
+    expect(Date.now() - t).toBeLessThan(2_000);
+    expect(b.held).toBe(false);
+    expect(await readOwner()).toEqual(a.owner);
+    await a.release();
+    await b.acquire();
+    expect(b.held).toBe(true);
+  });
+});
+
+describe('LockDir options', () => {
+  it('unknown or bad options are EBAD_CONFIG naming the option', async () => {
+    const bad = (f: () => unknown): StowageError => {
+      try {
+        f();
+      } catch (err) {
+        expect(err).toBeInstanceOf(StowageError);
+        expect((err as StowageError).code).toBe('EBAD_CONFIG');
+        return err as StowageError;
+      }
+      throw new Error('no error thrown');
+    };
+    const e = bad(() => new LockDir(parent, { stalems: 5 } as never));
+    expect(e.message).toContain('"stalems"');
+    expect(e.details['suggestion']).toBe('staleMs');
+    expect(bad(() => new LockDir(parent, { staleMs: 1000, heartbeatMs: 1000 })).details['option']).toBe('heartbeatMs');
+    expect(bad(() => new LockDir(parent, { staleMs: 0 })).details['option']).toBe('staleMs');
+    expect(bad(() => new LockDir(parent, { name: 'a/b' })).details['option']).toBe('name');
+    expect(bad(() => new LockDir(parent, { name: '..' })).details['option']).toBe('name');
+    expect(bad(() => new LockDir(parent, { purpose: 7 as never })).details['option']).toBe('purpose');
+    expect(bad(() => new LockDir(parent, { fs: { mkdir: async () => {} } as never })).message).toContain('createFile');
+    expect(bad(() => new LockDir('')).details['option']).toBe('parentDir');
+
+    const lock = lockOf();
+    expect((await rejection(lock.acquire({ wait: 5 } as never))).details['suggestion']).toBe('waitMs');
+    expect((await rejection(lock.acquire({ waitMs: -1 }))).details['option']).toBe('waitMs');
+    expect((await rejection(lock.acquire({ pollMs: 0 }))).details['option']).toBe('pollMs');
+    expect((await rejection(lock.withLock(() => 1, { poll: 1 } as never))).code).toBe('EBAD_CONFIG');
+    expect((await rejection(LockDir.inspect(parent, { purpose: 'x' } as never))).code).toBe('EBAD_CONFIG');
+    expect(await readdir(parent)).toEqual([]);
+  });
+});
+
+describe('LockDir.inspect', () => {
+  it('reports an absent, a held and a stale lock without changing anything', async () => {
+    expect(await LockDir.inspect(parent)).toEqual({ path: lockedDir(), locked: false, stale: false, ageMs: 0 });
+    expect(await LockDir.inspect(join(parent, 'missing'))).toMatchObject({ locked: false });
+
+    const lock = lockOf({ heartbeatMs: 10_000 });
+    await lock.acquire();
+    const held = await LockDir.inspect(parent);
+    expect(held).toMatchObject({ path: lockedDir(), locked: true, stale: false, owner: lock.owner });
+    expect(held.reason).toBeUndefined();
+    expect(held.ageMs).toBeLessThan(5_000);
+    await lock.release();
+
+    const theirs = await plant({ pid: await deadPid() }, 3_000);
+    const before = { list: await readdir(lockedDir()), mtime: (await stat(ownerFile())).mtimeMs, dirMtime: (await stat(lockedDir())).mtimeMs };
+    const stale = await LockDir.inspect(parent);
+    expect(stale).toMatchObject({ locked: true, stale: true, reason: 'owner-dead', owner: theirs });
+    expect(stale.ageMs).toBeGreaterThanOrEqual(2_900);
+    expect({ list: await readdir(lockedDir()), mtime: (await stat(ownerFile())).mtimeMs, dirMtime: (await stat(lockedDir())).mtimeMs }).toEqual(before);
+    expect(await readOwner()).toEqual(theirs);
+  });
+});
+
+describe('LockDir on another LockFs', () => {
+  it('plants the lock through the given operations, with "/"-separated paths of that tree', async () => {
+    // A "remote" tree: paths under /remote map onto the temp folder.
+    const calls: string[] = [];
+    const map = (p: string): string => {
+      expect(p.startsWith('/remote/')).toBe(true);
+      return join(parent, p.slice('/remote/'.length));
+    };
+    const remote: LockFs = {
+      mkdir: (p) => (calls.push('mkdir'), localLockFs.mkdir(map(p))),
+      createFile: (p, d) => (calls.push('createFile'), localLockFs.createFile(map(p), d)),
+      readFile: (p) => (calls.push('readFile'), localLockFs.readFile(map(p))),
+      rename: (a, b) => (calls.push('rename'), localLockFs.rename(map(a), map(b))),
+      remove: (p) => (calls.push('remove'), localLockFs.remove(map(p))),
+      stat: (p) => (calls.push('stat'), localLockFs.stat(map(p))),
+      setMtime: (p, t) => (calls.push('setMtime'), localLockFs.setMtime(map(p), t)),
+    };
+    await mkdir(join(parent, 'tree'));
+    const lock = lockOf({ fs: remote, staleMs: 1_000, heartbeatMs: 20 }, '/remote/tree');
+    expect(lock.path).toBe('/remote/tree/LOCKED');
+    await lock.acquire();
+    expect(JSON.parse(await readFile(join(parent, 'tree', 'LOCKED', 'owner.json'), 'utf8'))).toEqual(lock.owner);
+    expect(await LockDir.inspect('/remote/tree', { fs: remote })).toMatchObject({ locked: true, owner: lock.owner });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(calls).toContain('setMtime');
+    await lock.release();
+    expect(await readdir(join(parent, 'tree'))).toEqual([]);
+    expect(calls.slice(0, 2)).toEqual(['mkdir', 'createFile']);
+  });
+});
