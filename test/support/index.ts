@@ -14,7 +14,7 @@
  *
  * @module
  */
-export { freePort, isPortInUse, withFreePort } from './ports.js';
+export { freePort, isPortInUse, onPort, withFreePort } from './ports.js';
 export {
   childrenOf,
   currentUser,

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection, type Connection, type ConnectionOptions } from 'mysql2/promise';
-import { withFreePort } from './ports.js';
+import { onPort } from './ports.js';
 import { isRoot, requireBinary, run, spawnServer, waitFor, type ServerProcess } from './proc.js';
 import { makeTempDir } from './tmp.js';
 
@@ -27,6 +27,11 @@ export interface MariadbOptions {
   readonly password?: string;
   /** Extra `mariadbd` arguments, e.g. `['--log-bin=binlog', '--server-id=1']`. */
   readonly extraArgs?: readonly string[];
+  /**
+   * Listen on this port instead of a free one (e.g. to restart a server
+   * where clients expect it). A taken port is then an error, not retried.
+   */
+  readonly port?: number;
   /** How long to wait for the server to accept connections (default 30 s). */
   readonly startTimeoutMs?: number;
 }
@@ -166,7 +171,7 @@ export async function startMariadb(opts: MariadbOptions = {}): Promise<MariadbSe
       { timeoutMs: 120_000 },
     );
 
-    const { port, proc } = await withFreePort(async (port) => {
+    const { port, proc } = await onPort(opts.port, async (port) => {
       const { writeFileSync } = await import('node:fs');
       writeFileSync(logPath, ''); // a fresh log per attempt, so a retry is judged on its own output
       const proc = spawnServer({

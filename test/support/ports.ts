@@ -57,3 +57,16 @@ export async function withFreePort<T>(start: (port: number) => Promise<T>, attem
   }
   throw new Error(`no free port after ${attempts} attempts`, { cause: last });
 }
+
+/**
+ * Starts on `port` when given (no retry: a taken port is the caller's
+ * problem and the error says so), else on a free port via {@link withFreePort}.
+ *
+ * @param port - a fixed port, or undefined for any free one
+ * @param start - starts a server on the given port
+ */
+export function onPort<T>(port: number | undefined, start: (port: number) => Promise<T>): Promise<T> {
+  if (port === undefined) return withFreePort(start);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) return Promise.reject(new Error(`bad port ${String(port)}`));
+  return start(port);
+}

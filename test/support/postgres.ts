@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { withFreePort } from './ports.js';
+import { onPort } from './ports.js';
 import {
   isRoot,
   lookupUser,
@@ -50,6 +50,11 @@ export interface PostgresOptions {
   readonly settings?: Readonly<Record<string, PostgresSetting>>;
   /** Extra `initdb` arguments. */
   readonly initdbArgs?: readonly string[];
+  /**
+   * Listen on this port instead of a free one (e.g. to restart a server
+   * where clients expect it). A taken port is then an error, not retried.
+   */
+  readonly port?: number;
   /** How long to wait for the server to accept connections (default 30 s). */
   readonly startTimeoutMs?: number;
 }
@@ -252,7 +257,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     };
     const settingArgs = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)}`]);
 
-    const { port, proc } = await withFreePort(async (port) => {
+    const { port, proc } = await onPort(opts.port, async (port) => {
       writeFileSync(logPath, ''); // a fresh log per attempt, so a retry is judged on its own output
       const proc = spawnServer({
         name: 'postgres',

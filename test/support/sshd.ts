@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { withFreePort } from './ports.js';
+import { onPort } from './ports.js';
 import {
   childrenOf,
   currentUser,
@@ -47,6 +47,11 @@ export interface SshdOptions {
   readonly logLevel?: 'QUIET' | 'FATAL' | 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG' | 'DEBUG1' | 'DEBUG2' | 'DEBUG3';
   /** Extra sshd_config lines, appended verbatim. */
   readonly extraConfig?: readonly string[];
+  /**
+   * Listen on this port instead of a free one (e.g. to restart a server
+   * where clients expect it). A taken port is then an error, not retried.
+   */
+  readonly port?: number;
   /** How long to wait for the server to accept connections (default 15 s). */
   readonly startTimeoutMs?: number;
 }
@@ -196,7 +201,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
     const knownHostsPath = join(etc, 'known_hosts');
     const wrongKnownHostsPath = join(etc, 'known_hosts.wrong');
 
-    const { port, proc } = await withFreePort(async (port) => {
+    const { port, proc } = await onPort(opts.port, async (port) => {
       const config = [
         `Port ${port}`,
         'ListenAddress 127.0.0.1',
