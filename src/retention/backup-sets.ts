@@ -1,0 +1,595 @@
+/**
+ * Dated backup sets on any Transport: a tree `YYYY/MM/DD/HHMMSS/` whose
+ * leaf folders each hold one backup (tarballs and their `.dna` sidecars),
+ * with a `last` link beside the year folders.
+ *
+ * A set's time is its path read as wall-clock time in a time zone (the
+ * machine's local zone by default), so a tree written by a cron job on a
+ * host in Europe/Berlin is read back the same way anywhere. Names that do
+ * not fit the layout are ignored with a warning, never touched. A set that
+ * sits in a tree holding a `LOCKED` directory (at the root, in a year,
+ * month or day folder, or in the set itself) is being written by someone:
+ * it is reported with `lockedBy` and left alone by every destructive step.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
+import { SIDECAR_SUFFIX, dnaEqual, parseSidecar, type Dna } from '../dna/dna-digest.js';
+import { StowageError, warnOrThrow, type StowageErrorCode, type WarningCallback } from '../errors.js';
+import { posixJoin } from '../transport/put-source.js';
+import type { Transport, TransportEntry } from '../transport/transport.js';
+import { throwIfAborted } from '../util/abort.js';
+import { PART_SUFFIX } from '../util/atomic-file.js';
+import { checkOptionKeys } from '../util/options.js';
+import { checkTimeZone, daysInMonth, instantOf, localTimeZone, pad, wallTime } from './calendar.js';
+
+/** Prefix of a set (or collapsed `last` folder) renamed away before its recursive removal. */
+export const TRASH_PREFIX = '.stowage-trash-';
+/** Prefix of a temporary symlink made before it is renamed over `last`. */
+export const TEMP_LINK_PREFIX = '.stowage-tmp-';
+
+/**
+ * Code of the warning for a name that does not fit the `YYYY/MM/DD/HHMMSS`
+ * layout: most often the directory given is not a backup tree at all.
+ */
+const LAYOUT_WARNING: StowageErrorCode = 'EBAD_CONFIG';
+
+/** One dated backup set found on a transport. */
+export interface BackupSet {
+  /** The set's path relative to the tree: `2026/11/22/031500`. Unique within a tree. */
+  readonly id: string;
+  /** The set's full path on the transport. */
+  readonly path: string;
+  /** When the set was made: its path read in the tree's time zone. */
+  readonly time: Date;
+  /**
+   * The `LOCKED` directory that covers the set (in the set, one of its
+   * parents, or the tree's root), when there is one that is not the
+   * caller's own: the set is being written and nothing may touch it.
+   */
+  readonly lockedBy?: string;
+}
+
+/** Options of {@link listBackupSets}. */
+export interface ListBackupSetsOptions {
+  /** IANA time zone the folder names are written in (default: the machine's local zone). */
+  timeZone?: string;
+  /** Name of the link beside the year folders, ignored silently (default `last`). */
+  linkName?: string;
+  /**
+   * The `token` of a lock the caller holds itself (`LOCKED/owner.json`):
+   * a `LOCKED` directory with this token does not count as a foreign lock,
+   * so a script that locks the whole tree can still prune it.
+   */
+  ownLockToken?: string;
+  /** Names that do not fit the layout, and locked trees, are reported here. */
+  onWarning?: WarningCallback;
+  /** Throw on the first warning instead. */
+  strict?: boolean;
+  /** Cancels the listing. */
+  signal?: AbortSignal;
+}
+
+/** Resolved discovery options shared by apply, free-space mode and the last link. */
+export interface TreeOptions {
+  readonly timeZone: string;
+  readonly linkName: string;
+  readonly ownLockToken: string | undefined;
+  readonly onWarning: WarningCallback | undefined;
+  readonly strict: boolean;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** What lock checks need: the caller's own lock token and the signal. */
+export type LockOptions = Pick<TreeOptions, 'ownLockToken' | 'signal'>;
+
+/** What a walk of a backup tree found. */
+export interface BackupTree {
+  /** Every set, oldest first (ties by id). */
+  readonly sets: BackupSet[];
+  /** Leftover trash folders and temporary links from an interrupted run, with their lock if any. */
+  readonly leftovers: { readonly path: string; readonly lockedBy?: string }[];
+}
+
+/**
+ * Checks a link or file name used inside the tree: one path segment.
+ *
+ * @param where - the function, for the message
+ * @param option - the option name
+ * @param value - the value
+ */
+export function checkSegment(where: string, option: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '' || value === '.' || value === '..' || value.includes('/') || value.includes('\0')) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "${option}" must be a single file name (no "/"), got ${JSON.stringify(value) ?? String(value)}.`, {
+      details: { where, option, value },
+    });
+  }
+  return value;
+}
+
+/**
+ * Validates the discovery options shared by the tree operations.
+ *
+ * @param where - the function, for messages
+ * @param o - the caller's options
+ */
+export function resolveTreeOptions(where: string, o: ListBackupSetsOptions): TreeOptions {
+  if (o.ownLockToken !== undefined && (typeof o.ownLockToken !== 'string' || o.ownLockToken === '')) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "ownLockToken" must be a non-empty string.`, { details: { where, option: 'ownLockToken' } });
+  }
+  if (o.onWarning !== undefined && typeof o.onWarning !== 'function') {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "onWarning" must be a function.`, { details: { where, option: 'onWarning' } });
+  }
+  return Object.freeze({
+    timeZone: o.timeZone === undefined ? localTimeZone() : checkTimeZone(where, 'timeZone', o.timeZone),
+    linkName: checkSegment(where, 'linkName', o.linkName ?? 'last'),
+    ownLockToken: o.ownLockToken,
+    onWarning: o.onWarning,
+    strict: o.strict ?? false,
+    signal: o.signal,
+  });
+}
+
+/**
+ * The folder path `YYYY/MM/DD/HHMMSS` of a backup made at `time`, on the
+ * wall clock of `timeZone` (default: the machine's local zone). Use it to
+ * name new sets so that {@link listBackupSets} reads them back.
+ *
+ * @param time - when the backup was made
+ * @param options - `timeZone`
+ *
+ * @example
+ * ```ts
+ * backupSetPath(new Date('2026-11-22T02:15:00Z'), { timeZone: 'Europe/Berlin' }); // '2026/11/22/031500'
+ * ```
+ */
+export function backupSetPath(time: Date | number, options: { timeZone?: string } = {}): string {
+  checkOptionKeys('backupSetPath', options, ['timeZone']);
+  const t = typeof time === 'number' ? time : time instanceof Date ? time.getTime() : NaN;
+  if (!Number.isFinite(t)) throw new StowageError('EBAD_CONFIG', `backupSetPath: time must be a valid Date or epoch milliseconds, got ${String(time)}.`, { details: { value: time } });
+  const tz = options.timeZone === undefined ? localTimeZone() : checkTimeZone('backupSetPath', 'timeZone', options.timeZone);
+  const w = wallTime(t, tz);
+  if (w.year < 1000 || w.year > 9999) throw new StowageError('EBAD_CONFIG', `backupSetPath: year ${w.year} does not fit the YYYY layout.`, { details: { value: time } });
+  return `${pad(w.year, 4)}/${pad(w.month, 2)}/${pad(w.day, 2)}/${pad(w.hour, 2)}${pad(w.minute, 2)}${pad(w.second, 2)}`;
+}
+
+/**
+ * Reads a small far file whole (sidecars, lock owner files); refuses files
+ * larger than `max` bytes.
+ *
+ * @param t - the transport
+ * @param path - the far file
+ * @param max - the largest size accepted
+ * @param signal - cancels the read
+ * @param tooLarge - the error code for a file larger than `max`
+ */
+export async function readSmall(t: Transport, path: string, max: number, signal: AbortSignal | undefined, tooLarge: StowageErrorCode = 'EIO'): Promise<string> {
+  throwIfAborted(signal);
+  const stream = t.createReadStream(path, signal ? { signal } : {});
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > max) throw new StowageError(tooLarge, `${path} is larger than ${max} bytes; not a sidecar or lock file.`, { details: { path, max } });
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    if (err instanceof StowageError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new StowageError('ENOT_FOUND', `Cannot read ${path}: it does not exist.`, { details: { path }, cause: err });
+    throw new StowageError('EIO', `Cannot read ${path}: ${(err as Error).message}`, { details: { path }, cause: err });
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Whether the `LOCKED` directory at `lockPath` belongs to someone else: it
+ * does unless `ownLockToken` is given and its `owner.json` carries that
+ * token. An unreadable owner file counts as foreign (the safe side).
+ */
+async function isForeignLock(t: Transport, lockPath: string, o: LockOptions): Promise<boolean> {
+  if (o.ownLockToken === undefined) return true;
+  try {
+    const owner = JSON.parse(await readSmall(t, posixJoin(lockPath, 'owner.json'), 64 * 1024, o.signal)) as { token?: unknown };
+    return owner.token !== o.ownLockToken;
+  } catch {
+    if (o.signal?.aborted) throw o.signal.reason;
+    return true;
+  }
+}
+
+/**
+ * The foreign lock among a directory's entries, if any.
+ *
+ * @param t - the transport
+ * @param dir - the directory listed
+ * @param entries - its entries
+ * @param o - resolved options
+ */
+export async function foreignLockIn(t: Transport, dir: string, entries: readonly TransportEntry[], o: LockOptions): Promise<string | undefined> {
+  if (!entries.some((e) => e.name === LOCK_DIR_NAME)) return undefined;
+  const lockPath = posixJoin(dir, LOCK_DIR_NAME);
+  return (await isForeignLock(t, lockPath, o)) ? lockPath : undefined;
+}
+
+/**
+ * The first foreign `LOCKED` directory directly inside any of `dirs`, checked
+ * now (just before a removal, to narrow the window in which a writer may
+ * have started since the tree was listed).
+ *
+ * @param t - the transport
+ * @param dirs - directories to check, outermost first
+ * @param o - own lock token and signal
+ */
+export async function foreignLockOnPath(t: Transport, dirs: readonly string[], o: LockOptions): Promise<string | undefined> {
+  for (const d of dirs) {
+    const lockPath = posixJoin(d, LOCK_DIR_NAME);
+    if ((await t.exists(lockPath, o.signal ? { signal: o.signal } : {})) && (await isForeignLock(t, lockPath, o))) return lockPath;
+  }
+  return undefined;
+}
+
+function warnLayout(path: string, what: string, o: TreeOptions): void {
+  warnOrThrow(
+    new StowageError(LAYOUT_WARNING, `Ignored ${path}: ${what} (a dated backup tree holds YYYY/MM/DD/HHMMSS folders).`, { details: { path } }),
+    path,
+    o.onWarning,
+    o.strict,
+  );
+}
+
+function isLeftover(e: TransportEntry): boolean {
+  return e.name.startsWith(TRASH_PREFIX) || (e.name.startsWith(TEMP_LINK_PREFIX) && e.type === 'symlink');
+}
+
+/**
+ * Checks that `dir` exists and is a directory (or a link to one): a missing
+ * tree is ENOT_FOUND.
+ *
+ * @param t - the transport
+ * @param dir - the tree's root
+ * @param where - the function, for the message
+ * @param signal - cancels the check
+ */
+export async function checkTreeRoot(t: Transport, dir: string, where: string, signal: AbortSignal | undefined): Promise<void> {
+  if (typeof dir !== 'string' || dir === '') throw new StowageError('EBAD_CONFIG', `${where}: the backup directory must be a non-empty path.`, { details: { where } });
+  const st = await t.exists(dir, signal ? { signal } : {});
+  if (st === undefined) {
+    throw new StowageError('ENOT_FOUND', `${where}: backup directory ${dir} does not exist on ${t.name}.`, { details: { path: dir, transport: t.name } });
+  }
+  if (st.type !== 'dir' && st.type !== 'symlink') {
+    throw new StowageError('ENOT_FOUND', `${where}: ${dir} on ${t.name} is not a directory.`, { details: { path: dir, transport: t.name, type: st.type } });
+  }
+}
+
+/**
+ * Walks a dated backup tree: every set with its time and lock, plus
+ * leftovers of interrupted removals. Sets are sorted oldest first.
+ *
+ * @param t - the transport
+ * @param dir - the tree's root
+ * @param o - resolved options
+ */
+export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions): Promise<BackupTree> {
+  const sets: BackupSet[] = [];
+  const leftovers: { path: string; lockedBy?: string }[] = [];
+  const list = async (path: string): Promise<TransportEntry[]> => {
+    throwIfAborted(o.signal);
+    return t.list(path, o.signal ? { signal: o.signal } : {});
+  };
+  const lockWarning = (lock: string): void => {
+    warnOrThrow(
+      new StowageError('ELOCKED', `Left alone everything under ${lock.slice(0, -LOCK_DIR_NAME.length - 1) || '/'}: it holds a ${LOCK_DIR_NAME} directory (a backup or transfer is in progress).`, {
+        details: { path: lock },
+      }),
+      lock,
+      o.onWarning,
+      o.strict,
+    );
+  };
+  const addLeftover = (path: string, lockedBy: string | undefined): void => {
+    leftovers.push(lockedBy === undefined ? { path } : { path, lockedBy });
+  };
+
+  const rootEntries = await list(dir);
+  const rootLock = await foreignLockIn(t, dir, rootEntries, o);
+  if (rootLock) lockWarning(rootLock);
+  for (const ye of rootEntries) {
+    const yPath = posixJoin(dir, ye.name);
+    if (ye.name === LOCK_DIR_NAME || ye.name === o.linkName) continue;
+    if (isLeftover(ye)) {
+      addLeftover(yPath, rootLock);
+      continue;
+    }
+    if (!/^\d{4}$/.test(ye.name) || ye.type !== 'dir') {
+      warnLayout(yPath, 'not a year folder', o);
+      continue;
+    }
+    const year = Number(ye.name);
+    const yEntries = await list(yPath);
+    const yLock = rootLock ?? (await foreignLockIn(t, yPath, yEntries, o));
+    if (yLock && !rootLock) lockWarning(yLock);
+    for (const me of yEntries) {
+      const mPath = posixJoin(yPath, me.name);
+      if (me.name === LOCK_DIR_NAME) continue;
+      if (isLeftover(me)) {
+        addLeftover(mPath, yLock);
+        continue;
+      }
+      const month = /^\d{2}$/.test(me.name) ? Number(me.name) : 0;
+      if (month < 1 || month > 12 || me.type !== 'dir') {
+        warnLayout(mPath, 'not a month folder 01–12', o);
+        continue;
+      }
+      const mEntries = await list(mPath);
+      const mLock = yLock ?? (await foreignLockIn(t, mPath, mEntries, o));
+      if (mLock && !yLock) lockWarning(mLock);
+      for (const de of mEntries) {
+        const dPath = posixJoin(mPath, de.name);
+        if (de.name === LOCK_DIR_NAME) continue;
+        if (isLeftover(de)) {
+          addLeftover(dPath, mLock);
+          continue;
+        }
+        const day = /^\d{2}$/.test(de.name) ? Number(de.name) : 0;
+        if (day < 1 || day > daysInMonth(year, month) || de.type !== 'dir') {
+          warnLayout(dPath, `not a day folder of ${ye.name}-${me.name}`, o);
+          continue;
+        }
+        const dEntries = await list(dPath);
+        const dLock = mLock ?? (await foreignLockIn(t, dPath, dEntries, o));
+        if (dLock && !mLock) lockWarning(dLock);
+        for (const se of dEntries) {
+          const sPath = posixJoin(dPath, se.name);
+          if (se.name === LOCK_DIR_NAME) continue;
+          if (isLeftover(se)) {
+            addLeftover(sPath, dLock);
+            continue;
+          }
+          const hms = /^(\d{2})(\d{2})(\d{2})$/.exec(se.name);
+          const [hour, minute, second] = hms ? [Number(hms[1]), Number(hms[2]), Number(hms[3])] : [99, 99, 99];
+          if (hour > 23 || minute > 59 || second > 59 || se.type !== 'dir') {
+            warnLayout(sPath, 'not a backup set folder HHMMSS', o);
+            continue;
+          }
+          let lockedBy = dLock;
+          if (lockedBy === undefined) {
+            lockedBy = await foreignLockIn(t, sPath, await list(sPath), o);
+            if (lockedBy) lockWarning(lockedBy);
+          }
+          const time = new Date(instantOf({ year, month, day, hour, minute, second, millisecond: 0 }, o.timeZone));
+          const id = `${ye.name}/${me.name}/${de.name}/${se.name}`;
+          sets.push(Object.freeze(lockedBy === undefined ? { id, path: sPath, time } : { id, path: sPath, time, lockedBy }));
+        }
+      }
+    }
+  }
+  sets.sort((a, b) => a.time.getTime() - b.time.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { sets, leftovers };
+}
+
+/**
+ * Lists the dated backup sets `YYYY/MM/DD/HHMMSS/` under `dir`, oldest
+ * first. Names that do not fit the layout are ignored with a warning; sets
+ * in a tree holding a foreign `LOCKED` directory carry `lockedBy`.
+ * A missing `dir` is ENOT_FOUND.
+ *
+ * @param transport - where the tree lives
+ * @param dir - the tree's root (beside the `last` link)
+ * @param options - timeZone, linkName, ownLockToken, onWarning, strict, signal
+ *
+ * @example
+ * ```ts
+ * const sets = await listBackupSets(new LocalTransport(), '/backups/svn', { timeZone: 'Europe/Berlin' });
+ * const newest = sets.at(-1); // { id: '2026/11/22/031500', path, time }
+ * ```
+ */
+export async function listBackupSets(transport: Transport, dir: string, options: ListBackupSetsOptions = {}): Promise<BackupSet[]> {
+  checkOptionKeys('listBackupSets', options, ['timeZone', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal']);
+  const o = resolveTreeOptions('listBackupSets', options);
+  throwIfAborted(o.signal);
+  await checkTreeRoot(transport, dir, 'listBackupSets', o.signal);
+  return (await scanBackupTree(transport, dir, o)).sets;
+}
+
+/** One regular file of a set. */
+export interface SetFile {
+  /** Path relative to the set, `/`-separated. */
+  readonly rel: string;
+  /** Full path on the transport. */
+  readonly path: string;
+  /** Size in bytes. */
+  readonly size: number;
+}
+
+/** The contents of one set, from a recursive listing. */
+export interface SetContents {
+  /** Regular files that are neither sidecars nor `.part` files. */
+  readonly files: SetFile[];
+  /** Sidecar path by the `rel` of the file it describes. */
+  readonly sidecars: Map<string, string>;
+  /** Sidecars whose file is missing. */
+  readonly orphanSidecars: string[];
+  /** Files still being written (`NAME.part`): the set is incomplete. */
+  readonly partFiles: string[];
+  /** Foreign `LOCKED` directories found inside the set. */
+  readonly locks: string[];
+  /** Bytes of all regular files, sidecars and `.part` files included. */
+  readonly bytes: number;
+  /** Whether the set holds at least one data file and no `.part` file. */
+  readonly complete: boolean;
+}
+
+/**
+ * Lists a set recursively: its files, sidecars, `.part` files and locks.
+ * Symlinks and other special files are listed nowhere and never followed.
+ *
+ * @param t - the transport
+ * @param setPath - the set's folder
+ * @param o - resolved options
+ */
+export async function inspectSet(t: Transport, setPath: string, o: LockOptions): Promise<SetContents> {
+  const files: SetFile[] = [];
+  const sidecars = new Map<string, string>();
+  const orphanSidecars: string[] = [];
+  const partFiles: string[] = [];
+  const locks: string[] = [];
+  let bytes = 0;
+  const walk = async (dir: string, prefix: string): Promise<void> => {
+    throwIfAborted(o.signal);
+    const entries = await t.list(dir, o.signal ? { signal: o.signal } : {});
+    const names = new Set(entries.filter((e) => e.type === 'file').map((e) => e.name));
+    const lock = await foreignLockIn(t, dir, entries, o);
+    if (lock) locks.push(lock);
+    for (const e of entries) {
+      const rel = prefix + e.name;
+      if (e.type === 'dir') {
+        if (e.name !== LOCK_DIR_NAME) await walk(e.path, rel + '/');
+        continue;
+      }
+      if (e.type !== 'file') continue;
+      bytes += e.size;
+      if (e.name.endsWith(PART_SUFFIX)) partFiles.push(e.path);
+      else if (e.name.endsWith(SIDECAR_SUFFIX)) {
+        const target = e.name.slice(0, -SIDECAR_SUFFIX.length);
+        if (names.has(target) && !target.endsWith(PART_SUFFIX)) sidecars.set(prefix + target, e.path);
+        else orphanSidecars.push(e.path);
+      } else files.push({ rel, path: e.path, size: e.size });
+    }
+  };
+  await walk(setPath, '');
+  return { files, sidecars, orphanSidecars, partFiles, locks, bytes, complete: files.length > 0 && partFiles.length === 0 };
+}
+
+/**
+ * Reads a sidecar through a transport.
+ *
+ * @param t - the transport
+ * @param sidecar - the sidecar's path
+ * @param signal - cancels the read
+ */
+export async function readSidecarVia(t: Transport, sidecar: string, signal: AbortSignal | undefined): Promise<Dna> {
+  return parseSidecar(await readSmall(t, sidecar, 64 * 1024, signal, 'EBAD_SIDECAR'), sidecar);
+}
+
+const DEFINITE: ReadonlySet<StowageErrorCode> = new Set<StowageErrorCode>(['EBAD_SIDECAR', 'ENO_SIDECAR', 'ENOT_FOUND', 'EDIGEST_MISMATCH']);
+
+/** Outcome of checking one set's files against their sidecars. */
+export interface SidecarCheck {
+  /** At least one file has a sidecar, and every sidecar matches its file. */
+  readonly verified: boolean;
+  /** Files digested. */
+  readonly checked: number;
+  /** Bytes digested (on the far side for a remote transport). */
+  readonly bytes: number;
+  /** Why the set does not verify, one line per problem. */
+  readonly problems: string[];
+}
+
+/**
+ * Re-digests every file of a set that has a sidecar, with the transport's
+ * `digest` (computed on the far side for a remote host), and compares. A set
+ * without any sidecar cannot be verified; an orphan or malformed sidecar is
+ * a problem. Errors other than a definite answer (connection lost, read
+ * error) are thrown.
+ *
+ * @param t - the transport
+ * @param contents - the set's listing
+ * @param signal - cancels the check
+ * @param onBytes - called with the size of each file digested
+ */
+export async function checkSidecars(t: Transport, contents: SetContents, signal: AbortSignal | undefined, onBytes?: (n: number) => void): Promise<SidecarCheck> {
+  const problems: string[] = [];
+  let checked = 0;
+  let bytes = 0;
+  for (const o of contents.orphanSidecars) problems.push(`orphan sidecar ${o}: its file is missing`);
+  for (const f of contents.files) {
+    const sidecar = contents.sidecars.get(f.rel);
+    if (sidecar === undefined) continue;
+    throwIfAborted(signal);
+    try {
+      const expected = await readSidecarVia(t, sidecar, signal);
+      const actual = await t.digest(f.path, expected.algorithm, signal ? { signal } : {});
+      checked++;
+      bytes += f.size;
+      onBytes?.(f.size);
+      if (!dnaEqual(expected, actual)) problems.push(`${f.path} does not match its DNA: expected ${expected.dig} (${expected.size} bytes), got ${actual.dig} (${actual.size} bytes)`);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      // A definite answer makes the set unverified; anything else (a lost
+      // connection, a read error) stops the caller: nothing is purged on a
+      // guess.
+      if (!(err instanceof StowageError) || !DEFINITE.has(err.code)) throw err;
+      problems.push(`${f.path}: ${err.message}`);
+    }
+  }
+  if (checked === 0 && problems.length === 0) problems.push('no file of the set has a DNA sidecar, so nothing can be verified');
+  return { verified: checked > 0 && problems.length === 0, checked, bytes, problems };
+}
+
+/**
+ * Removes one set atomically: re-checks the locks, renames it to a hidden
+ * trash name in its day folder, checks that no lock appeared in it, then
+ * removes it recursively. Returns `'removed'` or why it was left alone.
+ *
+ * @param t - the transport
+ * @param root - the tree's root
+ * @param set - the set
+ * @param o - resolved options (own lock token, signal)
+ */
+export async function removeSet(t: Transport, root: string, set: BackupSet, o: TreeOptions): Promise<string> {
+  const signal = o.signal;
+  const parts = set.id.split('/');
+  const chain = [root, ...parts.map((_, i) => posixJoin(root, ...parts.slice(0, i + 1)))];
+  const lock = await foreignLockOnPath(t, chain, o);
+  if (lock !== undefined) return `locked by ${lock} (appeared after the plan)`;
+  const dayDir = chain[chain.length - 2]!;
+  const trash = posixJoin(dayDir, `${TRASH_PREFIX}${parts[3]}-${randomBytes(4).toString('hex')}`);
+  try {
+    await t.rename(set.path, trash, signal ? { signal } : {});
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    if (err instanceof StowageError && err.code === 'ENOT_FOUND') return 'vanished before it could be removed';
+    throw err;
+  }
+  // A writer that locked the set between the check and the rename now sees
+  // it gone; put it back rather than remove what it is writing.
+  const late = await foreignLockIn(t, trash, await t.list(trash, signal ? { signal } : {}), o);
+  if (late !== undefined) {
+    await t.rename(trash, set.path);
+    return `locked by ${set.path}/${late.slice(trash.length + 1)} (appeared during the removal)`;
+  }
+  await t.remove(trash, { recursive: true, ...(signal ? { signal } : {}) });
+  return 'removed';
+}
+
+/**
+ * Removes the day, month and year folders of `set` that are now empty
+ * (never the root); returns them.
+ *
+ * @param t - the transport
+ * @param root - the tree's root
+ * @param set - the set just removed
+ * @param signal - cancels the pruning
+ */
+export async function pruneEmptyParents(t: Transport, root: string, set: BackupSet, signal: AbortSignal | undefined): Promise<string[]> {
+  const parts = set.id.split('/');
+  const pruned: string[] = [];
+  for (let depth = 3; depth >= 1; depth--) {
+    const d = posixJoin(root, ...parts.slice(0, depth));
+    const entries = await t.list(d, signal ? { signal } : {});
+    if (entries.length > 0) break;
+    try {
+      await t.remove(d, signal ? { signal } : {}); // not recursive: fails if a writer just made something here
+    } catch {
+      break;
+    }
+    pruned.push(d);
+  }
+  return pruned;
+}

@@ -1,0 +1,265 @@
+/**
+ * Free-space mode of retention (the MIDAS lazylogger's "Maintain free
+ * space"): when a disk fills up, purge the oldest backup sets, but only
+ * while free space is below the target, never below a minimum count, never
+ * the newest set, and only sets of which a verified copy exists on another
+ * node. "Verified" is checked file by file at the moment of the purge: the
+ * other node holds the same set path, every file has the same size, and
+ * its digest, computed on the far side, equals the local sidecar's DNA (or,
+ * for a file without sidecar, the local file's digest). A node that cannot
+ * be reached simply does not count as a copy.
+ *
+ * @module
+ */
+import { dnaEqual, type Dna } from '../dna/dna-digest.js';
+import { StowageError, type WarningCallback } from '../errors.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
+import { posixJoin } from '../transport/put-source.js';
+import type { FreeSpace, Transport } from '../transport/transport.js';
+import { throwIfAborted } from '../util/abort.js';
+import { checkInt, checkOptionKeys } from '../util/options.js';
+import {
+  checkTreeRoot,
+  foreignLockOnPath,
+  inspectSet,
+  pruneEmptyParents,
+  readSidecarVia,
+  removeSet,
+  resolveTreeOptions,
+  scanBackupTree,
+  type BackupSet,
+  type SetContents,
+  type TreeOptions,
+} from './backup-sets.js';
+
+/** Another node that may hold a verified copy of each set. */
+export interface ElsewhereNode {
+  /** How to reach it. */
+  readonly transport: Transport;
+  /** The tree's root there (default: the same path as the local tree). */
+  readonly dir?: string;
+}
+
+/** Options of {@link Retention.applyFreeSpace}. */
+export interface FreeSpaceOptions {
+  /** Purge while the file system holding the tree has less than this percentage free (0 < p < 100). */
+  minFreePercent: number;
+  /** Never leave fewer sets than this (default 1, at least 1). The newest set is never purged either way. */
+  minKeep?: number;
+  /** The other nodes; a set is purged only if one of them holds a verified copy. At least one. */
+  verifiedElsewhere: readonly ElsewhereNode[];
+  /** Decide only: report what would be purged (free space estimated from set sizes) and touch nothing. */
+  dryRun?: boolean;
+  /** IANA time zone the folder names are written in (default: the machine's local zone). */
+  timeZone?: string;
+  /** Name of the link beside the year folders, ignored by the walk (default `last`). */
+  linkName?: string;
+  /** Token of a lock the caller holds (`LOCKED/owner.json`), which then does not block the purge. */
+  ownLockToken?: string;
+  /** Odd names, locked trees. */
+  onWarning?: WarningCallback;
+  /** Throw on the first warning instead. */
+  strict?: boolean;
+  /** Cancels the run between sets. */
+  signal?: AbortSignal;
+  /** Progress: `scan`, then `purge` (sets and bytes). */
+  onProgress?: ProgressCallback;
+}
+
+/** A set chosen by the free-space mode. */
+export interface FreeSpacePurge {
+  /** The set. */
+  readonly set: BackupSet;
+  /** Its size in bytes. */
+  readonly bytes: number;
+  /** Where its verified copy is: `<transport name>:<path>`. */
+  readonly copyAt: string;
+}
+
+/** Result of {@link Retention.applyFreeSpace}. */
+export interface FreeSpaceResult {
+  /** Whether this was a dry run. */
+  readonly dryRun: boolean;
+  /** The target percentage. */
+  readonly minFreePercent: number;
+  /** Free space before. */
+  readonly before: FreeSpace;
+  /** Free space after (estimated from the set sizes in a dry run). */
+  readonly after: FreeSpace;
+  /** Whether free space reached the target. */
+  readonly reachedTarget: boolean;
+  /** Sets chosen for purging, oldest first (in a dry run: what would be purged). */
+  readonly purge: readonly FreeSpacePurge[];
+  /** Sets actually removed (empty in a dry run). */
+  readonly removed: readonly FreeSpacePurge[];
+  /** Candidates left alone, with why (no verified copy elsewhere, locked). */
+  readonly skipped: readonly { readonly set: BackupSet; readonly reason: string }[];
+  /** Why the purge stopped: `target reached`, `minKeep`, `no more candidates`. */
+  readonly stoppedBy: 'target reached' | 'minKeep' | 'no more candidates';
+  /** Day, month and year folders removed because they became empty. */
+  readonly prunedDirs: readonly string[];
+}
+
+const OPTIONS = ['minFreePercent', 'minKeep', 'verifiedElsewhere', 'dryRun', 'timeZone', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
+
+/** Whether `node` holds a verified copy of `set`; returns where, or why not. */
+async function copyOn(local: Transport, localRoot: string, node: ElsewhereNode, set: BackupSet, contents: SetContents, o: TreeOptions): Promise<{ at: string } | { why: string }> {
+  const root = node.dir ?? localRoot;
+  const t = node.transport;
+  const remoteSet = posixJoin(root, set.id);
+  const name = `${t.name}:${remoteSet}`;
+  const signal = o.signal;
+  const op = signal ? { signal } : {};
+  try {
+    const parts = set.id.split('/');
+    const lock = await foreignLockOnPath(t, [root, ...parts.map((_, i) => posixJoin(root, ...parts.slice(0, i + 1)))], o);
+    if (lock !== undefined) return { why: `${name} is locked by ${lock}` };
+    for (const f of contents.files) {
+      throwIfAborted(signal);
+      const rPath = posixJoin(remoteSet, f.rel);
+      const st = await t.exists(rPath, op);
+      if (st === undefined || st.type !== 'file') return { why: `${t.name}:${rPath} is missing` };
+      if (st.size !== f.size) return { why: `${t.name}:${rPath} has ${st.size} bytes, not ${f.size}` };
+      const sidecar = contents.sidecars.get(f.rel);
+      const expected: Dna = sidecar !== undefined ? await readSidecarVia(local, sidecar, signal) : await local.digest(f.path, 'md5', op);
+      const actual = await t.digest(rPath, expected.algorithm, op);
+      if (!dnaEqual(expected, actual)) return { why: `${t.name}:${rPath} does not match the DNA of ${f.path}` };
+    }
+    return { at: name };
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    return { why: `${name} could not be checked: ${(err as Error).message}` };
+  }
+}
+
+function estimate(fs: FreeSpace, freed: number): FreeSpace {
+  const availableBytes = Math.min(fs.totalBytes, fs.availableBytes + freed);
+  return { totalBytes: fs.totalBytes, availableBytes, availablePercent: fs.totalBytes > 0 ? (availableBytes / fs.totalBytes) * 100 : 0 };
+}
+
+/**
+ * Implementation of {@link Retention.applyFreeSpace}.
+ *
+ * @param transport - where the tree lives
+ * @param dir - the tree's root
+ * @param options - see {@link FreeSpaceOptions}
+ */
+export async function applyFreeSpace(transport: Transport, dir: string, options: FreeSpaceOptions): Promise<FreeSpaceResult> {
+  const where = 'Retention.applyFreeSpace';
+  if (options === null || typeof options !== 'object') {
+    throw new StowageError('EBAD_CONFIG', `${where}: options { minFreePercent, verifiedElsewhere } are required.`, { details: { where } });
+  }
+  checkOptionKeys(where, options, OPTIONS);
+  const target = options.minFreePercent;
+  if (typeof target !== 'number' || !Number.isFinite(target) || target <= 0 || target >= 100) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "minFreePercent" must be a number above 0 and below 100, got ${String(target)}.`, { details: { where, option: 'minFreePercent', value: target } });
+  }
+  const minKeep = checkInt(where, 'minKeep', options.minKeep ?? 1, 1);
+  const nodes = options.verifiedElsewhere;
+  if (!Array.isArray(nodes) || nodes.length === 0 || nodes.some((n: ElsewhereNode | null) => n === null || typeof n !== 'object' || typeof n.transport?.digest !== 'function')) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "verifiedElsewhere" must list at least one { transport, dir? } holding copies of the sets.`, { details: { where, option: 'verifiedElsewhere' } });
+  }
+  for (const n of nodes) {
+    checkOptionKeys(`${where} verifiedElsewhere`, n, ['transport', 'dir']);
+    if (n.transport === transport && (n.dir ?? dir) === dir) {
+      throw new StowageError('EBAD_CONFIG', `${where}: "verifiedElsewhere" names the tree itself; a copy must be on another node or path.`, { details: { where, option: 'verifiedElsewhere' } });
+    }
+  }
+  const dryRun = options.dryRun ?? false;
+  if (typeof dryRun !== 'boolean') throw new StowageError('EBAD_CONFIG', `${where}: option "dryRun" must be a boolean.`, { details: { where, option: 'dryRun' } });
+  const o = resolveTreeOptions(where, {
+    ...(options.timeZone !== undefined ? { timeZone: options.timeZone } : {}),
+    ...(options.linkName !== undefined ? { linkName: options.linkName } : {}),
+    ...(options.ownLockToken !== undefined ? { ownLockToken: options.ownLockToken } : {}),
+    ...(options.onWarning !== undefined ? { onWarning: options.onWarning } : {}),
+    ...(options.strict !== undefined ? { strict: options.strict } : {}),
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+  });
+  const { signal, onProgress } = options;
+  throwIfAborted(signal);
+  if (!transport.capabilities.freeSpace) {
+    throw new StowageError('EBAD_CONFIG', `${where}: transport ${transport.name} cannot report free space.`, { details: { where, transport: transport.name } });
+  }
+  await checkTreeRoot(transport, dir, where, signal);
+
+  const scan = new ProgressTracker('scan', onProgress);
+  const { sets } = await scanBackupTree(transport, dir, o);
+  scan.add(0, sets.length);
+  scan.report(true);
+  const before = await transport.freeSpace(dir, signal ? { signal } : {});
+  const open = sets.filter((s) => s.lockedBy === undefined);
+  const skipped: { set: BackupSet; reason: string }[] = sets.filter((s) => s.lockedBy !== undefined).map((set) => ({ set, reason: `locked by ${set.lockedBy}` }));
+  const purge: FreeSpacePurge[] = [];
+  const removed: FreeSpacePurge[] = [];
+  const prunedDirs: string[] = [];
+  const progress = new ProgressTracker('purge', onProgress);
+  let fs = before;
+  let remaining = open.length;
+  let stoppedBy: FreeSpaceResult['stoppedBy'] = 'no more candidates';
+  let freed = 0;
+  // The newest set is never a candidate.
+  for (const set of open.slice(0, -1)) {
+    if (fs.availablePercent >= target) {
+      stoppedBy = 'target reached';
+      break;
+    }
+    if (remaining <= minKeep) {
+      stoppedBy = 'minKeep';
+      break;
+    }
+    throwIfAborted(signal);
+    const contents = await inspectSet(transport, set.path, o);
+    if (contents.locks[0] !== undefined) {
+      skipped.push({ set, reason: `locked by ${contents.locks[0]}` });
+      continue;
+    }
+    let copy: { at: string } | undefined;
+    const whyNot: string[] = [];
+    for (const node of nodes) {
+      const r = await copyOn(transport, dir, node, set, contents, o);
+      if ('at' in r) {
+        copy = r;
+        break;
+      }
+      whyNot.push(r.why);
+    }
+    if (copy === undefined) {
+      skipped.push({ set, reason: `no verified copy on another node: ${whyNot.join('; ')}` });
+      continue;
+    }
+    const p: FreeSpacePurge = Object.freeze({ set, bytes: contents.bytes, copyAt: copy.at });
+    purge.push(p);
+    remaining--;
+    if (dryRun) {
+      freed += contents.bytes;
+      fs = estimate(before, freed);
+      continue;
+    }
+    const outcome = await removeSet(transport, dir, set, o);
+    if (outcome !== 'removed') {
+      purge.pop();
+      remaining++;
+      skipped.push({ set, reason: outcome });
+      continue;
+    }
+    removed.push(p);
+    progress.add(contents.bytes, 1);
+    prunedDirs.push(...(await pruneEmptyParents(transport, dir, set, signal)));
+    fs = await transport.freeSpace(dir, signal ? { signal } : {});
+  }
+  if (fs.availablePercent >= target) stoppedBy = 'target reached';
+  else if (stoppedBy !== 'minKeep' && remaining <= minKeep) stoppedBy = 'minKeep';
+  progress.report(true);
+  return Object.freeze({
+    dryRun,
+    minFreePercent: target,
+    before,
+    after: fs,
+    reachedTarget: fs.availablePercent >= target,
+    purge: Object.freeze(purge),
+    removed: Object.freeze(removed),
+    skipped: Object.freeze(skipped),
+    stoppedBy,
+    prunedDirs: Object.freeze(prunedDirs),
+  });
+}
