@@ -3,7 +3,8 @@ import { readdirSync } from 'node:fs';
 import { mkdir, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DNA_ALGORITHMS, DnaDigest, type Progress } from '../../../src/dna/index.js';
+import { DNA_ALGORITHMS, DnaDigest } from '../../../src/dna/index.js';
+import type { Progress } from '../../../src/progress.js';
 import { coreutils, data, put, rejectsWith, tempDir, throwsWith } from './helpers.js';
 
 const fdCount = (): number => readdirSync('/proc/self/fd').length;

@@ -1,0 +1,142 @@
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HashPool } from '../../../src/dna/hash-pool.js';
+import { DnaDigest } from '../../../src/dna/index.js';
+import { coreutils, data, hex, put, rejectsWith, tempDir } from './helpers.js';
+
+const repo = join(import.meta.dirname, '..', '..', '..');
+const pools: HashPool[] = [];
+function pool(size: number, workerSource?: string): HashPool {
+  const p = new HashPool(workerSource === undefined ? { size } : { size, workerSource });
+  pools.push(p);
+  return p;
+}
+afterEach(async () => {
+  for (const p of pools.splice(0)) await p.close();
+});
+
+/** A fake worker: replies with a fixed digest, exits with code 3 for paths containing "crash". */
+const CRASHY = `
+const { parentPort } = require('node:worker_threads');
+parentPort.on('message', ({ id, path, algorithm }) => {
+  if (path.includes('crash')) process.exit(3);
+  parentPort.postMessage({ id, dig: 'ab'.repeat(16), size: 1, algorithm });
+});`;
+
+describe('HashPool', () => {
+  it('hashes files like sha256sum and md5sum', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', data(3 * 1024 * 1024 + 3));
+    const p = pool(2);
+    expect(await p.hash(f, 'sha256')).toEqual({ dig: coreutils('sha256sum', f), size: 3 * 1024 * 1024 + 3, algorithm: 'sha256' });
+    expect((await p.hash(f, 'md5')).dig).toBe(coreutils('md5sum', f));
+  });
+
+  it('starts workers lazily, never more than its size', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', data(1000));
+    const p = pool(3);
+    expect(p.threads).toBe(0);
+    await p.hash(f, 'md5');
+    expect(p.threads).toBe(1);
+    await Promise.all(Array.from({ length: 20 }, () => p.hash(f, 'md5')));
+    expect(p.threads).toBe(3);
+  });
+
+  it('check() reads the sidecar in the worker and hashes with its algorithm', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', data(5000));
+    await DnaDigest.writeSidecar(f, await DnaDigest.ofFile(f, { algorithm: 'sha1' }));
+    const { expected, actual } = await pool(1).check(f, f + '.dna');
+    expect(actual).toEqual({ dig: coreutils('sha1sum', f), size: 5000, algorithm: 'sha1' });
+    expect(expected).toEqual(actual);
+  });
+
+  it('check() re-hashes when the worker\'s quick look at the sidecar disagrees with the parser', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', 'abc');
+    // JSON escapes hide "sha1" from the worker's pattern; the parser sees it.
+    await writeFile(f + '.dna', `{"dig": "${hex('sha1', Buffer.from('abc'))}", "size": 3, "algorithm": "sha\\u0031"}`);
+    const { expected, actual } = await pool(1).check(f, f + '.dna');
+    expect(expected.algorithm).toBe('sha1');
+    expect(actual).toEqual(expected);
+  });
+
+  it('check() maps sidecar and file trouble to their codes', async () => {
+    const dir = await tempDir();
+    const p = pool(1);
+    const f = await put(dir, 'f', 'abc');
+    await rejectsWith(p.check(f, f + '.dna'), 'ENO_SIDECAR');
+    await writeFile(f + '.dna', 'x'.repeat(70_000));
+    await rejectsWith(p.check(f, f + '.dna'), 'EBAD_SIDECAR');
+    await writeFile(f + '.dna', `{"dig": "${'0'.repeat(32)}", "size": 3, "algorithm": "md4"}`);
+    await rejectsWith(p.check(f, f + '.dna'), 'EBAD_SIDECAR');
+    const gone = join(dir, 'gone');
+    await writeFile(gone + '.dna', `{"dig": "${'0'.repeat(32)}", "size": 3}`);
+    await rejectsWith(p.check(gone, gone + '.dna'), 'ENOT_FOUND');
+    await rejectsWith(p.hash(dir, 'md5'), 'EIO');
+  });
+
+  it('rejects the jobs of a worker that dies with EIO and replaces it', async () => {
+    const p = pool(1, CRASHY);
+    expect((await p.hash('/ok-1', 'md5')).dig).toBe('ab'.repeat(16));
+    const err = await rejectsWith(p.hash('/crash-now', 'md5'), 'EIO');
+    expect(err.message).toContain('/crash-now');
+    expect(err.details['exitCode']).toBe(3);
+    expect((await p.hash('/ok-2', 'md5')).dig).toBe('ab'.repeat(16));
+  });
+
+  it('gives up (EIO for every job) when a fresh worker dies before replying', async () => {
+    const p = pool(2, CRASHY);
+    const jobs = [p.hash('/crash-a', 'md5'), p.hash('/ok', 'md5'), p.hash('/ok', 'md5'), p.hash('/ok', 'md5'), p.hash('/ok', 'md5')];
+    const settled = await Promise.allSettled(jobs);
+    expect(settled[0]!.status).toBe('rejected');
+    await rejectsWith(jobs[0]!, 'EIO');
+    await rejectsWith(p.hash('/ok', 'md5'), 'EIO');
+  });
+
+  it('close() rejects pending jobs with the reason, and later jobs with EIO', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', data(1 << 20));
+    const p = pool(1);
+    const jobs = Array.from({ length: 4 }, () => p.hash(f, 'md5'));
+    const outcomes = Promise.allSettled(jobs);
+    const reason = new Error('closing');
+    await p.close(reason);
+    expect(await outcomes).toEqual(jobs.map(() => ({ status: 'rejected', reason })));
+    expect(p.threads).toBe(0);
+    await rejectsWith(p.hash(f, 'md5'), 'EIO');
+  });
+
+  it('does not keep the process alive while idle, even if never closed', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', data(1000));
+    const script = join(dir, 'idle.mts');
+    await writeFile(
+      script,
+      `import { HashPool } from ${JSON.stringify(pathToFileURL(join(repo, 'src', 'dna', 'hash-pool.ts')).href)};
+const p = new HashPool({ size: 2 });
+const dna = await p.hash(${JSON.stringify(f)}, 'md5');
+console.log(dna.dig, p.threads);
+`,
+    );
+    const t0 = performance.now();
+    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout });
+      });
+    });
+    expect(out.stdout.trim()).toBe(`${coreutils('md5sum', f)} 1`);
+    expect(out.code).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(15_000);
+  });
+});
