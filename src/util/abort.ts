@@ -64,7 +64,8 @@ export async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | un
  * @param signal - the caller's signal, if any
  */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  throwIfAborted(signal);
+  // A rejected promise, not a synchronous throw: callers chain .catch() on it.
+  if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       dispose();
