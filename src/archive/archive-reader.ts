@@ -1,0 +1,291 @@
+/**
+ * One streaming pass over an archive, shared by verify, list, readEntry,
+ * openEntry and extract.
+ *
+ * The file is read with 1 MiB reads (the next read in flight while the
+ * current buffer is digested), gunzipped when it starts with the gzip magic
+ * (Node's gunzip reads multi-member files and checks every member's CRC and
+ * length), and parsed by tar-stream (which checks every header's checksum
+ * and that each entry's data is complete). The DNA of the archive file is
+ * computed in the same pass. Whatever goes wrong inside the data is
+ * ECORRUPT_ARCHIVE naming the file; file-system trouble keeps its own code.
+ *
+ * Besides what tar-stream checks, the pass requires the end-of-archive
+ * marker (zero blocks at the end), so an archive truncated exactly between
+ * two entries is not taken for a complete one.
+ *
+ * @module
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { extract as tarExtract, type Header } from 'tar-stream';
+import { StowageError, fromFsError } from '../errors.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
+import { onAbort, throwIfAborted } from '../util/abort.js';
+import { DnaDigest, type Dna, type DnaAlgorithm } from '../dna/index.js';
+
+const READ_SIZE = 1 << 20;
+
+/** Entry types an archive may hold. */
+export type ArchiveEntryType = 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo' | 'contiguous-file' | 'unknown';
+
+/** One entry of an archive, as {@link Archiver.list} reports it. */
+export interface ArchiveEntry {
+  /** Path inside the archive, without a leading `./` or a trailing `/`. */
+  readonly name: string;
+  /** Entry type (`link` is a hard link). */
+  readonly type: ArchiveEntryType;
+  /** Data bytes (0 for anything but files). */
+  readonly size: number;
+  /** Permission bits. */
+  readonly mode: number;
+  /** Modification time. */
+  readonly mtime: Date;
+  /** Target of a symlink or hard link, else `undefined`. */
+  readonly linkname: string | undefined;
+  /** Owner id. */
+  readonly uid: number;
+  /** Group id. */
+  readonly gid: number;
+}
+
+/** What one pass saw. */
+export interface ArchivePassResult {
+  /** Entries seen (all of them unless the visitor stopped early). */
+  entries: number;
+  /** Bytes of the archive file read. */
+  bytes: number;
+  /** DNA of the whole file, when a digest was asked for and the pass read it all. */
+  dna: Dna | undefined;
+  /** Whether the visitor stopped the pass early. */
+  stopped: boolean;
+}
+
+/** Options of {@link readArchive}. */
+export interface ArchivePassOptions {
+  /** Digest the file in the same pass with this algorithm. */
+  algorithm?: DnaAlgorithm | undefined;
+  /** Progress phase name. */
+  phase: string;
+  /** Byte progress over the archive file. */
+  onProgress?: ProgressCallback | undefined;
+  /** Cancels the pass. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Called for each entry with its data stream. Consume the stream (or leave
+ * it: it is drained for you) and resolve `true` to stop the pass.
+ */
+export type EntryVisitor = (entry: ArchiveEntry, data: Readable) => Promise<boolean | void>;
+
+const STOP = Symbol('stop');
+
+/**
+ * Normalises an archive member name: no leading `./` or `/`-runs of `.`, no
+ * trailing `/`.
+ *
+ * @param name - the raw name
+ */
+export function normalizeEntryName(name: string): string {
+  let n = name;
+  while (n.startsWith('./')) n = n.slice(2).replace(/^\/+/, '');
+  n = n.replace(/\/+$/, '');
+  return n === '.' ? '' : n;
+}
+
+function toEntry(h: Header): ArchiveEntry {
+  const type = (h.type ?? 'unknown') as ArchiveEntryType;
+  return Object.freeze({
+    name: normalizeEntryName(h.name),
+    type,
+    size: type === 'file' || type === 'contiguous-file' ? h.size ?? 0 : 0,
+    mode: (h.mode ?? 0) & 0o7777,
+    mtime: h.mtime ?? new Date(0),
+    linkname: h.linkname ?? undefined,
+    uid: h.uid ?? 0,
+    gid: h.gid ?? 0,
+  });
+}
+
+/** Maps an error met inside the data to ECORRUPT_ARCHIVE; file-system and stowage errors keep theirs. */
+function corrupt(err: unknown, file: string): StowageError {
+  if (err instanceof StowageError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  const code = e?.code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && e?.syscall !== undefined) return fromFsError(err, 'read', file);
+  const why = e?.message ?? String(err);
+  return new StowageError('ECORRUPT_ARCHIVE', `Archive ${file} is damaged: ${why}. Restore it from another copy.`, { details: { path: file, reason: why, zlibCode: code }, cause: err });
+}
+
+/**
+ * Waits for a streamx or Node writable to drain, failing if it errors or
+ * closes first.
+ *
+ * @param w - the writable that returned false from `write()`
+ */
+export function drained(w: NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: unknown): void => {
+      w.off('drain', ok);
+      w.off('error', bad);
+      w.off('close', closed);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const ok = (): void => done();
+    const bad = (err: unknown): void => done(err ?? new Error('stream failed'));
+    const closed = (): void => done(new Error('stream closed'));
+    w.on('drain', ok);
+    w.on('error', bad);
+    w.on('close', closed);
+  });
+}
+
+/** Reads the whole file in 1 MiB buffers, digesting and counting as it goes. */
+async function* fileChunks(handle: FileHandle, file: string, digest: DnaDigest | undefined, progress: ProgressTracker, counter: { bytes: number }, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  const read = (): Promise<Buffer> => {
+    const buf = Buffer.allocUnsafe(READ_SIZE);
+    return handle.read(buf, 0, READ_SIZE, null).then(
+      (r) => (r.bytesRead === READ_SIZE ? buf : buf.subarray(0, r.bytesRead)),
+      (err: unknown) => {
+        throw fromFsError(err, 'read', file);
+      },
+    );
+  };
+  let pending = read();
+  try {
+    for (;;) {
+      const buf = await pending;
+      if (buf.length === 0) return;
+      throwIfAborted(signal);
+      pending = read();
+      digest?.update(buf);
+      counter.bytes += buf.length;
+      progress.add(buf.length);
+      yield buf;
+    }
+  } finally {
+    pending.catch(() => {});
+  }
+}
+
+/**
+ * Reads `file` once, calling `visit` for every entry.
+ *
+ * @param file - the archive (`.tar` or gzip-compressed tar, told apart by content)
+ * @param options - digest algorithm, progress, signal
+ * @param visit - the per-entry callback
+ */
+export async function readArchive(file: string, options: ArchivePassOptions, visit: EntryVisitor): Promise<ArchivePassResult> {
+  const { signal } = options;
+  throwIfAborted(signal);
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw fromFsError(err, 'read', file);
+  }
+  const result: ArchivePassResult = { entries: 0, bytes: 0, dna: undefined, stopped: false };
+  const digest = options.algorithm !== undefined ? new DnaDigest({ algorithm: options.algorithm }) : undefined;
+  const extract = tarExtract();
+  let gunzip: ReturnType<typeof createGunzip> | undefined;
+  let source: Readable | undefined;
+  let failure: unknown;
+  const fail = (err: unknown): void => {
+    if (failure !== undefined) return;
+    failure = err;
+    source?.destroy();
+    gunzip?.destroy();
+    extract.destroy();
+  };
+  const dispose = onAbort(signal, (reason) => fail(reason));
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new StowageError('EBAD_CONFIG', `${file} is not a regular file.`, { details: { path: file } });
+    const progress = new ProgressTracker(options.phase, options.onProgress, { bytesTotal: st.size });
+    const magic = Buffer.alloc(2);
+    await handle.read(magic, 0, 2, 0);
+    const gzipped = magic[0] === 0x1f && magic[1] === 0x8b;
+    const counter = { bytes: 0 };
+    source = Readable.from(fileChunks(handle, file, digest, progress, counter, signal), { objectMode: false, highWaterMark: READ_SIZE });
+    let tarStream: AsyncIterable<Buffer> = source;
+    if (gzipped) {
+      gunzip = createGunzip({ chunkSize: 256 * 1024 });
+      const gz = gunzip;
+      source.on('error', (err) => gz.destroy(err));
+      source.pipe(gz);
+      tarStream = gz;
+    }
+
+    let tail: Buffer = Buffer.alloc(0);
+    let tarBytes = 0;
+    extract.on('entry', (header: Header, source, next) => {
+      // tar-stream's entry streams are streamx Readables: same events, async iteration and resume().
+      const stream = source as unknown as Readable;
+      result.entries++;
+      const entry = toEntry(header);
+      let ended = false;
+      stream.on('end', () => (ended = true));
+      // Drain whatever the visitor leaves unread so that the pass goes on.
+      visit(entry, stream).then(
+        async (stop) => {
+          if (stop === true) {
+            result.stopped = true;
+            fail(STOP);
+            return;
+          }
+          if (!ended) {
+            await new Promise<void>((res, rej) => {
+              stream.on('end', res);
+              stream.on('close', res);
+              stream.on('error', rej);
+              stream.resume();
+            });
+          }
+          next(null);
+        },
+        (err: unknown) => fail(err),
+      );
+    });
+    extract.on('error', (err: unknown) => fail(err));
+
+    for await (const chunk of tarStream) {
+      if (failure !== undefined) break;
+      tarBytes += chunk.length;
+      tail = chunk.length >= 1024 ? chunk.subarray(chunk.length - 1024) : Buffer.concat([tail, chunk]).subarray(-1024);
+      if (!extract.write(chunk)) await drained(extract);
+    }
+    if (failure === undefined) {
+      await new Promise<void>((resolve, reject) => {
+        extract.on('finish', resolve);
+        extract.on('close', () => (failure === undefined ? resolve() : reject(failure)));
+        extract.on('error', reject);
+        (extract as unknown as { end(): void }).end();
+      });
+    }
+    if (failure === STOP) return result;
+    if (failure !== undefined) throw failure;
+    if (tarBytes < 1024 || tail.some((b) => b !== 0)) {
+      throw new StowageError('ECORRUPT_ARCHIVE', `Archive ${file} is damaged: it lacks the end-of-archive marker (truncated?). Restore it from another copy.`, {
+        details: { path: file, reason: 'no end-of-archive marker', tarBytes },
+      });
+    }
+    result.bytes = counter.bytes;
+    result.dna = digest?.digest();
+    progress.report(true);
+    return result;
+  } catch (err) {
+    if (failure === STOP) return result;
+    if (signal?.aborted) throw signal.reason;
+    const first = failure !== undefined ? failure : err;
+    throw corrupt(first, file);
+  } finally {
+    dispose();
+    source?.destroy();
+    gunzip?.destroy();
+    if (!extract.destroyed) extract.destroy();
+    await handle.close().catch(() => {});
+  }
+}

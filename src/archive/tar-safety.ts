@@ -1,0 +1,195 @@
+/**
+ * Guards for extracting untrusted archives.
+ *
+ * Why: a tar file is a list of instructions to write paths, and the classic
+ * attacks make those paths leave the destination: an absolute name, a `..`
+ * segment, a symlink (or hard link) pointing out and a later entry written
+ * *through* it (node-tar's CVE-2021-32803/32804/37701 family), a planted
+ * symlink at the `NAME.part` slot an atomic writer opens, device nodes, and
+ * size bombs. Every check here runs before anything is written for the
+ * entry, and every path component between the destination and the target is
+ * checked with `lstat`, so a symlink planted by an earlier entry is never
+ * followed.
+ *
+ * @module
+ */
+import { lstat, mkdir, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { StowageError, fromFsError } from '../errors.js';
+import type { ArchiveEntry } from './archive-reader.js';
+
+function unsafe(archive: string, entry: string, why: string, extra: Record<string, unknown> = {}): StowageError {
+  return new StowageError('EUNSAFE_PATH', `Refusing to extract "${entry}" from ${archive}: ${why}. Nothing was written for it.`, {
+    details: { path: archive, entry, reason: why, ...extra },
+  });
+}
+
+/** Whether a normalised `/`-separated relative path climbs out (`..` segment) or is absolute. */
+function escapes(p: string): boolean {
+  return p.startsWith('/') || p.split('/').includes('..');
+}
+
+/**
+ * Validates entries of one archive against one destination directory and
+ * prepares their parent directories without following symlinks.
+ */
+export class ExtractGuard {
+  /** The destination's real path. */
+  readonly dest: string;
+  readonly #archive: string;
+  readonly #allowUnsafe: boolean;
+  /** Directories (absolute) known to be real directories inside `dest`. */
+  readonly #safeDirs = new Set<string>();
+
+  /**
+   * @param dest - the destination's real path (already created)
+   * @param archive - the archive's path, for messages
+   * @param allowUnsafe - skip the path checks (`allowUnsafePaths`)
+   */
+  constructor(dest: string, archive: string, allowUnsafe: boolean) {
+    this.dest = dest;
+    this.#archive = archive;
+    this.#allowUnsafe = allowUnsafe;
+    this.#safeDirs.add(dest);
+  }
+
+  /**
+   * The absolute path an entry is written to; throws EUNSAFE_PATH for an
+   * absolute name or one with a `..` segment.
+   *
+   * @param rawName - the name as stored in the archive
+   * @param name - the normalised name
+   */
+  target(rawName: string, name: string): string {
+    if (this.#allowUnsafe) return isAbsolute(name) || rawName.startsWith('/') ? resolve('/', rawName) : resolve(this.dest, name);
+    if (rawName.startsWith('/') || /^[A-Za-z]:[\\/]/.test(rawName)) throw unsafe(this.#archive, rawName, 'absolute path');
+    if (escapes(name) || name.split('/').includes('..')) throw unsafe(this.#archive, rawName, 'path has a ".." segment');
+    if (name.includes('\0')) throw unsafe(this.#archive, rawName, 'path holds a NUL byte');
+    return name === '' ? this.dest : join(this.dest, ...name.split('/'));
+  }
+
+  /**
+   * Checks every existing directory between `dest` and `dirname(target)` with
+   * lstat (a symlink there is EUNSAFE_PATH: writing would go through it),
+   * then creates the missing ones.
+   *
+   * @param target - absolute path about to be written
+   * @param entry - entry name, for messages
+   */
+  async prepareParent(target: string, entry: string): Promise<void> {
+    const parent = dirname(target);
+    if (this.#safeDirs.has(parent)) return;
+    if (this.#allowUnsafe) {
+      await mkdir(parent, { recursive: true }).catch((err: unknown) => {
+        throw fromFsError(err, 'create directory', parent);
+      });
+      return;
+    }
+    const rel = relative(this.dest, parent);
+    if (rel.startsWith('..') || isAbsolute(rel)) throw unsafe(this.#archive, entry, 'it resolves outside the destination');
+    let cur = this.dest;
+    let missing = false;
+    for (const part of rel === '' ? [] : rel.split(sep)) {
+      cur = join(cur, part);
+      if (this.#safeDirs.has(cur)) continue;
+      if (!missing) {
+        const st = await lstat(cur).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+          throw fromFsError(err, 'stat', cur);
+        });
+        if (st === undefined) {
+          missing = true;
+        } else if (st.isSymbolicLink()) {
+          throw unsafe(this.#archive, entry, `it would be written through the symlink ${cur}`, { symlink: cur });
+        } else if (!st.isDirectory()) {
+          throw new StowageError('EEXIST', `Cannot extract "${entry}" from ${this.#archive}: ${cur} exists and is not a directory.`, { details: { path: this.#archive, entry, blocker: cur } });
+        }
+      }
+      if (missing) {
+        try {
+          await mkdir(cur);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create directory', cur);
+          // Created by someone else meanwhile: it must still be a real directory.
+          const st = await lstat(cur);
+          if (!st.isDirectory()) throw unsafe(this.#archive, entry, `${cur} appeared as a non-directory while extracting`);
+        }
+      }
+      this.#safeDirs.add(cur);
+    }
+  }
+
+  /**
+   * Removes whatever sits at `path` if it is not a directory (a symlink
+   * planted there by an earlier entry is removed, never followed).
+   *
+   * @param path - a slot about to be created (`NAME.part` or the link's name)
+   */
+  async clearSlot(path: string): Promise<void> {
+    const st = await lstat(path).catch(() => undefined);
+    if (st === undefined) return;
+    if (st.isDirectory()) {
+      throw new StowageError('EEXIST', `Cannot extract onto ${path}: a directory is in the way.`, { details: { path } });
+    }
+    await rm(path, { force: true }).catch((err: unknown) => {
+      throw fromFsError(err, 'remove', path);
+    });
+  }
+
+  /**
+   * Checks a symlink entry: its target, resolved from the link's own
+   * directory, must stay inside the destination.
+   *
+   * @param entry - the symlink entry
+   */
+  checkSymlink(entry: ArchiveEntry): void {
+    const link = entry.linkname ?? '';
+    if (this.#allowUnsafe) return;
+    if (link === '') throw unsafe(this.#archive, entry.name, 'symlink with an empty target');
+    if (posix.isAbsolute(link)) throw unsafe(this.#archive, entry.name, `symlink to the absolute path ${link}`, { linkname: link });
+    const resolved = posix.normalize(posix.join(posix.dirname(entry.name), link));
+    if (resolved === '..' || resolved.startsWith('../')) throw unsafe(this.#archive, entry.name, `symlink to ${link} points outside the destination`, { linkname: link });
+  }
+
+  /**
+   * Checks a hard-link entry and returns the absolute path of its source:
+   * inside the destination, reached without symlinks, and a regular file.
+   *
+   * @param entry - the hard-link entry
+   */
+  async hardlinkSource(entry: ArchiveEntry): Promise<string> {
+    const link = entry.linkname ?? '';
+    let name = link;
+    while (name.startsWith('./')) name = name.slice(2);
+    if (this.#allowUnsafe) return resolve(this.dest, name);
+    if (link === '' || posix.isAbsolute(link) || escapes(posix.normalize(name))) {
+      throw unsafe(this.#archive, entry.name, `hard link to ${link || '(nothing)'} points outside the destination`, { linkname: link });
+    }
+    const src = join(this.dest, ...posix.normalize(name).split('/'));
+    await this.assertNoSymlinkIn(src, entry.name);
+    const st = await lstat(src).catch((err: unknown) => {
+      throw fromFsError(err, 'link to', src);
+    });
+    if (!st.isFile()) throw unsafe(this.#archive, entry.name, `hard link to ${link}, which is not a regular file`, { linkname: link });
+    return src;
+  }
+
+  /** Throws EUNSAFE_PATH if a directory between dest and `path` is a symlink. */
+  async assertNoSymlinkIn(path: string, entry: string): Promise<void> {
+    const rel = relative(this.dest, dirname(path));
+    if (rel.startsWith('..') || isAbsolute(rel)) throw unsafe(this.#archive, entry, 'it resolves outside the destination');
+    let cur = this.dest;
+    for (const part of rel === '' ? [] : rel.split(sep)) {
+      cur = join(cur, part);
+      if (this.#safeDirs.has(cur)) continue;
+      const st = await lstat(cur).catch(() => undefined);
+      if (st?.isSymbolicLink()) throw unsafe(this.#archive, entry, `it goes through the symlink ${cur}`, { symlink: cur });
+    }
+  }
+
+  /** Forgets which directories were checked (after a symlink is created, any of them may have been replaced). */
+  forgetDirs(): void {
+    this.#safeDirs.clear();
+    this.#safeDirs.add(this.dest);
+  }
+}
