@@ -16,6 +16,7 @@
  */
 export { freePort, isPortInUse, onPort, withFreePort } from './ports.js';
 export {
+  checkOptions,
   childrenOf,
   currentUser,
   descendants,

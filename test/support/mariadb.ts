@@ -14,7 +14,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection, type Connection, type ConnectionOptions } from 'mysql2/promise';
 import { onPort } from './ports.js';
-import { isRoot, requireBinary, run, spawnServer, waitFor, type ServerProcess } from './proc.js';
+import { checkOptions, isRoot, requireBinary, run, spawnServer, waitFor, type ServerProcess } from './proc.js';
 import { makeTempDir } from './tmp.js';
 
 /** Options of {@link startMariadb}. */
@@ -127,6 +127,7 @@ function checkIdent(what: string, name: string): void {
  */
 export async function startMariadb(opts: MariadbOptions = {}): Promise<MariadbServer> {
   const t0 = performance.now();
+  checkOptions('startMariadb', opts, ['database', 'user', 'password', 'extraArgs', 'port', 'startTimeoutMs']);
   const mariadbd = requireBinary({
     name: 'mariadbd',
     paths: ['/usr/sbin/mariadbd', '/usr/sbin/mysqld'],

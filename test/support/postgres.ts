@@ -30,6 +30,7 @@ import {
   waitFor,
   type ServerProcess,
   type SystemUser,
+  checkOptions,
 } from './proc.js';
 import { makeTempDir } from './tmp.js';
 
@@ -195,6 +196,7 @@ function clusterAccount(): SystemUser | undefined {
  */
 export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresServer> {
   const t0 = performance.now();
+  checkOptions('startPostgres', opts, ['database', 'user', 'password', 'walLevel', 'settings', 'initdbArgs', 'port', 'startTimeoutMs']);
   const binDir = postgresBinDir();
   const initdb = join(binDir, 'initdb');
   const postgres = join(binDir, 'postgres');

@@ -132,6 +132,23 @@ export function lookupUser(name: string): SystemUser | undefined {
 }
 
 // ---------------------------------------------------------------------------
+// Options
+
+/**
+ * Throws on an option name the function does not know, so a misspelled
+ * option cannot silently change what a test checks.
+ *
+ * @param fn - function name for the message
+ * @param opts - the options object
+ * @param known - accepted names
+ */
+export function checkOptions(fn: string, opts: object, known: readonly string[]): void {
+  for (const key of Object.keys(opts)) {
+    if (!known.includes(key)) throw new Error(`${fn}: unknown option "${key}" (known: ${known.join(', ')})`);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Binaries
 
 /** Where to look for a server binary and which Debian package provides it. */

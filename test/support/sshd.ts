@@ -25,6 +25,7 @@ import {
   spawnServer,
   waitFor,
   type ServerProcess,
+  checkOptions,
 } from './proc.js';
 import { makeTempDir, type TempDir } from './tmp.js';
 
@@ -165,6 +166,7 @@ async function bannerOk(port: number): Promise<boolean> {
  */
 export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
   const t0 = performance.now();
+  checkOptions('startSshd', opts, ['allowExec', 'ciphers', 'keyType', 'logLevel', 'extraConfig', 'port', 'startTimeoutMs']);
   const sshd = requireBinary({ name: 'sshd', paths: ['/usr/sbin/sshd'], commands: ['sshd'], debianPackage: 'openssh-server' });
   const keygen = requireBinary({ name: 'ssh-keygen', paths: ['/usr/bin/ssh-keygen'], commands: ['ssh-keygen'], debianPackage: 'openssh-client' });
   if (isRoot()) {
@@ -201,6 +203,8 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
     const knownHostsPath = join(etc, 'known_hosts');
     const wrongKnownHostsPath = join(etc, 'known_hosts.wrong');
 
+    // Below INFO, sshd does not log "Server listening on ...": the banner alone must do.
+    const quietLog = ['QUIET', 'FATAL', 'ERROR'].includes(opts.logLevel ?? 'INFO');
     const { port, proc } = await onPort(opts.port, async (port) => {
       const config = [
         `Port ${port}`,
@@ -250,7 +254,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
       });
       try {
         await waitFor(
-          async () => proc.logTail(200).includes(`Server listening on 127.0.0.1 port ${port}.`) && (await bannerOk(port)),
+          async () => (quietLog || proc.logTail(200).includes(`Server listening on 127.0.0.1 port ${port}.`)) && (await bannerOk(port)),
           { timeoutMs: opts.startTimeoutMs ?? 15_000, what: `sshd on 127.0.0.1:${port}`, server: proc },
         );
       } catch (err) {

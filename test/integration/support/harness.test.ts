@@ -133,6 +133,16 @@ describe('servers on a fixed port that is taken', () => {
   });
 });
 
+describe('options', () => {
+  it.each([
+    ['startSshd', () => startSshd({ allowexec: false } as never)],
+    ['startMariadb', () => startMariadb({ databse: 'x' } as never)],
+    ['startPostgres', () => startPostgres({ wal_level: 'logical' } as never)],
+  ] as const)('%s rejects an unknown option before starting anything', async (name, start) => {
+    await expect(start()).rejects.toThrow(new RegExp(`^${name}: unknown option`));
+  });
+});
+
 describe('missing binaries', () => {
   it('name the Debian package and the setup script', () => {
     expect(() => requireBinary({ name: 'frobd', paths: ['/nonexistent/frobd'], commands: ['stowage-no-such-frobd'], debianPackage: 'frob-server' })).toThrow(

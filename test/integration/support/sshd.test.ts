@@ -145,8 +145,8 @@ describe('startSshd({ allowExec: false })', () => {
 });
 
 describe('startSshd options and stop()', () => {
-  it('honours ciphers and an rsa client key', async () => {
-    const server = await startSshd({ ciphers: ['aes128-ctr'], keyType: 'rsa' });
+  it('honours ciphers, an rsa client key and a quiet log level', async () => {
+    const server = await startSshd({ ciphers: ['aes128-ctr'], keyType: 'rsa', logLevel: 'ERROR' });
     try {
       expect(server.publicKey).toMatch(/^ssh-rsa /);
       const { stdout } = await ssh(server, ['-o', 'Ciphers=aes128-ctr'], 'echo ok');
