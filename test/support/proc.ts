@@ -610,6 +610,8 @@ export function spawnServer(opts: SpawnServerOptions): ServerProcess {
   // orphans are re-parented and can no longer be found from its pid.
   const tree = new Map<number, ProcRef>();
   const remember = (): void => {
+    // Only while the pid is still our server, never a recycled one.
+    if (!isAlive(pid, self)) return;
     for (const ref of descendants(pid)) tree.set(ref.pid, ref);
   };
 
