@@ -1,0 +1,63 @@
+/** Shared helpers of the TableSource and Catalog tests: temp dirs, error assertions, stream collection. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect } from 'vitest';
+import { StowageError } from '../../../src/errors.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+/** A fresh temp dir, removed after the test. */
+export async function tempDir(label = 'db'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), `stowage-${label}-`));
+  dirs.push(d);
+  return d;
+}
+
+/** Asserts that `p` rejects with a StowageError of `code`; returns it. */
+export async function rejectsWith(p: Promise<unknown>, code: string): Promise<StowageError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `expected a StowageError ${code}, got ${String(err)}`).toBeInstanceOf(StowageError);
+  expect((err as StowageError).code, (err as Error).message).toBe(code);
+  return err as StowageError;
+}
+
+/** Asserts that `fn` throws a StowageError of `code`; returns it. */
+export function throwsWith(fn: () => unknown, code: string): StowageError {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, `expected a StowageError ${code}, got ${String(err)}`).toBeInstanceOf(StowageError);
+  expect((err as StowageError).code, (err as Error).message).toBe(code);
+  return err as StowageError;
+}
+
+/** Asserts that `p` rejects with exactly `reason` (an abort reason); returns it. */
+export async function rejectsWithReason(p: Promise<unknown>, reason: unknown): Promise<void> {
+  const err = await p.then(
+    () => 'resolved',
+    (e: unknown) => e,
+  );
+  expect(err).toBe(reason);
+}
+
+/** Reads a byte stream to the end. */
+export async function collect(stream: AsyncIterable<Uint8Array | string>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(typeof c === 'string' ? Buffer.from(c) : Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+/** Yields `buf` in chunks of `size` bytes. */
+export async function* chunked(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
