@@ -6,23 +6,20 @@
  * @module
  */
 import { createHash, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
-import { StowageError, fromFsError } from '../errors.js';
+import { StowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOneOf, checkOptionKeys } from '../util/options.js';
 import { scanTree, type DnaScanOptions } from './dna-scan.js';
+import { hashFile, readSidecarText } from './file-hash.js';
 import {
   DNA_ALGORITHMS,
-  MAX_SIDECAR_BYTES,
   SIDECAR_SUFFIX,
   dnaEqual,
   formatSidecar,
   parseSidecar,
-  sidecarReadError,
-  sidecarTooBig,
   type Dna,
   type DnaAlgorithm,
   type DnaVerifyResult,
@@ -56,9 +53,6 @@ export interface DnaTap extends Transform {
    */
   readonly dna: Promise<Dna>;
 }
-
-/** Read size for file digests: 1 MiB reads are ~20% faster than 64 KiB. */
-const READ_SIZE = 1 << 20;
 
 function resolveAlgorithm(where: string, options: DnaOptions | undefined): DnaAlgorithm {
   const a = options?.algorithm ?? 'md5';
@@ -127,57 +121,16 @@ export class DnaDigest {
   static async ofFile(path: string, options: DnaFileOptions = {}): Promise<Dna> {
     checkOptionKeys('DnaDigest.ofFile', options, ['algorithm', 'signal', 'onProgress']);
     const algorithm = resolveAlgorithm('DnaDigest.ofFile', options);
-    const { signal } = options;
-    throwIfAborted(signal);
-    let handle: FileHandle;
-    try {
-      handle = await open(path, 'r');
-    } catch (err) {
-      throw fromFsError(err, 'read', path);
-    }
-    let pending: Promise<number> | undefined;
-    try {
-      let known: number;
-      try {
-        known = (await handle.stat()).size;
-      } catch (err) {
-        throw fromFsError(err, 'stat', path);
-      }
-      const progress = new ProgressTracker('hash', options.onProgress, { bytesTotal: known, itemsTotal: 1 });
-      const d = new DnaDigest({ algorithm });
-      // Small files get small buffers (fresh memory costs page faults); the
-      // loop reads until EOF whatever the size said, so a growing file is
-      // digested as far as it was read and `size` counts exactly those bytes.
-      const bufSize = Math.min(READ_SIZE, Math.max(known + 1, 4096));
-      let cur = Buffer.allocUnsafe(bufSize);
-      let next = Buffer.allocUnsafe(bufSize);
-      const read = (buf: Buffer): Promise<number> =>
-        handle.read(buf, 0, buf.length, null).then(
-          (r) => r.bytesRead,
-          (err: unknown) => {
-            throw fromFsError(err, 'read', path);
-          },
-        );
-      // Double buffering: the next read runs on libuv's pool while this thread hashes.
-      pending = read(cur);
-      for (;;) {
-        const n = await pending;
-        pending = undefined;
-        if (n === 0) break;
-        throwIfAborted(signal);
-        pending = read(next);
-        d.update(n === cur.length ? cur : cur.subarray(0, n));
-        progress.add(n);
-        [cur, next] = [next, cur];
-      }
-      progress.add(0, 1);
-      progress.report(true);
-      return d.digest();
-    } finally {
-      // A read still in flight (abort, hash error) must not become an unhandled rejection.
-      await pending?.catch(() => {});
-      await handle.close().catch(() => {});
-    }
+    throwIfAborted(options.signal);
+    const progress = new ProgressTracker('hash', options.onProgress, { itemsTotal: 1 });
+    const { dig, size } = await hashFile(path, algorithm, {
+      signal: options.signal,
+      onSize: (n) => (progress.bytesTotal = n),
+      onBytes: options.onProgress ? (n) => progress.add(n) : undefined,
+    });
+    progress.add(0, 1);
+    progress.report(true);
+    return Object.freeze({ dig, size, algorithm });
   }
 
   /**
@@ -252,28 +205,7 @@ export class DnaDigest {
    */
   static async readSidecar(file: string): Promise<Dna> {
     const sidecar = file + SIDECAR_SUFFIX;
-    let handle: FileHandle;
-    try {
-      handle = await open(sidecar, 'r');
-    } catch (err) {
-      throw sidecarReadError(err, file, sidecar);
-    }
-    const buf = Buffer.allocUnsafe(MAX_SIDECAR_BYTES + 1);
-    let len = 0;
-    try {
-      for (;;) {
-        const { bytesRead } = await handle.read(buf, len, buf.length - len, null);
-        if (bytesRead === 0) break;
-        len += bytesRead;
-        if (len === buf.length) break;
-      }
-    } catch (err) {
-      throw sidecarReadError(err, file, sidecar);
-    } finally {
-      await handle.close().catch(() => {});
-    }
-    if (len > MAX_SIDECAR_BYTES) throw sidecarTooBig(file, sidecar);
-    return parseSidecar(buf.toString('utf8', 0, len), sidecar);
+    return parseSidecar(await readSidecarText(file, sidecar), sidecar);
   }
 
   /**

@@ -15,6 +15,11 @@
  * pool never keeps the process alive) and are terminated by
  * {@link HashPool.close}, which interrupts a worker in the middle of a file.
  *
+ * A worker takes 30 ms to boot on a quiet machine and several times that
+ * on a busy one; until the first one says it is ready, the main thread
+ * hashes jobs itself (async reads, one job at a time), so a small tree is
+ * done before the threads are up and a large one loses no time.
+ *
  * The worker's code is plain JavaScript passed with `eval: true` and an
  * empty `execArgv`, so it runs the same from `dist/` and from the sources
  * under a TypeScript loader, and does not boot that loader in each worker.
@@ -25,6 +30,7 @@
 import { Worker } from 'node:worker_threads';
 import { fromFsError, StowageError } from '../errors.js';
 import { MAX_SIDECAR_BYTES, parseSidecar, sidecarReadError, sidecarTooBig, type Dna, type DnaAlgorithm } from './dna.js';
+import { hashFile, readSidecarText } from './file-hash.js';
 
 const WORKER_SOURCE = `'use strict';
 const { parentPort } = require('node:worker_threads');
@@ -81,6 +87,7 @@ function hash(id, path, algorithm) {
     fs.closeSync(fd);
   }
 }
+parentPort.postMessage({ ready: true });
 parentPort.on('message', ({ id, path, sidecar, algorithm }) => {
   const reply = { id };
   if (sidecar !== undefined) {
@@ -116,7 +123,8 @@ parentPort.on('message', ({ id, path, sidecar, algorithm }) => {
 const DEPTH = 2;
 
 interface Reply {
-  id: number;
+  id?: number;
+  ready?: boolean;
   progress?: number;
   sidecarTooBig?: boolean;
   sidecarText?: string;
@@ -140,7 +148,7 @@ interface Job {
 interface Slot {
   worker: Worker;
   jobs: Map<number, Job>;
-  replied: boolean;
+  ready: boolean;
 }
 
 /** Options of {@link HashPool}. */
@@ -149,6 +157,8 @@ export interface HashPoolOptions {
   size: number;
   /** Worker source replacing the real one; tests use it to make a worker crash. */
   workerSource?: string;
+  /** Hash in the calling thread while no worker is ready yet (default true). */
+  mainThread?: boolean;
 }
 
 /** A pool of hashing worker threads. Call {@link HashPool.close} when done. */
@@ -157,14 +167,18 @@ export class HashPool {
   readonly #source: string;
   readonly #slots: Slot[] = [];
   readonly #queue: Job[] = [];
+  readonly #mainThread: boolean;
+  readonly #stop = new AbortController();
+  #mainJob: Promise<void> | undefined;
   #nextId = 1;
   #closed = false;
   #broken: StowageError | undefined;
 
-  /** @param options - pool size */
+  /** @param options - pool size, main-thread help */
   constructor(options: HashPoolOptions) {
     this.#size = options.size;
     this.#source = options.workerSource ?? WORKER_SOURCE;
+    this.#mainThread = options.mainThread ?? true;
   }
 
   /** Worker threads alive now. */
@@ -216,21 +230,57 @@ export class HashPool {
 
   #pump(): void {
     while (this.#queue.length > 0 && !this.#closed) {
-      let slot = this.#slots.find((s) => s.jobs.size === 0);
-      if (slot === undefined && this.#slots.length < this.#size) slot = this.#spawn();
-      slot ??= this.#slots.find((s) => s.jobs.size < DEPTH);
-      if (slot === undefined) return;
-      const job = this.#queue.shift()!;
-      slot.jobs.set(job.id, job);
-      slot.worker.ref();
-      slot.worker.postMessage({ id: job.id, path: job.path, sidecar: job.sidecar, algorithm: job.algorithm });
+      let slot = this.#slots.find((s) => s.ready && s.jobs.size === 0);
+      if (slot === undefined && this.#slots.length < this.#size && this.#queue.length > this.#slots.filter((s) => !s.ready).length) {
+        this.#spawn();
+        continue;
+      }
+      slot ??= this.#slots.find((s) => s.ready && s.jobs.size < DEPTH);
+      if (slot !== undefined) {
+        const job = this.#queue.shift()!;
+        slot.jobs.set(job.id, job);
+        slot.worker.ref();
+        slot.worker.postMessage({ id: job.id, path: job.path, sidecar: job.sidecar, algorithm: job.algorithm });
+        continue;
+      }
+      if (this.#mainThread && this.#mainJob === undefined && !this.#slots.some((s) => s.ready)) {
+        this.#mainJob = this.#runInMain(this.#queue.shift()!);
+        continue;
+      }
+      return;
+    }
+  }
+
+  /** Runs one job in this thread (while the workers boot). */
+  async #runInMain(job: Job): Promise<void> {
+    await Promise.resolve(); // let #pump return before this job settles
+    try {
+      const reply: Reply = { id: job.id };
+      let algorithm = job.algorithm;
+      if (job.sidecar !== undefined) {
+        reply.sidecarText = await readSidecarText(job.path, job.sidecar);
+        try {
+          algorithm = parseSidecar(reply.sidecarText, job.sidecar).algorithm;
+        } catch {
+          algorithm = undefined; // check() parses again and rejects with EBAD_SIDECAR
+        }
+      }
+      if (algorithm !== undefined) {
+        const r = await hashFile(job.path, algorithm, { signal: this.#stop.signal, onBytes: job.onBytes });
+        Object.assign(reply, r, { algorithm });
+      }
+      job.resolve(reply);
+    } catch (err) {
+      job.reject(err);
+    } finally {
+      this.#mainJob = undefined;
+      this.#pump();
     }
   }
 
   #spawn(): Slot {
     const worker = new Worker(this.#source, { eval: true, execArgv: [] });
-    worker.unref();
-    const slot: Slot = { worker, jobs: new Map(), replied: false };
+    const slot: Slot = { worker, jobs: new Map(), ready: false };
     let crash: Error | undefined;
     worker.on('message', (m: Reply) => this.#onMessage(slot, m));
     worker.on('error', (err) => {
@@ -247,28 +297,34 @@ export class HashPool {
       });
       for (const job of slot.jobs.values()) job.reject(err);
       slot.jobs.clear();
-      if (!slot.replied) {
-        // A worker that dies before its first reply would die again: give up.
+      if (!slot.ready) {
+        // A worker that dies before it is ready would die again: give up.
         this.#broken = err;
         for (const job of this.#queue.splice(0)) job.reject(err);
         return;
       }
       this.#pump();
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     this.#slots.push(slot);
     return slot;
   }
 
   #onMessage(slot: Slot, m: Reply): void {
-    slot.replied = true;
-    const job = slot.jobs.get(m.id);
+    if (m.ready) {
+      slot.ready = true;
+      this.#pump();
+      return;
+    }
+    const job = m.id === undefined ? undefined : slot.jobs.get(m.id);
     if (job === undefined) return;
     if (m.progress !== undefined) {
       job.onBytes?.(m.progress - job.reported);
       job.reported = m.progress;
       return;
     }
-    slot.jobs.delete(m.id);
+    slot.jobs.delete(job.id);
     if (slot.jobs.size === 0) slot.worker.unref();
     if (m.error) {
       const e = Object.assign(new Error(m.error.message), { code: m.error.code });
@@ -290,11 +346,12 @@ export class HashPool {
     if (this.#closed) return;
     this.#closed = true;
     const err = reason ?? new StowageError('EIO', 'HashPool closed.');
+    this.#stop.abort(err);
     for (const job of this.#queue.splice(0)) job.reject(err);
     for (const slot of this.#slots) {
       for (const job of slot.jobs.values()) job.reject(err);
       slot.jobs.clear();
     }
-    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    await Promise.all([...this.#slots.map((s) => s.worker.terminate()), this.#mainJob]);
   }
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,8 +9,8 @@ import { coreutils, data, hex, put, rejectsWith, tempDir } from './helpers.js';
 
 const repo = join(import.meta.dirname, '..', '..', '..');
 const pools: HashPool[] = [];
-function pool(size: number, workerSource?: string): HashPool {
-  const p = new HashPool(workerSource === undefined ? { size } : { size, workerSource });
+function pool(size: number, workerSource?: string, mainThread = true): HashPool {
+  const p = new HashPool(workerSource === undefined ? { size, mainThread } : { size, workerSource, mainThread });
   pools.push(p);
   return p;
 }
@@ -21,10 +21,17 @@ afterEach(async () => {
 /** A fake worker: replies with a fixed digest, exits with code 3 for paths containing "crash". */
 const CRASHY = `
 const { parentPort } = require('node:worker_threads');
+parentPort.postMessage({ ready: true });
 parentPort.on('message', ({ id, path, algorithm }) => {
   if (path.includes('crash')) process.exit(3);
   parentPort.postMessage({ id, dig: 'ab'.repeat(16), size: 1, algorithm });
 });`;
+
+/** A worker that dies while booting. */
+const STILLBORN = `process.exit(4);`;
+
+/** A worker that never gets ready. */
+const SLEEPY = `setInterval(() => {}, 1000);`;
 
 describe('HashPool', () => {
   it('hashes files like sha256sum and md5sum', async () => {
@@ -38,7 +45,7 @@ describe('HashPool', () => {
   it('starts workers lazily, never more than its size', async () => {
     const dir = await tempDir();
     const f = await put(dir, 'f', data(1000));
-    const p = pool(3);
+    const p = pool(3, undefined, false);
     expect(p.threads).toBe(0);
     await p.hash(f, 'md5');
     expect(p.threads).toBe(1);
@@ -81,7 +88,7 @@ describe('HashPool', () => {
   });
 
   it('rejects the jobs of a worker that dies with EIO and replaces it', async () => {
-    const p = pool(1, CRASHY);
+    const p = pool(1, CRASHY, false);
     expect((await p.hash('/ok-1', 'md5')).dig).toBe('ab'.repeat(16));
     const err = await rejectsWith(p.hash('/crash-now', 'md5'), 'EIO');
     expect(err.message).toContain('/crash-now');
@@ -89,19 +96,59 @@ describe('HashPool', () => {
     expect((await p.hash('/ok-2', 'md5')).dig).toBe('ab'.repeat(16));
   });
 
-  it('gives up (EIO for every job) when a fresh worker dies before replying', async () => {
-    const p = pool(2, CRASHY);
-    const jobs = [p.hash('/crash-a', 'md5'), p.hash('/ok', 'md5'), p.hash('/ok', 'md5'), p.hash('/ok', 'md5'), p.hash('/ok', 'md5')];
+  it('gives up (EIO for every job) when a worker dies while booting', async () => {
+    const p = pool(2, STILLBORN, false);
+    const jobs = [p.hash('/a', 'md5'), p.hash('/b', 'md5'), p.hash('/c', 'md5')];
     const settled = await Promise.allSettled(jobs);
-    expect(settled[0]!.status).toBe('rejected');
-    await rejectsWith(jobs[0]!, 'EIO');
+    expect(settled.map((s) => s.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    const err = await rejectsWith(jobs[0]!, 'EIO');
+    expect(err.details['exitCode']).toBe(4);
     await rejectsWith(p.hash('/ok', 'md5'), 'EIO');
+  });
+
+  it('hashes in the calling thread while no worker is ready', async () => {
+    const dir = await tempDir();
+    const files = await Promise.all([0, 1, 2].map((i) => put(dir, `f${i}`, data(10_000 + i))));
+    await DnaDigest.writeSidecar(files[2]!, await DnaDigest.ofFile(files[2]!, { algorithm: 'sha512' }));
+    const p = pool(2, SLEEPY);
+    expect(await p.hash(files[0]!, 'md5')).toEqual({ dig: coreutils('md5sum', files[0]!), size: 10_000, algorithm: 'md5' });
+    expect((await p.hash(files[1]!, 'sha1')).dig).toBe(coreutils('sha1sum', files[1]!));
+    expect((await p.check(files[2]!, files[2]! + '.dna')).actual.dig).toBe(coreutils('sha512sum', files[2]!));
+    await rejectsWith(p.check(files[0]!, files[0]! + '.dna'), 'ENO_SIDECAR');
+    await writeFile(files[1]! + '.dna', 'junk');
+    await rejectsWith(p.check(files[1]!, files[1]! + '.dna'), 'EBAD_SIDECAR');
+    await rejectsWith(p.hash(join(dir, 'missing'), 'md5'), 'ENOT_FOUND');
+    expect(p.threads).toBeGreaterThan(0); // started, but never ready
+  });
+
+  it('without main-thread help, waits for a worker to be ready', async () => {
+    const dir = await tempDir();
+    const f = await put(dir, 'f', 'abc');
+    const p = pool(1, SLEEPY, false);
+    const outcome = await Promise.race([p.hash(f, 'md5').then(() => 'hashed'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
+    expect(outcome).toBe('waiting');
+  });
+
+  it('close() stops a job running in the calling thread', async () => {
+    const dir = await tempDir();
+    const f = join(dir, 'sparse');
+    await writeFile(f, '');
+    await truncate(f, 2 ** 31);
+    const p = pool(1, SLEEPY);
+    const job = p.hash(f, 'md5');
+    const outcome = Promise.allSettled([job]);
+    await new Promise((r) => setTimeout(r, 50));
+    const reason = new Error('enough');
+    const t0 = performance.now();
+    await p.close(reason);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(await outcome).toEqual([{ status: 'rejected', reason }]);
   });
 
   it('close() rejects pending jobs with the reason, and later jobs with EIO', async () => {
     const dir = await tempDir();
     const f = await put(dir, 'f', data(1 << 20));
-    const p = pool(1);
+    const p = pool(1, undefined, false);
     const jobs = Array.from({ length: 4 }, () => p.hash(f, 'md5'));
     const outcomes = Promise.allSettled(jobs);
     const reason = new Error('closing');
