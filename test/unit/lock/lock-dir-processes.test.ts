@@ -4,10 +4,10 @@
  * a holder killed with SIGKILL, and a holder that exits without releasing.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { LockDir, type LockOwner } from '../../../src/lock/index.js';
 import { makeTempDir, type TempDir } from '../../support/tmp.js';
 
@@ -20,6 +20,8 @@ interface Child {
   readonly lines: string[];
   /** Resolves with the first stdout line matching `test`. */
   line(test: (l: string) => boolean): Promise<string>;
+  /** Sends a command and resolves with the first line after it that matches `test`. */
+  ask(cmd: string, test: (l: string) => boolean): Promise<string>;
   stderr(): string;
 }
 
@@ -60,8 +62,13 @@ function startChild(args: string[]): Child {
         const seen = lines.find(test);
         if (seen !== undefined) return resolve(seen);
         waiters.push({ test, resolve });
-        void exit.then(({ code, signal }) => reject(new Error(`child exited (${code ?? signal}) before the expected line; stderr:\n${err}`)));
+        void exit.then(({ code, signal }) => reject(new Error(`child exited (${code ?? signal}) before the expected line; stdout:\n${lines.join('\n')}\nstderr:\n${err}`)));
       }),
+    ask: (cmd, test) => {
+      const from = lines.length;
+      proc.stdin.write(cmd + '\n');
+      return child.line((l) => test(l) && lines.lastIndexOf(l) >= from);
+    },
   };
   children.push(child);
   return child;
@@ -74,42 +81,84 @@ async function deadPid(): Promise<number> {
   return p.pid!;
 }
 
-let tmp: TempDir;
-beforeEach(() => {
-  tmp = makeTempDir('lock-proc');
-});
-afterEach(async () => {
+async function killAll(): Promise<void> {
   for (const c of children.splice(0)) {
     if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
     await c.exit;
   }
-  await tmp.remove();
-});
+}
 
-describe('LockDir between processes', () => {
-  it('8 processes x 25 rounds of read-modify-write under the lock, starting from a stale lock they all take over at once: the count is exact', async () => {
-    const parent = tmp.path;
-    const counter = join(parent, 'counter');
-    await writeFile(counter, '0');
-    // A lock left by a process of this host that no longer exists.
-    const stale: LockOwner = { host: hostname(), pid: await deadPid(), purpose: 'crashed', since: new Date().toISOString(), token: 'f'.repeat(32) };
+describe('LockDir: a herd of 8 processes', () => {
+  const N = 8;
+  let herdDir: TempDir;
+  let herd: Child[];
+  let dead: number;
+  beforeAll(async () => {
+    herdDir = makeTempDir('lock-herd');
+    dead = await deadPid();
+    herd = Array.from({ length: N }, () => startChild(['serve', herdDir.path]));
+    await Promise.all(herd.map((c) => c.line((l) => l === 'ready')));
+  });
+  afterAll(async () => {
+    for (const c of herd) c.proc.stdin.end('quit\n');
+    const exits = await Promise.race([Promise.all(herd.map((c) => c.exit)), new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
+    await killAll();
+    await herdDir.remove();
+    expect(exits).toEqual(herd.map(() => ({ code: 0, signal: null })));
+  });
+
+  /** Plants a lock left by a process of this host that no longer exists. */
+  async function plantDead(parent: string, token: string): Promise<LockOwner> {
+    const stale: LockOwner = { host: hostname(), pid: dead, purpose: 'crashed', since: new Date().toISOString(), token };
     await mkdir(join(parent, 'LOCKED'));
     await writeFile(join(parent, 'LOCKED', 'owner.json'), JSON.stringify(stale));
+    return stale;
+  }
+
+  it('8 processes that find the same stale lock at the same moment: exactly one wins, 10 times over', async () => {
+    const parent = herdDir.path;
+    for (let round = 0; round < 10; round++) {
+      await plantDead(parent, round.toString(16).padStart(32, '0'));
+      const results = await Promise.all(herd.map((c) => c.ask('try', (l) => l.startsWith('won ') || l.startsWith('lost '))));
+      expect({ round, results: results.map((r) => (r.startsWith('won ') ? 'won' : r)).sort() }).toEqual({
+        round,
+        results: ['won', ...Array.from({ length: N - 1 }, () => 'lost ELOCKED')].sort(),
+      });
+      const w = results.findIndex((r) => r.startsWith('won '));
+      const onDisk = JSON.parse(await readFile(join(parent, 'LOCKED', 'owner.json'), 'utf8')) as LockOwner;
+      expect(onDisk.pid).toBe(herd[w]!.proc.pid);
+      expect(`won ${onDisk.token}`).toBe(results[w]);
+      expect(await readdir(join(parent, 'LOCKED'))).toEqual(['owner.json']);
+      await herd[w]!.ask('release', (l) => l === 'released');
+      expect(await readdir(parent)).toEqual([]);
+    }
+  });
+
+  it('8 processes x 25 rounds of read-modify-write under the lock, starting from a stale lock they all take over at once: the count is exact', async () => {
+    const parent = herdDir.path;
+    const counter = join(parent, 'counter');
+    await writeFile(counter, '0');
+    await plantDead(parent, 'f'.repeat(32));
     expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, stale: true, reason: 'owner-dead' });
 
-    const N = 8;
     const ROUNDS = 25;
-    const herd = Array.from({ length: N }, () => startChild(['count', parent, counter, String(ROUNDS)]));
-    await Promise.all(herd.map((c) => c.line((l) => l === 'ready')));
-    for (const c of herd) c.proc.stdin.write('go\n');
-    const exits = await Promise.all(herd.map((c) => c.exit));
-
-    for (const [i, e] of exits.entries()) {
-      expect({ exit: e, out: herd[i]!.lines, err: herd[i]!.stderr() }).toEqual({ exit: { code: 0, signal: null }, out: ['ready', 'done'], err: '' });
-    }
+    const done = await Promise.all(herd.map((c) => c.ask(`count ${counter} ${ROUNDS}`, (l) => l === 'counted' || l.startsWith('OVERLAP'))));
+    expect(done).toEqual(herd.map(() => 'counted'));
     expect(Number(await readFile(counter, 'utf8'))).toBe(N * ROUNDS);
     // Released for good: no lock, no graveyard, no marker left behind.
     expect(await readdir(parent)).toEqual(['counter']);
+    await rm(counter);
+  });
+});
+
+describe('LockDir: holders that die', () => {
+  let tmp: TempDir;
+  beforeEach(() => {
+    tmp = makeTempDir('lock-proc');
+  });
+  afterEach(async () => {
+    await killAll();
+    await tmp.remove();
   });
 
   it('a lock left by a SIGKILLed holder is taken over, and the owner file is then ours', async () => {
