@@ -5,7 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { DnaDigest } from '../../../src/dna/dna-digest.js';
+import type { Readable } from 'node:stream';
+import { DnaDigest, type Dna, type DnaAlgorithm } from '../../../src/dna/dna-digest.js';
+import { LocalTransport } from '../../../src/transport/local/local-transport.js';
+import type { FreeSpace, GetOptions, OpOptions, PutOptions, PutSource, Transport, TransportEntry, TransportStat } from '../../../src/transport/transport.js';
 
 /** Options of {@link makeSet}. */
 export interface SetSpec {
@@ -63,4 +66,75 @@ export async function plantLock(dir: string, token = 'someone-else'): Promise<st
 /** Makes the `last` link. */
 export async function link(root: string, target: string, name = 'last'): Promise<void> {
   await symlink(target, join(root, name));
+}
+
+
+/**
+ * A real LocalTransport seen through a path prefix, so the code under test
+ * only ever sees "far" paths (`/srv/...`) that do not exist on this machine:
+ * anything that bypassed the transport would fail. Counts digests.
+ */
+export class ChrootTransport implements Transport {
+  readonly name: string;
+  readonly capabilities;
+  digests = 0;
+  readonly #inner = new LocalTransport();
+  readonly #root: string;
+
+  constructor(root: string, name = 'chroot') {
+    this.#root = root;
+    this.name = name;
+    this.capabilities = this.#inner.capabilities;
+  }
+
+  #p(path: string): string {
+    if (!path.startsWith('/')) throw new Error(`ChrootTransport: far paths are absolute, got ${path}`);
+    return this.#root + path;
+  }
+
+  async stat(path: string, o?: OpOptions): Promise<TransportStat> {
+    return { ...(await this.#inner.stat(this.#p(path), o)), path };
+  }
+  async exists(path: string, o?: OpOptions): Promise<TransportStat | undefined> {
+    const s = await this.#inner.exists(this.#p(path), o);
+    return s && { ...s, path };
+  }
+  async list(dir: string, o?: OpOptions): Promise<TransportEntry[]> {
+    return (await this.#inner.list(this.#p(dir), o)).map((e) => ({ ...e, path: `${dir}/${e.name}` }));
+  }
+  mkdir(path: string, o?: OpOptions & { recursive?: boolean }): Promise<void> {
+    return this.#inner.mkdir(this.#p(path), o);
+  }
+  put(source: PutSource, path: string, o?: PutOptions): Promise<Dna> {
+    return this.#inner.put(source, this.#p(path), o);
+  }
+  get(path: string, localPath: string, o?: GetOptions): Promise<Dna> {
+    return this.#inner.get(this.#p(path), localPath, o);
+  }
+  createReadStream(path: string, o?: OpOptions & { start?: number }): Readable {
+    return this.#inner.createReadStream(this.#p(path), o);
+  }
+  remove(path: string, o?: OpOptions & { recursive?: boolean; force?: boolean }): Promise<void> {
+    return this.#inner.remove(this.#p(path), o);
+  }
+  rename(from: string, to: string, o?: OpOptions): Promise<void> {
+    return this.#inner.rename(this.#p(from), this.#p(to), o);
+  }
+  symlink(target: string, path: string, o?: OpOptions): Promise<void> {
+    return this.#inner.symlink(target, this.#p(path), o);
+  }
+  readlink(path: string, o?: OpOptions): Promise<string> {
+    return this.#inner.readlink(this.#p(path), o);
+  }
+  setMtime(path: string, mtimeMs: number, o?: OpOptions): Promise<void> {
+    return this.#inner.setMtime(this.#p(path), mtimeMs, o);
+  }
+  digest(path: string, algorithm?: DnaAlgorithm, o?: OpOptions): Promise<Dna> {
+    this.digests++;
+    return this.#inner.digest(this.#p(path), algorithm, o);
+  }
+  freeSpace(path: string, o?: OpOptions): Promise<FreeSpace> {
+    return this.#inner.freeSpace(this.#p(path), o);
+  }
+  async close(): Promise<void> {}
 }

@@ -1,17 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { StowageError } from '../../../src/errors.js';
-import { Retention, type RetentionItem, type RetentionPolicy } from '../../../src/retention/index.js';
+import { Retention, type RetentionPolicy } from '../../../src/retention/index.js';
 
 interface Case {
   name: string;
   policy: RetentionPolicy;
-  items: (RetentionItem & { time: string })[];
+  items: { id: string; time: string; verified?: boolean; complete?: boolean }[];
   now: string;
   keep: Record<string, string[]>; // id -> rules, in the plan's fixed order
   purge: Record<string, string>; // id -> rule
 }
 
-const i = (id: string, time: string, more: Partial<RetentionItem> = {}) => ({ id, time, ...more });
+const i = (id: string, time: string, more: { verified?: boolean; complete?: boolean } = {}) => ({ id, time, ...more });
 
 function run(policy: RetentionPolicy, items: Case['items'], now: string) {
   const plan = new Retention(policy).plan(
