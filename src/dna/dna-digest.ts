@@ -90,18 +90,19 @@ export class DnaDigest {
   }
 
   /**
-   * Adds bytes.
+   * Adds bytes. Anything but a Buffer or typed array (a string, say) is
+   * EBAD_CONFIG; after {@link digest} it is EIO.
    *
    * @param buf - the bytes
    */
   update(buf: Uint8Array): this {
     if (this.#done) throw new StowageError('EIO', 'DnaDigest.update() called after digest().');
-    if (!(buf instanceof Uint8Array)) {
+    if (!ArrayBuffer.isView(buf)) {
       // A string would be hashed as UTF-8 but counted in UTF-16 units: refuse it.
       throw new StowageError('EBAD_CONFIG', `DnaDigest.update() takes a Buffer or Uint8Array, got ${typeof buf}.`, { details: { got: typeof buf } });
     }
     this.#hash.update(buf);
-    this.#size += buf.length;
+    this.#size += buf.byteLength;
     return this;
   }
 
@@ -113,7 +114,10 @@ export class DnaDigest {
 
   /**
    * Digests a file in one streaming pass with 1 MiB reads; the next read is
-   * in flight while the current buffer is hashed.
+   * in flight while the current buffer is hashed. `size` is the number of
+   * bytes read. A missing file is ENOT_FOUND, an unreadable one (or a
+   * directory) EIO, a bad option EBAD_CONFIG; an abort rethrows the
+   * signal's reason and closes the file.
    *
    * @param path - the file
    * @param options - algorithm, signal, onProgress
@@ -228,6 +232,9 @@ export class DnaDigest {
    * threads, `concurrency` at once) and yields each result as it completes.
    * The mutants are the results with `ok === false`; the scan goes on past
    * them. Trees holding a `LOCKED` directory are skipped (a warning).
+   * Per-file trouble goes to `onWarning` (thrown with `strict`); a missing
+   * root is ENOT_FOUND. Breaking out of the loop or aborting terminates the
+   * worker threads.
    *
    * @param dir - the tree's root
    * @param options - concurrency, skipLocked, onWarning, strict, onProgress, signal

@@ -92,8 +92,8 @@ export function formatSidecar(dna: Dna, what = 'sidecar'): string {
     throw bad(`"dig" must be ${HEX_LENGTH[alg]} hex digits for ${alg}`);
   }
   if (typeof dna.size !== 'number' || !Number.isSafeInteger(dna.size) || dna.size < 0) throw bad('"size" must be a non-negative integer');
-  const alg_ = alg === 'md5' ? '' : `, "algorithm": "${alg}"`;
-  return `{"dig": "${dna.dig.toLowerCase()}", "size": ${dna.size}${alg_}}\n`;
+  const algorithmKey = alg === 'md5' ? '' : `, "algorithm": "${alg}"`;
+  return `{"dig": "${dna.dig.toLowerCase()}", "size": ${dna.size}${algorithmKey}}\n`;
 }
 
 /**
