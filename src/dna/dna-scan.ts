@@ -6,7 +6,8 @@
  * reads and the hashing run on a {@link HashPool} of worker threads (both
  * cores for a large tree). Results are yielded as they complete, mutants
  * included, so one bad file does not stop the scan. Per-file trouble is a
- * warning unless `strict`.
+ * warning unless `strict`. Symbolic links to files are followed; links to
+ * directories are not (no loops, no file scanned twice).
  *
  * @module
  */

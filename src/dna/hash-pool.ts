@@ -278,8 +278,16 @@ export class HashPool {
     }
   }
 
-  #spawn(): Slot {
-    const worker = new Worker(this.#source, { eval: true, execArgv: [] });
+  #spawn(): void {
+    let worker: Worker;
+    try {
+      worker = new Worker(this.#source, { eval: true, execArgv: [] });
+    } catch (err) {
+      // Out of memory or threads: no worker now means none later either.
+      this.#broken = new StowageError('EIO', `Cannot start a hash worker: ${(err as Error).message}`, { cause: err });
+      for (const job of this.#queue.splice(0)) job.reject(this.#broken);
+      return;
+    }
     const slot: Slot = { worker, jobs: new Map(), ready: false };
     let crash: Error | undefined;
     worker.on('message', (m: Reply) => this.#onMessage(slot, m));
@@ -308,7 +316,6 @@ export class HashPool {
     // After the listeners: adding a 'message' listener refs the worker's port again.
     worker.unref();
     this.#slots.push(slot);
-    return slot;
   }
 
   #onMessage(slot: Slot, m: Reply): void {

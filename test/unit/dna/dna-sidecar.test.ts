@@ -68,6 +68,25 @@ describe('DnaDigest.writeSidecar', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('is ENOSPACE on a full disk, leaving no sidecar nor .part (64 KiB tmpfs; needs root to mount)', async () => {
+    const dir = await tempDir();
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch (err) {
+      throw new Error(`this test mounts a 64 KiB tmpfs and needs root (mount from util-linux): ${(err as Error).message}`);
+    }
+    try {
+      await writeFile(join(mnt, 'f'), Buffer.alloc(64 * 1024)).catch(() => {}); // fill it
+      const before = await readdir(mnt);
+      await rejectsWith(DnaDigest.writeSidecar(join(mnt, 'f'), { dig: MD5, size: 1, algorithm: 'md5' }), 'ENOSPACE');
+      expect(await readdir(mnt)).toEqual(before);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+
   it('is ENOT_FOUND when the directory does not exist, leaving no .part', async () => {
     const dir = await tempDir();
     await rejectsWith(DnaDigest.writeSidecar(join(dir, 'no', 'f'), { dig: MD5, size: 1, algorithm: 'md5' }), 'ENOT_FOUND');
