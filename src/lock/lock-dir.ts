@@ -39,7 +39,7 @@
  *   While it is away, `owner.json` is missing from a directory whose mtime
  *   the rename just refreshed, so nobody else creates one: the restore
  *   cannot collide, and the owner's own checks retry over a short grace
- *   period (see {@link CONFIRM_DELAYS_MS}) before they call the lock lost.
+ *   period (about 370 ms) before they call the lock lost.
  * - **Release** is the same dance on our own file: rename `owner.json` to
  *   `owner.json.released-<token>`, check it is ours (if not, we had been
  *   taken over: put it back, ELOCK_LOST), then rename `LOCKED` aside and
@@ -283,6 +283,7 @@ function judge(obs: Observation, now: number, staleMs: number, host: string, ali
 }
 
 function describe(path: string, j: Judged): string {
+  if (!j.locked) return `${path} kept changing hands while we tried`;
   if (j.owner) {
     const what = j.owner.purpose ? ` for "${j.owner.purpose}"` : '';
     return `${path} is held by pid ${j.owner.pid} on ${j.owner.host}${what} since ${j.owner.since} (heartbeat ${Math.round(j.ageMs)} ms ago)`;

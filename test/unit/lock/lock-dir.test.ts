@@ -495,6 +495,77 @@ describe('LockDir.inspect', () => {
   });
 });
 
+/** A LockFs over the local one whose `op` fails with `error` while `armed()` and `when(args)` hold, at most `times` times. */
+function failing(op: keyof LockFs, error: () => Error, opts: { when?: (args: unknown[]) => boolean; armed?: () => boolean; times?: number } = {}): LockFs {
+  let left = opts.times ?? Infinity;
+  const fs = { ...localLockFs } as Record<keyof LockFs, (...a: unknown[]) => Promise<unknown>>;
+  fs[op] = async (...args: unknown[]) => {
+    if (left > 0 && (opts.armed?.() ?? true) && (opts.when?.(args) ?? true)) {
+      left -= 1;
+      throw error();
+    }
+    return (localLockFs[op] as (...a: unknown[]) => Promise<unknown>)(...args);
+  };
+  return fs as unknown as LockFs;
+}
+
+describe('LockDir when the file operations fail', () => {
+  it('a stale lock that cannot be moved aside is ESTALE_LOCK, with the cause, and is left as it was', async () => {
+    const theirs = await plant({ pid: await deadPid() });
+    const eio = new StowageError('EIO', 'rename failed');
+    const lock = lockOf({ fs: failing('rename', () => eio, { when: (a) => String(a[0]).endsWith('/owner.json') }) });
+    const err = await rejection(lock.acquire({ waitMs: 1_000 }));
+    expect(err.code).toBe('ESTALE_LOCK');
+    expect(err.cause).toBe(eio);
+    expect(err.details['owner']).toEqual(theirs);
+    expect(lock.held).toBe(false);
+    expect(await readOwner()).toEqual(theirs);
+    expect(await readdir(lockedDir())).toEqual(['owner.json']);
+  });
+
+  it('an owner file that cannot be written is reported and leaves no lock directory behind', async () => {
+    const lock = lockOf({ fs: failing('createFile', () => new StowageError('ENOSPACE', 'disk full')) });
+    expect((await rejection(lock.acquire())).code).toBe('ENOSPACE');
+    expect(lock.held).toBe(false);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('a heartbeat that cannot be refreshed aborts the signal with ELOCK_LOST, the cause attached', async () => {
+    let armed = false;
+    const eio = new StowageError('EIO', 'utimes failed');
+    const lock = lockOf({ staleMs: 200, heartbeatMs: 20, fs: failing('setMtime', () => eio, { armed: () => armed }) });
+    await lock.acquire();
+    const published: unknown[] = [];
+    const onLost = (m: unknown): void => void published.push(m);
+    subscribe('stowage:lock:lost', onLost);
+    try {
+      armed = true;
+      const reason = (await aborted(lock.signal, 3_000)) as StowageError;
+      expect(reason.code).toBe('ELOCK_LOST');
+      expect(reason.cause).toBe(eio);
+      expect(reason.message).toContain('heartbeat');
+      expect(published).toEqual([{ path: lock.path, error: reason }]);
+    } finally {
+      unsubscribe('stowage:lock:lost', onLost);
+    }
+    expect(lock.held).toBe(false);
+  });
+
+  it('a release whose first step fails keeps the lock held, and can be retried', async () => {
+    let armed = false;
+    const eio = new StowageError('EIO', 'rename failed');
+    const lock = lockOf({ fs: failing('rename', () => eio, { armed: () => armed, times: 1 }) });
+    await lock.acquire();
+    armed = true;
+    await expect(lock.release()).rejects.toBe(eio);
+    expect(lock.held).toBe(true);
+    expect(await readOwner()).toEqual(lock.owner);
+    await lock.release();
+    expect(lock.held).toBe(false);
+    expect(await readdir(parent)).toEqual([]);
+  });
+});
+
 describe('LockDir on another LockFs', () => {
   it('plants the lock through the given operations, with "/"-separated paths of that tree', async () => {
     // A "remote" tree: paths under /remote map onto the temp folder.
