@@ -1,0 +1,437 @@
+/**
+ * SqliteSource: the TableSource contract over an SQLite file through
+ * better-sqlite3.
+ *
+ * SQLite has no bulk text format of its own, so SqliteSource writes the
+ * same bulk text as MySQL and PostgreSQL (one archive format for all
+ * engines), with values spelled so that every cell comes back with its
+ * storage class (see `sqlite-values.ts`). Integers are read with
+ * `safeIntegers(true)`, never through a JS number; blobs as raw buffers.
+ *
+ * Connections: a file database gets a fresh read-only connection per row
+ * stream and per snapshot, and one per load, so a dump, a snapshot and a
+ * load never share a transaction and a long dump never keeps the main
+ * connection busy. An in-memory database has only its one connection:
+ * there, a snapshot holds the source's write lock instead (loads wait).
+ *
+ * Loads are batched prepared inserts inside one `BEGIN IMMEDIATE`
+ * transaction, chunk by chunk as the input arrives; any failure or abort
+ * rolls everything back. Loads and table creation on one source run one at
+ * a time (better-sqlite3 waits for SQLite's locks synchronously, so two
+ * writers in one process must not wait on each other).
+ *
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { Readable } from 'node:stream';
+import Database from 'better-sqlite3';
+import { StowageError } from '../../errors.js';
+import { ProgressTracker } from '../../progress.js';
+import { onAbort, throwIfAborted } from '../../util/abort.js';
+import { checkInt, checkOptionKeys } from '../../util/options.js';
+import { BulkTextParser } from '../bulk-text.js';
+import type { RangeDigest } from '../range-digest.js';
+import {
+  checkIdentifier,
+  dbError,
+  findColumn,
+  toKeyBounds,
+  type ColumnInfo,
+  type DbOptions,
+  type KeyBound,
+  type KeyRange,
+  type LoadOptions,
+  type LoadResult,
+  type RowsOptions,
+  type TableReader,
+  type TableSource,
+} from '../table-source.js';
+import { SqliteReader, quoteSqliteIdent, sqliteRangeQuery, sqliteTableInfo, type LentConnection, type SqliteDb, type SqliteReaderContext } from './sqlite-reader.js';
+import { decodeSqliteField, type SqliteValue } from './sqlite-values.js';
+
+/** Options of {@link SqliteSource}. */
+export interface SqliteSourceOptions {
+  /** The source's label in the Catalog and in manifests (default `sqlite:<absolute path>` or `sqlite::memory:`). */
+  name?: string;
+  /** Open read-only: `load` and `createTable` are refused (default false). */
+  readonly?: boolean;
+  /** Create the file if it does not exist, e.g. a restore target (default false: a missing file is ENOT_FOUND). */
+  create?: boolean;
+  /** How long to wait for another connection's lock, in ms (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+const OPTION_KEYS = ['name', 'readonly', 'create', 'busyTimeoutMs'] as const;
+
+function isDatabase(x: unknown): x is SqliteDb {
+  return typeof x === 'object' && x !== null && typeof (x as SqliteDb).prepare === 'function' && typeof (x as SqliteDb).exec === 'function';
+}
+
+/** A tiny FIFO mutex. */
+class Mutex {
+  #tail: Promise<void> = Promise.resolve();
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tail;
+    let unlock!: () => void;
+    this.#tail = new Promise<void>((r) => (unlock = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      unlock();
+    }
+  }
+}
+
+/**
+ * The TableSource of an SQLite database.
+ *
+ * @example
+ * ```ts
+ * await using src = new SqliteSource('/data/cond.db');
+ * const { lo, hi } = await src.keyRange('CalibPmtSpecVld', 'SEQNO');
+ * const rows = await src.rows('CalibPmtSpecVld', { key: 'SEQNO', lo: 1n, hi: 10000n });
+ * ```
+ */
+export class SqliteSource implements TableSource {
+  /** Always `'sqlite'`. */
+  readonly engine = 'sqlite' as const;
+  /** {@inheritDoc TableReader.name} */
+  readonly name: string;
+  /** The database file, or `undefined` for an in-memory database. */
+  readonly file: string | undefined;
+  readonly #db: SqliteDb;
+  readonly #owned: boolean;
+  readonly #readonly: boolean;
+  readonly #timeoutMs: number;
+  readonly #reader: SqliteReader;
+  readonly #streams = new Set<Readable>();
+  readonly #writeLock = new Mutex();
+  #closed = false;
+
+  /**
+   * Opens (or adopts) an SQLite database.
+   *
+   * @param database - a file path, `':memory:'`, or an open better-sqlite3
+   *   `Database` (borrowed: {@link SqliteSource.close} leaves it open)
+   * @param options - see {@link SqliteSourceOptions}
+   */
+  constructor(database: string | SqliteDb, options: SqliteSourceOptions = {}) {
+    checkOptionKeys('SqliteSource', options, OPTION_KEYS);
+    this.#timeoutMs = checkInt('SqliteSource', 'busyTimeoutMs', options.busyTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
+    this.#readonly = options.readonly === true;
+    if (isDatabase(database)) {
+      this.#db = database;
+      this.#owned = false;
+      this.file = database.memory ? undefined : database.name;
+    } else if (typeof database === 'string' && database.length > 0) {
+      const memory = database === ':memory:';
+      this.file = memory ? undefined : resolvePath(database);
+      if (this.file !== undefined && options.create !== true && !existsSync(this.file)) {
+        throw new StowageError('ENOT_FOUND', `SQLite database ${this.file} does not exist (pass create: true to create it).`, { details: { path: this.file } });
+      }
+      try {
+        this.#db = new Database(database, { readonly: this.#readonly, fileMustExist: options.create !== true, timeout: this.#timeoutMs });
+      } catch (err) {
+        throw dbError(err, `sqlite:${this.file ?? ':memory:'}`, 'open the database');
+      }
+      this.#owned = true;
+    } else {
+      throw new StowageError('EBAD_CONFIG', 'SqliteSource: the database must be a file path, ":memory:" or a better-sqlite3 Database.', { details: { database: String(database) } });
+    }
+    this.name = options.name ?? `sqlite:${this.file ?? ':memory:'}`;
+    if (typeof this.name !== 'string' || this.name.length === 0) {
+      throw new StowageError('EBAD_CONFIG', 'SqliteSource: option "name" must be a non-empty string.', { details: { option: 'name' } });
+    }
+    try {
+      // Fails now, not at the first dump, if the file is not a database.
+      this.#db.prepare('SELECT count(*) FROM sqlite_schema').get();
+    } catch (err) {
+      if (this.#owned) this.#db.close();
+      throw dbError(err, this.name, 'read the database');
+    }
+    this.#reader = new SqliteReader(this.#context(() => this.#db, () => this.#lend(true)));
+  }
+
+  /** {@inheritDoc TableReader.tables} */
+  tables(options?: DbOptions): Promise<string[]> {
+    return this.#reader.tables(options);
+  }
+
+  /** {@inheritDoc TableReader.columns} */
+  columns(table: string, options?: DbOptions): Promise<ColumnInfo[]> {
+    return this.#reader.columns(table, options);
+  }
+
+  /** {@inheritDoc TableReader.schema} */
+  schema(table: string, options?: DbOptions): Promise<string> {
+    return this.#reader.schema(table, options);
+  }
+
+  /** {@inheritDoc TableReader.keyRange} */
+  keyRange(table: string, key: string, options?: DbOptions): Promise<KeyRange> {
+    return this.#reader.keyRange(table, key, options);
+  }
+
+  /** {@inheritDoc TableReader.rows} */
+  rows(table: string, options: RowsOptions): Promise<Readable> {
+    return this.#reader.rows(table, options);
+  }
+
+  /** {@inheritDoc TableReader.digestRange} */
+  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
+    return this.#reader.digestRange(table, key, lo, hi, options);
+  }
+
+  /**
+   * {@inheritDoc TableSource.snapshot}
+   *
+   * A file database: a dedicated read-only connection inside `BEGIN` with a
+   * first read, so SQLite pins one snapshot (in WAL mode writers go on; in
+   * rollback-journal mode they wait until `fn` settles). An in-memory
+   * database: its one connection, with loads held off until `fn` settles.
+   */
+  async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
+    checkOptionKeys('SqliteSource.snapshot', options, ['signal']);
+    if (typeof fn !== 'function') throw new StowageError('EBAD_CONFIG', 'SqliteSource.snapshot: fn must be a function.', { details: { option: 'fn' } });
+    const { signal } = options;
+    throwIfAborted(signal);
+    this.#checkOpen();
+    if (this.file === undefined) return this.#writeLock.run(() => this.#runSnapshot(this.#db, false, fn, signal));
+    const db = this.#openConnection(true);
+    return this.#runSnapshot(db, true, fn, signal);
+  }
+
+  async #runSnapshot<T>(db: SqliteDb, dedicated: boolean, fn: (reader: TableReader) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    const streams = new Set<Readable>();
+    let open = true;
+    const use = (): SqliteDb => {
+      if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
+      return db;
+    };
+    const ctx: SqliteReaderContext = {
+      name: this.name,
+      metaDb: use,
+      streamDb: () => ({ db: use(), release: () => {} }),
+      track: (s) => {
+        streams.add(s);
+        s.once('close', () => streams.delete(s));
+      },
+    };
+    let rejectAbort: (reason: unknown) => void = () => {};
+    const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
+    aborted.catch(() => {});
+    const disposeAbort = onAbort(signal, (reason) => rejectAbort(reason));
+    try {
+      if (dedicated) {
+        try {
+          db.exec('BEGIN');
+          db.prepare('SELECT count(*) FROM sqlite_schema').get();
+        } catch (err) {
+          throw dbError(err, this.name, 'start a snapshot');
+        }
+      }
+      return await Promise.race([fn(new SqliteReader(ctx)), aborted]);
+    } finally {
+      disposeAbort();
+      open = false;
+      for (const s of streams) s.destroy();
+      if (dedicated) {
+        try {
+          if (db.inTransaction) db.exec('ROLLBACK');
+        } finally {
+          db.close();
+        }
+      }
+    }
+  }
+
+  /** {@inheritDoc TableSource.createTable} */
+  async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
+    checkOptionKeys('SqliteSource.createTable', options, ['signal']);
+    checkIdentifier('SqliteSource.createTable', 'table', table);
+    if (typeof ddl !== 'string' || ddl.trim().length === 0) {
+      throw new StowageError('EBAD_CONFIG', 'SqliteSource.createTable: ddl must be a non-empty string of SQL.', { details: { option: 'ddl' } });
+    }
+    throwIfAborted(options.signal);
+    this.#checkWritable('createTable');
+    await this.#writeLock.run(async () => {
+      throwIfAborted(options.signal);
+      const db = this.#db;
+      if (this.#tableExists(db, table)) {
+        throw new StowageError('EEXIST', `Table ${JSON.stringify(table)} already exists in ${this.name}.`, { details: { source: this.name, table } });
+      }
+      try {
+        db.transaction(() => {
+          db.exec(ddl);
+          if (!this.#tableExists(db, table)) {
+            throw new StowageError('ENO_TABLE', `The DDL given to create ${JSON.stringify(table)} in ${this.name} did not create it (nothing was kept).`, { details: { source: this.name, table } });
+          }
+        }).immediate();
+      } catch (err) {
+        throw dbError(err, this.name, `create table ${JSON.stringify(table)}`);
+      }
+    });
+  }
+
+  /**
+   * {@inheritDoc TableSource.load}
+   *
+   * Each field is bound by its column's affinity so that every cell gets
+   * back its storage class (see `sqlite-values.ts`).
+   */
+  async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
+    checkOptionKeys('SqliteSource.load', options, ['signal', 'onProgress', 'replaceRange']);
+    checkIdentifier('SqliteSource.load', 'table', table);
+    const stream = input instanceof Readable ? input : isAsyncIterable(input) ? Readable.from(input, { objectMode: false }) : undefined;
+    if (stream === undefined) throw new StowageError('EBAD_CONFIG', 'SqliteSource.load: input must be a Readable or an async iterable of byte chunks.', { details: { option: 'input' } });
+    const { signal, onProgress, replaceRange } = options;
+    let bounds: { key: string; lo: bigint; hi: bigint } | undefined;
+    if (replaceRange !== undefined) {
+      checkOptionKeys('SqliteSource.load: replaceRange', replaceRange, ['key', 'lo', 'hi']);
+      checkIdentifier('SqliteSource.load', 'replaceRange.key', replaceRange.key);
+      const { lo, hi } = toKeyBounds('SqliteSource.load: replaceRange', replaceRange.lo, replaceRange.hi);
+      if (lo === undefined || hi === undefined) {
+        throw new StowageError('EBAD_CONFIG', 'SqliteSource.load: replaceRange needs both lo and hi.', { details: { option: 'replaceRange' } });
+      }
+      bounds = { key: replaceRange.key, lo, hi };
+    }
+    try {
+      throwIfAborted(signal);
+      this.#checkWritable('load');
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    return this.#writeLock.run(async () => {
+      const conn = this.#lend(false);
+      const db = conn.db;
+      const disposeAbort = onAbort(signal, (reason) => stream.destroy(reason as Error));
+      try {
+        throwIfAborted(signal);
+        const info = sqliteTableInfo(this.#context(() => db, () => conn), db, table);
+        const n = info.columns.length;
+        const aff = info.textAffinity;
+        const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${info.columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${info.columns.map(() => '?').join(', ')})`);
+        let del: { sql: string; params: [bigint, bigint] } | undefined;
+        if (bounds !== undefined) {
+          const { column } = findColumn(this.name, info.name, info.columns, bounds.key);
+          const { params } = sqliteRangeQuery(info, column.name, bounds.lo, bounds.hi);
+          del = { sql: `DELETE FROM ${quoteSqliteIdent(info.name)} WHERE ${quoteSqliteIdent(column.name)} BETWEEN ? AND ?`, params };
+        }
+        const tracker = new ProgressTracker('load', onProgress);
+        const parser = new BulkTextParser({ columns: n });
+        const values: SqliteValue[] = new Array<SqliteValue>(n);
+        let deleted = 0;
+        db.exec('BEGIN IMMEDIATE');
+        try {
+          if (del !== undefined) deleted = db.prepare(del.sql).run(...del.params).changes;
+          for await (const chunk of stream) {
+            throwIfAborted(signal);
+            const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Uint8Array);
+            const before = parser.rows;
+            parser.write(buf, (fields, row) => {
+              for (let i = 0; i < n; i++) {
+                const f = fields[i]!;
+                values[i] = decodeSqliteField(f === null ? null : f.toString('utf8'), aff[i]!, row);
+              }
+              insert.run(...values);
+            });
+            tracker.add(buf.length, parser.rows - before);
+          }
+          parser.end();
+          throwIfAborted(signal);
+          db.exec('COMMIT');
+        } finally {
+          if (db.inTransaction) db.exec('ROLLBACK');
+        }
+        tracker.report(true);
+        return Object.freeze({ rows: parser.rows, bytes: parser.bytes, deleted });
+      } catch (err) {
+        stream.destroy();
+        throw dbError(err, this.name, `load rows into ${JSON.stringify(table)}`, signal);
+      } finally {
+        disposeAbort();
+        conn.release();
+      }
+    });
+  }
+
+  /** {@inheritDoc TableSource.close} */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const s of this.#streams) s.destroy();
+    await this.#writeLock.run(async () => {
+      if (this.#owned) this.#db.close();
+    });
+  }
+
+  /** Same as {@link close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #context(metaDb: () => SqliteDb, streamDb: () => LentConnection): SqliteReaderContext {
+    return {
+      name: this.name,
+      metaDb: () => {
+        this.#checkOpen();
+        return metaDb();
+      },
+      streamDb: () => {
+        this.#checkOpen();
+        return streamDb();
+      },
+      track: (s) => {
+        this.#streams.add(s);
+        s.once('close', () => this.#streams.delete(s));
+      },
+    };
+  }
+
+  /** A connection for one stream or load: a dedicated one for a file, else the main one. */
+  #lend(readonly: boolean): LentConnection {
+    this.#checkOpen();
+    if (this.file === undefined) return { db: this.#db, release: () => {} };
+    const db = this.#openConnection(readonly);
+    let released = false;
+    return {
+      db,
+      release: () => {
+        if (released) return;
+        released = true;
+        db.close();
+      },
+    };
+  }
+
+  #openConnection(readonly: boolean): SqliteDb {
+    try {
+      const db = new Database(this.file, { readonly: readonly || this.#readonly, fileMustExist: true, timeout: this.#timeoutMs });
+      db.defaultSafeIntegers(true);
+      return db;
+    } catch (err) {
+      throw dbError(err, this.name, 'open a connection');
+    }
+  }
+
+  #tableExists(db: SqliteDb, table: string): boolean {
+    return db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE").get(table) !== undefined;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StowageError('EDB', `${this.name} is closed.`, { details: { source: this.name } });
+  }
+
+  #checkWritable(what: string): void {
+    this.#checkOpen();
+    if (this.#readonly) throw new StowageError('EBAD_CONFIG', `SqliteSource.${what}: ${this.name} was opened with readonly: true.`, { details: { source: this.name, option: 'readonly' } });
+  }
+}
+
+function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
+  return typeof x === 'object' && x !== null && typeof (x as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
+}

@@ -1,0 +1,135 @@
+/**
+ * The text of SQLite values in the bulk text format, exact to the storage
+ * class.
+ *
+ * SQLite types values, not columns: any cell may hold NULL, INTEGER, REAL,
+ * TEXT or BLOB, and a column's declared type only gives it an *affinity*
+ * that converts some values on insert. A dump is exact when loading it
+ * gives every cell back its storage class and value. The rule:
+ *
+ * - NULL → `\N`; INTEGER → decimal; REAL → the shortest text that parses
+ *   back to the same double, with `.0` added when it would read as an
+ *   integer (`3.0`, `-0.0`, `1e+21`, `Infinity`); TEXT → itself; BLOB →
+ *   `\x` + lower-case hex (PostgreSQL's bytea text).
+ * - On load, a field is read by its column's affinity. In a TEXT-affinity
+ *   column every field is text (SQLite would turn a number into text there
+ *   anyway). In any other column a field that is exactly the canonical text
+ *   of an int64 is an INTEGER, exactly the canonical text of a REAL is a
+ *   REAL, and anything else is TEXT.
+ * - Two prefixes remove the remaining ambiguity: `\x` marks a BLOB, and
+ *   `\s` marks "TEXT, verbatim". The writer adds `\s` only where the reader
+ *   would misread the text: text starting with a backslash, or text in a
+ *   non-TEXT column that reads as a number (`'123'` stored as TEXT in an
+ *   untyped column). The writer asks the reader's own predicate, so the
+ *   two cannot disagree.
+ *
+ * Because a stored value is a fixed point of its column's affinity, binding
+ * the same storage class and value again stores the same cell.
+ *
+ * @module
+ */
+import { StowageError } from '../../errors.js';
+import { malformedBulkText } from '../bulk-text.js';
+import { INT64_MAX, INT64_MIN } from '../table-source.js';
+
+/** A value as better-sqlite3 returns it with `safeIntegers(true)`. */
+export type SqliteValue = null | bigint | number | string | Buffer;
+
+/**
+ * Whether a column declared with `type` has TEXT affinity, by SQLite's
+ * rules (section 3.1 of "Datatypes In SQLite"): the type contains CHAR,
+ * CLOB or TEXT and not INT. In a STRICT table `ANY` has no affinity.
+ *
+ * @param type - the declared type, as `pragma_table_info` reports it
+ */
+export function sqliteTextAffinity(type: string): boolean {
+  const t = type.toUpperCase();
+  if (t.includes('INT')) return false;
+  return t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT');
+}
+
+const INT_TEXT = /^-?(?:0|[1-9][0-9]{0,18})$/;
+const REAL_TEXT = /^-?(?:[0-9]+\.[0-9]+(?:e[+-][0-9]+)?|[0-9]e[+-][0-9]+|Infinity)$/;
+
+/**
+ * The canonical text of a REAL: shortest round-trip digits (as JavaScript
+ * prints doubles), with `.0` added when it would otherwise read as an
+ * integer.
+ *
+ * @param x - the double (not NaN: SQLite stores NaN as NULL)
+ */
+export function sqliteRealText(x: number): string {
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const s = String(x);
+  return /[.eI]/.test(s) ? s : `${s}.0`;
+}
+
+/**
+ * What a field's text reads as in a column without TEXT affinity, when it
+ * is the canonical text of an INTEGER or a REAL; `undefined` when it is
+ * plain TEXT.
+ *
+ * @param s - the field's text (unescaped)
+ */
+export function sqliteNumberOf(s: string): bigint | number | undefined {
+  const c = s.charCodeAt(s.charCodeAt(0) === 45 ? 1 : 0);
+  if (!((c >= 48 && c <= 57) || c === 73)) return undefined; // digit or 'I'
+  if (INT_TEXT.test(s)) {
+    const v = BigInt(s);
+    if (v >= INT64_MIN && v <= INT64_MAX && v.toString() === s) return v;
+    return undefined;
+  }
+  if (REAL_TEXT.test(s)) {
+    const v = Number(s);
+    if (sqliteRealText(v) === s) return v;
+  }
+  return undefined;
+}
+
+/**
+ * The field text (unescaped, not yet bulk-escaped) of a value; `null` for
+ * SQL NULL.
+ *
+ * @param v - the value as better-sqlite3 returned it (safe integers on)
+ * @param textAffinity - whether its column has TEXT affinity
+ */
+export function encodeSqliteValue(v: SqliteValue | Uint8Array, textAffinity: boolean): string | null {
+  if (v === null) return null;
+  switch (typeof v) {
+    case 'bigint':
+      return v.toString();
+    case 'number':
+      if (Number.isNaN(v)) throw new StowageError('EDB', 'SQLite returned NaN, which it cannot store.', { details: { value: 'NaN' } });
+      return sqliteRealText(v);
+    case 'string':
+      if (v.charCodeAt(0) === 92 || (!textAffinity && sqliteNumberOf(v) !== undefined)) return `\\s${v}`;
+      return v;
+    default:
+      return `\\x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+  }
+}
+
+const HEX = /^(?:[0-9a-fA-F]{2})*$/;
+
+/**
+ * The value to bind for a field's text (unescaped) on load.
+ *
+ * @param s - the field's text, or null for SQL NULL
+ * @param textAffinity - whether the column has TEXT affinity
+ * @param row - 1-based row number, for error messages
+ */
+export function decodeSqliteField(s: string | null, textAffinity: boolean, row: number): SqliteValue {
+  if (s === null) return null;
+  if (s.charCodeAt(0) === 92) {
+    const tag = s.charCodeAt(1);
+    if (tag === 120 /* x */) {
+      const hex = s.slice(2);
+      if (!HEX.test(hex)) throw malformedBulkText(row, 'a \\x BLOB field holds something other than pairs of hex digits');
+      return Buffer.from(hex, 'hex');
+    }
+    if (tag === 115 /* s */) return s.slice(2);
+    throw malformedBulkText(row, `a field starts with a backslash not followed by x (BLOB) or s (TEXT): ${JSON.stringify(s.slice(0, 8))}`);
+  }
+  if (textAffinity) return s;
+  return sqliteNumberOf(s) ?? s;
+}
