@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -342,5 +342,39 @@ describe('Retention.apply', () => {
     [{ onWarning: 'log' }, /"onWarning"/],
   ])('refuses bad options %j with EBAD_CONFIG', async (opts, pattern) => {
     await expect(new Retention({ keepLast: 1 }).apply(local, root, opts as never)).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(pattern) });
+  });
+});
+
+describe('Retention.apply removal races', () => {
+  it('a lock planted between the check and the rename puts the set back', async () => {
+    const ids = dailyIds('2026-11-22', 3);
+    for (const id of ids) await makeSet(root, id);
+    // A writer that locks the oldest set at the last moment, just before our rename.
+    class RacyTransport extends LocalTransport {
+      override async rename(from: string, to: string, o?: { signal?: AbortSignal }): Promise<void> {
+        if (from === join(root, ids[0]!)) await mkdir(join(from, 'LOCKED'), { recursive: true });
+        return super.rename(from, to, o);
+      }
+    }
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(new RacyTransport(), root, { now: NOW });
+    expect(res.skipped.map((s) => [s.set.id, s.reason])).toEqual([[ids[0]!, expect.stringMatching(/^locked by .*\/LOCKED \(appeared during the removal\)$/)]]);
+    expect(res.removed.map((x) => x.id)).toEqual([ids[1]!]);
+    expect(existsSync(join(root, ids[0]!, 'LOCKED'))).toBe(true);
+    expect(existsSync(join(root, ids[0]!, 'repo.tar.gz'))).toBe(true);
+    expect((await snapshot(root)).filter((p) => p.includes('.stowage-'))).toEqual([]);
+  });
+
+  it('a set removed by someone else meanwhile is skipped, not an error', async () => {
+    const ids = dailyIds('2026-11-22', 3);
+    for (const id of ids) await makeSet(root, id);
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
+      now: NOW,
+      verify: async (set) => {
+        if (set.id === ids[2]) await rm(join(root, ids[0]!), { recursive: true });
+        return true;
+      },
+    });
+    expect(res.skipped.map((s) => [s.set.id, s.reason])).toEqual([[ids[0]!, 'vanished before it could be removed']]);
+    expect(res.removed.map((x) => x.id)).toEqual([ids[1]!]);
   });
 });
