@@ -1,7 +1,8 @@
 /**
- * `stowage/transport`: the Transport contract and its local implementation.
- * SshTransport lives in `stowage/transport/ssh` so that scripts which only
- * copy locally never load ssh2.
+ * `stowage/transport`: the Transport contract, its local implementation,
+ * `sync()` with its pure planner, and the lock adapter. SshTransport lives
+ * in `stowage/transport/ssh` so that scripts which only copy locally never
+ * load ssh2.
  *
  * @module
  */
@@ -18,5 +19,19 @@ export type {
   FreeSpace,
   OpOptions,
 } from './transport.js';
-export { toReplayable, posixJoin } from './put-source.js';
+export { toReplayable, posixJoin, posixDirname } from './put-source.js';
 export { LocalTransport } from './local/local-transport.js';
+export { sync, planSync } from './sync.js';
+export type {
+  SyncOptions,
+  PlanSyncOptions,
+  SyncPlan,
+  SyncCopy,
+  SyncCopyReason,
+  SyncTree,
+  SyncTreeEntry,
+  SyncResult,
+  SyncFailure,
+  SyncVerification,
+} from './sync.js';
+export { transportLockFs } from './lock-fs.js';

@@ -32,3 +32,16 @@ export function posixJoin(...parts: string[]): string {
   const joined = parts.filter((p) => p !== '').join('/');
   return joined.replace(/\/{2,}/g, '/');
 }
+
+/**
+ * The parent of a POSIX path: `/a/b` → `/a`, `/a` → `/`, `a` → `.`.
+ *
+ * @param path - a path with `/` separators
+ */
+export function posixDirname(path: string): string {
+  const p = path.length > 1 ? path.replace(/\/+$/, '') : path;
+  const i = p.lastIndexOf('/');
+  if (i < 0) return '.';
+  if (i === 0) return '/';
+  return p.slice(0, i);
+}

@@ -11,6 +11,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Dna, DnaAlgorithm } from '../dna/dna-digest.js';
+import type { LockFs } from '../lock/lock-fs.js';
 import type { ProgressCallback } from '../progress.js';
 
 /** What kind of thing a path names. */
@@ -149,6 +150,18 @@ export interface Transport {
   digest(path: string, algorithm?: DnaAlgorithm, options?: OpOptions): Promise<Dna>;
   /** Free space of the file system holding `path`. */
   freeSpace(path: string, options?: OpOptions): Promise<FreeSpace>;
+  /**
+   * Connects ahead of time (optional; operations connect on demand). After
+   * it resolves, {@link Transport.capabilities} reflect what the far side
+   * really offers.
+   */
+  connect?(options?: OpOptions): Promise<void>;
+  /**
+   * The file operations of a lock on this transport's tree (exclusive
+   * create, no-replace rename), so a `LockDir` can be planted on the far
+   * side; see `transportLockFs`.
+   */
+  lockFs?(): LockFs;
   /** Releases connections and handles. */
   close(): Promise<void>;
 }

@@ -3,15 +3,15 @@
  *
  * @module
  */
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rename, rm, rmdir, statfs, symlink, utimes, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, statfs, symlink, utimes, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertDna, DnaDigest, type Dna, type DnaAlgorithm } from '../../dna/dna-digest.js';
-import { fromFsError } from '../../errors.js';
+import { StowageError, fromFsError } from '../../errors.js';
+import { localLockFs, type LockFs } from '../../lock/lock-fs.js';
 import { ProgressTracker } from '../../progress.js';
-import { throwIfAborted } from '../../util/abort.js';
+import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { AtomicFile } from '../../util/atomic-file.js';
 import { checkOptionKeys } from '../../util/options.js';
 import { toReplayable } from '../put-source.js';
@@ -39,21 +39,93 @@ const PUT_OPTIONS = ['algorithm', 'mode', 'mtimeMs', 'mkdirs', 'noOverwrite', 'e
 const GET_OPTIONS = ['algorithm', 'expectedDna', 'onProgress', 'signal'];
 
 /**
+ * A readable stream of a local file from `start`, with 1 MiB reads; errors
+ * are StowageErrors (a missing file is ENOT_FOUND), an abort destroys it
+ * with the signal's reason.
+ */
+function readFileStream(path: string, start: number, signal: AbortSignal | undefined): Readable {
+  let fh: FileHandle | undefined;
+  let pos = start;
+  const stream = new Readable({
+    highWaterMark: 1 << 20,
+    construct(cb) {
+      open(path, 'r').then(
+        (h) => {
+          fh = h;
+          cb();
+        },
+        (err: unknown) => cb(fromFsError(err, 'read', path)),
+      );
+    },
+    read(n) {
+      const buf = Buffer.allocUnsafe(Math.max(n, 1 << 20));
+      fh!.read(buf, 0, buf.length, pos).then(
+        ({ bytesRead }) => {
+          if (bytesRead === 0) {
+            this.push(null);
+            return;
+          }
+          pos += bytesRead;
+          this.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        },
+        (err: unknown) => this.destroy(fromFsError(err, 'read', path)),
+      );
+    },
+    destroy(err, cb) {
+      dispose();
+      const h = fh;
+      fh = undefined;
+      if (h === undefined) cb(err);
+      else h.close().then(() => cb(err), () => cb(err));
+    },
+  });
+  const dispose = onAbort(signal, (reason) => stream.destroy(reason as Error));
+  return stream;
+}
+
+/**
  * Streams `input` into `target` durably through a DNA tap; checks
  * `expectedDna` before the rename. Shared by put and get.
  */
 async function copyDurably(
   input: Readable,
   target: string,
-  o: { algorithm?: DnaAlgorithm; mode?: number; mtimeMs?: number; noOverwrite?: boolean; expectedDna?: Dna; onProgress?: PutOptions['onProgress']; signal?: AbortSignal; size?: number },
+  o: {
+    algorithm?: DnaAlgorithm;
+    mode?: number;
+    mtimeMs?: number;
+    noOverwrite?: boolean;
+    expectedDna?: Dna;
+    onProgress?: PutOptions['onProgress'];
+    signal?: AbortSignal;
+    size?: number;
+    exactSize?: number;
+  },
 ): Promise<Dna> {
   const file = await AtomicFile.open(target, { ...(o.mode !== undefined ? { mode: o.mode } : {}), ...(o.noOverwrite ? { noOverwrite: true } : {}) });
   try {
     const tap = DnaDigest.tap(o.algorithm ? { algorithm: o.algorithm } : {});
     const progress = new ProgressTracker('transfer', o.onProgress, o.size !== undefined ? { bytesTotal: o.size } : {});
-    if (o.onProgress) tap.on('data', (c: Buffer) => progress.add(c.length));
-    await pipeline(input, tap, file.writable(), o.signal ? { signal: o.signal } : {});
+    // Counted in the pipeline, not with a second 'data' listener (which would fight pipe()'s flow control).
+    const stages: NodeJS.ReadWriteStream[] = [tap];
+    if (o.onProgress) {
+      stages.push(
+        new Transform({
+          highWaterMark: 1 << 20,
+          transform(chunk: Buffer, _enc, cb) {
+            progress.add(chunk.length);
+            cb(null, chunk);
+          },
+        }),
+      );
+    }
+    await pipeline([input, ...stages, file.writable()], o.signal ? { signal: o.signal } : {});
     const dna = await tap.dna;
+    if (o.exactSize !== undefined && dna.size !== o.exactSize) {
+      throw new StowageError('EIO', `Cannot write ${target}: the source gave ${dna.size} bytes, ${o.exactSize} were announced.`, {
+        details: { path: target, expected: o.exactSize, written: dna.size },
+      });
+    }
     if (o.expectedDna) assertDna(target, o.expectedDna, dna);
     if (o.mode !== undefined) await file.handle.chmod(o.mode);
     if (o.mtimeMs !== undefined) await file.handle.utimes(new Date(o.mtimeMs), new Date(o.mtimeMs));
@@ -149,11 +221,24 @@ export class LocalTransport implements Transport {
     checkOptionKeys('LocalTransport.put', options, PUT_OPTIONS);
     throwIfAborted(options.signal);
     if (options.mkdirs ?? true) await this.mkdir(dirname(path), { recursive: true });
-    const src = toReplayable(source);
-    let size = src.size;
-    if (typeof source === 'string') size = (await this.stat(source)).size;
+    if (typeof source !== 'string' && !(source instanceof Uint8Array) && (typeof source !== 'object' || source === null || typeof source.open !== 'function')) {
+      throw new StowageError('EBAD_CONFIG', 'LocalTransport.put: source must be a local path, a Uint8Array or a ReplayableSource ({ open(offset) }).', { details: { path } });
+    }
+    let size: number | undefined;
+    let input: Readable;
+    if (typeof source === 'string') {
+      const st = await this.stat(source);
+      if (st.type !== 'file') throw new StowageError('EIO', `Cannot send ${source}: it is not a regular file.`, { details: { path: source } });
+      size = st.size;
+      input = readFileStream(source, 0, options.signal);
+    } else {
+      const src = toReplayable(source);
+      size = src.size;
+      input = src.open(0);
+    }
     const { mkdirs: _m, ...rest } = options;
-    return copyDurably(src.open(0), path, { ...rest, ...(size !== undefined ? { size } : {}) });
+    const exact = typeof source === 'string' ? undefined : size;
+    return copyDurably(input, path, { ...rest, ...(size !== undefined ? { size } : {}), ...(exact !== undefined ? { exactSize: exact } : {}) });
   }
 
   /** {@inheritDoc Transport.get} */
@@ -164,16 +249,17 @@ export class LocalTransport implements Transport {
     await mkdir(dirname(localPath), { recursive: true }).catch((err: unknown) => {
       throw fromFsError(err, 'create directory', dirname(localPath));
     });
-    return copyDurably(createReadStream(path, { highWaterMark: 1 << 20 }), localPath, { ...options, size: st.size, mtimeMs: st.mtimeMs });
+    if (st.type !== 'file') throw new StowageError('EIO', `Cannot get ${path}: it is not a regular file.`, { details: { path } });
+    return copyDurably(readFileStream(path, 0, options.signal), localPath, { ...options, size: st.size, mtimeMs: st.mtimeMs });
   }
 
   /** {@inheritDoc Transport.createReadStream} */
   createReadStream(path: string, options: OpOptions & { start?: number } = {}): Readable {
-    return createReadStream(path, {
-      highWaterMark: 1 << 20,
-      ...(options.start !== undefined ? { start: options.start } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    const start = options.start ?? 0;
+    if (!Number.isSafeInteger(start) || start < 0) {
+      throw new StowageError('EBAD_CONFIG', 'LocalTransport.createReadStream: option "start" must be a non-negative integer.', { details: { option: 'start' } });
+    }
+    return readFileStream(path, start, options.signal);
   }
 
   /** {@inheritDoc Transport.remove} */
@@ -249,6 +335,16 @@ export class LocalTransport implements Transport {
     } catch (err) {
       throw fromFsError(err, 'get free space of', path);
     }
+  }
+
+  /** {@inheritDoc Transport.lockFs} The local one: `localLockFs`. */
+  lockFs(): LockFs {
+    return localLockFs;
+  }
+
+  /** Nothing to connect: resolves at once. */
+  async connect(options: OpOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
   }
 
   /** Nothing to release. */

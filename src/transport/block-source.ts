@@ -1,0 +1,151 @@
+/**
+ * Reading a {@link PutSource} block by block from any offset, so a transfer
+ * can fill pool blocks without copying more than once and resume where the
+ * far side confirmed.
+ *
+ * @module
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { fromFsError, StowageError } from '../errors.js';
+import type { PutSource } from './transport.js';
+
+/** Fills buffers with the bytes of a source, in order. */
+export interface BlockSource {
+  /** Size in bytes, when known up front. */
+  readonly size: number | undefined;
+  /**
+   * Fills `buf[0..len)`; returns the number of bytes read, less than `len`
+   * only at the end of the source (0 = end).
+   */
+  read(buf: Buffer, len: number): Promise<number>;
+  /** Releases the file handle or stream. */
+  close(): Promise<void>;
+}
+
+class FileBlockSource implements BlockSource {
+  readonly size: number | undefined;
+  readonly #fh: FileHandle;
+  readonly #path: string;
+  #pos: number;
+
+  constructor(fh: FileHandle, path: string, offset: number, size: number) {
+    this.#fh = fh;
+    this.#path = path;
+    this.#pos = offset;
+    this.size = size;
+  }
+
+  async read(buf: Buffer, len: number): Promise<number> {
+    let got = 0;
+    while (got < len) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await this.#fh.read(buf, got, len - got, this.#pos));
+      } catch (err) {
+        throw fromFsError(err, 'read', this.#path);
+      }
+      if (n === 0) break;
+      got += n;
+      this.#pos += n;
+    }
+    return got;
+  }
+
+  async close(): Promise<void> {
+    await this.#fh.close().catch(() => {});
+  }
+}
+
+class BufferBlockSource implements BlockSource {
+  readonly size: number;
+  readonly #data: Uint8Array;
+  #pos: number;
+
+  constructor(data: Uint8Array, offset: number) {
+    this.#data = data;
+    this.#pos = offset;
+    this.size = data.length;
+  }
+
+  async read(buf: Buffer, len: number): Promise<number> {
+    const n = Math.min(len, this.#data.length - this.#pos);
+    if (n <= 0) return 0;
+    buf.set(this.#data.subarray(this.#pos, this.#pos + n), 0);
+    this.#pos += n;
+    return n;
+  }
+
+  async close(): Promise<void> {}
+}
+
+class StreamBlockSource implements BlockSource {
+  readonly size: number | undefined;
+  readonly #stream: Readable;
+  readonly #it: AsyncIterator<unknown>;
+  #left: Buffer | undefined;
+  #done = false;
+
+  constructor(stream: Readable, size: number | undefined) {
+    this.#stream = stream;
+    this.#it = stream[Symbol.asyncIterator]();
+    this.size = size;
+  }
+
+  async read(buf: Buffer, len: number): Promise<number> {
+    let got = 0;
+    while (got < len) {
+      if (this.#left === undefined || this.#left.length === 0) {
+        if (this.#done) break;
+        const r = await this.#it.next();
+        if (r.done) {
+          this.#done = true;
+          break;
+        }
+        const v = r.value;
+        this.#left = Buffer.isBuffer(v) ? v : typeof v === 'string' ? Buffer.from(v) : Buffer.from(v as Uint8Array);
+        continue;
+      }
+      const n = Math.min(len - got, this.#left.length);
+      this.#left.copy(buf, got, 0, n);
+      this.#left = this.#left.subarray(n);
+      got += n;
+    }
+    return got;
+  }
+
+  async close(): Promise<void> {
+    if (!this.#done) await this.#it.return?.().catch(() => {});
+    this.#stream.destroy();
+  }
+}
+
+/**
+ * Opens a source at `offset`.
+ *
+ * @param source - a local path, a buffer or a replayable source
+ * @param offset - first byte to read
+ */
+export async function openBlockSource(source: PutSource, offset: number): Promise<BlockSource> {
+  if (typeof source === 'string') {
+    let fh: FileHandle;
+    try {
+      fh = await open(source, 'r');
+    } catch (err) {
+      throw fromFsError(err, 'read', source);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new StowageError('EIO', `Cannot send ${source}: it is not a regular file.`, { details: { path: source } });
+      return new FileBlockSource(fh, source, offset, st.size);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw fromFsError(err, 'read', source);
+    }
+  }
+  if (source instanceof Uint8Array) return new BufferBlockSource(source, offset);
+  if (typeof source !== 'object' || source === null || typeof (source as { open?: unknown }).open !== 'function') {
+    throw new StowageError('EBAD_CONFIG', 'put: source must be a local path, a Uint8Array or a ReplayableSource ({ open(offset) }).', { details: { source: typeof source } });
+  }
+  return new StreamBlockSource(source.open(offset), source.size);
+}

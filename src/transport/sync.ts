@@ -1,0 +1,763 @@
+/**
+ * `sync()`: an rsync-like tree sync between any two transports, and its pure
+ * planner `planSync()`.
+ *
+ * Why it is careful about deletion: the scripts it replaces lost data the
+ * classic way: a source disk that failed to mount looked empty, and
+ * `rsync --delete` dutifully emptied the backup. So:
+ * - a source that is empty or missing while the destination is not is
+ *   refused (EDELETE_GUARD) unless `allowEmptySource`;
+ * - `delete: 'after'` removes only after every copy succeeded (and the
+ *   sidecar check found no mutant), never when anything failed;
+ * - `maxDelete` / `maxDeleteFraction` refuse a plan that deletes too much,
+ *   before anything is touched;
+ * - `dryRun` computes the same plan (and the same refusals) and touches
+ *   nothing.
+ *
+ * With `lock: true` a `LOCKED` directory is planted on the destination
+ * for the duration (readers there skip the tree), and a source holding a
+ * `LOCKED` at its root (being written) is not synced (ELOCKED). Subtrees
+ * holding `LOCKED` are skipped on either side, and protected from deletion.
+ *
+ * Files are compared by type, size and mtime (whole seconds: SFTP's
+ * resolution), or by digest with `checksum: true`. Copied files keep their
+ * mtime and mode; symlinks are copied as symlinks. Several files are in
+ * flight at once.
+ *
+ * @module
+ */
+import { channel } from 'node:diagnostics_channel';
+import { DNA_ALGORITHMS, dnaEqual, parseSidecar, SIDECAR_SUFFIX, type Dna, type DnaAlgorithm } from '../dna/dna-digest.js';
+import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
+import { StowageError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
+import { LockDir } from '../lock/lock-dir.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
+import { anySignal, throwIfAborted } from '../util/abort.js';
+import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
+import { LocalTransport } from './local/local-transport.js';
+import { transportLockFs } from './lock-fs.js';
+import { posixDirname, posixJoin } from './put-source.js';
+import type { PutSource, Transport, TransportEntry, TransportFileType } from './transport.js';
+
+/** One entry of a listed tree, keyed by its path relative to the tree's root. */
+export interface SyncTreeEntry {
+  /** Path relative to the root, `/`-separated, no leading `/`. */
+  readonly path: string;
+  /** File, directory or symlink (other types are not synced). */
+  readonly type: TransportFileType;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Modification time, ms since the epoch. */
+  readonly mtimeMs: number;
+  /** Permission bits. */
+  readonly mode: number;
+  /** Symlink target, for symlinks. */
+  readonly target?: string;
+  /** Digest, when listed with `checksum: true`. */
+  readonly dna?: Dna;
+}
+
+/** A listed tree: relative path → entry. */
+export type SyncTree = ReadonlyMap<string, SyncTreeEntry>;
+
+/** Why a file is copied. */
+export type SyncCopyReason = 'new' | 'size' | 'mtime' | 'checksum' | 'type';
+
+/** A file or symlink the plan copies. */
+export interface SyncCopy {
+  /** Relative path. */
+  readonly path: string;
+  /** `file` or `symlink`. */
+  readonly type: 'file' | 'symlink';
+  /** Bytes to copy (0 for symlinks). */
+  readonly size: number;
+  /** Source mtime, preserved. */
+  readonly mtimeMs: number;
+  /** Source mode, preserved. */
+  readonly mode: number;
+  /** Symlink target. */
+  readonly target?: string;
+  /** Why it is copied. */
+  readonly reason: SyncCopyReason;
+}
+
+/** What {@link planSync} decides; pure data. */
+export interface SyncPlan {
+  /** Directories to create on the destination, parents first. */
+  readonly mkdirs: readonly string[];
+  /** Files and symlinks to copy. */
+  readonly copies: readonly SyncCopy[];
+  /** Destination entries in the way of a copy (a directory where a file goes, or the reverse), removed just before it; counted as deletions. */
+  readonly replaces: readonly string[];
+  /** Destination entries the source no longer has, removed after every copy succeeded (`delete: 'after'`); deepest first. */
+  readonly deletes: readonly string[];
+  /** Type conflicts left alone because deletion is off. */
+  readonly conflicts: readonly string[];
+  /** Directories whose mtime is set after the copies, deepest first. */
+  readonly dirMtimes: readonly { readonly path: string; readonly mtimeMs: number }[];
+  /** Source entries already identical on the destination. */
+  readonly unchanged: number;
+  /** Bytes the copies move. */
+  readonly bytesToCopy: number;
+  /** Entries on the destination (the base of `maxDeleteFraction`). */
+  readonly destinationEntries: number;
+  /** Entries on the source. */
+  readonly sourceEntries: number;
+}
+
+/** Options of {@link planSync}. */
+export interface PlanSyncOptions {
+  /** `'after'`: plan the deletion of what the source no longer has. Default: no deletion. */
+  delete?: false | 'after';
+  /** Compare digests (`dna` in the trees) instead of mtimes. */
+  checksum?: boolean;
+  /** Copy symlinks as symlinks (default true); false skips them. */
+  symlinks?: boolean;
+}
+
+/** A copy that failed, in {@link SyncResult.failed} and EDELETE_GUARD/copy errors. */
+export interface SyncFailure {
+  /** Relative path. */
+  readonly path: string;
+  /** The error code. */
+  readonly code: string;
+  /** The error message. */
+  readonly message: string;
+}
+
+/** A sidecar check of a transferred file. */
+export interface SyncVerification {
+  /** Relative path of the data file. */
+  readonly path: string;
+  /** Whether the destination's digest matches the sidecar. */
+  readonly ok: boolean;
+  /** The DNA recorded in the source's sidecar. */
+  readonly expected: Dna;
+  /** The DNA computed on the destination. */
+  readonly actual: Dna;
+  /** The DNA of the bytes sent, when the file was copied in this run. */
+  readonly sent?: Dna;
+}
+
+/** What {@link sync} did. */
+export interface SyncResult {
+  /** The plan that was carried out (or, with `dryRun`, would be). */
+  readonly plan: SyncPlan;
+  /** Whether this was a dry run (nothing touched). */
+  readonly dryRun: boolean;
+  /** Files copied, with the DNA of the bytes sent. */
+  readonly copied: readonly { readonly path: string; readonly dna: Dna }[];
+  /** Symlinks created or updated. */
+  readonly linked: readonly string[];
+  /** Entries deleted on the destination (replaced entries included). */
+  readonly deleted: readonly string[];
+  /** Sidecar checks of transferred files (each file that has `FILE.dna` on the source). */
+  readonly verified: readonly SyncVerification[];
+  /** The failed sidecar checks: the mutants. */
+  readonly mutants: readonly SyncVerification[];
+  /** Why the deletion step did not run, when `delete: 'after'` was asked. */
+  readonly deleteSkipped?: 'mutants';
+  /** Bytes sent. */
+  readonly bytesCopied: number;
+}
+
+/** Options of {@link sync}. */
+export interface SyncOptions extends PlanSyncOptions {
+  /** Most entries a run may delete (default: no count limit). */
+  maxDelete?: number;
+  /** Most deletions as a fraction (0–1) of the destination's entries (default 0.5). */
+  maxDeleteFraction?: number;
+  /** Sync even when the source is empty or missing while the destination is not (default false). */
+  allowEmptySource?: boolean;
+  /** Compute the plan and the refusals, touch nothing. */
+  dryRun?: boolean;
+  /** Plant a LOCKED directory on the destination for the duration (default false). */
+  lock?: boolean;
+  /** Name of the lock directory (default `LOCKED`). */
+  lockName?: string;
+  /** A destination lock older than this is stale and taken over (default 60 000 ms). */
+  lockStaleMs?: number;
+  /** Files in flight at once (default 4). */
+  concurrency?: number;
+  /** Check transferred files that have a sidecar against it on the destination (default true). */
+  verify?: boolean;
+  /** Digest algorithm for the DNA of sent bytes and for `checksum` (default md5). */
+  algorithm?: DnaAlgorithm;
+  /** Return false to leave an entry out (on both sides: an excluded destination entry is never deleted). */
+  filter?: (path: string, entry: TransportEntry) => boolean;
+  /** Byte and file progress. */
+  onProgress?: ProgressCallback;
+  /** Per-entry trouble (a LOCKED subtree skipped, a symlink on a transport without them, a mutant). */
+  onWarning?: WarningCallback;
+  /** Turn warnings into errors. */
+  strict?: boolean;
+  /** Cancels the sync; files in flight are abandoned (their `.part` removed) and the lock released. */
+  signal?: AbortSignal;
+}
+
+const SYNC_OPTIONS = [
+  'delete',
+  'checksum',
+  'symlinks',
+  'maxDelete',
+  'maxDeleteFraction',
+  'allowEmptySource',
+  'dryRun',
+  'lock',
+  'lockName',
+  'lockStaleMs',
+  'concurrency',
+  'verify',
+  'algorithm',
+  'filter',
+  'onProgress',
+  'onWarning',
+  'strict',
+  'signal',
+];
+const PLAN_OPTIONS = ['delete', 'checksum', 'symlinks'];
+
+const syncChannel = channel('stowage:transport:sync');
+
+const seconds = (ms: number): number => Math.floor(ms / 1000);
+
+function depth(p: string): number {
+  let n = 0;
+  for (let i = 0; i < p.length; i++) if (p.charCodeAt(i) === 47) n++;
+  return n;
+}
+
+function underAny(path: string, prefixes: ReadonlySet<string>): boolean {
+  if (prefixes.size === 0) return false;
+  for (let p = path; ; ) {
+    if (prefixes.has(p)) return true;
+    const i = p.lastIndexOf('/');
+    if (i < 0) return false;
+    p = p.slice(0, i);
+  }
+}
+
+/**
+ * Decides what a sync does: pure, touches nothing.
+ *
+ * @param source - the source tree (from a listing)
+ * @param destination - the destination tree (empty when it does not exist)
+ * @param options - delete, checksum, symlinks
+ *
+ * @example
+ * ```ts
+ * const plan = planSync(srcTree, dstTree, { delete: 'after' });
+ * console.log(`${plan.copies.length} to copy, ${plan.deletes.length} to delete`);
+ * ```
+ */
+export function planSync(source: SyncTree, destination: SyncTree, options: PlanSyncOptions = {}): SyncPlan {
+  checkOptionKeys('planSync', options, PLAN_OPTIONS);
+  const del = options.delete === 'after';
+  const withLinks = options.symlinks ?? true;
+  const mkdirs: string[] = [];
+  const copies: SyncCopy[] = [];
+  const replaces: string[] = [];
+  const conflicts: string[] = [];
+  const dirMtimes: { path: string; mtimeMs: number }[] = [];
+  let unchanged = 0;
+  let bytesToCopy = 0;
+  const removedDirs = new Set<string>();
+
+  const paths = [...source.keys()].sort();
+  for (const path of paths) {
+    const s = source.get(path)!;
+    if (s.type === 'other' || (s.type === 'symlink' && !withLinks)) continue;
+    if (underAny(posixDirname(path) === '.' ? '' : posixDirname(path), removedDirs)) continue;
+    const d = destination.get(path);
+    const dirClash = d !== undefined && d.type !== s.type && (d.type === 'dir' || s.type === 'dir');
+    if (dirClash) {
+      if (!del) {
+        conflicts.push(path);
+        if (s.type === 'dir') removedDirs.add(path);
+        continue;
+      }
+      replaces.push(path);
+    }
+    const fresh = d === undefined || dirClash;
+    if (s.type === 'dir') {
+      if (fresh) mkdirs.push(path);
+      if (fresh || seconds(d.mtimeMs) !== seconds(s.mtimeMs)) dirMtimes.push({ path, mtimeMs: s.mtimeMs });
+      else unchanged++;
+      continue;
+    }
+    let reason: SyncCopyReason | undefined;
+    if (fresh) reason = d === undefined ? 'new' : 'type';
+    else if (d.type !== s.type) reason = 'type';
+    else if (s.type === 'symlink') reason = d.target === s.target ? undefined : 'new';
+    else if (d.size !== s.size) reason = 'size';
+    else if (options.checksum) {
+      reason = s.dna !== undefined && d.dna !== undefined && dnaEqual(s.dna, d.dna) ? undefined : 'checksum';
+    } else if (seconds(d.mtimeMs) !== seconds(s.mtimeMs)) reason = 'mtime';
+    if (reason === undefined) {
+      unchanged++;
+      continue;
+    }
+    const c: { -readonly [K in keyof SyncCopy]: SyncCopy[K] } = { path, type: s.type === 'symlink' ? 'symlink' : 'file', size: s.type === 'file' ? s.size : 0, mtimeMs: s.mtimeMs, mode: s.mode, reason };
+    if (s.target !== undefined) c.target = s.target;
+    copies.push(c);
+    bytesToCopy += c.size;
+  }
+
+  const deletes: string[] = [];
+  if (del) {
+    // Top-most extraneous entries first in discovery, then sorted deepest first.
+    const replaced = new Set(replaces);
+    for (const path of [...destination.keys()].sort()) {
+      if (source.has(path) || underAny(posixDirname(path), replaced)) continue;
+      deletes.push(path);
+    }
+    deletes.sort((a, b) => depth(b) - depth(a) || (a < b ? 1 : a > b ? -1 : 0));
+  }
+  dirMtimes.sort((a, b) => depth(b.path) - depth(a.path));
+  return Object.freeze({
+    mkdirs,
+    copies,
+    replaces,
+    deletes,
+    conflicts,
+    dirMtimes,
+    unchanged,
+    bytesToCopy,
+    destinationEntries: destination.size,
+    sourceEntries: source.size,
+  });
+}
+
+interface ListOptions {
+  filter: SyncOptions['filter'];
+  lockName: string;
+  skipPartFiles: boolean;
+  checksum: boolean;
+  algorithm: DnaAlgorithm;
+  concurrency: number;
+  onLocked: (relDir: string) => void;
+  signal: AbortSignal | undefined;
+}
+
+/** Runs `fn` over `items` with at most `n` at once; stops starting new ones after the first failure. */
+async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const errors: unknown[] = [];
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failed = true;
+        errors.push(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (errors.length > 0) throw errors[0];
+}
+
+/**
+ * Lists a tree on a transport: relative path → entry. Subtrees holding a
+ * lock directory are left out (reported through `onLocked`), as are
+ * `.part` files of the source (writes in progress).
+ */
+async function listTree(t: Transport, root: string, o: ListOptions): Promise<Map<string, SyncTreeEntry>> {
+  const out = new Map<string, SyncTreeEntry>();
+  const dirs: string[] = [''];
+  const links: SyncTreeEntry[] = [];
+  const files: SyncTreeEntry[] = [];
+  while (dirs.length > 0) {
+    const batch = dirs.splice(0, dirs.length);
+    await eachLimit(batch, o.concurrency, async (rel) => {
+      throwIfAborted(o.signal);
+      const entries = await t.list(rel === '' ? root : posixJoin(root, rel), o.signal ? { signal: o.signal } : {});
+      if (rel !== '' && entries.some((e) => e.name === o.lockName && e.type === 'dir')) {
+        o.onLocked(rel);
+        return;
+      }
+      for (const e of entries) {
+        if (rel === '' && e.name === o.lockName) continue;
+        if (o.skipPartFiles && e.type === 'file' && e.name.endsWith('.part')) continue;
+        const path = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (o.filter !== undefined && !o.filter(path, e)) continue;
+        const entry: SyncTreeEntry = { path, type: e.type, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode };
+        out.set(path, entry);
+        if (e.type === 'dir') dirs.push(path);
+        else if (e.type === 'symlink') links.push(entry);
+        else if (e.type === 'file') files.push(entry);
+      }
+    });
+  }
+  await eachLimit(links, o.concurrency, async (e) => {
+    out.set(e.path, { ...e, target: await t.readlink(posixJoin(root, e.path), o.signal ? { signal: o.signal } : {}) });
+  });
+  if (o.checksum) {
+    await eachLimit(files, o.concurrency, async (e) => {
+      out.set(e.path, { ...e, dna: await t.digest(posixJoin(root, e.path), o.algorithm, o.signal ? { signal: o.signal } : {}) });
+    });
+  }
+  return out;
+}
+
+async function readSmallFile(t: Transport, path: string, signal: AbortSignal | undefined): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of t.createReadStream(path, signal ? { signal } : {})) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > 1 << 16) throw new StowageError('EBAD_SIDECAR', `Sidecar ${path} is larger than 64 KiB.`, { details: { sidecar: path } });
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function checkFraction(where: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "${name}" must be a number from 0 to 1, got ${String(v)}.`, { details: { where, option: name, value: v } });
+  }
+  return v;
+}
+
+/**
+ * Syncs the tree `srcDir` on `src` into `dstDir` on `dst`, like
+ * `rsync -a [--delete-after]`, with guards against mass deletion, an
+ * optional LOCKED protocol, and a sidecar (DNA) check of what was sent.
+ *
+ * Copy failures stop the run (files in flight finish), nothing is deleted,
+ * and the first failure is thrown with all of them in `details.failed`.
+ *
+ * @param src - where the tree is
+ * @param srcDir - its root on `src`
+ * @param dst - where it goes
+ * @param dstDir - the root on `dst` (created when missing)
+ * @param options - see {@link SyncOptions}
+ *
+ * @example
+ * ```ts
+ * const result = await sync(new LocalTransport(), '/var/backups/svn', remote, '/backups/svn', {
+ *   delete: 'after',
+ *   maxDelete: 50,
+ *   lock: true,
+ * });
+ * if (result.mutants.length > 0) alert(result.mutants);
+ * ```
+ */
+export async function sync(src: Transport, srcDir: string, dst: Transport, dstDir: string, options: SyncOptions = {}): Promise<SyncResult> {
+  const W = 'sync';
+  checkOptionKeys(W, options, SYNC_OPTIONS);
+  const o = Object.freeze({
+    delete: options.delete === undefined || options.delete === false ? (false as const) : checkOneOf(W, 'delete', options.delete, ['after'] as const),
+    checksum: options.checksum ?? false,
+    symlinks: options.symlinks ?? true,
+    maxDelete: options.maxDelete === undefined || options.maxDelete === Infinity ? Infinity : checkInt(W, 'maxDelete', options.maxDelete, 0),
+    maxDeleteFraction: checkFraction(W, 'maxDeleteFraction', options.maxDeleteFraction ?? 0.5),
+    allowEmptySource: options.allowEmptySource ?? false,
+    dryRun: options.dryRun ?? false,
+    lock: options.lock ?? false,
+    lockName: options.lockName ?? LOCK_DIR_NAME,
+    lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 1),
+    concurrency: checkInt(W, 'concurrency', options.concurrency ?? 4, 1, 256),
+    verify: options.verify ?? true,
+    algorithm: checkOneOf(W, 'algorithm', options.algorithm ?? 'md5', DNA_ALGORITHMS),
+    filter: options.filter,
+    onProgress: options.onProgress,
+    onWarning: options.onWarning,
+    strict: options.strict ?? false,
+  });
+  if (o.filter !== undefined && typeof o.filter !== 'function') {
+    throw new StowageError('EBAD_CONFIG', `${W}: option "filter" must be a function.`, { details: { where: W, option: 'filter' } });
+  }
+  if (typeof o.lockName !== 'string' || o.lockName === '' || o.lockName.includes('/')) {
+    throw new StowageError('EBAD_CONFIG', `${W}: option "lockName" must be a plain directory name.`, { details: { where: W, option: 'lockName' } });
+  }
+  const userSignal = options.signal;
+  throwIfAborted(userSignal);
+  const progress = new ProgressTracker('list', o.onProgress);
+  progress.report(true);
+
+  // A source under LOCKED is being written: not synced.
+  const srcLock = await src.exists(posixJoin(srcDir, o.lockName), userSignal ? { signal: userSignal } : {});
+  if (srcLock !== undefined && srcLock.type === 'dir') {
+    const info = await LockDir.inspect(srcDir, { name: o.lockName, fs: transportLockFs(src) }).catch(() => undefined);
+    throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: it holds ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
+      details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale },
+    });
+  }
+
+  const lockedSubtrees = { src: new Set<string>(), dst: new Set<string>() };
+  const listing = (side: 'src' | 'dst'): ListOptions => ({
+    filter: o.filter,
+    lockName: o.lockName,
+    skipPartFiles: side === 'src',
+    checksum: o.checksum,
+    algorithm: o.algorithm,
+    concurrency: Math.max(4, o.concurrency),
+    onLocked: (rel) => {
+      lockedSubtrees[side].add(rel);
+      const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
+      warnOrThrow(
+        new StowageError('ELOCKED', `Skipped ${where}: it holds ${o.lockName} (being written); it is neither copied nor deleted.`, { details: { path: rel, side } }),
+        rel,
+        o.onWarning,
+        o.strict,
+      );
+    },
+    signal: userSignal,
+  });
+
+  let srcTree: Map<string, SyncTreeEntry>;
+  let srcMissing = false;
+  try {
+    srcTree = await listTree(src, srcDir, listing('src'));
+  } catch (err) {
+    if (!isStowageError(err, 'ENOT_FOUND')) throw err;
+    srcMissing = true;
+    srcTree = new Map();
+  }
+  let dstTree: Map<string, SyncTreeEntry>;
+  let dstMissing = false;
+  try {
+    dstTree = await listTree(dst, dstDir, listing('dst'));
+  } catch (err) {
+    if (!isStowageError(err, 'ENOT_FOUND')) throw err;
+    dstMissing = true;
+    dstTree = new Map();
+  }
+  // The destination's own lock at its root (someone else's sync) is not ours to ignore.
+  if (!dstMissing && !o.lock) {
+    const dl = await dst.exists(posixJoin(dstDir, o.lockName), userSignal ? { signal: userSignal } : {});
+    if (dl?.type === 'dir') {
+      throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${o.lockName} (another writer). Retry later, or use lock: true to wait for a stale lock to be taken over.`, {
+        details: { path: dstDir },
+      });
+    }
+  }
+  if (srcMissing && dstTree.size === 0) {
+    throw new StowageError('ENOT_FOUND', `Cannot sync ${src.name}:${srcDir}: it does not exist.`, { details: { path: srcDir } });
+  }
+  if (srcTree.size === 0 && dstTree.size > 0 && !o.allowEmptySource) {
+    throw new StowageError(
+      'EDELETE_GUARD',
+      `Refusing to sync: the source ${src.name}:${srcDir} is ${srcMissing ? 'missing' : 'empty'} while the destination ${dst.name}:${dstDir} holds ${dstTree.size} entries (an unmounted disk?). Nothing was changed. Pass allowEmptySource: true if this is intended.`,
+      { details: { source: srcDir, destination: dstDir, destinationEntries: dstTree.size, sourceMissing: srcMissing } },
+    );
+  }
+  // Locked subtrees: not copied from, not deleted from.
+  for (const side of ['src', 'dst'] as const) {
+    for (const rel of lockedSubtrees[side]) {
+      for (const tree of [srcTree, dstTree]) {
+        for (const p of [...tree.keys()]) if (p === rel || p.startsWith(rel + '/')) tree.delete(p);
+      }
+    }
+  }
+  const canLink = src.capabilities.symlinks && dst.capabilities.symlinks && o.symlinks;
+  if (!canLink && o.symlinks) {
+    for (const e of srcTree.values()) {
+      if (e.type !== 'symlink') continue;
+      warnOrThrow(new StowageError('EIO', `Skipped symlink ${e.path}: ${dst.name} cannot create symlinks.`, { details: { path: e.path } }), e.path, o.onWarning, o.strict);
+    }
+  }
+  const plan = planSync(srcTree, dstTree, { delete: o.delete, checksum: o.checksum, symlinks: canLink });
+  const deleteCount = plan.deletes.length + plan.replaces.length;
+  if (deleteCount > 0) {
+    const fraction = plan.destinationEntries > 0 ? deleteCount / plan.destinationEntries : 0;
+    if (deleteCount > o.maxDelete || fraction > o.maxDeleteFraction) {
+      throw new StowageError(
+        'EDELETE_GUARD',
+        `Refusing to sync: it would delete ${deleteCount} of ${plan.destinationEntries} entries in ${dst.name}:${dstDir} (${(fraction * 100).toFixed(1)}%), more than ${o.maxDelete === Infinity ? '' : `maxDelete ${o.maxDelete} or `}maxDeleteFraction ${o.maxDeleteFraction}. Nothing was changed. Check the source, or raise the limit.`,
+        { details: { deletes: deleteCount, destinationEntries: plan.destinationEntries, fraction, maxDelete: o.maxDelete, maxDeleteFraction: o.maxDeleteFraction, sample: [...plan.replaces, ...plan.deletes].slice(0, 20) } },
+      );
+    }
+  }
+  syncChannel.publish({ source: `${src.name}:${srcDir}`, destination: `${dst.name}:${dstDir}`, copies: plan.copies.length, deletes: deleteCount, dryRun: o.dryRun });
+  if (o.dryRun) {
+    return Object.freeze({ plan, dryRun: true, copied: [], linked: [], deleted: [], verified: [], mutants: [], bytesCopied: 0 });
+  }
+
+  // Act.
+  let lock: LockDir | undefined;
+  if (o.lock) {
+    await dst.mkdir(dstDir, { recursive: true, ...(userSignal ? { signal: userSignal } : {}) });
+    lock = new LockDir(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs, purpose: `stowage sync from ${src.name}:${srcDir}` });
+    await lock.acquire(userSignal ? { signal: userSignal } : {});
+  }
+  let result: SyncResult;
+  try {
+    result = await act(src, srcDir, dst, dstDir, plan, srcTree, o, progress, anySignal(userSignal, lock?.signal));
+  } catch (err) {
+    // The first error matters; a failed release after it is secondary.
+    await lock?.release().catch(() => {});
+    throw err;
+  }
+  await lock?.release();
+  return result;
+}
+
+async function act(
+  src: Transport,
+  srcDir: string,
+  dst: Transport,
+  dstDir: string,
+  plan: SyncPlan,
+  srcTree: ReadonlyMap<string, SyncTreeEntry>,
+  o: {
+    readonly concurrency: number;
+    readonly algorithm: DnaAlgorithm;
+    readonly verify: boolean;
+    readonly onWarning: WarningCallback | undefined;
+    readonly strict: boolean;
+  },
+  progress: ProgressTracker,
+  signal: AbortSignal | undefined,
+): Promise<SyncResult> {
+  const sig = signal ? { signal } : {};
+  const copied: { path: string; dna: Dna }[] = [];
+  const linked: string[] = [];
+  const deleted: string[] = [];
+  const failed: SyncFailure[] = [];
+  const srcPath = (rel: string): string => posixJoin(srcDir, rel);
+  const dstPath = (rel: string): string => posixJoin(dstDir, rel);
+
+  progress.phase('copy');
+  progress.bytesTotal = plan.bytesToCopy;
+  progress.itemsTotal = plan.copies.length;
+  await dst.mkdir(dstDir, { recursive: true, ...sig });
+  for (const rel of plan.replaces) {
+    throwIfAborted(signal);
+    await dst.remove(dstPath(rel), { recursive: true, force: true, ...sig });
+    deleted.push(rel);
+  }
+  // Parents before children: one depth level at a time, in parallel within it.
+  const byDepth = new Map<number, string[]>();
+  for (const d of plan.mkdirs) {
+    const k = depth(d);
+    byDepth.set(k, [...(byDepth.get(k) ?? []), d]);
+  }
+  for (const k of [...byDepth.keys()].sort((a, b) => a - b)) {
+    await eachLimit(byDepth.get(k)!, 8, async (rel) => {
+      try {
+        await dst.mkdir(dstPath(rel), sig);
+      } catch (err) {
+        if (!isStowageError(err, 'EEXIST')) throw err;
+      }
+    });
+  }
+
+  const files = plan.copies.filter((c) => c.type === 'file');
+  const links = plan.copies.filter((c) => c.type === 'symlink');
+  const fromLocal = src instanceof LocalTransport;
+  try {
+    await eachLimit(files, o.concurrency, async (c) => {
+      throwIfAborted(signal);
+      const from = srcPath(c.path);
+      const source: PutSource = fromLocal ? from : { size: c.size, open: (offset) => src.createReadStream(from, { start: offset, ...sig }) };
+      let reported = 0;
+      try {
+        const dna = await dst.put(source, dstPath(c.path), {
+          algorithm: o.algorithm,
+          mode: c.mode,
+          mtimeMs: c.mtimeMs,
+          mkdirs: false,
+          ...sig,
+          onProgress: (p) => {
+            progress.add(p.bytesDone - reported);
+            reported = p.bytesDone;
+          },
+        });
+        progress.add(dna.size - reported, 1);
+        copied.push({ path: c.path, dna });
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        const e = err as { code?: string; message?: string };
+        failed.push({ path: c.path, code: e.code ?? 'EIO', message: e.message ?? String(err) });
+        throw err;
+      }
+    });
+    for (const c of links) {
+      throwIfAborted(signal);
+      const to = dstPath(c.path);
+      const tmp = `${to}.part`;
+      try {
+        await dst.remove(tmp, { force: true, ...sig });
+        await dst.symlink(c.target!, tmp, sig);
+        await dst.rename(tmp, to, sig);
+        linked.push(c.path);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        await dst.remove(tmp, { force: true }).catch(() => {});
+        const e = err as { code?: string; message?: string };
+        failed.push({ path: c.path, code: e.code ?? 'EIO', message: e.message ?? String(err) });
+        throw err;
+      }
+    }
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    const first = err instanceof StowageError ? err : new StowageError('EIO', String(err), { cause: err });
+    throw new StowageError(first.code, `Sync ${src.name}:${srcDir} → ${dst.name}:${dstDir}: ${failed.length} cop${failed.length === 1 ? 'y' : 'ies'} failed (${first.message}); nothing was deleted.`, {
+      details: { ...first.details, failed, copied: copied.length },
+      cause: first,
+      retryable: first.retryable,
+    });
+  }
+  for (const d of plan.dirMtimes) {
+    throwIfAborted(signal);
+    await dst.setMtime(dstPath(d.path), d.mtimeMs, sig).catch((err: unknown) => {
+      if (signal?.aborted) throw signal.reason;
+      warnOrThrow(err instanceof StowageError ? err : new StowageError('EIO', String(err), { cause: err }), d.path, o.onWarning, o.strict);
+    });
+  }
+
+  // The mutant check: each transferred file with a sidecar on the source, digested on the destination.
+  const verified: SyncVerification[] = [];
+  if (o.verify) {
+    progress.phase('verify');
+    const sent = new Map(copied.map((c) => [c.path, c.dna]));
+    const candidates = [...sent.keys()].filter((p) => !p.endsWith(SIDECAR_SUFFIX) && srcTree.get(p + SIDECAR_SUFFIX)?.type === 'file');
+    await eachLimit(candidates, o.concurrency, async (rel) => {
+      let expected: Dna;
+      try {
+        expected = parseSidecar(await readSmallFile(src, srcPath(rel + SIDECAR_SUFFIX), signal), srcPath(rel + SIDECAR_SUFFIX));
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        warnOrThrow(err instanceof StowageError ? err : new StowageError('EBAD_SIDECAR', String(err), { cause: err }), rel, o.onWarning, o.strict);
+        return;
+      }
+      const actual = await dst.digest(dstPath(rel), expected.algorithm, sig);
+      const v: SyncVerification = { path: rel, ok: dnaEqual(expected, actual), expected, actual, ...(sent.get(rel)?.algorithm === expected.algorithm ? { sent: sent.get(rel)! } : {}) };
+      verified.push(v);
+    });
+  }
+  const mutants = verified.filter((v) => !v.ok);
+  for (const m of mutants) {
+    warnOrThrow(
+      new StowageError('EDIGEST_MISMATCH', `Mutant: ${dst.name}:${dstPath(m.path)} has ${m.actual.algorithm} ${m.actual.dig} (${m.actual.size} bytes), its sidecar says ${m.expected.dig} (${m.expected.size} bytes).`, {
+        details: { path: m.path, expected: m.expected, actual: m.actual, sent: m.sent },
+      }),
+      m.path,
+      o.onWarning,
+      o.strict,
+    );
+  }
+
+  let deleteSkipped: 'mutants' | undefined;
+  if (plan.deletes.length > 0) {
+    if (mutants.length > 0) {
+      deleteSkipped = 'mutants';
+    } else {
+      progress.phase('delete');
+      // Only the top-most entries: the rest goes with them.
+      const all = new Set(plan.deletes);
+      const tops = plan.deletes.filter((p) => !underAny(posixDirname(p), all));
+      await eachLimit(tops, o.concurrency, async (rel) => {
+        await dst.remove(dstPath(rel), { recursive: true, force: true, ...sig });
+      });
+      deleted.push(...plan.deletes);
+    }
+  }
+  progress.phase('done');
+  const bytesCopied = copied.reduce((n, c) => n + c.dna.size, 0);
+  return Object.freeze({ plan, dryRun: false, copied, linked, deleted, verified, mutants, ...(deleteSkipped ? { deleteSkipped } : {}), bytesCopied });
+}
