@@ -76,9 +76,11 @@ export interface ArchivePassOptions {
 
 /**
  * Called for each entry with its data stream. Consume the stream (or leave
- * it: it is drained for you) and resolve `true` to stop the pass.
+ * it: it is drained for you) and resolve `true` to stop the pass. `failed`
+ * aborts when the pass fails, so a visitor waiting on something else (a
+ * slow consumer) can give up; the pass settles only after the visitor has.
  */
-export type EntryVisitor = (entry: ArchiveEntry, data: Readable) => Promise<boolean | void>;
+export type EntryVisitor = (entry: ArchiveEntry, data: Readable, failed: AbortSignal) => Promise<boolean | void>;
 
 const STOP = Symbol('stop');
 
@@ -109,6 +111,20 @@ function toEntry(h: Header): ArchiveEntry {
   });
 }
 
+const SECONDARY = Symbol('secondary');
+
+/** A "stream closed" error that only echoes a failure reported elsewhere. */
+function secondary(message: string): Error {
+  return Object.assign(new Error(message), { [SECONDARY]: true });
+}
+
+/** Whether `err` merely says that a stream was torn down (by someone else's failure). */
+function isSecondary(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { code?: unknown; [SECONDARY]?: boolean };
+  return e[SECONDARY] === true || e.code === 'STREAM_DESTROYED' || e.code === 'ERR_STREAM_PREMATURE_CLOSE' || e.code === 'ERR_STREAM_DESTROYED';
+}
+
 /** Maps an error met inside the data to ECORRUPT_ARCHIVE; file-system and stowage errors keep theirs. */
 function corrupt(err: unknown, file: string): StowageError {
   if (err instanceof StowageError) return err;
@@ -135,8 +151,8 @@ export function drained(w: NodeJS.EventEmitter): Promise<void> {
       else reject(err);
     };
     const ok = (): void => done();
-    const bad = (err: unknown): void => done(err ?? new Error('stream failed'));
-    const closed = (): void => done(new Error('stream closed'));
+    const bad = (err: unknown): void => done(err ?? secondary('stream failed'));
+    const closed = (): void => done(secondary('stream closed'));
     w.on('drain', ok);
     w.on('error', bad);
     w.on('close', closed);
@@ -193,12 +209,18 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
   let gunzip: ReturnType<typeof createGunzip> | undefined;
   let source: Readable | undefined;
   let failure: unknown;
+  const passFailed = new AbortController();
+  let visiting: Promise<unknown> | undefined;
+  const teardown = (reason: unknown): void => {
+    if (!passFailed.signal.aborted) passFailed.abort(reason);
+    source?.destroy();
+    gunzip?.destroy();
+    if (!extract.destroyed) extract.destroy();
+  };
   const fail = (err: unknown): void => {
     if (failure !== undefined) return;
     failure = err;
-    source?.destroy();
-    gunzip?.destroy();
-    extract.destroy();
+    teardown(err);
   };
   const dispose = onAbort(signal, (reason) => fail(reason));
   try {
@@ -229,8 +251,8 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
       let ended = false;
       stream.on('end', () => (ended = true));
       // Drain whatever the visitor leaves unread so that the pass goes on.
-      visit(entry, stream).then(
-        async (stop) => {
+      visiting = visit(entry, stream, passFailed.signal)
+        .then(async (stop) => {
           if (stop === true) {
             result.stopped = true;
             fail(STOP);
@@ -245,9 +267,8 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
             });
           }
           next(null);
-        },
-        (err: unknown) => fail(err),
-      );
+        })
+        .catch((err: unknown) => fail(err));
     });
     extract.on('error', (err: unknown) => fail(err));
 
@@ -277,15 +298,21 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
     progress.report(true);
     return result;
   } catch (err) {
+    // Stop everything, then let a visitor that is still running record its own error (ENOSPACE while
+    // extracting tears the pass down from inside, and the loop sees only "stream closed").
+    teardown(err);
+    await visiting?.catch(() => {});
     if (failure === STOP) return result;
     if (signal?.aborted) throw signal.reason;
-    const first = failure !== undefined ? failure : err;
-    throw corrupt(first, file);
+    const candidates = [failure, err].filter((x) => x !== undefined);
+    throw corrupt(candidates.find((x) => !isSecondary(x)) ?? candidates[0], file);
   } finally {
     dispose();
     source?.destroy();
     gunzip?.destroy();
     if (!extract.destroyed) extract.destroy();
+    // A visitor may still be cleaning up (discarding a .part file): the pass ends after it.
+    await visiting?.catch(() => {});
     await handle.close().catch(() => {});
   }
 }

@@ -338,6 +338,7 @@ export class Archiver {
       },
     });
     const pack = tarPack({ highWaterMark: 2 * MiB });
+    pack.on('error', () => {}); // surfaces through `failure` and the consumer's loop
     let failure: unknown;
     const fail = (err: unknown): void => {
       if (failure !== undefined) return;
@@ -355,6 +356,8 @@ export class Archiver {
       const done = new Promise<void>((res, rej) => {
         sink = pack.entry(header, (err) => (err ? rej(err) : res())) as unknown as NodeJS.WritableStream & NodeJS.EventEmitter;
       });
+      // A failure elsewhere destroys the pack and its sinks; that error is already recorded in `failure`.
+      sink.on('error', () => {});
       done.catch(() => {});
       if (body) {
         await body(sink);
@@ -562,7 +565,7 @@ export class Archiver {
       const out = new PassThrough({ highWaterMark: MiB });
       let handed = false;
       let wrongType: ArchiveEntry | undefined;
-      readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal }, async (e, data) => {
+      readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal }, async (e, data, failed) => {
         if (e.name !== want) return false;
         if (!fileish(e)) {
           wrongType = e;
@@ -570,9 +573,11 @@ export class Archiver {
         }
         handed = true;
         resolveOuter(out);
+        const gaveUp = new Promise<void>((_, reject) => failed.addEventListener('abort', () => reject(failed.reason), { once: true }));
+        gaveUp.catch(() => {});
         for await (const c of data as AsyncIterable<Buffer>) {
           if (out.destroyed) return true;
-          if (!out.write(c)) await drained(out);
+          if (!out.write(c)) await Promise.race([drained(out), gaveUp]);
         }
         out.end();
         return true;

@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Archiver } from '../../../src/archive/index.js';
+import type { Progress } from '../../../src/progress.js';
+import { craftTar, expectSameTree, logText, ls, makeTree, readTree, rejectsWith, run, tempDir } from './helpers.js';
+
+/** Every path under `dir` (recursive), for "no .part left" checks. */
+async function allPaths(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).map(String);
+}
+
+describe('Archiver.extract', () => {
+  it('round-trips a tree (files, empty file, dirs, symlink, long and non-ASCII names, modes)', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    const spec = await makeTree(src);
+    await writeFile(join(src, 'run.sh'), '#!/bin/sh\n', { mode: 0o755 });
+    spec['run.sh'] = '#!/bin/sh\n';
+    const { path } = await Archiver.create(src, join(root, 'a.tar.gz'));
+    const dest = join(root, 'dest');
+    const r = await Archiver.extract(path, dest);
+    expectSameTree(await readTree(dest), spec);
+    expect((await stat(join(dest, 'run.sh'))).mode & 0o777).toBe(0o755);
+    expect((await stat(join(dest, 'a.log'))).mtimeMs).toBe(Math.floor((await stat(join(src, 'a.log'))).mtimeMs / 1000) * 1000);
+    expect(r.entries).toBe(Object.keys(spec).length + 6);
+    expect(r.dest).toBe(dest);
+  });
+
+  it('extracts archives made by GNU tar czf (with "./" names)', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    const spec = await makeTree(src);
+    const gnu = join(root, 'gnu.tar.gz');
+    run('tar', ['czf', gnu, '-C', src, '.']);
+    const dest = join(root, 'dest');
+    await Archiver.extract(gnu, dest);
+    expectSameTree(await readTree(dest), spec);
+  });
+
+  it('filter picks entries; hard links inside the destination become hard links', async () => {
+    const root = await tempDir();
+    const archive = join(root, 'h.tar');
+    await craftTar(archive, [
+      { header: { name: 'data/a.txt' }, data: 'shared content' },
+      { header: { name: 'data/b.txt', type: 'link', linkname: 'data/a.txt' } },
+      { header: { name: 'skip/me.txt' }, data: 'no' },
+    ]);
+    const dest = join(root, 'dest');
+    const r = await Archiver.extract(archive, dest, { filter: (e) => !e.name.startsWith('skip') });
+    expect(await ls(dest)).toEqual(['data']);
+    const [a, b] = await Promise.all([stat(join(dest, 'data/a.txt')), stat(join(dest, 'data/b.txt'))]);
+    expect(a.ino).toBe(b.ino);
+    expect(r.entries).toBe(2);
+  });
+
+  it('a damaged archive is ECORRUPT_ARCHIVE, and no .part file is left behind', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'big.log'), logText(4 << 20));
+    const { path } = await Archiver.create(src, join(root, 'x.tar.gz'), { sidecar: false });
+    const { truncate } = await import('node:fs/promises');
+    await truncate(path, (await stat(path)).size - 5000);
+    const dest = join(root, 'dest');
+    await rejectsWith(Archiver.extract(path, dest), 'ECORRUPT_ARCHIVE');
+    expect(await allPaths(dest)).toEqual([]);
+  });
+
+  it('reports progress and takes no unknown options', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await makeTree(src);
+    const { path } = await Archiver.create(src, join(root, 'p.tar.gz'));
+    const seen: Progress[] = [];
+    await Archiver.extract(path, join(root, 'dest'), { onProgress: (p) => seen.push(p) });
+    expect(seen.at(-1)).toMatchObject({ phase: 'extract', bytesDone: (await stat(path)).size });
+    await rejectsWith(Archiver.extract(path, join(root, 'd2'), { preservePaths: true } as never), 'EBAD_CONFIG');
+    await rejectsWith(Archiver.extract(path, join(root, 'd2'), { maxBytes: -1 }), 'EBAD_CONFIG');
+  });
+
+  it('aborted before start writes nothing; aborted midway leaves no .part file', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    for (let i = 0; i < 3; i++) await writeFile(join(src, `f${i}.bin`), randomBytes(4 << 20));
+    const { path } = await Archiver.create(src, join(root, 'x.tar.gz'));
+    const reason = new Error('stop');
+    const ac = new AbortController();
+    ac.abort(reason);
+    await expect(Archiver.extract(path, join(root, 'd1'), { signal: ac.signal })).rejects.toBe(reason);
+    expect(await ls(root)).not.toContain('d1');
+    const ac2 = new AbortController();
+    const dest = join(root, 'd2');
+    await expect(
+      Archiver.extract(path, dest, {
+        signal: ac2.signal,
+        onProgress: (p) => {
+          if (p.bytesDone > 0 && p.bytesDone < p.bytesTotal!) ac2.abort(reason);
+        },
+      }),
+    ).rejects.toBe(reason);
+    const left = await allPaths(dest);
+    expect(left.filter((n) => n.endsWith('.part'))).toEqual([]);
+    expect(left.length).toBeLessThan(3);
+  });
+});

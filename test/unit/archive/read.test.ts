@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Archiver } from '../../../src/archive/index.js';
+import { logText, makeTree, rejectsWith, run, tempDir } from './helpers.js';
+
+async function setup(): Promise<{ root: string; src: string; ours: string; gnu: string; big: Buffer }> {
+  const root = await tempDir();
+  const src = join(root, 'src');
+  await mkdir(join(src, 'db'), { recursive: true });
+  await makeTree(src);
+  const big = Buffer.concat([logText(2 << 20), randomBytes(1 << 20)]);
+  await writeFile(join(src, 'db', 'trac.db'), big);
+  const ours = (await Archiver.create(src, join(root, 'ours.tar.gz'), { chunkSize: 256 * 1024 })).path;
+  const gnu = join(root, 'gnu.tar.gz');
+  run('tar', ['czf', gnu, '-C', src, '.']);
+  return { root, src, ours, gnu, big };
+}
+
+describe('Archiver.list', () => {
+  it('lists names, types, sizes, modes and link targets', async () => {
+    const { ours } = await setup();
+    const entries = await Archiver.list(ours);
+    const by = new Map(entries.map((e) => [e.name, e]));
+    expect(by.get('db')).toMatchObject({ type: 'directory', size: 0 });
+    expect(by.get('db/trac.db')).toMatchObject({ type: 'file', size: 3 << 20, linkname: undefined });
+    expect(by.get('sub/c.txt')).toMatchObject({ type: 'file', size: 13 });
+    expect(by.get('link-to-c')).toMatchObject({ type: 'symlink', linkname: 'sub/c.txt' });
+    expect(by.get('ünïcødé/名前.txt')?.type).toBe('file');
+    expect([...by.keys()].some((n) => n.endsWith('long-name-file.txt') && n.length > 100)).toBe(true);
+    expect(by.get('db/trac.db')!.mode & 0o777).toBe(0o644);
+  });
+
+  it('normalises the "./" prefix of archives made by tar czf -C dir .', async () => {
+    const { gnu, ours } = await setup();
+    const names = (await Archiver.list(gnu)).map((e) => e.name);
+    expect(names).toContain('db/trac.db');
+    expect(names).toContain(''); // "./" itself
+    expect(names.filter((n) => n !== '').sort()).toEqual((await Archiver.list(ours)).map((e) => e.name).sort());
+  });
+
+  it('a damaged archive is ECORRUPT_ARCHIVE here too', async () => {
+    const root = await tempDir();
+    const bad = join(root, 'bad.tar.gz');
+    await writeFile(bad, Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), randomBytes(1000)]));
+    await rejectsWith(Archiver.list(bad), 'ECORRUPT_ARCHIVE');
+  });
+});
+
+describe('Archiver.readEntry', () => {
+  it('pulls one file out of ours and out of a tar czf archive, with or without "./"', async () => {
+    const { ours, gnu, big } = await setup();
+    expect((await Archiver.readEntry(ours, 'db/trac.db')).equals(big)).toBe(true);
+    expect((await Archiver.readEntry(gnu, 'db/trac.db')).equals(big)).toBe(true);
+    expect((await Archiver.readEntry(gnu, './sub/c.txt')).toString()).toBe('hello from c\n');
+    expect((await Archiver.readEntry(ours, 'empty.txt')).length).toBe(0);
+  });
+
+  it('a missing entry is ENOT_FOUND naming the entry and the archive; a directory is not a file', async () => {
+    const { ours } = await setup();
+    const e = await rejectsWith(Archiver.readEntry(ours, 'db/nope.db'), 'ENOT_FOUND');
+    expect(e.message).toContain('db/nope.db');
+    expect(e.message).toContain(ours);
+    expect(e.details).toMatchObject({ entry: 'db/nope.db', path: ours });
+    const d = await rejectsWith(Archiver.readEntry(ours, 'db'), 'ENOT_FOUND');
+    expect(d.message).toContain('directory');
+  });
+
+  it('aborted before start rejects with the reason; unknown options are EBAD_CONFIG', async () => {
+    const { ours } = await setup();
+    const ac = new AbortController();
+    const reason = new Error('stop');
+    ac.abort(reason);
+    await expect(Archiver.readEntry(ours, 'db/trac.db', { signal: ac.signal })).rejects.toBe(reason);
+    await rejectsWith(Archiver.readEntry(ours, 'db/trac.db', { maxBytes: 1 } as never), 'EBAD_CONFIG');
+  });
+});
+
+describe('Archiver.openEntry', () => {
+  it('streams one entry; missing is ENOT_FOUND before any stream exists', async () => {
+    const { ours, big } = await setup();
+    const s = await Archiver.openEntry(ours, 'db/trac.db');
+    const chunks: Buffer[] = [];
+    for await (const c of s) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(big)).toBe(true);
+    await rejectsWith(Archiver.openEntry(ours, 'nothing/here'), 'ENOT_FOUND');
+  });
+
+  it('can be destroyed early without hanging or leaking an error', async () => {
+    const { ours } = await setup();
+    const s = await Archiver.openEntry(ours, 'db/trac.db');
+    const first = await new Promise<Buffer>((res) => s.once('data', res));
+    expect(first.length).toBeGreaterThan(0);
+    s.destroy();
+    await new Promise((res) => s.once('close', res));
+    expect(s.destroyed).toBe(true);
+  });
+
+  it('aborted midway: the stream errors with the reason', async () => {
+    const { ours } = await setup();
+    const ac = new AbortController();
+    const reason = new Error('stop reading');
+    const s = await Archiver.openEntry(ours, 'db/trac.db', { signal: ac.signal });
+    const got = new Promise<unknown>((res) => {
+      s.on('error', res);
+      s.on('end', () => res('ended'));
+    });
+    s.once('data', () => ac.abort(reason));
+    s.resume();
+    expect(await got).toBe(reason);
+  });
+});

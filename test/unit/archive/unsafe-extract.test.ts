@@ -1,0 +1,165 @@
+/**
+ * Extraction of hostile archives: each case is named after the attack it
+ * prevents (node-tar's GHSA/CVE family). Every case asserts the refusal
+ * (EUNSAFE_PATH) AND that nothing was written outside the destination.
+ */
+import { lstat, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Archiver } from '../../../src/archive/index.js';
+import { craftTar, ls, rejectsWith, tempDir, type CraftEntry } from './helpers.js';
+
+/** A root with `dest/` (where we extract) and `outside/` (which must stay untouched), and the crafted archive. */
+async function attack(entries: CraftEntry[] | ((root: string) => CraftEntry[]), name = 'evil.tar'): Promise<{ root: string; dest: string; outside: string; archive: string }> {
+  const root = await tempDir('unsafe');
+  const dest = join(root, 'dest');
+  const outside = join(root, 'outside');
+  await mkdir(dest);
+  await mkdir(outside);
+  await writeFile(join(outside, 'victim.txt'), 'original');
+  const archive = join(root, name);
+  await craftTar(archive, typeof entries === 'function' ? entries(root) : entries);
+  return { root, dest, outside, archive };
+}
+
+async function outsideUntouched(root: string, outside: string): Promise<void> {
+  expect(await ls(outside)).toEqual(['victim.txt']);
+  expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('original');
+  expect((await ls(root)).filter((n) => !n.startsWith('evil'))).toEqual(['dest', 'outside']);
+}
+
+describe('unsafe extract', () => {
+  it('absolute path', async () => {
+    const { root, dest, outside, archive } = await attack((r) => [{ header: { name: join(r, 'outside', 'victim.txt') }, data: 'pwned' }]);
+    const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(e.message).toContain('absolute path');
+    await outsideUntouched(root, outside);
+    expect(await ls(dest)).toEqual([]);
+  });
+
+  it('dotdot', async () => {
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'fine.txt' }, data: 'ok' },
+      { header: { name: 'sub/../../outside/victim.txt' }, data: 'pwned' },
+    ]);
+    const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(e.message).toContain('..');
+    await outsideUntouched(root, outside);
+    expect(await ls(dest)).toEqual(['fine.txt']);
+  });
+
+  it('dotdot in a gzip archive, also as a directory entry', async () => {
+    const { root, dest, outside, archive } = await attack([{ header: { name: '../outside/newdir', type: 'directory' } }], 'evil.tar.gz');
+    await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    await outsideUntouched(root, outside);
+  });
+
+  it('symlink escape', async () => {
+    for (const linkname of ['../outside', '/etc', 'a/../../outside/victim.txt']) {
+      const { root, dest, outside, archive } = await attack([{ header: { name: 'esc', type: 'symlink', linkname } }]);
+      const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+      expect(e.message).toContain(linkname);
+      await outsideUntouched(root, outside);
+      expect(await ls(dest)).toEqual([]);
+    }
+  });
+
+  it('write through symlink', async () => {
+    // The link points inside dest, so it is allowed; writing through it is not.
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'inner', type: 'directory' } },
+      { header: { name: 'lnk', type: 'symlink', linkname: 'inner' } },
+      { header: { name: 'lnk/file.txt' }, data: 'through the link' },
+    ]);
+    const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(e.message).toContain('symlink');
+    expect(await ls(join(dest, 'inner'))).toEqual([]);
+    await outsideUntouched(root, outside);
+  });
+
+  it('write through symlink replaced after a directory was used (cache must not trust it)', async () => {
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'd/one.txt' }, data: '1' },
+      { header: { name: 'x', type: 'symlink', linkname: 'd' } },
+      { header: { name: 'x/two.txt' }, data: '2' },
+    ]);
+    await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(await ls(join(dest, 'd'))).toEqual(['one.txt']);
+    await outsideUntouched(root, outside);
+  });
+
+  it('part-file symlink: a planted NAME.part symlink is replaced, never written through', async () => {
+    // If the atomic writer opened "victim.part" following the link, it would truncate the outside file.
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'f.part', type: 'symlink', linkname: 'sub/x' } },
+      { header: { name: 'f' }, data: 'fine' },
+    ]);
+    // The planted link points inside (at a path that does not exist): opening f.part through it would fail.
+    await Archiver.extract(archive, dest);
+    expect(await readFile(join(dest, 'f'), 'utf8')).toBe('fine');
+    expect(await ls(dest)).toEqual(['f']);
+    await outsideUntouched(root, outside);
+    // Now a pre-existing outside-pointing .part link in dest (e.g. left by another tool).
+    const { symlink } = await import('node:fs/promises');
+    await symlink(join(outside, 'victim.txt'), join(dest, 'g.part'));
+    const a2 = join(root, 'evil2.tar');
+    await craftTar(a2, [{ header: { name: 'g' }, data: 'new' }]);
+    await Archiver.extract(a2, dest);
+    expect(await readFile(join(dest, 'g'), 'utf8')).toBe('new');
+    await outsideUntouched(root, outside);
+  });
+
+  it('hardlink escape', async () => {
+    for (const linkname of ['../outside/victim.txt', join('/', 'etc', 'passwd')]) {
+      const { root, dest, outside, archive } = await attack([{ header: { name: 'hl', type: 'link', linkname } }]);
+      await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+      await outsideUntouched(root, outside);
+      expect(await ls(dest)).toEqual([]);
+    }
+  });
+
+  it('hardlink through a symlink to an outside file', async () => {
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'in', type: 'directory' } },
+      { header: { name: 'ln', type: 'symlink', linkname: 'in' } },
+      { header: { name: 'hl', type: 'link', linkname: 'ln/../../outside/victim.txt' } },
+    ]);
+    await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    await outsideUntouched(root, outside);
+  });
+
+  it('device node', async () => {
+    for (const type of ['character-device', 'block-device', 'fifo'] as const) {
+      const { root, dest, outside, archive } = await attack([{ header: { name: 'null', type, devmajor: 1, devminor: 3 } }]);
+      const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+      expect(e.message).toContain(type);
+      expect(await ls(dest)).toEqual([]);
+      await outsideUntouched(root, outside);
+    }
+  });
+
+  it('size bomb', async () => {
+    // 64 MiB of zeros gzip to ~64 KiB; the cap is 16 MiB.
+    const { root, dest, outside, archive } = await attack(
+      [
+        { header: { name: 'small.txt' }, data: 'ok' },
+        { header: { name: 'bomb.bin' }, data: Buffer.alloc(64 << 20) },
+      ],
+      'evil.tar.gz',
+    );
+    const e = await rejectsWith(Archiver.extract(archive, dest, { maxBytes: 16 << 20 }), 'EUNSAFE_PATH');
+    expect(e.message).toContain('maxBytes');
+    expect(await ls(dest)).toEqual(['small.txt']);
+    await outsideUntouched(root, outside);
+    // Raised cap: fine.
+    const r = await Archiver.extract(archive, dest, { maxBytes: 128 << 20 });
+    expect(r.bytes).toBe((64 << 20) + 2);
+  });
+
+  it('allowUnsafePaths lets a trusted archive keep a link pointing out', async () => {
+    const { dest, archive } = await attack([{ header: { name: 'up', type: 'symlink', linkname: '../outside' } }]);
+    await Archiver.extract(archive, dest, { allowUnsafePaths: true });
+    expect(await readlink(join(dest, 'up'))).toBe('../outside');
+    expect((await lstat(join(dest, 'up'))).isSymbolicLink()).toBe(true);
+  });
+});
