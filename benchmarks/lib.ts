@@ -38,9 +38,10 @@ export interface BenchContext {
 export async function makeContext(name: string, argv = process.argv.slice(2)): Promise<{ ctx: BenchContext; results: BenchResult[]; json: boolean; finish: () => Promise<void> }> {
   const quick = argv.includes('--quick');
   const json = argv.includes('--json');
-  const onlyAt = argv.indexOf('--only');
-  const only = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
-  if (onlyAt >= 0 && (only === undefined || only.startsWith('--'))) throw new Error('--only needs a substring of a case name, e.g. --only md5');
+  const onlyAt = argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  const onlyArg = argv[onlyAt] ?? '';
+  const only = onlyAt < 0 ? undefined : onlyArg.startsWith('--only=') ? onlyArg.slice('--only='.length) : argv[onlyAt + 1];
+  if (onlyAt >= 0 && (only === undefined || only === '' || only.startsWith('--'))) throw new Error('--only needs a substring of a case name, e.g. --only md5');
   const base = process.env['STOWAGE_BENCH_DIR'] ?? tmpdir();
   const dir = join(base, `stowage-bench-${name}-${process.pid}`);
   await mkdir(dir, { recursive: true });
