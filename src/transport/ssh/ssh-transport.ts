@@ -250,6 +250,7 @@ export class SshTransport implements Transport {
   #hasher: BlockHasher | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #connecting = new Set<{ client: SshClient; sock: Socket }>();
   #execSlots = 4;
   readonly #execWaiters: (() => void)[] = [];
 
@@ -385,9 +386,12 @@ export class SshTransport implements Transport {
   async #open(): Promise<Session> {
     const o = this.#o;
     const [entries, privateKey] = await Promise.all([this.#readKnownHosts(), this.#privateKey()]);
+    if (this.#closed) throw new StowageError('ECONNECT', `${this.name}: the transport is closed.`, { details: { transport: this.name }, retryable: false });
     const client = new Client();
     const sock = netConnect({ host: o.host, port: o.port });
     sock.setNoDelay(true);
+    const connecting = { client, sock };
+    this.#connecting.add(connecting);
     let hostKeyError: StowageError | undefined;
     const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
       const check = checkHostKey(entries, o.host, o.port, key);
@@ -465,6 +469,7 @@ export class SshTransport implements Transport {
       });
     } catch (err) {
       clearTimeout(connectTimer);
+      this.#connecting.delete(connecting);
       client.removeAllListeners('error');
       client.on('error', () => {});
       client.end();
@@ -472,6 +477,11 @@ export class SshTransport implements Transport {
       throw this.#connectError(err, hostKeyError);
     }
     clearTimeout(connectTimer);
+    this.#connecting.delete(connecting);
+    if (this.#closed) {
+      client.end();
+      throw new StowageError('ECONNECT', `${this.name}: the transport was closed while connecting.`, { details: { transport: this.name }, retryable: false });
+    }
     let sftp: SFTPWrapper;
     try {
       sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
@@ -1496,6 +1506,11 @@ export class SshTransport implements Transport {
     this.#closed = true;
     if (this.#watchdog !== undefined) clearInterval(this.#watchdog);
     this.#watchdog = undefined;
+    // A connection still being set up is cut: nothing waits for its timeout.
+    for (const c of this.#connecting) {
+      c.client.destroy();
+      c.sock.destroy();
+    }
     const pending = this.#session;
     this.#session = undefined;
     const live = this.#live ?? (await pending?.catch(() => undefined));

@@ -1,0 +1,417 @@
+/**
+ * SshTransport against real faults on a real OpenSSH sshd: a connection cut
+ * mid-transfer (the per-connection sshd child SIGKILLed), a full remote disk
+ * (a small tmpfs), wrong and unknown host keys, a wrong client key, a
+ * server that never answers, a stalled connection, exec refused.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StowageError } from '../../../src/errors.js';
+import { RESUME_CHANNEL, SshTransport, type SshTransportOptions } from '../../../src/transport/ssh/ssh-transport.js';
+import { startSshd, withTmpfs, type SshdServer } from '../../support/index.js';
+
+const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
+
+async function md5File(path: string): Promise<string> {
+  const h = createHash('md5');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+async function caught(p: Promise<unknown>): Promise<StowageError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StowageError);
+  return err as StowageError;
+}
+
+function optionsFor(server: SshdServer, extra: Partial<SshTransportOptions> = {}): SshTransportOptions {
+  return { host: server.host, port: server.port, username: server.username, privateKey: server.privateKey, knownHosts: server.knownHostsPath, ...extra };
+}
+
+let scratch: string;
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'stowage-ssh-faults-'));
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+describe('a connection cut mid-transfer', () => {
+  for (const allowExec of [true, false]) {
+    it(`put resumes from the confirmed offset and ends with a matching DNA (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
+      await using server = await startSshd({ allowExec });
+      await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+      const data = randomBytes(64 * 1024 * 1024);
+      const src = join(scratch, `big-${String(allowExec)}.bin`);
+      await writeFile(src, data);
+      const resumes: { offset: number; attempt: number }[] = [];
+      const onResume = (m: unknown): void => {
+        resumes.push(m as { offset: number; attempt: number });
+      };
+      subscribe(RESUME_CHANNEL, onResume);
+      let cut = 0;
+      let connectionsAtCut = 0;
+      try {
+        const target = `${server.root}/runs/big.bin`;
+        const dna = await t.put(src, target, {
+          onProgress: (p) => {
+            if (cut === 0 && p.bytesDone >= 16 * 1024 * 1024) {
+              connectionsAtCut = server.killConnections();
+              cut = p.bytesDone;
+            }
+          },
+        });
+        expect(connectionsAtCut).toBe(1);
+        expect(dna).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
+        expect(await md5File(target)).toBe(md5(data));
+        expect(await readdir(join(server.root, 'runs'))).toEqual(['big.bin']);
+      } finally {
+        unsubscribe(RESUME_CHANNEL, onResume);
+      }
+      // It resumed (not restarted): from an offset at or beyond what was confirmed before the cut.
+      expect(resumes).toHaveLength(1);
+      expect(resumes[0]!.offset).toBeGreaterThan(0);
+      expect(resumes[0]!.offset).toBeGreaterThanOrEqual(cut - 1024 * 1024);
+      expect(resumes[0]!.offset).toBeLessThan(data.length);
+    });
+  }
+
+  it('a read stream (get) reconnects and continues from the next undelivered byte', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const data = randomBytes(48 * 1024 * 1024);
+    await writeFile(join(server.root, 'r.bin'), data);
+    const local = join(scratch, 'got.bin');
+    let killed = 0;
+    const dna = await t.get(`${server.root}/r.bin`, local, {
+      onProgress: (p) => {
+        if (killed === 0 && p.bytesDone >= 8 * 1024 * 1024) killed = server.killConnections();
+      },
+    });
+    expect(killed).toBe(1);
+    expect(dna.dig).toBe(md5(data));
+    expect(md5(await readFile(local))).toBe(md5(data));
+  });
+
+  it('gives up after `retries` reconnects with ECONNECT and leaves nothing under the final name', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retries: 1, retryDelayMs: 20 }));
+    const data = randomBytes(32 * 1024 * 1024);
+    const src = join(scratch, 'doomed.bin');
+    await writeFile(src, data);
+    const target = `${server.root}/doomed.bin`;
+    // Keep cutting every connection: the resumed attempt dies too.
+    const timer = setInterval(() => server.killConnections(), 30);
+    let err: StowageError;
+    try {
+      err = await caught(
+        t.put(src, target, {
+          onProgress: () => server.killConnections(),
+        }),
+      );
+    } finally {
+      clearInterval(timer);
+    }
+    expect(['ECONNECT', 'ETIMEOUT']).toContain(err.code);
+    await expect(stat(target)).rejects.toThrow();
+    // The .part is removed when a connection can be had again.
+    const again = new SshTransport(optionsFor(server));
+    await again.put(Buffer.from('ok'), `${server.root}/after.txt`);
+    await again.close();
+    expect((await readdir(server.root)).filter((n) => n.startsWith('doomed'))).toEqual([]);
+  });
+
+  it('a stalled connection (sshd child stopped) is dropped after idleTimeoutMs and the put completes on a new one', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 600, retryDelayMs: 20, keepaliveIntervalMs: 0 }));
+    const data = randomBytes(24 * 1024 * 1024);
+    const stopped: number[] = [];
+    try {
+      const dna = await t.put(data, `${server.root}/stall.bin`, {
+        onProgress: (p) => {
+          if (stopped.length === 0 && p.bytesDone >= 4 * 1024 * 1024) {
+            for (const pid of server.listConnections()) {
+              process.kill(pid, 'SIGSTOP');
+              stopped.push(pid);
+            }
+          }
+        },
+      });
+      expect(stopped.length).toBe(1);
+      expect(dna.dig).toBe(md5(data));
+      expect(md5(await readFile(join(server.root, 'stall.bin')))).toBe(md5(data));
+    } finally {
+      for (const pid of stopped) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+  });
+});
+
+describe('a full remote disk', () => {
+  for (const allowExec of [true, false]) {
+    it(`put is ENOSPACE, the .part is removed and nothing is under the final name (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
+      await using server = await startSshd({ allowExec });
+      await using fs = await withTmpfs(8);
+      await using t = new SshTransport(optionsFor(server));
+      await writeFile(join(fs.dir, 'old.bin'), Buffer.alloc(1024, 1));
+      const data = randomBytes(12 * 1024 * 1024);
+      const err = await caught(t.put(data, `${fs.dir}/big.bin`));
+      expect(err.code).toBe('ENOSPACE');
+      expect(err.message).toContain('big.bin');
+      expect((await readdir(fs.dir)).sort()).toEqual(['old.bin']);
+      // Room is back: the same put now works.
+      expect((await t.put(data.subarray(0, 4 * 1024 * 1024), `${fs.dir}/big.bin`)).size).toBe(4 * 1024 * 1024);
+      const free = await t.freeSpace(fs.dir);
+      expect(free.totalBytes).toBeLessThanOrEqual(8 * 1024 * 1024);
+      expect(free.availableBytes).toBeLessThan(4 * 1024 * 1024 + 1);
+    });
+  }
+});
+
+describe('host keys', () => {
+  let server: SshdServer;
+  beforeAll(async () => {
+    server = await startSshd({ logLevel: 'VERBOSE' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('a changed host key is EHOSTKEY before login: nothing is sent, no file is created', async () => {
+    const t = new SshTransport(optionsFor(server, { knownHosts: server.wrongKnownHostsPath }));
+    const err = await caught(t.put(Buffer.from('secret'), `${server.root}/leak.txt`));
+    await t.close();
+    expect(err.code).toBe('EHOSTKEY');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/differs from the one recorded/);
+    expect(err.details['fingerprint']).toBe(server.hostKeyFingerprint);
+    expect(await readdir(server.root)).toEqual([]);
+    expect(server.logTail(200)).not.toMatch(/Accepted publickey/);
+  });
+
+  it('an unknown host (no entry, or no known_hosts file) is EHOSTKEY in strict mode', async () => {
+    const empty = join(scratch, 'known_hosts.empty');
+    await writeFile(empty, `# nothing here\n[127.0.0.1]:1 ${server.hostKeyPublic}\n`);
+    for (const knownHosts of [empty, join(scratch, 'no-such-known-hosts')]) {
+      const t = new SshTransport(optionsFor(server, { knownHosts }));
+      const err = await caught(t.stat(server.root));
+      await t.close();
+      expect(err.code).toBe('EHOSTKEY');
+      expect(err.message).toMatch(/is not in/);
+    }
+  });
+
+  it("accept-new records an unknown host, then checks against it; it still refuses a changed key", async () => {
+    const kh = join(scratch, 'kh-accept', 'known_hosts');
+    const t = new SshTransport(optionsFor(server, { knownHosts: kh, hostKeyPolicy: 'accept-new' }));
+    await t.put(Buffer.from('hi'), `${server.root}/accept-new.txt`);
+    await t.close();
+    const line = (await readFile(kh, 'utf8')).trim();
+    expect(line).toBe(`[127.0.0.1]:${server.port} ${server.hostKeyPublic}`);
+    expect((await stat(kh)).mode & 0o777).toBe(0o600);
+    const t2 = new SshTransport(optionsFor(server, { knownHosts: kh }));
+    expect((await t2.stat(`${server.root}/accept-new.txt`)).size).toBe(2);
+    await t2.close();
+    const t3 = new SshTransport(optionsFor(server, { knownHosts: server.wrongKnownHostsPath, hostKeyPolicy: 'accept-new' }));
+    expect((await caught(t3.stat(server.root))).code).toBe('EHOSTKEY');
+    await t3.close();
+    await rm(join(server.root, 'accept-new.txt'));
+  });
+
+  it('hashed known_hosts entries (ssh-keygen -H) are matched', async () => {
+    const kh = join(scratch, 'known_hosts.hashed');
+    await writeFile(kh, await readFile(server.knownHostsPath));
+    execFileSync('ssh-keygen', ['-q', '-H', '-f', kh], { stdio: 'ignore' });
+    const text = await readFile(kh, 'utf8');
+    expect(text).toMatch(/^\|1\|/);
+    expect(text).not.toContain('127.0.0.1');
+    const t = new SshTransport(optionsFor(server, { knownHosts: kh }));
+    expect((await t.stat(server.root)).type).toBe('dir');
+    await t.close();
+  });
+});
+
+describe('login and connection failures', () => {
+  let server: SshdServer;
+  beforeAll(async () => {
+    server = await startSshd();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('a key the server does not know is EAUTH, not retried', async () => {
+    const other = join(scratch, 'other_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other], { stdio: 'ignore' });
+    const t = new SshTransport(optionsFor(server, { privateKey: await readFile(other), retries: 3, retryDelayMs: 2000 }));
+    const t0 = Date.now();
+    const err = await caught(t.put(Buffer.from('x'), `${server.root}/x`));
+    await t.close();
+    expect(err.code).toBe('EAUTH');
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(await readdir(server.root)).toEqual([]);
+  });
+
+  it('a wrong user name is EAUTH', async () => {
+    const t = new SshTransport(optionsFor(server, { username: 'no-such-user-stowage' }));
+    expect((await caught(t.stat('/'))).code).toBe('EAUTH');
+    await t.close();
+  });
+
+  it('an unreadable or malformed private key is EBAD_CONFIG naming it', async () => {
+    const bad = join(scratch, 'bad_key');
+    await writeFile(bad, 'not a key');
+    const t = new SshTransport(optionsFor(server, { privateKey: undefined, privateKeyPath: bad }));
+    const err = await caught(t.stat('/'));
+    expect(err.code).toBe('EBAD_CONFIG');
+    expect(err.message).toContain(bad);
+    await t.close();
+    const t2 = new SshTransport(optionsFor(server, { privateKey: undefined, privateKeyPath: join(scratch, 'missing_key') }));
+    expect((await caught(t2.stat('/'))).code).toBe('ENOT_FOUND');
+    await t2.close();
+  });
+
+  it('authenticates through an ssh-agent socket', async () => {
+    const agentDir = await mkdtemp(join(tmpdir(), 'stowage-agent-'));
+    const sock = join(agentDir, 'agent.sock');
+    const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100; i++) {
+        if (await stat(sock).then(() => true, () => false)) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const emptyAgent = new SshTransport(optionsFor(server, { privateKey: undefined, agent: sock }));
+      expect((await caught(emptyAgent.stat(server.root))).code).toBe('EAUTH');
+      await emptyAgent.close();
+      execFileSync('ssh-add', ['-q', server.privateKeyPath], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const t = new SshTransport(optionsFor(server, { privateKey: undefined, agent: sock }));
+      expect((await t.stat(server.root)).type).toBe('dir');
+      await t.close();
+    } finally {
+      agent.kill('SIGKILL');
+      await rm(agentDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a server that accepts TCP but never speaks is ETIMEOUT after connectTimeoutMs', async () => {
+    const silent: Server = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const t = new SshTransport(optionsFor(server, { port, connectTimeoutMs: 400, retries: 0 }));
+      const t0 = Date.now();
+      const err = await caught(t.stat('/'));
+      expect(err.code).toBe('ETIMEOUT');
+      expect(Date.now() - t0).toBeLessThan(3000);
+      await t.close();
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('a closed port is ECONNECT after the bounded retries', async () => {
+    const closed: Server = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const t = new SshTransport(optionsFor(server, { port, retries: 2, retryDelayMs: 100 }));
+    const t0 = Date.now();
+    const err = await caught(t.stat('/'));
+    expect(err.code).toBe('ECONNECT');
+    // Two retries with backoff: 100 + 200 ms at least.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    await t.close();
+  });
+
+  it('aborting a connect that hangs rejects with the reason', async () => {
+    const silent: Server = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const t = new SshTransport(optionsFor(server, { port, connectTimeoutMs: 10_000 }));
+      const ac = new AbortController();
+      const reason = new Error('enough');
+      setTimeout(() => ac.abort(reason), 100);
+      await expect(t.stat('/', { signal: ac.signal })).rejects.toBe(reason);
+      await t.close();
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('a closed transport refuses further work', async () => {
+    const t = new SshTransport(optionsFor(server));
+    await t.stat(server.root);
+    await t.close();
+    expect((await caught(t.stat(server.root))).code).toBe('ECONNECT');
+  });
+
+  it('unknown or bad constructor options are EBAD_CONFIG', () => {
+    const base = optionsFor(server);
+    const bad: unknown[] = [
+      { ...base, hots: 'x' },
+      { ...base, host: '' },
+      { ...base, username: undefined },
+      { ...base, privateKey: undefined },
+      { ...base, port: 70000 },
+      { ...base, hostKeyPolicy: 'yolo' },
+      { ...base, requests: 0 },
+      { ...base, ciphers: [] },
+      { ...base, privateKeyPath: '/k' },
+    ];
+    for (const o of bad) {
+      let err: unknown;
+      try {
+        new SshTransport(o as SshTransportOptions);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(o, (_k, v: unknown) => (Buffer.isBuffer(v) ? 'buf' : v))).toBeInstanceOf(StowageError);
+      expect((err as StowageError).code).toBe('EBAD_CONFIG');
+    }
+  });
+});
+
+describe('exec refused (ForceCommand internal-sftp)', () => {
+  it('capabilities say so after connect; digest streams over SFTP, free space comes from statvfs', async () => {
+    await using server = await startSshd({ allowExec: false });
+    await using t = new SshTransport(optionsFor(server));
+    expect(t.capabilities.remoteDigest).toBe(true);
+    await t.connect();
+    expect(t.capabilities).toEqual({ remoteDigest: false, symlinks: true, atomicRename: true, freeSpace: true });
+    const data = randomBytes(3 * 1024 * 1024);
+    await t.put(data, `${server.root}/f`);
+    expect(await t.digest(`${server.root}/f`, 'sha1')).toEqual({ dig: createHash('sha1').update(data).digest('hex'), size: data.length, algorithm: 'sha1' });
+    const fs = await t.freeSpace(server.root);
+    expect(fs.totalBytes).toBeGreaterThan(0);
+  });
+
+  it('with exec allowed, capabilities report remote digests; useExec:false turns them off', async () => {
+    await using server = await startSshd();
+    const t = new SshTransport(optionsFor(server));
+    await t.connect();
+    expect(t.capabilities.remoteDigest).toBe(true);
+    await t.close();
+    const t2 = new SshTransport(optionsFor(server, { useExec: false }));
+    await t2.connect();
+    expect(t2.capabilities.remoteDigest).toBe(false);
+    await t2.put(Buffer.from('abc'), `${server.root}/a`);
+    expect((await t2.digest(`${server.root}/a`)).dig).toBe(md5(Buffer.from('abc')));
+    await t2.close();
+  });
+});
