@@ -51,6 +51,14 @@ export interface BackupSet {
   readonly lockedBy?: string;
 }
 
+/** A set that a purge left alone whatever the plan said. */
+export interface SkippedSet {
+  /** The set. */
+  readonly set: BackupSet;
+  /** Why: locked (with the lock's path), vanished meanwhile, no verified copy elsewhere. */
+  readonly reason: string;
+}
+
 /** Options of {@link listBackupSets}. */
 export interface ListBackupSetsOptions {
   /** IANA time zone the folder names are written in (default: the machine's local zone). */

@@ -29,6 +29,7 @@ import {
   scanBackupTree,
   type BackupSet,
   type SetContents,
+  type SkippedSet,
   type TreeOptions,
 } from './backup-sets.js';
 
@@ -93,7 +94,7 @@ export interface FreeSpaceResult {
   /** Sets actually removed (empty in a dry run). */
   readonly removed: readonly FreeSpacePurge[];
   /** Candidates left alone, with why (no verified copy elsewhere, locked). */
-  readonly skipped: readonly { readonly set: BackupSet; readonly reason: string }[];
+  readonly skipped: readonly SkippedSet[];
   /** Why the purge stopped: `target reached`, `minKeep`, `no more candidates`. */
   readonly stoppedBy: 'target reached' | 'minKeep' | 'no more candidates';
   /** Day, month and year folders removed because they became empty. */
@@ -188,7 +189,7 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   scan.report(true);
   const before = await transport.freeSpace(dir, signal ? { signal } : {});
   const open = sets.filter((s) => s.lockedBy === undefined);
-  const skipped: { set: BackupSet; reason: string }[] = sets.filter((s) => s.lockedBy !== undefined).map((set) => ({ set, reason: `locked by ${set.lockedBy}` }));
+  const skipped: SkippedSet[] = sets.filter((s) => s.lockedBy !== undefined).map((set) => ({ set, reason: `locked by ${set.lockedBy}` }));
   const purge: FreeSpacePurge[] = [];
   const removed: FreeSpacePurge[] = [];
   const prunedDirs: string[] = [];

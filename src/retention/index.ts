@@ -18,10 +18,9 @@ export type {
   RetentionApplyOptions,
   RetentionApplyResult,
   BackupSetItem,
-  SkippedSet,
 } from './retention.js';
 export { listBackupSets, backupSetPath } from './backup-sets.js';
-export type { BackupSet, ListBackupSetsOptions } from './backup-sets.js';
+export type { BackupSet, ListBackupSetsOptions, SkippedSet } from './backup-sets.js';
 export type { ElsewhereNode, FreeSpaceOptions, FreeSpacePurge, FreeSpaceResult } from './free-space.js';
 export type { LastLinkOptions, LastLinkResult } from './last-link.js';
 export type { Duration } from './calendar.js';

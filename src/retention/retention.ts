@@ -41,7 +41,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
-import { checkSidecars, checkTreeRoot, inspectSet, pruneEmptyParents, removeSet, resolveTreeOptions, scanBackupTree, type BackupSet } from './backup-sets.js';
+import { checkSidecars, checkTreeRoot, inspectSet, pruneEmptyParents, removeSet, resolveTreeOptions, scanBackupTree, type BackupSet, type SkippedSet } from './backup-sets.js';
 import { checkTimeZone, dayKey, isoWeekKey, localTimeZone, monthKey, parseDuration, subtractDuration, wallTime, yearKey, type Duration, type WallTime } from './calendar.js';
 import { applyFreeSpace, type FreeSpaceOptions, type FreeSpaceResult } from './free-space.js';
 import { updateLastLink, type LastLinkOptions, type LastLinkResult } from './last-link.js';
@@ -211,14 +211,6 @@ export interface BackupSetItem extends RetentionItem {
   readonly bytes: number;
   /** Why it does not verify or is incomplete (empty when fine). */
   readonly problems: readonly string[];
-}
-
-/** A set that {@link Retention.apply} left alone whatever the plan said. */
-export interface SkippedSet {
-  /** The set. */
-  readonly set: BackupSet;
-  /** Why (locked, vanished meanwhile). */
-  readonly reason: string;
 }
 
 /** Result of {@link Retention.apply}. */
