@@ -1,0 +1,897 @@
+/**
+ * The Catalog: stowage's embedded state store, one SQLite file.
+ *
+ * It records what was archived (path and DNA), which key ranges of which
+ * tables are in which archive, which files went where, and which jobs ran
+ * and how they ended; later workflows (LazyChannel, Monitor) keep their own
+ * tables in the same file through the migrations in `migrations.ts`.
+ *
+ * Settings, and why:
+ * - WAL journal: readers (a Monitor, a second process) never block the
+ *   writer and see a consistent state.
+ * - `synchronous = FULL`: each commit is fsynced before it returns. The
+ *   Catalog is written once per archive, partition or transfer (a few
+ *   commits a second at most), so the fsync costs nothing that matters,
+ *   and a record that said "done" survives a power cut, as the archives it
+ *   describes do (they are fsynced too). NORMAL could lose the last
+ *   commits on power loss.
+ * - `busy_timeout`: another process's short write makes us wait (default
+ *   5 s), not fail.
+ * - `foreign_keys = ON`: a partition cannot point at an unrecorded archive.
+ *
+ * All methods are synchronous (better-sqlite3) and each is one statement
+ * or one transaction: nothing holds a lock across an `await`, so two
+ * Catalog objects on one file, in one process or several, interleave
+ * safely. Times are stored as integer milliseconds since the epoch.
+ *
+ * @module
+ */
+import { hostname } from 'node:os';
+import Database from 'better-sqlite3';
+import type { Dna, DnaAlgorithm } from '../dna/dna.js';
+import { DNA_ALGORITHMS } from '../dna/dna.js';
+import { StowageError } from '../errors.js';
+import { INT64_MAX, INT64_MIN, type KeyBound } from '../db/table-source.js';
+import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
+import { CATALOG_SCHEMA_VERSION, migrate } from './migrations.js';
+
+/** Options of {@link Catalog}. */
+export interface CatalogOptions {
+  /** Open an existing, up-to-date catalog read-only (e.g. a Monitor on another host). Default false. */
+  readonly?: boolean;
+  /** How long to wait for another writer's lock, in ms (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+/** A time given to the Catalog: a Date or milliseconds since the epoch. */
+export type CatalogTime = Date | number;
+
+/** An archive to record; see {@link Catalog.recordArchive}. */
+export interface ArchiveInput {
+  /** Where the archive is (the same string every time: the key). */
+  path: string;
+  /** Its DNA, computed while it was written. */
+  dna: Dna;
+  /** When it was written (default now). */
+  created?: CatalogTime;
+  /** Bytes that went into it (before compression), if known. */
+  bytesIn?: number;
+  /** Number of entries in it, if known. */
+  entries?: number;
+}
+
+/** A recorded archive. */
+export interface ArchiveRecord {
+  /** Where the archive is. */
+  readonly path: string;
+  /** Its DNA. */
+  readonly dna: Dna;
+  /** When it was written. */
+  readonly created: Date;
+  /** Bytes that went into it, or null. */
+  readonly bytesIn: number | null;
+  /** Number of entries, or null. */
+  readonly entries: number | null;
+}
+
+/**
+ * The state of a partition (a key range of a table): `complete` (full,
+ * not yet archived), `partial` (the tail, still filling), `archived`
+ * (written to its archive), `empty` (no rows: recorded, never written).
+ */
+export type PartitionState = 'complete' | 'partial' | 'archived' | 'empty';
+
+/** All partition states. */
+export const PARTITION_STATES: readonly PartitionState[] = Object.freeze(['complete', 'partial', 'archived', 'empty']);
+
+/** A partition to record; see {@link Catalog.recordPartition}. */
+export interface PartitionInput {
+  /** The source's name (`TableSource.name`). */
+  source: string;
+  /** The table. */
+  table: string;
+  /** The key column. */
+  key: string;
+  /** Smallest key of the range. */
+  lo: KeyBound;
+  /** Largest key of the range. */
+  hi: KeyBound;
+  /** Its state. */
+  state: PartitionState;
+  /** Rows in the range. */
+  rows: number;
+  /** The range digest (`RangeDigest.digest`), if computed. */
+  digest?: string | null;
+  /** The archive holding it; must be recorded first with {@link Catalog.recordArchive}. */
+  archivePath?: string | null;
+}
+
+/** A recorded partition. */
+export interface PartitionRecord {
+  /** The source's name. */
+  readonly source: string;
+  /** The table. */
+  readonly table: string;
+  /** The key column. */
+  readonly key: string;
+  /** Smallest key. */
+  readonly lo: bigint;
+  /** Largest key. */
+  readonly hi: bigint;
+  /** Its state. */
+  readonly state: PartitionState;
+  /** Rows in the range. */
+  readonly rows: number;
+  /** The range digest, or null. */
+  readonly digest: string | null;
+  /** The archive holding it, or null. */
+  readonly archivePath: string | null;
+  /** When it was last recorded. */
+  readonly updated: Date;
+}
+
+/** How a transfer or job ended, or `running` while it has not. */
+export type RunStatus = 'running' | 'ok' | 'failed' | 'aborted';
+
+/** All run statuses. */
+export const RUN_STATUSES: readonly RunStatus[] = Object.freeze(['running', 'ok', 'failed', 'aborted']);
+
+/** A transfer to record; see {@link Catalog.recordTransfer}. */
+export interface TransferInput {
+  /** Where from (a transport or host label). */
+  src: string;
+  /** Where to. */
+  dst: string;
+  /** The file's path. */
+  path: string;
+  /** The DNA of what was sent, if known. */
+  dna?: Dna;
+  /** Status (default `ok` when `finished` is given, else `running`). */
+  status?: RunStatus;
+  /** When it started (default now). */
+  started?: CatalogTime;
+  /** When it finished, if it has. */
+  finished?: CatalogTime;
+  /** What went wrong, for a failed transfer. */
+  error?: string;
+}
+
+/** A recorded transfer. */
+export interface TransferRecord {
+  /** Its id. */
+  readonly id: number;
+  /** Where from. */
+  readonly src: string;
+  /** Where to. */
+  readonly dst: string;
+  /** The file's path. */
+  readonly path: string;
+  /** The DNA sent, or null. */
+  readonly dna: Dna | null;
+  /** Its status. */
+  readonly status: RunStatus;
+  /** When it started. */
+  readonly started: Date;
+  /** When it finished, or null. */
+  readonly finished: Date | null;
+  /** What went wrong, or null. */
+  readonly error: string | null;
+}
+
+/** How a transfer or job ended; see {@link Catalog.finishTransfer} and {@link Catalog.finishJob}. */
+export interface FinishInput {
+  /** The outcome. */
+  status: Exclude<RunStatus, 'running'>;
+  /** What went wrong (failed, aborted). */
+  error?: string;
+  /** When it finished (default now). */
+  finished?: CatalogTime;
+}
+
+/** A recorded job run. */
+export interface JobRecord {
+  /** Its id. */
+  readonly id: number;
+  /** The job's name, e.g. `conditions-db-dump`. */
+  readonly name: string;
+  /** When it started. */
+  readonly started: Date;
+  /** When it finished, or null while running (or if it died). */
+  readonly finished: Date | null;
+  /** Its status; `running` with an old `started` is a run that never finished. */
+  readonly status: RunStatus;
+  /** What went wrong, or null. */
+  readonly error: string | null;
+  /** The host it ran on. */
+  readonly host: string;
+  /** Its process id. */
+  readonly pid: number;
+  /** Caller-supplied JSON details, or null. */
+  readonly details: unknown;
+}
+
+/** Options of {@link Catalog.startJob}. */
+export interface StartJobOptions {
+  /** JSON-serialisable facts about the run (arguments, counts). */
+  details?: unknown;
+  /** When it started (default now). */
+  started?: CatalogTime;
+}
+
+/** Options of {@link Catalog.withJob}. */
+export interface WithJobOptions {
+  /** JSON-serialisable facts about the run. */
+  details?: unknown;
+  /** If `fn` rejects with this signal's reason, the job is recorded as `aborted`. */
+  signal?: AbortSignal;
+}
+
+/** A listing limit. */
+export interface ListOptions {
+  /** At most this many records, newest first (default 100). */
+  limit?: number;
+}
+
+interface ArchiveRow {
+  path: string;
+  dig: string;
+  size: bigint;
+  algorithm: string;
+  created: bigint;
+  bytes_in: bigint | null;
+  entries: bigint | null;
+}
+interface PartitionRow {
+  source: string;
+  tbl: string;
+  key: string;
+  lo: bigint;
+  hi: bigint;
+  state: string;
+  rows: bigint;
+  digest: string | null;
+  archive_path: string | null;
+  updated: bigint;
+}
+interface TransferRow {
+  id: bigint;
+  src: string;
+  dst: string;
+  path: string;
+  dig: string | null;
+  size: bigint | null;
+  algorithm: string | null;
+  status: string;
+  started: bigint;
+  finished: bigint | null;
+  error: string | null;
+}
+interface JobRow {
+  id: bigint;
+  name: string;
+  started: bigint;
+  finished: bigint | null;
+  status: string;
+  error: string | null;
+  host: string;
+  pid: bigint;
+  details: string | null;
+}
+
+const nullableNumber = (v: bigint | null): number | null => (v === null ? null : Number(v));
+const nullableDate = (v: bigint | null): Date | null => (v === null ? null : new Date(Number(v)));
+
+function toArchive(r: ArchiveRow): ArchiveRecord {
+  return Object.freeze({
+    path: r.path,
+    dna: Object.freeze({ dig: r.dig, size: Number(r.size), algorithm: r.algorithm as DnaAlgorithm }),
+    created: new Date(Number(r.created)),
+    bytesIn: nullableNumber(r.bytes_in),
+    entries: nullableNumber(r.entries),
+  });
+}
+function toPartition(r: PartitionRow): PartitionRecord {
+  return Object.freeze({
+    source: r.source,
+    table: r.tbl,
+    key: r.key,
+    lo: r.lo,
+    hi: r.hi,
+    state: r.state as PartitionState,
+    rows: Number(r.rows),
+    digest: r.digest,
+    archivePath: r.archive_path,
+    updated: new Date(Number(r.updated)),
+  });
+}
+function toTransfer(r: TransferRow): TransferRecord {
+  return Object.freeze({
+    id: Number(r.id),
+    src: r.src,
+    dst: r.dst,
+    path: r.path,
+    dna: r.dig === null ? null : Object.freeze({ dig: r.dig, size: Number(r.size ?? 0n), algorithm: (r.algorithm ?? 'md5') as DnaAlgorithm }),
+    status: r.status as RunStatus,
+    started: new Date(Number(r.started)),
+    finished: nullableDate(r.finished),
+    error: r.error,
+  });
+}
+function toJob(r: JobRow): JobRecord {
+  let details: unknown = null;
+  if (r.details !== null) {
+    try {
+      details = JSON.parse(r.details);
+    } catch {
+      details = r.details;
+    }
+  }
+  return Object.freeze({
+    id: Number(r.id),
+    name: r.name,
+    started: new Date(Number(r.started)),
+    finished: nullableDate(r.finished),
+    status: r.status as RunStatus,
+    error: r.error,
+    host: r.host,
+    pid: Number(r.pid),
+    details,
+  });
+}
+
+function bad(where: string, option: string, message: string, value?: unknown): StowageError {
+  return new StowageError('EBAD_CONFIG', `${where}: ${message}`, { details: { where, option, value } });
+}
+
+function checkString(where: string, option: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0) throw bad(where, option, `"${option}" must be a non-empty string, got ${JSON.stringify(v) ?? String(v)}.`, v);
+  return v;
+}
+
+function checkTime(where: string, option: string, v: CatalogTime | undefined): number {
+  if (v === undefined) return Date.now();
+  const ms = v instanceof Date ? v.getTime() : v;
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) throw bad(where, option, `"${option}" must be a Date or milliseconds since the epoch, got ${String(v)}.`, v);
+  return Math.round(ms);
+}
+
+function checkOptionalCount(where: string, option: string, v: number | undefined): number | null {
+  return v === undefined ? null : checkInt(where, option, v, 0);
+}
+
+function checkDna(where: string, option: string, dna: unknown): Dna {
+  const d = dna as Dna | undefined;
+  if (typeof d !== 'object' || d === null || typeof d.dig !== 'string' || !/^[0-9a-f]+$/i.test(d.dig)) {
+    throw bad(where, option, `"${option}" must be a DNA { dig, size, algorithm }.`, dna);
+  }
+  checkInt(where, `${option}.size`, d.size, 0);
+  checkOneOf(where, `${option}.algorithm`, d.algorithm ?? 'md5', DNA_ALGORITHMS);
+  return { dig: d.dig.toLowerCase(), size: d.size, algorithm: d.algorithm ?? 'md5' };
+}
+
+function checkKey(where: string, option: string, v: unknown): bigint {
+  let b: bigint | undefined;
+  if (typeof v === 'bigint') b = v;
+  else if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
+  if (b === undefined || b < INT64_MIN || b > INT64_MAX) {
+    throw bad(where, option, `"${option}" must be a 64-bit signed integer (bigint or safe integer number), got ${String(v)}.`, typeof v === 'bigint' ? v.toString() : v);
+  }
+  return b;
+}
+
+/** Prepares every statement of the Catalog once. */
+function prepareStatements(db: Database.Database) {
+  return {
+    upsertArchive: db.prepare(
+      `INSERT INTO archives (path, dig, size, algorithm, created, bytes_in, entries, recorded)
+       VALUES (@path, @dig, @size, @algorithm, @created, @bytesIn, @entries, @now)
+       ON CONFLICT (path) DO UPDATE SET dig = excluded.dig, size = excluded.size, algorithm = excluded.algorithm,
+         created = excluded.created, bytes_in = excluded.bytes_in, entries = excluded.entries, recorded = excluded.recorded
+       RETURNING path, dig, size, algorithm, created, bytes_in, entries`,
+    ),
+    archive: db.prepare('SELECT path, dig, size, algorithm, created, bytes_in, entries FROM archives WHERE path = ?'),
+    archives: db.prepare(
+      "SELECT path, dig, size, algorithm, created, bytes_in, entries FROM archives WHERE substr(path, 1, length(@prefix)) = @prefix ORDER BY created DESC, path LIMIT @limit",
+    ),
+    deleteArchive: db.prepare('DELETE FROM archives WHERE path = ?'),
+    upsertPartition: db.prepare(
+      `INSERT INTO partitions (source, tbl, key, lo, hi, state, rows, digest, archive_path, updated)
+       VALUES (@source, @table, @key, @lo, @hi, @state, @rows, @digest, @archivePath, @now)
+       ON CONFLICT (source, tbl, key, lo, hi) DO UPDATE SET state = excluded.state, rows = excluded.rows,
+         digest = excluded.digest, archive_path = excluded.archive_path, updated = excluded.updated
+       RETURNING *`,
+    ),
+    partitions: db.prepare('SELECT * FROM partitions WHERE source = ? AND tbl = ? ORDER BY key, lo, hi'),
+    partitionsByKey: db.prepare('SELECT * FROM partitions WHERE source = ? AND tbl = ? AND key = ? ORDER BY lo, hi'),
+    insertTransfer: db.prepare(
+      `INSERT INTO transfers (src, dst, path, dig, size, algorithm, status, started, finished, error)
+       VALUES (@src, @dst, @path, @dig, @size, @algorithm, @status, @started, @finished, @error) RETURNING *`,
+    ),
+    finishTransfer: db.prepare(
+      `UPDATE transfers SET status = @status, finished = @finished, error = @error,
+         dig = coalesce(@dig, dig), size = coalesce(@size, size), algorithm = coalesce(@algorithm, algorithm)
+       WHERE id = @id AND status = 'running' RETURNING *`,
+    ),
+    transfer: db.prepare('SELECT * FROM transfers WHERE id = ?'),
+    transfers: db.prepare(
+      `SELECT * FROM transfers WHERE (@path IS NULL OR path = @path) AND (@src IS NULL OR src = @src)
+         AND (@dst IS NULL OR dst = @dst) AND (@status IS NULL OR status = @status)
+       ORDER BY started DESC, id DESC LIMIT @limit`,
+    ),
+    insertJob: db.prepare(
+      `INSERT INTO jobs (name, started, status, host, pid, details) VALUES (@name, @started, 'running', @host, @pid, @details) RETURNING *`,
+    ),
+    finishJob: db.prepare(`UPDATE jobs SET status = @status, finished = @finished, error = @error WHERE id = @id AND status = 'running' RETURNING *`),
+    job: db.prepare('SELECT * FROM jobs WHERE id = ?'),
+    lastJobs: db.prepare('SELECT * FROM jobs WHERE (@name IS NULL OR name = @name) ORDER BY started DESC, id DESC LIMIT @limit'),
+    unfinishedJobs: db.prepare("SELECT * FROM jobs WHERE status = 'running' AND (@name IS NULL OR name = @name) ORDER BY started, id"),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+function checkLimit(where: string, options: ListOptions | undefined): number {
+  return checkInt(where, 'limit', options?.limit ?? 100, 1);
+}
+
+/**
+ * stowage's state store: one SQLite file in WAL mode, schema versioned by
+ * `user_version` and migrated forward on open (see `migrations.ts`).
+ *
+ * @example
+ * ```ts
+ * using catalog = new Catalog('/backup/stowage.catalog');
+ * catalog.recordArchive({ path: 'Vld/0000000001-0000010000.tar.gz', dna, entries: 3 });
+ * const job = catalog.startJob('conditions-db-dump');
+ * catalog.finishJob(job.id, { status: 'ok' });
+ * ```
+ */
+export class Catalog implements Disposable, AsyncDisposable {
+  /** The catalog file (or `:memory:`). */
+  readonly path: string;
+  readonly #db: Database.Database;
+  readonly #readonly: boolean;
+  readonly #st: Statements;
+  #closed = false;
+
+  /**
+   * Opens (creating if needed) a catalog and migrates it to the current
+   * schema. EBAD_CONFIG if the file was written by a newer stowage;
+   * ENOT_FOUND if its directory does not exist (or, read-only, the file);
+   * EDB if it is not an SQLite file or a migration fails.
+   *
+   * @param path - the catalog file, or `':memory:'` (tests)
+   * @param options - see {@link CatalogOptions}
+   */
+  constructor(path: string, options: CatalogOptions = {}) {
+    checkOptionKeys('Catalog', options, ['readonly', 'busyTimeoutMs']);
+    checkString('Catalog', 'path', path);
+    const timeout = checkInt('Catalog', 'busyTimeoutMs', options.busyTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
+    this.path = path;
+    this.#readonly = options.readonly === true;
+    try {
+      this.#db = new Database(path, { readonly: this.#readonly, fileMustExist: this.#readonly, timeout });
+    } catch (err) {
+      throw this.#error(err, 'open');
+    }
+    try {
+      this.#db.defaultSafeIntegers(true);
+      this.#db.pragma('foreign_keys = ON');
+      this.#db.pragma('synchronous = FULL');
+      if (!this.#readonly && path !== ':memory:') {
+        const mode = String(this.#db.pragma('journal_mode = WAL', { simple: true }));
+        if (mode !== 'wal') {
+          throw new StowageError('EDB', `Catalog ${path}: cannot switch to WAL mode (got ${mode}); put the catalog on a local file system.`, { details: { path, journalMode: mode } });
+        }
+      }
+      if (this.#readonly) {
+        const v = Number(this.#db.pragma('user_version', { simple: true }));
+        if (v !== CATALOG_SCHEMA_VERSION) {
+          throw new StowageError(
+            'EBAD_CONFIG',
+            v > CATALOG_SCHEMA_VERSION
+              ? `Catalog ${path} has schema version ${v}, newer than the ${CATALOG_SCHEMA_VERSION} this version of stowage knows: upgrade stowage to read it.`
+              : `Catalog ${path} has schema version ${v}, older than ${CATALOG_SCHEMA_VERSION}: open it once without readonly to migrate it.`,
+            { details: { path, version: v, known: CATALOG_SCHEMA_VERSION } },
+          );
+        }
+      } else {
+        migrate(this.#db, path);
+      }
+      this.#st = prepareStatements(this.#db);
+    } catch (err) {
+      this.#db.close();
+      throw this.#error(err, 'open');
+    }
+  }
+
+  /** The file's schema version (`user_version`). */
+  get schemaVersion(): number {
+    return this.#run('read the schema version', () => Number(this.#db.pragma('user_version', { simple: true })));
+  }
+
+  /**
+   * The underlying better-sqlite3 connection, for stowage modules that keep
+   * their own tables here (added by a migration) and for ad-hoc queries.
+   * Do not change its pragmas or `user_version`.
+   */
+  get db(): Database.Database {
+    this.#checkOpen();
+    return this.#db;
+  }
+
+  /**
+   * Records an archive and its DNA, replacing an earlier record of the same
+   * path (a rewritten partial tail).
+   *
+   * @param input - see {@link ArchiveInput}
+   */
+  recordArchive(input: ArchiveInput): ArchiveRecord {
+    const where = 'Catalog.recordArchive';
+    checkOptionKeys(where, input, ['path', 'dna', 'created', 'bytesIn', 'entries']);
+    const path = checkString(where, 'path', input?.path);
+    const dna = checkDna(where, 'dna', input.dna);
+    const params = {
+      path,
+      dig: dna.dig,
+      size: dna.size,
+      algorithm: dna.algorithm,
+      created: checkTime(where, 'created', input.created),
+      bytesIn: checkOptionalCount(where, 'bytesIn', input.bytesIn),
+      entries: checkOptionalCount(where, 'entries', input.entries),
+      now: Date.now(),
+    };
+    return this.#run(`record archive ${path}`, () => toArchive(this.#st.upsertArchive.get(params) as ArchiveRow));
+  }
+
+  /**
+   * The record of one archive, or undefined.
+   *
+   * @param path - the archive's path as recorded
+   */
+  archive(path: string): ArchiveRecord | undefined {
+    checkString('Catalog.archive', 'path', path);
+    return this.#run(`read archive ${path}`, () => {
+      const r = this.#st.archive.get(path) as ArchiveRow | undefined;
+      return r === undefined ? undefined : toArchive(r);
+    });
+  }
+
+  /**
+   * Recorded archives, newest first.
+   *
+   * @param options - `prefix` (only paths starting with it) and `limit`
+   */
+  archives(options: ListOptions & { prefix?: string } = {}): ArchiveRecord[] {
+    checkOptionKeys('Catalog.archives', options, ['prefix', 'limit']);
+    const prefix = options.prefix ?? '';
+    if (typeof prefix !== 'string') throw bad('Catalog.archives', 'prefix', '"prefix" must be a string.', prefix);
+    const limit = checkLimit('Catalog.archives', options);
+    return this.#run('list archives', () => (this.#st.archives.all({ prefix, limit }) as ArchiveRow[]).map(toArchive));
+  }
+
+  /**
+   * Forgets an archive (after it was pruned); partitions that pointed at it
+   * keep their record with `archivePath` null. Returns whether it was known.
+   *
+   * @param path - the archive's path as recorded
+   */
+  forgetArchive(path: string): boolean {
+    checkString('Catalog.forgetArchive', 'path', path);
+    return this.#run(`forget archive ${path}`, () => this.#st.deleteArchive.run(path).changes > 0);
+  }
+
+  /**
+   * Records a partition (a key range of a table), replacing an earlier
+   * record of the same source, table, key and bounds. ENOT_FOUND if
+   * `archivePath` names an archive not recorded yet.
+   *
+   * @param input - see {@link PartitionInput}
+   */
+  recordPartition(input: PartitionInput): PartitionRecord {
+    const where = 'Catalog.recordPartition';
+    checkOptionKeys(where, input, ['source', 'table', 'key', 'lo', 'hi', 'state', 'rows', 'digest', 'archivePath']);
+    const lo = checkKey(where, 'lo', input?.lo);
+    const hi = checkKey(where, 'hi', input.hi);
+    if (lo > hi) throw bad(where, 'lo', `"lo" (${lo}) is greater than "hi" (${hi}).`, lo.toString());
+    const digest = input.digest ?? null;
+    if (digest !== null && (typeof digest !== 'string' || !/^[0-9a-f]+$/.test(digest))) throw bad(where, 'digest', '"digest" must be lower-case hex or null.', digest);
+    const archivePath = input.archivePath ?? null;
+    if (archivePath !== null) checkString(where, 'archivePath', archivePath);
+    const params = {
+      source: checkString(where, 'source', input.source),
+      table: checkString(where, 'table', input.table),
+      key: checkString(where, 'key', input.key),
+      lo,
+      hi,
+      state: checkOneOf(where, 'state', input.state, PARTITION_STATES),
+      rows: checkInt(where, 'rows', input.rows, 0),
+      digest,
+      archivePath,
+      now: Date.now(),
+    };
+    return this.#run(`record partition ${params.table} [${lo}, ${hi}]`, () => toPartition(this.#st.upsertPartition.get(params) as PartitionRow), archivePath ?? undefined);
+  }
+
+  /**
+   * The recorded partitions of a table, ordered by key column then range.
+   *
+   * @param source - the source's name
+   * @param table - the table
+   * @param options - `key`: only partitions on this key column
+   */
+  partitions(source: string, table: string, options: { key?: string } = {}): PartitionRecord[] {
+    checkOptionKeys('Catalog.partitions', options, ['key']);
+    checkString('Catalog.partitions', 'source', source);
+    checkString('Catalog.partitions', 'table', table);
+    return this.#run(`list partitions of ${table}`, () => {
+      const rows = options.key === undefined ? this.#st.partitions.all(source, table) : this.#st.partitionsByKey.all(source, table, checkString('Catalog.partitions', 'key', options.key));
+      return (rows as PartitionRow[]).map(toPartition);
+    });
+  }
+
+  /**
+   * Records a transfer: either once it is over (give `finished`, and
+   * `status` if not `ok`), or when it starts (then call
+   * {@link finishTransfer} with its id).
+   *
+   * @param input - see {@link TransferInput}
+   */
+  recordTransfer(input: TransferInput): TransferRecord {
+    const where = 'Catalog.recordTransfer';
+    checkOptionKeys(where, input, ['src', 'dst', 'path', 'dna', 'status', 'started', 'finished', 'error']);
+    const dna = input?.dna === undefined ? undefined : checkDna(where, 'dna', input.dna);
+    const finished = input.finished === undefined ? null : checkTime(where, 'finished', input.finished);
+    const status = checkOneOf(where, 'status', input.status ?? (finished === null ? 'running' : 'ok'), RUN_STATUSES);
+    if ((status === 'running') !== (finished === null)) {
+      throw bad(where, 'status', status === 'running' ? 'a running transfer cannot have "finished".' : `a transfer with status "${status}" needs "finished".`, status);
+    }
+    if (input.error !== undefined && typeof input.error !== 'string') throw bad(where, 'error', '"error" must be a string.', input.error);
+    const params = {
+      src: checkString(where, 'src', input.src),
+      dst: checkString(where, 'dst', input.dst),
+      path: checkString(where, 'path', input.path),
+      dig: dna?.dig ?? null,
+      size: dna?.size ?? null,
+      algorithm: dna?.algorithm ?? null,
+      status,
+      started: checkTime(where, 'started', input.started),
+      finished,
+      error: input.error ?? null,
+    };
+    return this.#run(`record transfer of ${params.path}`, () => toTransfer(this.#st.insertTransfer.get(params) as TransferRow));
+  }
+
+  /**
+   * Ends a running transfer. ENOT_FOUND for an unknown id; EBAD_CONFIG if
+   * it has already ended.
+   *
+   * @param id - from {@link recordTransfer}
+   * @param input - outcome, and the DNA sent if known only now
+   */
+  finishTransfer(id: number, input: FinishInput & { dna?: Dna }): TransferRecord {
+    const where = 'Catalog.finishTransfer';
+    checkInt(where, 'id', id, 1);
+    checkOptionKeys(where, input, ['status', 'error', 'finished', 'dna']);
+    const dna = input?.dna === undefined ? undefined : checkDna(where, 'dna', input.dna);
+    const params = {
+      id,
+      ...this.#finishParams(where, input),
+      dig: dna?.dig ?? null,
+      size: dna?.size ?? null,
+      algorithm: dna?.algorithm ?? null,
+    };
+    return this.#run(`finish transfer ${id}`, () => {
+      const r = this.#st.finishTransfer.get(params) as TransferRow | undefined;
+      if (r !== undefined) return toTransfer(r);
+      throw this.#notRunning('transfer', id, this.#st.transfer.get(id) as TransferRow | undefined);
+    });
+  }
+
+  /**
+   * Recorded transfers, newest first, filtered by any of path, src, dst, status.
+   *
+   * @param options - filters and limit
+   */
+  transfers(options: ListOptions & { path?: string; src?: string; dst?: string; status?: RunStatus } = {}): TransferRecord[] {
+    const where = 'Catalog.transfers';
+    checkOptionKeys(where, options, ['path', 'src', 'dst', 'status', 'limit']);
+    const params = {
+      path: options.path === undefined ? null : checkString(where, 'path', options.path),
+      src: options.src === undefined ? null : checkString(where, 'src', options.src),
+      dst: options.dst === undefined ? null : checkString(where, 'dst', options.dst),
+      status: options.status === undefined ? null : checkOneOf(where, 'status', options.status, RUN_STATUSES),
+      limit: checkLimit(where, options),
+    };
+    return this.#run('list transfers', () => (this.#st.transfers.all(params) as TransferRow[]).map(toTransfer));
+  }
+
+  /**
+   * Records that a job run started (with this host and pid); finish it
+   * with {@link finishJob}. A run left `running` is one that died.
+   *
+   * @param name - the job's name
+   * @param options - details, start time
+   */
+  startJob(name: string, options: StartJobOptions = {}): JobRecord {
+    const where = 'Catalog.startJob';
+    checkString(where, 'name', name);
+    checkOptionKeys(where, options, ['details', 'started']);
+    let details: string | null = null;
+    if (options.details !== undefined) {
+      try {
+        details = JSON.stringify(options.details) ?? null;
+      } catch (err) {
+        throw new StowageError('EBAD_CONFIG', `${where}: "details" must be JSON-serialisable: ${(err as Error).message}`, { details: { where, option: 'details' }, cause: err });
+      }
+    }
+    const params = { name, started: checkTime(where, 'started', options.started), host: hostname(), pid: process.pid, details };
+    return this.#run(`start job ${name}`, () => toJob(this.#st.insertJob.get(params) as JobRow));
+  }
+
+  /**
+   * Records how a running job ended. ENOT_FOUND for an unknown id;
+   * EBAD_CONFIG if it has already ended.
+   *
+   * @param id - from {@link startJob}
+   * @param input - outcome
+   */
+  finishJob(id: number, input: FinishInput): JobRecord {
+    const where = 'Catalog.finishJob';
+    checkInt(where, 'id', id, 1);
+    checkOptionKeys(where, input, ['status', 'error', 'finished']);
+    const params = { id, ...this.#finishParams(where, input) };
+    return this.#run(`finish job ${id}`, () => {
+      const r = this.#st.finishJob.get(params) as JobRow | undefined;
+      if (r !== undefined) return toJob(r);
+      throw this.#notRunning('job', id, this.#st.job.get(id) as JobRow | undefined);
+    });
+  }
+
+  /**
+   * Runs `fn` as a recorded job: `running` before, then `ok`, `failed`
+   * (with the error's message) or `aborted` (the signal's reason, or an
+   * EABORTED / AbortError). Returns or rethrows what `fn` does.
+   *
+   * @param name - the job's name
+   * @param fn - the work
+   * @param options - details, signal
+   */
+  async withJob<T>(name: string, fn: () => Promise<T>, options: WithJobOptions = {}): Promise<T> {
+    checkOptionKeys('Catalog.withJob', options, ['details', 'signal']);
+    const job = this.startJob(name, options.details === undefined ? {} : { details: options.details });
+    try {
+      const result = await fn();
+      this.finishJob(job.id, { status: 'ok' });
+      return result;
+    } catch (err) {
+      const aborted =
+        (options.signal?.aborted === true && err === options.signal.reason) ||
+        (err instanceof StowageError && err.code === 'EABORTED') ||
+        (err as Error | undefined)?.name === 'AbortError';
+      this.finishJob(job.id, { status: aborted ? 'aborted' : 'failed', error: (err as Error | undefined)?.message ?? String(err) });
+      throw err;
+    }
+  }
+
+  /**
+   * The latest job runs, newest first.
+   *
+   * @param options - `name` (only this job) and `limit` (default 100)
+   */
+  lastJobs(options: ListOptions & { name?: string } = {}): JobRecord[] {
+    checkOptionKeys('Catalog.lastJobs', options, ['name', 'limit']);
+    const name = options.name === undefined ? null : checkString('Catalog.lastJobs', 'name', options.name);
+    const limit = checkLimit('Catalog.lastJobs', options);
+    return this.#run('list jobs', () => (this.#st.lastJobs.all({ name, limit }) as JobRow[]).map(toJob));
+  }
+
+  /**
+   * Job runs still marked `running`, oldest first: live ones, and ones
+   * that died without finishing (compare `host`/`pid`/`started`).
+   *
+   * @param options - `name`: only this job
+   */
+  unfinishedJobs(options: { name?: string } = {}): JobRecord[] {
+    checkOptionKeys('Catalog.unfinishedJobs', options, ['name']);
+    const name = options.name === undefined ? null : checkString('Catalog.unfinishedJobs', 'name', options.name);
+    return this.#run('list unfinished jobs', () => (this.#st.unfinishedJobs.all({ name }) as JobRow[]).map(toJob));
+  }
+
+  /**
+   * Runs `fn` in one write transaction (`BEGIN IMMEDIATE`): every record it
+   * makes is committed together, or none if it throws. `fn` must be
+   * synchronous (the Catalog's methods are).
+   *
+   * @param fn - the records to make
+   */
+  transaction<T>(fn: () => T): T {
+    if (typeof fn !== 'function') throw bad('Catalog.transaction', 'fn', 'fn must be a function.');
+    this.#checkOpen();
+    let thrown: { error: unknown } | undefined;
+    const guarded = (): T => {
+      let result: T;
+      try {
+        result = fn();
+      } catch (error) {
+        thrown = { error };
+        throw error;
+      }
+      if (result instanceof Promise) {
+        result.catch(() => {});
+        const error = new StowageError('EBAD_CONFIG', 'Catalog.transaction: fn must be synchronous (it returned a Promise); nothing was committed.', { details: { option: 'fn' } });
+        thrown = { error };
+        throw error;
+      }
+      return result;
+    };
+    try {
+      return this.#db.transaction(guarded).immediate();
+    } catch (err) {
+      // fn's own error passes through as it is; BEGIN/COMMIT failures are wrapped.
+      if (thrown !== undefined && err === thrown.error) throw err;
+      throw this.#error(err, 'run a transaction');
+    }
+  }
+
+  /** Closes the file. Idempotent; later calls fail with EDB. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Same as {@link close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  #finishParams(where: string, input: FinishInput): { status: string; finished: number; error: string | null } {
+    const status = checkOneOf(where, 'status', input?.status, ['ok', 'failed', 'aborted'] as const);
+    if (input.error !== undefined && typeof input.error !== 'string') throw bad(where, 'error', '"error" must be a string.', input.error);
+    return { status, finished: checkTime(where, 'finished', input.finished), error: input.error ?? null };
+  }
+
+  #notRunning(what: string, id: number, row: { status: string } | undefined): StowageError {
+    if (row === undefined) return new StowageError('ENOT_FOUND', `Catalog ${this.path}: no ${what} with id ${id}.`, { details: { path: this.path, [what]: id } });
+    return new StowageError('EBAD_CONFIG', `Catalog ${this.path}: ${what} ${id} has already finished (status ${row.status}).`, { details: { path: this.path, [what]: id, status: row.status } });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StowageError('EDB', `Catalog ${this.path} is closed.`, { details: { path: this.path } });
+  }
+
+  #run<T>(action: string, fn: () => T, archivePath?: string): T {
+    this.#checkOpen();
+    try {
+      return fn();
+    } catch (err) {
+      if (archivePath !== undefined && (err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        throw new StowageError('ENOT_FOUND', `Catalog ${this.path}: cannot ${action}: archive ${archivePath} is not recorded; record it with recordArchive() first.`, {
+          details: { path: this.path, archivePath },
+          cause: err,
+        });
+      }
+      throw this.#error(err, action);
+    }
+  }
+
+  #error(err: unknown, action: string): StowageError {
+    if (err instanceof StowageError) return err;
+    const code = (err as { code?: unknown } | undefined)?.code;
+    const message = (err as Error | undefined)?.message ?? String(err);
+    if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (this.#readonly || /directory does not exist/i.test(message))) {
+      return new StowageError('ENOT_FOUND', `Cannot open catalog ${this.path}: ${message}.`, { details: { path: this.path }, cause: err });
+    }
+    return new StowageError('EDB', `Catalog ${this.path}: cannot ${action}: ${message}`, {
+      details: { path: this.path, action, driverCode: code },
+      cause: err,
+      retryable: code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED',
+    });
+  }
+}
