@@ -84,6 +84,8 @@ export interface SqliteReaderContext {
 }
 
 const CHUNK_CHARS = 64 * 1024;
+/** Every this many chunks, the next one is made in a later event-loop turn (see _read). */
+const CHUNKS_PER_TURN = 16;
 
 /** Streams a statement iterator as bulk text. */
 class SqliteRowStream extends Readable {
@@ -95,6 +97,7 @@ class SqliteRowStream extends Readable {
   readonly #signal: AbortSignal | undefined;
   readonly #disposeAbort: () => void;
   #finished = false;
+  #chunks = 0;
 
   constructor(iter: IterableIterator<SqliteValue[]>, textAffinity: boolean[], conn: LentConnection, source: string, action: string, signal: AbortSignal | undefined) {
     super({ highWaterMark: 4 * CHUNK_CHARS });
@@ -108,6 +111,20 @@ class SqliteRowStream extends Readable {
   }
 
   override _read(): void {
+    // Stepping SQLite is synchronous, and a consumer that only computes (a
+    // digest) would pull the whole table without the event loop ever
+    // turning: timers (lock heartbeats) and aborts would wait. So every few
+    // chunks the next one is made in a later turn.
+    if (++this.#chunks % CHUNKS_PER_TURN === 0) {
+      setImmediate(() => {
+        if (!this.destroyed) this.#produce();
+      });
+      return;
+    }
+    this.#produce();
+  }
+
+  #produce(): void {
     if (this.#finished) return;
     const aff = this.#textAffinity;
     const n = aff.length;
@@ -243,12 +260,10 @@ export class SqliteReader implements TableReader {
     this.#ctx = ctx;
   }
 
-  /** {@inheritDoc TableReader.name} */
   get name(): string {
     return this.#ctx.name;
   }
 
-  /** {@inheritDoc TableReader.tables} */
   async tables(options: DbOptions = {}): Promise<string[]> {
     checkOptionKeys('SqliteSource.tables', options, ['signal']);
     throwIfAborted(options.signal);
@@ -262,7 +277,6 @@ export class SqliteReader implements TableReader {
     );
   }
 
-  /** {@inheritDoc TableReader.columns} */
   async columns(table: string, options: DbOptions = {}): Promise<ColumnInfo[]> {
     checkOptionKeys('SqliteSource.columns', options, ['signal']);
     checkIdentifier('SqliteSource.columns', 'table', table);
@@ -270,7 +284,6 @@ export class SqliteReader implements TableReader {
     return sqliteTableInfo(this.#ctx, this.#ctx.metaDb(), table).columns;
   }
 
-  /** {@inheritDoc TableReader.schema} */
   async schema(table: string, options: DbOptions = {}): Promise<string> {
     checkOptionKeys('SqliteSource.schema', options, ['signal']);
     checkIdentifier('SqliteSource.schema', 'table', table);
@@ -287,7 +300,6 @@ export class SqliteReader implements TableReader {
     return sqls.map((s) => `${s};\n`).join('');
   }
 
-  /** {@inheritDoc TableReader.keyRange} */
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
     checkOptionKeys('SqliteSource.keyRange', options, ['signal']);
     checkIdentifier('SqliteSource.keyRange', 'table', table);
@@ -316,7 +328,6 @@ export class SqliteReader implements TableReader {
     return Object.freeze({ lo: typeof lo === 'bigint' ? lo : null, hi: typeof hi === 'bigint' ? hi : null, count: Number(count), nulls: Number(nulls) });
   }
 
-  /** {@inheritDoc TableReader.rows} */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
     checkOptionKeys('SqliteSource.rows', options, ['key', 'lo', 'hi', 'signal']);
     checkIdentifier('SqliteSource.rows', 'table', table);
@@ -342,7 +353,6 @@ export class SqliteReader implements TableReader {
     return stream;
   }
 
-  /** {@inheritDoc TableReader.digestRange} */
   async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
     checkOptionKeys('SqliteSource.digestRange', options, ['signal']);
     return digestRangeOf(this, table, key, lo, hi, options);

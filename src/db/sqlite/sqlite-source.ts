@@ -98,7 +98,6 @@ class Mutex {
 export class SqliteSource implements TableSource {
   /** Always `'sqlite'`. */
   readonly engine = 'sqlite' as const;
-  /** {@inheritDoc TableReader.name} */
   readonly name: string;
   /** The database file, or `undefined` for an in-memory database. */
   readonly file: string | undefined;
@@ -155,38 +154,33 @@ export class SqliteSource implements TableSource {
     this.#reader = new SqliteReader(this.#context(() => this.#db, () => this.#lend(true)));
   }
 
-  /** {@inheritDoc TableReader.tables} */
   tables(options?: DbOptions): Promise<string[]> {
     return this.#reader.tables(options);
   }
 
-  /** {@inheritDoc TableReader.columns} */
   columns(table: string, options?: DbOptions): Promise<ColumnInfo[]> {
     return this.#reader.columns(table, options);
   }
 
-  /** {@inheritDoc TableReader.schema} */
   schema(table: string, options?: DbOptions): Promise<string> {
     return this.#reader.schema(table, options);
   }
 
-  /** {@inheritDoc TableReader.keyRange} */
   keyRange(table: string, key: string, options?: DbOptions): Promise<KeyRange> {
     return this.#reader.keyRange(table, key, options);
   }
 
-  /** {@inheritDoc TableReader.rows} */
   rows(table: string, options: RowsOptions): Promise<Readable> {
     return this.#reader.rows(table, options);
   }
 
-  /** {@inheritDoc TableReader.digestRange} */
   digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }
 
   /**
-   * {@inheritDoc TableSource.snapshot}
+   * Runs `fn` with a reader that sees one consistent snapshot; see
+   * {@link TableSource.snapshot}.
    *
    * A file database: a dedicated read-only connection inside `BEGIN` with a
    * first read, so SQLite pins one snapshot (in WAL mode writers go on; in
@@ -248,7 +242,6 @@ export class SqliteSource implements TableSource {
     }
   }
 
-  /** {@inheritDoc TableSource.createTable} */
   async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
     checkOptionKeys('SqliteSource.createTable', options, ['signal']);
     checkIdentifier('SqliteSource.createTable', 'table', table);
@@ -277,7 +270,8 @@ export class SqliteSource implements TableSource {
   }
 
   /**
-   * {@inheritDoc TableSource.load}
+   * Loads bulk text into an existing table in one transaction; see
+   * {@link TableSource.load}.
    *
    * Each field is bound by its column's affinity so that every cell gets
    * back its storage class (see `sqlite-values.ts`).
@@ -359,7 +353,6 @@ export class SqliteSource implements TableSource {
     });
   }
 
-  /** {@inheritDoc TableSource.close} */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
