@@ -1,0 +1,93 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlockHasher } from '../../../src/transport/block-hasher.js';
+import { openBlockSource } from '../../../src/transport/block-source.js';
+
+let hasher: BlockHasher | undefined;
+afterEach(async () => {
+  await hasher?.close();
+  hasher = undefined;
+});
+
+describe('BlockHasher (digest on a worker thread)', () => {
+  it('digests blocks in order, several jobs interleaved, equal to a one-pass hash', async () => {
+    hasher = new BlockHasher(64 * 1024, 8);
+    const a = randomBytes(1_000_000);
+    const b = randomBytes(300_001);
+    const ja = hasher.begin('md5');
+    const jb = hasher.begin('sha256');
+    const feed = async (job: typeof ja, data: Buffer, off: number): Promise<number> => {
+      if (off >= data.length) return off;
+      const buf = await hasher!.acquire();
+      const n = Math.min(buf.length, data.length - off);
+      data.copy(buf, 0, off, off + n);
+      job.update(buf, n);
+      return off + n;
+    };
+    let oa = 0;
+    let ob = 0;
+    while (oa < a.length || ob < b.length) {
+      oa = await feed(ja, a, oa);
+      ob = await feed(jb, b, ob);
+    }
+    expect(await ja.digest()).toEqual({ dig: createHash('md5').update(a).digest('hex'), size: a.length, algorithm: 'md5' });
+    expect(await jb.digest()).toEqual({ dig: createHash('sha256').update(b).digest('hex'), size: b.length, algorithm: 'sha256' });
+  });
+
+  it('bounds memory: acquire waits when every block is out, resumes when one comes back, honours abort', async () => {
+    hasher = new BlockHasher(1024, 2);
+    const x = await hasher.acquire();
+    const y = await hasher.acquire();
+    let got = false;
+    const waiting = hasher.acquire().then((buf) => {
+      got = true;
+      return buf;
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(got).toBe(false);
+    hasher.release(x);
+    expect((await waiting).length).toBe(1024);
+    const ac = new AbortController();
+    const reason = new Error('abort wait');
+    const p = hasher.acquire(ac.signal);
+    ac.abort(reason);
+    await expect(p).rejects.toBe(reason);
+    const ac2 = new AbortController();
+    ac2.abort(reason);
+    await expect(hasher.acquire(ac2.signal)).rejects.toBe(reason);
+    hasher.release(y);
+  });
+
+  it('a dropped job still returns its blocks to the pool', async () => {
+    hasher = new BlockHasher(1024, 1);
+    const job = hasher.begin('md5');
+    job.update(await hasher.acquire(), 10);
+    job.drop();
+    expect((await hasher.acquire()).length).toBe(1024);
+  });
+});
+
+describe('openBlockSource', () => {
+  it('reads a buffer, a replayable stream of odd chunks, from any offset', async () => {
+    const data = randomBytes(10_000);
+    const chunks = (off: number): Readable => Readable.from((function* () {
+      for (let i = off; i < data.length; i += 777) yield data.subarray(i, Math.min(data.length, i + 777));
+    })());
+    for (const src of [data, { size: data.length, open: chunks }]) {
+      for (const off of [0, 1234]) {
+        const s = await openBlockSource(src, off);
+        const out: Buffer[] = [];
+        for (;;) {
+          const buf = Buffer.alloc(4096);
+          const n = await s.read(buf, buf.length);
+          if (n === 0) break;
+          out.push(buf.subarray(0, n));
+        }
+        await s.close();
+        expect(Buffer.concat(out).equals(data.subarray(off))).toBe(true);
+      }
+    }
+    await expect(openBlockSource(42 as never, 0)).rejects.toMatchObject({ code: 'EBAD_CONFIG' });
+  });
+});

@@ -1,0 +1,377 @@
+import { createHash } from 'node:crypto';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StowageError, type StowageWarning } from '../../../src/errors.js';
+import { LockDir } from '../../../src/lock/lock-dir.js';
+import type { Progress } from '../../../src/progress.js';
+import { LocalTransport } from '../../../src/transport/local/local-transport.js';
+import { sync } from '../../../src/transport/sync.js';
+import type { PutOptions, PutSource, Transport } from '../../../src/transport/transport.js';
+
+const md5 = (b: Uint8Array | string): string => createHash('md5').update(b).digest('hex');
+const T0 = Date.UTC(2023, 4, 5, 6, 7, 8);
+
+let base: string;
+let src: string;
+let dst: string;
+const local = new LocalTransport();
+
+async function put(path: string, content: string | Buffer, mtimeMs = T0): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  await writeFile(path, content);
+  await utimes(path, new Date(mtimeMs), new Date(mtimeMs));
+}
+
+async function walk(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const rel = prefix + e.name;
+    if (e.isDirectory()) out.push(rel + '/', ...(await walk(join(dir, e.name), rel + '/')));
+    else if (e.isSymbolicLink()) out.push(`${rel} -> ${await readlink(join(dir, e.name))}`);
+    else out.push(`${rel} ${md5(await readFile(join(dir, e.name)))}`);
+  }
+  return out;
+}
+
+async function caught(p: Promise<unknown>): Promise<StowageError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StowageError);
+  return err as StowageError;
+}
+
+/** A LocalTransport that fails `put` for some paths and counts puts in flight: a fault injector, not a mock of a server. */
+function faulty(failOn: (path: string) => boolean): LocalTransport & { maxInFlight: number } {
+  const t = new LocalTransport() as LocalTransport & { maxInFlight: number };
+  t.maxInFlight = 0;
+  let inFlight = 0;
+  const realPut = t.put.bind(t);
+  t.put = async (source: PutSource, path: string, options?: PutOptions) => {
+    inFlight++;
+    t.maxInFlight = Math.max(t.maxInFlight, inFlight);
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      if (failOn(path)) throw new StowageError('ENOSPACE', `No space left to write ${path}.`, { details: { path } });
+      return await realPut(source, path, options);
+    } finally {
+      inFlight--;
+    }
+  };
+  return t;
+}
+
+beforeEach(async () => {
+  base = await mkdtemp(join(tmpdir(), 'stowage-sync-'));
+  src = join(base, 'src');
+  dst = join(base, 'dst');
+  await mkdir(src);
+});
+afterEach(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+async function sampleTree(): Promise<void> {
+  await put(join(src, 'a.txt'), 'alpha');
+  await put(join(src, 'runs', 'run1.dat'), Buffer.alloc(300_000, 1));
+  await put(join(src, 'runs', 'deep', 'run2.dat'), Buffer.alloc(70_000, 2));
+  await mkdir(join(src, 'empty'));
+  await symlink('runs/run1.dat', join(src, 'latest'));
+  await chmod(join(src, 'a.txt'), 0o600);
+  await utimes(join(src, 'runs'), new Date(T0), new Date(T0));
+}
+
+describe('sync between two LocalTransports', () => {
+  it('copies a tree into a missing destination: contents, mtimes, modes, symlinks, empty folders', async () => {
+    await sampleTree();
+    const r = await sync(local, src, local, dst);
+    expect(await walk(dst)).toEqual(await walk(src));
+    expect(r.copied.map((c) => c.path).sort()).toEqual(['a.txt', 'runs/deep/run2.dat', 'runs/run1.dat']);
+    expect(r.copied.find((c) => c.path === 'a.txt')?.dna).toEqual({ dig: md5('alpha'), size: 5, algorithm: 'md5' });
+    expect(r.linked).toEqual(['latest']);
+    expect(r.bytesCopied).toBe(5 + 300_000 + 70_000);
+    expect((await lstat(join(dst, 'a.txt'))).mtimeMs).toBe(T0);
+    expect((await lstat(join(dst, 'a.txt'))).mode & 0o777).toBe(0o600);
+    expect(Math.floor((await lstat(join(dst, 'runs'))).mtimeMs / 1000)).toBe(T0 / 1000);
+    expect(r.dryRun).toBe(false);
+  });
+
+  it('a second run copies nothing; a changed file is copied again (by size, by mtime, by digest with checksum)', async () => {
+    await sampleTree();
+    await sync(local, src, local, dst);
+    const again = await sync(local, src, local, dst);
+    expect(again.copied).toEqual([]);
+    expect(again.plan.unchanged).toBe(again.plan.sourceEntries);
+    await put(join(src, 'a.txt'), 'alpha, longer');
+    await put(join(src, 'runs', 'run1.dat'), Buffer.alloc(300_000, 9), T0 + 60_000);
+    const changed = await sync(local, src, local, dst);
+    expect(changed.plan.copies.map((c) => [c.path, c.reason]).sort()).toEqual([
+      ['a.txt', 'size'],
+      ['runs/run1.dat', 'mtime'],
+    ]);
+    // Same size, same mtime, different bytes: only checksum sees it.
+    await put(join(src, 'runs', 'deep', 'run2.dat'), Buffer.alloc(70_000, 3));
+    expect((await sync(local, src, local, dst)).copied).toEqual([]);
+    const sums = await sync(local, src, local, dst, { checksum: true });
+    expect(sums.copied.map((c) => c.path)).toEqual(['runs/deep/run2.dat']);
+    expect(await walk(dst)).toEqual(await walk(src));
+  });
+
+  it("delete: 'after' removes what the source no longer has; without it, extras stay", async () => {
+    await sampleTree();
+    await sync(local, src, local, dst);
+    await put(join(dst, 'stale.txt'), 'old');
+    await put(join(dst, 'old-dir', 'x'), 'x');
+    await put(join(dst, 'y.part'), 'leftover');
+    const keep = await sync(local, src, local, dst);
+    expect(keep.deleted).toEqual([]);
+    expect(await readdir(dst)).toContain('stale.txt');
+    const del = await sync(local, src, local, dst, { delete: 'after' });
+    expect([...del.deleted].sort()).toEqual(['old-dir', 'old-dir/x', 'stale.txt', 'y.part']);
+    expect(await walk(dst)).toEqual(await walk(src));
+  });
+
+  it('maxDelete and maxDeleteFraction refuse with EDELETE_GUARD before anything is changed', async () => {
+    for (let i = 0; i < 10; i++) await put(join(src, `f${i}`), `file ${i}`);
+    await sync(local, src, local, dst);
+    for (let i = 0; i < 4; i++) await rm(join(src, `f${i}`));
+    await put(join(src, 'new.txt'), 'new');
+    const before = await walk(dst);
+    const byCount = await caught(sync(local, src, local, dst, { delete: 'after', maxDelete: 3 }));
+    expect(byCount.code).toBe('EDELETE_GUARD');
+    expect(byCount.details['deletes']).toBe(4);
+    expect(await walk(dst)).toEqual(before);
+    const byFraction = await caught(sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 0.3 }));
+    expect(byFraction.code).toBe('EDELETE_GUARD');
+    expect(byFraction.message).toMatch(/4 of 10 entries/);
+    expect(await walk(dst)).toEqual(before);
+    const ok = await sync(local, src, local, dst, { delete: 'after', maxDelete: 4, maxDeleteFraction: 0.4 });
+    expect(ok.deleted).toHaveLength(4);
+    expect(await walk(dst)).toEqual(await walk(src));
+  });
+
+  it('the default guard refuses deleting more than half of the destination', async () => {
+    for (let i = 0; i < 4; i++) await put(join(src, `f${i}`), `file ${i}`);
+    await sync(local, src, local, dst);
+    for (let i = 0; i < 3; i++) await rm(join(src, `f${i}`));
+    expect((await caught(sync(local, src, local, dst, { delete: 'after' }))).code).toBe('EDELETE_GUARD');
+    expect(await readdir(dst)).toHaveLength(4);
+  });
+
+  it('an empty or missing source against a non-empty destination is refused unless allowEmptySource', async () => {
+    await put(join(dst, 'precious'), 'data');
+    const empty = await caught(sync(local, src, local, dst, { delete: 'after' }));
+    expect(empty.code).toBe('EDELETE_GUARD');
+    expect(empty.message).toMatch(/empty/);
+    const missing = await caught(sync(local, join(base, 'unmounted'), local, dst, { delete: 'after' }));
+    expect(missing.code).toBe('EDELETE_GUARD');
+    expect(missing.message).toMatch(/missing/);
+    // Even without delete: an empty source is suspicious.
+    expect((await caught(sync(local, src, local, dst))).code).toBe('EDELETE_GUARD');
+    expect(await readdir(dst)).toEqual(['precious']);
+    const allowed = await sync(local, src, local, dst, { delete: 'after', allowEmptySource: true, maxDeleteFraction: 1 });
+    expect(allowed.deleted).toEqual(['precious']);
+    expect(await readdir(dst)).toEqual([]);
+    // Missing source, nothing on the other side: simply not found.
+    expect((await caught(sync(local, join(base, 'nothing'), local, join(base, 'nothing-either')))).code).toBe('ENOT_FOUND');
+  });
+
+  it('dryRun returns the plan and touches nothing (and refuses what the real run would refuse)', async () => {
+    await sampleTree();
+    await put(join(base, 'dst', 'extra'), 'x');
+    const r = await sync(local, src, local, dst, { dryRun: true, delete: 'after', lock: true, maxDeleteFraction: 1 });
+    expect(r.dryRun).toBe(true);
+    expect(r.plan.copies.map((c) => c.path).sort()).toEqual(['a.txt', 'latest', 'runs/deep/run2.dat', 'runs/run1.dat']);
+    expect(r.plan.deletes).toEqual(['extra']);
+    expect(r.copied).toEqual([]);
+    expect(await readdir(dst)).toEqual(['extra']);
+    for (let i = 0; i < 5; i++) await put(join(dst, `more${i}`), 'x');
+    expect((await caught(sync(local, src, local, dst, { dryRun: true, delete: 'after' }))).code).toBe('EDELETE_GUARD');
+    expect(await readdir(dst)).toHaveLength(6);
+  });
+
+  it('lock: true holds LOCKED on the destination during the sync and removes it afterwards', async () => {
+    await sampleTree();
+    const seen: boolean[] = [];
+    await sync(local, src, local, dst, {
+      lock: true,
+      onProgress: (p) => {
+        if (p.phase === 'copy') seen.push(true);
+      },
+      filter: (path) => {
+        return path !== 'never';
+      },
+    });
+    expect(seen.length).toBeGreaterThan(0);
+    expect(await readdir(dst)).not.toContain('LOCKED');
+    // Observe the lock from inside: a transport whose put checks for it.
+    const watcher = faulty(() => false);
+    const realPut = watcher.put.bind(watcher);
+    let lockedDuringPut = false;
+    watcher.put = async (s, p, o) => {
+      lockedDuringPut = (await readdir(dst)).includes('LOCKED');
+      return realPut(s, p, o);
+    };
+    await put(join(src, 'b.txt'), 'beta');
+    await sync(local, src, watcher, dst, { lock: true });
+    expect(lockedDuringPut).toBe(true);
+    expect(await readdir(dst)).not.toContain('LOCKED');
+  });
+
+  it('a destination locked by a live owner is ELOCKED; so is a source under LOCKED; nothing is copied', async () => {
+    await sampleTree();
+    await mkdir(dst);
+    const held = new LockDir(dst, { purpose: 'someone else' });
+    await held.acquire();
+    try {
+      expect((await caught(sync(local, src, local, dst, { lock: true }))).code).toBe('ELOCKED');
+      expect((await caught(sync(local, src, local, dst))).code).toBe('ELOCKED');
+      expect(await readdir(dst)).toEqual(['LOCKED']);
+    } finally {
+      await held.release();
+    }
+    const writer = new LockDir(src, { purpose: 'nightly dump' });
+    await writer.acquire();
+    try {
+      const err = await caught(sync(local, src, local, dst));
+      expect(err.code).toBe('ELOCKED');
+      expect(err.message).toContain('nightly dump');
+      expect(await readdir(dst)).toEqual([]);
+    } finally {
+      await writer.release();
+    }
+  });
+
+  it('a subtree under LOCKED is skipped with a warning and its copy on the destination is not deleted', async () => {
+    await sampleTree();
+    await sync(local, src, local, dst);
+    await put(join(dst, 'runs', 'deep', 'only-on-dst'), 'x');
+    await mkdir(join(src, 'runs', 'deep', 'LOCKED'));
+    await put(join(src, 'runs', 'deep', 'half-written'), 'partial');
+    await rm(join(src, 'a.txt'));
+    await put(join(src, 'b.txt'), 'b');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { delete: 'after', onWarning: (w) => warnings.push(w) });
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['ELOCKED', 'runs/deep']]);
+    expect(r.deleted).toEqual(['a.txt']);
+    expect(await readdir(join(dst, 'runs', 'deep'))).toEqual(['only-on-dst', 'run2.dat']);
+    expect((await caught(sync(local, src, local, dst, { strict: true }))).code).toBe('ELOCKED');
+  });
+
+  it('.part files of the source are not copied; filter leaves entries out on both sides', async () => {
+    await put(join(src, 'done.tar.gz'), 'done');
+    await put(join(src, 'writing.tar.gz.part'), 'half');
+    await put(join(src, 'skip.tmp'), 'tmp');
+    await put(join(dst, 'also.tmp'), 'keep me');
+    const r = await sync(local, src, local, dst, { delete: 'after', filter: (p) => !p.endsWith('.tmp') });
+    expect(r.copied.map((c) => c.path)).toEqual(['done.tar.gz']);
+    expect((await readdir(dst)).sort()).toEqual(['also.tmp', 'done.tar.gz']);
+  });
+
+  it('a failed copy stops the run, nothing is deleted, the error lists the failures', async () => {
+    for (let i = 0; i < 12; i++) await put(join(src, `f${String(i).padStart(2, '0')}`), `file ${i}`);
+    await sync(local, src, local, dst);
+    await put(join(dst, 'extra'), 'x');
+    for (let i = 0; i < 12; i++) await put(join(src, `f${String(i).padStart(2, '0')}`), `changed ${i}`);
+    const t = faulty((p) => p.endsWith('f05'));
+    const err = await caught(sync(local, src, t, dst, { delete: 'after' }));
+    expect(err.code).toBe('ENOSPACE');
+    expect(err.message).toMatch(/nothing was deleted/);
+    expect((err.details['failed'] as { path: string }[]).map((f) => f.path)).toEqual(['f05']);
+    expect(await readdir(dst)).toContain('extra');
+    expect((await readdir(dst)).filter((n) => n.endsWith('.part'))).toEqual([]);
+  });
+
+  it('keeps several files in flight (concurrency)', async () => {
+    for (let i = 0; i < 16; i++) await put(join(src, `f${i}`), `file ${i}`);
+    const t = faulty(() => false);
+    await sync(local, src, t, dst, { concurrency: 6 });
+    expect(t.maxInFlight).toBe(6);
+    const t1 = faulty(() => false);
+    await sync(local, src, t1, join(base, 'dst1'), { concurrency: 1 });
+    expect(t1.maxInFlight).toBe(1);
+  });
+
+  it('checks transferred files that have a sidecar: a mutant is reported, and deletion is skipped', async () => {
+    await put(join(src, 'good.tar.gz'), 'good bytes');
+    await put(join(src, 'good.tar.gz.dna'), JSON.stringify({ dig: md5('good bytes'), size: 10 }));
+    await put(join(src, 'legacy.tar.gz'), 'legacy');
+    await put(join(src, 'legacy.tar.gz.dna'), `{'dig': '${md5('legacy')}', 'size': 6L}`);
+    await put(join(src, 'bad.tar.gz'), 'rotten bytes');
+    await put(join(src, 'bad.tar.gz.dna'), JSON.stringify({ dig: md5('original bytes'), size: 14 }));
+    await put(join(src, 'plain.txt'), 'no sidecar');
+    await put(join(dst, 'old'), 'to delete');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1, onWarning: (w) => warnings.push(w) });
+    expect(r.verified.map((v) => [v.path, v.ok]).sort()).toEqual([
+      ['bad.tar.gz', false],
+      ['good.tar.gz', true],
+      ['legacy.tar.gz', true],
+    ]);
+    expect(r.mutants.map((m) => m.path)).toEqual(['bad.tar.gz']);
+    expect(r.mutants[0]!.actual.dig).toBe(md5('rotten bytes'));
+    expect(r.mutants[0]!.sent?.dig).toBe(md5('rotten bytes'));
+    expect(warnings.map((w) => w.code)).toEqual(['EDIGEST_MISMATCH']);
+    expect(r.deleteSkipped).toBe('mutants');
+    expect(await readdir(dst)).toContain('old');
+    expect((await caught(sync(local, src, local, join(base, 'strict'), { strict: true }))).code).toBe('EDIGEST_MISMATCH');
+    const noVerify = await sync(local, src, local, join(base, 'nv'), { verify: false });
+    expect(noVerify.verified).toEqual([]);
+  });
+
+  it('reports progress: phases, bytes up to the total, files', async () => {
+    await sampleTree();
+    const seen: Progress[] = [];
+    const r = await sync(local, src, local, dst, { onProgress: (p) => seen.push(p) });
+    expect(seen.map((p) => p.phase).filter((p, i, a) => a.indexOf(p) === i)).toEqual(['list', 'copy', 'verify', 'done']);
+    const last = seen[seen.length - 1]!;
+    expect(last.bytesDone).toBe(r.bytesCopied);
+    expect(last.itemsDone).toBe(3);
+    expect(last.bytesTotal).toBe(r.plan.bytesToCopy);
+  });
+
+  it('aborted before start: rejects with the reason, touches nothing', async () => {
+    await sampleTree();
+    const ac = new AbortController();
+    const reason = new Error('no sync today');
+    ac.abort(reason);
+    await expect(sync(local, src, local, dst, { signal: ac.signal, lock: true })).rejects.toBe(reason);
+    await expect(readdir(dst)).rejects.toThrow();
+  });
+
+  it('aborted midway: rejects with the reason, releases the lock, leaves no .part', async () => {
+    for (let i = 0; i < 40; i++) await put(join(src, `f${i}`), Buffer.alloc(200_000, i));
+    const ac = new AbortController();
+    const reason = new Error('stop');
+    const slow = faulty(() => false);
+    let n = 0;
+    const p = sync(local, src, slow, dst, {
+      lock: true,
+      concurrency: 2,
+      signal: ac.signal,
+      onProgress: (pr) => {
+        if (pr.phase === 'copy' && pr.itemsDone >= 3 && n++ === 0) ac.abort(reason);
+      },
+    });
+    await expect(p).rejects.toBe(reason);
+    const left = await readdir(dst);
+    expect(left).not.toContain('LOCKED');
+    expect(left.filter((x) => x.endsWith('.part'))).toEqual([]);
+    expect(left.length).toBeLessThan(40);
+  });
+
+  it('bad options are EBAD_CONFIG', async () => {
+    const bad: Record<string, unknown>[] = [{ delet: 'after' }, { delete: 'before' }, { maxDelete: -1 }, { maxDeleteFraction: 2 }, { concurrency: 0 }, { lockName: 'a/b' }, { filter: 'x' }];
+    for (const o of bad) expect((await caught(sync(local, src, local, dst, o as never))).code).toBe('EBAD_CONFIG');
+  });
+
+  it('works through the Transport interface only (any transport)', async () => {
+    const t: Transport = faulty(() => false);
+    await sampleTree();
+    await sync(t, src, t, dst);
+    expect(await walk(dst)).toEqual(await walk(src));
+  });
+});
