@@ -556,7 +556,7 @@ export class Archiver {
    * @param name - the entry's path inside the archive
    * @param options - signal, onProgress
    */
-  static openEntry(file: string, name: string, options: ArchiveReadOptions = {}): Promise<Readable> {
+  static async openEntry(file: string, name: string, options: ArchiveReadOptions = {}): Promise<Readable> {
     const w = 'Archiver.openEntry';
     checkOptionKeys(w, options, READ_KEYS);
     checkSignal(w, options.signal);
@@ -686,6 +686,9 @@ export class Archiver {
           if (e.type === 'symlink') guard.checkSymlink(e);
           else source = await guard.hardlinkSource(e);
           await guard.prepareParent(target, e.name);
+          if ((await lstat(target).catch(() => undefined))?.isDirectory()) {
+            throw new StowageError('EEXIST', `Cannot extract ${e.type} "${e.name}" from ${file}: a directory is in the way at ${target}.`, { details: { path: file, entry: e.name } });
+          }
           const part = target + PART_SUFFIX;
           await guard.clearSlot(part);
           try {

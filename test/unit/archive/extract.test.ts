@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
@@ -55,6 +55,46 @@ describe('Archiver.extract', () => {
     const [a, b] = await Promise.all([stat(join(dest, 'data/a.txt')), stat(join(dest, 'data/b.txt'))]);
     expect(a.ino).toBe(b.ino);
     expect(r.entries).toBe(2);
+  });
+
+  it('EEXIST when an entry would replace a directory or go under a file', async () => {
+    const root = await tempDir();
+    const underFile = join(root, 'a.tar');
+    await craftTar(underFile, [
+      { header: { name: 'a' }, data: 'a file' },
+      { header: { name: 'a/b' }, data: 'under a file' },
+    ]);
+    await rejectsWith(Archiver.extract(underFile, join(root, 'd1')), 'EEXIST');
+    const linkOnDir = join(root, 'b.tar');
+    await craftTar(linkOnDir, [
+      { header: { name: 'x/y' }, data: 'y' },
+      { header: { name: 'x', type: 'symlink', linkname: 'elsewhere' } },
+    ]);
+    await rejectsWith(Archiver.extract(linkOnDir, join(root, 'd2')), 'EEXIST');
+    expect(await ls(join(root, 'd2', 'x'))).toEqual(['y']);
+  });
+
+  it('an entry of an unsupported type is skipped with an EUNSAFE_PATH warning; strict makes it an error', async () => {
+    const root = await tempDir();
+    const archive = join(root, 'v.tar');
+    await craftTar(archive, [
+      { header: { name: 'label' }, data: '' },
+      { header: { name: 'kept.txt' }, data: 'kept' },
+    ]);
+    // Turn the first entry into a GNU volume label ('V'), fixing its header checksum.
+    const buf = await readFile(archive);
+    buf[156] = 'V'.charCodeAt(0);
+    buf.fill(' ', 148, 156);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += buf[i]!;
+    buf.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    await writeFile(archive, buf);
+    const warnings: string[] = [];
+    const dest = join(root, 'dest');
+    await Archiver.extract(archive, dest, { onWarning: (w) => warnings.push(`${w.code} ${w.path}`) });
+    expect(warnings).toEqual(['EUNSAFE_PATH label']);
+    expect(await ls(dest)).toEqual(['kept.txt']);
+    await rejectsWith(Archiver.extract(archive, join(root, 'd2'), { strict: true }), 'EUNSAFE_PATH');
   });
 
   it('a damaged archive is ECORRUPT_ARCHIVE, and no .part file is left behind', async () => {

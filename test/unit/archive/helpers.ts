@@ -116,7 +116,7 @@ export async function craftTar(path: string, entries: CraftEntry[]): Promise<voi
   for (const e of entries) {
     await new Promise<void>((res, rej) => {
       if (e.data !== undefined) p.entry({ mtime: new Date(0), ...e.header }, typeof e.data === 'string' ? Buffer.from(e.data) : e.data, (err) => (err ? rej(err) : res()));
-      else p.entry({ mtime: new Date(0), ...e.header }, (err) => (err ? rej(err) : res())).end();
+      else (p.entry({ mtime: new Date(0), ...e.header }, (err) => (err ? rej(err) : res())) as unknown as { end(): void }).end();
     });
   }
   p.finalize();

@@ -45,6 +45,8 @@ describe('Archiver.list', () => {
     const bad = join(root, 'bad.tar.gz');
     await writeFile(bad, Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), randomBytes(1000)]));
     await rejectsWith(Archiver.list(bad), 'ECORRUPT_ARCHIVE');
+    await rejectsWith(Archiver.list(bad, { singal: undefined } as never), 'EBAD_CONFIG');
+    await rejectsWith(Archiver.openEntry(bad, 'x', { filter: () => true } as never), 'EBAD_CONFIG');
   });
 });
 

@@ -88,6 +88,17 @@ describe('unsafe extract', () => {
     await outsideUntouched(root, outside);
   });
 
+  it('directory over symlink', async () => {
+    // A directory entry where an earlier entry planted a symlink must not be "created" through it.
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'inner', type: 'directory' } },
+      { header: { name: 'd', type: 'symlink', linkname: 'inner' } },
+      { header: { name: 'd', type: 'directory' } },
+    ]);
+    await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    await outsideUntouched(root, outside);
+  });
+
   it('part-file symlink: a planted NAME.part symlink is replaced, never written through', async () => {
     // If the atomic writer opened "victim.part" following the link, it would truncate the outside file.
     const { root, dest, outside, archive } = await attack([
