@@ -1,7 +1,15 @@
 /**
  * stowage: keep experiment data safe with small classes that compose.
  *
- * Layer 0 (primitives): {@link DnaDigest}, Archiver, LockDir, errors, progress.
+ * - Layer 0 (primitives): {@link DnaDigest}, {@link Archiver}, {@link LockDir},
+ *   {@link StowageError}, {@link Progress}.
+ * - Layer 1 (adapters): {@link LocalTransport}, {@link SshTransport} and
+ *   {@link sync}; the TableSources; the {@link Catalog}.
+ * - Layer 2 (workflows): {@link Retention}, and more as they land.
+ *
+ * The main entry re-exports everything. Subpath exports (`stowage/dna`,
+ * `stowage/transport/ssh`, `stowage/db/mysql`, ...) load only what they
+ * name, so a script that only digests files never loads ssh2 or a driver.
  *
  * @module
  */
@@ -13,3 +21,8 @@ export { throwIfAborted, onAbort, raceAbort, sleep, anySignal } from './util/abo
 export { AtomicFile, writeFileAtomic, fsyncDir, PART_SUFFIX } from './util/atomic-file.js';
 export type { AtomicFileOptions, WriteFileAtomicOptions } from './util/atomic-file.js';
 export * from './dna/index.js';
+export * from './archive/index.js';
+export * from './lock/index.js';
+export * from './transport/index.js';
+export * from './transport/ssh/index.js';
+export * from './retention/index.js';
