@@ -7,6 +7,6 @@
  * @module
  */
 export { LockDir, LOCK_OWNER_FILE } from './lock-dir.js';
-export type { LockOwner, LockDirOptions, LockAcquireOptions, LockInspectOptions, LockInspection, LockStaleReason } from './lock-dir.js';
+export type { LockOwner, LockDirOptions, LockAcquireOptions, LockInspectOptions, LockInspection, LockStaleReason, LockTransport } from './lock-dir.js';
 export { localLockFs, LOCK_FS_METHODS } from './lock-fs.js';
 export type { LockFs, LockFsStat } from './lock-fs.js';

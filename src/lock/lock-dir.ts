@@ -104,6 +104,23 @@ export interface LockDirOptions {
   purpose?: string;
   /** File operations, to plant the lock on a remote tree (default {@link localLockFs}). */
   fs?: LockFs;
+  /**
+   * A transport whose tree holds the lock (e.g. an SshTransport, so readers
+   * on the far side skip trees under `LOCKED`). Same as
+   * `fs: transport.lockFs()`; give `fs` or `transport`, not both.
+   */
+  transport?: LockTransport;
+}
+
+/**
+ * What LockDir needs of a Transport: its lock operations. Every Transport of
+ * stowage (LocalTransport, SshTransport) provides `lockFs()`.
+ */
+export interface LockTransport {
+  /** A name for messages. */
+  readonly name: string;
+  /** The lock file operations on this transport's tree. */
+  lockFs?(): LockFs;
 }
 
 /** Options of {@link LockDir.acquire} and {@link LockDir.withLock}. */
@@ -124,6 +141,8 @@ export interface LockInspectOptions {
   staleMs?: number;
   /** File operations (default {@link localLockFs}). */
   fs?: LockFs;
+  /** A transport whose tree holds the lock; see {@link LockDirOptions.transport}. */
+  transport?: LockTransport;
 }
 
 /** Why a lock is stale. */
@@ -169,9 +188,9 @@ interface Judged {
 
 type Attempt = { readonly held: true } | { readonly held: false; readonly judged: Judged; readonly retryNow: boolean };
 
-const CTOR_OPTIONS = ['name', 'staleMs', 'heartbeatMs', 'purpose', 'fs'] as const;
+const CTOR_OPTIONS = ['name', 'staleMs', 'heartbeatMs', 'purpose', 'fs', 'transport'] as const;
 const ACQUIRE_OPTIONS = ['waitMs', 'pollMs', 'signal'] as const;
-const INSPECT_OPTIONS = ['name', 'staleMs', 'fs'] as const;
+const INSPECT_OPTIONS = ['name', 'staleMs', 'fs', 'transport'] as const;
 const DEFAULT_STALE_MS = 60_000;
 const DEFAULT_POLL_MS = 100;
 
@@ -184,6 +203,20 @@ function checkName(where: string, name: unknown): string {
     throw badConfig(where, 'name', `option "name" must be a single directory name (no "/"), got ${JSON.stringify(name)}.`, name);
   }
   return name;
+}
+
+function resolveFs(where: string, options: { fs?: LockFs; transport?: LockTransport }): LockFs {
+  if (options.fs !== undefined && options.transport !== undefined) {
+    throw badConfig(where, 'transport', 'give option "fs" or option "transport", not both.', options.transport.name);
+  }
+  if (options.transport !== undefined) {
+    const t = options.transport;
+    if (typeof t !== 'object' || t === null || typeof t.lockFs !== 'function') {
+      throw badConfig(where, 'transport', `option "transport" (${String((t as { name?: unknown } | null)?.name)}) cannot hold a lock: it has no lockFs().`, (t as { name?: unknown } | null)?.name);
+    }
+    return checkFs(where, t.lockFs());
+  }
+  return options.fs === undefined ? localLockFs : checkFs(where, options.fs);
 }
 
 function checkFs(where: string, fs: unknown): LockFs {
@@ -346,7 +379,7 @@ export class LockDir {
     const purpose = options.purpose ?? '';
     if (typeof purpose !== 'string') throw badConfig(where, 'purpose', 'option "purpose" must be a string.', purpose);
     this.purpose = purpose;
-    this.#fs = options.fs === undefined ? localLockFs : checkFs(where, options.fs);
+    this.#fs = resolveFs(where, options);
     this.path = posix.join(this.parentDir, name);
     this.#ownerPath = posix.join(this.path, LOCK_OWNER_FILE);
   }
@@ -544,7 +577,7 @@ export class LockDir {
     const parent = checkParent(where, parentDir);
     const name = checkName(where, options.name ?? LOCK_DIR_NAME);
     const staleMs = checkInt(where, 'staleMs', options.staleMs ?? DEFAULT_STALE_MS, 1);
-    const fs = options.fs === undefined ? localLockFs : checkFs(where, options.fs);
+    const fs = resolveFs(where, options);
     const path = posix.join(parent, name);
     const j = judge(await observe(fs, path, posix.join(path, LOCK_OWNER_FILE)), Date.now(), staleMs, hostname(), pidAlive);
     return {
