@@ -1,0 +1,195 @@
+/**
+ * sync() over a real sshd: push (local → ssh), pull (ssh → local) and
+ * ssh → ssh, the LOCKED protocol seen from the remote side, the remote
+ * mutant check, guards, and a connection cut in the middle of a sync.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DnaDigest } from '../../../src/dna/dna-digest.js';
+import { StowageError, type StowageWarning } from '../../../src/errors.js';
+import { LockDir } from '../../../src/lock/lock-dir.js';
+import { LocalTransport } from '../../../src/transport/local/local-transport.js';
+import { transportLockFs } from '../../../src/transport/lock-fs.js';
+import { SshTransport } from '../../../src/transport/ssh/ssh-transport.js';
+import { sync } from '../../../src/transport/sync.js';
+import { startSshd, type SshdServer } from '../../support/index.js';
+
+const md5 = (b: Uint8Array | string): string => createHash('md5').update(b).digest('hex');
+const T0 = Date.UTC(2022, 1, 2, 3, 4, 5);
+const local = new LocalTransport();
+
+let server: SshdServer;
+let remote: SshTransport;
+let scratch: string;
+let src: string;
+let n = 0;
+
+async function put(path: string, content: string | Buffer, mtimeMs = T0): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  await writeFile(path, content);
+  await utimes(path, new Date(mtimeMs), new Date(mtimeMs));
+}
+
+async function walk(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const rel = prefix + e.name;
+    if (e.isDirectory()) out.push(rel + '/', ...(await walk(join(dir, e.name), rel + '/')));
+    else if (e.isSymbolicLink()) out.push(`${rel} -> ${await readlink(join(dir, e.name))}`);
+    else out.push(`${rel} ${md5(await readFile(join(dir, e.name)))}`);
+  }
+  return out;
+}
+
+async function tarballs(dir: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const name = `2024/01/${String(i + 1).padStart(2, '0')}/svn-${i}.tar.gz`;
+    const data = randomBytes(50_000 + i * 1000);
+    await put(join(dir, name), data);
+    await put(join(dir, name + '.dna'), JSON.stringify({ dig: md5(data), size: data.length }));
+  }
+}
+
+beforeAll(async () => {
+  server = await startSshd();
+  remote = new SshTransport({ host: server.host, port: server.port, username: server.username, privateKey: server.privateKey, knownHosts: server.knownHostsPath, retryDelayMs: 50 });
+  scratch = await mkdtemp(join(tmpdir(), 'stowage-ssh-sync-'));
+});
+afterAll(async () => {
+  await remote?.close();
+  await server?.stop();
+  await rm(scratch, { recursive: true, force: true });
+});
+beforeEach(async () => {
+  src = join(scratch, `src${++n}`);
+  await mkdir(src);
+});
+
+describe('sync over SSH', () => {
+  it('pushes a tree with LOCKED planted on the remote side while it runs; remote readers skip it; the sidecars are checked remotely', async () => {
+    await tarballs(src, 6);
+    await symlink('2024/01/06/svn-5.tar.gz', join(src, 'last'));
+    const dst = `${server.root}/push${n}`;
+    const observed: { locked: boolean; scanWarnings: string[]; scanResults: number }[] = [];
+    const r = await sync(local, src, remote, dst, {
+      lock: true,
+      onProgress: (p) => {
+        if (p.phase !== 'copy' || observed.length > 0) return;
+        observed.push({ locked: existsSync(join(dst, 'LOCKED', 'owner.json')), scanWarnings: [], scanResults: 0 });
+      },
+    });
+    expect(observed[0]?.locked).toBe(true);
+    expect(existsSync(join(dst, 'LOCKED'))).toBe(false);
+    expect(await walk(dst)).toEqual(await walk(src));
+    expect((await readFile(join(dst, '2024/01/01/svn-0.tar.gz.dna'), 'utf8')).length).toBeGreaterThan(10);
+    expect(r.verified).toHaveLength(6);
+    expect(r.verified.every((v) => v.ok)).toBe(true);
+    expect(r.mutants).toEqual([]);
+    expect(r.linked).toEqual(['last']);
+    // Second run: a listing, nothing sent.
+    const again = await sync(local, src, remote, dst, { lock: true });
+    expect(again.copied).toEqual([]);
+    expect(again.plan.unchanged).toBe(again.plan.sourceEntries);
+  });
+
+  it('a reader on the remote host (DnaDigest.scan) skips the tree while the sync holds LOCKED', async () => {
+    await tarballs(src, 3);
+    const dst = `${server.root}/scan${n}`;
+    await mkdir(dst);
+    const lock = new LockDir(dst, { fs: transportLockFs(remote), purpose: 'test' });
+    await lock.acquire();
+    const warnings: StowageWarning[] = [];
+    try {
+      await sync(local, src, remote, join(dst, 'sub'));
+      const results = [];
+      for await (const res of DnaDigest.scan(dst, { onWarning: (w) => warnings.push(w) })) results.push(res);
+      expect(results).toEqual([]);
+      expect(warnings.map((w) => w.code)).toEqual(['ELOCKED']);
+    } finally {
+      await lock.release();
+    }
+    const results = [];
+    for await (const res of DnaDigest.scan(dst)) results.push(res);
+    expect(results.map((x) => x.ok)).toEqual([true, true, true]);
+  });
+
+  it('reports a file corrupted on the far side as a mutant (remote digest ≠ sidecar, ≠ bytes sent) and does not delete', async () => {
+    await tarballs(src, 3);
+    const dst = `${server.root}/mutant${n}`;
+    await put(join(dst, 'obsolete.tar.gz'), 'old');
+    let corrupted = false;
+    const r = await sync(local, src, remote, dst, {
+      delete: 'after',
+      maxDeleteFraction: 1,
+      onProgress: (p) => {
+        if (p.phase === 'verify' && !corrupted) {
+          corrupted = true;
+          // Bit rot between the copy and the check, on the remote disk (synchronous: before the check starts).
+          writeFileSync(join(dst, '2024/01/02/svn-1.tar.gz'), randomBytes(51_000));
+        }
+      },
+    });
+    expect(corrupted).toBe(true);
+    expect(r.mutants.map((m) => m.path)).toEqual(['2024/01/02/svn-1.tar.gz']);
+    const m = r.mutants[0]!;
+    expect(m.sent?.dig).toBe(m.expected.dig);
+    expect(m.actual.dig).not.toBe(m.expected.dig);
+    expect(r.deleteSkipped).toBe('mutants');
+    expect(existsSync(join(dst, 'obsolete.tar.gz'))).toBe(true);
+  });
+
+  it('delete-after with the guard over SSH: refused above the limit, done within it', async () => {
+    await tarballs(src, 4);
+    const dst = `${server.root}/guard${n}`;
+    await sync(local, src, remote, dst);
+    await rm(join(src, '2024/01/01'), { recursive: true });
+    await rm(join(src, '2024/01/02'), { recursive: true });
+    const err = await sync(local, src, remote, dst, { delete: 'after', maxDelete: 3 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StowageError);
+    expect((err as StowageError).code).toBe('EDELETE_GUARD');
+    expect((await readdir(join(dst, '2024/01'))).sort()).toEqual(['01', '02', '03', '04']);
+    const ok = await sync(local, src, remote, dst, { delete: 'after', maxDelete: 6 });
+    expect(ok.deleted).toHaveLength(6);
+    expect(await walk(dst)).toEqual(await walk(src));
+  });
+
+  it('pulls (ssh → local) and copies ssh → ssh, mtimes kept', async () => {
+    await tarballs(src, 3);
+    const far = `${server.root}/pull${n}`;
+    await sync(local, src, remote, far);
+    const back = join(scratch, `back${n}`);
+    const pulled = await sync(remote, far, local, back);
+    expect(pulled.copied).toHaveLength(6);
+    expect(pulled.verified.every((v) => v.ok)).toBe(true);
+    expect(await walk(back)).toEqual(await walk(src));
+    expect((await local.stat(join(back, '2024/01/01/svn-0.tar.gz'))).mtimeMs).toBe(T0);
+    const other = new SshTransport({ host: server.host, port: server.port, username: server.username, privateKey: server.privateKey, knownHosts: server.knownHostsPath });
+    try {
+      const copy = await sync(remote, far, other, `${server.root}/copy${n}`);
+      expect(copy.copied).toHaveLength(6);
+      expect(await walk(`${server.root}/copy${n}`)).toEqual(await walk(src));
+      expect((await sync(remote, far, other, `${server.root}/copy${n}`)).copied).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('survives a connection cut in the middle of a sync', async () => {
+    for (let i = 0; i < 8; i++) await put(join(src, `big${i}.bin`), randomBytes(4 * 1024 * 1024));
+    const dst = `${server.root}/cut${n}`;
+    let cut = 0;
+    const r = await sync(local, src, remote, dst, {
+      concurrency: 3,
+      onProgress: (p) => {
+        if (cut === 0 && p.bytesDone > 10 * 1024 * 1024) cut = server.killConnections();
+      },
+    });
+    expect(cut).toBe(1);
+    expect(r.copied).toHaveLength(8);
+    expect(await walk(dst)).toEqual(await walk(src));
+  });
+});
