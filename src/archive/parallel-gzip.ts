@@ -39,9 +39,24 @@ const SAMPLES = 4;
 /** How a chunk is encoded. */
 type Mode = 'deflate' | 'store';
 
+const SAMPLE_LOG = new Float64Array(SAMPLE_BYTES * SAMPLES + 1);
+for (let i = 1; i < SAMPLE_LOG.length; i++) SAMPLE_LOG[i] = i * Math.log2(i);
+const counts = new Uint32Array(256);
+
+/** Order-0 entropy of `s` in bits per byte (8 for random bytes, ~5 for log text). */
+function entropy(s: Uint8Array): number {
+  counts.fill(0);
+  for (let i = 0; i < s.length; i++) counts[s[i]!]!++;
+  let h = 0;
+  for (let i = 0; i < 256; i++) h += SAMPLE_LOG[counts[i]!]!;
+  return Math.log2(s.length) - h / s.length;
+}
+
 /**
- * Whether `buf` looks compressible: a level-1 deflate of up to four 4 KiB
- * samples spread over it. Costs ~0.1 ms per call on the main thread.
+ * Whether `buf` looks compressible, judged on four 4 KiB samples spread
+ * over it: below 7.5 bits per byte of order-0 entropy, Huffman coding alone
+ * gains over 6% (~35 us to find out); above it, a level-1 deflate of the
+ * samples decides (~0.3 ms), which also sees repeats that entropy misses.
  *
  * @param buf - the bytes to judge
  */
@@ -56,6 +71,7 @@ export function looksCompressible(buf: Uint8Array): boolean {
     sample = s;
   }
   if (sample.length === 0) return true;
+  if (sample.length >= 1024 && entropy(sample) < 7.5) return true;
   const out = deflateRawSync(sample, { level: 1, windowBits: 12, memLevel: 6 });
   return out.length < sample.length * STORE_RATIO;
 }

@@ -24,10 +24,28 @@ export interface SourceEntry {
   readonly abs: string;
   /** Entry type. */
   readonly type: 'file' | 'directory' | 'symlink';
-  /** lstat facts. */
-  readonly stats: Stats;
+  /** lstat facts the tar header needs (kept instead of the whole Stats: a tree may have millions of entries). */
+  readonly stats: EntryStats;
   /** Symlink target, for symlinks. */
   readonly linkname?: string;
+}
+
+/** The lstat facts kept per entry. */
+export interface EntryStats {
+  /** Bytes (files). */
+  readonly size: number;
+  /** Mode bits including the file type. */
+  readonly mode: number;
+  /** Modification time, ms since the epoch. */
+  readonly mtimeMs: number;
+  /** Owner. */
+  readonly uid: number;
+  /** Group. */
+  readonly gid: number;
+}
+
+function slim(st: Stats): EntryStats {
+  return { size: st.size, mode: st.mode, mtimeMs: st.mtimeMs, uid: st.uid, gid: st.gid };
 }
 
 /** Options of {@link collectEntries}. */
@@ -66,12 +84,12 @@ class Walker {
     if (stats.isDirectory()) {
       if (name !== '') {
         this.#seen.add(name);
-        this.out.push({ name, abs, type: 'directory', stats });
+        this.out.push({ name, abs, type: 'directory', stats: slim(stats) });
       }
       await this.#walk(name, abs);
     } else if (stats.isFile()) {
       this.#seen.add(name);
-      this.out.push({ name, abs, type: 'file', stats });
+      this.out.push({ name, abs, type: 'file', stats: slim(stats) });
     } else if (stats.isSymbolicLink()) {
       let linkname: string;
       try {
@@ -81,7 +99,7 @@ class Walker {
         return;
       }
       this.#seen.add(name);
-      this.out.push({ name, abs, type: 'symlink', stats, linkname });
+      this.out.push({ name, abs, type: 'symlink', stats: slim(stats), linkname });
     } else {
       const kind = stats.isFIFO() ? 'fifo' : stats.isSocket() ? 'socket' : 'device node';
       const e = new StowageError('EUNSAFE_PATH', `Skipped ${abs}: a ${kind} cannot be archived.`, { details: { path: abs, kind } });
