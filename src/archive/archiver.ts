@@ -303,7 +303,9 @@ export class Archiver {
    * Archives `srcDir` (or the listed `entries` under it) into `outFile`
    * (`.tar`, `.tar.gz` or `.tgz`), atomically, and writes the DNA sidecar
    * `outFile.dna`. Regular files, directories and symlinks (as symlinks)
-   * are stored; sockets, fifos and devices are skipped with a warning.
+   * are stored (hard-linked files as separate copies); sockets, fifos and
+   * devices are skipped with a warning. The DNA is always computed (it is
+   * returned); `sidecar: false` only skips writing it down.
    *
    * Throws ELOCKED if the tree holds a `LOCKED` directory (unless
    * `allowLocked`), EIO naming a file that changed size while it was read,
