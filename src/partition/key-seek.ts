@@ -1,0 +1,126 @@
+/**
+ * Finding the occupied partitions of a key column without visiting the
+ * empty ones: a walk that asks for the smallest key at or above the next
+ * partition's first key, so the work grows with the number of occupied
+ * partitions, never with the key span (keys 1 and 10^15 make two
+ * partitions and two questions, not 10^11).
+ *
+ * A source that offers {@link KeySeeker.nextKey} (one indexed
+ * `SELECT MIN(key) ... WHERE key >= ?`) is asked directly; any other
+ * {@link TableReader} is asked through its `rows()` stream: the first row
+ * at or above the bound, after which the stream is destroyed. Either way
+ * the key column should be indexed (it is the primary key of conditions
+ * tables), or each question scans the table.
+ *
+ * @module
+ */
+import { StowageError } from '../errors.js';
+import { findColumn, UINT64_MAX, type DbOptions, type KeyBound, type TableReader } from '../db/table-source.js';
+import { throwIfAborted } from '../util/abort.js';
+
+/**
+ * An optional TableReader capability: the smallest key at or above a bound.
+ * The Partitioner uses it when a source has it.
+ */
+export interface KeySeeker {
+  /**
+   * The smallest non-NULL key with `key >= from`, or `null` if there is none.
+   *
+   * @param table - the table
+   * @param key - the integer key column
+   * @param from - the bound
+   * @param options - signal
+   */
+  nextKey(table: string, key: string, from: KeyBound, options?: DbOptions): Promise<bigint | null>;
+}
+
+function hasNextKey(r: TableReader): r is TableReader & KeySeeker {
+  return typeof (r as Partial<KeySeeker>).nextKey === 'function';
+}
+
+const LF = 0x0a;
+const TAB = 0x09;
+
+/**
+ * Parses the text of a key field (decimal integer) of a row.
+ *
+ * @param raw - the field's bytes
+ * @param source - for the message
+ * @param table - for the message
+ */
+export function parseKeyField(raw: Buffer, source: string, table: string): bigint {
+  const s = raw.toString('latin1');
+  if (!/^-?\d{1,20}$/.test(s)) {
+    throw new StowageError('EBAD_CONFIG', `The key of table ${JSON.stringify(table)} in ${source} is not an integer: ${JSON.stringify(s.slice(0, 40))}.`, {
+      details: { source, table, value: s.slice(0, 40) },
+    });
+  }
+  return BigInt(s);
+}
+
+/**
+ * The raw bytes of field `index` of a bulk text line (LF included or not).
+ *
+ * @param line - the line
+ * @param index - 0-based field
+ */
+export function fieldOf(line: Buffer, index: number): Buffer {
+  let start = 0;
+  for (let i = 0; i < index; i++) {
+    const tab = line.indexOf(TAB, start);
+    if (tab < 0) return Buffer.alloc(0);
+    start = tab + 1;
+  }
+  let end = line.indexOf(TAB, start);
+  if (end < 0) end = line[line.length - 1] === LF ? line.length - 1 : line.length;
+  return line.subarray(start, end);
+}
+
+/** Asks one table for its next occupied key; see the module documentation. */
+export class KeyCursor {
+  readonly #reader: TableReader;
+  readonly #table: string;
+  readonly #key: string;
+  #keyIndex: number | undefined;
+
+  /**
+   * @param reader - the source or snapshot reader
+   * @param table - the table
+   * @param key - the key column
+   */
+  constructor(reader: TableReader, table: string, key: string) {
+    this.#reader = reader;
+    this.#table = table;
+    this.#key = key;
+  }
+
+  /**
+   * The smallest key `>= from`, or `null`.
+   *
+   * @param from - the bound
+   * @param signal - cancels the question
+   */
+  async next(from: bigint, signal?: AbortSignal): Promise<bigint | null> {
+    throwIfAborted(signal);
+    if (from > UINT64_MAX) return null;
+    const r = this.#reader;
+    if (hasNextKey(r)) return r.nextKey(this.#table, this.#key, from, signal === undefined ? {} : { signal });
+    this.#keyIndex ??= findColumn(r.name, this.#table, await r.columns(this.#table, { signal }), this.#key).index;
+    const stream = await r.rows(this.#table, { key: this.#key, lo: from, signal });
+    try {
+      const parts: Buffer[] = [];
+      for await (const c of stream as AsyncIterable<Buffer>) {
+        const nl = c.indexOf(LF);
+        if (nl < 0) {
+          parts.push(c);
+          continue;
+        }
+        parts.push(c.subarray(0, nl));
+        return parseKeyField(fieldOf(Buffer.concat(parts), this.#keyIndex), r.name, this.#table);
+      }
+      return null;
+    } finally {
+      stream.destroy();
+    }
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * Writing and reading partition archives.
+ *
+ * A partition archive is an ordinary `.tar.gz` (see `manifest.ts` for its
+ * entries) written with the same pieces as {@link Archiver.create}: a
+ * tar-stream pack whose output is cut into chunks compressed in parallel by
+ * {@link ParallelGzip}, digested by a {@link DnaDigest} on its way to an
+ * {@link AtomicFile} (`NAME.part`, fsync, rename), then the DNA sidecar. The
+ * entries come from memory and from {@link RowSpool}s rather than from a
+ * folder, so no temporary tree is written. Reading goes through the
+ * Archiver's own streaming pass (`readArchive`), which checks gzip CRCs,
+ * tar checksums and the end-of-archive marker.
+ *
+ * @module
+ */
+import { rm } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { pack as tarPack, type Header } from 'tar-stream';
+import { StowageError, fromFsError } from '../errors.js';
+import { onAbort, throwIfAborted } from '../util/abort.js';
+import { AtomicFile } from '../util/atomic-file.js';
+import { DnaDigest, SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
+import { ParallelGzip } from '../archive/parallel-gzip.js';
+import { drained, readArchive } from '../archive/archive-reader.js';
+import { MANIFEST_ENTRY, parseManifest, type PartitionManifest } from './manifest.js';
+
+const MiB = 1 << 20;
+
+/** One regular-file entry to write. */
+export interface ArchiveInputEntry {
+  /** Path inside the archive. */
+  readonly name: string;
+  /** Its exact size in bytes. */
+  readonly size: number;
+  /** Its bytes: a buffer, or a function giving them as chunks. */
+  readonly data: Buffer | (() => AsyncIterable<Buffer>);
+}
+
+/** Options of {@link writePartitionArchive}. */
+export interface WriteArchiveOptions {
+  /** Deflate level 1-9. */
+  gzipLevel: number;
+  /** Chunks compressed at once. */
+  gzipConcurrency: number;
+  /** Modification time of every entry. */
+  mtime: Date;
+  /** Cancels the write; nothing is left under the final name nor as `.part`. */
+  signal?: AbortSignal | undefined;
+}
+
+/** What {@link writePartitionArchive} wrote. */
+export interface WrittenArchive {
+  /** The archive's DNA (also in its sidecar). */
+  readonly dna: Dna;
+  /** Bytes of tar (uncompressed). */
+  readonly bytesIn: number;
+  /** Bytes of the archive file. */
+  readonly bytesOut: number;
+}
+
+/**
+ * Writes `entries` into the `.tar.gz` `out` atomically, then its sidecar
+ * `out.dna`. An older archive and sidecar under the same name are replaced
+ * (the old sidecar is removed first, so the new archive is never paired
+ * with the old DNA). On failure or abort nothing is left under `out` nor as
+ * `out.part`.
+ *
+ * @param out - the archive's path
+ * @param entries - the files to store, in order
+ * @param options - compression, mtime, signal
+ */
+export async function writePartitionArchive(out: string, entries: readonly ArchiveInputEntry[], options: WriteArchiveOptions): Promise<WrittenArchive> {
+  const { signal } = options;
+  throwIfAborted(signal);
+  const file = await AtomicFile.open(out, { signal });
+  const digest = new DnaDigest();
+  const gz = new ParallelGzip({
+    level: options.gzipLevel,
+    chunkSize: MiB,
+    concurrency: options.gzipConcurrency,
+    write: async (buf) => {
+      digest.update(buf);
+      await file.write(buf);
+    },
+  });
+  const pack = tarPack({ highWaterMark: 2 * MiB });
+  pack.on('error', () => {}); // surfaces through `failure`
+  let failure: unknown;
+  const fail = (err: unknown): void => {
+    if (failure !== undefined) return;
+    failure = err;
+    gz.abort(err);
+    pack.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+  const dispose = onAbort(signal, (reason) => fail(reason));
+
+  const produce = async (): Promise<void> => {
+    for (const e of entries) {
+      throwIfAborted(signal);
+      if (failure !== undefined) return;
+      const header: Partial<Header> & Pick<Header, 'name'> = { name: e.name, type: 'file', mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: options.mtime, size: e.size };
+      if (Buffer.isBuffer(e.data)) {
+        const body = e.data;
+        await new Promise<void>((res, rej) => pack.entry(header, body, (err) => (err ? rej(err) : res())));
+        continue;
+      }
+      let sink!: NodeJS.WritableStream & NodeJS.EventEmitter;
+      const done = new Promise<void>((res, rej) => {
+        sink = pack.entry(header, (err) => (err ? rej(err) : res())) as unknown as NodeJS.WritableStream & NodeJS.EventEmitter;
+      });
+      sink.on('error', () => {});
+      done.catch(() => {});
+      let n = 0;
+      for await (const buf of e.data()) {
+        throwIfAborted(signal);
+        if (failure !== undefined) return;
+        n += buf.length;
+        if (!sink.write(buf)) await drained(sink);
+      }
+      if (n !== e.size) throw new StowageError('EIO', `Entry ${e.name} of ${out} gave ${n} bytes, ${e.size} announced.`, { details: { path: out, entry: e.name } });
+      sink.end();
+      await done;
+    }
+    pack.finalize();
+  };
+  const consume = async (): Promise<void> => {
+    for await (const buf of pack as AsyncIterable<Buffer>) await gz.push(buf);
+    if (failure !== undefined) throw failure;
+    await gz.end();
+  };
+
+  try {
+    await Promise.all([produce().catch(fail), consume().catch(fail)]);
+    if (failure !== undefined) throw failure;
+    throwIfAborted(signal);
+    await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
+      throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
+    });
+    await file.commit(gz.bytesOut);
+  } catch (err) {
+    await file.discard();
+    if (signal?.aborted) throw signal.reason;
+    throw err;
+  } finally {
+    dispose();
+  }
+  const dna = digest.digest();
+  try {
+    await DnaDigest.writeSidecar(out, dna);
+  } catch (err) {
+    // An archive without its sidecar would pass for an unverified one.
+    await rm(out, { force: true }).catch(() => {});
+    throw err;
+  }
+  return Object.freeze({ dna, bytesIn: gz.bytesIn, bytesOut: gz.bytesOut });
+}
+
+/**
+ * Reads the manifest (the first entry) of a partition archive, stopping
+ * right after it. ECORRUPT_ARCHIVE if the first entry is not a manifest.
+ *
+ * @param file - the archive
+ * @param signal - cancels the read
+ */
+export async function readManifest(file: string, signal?: AbortSignal): Promise<PartitionManifest> {
+  let manifest: PartitionManifest | undefined;
+  await readArchive(file, { phase: 'read', signal }, async (e, data) => {
+    if (e.name !== MANIFEST_ENTRY || e.type !== 'file') {
+      throw new StowageError('ECORRUPT_ARCHIVE', `${file} is not a partition archive: its first entry is ${JSON.stringify(e.name)}, not ${MANIFEST_ENTRY}.`, { details: { path: file, entry: e.name } });
+    }
+    manifest = parseManifest(await collect(data, 16 * MiB, file), file);
+    return true;
+  });
+  if (manifest === undefined) throw new StowageError('ECORRUPT_ARCHIVE', `${file} is an empty archive, not a partition archive.`, { details: { path: file } });
+  return manifest;
+}
+
+/**
+ * Reads one small entry (a schema) of a partition archive.
+ *
+ * @param file - the archive
+ * @param name - the entry
+ * @param signal - cancels the read
+ */
+export async function readSmallEntry(file: string, name: string, signal?: AbortSignal): Promise<Buffer> {
+  let found: Buffer | undefined;
+  await readArchive(file, { phase: 'read', signal }, async (e, data) => {
+    if (e.name !== name) return false;
+    found = await collect(data, 64 * MiB, file);
+    return true;
+  });
+  if (found === undefined) throw new StowageError('ECORRUPT_ARCHIVE', `Partition archive ${file} lacks the entry ${name} its manifest names.`, { details: { path: file, entry: name } });
+  return found;
+}
+
+async function collect(data: Readable, max: number, file: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of data as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > max) throw new StowageError('ECORRUPT_ARCHIVE', `An entry of ${file} that should be small is over ${max} bytes.`, { details: { path: file } });
+    parts.push(c);
+  }
+  return Buffer.concat(parts, n);
+}

@@ -1,0 +1,652 @@
+/**
+ * Partitioner (layer 2): incremental, partitioned backups of database
+ * tables, the Daya Bay conditions-database workflow done properly.
+ *
+ * A table (or a group of tables sharing one key, such as a payload table
+ * and its validity table) is cut into fixed key ranges (see `layout.ts`:
+ * SEQNO 1-10000, 10001-20000, ...), and each range is archived once as its
+ * own `DIR/<lo>-<hi>.tar.gz` with a DNA sidecar, holding every table's
+ * schema and rows and a manifest with their counts and range digests (see
+ * `manifest.ts`). Later runs write only what changed: new complete ranges,
+ * and the partial tail when it gained rows.
+ *
+ * - {@link Partitioner.plan} is pure reading: it lists the occupied ranges
+ *   and their state. It walks from one occupied range to the next (see
+ *   `key-seek.ts`), so its cost and memory grow with the number of
+ *   occupied ranges, never with the key span; runs of empty ranges are one
+ *   `empty` entry each (recorded in the Catalog, never written).
+ * - {@link Partitioner.dump} reads each range in one snapshot of the
+ *   database (all tables of the group as of one instant), so rows
+ *   committed meanwhile land whole in a later run, never half in this one.
+ * - {@link Partitioner.restore} verifies every archive's DNA before loading
+ *   anything and checks each table's rows against the manifest inside the
+ *   load's transaction; {@link Partitioner.compare} proves two databases
+ *   equal range by range and narrows a difference down to its keys.
+ *
+ * What is already archived is read from the Catalog when one is given,
+ * else from the archives in the folder (their manifests).
+ *
+ * @module
+ */
+import { availableParallelism } from 'node:os';
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { StowageError, fromFsError, isStowageError } from '../errors.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
+import { throwIfAborted } from '../util/abort.js';
+import { checkInt, checkOptionKeys } from '../util/options.js';
+import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
+import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
+import { checkIdentifier, findColumn, toKeyBound, type TableReader, type TableSource } from '../db/table-source.js';
+import { KeyCursor } from './key-seek.js';
+import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
+import { MANIFEST_ENTRY, MANIFEST_FORMAT, MANIFEST_VERSION, formatManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
+import { readManifest, writePartitionArchive, type ArchiveInputEntry } from './partition-archive.js';
+import { RowSpool } from './row-spool.js';
+import { restorePartitions, type RestoreOptions, type RestoreResult } from './restore.js';
+import { compareTables, type CompareOptions, type CompareReport } from './compare.js';
+
+/** Options of {@link Partitioner}. */
+export interface PartitionerOptions {
+  /** The table to partition. Give this or `tables`. */
+  table?: string;
+  /** A group of tables sharing the key (e.g. a payload table and its validity table), dumped together range by range into one archive per range. */
+  tables?: readonly string[];
+  /** The integer key column (default `'SEQNO'`). */
+  key?: string;
+  /** Keys per partition (default 10000). */
+  rowsPerPartition?: number | bigint;
+  /** The first key of partition 0 (default 1, so ranges are 1-10000, 10001-20000, ...). */
+  base?: number | bigint;
+  /** The folder holding the partition folders; archives go to `outDir/NAME/<lo>-<hi>.tar.gz`. */
+  outDir: string;
+  /** The partition folder's name before encoding (default: the table's name; for a group, the first table's). */
+  name?: string;
+  /** Where archives and partitions are recorded and state is read from (default: the archives on disk). */
+  catalog?: Catalog;
+  /** Deflate level 1-9 of the archives (default 6). */
+  gzipLevel?: number;
+  /** Bytes of one table's range held in memory before spilling to a file beside the archive (default 32 MiB). */
+  spoolMemoryBytes?: number;
+}
+
+const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outDir', 'name', 'catalog', 'gzipLevel', 'spoolMemoryBytes'] as const;
+
+/**
+ * The state of a range in a plan:
+ * - `complete`: the table holds keys above it, and it has no archive in
+ *   its final form yet: the next dump writes it;
+ * - `partial`: the tail, still filling: a dump writes it, and rewrites it
+ *   later only if its rows changed;
+ * - `archived`: its archive holds it complete: written once, left alone;
+ * - `empty`: a run of ranges without rows: recorded, never written.
+ */
+export type PlannedState = 'complete' | 'partial' | 'archived' | 'empty';
+
+/** One table of an existing archive, as the Catalog or the manifest records it. */
+export interface ArchivedTable {
+  /** The table. */
+  readonly name: string;
+  /** Rows archived. */
+  readonly rows: number;
+  /** Their range digest, when known. */
+  readonly digest: string | null;
+}
+
+/** An archive already written for a range. */
+export interface ArchivedPartition {
+  /** Its path. */
+  readonly path: string;
+  /** Whether it was written when the range was already complete. */
+  readonly complete: boolean;
+  /** What it holds, per table. */
+  readonly tables: readonly ArchivedTable[];
+}
+
+/** One entry of a {@link PartitionPlan}. */
+export interface PlannedPartition {
+  /** Smallest key (for `empty`, of the first empty range). */
+  readonly lo: bigint;
+  /** Largest key (for `empty`, of the last empty range). */
+  readonly hi: bigint;
+  /** Its state. */
+  readonly state: PlannedState;
+  /** Whether any table of the group has rows in it now. */
+  readonly occupied: boolean;
+  /** Where its archive is or will be (`undefined` for `empty`). */
+  readonly path: string | undefined;
+  /** The archive already there, if any. */
+  readonly archived: ArchivedPartition | undefined;
+}
+
+/** What {@link Partitioner.plan} found. */
+export interface PartitionPlan {
+  /** The tables of the group. */
+  readonly tables: readonly string[];
+  /** The key column. */
+  readonly key: string;
+  /** Keys per partition. */
+  readonly rowsPerPartition: bigint;
+  /** First key of partition 0. */
+  readonly base: bigint;
+  /** The partition folder. */
+  readonly dir: string;
+  /** Smallest and largest key over the group (null when it has no rows), and its row count. */
+  readonly keyRange: { readonly lo: bigint | null; readonly hi: bigint | null; readonly rows: number };
+  /** Where the archived state came from. */
+  readonly stateFrom: 'catalog' | 'disk';
+  /** The ranges in key order: occupied or archived ones, and one `empty` entry per run of empty ranges between them. */
+  readonly partitions: readonly PlannedPartition[];
+}
+
+/** Options of {@link Partitioner.plan}. */
+export interface PlanOptions {
+  /** Cancels the plan. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Partitioner.dump}. */
+export interface DumpOptions {
+  /** Write only what changed: new complete ranges and a changed tail (default true). False rewrites every occupied range. */
+  incremental?: boolean;
+  /** Ranges read and written at once (default 2). */
+  concurrency?: number;
+  /** Cancels the dump: archives finished before stay, the one being written is removed. */
+  signal?: AbortSignal;
+  /** Phase `dump`: bytes of bulk text read, items = ranges done of those to do. */
+  onProgress?: ProgressCallback;
+}
+
+/** One table of a written partition. */
+export interface WrittenTable {
+  /** The table. */
+  readonly name: string;
+  /** Rows written. */
+  readonly rows: number;
+  /** Bytes of bulk text. */
+  readonly bytes: number;
+  /** Their range digest. */
+  readonly digest: string;
+}
+
+/** A partition archive written by {@link Partitioner.dump}. */
+export interface WrittenPartition {
+  /** Smallest key. */
+  readonly lo: bigint;
+  /** Largest key. */
+  readonly hi: bigint;
+  /** The archive. */
+  readonly path: string;
+  /** Its DNA (also in `path.dna`). */
+  readonly dna: Dna;
+  /** Whether it was complete (false: the partial tail). */
+  readonly complete: boolean;
+  /** Per table. */
+  readonly tables: readonly WrittenTable[];
+}
+
+/** What {@link Partitioner.dump} did. */
+export interface DumpResult {
+  /** The plan it followed. */
+  readonly plan: PartitionPlan;
+  /** Archives written, in key order. */
+  readonly written: readonly WrittenPartition[];
+  /** Ranges read and found identical to their archive (the unchanged tail), so not written. */
+  readonly unchanged: readonly { readonly lo: bigint; readonly hi: bigint }[];
+  /** Rows written in all. */
+  readonly rows: number;
+  /** Bytes of bulk text written in all. */
+  readonly bytes: number;
+  /** Bytes of archives written. */
+  readonly archiveBytes: number;
+}
+
+const MiB = 1 << 20;
+
+function bad(message: string, option: string): StowageError {
+  return new StowageError('EBAD_CONFIG', `Partitioner: ${message}`, { details: { option } });
+}
+
+function checkTables(o: PartitionerOptions): string[] {
+  if (o.table !== undefined && o.tables !== undefined) throw bad('give either "table" or "tables", not both.', 'tables');
+  const list = o.table !== undefined ? [o.table] : o.tables;
+  if (list === undefined) throw bad('option "table" (or "tables") is required.', 'table');
+  if (!Array.isArray(list) || list.length === 0) throw bad('option "tables" must be a non-empty array of table names.', 'tables');
+  list.forEach((t) => checkIdentifier('Partitioner', 'table', t));
+  if (new Set(list).size !== list.length) throw bad('option "tables" names a table twice.', 'tables');
+  return [...list];
+}
+
+function isSource(x: unknown): x is TableSource {
+  const s = x as TableSource | undefined;
+  return typeof s === 'object' && s !== null && typeof s.snapshot === 'function' && typeof s.rows === 'function' && typeof s.keyRange === 'function';
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw fromFsError(err, 'stat', path);
+  }
+}
+
+/**
+ * Cuts tables into key ranges and archives each range once.
+ *
+ * @example
+ * ```ts
+ * await using db = new MysqlSource({ host, user, password, database: 'offline_db' });
+ * const p = new Partitioner(db, { tables: ['CalibPmtSpec', 'CalibPmtSpecVld'], outDir: '/backup/dbi' });
+ * const { written } = await p.dump();          // only new ranges and a changed tail
+ * // elsewhere:
+ * await Partitioner.restore(otherDb, '/backup/dbi');
+ * const report = await Partitioner.compare(db, otherDb, 'CalibPmtSpecVld');
+ * ```
+ */
+export class Partitioner {
+  /** The database dumped. */
+  readonly source: TableSource;
+  /** The tables of the group (one for a single table). */
+  readonly tables: readonly string[];
+  /** The key column. */
+  readonly key: string;
+  /** Keys per partition. */
+  readonly rowsPerPartition: bigint;
+  /** First key of partition 0. */
+  readonly base: bigint;
+  /** The partition folder: `outDir/NAME`. */
+  readonly dir: string;
+  readonly #grid: PartitionGrid;
+  readonly #catalog: Catalog | undefined;
+  readonly #gzipLevel: number;
+  readonly #spoolBytes: number;
+
+  /**
+   * @param source - the database to dump
+   * @param options - see {@link PartitionerOptions}
+   */
+  constructor(source: TableSource, options: PartitionerOptions) {
+    checkOptionKeys('Partitioner', options, OPTION_KEYS);
+    if (!isSource(source)) throw bad('the source must be a TableSource (MysqlSource, PostgresSource, SqliteSource).', 'source');
+    if (typeof options?.outDir !== 'string' || options.outDir.length === 0) throw bad('option "outDir" must be a non-empty path.', 'outDir');
+    this.source = source;
+    this.tables = Object.freeze(checkTables(options));
+    this.key = checkIdentifier('Partitioner', 'key', options.key ?? 'SEQNO');
+    const size = toKeyBound('Partitioner', 'rowsPerPartition', options.rowsPerPartition ?? 10000);
+    if (size < 1n) throw bad(`option "rowsPerPartition" must be at least 1, got ${size}.`, 'rowsPerPartition');
+    this.rowsPerPartition = size;
+    this.base = toKeyBound('Partitioner', 'base', options.base ?? 1);
+    this.#grid = new PartitionGrid(size, this.base);
+    const name = options.name ?? this.tables[0]!;
+    checkIdentifier('Partitioner', 'name', name);
+    this.dir = join(resolve(options.outDir), tableDirName(name));
+    if (options.catalog !== undefined && (typeof options.catalog !== 'object' || typeof (options.catalog as Catalog).recordPartition !== 'function')) {
+      throw bad('option "catalog" must be a Catalog.', 'catalog');
+    }
+    this.#catalog = options.catalog;
+    this.#gzipLevel = checkInt('Partitioner', 'gzipLevel', options.gzipLevel ?? 6, 1, 9);
+    this.#spoolBytes = checkInt('Partitioner', 'spoolMemoryBytes', options.spoolMemoryBytes ?? 32 * MiB, 0);
+  }
+
+  /**
+   * Lists the ranges and their state; reads the database and the archived
+   * state, writes nothing. EBAD_CONFIG if a table holds rows whose key is
+   * NULL (no range would hold them) or the folder holds partitions of
+   * another size; ENO_TABLE for a missing table or key column.
+   *
+   * @param options - signal
+   */
+  async plan(options: PlanOptions = {}): Promise<PartitionPlan> {
+    checkOptionKeys('Partitioner.plan', options, ['signal']);
+    return this.#plan(options.signal);
+  }
+
+  async #plan(signal: AbortSignal | undefined): Promise<PartitionPlan> {
+    throwIfAborted(signal);
+    const grid = this.#grid;
+    const ranges = await Promise.all(this.tables.map((t) => this.source.keyRange(t, this.key, { signal })));
+    let lo: bigint | null = null;
+    let hi: bigint | null = null;
+    let rows = 0;
+    ranges.forEach((r, i) => {
+      if (r.nulls > 0) {
+        throw new StowageError('EBAD_CONFIG', `Table ${JSON.stringify(this.tables[i])} in ${this.source.name} has ${r.nulls} row(s) whose key ${JSON.stringify(this.key)} is NULL: no partition would hold them. Give them a key, or partition on another column.`, {
+          details: { source: this.source.name, table: this.tables[i], option: 'key', nulls: r.nulls },
+        });
+      }
+      rows += r.count;
+      if (r.lo !== null && (lo === null || r.lo < lo)) lo = r.lo;
+      if (r.hi !== null && (hi === null || r.hi > hi)) hi = r.hi;
+    });
+    const archived = await this.#archivedState(signal);
+
+    // The occupied ranges, walked from one to the next.
+    const occupied: bigint[] = [];
+    if (lo !== null && hi !== null) {
+      const cursors = this.tables.map((t) => new KeyCursor(this.source, t, this.key));
+      const tail = grid.indexOf(hi);
+      let i = grid.indexOf(lo);
+      for (;;) {
+        occupied.push(i);
+        if (i >= tail) break;
+        const from = grid.hi(i) + 1n;
+        let next: bigint | null = null;
+        for (const c of cursors) {
+          const k = await c.next(from, signal);
+          if (k !== null && (next === null || k < next)) next = k;
+        }
+        if (next === null) break;
+        i = grid.indexOf(next);
+      }
+    }
+
+    const tailIndex = hi === null ? undefined : grid.indexOf(hi);
+    const byIndex = new Map<bigint, ArchivedPartition>();
+    for (const a of archived.values()) byIndex.set(grid.indexOf(a.lo), a.archive);
+    const indices = [...new Set([...occupied, ...byIndex.keys()])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const occupiedSet = new Set(occupied);
+    const partitions: PlannedPartition[] = [];
+    let prev: bigint | undefined;
+    for (const i of indices) {
+      if (prev !== undefined && i > prev + 1n) {
+        partitions.push(Object.freeze({ lo: grid.lo(prev + 1n), hi: grid.hi(i - 1n), state: 'empty', occupied: false, path: undefined, archived: undefined }));
+      }
+      prev = i;
+      const a = byIndex.get(i);
+      const isOccupied = occupiedSet.has(i);
+      let state: PlannedState;
+      if (isOccupied && i === tailIndex) state = 'partial';
+      else if (a !== undefined && (a.complete || !isOccupied)) state = 'archived';
+      else state = 'complete';
+      const plo = grid.lo(i);
+      const phi = grid.hi(i);
+      partitions.push(Object.freeze({ lo: plo, hi: phi, state, occupied: isOccupied, path: join(this.dir, partitionFileName(plo, phi)), archived: a }));
+    }
+    return Object.freeze({
+      tables: this.tables,
+      key: this.key,
+      rowsPerPartition: this.rowsPerPartition,
+      base: this.base,
+      dir: this.dir,
+      keyRange: Object.freeze({ lo, hi, rows }),
+      stateFrom: this.#catalog === undefined ? 'disk' : 'catalog',
+      partitions: Object.freeze(partitions),
+    });
+  }
+
+  /** The archives already written, keyed by `lo`, from the Catalog or the folder. */
+  async #archivedState(signal: AbortSignal | undefined): Promise<Map<bigint, { lo: bigint; archive: ArchivedPartition }>> {
+    const out = new Map<bigint, { lo: bigint; archive: ArchivedPartition }>();
+    const grid = this.#grid;
+    const checkGrid = (lo: bigint, hi: bigint, where: string): void => {
+      if (!grid.isPartition(lo, hi)) {
+        throw new StowageError('EBAD_CONFIG', `${where} holds the range [${lo}, ${hi}], which is not a partition of ${this.rowsPerPartition} keys from base ${this.base}: use the rowsPerPartition and base it was written with, or another outDir.`, {
+          details: { dir: this.dir, lo: lo.toString(), hi: hi.toString(), option: 'rowsPerPartition' },
+        });
+      }
+    };
+    if (this.#catalog !== undefined) {
+      const catalog = this.#catalog;
+      const perTable = this.tables.map((t) => new Map(catalog.partitions(this.source.name, t, { key: this.key }).map((r) => [`${r.lo}:${r.hi}`, r] as const)));
+      for (const r of perTable[0]!.values()) {
+        if ((r.state !== 'archived' && r.state !== 'partial') || r.archivePath === null || dirname(r.archivePath) !== this.dir) continue;
+        throwIfAborted(signal);
+        checkGrid(r.lo, r.hi, `Catalog ${catalog.path}`);
+        const recs = perTable.map((m) => m.get(`${r.lo}:${r.hi}`));
+        if (recs.some((x) => x === undefined || x.archivePath !== r.archivePath || x.state !== r.state)) continue;
+        if (!(await exists(r.archivePath)) || !(await exists(r.archivePath + SIDECAR_SUFFIX))) continue;
+        out.set(r.lo, {
+          lo: r.lo,
+          archive: Object.freeze({
+            path: r.archivePath,
+            complete: r.state === 'archived',
+            tables: Object.freeze((recs as PartitionRecord[]).map((x) => Object.freeze({ name: x.table, rows: x.rows, digest: x.digest }))),
+          }),
+        });
+      }
+      return out;
+    }
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      throw fromFsError(err, 'list', this.dir);
+    }
+    const have = new Set(names);
+    for (const n of names.sort()) {
+      const b = parsePartitionFileName(n);
+      if (b === undefined || !have.has(n + SIDECAR_SUFFIX)) continue;
+      throwIfAborted(signal);
+      checkGrid(b.lo, b.hi, `Folder ${this.dir}`);
+      const path = join(this.dir, n);
+      let m: PartitionManifest;
+      try {
+        m = await readManifest(path, signal);
+      } catch (err) {
+        // A damaged archive is not an archived partition: the dump writes it again.
+        if (isStowageError(err, 'ECORRUPT_ARCHIVE')) continue;
+        throw err;
+      }
+      if (m.key !== this.key) {
+        throw new StowageError('EBAD_CONFIG', `${path} partitions on the key ${JSON.stringify(m.key)}, not ${JSON.stringify(this.key)}: use another outDir or name.`, { details: { path, option: 'key' } });
+      }
+      if (m.lo !== b.lo || m.hi !== b.hi) continue;
+      const sameTables = m.tables.length === this.tables.length && m.tables.every((t, i) => t.name === this.tables[i]);
+      if (!sameTables) continue;
+      out.set(b.lo, {
+        lo: b.lo,
+        archive: Object.freeze({
+          path,
+          complete: m.complete,
+          tables: Object.freeze(m.tables.map((t) => Object.freeze({ name: t.name, rows: t.count, digest: t.digest }))),
+        }),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Archives the ranges of the plan: incrementally (default) the complete
+   * ranges not yet archived in their final form and the tail when its rows
+   * changed; with `incremental: false` every occupied range. Each range is
+   * read in one snapshot, then written atomically with its sidecar, and
+   * recorded in the Catalog (with the runs of empty ranges). On failure or
+   * abort, the archives finished so far stay and no partial archive is left.
+   *
+   * @param options - see {@link DumpOptions}
+   */
+  async dump(options: DumpOptions = {}): Promise<DumpResult> {
+    checkOptionKeys('Partitioner.dump', options, ['incremental', 'concurrency', 'signal', 'onProgress']);
+    const { signal, onProgress } = options;
+    if (options.incremental !== undefined && typeof options.incremental !== 'boolean') throw bad('option "incremental" must be a boolean.', 'incremental');
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw bad('option "onProgress" must be a function.', 'onProgress');
+    const incremental = options.incremental ?? true;
+    const concurrency = checkInt('Partitioner.dump', 'concurrency', options.concurrency ?? 2, 1, 64);
+    throwIfAborted(signal);
+    const plan = await this.#plan(signal);
+    const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
+    const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
+    try {
+      await mkdir(this.dir, { recursive: true });
+    } catch (err) {
+      throw fromFsError(err, 'create directory', this.dir);
+    }
+    this.#recordEmpty(plan);
+
+    const written: WrittenPartition[] = [];
+    const unchanged: { lo: bigint; hi: bigint }[] = [];
+    const gzipConcurrency = Math.max(1, Math.min(4, availableParallelism()));
+    let next = 0;
+    let failure: unknown;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < todo.length) {
+        const p = todo[next++]!;
+        try {
+          throwIfAborted(signal);
+          const w = await this.#dumpOne(p, incremental, gzipConcurrency, progress, signal);
+          if (w === undefined) unchanged.push({ lo: p.lo, hi: p.hi });
+          else written.push(w);
+          progress.add(0, 1);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, todo.length)) }, worker));
+    if (failure !== undefined) {
+      if (signal?.aborted) throw signal.reason;
+      throw failure;
+    }
+    progress.report(true);
+    const byKey = (a: { lo: bigint }, b: { lo: bigint }): number => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0);
+    written.sort(byKey);
+    unchanged.sort(byKey);
+    let rows = 0;
+    let bytes = 0;
+    let archiveBytes = 0;
+    for (const w of written) {
+      archiveBytes += w.dna.size;
+      for (const t of w.tables) {
+        rows += t.rows;
+        bytes += t.bytes;
+      }
+    }
+    return Object.freeze({ plan, written: Object.freeze(written), unchanged: Object.freeze(unchanged), rows, bytes, archiveBytes });
+  }
+
+  /** Reads one range in a snapshot and writes its archive, unless it equals the archive already there. */
+  async #dumpOne(p: PlannedPartition, incremental: boolean, gzipConcurrency: number, progress: ProgressTracker, signal: AbortSignal | undefined): Promise<WrittenPartition | undefined> {
+    const path = p.path!;
+    const complete = p.state !== 'partial';
+    const read: { table: string; columns: string[]; keyIndex: number; schema: Buffer; spool: RowSpool }[] = [];
+    try {
+      await this.source.snapshot(
+        async (reader: TableReader) => {
+          for (const [i, table] of this.tables.entries()) {
+            const columns = await reader.columns(table, { signal });
+            const { index: keyIndex } = findColumn(reader.name, table, columns, this.key);
+            const schema = Buffer.from(await reader.schema(table, { signal }), 'utf8');
+            const stream = await reader.rows(table, { key: this.key, lo: p.lo, hi: p.hi, signal });
+            try {
+              const spool = await RowSpool.fill(stream, {
+                keyIndex,
+                memoryBytes: this.#spoolBytes,
+                spillPath: `${path}.${i}.spool`,
+                signal,
+                onBytes: (n) => progress.add(n),
+              });
+              read.push({ table, columns: columns.map((c) => c.name), keyIndex, schema, spool });
+            } finally {
+              stream.destroy();
+            }
+          }
+        },
+        { signal },
+      );
+      const a = p.archived;
+      if (incremental && a !== undefined && a.complete === complete && a.tables.length === read.length && a.tables.every((t, i) => t.name === read[i]!.table && t.rows === read[i]!.spool.digest.count && t.digest === read[i]!.spool.digest.digest)) {
+        return undefined;
+      }
+      const created = new Date();
+      const tables: ManifestTable[] = read.map((r) => {
+        const dir = tableDirName(r.table);
+        const d = r.spool.digest;
+        return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest });
+      });
+      const manifest: PartitionManifest = {
+        format: MANIFEST_FORMAT,
+        version: MANIFEST_VERSION,
+        engine: this.source.engine,
+        source: this.source.name,
+        key: this.key,
+        lo: p.lo,
+        hi: p.hi,
+        rowsPerPartition: this.rowsPerPartition,
+        base: this.base,
+        complete,
+        created,
+        tables,
+      };
+      const mbuf = formatManifest(manifest);
+      const entries: ArchiveInputEntry[] = [{ name: MANIFEST_ENTRY, size: mbuf.length, data: mbuf }];
+      read.forEach((r, i) => {
+        const t = tables[i]!;
+        entries.push({ name: t.schema, size: r.schema.length, data: r.schema });
+        entries.push({ name: t.rows, size: r.spool.bytes, data: () => r.spool.read() });
+      });
+      const out = await writePartitionArchive(path, entries, { gzipLevel: this.#gzipLevel, gzipConcurrency, mtime: created, signal });
+      const w: WrittenPartition = Object.freeze({
+        lo: p.lo,
+        hi: p.hi,
+        path,
+        dna: out.dna,
+        complete,
+        tables: Object.freeze(tables.map((t) => Object.freeze({ name: t.name, rows: t.count, bytes: t.bytes, digest: t.digest }))),
+      });
+      this.#recordWritten(w, created, out.bytesIn, entries.length);
+      return w;
+    } finally {
+      await Promise.all(read.map((r) => r.spool.dispose()));
+    }
+  }
+
+  #recordWritten(w: WrittenPartition, created: Date, bytesIn: number, entries: number): void {
+    const catalog = this.#catalog;
+    if (catalog === undefined) return;
+    catalog.transaction(() => {
+      catalog.recordArchive({ path: w.path, dna: w.dna, created, bytesIn, entries });
+      for (const t of w.tables) {
+        catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: w.lo, hi: w.hi, state: w.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: w.path });
+      }
+    });
+  }
+
+  /** Records the runs of empty ranges not recorded yet. */
+  #recordEmpty(plan: PartitionPlan): void {
+    const catalog = this.#catalog;
+    if (catalog === undefined) return;
+    const gaps = plan.partitions.filter((p) => p.state === 'empty');
+    if (gaps.length === 0) return;
+    const known = new Set(catalog.partitions(this.source.name, this.tables[0]!, { key: this.key }).filter((r) => r.state === 'empty').map((r) => `${r.lo}:${r.hi}`));
+    const fresh = gaps.filter((g) => !known.has(`${g.lo}:${g.hi}`));
+    if (fresh.length === 0) return;
+    catalog.transaction(() => {
+      for (const g of fresh) {
+        for (const table of this.tables) catalog.recordPartition({ source: this.source.name, table, key: this.key, lo: g.lo, hi: g.hi, state: 'empty', rows: 0 });
+      }
+    });
+  }
+
+  /**
+   * Loads partition archives back into a database; see {@link RestoreOptions}.
+   * Every archive's DNA is verified before anything is loaded (a mutant is
+   * EDIGEST_MISMATCH and nothing is loaded), missing tables are created
+   * from the archived DDL (same engine only), and each table's range is
+   * replaced in one transaction whose rows are checked against the
+   * manifest's count and range digest before it commits.
+   *
+   * @param target - the database to load into
+   * @param dir - an `outDir` (holding partition folders) or one partition folder
+   * @param options - table, key range, concurrency, signal, progress
+   */
+  static restore(target: TableSource, dir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+    return restorePartitions(target, dir, options);
+  }
+
+  /**
+   * Compares a table in two databases range by range (counts and range
+   * digests), and where a range differs, narrows it down by bisection to
+   * the keys whose rows differ; see {@link CompareReport}.
+   *
+   * @param a - one database (or snapshot reader)
+   * @param b - the other
+   * @param table - the table, named the same on both sides
+   * @param options - key, grid, range, limits, signal, progress
+   */
+  static compare(a: TableReader, b: TableReader, table: string, options: CompareOptions = {}): Promise<CompareReport> {
+    return compareTables(a, b, table, options);
+  }
+}

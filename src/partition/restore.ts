@@ -1,0 +1,302 @@
+/**
+ * `Partitioner.restore`: partition archives back into a database.
+ *
+ * Order of work, and why:
+ * 1. Find the archives (`DIR/<lo>-<hi>.tar.gz` under the folder given, or
+ *    in it) that overlap the key range asked for.
+ * 2. Verify the DNA of every one of them against its sidecar before
+ *    loading anything: a mutant (or a missing sidecar) stops the restore
+ *    with nothing loaded. Restoring from damaged backups silently is how
+ *    data is lost twice.
+ * 3. Read the manifests; refuse archives of another engine (bulk text and
+ *    DDL are engine-specific).
+ * 4. Create the tables the target lacks from the archived DDL.
+ * 5. Load each table's range in one transaction of the target (replacing
+ *    the rows it already has in that range). The rows are digested on
+ *    their way in and compared with the manifest (count, bytes, range
+ *    digest) before the input ends, so a mismatch fails the load and
+ *    nothing of it is committed.
+ *
+ * @module
+ */
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { StowageError, fromFsError } from '../errors.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
+import { throwIfAborted } from '../util/abort.js';
+import { checkInt, checkOptionKeys } from '../util/options.js';
+import { DnaDigest } from '../dna/index.js';
+import { LineSplitter } from '../db/bulk-text.js';
+import { RangeDigester } from '../db/range-digest.js';
+import { checkIdentifier, toKeyBounds, type KeyBound, type KeyRange, type TableSource } from '../db/table-source.js';
+import { readArchive } from '../archive/archive-reader.js';
+import { fieldOf, parseKeyField } from './key-seek.js';
+import { parsePartitionFileName } from './layout.js';
+import type { ManifestTable, PartitionManifest } from './manifest.js';
+import { readManifest, readSmallEntry } from './partition-archive.js';
+
+/** Options of {@link Partitioner.restore}. */
+export interface RestoreOptions {
+  /** Restore only this table (from whichever archives hold it). Default: every table archived. */
+  table?: string;
+  /** Restore only keys `>= lo`. */
+  lo?: KeyBound;
+  /** Restore only keys `<= hi`. */
+  hi?: KeyBound;
+  /** Archives loaded at once (default 2). */
+  concurrency?: number;
+  /** Create missing tables from the archived DDL (default true); false makes a missing table ENO_TABLE. */
+  createTables?: boolean;
+  /** Cancels the restore; a load in progress is rolled back. */
+  signal?: AbortSignal;
+  /** Phase `verify` (bytes of archives digested), then `load` (bytes of bulk text loaded, items = archives done). */
+  onProgress?: ProgressCallback;
+}
+
+/** One table of a {@link RestoreResult}. */
+export interface RestoredTable {
+  /** The table. */
+  readonly name: string;
+  /** Rows loaded. */
+  readonly rows: number;
+  /** Archives it was loaded from. */
+  readonly partitions: number;
+  /** Whether the restore created it. */
+  readonly created: boolean;
+}
+
+/** What {@link Partitioner.restore} did. */
+export interface RestoreResult {
+  /** Archives loaded. */
+  readonly partitions: number;
+  /** Rows loaded in all. */
+  readonly rows: number;
+  /** Bytes of bulk text loaded. */
+  readonly bytes: number;
+  /** Per table, sorted by name. */
+  readonly tables: readonly RestoredTable[];
+}
+
+interface Candidate {
+  readonly path: string;
+  readonly lo: bigint;
+  readonly hi: bigint;
+}
+
+interface Selected extends Candidate {
+  readonly manifest: PartitionManifest;
+  readonly tables: readonly ManifestTable[];
+}
+
+/** Lists the partition archives in `dir` and in its sub-folders (one level). */
+async function findArchives(dir: string): Promise<Candidate[]> {
+  const list = async (d: string): Promise<import('node:fs').Dirent[]> => {
+    try {
+      return await readdir(d, { withFileTypes: true });
+    } catch (err) {
+      throw fromFsError(err, 'list', d);
+    }
+  };
+  const out: Candidate[] = [];
+  const scan = (d: string, entries: import('node:fs').Dirent[]): void => {
+    for (const e of entries) {
+      if (!e.isFile()) continue;
+      const b = parsePartitionFileName(e.name);
+      if (b !== undefined) out.push({ path: join(d, e.name), lo: b.lo, hi: b.hi });
+    }
+  };
+  const top = await list(dir);
+  scan(dir, top);
+  for (const e of top) if (e.isDirectory()) scan(join(dir, e.name), await list(join(dir, e.name)));
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Runs `fn` over `items`, `n` at a time; the first failure stops new work and is rethrown once all in flight settled. */
+async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+  if (failure !== undefined) throw failure.err;
+}
+
+function corrupt(file: string, message: string, details: Record<string, unknown> = {}): StowageError {
+  return new StowageError('ECORRUPT_ARCHIVE', `Partition archive ${file}: ${message}`, { details: { path: file, ...details } });
+}
+
+/**
+ * The rows of one table's entry, digested on the way and checked against
+ * the manifest when they end (the error then fails the load before it
+ * commits); with `keep`, only rows whose key lies in it are passed on.
+ */
+async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined, onBytes: (n: number) => void): AsyncGenerator<Buffer> {
+  const digester = new RangeDigester({ keyIndex: t.keyIndex });
+  const splitter = keep === undefined ? undefined : new LineSplitter();
+  for await (const chunk of data) {
+    throwIfAborted(signal);
+    digester.update(chunk);
+    if (splitter === undefined) {
+      onBytes(chunk.length);
+      yield chunk;
+      continue;
+    }
+    const kept: Buffer[] = [];
+    splitter.push(chunk, (line) => {
+      const k = parseKeyField(fieldOf(line, t.keyIndex), file, t.name);
+      if (k >= keep!.lo && k <= keep!.hi) kept.push(line);
+    });
+    if (kept.length > 0) {
+      const out = Buffer.concat(kept);
+      onBytes(out.length);
+      yield out;
+    }
+  }
+  const d = digester.digest();
+  if (d.count !== t.count || d.bytes !== t.bytes || d.digest !== t.digest) {
+    throw corrupt(file, `the rows of ${JSON.stringify(t.name)} do not match its manifest (${d.count} rows, ${d.bytes} bytes, digest ${d.digest}; the manifest says ${t.count}, ${t.bytes}, ${t.digest}); nothing of it was loaded.`, {
+      table: t.name,
+      expected: { count: t.count, bytes: t.bytes, digest: t.digest },
+      actual: d,
+    });
+  }
+}
+
+function overlaps(a: { lo: bigint; hi: bigint }, b: { lo: bigint; hi: bigint }): boolean {
+  return a.lo <= b.hi && b.lo <= a.hi;
+}
+
+/**
+ * See {@link Partitioner.restore}.
+ *
+ * @param target - the database to load into
+ * @param dir - an outDir or a partition folder
+ * @param options - see {@link RestoreOptions}
+ */
+export async function restorePartitions(target: TableSource, dir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  const where = 'Partitioner.restore';
+  checkOptionKeys(where, options, ['table', 'lo', 'hi', 'concurrency', 'createTables', 'signal', 'onProgress']);
+  if (typeof target !== 'object' || target === null || typeof target.load !== 'function' || typeof target.createTable !== 'function') {
+    throw new StowageError('EBAD_CONFIG', `${where}: the target must be a TableSource.`, { details: { option: 'target' } });
+  }
+  if (typeof dir !== 'string' || dir.length === 0) throw new StowageError('EBAD_CONFIG', `${where}: dir must be a non-empty path.`, { details: { option: 'dir' } });
+  const table = options.table === undefined ? undefined : checkIdentifier(where, 'table', options.table);
+  const bounds = toKeyBounds(where, options.lo, options.hi);
+  const concurrency = checkInt(where, 'concurrency', options.concurrency ?? 2, 1, 64);
+  if (options.createTables !== undefined && typeof options.createTables !== 'boolean') {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "createTables" must be a boolean.`, { details: { option: 'createTables' } });
+  }
+  const createTables = options.createTables ?? true;
+  const { signal, onProgress } = options;
+  throwIfAborted(signal);
+  const root = resolve(dir);
+  const want = { lo: bounds.lo ?? -(1n << 64n), hi: bounds.hi ?? 1n << 64n };
+
+  // 1. The archives in range.
+  const candidates = (await findArchives(root)).filter((c) => overlaps(c, want));
+
+  // 2. Every DNA, before anything is loaded.
+  const progress = new ProgressTracker('verify', onProgress, { itemsTotal: candidates.length });
+  const mutants: { path: string; expected: unknown; actual: unknown }[] = [];
+  await pool(candidates, concurrency, async (c) => {
+    throwIfAborted(signal);
+    const r = await DnaDigest.verify(c.path, { signal });
+    if (!r.ok) mutants.push({ path: c.path, expected: r.expected, actual: r.actual });
+    progress.add(r.actual.size, 1);
+  });
+  if (mutants.length > 0) {
+    mutants.sort((a, b) => (a.path < b.path ? -1 : 1));
+    throw new StowageError('EDIGEST_MISMATCH', `${mutants.length} partition archive(s) do not match their DNA sidecar: ${mutants.map((m) => m.path).join(', ')}. Nothing was loaded; fetch good copies and restore again.`, {
+      details: { path: mutants[0]!.path, mutants },
+    });
+  }
+
+  // 3. Manifests.
+  const selected: Selected[] = [];
+  for (const c of candidates) {
+    throwIfAborted(signal);
+    const m = await readManifest(c.path, signal);
+    if (m.lo !== c.lo || m.hi !== c.hi) throw corrupt(c.path, `its manifest says [${m.lo}, ${m.hi}], its name [${c.lo}, ${c.hi}].`);
+    if (m.engine !== target.engine) {
+      throw new StowageError('EBAD_CONFIG', `${where}: ${c.path} holds a ${m.engine} dump, and the target ${target.name} is ${target.engine}: partitions restore into the same engine only.`, {
+        details: { path: c.path, engine: m.engine, targetEngine: target.engine },
+      });
+    }
+    const tables = table === undefined ? m.tables : m.tables.filter((t) => t.name === table);
+    if (tables.length > 0) selected.push({ ...c, manifest: m, tables });
+  }
+  if (selected.length === 0) {
+    throw new StowageError('ENOT_FOUND', `${where}: no partition archive under ${root}${table === undefined ? '' : ` holds table ${JSON.stringify(table)}`}${bounds.lo === undefined && bounds.hi === undefined ? '' : ` in [${bounds.lo ?? '-inf'}, ${bounds.hi ?? '+inf'}]`}.`, {
+      details: { path: root, table },
+    });
+  }
+
+  // 4. Missing tables, and what each existing one already holds.
+  throwIfAborted(signal);
+  const existing = new Set(await target.tables({ signal }));
+  const created = new Set<string>();
+  const held = new Map<string, KeyRange>();
+  for (const s of selected) {
+    for (const t of s.tables) {
+      if (existing.has(t.name) || created.has(t.name)) continue;
+      if (!createTables) continue;
+      const ddl = (await readSmallEntry(s.path, t.schema, signal)).toString('utf8');
+      await target.createTable(t.name, ddl, { signal });
+      created.add(t.name);
+    }
+  }
+  for (const s of selected) {
+    for (const t of s.tables) {
+      if (created.has(t.name) || held.has(`${t.name}\0${s.manifest.key}`)) continue;
+      held.set(`${t.name}\0${s.manifest.key}`, await target.keyRange(t.name, s.manifest.key, { signal }));
+    }
+  }
+
+  // 5. Load.
+  progress.phase('load');
+  progress.bytesDone = 0;
+  progress.itemsDone = 0;
+  progress.bytesTotal = undefined;
+  progress.itemsTotal = selected.length;
+  const perTable = new Map<string, { rows: number; partitions: number }>();
+  let rows = 0;
+  let bytes = 0;
+  await pool(selected, concurrency, async (s) => {
+    throwIfAborted(signal);
+    const keep = { lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi };
+    const whole = keep.lo === s.lo && keep.hi === s.hi;
+    const byEntry = new Map(s.tables.map((t) => [t.rows, t] as const));
+    const seen = new Set<string>();
+    await readArchive(s.path, { phase: 'load', signal }, async (e, data) => {
+      const t = byEntry.get(e.name);
+      if (t === undefined || e.type !== 'file') return;
+      seen.add(t.name);
+      const range = held.get(`${t.name}\0${s.manifest.key}`);
+      const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
+      const input = checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal, (n) => progress.add(n));
+      const r = await target.load(t.name, input, replace ? { signal, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal });
+      const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
+      acc.rows += r.rows;
+      acc.partitions += 1;
+      perTable.set(t.name, acc);
+      rows += r.rows;
+      bytes += r.bytes;
+    });
+    const missing = s.tables.filter((t) => !seen.has(t.name));
+    if (missing.length > 0) throw corrupt(s.path, `it lacks the rows entry of ${missing.map((t) => JSON.stringify(t.name)).join(', ')} named in its manifest.`);
+    progress.add(0, 1);
+  });
+  progress.report(true);
+  const tables = [...perTable.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, v]) => Object.freeze({ name, rows: v.rows, partitions: v.partitions, created: created.has(name) }));
+  return Object.freeze({ partitions: selected.length, rows, bytes, tables: Object.freeze(tables) });
+}

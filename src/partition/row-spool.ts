@@ -1,0 +1,157 @@
+/**
+ * RowSpool: holds the bulk text of one table's range between reading it
+ * (inside a database snapshot) and writing it into the partition archive.
+ *
+ * Why: a tar header carries the entry's size, which is known only once the
+ * last row has been read, and the manifest (the archive's first entry)
+ * carries the row count and range digest. So the rows are taken in first:
+ * in memory up to `memoryBytes` (a partition of 10k rows is a few MB), then
+ * spilled to a file beside the archive, so a partition of any size costs
+ * bounded memory. The range digest and the row count are computed in the
+ * same pass, and the snapshot is released as soon as every table is read.
+ *
+ * @module
+ */
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { StowageError, fromFsError } from '../errors.js';
+import { RangeDigester, type RangeDigest } from '../db/range-digest.js';
+import { throwIfAborted } from '../util/abort.js';
+
+/** Options of {@link RowSpool.fill}. */
+export interface RowSpoolOptions {
+  /** 0-based field of the key column (for the range digest). */
+  keyIndex: number;
+  /** Bytes kept in memory before spilling to `spillPath`. */
+  memoryBytes: number;
+  /** The file to spill to (created only if needed, removed by {@link RowSpool.dispose}). */
+  spillPath: string;
+  /** Cancels the read. */
+  signal?: AbortSignal | undefined;
+  /** Called with the byte count of each chunk taken in. */
+  onBytes?: ((n: number) => void) | undefined;
+}
+
+const READ_SIZE = 1 << 20;
+
+/** The rows of one range, in memory or in a spill file, with their digest. */
+export class RowSpool {
+  /** Count, bytes and range digest of the rows. */
+  readonly digest: RangeDigest;
+  readonly #chunks: Buffer[];
+  readonly #file: string | undefined;
+  readonly #fileBytes: number;
+  #disposed = false;
+
+  private constructor(digest: RangeDigest, chunks: Buffer[], file: string | undefined, fileBytes: number) {
+    this.digest = digest;
+    this.#chunks = chunks;
+    this.#file = file;
+    this.#fileBytes = fileBytes;
+  }
+
+  /** Bytes of bulk text held. */
+  get bytes(): number {
+    return this.digest.bytes;
+  }
+
+  /** Whether the rows went to the spill file. */
+  get spilled(): boolean {
+    return this.#file !== undefined;
+  }
+
+  /**
+   * Reads a bulk text stream to its end.
+   *
+   * @param input - the rows
+   * @param options - see {@link RowSpoolOptions}
+   */
+  static async fill(input: AsyncIterable<Uint8Array>, options: RowSpoolOptions): Promise<RowSpool> {
+    const { keyIndex, memoryBytes, spillPath, signal, onBytes } = options;
+    const digester = new RangeDigester({ keyIndex });
+    const chunks: Buffer[] = [];
+    let held = 0;
+    let handle: FileHandle | undefined;
+    let fileBytes = 0;
+    try {
+      for await (const c of input) {
+        throwIfAborted(signal);
+        const buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        digester.update(buf);
+        onBytes?.(buf.length);
+        if (handle === undefined && held + buf.length <= memoryBytes) {
+          chunks.push(buf);
+          held += buf.length;
+          continue;
+        }
+        if (handle === undefined) {
+          try {
+            handle = await open(spillPath, 'w+', 0o600);
+          } catch (err) {
+            throw fromFsError(err, 'create', spillPath);
+          }
+          for (const h of chunks.splice(0)) fileBytes += await writeAll(handle, h, spillPath);
+          held = 0;
+        }
+        fileBytes += await writeAll(handle, buf, spillPath);
+      }
+      const digest = digester.digest();
+      await handle?.close();
+      return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes);
+    } catch (err) {
+      if (handle !== undefined) {
+        await handle.close().catch(() => {});
+        await rm(spillPath, { force: true }).catch(() => {});
+      }
+      throw err;
+    }
+  }
+
+  /** The rows, from the start (may be called more than once). */
+  async *read(): AsyncGenerator<Buffer> {
+    if (this.#file === undefined) {
+      yield* this.#chunks;
+      return;
+    }
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#file, 'r');
+    } catch (err) {
+      throw fromFsError(err, 'read', this.#file);
+    }
+    try {
+      let left = this.#fileBytes;
+      while (left > 0) {
+        const buf = Buffer.allocUnsafe(Math.min(READ_SIZE, left));
+        const { bytesRead } = await handle.read(buf, 0, buf.length, null).catch((err: unknown) => {
+          throw fromFsError(err, 'read', this.#file!);
+        });
+        if (bytesRead === 0) throw new StowageError('EIO', `Spill file ${this.#file} shrank while it was read back.`, { details: { path: this.#file } });
+        left -= bytesRead;
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  /** Drops the rows and removes the spill file. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#chunks.length = 0;
+    if (this.#file !== undefined) await rm(this.#file, { force: true }).catch(() => {});
+  }
+}
+
+async function writeAll(handle: FileHandle, buf: Buffer, path: string): Promise<number> {
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      const { bytesWritten } = await handle.write(buf, off, buf.length - off);
+      off += bytesWritten;
+    } catch (err) {
+      throw fromFsError(err, 'write', path);
+    }
+  }
+  return buf.length;
+}
