@@ -19,6 +19,12 @@ export interface BlockSource {
    * only at the end of the source (0 = end).
    */
   read(buf: Buffer, len: number): Promise<number>;
+  /**
+   * For sources that can be read at any position (files, buffers): fills
+   * `buf[0..len)` from `position` without moving the sequential cursor, so
+   * several reads can be in flight at once.
+   */
+  readAt?(buf: Buffer, len: number, position: number): Promise<number>;
   /** Releases the file handle or stream. */
   close(): Promise<void>;
 }
@@ -37,17 +43,22 @@ class FileBlockSource implements BlockSource {
   }
 
   async read(buf: Buffer, len: number): Promise<number> {
+    const got = await this.readAt(buf, len, this.#pos);
+    this.#pos += got;
+    return got;
+  }
+
+  async readAt(buf: Buffer, len: number, position: number): Promise<number> {
     let got = 0;
     while (got < len) {
       let n: number;
       try {
-        ({ bytesRead: n } = await this.#fh.read(buf, got, len - got, this.#pos));
+        ({ bytesRead: n } = await this.#fh.read(buf, got, len - got, position + got));
       } catch (err) {
         throw fromFsError(err, 'read', this.#path);
       }
       if (n === 0) break;
       got += n;
-      this.#pos += n;
     }
     return got;
   }
@@ -69,10 +80,15 @@ class BufferBlockSource implements BlockSource {
   }
 
   async read(buf: Buffer, len: number): Promise<number> {
-    const n = Math.min(len, this.#data.length - this.#pos);
-    if (n <= 0) return 0;
-    buf.set(this.#data.subarray(this.#pos, this.#pos + n), 0);
+    const n = await this.readAt(buf, len, this.#pos);
     this.#pos += n;
+    return n;
+  }
+
+  async readAt(buf: Buffer, len: number, position: number): Promise<number> {
+    const n = Math.min(len, this.#data.length - position);
+    if (n <= 0) return 0;
+    buf.set(this.#data.subarray(position, position + n), 0);
     return n;
   }
 

@@ -136,6 +136,8 @@ const DEFAULT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'ae
 
 /** Size of the blocks read from a source and handed to the digest worker. */
 const BLOCK_SIZE = 1 << 20;
+/** Blocks read ahead of the writes. */
+const READ_AHEAD = 4;
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
 const SFTP_STATUS: Record<number, string> = {
@@ -493,9 +495,10 @@ export class SshTransport implements Transport {
     }
     const internals = sftp as unknown as SftpInternals;
     const ext = internals._extensions ?? {};
+    // Requests as large as both the server and `chunkSize` allow, in whole KiB.
     const pow2 = (n: number | undefined, fallback: number): number => {
       const v = n !== undefined && n > 0 ? n : fallback;
-      return 2 ** Math.floor(Math.log2(Math.min(v, o.chunkSize)));
+      return Math.max(1024, Math.floor(Math.min(v, o.chunkSize) / 1024) * 1024);
     };
     const session: Session = {
       client,
@@ -1232,17 +1235,54 @@ export class SshTransport implements Transport {
       failed ??= reason;
       poke();
     });
-    try {
-      for (;;) {
-        if (failed !== undefined) break;
+    // Reads run ahead of the writes (READ_AHEAD blocks), so the write
+    // window never drains while a read is pending.
+    const ahead: Promise<{ buf: Buffer; n: number }>[] = [];
+    let readDone = false;
+    let chain: Promise<unknown> = Promise.resolve();
+    let readPos = st.confirmed;
+    const readAt = reader.readAt?.bind(reader);
+    const readNext = (): void => {
+      if (readAt !== undefined) {
+        // Positional source: the reads run concurrently, not one after the other.
+        const at = readPos;
+        readPos += BLOCK_SIZE;
+        const p = hasher.acquire(signal).then(async (buf) => {
+          try {
+            return { buf, n: readDone ? 0 : await readAt(buf, buf.length, at) };
+          } catch (err) {
+            hasher.release(buf);
+            throw new SourceFailure(err);
+          }
+        });
+        p.catch(() => {});
+        ahead.push(p);
+        return;
+      }
+      const p = chain.then(async () => {
         const buf = await hasher.acquire(signal);
-        let n: number;
         try {
-          n = await reader.read(buf, buf.length);
+          return { buf, n: readDone ? 0 : await reader.read(buf, buf.length) };
         } catch (err) {
           hasher.release(buf);
           throw new SourceFailure(err);
         }
+      });
+      p.then(
+        (r) => {
+          if (r.n < r.buf.length) readDone = true;
+        },
+        () => {},
+      );
+      chain = p.catch(() => {});
+      ahead.push(p);
+    };
+    try {
+      for (let i = 0; i < READ_AHEAD; i++) readNext();
+      for (;;) {
+        if (failed !== undefined) break;
+        const { buf, n } = await ahead.shift()!;
+        readNext();
         if (n === 0) {
           hasher.release(buf);
           break;
@@ -1294,6 +1334,14 @@ export class SshTransport implements Transport {
       disposeAbort();
       for (const b of queue) hasher.release(b.buf);
       queue.length = 0;
+      // Blocks read ahead and not sent go back to the pool.
+      readDone = true;
+      for (const p of ahead) {
+        await p.then(
+          (r) => hasher.release(r.buf),
+          () => {},
+        );
+      }
     }
     if (failed !== undefined) {
       if (signal?.aborted) throw signal.reason;
