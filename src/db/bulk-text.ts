@@ -169,6 +169,35 @@ export function decodeBulkField(raw: Buffer, row = 0): Buffer | null {
   return out.subarray(0, o);
 }
 
+const TEXT_UNESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r', '0': '\0', b: '\b', f: '\f', v: '\v', Z: '\x1a' };
+
+/**
+ * Decodes one field already read as text (UTF-8): the string form of
+ * {@link decodeBulkField}, with the same rules and errors.
+ *
+ * @param raw - the field's text on the wire
+ * @param row - 1-based row number, for error messages
+ */
+export function decodeBulkTextField(raw: string, row = 0): string | null {
+  let i = raw.indexOf('\\');
+  if (i < 0) return raw;
+  if (raw === BULK_NULL) return null;
+  let out = '';
+  let start = 0;
+  while (i >= 0) {
+    const c = raw[i + 1];
+    const v = c === undefined ? undefined : TEXT_UNESCAPES[c];
+    if (v === undefined) {
+      if (c === undefined) throw malformedBulkText(row, 'a field ends with a lone backslash');
+      throw malformedBulkText(row, c === 'N' ? '\\N inside a longer field' : `unknown escape \\${c}`);
+    }
+    out += raw.slice(start, i) + v;
+    start = i + 2;
+    i = raw.indexOf('\\', start);
+  }
+  return out + raw.slice(start);
+}
+
 /** Options of {@link LineSplitter}. */
 export interface LineSplitterOptions {
   /** Longest row accepted, in bytes (default 1 GiB); a longer one is malformed. */
@@ -313,6 +342,27 @@ export class BulkTextParser {
       }
       const fields: BulkRow = new Array<Buffer | null>(raw.length);
       for (let i = 0; i < raw.length; i++) fields[i] = decodeBulkField(raw[i]!, row);
+      onRow(fields, row);
+    });
+  }
+
+  /**
+   * Like {@link BulkTextParser.write}, for text-only data: each row is
+   * decoded as UTF-8 (invalid bytes become U+FFFD) and its fields are
+   * handed over as strings, which is cheaper than a Buffer per field.
+   *
+   * @param chunk - the next bytes
+   * @param onRow - called with the decoded fields and the 1-based row number
+   */
+  writeStrings(chunk: Uint8Array, onRow: (fields: (string | null)[], row: number) => void): void {
+    this.#splitter.push(chunk, (line) => {
+      const row = this.#splitter.lines;
+      const raw = line.toString('utf8', 0, line.length - 1).split('\t');
+      if (this.#columns !== undefined && raw.length !== this.#columns) {
+        throw malformedBulkText(row, `expected ${this.#columns} fields, found ${raw.length}`);
+      }
+      const fields: (string | null)[] = new Array<string | null>(raw.length);
+      for (let i = 0; i < raw.length; i++) fields[i] = decodeBulkTextField(raw[i]!, row);
       onRow(fields, row);
     });
   }

@@ -69,6 +69,7 @@ export {
   BulkTextParser,
   LineSplitter,
   decodeBulkField,
+  decodeBulkTextField,
   encodeBulkRow,
   escapeBulkBytes,
   escapeBulkText,

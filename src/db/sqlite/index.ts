@@ -6,5 +6,3 @@
 export { SqliteSource } from './sqlite-source.js';
 export type { SqliteSourceOptions } from './sqlite-source.js';
 export { quoteSqliteIdent } from './sqlite-reader.js';
-export { sqliteTextAffinity, sqliteRealText, encodeSqliteValue, decodeSqliteField } from './sqlite-values.js';
-export type { SqliteValue } from './sqlite-values.js';

@@ -15,7 +15,6 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
-import { BULK_NULL, escapeBulkText } from '../bulk-text.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
   INT64_MAX,
@@ -33,7 +32,7 @@ import {
   type RowsOptions,
   type TableReader,
 } from '../table-source.js';
-import { encodeSqliteValue, sqliteTextAffinity, type SqliteValue } from './sqlite-values.js';
+import { sqliteSelectExpr, sqliteTextAffinity, sqliteWireField } from './sqlite-values.js';
 
 /** A better-sqlite3 connection. */
 export type SqliteDb = BetterSqlite3.Database;
@@ -89,7 +88,7 @@ const CHUNKS_PER_TURN = 16;
 
 /** Streams a statement iterator as bulk text. */
 class SqliteRowStream extends Readable {
-  readonly #iter: IterableIterator<SqliteValue[]>;
+  readonly #iter: IterableIterator<unknown[]>;
   readonly #textAffinity: boolean[];
   readonly #conn: LentConnection;
   readonly #source: string;
@@ -99,7 +98,7 @@ class SqliteRowStream extends Readable {
   #finished = false;
   #chunks = 0;
 
-  constructor(iter: IterableIterator<SqliteValue[]>, textAffinity: boolean[], conn: LentConnection, source: string, action: string, signal: AbortSignal | undefined) {
+  constructor(iter: IterableIterator<unknown[]>, textAffinity: boolean[], conn: LentConnection, source: string, action: string, signal: AbortSignal | undefined) {
     super({ highWaterMark: 4 * CHUNK_CHARS });
     this.#iter = iter;
     this.#textAffinity = textAffinity;
@@ -139,12 +138,9 @@ class SqliteRowStream extends Readable {
           return;
         }
         const row = r.value;
-        let line = '';
-        for (let i = 0; i < n; i++) {
-          const text = encodeSqliteValue(row[i]!, aff[i]!);
-          line += (i === 0 ? '' : '\t') + (text === null ? BULK_NULL : escapeBulkText(text));
-        }
-        chunk += `${line}\n`;
+        chunk += sqliteWireField(row[0], aff[0]!);
+        for (let i = 1; i < n; i++) chunk += `\t${sqliteWireField(row[i], aff[i]!)}`;
+        chunk += '\n';
       }
     } catch (err) {
       this.destroy(dbError(err, this.#source, this.#action, this.#signal) as Error);
@@ -224,7 +220,7 @@ function clamp(v: bigint): bigint {
 
 /**
  * The SQL and parameters selecting the rows of a key range, in key order
- * then primary-key order.
+ * then primary-key order, each column through {@link sqliteSelectExpr}.
  *
  * @param info - the resolved table
  * @param keyName - the key column's name
@@ -232,7 +228,7 @@ function clamp(v: bigint): bigint {
  * @param hi - largest key, if any
  */
 export function sqliteRangeQuery(info: SqliteTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined): { sql: string; params: [bigint, bigint] } {
-  const cols = info.columns.map((c) => quoteSqliteIdent(c.name)).join(', ');
+  const cols = info.columns.map((c, i) => sqliteSelectExpr(quoteSqliteIdent(c.name), info.textAffinity[i]!)).join(', ');
   const key = quoteSqliteIdent(keyName);
   const pk = info.columns
     .filter((c) => c.primaryKey > 0 && c.name !== keyName)
@@ -343,7 +339,7 @@ export class SqliteReader implements TableReader {
       const { column } = findColumn(ctx.name, info.name, info.columns, options.key);
       const { sql, params } = sqliteRangeQuery(info, column.name, lo, hi);
       const action = `read rows of ${JSON.stringify(info.name)}`;
-      const iter = query(ctx, action, () => conn.db.prepare<[bigint, bigint], SqliteValue[]>(sql).raw(true).safeIntegers(true).iterate(...params));
+      const iter = query(ctx, action, () => conn.db.prepare<[bigint, bigint], unknown[]>(sql).raw(true).safeIntegers(true).iterate(...params));
       stream = new SqliteRowStream(iter, info.textAffinity, conn, ctx.name, action, signal);
     } catch (err) {
       conn.release();

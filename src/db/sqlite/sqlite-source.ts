@@ -48,7 +48,7 @@ import {
   type TableSource,
 } from '../table-source.js';
 import { SqliteReader, quoteSqliteIdent, sqliteRangeQuery, sqliteTableInfo, type LentConnection, type SqliteDb, type SqliteReaderContext } from './sqlite-reader.js';
-import { decodeSqliteField, type SqliteValue } from './sqlite-values.js';
+import { decodeSqliteField, sqliteColumnKind, type SqliteValue } from './sqlite-values.js';
 
 /** Options of {@link SqliteSource}. */
 export interface SqliteSourceOptions {
@@ -307,7 +307,7 @@ export class SqliteSource implements TableSource {
         throwIfAborted(signal);
         const info = sqliteTableInfo(this.#context(() => db, () => conn), db, table);
         const n = info.columns.length;
-        const aff = info.textAffinity;
+        const kinds = info.columns.map((c) => sqliteColumnKind(c.type));
         const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${info.columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${info.columns.map(() => '?').join(', ')})`);
         let del: { sql: string; params: [bigint, bigint] } | undefined;
         if (bounds !== undefined) {
@@ -326,11 +326,8 @@ export class SqliteSource implements TableSource {
             throwIfAborted(signal);
             const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Uint8Array);
             const before = parser.rows;
-            parser.write(buf, (fields, row) => {
-              for (let i = 0; i < n; i++) {
-                const f = fields[i]!;
-                values[i] = decodeSqliteField(f === null ? null : f.toString('utf8'), aff[i]!, row);
-              }
+            parser.writeStrings(buf, (fields, row) => {
+              for (let i = 0; i < n; i++) values[i] = decodeSqliteField(fields[i]!, kinds[i]!, row);
               insert.run(...values);
             });
             tracker.add(buf.length, parser.rows - before);

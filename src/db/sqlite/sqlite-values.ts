@@ -29,7 +29,7 @@
  * @module
  */
 import { StowageError } from '../../errors.js';
-import { malformedBulkText } from '../bulk-text.js';
+import { BULK_NULL, escapeBulkText, malformedBulkText } from '../bulk-text.js';
 import { INT64_MAX, INT64_MIN } from '../table-source.js';
 
 /** A value as better-sqlite3 returns it with `safeIntegers(true)`. */
@@ -48,6 +48,22 @@ export function sqliteTextAffinity(type: string): boolean {
   return t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT');
 }
 
+/**
+ * Whether SQLite converts a number bound to a column declared with `type`
+ * to the column's own numeric class (INTEGER, REAL or NUMERIC affinity), so
+ * that binding a safe integer as a JavaScript number stores the same cell
+ * as binding it as a BigInt. False for TEXT, BLOB and untyped columns, and
+ * for `ANY` (no conversion at all in a STRICT table).
+ *
+ * @param type - the declared type
+ */
+export function sqliteConvertsNumbers(type: string): boolean {
+  const t = type.toUpperCase().trim();
+  if (t.includes('INT')) return true;
+  if (sqliteTextAffinity(t) || t.includes('BLOB') || t === '' || t === 'ANY') return false;
+  return true;
+}
+
 const INT_TEXT = /^-?(?:0|[1-9][0-9]{0,18})$/;
 const REAL_TEXT = /^-?(?:[0-9]+\.[0-9]+(?:e[+-][0-9]+)?|[0-9]e[+-][0-9]+|Infinity)$/;
 
@@ -61,7 +77,8 @@ const REAL_TEXT = /^-?(?:[0-9]+\.[0-9]+(?:e[+-][0-9]+)?|[0-9]e[+-][0-9]+|Infinit
 export function sqliteRealText(x: number): string {
   if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
   const s = String(x);
-  return /[.eI]/.test(s) ? s : `${s}.0`;
+  // Integral doubles below 1e21 print without a point or exponent.
+  return Number.isInteger(x) && x < 1e21 && x > -1e21 ? `${s}.0` : s;
 }
 
 /**
@@ -75,9 +92,11 @@ export function sqliteNumberOf(s: string): bigint | number | undefined {
   const c = s.charCodeAt(s.charCodeAt(0) === 45 ? 1 : 0);
   if (!((c >= 48 && c <= 57) || c === 73)) return undefined; // digit or 'I'
   if (INT_TEXT.test(s)) {
+    if (s === '-0') return undefined;
+    // Up to 18 digits always fits in int64; 19 may not.
+    if (s.length < (c === s.charCodeAt(0) ? 19 : 20)) return BigInt(s);
     const v = BigInt(s);
-    if (v >= INT64_MIN && v <= INT64_MAX && v.toString() === s) return v;
-    return undefined;
+    return v >= INT64_MIN && v <= INT64_MAX ? v : undefined;
   }
   if (REAL_TEXT.test(s)) {
     const v = Number(s);
@@ -111,14 +130,30 @@ export function encodeSqliteValue(v: SqliteValue | Uint8Array, textAffinity: boo
 
 const HEX = /^(?:[0-9a-fA-F]{2})*$/;
 
+/** How a column reads field text on load; see {@link sqliteColumnKind}. */
+export type SqliteColumnKind = 'text' | 'numeric' | 'none';
+
+/**
+ * How a column declared with `type` reads field text: `'text'` (TEXT
+ * affinity: always text), `'numeric'` (numbers are converted by the column
+ * anyway, so safe integers may be bound as JS numbers), `'none'` (no
+ * conversion: storage classes must be bound exactly).
+ *
+ * @param type - the declared type
+ */
+export function sqliteColumnKind(type: string): SqliteColumnKind {
+  if (sqliteTextAffinity(type)) return 'text';
+  return sqliteConvertsNumbers(type) ? 'numeric' : 'none';
+}
+
 /**
  * The value to bind for a field's text (unescaped) on load.
  *
  * @param s - the field's text, or null for SQL NULL
- * @param textAffinity - whether the column has TEXT affinity
+ * @param kind - the column's kind, or a boolean: whether it has TEXT affinity
  * @param row - 1-based row number, for error messages
  */
-export function decodeSqliteField(s: string | null, textAffinity: boolean, row: number): SqliteValue {
+export function decodeSqliteField(s: string | null, kind: SqliteColumnKind | boolean, row: number): SqliteValue {
   if (s === null) return null;
   if (s.charCodeAt(0) === 92) {
     const tag = s.charCodeAt(1);
@@ -130,6 +165,45 @@ export function decodeSqliteField(s: string | null, textAffinity: boolean, row: 
     if (tag === 115 /* s */) return s.slice(2);
     throw malformedBulkText(row, `a field starts with a backslash not followed by x (BLOB) or s (TEXT): ${JSON.stringify(s.slice(0, 8))}`);
   }
-  if (textAffinity) return s;
-  return sqliteNumberOf(s) ?? s;
+  if (kind === true || kind === 'text') return s;
+  const v = sqliteNumberOf(s);
+  if (v === undefined) return s;
+  // An INTEGER-, REAL- or NUMERIC-affinity column turns an integral double back into INTEGER.
+  if (kind === 'numeric' && typeof v === 'bigint' && s.length < 16) return Number(v);
+  return v;
+}
+
+/**
+ * The select-list expression for one column of a dump. SQLite does the
+ * cheap part and spares JavaScript a BigInt or Buffer per value (the
+ * dominant cost of a dump): in a column without TEXT affinity, an INTEGER
+ * comes back as its decimal text, a BLOB as its finished field text
+ * (`\\x` + hex), a TEXT as U+0001 followed by the text (to be told apart),
+ * a REAL as a number. A TEXT-affinity column (only TEXT, BLOB or NULL) comes
+ * back as it is. {@link sqliteWireField} turns each into field text.
+ *
+ * @param quoted - the quoted column name
+ * @param textAffinity - whether the column has TEXT affinity
+ */
+export function sqliteSelectExpr(quoted: string, textAffinity: boolean): string {
+  if (textAffinity) return quoted;
+  return `CASE typeof(${quoted}) WHEN 'integer' THEN CAST(${quoted} AS TEXT) WHEN 'blob' THEN '\\\\x' || lower(hex(${quoted})) WHEN 'text' THEN char(1) || ${quoted} ELSE ${quoted} END`;
+}
+
+/**
+ * The escaped bulk text field of a value selected with
+ * {@link sqliteSelectExpr}: what {@link encodeSqliteValue} gives, escaped.
+ *
+ * @param v - the selected value
+ * @param textAffinity - whether the column has TEXT affinity
+ */
+export function sqliteWireField(v: unknown, textAffinity: boolean): string {
+  if (v === null) return BULK_NULL;
+  if (typeof v === 'string') {
+    if (textAffinity) return escapeBulkText(v.charCodeAt(0) === 92 ? `\\s${v}` : v);
+    if (v.charCodeAt(0) !== 1) return v; // an INTEGER's decimal or a BLOB's field, finished by SQLite
+    return escapeBulkText(encodeSqliteValue(v.slice(1), false)!);
+  }
+  if (typeof v === 'number') return sqliteRealText(v);
+  return escapeBulkText(encodeSqliteValue(v as SqliteValue, textAffinity)!);
 }

@@ -3,6 +3,7 @@ import {
   BULK_NULL,
   BulkTextParser,
   decodeBulkField,
+  decodeBulkTextField,
   encodeBulkRow,
   escapeBulkBytes,
   escapeBulkText,
@@ -58,6 +59,28 @@ describe('bulk text encoding', () => {
     const buf = Buffer.concat(rows.map(encodeBulkRow));
     const want = rows.map((r) => r.map((f) => (f === null ? null : Buffer.from(f as string | Uint8Array))));
     for (const chunk of [1, 2, 3, 7, buf.length]) expect(parseAll(buf, chunk)).toEqual(want);
+  });
+
+  it('decodes to strings exactly as to bytes (writeStrings), with the same errors', () => {
+    const rows: BulkField[][] = [
+      [null, '', '\\N', 'N', '\\', 'tab\there', 'lf\nthere\r\0', '日本語 🚀 \\t'],
+      ['\b\f\v\x1a', '\\\\'],
+    ];
+    const buf = Buffer.concat(rows.map(encodeBulkRow));
+    for (const chunk of [1, 5, buf.length]) {
+      const p = new BulkTextParser();
+      const got: (string | null)[][] = [];
+      for (let i = 0; i < buf.length; i += chunk) p.writeStrings(buf.subarray(i, i + chunk), (f) => got.push(f));
+      p.end();
+      expect(got).toEqual(rows);
+      expect(got).toEqual(asText(parseAll(buf)));
+    }
+    expect(decodeBulkTextField('\\b\\f\\v\\Z')).toBe('\b\f\v\x1a');
+    expect(throwsWith(() => decodeBulkTextField('a\\q', 7), 'EDB').message).toMatch(/row 7: unknown escape \\q/);
+    expect(throwsWith(() => decodeBulkTextField('a\\', 7), 'EDB').message).toMatch(/lone backslash/);
+    expect(throwsWith(() => decodeBulkTextField('x\\N', 7), 'EDB').message).toMatch(/\\N inside a longer field/);
+    const p = new BulkTextParser({ columns: 2 });
+    expect(throwsWith(() => p.writeStrings(Buffer.from('a\tb\tc\n'), () => {}), 'EDB').message).toMatch(/expected 2 fields, found 3/);
   });
 
   it('decodes the extra escapes MySQL and PostgreSQL may write', () => {

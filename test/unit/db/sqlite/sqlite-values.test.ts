@@ -1,12 +1,14 @@
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { decodeSqliteField, encodeSqliteValue, sqliteNumberOf, sqliteRealText, sqliteTextAffinity } from '../../../../src/db/sqlite/sqlite-values.js';
+import { decodeSqliteField, encodeSqliteValue, sqliteColumnKind, sqliteNumberOf, sqliteRealText, sqliteTextAffinity } from '../../../../src/db/sqlite/sqlite-values.js';
 import { throwsWith } from '../helpers.js';
 
 describe('SQLite value texts', () => {
   it('finds TEXT affinity by SQLite rules', () => {
     for (const t of ['TEXT', 'varchar(255)', 'NCHAR(3)', 'CLOB', 'character varying']) expect(sqliteTextAffinity(t), t).toBe(true);
     for (const t of ['', 'INTEGER', 'BLOB', 'REAL', 'NUMERIC', 'DECIMAL(10,2)', 'ANY', 'POINT TEXT' /* INT wins */, 'DATETIME']) expect(sqliteTextAffinity(t), t).toBe(false);
+    const kinds = Object.fromEntries(['TEXT', 'INTEGER', 'bigint', 'REAL', 'double', 'NUMERIC', 'DATETIME', 'BLOB', '', 'any', 'POINT TEXT'].map((t) => [t, sqliteColumnKind(t)]));
+    expect(kinds).toEqual({ TEXT: 'text', INTEGER: 'numeric', bigint: 'numeric', REAL: 'numeric', double: 'numeric', NUMERIC: 'numeric', DATETIME: 'numeric', BLOB: 'none', '': 'none', any: 'none', 'POINT TEXT': 'numeric' });
   });
 
   it('writes REALs so they read back to the same bits and never as integers', () => {
@@ -72,14 +74,42 @@ describe('SQLite value texts', () => {
     db.exec('CREATE TABLE t (i INTEGER, r REAL, n NUMERIC, x TEXT, b BLOB, a)');
     const cols = ['INTEGER', 'REAL', 'NUMERIC', 'TEXT', 'BLOB', ''];
     const ins = db.prepare('INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)');
-    const inputs = [1n, 2.5, -0, 'text', '42', '4.0', Buffer.from('hi'), 'Infinity', Infinity, null, '  7 '];
+    const inputs = [1n, 2.5, -0, 'text', '42', '4.0', Buffer.from('hi'), 'Infinity', Infinity, null, '  7 ', 9007199254740993n, -9223372036854775808n, 123456789012345n, 3];
     for (const v of inputs) ins.run(v, v, v, v, v, v);
     const before = db.prepare('SELECT * FROM t ORDER BY rowid').raw(true).all() as unknown[][];
     db.exec('DELETE FROM t');
-    for (const row of before) ins.run(...row.map((v, i) => decodeSqliteField(encodeSqliteValue(v as never, sqliteTextAffinity(cols[i]!)), sqliteTextAffinity(cols[i]!), 1)));
+    for (const row of before) ins.run(...row.map((v, i) => decodeSqliteField(encodeSqliteValue(v as never, sqliteTextAffinity(cols[i]!)), sqliteColumnKind(cols[i]!), 1)));
     const after = db.prepare('SELECT * FROM t ORDER BY rowid').raw(true).all() as unknown[][];
     const typed = (rows: unknown[][]): string[][] => rows.map((r) => r.map((v) => `${typeof v}:${Object.is(v, -0) ? '-0' : Buffer.isBuffer(v) ? v.toString('hex') : String(v)}`));
     expect(typed(after)).toEqual(typed(before));
+    db.close();
+  });
+});
+
+describe('SQLite dump fast path', () => {
+  it('selects and finishes every value exactly as the reference encoder does', async () => {
+    const { sqliteSelectExpr, sqliteWireField } = await import('../../../../src/db/sqlite/sqlite-values.js');
+    const { escapeBulkText } = await import('../../../../src/db/index.js');
+    const db = new Database(':memory:');
+    const types = ['INTEGER', 'REAL', 'NUMERIC', 'TEXT', 'BLOB', ''];
+    db.exec(`CREATE TABLE t (${types.map((t, i) => `c${i} ${t}`).join(', ')})`);
+    const ins = db.prepare(`INSERT INTO t VALUES (${types.map(() => '?').join(', ')})`);
+    const values = [null, 0n, -1n, 9223372036854775807n, -9223372036854775808n, 0, -0, 2.5, 1e300, -Infinity, '', 'x', '\u0001lead', '\\back', 'tab\t', '123', '1.0', Buffer.from([]), Buffer.from([1, 0x5c, 0xff]), 'ünï'];
+    for (const v of values) ins.run(...types.map(() => v));
+    const raw = db.prepare('SELECT * FROM t ORDER BY rowid').raw(true).safeIntegers(true).all() as unknown[][];
+    const fast = db
+      .prepare(`SELECT ${types.map((t, i) => sqliteSelectExpr(`"c${i}"`, sqliteTextAffinity(t))).join(', ')} FROM t ORDER BY rowid`)
+      .raw(true)
+      .safeIntegers(true)
+      .all() as unknown[][];
+    expect(fast).toHaveLength(values.length);
+    fast.forEach((row, r) =>
+      row.forEach((v, i) => {
+        const aff = sqliteTextAffinity(types[i]!);
+        const ref = encodeSqliteValue(raw[r]![i] as never, aff);
+        expect(sqliteWireField(v, aff), `row ${r} col ${types[i]}`).toBe(ref === null ? '\\N' : escapeBulkText(ref));
+      }),
+    );
     db.close();
   });
 });
