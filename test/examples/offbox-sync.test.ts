@@ -1,0 +1,118 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSshd, type SshdServer } from '../support/index.js';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+const script = join(root, 'examples', 'offbox-sync.ts');
+
+async function files(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name));
+      else out.push(relative(dir, join(d, e.name)));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+// The recipe runs as a user runs it (tsx, importing `stowage` by name)
+// against a real sshd from the test harness.
+describe('examples/offbox-sync.ts', () => {
+  let server: SshdServer;
+  let scratch: string;
+  let local: string;
+  let remoteDir: string;
+  const recipe = (extra: string[] = [], knownHosts = server.knownHostsPath) =>
+    run(process.execPath, [tsx, script, local, `${server.username}@127.0.0.1:${server.port}`, remoteDir, '--key', server.privateKeyPath, '--known-hosts', knownHosts, ...extra], { cwd: root }).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+
+  beforeAll(async () => {
+    server = await startSshd();
+    scratch = await mkdtemp(join(tmpdir(), 'stowage-offbox-test-'));
+    local = join(scratch, 'backups');
+    remoteDir = join(server.root, 'paired', 'backups');
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('sends dated tarballs with their sidecars, verifies them on the remote side, leaves no LOCKED', async () => {
+    const r = await recipe(['--demo']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/connected to ssh:\/\/.*remote digests: md5sum on the far side/);
+    expect(r.stdout.match(/^verified /gm)).toHaveLength(3);
+    expect(r.stdout).toMatch(/copied 6, unchanged \d+, deleted 0, mutants 0/);
+    const sent = await files(remoteDir);
+    expect(sent).toEqual(await files(local));
+    expect(sent.filter((f) => f.endsWith('.tar.gz'))).toEqual(['2024/03/08/023000/svnrepo.tar.gz', '2024/03/09/023000/svnrepo.tar.gz', '2024/03/10/023000/svnrepo.tar.gz']);
+    expect(existsSync(join(remoteDir, 'LOCKED'))).toBe(false);
+    const sidecar = JSON.parse(await readFile(join(remoteDir, sent[0]! + '.dna'), 'utf8')) as { dig: string };
+    expect(createHash('md5').update(await readFile(join(remoteDir, sent[0]!))).digest('hex')).toBe(sidecar.dig);
+  });
+
+  it('a second run sends nothing; a set pruned locally is deleted remotely (within the guard)', async () => {
+    expect((await recipe()).stdout).toMatch(/copied 0, unchanged \d+, deleted 0, mutants 0/);
+    await rm(join(local, '2024', '03', '08'), { recursive: true });
+    const r = await recipe();
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/deleted remote 2024\/03\/08\/023000\/svnrepo.tar.gz\n/);
+    expect(existsSync(join(remoteDir, '2024', '03', '08'))).toBe(false);
+    expect(await files(remoteDir)).toEqual(await files(local));
+  });
+
+  it('refuses to delete past --max-delete, and refuses an empty local folder (an unmounted disk), remote intact', async () => {
+    const before = await files(remoteDir);
+    await rm(join(local, '2024', '03', '09'), { recursive: true });
+    const guard = await recipe(['--max-delete', '1']);
+    expect(guard.code).toBe(2);
+    expect(guard.stderr).toMatch(/refused: EDELETE_GUARD/);
+    expect(await files(remoteDir)).toEqual(before);
+    await rm(local, { recursive: true });
+    await mkdir(local);
+    const empty = await recipe();
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/refused: EDELETE_GUARD: .*empty/);
+    expect(await files(remoteDir)).toEqual(before);
+  });
+
+  it('reports a tarball that rotted after its sidecar was written as a mutant (exit 1)', async () => {
+    await rm(local, { recursive: true, force: true });
+    await mkdir(local);
+    const r0 = await recipe(['--demo']);
+    expect(r0.code).toBe(0);
+    const victim = join(local, '2024', '03', '10', '023000', 'svnrepo.tar.gz');
+    const bytes = await readFile(victim);
+    bytes[100] = bytes[100]! ^ 0xff;
+    await writeFile(victim, bytes);
+    await utimes(victim, new Date(), new Date(Date.now() + 5000));
+    const r = await recipe();
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/MUTANT 2024\/03\/10\/023000\/svnrepo.tar.gz/);
+    expect(r.stdout).toMatch(/mutants 1/);
+  });
+
+  it('does not send a tree that holds LOCKED (a backup being written), nor to a host whose key changed', async () => {
+    await mkdir(join(local, 'LOCKED'));
+    const locked = await recipe();
+    expect(locked.code).toBe(2);
+    expect(locked.stderr).toMatch(/refused: ELOCKED/);
+    await rm(join(local, 'LOCKED'), { recursive: true });
+    const wrong = await recipe([], server.wrongKnownHostsPath);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/refused: EHOSTKEY/);
+  });
+});
