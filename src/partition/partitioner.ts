@@ -522,6 +522,7 @@ export class Partitioner {
     const path = p.path!;
     const complete = p.state !== 'partial';
     const read: { table: string; columns: string[]; keyIndex: number; schema: Buffer; spool: RowSpool }[] = [];
+    let filling: Promise<void> | undefined;
     try {
       await this.source.snapshot(
         async (reader: TableReader) => {
@@ -530,15 +531,18 @@ export class Partitioner {
             const { index: keyIndex } = findColumn(reader.name, table, columns, this.key);
             const schema = Buffer.from(await reader.schema(table, { signal }), 'utf8');
             const stream = await reader.rows(table, { key: this.key, lo: p.lo, hi: p.hi, signal });
-            try {
-              const spool = await RowSpool.fill(stream, {
-                keyIndex,
-                memoryBytes: this.#spoolBytes,
-                spillPath: `${path}.${i}.spool`,
-                signal,
-                onBytes: (n) => progress.add(n),
-              });
+            // The snapshot settles as soon as it is aborted; the fill is awaited below so that its spill file is gone before dump() returns.
+            filling = RowSpool.fill(stream, {
+              keyIndex,
+              memoryBytes: this.#spoolBytes,
+              spillPath: `${path}.${i}.spool`,
+              signal,
+              onBytes: (n) => progress.add(n),
+            }).then((spool) => {
               read.push({ table, columns: columns.map((c) => c.name), keyIndex, schema, spool });
+            });
+            try {
+              await filling;
             } finally {
               stream.destroy();
             }
@@ -589,6 +593,7 @@ export class Partitioner {
       this.#recordWritten(w, created, out.bytesIn, entries.length);
       return w;
     } finally {
+      await filling?.catch(() => {});
       await Promise.all(read.map((r) => r.spool.dispose()));
     }
   }

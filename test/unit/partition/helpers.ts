@@ -69,7 +69,7 @@ export function insertPair(file: string, seqnos: Iterable<number | bigint>, perS
       const n = BigInt(s);
       vld.run(n, `2011-08-15 00:00:${String(n % 60n).padStart(2, '0')}`, '2038-01-19 03:14:07', 127n, 'tab\there, new\nline \\ back');
       for (let r = 1n; r <= BigInt(perSeqno); r++) {
-        pay.run(n, r, n * 100n + r, Number(n) / 7 + Number(r), r % 2n === 0n ? null : `pmt ${n}/${r} ünïcode`, Buffer.from([Number(n % 256n), 0, 9, 10, 92, Number(r % 256n)]));
+        pay.run(n, r, (n % 1000000n) * 100n + r, Number(n) / 7 + Number(r), r % 2n === 0n ? null : `pmt ${n}/${r} ünïcode`, Buffer.from([Number(n % 256n), 0, 9, 10, 92, Number(r % 256n)]));
       }
     }
   })();

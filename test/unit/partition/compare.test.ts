@@ -1,0 +1,160 @@
+import { copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SqliteSource } from '../../../src/db/sqlite/index.js';
+import type { RowsOptions, TableReader } from '../../../src/db/index.js';
+import { Partitioner } from '../../../src/partition/index.js';
+import { exec, insertPair, makePairDb, rejectsWith, tempDir } from './helpers.js';
+
+const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Two identical databases a and b. */
+async function twins(keys: number[], perSeqno = 3): Promise<{ fa: string; fb: string; a: SqliteSource; b: SqliteSource }> {
+  const d = await tempDir();
+  const fa = join(d, 'a.db');
+  const fb = join(d, 'b.db');
+  makePairDb(fa, keys, perSeqno);
+  exec(fa, 'PRAGMA wal_checkpoint(TRUNCATE)');
+  await copyFile(fa, fb);
+  return { fa, fb, a: new SqliteSource(fa), b: new SqliteSource(fb) };
+}
+
+/** A reader with its rows() calls recorded. */
+function recording(r: SqliteSource): { reader: TableReader; calls: RowsOptions[] } {
+  const calls: RowsOptions[] = [];
+  const reader = new Proxy(r, {
+    get(t, p) {
+      if (p === 'rows') {
+        return (table: string, o: RowsOptions) => {
+          calls.push(o);
+          return t.rows(table, o);
+        };
+      }
+      const v = Reflect.get(t, p, t) as unknown;
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+  return { reader, calls };
+}
+
+describe('Partitioner.compare', () => {
+  it('finds two copies equal range by range', async () => {
+    const { a, b } = await twins([...seq(1, 150), 700]);
+    const r = await Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 100 });
+    expect(r.equal).toBe(true);
+    expect(r.ranges.map((x) => [x.lo, x.hi, x.a.count, x.equal])).toEqual([
+      [1n, 100n, 300, true],
+      [101n, 200n, 150, true],
+      [601n, 700n, 3, true],
+    ]);
+    expect(r.differingRanges).toEqual([]);
+    expect(r.differences).toEqual([]);
+    expect(r.a).toEqual({ name: a.name, rows: 453, nulls: 0, columns: ['SEQNO', 'ROW_COUNTER', 'PMTID', 'GAIN', 'NOTE', 'RAW'] });
+    expect(r.columnsEqual).toBe(true);
+    await a.close();
+    await b.close();
+  });
+
+  it('narrows each difference down to its key: changed, missing and extra rows', async () => {
+    const { fb, a, b } = await twins(seq(1, 450));
+    exec(fb, 'UPDATE "Calib" SET "GAIN" = 0.1 WHERE "SEQNO" = 42 AND "ROW_COUNTER" = 2');
+    exec(fb, 'DELETE FROM "Calib" WHERE "SEQNO" = 250 AND "ROW_COUNTER" = 3');
+    exec(fb, 'DELETE FROM "Calib" WHERE "SEQNO" = 251');
+    insertPair(fb, [900, 4000], 2);
+    const r = await Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 100 });
+    expect(r.equal).toBe(false);
+    expect(r.differingRanges.map((x) => [x.lo, x.a.count, x.b.count])).toEqual([
+      [1n, 300, 300],
+      [201n, 300, 296],
+      [801n, 0, 2],
+      [3901n, 0, 2],
+    ]);
+    expect(r.ranges).toHaveLength(7);
+    expect(r.differences).toEqual([
+      { key: 42n, kind: 'different', rowsA: 3, rowsB: 3 },
+      { key: 250n, kind: 'different', rowsA: 3, rowsB: 2 },
+      { key: 251n, kind: 'only-in-a', rowsA: 3, rowsB: 0 },
+      { key: 900n, kind: 'only-in-b', rowsA: 0, rowsB: 2 },
+      { key: 4000n, kind: 'only-in-b', rowsA: 0, rowsB: 2 },
+    ]);
+    expect(r.truncated).toBe(false);
+    await a.close();
+    await b.close();
+  });
+
+  it('bisects a large differing range instead of reading it whole', async () => {
+    const { fb, a, b } = await twins(seq(1, 12000), 1);
+    exec(fb, 'UPDATE "Calib" SET "NOTE" = \'x\' WHERE "SEQNO" = 7777');
+    const ra = recording(a);
+    const r = await Partitioner.compare(ra.reader, b, 'Calib', { rowsPerPartition: 1_000_000 });
+    expect(r.differences).toEqual([{ key: 7777n, kind: 'different', rowsA: 1, rowsB: 1 }]);
+    // Rows were read key by key only in a small piece around 7777.
+    const bounded = ra.calls.filter((c) => c.hi !== undefined);
+    expect(bounded).toHaveLength(1);
+    const piece = bounded[0]!;
+    expect(BigInt(piece.lo!) <= 7777n && 7777n <= BigInt(piece.hi!)).toBe(true);
+    expect(BigInt(piece.hi!) - BigInt(piece.lo!)).toBeLessThan(4096n);
+    await a.close();
+    await b.close();
+  });
+
+  it('stops listing keys at maxDifferences, still counting every range', async () => {
+    const { fb, a, b } = await twins(seq(1, 300), 1);
+    exec(fb, 'UPDATE "Calib" SET "NOTE" = \'x\' WHERE "SEQNO" % 10 = 0');
+    const r = await Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 100, maxDifferences: 5 });
+    expect(r.differences.map((x) => x.key)).toEqual([10n, 20n, 30n, 40n, 50n]);
+    expect(r.truncated).toBe(true);
+    expect(r.differingRanges).toHaveLength(3);
+    await a.close();
+    await b.close();
+  });
+
+  it('compares only [lo, hi] when asked', async () => {
+    const { fb, a, b } = await twins(seq(1, 300));
+    exec(fb, 'DELETE FROM "Calib" WHERE "SEQNO" = 280');
+    const inside = await Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 100, lo: 50, hi: 250 });
+    expect(inside.equal).toBe(true);
+    expect(inside.ranges.map((x) => [x.lo, x.hi])).toEqual([
+      [50n, 100n],
+      [101n, 200n],
+      [201n, 250n],
+    ]);
+    const around = await Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 100, lo: 250 });
+    expect(around.differences).toEqual([{ key: 280n, kind: 'only-in-a', rowsA: 3, rowsB: 0 }]);
+    await a.close();
+    await b.close();
+  });
+
+  it('is not equal when the columns or the NULL-key rows differ', async () => {
+    const { fa, fb, a, b } = await twins([1, 2]);
+    exec(fa, 'CREATE TABLE "T" ("SEQNO" INTEGER, "V" TEXT)');
+    exec(fb, 'CREATE TABLE "T" ("SEQNO" INTEGER, "W" TEXT)');
+    const cols = await Partitioner.compare(a, b, 'T');
+    expect(cols.columnsEqual).toBe(false);
+    expect(cols.equal).toBe(false);
+    exec(fa, 'CREATE TABLE "U" ("SEQNO" INTEGER, "V" TEXT)');
+    exec(fb, 'CREATE TABLE "U" ("SEQNO" INTEGER, "V" TEXT)');
+    exec(fa, 'INSERT INTO "U" VALUES (1, \'a\'), (NULL, \'b\')');
+    exec(fb, 'INSERT INTO "U" VALUES (1, \'a\')');
+    const nulls = await Partitioner.compare(a, b, 'U');
+    expect(nulls.differingRanges).toEqual([]);
+    expect([nulls.a.nulls, nulls.b.nulls, nulls.equal]).toEqual([1, 0, false]);
+    await a.close();
+    await b.close();
+  });
+
+  it('rejects bad input and stops when aborted', async () => {
+    const { a, b } = await twins([1]);
+    await rejectsWith(Partitioner.compare(a, b, 'Nope'), 'ENO_TABLE');
+    await rejectsWith(Partitioner.compare(a, b, 'Calib', { key: 'NOPE' }), 'ENO_TABLE');
+    await rejectsWith(Partitioner.compare(a, b, 'Calib', { kee: 'x' } as never), 'EBAD_CONFIG');
+    await rejectsWith(Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 0 }), 'EBAD_CONFIG');
+    await rejectsWith(Partitioner.compare(a, {} as never, 'Calib'), 'EBAD_CONFIG');
+    const ac = new AbortController();
+    const reason = new Error('enough');
+    ac.abort(reason);
+    await expect(Partitioner.compare(a, b, 'Calib', { signal: ac.signal })).rejects.toBe(reason);
+    await a.close();
+    await b.close();
+  });
+});

@@ -1,0 +1,358 @@
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rm, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { SqliteSource } from '../../../src/db/sqlite/index.js';
+import { digestBulkText } from '../../../src/db/index.js';
+import { DnaDigest } from '../../../src/dna/index.js';
+import { Catalog } from '../../../src/catalog/index.js';
+import { Archiver } from '../../../src/archive/index.js';
+import { Partitioner, parseManifest, type PartitionerOptions } from '../../../src/partition/index.js';
+import type { Progress } from '../../../src/progress.js';
+import { archiveEntries, exec, insertPair, listFiles, makePairDb, mtimes, rejectsWith, tempDir } from './helpers.js';
+
+const run = promisify(execFile);
+const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const names = (r: { written: readonly { path: string }[] }): string[] => r.written.map((w) => w.path.split('/').slice(-2).join('/'));
+
+describe('Partitioner.dump', () => {
+  it('writes one archive per occupied range: manifest, schema and rows of every table, with a DNA sidecar', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, [...seq(1, 120), 950], 3);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const r = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out }).dump();
+    expect(await listFiles(out)).toEqual([
+      'CalibVld/0000000001-0000000100.tar.gz',
+      'CalibVld/0000000001-0000000100.tar.gz.dna',
+      'CalibVld/0000000101-0000000200.tar.gz',
+      'CalibVld/0000000101-0000000200.tar.gz.dna',
+      'CalibVld/0000000901-0000001000.tar.gz',
+      'CalibVld/0000000901-0000001000.tar.gz.dna',
+    ]);
+    expect(r.written.map((w) => [w.lo, w.hi, w.complete])).toEqual([
+      [1n, 100n, true],
+      [101n, 200n, true],
+      [901n, 1000n, false],
+    ]);
+    expect(r.rows).toBe(121 * 4);
+    expect(r.unchanged).toEqual([]);
+
+    const first = r.written[0]!;
+    expect(await DnaDigest.readSidecar(first.path)).toEqual(first.dna);
+    expect(await DnaDigest.ofFile(first.path)).toEqual(first.dna);
+    expect((await Archiver.verify(first.path, { requireSidecar: true })).ok).toBe(true);
+    const entries = await archiveEntries(first.path);
+    expect([...entries.keys()]).toEqual(['manifest.json', 'CalibVld/schema.sql', 'CalibVld/rows.tsv', 'Calib/schema.sql', 'Calib/rows.tsv']);
+    const m = parseManifest(entries.get('manifest.json')!, first.path);
+    expect(m).toMatchObject({ engine: 'sqlite', source: src.name, key: 'SEQNO', lo: 1n, hi: 100n, rowsPerPartition: 100n, base: 1n, complete: true });
+    expect(m.tables.map((t) => [t.name, t.count, t.keyIndex])).toEqual([
+      ['CalibVld', 100, 0],
+      ['Calib', 300, 0],
+    ]);
+    expect(m.tables[1]!.columns).toEqual(['SEQNO', 'ROW_COUNTER', 'PMTID', 'GAIN', 'NOTE', 'RAW']);
+    // The rows are the source's own bulk text of the range, byte for byte; for a unique key the range digest is their md5.
+    const rows = entries.get('CalibVld/rows.tsv')!;
+    expect(rows.equals(Buffer.concat(await (await src.rows('CalibVld', { key: 'SEQNO', lo: 1, hi: 100 })).toArray()))).toBe(true);
+    expect(createHash('md5').update(rows).digest('hex')).toBe(m.tables[0]!.digest);
+    expect(await digestBulkText([entries.get('Calib/rows.tsv')!], { keyIndex: 0 })).toEqual(await src.digestRange('Calib', 'SEQNO', 1, 100));
+    expect(entries.get('Calib/schema.sql')!.toString()).toBe(await src.schema('Calib'));
+    expect(r.written[0]!.tables).toEqual([
+      { name: 'CalibVld', rows: 100, bytes: m.tables[0]!.bytes, digest: m.tables[0]!.digest },
+      { name: 'Calib', rows: 300, bytes: m.tables[1]!.bytes, digest: m.tables[1]!.digest },
+    ]);
+    // GNU tar reads the multi-member gzip.
+    const { stdout } = await run('tar', ['-tzf', first.path]);
+    expect(stdout.trim().split('\n')).toEqual(['manifest.json', 'CalibVld/schema.sql', 'CalibVld/rows.tsv', 'Calib/schema.sql', 'Calib/rows.tsv']);
+  });
+
+  it('names the folder after the first table, the "name" option, or the encoded table name', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, [1, 2]);
+    exec(f, 'CREATE TABLE "we""ird tab`le/x" ("SEQNO" INTEGER PRIMARY KEY, "v" TEXT)');
+    exec(f, 'INSERT INTO "we""ird tab`le/x" VALUES (7, \'a\')');
+    await using src = new SqliteSource(f);
+    await new Partitioner(src, { tables: ['CalibVld', 'Calib'], outDir: d, name: 'calib-pair' }).dump();
+    await new Partitioner(src, { table: 'we"ird tab`le/x', outDir: d }).dump();
+    const files = (await listFiles(d)).filter((x) => x.endsWith('.tar.gz'));
+    expect(files).toEqual(['calib-pair/0000000001-0000010000.tar.gz', 'we%22ird%20tab%60le%2Fx/0000000001-0000010000.tar.gz']);
+    const e = await archiveEntries(join(d, files[1]!));
+    expect([...e.keys()]).toEqual(['manifest.json', 'we%22ird%20tab%60le%2Fx/schema.sql', 'we%22ird%20tab%60le%2Fx/rows.tsv']);
+    expect(e.get('we%22ird%20tab%60le%2Fx/rows.tsv')!.toString()).toBe('7\ta\n');
+  });
+
+  describe.each(['disk', 'catalog'] as const)('incremental runs, state from %s', (mode) => {
+    async function setup(): Promise<{ d: string; f: string; out: string; src: SqliteSource; catalog: Catalog | undefined; p: () => Partitioner }> {
+      const d = await tempDir();
+      const f = join(d, 'c.db');
+      makePairDb(f, seq(1, 250));
+      const src = new SqliteSource(f);
+      const catalog = mode === 'catalog' ? new Catalog(join(d, 'stowage.catalog')) : undefined;
+      const out = join(d, 'out');
+      const opts: PartitionerOptions = { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out };
+      if (catalog !== undefined) opts.catalog = catalog;
+      return { d, f, out, src, catalog, p: () => new Partitioner(src, opts) };
+    }
+
+    it('writes new complete ranges and the changed tail, then nothing when no row came', async () => {
+      const { f, out, src, catalog, p } = await setup();
+      try {
+        const r1 = await p().dump();
+        expect(names(r1)).toEqual(['CalibVld/0000000001-0000000100.tar.gz', 'CalibVld/0000000101-0000000200.tar.gz', 'CalibVld/0000000201-0000000300.tar.gz']);
+        expect(r1.written.map((w) => w.complete)).toEqual([true, true, false]);
+        const t1 = await mtimes(out);
+        await new Promise((r) => setTimeout(r, 20));
+
+        insertPair(f, seq(251, 420));
+        const r2 = await p().dump();
+        // 201-300 was the partial tail and is complete now; 301-400 is new; 401-500 the new tail.
+        expect(names(r2)).toEqual(['CalibVld/0000000201-0000000300.tar.gz', 'CalibVld/0000000301-0000000400.tar.gz', 'CalibVld/0000000401-0000000500.tar.gz']);
+        expect(r2.written.map((w) => w.complete)).toEqual([true, true, false]);
+        expect(r2.rows).toBe((100 + 100 + 20) * 3);
+        const t2 = await mtimes(out);
+        for (const n of ['CalibVld/0000000001-0000000100.tar.gz', 'CalibVld/0000000101-0000000200.tar.gz', 'CalibVld/0000000001-0000000100.tar.gz.dna']) expect(t2[n], n).toBe(t1[n]);
+        expect(t2['CalibVld/0000000201-0000000300.tar.gz']).toBeGreaterThan(t1['CalibVld/0000000201-0000000300.tar.gz']!);
+
+        const records = catalog === undefined ? undefined : { parts: catalog.partitions(src.name, 'Calib'), archives: catalog.archives() };
+        await new Promise((r) => setTimeout(r, 20));
+        const r3 = await p().dump();
+        expect(r3.written).toEqual([]);
+        expect(r3.unchanged).toEqual([{ lo: 401n, hi: 500n }]);
+        expect(await mtimes(out)).toEqual(t2);
+        if (catalog !== undefined) {
+          expect(catalog.partitions(src.name, 'Calib')).toEqual(records!.parts);
+          expect(catalog.archives()).toEqual(records!.archives);
+        }
+
+        // A change inside the tail without a new key rewrites it; the complete ranges stay.
+        exec(f, 'UPDATE "Calib" SET "NOTE" = \'late fix\' WHERE "SEQNO" = 410 AND "ROW_COUNTER" = 2');
+        const r4 = await p().dump();
+        expect(names(r4)).toEqual(['CalibVld/0000000401-0000000500.tar.gz']);
+        const plan = await p().plan();
+        expect(plan.partitions.map((x) => x.state)).toEqual(['archived', 'archived', 'archived', 'archived', 'partial']);
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
+
+    it('rewrites a full tail once when keys pass it, and an archive that went missing', async () => {
+      const { f, out, src, catalog, p } = await setup();
+      try {
+        exec(f, 'DELETE FROM "Calib" WHERE "SEQNO" > 200');
+        exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" > 200');
+        const r1 = await p().dump();
+        expect(r1.written.map((w) => [w.lo, w.complete])).toEqual([
+          [1n, true],
+          [101n, false],
+        ]);
+        insertPair(f, [201]);
+        const r2 = await p().dump();
+        // 101-200 holds the same rows, but it is complete now: written once more, in its final form.
+        expect(r2.written.map((w) => [w.lo, w.complete])).toEqual([
+          [101n, true],
+          [201n, false],
+        ]);
+        expect((await p().dump()).written).toEqual([]);
+        await rm(join(out, 'CalibVld', '0000000001-0000000100.tar.gz'));
+        const r4 = await p().dump();
+        expect(names(r4)).toEqual(['CalibVld/0000000001-0000000100.tar.gz']);
+        if (catalog !== undefined) {
+          const recs = catalog.partitions(src.name, 'CalibVld');
+          expect(recs.map((x) => [x.lo, x.hi, x.state, x.rows])).toEqual([
+            [1n, 100n, 'archived', 100],
+            [101n, 200n, 'archived', 100],
+            [201n, 300n, 'partial', 1],
+          ]);
+          expect(recs[0]!.archivePath).toBe(join(out, 'CalibVld', '0000000001-0000000100.tar.gz'));
+          expect(catalog.archive(recs[0]!.archivePath!)?.dna).toEqual(r4.written[0]!.dna);
+        }
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
+
+    it('rewrites every occupied range with incremental: false', async () => {
+      const { src, catalog, p } = await setup();
+      try {
+        await p().dump();
+        const r = await p().dump({ incremental: false });
+        expect(r.written.map((w) => w.lo)).toEqual([1n, 101n, 201n]);
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
+  });
+
+  it('records runs of empty ranges in the Catalog once, without writing them', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, [1, 10n ** 12n]);
+    await using src = new SqliteSource(f);
+    using catalog = new Catalog(join(d, 'cat'));
+    const p = new Partitioner(src, { tables: ['CalibVld', 'Calib'], outDir: join(d, 'out'), catalog });
+    const r = await p.dump();
+    expect(r.written).toHaveLength(2);
+    expect((await listFiles(join(d, 'out'))).filter((x) => x.endsWith('.gz'))).toHaveLength(2);
+    const recs = catalog.partitions(src.name, 'Calib');
+    expect(recs.map((x) => [x.lo, x.hi, x.state, x.rows, x.archivePath === null])).toEqual([
+      [1n, 10000n, 'archived', 2, false],
+      [10001n, 10n ** 12n - 10000n, 'empty', 0, true],
+      [10n ** 12n - 9999n, 10n ** 12n, 'partial', 2, false],
+    ]);
+    const before = catalog.partitions(src.name, 'CalibVld');
+    await p.dump();
+    expect(catalog.partitions(src.name, 'CalibVld')).toEqual(before);
+  });
+
+  it('spills a range larger than spoolMemoryBytes to a file beside the archive, and removes it', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 300), 4);
+    await using src = new SqliteSource(f);
+    const inMemory = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 1000, outDir: join(d, 'mem') }).dump();
+    const spilled = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 1000, outDir: join(d, 'disk'), spoolMemoryBytes: 1000 }).dump();
+    expect(spilled.written[0]!.tables).toEqual(inMemory.written[0]!.tables);
+    const a = await archiveEntries(inMemory.written[0]!.path);
+    const b = await archiveEntries(spilled.written[0]!.path);
+    expect(b.get('Calib/rows.tsv')!.equals(a.get('Calib/rows.tsv')!)).toBe(true);
+    expect(await listFiles(join(d, 'disk'))).toEqual(['CalibVld/0000000001-0000001000.tar.gz', 'CalibVld/0000000001-0000001000.tar.gz.dna']);
+  });
+
+  it('reads each range in one snapshot: a pair committed during the dump is archived whole or not at all', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250), 3);
+    await using src = new SqliteSource(f);
+    const p = new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: join(d, 'out'), spoolMemoryBytes: 0 });
+    const writer = new Database(f);
+    const vld = writer.prepare('INSERT INTO "CalibVld" VALUES (?, \'t\', \'t\', 1, NULL)');
+    const pay = writer.prepare('INSERT INTO "Calib" VALUES (?, ?, 0, 0.5, NULL, NULL)');
+    let next = 251;
+    const r = await p.dump({
+      concurrency: 1,
+      onProgress: () => {
+        // Between reads of the payload and validity tables, a new SEQNO and its payload are committed together.
+        writer.transaction(() => {
+          vld.run(next);
+          for (let i = 1; i <= 3; i++) pay.run(next, i);
+        })();
+        next++;
+      },
+    });
+    writer.close();
+    expect(next).toBeGreaterThan(251);
+    const tail = await archiveEntries(r.written.at(-1)!.path);
+    const keysOf = (b: Buffer): Set<string> => new Set(b.toString().split('\n').filter(Boolean).map((l) => l.split('\t')[0]!));
+    const vk = keysOf(tail.get('CalibVld/rows.tsv')!);
+    const pk = keysOf(tail.get('Calib/rows.tsv')!);
+    expect([...pk].sort()).toEqual([...vk].sort());
+    for (const k of pk) expect(tail.get('Calib/rows.tsv')!.toString().split('\n').filter((l) => l.startsWith(`${k}\t`))).toHaveLength(3);
+    // The next run picks up every pair committed meanwhile.
+    const again = await p.dump();
+    const last = await archiveEntries(again.written.at(-1)!.path);
+    expect(keysOf(last.get('CalibVld/rows.tsv')!).has(String(next - 1))).toBe(true);
+  });
+
+  it('reports progress: bytes of bulk text and ranges done', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 450));
+    await using src = new SqliteSource(f);
+    const seen: Progress[] = [];
+    const r = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: d }).dump({ onProgress: (p) => seen.push(p) });
+    const last = seen.at(-1)!;
+    expect(last).toMatchObject({ phase: 'dump', itemsDone: 5, itemsTotal: 5, bytesDone: r.bytes });
+    expect(seen.every((p, i) => i === 0 || p.bytesDone >= seen[i - 1]!.bytesDone)).toBe(true);
+  });
+
+  it('rejects with the reason when aborted before it starts, and writes nothing', async () => {
+    const d = await tempDir();
+    makePairDb(join(d, 'c.db'), seq(1, 10));
+    await using src = new SqliteSource(join(d, 'c.db'));
+    const ac = new AbortController();
+    const reason = new Error('cancelled');
+    ac.abort(reason);
+    await expect(new Partitioner(src, { table: 'CalibVld', outDir: join(d, 'out') }).dump({ signal: ac.signal })).rejects.toBe(reason);
+    expect(await listFiles(join(d, 'out'))).toEqual([]);
+  });
+
+  it.each([
+    ['while reading a range', (p: Progress) => p.bytesDone > 0],
+    ['after some ranges were written', (p: Progress) => p.itemsDone >= 2],
+  ])('leaves no partial archive when aborted midway (%s)', async (_what, when) => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 2000), 3);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const ac = new AbortController();
+    const reason = new Error('midway');
+    const p = new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 200, outDir: out, spoolMemoryBytes: 4096 });
+    await expect(p.dump({ concurrency: 2, signal: ac.signal, onProgress: (x) => when(x) && ac.abort(reason) })).rejects.toBe(reason);
+    const files = await listFiles(out);
+    expect(files.filter((x) => !x.endsWith('.tar.gz') && !x.endsWith('.tar.gz.dna'))).toEqual([]);
+    const archives = files.filter((x) => x.endsWith('.tar.gz'));
+    expect(archives.length).toBeLessThan(10);
+    for (const a of archives) {
+      expect(files).toContain(a + '.dna');
+      expect((await Archiver.verify(join(out, a), { requireSidecar: true })).ok).toBe(true);
+    }
+    // The next run completes the job.
+    const r = await p.dump();
+    expect(r.written.length + archives.length).toBe(10);
+  });
+
+  it('writes again an archive that is damaged on disk', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250));
+    await using src = new SqliteSource(f);
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: d });
+    const r1 = await p.dump();
+    await truncate(r1.written[0]!.path, 30);
+    const r2 = await p.dump();
+    expect(r2.written.map((w) => w.lo)).toEqual([1n]);
+    expect((await Archiver.verify(r2.written[0]!.path, { requireSidecar: true })).ok).toBe(true);
+    // One without its sidecar is not taken for archived either.
+    await rm(r1.written[1]!.path + '.dna');
+    expect((await p.dump()).written.map((w) => w.lo)).toEqual([101n]);
+  });
+
+  it('fails with the error of a range it cannot write, keeping the archives already written', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250));
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out });
+    await p.dump();
+    insertPair(f, seq(251, 350));
+    // A directory in the way of the next archive's name.
+    await mkdir(join(out, 'CalibVld', '0000000301-0000000400.tar.gz'));
+    const err = await rejectsWith(p.dump({ concurrency: 1 }), 'EIO');
+    expect(err.message).toContain('0000000301-0000000400.tar.gz');
+    const files = await listFiles(out);
+    expect(files).toContain('CalibVld/0000000201-0000000300.tar.gz');
+    expect(files.filter((x) => x.endsWith('.part'))).toEqual([]);
+    expect(JSON.parse(await readFile(join(out, 'CalibVld', '0000000201-0000000300.tar.gz.dna'), 'utf8'))).toHaveProperty('dig');
+  });
+
+  it('rejects bad dump options', async () => {
+    const d = await tempDir();
+    makePairDb(join(d, 'c.db'), [1]);
+    await using src = new SqliteSource(join(d, 'c.db'));
+    const p = new Partitioner(src, { table: 'CalibVld', outDir: d });
+    await rejectsWith(p.dump({ concurency: 2 } as never), 'EBAD_CONFIG');
+    await rejectsWith(p.dump({ concurrency: 0 }), 'EBAD_CONFIG');
+    await rejectsWith(p.dump({ incremental: 'yes' as never }), 'EBAD_CONFIG');
+    await rejectsWith(p.dump({ onProgress: 5 as never }), 'EBAD_CONFIG');
+  });
+});

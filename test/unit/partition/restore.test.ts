@@ -1,0 +1,242 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { SqliteSource } from '../../../src/db/sqlite/index.js';
+import type { TableSource } from '../../../src/db/index.js';
+import { Partitioner, formatBound } from '../../../src/partition/index.js';
+import { formatManifest, parseManifest } from '../../../src/partition/manifest.js';
+import { writePartitionArchive } from '../../../src/partition/partition-archive.js';
+import type { Progress } from '../../../src/progress.js';
+import { archiveEntries, count, exec, makePairDb, rejectsWith, tempDir } from './helpers.js';
+
+const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const PAIR = ['CalibVld', 'Calib'];
+
+/** A source DB with a dump of the pair in `out`. */
+async function dumped(keys = seq(1, 250)): Promise<{ d: string; f: string; out: string; src: SqliteSource }> {
+  const d = await tempDir();
+  const f = join(d, 'src.db');
+  makePairDb(f, keys, 3);
+  const src = new SqliteSource(f);
+  const out = join(d, 'out');
+  await new Partitioner(src, { tables: PAIR, rowsPerPartition: 100, outDir: out }).dump();
+  return { d, f, out, src };
+}
+
+function tablesOf(file: string): string[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+  } finally {
+    db.close();
+  }
+}
+
+function rowsOf(file: string, table: string): unknown[][] {
+  const db = new Database(file, { readonly: true });
+  db.defaultSafeIntegers(true);
+  try {
+    return db.prepare(`SELECT * FROM "${table}" ORDER BY 1, 2`).raw(true).all() as unknown[][];
+  } finally {
+    db.close();
+  }
+}
+
+describe('Partitioner.restore', () => {
+  it('creates the tables from the archived DDL and loads every range: the copy compares equal', async () => {
+    const { d, f, out, src } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const r = await Partitioner.restore(dst, out);
+    expect(r).toEqual({
+      partitions: 3,
+      rows: 1000,
+      bytes: expect.any(Number),
+      tables: [
+        { name: 'Calib', rows: 750, partitions: 3, created: true },
+        { name: 'CalibVld', rows: 250, partitions: 3, created: true },
+      ],
+    });
+    expect(await dst.schema('Calib')).toBe(await src.schema('Calib'));
+    for (const t of PAIR) {
+      const c = await Partitioner.compare(src, dst, t, { rowsPerPartition: 100 });
+      expect(c.equal, t).toBe(true);
+      expect(c.ranges).toHaveLength(3);
+      expect(rowsOf(join(d, 'dst.db'), t)).toEqual(rowsOf(f, t));
+    }
+    await src.close();
+  });
+
+  it('restores again over existing rows, replacing each range (the rewritten tail)', async () => {
+    const { d, out, src } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    await Partitioner.restore(dst, out);
+    exec(join(d, 'dst.db'), 'UPDATE "Calib" SET "NOTE" = \'damaged\' WHERE "SEQNO" = 5');
+    exec(join(d, 'dst.db'), 'DELETE FROM "CalibVld" WHERE "SEQNO" = 210');
+    const r = await Partitioner.restore(dst, out);
+    expect(r.tables.every((t) => !t.created)).toBe(true);
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(750);
+    expect((await Partitioner.compare(src, dst, 'Calib')).equal).toBe(true);
+    expect((await Partitioner.compare(src, dst, 'CalibVld')).equal).toBe(true);
+    await src.close();
+  });
+
+  it('restores one table, or one key range (cutting partitions that straddle it)', async () => {
+    const { d, out, src } = await dumped();
+    await using one = new SqliteSource(join(d, 'one.db'), { create: true });
+    const r = await Partitioner.restore(one, out, { table: 'Calib' });
+    expect(r.tables.map((t) => t.name)).toEqual(['Calib']);
+    expect(tablesOf(join(d, 'one.db'))).toEqual(['Calib']);
+    expect((await Partitioner.compare(src, one, 'Calib')).equal).toBe(true);
+
+    await using part = new SqliteSource(join(d, 'part.db'), { create: true });
+    const rr = await Partitioner.restore(part, join(out, 'CalibVld'), { lo: 150, hi: 210 });
+    expect(rr.partitions).toBe(2);
+    expect(rr.tables).toEqual([
+      { name: 'Calib', rows: 61 * 3, partitions: 2, created: true },
+      { name: 'CalibVld', rows: 61, partitions: 2, created: true },
+    ]);
+    const c = await Partitioner.compare(src, part, 'Calib', { lo: 150, hi: 210 });
+    expect(c.equal).toBe(true);
+    expect((await part.keyRange('Calib', 'SEQNO'))).toMatchObject({ lo: 150n, hi: 210n });
+    // A range restore next to existing rows replaces only inside the range.
+    exec(join(d, 'part.db'), 'UPDATE "CalibVld" SET "SITEMASK" = 0 WHERE "SEQNO" IN (150, 211)');
+    await Partitioner.restore(part, out, { lo: 100, hi: 150, table: 'CalibVld' });
+    expect(rowsOf(join(d, 'part.db'), 'CalibVld').filter((row) => row[3] === 0n).map((row) => row[0])).toEqual([]);
+    expect(count(join(d, 'part.db'), 'CalibVld')).toBe(61 + 50);
+    await src.close();
+  });
+
+  it('refuses a mutant before loading anything (EDIGEST_MISMATCH naming it)', async () => {
+    const { d, out, src } = await dumped();
+    const victim = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    const buf = await readFile(victim);
+    buf[buf.length - 100] ^= 0x01;
+    await writeFile(victim, buf);
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(dst, out), 'EDIGEST_MISMATCH');
+    expect(err.message).toContain(victim);
+    expect((err.details['mutants'] as { path: string }[]).map((m) => m.path)).toEqual([victim]);
+    expect(tablesOf(join(d, 'dst.db'))).toEqual([]);
+    // The good ranges can still be restored on their own.
+    const r = await Partitioner.restore(dst, out, { hi: 100 });
+    expect(r.partitions).toBe(1);
+    await src.close();
+  });
+
+  it('refuses an archive without its sidecar (ENO_SIDECAR), loading nothing', async () => {
+    const { d, out, src } = await dumped();
+    await rm(join(out, 'CalibVld', '0000000201-0000000300.tar.gz.dna'));
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    await rejectsWith(Partitioner.restore(dst, out), 'ENO_SIDECAR');
+    expect(tablesOf(join(d, 'dst.db'))).toEqual([]);
+    await src.close();
+  });
+
+  it('rolls back a table whose rows do not match the manifest, though the DNA matches (ECORRUPT_ARCHIVE)', async () => {
+    const { d, out, src } = await dumped();
+    const path = join(out, 'CalibVld', '0000000001-0000000100.tar.gz');
+    const e = await archiveEntries(path);
+    const m = parseManifest(e.get('manifest.json')!, path);
+    // Re-pack with one payload row changed and a fresh, matching sidecar: only the manifest can tell.
+    const rows = Buffer.from(e.get('Calib/rows.tsv')!.toString().replace('pmt 7/1', 'pmt 7/X'));
+    await writePartitionArchive(
+      path,
+      [...e.entries()].map(([name, data]) => (name === 'Calib/rows.tsv' ? { name, size: rows.length, data: rows } : { name, size: data.length, data })),
+      { gzipLevel: 6, gzipConcurrency: 1, mtime: new Date() },
+    );
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(dst, out, { hi: 100, concurrency: 1 }), 'ECORRUPT_ARCHIVE');
+    expect(err.message).toMatch(/rows of "Calib" do not match its manifest/);
+    expect(err.details['table']).toBe('Calib');
+    expect(m.tables[1]!.count).toBe(300);
+    // CalibVld (before it in the archive) was loaded; Calib, not a row of it.
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
+    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(100);
+    await src.close();
+  });
+
+  it('refuses archives of another engine, and finds nothing to restore', async () => {
+    const { d, out, src } = await dumped([1, 2]);
+    const dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const pg = new Proxy(dst, {
+      get: (t, p) => (p === 'engine' ? 'postgres' : ((v) => (typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v))(Reflect.get(t, p, t) as unknown)),
+    }) as unknown as TableSource;
+    const err = await rejectsWith(Partitioner.restore(pg, out), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/holds a sqlite dump.*postgres/);
+    await rejectsWith(Partitioner.restore(dst, out, { table: 'Other' }), 'ENOT_FOUND');
+    await rejectsWith(Partitioner.restore(dst, out, { lo: 5000 }), 'ENOT_FOUND');
+    await rejectsWith(Partitioner.restore(dst, join(d, 'nowhere')), 'ENOT_FOUND');
+    await rejectsWith(Partitioner.restore(dst, out, { createTables: false }), 'ENO_TABLE');
+    expect(tablesOf(join(d, 'dst.db'))).toEqual([]);
+    await rejectsWith(Partitioner.restore(dst, out, { tabel: 'x' } as never), 'EBAD_CONFIG');
+    await rejectsWith(Partitioner.restore(dst, out, { lo: 5, hi: 4 }), 'EBAD_CONFIG');
+    await rejectsWith(Partitioner.restore(dst, out, { concurrency: 0 }), 'EBAD_CONFIG');
+    await rejectsWith(Partitioner.restore({} as never, out), 'EBAD_CONFIG');
+    await dst.close();
+    await src.close();
+  });
+
+  it('refuses an archive whose name and manifest disagree', async () => {
+    const { d, out, src } = await dumped([1, 2]);
+    const from = join(out, 'CalibVld', '0000000001-0000000100.tar.gz');
+    const e = await archiveEntries(from);
+    const m = parseManifest(e.get('manifest.json')!, from);
+    const moved = join(out, 'CalibVld', `${formatBound(101n)}-${formatBound(200n)}.tar.gz`);
+    const mbuf = formatManifest(m);
+    await writePartitionArchive(moved, [...e.entries()].map(([name, data]) => ({ name, size: (name === 'manifest.json' ? mbuf : data).length, data: name === 'manifest.json' ? mbuf : data })), {
+      gzipLevel: 6,
+      gzipConcurrency: 1,
+      mtime: new Date(),
+    });
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    await rejectsWith(Partitioner.restore(dst, out), 'ECORRUPT_ARCHIVE');
+    await src.close();
+  });
+
+  it('reports progress: verify, then load with one item per archive', async () => {
+    const { d, out, src } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const seen: Progress[] = [];
+    const r = await Partitioner.restore(dst, out, { onProgress: (p) => seen.push(p) });
+    const phases = [...new Set(seen.map((p) => p.phase))];
+    expect(phases).toEqual(['verify', 'load']);
+    const last = seen.at(-1)!;
+    expect(last).toMatchObject({ phase: 'load', itemsDone: 3, itemsTotal: 3, bytesDone: r.bytes });
+    await src.close();
+  });
+
+  it('rejects with the reason when aborted before it starts, loading nothing', async () => {
+    const { d, out, src } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const ac = new AbortController();
+    const reason = new Error('no');
+    ac.abort(reason);
+    await expect(Partitioner.restore(dst, out, { signal: ac.signal })).rejects.toBe(reason);
+    expect(tablesOf(join(d, 'dst.db'))).toEqual([]);
+    await src.close();
+  });
+
+  it('aborted midway, leaves each range loaded whole or not at all', async () => {
+    const { d, out, src } = await dumped(seq(1, 3000));
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const ac = new AbortController();
+    const reason = new Error('midway');
+    await expect(
+      Partitioner.restore(dst, out, {
+        concurrency: 2,
+        signal: ac.signal,
+        onProgress: (p) => p.phase === 'load' && p.bytesDone > 0 && ac.abort(reason),
+      }),
+    ).rejects.toBe(reason);
+    const db = new Database(join(d, 'dst.db'), { readonly: true });
+    try {
+      const per = db.prepare('SELECT ("SEQNO" - 1) / 100 AS p, count(*) AS n FROM "Calib" GROUP BY p').all() as { p: number; n: number }[];
+      expect(per.length).toBeLessThan(30);
+      for (const x of per) expect(x.n, `range ${x.p}`).toBe(300);
+    } finally {
+      db.close();
+    }
+    await src.close();
+  });
+});
