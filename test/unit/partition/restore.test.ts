@@ -111,7 +111,7 @@ describe('Partitioner.restore', () => {
     const { d, out, src } = await dumped();
     const victim = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
     const buf = await readFile(victim);
-    buf[buf.length - 100] ^= 0x01;
+    buf[buf.length - 100]! ^= 0x01;
     await writeFile(victim, buf);
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
     const err = await rejectsWith(Partitioner.restore(dst, out), 'EDIGEST_MISMATCH');
