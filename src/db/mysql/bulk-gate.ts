@@ -1,0 +1,214 @@
+/**
+ * The gate every bulk text stream passes on its way into a server's bulk
+ * loader (MySQL `LOAD DATA`, PostgreSQL `COPY FROM`): it checks the bytes
+ * against the bulk text format (`bulk-text.ts`), counts rows, and rewrites
+ * the few escapes the engine would read differently from the format.
+ *
+ * Why: both loaders are lenient where stowage must be strict. MySQL's
+ * `LOAD DATA LOCAL` skips bad rows with a warning, reads `\q` as `q` and
+ * `\f` as `f`; PostgreSQL's `COPY` stops at a `\.` line, reads `\Z` as `Z`
+ * and `\012` as an octal escape. A damaged archive must fail the load (EDB)
+ * instead of loading something else, and the row count is what the load
+ * compares with what the server says it stored.
+ *
+ * It is a pass-through for well-formed input: a chunk leaves as the same
+ * `Buffer` unless it holds an escape to rewrite (rare: only text written
+ * by another engine) or is larger than `maxChunkBytes`. The check is one
+ * pass of a byte loop over each chunk, without allocations.
+ *
+ * @module
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { StowageError } from '../../errors.js';
+import { malformedBulkText } from '../bulk-text.js';
+
+/** Which loader the gate feeds; it decides which escapes are rewritten. */
+export type BulkDialect = 'mysql' | 'postgres';
+
+/** Options of {@link BulkTextGate}. */
+export interface BulkTextGateOptions {
+  /** Fields every row must have. */
+  columns: number;
+  /** The loader fed. */
+  dialect: BulkDialect;
+  /** Largest chunk passed on; larger ones are cut (default 1 MiB). */
+  maxChunkBytes?: number;
+}
+
+const TAB = 0x09;
+const LF = 0x0a;
+const BACKSLASH = 0x5c;
+const LETTER_N = 0x4e;
+
+/** Byte classes: 0 ordinary, 1 TAB, 2 LF, 3 backslash. */
+const CLASS = new Uint8Array(256);
+CLASS[TAB] = 1;
+CLASS[LF] = 2;
+CLASS[BACKSLASH] = 3;
+
+/**
+ * What each escape letter does, per dialect: -1 malformed, 0 passed on as
+ * is, 1..255 rewritten to that raw byte, 256 NUL that the engine cannot store.
+ */
+function escapeTable(dialect: BulkDialect): Int16Array {
+  const t = new Int16Array(256).fill(-1);
+  for (const c of '\\tnr0bfvZN') t[c.charCodeAt(0)] = 0;
+  if (dialect === 'mysql') {
+    // LOAD DATA reads \f as "f" and \v as "v".
+    t['f'.charCodeAt(0)] = 0x0c;
+    t['v'.charCodeAt(0)] = 0x0b;
+  } else {
+    // COPY reads \Z as "Z", and \0 as the start of an octal escape.
+    t['Z'.charCodeAt(0)] = 0x1a;
+    t['0'.charCodeAt(0)] = 256;
+  }
+  return t;
+}
+
+const TABLES: Record<BulkDialect, Int16Array> = { mysql: escapeTable('mysql'), postgres: escapeTable('postgres') };
+const BACKSLASH_BUF = Buffer.from([BACKSLASH]);
+
+/**
+ * A Transform that checks bulk text and passes it on (see the module
+ * documentation). It fails with EDB (`malformedBulkText`) on a row with the
+ * wrong number of fields, an escape the format does not have, `\N` inside a
+ * longer field, or input that ends in the middle of a row.
+ */
+export class BulkTextGate extends Transform {
+  /** Complete rows passed so far. */
+  rows = 0;
+  /** Bytes of input consumed so far. */
+  bytes = 0;
+  readonly #columns: number;
+  readonly #escapes: Int16Array;
+  readonly #dialect: BulkDialect;
+  readonly #maxChunk: number;
+  /** TABs seen in the current row. */
+  #tabs = 0;
+  /** Bytes of the current row seen so far (0: at a row start). */
+  #rowBytes = 0;
+  /** The last byte processed ended a field (or nothing was processed yet). */
+  #atFieldStart = true;
+  /** The previous chunk ended with an unfinished escape (its backslash was held back). */
+  #carry = false;
+  /** The previous chunk ended right after a `\N` field: the next byte must end the field. */
+  #afterNull = false;
+
+  /** @param options - column count and dialect */
+  constructor(options: BulkTextGateOptions) {
+    super({ highWaterMark: 1 << 20, readableHighWaterMark: 1 << 20 });
+    this.#columns = options.columns;
+    this.#dialect = options.dialect;
+    this.#escapes = TABLES[options.dialect];
+    this.#maxChunk = options.maxChunkBytes ?? 1 << 20;
+  }
+
+  override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.isBuffer(chunk) ? chunk : Buffer.from((chunk as Uint8Array).buffer, (chunk as Uint8Array).byteOffset, (chunk as Uint8Array).byteLength);
+    this.bytes += buf.length;
+    if (buf.length === 0) {
+      callback();
+      return;
+    }
+    if (this.#carry) {
+      buf = Buffer.concat([BACKSLASH_BUF, buf]);
+      this.#carry = false;
+    }
+    let out: Buffer;
+    try {
+      out = this.#scan(buf);
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    for (let o = 0; o < out.length; o += this.#maxChunk) this.push(o === 0 && out.length <= this.#maxChunk ? out : out.subarray(o, o + this.#maxChunk));
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#rowBytes > 0 || this.#carry) {
+      callback(malformedBulkText(this.rows + 1, 'the input ends in the middle of a row (no final LF): truncated?'));
+      return;
+    }
+    callback();
+  }
+
+  /** Checks one buffer; returns what to pass on (the same buffer unless an escape was rewritten or held back). */
+  #scan(buf: Buffer): Buffer {
+    const n = buf.length;
+    const esc = this.#escapes;
+    let parts: Buffer[] | undefined;
+    let copied = 0;
+    let i = 0;
+    if (this.#afterNull) {
+      this.#afterNull = false;
+      if (CLASS[buf[0]!] !== 1 && CLASS[buf[0]!] !== 2) throw malformedBulkText(this.rows + 1, '\\N inside a longer field');
+    }
+    let rowStart = this.#rowBytes > 0 ? -this.#rowBytes : 0;
+    let fieldStart = this.#atFieldStart ? 0 : -1;
+    while (i < n) {
+      const cls = CLASS[buf[i]!]!;
+      if (cls === 0) {
+        i++;
+        continue;
+      }
+      if (cls === 1) {
+        if (++this.#tabs >= this.#columns) throw this.#fieldCount(this.#tabs + 1);
+        fieldStart = ++i;
+        continue;
+      }
+      if (cls === 2) {
+        if (this.#tabs + 1 !== this.#columns) throw this.#fieldCount(this.#tabs + 1);
+        this.rows++;
+        this.#tabs = 0;
+        fieldStart = rowStart = ++i;
+        continue;
+      }
+      // A backslash: an escape.
+      if (i + 1 >= n) {
+        // Unfinished: hold the backslash back until the next chunk.
+        this.#carry = true;
+        parts ??= [];
+        parts.push(buf.subarray(copied, i));
+        copied = n;
+        break;
+      }
+      const e = buf[i + 1]!;
+      const what = esc[e]!;
+      if (what === 0) {
+        if (e === LETTER_N) {
+          const next = i + 2 < n ? CLASS[buf[i + 2]!]! : -1;
+          if (fieldStart !== i || next === 0 || next === 3) throw malformedBulkText(this.rows + 1, '\\N inside a longer field');
+          if (next === -1) this.#afterNull = true;
+        }
+      } else if (what < 0) {
+        throw malformedBulkText(this.rows + 1, `unknown escape \\${printable(e)}`);
+      } else if (what === 256) {
+        throw new StowageError('EDB', `Row ${this.rows + 1} holds a NUL character (\\0), which PostgreSQL text cannot store.`, { details: { row: this.rows + 1, reason: 'NUL in text' } });
+      } else {
+        parts ??= [];
+        parts.push(buf.subarray(copied, i), Buffer.of(what));
+        copied = i + 2;
+      }
+      i += 2;
+    }
+    this.#rowBytes = n - rowStart;
+    this.#atFieldStart = fieldStart === n;
+    if (this.#carry) {
+      // The held-back backslash opens a field iff the field started at it.
+      this.#atFieldStart = fieldStart === n - 1;
+      this.#rowBytes = n - 1 - rowStart;
+    }
+    if (parts === undefined) return buf;
+    if (copied < n) parts.push(buf.subarray(copied));
+    return Buffer.concat(parts);
+  }
+
+  #fieldCount(found: number): StowageError {
+    return malformedBulkText(this.rows + 1, `expected ${this.#columns} fields, found ${found}${found > this.#columns ? ' or more' : ''} (loading into ${this.#dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'})`);
+  }
+}
+
+function printable(byte: number): string {
+  return byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `x${byte.toString(16).padStart(2, '0')}`;
+}

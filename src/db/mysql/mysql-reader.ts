@@ -1,0 +1,506 @@
+/**
+ * The read side of MysqlSource over mysql2 connections: table metadata from
+ * `information_schema`, key ranges, and rows streamed as bulk text.
+ *
+ * Rows are read with the text protocol, `rowsAsArray` and `typeCast:
+ * false`: mysql2 then hands over each value as the server's own bytes (a
+ * view into the packet, or null), so nothing is parsed into a JS number or
+ * Date and nothing is allocated per value; the stream escapes those bytes
+ * straight into 256 KiB chunks. When a chunk is not taken (the consumer is
+ * slower), the connection is paused, so the server's result set waits in
+ * TCP buffers and memory stays flat whatever the range's size.
+ *
+ * The server's text of each value is already exact and stable (DECIMAL
+ * with its scale, BIGINT UNSIGNED in full, DOUBLE in the shortest text that
+ * parses back to the same bits, DATETIME(6) with its digits, TIMESTAMP in
+ * the session's `+00:00`), except FLOAT: MySQL prints it with 6 digits,
+ * which loses bits, so FLOAT columns are selected as `col + 0e0` (the exact
+ * double of the float, which a load rounds back to the same float).
+ *
+ * @module
+ */
+import { Readable } from 'node:stream';
+import type { Connection, PoolConnection, QueryError, QueryOptions, ResultSetHeader } from 'mysql2';
+import { StowageError } from '../../errors.js';
+import { onAbort, throwIfAborted } from '../../util/abort.js';
+import { checkOptionKeys } from '../../util/options.js';
+import type { RangeDigest } from '../range-digest.js';
+import {
+  checkIdentifier,
+  digestRangeOf,
+  findColumn,
+  noSuchTable,
+  toKeyBounds,
+  type ColumnInfo,
+  type DbOptions,
+  type KeyBound,
+  type KeyRange,
+  type RowsOptions,
+  type TableReader,
+} from '../table-source.js';
+
+/** A mysql2 connection (pooled or not), callback API. */
+export type MysqlConnection = Connection | PoolConnection;
+
+/**
+ * Quotes a MySQL identifier: backticks around it, each backtick inside
+ * doubled. EBAD_CONFIG for an empty name or one holding NUL.
+ *
+ * @param name - a table or column name
+ * @example
+ * ```ts
+ * quoteMysqlIdent('we"ird tab`le'); // '`we"ird tab``le`'
+ * ```
+ */
+export function quoteMysqlIdent(name: string): string {
+  checkIdentifier('quoteMysqlIdent', 'identifier', name);
+  return `\`${name.replaceAll('`', '``')}\``;
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'ER_SERVER_SHUTDOWN', 'ENOENT']);
+const AUTH_CODES = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR', 'ER_NOT_SUPPORTED_AUTH_MODE', 'AUTH_SWITCH_PLUGIN_ERROR']);
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'PROTOCOL_SEQUENCE_TIMEOUT']);
+
+/**
+ * Wraps a mysql2 error as a StowageError with the driver's error as
+ * `cause` and its `code`, `errno` and `sqlState` in `details`: ECONNECT
+ * when the server cannot be reached or the connection was lost, EAUTH when
+ * it refused the login, ETIMEOUT for a connect timeout, EDB otherwise.
+ * StowageErrors pass through; with an aborted `signal`, its reason is
+ * returned instead.
+ *
+ * @param err - the caught error
+ * @param source - the source's name
+ * @param action - what was being done ("read rows of T")
+ * @param signal - the operation's signal
+ */
+export function mysqlError(err: unknown, source: string, action: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (err instanceof StowageError) return err;
+  const e = err as Partial<QueryError> | undefined;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  const details = { source, action, driverCode: code, errno: e?.errno, sqlState: e?.sqlState };
+  const message = e?.message || String(err);
+  if (code !== undefined && CONNECT_CODES.has(code)) {
+    return new StowageError('ECONNECT', `${source}: cannot ${action}: the MySQL server cannot be reached or closed the connection (${code}: ${message}).`, { details, cause: err });
+  }
+  if (code !== undefined && AUTH_CODES.has(code)) return new StowageError('EAUTH', `${source}: cannot ${action}: the MySQL server refused the login (${message}).`, { details, cause: err });
+  if (code !== undefined && TIMEOUT_CODES.has(code)) return new StowageError('ETIMEOUT', `${source}: cannot ${action}: ${message}.`, { details, cause: err });
+  return new StowageError('EDB', `${source}: cannot ${action}: ${message}`, { details, cause: err });
+}
+
+/**
+ * Runs one statement on a connection (text protocol).
+ *
+ * @param conn - the connection
+ * @param options - the statement and its per-query options
+ */
+export function mysqlQuery<T = unknown>(conn: MysqlConnection, options: QueryOptions): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    conn.query(options, (err: QueryError | null, result: unknown) => (err ? reject(err) : resolve(result as T)));
+  });
+}
+
+/** Runs a prepared statement with bound values; rows as arrays. */
+function mysqlExecute(conn: MysqlConnection, sql: string, values: (string | number)[]): Promise<unknown[][]> {
+  return new Promise((resolve, reject) => {
+    conn.execute({ sql, values, rowsAsArray: true }, (err: QueryError | null, rows: unknown) => (err ? reject(err) : resolve(rows as unknown[][])));
+  });
+}
+
+/** Raw rows: every value the server's bytes, or null. */
+function rawRows(conn: MysqlConnection, sql: string): Promise<(Buffer | null)[][]> {
+  return mysqlQuery<(Buffer | null)[][]>(conn, { sql, rowsAsArray: true, typeCast: false });
+}
+
+/** A connection lent for one operation: `release` is called once. */
+export interface LentMysqlConnection {
+  /** The connection. */
+  readonly conn: MysqlConnection;
+  /**
+   * Gives it back.
+   *
+   * @param broken - the connection is in an unknown state (a query was cut
+   *   short): close it instead of reusing it
+   */
+  release(broken: boolean): void;
+}
+
+/** How a reader gets its connections. */
+export interface MysqlReaderContext {
+  /** The source's name, for messages. */
+  readonly name: string;
+  /** A connection for one operation (metadata or a row stream). */
+  acquire(signal: AbortSignal | undefined): Promise<LentMysqlConnection>;
+  /** Called with each stream opened, so its owner can destroy it on close. */
+  track(stream: Readable): void;
+}
+
+/** A table as the reader resolved it. */
+export interface MysqlTableInfo {
+  /** The table's name as stored. */
+  readonly name: string;
+  /** Stored columns in table order (generated columns left out). */
+  readonly columns: ColumnInfo[];
+  /** Per column: the `information_schema` DATA_TYPE (`bigint`, `float`...). */
+  readonly dataTypes: string[];
+}
+
+const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
+const GENERATED = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
+
+const TABLE_INFO_SQL =
+  'SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.DATA_TYPE, c.IS_NULLABLE, c.EXTRA, ' +
+  "(SELECT s.SEQ_IN_INDEX FROM information_schema.STATISTICS s WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY' AND s.COLUMN_NAME = c.COLUMN_NAME) AS PK " +
+  'FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME ' +
+  "WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? AND t.TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') " +
+  'ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION';
+
+const text = (v: unknown): string => (v === null || v === undefined ? '' : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+
+/**
+ * Resolves a table name as the server does (case-sensitively unless
+ * `lower_case_table_names` says otherwise) and reads its stored columns;
+ * ENO_TABLE if there is no such base table.
+ *
+ * @param source - the source's name, for messages
+ * @param conn - the connection
+ * @param table - the table asked for
+ */
+export async function mysqlTableInfo(source: string, conn: MysqlConnection, table: string): Promise<MysqlTableInfo> {
+  const rows = await mysqlExecute(conn, TABLE_INFO_SQL, [table]);
+  if (rows.length === 0) throw noSuchTable(source, table);
+  // On a server with lower_case_table_names set, the lookup is
+  // case-insensitive and returns the stored name; prefer an exact match.
+  const names = [...new Set(rows.map((r) => text(r[0])))];
+  const name = names.includes(table) ? table : names.length === 1 ? names[0]! : undefined;
+  if (name === undefined) throw noSuchTable(source, table);
+  const columns: ColumnInfo[] = [];
+  const dataTypes: string[] = [];
+  for (const r of rows) {
+    if (text(r[0]) !== name || GENERATED.test(text(r[5]))) continue;
+    columns.push(Object.freeze({ name: text(r[1]), type: text(r[2]), nullable: text(r[4]) === 'YES', primaryKey: r[6] === null ? 0 : Number(r[6]) }));
+    dataTypes.push(text(r[3]).toLowerCase());
+  }
+  if (columns.length === 0) throw noSuchTable(source, table);
+  return { name, columns, dataTypes };
+}
+
+/**
+ * Finds the key column and checks that it is an integer column (EBAD_CONFIG otherwise).
+ *
+ * @param source - the source's name
+ * @param info - the resolved table
+ * @param key - the key column asked for
+ */
+export function mysqlKeyColumn(source: string, info: MysqlTableInfo, key: string): ColumnInfo {
+  const { column, index } = findColumn(source, info.name, info.columns, key);
+  if (!INTEGER_TYPES.has(info.dataTypes[index]!)) {
+    throw new StowageError('EBAD_CONFIG', `Key column ${JSON.stringify(column.name)} of table ${JSON.stringify(info.name)} in ${source} is ${column.type}, not an integer column: choose an integer key.`, {
+      details: { source, table: info.name, option: 'key', key: column.name, type: column.type },
+    });
+  }
+  return column;
+}
+
+/**
+ * The SELECT of a key range: the stored columns (FLOAT as its exact
+ * double), rows with `lo <= key <= hi` (never a NULL key), in key then
+ * primary-key order. Bounds are integer literals from validated bigints,
+ * never strings: MySQL compares a BIGINT with a string as doubles, which
+ * would blur keys beyond 2^53.
+ *
+ * @param info - the resolved table
+ * @param keyName - the key column's name
+ * @param lo - smallest key, if any
+ * @param hi - largest key, if any
+ */
+export function mysqlRangeQuery(info: MysqlTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined): string {
+  const cols = info.columns.map((c, i) => (info.dataTypes[i] === 'float' ? `(${quoteMysqlIdent(c.name)} + 0e0)` : quoteMysqlIdent(c.name))).join(', ');
+  const key = quoteMysqlIdent(keyName);
+  const where = lo !== undefined && hi !== undefined ? `${key} BETWEEN ${lo} AND ${hi}` : lo !== undefined ? `${key} >= ${lo}` : hi !== undefined ? `${key} <= ${hi}` : `${key} IS NOT NULL`;
+  const pk = info.columns
+    .filter((c) => c.primaryKey > 0 && c.name !== keyName)
+    .sort((a, b) => a.primaryKey - b.primaryKey)
+    .map((c) => `, ${quoteMysqlIdent(c.name)}`)
+    .join('');
+  return `SELECT ${cols} FROM ${quoteMysqlIdent(info.name)} WHERE ${where} ORDER BY ${key}${pk}`;
+}
+
+const CHUNK_ALLOC = 256 * 1024;
+const CHUNK_PUSH = 192 * 1024;
+const BACKSLASH = 0x5c;
+/** Byte → its escape letter, 0 for bytes written as they are. */
+const ESCAPE = new Uint8Array(256);
+ESCAPE[0x5c] = 0x5c;
+ESCAPE[0x09] = 0x74;
+ESCAPE[0x0a] = 0x6e;
+ESCAPE[0x0d] = 0x72;
+ESCAPE[0x00] = 0x30;
+
+/** The minimal mysql2 Query emitter surface the stream uses. */
+interface QueryEmitter {
+  on(event: 'result', listener: (row: (Buffer | null)[]) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'end', listener: () => void): this;
+}
+
+/**
+ * Streams a query's rows as bulk text, pausing the connection when the
+ * consumer does not keep up. Destroying it before the end closes the
+ * connection (the server stops the query when its socket goes away).
+ */
+class MysqlRowStream extends Readable {
+  readonly #lent: LentMysqlConnection;
+  readonly #source: string;
+  readonly #action: string;
+  readonly #signal: AbortSignal | undefined;
+  readonly #disposeAbort: () => void;
+  #buf = Buffer.allocUnsafe(CHUNK_ALLOC);
+  #pos = 0;
+  #paused = false;
+  #done = false;
+
+  constructor(lent: LentMysqlConnection, sql: string, source: string, action: string, signal: AbortSignal | undefined) {
+    super({ highWaterMark: 2 * CHUNK_ALLOC });
+    this.#lent = lent;
+    this.#source = source;
+    this.#action = action;
+    this.#signal = signal;
+    this.#disposeAbort = onAbort(signal, (reason) => this.destroy(reason as Error));
+    const q = lent.conn.query({ sql, rowsAsArray: true, typeCast: false }) as unknown as QueryEmitter;
+    q.on('result', (row) => this.#row(row));
+    q.on('error', (err) => {
+      if (this.#finish(true)) this.destroy(mysqlError(err, this.#source, this.#action, this.#signal) as Error);
+    });
+    q.on('end', () => {
+      if (!this.#finish(false)) return;
+      if (this.#pos > 0) this.push(this.#buf.subarray(0, this.#pos));
+      this.push(null);
+    });
+  }
+
+  override _read(): void {
+    if (this.#paused && !this.#done) {
+      this.#paused = false;
+      this.#lent.conn.resume();
+    }
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#finish(true);
+    callback(err);
+  }
+
+  /** Ends the query's use of the connection once; false if already done. */
+  #finish(broken: boolean): boolean {
+    if (this.#done) return false;
+    this.#done = true;
+    this.#disposeAbort();
+    if (this.#paused && !broken) this.#lent.conn.resume();
+    this.#lent.release(broken);
+    return true;
+  }
+
+  #row(row: (Buffer | null)[]): void {
+    if (this.#done) return;
+    const n = row.length;
+    // Worst case: every byte escaped, every field \N, plus the separators.
+    let worst = 3 * n;
+    for (let i = 0; i < n; i++) worst += 2 * (row[i]?.length ?? 0);
+    if (this.#pos + worst > this.#buf.length) this.#reserve(worst);
+    const buf = this.#buf;
+    let pos = this.#pos;
+    for (let i = 0; i < n; i++) {
+      if (i > 0) buf[pos++] = 0x09;
+      const v = row[i]!;
+      if (v === null) {
+        buf[pos++] = BACKSLASH;
+        buf[pos++] = 0x4e;
+        continue;
+      }
+      const len = v.length;
+      if (len > 64) {
+        // Long values: one read-only scan, then a native copy when clean.
+        let clean = true;
+        for (let j = 0; j < len; j++) {
+          if (ESCAPE[v[j]!] !== 0) {
+            clean = false;
+            break;
+          }
+        }
+        if (clean) {
+          v.copy(buf, pos);
+          pos += len;
+          continue;
+        }
+      }
+      for (let j = 0; j < len; j++) {
+        const c = v[j]!;
+        const e = ESCAPE[c]!;
+        if (e === 0) {
+          buf[pos++] = c;
+        } else {
+          buf[pos++] = BACKSLASH;
+          buf[pos++] = e;
+        }
+      }
+    }
+    buf[pos++] = 0x0a;
+    this.#pos = pos;
+    if (pos >= CHUNK_PUSH) this.#flush();
+  }
+
+  /** Makes room for `bytes` more, pushing what is written so far. */
+  #reserve(bytes: number): void {
+    if (this.#pos + bytes <= this.#buf.length) return;
+    if (this.#pos > 0) this.#flush();
+    if (bytes > this.#buf.length) this.#buf = Buffer.allocUnsafe(Math.max(bytes, CHUNK_ALLOC));
+  }
+
+  #flush(): void {
+    const chunk = this.#buf.subarray(0, this.#pos);
+    this.#buf = Buffer.allocUnsafe(CHUNK_ALLOC);
+    this.#pos = 0;
+    if (!this.push(chunk) && !this.#paused && !this.#done) {
+      this.#paused = true;
+      this.#lent.conn.pause();
+    }
+  }
+}
+
+/** Runs `fn` on a lent connection; an abort or a failure mid-query closes the connection. */
+async function withConnection<T>(ctx: MysqlReaderContext, action: string, signal: AbortSignal | undefined, fn: (conn: MysqlConnection) => Promise<T>): Promise<T> {
+  throwIfAborted(signal);
+  const lent = await ctx.acquire(signal);
+  let broken = false;
+  let rejectAbort: (reason: unknown) => void = () => {};
+  const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
+  aborted.catch(() => {});
+  const disposeAbort = onAbort(signal, (reason) => {
+    broken = true;
+    rejectAbort(reason);
+  });
+  try {
+    return await Promise.race([fn(lent.conn), aborted]);
+  } catch (err) {
+    const e = err as { fatal?: boolean };
+    if (e?.fatal === true) broken = true;
+    throw mysqlError(err, ctx.name, action, signal);
+  } finally {
+    disposeAbort();
+    lent.release(broken);
+  }
+}
+
+/**
+ * A {@link TableReader} over MySQL connections; the object a snapshot
+ * hands to its callback, and the read side of MysqlSource.
+ */
+export class MysqlReader implements TableReader {
+  /** Always `'mysql'`. */
+  readonly engine = 'mysql' as const;
+  readonly #ctx: MysqlReaderContext;
+
+  /** @param ctx - where connections come from */
+  constructor(ctx: MysqlReaderContext) {
+    this.#ctx = ctx;
+  }
+
+  /** {@inheritDoc TableReader.name} */
+  get name(): string {
+    return this.#ctx.name;
+  }
+
+  /** {@inheritDoc TableReader.tables} */
+  async tables(options: DbOptions = {}): Promise<string[]> {
+    checkOptionKeys('MysqlSource.tables', options, ['signal']);
+    return withConnection(this.#ctx, 'list tables', options.signal, async (conn) => {
+      const rows = await rawRows(conn, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')");
+      return rows.map((r) => text(r[0])).sort(compareNames);
+    });
+  }
+
+  /** {@inheritDoc TableReader.columns} */
+  async columns(table: string, options: DbOptions = {}): Promise<ColumnInfo[]> {
+    checkOptionKeys('MysqlSource.columns', options, ['signal']);
+    checkIdentifier('MysqlSource.columns', 'table', table);
+    return withConnection(this.#ctx, `read the columns of ${JSON.stringify(table)}`, options.signal, async (conn) => (await mysqlTableInfo(this.name, conn, table)).columns);
+  }
+
+  /**
+   * {@inheritDoc TableReader.schema}
+   *
+   * The text of `SHOW CREATE TABLE` (with backquoted names, the session's
+   * `sql_mode` being stowage's), then `;` and a newline.
+   */
+  async schema(table: string, options: DbOptions = {}): Promise<string> {
+    checkOptionKeys('MysqlSource.schema', options, ['signal']);
+    checkIdentifier('MysqlSource.schema', 'table', table);
+    return withConnection(this.#ctx, `read the schema of ${JSON.stringify(table)}`, options.signal, async (conn) => {
+      const info = await mysqlTableInfo(this.name, conn, table);
+      const rows = await rawRows(conn, `SHOW CREATE TABLE ${quoteMysqlIdent(info.name)}`);
+      const ddl = rows[0]?.[1];
+      if (ddl === null || ddl === undefined) throw noSuchTable(this.name, table);
+      return `${ddl.toString('utf8')};\n`;
+    });
+  }
+
+  /** {@inheritDoc TableReader.keyRange} */
+  async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
+    checkOptionKeys('MysqlSource.keyRange', options, ['signal']);
+    checkIdentifier('MysqlSource.keyRange', 'table', table);
+    checkIdentifier('MysqlSource.keyRange', 'key', key);
+    return withConnection(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (conn) => {
+      const info = await mysqlTableInfo(this.name, conn, table);
+      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
+      const rows = await rawRows(conn, `SELECT MIN(${k}), MAX(${k}), COUNT(${k}), COUNT(*) - COUNT(${k}) FROM ${quoteMysqlIdent(info.name)}`);
+      const [lo, hi, count, nulls] = rows[0] ?? [];
+      return Object.freeze({
+        lo: lo == null ? null : BigInt(lo.toString('latin1')),
+        hi: hi == null ? null : BigInt(hi.toString('latin1')),
+        count: Number(text(count)),
+        nulls: Number(text(nulls)),
+      });
+    });
+  }
+
+  /** {@inheritDoc TableReader.rows} */
+  async rows(table: string, options: RowsOptions): Promise<Readable> {
+    checkOptionKeys('MysqlSource.rows', options, ['key', 'lo', 'hi', 'signal']);
+    checkIdentifier('MysqlSource.rows', 'table', table);
+    checkIdentifier('MysqlSource.rows', 'key', options?.key);
+    const { lo, hi } = toKeyBounds('MysqlSource.rows', options.lo, options.hi);
+    const { signal } = options;
+    throwIfAborted(signal);
+    const ctx = this.#ctx;
+    const lent = await ctx.acquire(signal);
+    let stream: MysqlRowStream;
+    try {
+      throwIfAborted(signal);
+      const info = await mysqlTableInfo(ctx.name, lent.conn, table);
+      const key = mysqlKeyColumn(ctx.name, info, options.key);
+      throwIfAborted(signal);
+      stream = new MysqlRowStream(lent, mysqlRangeQuery(info, key.name, lo, hi), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
+    } catch (err) {
+      lent.release(false);
+      throw mysqlError(err, ctx.name, `read rows of ${JSON.stringify(table)}`, signal);
+    }
+    ctx.track(stream);
+    return stream;
+  }
+
+  /** {@inheritDoc TableReader.digestRange} */
+  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
+    checkOptionKeys('MysqlSource.digestRange', options, ['signal']);
+    return digestRangeOf(this, table, key, lo, hi, options);
+  }
+}
+
+/** Byte order of the UTF-8 names (what a binary collation sorts by). */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** The result of a statement that returns no rows. */
+export type MysqlOk = ResultSetHeader;

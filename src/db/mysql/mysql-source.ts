@@ -1,0 +1,575 @@
+/**
+ * MysqlSource: the TableSource contract over a MariaDB or MySQL database
+ * through mysql2.
+ *
+ * Connections come from a pool. Every connection is set up once with the
+ * session options the bulk text depends on (`time_zone = '+00:00'`,
+ * utf8mb4, a strict `sql_mode` without `ANSI_QUOTES` or
+ * `NO_BACKSLASH_ESCAPES`, and day-long `net_read_timeout` /
+ * `net_write_timeout` so that a dump paused by a slow consumer, or a load
+ * fed by a slow stream, is not cut off by the server).
+ *
+ * Rows are streamed from a plain `SELECT` (see `mysql-reader.ts`); loads
+ * use `LOAD DATA LOCAL INFILE` fed from the stream through mysql2's
+ * `infileStreamFactory`, never `SELECT ... INTO OUTFILE` or a file on the
+ * server. `LOCAL` makes the server lenient (a duplicate key or a bad value
+ * is skipped with a warning instead of failing the statement), so each load
+ * runs in its own transaction, and is rolled back unless the server stored
+ * exactly the rows sent without a single warning; a bulk text gate checks
+ * the input on the way (see `bulk-gate.ts`).
+ *
+ * Limits: loads are atomic on transactional engines (InnoDB) only;
+ * `createTable` runs one statement and, MySQL DDL not being transactional,
+ * cannot undo it; MariaDB stores `-0.0` as `0`.
+ *
+ * @module
+ */
+import { Readable, pipeline } from 'node:stream';
+import mysql from 'mysql2';
+import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2';
+import { StowageError } from '../../errors.js';
+import { ProgressTracker } from '../../progress.js';
+import { onAbort, throwIfAborted } from '../../util/abort.js';
+import { checkInt, checkOptionKeys } from '../../util/options.js';
+import type { RangeDigest } from '../range-digest.js';
+import {
+  checkIdentifier,
+  toKeyBounds,
+  type ColumnInfo,
+  type DbOptions,
+  type KeyBound,
+  type KeyRange,
+  type LoadOptions,
+  type LoadResult,
+  type RowsOptions,
+  type TableReader,
+  type TableSource,
+} from '../table-source.js';
+import { BulkTextGate } from './bulk-gate.js';
+import {
+  MysqlReader,
+  mysqlError,
+  mysqlKeyColumn,
+  mysqlQuery,
+  mysqlTableInfo,
+  quoteMysqlIdent,
+  type LentMysqlConnection,
+  type MysqlConnection,
+  type MysqlOk,
+  type MysqlReaderContext,
+} from './mysql-reader.js';
+
+/** Where the MySQL server is and who to log in as. */
+export interface MysqlConnectionConfig {
+  /** Host name or address (default `localhost`). */
+  host?: string;
+  /** TCP port (default 3306). */
+  port?: number;
+  /** Unix socket path, instead of host and port. */
+  socketPath?: string;
+  /** User name. */
+  user?: string;
+  /** Password. */
+  password?: string;
+  /** The database (schema) the source works in. Required. */
+  database: string;
+  /** TLS options, as mysql2 takes them. */
+  ssl?: string | SslOptions;
+  /** How long to wait for a connection to be established, in ms (default 10000). */
+  connectTimeoutMs?: number;
+}
+
+/** Options of {@link MysqlSource}. */
+export interface MysqlSourceOptions {
+  /** The source's label in the Catalog and in manifests (default `mysql://user@host:port/database`, without the password). */
+  name?: string;
+  /**
+   * Most connections open at once (default 8). Each open row stream, load
+   * and snapshot holds one until it ends; more wait for a free one.
+   */
+  poolSize?: number;
+}
+
+const CONFIG_KEYS = ['host', 'port', 'socketPath', 'user', 'password', 'database', 'ssl', 'connectTimeoutMs'] as const;
+const OPTION_KEYS = ['name', 'poolSize'] as const;
+
+/** The session every connection gets (one round trip when it is first used). */
+const SESSION_SQL =
+  "SET time_zone = '+00:00', " +
+  "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', " +
+  'SESSION sql_quote_show_create = 1, SESSION foreign_key_checks = 0, ' +
+  'SESSION net_write_timeout = 86400, SESSION net_read_timeout = 86400';
+
+/** What is sent as the LOCAL INFILE file name; the server only echoes it back. */
+const INFILE_NAME = 'stowage-bulk-text';
+
+/** How long an aborted load waits for the server to wind down before the connection is closed. */
+const ABORT_GRACE_MS = 2000;
+
+function parseUri(uri: string): MysqlConnectionConfig {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch (err) {
+    throw new StowageError('EBAD_CONFIG', `MysqlSource: ${JSON.stringify(uri)} is not a mysql:// URI.`, { details: { option: 'connection' }, cause: err });
+  }
+  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
+    throw new StowageError('EBAD_CONFIG', `MysqlSource: the URI must start with mysql:// or mariadb://, got ${url.protocol}//.`, { details: { option: 'connection' } });
+  }
+  if (url.search !== '') throw new StowageError('EBAD_CONFIG', 'MysqlSource: URI query parameters are not supported; pass a config object for TLS and timeouts.', { details: { option: 'connection' } });
+  const config: MysqlConnectionConfig = { database: decodeURIComponent(url.pathname.replace(/^\//, '')) };
+  if (url.hostname !== '') config.host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (url.port !== '') config.port = Number(url.port);
+  if (url.username !== '') config.user = decodeURIComponent(url.username);
+  if (url.password !== '') config.password = decodeURIComponent(url.password);
+  return config;
+}
+
+function badConfig(message: string, option: string): StowageError {
+  return new StowageError('EBAD_CONFIG', `MysqlSource: ${message}`, { details: { option } });
+}
+
+/** Closes a connection at once: the server notices the socket go and stops its query. */
+function destroyConnection(conn: MysqlConnection): void {
+  conn.destroy();
+  (conn as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+}
+
+function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
+  return typeof x === 'object' && x !== null && typeof (x as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
+}
+
+/**
+ * The TableSource of a MariaDB or MySQL database.
+ *
+ * @example
+ * ```ts
+ * await using src = new MysqlSource({ host: 'db1', user: 'dayabay', password, database: 'offline_db' });
+ * const { lo, hi } = await src.keyRange('CalibPmtSpecVld', 'SEQNO');
+ * const rows = await src.rows('CalibPmtSpecVld', { key: 'SEQNO', lo: 1n, hi: 10000n });
+ * ```
+ */
+export class MysqlSource implements TableSource {
+  /** Always `'mysql'`. */
+  readonly engine = 'mysql' as const;
+  /** {@inheritDoc TableReader.name} */
+  readonly name: string;
+  /** The database (schema) the source works in. */
+  readonly database: string;
+  readonly #pool: Pool;
+  readonly #inited = new WeakSet<object>();
+  readonly #streams = new Set<Readable>();
+  readonly #reader: MysqlReader;
+  #closed = false;
+
+  /**
+   * Sets up a pool of connections (none is opened before the first call:
+   * an unreachable server is reported then, as ECONNECT, or EAUTH when the
+   * login is refused).
+   *
+   * @param connection - a `mysql://user:password@host:port/database` URI, or a {@link MysqlConnectionConfig}
+   * @param options - see {@link MysqlSourceOptions}
+   */
+  constructor(connection: string | MysqlConnectionConfig, options: MysqlSourceOptions = {}) {
+    checkOptionKeys('MysqlSource', options, OPTION_KEYS);
+    let config: MysqlConnectionConfig;
+    if (typeof connection === 'string') config = parseUri(connection);
+    else if (typeof connection === 'object' && connection !== null) config = connection;
+    else throw badConfig('the connection must be a mysql:// URI or a config object.', 'connection');
+    checkOptionKeys('MysqlSource: connection', config, CONFIG_KEYS);
+    if (typeof config.database !== 'string' || config.database.length === 0) throw badConfig('the connection needs a "database".', 'database');
+    if (config.port !== undefined) checkInt('MysqlSource', 'port', config.port, 1, 65535);
+    const poolSize = checkInt('MysqlSource', 'poolSize', options.poolSize ?? 8, 1, 10_000);
+    const connectTimeout = checkInt('MysqlSource', 'connectTimeoutMs', config.connectTimeoutMs ?? 10_000, 1, 2 ** 31 - 1);
+    this.database = config.database;
+    const where = config.socketPath !== undefined ? `localhost${config.socketPath}` : `${config.host ?? 'localhost'}:${config.port ?? 3306}`;
+    this.name = options.name ?? `mysql://${config.user !== undefined ? `${encodeURIComponent(config.user)}@` : ''}${where}/${encodeURIComponent(config.database)}`;
+    if (typeof this.name !== 'string' || this.name.length === 0) throw badConfig('option "name" must be a non-empty string.', 'name');
+    const poolOptions: PoolOptions = {
+      database: config.database,
+      connectionLimit: poolSize,
+      maxIdle: poolSize,
+      connectTimeout,
+      charset: 'UTF8MB4_GENERAL_CI',
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      dateStrings: true,
+      decimalNumbers: false,
+      multipleStatements: false,
+      namedPlaceholders: false,
+      enableKeepAlive: true,
+    };
+    if (config.host !== undefined) poolOptions.host = config.host;
+    if (config.port !== undefined) poolOptions.port = config.port;
+    if (config.socketPath !== undefined) poolOptions.socketPath = config.socketPath;
+    if (config.user !== undefined) poolOptions.user = config.user;
+    if (config.password !== undefined) poolOptions.password = config.password;
+    if (config.ssl !== undefined) poolOptions.ssl = config.ssl;
+    this.#pool = mysql.createPool(poolOptions);
+    this.#reader = new MysqlReader(this.#poolContext());
+  }
+
+  /** {@inheritDoc TableReader.tables} */
+  tables(options?: DbOptions): Promise<string[]> {
+    return this.#reader.tables(options);
+  }
+
+  /** {@inheritDoc TableReader.columns} */
+  columns(table: string, options?: DbOptions): Promise<ColumnInfo[]> {
+    return this.#reader.columns(table, options);
+  }
+
+  /** {@inheritDoc MysqlReader.schema} */
+  schema(table: string, options?: DbOptions): Promise<string> {
+    return this.#reader.schema(table, options);
+  }
+
+  /** {@inheritDoc TableReader.keyRange} */
+  keyRange(table: string, key: string, options?: DbOptions): Promise<KeyRange> {
+    return this.#reader.keyRange(table, key, options);
+  }
+
+  /**
+   * {@inheritDoc TableReader.rows}
+   *
+   * The stream holds a pooled connection until it ends or is destroyed;
+   * destroyed early, the connection is closed (which stops the query).
+   */
+  rows(table: string, options: RowsOptions): Promise<Readable> {
+    return this.#reader.rows(table, options);
+  }
+
+  /** {@inheritDoc TableReader.digestRange} */
+  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
+    return this.#reader.digestRange(table, key, lo, hi, options);
+  }
+
+  /**
+   * {@inheritDoc TableSource.snapshot}
+   *
+   * One connection in `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ
+   * ONLY` at REPEATABLE READ: InnoDB tables are read as of that instant
+   * (`information_schema` and DDL are not versioned). The reader runs one
+   * thing at a time on that connection: a call made while one of its row
+   * streams is still open fails with EDB (read or destroy the stream
+   * first). A stream destroyed before its end closes the connection, and
+   * the snapshot with it: later calls fail with EDB.
+   */
+  async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
+    checkOptionKeys('MysqlSource.snapshot', options, ['signal']);
+    if (typeof fn !== 'function') throw new StowageError('EBAD_CONFIG', 'MysqlSource.snapshot: fn must be a function.', { details: { option: 'fn' } });
+    const { signal } = options;
+    throwIfAborted(signal);
+    const lent = await this.#acquire(signal);
+    const conn = lent.conn;
+    const streams = new Set<Readable>();
+    let open = true;
+    let broken: string | undefined;
+    let busy = false;
+    const ctx: MysqlReaderContext = {
+      name: this.name,
+      acquire: async () => {
+        if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
+        if (broken !== undefined) throw new StowageError('EDB', `${this.name}: the snapshot is no longer usable: ${broken}.`, { details: { source: this.name } });
+        if (busy) {
+          throw new StowageError('EDB', `${this.name}: a snapshot reads one thing at a time on its one connection, and a row stream (or another call) is still open: read it to the end or destroy it first.`, {
+            details: { source: this.name },
+          });
+        }
+        busy = true;
+        let released = false;
+        return {
+          conn,
+          release: (isBroken: boolean) => {
+            if (released) return;
+            released = true;
+            busy = false;
+            if (isBroken && broken === undefined) {
+              broken = 'a query on its connection was cut short (a row stream destroyed before its end, or an abort)';
+              destroyConnection(conn);
+            }
+          },
+        };
+      },
+      track: (s) => {
+        streams.add(s);
+        this.#track(s);
+        s.once('close', () => streams.delete(s));
+      },
+    };
+    let rejectAbort: (reason: unknown) => void = () => {};
+    const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
+    aborted.catch(() => {});
+    const disposeAbort = onAbort(signal, (reason) => rejectAbort(reason));
+    try {
+      try {
+        await mysqlQuery(conn, { sql: 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ' });
+        await mysqlQuery(conn, { sql: 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY' });
+      } catch (err) {
+        throw mysqlError(err, this.name, 'start a snapshot', signal);
+      }
+      throwIfAborted(signal);
+      return await Promise.race([fn(new MysqlReader(ctx)), aborted]);
+    } finally {
+      disposeAbort();
+      open = false;
+      for (const s of streams) s.destroy();
+      if (broken === undefined && !busy) {
+        try {
+          await mysqlQuery(conn, { sql: 'ROLLBACK' });
+        } catch {
+          broken = 'ROLLBACK failed';
+        }
+      }
+      lent.release(broken !== undefined || busy);
+    }
+  }
+
+  /**
+   * {@inheritDoc TableSource.createTable}
+   *
+   * `ddl` is one statement (a trailing `;` is dropped). MySQL commits DDL
+   * at once: if the statement ran but did not create `table` (ENO_TABLE),
+   * whatever it did create stays.
+   */
+  async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
+    checkOptionKeys('MysqlSource.createTable', options, ['signal']);
+    checkIdentifier('MysqlSource.createTable', 'table', table);
+    if (typeof ddl !== 'string' || ddl.trim().length === 0) {
+      throw new StowageError('EBAD_CONFIG', 'MysqlSource.createTable: ddl must be a non-empty string of SQL.', { details: { option: 'ddl' } });
+    }
+    const { signal } = options;
+    throwIfAborted(signal);
+    const lent = await this.#acquire(signal);
+    let broken = false;
+    try {
+      throwIfAborted(signal);
+      if (await this.#exists(lent.conn, table)) {
+        throw new StowageError('EEXIST', `Table ${JSON.stringify(table)} already exists in ${this.name}.`, { details: { source: this.name, table } });
+      }
+      await mysqlQuery(lent.conn, { sql: ddl.trim().replace(/;+\s*$/, '') });
+      if (!(await this.#exists(lent.conn, table))) {
+        throw new StowageError('ENO_TABLE', `The DDL given to create ${JSON.stringify(table)} in ${this.name} ran but did not create it (MySQL DDL cannot be rolled back: check what it did).`, {
+          details: { source: this.name, table },
+        });
+      }
+    } catch (err) {
+      broken = (err as { fatal?: boolean }).fatal === true;
+      throw mysqlError(err, this.name, `create table ${JSON.stringify(table)}`, signal);
+    } finally {
+      lent.release(broken);
+    }
+  }
+
+  /**
+   * {@inheritDoc TableSource.load}
+   *
+   * `LOAD DATA LOCAL INFILE` with `CHARACTER SET utf8mb4`, TAB, LF and
+   * backslash given explicitly, and the stored columns named, inside a
+   * transaction (with the `replaceRange` DELETE, if any). It commits only
+   * if the server reports as many rows as the input holds and no warning;
+   * otherwise it rolls back with EDB listing the first warnings (a
+   * duplicate key, a value that does not fit...).
+   */
+  async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
+    checkOptionKeys('MysqlSource.load', options, ['signal', 'onProgress', 'replaceRange']);
+    checkIdentifier('MysqlSource.load', 'table', table);
+    const stream = input instanceof Readable ? input : isAsyncIterable(input) ? Readable.from(input, { objectMode: false }) : undefined;
+    if (stream === undefined) throw new StowageError('EBAD_CONFIG', 'MysqlSource.load: input must be a Readable or an async iterable of byte chunks.', { details: { option: 'input' } });
+    const { signal, onProgress, replaceRange } = options;
+    let bounds: { key: string; lo: bigint; hi: bigint } | undefined;
+    try {
+      if (replaceRange !== undefined) {
+        checkOptionKeys('MysqlSource.load: replaceRange', replaceRange, ['key', 'lo', 'hi']);
+        checkIdentifier('MysqlSource.load', 'replaceRange.key', replaceRange.key);
+        const { lo, hi } = toKeyBounds('MysqlSource.load: replaceRange', replaceRange.lo, replaceRange.hi);
+        if (lo === undefined || hi === undefined) throw new StowageError('EBAD_CONFIG', 'MysqlSource.load: replaceRange needs both lo and hi.', { details: { option: 'replaceRange' } });
+        bounds = { key: replaceRange.key, lo, hi };
+      }
+      throwIfAborted(signal);
+      this.#checkOpen();
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    const action = `load rows into ${JSON.stringify(table)}`;
+    let lent: LentMysqlConnection;
+    try {
+      lent = await this.#acquire(signal);
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    const conn = lent.conn;
+    let broken = false;
+    let inTransaction = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    let gate: BulkTextGate | undefined;
+    const disposeAbort = onAbort(signal, (reason) => {
+      stream.destroy(reason as Error);
+      // The server winds the LOAD down when the stream ends; if it does not
+      // (stuck on a lock), closing the connection makes it roll back.
+      graceTimer = setTimeout(() => {
+        broken = true;
+        destroyConnection(conn);
+      }, ABORT_GRACE_MS);
+      graceTimer.unref();
+    });
+    try {
+      throwIfAborted(signal);
+      const info = await mysqlTableInfo(this.name, conn, table);
+      const t = quoteMysqlIdent(info.name);
+      let deleteSql: string | undefined;
+      if (bounds !== undefined) {
+        const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, bounds.key).name);
+        deleteSql = `DELETE FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi}`;
+      }
+      gate = new BulkTextGate({ columns: info.columns.length, dialect: 'mysql' });
+      const tracker = new ProgressTracker('load', onProgress);
+      let counted = 0;
+      const g = gate;
+      g.on('data', () => {
+        tracker.add(g.bytes - tracker.bytesDone, g.rows - counted);
+        counted = g.rows;
+      });
+      throwIfAborted(signal);
+      await mysqlQuery(conn, { sql: 'START TRANSACTION' });
+      inTransaction = true;
+      let deleted = 0;
+      if (deleteSql !== undefined) deleted = (await mysqlQuery<MysqlOk>(conn, { sql: deleteSql })).affectedRows;
+      throwIfAborted(signal);
+      const cols = info.columns.map((c) => quoteMysqlIdent(c.name)).join(', ');
+      const sql =
+        `LOAD DATA LOCAL INFILE '${INFILE_NAME}' INTO TABLE ${t} CHARACTER SET utf8mb4 ` +
+        "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n' " +
+        `(${cols})`;
+      let fed = false;
+      const result = await mysqlQuery<MysqlOk>(conn, {
+        sql,
+        infileStreamFactory: () => {
+          fed = true;
+          pipeline(stream, g, () => {});
+          return g;
+        },
+      });
+      if (!fed) throw new StowageError('EDB', `${this.name}: the server did not ask for the rows of LOAD DATA LOCAL INFILE.`, { details: { source: this.name } });
+      throwIfAborted(signal);
+      if (result.warningStatus > 0 || result.affectedRows !== g.rows) {
+        const warnings = await mysqlQuery<{ Level: string; Code: number; Message: string }[]>(conn, { sql: 'SHOW WARNINGS LIMIT 10' }).catch(() => []);
+        const list = warnings.map((w) => `${w.Level} ${w.Code}: ${w.Message}`);
+        throw new StowageError(
+          'EDB',
+          `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${result.warningStatus} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; nothing was kept.`,
+          { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus } },
+        );
+      }
+      await mysqlQuery(conn, { sql: 'COMMIT' });
+      inTransaction = false;
+      tracker.add(g.bytes - tracker.bytesDone, g.rows - counted);
+      tracker.report(true);
+      return Object.freeze({ rows: g.rows, bytes: g.bytes, deleted });
+    } catch (err) {
+      stream.destroy();
+      gate?.destroy();
+      if ((err as { fatal?: boolean }).fatal === true) broken = true;
+      if (inTransaction && !broken) {
+        try {
+          await mysqlQuery(conn, { sql: 'ROLLBACK' });
+        } catch {
+          broken = true;
+        }
+      }
+      throw mysqlError(err, this.name, action, signal);
+    } finally {
+      disposeAbort();
+      clearTimeout(graceTimer);
+      lent.release(broken);
+    }
+  }
+
+  /** {@inheritDoc TableSource.close} */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const s of this.#streams) s.destroy();
+    await new Promise<void>((resolve) => this.#pool.end(() => resolve()));
+  }
+
+  /** Same as {@link close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #poolContext(): MysqlReaderContext {
+    return {
+      name: this.name,
+      acquire: (signal) => this.#acquire(signal),
+      track: (s) => this.#track(s),
+    };
+  }
+
+  #track(s: Readable): void {
+    this.#streams.add(s);
+    s.once('close', () => this.#streams.delete(s));
+  }
+
+  /** A pooled connection with the session set up. */
+  async #acquire(signal: AbortSignal | undefined): Promise<LentMysqlConnection> {
+    this.#checkOpen();
+    throwIfAborted(signal);
+    let conn: PoolConnection;
+    try {
+      conn = await new Promise<PoolConnection>((resolve, reject) => {
+        const dispose = onAbort(signal, reject);
+        this.#pool.getConnection((err, c) => {
+          dispose();
+          if (err) {
+            reject(err);
+          } else if (signal?.aborted) {
+            c.release();
+            reject(signal.reason);
+          } else {
+            resolve(c);
+          }
+        });
+      });
+      if (!this.#inited.has(conn)) {
+        // A pooled connection reports a lost socket as an 'error' event; the
+        // query in flight gets it too, and the pool drops the connection.
+        conn.on('error', () => {});
+        try {
+          await mysqlQuery(conn, { sql: SESSION_SQL });
+        } catch (err) {
+          destroyConnection(conn);
+          throw err;
+        }
+        this.#inited.add(conn);
+      }
+    } catch (err) {
+      throw mysqlError(err, this.name, 'connect', signal);
+    }
+    let released = false;
+    return {
+      conn,
+      release: (broken) => {
+        if (released) return;
+        released = true;
+        if (broken) destroyConnection(conn);
+        else conn.release();
+      },
+    };
+  }
+
+  async #exists(conn: MysqlConnection, table: string): Promise<boolean> {
+    try {
+      return (await mysqlTableInfo(this.name, conn, table)).name === table;
+    } catch (err) {
+      if (err instanceof StowageError && err.code === 'ENO_TABLE') return false;
+      throw err;
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StowageError('EDB', `${this.name} is closed.`, { details: { source: this.name } });
+  }
+}

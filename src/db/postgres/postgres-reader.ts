@@ -1,0 +1,540 @@
+/**
+ * The read side of PostgresSource over pg clients: table metadata from the
+ * system catalogs, key ranges, and rows streamed with `COPY (SELECT ...) TO
+ * STDOUT` through pg-copy-streams.
+ *
+ * COPY's text format is the bulk text format, so its bytes are passed on
+ * untouched: no row is parsed or re-encoded in JavaScript. Each value's
+ * text is PostgreSQL's own output under the session settings every
+ * connection gets (`TimeZone = UTC`, `DateStyle = ISO, YMD`,
+ * `IntervalStyle = postgres`, `extra_float_digits = 1`, `bytea_output =
+ * hex`, `client_encoding = UTF8`), which reads back to the same value. COPY
+ * writes the control characters backspace, form feed and vertical tab as
+ * `\b`, `\f` and `\v`, escapes the bulk text format reads (see
+ * `bulk-text.ts`); text cannot hold NUL in PostgreSQL, so `\0` never occurs.
+ *
+ * Backpressure: the COPY stream stops reading the client's socket when its
+ * consumer stops reading, so the server waits in TCP buffers.
+ *
+ * @module
+ */
+import { Readable } from 'node:stream';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { StowageError } from '../../errors.js';
+import { onAbort, throwIfAborted } from '../../util/abort.js';
+import { checkOptionKeys } from '../../util/options.js';
+import type { RangeDigest } from '../range-digest.js';
+import {
+  INT64_MAX,
+  INT64_MIN,
+  checkIdentifier,
+  digestRangeOf,
+  findColumn,
+  noSuchTable,
+  toKeyBounds,
+  type ColumnInfo,
+  type DbOptions,
+  type KeyBound,
+  type KeyRange,
+  type RowsOptions,
+  type TableReader,
+} from '../table-source.js';
+
+/**
+ * Quotes a PostgreSQL identifier: double quotes around it, each double
+ * quote inside doubled. EBAD_CONFIG for an empty name or one holding NUL.
+ *
+ * @param name - a schema, table or column name
+ * @example
+ * ```ts
+ * quotePgIdent('we"ird tab`le'); // '"we""ird tab`le"'
+ * ```
+ */
+export function quotePgIdent(name: string): string {
+  checkIdentifier('quotePgIdent', 'identifier', name);
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ENOENT']);
+const CONNECT_SQLSTATES = /^(08|57P0[123])/;
+const AUTH_SQLSTATES = new Set(['28000', '28P01']);
+
+/**
+ * Wraps a pg error as a StowageError with the driver's error as `cause`
+ * and its SQLSTATE (`code`) in `details`: ECONNECT when the server cannot
+ * be reached or the connection was lost (also SQLSTATE class 08 and
+ * 57P01-03), EAUTH when it refused the login (28000, 28P01), ETIMEOUT for a
+ * connect timeout, EDB otherwise. StowageErrors pass through; with an
+ * aborted `signal`, its reason is returned instead.
+ *
+ * @param err - the caught error
+ * @param source - the source's name
+ * @param action - what was being done ("read rows of T")
+ * @param signal - the operation's signal
+ */
+export function pgError(err: unknown, source: string, action: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (err instanceof StowageError) return err;
+  const e = err as { code?: unknown; message?: string; severity?: string; detail?: string; hint?: string; position?: string } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  const message = e?.message || String(err);
+  const details = { source, action, driverCode: code, sqlState: code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? code : undefined, detail: e?.detail, hint: e?.hint };
+  const suffix = e?.detail ? ` (${e.detail})` : '';
+  if ((code !== undefined && (CONNECT_CODES.has(code) || CONNECT_SQLSTATES.test(code))) || /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message)) {
+    return new StowageError('ECONNECT', `${source}: cannot ${action}: the PostgreSQL server cannot be reached or closed the connection (${code !== undefined ? `${code}: ` : ''}${message}).`, { details, cause: err });
+  }
+  if (code !== undefined && AUTH_SQLSTATES.has(code)) return new StowageError('EAUTH', `${source}: cannot ${action}: the PostgreSQL server refused the login (${message}).`, { details, cause: err });
+  if (/timeout/i.test(message) && /connect/i.test(message)) return new StowageError('ETIMEOUT', `${source}: cannot ${action}: ${message}.`, { details, cause: err });
+  return new StowageError('EDB', `${source}: cannot ${action}: ${message}${suffix}`, { details, cause: err });
+}
+
+/** A client lent for one operation: `release` is called once. */
+export interface LentPgClient {
+  /** The client. */
+  readonly client: pg.PoolClient | pg.Client;
+  /**
+   * Gives it back.
+   *
+   * @param broken - the client is in an unknown state (a COPY or query was
+   *   cut short): close it instead of reusing it
+   */
+  release(broken: boolean): void;
+}
+
+/** How a reader gets its clients. */
+export interface PgReaderContext {
+  /** The source's name, for messages. */
+  readonly name: string;
+  /** The schema the source works in. */
+  readonly schema: string;
+  /** A client for one operation (metadata or a row stream). */
+  acquire(signal: AbortSignal | undefined): Promise<LentPgClient>;
+  /** Called with each stream opened, so its owner can destroy it on close. */
+  track(stream: Readable): void;
+}
+
+/** A table as the reader resolved it. */
+export interface PgTableInfo {
+  /** The table's oid (as text). */
+  readonly oid: string;
+  /** The table's name as stored. */
+  readonly name: string;
+  /** Stored columns in table order (generated columns left out). */
+  readonly columns: ColumnInfo[];
+  /** Per column: the type's oid. */
+  readonly typeOids: number[];
+}
+
+/** int2, int4, int8 */
+const INTEGER_OIDS = new Set([21, 23, 20]);
+
+const TABLE_INFO_SQL = `SELECT c.oid::int8::text AS oid, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.atttypid::int4 AS typid, a.attgenerated <> '' AS generated,
+  coalesce((SELECT k.n FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(att, n) WHERE i.indrelid = c.oid AND i.indisprimary AND k.att = a.attnum), 0)::int4 AS pk
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = $1 AND c.relkind = 'r' AND (c.relname = $2 OR lower(c.relname) = lower($2))
+ORDER BY c.relname, a.attnum`;
+
+interface TableInfoRow {
+  oid: string;
+  relname: string;
+  attname: string;
+  type: string;
+  attnotnull: boolean;
+  typid: number;
+  generated: boolean;
+  pk: number;
+}
+
+/**
+ * Resolves a table name in the source's schema (exactly, else
+ * case-insensitively when one table matches that way, as an unquoted name
+ * would) and reads its stored columns; ENO_TABLE if there is no such table.
+ *
+ * @param ctx - the reader context (source name and schema)
+ * @param client - the client
+ * @param table - the table asked for
+ */
+export async function pgTableInfo(ctx: { name: string; schema: string }, client: pg.ClientBase, table: string): Promise<PgTableInfo> {
+  const { rows } = await client.query<TableInfoRow>(TABLE_INFO_SQL, [ctx.schema, table]);
+  const names = [...new Set(rows.map((r) => r.relname))];
+  const name = names.includes(table) ? table : names.length === 1 ? names[0]! : undefined;
+  if (name === undefined) throw noSuchTable(ctx.name, table);
+  const columns: ColumnInfo[] = [];
+  const typeOids: number[] = [];
+  let oid = '';
+  for (const r of rows) {
+    if (r.relname !== name || r.generated) continue;
+    oid = r.oid;
+    columns.push(Object.freeze({ name: r.attname, type: r.type, nullable: !r.attnotnull, primaryKey: r.pk }));
+    typeOids.push(r.typid);
+  }
+  if (columns.length === 0) throw noSuchTable(ctx.name, table);
+  return { oid, name, columns, typeOids };
+}
+
+/**
+ * Finds the key column and checks that it is an integer column (smallint,
+ * integer or bigint; EBAD_CONFIG otherwise).
+ *
+ * @param source - the source's name
+ * @param info - the resolved table
+ * @param key - the key column asked for
+ */
+export function pgKeyColumn(source: string, info: PgTableInfo, key: string): ColumnInfo {
+  const { column, index } = findColumn(source, info.name, info.columns, key);
+  if (!INTEGER_OIDS.has(info.typeOids[index]!)) {
+    throw new StowageError('EBAD_CONFIG', `Key column ${JSON.stringify(column.name)} of table ${JSON.stringify(info.name)} in ${source} is ${column.type}, not an integer column: choose an integer key.`, {
+      details: { source, table: info.name, option: 'key', key: column.name, type: column.type },
+    });
+  }
+  return column;
+}
+
+/** A bigint bound as an int8 literal (digits only: it comes from a validated bigint). */
+const int8 = (v: bigint): string => `'${v}'::int8`;
+
+/**
+ * The condition selecting a key range: bounds clamped to int64 (the widest
+ * integer PostgreSQL has) and written as int8 literals, so the key's index
+ * is used; never a NULL key.
+ *
+ * @param key - the quoted key column
+ * @param lo - smallest key, if any
+ * @param hi - largest key, if any
+ */
+export function pgRangeCondition(key: string, lo: bigint | undefined, hi: bigint | undefined): string {
+  if ((lo !== undefined && lo > INT64_MAX) || (hi !== undefined && hi < INT64_MIN)) return 'false';
+  const l = lo !== undefined && lo > INT64_MIN ? lo : undefined;
+  const h = hi !== undefined && hi < INT64_MAX ? hi : undefined;
+  if (l !== undefined && h !== undefined) return `${key} BETWEEN ${int8(l)} AND ${int8(h)}`;
+  if (l !== undefined) return `${key} >= ${int8(l)}`;
+  if (h !== undefined) return `${key} <= ${int8(h)}`;
+  return `${key} IS NOT NULL`;
+}
+
+/**
+ * The `COPY (SELECT ...) TO STDOUT` of a key range, rows in key then
+ * primary-key order.
+ *
+ * @param schema - the schema
+ * @param info - the resolved table
+ * @param keyName - the key column's name
+ * @param lo - smallest key, if any
+ * @param hi - largest key, if any
+ */
+export function pgCopyOutSql(schema: string, info: PgTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined): string {
+  const cols = info.columns.map((c) => quotePgIdent(c.name)).join(', ');
+  const key = quotePgIdent(keyName);
+  const pk = info.columns
+    .filter((c) => c.primaryKey > 0 && c.name !== keyName)
+    .sort((a, b) => a.primaryKey - b.primaryKey)
+    .map((c) => `, ${quotePgIdent(c.name)}`)
+    .join('');
+  return `COPY (SELECT ${cols} FROM ${quotePgIdent(schema)}.${quotePgIdent(info.name)} WHERE ${pgRangeCondition(key, lo, hi)} ORDER BY ${key}${pk}) TO STDOUT`;
+}
+
+/**
+ * The COPY output stream, passed on chunk by chunk. Destroying it before
+ * the end closes the client (a COPY in flight cannot be stopped otherwise
+ * without reading it to the end).
+ */
+class PgCopyOutStream extends Readable {
+  readonly #lent: LentPgClient;
+  readonly #inner: Readable;
+  readonly #source: string;
+  readonly #action: string;
+  readonly #signal: AbortSignal | undefined;
+  readonly #disposeAbort: () => void;
+  #done = false;
+
+  constructor(lent: LentPgClient, sql: string, source: string, action: string, signal: AbortSignal | undefined) {
+    super({ highWaterMark: 512 * 1024 });
+    this.#lent = lent;
+    this.#source = source;
+    this.#action = action;
+    this.#signal = signal;
+    this.#disposeAbort = onAbort(signal, (reason) => this.destroy(reason as Error));
+    const inner = lent.client.query(copyTo(sql, { highWaterMark: 256 * 1024 }));
+    this.#inner = inner;
+    inner.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) inner.pause();
+    });
+    inner.on('end', () => {
+      if (!this.#finish(false)) return;
+      this.push(null);
+    });
+    // Stays attached: pg may still report the end of a COPY cut short.
+    inner.on('error', (err: Error) => {
+      if (this.#finish(true)) this.destroy(pgError(err, this.#source, this.#action, this.#signal) as Error);
+    });
+  }
+
+  override _read(): void {
+    this.#inner.resume();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#finish(true);
+    callback(err);
+  }
+
+  #finish(broken: boolean): boolean {
+    if (this.#done) return false;
+    this.#done = true;
+    this.#disposeAbort();
+    this.#lent.release(broken);
+    return true;
+  }
+}
+
+/** Runs `fn` on a lent client; an abort closes the client. */
+async function withClient<T>(ctx: PgReaderContext, action: string, signal: AbortSignal | undefined, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+  throwIfAborted(signal);
+  const lent = await ctx.acquire(signal);
+  let broken = false;
+  let rejectAbort: (reason: unknown) => void = () => {};
+  const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
+  aborted.catch(() => {});
+  const disposeAbort = onAbort(signal, (reason) => {
+    broken = true;
+    rejectAbort(reason);
+  });
+  try {
+    return await Promise.race([fn(lent.client), aborted]);
+  } catch (err) {
+    throw pgError(err, ctx.name, action, signal);
+  } finally {
+    disposeAbort();
+    lent.release(broken);
+  }
+}
+
+/**
+ * A {@link TableReader} over PostgreSQL clients; the object a snapshot
+ * hands to its callback, and the read side of PostgresSource.
+ */
+export class PgReader implements TableReader {
+  /** Always `'postgres'`. */
+  readonly engine = 'postgres' as const;
+  readonly #ctx: PgReaderContext;
+
+  /** @param ctx - where clients come from */
+  constructor(ctx: PgReaderContext) {
+    this.#ctx = ctx;
+  }
+
+  /** {@inheritDoc TableReader.name} */
+  get name(): string {
+    return this.#ctx.name;
+  }
+
+  /**
+   * {@inheritDoc TableReader.tables}
+   *
+   * The ordinary tables of the source's schema (a partition is listed as a
+   * table of its own; a partitioned parent, which holds no rows, is not).
+   */
+  async tables(options: DbOptions = {}): Promise<string[]> {
+    checkOptionKeys('PostgresSource.tables', options, ['signal']);
+    return withClient(this.#ctx, 'list tables', options.signal, async (client) => {
+      const { rows } = await client.query<{ relname: string }>(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+        [this.#ctx.schema],
+      );
+      return rows.map((r) => r.relname).sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+    });
+  }
+
+  /** {@inheritDoc TableReader.columns} */
+  async columns(table: string, options: DbOptions = {}): Promise<ColumnInfo[]> {
+    checkOptionKeys('PostgresSource.columns', options, ['signal']);
+    checkIdentifier('PostgresSource.columns', 'table', table);
+    return withClient(this.#ctx, `read the columns of ${JSON.stringify(table)}`, options.signal, async (client) => (await pgTableInfo(this.#ctx, client, table)).columns);
+  }
+
+  /**
+   * {@inheritDoc TableReader.schema}
+   *
+   * Built from the catalogs, see {@link pgCreateTable}.
+   */
+  async schema(table: string, options: DbOptions = {}): Promise<string> {
+    checkOptionKeys('PostgresSource.schema', options, ['signal']);
+    checkIdentifier('PostgresSource.schema', 'table', table);
+    return withClient(this.#ctx, `read the schema of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo(this.#ctx, client, table);
+      return pgCreateTable(client, this.#ctx.schema, info);
+    });
+  }
+
+  /** {@inheritDoc TableReader.keyRange} */
+  async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
+    checkOptionKeys('PostgresSource.keyRange', options, ['signal']);
+    checkIdentifier('PostgresSource.keyRange', 'table', table);
+    checkIdentifier('PostgresSource.keyRange', 'key', key);
+    return withClient(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo(this.#ctx, client, table);
+      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
+      const { rows } = await client.query<{ lo: string | null; hi: string | null; count: string; nulls: string }>(
+        `SELECT min(${k})::text AS lo, max(${k})::text AS hi, count(${k})::text AS count, (count(*) - count(${k}))::text AS nulls FROM ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`,
+      );
+      const r = rows[0]!;
+      return Object.freeze({ lo: r.lo === null ? null : BigInt(r.lo), hi: r.hi === null ? null : BigInt(r.hi), count: Number(r.count), nulls: Number(r.nulls) });
+    });
+  }
+
+  /** {@inheritDoc TableReader.rows} */
+  async rows(table: string, options: RowsOptions): Promise<Readable> {
+    checkOptionKeys('PostgresSource.rows', options, ['key', 'lo', 'hi', 'signal']);
+    checkIdentifier('PostgresSource.rows', 'table', table);
+    checkIdentifier('PostgresSource.rows', 'key', options?.key);
+    const { lo, hi } = toKeyBounds('PostgresSource.rows', options.lo, options.hi);
+    const { signal } = options;
+    throwIfAborted(signal);
+    const ctx = this.#ctx;
+    const lent = await ctx.acquire(signal);
+    let stream: PgCopyOutStream;
+    try {
+      throwIfAborted(signal);
+      const info = await pgTableInfo(ctx, lent.client, table);
+      const key = pgKeyColumn(ctx.name, info, options.key);
+      throwIfAborted(signal);
+      stream = new PgCopyOutStream(lent, pgCopyOutSql(ctx.schema, info, key.name, lo, hi), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
+    } catch (err) {
+      lent.release(false);
+      throw pgError(err, ctx.name, `read rows of ${JSON.stringify(table)}`, signal);
+    }
+    ctx.track(stream);
+    return stream;
+  }
+
+  /** {@inheritDoc TableReader.digestRange} */
+  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
+    checkOptionKeys('PostgresSource.digestRange', options, ['signal']);
+    return digestRangeOf(this, table, key, lo, hi, options);
+  }
+}
+
+interface ColumnDdlRow {
+  attname: string;
+  type: string;
+  attnotnull: boolean;
+  attidentity: string;
+  attgenerated: string;
+  def: string | null;
+  coll: string | null;
+}
+
+interface IndexRow {
+  def: string;
+  name: string;
+  uniq: boolean;
+  head: string;
+}
+
+interface SequenceRow {
+  seq: string;
+  col: string;
+  type: string;
+  start: string;
+  inc: string;
+  min: string;
+  max: string;
+  cache: string;
+  cycle: boolean;
+}
+
+/**
+ * Builds the `CREATE TABLE` of a table from the catalogs, as pg_dump would
+ * for the table alone: the columns in order with their types and typmods
+ * (`format_type`), collations that differ from the type's, defaults,
+ * identity and generated columns, NOT NULL; the primary key, unique, check
+ * and exclusion constraints (`pg_get_constraintdef`); the other indexes
+ * (`pg_get_indexdef`, on the unqualified table); and the sequences that `serial` columns own
+ * (created, then `OWNED BY` the column). Names are those of the source's
+ * schema left unqualified (the session's `search_path` is that schema), so
+ * the DDL creates the table in the target's schema.
+ *
+ * Not carried (document them where it matters): foreign keys (they name
+ * other tables; add them after a restore), the current value of sequences
+ * (call `setval` after a restore), identity sequence options, storage
+ * parameters, tablespaces, comments, grants, row security policies,
+ * triggers, and the partitioning of a partitioned table. Types, domains and
+ * collations the columns use must exist in the target.
+ *
+ * @param client - a client whose `search_path` is `schema`
+ * @param schema - the source's schema
+ * @param info - the resolved table
+ */
+export async function pgCreateTable(client: pg.ClientBase, schema: string, info: PgTableInfo): Promise<string> {
+  const oid = info.oid;
+  const [cols, rel, cons, idx, seqs] = [
+    (
+      await client.query<ColumnDdlRow>(
+        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attidentity::text AS attidentity, a.attgenerated::text AS attgenerated, pg_get_expr(d.adbin, d.adrelid) AS def,
+  CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN
+    CASE WHEN cn.nspname IN ('pg_catalog', $2) THEN quote_ident(co.collname) ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END AS coll
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+        [oid, schema],
+      )
+    ).rows,
+    (await client.query<{ relpersistence: string }>('SELECT relpersistence::text AS relpersistence FROM pg_class WHERE oid = $1::oid', [oid])).rows[0],
+    (
+      await client.query<{ conname: string; def: string }>(
+        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::oid AND contype IN ('p', 'u', 'c', 'x') ORDER BY contype <> 'p', conname",
+        [oid],
+      )
+    ).rows,
+    (
+      await client.query<IndexRow>(
+        `SELECT pg_get_indexdef(i.indexrelid) AS def, ic.relname AS name, i.indisunique AS uniq,
+  'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || quote_ident(ic.relname) || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING ' AS head
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indrelid = $1::oid AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
+ORDER BY ic.relname`,
+        [oid],
+      )
+    ).rows,
+    (
+      await client.query<SequenceRow>(
+        `SELECT s.relname AS seq, a.attname AS col, format_type(q.seqtypid, NULL) AS type, q.seqstart::text AS start, q.seqincrement::text AS inc,
+  q.seqmin::text AS min, q.seqmax::text AS max, q.seqcache::text AS cache, q.seqcycle AS cycle
+FROM pg_depend dp JOIN pg_class s ON s.oid = dp.objid AND s.relkind = 'S' JOIN pg_sequence q ON q.seqrelid = s.oid
+JOIN pg_attribute a ON a.attrelid = dp.refobjid AND a.attnum = dp.refobjsubid
+WHERE dp.classid = 'pg_class'::regclass AND dp.refclassid = 'pg_class'::regclass AND dp.refobjid = $1::oid AND dp.deptype = 'a'
+  AND s.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $1::oid)
+ORDER BY s.relname`,
+        [oid],
+      )
+    ).rows,
+  ];
+  const t = quotePgIdent(info.name);
+  const lines: string[] = [];
+  for (const c of cols) {
+    let line = `    ${quotePgIdent(c.attname)} ${c.type}`;
+    if (c.coll !== null) line += ` COLLATE ${c.coll}`;
+    if (c.attidentity === 'a') line += ' GENERATED ALWAYS AS IDENTITY';
+    else if (c.attidentity === 'd') line += ' GENERATED BY DEFAULT AS IDENTITY';
+    else if (c.attgenerated === 's' && c.def !== null) line += ` GENERATED ALWAYS AS (${c.def}) STORED`;
+    else if (c.attgenerated === 'v' && c.def !== null) line += ` GENERATED ALWAYS AS (${c.def}) VIRTUAL`;
+    else if (c.def !== null) line += ` DEFAULT ${c.def}`;
+    if (c.attnotnull) line += ' NOT NULL';
+    lines.push(line);
+  }
+  for (const k of cons) lines.push(`    CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`);
+  let ddl = '';
+  for (const s of seqs) {
+    ddl += `CREATE SEQUENCE ${quotePgIdent(s.seq)} AS ${s.type} INCREMENT BY ${s.inc} MINVALUE ${s.min} MAXVALUE ${s.max} START WITH ${s.start} CACHE ${s.cache}${s.cycle ? ' CYCLE' : ' NO CYCLE'};\n`;
+  }
+  ddl += `CREATE ${rel?.relpersistence === 'u' ? 'UNLOGGED ' : ''}TABLE ${t} (\n${lines.join(',\n')}\n);\n`;
+  for (const s of seqs) ddl += `ALTER SEQUENCE ${quotePgIdent(s.seq)} OWNED BY ${t}.${quotePgIdent(s.col)};\n`;
+  for (const i of idx) {
+    // pg_get_indexdef names the table with its schema: name it as the
+    // CREATE TABLE above does, so the index lands on the restored table.
+    const def = i.def.startsWith(i.head) ? `CREATE ${i.uniq ? 'UNIQUE ' : ''}INDEX ${quotePgIdent(i.name)} ON ${t} USING ${i.def.slice(i.head.length)}` : i.def;
+    ddl += `${def};\n`;
+  }
+  return ddl;
+}
