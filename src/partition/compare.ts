@@ -262,7 +262,7 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
   if (los.length > 0 && his.length > 0) {
     const lo = clampLo(los.reduce((m, v) => (v < m ? v : m)));
     const hi = clampHi(his.reduce((m, v) => (v > m ? v : m)));
-    const cursors = [new KeyCursor(a, table, key), new KeyCursor(b, table, key)];
+    const cursors = [new KeyCursor(a, table, key, grid.size, rangeA.hi), new KeyCursor(b, table, key, grid.size, rangeB.hi)];
     const firstKey = async (from: bigint): Promise<bigint | null> => {
       let best: bigint | null = null;
       for (const c of cursors) {

@@ -6,16 +6,20 @@
  * partitions and two questions, not 10^11).
  *
  * A source that offers {@link KeySeeker.nextKey} (one indexed
- * `SELECT MIN(key) ... WHERE key >= ?`) is asked directly; any other
- * {@link TableReader} is asked through its `rows()` stream: the first row
- * at or above the bound, after which the stream is destroyed. Either way
- * the key column should be indexed (it is the primary key of conditions
- * tables), or each question scans the table.
+ * `SELECT MIN(key) ... WHERE key >= ?`) is asked directly. Any other
+ * {@link TableReader} is asked through its `rows()` stream over bounded
+ * windows: first `[from, from + window - 1]` (one partition: in a dense
+ * table the next key is there), then windows twice as wide each time up to
+ * the table's largest key, so a gap of any width costs a few dozen empty
+ * probes, and no probe asks an engine to sort an unbounded range. The first
+ * row of a window is its smallest key; the stream is destroyed after it.
+ * Either way the key column should be indexed (it is the primary key of
+ * conditions tables), or each question scans the table.
  *
  * @module
  */
 import { StowageError } from '../errors.js';
-import { findColumn, UINT64_MAX, type DbOptions, type KeyBound, type TableReader } from '../db/table-source.js';
+import { findColumn, type DbOptions, type KeyBound, type TableReader } from '../db/table-source.js';
 import { throwIfAborted } from '../util/abort.js';
 
 /**
@@ -81,17 +85,23 @@ export class KeyCursor {
   readonly #reader: TableReader;
   readonly #table: string;
   readonly #key: string;
+  readonly #window: bigint;
+  readonly #max: bigint | null;
   #keyIndex: number | undefined;
 
   /**
    * @param reader - the source or snapshot reader
    * @param table - the table
    * @param key - the key column
+   * @param window - the first probe's width (the partition size)
+   * @param max - the table's largest key (`null`: the table has none, every answer is `null`)
    */
-  constructor(reader: TableReader, table: string, key: string) {
+  constructor(reader: TableReader, table: string, key: string, window: bigint, max: bigint | null) {
     this.#reader = reader;
     this.#table = table;
     this.#key = key;
+    this.#window = window > 0n ? window : 1n;
+    this.#max = max;
   }
 
   /**
@@ -102,11 +112,26 @@ export class KeyCursor {
    */
   async next(from: bigint, signal?: AbortSignal): Promise<bigint | null> {
     throwIfAborted(signal);
-    if (from > UINT64_MAX) return null;
+    const max = this.#max;
+    if (max === null || from > max) return null;
     const r = this.#reader;
     if (hasNextKey(r)) return r.nextKey(this.#table, this.#key, from, signal === undefined ? {} : { signal });
     this.#keyIndex ??= findColumn(r.name, this.#table, await r.columns(this.#table, { signal }), this.#key).index;
-    const stream = await r.rows(this.#table, { key: this.#key, lo: from, signal });
+    let lo = from;
+    let width = this.#window;
+    for (;;) {
+      const hi = lo + width - 1n >= max ? max : lo + width - 1n;
+      const k = await this.#first(lo, hi, signal);
+      if (k !== null || hi >= max) return k;
+      lo = hi + 1n;
+      width *= 2n;
+    }
+  }
+
+  /** The first key of the rows in [lo, hi], or null. */
+  async #first(lo: bigint, hi: bigint, signal: AbortSignal | undefined): Promise<bigint | null> {
+    const r = this.#reader;
+    const stream = await r.rows(this.#table, { key: this.#key, lo, hi, signal });
     try {
       const parts: Buffer[] = [];
       for await (const c of stream as AsyncIterable<Buffer>) {
@@ -116,7 +141,7 @@ export class KeyCursor {
           continue;
         }
         parts.push(c.subarray(0, nl));
-        return parseKeyField(fieldOf(Buffer.concat(parts), this.#keyIndex), r.name, this.#table);
+        return parseKeyField(fieldOf(Buffer.concat(parts), this.#keyIndex!), r.name, this.#table);
       }
       return null;
     } finally {

@@ -325,7 +325,7 @@ export class Partitioner {
     // The occupied ranges, walked from one to the next.
     const occupied: bigint[] = [];
     if (lo !== null && hi !== null) {
-      const cursors = this.tables.map((t) => new KeyCursor(this.source, t, this.key));
+      const cursors = this.tables.map((t, n) => new KeyCursor(this.source, t, this.key, this.rowsPerPartition, ranges[n]!.hi));
       const tail = grid.indexOf(hi);
       let i = grid.indexOf(lo);
       for (;;) {
