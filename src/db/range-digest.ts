@@ -87,6 +87,11 @@ export class RangeDigester {
   #group: Buffer[] = [];
   #groupBytes = 0;
   #done: RangeDigest | undefined;
+  // Lines of finished one-row groups that lie back to back in one chunk are
+  // hashed with one update() call (a unique key means every group is one row).
+  #spanBuffer: ArrayBufferLike | undefined;
+  #spanStart = 0;
+  #spanEnd = 0;
 
   /** @param options - key position and group size cap */
   constructor(options: RangeDigesterOptions) {
@@ -99,7 +104,9 @@ export class RangeDigester {
   }
 
   /**
-   * Adds bulk text bytes (any chunking).
+   * Adds bulk text bytes (any chunking). Chunks are kept by reference until
+   * hashed: do not modify a chunk after passing it (stream chunks are never
+   * modified).
    *
    * @param chunk - the next bytes
    */
@@ -114,6 +121,7 @@ export class RangeDigester {
     if (this.#done) return this.#done;
     this.#splitter.end();
     this.#flush();
+    this.#flushSpan();
     this.#done = Object.freeze({ count: this.#splitter.lines, bytes: this.#splitter.bytes, digest: this.#hash.digest('hex') });
     return this.#done;
   }
@@ -140,10 +148,29 @@ export class RangeDigester {
 
   #flush(): void {
     const g = this.#group;
-    if (g.length > 1) g.sort(Buffer.compare);
-    for (const line of g) this.#hash.update(line);
+    if (g.length === 1) {
+      const line = g[0]!;
+      if (line.buffer === this.#spanBuffer && line.byteOffset === this.#spanEnd) {
+        this.#spanEnd += line.length;
+      } else {
+        this.#flushSpan();
+        this.#spanBuffer = line.buffer;
+        this.#spanStart = line.byteOffset;
+        this.#spanEnd = line.byteOffset + line.length;
+      }
+    } else if (g.length > 1) {
+      this.#flushSpan();
+      g.sort(Buffer.compare);
+      for (const line of g) this.#hash.update(line);
+    }
     this.#group = [];
     this.#groupBytes = 0;
+  }
+
+  #flushSpan(): void {
+    if (this.#spanBuffer === undefined) return;
+    this.#hash.update(new Uint8Array(this.#spanBuffer, this.#spanStart, this.#spanEnd - this.#spanStart));
+    this.#spanBuffer = undefined;
   }
 }
 

@@ -39,7 +39,7 @@
  * An engine sets the session options in the table on every connection it
  * dumps or loads with, so neither the server's defaults nor the client's
  * time zone can change a value. SqliteSource keeps SQLite's per-value
- * storage classes exact too (see `sqlite/sqlite-source.ts`).
+ * storage classes exact too (see `sqlite/sqlite-values.ts`).
  *
  * ## Identifiers
  *
@@ -56,6 +56,23 @@
  * `EBAD_CONFIG`; every driver error is wrapped as `EDB` (or a more specific
  * code) with the driver's error kept as `cause`; malformed bulk text given
  * to `load` is `EDB`; an abort rejects with the signal's reason.
+ *
+ * ## Writing a TableSource
+ *
+ * - Validate up front: `checkOptionKeys`, {@link checkIdentifier} for names,
+ *   {@link toKeyBounds} for `lo`/`hi`; then `throwIfAborted(signal)`.
+ * - Resolve the table ({@link noSuchTable}) and the key ({@link findColumn})
+ *   before starting a query; wrap driver errors with {@link dbError}.
+ * - `rows`: select {@link TableReader.columns} in order, `WHERE key BETWEEN
+ *   lo AND hi` (missing bounds: unbounded, NULL keys never), `ORDER BY key,
+ *   <other primary-key columns>`; a Readable fed by a cursor or a copy
+ *   stream with backpressure; abort → `destroy(signal.reason)`.
+ * - `digestRange`: {@link digestRangeOf}, nothing engine-specific.
+ * - `load`: one transaction; `replaceRange` deletes inside it; on any
+ *   failure roll back and destroy the input; progress with phase `'load'`.
+ * - Test with the all-types fixture (`test/fixtures/db/all-types.ts`):
+ *   dump, load into a fresh database, equal `digestRange`, byte-identical
+ *   dumps, every value equal; plus the weird table name ``we"ird tab`le``.
  *
  * @module
  */

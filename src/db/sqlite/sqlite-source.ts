@@ -12,7 +12,8 @@
  * stream and per snapshot, and one per load, so a dump, a snapshot and a
  * load never share a transaction and a long dump never keeps the main
  * connection busy. An in-memory database has only its one connection:
- * there, a snapshot holds the source's write lock instead (loads wait).
+ * there, a snapshot holds the source's write lock instead (loads wait), and
+ * a load fails (EDB) while a row stream of the same source is still open.
  *
  * Loads are batched prepared inserts inside one `BEGIN IMMEDIATE`
  * transaction, chunk by chunk as the input arrives; any failure or abort
