@@ -60,6 +60,8 @@ export function quoteMysqlIdent(name: string): string {
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'PROTOCOL_CONNECTION_LOST', 'ER_CON_COUNT_ERROR', 'ER_SERVER_SHUTDOWN', 'ENOENT']);
 const AUTH_CODES = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR', 'ER_NOT_SUPPORTED_AUTH_MODE', 'AUTH_SWITCH_PLUGIN_ERROR']);
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'PROTOCOL_SEQUENCE_TIMEOUT']);
+/** ER_NOT_ALLOWED_COMMAND, MySQL's ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED. */
+const LOCAL_INFILE_ERRNOS = new Set([1148, 3948, 4166]);
 
 /**
  * Wraps a mysql2 error as a StowageError with the driver's error as
@@ -86,7 +88,8 @@ export function mysqlError(err: unknown, source: string, action: string, signal?
   }
   if (code !== undefined && AUTH_CODES.has(code)) return new StowageError('EAUTH', `${source}: cannot ${action}: the MySQL server refused the login (${message}).`, { details, cause: err });
   if (code !== undefined && TIMEOUT_CODES.has(code)) return new StowageError('ETIMEOUT', `${source}: cannot ${action}: ${message}.`, { details, cause: err });
-  return new StowageError('EDB', `${source}: cannot ${action}: ${message}`, { details, cause: err });
+  const hint = e?.errno !== undefined && LOCAL_INFILE_ERRNOS.has(e.errno) ? ' (loads need LOAD DATA LOCAL INFILE: set local_infile = 1 on the server)' : '';
+  return new StowageError('EDB', `${source}: cannot ${action}: ${message}${hint}`, { details, cause: err });
 }
 
 /**

@@ -1,0 +1,412 @@
+// MysqlSource against a real MariaDB: the all-types fixture dumped, loaded
+// into another database and compared value by value; identifiers; metadata;
+// loads (all or nothing); errors.
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeBulkRow, type BulkField } from '../../../src/db/index.js';
+import { MysqlSource, quoteMysqlIdent } from '../../../src/db/mysql/index.js';
+import type { Progress } from '../../../src/progress.js';
+import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
+import { freePort, startMariadb, type MariadbServer } from '../../support/index.js';
+import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
+import { makeFixture, normRows, sql, textRows } from './helpers.js';
+
+let db: MariadbServer;
+let dbCount = 0;
+
+beforeAll(async () => {
+  db = await startMariadb();
+  await makeFixture(db, db.database);
+});
+afterAll(async () => {
+  await db?.stop();
+});
+
+/** A fresh empty database; returns its name. */
+async function freshDb(): Promise<string> {
+  return db.createDatabase(`d${++dbCount}`);
+}
+
+function source(database = db.database, options: ConstructorParameters<typeof MysqlSource>[1] = {}): MysqlSource {
+  return new MysqlSource({ ...db.connectionConfig, database }, options);
+}
+
+async function dump(src: MysqlSource, table: string, key = ALL_TYPES_KEY): Promise<Buffer> {
+  return collect(await src.rows(table, { key }));
+}
+
+const N = null;
+const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+const ESCAPE_BYTES = Buffer.from([0x09, 0x0a, 0x0d, 0x5c, 0x00, 0x4e, 0x5c, 0x4e, 0x7f, 0xff]);
+const TXT = 'line1\nline2\r\nCR\ronly, backslash \\ and \\\\, literal \\N, \\t, \\n, trailing \\';
+
+describe('MysqlSource: the all-types fixture', () => {
+  it('dumps every value to the documented bulk text', async () => {
+    await using src = source();
+    // Columns: SEQNO ROW_COUNTER i32 i64 u64 dbl dec vc txt bin dt ts d
+    const rows: BulkField[][] = [
+      ['1', '1', N, N, N, N, N, N, N, N, N, N, N],
+      ['1', '2', '0', '0', '0', '0', '0.0000000000', '', '', Buffer.alloc(0), N, N, N],
+      ['1', '3', N, N, N, N, N, 'tab\there', TXT, ESCAPE_BYTES, N, N, N],
+      ['1', '4', N, N, N, N, N, '\\N', 'a\0b', N, N, N, N],
+      ['2', '1', N, N, N, N, N, 'Grüße, 日本語, e\u0301', '🚀 Daya Bay 大亚湾 \u202Eright-to-left\u202C \uFEFF zero-width\u200B', ALL_BYTES, N, N, N],
+      ['3', '1', '2147483647', '9223372036854775807', '18446744073709551615', '1.7976931348623157e308', '9999999999999999999999999999.9999999999', N, N, N, N, N, N],
+      ['4', '1', '-2147483648', '-9223372036854775808', N, '-5e-324', '-0.0000000001', N, N, N, N, N, N],
+      ['5', '1', N, '9007199254740993', N, '0.30000000000000004', '12345678901234567890.0123456789', N, N, N, N, N, N],
+      ['5', '2', N, N, N, '0.3333333333333333', N, N, N, N, '2024-02-29 23:59:59.123456', '2024-03-31 01:30:00.500000', '2024-02-29'],
+      ['6', '1', N, N, N, '2.2250738585072014e-308', N, N, N, N, '1000-01-01 00:00:00.000000', '1970-01-01 00:00:01.000000', '1000-01-01'],
+      ['7', '1', N, N, N, '4503599627370495.5', N, N, N, N, '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.999999', '9999-12-31'],
+      // MariaDB stores -0.0 as 0.
+      ['8', '1', N, N, N, '0', N, N, N, N, N, N, N],
+      ['8', '2', N, N, N, N, N, N, N, N, N, N, N],
+      ['9007199254740993', '1', N, '9007199254740993', N, '9.007199254740992e15', N, 'key 2^53+1', N, N, N, N, N],
+    ];
+    const expected = Buffer.concat(rows.map(encodeBulkRow));
+    const got = await dump(src, ALL_TYPES_TABLE);
+    expect(got.toString('latin1').split('\n')).toEqual(expected.toString('latin1').split('\n'));
+    expect(got.equals(expected)).toBe(true);
+  });
+
+  it('round-trips: dump, load into a fresh database, same digest, same bytes, every value equal', async () => {
+    const target = await freshDb();
+    await using src = source();
+    await using dst = source(target);
+    const schema = await src.schema(ALL_TYPES_TABLE);
+    expect(schema).toMatch(/^CREATE TABLE `all_types` \(\n/);
+    expect(schema).toMatch(/PRIMARY KEY \(`SEQNO`,`ROW_COUNTER`\)/);
+    expect(schema.endsWith(';\n')).toBe(true);
+    await dst.createTable(ALL_TYPES_TABLE, schema);
+    expect(await dst.schema(ALL_TYPES_TABLE)).toBe(schema);
+    const progress: Progress[] = [];
+    const result = await dst.load(ALL_TYPES_TABLE, await src.rows(ALL_TYPES_TABLE, { key: ALL_TYPES_KEY }), { onProgress: (p) => progress.push(p) });
+    const n = rowsFor('mysql').length;
+    expect(result.rows).toBe(n);
+    expect(result.deleted).toBe(0);
+    expect(progress.at(-1)).toMatchObject({ phase: 'load', itemsDone: n, bytesDone: result.bytes });
+
+    const a = await src.digestRange(ALL_TYPES_TABLE, ALL_TYPES_KEY, undefined, undefined);
+    const b = await dst.digestRange(ALL_TYPES_TABLE, ALL_TYPES_KEY, undefined, undefined);
+    expect(a.count).toBe(n);
+    expect(b).toEqual(a);
+    expect((await dump(dst, ALL_TYPES_TABLE)).equals(await dump(src, ALL_TYPES_TABLE))).toBe(true);
+
+    // Row by row, every value cast to text by the server, on both sides.
+    const before = await textRows(db, db.database);
+    const after = await textRows(db, target);
+    expect(after).toEqual(before);
+    // And equal to what the fixture inserted, except that MariaDB has no -0.0.
+    const expected = expectedFor('mysql').map((r) => r.map((v) => (Object.is(v, -0) ? 0 : v)));
+    expect(normRows(after)).toEqual(normRows(expected));
+    expect(await dst.columns(ALL_TYPES_TABLE)).toEqual(await src.columns(ALL_TYPES_TABLE));
+    expect((await dst.columns(ALL_TYPES_TABLE)).map((c) => c.name)).toEqual(columnsFor('mysql').map((c) => c.name));
+  });
+
+  it('digests sub-ranges equal on both sides and different where one double is off by one ulp', async () => {
+    const target = await freshDb();
+    await makeFixture(db, target);
+    await using src = source();
+    await using dst = source(target);
+    const bits = new BigInt64Array(new Float64Array([0.1 + 0.2]).buffer);
+    bits[0]! += 1n;
+    const nextUp = new Float64Array(bits.buffer)[0]!;
+    const c = await db.connect({ database: target });
+    const [r] = await c.execute('UPDATE all_types SET dbl = ? WHERE SEQNO = 5 AND ROW_COUNTER = 1', [nextUp]);
+    await c.end();
+    expect((r as { affectedRows: number }).affectedRows).toBe(1);
+    for (const [lo, hi] of [[1n, 4n], [6n, 9007199254740993n]] as const) {
+      expect(await dst.digestRange(ALL_TYPES_TABLE, 'SEQNO', lo, hi)).toEqual(await src.digestRange(ALL_TYPES_TABLE, 'SEQNO', lo, hi));
+    }
+    const s5 = await src.digestRange(ALL_TYPES_TABLE, 'SEQNO', 5, 5);
+    const d5 = await dst.digestRange(ALL_TYPES_TABLE, 'SEQNO', 5, 5);
+    expect(d5.count).toBe(2);
+    expect(d5.count).toBe(s5.count);
+    expect(d5.digest).not.toBe(s5.digest);
+  });
+
+  it('keeps FLOAT exact (MySQL prints it with 6 digits) and BIGINT UNSIGNED keys up to 2^64-1', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    const ddl = 'CREATE TABLE f (k BIGINT UNSIGNED PRIMARY KEY, x FLOAT, y DOUBLE)';
+    await sql(db, a, ddl);
+    const values = [[0n, 1.2345678, 0.1], [18446744073709551614n, 16777217, 1e-310], [18446744073709551615n, -3.4028234663852886e38, null]];
+    for (const v of values) await sql(db, a, 'INSERT INTO f VALUES (?, ?, ?)', [String(v[0]), v[1], v[2]]);
+    await using src = source(a);
+    await using dst = source(b);
+    expect(await src.keyRange('f', 'k')).toEqual({ lo: 0n, hi: 18446744073709551615n, count: 3, nulls: 0 });
+    const text = await dump(src, 'f', 'k');
+    expect(text.toString()).toBe('0\t1.2345677614212036\t0.1\n18446744073709551614\t16777216\t1e-310\n18446744073709551615\t-3.4028234663852886e38\t\\N\n');
+    await dst.createTable('f', await src.schema('f'));
+    await dst.load('f', Readable.from([text]));
+    // Same bits: the float read back as a double on both sides.
+    const bitsOf = (d: string): Promise<unknown[][]> => sql(db, d, 'SELECT k, CAST(x + 0e0 AS CHAR), CAST(y AS CHAR) FROM f ORDER BY k');
+    expect(await bitsOf(b)).toEqual(await bitsOf(a));
+    expect((await dump(dst, 'f', 'k')).equals(text)).toBe(true);
+    expect((await collect(await src.rows('f', { key: 'k', lo: 18446744073709551615n }))).toString()).toBe('18446744073709551615\t-3.4028234663852886e38\t\\N\n');
+    expect((await collect(await src.rows('f', { key: 'k', hi: 18446744073709551614n, lo: 1n }))).toString()).toBe('18446744073709551614\t16777216\t1e-310\n');
+  });
+});
+
+describe('MysqlSource: identifiers', () => {
+  it('handles a table and columns named with quotes, backticks, backslashes, spaces and unicode', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    const table = 'we"ird tab`le';
+    const key = 'SE`Q "NO';
+    const cols = [key, "it's [x] \\", 'naïve ; DROP TABLE canary; --', '`'];
+    await sql(db, a, 'CREATE TABLE canary (x INT)');
+    await sql(db, a, `CREATE TABLE ${quoteMysqlIdent(table)} (${cols.map((c, i) => `${quoteMysqlIdent(c)} ${i === 0 ? 'BIGINT PRIMARY KEY' : 'TEXT'}`).join(', ')}, INDEX ${quoteMysqlIdent('idx `q`')} (${quoteMysqlIdent(cols[1]!)}(10)))`);
+    for (let i = 1; i <= 5; i++) await sql(db, a, `INSERT INTO ${quoteMysqlIdent(table)} VALUES (?, ?, ?, ?)`, [i, `v${i}`, 'x', null]);
+    await using src = source(a);
+    await using dst = source(b);
+    expect(await src.tables()).toEqual(['canary', table]);
+    expect((await src.columns(table)).map((c) => c.name)).toEqual(cols);
+    expect(await src.keyRange(table, key)).toEqual({ lo: 1n, hi: 5n, count: 5, nulls: 0 });
+    const schema = await src.schema(table);
+    expect(schema).toContain('KEY `idx ``q```');
+    await dst.createTable(table, schema);
+    await dst.load(table, await src.rows(table, { key, lo: 2, hi: 4 }));
+    await dst.load(table, Readable.from([encodeBulkRow(['9', 'a', 'b', null])]), { replaceRange: { key, lo: 9, hi: 9 } });
+    expect(await dst.keyRange(table, key)).toEqual({ lo: 2n, hi: 9n, count: 4, nulls: 0 });
+    expect(await dst.digestRange(table, key, 2, 4)).toEqual(await src.digestRange(table, key, 2, 4));
+    expect(await dst.tables()).toEqual([table]);
+    // Nothing from a name reached SQL unquoted: the canary table is still there.
+    expect(await src.tables()).toEqual(['canary', table]);
+  });
+
+  it('treats names that look like SQL as names', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE canary (x INT)');
+    await using src = source(a);
+    const evil = ['canary` WHERE 1; DROP TABLE canary; -- ', "canary'; DROP TABLE canary; --", 'canary\\', 'canary`'];
+    for (const name of evil) {
+      await rejectsWith(src.columns(name), 'ENO_TABLE');
+      await rejectsWith(src.rows(name, { key: 'x' }), 'ENO_TABLE');
+      await rejectsWith(src.keyRange('canary', name), 'ENO_TABLE');
+      await rejectsWith(src.load('canary', Readable.from([]), { replaceRange: { key: name, lo: 1, hi: 2 } }), 'ENO_TABLE');
+    }
+    expect(await src.tables()).toEqual(['canary']);
+  });
+
+  it('quotes by MySQL rules and refuses names it cannot carry', () => {
+    expect(quoteMysqlIdent('we"ird tab`le')).toBe('`we"ird tab``le`');
+    expect(quoteMysqlIdent('``')).toBe('``````');
+    throwsWith(() => quoteMysqlIdent(''), 'EBAD_CONFIG');
+    throwsWith(() => quoteMysqlIdent('a\0b'), 'EBAD_CONFIG');
+  });
+});
+
+describe('MysqlSource: tables, keys and ranges', () => {
+  it('lists base tables only, leaves generated columns out, finds key columns case-insensitively', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE b (id INT PRIMARY KEY, x INT, twice INT AS (x * 2) VIRTUAL, thrice INT AS (x * 3) STORED, y TEXT)');
+    await sql(db, a, 'CREATE TABLE a (SeqNo INT)');
+    await sql(db, a, 'CREATE VIEW v AS SELECT * FROM a');
+    await sql(db, a, "INSERT INTO b (id, x, y) VALUES (1, 21, 'z')");
+    await using src = source(a);
+    expect(await src.tables()).toEqual(['a', 'b']);
+    await rejectsWith(src.columns('v'), 'ENO_TABLE');
+    expect(await src.columns('b')).toEqual([
+      { name: 'id', type: 'int(11)', nullable: false, primaryKey: 1 },
+      { name: 'x', type: 'int(11)', nullable: true, primaryKey: 0 },
+      { name: 'y', type: 'text', nullable: true, primaryKey: 0 },
+    ]);
+    const text = await collect(await src.rows('b', { key: 'ID' }));
+    expect(text.toString()).toBe('1\t21\tz\n');
+    await using dst = source(await freshDb());
+    await dst.createTable('b', await src.schema('b'));
+    await dst.load('b', Readable.from([text]));
+    expect(await sql(db, dst.database, 'SELECT twice, thrice FROM b')).toEqual([[42, 63]]);
+    expect(await src.keyRange('a', 'seqno')).toEqual({ lo: null, hi: null, count: 0, nulls: 0 });
+  });
+
+  it('reports NULL keys, and refuses a key that is not an integer column', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE n (k INT, v TEXT, d DOUBLE, s VARCHAR(9))');
+    await sql(db, a, "INSERT INTO n VALUES (NULL, 'a', 1, 'x'), (3, 'b', 2, 'y'), (NULL, 'c', 3, 'z'), (-7, 'd', 4, 'w')");
+    await using src = source(a);
+    expect(await src.keyRange('n', 'k')).toEqual({ lo: -7n, hi: 3n, count: 2, nulls: 2 });
+    expect((await collect(await src.rows('n', { key: 'k' }))).toString()).toBe('-7\td\t4\tw\n3\tb\t2\ty\n');
+    for (const col of ['d', 's', 'v']) {
+      const err = await rejectsWith(src.keyRange('n', col), 'EBAD_CONFIG');
+      expect(err.message).toMatch(/not an integer column/);
+      await rejectsWith(src.rows('n', { key: col }), 'EBAD_CONFIG');
+    }
+  });
+
+  it('selects inclusive ranges in key then primary-key order, open-ended or beyond int64', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE p (SEQNO BIGINT NOT NULL, RC INT NOT NULL, v TEXT, PRIMARY KEY (RC, SEQNO))');
+    await sql(db, a, "INSERT INTO p VALUES (2, 2, 'b'), (1, 9, 'x'), (2, 1, 'a'), (3, 1, 'c'), (9223372036854775807, 1, 'max'), (-9223372036854775808, 1, 'min')");
+    await using src = source(a);
+    const text = async (lo?: bigint | number, hi?: bigint | number): Promise<string> => {
+      const o: { key: string; lo?: bigint | number; hi?: bigint | number } = { key: 'SEQNO' };
+      if (lo !== undefined) o.lo = lo;
+      if (hi !== undefined) o.hi = hi;
+      return (await collect(await src.rows('p', o))).toString();
+    };
+    expect(await text()).toBe('-9223372036854775808\t1\tmin\n1\t9\tx\n2\t1\ta\n2\t2\tb\n3\t1\tc\n9223372036854775807\t1\tmax\n');
+    expect(await text(2, 2)).toBe('2\t1\ta\n2\t2\tb\n');
+    expect(await text(3n)).toBe('3\t1\tc\n9223372036854775807\t1\tmax\n');
+    expect(await text(undefined, 1)).toBe('-9223372036854775808\t1\tmin\n1\t9\tx\n');
+    expect(await text(9223372036854775807n, 18446744073709551615n)).toBe('9223372036854775807\t1\tmax\n');
+    expect(await text(9223372036854775808n)).toBe('');
+    expect(await text(-(2n ** 63n), -(2n ** 63n))).toBe('-9223372036854775808\t1\tmin\n');
+    expect(await text(4, 5)).toBe('');
+  });
+});
+
+describe('MysqlSource: errors', () => {
+  it('ENO_TABLE for a missing table or key column, everywhere', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE t (k INT, v TEXT)');
+    await using src = source(a);
+    await rejectsWith(src.columns('nope'), 'ENO_TABLE');
+    await rejectsWith(src.schema('nope'), 'ENO_TABLE');
+    await rejectsWith(src.keyRange('nope', 'k'), 'ENO_TABLE');
+    await rejectsWith(src.rows('nope', { key: 'k' }), 'ENO_TABLE');
+    await rejectsWith(src.digestRange('nope', 'k', 1, 2), 'ENO_TABLE');
+    await rejectsWith(src.load('nope', Readable.from([Buffer.from('1\ta\n')])), 'ENO_TABLE');
+    const err = await rejectsWith(src.keyRange('t', 'SEQNO'), 'ENO_TABLE');
+    expect(err.message).toMatch(/no column "SEQNO" \(it has k, v\)/);
+    await rejectsWith(src.rows('t', { key: 'SEQNO' }), 'ENO_TABLE');
+    await rejectsWith(src.digestRange('t', 'SEQNO', 1, 2), 'ENO_TABLE');
+    await rejectsWith(src.load('t', Readable.from([]), { replaceRange: { key: 'SEQNO', lo: 1, hi: 2 } }), 'ENO_TABLE');
+  });
+
+  it('EBAD_CONFIG for bad options, names, bounds and connection settings', async () => {
+    await using src = source();
+    await rejectsWith(src.rows('t', { key: 'k', lo: 3, hi: 2 }), 'EBAD_CONFIG');
+    await rejectsWith(src.rows('t', { key: 'k', lo: 2 ** 53 }), 'EBAD_CONFIG');
+    await rejectsWith(src.rows('t', { key: 'k', hi: 1n << 64n }), 'EBAD_CONFIG');
+    await rejectsWith(src.rows('t', { key: 'k', limit: 3 } as never), 'EBAD_CONFIG');
+    await rejectsWith(src.rows('', { key: 'k' }), 'EBAD_CONFIG');
+    await rejectsWith(src.rows('t\0', { key: 'k' }), 'EBAD_CONFIG');
+    await rejectsWith(src.keyRange('t', 'k', { sginal: undefined } as never), 'EBAD_CONFIG');
+    await rejectsWith(src.load('t', Readable.from([]), { replaceRange: { key: 'k', lo: 1 } as never }), 'EBAD_CONFIG');
+    await rejectsWith(src.load('t', 'not a stream' as never), 'EBAD_CONFIG');
+    await rejectsWith(src.snapshot('x' as never), 'EBAD_CONFIG');
+    await rejectsWith(src.createTable('t2', '  '), 'EBAD_CONFIG');
+    const err = throwsWith(() => new MysqlSource({ ...db.connectionConfig, pasword: 'x' } as never), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/Did you mean "password"/);
+    throwsWith(() => new MysqlSource({ host: '127.0.0.1' } as never), 'EBAD_CONFIG');
+    throwsWith(() => new MysqlSource(db.connectionConfig, { poolSize: 0 }), 'EBAD_CONFIG');
+    throwsWith(() => new MysqlSource('postgres://x@y/z'), 'EBAD_CONFIG');
+    throwsWith(() => new MysqlSource(42 as never), 'EBAD_CONFIG');
+  });
+
+  it('takes a mysql:// URI and names itself without the password', async () => {
+    await using src = new MysqlSource(db.uri);
+    expect(src.name).toBe(`mysql://${db.user}@127.0.0.1:${db.port}/${db.database}`);
+    expect(src.name).not.toContain(db.password);
+    expect(await src.tables()).toContain(ALL_TYPES_TABLE);
+    await using named = new MysqlSource(db.uri, { name: 'conditions' });
+    expect(named.name).toBe('conditions');
+  });
+
+  it('ECONNECT when nothing listens, EAUTH for a wrong password, with the driver error as cause', async () => {
+    const port = await freePort();
+    await using nobody = new MysqlSource({ host: '127.0.0.1', port, user: 'x', database: 'y', connectTimeoutMs: 5000 });
+    const e1 = await rejectsWith(nobody.tables(), 'ECONNECT');
+    expect(e1.retryable).toBe(true);
+    expect((e1.cause as { code?: string }).code).toBe('ECONNREFUSED');
+    expect(e1.details.driverCode).toBe('ECONNREFUSED');
+    await using wrong = new MysqlSource({ ...db.connectionConfig, password: 'wrong' });
+    const e2 = await rejectsWith(wrong.tables(), 'EAUTH');
+    expect((e2.cause as { code?: string }).code).toBe('ER_ACCESS_DENIED_ERROR');
+  });
+
+  it('EDB with the driver code for SQL the server refuses; a closed source refuses everything', async () => {
+    const a = await freshDb();
+    const src = source(a);
+    const err = await rejectsWith(src.createTable('x', 'CREATE TABLEX x (a INT)'), 'EDB');
+    expect(err.details.driverCode).toBe('ER_PARSE_ERROR');
+    expect(err.details.errno).toBe(1064);
+    expect((err.cause as { sqlState?: string }).sqlState).toBe('42000');
+    await rejectsWith(src.createTable('x', 'CREATE TABLE x (a INT); DROP TABLE y'), 'EDB');
+    await rejectsWith(src.createTable('x', 'CREATE TABLE other (a INT)'), 'ENO_TABLE');
+    await src.createTable('x', 'CREATE TABLE x (a INT);\n');
+    await rejectsWith(src.createTable('x', 'CREATE TABLE x (a INT)'), 'EEXIST');
+    expect(await src.tables()).toEqual(['other', 'x']);
+    await src.close();
+    await src.close();
+    await rejectsWith(src.tables(), 'EDB');
+    await rejectsWith(src.rows('x', { key: 'a' }), 'EDB');
+    await rejectsWith(src.load('x', Readable.from([])), 'EDB');
+  });
+});
+
+describe('MysqlSource: load', () => {
+  async function table(): Promise<MysqlSource> {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE t (k INT PRIMARY KEY, v VARCHAR(8), n TINYINT)');
+    await sql(db, a, "INSERT INTO t VALUES (1, 'one', 1)");
+    return source(a);
+  }
+  const rowsOf = async (src: MysqlSource): Promise<string> => (await collect(await src.rows('t', { key: 'k' }))).toString();
+
+  it('rolls back everything on malformed input, a duplicate key, or a value the column cannot hold', async () => {
+    await using src = await table();
+    const good = Buffer.concat([encodeBulkRow(['2', 'two', '2']), encodeBulkRow(['3', 'three', '3'])]);
+    const cases: [string, Buffer[], RegExp][] = [
+      ['too few fields', [good, Buffer.from('4\tfour\n')], /row 3: expected 3 fields, found 2/],
+      ['too many fields', [good, Buffer.from('4\tfour\t4\textra\n')], /row 3: expected 3 fields, found 4/],
+      ['bad escape', [good, Buffer.from('4\t\\q\t4\n')], /unknown escape \\q/],
+      ['\\N inside a field', [good, Buffer.from('4\tx\\N\t4\n')], /\\N inside a longer field/],
+      ['truncated', [good, Buffer.from('4\tfo')], /truncated/],
+      ['duplicate key', [good, encodeBulkRow(['1', 'again', '1'])], /stored 2 of 3 rows.*Duplicate entry '1'/],
+      ['too long for VARCHAR(8)', [good, encodeBulkRow(['4', 'much too long', '4'])], /Data too long|truncated/i],
+      ['out of range', [good, encodeBulkRow(['4', 'x', '300'])], /Out of range/i],
+      ['not a number', [good, encodeBulkRow(['4', 'x', 'abc'])], /Incorrect integer value/i],
+    ];
+    for (const [what, chunks, re] of cases) {
+      const input = Readable.from(chunks);
+      const err = await rejectsWith(src.load('t', input), 'EDB');
+      expect(err.message, what).toMatch(re);
+      expect(await rowsOf(src), what).toBe('1\tone\t1\n');
+      expect(input.destroyed, what).toBe(true);
+    }
+    expect((await src.load('t', Readable.from([good]))).rows).toBe(2);
+    expect(await rowsOf(src)).toBe('1\tone\t1\n2\ttwo\t2\n3\tthree\t3\n');
+  });
+
+  it('replaceRange replaces a partition in the same transaction', async () => {
+    await using src = await table();
+    await src.load('t', Readable.from([Buffer.from('2\told\t2\n3\told\t3\n4\td\t4\n')]));
+    const tail = Buffer.concat([encodeBulkRow(['2', 'new', '2']), encodeBulkRow(['3', 'new', '3'])]);
+    await rejectsWith(src.load('t', Readable.from([tail])), 'EDB');
+    const r = await src.load('t', Readable.from([tail]), { replaceRange: { key: 'k', lo: 2, hi: 3n } });
+    expect(r).toEqual({ rows: 2, bytes: tail.length, deleted: 2 });
+    expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
+    // A failing replacement deletes nothing.
+    await rejectsWith(src.load('t', Readable.from([Buffer.from('2\tx\t2\n3')]), { replaceRange: { key: 'k', lo: 2, hi: 3 } }), 'EDB');
+    expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
+  });
+
+  it('loads from any async iterable of chunks, split anywhere, and reads the escapes other engines write', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE t (k INT PRIMARY KEY, v TEXT, b BLOB)');
+    await using src = source(a);
+    const text = Buffer.concat([encodeBulkRow(['1', 'tab\there\\', Buffer.from([0, 0x5c, 0x0a, 0xff])]), encodeBulkRow(['2', 'ünï', null]), encodeBulkRow(['3', '\\N', ''])]);
+    expect((await src.load('t', chunked(text, 1))).rows).toBe(3);
+    expect((await collect(await src.rows('t', { key: 'k' }))).equals(text)).toBe(true);
+    // \b \f \v \Z, as PostgreSQL or MySQL may write them, are the bytes they stand for.
+    await src.load('t', Readable.from([Buffer.from('4\ta\\bb\\fc\\vd\\Ze\\0f\t\\N\n')]));
+    expect(await sql(db, a, 'SELECT HEX(v) FROM t WHERE k = 4')).toEqual([['6108620C630B641A650066']]);
+  });
+
+  it('refuses a source whose server disallows LOCAL INFILE with a clear EDB', async () => {
+    const off = await startMariadb({ extraArgs: ['--local-infile=0'] });
+    try {
+      await using src = new MysqlSource(off.connectionConfig);
+      await src.createTable('t', 'CREATE TABLE t (k INT)');
+      const input = Readable.from([Buffer.from('1\n')]);
+      const err = await rejectsWith(src.load('t', input), 'EDB');
+      expect(err.details.errno).toBe(4166);
+      expect(err.message).toMatch(/set local_infile = 1 on the server/);
+      expect(input.destroyed).toBe(true);
+      expect(await src.keyRange('t', 'k')).toEqual({ lo: null, hi: null, count: 0, nulls: 0 });
+    } finally {
+      await off.stop();
+    }
+  });
+});
