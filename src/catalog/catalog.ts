@@ -232,6 +232,84 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** Status of a monitor run or of one of its checks (see `Monitor`). */
+export type MonitorRunStatus = 'ok' | 'warning' | 'critical';
+
+/** All monitor statuses, best first. */
+export const MONITOR_RUN_STATUSES: readonly MonitorRunStatus[] = Object.freeze(['ok', 'warning', 'critical']);
+
+/** One check of a monitor run to record; see {@link Catalog.recordMonitorRun}. */
+export interface MonitorResultInput {
+  /** The check's name (`age`, `size`, ...); unique within a run. */
+  check: string;
+  /** Its status. */
+  status: MonitorRunStatus;
+  /** Its one-line message. */
+  message: string;
+  /** Its measured values, JSON-serialisable (for trend plots). */
+  metrics?: unknown;
+}
+
+/** A monitor run to record; see {@link Catalog.recordMonitorRun}. */
+export interface MonitorRunInput {
+  /** The monitor's name (the key of its history). */
+  monitor: string;
+  /** When the check ran (default now). */
+  checked?: CatalogTime;
+  /** Overall status. */
+  status: MonitorRunStatus;
+  /** The whole report, JSON-serialisable (`MonitorReport.toJSON()`). */
+  report: unknown;
+  /** One entry per check. */
+  results: readonly MonitorResultInput[];
+}
+
+/** A recorded monitor run. */
+export interface MonitorRunRecord {
+  /** Its id. */
+  readonly id: number;
+  /** The monitor's name. */
+  readonly monitor: string;
+  /** When the check ran. */
+  readonly checked: Date;
+  /** Overall status. */
+  readonly status: MonitorRunStatus;
+  /** The report as recorded (parsed JSON). */
+  readonly report: unknown;
+}
+
+/** One recorded check of a monitor run. */
+export interface MonitorResultRecord {
+  /** The run's id. */
+  readonly runId: number;
+  /** When the run checked. */
+  readonly checked: Date;
+  /** The check's name. */
+  readonly check: string;
+  /** Its status. */
+  readonly status: MonitorRunStatus;
+  /** Its message. */
+  readonly message: string;
+  /** Its measured values (parsed JSON), or null. */
+  readonly metrics: unknown;
+}
+
+/** Filters of {@link Catalog.monitorRuns} and {@link Catalog.monitorResults}. */
+export interface MonitorHistoryOptions extends ListOptions {
+  /** Only runs at or after this time. */
+  since?: CatalogTime;
+  /** Only runs at or before this time. */
+  until?: CatalogTime;
+}
+
+/** The last state a monitor told one notifier; see {@link Catalog.monitorNotifyState}. */
+export interface MonitorNotifyStateRecord {
+  /** The state (parsed JSON). */
+  readonly state: unknown;
+  /** When it was stored. */
+  readonly updated: Date;
+}
+
 interface ArchiveRow {
   path: string;
   dig: string;
@@ -276,6 +354,42 @@ interface JobRow {
   host: string;
   pid: bigint;
   details: string | null;
+}
+
+interface MonitorRunRow {
+  id: bigint;
+  monitor: string;
+  checked: bigint;
+  status: string;
+  report: string;
+}
+interface MonitorResultRow {
+  run_id: bigint;
+  checked: bigint;
+  check_name: string;
+  status: string;
+  message: string;
+  metrics: string | null;
+}
+
+function parseJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function toJson(where: string, option: string, value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new StowageError('EBAD_CONFIG', `${where}: "${option}" must be JSON-serialisable: ${(err as Error).message}`, { details: { where, option }, cause: err });
+  }
+  if (text === undefined) throw bad(where, option, `"${option}" must be JSON-serialisable, got ${typeof value}.`);
+  return text;
 }
 
 const nullableNumber = (v: bigint | null): number | null => (v === null ? null : Number(v));
@@ -425,6 +539,25 @@ function prepareStatements(db: Database.Database) {
     job: db.prepare('SELECT * FROM jobs WHERE id = ?'),
     lastJobs: db.prepare('SELECT * FROM jobs WHERE (@name IS NULL OR name = @name) ORDER BY started DESC, id DESC LIMIT @limit'),
     unfinishedJobs: db.prepare("SELECT * FROM jobs WHERE status = 'running' AND (@name IS NULL OR name = @name) ORDER BY started, id"),
+    insertMonitorRun: db.prepare('INSERT INTO monitor_runs (monitor, checked, status, report) VALUES (@monitor, @checked, @status, @report) RETURNING id'),
+    insertMonitorResult: db.prepare(
+      'INSERT INTO monitor_results (run_id, check_name, status, message, metrics) VALUES (@runId, @check, @status, @message, @metrics)',
+    ),
+    monitorRuns: db.prepare(
+      `SELECT id, monitor, checked, status, report FROM monitor_runs
+       WHERE monitor = @monitor AND checked >= @since AND checked <= @until ORDER BY checked DESC, id DESC LIMIT @limit`,
+    ),
+    monitorResults: db.prepare(
+      `SELECT r.id AS run_id, r.checked, x.check_name, x.status, x.message, x.metrics
+       FROM monitor_runs r JOIN monitor_results x ON x.run_id = r.id
+       WHERE r.monitor = @monitor AND (@check IS NULL OR x.check_name = @check) AND r.checked >= @since AND r.checked <= @until
+       ORDER BY r.checked DESC, r.id DESC, x.check_name LIMIT @limit`,
+    ),
+    monitorNotifyState: db.prepare('SELECT state, updated FROM monitor_notify_state WHERE monitor = ? AND notifier = ?'),
+    setMonitorNotifyState: db.prepare(
+      `INSERT INTO monitor_notify_state (monitor, notifier, state, updated) VALUES (@monitor, @notifier, @state, @updated)
+       ON CONFLICT (monitor, notifier) DO UPDATE SET state = excluded.state, updated = excluded.updated`,
+    ),
   };
 }
 
@@ -796,6 +929,130 @@ export class Catalog implements Disposable, AsyncDisposable {
     checkOptionKeys('Catalog.unfinishedJobs', options, ['name']);
     const name = options.name === undefined ? null : checkString('Catalog.unfinishedJobs', 'name', options.name);
     return this.#run('list unfinished jobs', () => (this.#st.unfinishedJobs.all({ name }) as JobRow[]).map(toJob));
+  }
+
+  /**
+   * Appends one run of a monitor to its history: the run (with the whole
+   * report as JSON) and one row per check, in one transaction.
+   *
+   * @param input - see {@link MonitorRunInput}
+   */
+  recordMonitorRun(input: MonitorRunInput): MonitorRunRecord {
+    const where = 'Catalog.recordMonitorRun';
+    checkOptionKeys(where, input, ['monitor', 'checked', 'status', 'report', 'results']);
+    const monitor = checkString(where, 'monitor', input?.monitor);
+    const status = checkOneOf(where, 'status', input.status, MONITOR_RUN_STATUSES);
+    const checked = checkTime(where, 'checked', input.checked);
+    const report = toJson(where, 'report', input.report);
+    if (!Array.isArray(input.results)) throw bad(where, 'results', '"results" must be an array.', input.results);
+    const seen = new Set<string>();
+    const results = input.results.map((r: MonitorResultInput, i) => {
+      checkOptionKeys(`${where} results[${i}]`, r, ['check', 'status', 'message', 'metrics']);
+      const check = checkString(where, `results[${i}].check`, r?.check);
+      if (seen.has(check)) throw bad(where, `results[${i}].check`, `check "${check}" appears twice.`, check);
+      seen.add(check);
+      if (typeof r.message !== 'string') throw bad(where, `results[${i}].message`, '"message" must be a string.', r.message);
+      return {
+        check,
+        status: checkOneOf(where, `results[${i}].status`, r.status, MONITOR_RUN_STATUSES),
+        message: r.message,
+        metrics: r.metrics === undefined ? null : toJson(where, `results[${i}].metrics`, r.metrics),
+      };
+    });
+    return this.transaction(() => {
+      const { id } = this.#st.insertMonitorRun.get({ monitor, checked, status, report }) as { id: bigint };
+      for (const r of results) this.#st.insertMonitorResult.run({ runId: id, ...r });
+      return Object.freeze({ id: Number(id), monitor, checked: new Date(checked), status, report: JSON.parse(report) as unknown });
+    });
+  }
+
+  /**
+   * A monitor's recorded runs, newest first.
+   *
+   * @param monitor - the monitor's name
+   * @param options - since, until, limit (default 100)
+   */
+  monitorRuns(monitor: string, options: MonitorHistoryOptions = {}): MonitorRunRecord[] {
+    const where = 'Catalog.monitorRuns';
+    checkString(where, 'monitor', monitor);
+    checkOptionKeys(where, options, ['since', 'until', 'limit']);
+    const params = this.#historyParams(where, monitor, options);
+    return this.#run(`list runs of monitor ${monitor}`, () =>
+      (this.#st.monitorRuns.all(params) as MonitorRunRow[]).map((r) =>
+        Object.freeze({ id: Number(r.id), monitor: r.monitor, checked: new Date(Number(r.checked)), status: r.status as MonitorRunStatus, report: parseJson(r.report) }),
+      ),
+    );
+  }
+
+  /**
+   * A monitor's recorded check results, newest run first (within a run, by
+   * check name): the series to plot a trend of one check.
+   *
+   * @param monitor - the monitor's name
+   * @param options - `check` (only this check), since, until, limit (rows, default 100)
+   */
+  monitorResults(monitor: string, options: MonitorHistoryOptions & { check?: string } = {}): MonitorResultRecord[] {
+    const where = 'Catalog.monitorResults';
+    checkString(where, 'monitor', monitor);
+    checkOptionKeys(where, options, ['check', 'since', 'until', 'limit']);
+    const params = { ...this.#historyParams(where, monitor, options), check: options.check === undefined ? null : checkString(where, 'check', options.check) };
+    return this.#run(`list results of monitor ${monitor}`, () =>
+      (this.#st.monitorResults.all(params) as MonitorResultRow[]).map((r) =>
+        Object.freeze({
+          runId: Number(r.run_id),
+          checked: new Date(Number(r.checked)),
+          check: r.check_name,
+          status: r.status as MonitorRunStatus,
+          message: r.message,
+          metrics: parseJson(r.metrics),
+        }),
+      ),
+    );
+  }
+
+  /**
+   * The last state a monitor stored for one notifier (what that notifier
+   * was last told), or undefined.
+   *
+   * @param monitor - the monitor's name
+   * @param notifier - the notifier's name
+   */
+  monitorNotifyState(monitor: string, notifier: string): MonitorNotifyStateRecord | undefined {
+    const where = 'Catalog.monitorNotifyState';
+    checkString(where, 'monitor', monitor);
+    checkString(where, 'notifier', notifier);
+    return this.#run(`read notify state of monitor ${monitor}`, () => {
+      const r = this.#st.monitorNotifyState.get(monitor, notifier) as { state: string; updated: bigint } | undefined;
+      return r === undefined ? undefined : Object.freeze({ state: parseJson(r.state), updated: new Date(Number(r.updated)) });
+    });
+  }
+
+  /**
+   * Stores the state a monitor has told one notifier, replacing the previous one.
+   *
+   * @param monitor - the monitor's name
+   * @param notifier - the notifier's name
+   * @param state - JSON-serialisable state
+   * @param updated - when (default now)
+   */
+  setMonitorNotifyState(monitor: string, notifier: string, state: unknown, updated?: CatalogTime): void {
+    const where = 'Catalog.setMonitorNotifyState';
+    const params = {
+      monitor: checkString(where, 'monitor', monitor),
+      notifier: checkString(where, 'notifier', notifier),
+      state: toJson(where, 'state', state),
+      updated: checkTime(where, 'updated', updated),
+    };
+    this.#run(`store notify state of monitor ${monitor}`, () => this.#st.setMonitorNotifyState.run(params));
+  }
+
+  #historyParams(where: string, monitor: string, options: MonitorHistoryOptions): { monitor: string; since: number; until: number; limit: number } {
+    return {
+      monitor,
+      since: options.since === undefined ? Number.MIN_SAFE_INTEGER : checkTime(where, 'since', options.since),
+      until: options.until === undefined ? Number.MAX_SAFE_INTEGER : checkTime(where, 'until', options.until),
+      limit: checkLimit(where, options),
+    };
   }
 
   /**

@@ -3,7 +3,7 @@
  *
  * @module
  */
-export { Catalog, PARTITION_STATES, RUN_STATUSES } from './catalog.js';
+export { Catalog, PARTITION_STATES, RUN_STATUSES, MONITOR_RUN_STATUSES } from './catalog.js';
 export type {
   ArchiveInput,
   ArchiveRecord,
@@ -12,6 +12,13 @@ export type {
   FinishInput,
   JobRecord,
   ListOptions,
+  MonitorHistoryOptions,
+  MonitorNotifyStateRecord,
+  MonitorResultInput,
+  MonitorResultRecord,
+  MonitorRunInput,
+  MonitorRunRecord,
+  MonitorRunStatus,
   PartitionInput,
   PartitionRecord,
   PartitionState,

@@ -98,6 +98,37 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX jobs_name_started ON jobs (name, started);
     `,
   },
+  {
+    version: 3,
+    description: 'monitor: history of check runs (one row per run and per check) and the last state told to each notifier',
+    up: `
+      CREATE TABLE monitor_runs (
+        id      INTEGER PRIMARY KEY,
+        monitor TEXT    NOT NULL,
+        checked INTEGER NOT NULL,
+        status  TEXT    NOT NULL CHECK (status IN ('ok', 'warning', 'critical')),
+        report  TEXT    NOT NULL
+      ) STRICT;
+      CREATE INDEX monitor_runs_monitor_checked ON monitor_runs (monitor, checked);
+
+      CREATE TABLE monitor_results (
+        run_id  INTEGER NOT NULL REFERENCES monitor_runs (id) ON DELETE CASCADE,
+        check_name TEXT NOT NULL,
+        status  TEXT    NOT NULL CHECK (status IN ('ok', 'warning', 'critical')),
+        message TEXT    NOT NULL,
+        metrics TEXT,
+        PRIMARY KEY (run_id, check_name)
+      ) STRICT;
+
+      CREATE TABLE monitor_notify_state (
+        monitor  TEXT    NOT NULL,
+        notifier TEXT    NOT NULL,
+        state    TEXT    NOT NULL,
+        updated  INTEGER NOT NULL,
+        PRIMARY KEY (monitor, notifier)
+      ) STRICT;
+    `,
+  },
 ] satisfies Migration[]);
 
 /** The schema version this code writes: the number of {@link MIGRATIONS}. */

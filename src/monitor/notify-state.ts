@@ -1,0 +1,113 @@
+/**
+ * Where a Monitor keeps what it last told each notifier: in the Catalog
+ * (table `monitor_notify_state`), or in a small JSON state file when the
+ * source is a plain backup tree without a Catalog. The file is replaced
+ * atomically (`writeFileAtomic`), holds one monitor's state, and refuses
+ * to serve another monitor (two monitors sharing one file would overwrite
+ * each other's state).
+ *
+ * @module
+ */
+import { readFile } from 'node:fs/promises';
+import type { Catalog } from '../catalog/catalog.js';
+import { StowageError, fromFsError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { MONITOR_CHECKS, type MonitorCheckName, type MonitorStatus } from './status.js';
+
+/** The state a notifier was told: overall status and each check's. */
+export interface NotifyState {
+  /** Overall status. */
+  readonly status: MonitorStatus;
+  /** Status per check that ran. */
+  readonly checks: Readonly<Partial<Record<MonitorCheckName, MonitorStatus>>>;
+}
+
+/** A store of {@link NotifyState} per notifier. */
+export interface NotifyStateStore {
+  /** A description for messages. */
+  readonly where: string;
+  /** The state last told to `notifier`, if any. */
+  get(notifier: string): Promise<NotifyState | undefined>;
+  /** Records that `notifier` was told `state`. */
+  set(notifier: string, state: NotifyState, at: Date): Promise<void>;
+}
+
+const STATUSES: readonly string[] = ['ok', 'warning', 'critical'];
+
+/** Reads a stored state back; undefined if it is not one (then it counts as never told). */
+export function parseNotifyState(v: unknown): NotifyState | undefined {
+  if (v === null || typeof v !== 'object') return undefined;
+  const o = v as { status?: unknown; checks?: unknown };
+  if (!STATUSES.includes(o.status as string) || o.checks === null || typeof o.checks !== 'object') return undefined;
+  const checks: Partial<Record<MonitorCheckName, MonitorStatus>> = {};
+  for (const [k, s] of Object.entries(o.checks as Record<string, unknown>)) {
+    if (MONITOR_CHECKS.includes(k as MonitorCheckName) && STATUSES.includes(s as string)) checks[k as MonitorCheckName] = s as MonitorStatus;
+  }
+  return { status: o.status as MonitorStatus, checks };
+}
+
+/**
+ * The Catalog as a state store.
+ *
+ * @param catalog - the catalog
+ * @param monitor - the monitor's name
+ */
+export function catalogStateStore(catalog: Catalog, monitor: string): NotifyStateStore {
+  return {
+    where: `catalog ${catalog.path}`,
+    get: async (notifier) => parseNotifyState(catalog.monitorNotifyState(monitor, notifier)?.state),
+    set: async (notifier, state, at) => catalog.setMonitorNotifyState(monitor, notifier, state, at),
+  };
+}
+
+interface StateFile {
+  version: 1;
+  monitor: string;
+  notifiers: Record<string, { state: NotifyState; updated: string }>;
+}
+
+/**
+ * A JSON file as a state store:
+ * `{ "version": 1, "monitor": NAME, "notifiers": { NAME: { "state": {...}, "updated": ISO } } }`.
+ * A missing file is an empty store; a malformed one, or one of another
+ * monitor, is EBAD_CONFIG.
+ *
+ * @param path - the file
+ * @param monitor - the monitor's name
+ */
+export function fileStateStore(path: string, monitor: string): NotifyStateStore {
+  const load = async (): Promise<StateFile> => {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, monitor, notifiers: {} };
+      throw fromFsError(err, 'read the monitor state file', path);
+    }
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch (cause) {
+      throw new StowageError('EBAD_CONFIG', `Monitor state file ${path} is not valid JSON; move it away (the next run starts from "never told").`, { details: { path }, cause });
+    }
+    const o = v as Partial<StateFile> | null;
+    if (o === null || typeof o !== 'object' || o.version !== 1 || typeof o.monitor !== 'string' || o.notifiers === null || typeof o.notifiers !== 'object') {
+      throw new StowageError('EBAD_CONFIG', `Monitor state file ${path} is not a stowage monitor state file (version 1).`, { details: { path } });
+    }
+    if (o.monitor !== monitor) {
+      throw new StowageError('EBAD_CONFIG', `Monitor state file ${path} belongs to monitor "${o.monitor}", not "${monitor}"; give each monitor its own state file.`, {
+        details: { path, monitor, fileMonitor: o.monitor },
+      });
+    }
+    return o as StateFile;
+  };
+  return {
+    where: `state file ${path}`,
+    get: async (notifier) => parseNotifyState((await load()).notifiers[notifier]?.state),
+    set: async (notifier, state, at) => {
+      const file = await load();
+      file.notifiers[notifier] = { state, updated: at.toISOString() };
+      await writeFileAtomic(path, [Buffer.from(JSON.stringify(file, null, 2) + '\n')]);
+    },
+  };
+}
