@@ -337,7 +337,7 @@ export class LocalTransport implements Transport {
     }
   }
 
-  /** {@inheritDoc Transport.lockFs} The local one: `localLockFs`. */
+  /** The lock file operations on the local tree: `localLockFs` (see `Transport.lockFs`). */
   lockFs(): LockFs {
     return localLockFs;
   }

@@ -99,6 +99,12 @@ export interface SshTransportOptions {
   useExec?: boolean;
   /** SFTP requests in flight per transfer (default 64). */
   requests?: number;
+  /**
+   * SFTP channels per connection (default 4). Concurrent puts (a sync with
+   * several files in flight) spread over them; each channel is its own
+   * server process, so one file's fsync does not stall the others.
+   */
+  channels?: number;
   /** Bytes per SFTP read/write request, capped by the server's limits (default 131072). */
   chunkSize?: number;
   /** Cipher preference (default: AES-GCM first, then ssh2's defaults). */
@@ -125,6 +131,7 @@ const OPTION_KEYS = [
   'retryDelayMs',
   'useExec',
   'requests',
+  'channels',
   'chunkSize',
   'ciphers',
   'fsync',
@@ -178,9 +185,16 @@ interface SftpInternals {
   outgoing?: { state?: string };
 }
 
+interface Channel {
+  readonly sftp: SFTPWrapper;
+  users: number;
+}
+
 interface Session {
   readonly client: SshClient;
   readonly sftp: SFTPWrapper;
+  readonly channels: Channel[];
+  opening: Promise<void> | undefined;
   readonly sock: Socket;
   readonly ext: { fsync: boolean; posixRename: boolean; statvfs: boolean };
   readonly maxWrite: number;
@@ -241,6 +255,7 @@ export class SshTransport implements Transport {
     retryDelayMs: number;
     useExec: boolean;
     requests: number;
+    channels: number;
     chunkSize: number;
     ciphers: readonly string[];
     fsync: boolean;
@@ -300,6 +315,7 @@ export class SshTransport implements Transport {
       retryDelayMs: checkInt(W, 'retryDelayMs', options.retryDelayMs ?? 250, 0),
       useExec: options.useExec ?? true,
       requests: checkInt(W, 'requests', options.requests ?? 64, 1, 1024),
+      channels: checkInt(W, 'channels', options.channels ?? 4, 1, 64),
       chunkSize: checkInt(W, 'chunkSize', options.chunkSize ?? 131_072, 1024, 1 << 20),
       ciphers: Object.freeze([...(options.ciphers ?? DEFAULT_CIPHERS)]),
       fsync: options.fsync ?? true,
@@ -503,6 +519,8 @@ export class SshTransport implements Transport {
     const session: Session = {
       client,
       sftp,
+      channels: [{ sftp, users: 0 }],
+      opening: undefined,
       sock,
       ext: { fsync: ext['fsync@openssh.com'] !== undefined, posixRename: ext['posix-rename@openssh.com'] !== undefined, statvfs: ext['statvfs@openssh.com'] !== undefined },
       maxWrite: pow2(internals._maxWriteLen, 32_768),
@@ -618,9 +636,9 @@ export class SshTransport implements Transport {
   }
 
   /** One SFTP call as a promise; counts it for the idle watchdog. */
-  #call<T>(s: Session, fn: (cb: (err: Error | undefined | null, res?: T) => void) => void): Promise<T> {
+  #call<T>(s: Session, fn: (cb: (err: Error | undefined | null, res?: T) => void) => void, sftp: SFTPWrapper = s.sftp): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (s.dead || (s.sftp as unknown as SftpInternals).outgoing?.state !== 'open') {
+      if (s.dead || (sftp as unknown as SftpInternals).outgoing?.state !== 'open') {
         reject(s.deadReason ?? new Error('Not connected'));
         return;
       }
@@ -637,6 +655,42 @@ export class SshTransport implements Transport {
         reject(err);
       }
     });
+  }
+
+  /** Takes the least busy SFTP channel, opening another (up to `channels`) when all are in use. */
+  async #channel(s: Session): Promise<{ sftp: SFTPWrapper; release: () => void }> {
+    const least = (): Channel => s.channels.reduce((a, b) => (b.users < a.users ? b : a));
+    if (least().users > 0 && s.channels.length < this.#o.channels && !s.dead) {
+      s.opening ??= new Promise<void>((resolve) => {
+        try {
+          s.client.sftp((err, extra) => {
+            if (!err && !s.dead) {
+              const lost = (): void => s.kill(new StowageError('ECONNECT', `${this.name}: an SFTP channel closed.`, { details: { transport: this.name }, retryable: true }));
+              extra.on('error', lost);
+              extra.on('close', lost);
+              s.channels.push({ sftp: extra, users: 0 });
+            }
+            // A refused channel (MaxSessions) is fine: the open ones are shared.
+            resolve();
+          });
+        } catch {
+          resolve();
+        }
+      }).finally(() => {
+        s.opening = undefined;
+      });
+      await s.opening;
+    }
+    const ch = least();
+    ch.users += 1;
+    let released = false;
+    return {
+      sftp: ch.sftp,
+      release: () => {
+        if (!released) ch.users -= 1;
+        released = true;
+      },
+    };
   }
 
   // -------------------------------------------------------------------------
@@ -1033,7 +1087,8 @@ export class SshTransport implements Transport {
   }
 
   /**
-   * {@inheritDoc Transport.put}
+   * Atomically writes `path` on the far side from `source`; returns the DNA
+   * of what was sent, computed in the same pass.
    *
    * Writes `path.part` with many SFTP writes in flight while a worker thread
    * digests the acknowledged bytes, fsyncs it (fsync@openssh.com), sets mode
@@ -1063,33 +1118,36 @@ export class SshTransport implements Transport {
         let s: Session | undefined;
         let reader: BlockSource | undefined;
         let handle: Buffer | undefined;
+        let ch: { sftp: SFTPWrapper; release: () => void } | undefined;
         try {
           s = await this.#session$(signal);
           lastSession = s;
+          ch = await this.#channel(s);
+          const sftp = ch.sftp;
           if (!st.created) {
             if (options.mkdirs ?? true) await this.#mkdirp(s, posixDirname(path));
             if (options.noOverwrite) {
-              const there = await this.#call<Stats>(s, (cb) => s!.sftp.lstat(path, cb)).catch(() => undefined);
+              const there = await this.#call<Stats>(s, (cb) => sftp.lstat(path, cb), sftp).catch(() => undefined);
               if (there !== undefined) throw new StowageError('EEXIST', `Refusing to overwrite ${this.name}${path}: it already exists.`, { details: { transport: this.name, path } });
             }
-            handle = await this.#call<Buffer>(s, (cb) => s!.sftp.open(part, 'w', { mode: options.mode ?? 0o644 }, cb));
+            handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'w', { mode: options.mode ?? 0o644 }, cb), sftp);
             st.created = true;
           } else if (st.renamed) {
             // The rename was sent before the connection dropped: did it land?
-            const partThere = await this.#call<Stats>(s, (cb) => s!.sftp.lstat(part, cb)).catch(() => undefined);
+            const partThere = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
             if (partThere === undefined) return await this.#finishAfterLostRename(s, path, st, signal);
-            handle = await this.#call<Buffer>(s, (cb) => s!.sftp.open(part, 'r+', cb));
+            handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp);
           } else {
-            const partThere = await this.#call<Stats>(s, (cb) => s!.sftp.lstat(part, cb)).catch(() => undefined);
+            const partThere = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
             if (partThere === undefined || partThere.size < st.confirmed) {
               // The far prefix is gone or shorter than confirmed: start over.
               st.job.drop();
               st.job = hasher.begin(algorithm);
               st.confirmed = 0;
               progress.bytesDone = 0;
-              handle = await this.#call<Buffer>(s, (cb) => s!.sftp.open(part, 'w', { mode: options.mode ?? 0o644 }, cb));
+              handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'w', { mode: options.mode ?? 0o644 }, cb), sftp);
             } else {
-              handle = await this.#call<Buffer>(s, (cb) => s!.sftp.open(part, 'r+', cb));
+              handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp);
             }
             st.resumed = true;
             resumeChannel.publish({ transport: this.name, path, offset: st.confirmed, attempt });
@@ -1099,7 +1157,7 @@ export class SshTransport implements Transport {
           });
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
-          await this.#sendBlocks(s, handle, reader, st, progress, signal, path);
+          await this.#sendBlocks(s, sftp, handle, reader, st, progress, signal, path);
           await reader.close();
           reader = undefined;
           if (typeof source !== 'string' && size !== undefined && st.confirmed !== size) {
@@ -1107,16 +1165,22 @@ export class SshTransport implements Transport {
               details: { transport: this.name, path, expected: size, sent: st.confirmed },
             });
           }
-          if (this.#o.fsync && s.ext.fsync) await this.#call(s, (cb) => s!.sftp.ext_openssh_fsync(handle!, cb));
+          // fsetstat, fsync and close go out together (the server runs them in
+          // order); the digest finishes on the worker meanwhile.
+          const h = handle;
+          const finishing: Promise<unknown>[] = [];
           if (options.mode !== undefined || options.mtimeMs !== undefined) {
             const attrs: { mode?: number; atime?: number; mtime?: number } = {};
             if (options.mode !== undefined) attrs.mode = options.mode;
             if (options.mtimeMs !== undefined) attrs.atime = attrs.mtime = Math.floor(options.mtimeMs / 1000);
-            await this.#call(s, (cb) => s!.sftp.fsetstat(handle!, attrs, cb));
+            finishing.push(this.#call(s, (cb) => sftp.fsetstat(h, attrs, cb), sftp));
           }
-          const h = handle;
+          if (this.#o.fsync && s.ext.fsync) finishing.push(this.#call(s, (cb) => sftp.ext_openssh_fsync(h, cb), sftp));
           handle = undefined;
-          await this.#call(s, (cb) => s!.sftp.close(h, cb));
+          finishing.push(this.#call(s, (cb) => sftp.close(h, cb), sftp));
+          const settled = await Promise.allSettled(finishing);
+          const failedStep = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failedStep !== undefined) throw failedStep.reason;
           st.dna ??= await st.job.digest();
           if (st.resumed && (await this.#probeExec(s, signal))) {
             // Bytes before the break were confirmed by another connection: check the whole far file.
@@ -1134,10 +1198,13 @@ export class SshTransport implements Transport {
           progress.report(true);
           return st.dna;
         } catch (err) {
-          if (handle !== undefined && s !== undefined && !s.dead) {
+          if (handle !== undefined && s !== undefined && ch !== undefined && !s.dead) {
             const h = handle;
-            await this.#call(s, (cb) => s!.sftp.close(h, cb)).catch(() => {});
+            const c = ch.sftp;
+            await this.#call(s, (cb) => c.close(h, cb), c).catch(() => {});
           }
+          ch?.release();
+          ch = undefined;
           await reader?.close();
           if (signal?.aborted) throw signal.reason;
           // The source's own trouble is the caller's: passed through as it is.
@@ -1149,6 +1216,8 @@ export class SshTransport implements Transport {
             continue;
           }
           throw await this.#putError(err, s, path);
+        } finally {
+          ch?.release();
         }
       }
     } catch (err) {
@@ -1203,7 +1272,7 @@ export class SshTransport implements Transport {
    * writes with up to `requests` in flight, and hands each block to the
    * digest once every write in it and before it is acknowledged.
    */
-  async #sendBlocks(s: Session, handle: Buffer, reader: BlockSource, st: PutState, progress: ProgressTracker, signal: AbortSignal | undefined, path: string): Promise<void> {
+  async #sendBlocks(s: Session, sftp: SFTPWrapper, handle: Buffer, reader: BlockSource, st: PutState, progress: ProgressTracker, signal: AbortSignal | undefined, path: string): Promise<void> {
     const hasher = this.#hasherFor();
     const reqSize = s.maxWrite;
     const maxInflight = this.#o.requests;
@@ -1225,7 +1294,6 @@ export class SshTransport implements Transport {
         progress.add(b.len);
       }
     };
-    const sftp = s.sftp;
     let corked = false;
     const uncork = (): void => {
       corked = false;
@@ -1237,7 +1305,7 @@ export class SshTransport implements Transport {
     });
     // Reads run ahead of the writes (READ_AHEAD blocks), so the write
     // window never drains while a read is pending.
-    const ahead: Promise<{ buf: Buffer; n: number }>[] = [];
+    const ahead: Promise<{ buf: Buffer | undefined; n: number }>[] = [];
     let readDone = false;
     let chain: Promise<unknown> = Promise.resolve();
     let readPos = st.confirmed;
@@ -1247,6 +1315,11 @@ export class SshTransport implements Transport {
         // Positional source: the reads run concurrently, not one after the other.
         const at = readPos;
         readPos += BLOCK_SIZE;
+        // Nothing to read past the size seen at open: no block taken, no read.
+        if (reader.size !== undefined && at >= reader.size) {
+          ahead.push(Promise.resolve({ buf: undefined, n: 0 }));
+          return;
+        }
         const p = hasher.acquire(signal).then(async (buf) => {
           try {
             return { buf, n: readDone ? 0 : await readAt(buf, buf.length, at) };
@@ -1283,8 +1356,8 @@ export class SshTransport implements Transport {
         if (failed !== undefined) break;
         const { buf, n } = await ahead.shift()!;
         readNext();
-        if (n === 0) {
-          hasher.release(buf);
+        if (buf === undefined || n === 0) {
+          if (buf !== undefined) hasher.release(buf);
           break;
         }
         const b: Block = { buf, len: n, pending: 0, sent: false };
@@ -1338,7 +1411,9 @@ export class SshTransport implements Transport {
       readDone = true;
       for (const p of ahead) {
         await p.then(
-          (r) => hasher.release(r.buf),
+          (r) => {
+            if (r.buf !== undefined) hasher.release(r.buf);
+          },
           () => {},
         );
       }
@@ -1394,7 +1469,7 @@ export class SshTransport implements Transport {
   }
 
   /**
-   * {@inheritDoc Transport.createReadStream}
+   * A readable stream of the far file from `start`.
    *
    * Keeps `requests` SFTP reads in flight and delivers them in order. A
    * dropped connection is resumed from the next undelivered byte.
@@ -1453,7 +1528,8 @@ export class SshTransport implements Transport {
   // Locks on the far tree
 
   /**
-   * {@inheritDoc Transport.lockFs}
+   * The file operations of a lock on the far tree, so a `LockDir` can be
+   * planted there (see `Transport.lockFs`).
    *
    * Over SFTP: `createFile` opens with `SSH_FXF_CREAT | SSH_FXF_EXCL`,
    * writes, fsyncs (fsync@openssh.com) and closes; `rename` checks the
