@@ -175,6 +175,19 @@ export class SqliteSource implements TableSource {
     return this.#reader.rows(table, options);
   }
 
+  /**
+   * The smallest non-NULL key with `key >= from`, or `null` (one indexed
+   * `min()`); the Partitioner uses it to skip empty ranges of a sparse key.
+   *
+   * @param table - the table
+   * @param key - the integer key column
+   * @param from - the bound
+   * @param options - signal
+   */
+  nextKey(table: string, key: string, from: KeyBound, options?: DbOptions): Promise<bigint | null> {
+    return this.#reader.nextKey(table, key, from, options);
+  }
+
   digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }

@@ -245,6 +245,24 @@ describe('SqliteSource: tables, keys and ranges', () => {
     expect(await text(4, 5)).toBe('');
   });
 
+  it('nextKey() finds the smallest key at or above a bound, across any gap, also in a snapshot', async () => {
+    await using src = memorySource(`
+      CREATE TABLE s (k INTEGER PRIMARY KEY, v TEXT);
+      INSERT INTO s VALUES (-5, 'a'), (1, 'b'), (1000000000000000, 'c'), (9223372036854775807, 'd');
+      CREATE TABLE odd (k);
+      INSERT INTO odd VALUES (1), (2.5), ('text');`);
+    expect(await src.nextKey('s', 'k', -9223372036854775808n)).toBe(-5n);
+    expect(await src.nextKey('s', 'k', 2)).toBe(1000000000000000n);
+    expect(await src.nextKey('s', 'k', 1000000000000001n)).toBe(9223372036854775807n);
+    expect(await src.nextKey('s', 'k', 9223372036854775808n)).toBeNull();
+    await rejectsWith(src.nextKey('odd', 'k', 2), 'EBAD_CONFIG');
+    expect(await src.nextKey('odd', 'k', 0)).toBe(1n);
+    await rejectsWith(src.nextKey('nope', 'k', 0), 'ENO_TABLE');
+    await rejectsWith(src.nextKey('s', 'nope', 0), 'ENO_TABLE');
+    await rejectsWith(src.nextKey('s', 'k', 1.5), 'EBAD_CONFIG');
+    expect(await src.snapshot(async (r) => (r as TableReader & Pick<SqliteSource, 'nextKey'>).nextKey('s', 'k', 2))).toBe(1000000000000000n);
+  });
+
   it('leaves generated columns out of columns(), rows() and load()', async () => {
     await using src = memorySource(`
       CREATE TABLE g (k INTEGER PRIMARY KEY, a INTEGER, twice INTEGER GENERATED ALWAYS AS (a * 2) VIRTUAL, b TEXT);
