@@ -26,3 +26,6 @@ export * from './lock/index.js';
 export * from './transport/index.js';
 export * from './transport/ssh/index.js';
 export * from './retention/index.js';
+export * from './db/index.js';
+export * from './db/sqlite/index.js';
+export * from './catalog/index.js';
