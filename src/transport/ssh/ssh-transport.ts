@@ -143,6 +143,8 @@ const DEFAULT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'ae
 
 /** Size of the blocks read from a source and handed to the digest worker. */
 const BLOCK_SIZE = 1 << 20;
+/** A large put fsyncs its `.part` from another channel every this many bytes. */
+const FLUSH_EVERY = 64 << 20;
 /** Blocks read ahead of the writes. */
 const READ_AHEAD = 4;
 
@@ -1119,6 +1121,7 @@ export class SshTransport implements Transport {
         let reader: BlockSource | undefined;
         let handle: Buffer | undefined;
         let ch: { sftp: SFTPWrapper; release: () => void } | undefined;
+        let flusher: Flusher | undefined;
         try {
           s = await this.#session$(signal);
           lastSession = s;
@@ -1157,7 +1160,10 @@ export class SshTransport implements Transport {
           });
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
-          await this.#sendBlocks(s, sftp, handle, reader, st, progress, signal, path);
+          flusher = await this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed);
+          await this.#sendBlocks(s, sftp, handle, reader, st, progress, signal, flusher?.confirmed);
+          await flusher?.close();
+          flusher = undefined;
           await reader.close();
           reader = undefined;
           if (typeof source !== 'string' && size !== undefined && st.confirmed !== size) {
@@ -1217,6 +1223,7 @@ export class SshTransport implements Transport {
           }
           throw await this.#putError(err, s, path);
         } finally {
+          await flusher?.close();
           ch?.release();
         }
       }
@@ -1272,7 +1279,16 @@ export class SshTransport implements Transport {
    * writes with up to `requests` in flight, and hands each block to the
    * digest once every write in it and before it is acknowledged.
    */
-  async #sendBlocks(s: Session, sftp: SFTPWrapper, handle: Buffer, reader: BlockSource, st: PutState, progress: ProgressTracker, signal: AbortSignal | undefined, path: string): Promise<void> {
+  async #sendBlocks(
+    s: Session,
+    sftp: SFTPWrapper,
+    handle: Buffer,
+    reader: BlockSource,
+    st: PutState,
+    progress: ProgressTracker,
+    signal: AbortSignal | undefined,
+    onConfirmed: ((bytes: number) => void) | undefined,
+  ): Promise<void> {
     const hasher = this.#hasherFor();
     const reqSize = s.maxWrite;
     const maxInflight = this.#o.requests;
@@ -1293,6 +1309,7 @@ export class SshTransport implements Transport {
         st.confirmed += b.len;
         progress.add(b.len);
       }
+      onConfirmed?.(st.confirmed);
     };
     let corked = false;
     const uncork = (): void => {
@@ -1422,7 +1439,47 @@ export class SshTransport implements Transport {
       if (signal?.aborted) throw signal.reason;
       throw failed;
     }
-    void path;
+  }
+
+  /**
+   * For a large put: a second handle on the `.part`, on another SFTP
+   * channel, fsynced every {@link FLUSH_EVERY} confirmed bytes, so the far
+   * disk writes back while the transfer goes on and the final fsync (before
+   * the rename) has little left to do. Without it, the final fsync of a
+   * 1 GiB file takes ~1 s here, a fifth of the transfer.
+   */
+  async #startFlusher(s: Session, own: SFTPWrapper, part: string, size: number | undefined): Promise<Flusher | undefined> {
+    if (!this.#o.fsync || !s.ext.fsync || size === undefined || size < 2 * FLUSH_EVERY) return undefined;
+    const ch = await this.#channel(s);
+    if (ch.sftp === own) {
+      ch.release();
+      return undefined;
+    }
+    let handle: Buffer;
+    try {
+      handle = await this.#call<Buffer>(s, (cb) => ch.sftp.open(part, 'r', cb), ch.sftp);
+    } catch {
+      ch.release();
+      return undefined;
+    }
+    let inFlight: Promise<unknown> | undefined;
+    let next = FLUSH_EVERY;
+    return {
+      confirmed: (bytes) => {
+        if (bytes < next || inFlight !== undefined || s.dead) return;
+        next = bytes + FLUSH_EVERY;
+        inFlight = this.#call(s, (cb) => ch.sftp.ext_openssh_fsync(handle, cb), ch.sftp)
+          .catch(() => {})
+          .finally(() => {
+            inFlight = undefined;
+          });
+      },
+      close: async () => {
+        await inFlight;
+        if (!s.dead) await this.#call(s, (cb) => ch.sftp.close(handle, cb), ch.sftp).catch(() => {});
+        ch.release();
+      },
+    };
   }
 
   // -------------------------------------------------------------------------
@@ -1668,6 +1725,11 @@ export class SshTransport implements Transport {
 /** Wraps an error of the put's source, so it is not taken for a far-side one. */
 class SourceFailure {
   constructor(readonly error: unknown) {}
+}
+
+interface Flusher {
+  confirmed(bytes: number): void;
+  close(): Promise<void>;
 }
 
 interface Block {

@@ -51,7 +51,8 @@ describe('a connection cut mid-transfer', () => {
     it(`put resumes from the confirmed offset and ends with a matching DNA (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
       await using server = await startSshd({ allowExec });
       await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
-      const data = randomBytes(64 * 1024 * 1024);
+      // 160 MiB with exec: large enough for the background flusher (a second channel) to be at work when the cut comes.
+      const data = randomBytes((allowExec ? 160 : 64) * 1024 * 1024);
       const src = join(scratch, `big-${String(allowExec)}.bin`);
       await writeFile(src, data);
       const resumes: { offset: number; attempt: number }[] = [];
@@ -65,13 +66,14 @@ describe('a connection cut mid-transfer', () => {
         const target = `${server.root}/runs/big.bin`;
         const dna = await t.put(src, target, {
           onProgress: (p) => {
-            if (cut === 0 && p.bytesDone >= 16 * 1024 * 1024) {
+            if (cut === 0 && p.bytesDone >= (allowExec ? 140 : 16) * 1024 * 1024) {
               connectionsAtCut = server.killConnections();
               cut = p.bytesDone;
             }
           },
         });
         expect(connectionsAtCut).toBe(1);
+        expect(server.listConnections()).toHaveLength(1);
         expect(dna).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
         expect(await md5File(target)).toBe(md5(data));
         expect(await readdir(join(server.root, 'runs'))).toEqual(['big.bin']);
