@@ -18,3 +18,12 @@ export async function scratch(label = 'monitor'): Promise<string> {
   dirs.push(d);
   return d;
 }
+
+/** Ids of 8 nightly sets at 03:15 UTC ending 2026-11-22. */
+export const NIGHTS = ['2026/11/15/031500', '2026/11/16/031500', '2026/11/17/031500', '2026/11/18/031500', '2026/11/19/031500', '2026/11/20/031500', '2026/11/21/031500', '2026/11/22/031500'];
+/** Time of the newest of {@link NIGHTS}. */
+export const NEWEST = Date.parse('2026-11-22T03:15:00Z');
+/** An hour in ms. */
+export const HOUR = 3_600_000;
+/** A day in ms. */
+export const DAY = 24 * HOUR;
