@@ -164,6 +164,27 @@ describe('a connection cut mid-transfer', () => {
   });
 });
 
+describe('keepalive', () => {
+  it('an idle connection whose peer went silent is found dead by keepalives; the next operation reconnects at once', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { keepaliveIntervalMs: 150, keepaliveCountMax: 2, idleTimeoutMs: 60_000, retryDelayMs: 20 }));
+    expect((await t.stat(server.root)).type).toBe('dir');
+    const [pid] = server.listConnections();
+    expect(pid).toBeDefined();
+    process.kill(pid!, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, 1200));
+      const t0 = Date.now();
+      expect((await t.stat(server.root)).type).toBe('dir');
+      // Without keepalives this would wait for idleTimeoutMs (60 s).
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(server.listConnections().filter((p) => p !== pid)).toHaveLength(1);
+    } finally {
+      process.kill(pid!, 'SIGKILL');
+    }
+  });
+});
+
 describe('a full remote disk', () => {
   for (const allowExec of [true, false]) {
     it(`put is ENOSPACE, the .part is removed and nothing is under the final name (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
