@@ -2,14 +2,15 @@
  * `Partitioner.compare`: are two copies of a table the same, and if not,
  * which keys differ?
  *
- * Both sides are cut on the same grid as the Partitioner's (the occupied
- * ranges of either side, found without visiting empty ones), and each
- * range's count and range digest are computed on both sides. A range whose
- * digests differ is bisected on its key values (digests of each half on
- * both sides) until a piece holds few rows; that piece is then read from
- * both sides in key order and compared key by key. Memory holds the rows
- * of one key value per side at a time; the work is one digest pass over
- * each table plus a few passes over the differing ranges.
+ * Each side is read once, as one `rows()` stream in key order, and cut on
+ * the same grid as the Partitioner's: the count and range digest of every
+ * occupied range are computed on the way (so empty ranges cost nothing, and
+ * a source pays one query per side, not one per range). A range whose
+ * digests differ is then bisected on its key values (`digestRange` of each
+ * half on both sides) until a piece holds few rows; that piece is read from
+ * both sides in key order and compared key by key. Memory holds the rows of
+ * one key value per side at a time (and one entry per occupied range for
+ * the report).
  *
  * @module
  */
@@ -18,9 +19,9 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import { LineSplitter } from '../db/bulk-text.js';
-import type { RangeDigest } from '../db/range-digest.js';
-import { checkIdentifier, findColumn, toKeyBound, toKeyBounds, type KeyBound, type TableReader } from '../db/table-source.js';
-import { KeyCursor, fieldOf, parseKeyField } from './key-seek.js';
+import { RangeDigester, type RangeDigest } from '../db/range-digest.js';
+import { checkIdentifier, findColumn, toKeyBound, toKeyBounds, type KeyBound, type RowsOptions, type TableReader } from '../db/table-source.js';
+import { fieldOf, parseKeyField } from './key-seek.js';
 import { PartitionGrid } from './layout.js';
 
 /** Options of {@link Partitioner.compare}. */
@@ -150,6 +151,82 @@ function sameLines(a: Buffer[], b: Buffer[]): boolean {
 
 const sameDigest = (a: RangeDigest, b: RangeDigest): boolean => a.count === b.count && a.digest === b.digest;
 
+/** The digest of no rows. */
+const EMPTY: RangeDigest = Object.freeze(new RangeDigester({ keyIndex: 0 }).digest());
+
+/** A key of at most 15 digits as a number, without making a bigint; `undefined` otherwise. */
+function smallKey(raw: Buffer): number | undefined {
+  const n = raw.length;
+  if (n === 0 || n > 15) return undefined;
+  let i = raw[0] === 0x2d ? 1 : 0;
+  if (i === n) return undefined;
+  let v = 0;
+  for (; i < n; i++) {
+    const c = raw[i]! - 0x30;
+    if (c < 0 || c > 9) return undefined;
+    v = v * 10 + c;
+  }
+  return raw[0] === 0x2d ? -v : v;
+}
+
+interface SideRange {
+  readonly index: bigint;
+  readonly digest: RangeDigest;
+}
+
+/**
+ * The occupied ranges of one side with their digests, from one rows()
+ * stream over [lo, hi] (each bound optional).
+ */
+async function* rangeDigests(
+  reader: TableReader,
+  table: string,
+  key: string,
+  keyIndex: number,
+  grid: PartitionGrid,
+  lo: bigint | undefined,
+  hi: bigint | undefined,
+  signal: AbortSignal | undefined,
+  onBytes: (n: number) => void,
+): AsyncGenerator<SideRange> {
+  const opts: RowsOptions = { key, signal };
+  if (lo !== undefined) opts.lo = lo;
+  if (hi !== undefined) opts.hi = hi;
+  const stream = await reader.rows(table, opts);
+  try {
+    const splitter = new LineSplitter();
+    let index = 0n;
+    let rangeHi = 0n;
+    let rangeHiNum: number | undefined;
+    let digester: RangeDigester | undefined;
+    const ready: SideRange[] = [];
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      throwIfAborted(signal);
+      splitter.push(chunk, (line) => {
+        const raw = fieldOf(line, keyIndex);
+        const small = rangeHiNum === undefined ? undefined : smallKey(raw);
+        if (digester === undefined || small === undefined || small > rangeHiNum!) {
+          const k = parseKeyField(raw, reader.name, table);
+          if (digester === undefined || k > rangeHi) {
+            if (digester !== undefined) ready.push({ index, digest: digester.digest() });
+            index = grid.indexOf(k);
+            rangeHi = grid.hi(index);
+            rangeHiNum = rangeHi <= BigInt(Number.MAX_SAFE_INTEGER) && rangeHi >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(rangeHi) : undefined;
+            digester = new RangeDigester({ keyIndex });
+          }
+        }
+        digester.update(line);
+      });
+      onBytes(chunk.length);
+      yield* ready.splice(0);
+    }
+    splitter.end();
+    if (digester !== undefined) yield { index, digest: digester.digest() };
+  } finally {
+    stream.destroy();
+  }
+}
+
 /**
  * See {@link Partitioner.compare}.
  *
@@ -255,36 +332,29 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
     }
   };
 
-  // The occupied ranges of either side, inside [lo, hi] when given.
+  // The occupied ranges of either side, each side read once; the differing ones narrowed down afterwards
+  // (a snapshot reader may have one connection, busy while its stream is open).
   const ranges: RangeComparison[] = [];
-  const los = [rangeA.lo, rangeB.lo].filter((v): v is bigint => v !== null);
-  const his = [rangeA.hi, rangeB.hi].filter((v): v is bigint => v !== null);
-  if (los.length > 0 && his.length > 0) {
-    const lo = clampLo(los.reduce((m, v) => (v < m ? v : m)));
-    const hi = clampHi(his.reduce((m, v) => (v > m ? v : m)));
-    const cursors = [new KeyCursor(a, table, key, grid.size, rangeA.hi), new KeyCursor(b, table, key, grid.size, rangeB.hi)];
-    const firstKey = async (from: bigint): Promise<bigint | null> => {
-      let best: bigint | null = null;
-      for (const c of cursors) {
-        const k = await c.next(from, signal);
-        if (k !== null && (best === null || k < best)) best = k;
-      }
-      return best;
-    };
-    let k = lo <= hi ? await firstKey(lo) : null;
-    while (k !== null && k <= hi) {
-      const i = grid.indexOf(k);
-      const rlo = clampLo(grid.lo(i));
-      const rhi = clampHi(grid.hi(i));
-      const [da, db] = await digest(rlo, rhi);
-      const equal = sameDigest(da, db);
-      const r: RangeComparison = Object.freeze({ lo: rlo, hi: rhi, a: da, b: db, equal });
-      ranges.push(r);
-      if (!equal && !truncated) await narrow(rlo, rhi, da, db);
+  const sa = rangeDigests(a, table, key, keyA, grid, bounds.lo, bounds.hi, signal, (n) => progress.add(n));
+  const sb = rangeDigests(b, table, key, keyB, grid, bounds.lo, bounds.hi, signal, (n) => progress.add(n));
+  try {
+    let [x, y] = await Promise.all([sa.next(), sb.next()]);
+    while (!x.done || !y.done) {
+      const index = x.done ? y.value!.index : y.done ? x.value.index : x.value.index < y.value.index ? x.value.index : y.value.index;
+      const da = !x.done && x.value.index === index ? x.value.digest : EMPTY;
+      const db = !y.done && y.value.index === index ? y.value.digest : EMPTY;
+      const lo = clampLo(grid.lo(index));
+      const hi = clampHi(grid.hi(index));
+      ranges.push(Object.freeze({ lo, hi, a: da, b: db, equal: sameDigest(da, db) }));
       progress.add(0, 1);
-      if (rhi >= hi) break;
-      k = await firstKey(rhi + 1n);
+      [x, y] = await Promise.all([da === EMPTY ? x : sa.next(), db === EMPTY ? y : sb.next()]);
     }
+  } finally {
+    await Promise.all([sa.return(undefined), sb.return(undefined)]);
+  }
+  for (const r of ranges) {
+    if (truncated) break;
+    if (!r.equal) await narrow(r.lo, r.hi, r.a, r.b);
   }
   progress.report(true);
   const differingRanges = ranges.filter((r) => !r.equal);

@@ -19,7 +19,7 @@
  * @module
  */
 import { StowageError } from '../errors.js';
-import { findColumn, type DbOptions, type KeyBound, type TableReader } from '../db/table-source.js';
+import { findColumn, type ColumnInfo, type DbOptions, type KeyBound, type KeyRange, type TableReader } from '../db/table-source.js';
 import { throwIfAborted } from '../util/abort.js';
 
 /**
@@ -80,13 +80,38 @@ export function fieldOf(line: Buffer, index: number): Buffer {
   return line.subarray(start, end);
 }
 
+/** What is known of a table's keys before any question: from {@link TableReader.keyRange} and its primary key. */
+export interface KeyExtent {
+  /** Smallest key. */
+  readonly lo: bigint;
+  /** Largest key. */
+  readonly hi: bigint;
+  /** Whether every integer in [lo, hi] is a key (a unique key with `hi - lo + 1` rows): then no question needs a query. */
+  readonly dense: boolean;
+}
+
+/**
+ * The extent of a table's key: whether it is dense is proven by the count
+ * when the key is the table's whole primary key (so unique).
+ *
+ * @param range - from keyRange()
+ * @param columns - from columns()
+ * @param key - the key column's name as found by findColumn
+ */
+export function keyExtent(range: KeyRange, columns: readonly ColumnInfo[], key: string): KeyExtent | null {
+  if (range.lo === null || range.hi === null) return null;
+  const pk = columns.filter((c) => c.primaryKey > 0);
+  const unique = pk.length === 1 && pk[0]!.name === key;
+  return { lo: range.lo, hi: range.hi, dense: unique && BigInt(range.count) === range.hi - range.lo + 1n };
+}
+
 /** Asks one table for its next occupied key; see the module documentation. */
 export class KeyCursor {
   readonly #reader: TableReader;
   readonly #table: string;
   readonly #key: string;
   readonly #window: bigint;
-  readonly #max: bigint | null;
+  readonly #extent: KeyExtent | null;
   #keyIndex: number | undefined;
 
   /**
@@ -94,26 +119,31 @@ export class KeyCursor {
    * @param table - the table
    * @param key - the key column
    * @param window - the first probe's width (the partition size)
-   * @param max - the table's largest key (`null`: the table has none, every answer is `null`)
+   * @param extent - what is known of the keys (`null`: the table has none, every answer is `null`)
    */
-  constructor(reader: TableReader, table: string, key: string, window: bigint, max: bigint | null) {
+  constructor(reader: TableReader, table: string, key: string, window: bigint, extent: KeyExtent | null) {
     this.#reader = reader;
     this.#table = table;
     this.#key = key;
     this.#window = window > 0n ? window : 1n;
-    this.#max = max;
+    this.#extent = extent;
   }
 
   /**
-   * The smallest key `>= from`, or `null`.
+   * The smallest key `>= from`, or `null`. Answered without a query when
+   * `from` is at or below the smallest key, above the largest, or inside a
+   * dense table.
    *
    * @param from - the bound
    * @param signal - cancels the question
    */
   async next(from: bigint, signal?: AbortSignal): Promise<bigint | null> {
     throwIfAborted(signal);
-    const max = this.#max;
-    if (max === null || from > max) return null;
+    const x = this.#extent;
+    if (x === null || from > x.hi) return null;
+    if (from <= x.lo) return x.lo;
+    if (x.dense) return from;
+    const max = x.hi;
     const r = this.#reader;
     if (hasNextKey(r)) return r.nextKey(this.#table, this.#key, from, signal === undefined ? {} : { signal });
     this.#keyIndex ??= findColumn(r.name, this.#table, await r.columns(this.#table, { signal }), this.#key).index;

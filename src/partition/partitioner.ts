@@ -38,7 +38,7 @@ import { checkInt, checkOptionKeys } from '../util/options.js';
 import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { checkIdentifier, findColumn, toKeyBound, type TableReader, type TableSource } from '../db/table-source.js';
-import { KeyCursor } from './key-seek.js';
+import { KeyCursor, keyExtent } from './key-seek.js';
 import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
 import { MANIFEST_ENTRY, MANIFEST_FORMAT, MANIFEST_VERSION, formatManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
 import { readManifest, writePartitionArchive, type ArchiveInputEntry } from './partition-archive.js';
@@ -203,6 +203,14 @@ export interface DumpResult {
 
 const MiB = 1 << 20;
 
+/** What a dump reads once per table. */
+interface TableMeta {
+  readonly table: string;
+  readonly columns: string[];
+  readonly keyIndex: number;
+  readonly schema: Buffer;
+}
+
 function bad(message: string, option: string): StowageError {
   return new StowageError('EBAD_CONFIG', `Partitioner: ${message}`, { details: { option } });
 }
@@ -306,7 +314,10 @@ export class Partitioner {
   async #plan(signal: AbortSignal | undefined): Promise<PartitionPlan> {
     throwIfAborted(signal);
     const grid = this.#grid;
-    const ranges = await Promise.all(this.tables.map((t) => this.source.keyRange(t, this.key, { signal })));
+    const [ranges, columns] = await Promise.all([
+      Promise.all(this.tables.map((t) => this.source.keyRange(t, this.key, { signal }))),
+      Promise.all(this.tables.map((t) => this.source.columns(t, { signal }))),
+    ]);
     let lo: bigint | null = null;
     let hi: bigint | null = null;
     let rows = 0;
@@ -325,7 +336,11 @@ export class Partitioner {
     // The occupied ranges, walked from one to the next.
     const occupied: bigint[] = [];
     if (lo !== null && hi !== null) {
-      const cursors = this.tables.map((t, n) => new KeyCursor(this.source, t, this.key, this.rowsPerPartition, ranges[n]!.hi));
+      const cursors = this.tables.map((t, n) => {
+        const cols = columns[n]!;
+        const extent = keyExtent(ranges[n]!, cols, findColumn(this.source.name, t, cols, this.key).column.name);
+        return new KeyCursor(this.source, t, this.key, this.rowsPerPartition, extent);
+      });
       const tail = grid.indexOf(hi);
       let i = grid.indexOf(lo);
       for (;;) {
@@ -336,6 +351,8 @@ export class Partitioner {
         for (const c of cursors) {
           const k = await c.next(from, signal);
           if (k !== null && (next === null || k < next)) next = k;
+          // A key in the very next range cannot be beaten: the other tables need not be asked.
+          if (next !== null && grid.indexOf(next) === i + 1n) break;
         }
         if (next === null) break;
         i = grid.indexOf(next);
@@ -468,6 +485,15 @@ export class Partitioner {
     throwIfAborted(signal);
     const plan = await this.#plan(signal);
     const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
+    // Columns and DDL are read once per dump (not per range): a table's schema is expected to hold still while it is dumped.
+    const meta: TableMeta[] = [];
+    if (todo.length > 0) {
+      for (const table of this.tables) {
+        const columns = await this.source.columns(table, { signal });
+        const { index: keyIndex } = findColumn(this.source.name, table, columns, this.key);
+        meta.push({ table, columns: columns.map((c) => c.name), keyIndex, schema: Buffer.from(await this.source.schema(table, { signal }), 'utf8') });
+      }
+    }
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
     try {
       await mkdir(this.dir, { recursive: true });
@@ -486,10 +512,12 @@ export class Partitioner {
         const p = todo[next++]!;
         try {
           throwIfAborted(signal);
-          const w = await this.#dumpOne(p, incremental, gzipConcurrency, progress, signal);
+          const w = await this.#dumpOne(p, meta, incremental, gzipConcurrency, progress, signal);
           if (w === undefined) unchanged.push({ lo: p.lo, hi: p.hi });
           else written.push(w);
-          progress.add(0, 1);
+          // Each range done is reported, unthrottled: ranges are few and each is worth knowing of.
+          progress.itemsDone++;
+          progress.report(true);
         } catch (err) {
           failure ??= err;
         }
@@ -518,28 +546,25 @@ export class Partitioner {
   }
 
   /** Reads one range in a snapshot and writes its archive, unless it equals the archive already there. */
-  async #dumpOne(p: PlannedPartition, incremental: boolean, gzipConcurrency: number, progress: ProgressTracker, signal: AbortSignal | undefined): Promise<WrittenPartition | undefined> {
+  async #dumpOne(p: PlannedPartition, meta: readonly TableMeta[], incremental: boolean, gzipConcurrency: number, progress: ProgressTracker, signal: AbortSignal | undefined): Promise<WrittenPartition | undefined> {
     const path = p.path!;
     const complete = p.state !== 'partial';
-    const read: { table: string; columns: string[]; keyIndex: number; schema: Buffer; spool: RowSpool }[] = [];
+    const read: (TableMeta & { spool: RowSpool })[] = [];
     let filling: Promise<void> | undefined;
     try {
       await this.source.snapshot(
         async (reader: TableReader) => {
-          for (const [i, table] of this.tables.entries()) {
-            const columns = await reader.columns(table, { signal });
-            const { index: keyIndex } = findColumn(reader.name, table, columns, this.key);
-            const schema = Buffer.from(await reader.schema(table, { signal }), 'utf8');
-            const stream = await reader.rows(table, { key: this.key, lo: p.lo, hi: p.hi, signal });
+          for (const [i, m] of meta.entries()) {
+            const stream = await reader.rows(m.table, { key: this.key, lo: p.lo, hi: p.hi, signal });
             // The snapshot settles as soon as it is aborted; the fill is awaited below so that its spill file is gone before dump() returns.
             filling = RowSpool.fill(stream, {
-              keyIndex,
+              keyIndex: m.keyIndex,
               memoryBytes: this.#spoolBytes,
               spillPath: `${path}.${i}.spool`,
               signal,
               onBytes: (n) => progress.add(n),
             }).then((spool) => {
-              read.push({ table, columns: columns.map((c) => c.name), keyIndex, schema, spool });
+              read.push({ ...m, spool });
             });
             try {
               await filling;

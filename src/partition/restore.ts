@@ -292,7 +292,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
     });
     const missing = s.tables.filter((t) => !seen.has(t.name));
     if (missing.length > 0) throw corrupt(s.path, `it lacks the rows entry of ${missing.map((t) => JSON.stringify(t.name)).join(', ')} named in its manifest.`);
-    progress.add(0, 1);
+    progress.itemsDone++;
+    progress.report(true);
   });
   progress.report(true);
   const tables = [...perTable.entries()]

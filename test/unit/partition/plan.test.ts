@@ -6,11 +6,12 @@ import { Partitioner } from '../../../src/partition/index.js';
 import { Catalog } from '../../../src/catalog/index.js';
 import { exec, insertPair, makePairDb, rejectsWith, tempDir, throwsWith } from './helpers.js';
 
-/** The source, with every call to rows() counted (the plan's fallback for finding the next occupied key). */
+/** The source without a nextKey() of its own, with every call to rows() counted (the plan's fallback for finding the next occupied key). */
 function counting(src: SqliteSource): { source: TableSource; rowsCalls: RowsOptions[] } {
   const rowsCalls: RowsOptions[] = [];
   const source = new Proxy(src, {
     get(t, p) {
+      if (p === 'nextKey') return undefined;
       if (p === 'rows') {
         return (table: string, o: RowsOptions) => {
           rowsCalls.push(o);
@@ -68,6 +69,21 @@ describe('Partitioner.plan', () => {
     expect(rowsCalls[1]).toMatchObject({ lo: 20001n, hi: 40000n });
     rowsCalls.forEach((o, i) => i > 0 && expect(o.lo).toBe(BigInt(rowsCalls[i - 1]!.hi!) + 1n));
     expect(rowsCalls.at(-1)!.hi).toBe(10n ** 15n);
+  });
+
+  it('asks no question of a dense table (unique key, as many rows as keys in its span), nor twice for a group', async () => {
+    const d = await tempDir();
+    makePairDb(join(d, 'c.db'), Array.from({ length: 1000 }, (_, i) => i + 1));
+    await using src = new SqliteSource(join(d, 'c.db'));
+    const { source, rowsCalls } = counting(src);
+    const plan = await new Partitioner(source, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: d }).plan();
+    expect(plan.partitions).toHaveLength(10);
+    expect(plan.partitions.every((x) => x.occupied)).toBe(true);
+    expect(rowsCalls).toEqual([]);
+    // The payload's key is not unique: its own plan asks once per range.
+    const payload = await new Partitioner(source, { table: 'Calib', rowsPerPartition: 100, outDir: d }).plan();
+    expect(payload.partitions).toHaveLength(10);
+    expect(rowsCalls.map((o) => [o.lo, o.hi])).toEqual(Array.from({ length: 9 }, (_, i) => [BigInt(i * 100 + 101), BigInt(i * 100 + 200)]));
   });
 
   it('walks sparse keys run by run, and a group by the union of its tables', async () => {
