@@ -6,5 +6,3 @@
 export { MysqlSource } from './mysql-source.js';
 export type { MysqlConnectionConfig, MysqlSourceOptions } from './mysql-source.js';
 export { quoteMysqlIdent, mysqlError } from './mysql-reader.js';
-export { BulkTextGate } from './bulk-gate.js';
-export type { BulkDialect, BulkTextGateOptions } from './bulk-gate.js';

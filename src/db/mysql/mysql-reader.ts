@@ -410,12 +410,12 @@ export class MysqlReader implements TableReader {
     this.#ctx = ctx;
   }
 
-  /** {@inheritDoc TableReader.name} */
+  /** A stable label of the database, recorded in the Catalog and in manifests (see {@link TableReader.name}). */
   get name(): string {
     return this.#ctx.name;
   }
 
-  /** {@inheritDoc TableReader.tables} */
+  /** The base tables of the database, sorted (see {@link TableReader.tables}). */
   async tables(options: DbOptions = {}): Promise<string[]> {
     checkOptionKeys('MysqlSource.tables', options, ['signal']);
     return withConnection(this.#ctx, 'list tables', options.signal, async (conn) => {
@@ -424,7 +424,7 @@ export class MysqlReader implements TableReader {
     });
   }
 
-  /** {@inheritDoc TableReader.columns} */
+  /** The stored columns of a table in table order; ENO_TABLE if it does not exist (see {@link TableReader.columns}). */
   async columns(table: string, options: DbOptions = {}): Promise<ColumnInfo[]> {
     checkOptionKeys('MysqlSource.columns', options, ['signal']);
     checkIdentifier('MysqlSource.columns', 'table', table);
@@ -432,7 +432,7 @@ export class MysqlReader implements TableReader {
   }
 
   /**
-   * {@inheritDoc TableReader.schema}
+   * The engine's own DDL for the table (see {@link TableReader.schema}).
    *
    * The text of `SHOW CREATE TABLE` (with backquoted names, the session's
    * `sql_mode` being stowage's), then `;` and a newline.
@@ -449,7 +449,7 @@ export class MysqlReader implements TableReader {
     });
   }
 
-  /** {@inheritDoc TableReader.keyRange} */
+  /** Smallest and largest key and the row counts, in one scan (see {@link TableReader.keyRange}). */
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
     checkOptionKeys('MysqlSource.keyRange', options, ['signal']);
     checkIdentifier('MysqlSource.keyRange', 'table', table);
@@ -468,7 +468,7 @@ export class MysqlReader implements TableReader {
     });
   }
 
-  /** {@inheritDoc TableReader.rows} */
+  /** The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}). */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
     checkOptionKeys('MysqlSource.rows', options, ['key', 'lo', 'hi', 'signal']);
     checkIdentifier('MysqlSource.rows', 'table', table);
@@ -493,7 +493,7 @@ export class MysqlReader implements TableReader {
     return stream;
   }
 
-  /** {@inheritDoc TableReader.digestRange} */
+  /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
   async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
     checkOptionKeys('MysqlSource.digestRange', options, ['signal']);
     return digestRangeOf(this, table, key, lo, hi, options);

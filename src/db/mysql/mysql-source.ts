@@ -152,7 +152,7 @@ function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
 export class MysqlSource implements TableSource {
   /** Always `'mysql'`. */
   readonly engine = 'mysql' as const;
-  /** {@inheritDoc TableReader.name} */
+  /** A stable label of the database, recorded in the Catalog and in manifests (see {@link TableReader.name}). */
   readonly name: string;
   /** The database (schema) the source works in. */
   readonly database: string;
@@ -209,28 +209,33 @@ export class MysqlSource implements TableSource {
     this.#reader = new MysqlReader(this.#poolContext());
   }
 
-  /** {@inheritDoc TableReader.tables} */
+  /** The base tables of the database, sorted (see {@link TableReader.tables}). */
   tables(options?: DbOptions): Promise<string[]> {
     return this.#reader.tables(options);
   }
 
-  /** {@inheritDoc TableReader.columns} */
+  /** The stored columns of a table in table order; ENO_TABLE if it does not exist (see {@link TableReader.columns}). */
   columns(table: string, options?: DbOptions): Promise<ColumnInfo[]> {
     return this.#reader.columns(table, options);
   }
 
-  /** {@inheritDoc MysqlReader.schema} */
+  /**
+   * The engine's own DDL for the table (see {@link TableReader.schema}):
+   * the text of `SHOW CREATE TABLE` (backquoted names, under stowage's
+   * session `sql_mode`), then `;` and a newline. ENO_TABLE if there is no
+   * such base table.
+   */
   schema(table: string, options?: DbOptions): Promise<string> {
     return this.#reader.schema(table, options);
   }
 
-  /** {@inheritDoc TableReader.keyRange} */
+  /** Smallest and largest key and the row counts, in one scan (see {@link TableReader.keyRange}). */
   keyRange(table: string, key: string, options?: DbOptions): Promise<KeyRange> {
     return this.#reader.keyRange(table, key, options);
   }
 
   /**
-   * {@inheritDoc TableReader.rows}
+   * The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}).
    *
    * The stream holds a pooled connection until it ends or is destroyed;
    * destroyed early, the connection is closed (which stops the query).
@@ -239,13 +244,13 @@ export class MysqlSource implements TableSource {
     return this.#reader.rows(table, options);
   }
 
-  /** {@inheritDoc TableReader.digestRange} */
+  /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
   digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }
 
   /**
-   * {@inheritDoc TableSource.snapshot}
+   * Runs `fn` with a reader whose every read sees one consistent snapshot (see {@link TableSource.snapshot}).
    *
    * One connection in `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ
    * ONLY` at REPEATABLE READ: InnoDB tables are read as of that instant
@@ -326,7 +331,7 @@ export class MysqlSource implements TableSource {
   }
 
   /**
-   * {@inheritDoc TableSource.createTable}
+   * Creates `table` by running `ddl`, the text of {@link TableReader.schema} (see {@link TableSource.createTable}).
    *
    * `ddl` is one statement (a trailing `;` is dropped). MySQL commits DDL
    * at once: if the statement ran but did not create `table` (ENO_TABLE),
@@ -362,7 +367,7 @@ export class MysqlSource implements TableSource {
   }
 
   /**
-   * {@inheritDoc TableSource.load}
+   * Loads bulk text into an existing table through the engine's bulk path, all or nothing (see {@link TableSource.load}).
    *
    * `LOAD DATA LOCAL INFILE` with `CHARACTER SET utf8mb4`, TAB, LF and
    * backslash given explicitly, and the stored columns named, inside a
@@ -487,7 +492,7 @@ export class MysqlSource implements TableSource {
     }
   }
 
-  /** {@inheritDoc TableSource.close} */
+  /** Closes every connection; further calls fail with EDB. Idempotent (see {@link TableSource.close}). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -5,4 +5,4 @@
  */
 export { PostgresSource } from './postgres-source.js';
 export type { PostgresConnectionConfig, PostgresSourceOptions } from './postgres-source.js';
-export { quotePgIdent, pgError, pgCreateTable } from './postgres-reader.js';
+export { quotePgIdent, pgError } from './postgres-reader.js';

@@ -324,13 +324,13 @@ export class PgReader implements TableReader {
     this.#ctx = ctx;
   }
 
-  /** {@inheritDoc TableReader.name} */
+  /** A stable label of the database, recorded in the Catalog and in manifests (see {@link TableReader.name}). */
   get name(): string {
     return this.#ctx.name;
   }
 
   /**
-   * {@inheritDoc TableReader.tables}
+   * The base tables of the database, sorted (see {@link TableReader.tables}).
    *
    * The ordinary tables of the source's schema (a partition is listed as a
    * table of its own; a partitioned parent, which holds no rows, is not).
@@ -346,7 +346,7 @@ export class PgReader implements TableReader {
     });
   }
 
-  /** {@inheritDoc TableReader.columns} */
+  /** The stored columns of a table in table order; ENO_TABLE if it does not exist (see {@link TableReader.columns}). */
   async columns(table: string, options: DbOptions = {}): Promise<ColumnInfo[]> {
     checkOptionKeys('PostgresSource.columns', options, ['signal']);
     checkIdentifier('PostgresSource.columns', 'table', table);
@@ -354,7 +354,7 @@ export class PgReader implements TableReader {
   }
 
   /**
-   * {@inheritDoc TableReader.schema}
+   * The engine's own DDL for the table (see {@link TableReader.schema}).
    *
    * Built from the catalogs, see {@link pgCreateTable}.
    */
@@ -367,7 +367,7 @@ export class PgReader implements TableReader {
     });
   }
 
-  /** {@inheritDoc TableReader.keyRange} */
+  /** Smallest and largest key and the row counts, in one scan (see {@link TableReader.keyRange}). */
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
     checkOptionKeys('PostgresSource.keyRange', options, ['signal']);
     checkIdentifier('PostgresSource.keyRange', 'table', table);
@@ -383,7 +383,7 @@ export class PgReader implements TableReader {
     });
   }
 
-  /** {@inheritDoc TableReader.rows} */
+  /** The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}). */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
     checkOptionKeys('PostgresSource.rows', options, ['key', 'lo', 'hi', 'signal']);
     checkIdentifier('PostgresSource.rows', 'table', table);
@@ -408,7 +408,7 @@ export class PgReader implements TableReader {
     return stream;
   }
 
-  /** {@inheritDoc TableReader.digestRange} */
+  /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
   async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
     checkOptionKeys('PostgresSource.digestRange', options, ['signal']);
     return digestRangeOf(this, table, key, lo, hi, options);

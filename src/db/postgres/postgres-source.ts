@@ -133,7 +133,7 @@ function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
 export class PostgresSource implements TableSource {
   /** Always `'postgres'`. */
   readonly engine = 'postgres' as const;
-  /** {@inheritDoc TableReader.name} */
+  /** A stable label of the database, recorded in the Catalog and in manifests (see {@link TableReader.name}). */
   readonly name: string;
   /** The database. */
   readonly database: string;
@@ -189,28 +189,50 @@ export class PostgresSource implements TableSource {
     this.#reader = new PgReader({ name: this.name, schema: this.schemaName, acquire: (signal) => this.#acquire(signal), track: (s) => this.#track(s) });
   }
 
-  /** {@inheritDoc PgReader.tables} */
+  /**
+   * The ordinary tables of the source's schema, sorted (see {@link TableReader.tables}):
+   * a partition is listed as a table of its own; a partitioned parent,
+   * which holds no rows, is not.
+   */
   tables(options?: DbOptions): Promise<string[]> {
     return this.#reader.tables(options);
   }
 
-  /** {@inheritDoc TableReader.columns} */
+  /** The stored columns of a table in table order; ENO_TABLE if it does not exist (see {@link TableReader.columns}). */
   columns(table: string, options?: DbOptions): Promise<ColumnInfo[]> {
     return this.#reader.columns(table, options);
   }
 
-  /** {@inheritDoc PgReader.schema} */
+  /**
+   * The `CREATE TABLE` of the table, built from the catalogs as pg_dump
+   * would for the table alone (see {@link TableReader.schema}). ENO_TABLE if
+   * there is no such table.
+   *
+   * Carried: the columns in order with their types and typmods
+   * (`format_type`), collations that differ from the type's, defaults,
+   * identity and generated columns, NOT NULL; the primary key, unique,
+   * check and exclusion constraints; the other indexes; the sequences that
+   * `serial` columns own (created, then `OWNED BY` the column); UNLOGGED.
+   * Names in the source's schema are left unqualified, so the DDL creates
+   * the table in the target's schema.
+   *
+   * Not carried: foreign keys (they name other tables; add them after a
+   * restore), the current value of sequences (call `setval` after a
+   * restore), identity sequence options, storage parameters, tablespaces,
+   * comments, grants, row security policies, triggers. Types, domains and
+   * collations the columns use must exist in the target.
+   */
   schema(table: string, options?: DbOptions): Promise<string> {
     return this.#reader.schema(table, options);
   }
 
-  /** {@inheritDoc TableReader.keyRange} */
+  /** Smallest and largest key and the row counts, in one scan (see {@link TableReader.keyRange}). */
   keyRange(table: string, key: string, options?: DbOptions): Promise<KeyRange> {
     return this.#reader.keyRange(table, key, options);
   }
 
   /**
-   * {@inheritDoc TableReader.rows}
+   * The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}).
    *
    * The stream holds a pooled client until it ends or is destroyed;
    * destroyed early, the client is closed (which ends the COPY).
@@ -219,13 +241,13 @@ export class PostgresSource implements TableSource {
     return this.#reader.rows(table, options);
   }
 
-  /** {@inheritDoc TableReader.digestRange} */
+  /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
   digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }
 
   /**
-   * {@inheritDoc TableSource.snapshot}
+   * Runs `fn` with a reader whose every read sees one consistent snapshot (see {@link TableSource.snapshot}).
    *
    * One client in `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, its
    * snapshot taken at once. The reader runs one thing at a time on that
@@ -307,7 +329,7 @@ export class PostgresSource implements TableSource {
   }
 
   /**
-   * {@inheritDoc TableSource.createTable}
+   * Creates `table` by running `ddl`, the text of {@link TableReader.schema} (see {@link TableSource.createTable}).
    *
    * Runs `ddl` (several statements are fine) in one transaction with the
    * source's schema first on the `search_path`: nothing is kept unless
@@ -352,7 +374,7 @@ export class PostgresSource implements TableSource {
   }
 
   /**
-   * {@inheritDoc TableSource.load}
+   * Loads bulk text into an existing table through the engine's bulk path, all or nothing (see {@link TableSource.load}).
    *
    * `COPY ... (columns) FROM STDIN` in text format inside a transaction,
    * fed through a bulk text gate that checks every row (and rewrites `\Z`,
@@ -454,7 +476,7 @@ export class PostgresSource implements TableSource {
     }
   }
 
-  /** {@inheritDoc TableSource.close} */
+  /** Closes every connection; further calls fail with EDB. Idempotent (see {@link TableSource.close}). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
