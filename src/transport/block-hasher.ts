@@ -115,6 +115,11 @@ export class BlockHasher {
     return w;
   }
 
+  /** Starts the worker thread now (it takes tens of milliseconds), e.g. while a connection is being set up. */
+  warm(): void {
+    this.#ensureWorker();
+  }
+
   #give(ab: ArrayBuffer): void {
     const w = this.#waiters.shift();
     if (w !== undefined) w(ab);

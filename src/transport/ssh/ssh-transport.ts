@@ -97,7 +97,7 @@ export interface SshTransportOptions {
   retryDelayMs?: number;
   /** Run `md5sum`/`df` on the far side when the server allows exec (default true). */
   useExec?: boolean;
-  /** SFTP requests in flight per transfer (default 64). */
+  /** SFTP requests in flight per transfer (default 16: with 128 KiB requests that is OpenSSH's 2 MiB channel window; more only queues in ssh2). */
   requests?: number;
   /**
    * SFTP channels per connection (default 4). Concurrent puts (a sync with
@@ -316,7 +316,7 @@ export class SshTransport implements Transport {
       retries: checkInt(W, 'retries', options.retries ?? 3, 0, 100),
       retryDelayMs: checkInt(W, 'retryDelayMs', options.retryDelayMs ?? 250, 0),
       useExec: options.useExec ?? true,
-      requests: checkInt(W, 'requests', options.requests ?? 64, 1, 1024),
+      requests: checkInt(W, 'requests', options.requests ?? 16, 1, 1024),
       channels: checkInt(W, 'channels', options.channels ?? 4, 1, 64),
       chunkSize: checkInt(W, 'chunkSize', options.chunkSize ?? 131_072, 1024, 1 << 20),
       ciphers: Object.freeze([...(options.ciphers ?? DEFAULT_CIPHERS)]),
@@ -412,6 +412,8 @@ export class SshTransport implements Transport {
     sock.setNoDelay(true);
     const connecting = { client, sock };
     this.#connecting.add(connecting);
+    // The digest worker starts while the handshake runs.
+    this.#hasherFor().warm();
     let hostKeyError: StowageError | undefined;
     const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
       const check = checkHostKey(entries, o.host, o.port, key);
@@ -1084,7 +1086,8 @@ export class SshTransport implements Transport {
   // put
 
   #hasherFor(): BlockHasher {
-    this.#hasher ??= new BlockHasher(BLOCK_SIZE, Math.max(16, Math.ceil((this.#o.requests * this.#o.chunkSize) / BLOCK_SIZE) + 8));
+    // Room for the writes in flight, the read-ahead, and a backlog for the digest worker.
+    this.#hasher ??= new BlockHasher(BLOCK_SIZE, Math.ceil((this.#o.requests * this.#o.chunkSize) / BLOCK_SIZE) + READ_AHEAD + 12);
     return this.#hasher;
   }
 
