@@ -8,7 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -203,6 +203,28 @@ describe('a full remote disk', () => {
       expect(free.availableBytes).toBeLessThan(4 * 1024 * 1024 + 1);
     });
   }
+});
+
+describe('permission denied on the far side', () => {
+  it('is ETRANSPORT with the SFTP status kept (an immutable folder refuses even root)', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server));
+    const dir = join(server.root, 'frozen');
+    await mkdir(dir);
+    // chattr +i: EPERM for every user, root included (e2fsprogs; ext4 and most local file systems).
+    execFileSync('chattr', ['+i', dir]);
+    try {
+      const err = await caught(t.put(Buffer.from('x'), `${dir}/f`));
+      expect(err.code).toBe('ETRANSPORT');
+      expect(err.details['sftpStatus']).toBe('PERMISSION_DENIED');
+      expect(err.message).toMatch(/permission denied/);
+      expect((err.cause as { code?: number }).code).toBe(3);
+      expect((await caught(t.mkdir(`${dir}/sub`))).details['sftpStatus']).toBe('PERMISSION_DENIED');
+    } finally {
+      execFileSync('chattr', ['-i', dir]);
+    }
+    expect(await readdir(dir)).toEqual([]);
+  });
 });
 
 describe('host keys', () => {
