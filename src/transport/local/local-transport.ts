@@ -191,19 +191,24 @@ export class LocalTransport implements Transport {
       throw fromFsError(err, 'list', dir);
     }
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const out: TransportEntry[] = [];
-    for (const name of names) {
+    // lstat in batches: one at a time, a big folder costs a thread-pool round trip per entry.
+    const out: (TransportEntry | undefined)[] = new Array<TransportEntry | undefined>(names.length);
+    for (let i = 0; i < names.length; i += 64) {
       throwIfAborted(options.signal);
-      const p = join(dir, name);
-      try {
-        const s = await lstat(p);
-        out.push({ name, path: p, type: typeOf(s), size: s.size, mtimeMs: s.mtimeMs, mode: s.mode & 0o7777 });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // vanished while listing
-        throw fromFsError(err, 'stat', p);
-      }
+      await Promise.all(
+        names.slice(i, i + 64).map(async (name, k) => {
+          const p = join(dir, name);
+          try {
+            const s = await lstat(p);
+            out[i + k] = { name, path: p, type: typeOf(s), size: s.size, mtimeMs: s.mtimeMs, mode: s.mode & 0o7777 };
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // vanished while listing
+            throw fromFsError(err, 'stat', p);
+          }
+        }),
+      );
     }
-    return out;
+    return out.filter((e): e is TransportEntry => e !== undefined);
   }
 
   /** {@inheritDoc Transport.mkdir} */
