@@ -329,6 +329,54 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         await expect(t.get(`${d}/f`, join(fx.scratch, `got-${++n}`), { signal: ac.signal })).rejects.toThrow('no');
       });
 
+      it('get aborted midway rejects with the reason and leaves no local file nor .part', async () => {
+        const d = await far();
+        await t.put(randomBytes(24 * 1024 * 1024), `${d}/big`);
+        const local = join(fx.scratch, `got-${++n}`);
+        const ac = new AbortController();
+        const reason = new Error('enough of that');
+        const p = t.get(`${d}/big`, local, {
+          signal: ac.signal,
+          onProgress: (pr) => {
+            if (pr.bytesDone > 0 && pr.bytesDone < 24 * 1024 * 1024) ac.abort(reason);
+          },
+        });
+        await expect(p).rejects.toBe(reason);
+        await expect(lstatLocal(local)).rejects.toThrow();
+        await expect(lstatLocal(local + '.part')).rejects.toThrow();
+      });
+
+      it('digest and freeSpace aborted before start reject with the reason', async () => {
+        const d = await far();
+        await t.put(Buffer.from('x'), `${d}/f`);
+        const ac = new AbortController();
+        const reason = new Error('not now');
+        ac.abort(reason);
+        await expect(t.digest(`${d}/f`, 'md5', { signal: ac.signal })).rejects.toBe(reason);
+        await expect(t.freeSpace(d, { signal: ac.signal })).rejects.toBe(reason);
+        await expect(t.list(d, { signal: ac.signal })).rejects.toBe(reason);
+      });
+
+      it('a read stream destroyed by its signal errors with the reason', async () => {
+        const d = await far();
+        await t.put(randomBytes(8 * 1024 * 1024), `${d}/big`);
+        const ac = new AbortController();
+        const reason = new Error('stop reading');
+        let got = 0;
+        const err = await (async () => {
+          for await (const c of t.createReadStream(`${d}/big`, { signal: ac.signal })) {
+            got += (c as Buffer).length;
+            ac.abort(reason);
+          }
+        })().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBe(reason);
+        expect(got).toBeGreaterThan(0);
+        expect(got).toBeLessThan(8 * 1024 * 1024);
+      });
+
       it('createReadStream reads the whole file, or from an offset; a missing file errors with ENOT_FOUND', async () => {
         const d = await far();
         const data = randomBytes(1024 * 1024 + 3);

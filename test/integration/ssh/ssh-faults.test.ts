@@ -445,6 +445,21 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     expect(fs.totalBytes).toBeGreaterThan(0);
   });
 
+  it('a remote digest (md5sum on the far side) aborted midway rejects with the reason at once', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server));
+    await writeFile(join(server.root, 'big'), randomBytes(256 * 1024 * 1024));
+    await t.connect();
+    const ac = new AbortController();
+    const reason = new Error('digest no more');
+    setTimeout(() => ac.abort(reason), 30);
+    const t0 = Date.now();
+    await expect(t.digest(`${server.root}/big`, 'md5', { signal: ac.signal })).rejects.toBe(reason);
+    expect(Date.now() - t0).toBeLessThan(300);
+    // The transport is still usable.
+    expect((await t.digest(`${server.root}/big`, 'sha1')).size).toBe(256 * 1024 * 1024);
+  });
+
   it('with exec allowed, capabilities report remote digests; useExec:false turns them off', async () => {
     await using server = await startSshd();
     const t = new SshTransport(optionsFor(server));
