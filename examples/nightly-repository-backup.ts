@@ -1,0 +1,424 @@
+/**
+ * Nightly repository backup: the "back up, check, ship, prune, watch" cycle
+ * every experiment runs for its Subversion repository and its wiki.
+ *
+ * Each night:
+ *  1. Under a LOCKED on the local backup tree (readers and other runs keep
+ *     out): `svnadmin hotcopy` of the repository and a consistent online
+ *     copy of the wiki's SQLite database (better-sqlite3's backup API, while
+ *     the wiki keeps writing), each archived as a tarball with its DNA in a
+ *     dated set `YYYY/MM/DD/HHMMSS/`; the wiki database is read back out of
+ *     the tarball and must pass `PRAGMA integrity_check`.
+ *  2. Retention keeps 7 days locally, and `last` points at the new set.
+ *  3. The tree is synced to the paired node over SSH with the LOCKED
+ *     protocol (a LOCKED on the far tree while files arrive), every file of
+ *     the new set is re-digested on the far side (the mutant check), and
+ *     retention and `last` are applied there too, under a far lock.
+ *  4. The run is recorded as a job in the Catalog; a Monitor per node says
+ *     whether backups are still arriving, sane in size, verified, with room
+ *     left, and tells a notifier (mail) only when that changes.
+ *
+ * The LOCKED on the local tree is released before the sync: `sync()`
+ * refuses a source that holds LOCKED at its root (it is being written), and
+ * everything the sync copies is complete by then.
+ *
+ *   npx tsx examples/nightly-repository-backup.ts backup CONFIG.json
+ *   npx tsx examples/nightly-repository-backup.ts check CONFIG.json   # Nagios line, exit 0/1/2
+ *
+ * CONFIG.json: { "svnRepo", "wikiDir", "backupRoot", "catalog",
+ *   "remote": { "host", "port", "username", "privateKeyPath", "knownHosts", "dir" },
+ *   "mailTo"?: "oncall@example.org" }
+ */
+import { spawn } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  Archiver,
+  LocalTransport,
+  LockDir,
+  Retention,
+  StowageError,
+  SshTransport,
+  backupSetPath,
+  dnaEqual,
+  parseSidecar,
+  posixJoin,
+  sync,
+  transportLockFs,
+  type Dna,
+  type Transport,
+} from 'stowage';
+import { Catalog } from 'stowage/catalog';
+import { CommandNotifier, Monitor, exitCode, nagiosSummary, type MonitorReport, type Notifier } from 'stowage/monitor';
+
+/** The job name under which runs are recorded in the Catalog. */
+export const JOB_NAME = 'nightly-repository-backup';
+
+/** Where the backups go on the paired node. */
+export interface RemoteTree {
+  /** How to reach it (an SshTransport; any Transport works). */
+  transport: Transport;
+  /** The backup tree there. */
+  dir: string;
+}
+
+/** Options of {@link nightlyRepositoryBackup}. */
+export interface NightlyOptions {
+  /** The Subversion repository (a local path). */
+  svnRepo: string;
+  /** The wiki's folder (Trac-like: `conf/trac.ini`, `db/trac.db`, attachments). */
+  wikiDir: string;
+  /** The wiki's SQLite database, relative to `wikiDir` (default `db/trac.db`). */
+  wikiDb?: string;
+  /** The local dated backup tree. */
+  backupRoot: string;
+  /** The paired node's tree. */
+  remote: RemoteTree;
+  /** Where jobs, archives and transfers are recorded. */
+  catalog: Catalog;
+  /** The time of this run (default now): names the set and drives retention. */
+  now?: Date;
+  /** Days kept on both sides (default 7). */
+  keepDays?: number;
+  /** Time zone of the set names and of the retention days (default UTC). */
+  timeZone?: string;
+  /** Scratch space for the hot copies (default the system temp dir). */
+  workDir?: string;
+  /** The `svnadmin` program (default from PATH). */
+  svnadmin?: string;
+  /** Cancels the run. */
+  signal?: AbortSignal;
+  /** Progress lines for a log. */
+  log?: (line: string) => void;
+}
+
+/** One archive written by the run. */
+export interface NightlyArchive {
+  /** File name within the set. */
+  readonly name: string;
+  /** Its DNA, computed while writing. */
+  readonly dna: Dna;
+  /** Bytes that went in. */
+  readonly bytesIn: number;
+}
+
+/** What {@link nightlyRepositoryBackup} did. */
+export interface NightlyResult {
+  /** The new set's id, `YYYY/MM/DD/HHMMSS`. */
+  readonly setId: string;
+  /** The new set's local folder. */
+  readonly setDir: string;
+  /** The archives in it. */
+  readonly archives: readonly NightlyArchive[];
+  /** `PRAGMA integrity_check` of the wiki database read back from its tarball. */
+  readonly wikiIntegrity: string;
+  /** Files the sync copied to the paired node. */
+  readonly copied: readonly string[];
+  /** Far files that do not match their DNA (sync check, new set, and retention's far digests). */
+  readonly remoteMutants: readonly string[];
+  /** Sets removed by retention, per side. */
+  readonly purged: { readonly local: readonly string[]; readonly remote: readonly string[] };
+  /** The `last` link's target, per side. */
+  readonly last: { readonly local: string | undefined; readonly remote: string | undefined };
+}
+
+/** Runs a program (no shell); rejects with its stderr when it fails. */
+async function run(program: string, args: readonly string[], signal?: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+    child.on('error', (e) => reject(signal?.aborted ? signal.reason : new StowageError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOT_FOUND' : 'EIO', `${program}: ${e.message}`, { cause: e })));
+    child.on('close', (code) => {
+      if (signal?.aborted) reject(signal.reason);
+      else if (code === 0) resolve(out);
+      else reject(new StowageError('EIO', `${program} ${args.join(' ')} exited with status ${code}: ${err.trim()}`, { details: { program, code } }));
+    });
+  });
+}
+
+/** Reads a small far file (a sidecar) whole. */
+async function readFar(t: Transport, path: string, signal?: AbortSignal): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of t.createReadStream(path, signal ? { signal } : {}) as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Re-digests every file of a set that has a sidecar, on the far side, and
+ * returns the paths that do not match (the mutants).
+ *
+ * @param t - where the set is
+ * @param setDir - the set's folder there
+ * @param signal - cancels the check
+ */
+export async function mutantsIn(t: Transport, setDir: string, signal?: AbortSignal): Promise<string[]> {
+  const mutants: string[] = [];
+  const entries = await t.list(setDir, signal ? { signal } : {});
+  const sidecars = entries.filter((e) => e.type === 'file' && e.name.endsWith('.dna'));
+  if (sidecars.length === 0) throw new StowageError('ENO_SIDECAR', `${t.name}:${setDir} holds no DNA sidecar to check against.`, { details: { path: setDir } });
+  for (const s of sidecars) {
+    const file = s.path.slice(0, -'.dna'.length);
+    const expected = parseSidecar(await readFar(t, s.path, signal), s.path);
+    const actual = await t.digest(file, expected.algorithm, signal ? { signal } : {}).catch((err: unknown) => {
+      if (err instanceof StowageError && err.code === 'ENOT_FOUND') return undefined;
+      throw err;
+    });
+    if (actual === undefined || !dnaEqual(expected, actual)) mutants.push(file);
+  }
+  return mutants;
+}
+
+/** The wiki's database, copied consistently while the wiki may be writing. */
+async function copyWikiDb(src: string, dest: string): Promise<void> {
+  const db = new Database(src, { readonly: true, fileMustExist: true });
+  try {
+    // A write by another connection between two steps restarts the copy, so
+    // after the first step copy every page in one step: it runs inside one
+    // read transaction, which in WAL mode does not hold the writers up.
+    await db.backup(dest, { progress: ({ totalPages }) => Math.max(100, totalPages) });
+  } finally {
+    db.close();
+  }
+  // The copy is a single self-contained file: switch it from WAL to a
+  // rollback journal, so that it opens read-only anywhere (no -wal/-shm).
+  const copy = new Database(dest);
+  try {
+    copy.pragma('journal_mode = DELETE');
+  } finally {
+    copy.close();
+  }
+}
+
+/** `PRAGMA integrity_check` of an SQLite database given as bytes. */
+function integrityOf(bytes: Buffer): string {
+  const db = new Database(bytes, { readonly: true });
+  try {
+    return String(db.pragma('integrity_check', { simple: true }));
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * One nightly run; see the module notes. Throws when anything fails (the
+ * job is recorded as failed or aborted, and the new set is removed unless
+ * it was complete and verified).
+ *
+ * @param o - see {@link NightlyOptions}
+ */
+export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<NightlyResult> {
+  const log = o.log ?? (() => {});
+  const now = o.now ?? new Date();
+  const timeZone = o.timeZone ?? 'UTC';
+  const keepDays = o.keepDays ?? 7;
+  const signal = o.signal;
+  const op = signal ? { signal } : {};
+  const local = new LocalTransport();
+  const started = Date.now();
+  const job = o.catalog.startJob(JOB_NAME, { started: now, details: { svnRepo: o.svnRepo, wikiDir: o.wikiDir, backupRoot: o.backupRoot } });
+  const work = await mkdtemp(join(o.workDir ?? tmpdir(), 'stowage-nightly-'));
+  const finished = (): Date => new Date(now.getTime() + (Date.now() - started));
+  const retention = new Retention({ keepDaily: keepDays, timeZone });
+  let setDir: string | undefined;
+  let setDone = false;
+  try {
+    // 1. Produce the set under the tree's LOCKED.
+    await mkdir(o.backupRoot, { recursive: true });
+    const lock = new LockDir(o.backupRoot, { purpose: `${JOB_NAME} ${now.toISOString()}`, staleMs: 10 * 60_000 });
+    const setId = backupSetPath(now, { timeZone });
+    const archives: NightlyArchive[] = [];
+    let wikiIntegrity = '';
+    const purgedLocal: string[] = [];
+    let lastLocal: string | undefined;
+    await lock.withLock(async (lockSignal) => {
+      const token = lock.owner!.token;
+      setDir = join(o.backupRoot, ...setId.split('/'));
+      await mkdir(setDir, { recursive: true });
+
+      const repoName = basename(o.svnRepo);
+      const svnStage = join(work, 'svn');
+      await mkdir(svnStage);
+      log(`svnadmin hotcopy ${o.svnRepo}`);
+      await run(o.svnadmin ?? 'svnadmin', ['hotcopy', o.svnRepo, join(svnStage, repoName)], lockSignal);
+      const svnArchive = `svn-${repoName}.tar.gz`;
+      const svn = await Archiver.create(svnStage, join(setDir, svnArchive), { signal: lockSignal });
+      archives.push({ name: svnArchive, dna: svn.dna, bytesIn: svn.bytesIn });
+      log(`${svnArchive}: ${svn.entries} entries, DNA ${svn.dna.dig}`);
+
+      const wikiName = basename(o.wikiDir);
+      const dbRel = o.wikiDb ?? 'db/trac.db';
+      const wikiStage = join(work, 'wiki');
+      const dbFile = join(o.wikiDir, dbRel);
+      // Everything but the live database files, then the database by the backup API.
+      await mkdir(wikiStage);
+      await cp(o.wikiDir, join(wikiStage, wikiName), { recursive: true, filter: (p) => ![dbFile, `${dbFile}-wal`, `${dbFile}-shm`, `${dbFile}-journal`].includes(p) });
+      await mkdir(join(wikiStage, wikiName, ...dbRel.split('/').slice(0, -1)), { recursive: true });
+      await copyWikiDb(dbFile, join(wikiStage, wikiName, dbRel));
+      const wikiArchive = `wiki-${wikiName}.tar.gz`;
+      const wiki = await Archiver.create(wikiStage, join(setDir, wikiArchive), { signal: lockSignal });
+      archives.push({ name: wikiArchive, dna: wiki.dna, bytesIn: wiki.bytesIn });
+      // Read the database back out of the tarball: what is archived must open and be intact.
+      wikiIntegrity = integrityOf(await Archiver.readEntry(join(setDir, wikiArchive), `${wikiName}/${dbRel}`, { signal: lockSignal }));
+      if (wikiIntegrity !== 'ok') {
+        throw new StowageError('ECORRUPT_ARCHIVE', `${wikiArchive}: the archived wiki database fails its integrity check: ${wikiIntegrity}`, { details: { archive: wikiArchive } });
+      }
+      log(`${wikiArchive}: ${wiki.entries} entries, integrity ok`);
+      setDone = true;
+      for (const a of archives) o.catalog.recordArchive({ path: `${setId}/${a.name}`, dna: a.dna, created: now, bytesIn: a.bytesIn });
+
+      // 2. Retention and last link, locally, under our own lock.
+      const kept = await retention.apply(local, o.backupRoot, { now, ownLockToken: token, signal: lockSignal });
+      for (const r of kept.removed) {
+        purgedLocal.push(r.id);
+        for (const a of o.catalog.archives({ prefix: `${r.id}/` })) o.catalog.forgetArchive(a.path);
+      }
+      lastLocal = (await Retention.updateLastLink(local, o.backupRoot, { timeZone, ownLockToken: token, signal: lockSignal })).target;
+    }, op);
+
+    // 3. Ship to the paired node, LOCKED there while files arrive.
+    const r = o.remote;
+    const shipped = await sync(local, o.backupRoot, r.transport, r.dir, { lock: true, ...op });
+    for (const c of shipped.copied) o.catalog.recordTransfer({ src: local.name, dst: r.transport.name, path: c.path, dna: c.dna, started: now, finished: finished() });
+    const remoteMutants = new Set(shipped.mutants.map((m) => posixJoin(r.dir, m.path)));
+    for (const m of await mutantsIn(r.transport, posixJoin(r.dir, setId), signal)) remoteMutants.add(m);
+    log(`synced ${shipped.copied.length} files to ${r.transport.name}:${r.dir}; ${remoteMutants.size} mutants`);
+
+    const farLock = new LockDir(r.dir, { fs: transportLockFs(r.transport), purpose: `${JOB_NAME} retention`, staleMs: 10 * 60_000 });
+    const { purgedRemote, lastRemote } = await farLock.withLock(async (s) => {
+      const token = farLock.owner!.token;
+      const res = await retention.apply(r.transport, r.dir, { now, ownLockToken: token, signal: s });
+      // Retention re-digested every far set: the ones that failed are mutants too (kept for a look if newer, purged if a newer good set exists).
+      for (const d of [...res.plan.keep, ...res.plan.purge]) if (!d.item.verified) for (const p of d.item.problems) remoteMutants.add(`${d.item.id}: ${p}`);
+      const link = await Retention.updateLastLink(r.transport, r.dir, { timeZone, ownLockToken: token, signal: s });
+      return { purgedRemote: res.removed.map((x) => x.id), lastRemote: link.target };
+    }, op);
+    if (remoteMutants.size > 0) {
+      throw new StowageError('EDIGEST_MISMATCH', `The paired node holds files that do not match their DNA: ${[...remoteMutants].join('; ')}`, { details: { mutants: [...remoteMutants] } });
+    }
+    o.catalog.finishJob(job.id, { status: 'ok', finished: finished() });
+    return {
+      setId,
+      setDir: setDir!,
+      archives,
+      wikiIntegrity,
+      copied: shipped.copied.map((c) => c.path),
+      remoteMutants: [...remoteMutants],
+      purged: { local: purgedLocal, remote: purgedRemote },
+      last: { local: lastLocal, remote: lastRemote },
+    };
+  } catch (err) {
+    const aborted = signal?.aborted === true && err === signal.reason;
+    o.catalog.finishJob(job.id, { status: aborted ? 'aborted' : 'failed', error: (err as Error).message ?? String(err), finished: finished() });
+    // A set this run did not finish is removed; a finished one stays (its DNA is good).
+    if (setDir !== undefined && !setDone) await rm(setDir, { recursive: true, force: true });
+    throw err;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Options of {@link backupMonitors} and {@link checkBackups}. */
+export interface MonitorSetup {
+  /** The local dated backup tree. */
+  backupRoot: string;
+  /** The paired node's tree. */
+  remote: RemoteTree;
+  /** History, notification state and jobs. */
+  catalog: Catalog;
+  /** Told when the state changes (e.g. a CommandNotifier running `mail`). */
+  notifiers?: readonly Notifier[];
+  /** Time zone of the set names (default UTC). */
+  timeZone?: string;
+  /** Free space below this on either node is a warning (default 10 %). */
+  minFreePercent?: number;
+}
+
+/**
+ * One Monitor per node: backups newer than 26 h (critical after 48 h), no
+ * abrupt shrink, the newest set verified (on the far side for the paired
+ * node), free space on both nodes, no stale LOCKED, and (locally) no run
+ * that started and never finished.
+ *
+ * @param o - see {@link MonitorSetup}
+ */
+export function backupMonitors(o: MonitorSetup): { local: Monitor; remote: Monitor } {
+  const local = new LocalTransport();
+  const common = {
+    maxAge: { warning: '26h', critical: '48h' },
+    size: { window: 7, minPercent: 50, criticalPercent: 10 },
+    verify: true,
+    locks: true,
+  } as const;
+  const options = { catalog: o.catalog, notifiers: o.notifiers ?? [], timeZone: o.timeZone ?? 'UTC' };
+  const minFreePercent = o.minFreePercent ?? 10;
+  return {
+    local: new Monitor(
+      { transport: local, dir: o.backupRoot },
+      {
+        ...common,
+        freeSpace: [
+          { name: 'local', transport: local, path: o.backupRoot, minFreePercent },
+          { name: 'paired', transport: o.remote.transport, path: o.remote.dir, minFreePercent },
+        ],
+        jobs: { maxRun: '6h', name: JOB_NAME },
+      },
+      { ...options, name: `${JOB_NAME}:local` },
+    ),
+    remote: new Monitor({ transport: o.remote.transport, dir: o.remote.dir }, common, { ...options, name: `${JOB_NAME}:paired` }),
+  };
+}
+
+/**
+ * Runs both monitors; the exit code is the worse of the two.
+ *
+ * @param o - see {@link MonitorSetup}, plus `now` and `signal`
+ */
+export async function checkBackups(o: MonitorSetup & { now?: Date; signal?: AbortSignal }): Promise<{ local: MonitorReport; remote: MonitorReport; exitCode: 0 | 1 | 2 }> {
+  const { local, remote } = backupMonitors(o);
+  const opts = { ...(o.now ? { now: o.now } : {}), ...(o.signal ? { signal: o.signal } : {}) };
+  const l = await local.check(opts);
+  const r = await remote.check(opts);
+  return { local: l, remote: r, exitCode: Math.max(exitCode(l), exitCode(r)) as 0 | 1 | 2 };
+}
+
+interface Config {
+  svnRepo: string;
+  wikiDir: string;
+  backupRoot: string;
+  catalog: string;
+  remote: { host: string; port?: number; username: string; privateKeyPath: string; knownHosts?: string; dir: string };
+  mailTo?: string;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [command, configPath] = process.argv.slice(2);
+  if ((command !== 'backup' && command !== 'check') || configPath === undefined) {
+    console.error('usage: nightly-repository-backup.ts backup|check CONFIG.json');
+    process.exit(3);
+  }
+  const config = JSON.parse(await readFile(configPath, 'utf8')) as Config;
+  const { dir, ...ssh } = config.remote;
+  const transport = new SshTransport(ssh);
+  const catalog = new Catalog(config.catalog);
+  try {
+    const remote = { transport, dir };
+    if (command === 'backup') {
+      const r = await nightlyRepositoryBackup({ ...config, remote, catalog, log: (l) => console.log(l) });
+      console.log(`backup set ${r.setId}: ${r.archives.map((a) => a.name).join(', ')}; purged ${r.purged.local.length} local, ${r.purged.remote.length} remote`);
+    } else {
+      const notifiers = config.mailTo ? [new CommandNotifier(['mail', '-s', '{subject}', config.mailTo], { name: `mail:${config.mailTo}` })] : [];
+      const r = await checkBackups({ backupRoot: config.backupRoot, remote, catalog, notifiers });
+      console.log(nagiosSummary(r.local));
+      console.log(nagiosSummary(r.remote));
+      process.exitCode = r.exitCode;
+    }
+  } finally {
+    catalog.close();
+    await transport.close();
+  }
+}

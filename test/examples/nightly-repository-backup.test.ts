@@ -1,0 +1,384 @@
+/**
+ * The nightly repository backup and its recovery recipe, end to end, as a
+ * user runs them (importing `stowage` by name): a real Subversion
+ * repository (svnadmin/svn from Debian's `subversion`), a SQLite wiki
+ * database written by another process all along, the harness's real sshd
+ * as the paired node. Nights pass by giving each run its `now`; nothing
+ * sleeps.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, readFile, readlink, readdir, utimes, writeFile, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Archiver, LocalTransport, SshTransport, StowageError, listBackupSets } from 'stowage';
+import { Catalog } from 'stowage/catalog';
+import { HttpNotifier, Monitor } from 'stowage/monitor';
+import { JOB_NAME, backupMonitors, checkBackups, nightlyRepositoryBackup, type NightlyResult } from '../../examples/nightly-repository-backup.js';
+import { recoverRepositoryBackup, unifiedDiff, type ConfigChange } from '../../examples/recover-repository-backup.js';
+import { makeTempDir, requireBinary, run, startSshd, type SshdServer, type TempDir } from '../support/index.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const svnadmin = requireBinary({ name: 'svnadmin', commands: ['svnadmin'], debianPackage: 'subversion' });
+const svn = requireBinary({ name: 'svn', commands: ['svn'], debianPackage: 'subversion' });
+const svnlook = requireBinary({ name: 'svnlook', commands: ['svnlook'], debianPackage: 'subversion' });
+
+/** Nine nights at 03:15 UTC, ending two days ago (so that no set is dated after the real clock). */
+const today = new Date();
+const BASE = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - 10, 3, 15, 0);
+const NIGHTS = Array.from({ length: 9 }, (_, k) => new Date(BASE + k * DAY));
+const LAST = NIGHTS[8]!.getTime();
+
+/** Keeps inserting wiki page versions, every few ms, until killed. */
+const WRITER = `
+const Database = require('better-sqlite3');
+const db = new Database(process.argv[1]);
+db.pragma('busy_timeout = 5000');
+const ins = db.prepare('INSERT INTO wiki (name, version, text) VALUES (?, ?, ?)');
+let v = 0;
+setInterval(() => { ins.run('WikiStart', ++v, 'edit ' + v + ' ' + 'x'.repeat(200)); }, 3);
+process.stdout.write('ready\\n');
+`;
+
+const SVNSERVE_CONF = '[general]\nanon-access = read\nauth-access = write\n# realm = My First Repository\n';
+const PRE_COMMIT = '#!/bin/sh\n# site policy: every commit is fine\nexit 0\n';
+const TRAC_INI = '[trac]\nbase_url = https://daq.example.org/wiki\ndatabase = sqlite:db/trac.db\n\n[logging]\nlog_type = none\n';
+
+let sshd: SshdServer;
+let ssh: SshTransport;
+let tmp: TempDir;
+let writer: ChildProcess | undefined;
+let hook: Server;
+let hookUrl: string;
+const posted: { status: string; monitor: string; subject: string }[] = [];
+
+function svnArgs(...args: string[]): string[] {
+  return ['--non-interactive', '--config-dir', join(tmp.path, 'svn-config'), ...args];
+}
+
+function rowsOf(bytesOrFile: Buffer | string): number {
+  const db = new Database(bytesOrFile, { readonly: true });
+  try {
+    return Number(db.prepare('SELECT count(*) FROM wiki').pluck().get());
+  } finally {
+    db.close();
+  }
+}
+
+beforeAll(async () => {
+  tmp = makeTempDir('nightly');
+  sshd = await startSshd();
+  ssh = new SshTransport({ host: sshd.host, port: sshd.port, username: sshd.username, privateKey: sshd.privateKey, knownHosts: sshd.knownHostsPath });
+  hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString())).on('end', () => {
+      posted.push(JSON.parse(body) as (typeof posted)[number]);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`;
+});
+
+afterAll(async () => {
+  writer?.kill('SIGKILL');
+  hook?.closeAllConnections();
+  await new Promise((r) => hook?.close(r));
+  await ssh?.close();
+  await sshd?.stop();
+  await tmp?.remove();
+});
+
+describe('examples/nightly-repository-backup.ts and examples/recover-repository-backup.ts', () => {
+  const paths = {
+    repo: '',
+    wc: '',
+    wiki: '',
+    backups: '',
+    remote: '',
+  };
+  let catalog: Catalog;
+  const results: NightlyResult[] = [];
+  let rowsBefore = 0;
+
+  it('backs up a real svn repository and a live SQLite wiki for nine nights, ships, checks and prunes both sides', async () => {
+    paths.repo = join(tmp.path, 'svn', 'daq');
+    paths.wc = join(tmp.path, 'wc');
+    paths.wiki = join(tmp.path, 'wiki', 'daqwiki');
+    paths.backups = join(tmp.path, 'backups');
+    paths.remote = join(sshd.root, 'backups');
+    catalog = new Catalog(join(tmp.path, 'stowage.catalog'));
+
+    // A repository with a layout, a config and a hook; a wiki with its database in WAL mode.
+    await mkdir(join(tmp.path, 'svn'), { recursive: true });
+    await run(svnadmin, ['create', paths.repo]);
+    await writeFile(join(paths.repo, 'conf', 'svnserve.conf'), SVNSERVE_CONF);
+    await writeFile(join(paths.repo, 'hooks', 'pre-commit'), PRE_COMMIT);
+    await chmod(join(paths.repo, 'hooks', 'pre-commit'), 0o755);
+    const src = join(tmp.path, 'import');
+    await mkdir(join(src, 'daq'), { recursive: true });
+    await writeFile(join(src, 'daq', 'readout.c'), '/* readout */\nint main(void) { return 0; }\n');
+    await writeFile(join(src, 'README'), 'DAQ software\n');
+    await run(svn, svnArgs('import', src, `file://${paths.repo}/trunk`, '-m', 'initial import'));
+    await run(svn, svnArgs('checkout', `file://${paths.repo}/trunk`, paths.wc));
+
+    await mkdir(join(paths.wiki, 'conf'), { recursive: true });
+    await mkdir(join(paths.wiki, 'db'), { recursive: true });
+    await mkdir(join(paths.wiki, 'attachments'), { recursive: true });
+    await writeFile(join(paths.wiki, 'conf', 'trac.ini'), TRAC_INI);
+    await writeFile(join(paths.wiki, 'attachments', 'cabling.txt'), 'crate 3 slot 7 -> TDC 2\n');
+    const dbFile = join(paths.wiki, 'db', 'trac.db');
+    const db = new Database(dbFile);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE wiki (name TEXT, version INTEGER, text TEXT, PRIMARY KEY (name, version))');
+    const ins = db.prepare('INSERT INTO wiki (name, version, text) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      for (let i = 0; i < 2000; i++) ins.run(`Page${i}`, 1, `text of page ${i} `.repeat(20));
+    })();
+    db.close();
+    // Another process keeps editing the wiki during every backup.
+    writer = spawn(process.execPath, ['-e', WRITER, dbFile], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      writer!.stdout!.once('data', () => resolve());
+      writer!.once('exit', (code) => reject(new Error(`wiki writer exited with ${code}`)));
+    });
+    rowsBefore = rowsOf(dbFile);
+
+    for (const [k, now] of NIGHTS.entries()) {
+      await writeFile(join(paths.wc, 'daq', 'readout.c'), `/* readout, night ${k} */\nint main(void) { return ${k}; }\n`);
+      await run(svn, svnArgs('commit', paths.wc, '-m', `night ${k}`));
+      const r = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, now, timeZone: 'UTC', svnadmin });
+      expect(r.wikiIntegrity).toBe('ok');
+      expect(r.remoteMutants).toEqual([]);
+      expect(r.archives.map((a) => a.name)).toEqual(['svn-daq.tar.gz', 'wiki-daqwiki.tar.gz']);
+      results.push(r);
+    }
+    const rowsAfter = rowsOf(dbFile);
+    expect(rowsAfter).toBeGreaterThan(rowsBefore); // the writer was busy all along
+
+    const ids = results.map((r) => r.setId);
+    expect(ids[8]).toBe(`${NIGHTS[8]!.toISOString().slice(0, 10).replace(/-/g, '/')}/031500`);
+    // Seven days kept on both sides; night 0 went on night 7, night 1 on night 8.
+    expect(results.map((r) => r.purged)).toEqual([...Array(7).fill({ local: [], remote: [] }), { local: [ids[0]], remote: [ids[0]] }, { local: [ids[1]], remote: [ids[1]] }]);
+    expect((await listBackupSets(new LocalTransport(), paths.backups, { timeZone: 'UTC' })).map((s) => s.id)).toEqual(ids.slice(2));
+    expect((await listBackupSets(ssh, paths.remote, { timeZone: 'UTC' })).map((s) => s.id)).toEqual(ids.slice(2));
+    expect(await readlink(join(paths.backups, 'last'))).toBe(ids[8]);
+    expect(await readlink(join(paths.remote, 'last'))).toBe(ids[8]);
+    expect(results[8]!.last).toEqual({ local: ids[8], remote: ids[8] });
+    // No lock left behind on either side.
+    expect((await readdir(paths.backups)).filter((n) => n === 'LOCKED')).toEqual([]);
+    expect((await readdir(paths.remote)).filter((n) => n === 'LOCKED')).toEqual([]);
+
+    // The far copy is byte-identical, sidecar and all.
+    const set8 = join(...ids[8]!.split('/'));
+    for (const f of ['svn-daq.tar.gz', 'wiki-daqwiki.tar.gz', 'svn-daq.tar.gz.dna']) {
+      expect((await readFile(join(paths.remote, set8, f))).equals(await readFile(join(paths.backups, set8, f))), f).toBe(true);
+    }
+    // The archived wiki database is a consistent snapshot taken while the writer ran.
+    const archivedDb = await Archiver.readEntry(join(paths.backups, set8, 'wiki-daqwiki.tar.gz'), 'daqwiki/db/trac.db');
+    const archivedRows = rowsOf(archivedDb);
+    expect(archivedRows).toBeGreaterThan(rowsBefore);
+    expect(archivedRows).toBeLessThanOrEqual(rowsAfter);
+    const names = (await Archiver.list(join(paths.backups, set8, 'wiki-daqwiki.tar.gz'))).map((e) => e.name);
+    expect(names).toEqual(expect.arrayContaining(['daqwiki/conf/trac.ini', 'daqwiki/attachments/cabling.txt', 'daqwiki/db/trac.db']));
+    expect(names.filter((n) => n.endsWith('-wal') || n.endsWith('-shm'))).toEqual([]);
+
+    // The Catalog knows every run, the archives still kept and what went where.
+    const jobs = catalog.lastJobs({ name: JOB_NAME });
+    expect(jobs.map((j) => j.status)).toEqual(Array(9).fill('ok'));
+    expect(jobs[0]!.started.getTime()).toBe(LAST);
+    expect(catalog.archives().map((a) => a.path).sort()).toEqual(ids.slice(2).flatMap((id) => [`${id}/svn-daq.tar.gz`, `${id}/wiki-daqwiki.tar.gz`]).sort());
+    expect(catalog.transfers({ path: `${ids[8]}/svn-daq.tar.gz` })).toHaveLength(1);
+  });
+
+  it('reports healthy the morning after, and alerts (once) after the backups stop', async () => {
+    const notifiers = [new HttpNotifier(hookUrl, { name: 'alerts' })];
+    const setup = { backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, notifiers, minFreePercent: 1 };
+    const morning = await checkBackups({ ...setup, now: new Date(LAST + 2 * HOUR) });
+    for (const r of [morning.local, morning.remote]) {
+      expect(r.checks.map((c) => [c.check, c.status, c.message])).toEqual(
+        expect.arrayContaining([
+          ['age', 'ok', 'newest backup 2h old'],
+          ['dna', 'ok', 'DNA of the newest backup verified (2 files)'],
+          ['locks', 'ok', 'no LOCKED directory'],
+        ]),
+      );
+      expect(r.status, Monitor.nagios(r)).toBe('ok');
+    }
+    expect(morning.local.check('jobs')!.message).toBe('no unfinished job');
+    expect(morning.local.check('freeSpace')!.details['nodes']).toEqual([expect.objectContaining({ name: 'local', status: 'ok' }), expect.objectContaining({ name: 'paired', status: 'ok' })]);
+    expect(morning.remote.source).toBe(`${ssh.name}:${paths.remote}`);
+    expect(morning.exitCode).toBe(0);
+    expect(posted).toEqual([]);
+
+    // The cron job stopped: three days later both nodes are critical, and the alert goes out once per node.
+    const later = await checkBackups({ ...setup, now: new Date(LAST + 3 * DAY) });
+    expect(later.exitCode).toBe(2);
+    for (const r of [later.local, later.remote]) {
+      expect(r.status).toBe('critical');
+      expect(Monitor.nagios(r)).toMatch(/^STOWAGE CRITICAL - newest backup 3d old \| age=259200s;93600;172800 size=\d+B;\d+:;\d+: /);
+    }
+    expect(posted.map((p) => [p.monitor, p.status])).toEqual([
+      [`${JOB_NAME}:local`, 'critical'],
+      [`${JOB_NAME}:paired`, 'critical'],
+    ]);
+    expect(posted[0]!.subject).toBe(`STOWAGE CRITICAL - ${JOB_NAME}:local: newest backup 3d old`);
+    await checkBackups({ ...setup, now: new Date(LAST + 4 * DAY) });
+    expect(posted).toHaveLength(2); // same state: nobody is told again
+
+    const history = backupMonitors(setup).local.history();
+    expect(history.map((r) => [r.checkedAt.getTime() - LAST, r.status])).toEqual([
+      [2 * HOUR, 'ok'],
+      [3 * DAY, 'critical'],
+      [4 * DAY, 'critical'],
+    ]);
+  });
+
+  it('fails the run, records it and names the file when a far copy turns into a mutant', async () => {
+    const victimSet = results[5]!.setId;
+    const victim = join(paths.remote, ...victimSet.split('/'), 'svn-daq.tar.gz');
+    const before = await stat(victim);
+    const bytes = await readFile(victim);
+    const mid = bytes.length >> 1;
+    bytes[mid] = bytes[mid]! ^ 0xff; // one flipped byte, same size, same mtime: sync cannot see it
+    await writeFile(victim, bytes);
+    await utimes(victim, before.atime, before.mtime);
+    const err = await nightlyRepositoryBackup({
+      svnRepo: paths.repo,
+      wikiDir: paths.wiki,
+      backupRoot: paths.backups,
+      remote: { transport: ssh, dir: paths.remote },
+      catalog,
+      now: new Date(LAST + DAY),
+      timeZone: 'UTC',
+      svnadmin,
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StowageError);
+    expect((err as StowageError).code).toBe('EDIGEST_MISMATCH');
+    expect((err as StowageError).message).toContain(`${victimSet}: ${victim} does not match its DNA`);
+    const [last] = catalog.lastJobs({ name: JOB_NAME, limit: 1 });
+    expect(last).toMatchObject({ status: 'failed', error: expect.stringContaining('does not match its DNA') });
+    const watch = backupMonitors({ backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, minFreePercent: 1 }).local;
+    const r = await watch.check({ now: new Date(LAST + DAY + HOUR), notify: false });
+    expect(r.check('jobs')).toMatchObject({ status: 'warning', message: expect.stringMatching(/^last run of job nightly-repository-backup failed: The paired node holds files that do not match/) });
+  });
+
+  it('recovers the repository and the wiki on the other node, showing config diffs and honouring a decline', async () => {
+    // The other node has its own, older installation with local edits.
+    const node = join(tmp.path, 'other-node');
+    const target = join(node, 'svn', 'daq');
+    const wikiTarget = join(node, 'wiki', 'daqwiki');
+    await mkdir(join(node, 'svn'), { recursive: true });
+    await run(svnadmin, ['create', target]);
+    const localConf = SVNSERVE_CONF.replace('anon-access = read', 'anon-access = none');
+    await writeFile(join(target, 'conf', 'svnserve.conf'), localConf);
+    const localHook = PRE_COMMIT.replace('exit 0', 'echo "commits frozen during recovery" >&2\nexit 1');
+    await writeFile(join(target, 'hooks', 'pre-commit'), localHook);
+    await writeFile(join(target, 'hooks', 'post-commit'), '#!/bin/sh\n# mail the commit\n');
+    await mkdir(join(wikiTarget, 'conf'), { recursive: true });
+    const localIni = TRAC_INI.replace('https://daq.example.org/wiki', 'https://daq-backup.example.org/wiki');
+    await writeFile(join(wikiTarget, 'conf', 'trac.ini'), localIni);
+
+    const asked: ConfigChange[] = [];
+    const r = await recoverRepositoryBackup({
+      source: { transport: ssh, dir: paths.remote },
+      svnRepo: target,
+      wikiDir: wikiTarget,
+      timeZone: 'UTC',
+      svnadmin,
+      confirm: (c) => {
+        asked.push(c);
+        return c.path === 'conf/svnserve.conf'; // yes to the repository config, no to the hook and trac.ini
+      },
+    });
+    const newest = (await listBackupSets(ssh, paths.remote, { timeZone: 'UTC' })).at(-1)!.id;
+    expect(r.set).toBe(newest);
+
+    // Each changed config file was shown as a diff from the installed file to the backup's.
+    expect(asked.map((c) => [c.tree, c.path])).toEqual([
+      ['svn', 'conf/svnserve.conf'],
+      ['svn', 'hooks/pre-commit'],
+      ['wiki', 'conf/trac.ini'],
+    ]);
+    expect(asked[0]!.diff).toBe(
+      '--- installed/conf/svnserve.conf\n+++ backup/conf/svnserve.conf\n@@ -1,4 +1,4 @@\n [general]\n-anon-access = none\n+anon-access = read\n auth-access = write\n # realm = My First Repository\n',
+    );
+    expect(asked[2]!.diff).toContain('-base_url = https://daq-backup.example.org/wiki\n+base_url = https://daq.example.org/wiki\n');
+    expect(asked[2]!.file).toBe(join(wikiTarget, 'conf', 'trac.ini'));
+
+    // Confirmed: replaced. Declined: left exactly as it was. Not in the backup: carried over.
+    expect(await readFile(join(target, 'conf', 'svnserve.conf'), 'utf8')).toBe(SVNSERVE_CONF);
+    expect(await readFile(join(target, 'hooks', 'pre-commit'), 'utf8')).toBe(localHook);
+    expect(await readFile(join(target, 'hooks', 'post-commit'), 'utf8')).toBe('#!/bin/sh\n# mail the commit\n');
+    expect(await readFile(join(wikiTarget, 'conf', 'trac.ini'), 'utf8')).toBe(localIni);
+    expect(r.svn).toMatchObject({ replaced: ['conf/svnserve.conf'], kept: ['hooks/pre-commit'], carried: ['hooks/post-commit'] });
+    expect(r.wiki).toMatchObject({ replaced: [], kept: ['conf/trac.ini'], integrity: 'ok' });
+
+    // The recovered repository verifies and holds every night's commit.
+    await run(svnadmin, ['verify', '--quiet', target]);
+    expect(r.svn.youngest).toBe(10); // import + nine nights
+    expect(Number((await run(svnlook, ['youngest', target])).stdout.trim())).toBe(10);
+    expect((await run(svn, svnArgs('cat', `file://${target}/trunk/daq/readout.c`))).stdout).toBe('/* readout, night 8 */\nint main(void) { return 8; }\n');
+    // The wiki database is the archived snapshot; the attachments came back.
+    const archived = rowsOf(await Archiver.readEntry(join(paths.backups, ...newest.split('/'), 'wiki-daqwiki.tar.gz'), 'daqwiki/db/trac.db'));
+    expect(rowsOf(join(wikiTarget, 'db', 'trac.db'))).toBe(archived);
+    expect(await readFile(join(wikiTarget, 'attachments', 'cabling.txt'), 'utf8')).toBe('crate 3 slot 7 -> TDC 2\n');
+    // Nothing was deleted: the previous installations are kept beside the new ones.
+    expect(r.svn.previous).toMatch(/daq\.before-restore-/);
+    expect(await readFile(join(r.svn.previous!, 'conf', 'svnserve.conf'), 'utf8')).toBe(localConf);
+    expect(await readFile(join(r.wiki.previous!, 'conf', 'trac.ini'), 'utf8')).toBe(localIni);
+    expect((await readdir(join(node, 'svn'))).sort()).toEqual(['daq', expect.stringMatching(/^daq\.before-restore-/)]);
+  });
+
+  it('refuses to recover from a tree without any backup (ENOT_FOUND)', async () => {
+    const empty = join(sshd.root, 'empty');
+    await mkdir(empty);
+    const err = await recoverRepositoryBackup({ source: { transport: ssh, dir: empty }, svnRepo: join(tmp.path, 'x', 'repo'), wikiDir: join(tmp.path, 'x', 'wiki'), confirm: () => true }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ENOT_FOUND' });
+  });
+});
+
+/** `diff -u` of two files with fixed labels (exit status 1 means "they differ"). */
+async function diffU(a: string, b: string): Promise<string> {
+  const diff = requireBinary({ name: 'diff', commands: ['diff'], debianPackage: 'diffutils' });
+  return new Promise((resolve, reject) => {
+    const child = spawn(diff, ['-u', '--label', 'old', '--label', 'new', a, b], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.on('error', reject).on('close', (code) => (code === 0 || code === 1 ? resolve(out) : reject(new Error(`diff exited with ${code}`))));
+  });
+}
+
+describe('unifiedDiff (recover recipe)', () => {
+  it('matches `diff -u` line for line on random edits', async () => {
+    let seed = 7;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const dir = join(tmp.path, 'diff');
+    await mkdir(dir, { recursive: true });
+    for (let t = 0; t < 60; t++) {
+      const a = Array.from({ length: Math.floor(rnd() * 25) }, (_, i) => `line ${i}`);
+      const b = [...a];
+      for (let e = 0, edits = 1 + Math.floor(rnd() * 4); e < edits; e++) {
+        const k = Math.floor(rnd() * (b.length + 1));
+        const r = rnd();
+        if (r < 0.33) b.splice(k, 1);
+        else if (r < 0.66) b.splice(k, 0, `new ${t}.${e}`);
+        else if (k < b.length) b[k] = `changed ${t}.${e}`;
+      }
+      const A = a.join('\n') + (a.length > 0 && rnd() < 0.8 ? '\n' : '');
+      const B = b.join('\n') + (b.length > 0 && rnd() < 0.8 ? '\n' : '');
+      await writeFile(join(dir, 'a'), A);
+      await writeFile(join(dir, 'b'), B);
+      const ref = await diffU(join(dir, 'a'), join(dir, 'b'));
+      expect(unifiedDiff(A, B, 'old', 'new'), `case ${t}`).toBe(ref);
+    }
+    expect(unifiedDiff('same\n', 'same\n', 'a', 'b')).toBe('');
+  });
+});
