@@ -29,3 +29,4 @@ export * from './retention/index.js';
 export * from './db/index.js';
 export * from './db/sqlite/index.js';
 export * from './catalog/index.js';
+export * from './monitor/index.js';
