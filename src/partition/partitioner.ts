@@ -42,7 +42,8 @@ import { KeyCursor, keyExtent } from './key-seek.js';
 import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
 import { MANIFEST_ENTRY, MANIFEST_FORMAT, MANIFEST_VERSION, formatManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
 import { readManifest, writePartitionArchive, type ArchiveInputEntry } from './partition-archive.js';
-import { RowSpool } from './row-spool.js';
+import { RangeCutter } from './range-cutter.js';
+import { RowSpool, type SpoolWriter } from './row-spool.js';
 import { restorePartitions, type RestoreOptions, type RestoreResult } from './restore.js';
 import { compareTables, type CompareOptions, type CompareReport } from './compare.js';
 
@@ -202,6 +203,41 @@ export interface DumpResult {
 }
 
 const MiB = 1 << 20;
+
+/** The most ranges read with one query. */
+const MAX_BLOCK = 64;
+
+/** What the ranges of one dump share. */
+interface DumpContext {
+  readonly meta: readonly TableMeta[];
+  readonly incremental: boolean;
+  readonly gzipConcurrency: number;
+  readonly progress: ProgressTracker;
+  readonly signal: AbortSignal | undefined;
+  /** Called once per range done, with its archive or `undefined` (unchanged). */
+  readonly done: (p: PlannedPartition, w: WrittenPartition | undefined) => void;
+}
+
+/**
+ * Groups the ranges to write into runs of at most `size` that are
+ * consecutive in the plan (only empty runs between them, whose keys hold
+ * no rows), so that one query reads a whole run.
+ */
+function blocksOf(plan: PartitionPlan, todo: readonly PlannedPartition[], size: number): PlannedPartition[][] {
+  const wanted = new Set(todo);
+  const out: PlannedPartition[][] = [];
+  let cur: PlannedPartition[] = [];
+  for (const p of plan.partitions) {
+    if (p.state === 'empty') continue;
+    if (!wanted.has(p) || cur.length >= size) {
+      if (cur.length > 0) out.push(cur);
+      cur = [];
+    }
+    if (wanted.has(p)) cur.push(p);
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
 
 /** What a dump reads once per table. */
 interface TableMeta {
@@ -504,26 +540,31 @@ export class Partitioner {
 
     const written: WrittenPartition[] = [];
     const unchanged: { lo: bigint; hi: bigint }[] = [];
-    const gzipConcurrency = Math.max(1, Math.min(4, availableParallelism()));
+    const done = (p: PlannedPartition, w: WrittenPartition | undefined): void => {
+      if (w === undefined) unchanged.push({ lo: p.lo, hi: p.hi });
+      else written.push(w);
+      // Each range done is reported, unthrottled: ranges are few and each is worth knowing of.
+      progress.itemsDone++;
+      progress.report(true);
+    };
+    const ctx: DumpContext = { meta, incremental, gzipConcurrency: Math.max(1, Math.min(4, availableParallelism())), progress, signal, done };
+    // A single table is read in runs of consecutive ranges, one query per run; a group range by range (one connection cannot stream two tables at once).
+    const jobs = this.tables.length === 1 ? blocksOf(plan, todo, Math.min(MAX_BLOCK, Math.max(1, Math.ceil(todo.length / concurrency)))) : todo.map((p) => [p]);
     let next = 0;
     let failure: unknown;
     const worker = async (): Promise<void> => {
-      while (failure === undefined && next < todo.length) {
-        const p = todo[next++]!;
+      while (failure === undefined && next < jobs.length) {
+        const job = jobs[next++]!;
         try {
           throwIfAborted(signal);
-          const w = await this.#dumpOne(p, meta, incremental, gzipConcurrency, progress, signal);
-          if (w === undefined) unchanged.push({ lo: p.lo, hi: p.hi });
-          else written.push(w);
-          // Each range done is reported, unthrottled: ranges are few and each is worth knowing of.
-          progress.itemsDone++;
-          progress.report(true);
+          if (this.tables.length === 1) await this.#dumpBlock(job, ctx);
+          else done(job[0]!, await this.#dumpOne(job[0]!, ctx));
         } catch (err) {
           failure ??= err;
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, todo.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, jobs.length)) }, worker));
     if (failure !== undefined) {
       if (signal?.aborted) throw signal.reason;
       throw failure;
@@ -545,16 +586,16 @@ export class Partitioner {
     return Object.freeze({ plan, written: Object.freeze(written), unchanged: Object.freeze(unchanged), rows, bytes, archiveBytes });
   }
 
-  /** Reads one range in a snapshot and writes its archive, unless it equals the archive already there. */
-  async #dumpOne(p: PlannedPartition, meta: readonly TableMeta[], incremental: boolean, gzipConcurrency: number, progress: ProgressTracker, signal: AbortSignal | undefined): Promise<WrittenPartition | undefined> {
+  /** Reads one range of every table of the group in a snapshot and writes its archive, unless it equals the archive already there. */
+  async #dumpOne(p: PlannedPartition, ctx: DumpContext): Promise<WrittenPartition | undefined> {
+    const { signal, progress } = ctx;
     const path = p.path!;
-    const complete = p.state !== 'partial';
     const read: (TableMeta & { spool: RowSpool })[] = [];
     let filling: Promise<void> | undefined;
     try {
       await this.source.snapshot(
         async (reader: TableReader) => {
-          for (const [i, m] of meta.entries()) {
+          for (const [i, m] of ctx.meta.entries()) {
             const stream = await reader.rows(m.table, { key: this.key, lo: p.lo, hi: p.hi, signal });
             // The snapshot settles as soon as it is aborted; the fill is awaited below so that its spill file is gone before dump() returns.
             filling = RowSpool.fill(stream, {
@@ -575,52 +616,137 @@ export class Partitioner {
         },
         { signal },
       );
-      const a = p.archived;
-      if (incremental && a !== undefined && a.complete === complete && a.tables.length === read.length && a.tables.every((t, i) => t.name === read[i]!.table && t.rows === read[i]!.spool.digest.count && t.digest === read[i]!.spool.digest.digest)) {
-        return undefined;
-      }
-      const created = new Date();
-      const tables: ManifestTable[] = read.map((r) => {
-        const dir = tableDirName(r.table);
-        const d = r.spool.digest;
-        return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest });
-      });
-      const manifest: PartitionManifest = {
-        format: MANIFEST_FORMAT,
-        version: MANIFEST_VERSION,
-        engine: this.source.engine,
-        source: this.source.name,
-        key: this.key,
-        lo: p.lo,
-        hi: p.hi,
-        rowsPerPartition: this.rowsPerPartition,
-        base: this.base,
-        complete,
-        created,
-        tables,
-      };
-      const mbuf = formatManifest(manifest);
-      const entries: ArchiveInputEntry[] = [{ name: MANIFEST_ENTRY, size: mbuf.length, data: mbuf }];
-      read.forEach((r, i) => {
-        const t = tables[i]!;
-        entries.push({ name: t.schema, size: r.schema.length, data: r.schema });
-        entries.push({ name: t.rows, size: r.spool.bytes, data: () => r.spool.read() });
-      });
-      const out = await writePartitionArchive(path, entries, { gzipLevel: this.#gzipLevel, gzipConcurrency, mtime: created, signal });
-      const w: WrittenPartition = Object.freeze({
-        lo: p.lo,
-        hi: p.hi,
-        path,
-        dna: out.dna,
-        complete,
-        tables: Object.freeze(tables.map((t) => Object.freeze({ name: t.name, rows: t.count, bytes: t.bytes, digest: t.digest }))),
-      });
-      this.#recordWritten(w, created, out.bytesIn, entries.length);
-      return w;
+      return await this.#writePartition(p, read, ctx);
     } finally {
       await filling?.catch(() => {});
       await Promise.all(read.map((r) => r.spool.dispose()));
     }
+  }
+
+  /**
+   * Reads a run of consecutive ranges of the (single) table with one query
+   * in one snapshot, cutting the stream at the range boundaries; each range
+   * is written as soon as it is read, while the next one is being read (one
+   * write in flight, so memory holds two ranges at most).
+   */
+  async #dumpBlock(block: readonly PlannedPartition[], ctx: DumpContext): Promise<void> {
+    const { signal, progress } = ctx;
+    const m = ctx.meta[0]!;
+    const writers = new Map<number, SpoolWriter>();
+    let handed = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const writerOf = (j: number): SpoolWriter => {
+      let w = writers.get(j);
+      if (w === undefined) {
+        w = RowSpool.writer({ keyIndex: m.keyIndex, memoryBytes: this.#spoolBytes, spillPath: `${block[j]!.path!}.0.spool`, signal, onBytes: (n) => progress.add(n) });
+        writers.set(j, w);
+      }
+      return w;
+    };
+    /** Ranges before `upTo` are read: write them, one write in flight. */
+    const handOff = async (upTo: number): Promise<void> => {
+      while (handed < upTo) {
+        const j = handed++;
+        const spool = await writerOf(j).finish();
+        writers.delete(j);
+        await writing;
+        const p = block[j]!;
+        writing = (async () => {
+          try {
+            ctx.done(p, await this.#writePartition(p, [{ ...m, spool }], ctx));
+          } finally {
+            await spool.dispose();
+          }
+        })();
+        writing.catch(() => {});
+      }
+    };
+    let reading: Promise<void> | undefined;
+    try {
+      await this.source.snapshot(
+        async (reader: TableReader) => {
+          const stream = await reader.rows(m.table, { key: this.key, lo: block[0]!.lo, hi: block.at(-1)!.hi, signal });
+          const cutter = new RangeCutter(
+            block.map((p) => p.hi),
+            m.keyIndex,
+            reader.name,
+            m.table,
+            async (j, piece) => {
+              await handOff(j);
+              await writerOf(j).write(piece);
+            },
+          );
+          // Awaited in `finally` too: the snapshot settles as soon as it is aborted.
+          reading = (async () => {
+            try {
+              for await (const chunk of stream as AsyncIterable<Buffer>) {
+                throwIfAborted(signal);
+                await cutter.push(chunk);
+              }
+              cutter.end();
+            } finally {
+              stream.destroy();
+            }
+          })();
+          await reading;
+        },
+        { signal },
+      );
+      await handOff(block.length);
+      await writing;
+    } finally {
+      await reading?.catch(() => {});
+      await writing.catch(() => {});
+      await Promise.all([...writers.values()].map((w) => w.abort()));
+    }
+  }
+
+  /** Writes a range's archive from its spools, unless incremental and equal to the archive already there. */
+  async #writePartition(p: PlannedPartition, read: readonly (TableMeta & { spool: RowSpool })[], ctx: DumpContext): Promise<WrittenPartition | undefined> {
+    const path = p.path!;
+    const complete = p.state !== 'partial';
+    const a = p.archived;
+    if (ctx.incremental && a !== undefined && a.complete === complete && a.tables.length === read.length && a.tables.every((t, i) => t.name === read[i]!.table && t.rows === read[i]!.spool.digest.count && t.digest === read[i]!.spool.digest.digest)) {
+      return undefined;
+    }
+    const created = new Date();
+    const tables: ManifestTable[] = read.map((r) => {
+      const dir = tableDirName(r.table);
+      const d = r.spool.digest;
+      return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest });
+    });
+    const manifest: PartitionManifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      engine: this.source.engine,
+      source: this.source.name,
+      key: this.key,
+      lo: p.lo,
+      hi: p.hi,
+      rowsPerPartition: this.rowsPerPartition,
+      base: this.base,
+      complete,
+      created,
+      tables,
+    };
+    const mbuf = formatManifest(manifest);
+    const entries: ArchiveInputEntry[] = [{ name: MANIFEST_ENTRY, size: mbuf.length, data: mbuf }];
+    read.forEach((r, i) => {
+      const t = tables[i]!;
+      entries.push({ name: t.schema, size: r.schema.length, data: r.schema });
+      entries.push({ name: t.rows, size: r.spool.bytes, data: () => r.spool.read() });
+    });
+    const out = await writePartitionArchive(path, entries, { gzipLevel: this.#gzipLevel, gzipConcurrency: ctx.gzipConcurrency, mtime: created, signal: ctx.signal });
+    const w: WrittenPartition = Object.freeze({
+      lo: p.lo,
+      hi: p.hi,
+      path,
+      dna: out.dna,
+      complete,
+      tables: Object.freeze(tables.map((t) => Object.freeze({ name: t.name, rows: t.count, bytes: t.bytes, digest: t.digest }))),
+    });
+    this.#recordWritten(w, created, out.bytesIn, entries.length);
+    return w;
   }
 
   #recordWritten(w: WrittenPartition, created: Date, bytesIn: number, entries: number): void {

@@ -33,6 +33,16 @@ export interface RowSpoolOptions {
 
 const READ_SIZE = 1 << 20;
 
+/** Fills a {@link RowSpool}; see {@link RowSpool.writer}. */
+export interface SpoolWriter {
+  /** Adds bytes of bulk text. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the input (EDB if it stopped in the middle of a row) and gives the spool. */
+  finish(): Promise<RowSpool>;
+  /** Drops what was taken in and removes the spill file. */
+  abort(): Promise<void>;
+}
+
 /** The rows of one range, in memory or in a spill file, with their digest. */
 export class RowSpool {
   /** Count, bytes and range digest of the rows. */
@@ -66,14 +76,38 @@ export class RowSpool {
    * @param options - see {@link RowSpoolOptions}
    */
   static async fill(input: AsyncIterable<Uint8Array>, options: RowSpoolOptions): Promise<RowSpool> {
+    const w = RowSpool.writer(options);
+    try {
+      for await (const c of input) await w.write(c);
+      return await w.finish();
+    } catch (err) {
+      await w.abort();
+      throw err;
+    }
+  }
+
+  /**
+   * A spool filled piece by piece (whole rows or not: the digest cuts
+   * lines itself), for a reader that cuts one stream into several ranges.
+   *
+   * @param options - see {@link RowSpoolOptions}
+   */
+  static writer(options: RowSpoolOptions): SpoolWriter {
     const { keyIndex, memoryBytes, spillPath, signal, onBytes } = options;
     const digester = new RangeDigester({ keyIndex });
     const chunks: Buffer[] = [];
     let held = 0;
     let handle: FileHandle | undefined;
     let fileBytes = 0;
-    try {
-      for await (const c of input) {
+    let done = false;
+    const cleanup = async (): Promise<void> => {
+      if (handle !== undefined) {
+        await handle.close().catch(() => {});
+        await rm(spillPath, { force: true }).catch(() => {});
+      }
+    };
+    return {
+      async write(c: Uint8Array): Promise<void> {
         throwIfAborted(signal);
         const buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
         digester.update(buf);
@@ -81,7 +115,7 @@ export class RowSpool {
         if (handle === undefined && held + buf.length <= memoryBytes) {
           chunks.push(buf);
           held += buf.length;
-          continue;
+          return;
         }
         if (handle === undefined) {
           try {
@@ -93,17 +127,20 @@ export class RowSpool {
           held = 0;
         }
         fileBytes += await writeAll(handle, buf, spillPath);
-      }
-      const digest = digester.digest();
-      await handle?.close();
-      return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes);
-    } catch (err) {
-      if (handle !== undefined) {
-        await handle.close().catch(() => {});
-        await rm(spillPath, { force: true }).catch(() => {});
-      }
-      throw err;
-    }
+      },
+      async finish(): Promise<RowSpool> {
+        done = true;
+        const digest = digester.digest();
+        await handle?.close();
+        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes);
+      },
+      async abort(): Promise<void> {
+        if (done && handle === undefined) return;
+        done = true;
+        chunks.length = 0;
+        await cleanup();
+      },
+    };
   }
 
   /** The rows, from the start (may be called more than once). */

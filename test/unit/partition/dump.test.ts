@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
-import { digestBulkText } from '../../../src/db/index.js';
+import { digestBulkText, type TableReader } from '../../../src/db/index.js';
 import { DnaDigest } from '../../../src/dna/index.js';
 import { Catalog } from '../../../src/catalog/index.js';
 import { Archiver } from '../../../src/archive/index.js';
@@ -344,6 +344,92 @@ describe('Partitioner.dump', () => {
     expect(files).toContain('CalibVld/0000000201-0000000300.tar.gz');
     expect(files.filter((x) => x.endsWith('.part'))).toEqual([]);
     expect(JSON.parse(await readFile(join(out, 'CalibVld', '0000000201-0000000300.tar.gz.dna'), 'utf8'))).toHaveProperty('dig');
+  });
+
+  describe('a single table, read in runs of ranges with one query each', () => {
+    it('cuts the stream exactly at range boundaries, around gaps, in memory or spilled', async () => {
+      const d = await tempDir();
+      const f = join(d, 'c.db');
+      makePairDb(f, [...seq(1, 230), ...seq(560, 575), 2000, 10 ** 9], 3);
+      await using src = new SqliteSource(f);
+      for (const spool of [32 << 20, 700]) {
+        const out = join(d, `out-${spool}`);
+        const r = await new Partitioner(src, { table: 'Calib', rowsPerPartition: 100, outDir: out, spoolMemoryBytes: spool }).dump({ concurrency: 1 });
+        expect(r.written.map((w) => [w.lo, w.tables[0]!.rows])).toEqual([
+          [1n, 300],
+          [101n, 300],
+          [201n, 90],
+          [501n, 48],
+          [1901n, 3],
+          [10n ** 9n - 99n, 3],
+        ]);
+        for (const w of r.written) {
+          const rows = (await archiveEntries(w.path)).get('Calib/rows.tsv')!;
+          const expected = Buffer.concat(await (await src.rows('Calib', { key: 'SEQNO', lo: w.lo, hi: w.hi })).toArray());
+          expect(rows.equals(expected), `${w.lo}`).toBe(true);
+        }
+        expect((await listFiles(out)).filter((x) => !/\.tar\.gz(\.dna)?$/.test(x))).toEqual([]);
+      }
+    });
+
+    it('asks one query per run of ranges (per worker), not one per range', async () => {
+      const d = await tempDir();
+      const f = join(d, 'c.db');
+      makePairDb(f, seq(1, 1000));
+      await using src = new SqliteSource(f);
+      let calls = 0;
+      const counted = new Proxy(src, {
+        get(t, p) {
+          const v = Reflect.get(t, p, t) as unknown;
+          if (p === 'snapshot') {
+            return (fn: (r: TableReader) => Promise<unknown>, o: object) =>
+              t.snapshot(async (r) => fn(new Proxy(r, { get: (rt, rp) => (rp === 'rows' ? (...a: unknown[]) => (calls++, (rt.rows as (...x: unknown[]) => unknown)(...a)) : Reflect.get(rt, rp, rt)) })), o);
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      });
+      const one = await new Partitioner(counted, { table: 'CalibVld', rowsPerPartition: 50, outDir: join(d, 'a') }).dump({ concurrency: 1 });
+      expect(one.written).toHaveLength(20);
+      expect(calls).toBe(1);
+      calls = 0;
+      const two = await new Partitioner(counted, { table: 'CalibVld', rowsPerPartition: 50, outDir: join(d, 'b') }).dump({ concurrency: 2 });
+      expect(two.written).toHaveLength(20);
+      expect(calls).toBe(2);
+      // Archived ranges between break the runs: only the ranges to write are read.
+      insertPair(f, seq(1001, 1120));
+      exec(f, 'UPDATE "CalibVld" SET "SITEMASK" = 0 WHERE "SEQNO" = 1');
+      calls = 0;
+      const three = await new Partitioner(counted, { table: 'CalibVld', rowsPerPartition: 50, outDir: join(d, 'a') }).dump({ concurrency: 1 });
+      expect(three.written.map((w) => w.lo)).toEqual([951n, 1001n, 1051n, 1101n]);
+      expect(calls).toBe(1);
+    });
+
+    it('runs incrementally and survives aborts like a group does', async () => {
+      const d = await tempDir();
+      const f = join(d, 'c.db');
+      makePairDb(f, seq(1, 2000), 2);
+      await using src = new SqliteSource(f);
+      const out = join(d, 'out');
+      const p = new Partitioner(src, { table: 'Calib', rowsPerPartition: 100, outDir: out, spoolMemoryBytes: 2048 });
+      const ac = new AbortController();
+      const reason = new Error('stop');
+      await expect(p.dump({ concurrency: 2, signal: ac.signal, onProgress: (x) => x.itemsDone >= 3 && ac.abort(reason) })).rejects.toBe(reason);
+      const files = await listFiles(out);
+      expect(files.filter((x) => !/\.tar\.gz(\.dna)?$/.test(x))).toEqual([]);
+      for (const a of files.filter((x) => x.endsWith('.tar.gz'))) expect((await Archiver.verify(join(out, a), { requireSidecar: true })).ok).toBe(true);
+      const r1 = await p.dump();
+      expect(r1.written.length + files.filter((x) => x.endsWith('.tar.gz')).length).toBe(20);
+      insertPair(f, seq(2001, 2150), 2);
+      const r2 = await p.dump();
+      expect(r2.written.map((w) => [w.lo, w.complete])).toEqual([
+        [1901n, true],
+        [2001n, true],
+        [2101n, false],
+      ]);
+      const t = await mtimes(out);
+      expect((await p.dump()).written).toEqual([]);
+      expect(await mtimes(out)).toEqual(t);
+    });
   });
 
   it('rejects bad dump options', async () => {

@@ -1,0 +1,282 @@
+/**
+ * Partitioner cases of `npm run bench:partition`, each against the standard
+ * tool in the same run, on one table of 1,000,000 rows (quick: 50,000) with
+ * 8 mixed columns: BIGINT key, INT, DOUBLE, DECIMAL, VARCHAR, TEXT,
+ * DATETIME(6) and a 16-byte BLOB (~150 bytes of bulk text per row).
+ *
+ * - `mariadb-dump`: a full partitioned dump to tar.gz (10k rows per
+ *   partition, concurrency 2, DNA sidecars) vs `mydumper --rows 10000
+ *   --threads 2 --compress`, rows/s (target ratio >= 1.0).
+ * - `mariadb-restore`: `Partitioner.restore` of that dump into an empty
+ *   database (concurrency 2) vs `myloader --threads 2` of mydumper's dump.
+ * - `postgres-dump`: the same dump vs `pg_dump -Fc -t bench`.
+ * - `postgres-restore`: `Partitioner.restore` vs `pg_restore` of that file.
+ * - `sqlite-dump`: the same dump of an SQLite file vs `sqlite3 DB .dump | gzip`.
+ * - `rss-flat`: peak RSS (VmHWM) of a child process dumping a table of
+ *   250,000 rows divided by that of one dumping 1,000,000 rows (quick:
+ *   12,500 and 50,000), unit "ratio" (target >= 0.8: memory does not grow
+ *   with the table); both peaks are logged in MB.
+ *
+ * Each side runs `TRIALS` times (quick: once), alternating ours and the
+ * tool's, so that a burst of load from elsewhere hits both; the best time
+ * of each counts. The servers are the test harness's (throwaway MariaDB and
+ * PostgreSQL on loopback ports).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { MysqlSource } from '../../src/db/mysql/index.js';
+import { PostgresSource } from '../../src/db/postgres/index.js';
+import { SqliteSource } from '../../src/db/sqlite/index.js';
+import type { TableSource } from '../../src/db/index.js';
+import { Partitioner } from '../../src/partition/index.js';
+import { startMariadb, startPostgres, type MariadbServer, type PostgresServer } from '../../test/support/index.js';
+import { requireTool, sh, time, type BenchContext } from '../lib.js';
+
+const TABLE = 'bench';
+const ROWS_PER_PARTITION = 10_000;
+const CONCURRENCY = 2;
+
+const rate = (rows: number, seconds: number): number => rows / seconds;
+
+/** Runs ours and the tool alternately; returns the best seconds of each. */
+async function duel(trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, before?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
+  let o = Infinity;
+  let t = Infinity;
+  for (let i = 0; i < trials; i++) {
+    await before?.();
+    o = Math.min(o, await time(ours));
+    await before?.();
+    t = Math.min(t, await time(theirs));
+  }
+  return { ours: o, theirs: t };
+}
+
+const MYSQL_DDL = `CREATE TABLE ${TABLE} (id BIGINT NOT NULL PRIMARY KEY, n INT, d DOUBLE, amount DECIMAL(14,4), vc VARCHAR(64), txt TEXT, dt DATETIME(6), bl BLOB) ENGINE=InnoDB`;
+
+function mysqlFill(table: string, from: number, to: number): string {
+  return `INSERT INTO ${table} SELECT seq, CAST(seq % 100000 AS SIGNED) - 5000, seq / 3e0, CAST(seq * 0.37 AS DECIMAL(14,4)), CONCAT('run', seq % 1000, '-', HEX(seq)),
+    REPEAT(CONCAT('event ', seq, ' adc '), 1 + seq % 6), TIMESTAMP'2015-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND,
+    UNHEX(MD5(seq)) FROM seq_${from}_to_${to}`;
+}
+
+const PG_DDL = `CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, n integer, d double precision, amount numeric(14,4), vc varchar(64), txt text, dt timestamp(6), bl bytea)`;
+
+function pgFill(from: number, to: number): string {
+  return `INSERT INTO ${TABLE} SELECT s, s % 100000 - 5000, s / 3.0::float8, (s * 0.37)::numeric(14,4), 'run' || (s % 1000) || '-' || to_hex(s),
+    repeat('event ' || s || ' adc ', 1 + (s % 6)::int), TIMESTAMP '2015-01-01' + s * INTERVAL '1 second' + (s % 1000000) * INTERVAL '1 microsecond',
+    decode(md5(s::text), 'hex') FROM generate_series(${from}, ${to}) s`;
+}
+
+/** Fills in batches so no single statement holds a huge transaction. */
+function batches(rows: number, size = 200_000): [number, number][] {
+  const out: [number, number][] = [];
+  for (let a = 1; a <= rows; a += size) out.push([a, Math.min(rows, a + size - 1)]);
+  return out;
+}
+
+async function dumpOurs(source: TableSource, outDir: string): Promise<number> {
+  await rm(outDir, { recursive: true, force: true });
+  const r = await new Partitioner(source, { table: TABLE, key: 'id', rowsPerPartition: ROWS_PER_PARTITION, outDir }).dump({ concurrency: CONCURRENCY, incremental: false });
+  return r.rows;
+}
+
+async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
+  const wantDump = ctx.wants('mariadb-dump');
+  const wantRestore = ctx.wants('mariadb-restore');
+  const wantRss = ctx.wants('rss-flat');
+  if (!wantDump && !wantRestore && !wantRss) return;
+  await requireTool('mydumper', 'mydumper');
+  await requireTool('myloader', 'mydumper');
+  const trials = ctx.quick ? 1 : 2;
+  const server: MariadbServer = await startMariadb();
+  try {
+    const db = await server.createDatabase('bench_src');
+    const c = await server.connect({ database: db });
+    try {
+      await c.query(MYSQL_DDL);
+      for (const [a, b] of batches(rows)) await c.query(mysqlFill(TABLE, a, b));
+    } finally {
+      await c.end();
+    }
+    const conn = { ...server.connectionConfig };
+    const cli = `-h 127.0.0.1 -P ${server.port} -u ${server.user} -p '${server.password}'`;
+    const ours = join(ctx.dir, 'mariadb-ours');
+    const theirs = join(ctx.dir, 'mariadb-mydumper');
+    if (wantDump || wantRestore) {
+      await using src = new MysqlSource({ ...conn, database: db });
+      let count = 0;
+      const d = await duel(
+        trials,
+        async () => (count = await dumpOurs(src, ours)),
+        async () => {
+          await rm(theirs, { recursive: true, force: true });
+          // Debian's mydumper 0.10 takes bare table names in --tables-list (db.table matches nothing).
+          await sh(`mydumper ${cli} -B ${db} -T ${TABLE} --rows ${ROWS_PER_PARTITION} --threads ${CONCURRENCY} --compress -o ${theirs}`);
+        },
+      );
+      if (count !== rows) throw new Error(`mariadb-dump: the Partitioner dumped ${count} rows of ${rows}`);
+      const chunks = (await readdir(theirs)).filter((f) => /\.\d{5}\.sql\.gz$/.test(f));
+      if (chunks.length < Math.floor(rows / ROWS_PER_PARTITION)) throw new Error(`mariadb-dump: mydumper wrote ${chunks.length} data files, expected ${rows / ROWS_PER_PARTITION}`);
+      if (wantDump) {
+        ctx.record({ case: 'mariadb-dump', unit: 'rows/s', value: rate(rows, d.ours), baseline: 'mydumper --rows 10000 --threads 2 --compress', baselineValue: rate(rows, d.theirs) });
+      }
+    }
+    if (wantRestore) {
+      let n = 0;
+      const fresh = async (): Promise<string> => server.createDatabase(`bench_r${++n}`);
+      let oursTime = Infinity;
+      let theirsTime = Infinity;
+      for (let i = 0; i < trials; i++) {
+        const a = await fresh();
+        {
+          await using dst = new MysqlSource({ ...conn, database: a });
+          oursTime = Math.min(oursTime, await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY })));
+          const check = await dst.keyRange(TABLE, 'id');
+          if (check.count !== rows) throw new Error(`mariadb-restore: ${check.count} rows restored of ${rows}`);
+        }
+        const b = await fresh();
+        theirsTime = Math.min(theirsTime, await time(() => sh(`myloader ${cli} -d ${theirs} -B ${b} --threads ${CONCURRENCY} -o`)));
+        const [loaded] = await server.query<{ n: number }[]>(`SELECT COUNT(*) AS n FROM ${b}.${TABLE}`);
+        if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
+      }
+      ctx.record({ case: 'mariadb-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'myloader --threads 2', baselineValue: rate(rows, theirsTime) });
+    }
+    if (wantRss) await rssCase(ctx, server, db, rows);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Peak RSS in kB of a child process dumping `table`. */
+function childPeak(args: { conn: object; table: string; outDir: string }): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const root = join(import.meta.dirname, '..', '..');
+    const p = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'partition-rss-child.ts')], {
+      cwd: root,
+      env: { ...process.env, STOWAGE_RSS_ARGS: JSON.stringify(args) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (code !== 0) reject(new Error(`rss child exited ${code}: ${err.slice(-2000)}`));
+      else resolve((JSON.parse(out.trim().split('\n').at(-1)!) as { vmHwmKb: number }).vmHwmKb);
+    });
+  });
+}
+
+async function rssCase(ctx: BenchContext, server: MariadbServer, db: string, rows: number): Promise<void> {
+  const small = Math.floor(rows / 4);
+  const c = await server.connect({ database: db });
+  try {
+    await c.query(`CREATE TABLE bench_small LIKE ${TABLE}`);
+    await c.query(`INSERT INTO bench_small SELECT * FROM ${TABLE} WHERE id <= ${small}`);
+  } finally {
+    await c.end();
+  }
+  const conn = { ...server.connectionConfig, database: db };
+  const peakSmall = await childPeak({ conn, table: 'bench_small', outDir: join(ctx.dir, 'rss-small') });
+  const peakLarge = await childPeak({ conn, table: TABLE, outDir: join(ctx.dir, 'rss-large') });
+  const mb = (kb: number): number => Math.round(kb / 102.4) / 10;
+  ctx.log(`rss-flat: peak RSS ${mb(peakSmall)} MB dumping ${small} rows, ${mb(peakLarge)} MB dumping ${rows} rows (MariaDB, concurrency ${CONCURRENCY})`);
+  ctx.record({ case: 'rss-flat', unit: 'ratio', value: peakSmall / peakLarge, baseline: `peak RSS ${small} / ${rows} rows`, baselineValue: 1 });
+}
+
+async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
+  const wantDump = ctx.wants('postgres-dump');
+  const wantRestore = ctx.wants('postgres-restore');
+  if (!wantDump && !wantRestore) return;
+  const trials = ctx.quick ? 1 : 2;
+  const server: PostgresServer = await startPostgres();
+  try {
+    const pgDump = join(server.binDir, 'pg_dump');
+    const pgRestore = join(server.binDir, 'pg_restore');
+    const db = await server.createDatabase('bench_src');
+    const c = await server.connect({ database: db });
+    try {
+      await c.query(PG_DDL);
+      for (const [a, b] of batches(rows)) await c.query(pgFill(a, b));
+      await c.query(`VACUUM ANALYZE ${TABLE}`);
+    } finally {
+      await c.end();
+    }
+    const env = { ...process.env, ...server.env };
+    const ours = join(ctx.dir, 'pg-ours');
+    const theirs = join(ctx.dir, 'pg.dump');
+    {
+      await using src = new PostgresSource({ ...server.clientConfig, database: db });
+      let count = 0;
+      const d = await duel(
+        trials,
+        async () => (count = await dumpOurs(src, ours)),
+        () => sh(`'${pgDump}' -Fc -t ${TABLE} -f ${theirs} ${db}`, { env }),
+      );
+      if (count !== rows) throw new Error(`postgres-dump: the Partitioner dumped ${count} rows of ${rows}`);
+      if (wantDump) ctx.record({ case: 'postgres-dump', unit: 'rows/s', value: rate(rows, d.ours), baseline: 'pg_dump -Fc -t bench', baselineValue: rate(rows, d.theirs) });
+    }
+    if (wantRestore) {
+      let n = 0;
+      let oursTime = Infinity;
+      let theirsTime = Infinity;
+      for (let i = 0; i < trials; i++) {
+        const a = await server.createDatabase(`bench_r${++n}`);
+        {
+          await using dst = new PostgresSource({ ...server.clientConfig, database: a });
+          oursTime = Math.min(oursTime, await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY })));
+          const check = await dst.keyRange(TABLE, 'id');
+          if (check.count !== rows) throw new Error(`postgres-restore: ${check.count} rows restored of ${rows}`);
+        }
+        const b = await server.createDatabase(`bench_r${++n}`);
+        theirsTime = Math.min(theirsTime, await time(() => sh(`'${pgRestore}' -d ${b} ${theirs}`, { env })));
+        const [loaded] = await server.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${TABLE}`, [], b);
+        if (Number(loaded?.n) !== rows) throw new Error(`postgres-restore: pg_restore restored ${String(loaded?.n)} rows of ${rows}`);
+      }
+      ctx.record({ case: 'postgres-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'pg_restore', baselineValue: rate(rows, theirsTime) });
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+async function sqliteCase(ctx: BenchContext, rows: number): Promise<void> {
+  if (!ctx.wants('sqlite-dump')) return;
+  await requireTool('sqlite3', 'sqlite3');
+  const trials = ctx.quick ? 1 : 3;
+  const dir = join(ctx.dir, 'sqlite');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, 'bench.db');
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.exec(`CREATE TABLE ${TABLE} (id INTEGER PRIMARY KEY, n INTEGER, d REAL, amount TEXT, vc TEXT, txt TEXT, dt TEXT, bl BLOB)`);
+  for (const [a, b] of batches(rows)) {
+    db.exec(`WITH RECURSIVE s(x) AS (SELECT ${a} UNION ALL SELECT x + 1 FROM s WHERE x < ${b})
+      INSERT INTO ${TABLE} SELECT x, x % 100000 - 5000, x / 3.0, printf('%.4f', x * 0.37), 'run' || (x % 1000) || '-' || printf('%X', x),
+        replace(printf('%.' || (1 + x % 6) || 'c', '*'), '*', 'event ' || x || ' adc '), strftime('%Y-%m-%d %H:%M:%f', 1420070400 + x, 'unixepoch'), randomblob(16) FROM s`);
+  }
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  await using src = new SqliteSource(file, { readonly: true });
+  const ours = join(dir, 'ours');
+  let count = 0;
+  const d = await duel(
+    trials,
+    async () => (count = await dumpOurs(src, ours)),
+    () => sh(`sqlite3 ${file} .dump | gzip > ${join(dir, 'dump.sql.gz')}`),
+  );
+  if (count !== rows) throw new Error(`sqlite-dump: the Partitioner dumped ${count} rows of ${rows}`);
+  ctx.record({ case: 'sqlite-dump', unit: 'rows/s', value: rate(rows, d.ours), baseline: 'sqlite3 .dump | gzip', baselineValue: rate(rows, d.theirs) });
+}
+
+/** Runs every Partitioner case that `--only` selects. */
+export async function runPartitionCases(ctx: BenchContext): Promise<void> {
+  const rows = ctx.quick ? 50_000 : 1_000_000;
+  ctx.log(`partition: ${rows} rows of 8 mixed columns, ${ROWS_PER_PARTITION} rows per partition, concurrency ${CONCURRENCY}`);
+  await sqliteCase(ctx, rows);
+  await mariadbCases(ctx, rows);
+  await postgresCases(ctx, rows);
+}
