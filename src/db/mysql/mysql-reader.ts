@@ -263,6 +263,7 @@ class MysqlRowStream extends Readable {
   #pos = 0;
   #paused = false;
   #done = false;
+  #onConnectionError: (err: Error) => void = () => {};
 
   constructor(lent: LentMysqlConnection, sql: string, source: string, action: string, signal: AbortSignal | undefined) {
     super({ highWaterMark: 2 * CHUNK_ALLOC });
@@ -271,11 +272,16 @@ class MysqlRowStream extends Readable {
     this.#action = action;
     this.#signal = signal;
     this.#disposeAbort = onAbort(signal, (reason) => this.destroy(reason as Error));
+    const onError = (err: Error): void => {
+      if (this.#finish(true)) this.destroy(mysqlError(err, this.#source, this.#action, this.#signal) as Error);
+    };
+    // mysql2 reports a lost connection to a query without a callback only
+    // as an 'error' of the connection.
+    this.#onConnectionError = onError;
+    lent.conn.on('error', onError);
     const q = lent.conn.query({ sql, rowsAsArray: true, typeCast: false }) as unknown as QueryEmitter;
     q.on('result', (row) => this.#row(row));
-    q.on('error', (err) => {
-      if (this.#finish(true)) this.destroy(mysqlError(err, this.#source, this.#action, this.#signal) as Error);
-    });
+    q.on('error', onError);
     q.on('end', () => {
       if (!this.#finish(false)) return;
       if (this.#pos > 0) this.push(this.#buf.subarray(0, this.#pos));
@@ -300,6 +306,7 @@ class MysqlRowStream extends Readable {
     if (this.#done) return false;
     this.#done = true;
     this.#disposeAbort();
+    this.#lent.conn.off('error', this.#onConnectionError);
     if (this.#paused && !broken) this.#lent.conn.resume();
     this.#lent.release(broken);
     return true;

@@ -81,11 +81,11 @@ export function pgError(err: unknown, source: string, action: string, signal?: A
   const message = e?.message || String(err);
   const details = { source, action, driverCode: code, sqlState: code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? code : undefined, detail: e?.detail, hint: e?.hint };
   const suffix = e?.detail ? ` (${e.detail})` : '';
+  if (/timeout expired|connection timeout|timeout exceeded when trying to connect/i.test(message)) return new StowageError('ETIMEOUT', `${source}: cannot ${action}: ${message}.`, { details, cause: err });
   if ((code !== undefined && (CONNECT_CODES.has(code) || CONNECT_SQLSTATES.test(code))) || /Connection terminated|connection is closed|Client has encountered a connection error/i.test(message)) {
     return new StowageError('ECONNECT', `${source}: cannot ${action}: the PostgreSQL server cannot be reached or closed the connection (${code !== undefined ? `${code}: ` : ''}${message}).`, { details, cause: err });
   }
   if (code !== undefined && AUTH_SQLSTATES.has(code)) return new StowageError('EAUTH', `${source}: cannot ${action}: the PostgreSQL server refused the login (${message}).`, { details, cause: err });
-  if (/timeout/i.test(message) && /connect/i.test(message)) return new StowageError('ETIMEOUT', `${source}: cannot ${action}: ${message}.`, { details, cause: err });
   return new StowageError('EDB', `${source}: cannot ${action}: ${message}${suffix}`, { details, cause: err });
 }
 

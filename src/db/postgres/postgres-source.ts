@@ -174,7 +174,16 @@ export class PostgresSource implements TableSource {
     const poolConfig: pg.PoolConfig = {
       database: config.database,
       max: poolSize,
-      connectionTimeoutMillis: connectTimeout,
+      // pg-pool would also time out a wait for a free client with this
+      // (streams hold theirs as long as they are read): only the clients
+      // themselves get the connect timeout.
+      connectionTimeoutMillis: 0,
+      Client: class extends pg.Client {
+        constructor(clientConfig?: pg.ClientConfig) {
+          // The pool hides the password from enumeration: inherit, do not spread.
+          super(Object.assign(Object.create(clientConfig ?? null) as pg.ClientConfig, { connectionTimeoutMillis: connectTimeout }));
+        }
+      } as new () => pg.ClientBase,
       application_name: 'stowage',
       keepAlive: true,
     };

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import type { Connection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBulkRow, type TableReader } from '../../../src/db/index.js';
+import { StowageError } from '../../../src/errors.js';
 import { MysqlSource } from '../../../src/db/mysql/index.js';
 import { startMariadb, type MariadbServer } from '../../support/index.js';
 import { collect, rejectsWith, rejectsWithReason } from '../../unit/db/helpers.js';
@@ -342,5 +343,47 @@ describe('MysqlSource: lifetime', () => {
     expect(stream.destroyed).toBe(true);
     await rejectsWith(src.tables(), 'EDB');
     await eventually('the SELECT is gone from the process list', async () => (await running('SELECT %FROM `big`%')) === 0);
+  });
+});
+
+describe('MysqlSource: connections', () => {
+  it('a call waits for a free connection as long as it takes (the connect timeout is for connecting only)', async () => {
+    await using src = new MysqlSource({ ...db.connectionConfig, connectTimeoutMs: 200 }, { poolSize: 1 });
+    // The whole table: far more than the stream buffers, so it holds its connection until read.
+    const first = await src.rows('big', { key: 'SEQNO' });
+    let settled = false;
+    const second = src.keyRange('big', 'SEQNO').finally(() => (settled = true));
+    await tick(600);
+    expect(settled).toBe(false);
+    let lines = 0;
+    for await (const chunk of first) for (let i = (chunk as Buffer).indexOf(10); i >= 0; i = (chunk as Buffer).indexOf(10, i + 1)) lines++;
+    expect(lines).toBe(ROWS);
+    expect((await second).count).toBe(ROWS);
+  });
+
+  it('ECONNECT when the server goes away in the middle of a stream', async () => {
+    const other = await startMariadb();
+    try {
+      const c = await other.connect();
+      await c.query('CREATE TABLE t (k bigint PRIMARY KEY, v text)');
+      await c.query(`INSERT INTO t SELECT seq, REPEAT('x', 500) FROM seq_1_to_100000`);
+      await c.end();
+      await using src = new MysqlSource(other.connectionConfig);
+      const stream = await src.rows('t', { key: 'k' });
+      await new Promise((r) => stream.once('readable', r));
+      const stopping = other.stop();
+      const err = await collect(stream).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await stopping;
+      expect(err).toBeInstanceOf(StowageError);
+      expect((err as StowageError).code).toBe('ECONNECT');
+      expect((err as StowageError).message).toMatch(/cannot be reached or closed the connection/);
+      expect(stream.destroyed).toBe(true);
+      await rejectsWith(src.tables(), 'ECONNECT');
+    } finally {
+      await other.stop();
+    }
   });
 });

@@ -2,6 +2,7 @@
 // loaded into another database and compared value by value; the CREATE
 // TABLE rebuilt from the catalogs; identifiers; metadata; loads (all or
 // nothing); errors.
+import { createServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBulkRow, type BulkField } from '../../../src/db/index.js';
@@ -383,6 +384,21 @@ describe('PostgresSource: errors', () => {
     await using src = new PostgresSource(db.connectionString);
     expect(src.name).toBe(`postgres://${db.user}@127.0.0.1:${db.port}/${db.database}`);
     expect(await src.tables()).toContain(ALL_TYPES_TABLE);
+  });
+
+  it('ETIMEOUT when the server accepts the connection but never answers', async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      await using src = new PostgresSource({ host: '127.0.0.1', port, user: 'x', password: 'y', database: 'z', connectTimeoutMs: 300 });
+      const t0 = Date.now();
+      const err = await rejectsWith(src.tables(), 'ETIMEOUT');
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(err.retryable).toBe(true);
+    } finally {
+      silent.close();
+    }
   });
 
   it('ECONNECT when nothing listens, EAUTH for a wrong password, with the driver error as cause', async () => {

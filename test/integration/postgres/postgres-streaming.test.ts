@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBulkRow, type TableReader } from '../../../src/db/index.js';
+import { StowageError } from '../../../src/errors.js';
 import { PostgresSource } from '../../../src/db/postgres/index.js';
 import { startPostgres, type PostgresServer } from '../../support/index.js';
 import { collect, rejectsWith, rejectsWithReason } from '../../unit/db/helpers.js';
@@ -343,5 +344,47 @@ describe('PostgresSource: lifetime', () => {
     expect(stream.destroyed).toBe(true);
     await rejectsWith(src.tables(), 'EDB');
     await eventually('the COPY is gone from pg_stat_activity', async () => (await running(BIG_COPY)) === 0);
+  });
+});
+
+describe('PostgresSource: connections', () => {
+  it('a call waits for a free connection as long as it takes (the connect timeout is for connecting only)', async () => {
+    await using src = new PostgresSource({ ...db.clientConfig, connectTimeoutMs: 200 }, { poolSize: 1 });
+    // The whole table: far more than the stream buffers, so it holds its connection until read.
+    const first = await src.rows('big', { key: 'SEQNO' });
+    let settled = false;
+    const second = src.keyRange('big', 'SEQNO').finally(() => (settled = true));
+    await tick(600);
+    expect(settled).toBe(false);
+    let lines = 0;
+    for await (const chunk of first) for (let i = (chunk as Buffer).indexOf(10); i >= 0; i = (chunk as Buffer).indexOf(10, i + 1)) lines++;
+    expect(lines).toBe(ROWS);
+    expect((await second).count).toBe(ROWS);
+  });
+
+  it('ECONNECT when the server goes away in the middle of a stream', async () => {
+    const other = await startPostgres();
+    try {
+      const c = await other.connect();
+      await c.query('CREATE TABLE t (k bigint PRIMARY KEY, v text)');
+      await c.query(`INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(1, 100000) g`);
+      await c.end();
+      await using src = new PostgresSource(other.clientConfig);
+      const stream = await src.rows('t', { key: 'k' });
+      await new Promise((r) => stream.once('readable', r));
+      const stopping = other.stop();
+      const err = await collect(stream).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await stopping;
+      expect(err).toBeInstanceOf(StowageError);
+      expect((err as StowageError).code).toBe('ECONNECT');
+      expect((err as StowageError).message).toMatch(/cannot be reached or closed the connection/);
+      expect(stream.destroyed).toBe(true);
+      await rejectsWith(src.tables(), 'ECONNECT');
+    } finally {
+      await other.stop();
+    }
   });
 });
