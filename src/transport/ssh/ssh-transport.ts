@@ -410,6 +410,13 @@ export class SshTransport implements Transport {
     const client = new Client();
     const sock = netConnect({ host: o.host, port: o.port });
     sock.setNoDelay(true);
+    // What ssh2 sends in response to one incoming chunk (queued writes
+    // released by a window adjust, the next requests after acks) leaves in
+    // one writev, not a syscall per 32 KiB packet.
+    sock.prependListener('data', () => {
+      sock.cork();
+      process.nextTick(() => sock.uncork());
+    });
     const connecting = { client, sock };
     this.#connecting.add(connecting);
     // The digest worker starts while the handshake runs.
@@ -1295,6 +1302,7 @@ export class SshTransport implements Transport {
     const hasher = this.#hasherFor();
     const reqSize = s.maxWrite;
     const maxInflight = this.#o.requests;
+    const lowWater = Math.max(0, maxInflight - Math.max(1, Math.floor(maxInflight / 4)));
     const queue: Block[] = [];
     let inflight = 0;
     let failed: unknown;
@@ -1382,15 +1390,19 @@ export class SshTransport implements Transport {
         }
         const b: Block = { buf, len: n, pending: 0, sent: false };
         queue.push(b);
-        // One writev for the packets of a whole block instead of a syscall per 32 KiB packet.
-        if (!corked) {
-          corked = true;
-          s.sock.cork();
-          process.nextTick(uncork);
-        }
         for (let off = 0; off < n && failed === undefined; off += reqSize) {
-          while (inflight >= maxInflight && failed === undefined) await new Promise<void>((r) => (wake = r));
+          if (inflight >= maxInflight) {
+            // Refill in batches: resume only when a few slots are free, so the
+            // next requests leave together.
+            while (inflight > lowWater && failed === undefined) await new Promise<void>((r) => (wake = r));
+          }
           if (failed !== undefined) break;
+          // Writes issued in one go leave in one writev instead of a syscall per 32 KiB packet.
+          if (!corked) {
+            corked = true;
+            s.sock.cork();
+            process.nextTick(uncork);
+          }
           if (s.dead) {
             failed = s.deadReason ?? new Error('Not connected');
             break;
