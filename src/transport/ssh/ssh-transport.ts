@@ -218,6 +218,11 @@ function isConnectionLoss(err: unknown): boolean {
   return /No response from server|Not connected|Channel (?:not open|closed)|Unable to exec|socket|closed|ended/i.test(msg);
 }
 
+/** The server refused to open one more channel (its MaxSessions), not the command. */
+function isChannelRefusal(err: unknown): boolean {
+  return /open failure|channel open/i.test((err as { message?: unknown } | undefined)?.message === undefined ? '' : String((err as { message: unknown }).message));
+}
+
 /**
  * Sends files to, and reads them from, a host over SSH.
  *
@@ -782,6 +787,9 @@ export class SshTransport implements Transport {
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         if (s.dead) throw err;
+        // No channel to be had right now (the server's MaxSessions): say no
+        // this time, ask again next time.
+        if (isChannelRefusal(err)) return false;
         ok = false;
       }
       this.#exec = ok;
@@ -1030,7 +1038,14 @@ export class SshTransport implements Transport {
     return this.#retrying('digest', path, signal, async (s) => {
       const st = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
       if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot digest ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
-      if (await this.#probeExec(s, signal)) return this.#remoteDigest(s, path, algorithm, st.size, signal);
+      if (await this.#probeExec(s, signal)) {
+        try {
+          return await this.#remoteDigest(s, path, algorithm, st.size, signal);
+        } catch (err) {
+          // All sessions of the connection in use (MaxSessions): stream it instead.
+          if (!isChannelRefusal(err) || s.dead) throw err;
+        }
+      }
       return this.#streamDigest(path, algorithm, signal);
     });
   }

@@ -460,6 +460,17 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     expect((await t.digest(`${server.root}/big`, 'sha1')).size).toBe(256 * 1024 * 1024);
   });
 
+  it("a server's MaxSessions limit: extra SFTP channels and exec channels refused are not errors (shared channels, streamed digest)", async () => {
+    await using server = await startSshd({ extraConfig: ['Match all', 'MaxSessions 2'] });
+    await using t = new SshTransport(optionsFor(server, { channels: 4 }));
+    const data = [randomBytes(3 << 20), randomBytes(3 << 20), randomBytes(3 << 20)];
+    // Three puts at once: one channel more opens (2 sessions), the third is refused and the puts share.
+    const dnas = await Promise.all(data.map((d, i) => t.put(d, `${server.root}/f${i}`)));
+    expect(dnas.map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+    // Both sessions are SFTP channels now: md5sum cannot get a channel, the digest streams instead.
+    expect(await t.digest(`${server.root}/f1`)).toEqual({ dig: md5(data[1]!), size: data[1]!.length, algorithm: 'md5' });
+  });
+
   it('with exec allowed, capabilities report remote digests; useExec:false turns them off', async () => {
     await using server = await startSshd();
     const t = new SshTransport(optionsFor(server));
