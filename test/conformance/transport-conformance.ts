@@ -499,6 +499,12 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect(await t.exists(`${d}/LOCKED`)).toBeUndefined();
         await b.acquire();
         await b.release();
+        // LockDir's own `transport` option takes the transport itself.
+        const c = new LockDir(d, { transport: t, purpose: 'via transport option' });
+        await c.acquire();
+        expect((JSON.parse((await readAll(t, `${d}/LOCKED/owner.json`)).toString()) as { purpose: string }).purpose).toBe('via transport option');
+        await c.release();
+        expect(await t.exists(`${d}/LOCKED`)).toBeUndefined();
       });
 
       it('createFile is exclusive and rename never replaces', async () => {
