@@ -494,7 +494,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     skipPartFiles: side === 'src',
     checksum: o.checksum,
     algorithm: o.algorithm,
-    concurrency: Math.max(4, o.concurrency),
+    concurrency: Math.max(16, o.concurrency),
     onLocked: (rel) => {
       lockedSubtrees[side].add(rel);
       const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
