@@ -133,8 +133,13 @@ export interface LentMysqlConnection {
 export interface MysqlReaderContext {
   /** The source's name, for messages. */
   readonly name: string;
-  /** A connection for one operation (metadata or a row stream). */
-  acquire(signal: AbortSignal | undefined): Promise<LentMysqlConnection>;
+  /**
+   * A connection for one operation.
+   *
+   * @param signal - the operation's signal
+   * @param stream - for a row stream (it holds the connection until it ends), not a query
+   */
+  acquire(signal: AbortSignal | undefined, stream: boolean): Promise<LentMysqlConnection>;
   /** Called with each stream opened, so its owner can destroy it on close. */
   track(stream: Readable): void;
 }
@@ -382,7 +387,7 @@ class MysqlRowStream extends Readable {
 /** Runs `fn` on a lent connection; an abort or a failure mid-query closes the connection. */
 async function withConnection<T>(ctx: MysqlReaderContext, action: string, signal: AbortSignal | undefined, fn: (conn: MysqlConnection) => Promise<T>): Promise<T> {
   throwIfAborted(signal);
-  const lent = await ctx.acquire(signal);
+  const lent = await ctx.acquire(signal, false);
   let broken = false;
   let rejectAbort: (reason: unknown) => void = () => {};
   const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
@@ -484,7 +489,7 @@ export class MysqlReader implements TableReader {
     const { signal } = options;
     throwIfAborted(signal);
     const ctx = this.#ctx;
-    const lent = await ctx.acquire(signal);
+    const lent = await ctx.acquire(signal, true);
     let stream: MysqlRowStream;
     try {
       throwIfAborted(signal);

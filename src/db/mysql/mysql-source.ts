@@ -254,11 +254,11 @@ export class MysqlSource implements TableSource {
    *
    * One connection in `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ
    * ONLY` at REPEATABLE READ: InnoDB tables are read as of that instant
-   * (`information_schema` and DDL are not versioned). The reader runs one
-   * thing at a time on that connection: a call made while one of its row
+   * (`information_schema` and DDL are not versioned). The reader reads one
+   * stream at a time on that connection: a call made while one of its row
    * streams is still open fails with EDB (read or destroy the stream
-   * first). A stream destroyed before its end closes the connection, and
-   * the snapshot with it: later calls fail with EDB.
+   * first); queries may overlap. A stream destroyed before its end closes
+   * the connection, and the snapshot with it: later calls fail with EDB.
    */
   async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
     checkOptionKeys('MysqlSource.snapshot', options, ['signal']);
@@ -270,25 +270,29 @@ export class MysqlSource implements TableSource {
     const streams = new Set<Readable>();
     let open = true;
     let broken: string | undefined;
-    let busy = false;
+    let streaming = false;
+    let queries = 0;
     const ctx: MysqlReaderContext = {
       name: this.name,
-      acquire: async () => {
+      acquire: async (_signal, stream) => {
         if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
         if (broken !== undefined) throw new StowageError('EDB', `${this.name}: the snapshot is no longer usable: ${broken}.`, { details: { source: this.name } });
-        if (busy) {
-          throw new StowageError('EDB', `${this.name}: a snapshot reads one thing at a time on its one connection, and a row stream (or another call) is still open: read it to the end or destroy it first.`, {
+        // Anything sent now would wait behind the open stream, which waits for its reader.
+        if (streaming) {
+          throw new StowageError('EDB', `${this.name}: a snapshot reads on one connection, and one of its row streams is still open: read it to the end or destroy it first.`, {
             details: { source: this.name },
           });
         }
-        busy = true;
+        if (stream) streaming = true;
+        else queries++;
         let released = false;
         return {
           conn,
           release: (isBroken: boolean) => {
             if (released) return;
             released = true;
-            busy = false;
+            if (stream) streaming = false;
+            else queries--;
             if (isBroken && broken === undefined) {
               broken = 'a query on its connection was cut short (a row stream destroyed before its end, or an abort)';
               destroyConnection(conn);
@@ -319,6 +323,7 @@ export class MysqlSource implements TableSource {
       disposeAbort();
       open = false;
       for (const s of streams) s.destroy();
+      const busy = streaming || queries > 0;
       if (broken === undefined && !busy) {
         try {
           await mysqlQuery(conn, { sql: 'ROLLBACK' });

@@ -108,8 +108,13 @@ export interface PgReaderContext {
   readonly name: string;
   /** The schema the source works in. */
   readonly schema: string;
-  /** A client for one operation (metadata or a row stream). */
-  acquire(signal: AbortSignal | undefined): Promise<LentPgClient>;
+  /**
+   * A client for one operation.
+   *
+   * @param signal - the operation's signal
+   * @param stream - for a row stream (it holds the client until it ends), not a query
+   */
+  acquire(signal: AbortSignal | undefined, stream: boolean): Promise<LentPgClient>;
   /** Called with each stream opened, so its owner can destroy it on close. */
   track(stream: Readable): void;
 }
@@ -291,7 +296,7 @@ class PgCopyOutStream extends Readable {
 /** Runs `fn` on a lent client; an abort closes the client. */
 async function withClient<T>(ctx: PgReaderContext, action: string, signal: AbortSignal | undefined, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
   throwIfAborted(signal);
-  const lent = await ctx.acquire(signal);
+  const lent = await ctx.acquire(signal, false);
   let broken = false;
   let rejectAbort: (reason: unknown) => void = () => {};
   const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
@@ -392,7 +397,7 @@ export class PgReader implements TableReader {
     const { signal } = options;
     throwIfAborted(signal);
     const ctx = this.#ctx;
-    const lent = await ctx.acquire(signal);
+    const lent = await ctx.acquire(signal, true);
     let stream: PgCopyOutStream;
     try {
       throwIfAborted(signal);

@@ -259,11 +259,11 @@ export class PostgresSource implements TableSource {
    * Runs `fn` with a reader whose every read sees one consistent snapshot (see {@link TableSource.snapshot}).
    *
    * One client in `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, its
-   * snapshot taken at once. The reader runs one thing at a time on that
+   * snapshot taken at once. The reader reads one stream at a time on that
    * client: a call made while one of its row streams is still open fails
-   * with EDB (read or destroy the stream first). A stream destroyed before
-   * its end closes the client, and the snapshot with it: later calls fail
-   * with EDB.
+   * with EDB (read or destroy the stream first); queries may overlap. A
+   * stream destroyed before its end closes the client, and the snapshot
+   * with it: later calls fail with EDB.
    */
   async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
     checkOptionKeys('PostgresSource.snapshot', options, ['signal']);
@@ -275,23 +275,27 @@ export class PostgresSource implements TableSource {
     const streams = new Set<Readable>();
     let open = true;
     let broken: string | undefined;
-    let busy = false;
-    const acquire = async (): Promise<LentPgClient> => {
+    let streaming = false;
+    let queries = 0;
+    const acquire = async (_signal: AbortSignal | undefined, stream: boolean): Promise<LentPgClient> => {
       if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
       if (broken !== undefined) throw new StowageError('EDB', `${this.name}: the snapshot is no longer usable: ${broken}.`, { details: { source: this.name } });
-      if (busy) {
-        throw new StowageError('EDB', `${this.name}: a snapshot reads one thing at a time on its one client, and a row stream (or another call) is still open: read it to the end or destroy it first.`, {
+      // Anything sent now would wait behind the open COPY, which waits for its reader.
+      if (streaming) {
+        throw new StowageError('EDB', `${this.name}: a snapshot reads on one client, and one of its row streams is still open: read it to the end or destroy it first.`, {
           details: { source: this.name },
         });
       }
-      busy = true;
+      if (stream) streaming = true;
+      else queries++;
       let released = false;
       return {
         client,
         release: (isBroken: boolean) => {
           if (released) return;
           released = true;
-          busy = false;
+          if (stream) streaming = false;
+          else queries--;
           if (isBroken && broken === undefined) {
             broken = 'a query on its client was cut short (a row stream destroyed before its end, or an abort)';
             destroyClient(client);
@@ -326,6 +330,7 @@ export class PostgresSource implements TableSource {
       disposeAbort();
       open = false;
       for (const s of streams) s.destroy();
+      const busy = streaming || queries > 0;
       if (broken === undefined && !busy) {
         try {
           await client.query('ROLLBACK');
