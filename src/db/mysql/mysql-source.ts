@@ -18,9 +18,13 @@
  * exactly the rows sent without a single warning; a bulk text gate checks
  * the input on the way (see `bulk-gate.ts`).
  *
+ * Sessions also run with `foreign_key_checks = 0`, as restore tools do:
+ * partitions of related tables are loaded in any order.
+ *
  * Limits: loads are atomic on transactional engines (InnoDB) only;
  * `createTable` runs one statement and, MySQL DDL not being transactional,
- * cannot undo it; MariaDB stores `-0.0` as `0`.
+ * cannot undo it; MariaDB stores `-0.0` as `0`; system-versioned tables
+ * (MariaDB) are not listed or read.
  *
  * @module
  */

@@ -149,6 +149,41 @@ describe('PostgresSource: the all-types fixture', () => {
   });
 });
 
+describe('PostgresSource: more types', () => {
+  it('round-trips booleans, uuid, network, money, ranges, times with zones, real, NaN, arrays, geometry and full-text values byte for byte', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    await sql(
+      db,
+      a,
+      `CREATE TABLE m (k int PRIMARY KEY, bo boolean, u uuid, ip inet, cidr cidr, mac macaddr, mo money, r int4range, tz timetz(2), t time, f4 real, f8 float8, n numeric,
+        a2 int[][], pt point, ts tsvector, c char(3), x xml, iv interval, d date, js json)`,
+    );
+    await sql(
+      db,
+      a,
+      `INSERT INTO m VALUES (1, true, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', 1234.56, '[1,5)', '04:05:06.78+02', '23:59:59.999999',
+        3.4028235e38, 'NaN', 'NaN', '{{1,2},{3,NULL}}', '(1.5,-2)', 'a:1 fat:2 rat', 'ab', '<x a="1">t&amp;</x>', '-1 year 2 mons -3 days 04:05:06.7', 'infinity', '{"k": [1, 2.50]}'),
+        (2, false, NULL, '::1', '2001:db8::/32', NULL, -0.01, 'empty', NULL, NULL, 1.17549435e-38, '-Infinity', '-12.3400', '{}', NULL, '', 'a\\b', NULL, '0', '-infinity', 'null')`,
+    );
+    await using src = source(a);
+    await using dst = source(b);
+    const text = await dump(src, 'm', 'k');
+    expect(text.toString()).toBe(
+      [
+        '1\tt\ta0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\t192.168.0.1/24\t10.0.0.0/8\t08:00:2b:01:02:03\t$1,234.56\t[1,5)\t04:05:06.78+02\t23:59:59.999999\t3.4028235e+38\tNaN\tNaN\t{{1,2},{3,NULL}}\t(1.5,-2)\t\'a\':1 \'fat\':2 \'rat\'\tab \t<x a="1">t&amp;</x>\t-10 mons -3 days +04:05:06.7\tinfinity\t{"k": [1, 2.50]}',
+        '2\tf\t\\N\t::1\t2001:db8::/32\t\\N\t-$0.01\tempty\t\\N\t\\N\t1.1754944e-38\t-Infinity\t-12.3400\t{}\t\\N\t\ta\\\\b\t\\N\t00:00:00\t-infinity\tnull',
+        '',
+      ].join('\n'),
+    );
+    await dst.createTable('m', await src.schema('m'));
+    expect((await dst.load('m', Readable.from([text]))).rows).toBe(2);
+    expect((await dump(dst, 'm', 'k')).equals(text)).toBe(true);
+    const same = 'SELECT k, bo, u::text, ip::text, cidr::text, mac::text, mo::numeric::text, r::text, tz::text, t::text, f4::text, f8::text, n::text, a2::text, pt::text, ts::text, c, x::text, iv::text, d::text, js::text FROM m ORDER BY k';
+    expect(await sql(db, b, same)).toEqual(await sql(db, a, same));
+  });
+});
+
 describe('PostgresSource: the CREATE TABLE rebuilt from the catalogs', () => {
   it('carries types with typmods, collations, defaults, identity, generated and serial columns, constraints and indexes', async () => {
     const a = await freshDb();
