@@ -221,7 +221,7 @@ export class HashPool {
 
   #submit(path: string, sidecar: string | undefined, algorithm: DnaAlgorithm | undefined, onBytes: ((n: number) => void) | undefined): Promise<Reply> {
     if (this.#closed) return Promise.reject(new StowageError('EIO', 'HashPool is closed.'));
-    if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#broken && !this.#mainThread) return Promise.reject(this.#broken);
     return new Promise<Reply>((resolve, reject) => {
       this.#queue.push({ id: this.#nextId++, path, sidecar, algorithm, onBytes, reported: 0, resolve, reject });
       this.#pump();
@@ -231,7 +231,7 @@ export class HashPool {
   #pump(): void {
     while (this.#queue.length > 0 && !this.#closed) {
       let slot = this.#slots.find((s) => s.ready && s.jobs.size === 0);
-      if (slot === undefined && this.#slots.length < this.#size && this.#queue.length > this.#slots.filter((s) => !s.ready).length) {
+      if (slot === undefined && !this.#broken && this.#slots.length < this.#size && this.#queue.length > this.#slots.filter((s) => !s.ready).length) {
         this.#spawn();
         continue;
       }
@@ -284,8 +284,7 @@ export class HashPool {
       worker = new Worker(this.#source, { eval: true, execArgv: [] });
     } catch (err) {
       // Out of memory or threads: no worker now means none later either.
-      this.#broken = new StowageError('EIO', `Cannot start a hash worker: ${(err as Error).message}`, { cause: err });
-      for (const job of this.#queue.splice(0)) job.reject(this.#broken);
+      this.#giveUp(new StowageError('EIO', `Cannot start a hash worker: ${(err as Error).message}`, { cause: err }));
       return;
     }
     const slot: Slot = { worker, jobs: new Map(), ready: false };
@@ -305,17 +304,22 @@ export class HashPool {
       });
       for (const job of slot.jobs.values()) job.reject(err);
       slot.jobs.clear();
-      if (!slot.ready) {
-        // A worker that dies before it is ready would die again: give up.
-        this.#broken = err;
-        for (const job of this.#queue.splice(0)) job.reject(err);
-        return;
-      }
+      // A worker that dies before it is ready would die again: start no more.
+      if (!slot.ready) this.#giveUp(err);
       this.#pump();
     });
     // After the listeners: adding a 'message' listener refs the worker's port again.
     worker.unref();
     this.#slots.push(slot);
+  }
+
+  /**
+   * Starts no more workers. With main-thread help the queue is then worked
+   * off in this thread (slower, still correct); without it every job fails.
+   */
+  #giveUp(err: StowageError): void {
+    this.#broken = err;
+    if (!this.#mainThread) for (const job of this.#queue.splice(0)) job.reject(err);
   }
 
   #onMessage(slot: Slot, m: Reply): void {

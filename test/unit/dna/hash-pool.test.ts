@@ -106,6 +106,18 @@ describe('HashPool', () => {
     await rejectsWith(p.hash('/ok', 'md5'), 'EIO');
   });
 
+  it('falls back to the calling thread when workers die while booting', async () => {
+    const dir = await tempDir();
+    const files = await Promise.all([0, 1, 2, 3].map((i) => put(dir, `f${i}`, data(5000 + i))));
+    const p = pool(2, STILLBORN);
+    await Promise.all(files.map((f) => p.hash(f, 'md5'))); // starts the (doomed) workers
+    for (let i = 0; i < 100 && p.threads > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(p.threads).toBe(0);
+    const dnas = await Promise.all(files.map((f) => p.hash(f, 'md5')));
+    expect(dnas.map((d) => d.dig)).toEqual(files.map((f) => coreutils('md5sum', f)));
+    expect(p.threads).toBe(0); // none started again
+  });
+
   it('hashes in the calling thread while no worker is ready', async () => {
     const dir = await tempDir();
     const files = await Promise.all([0, 1, 2].map((i) => put(dir, `f${i}`, data(10_000 + i))));
