@@ -192,7 +192,10 @@ export class MysqlSource implements TableSource {
     const poolOptions: PoolOptions = {
       database: config.database,
       connectionLimit: poolSize,
-      maxIdle: poolSize,
+      // Below the limit, so that mysql2 closes connections idle for a
+      // minute (before the server's wait_timeout kills them under us).
+      maxIdle: poolSize - 1,
+      idleTimeout: 60_000,
       connectTimeout,
       charset: 'UTF8MB4_GENERAL_CI',
       supportBigNumbers: true,
