@@ -36,6 +36,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
+import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { checkIdentifier, findColumn, toKeyBound, type TableReader, type TableSource } from '../db/table-source.js';
 import { KeyCursor, keyExtent } from './key-seek.js';
@@ -519,6 +520,17 @@ export class Partitioner {
     const incremental = options.incremental ?? true;
     const concurrency = checkInt('Partitioner.dump', 'concurrency', options.concurrency ?? 2, 1, 64);
     throwIfAborted(signal);
+    try {
+      await mkdir(this.dir, { recursive: true });
+    } catch (err) {
+      throw fromFsError(err, 'create directory', this.dir);
+    }
+    // One dump at a time per folder (two would write the same NAME.part); readers such as sync() skip the folder meanwhile.
+    const lock = new LockDir(this.dir, { purpose: `Partitioner.dump of ${this.tables.join(', ')} from ${this.source.name}` });
+    return lock.withLock((lockSignal) => this.#dump(incremental, concurrency, lockSignal, onProgress), signal === undefined ? {} : { signal });
+  }
+
+  async #dump(incremental: boolean, concurrency: number, signal: AbortSignal, onProgress: ProgressCallback | undefined): Promise<DumpResult> {
     const plan = await this.#plan(signal);
     const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
     // Columns and DDL are read once per dump (not per range): a table's schema is expected to hold still while it is dumped.
@@ -531,11 +543,6 @@ export class Partitioner {
       }
     }
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
-    try {
-      await mkdir(this.dir, { recursive: true });
-    } catch (err) {
-      throw fromFsError(err, 'create directory', this.dir);
-    }
     this.#recordEmpty(plan);
 
     const written: WrittenPartition[] = [];

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -430,6 +431,30 @@ describe('Partitioner.dump', () => {
       expect((await p.dump()).written).toEqual([]);
       expect(await mtimes(out)).toEqual(t);
     });
+  });
+
+  it('holds LOCKED in the folder while it dumps: a second dump there is refused (ELOCKED)', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 500));
+    await using src = new SqliteSource(f);
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: d });
+    let second: Promise<unknown> | undefined;
+    let sawLock = false;
+    await p.dump({
+      concurrency: 1,
+      onProgress: () => {
+        if (second !== undefined) return;
+        sawLock = existsSync(join(d, 'CalibVld', 'LOCKED', 'owner.json'));
+        second = p.dump();
+        second.catch(() => {});
+      },
+    });
+    expect(sawLock).toBe(true);
+    const err = await rejectsWith(second!, 'ELOCKED');
+    expect(err.message).toMatch(/Partitioner\.dump of CalibVld/);
+    expect(existsSync(join(d, 'CalibVld', 'LOCKED'))).toBe(false);
+    expect((await p.dump()).written).toEqual([]);
   });
 
   it('rejects bad dump options', async () => {
