@@ -18,6 +18,13 @@
  * - {@link Partitioner.dump} reads each range in one snapshot of the
  *   database (all tables of the group as of one instant), so rows
  *   committed meanwhile land whole in a later run, never half in this one.
+ *   A single table is read in runs of consecutive ranges, one query and
+ *   one snapshot per run, cut at the range boundaries as it streams (see
+ *   `range-cutter.ts`): sources pay a per-query cost (metadata lookups, a
+ *   snapshot) once per run instead of once per range. Each range's rows
+ *   are held in a {@link RowSpool} (memory, then a spill file) until its
+ *   archive is written, one write in flight behind the read. The folder is
+ *   locked (`LOCKED`, see LockDir) for the duration.
  * - {@link Partitioner.restore} verifies every archive's DNA before loading
  *   anything and checks each table's rows against the manifest inside the
  *   load's transaction; {@link Partitioner.compare} proves two databases
@@ -509,6 +516,9 @@ export class Partitioner {
    * read in one snapshot, then written atomically with its sidecar, and
    * recorded in the Catalog (with the runs of empty ranges). On failure or
    * abort, the archives finished so far stay and no partial archive is left.
+   * ELOCKED if another dump holds the folder; a complete range whose rows
+   * changed after it was archived is not noticed (complete ranges are
+   * written once): {@link Partitioner.compare} finds such changes.
    *
    * @param options - see {@link DumpOptions}
    */
