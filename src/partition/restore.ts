@@ -220,10 +220,14 @@ export async function restorePartitions(target: TableSource, dir: string, option
   }
 
   // 3. Manifests.
+  const manifests = new Map<Candidate, PartitionManifest>();
+  await pool(candidates, concurrency, async (c) => {
+    throwIfAborted(signal);
+    manifests.set(c, await readManifest(c.path, signal));
+  });
   const selected: Selected[] = [];
   for (const c of candidates) {
-    throwIfAborted(signal);
-    const m = await readManifest(c.path, signal);
+    const m = manifests.get(c)!;
     if (m.lo !== c.lo || m.hi !== c.hi) throw corrupt(c.path, `its manifest says [${m.lo}, ${m.hi}], its name [${c.lo}, ${c.hi}].`);
     if (m.engine !== target.engine) {
       throw new StowageError('EBAD_CONFIG', `${where}: ${c.path} holds a ${m.engine} dump, and the target ${target.name} is ${target.engine}: partitions restore into the same engine only.`, {
