@@ -45,7 +45,7 @@ import { checkInt, checkOptionKeys } from '../util/options.js';
 import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
 import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
-import { checkIdentifier, findColumn, toKeyBound, type TableReader, type TableSource } from '../db/table-source.js';
+import { checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
 import { KeyCursor, keyExtent } from './key-seek.js';
 import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
 import { MANIFEST_ENTRY, MANIFEST_FORMAT, MANIFEST_VERSION, formatManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
@@ -356,6 +356,11 @@ export class Partitioner {
   }
 
   async #plan(signal: AbortSignal | undefined): Promise<PartitionPlan> {
+    return (await this.#planWithColumns(signal)).plan;
+  }
+
+  /** The plan, and the columns of each table (read for it, reused by a dump). */
+  async #planWithColumns(signal: AbortSignal | undefined): Promise<{ plan: PartitionPlan; columns: ColumnInfo[][] }> {
     throwIfAborted(signal);
     const grid = this.#grid;
     const [ranges, columns] = await Promise.all([
@@ -425,7 +430,7 @@ export class Partitioner {
       const phi = grid.hi(i);
       partitions.push(Object.freeze({ lo: plo, hi: phi, state, occupied: isOccupied, path: join(this.dir, partitionFileName(plo, phi)), archived: a }));
     }
-    return Object.freeze({
+    const plan: PartitionPlan = Object.freeze({
       tables: this.tables,
       key: this.key,
       rowsPerPartition: this.rowsPerPartition,
@@ -435,6 +440,7 @@ export class Partitioner {
       stateFrom: this.#catalog === undefined ? 'disk' : 'catalog',
       partitions: Object.freeze(partitions),
     });
+    return { plan, columns };
   }
 
   /** The archives already written, keyed by `lo`, from the Catalog or the folder. */
@@ -541,17 +547,15 @@ export class Partitioner {
   }
 
   async #dump(incremental: boolean, concurrency: number, signal: AbortSignal, onProgress: ProgressCallback | undefined): Promise<DumpResult> {
-    const plan = await this.#plan(signal);
+    // Columns and DDL are read once per dump (not per range), beside the plan: a table's schema is expected to hold still while it is dumped.
+    const [{ plan, columns }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
     const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
-    // Columns and DDL are read once per dump (not per range): a table's schema is expected to hold still while it is dumped.
-    const meta: TableMeta[] = [];
-    if (todo.length > 0) {
-      for (const table of this.tables) {
-        const columns = await this.source.columns(table, { signal });
-        const { index: keyIndex } = findColumn(this.source.name, table, columns, this.key);
-        meta.push({ table, columns: columns.map((c) => c.name), keyIndex, schema: Buffer.from(await this.source.schema(table, { signal }), 'utf8') });
-      }
-    }
+    const meta: TableMeta[] = this.tables.map((table, i) => ({
+      table,
+      columns: columns[i]!.map((c) => c.name),
+      keyIndex: findColumn(this.source.name, table, columns[i]!, this.key).index,
+      schema: Buffer.from(schemas[i]!, 'utf8'),
+    }));
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
     this.#recordEmpty(plan);
 
