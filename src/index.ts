@@ -30,3 +30,6 @@ export * from './db/index.js';
 export * from './db/sqlite/index.js';
 export * from './catalog/index.js';
 export * from './monitor/index.js';
+export * from './db/mysql/index.js';
+export * from './db/postgres/index.js';
+export * from './partition/index.js';

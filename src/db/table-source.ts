@@ -259,6 +259,11 @@ export interface TableSource extends TableReader, AsyncDisposable {
    * settles; those still open are destroyed when the snapshot ends. The
    * snapshot ends (transaction closed, connection released) whether `fn`
    * resolves or throws; an abort rejects with the signal's reason.
+   *
+   * Inside a snapshot, read one stream at a time: while a row stream of the
+   * reader is open, other calls on that reader may fail with EDB (MySQL and
+   * PostgreSQL run a snapshot on one connection). A stream destroyed before
+   * its end may end the snapshot.
    */
   snapshot<T>(fn: (reader: TableReader) => Promise<T>, options?: DbOptions): Promise<T>;
 

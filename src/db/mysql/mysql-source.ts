@@ -49,7 +49,7 @@ import {
   type TableReader,
   type TableSource,
 } from '../table-source.js';
-import { BulkTextGate } from './bulk-gate.js';
+import { BulkTextGate } from '../bulk-gate.js';
 import {
   MysqlReader,
   mysqlError,

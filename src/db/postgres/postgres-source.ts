@@ -28,7 +28,7 @@ import { StowageError } from '../../errors.js';
 import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkInt, checkOptionKeys } from '../../util/options.js';
-import { BulkTextGate } from '../mysql/bulk-gate.js';
+import { BulkTextGate } from '../bulk-gate.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
   checkIdentifier,

@@ -19,8 +19,8 @@
  * @module
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { StowageError } from '../../errors.js';
-import { malformedBulkText } from '../bulk-text.js';
+import { StowageError } from '../errors.js';
+import { malformedBulkText } from './bulk-text.js';
 
 /** Which loader the gate feeds; it decides which escapes are rewritten. */
 export type BulkDialect = 'mysql' | 'postgres';

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { BulkTextGate, type BulkDialect } from '../../../src/db/mysql/bulk-gate.js';
+import { BulkTextGate, type BulkDialect } from '../../../src/db/bulk-gate.js';
 import { encodeBulkRow } from '../../../src/db/index.js';
 import { StowageError } from '../../../src/errors.js';
 
