@@ -1,0 +1,139 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMariadb, startSshd, type MariadbServer, type SshdServer } from '../support/index.js';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+const script = join(root, 'examples', 'conditions-db-backup.ts');
+
+async function files(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name));
+      else out.push(relative(dir, join(d, e.name)));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+async function mtimes(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const f of await files(dir)) out[f] = (await stat(join(dir, f))).mtimeMs;
+  return out;
+}
+
+// The recipe runs as a user runs it (tsx, importing `stowage` by name)
+// against two real MariaDB servers (the conditions database and the far
+// node's copy) and a real sshd (the far node).
+describe('examples/conditions-db-backup.ts', () => {
+  let source: MariadbServer;
+  let target: MariadbServer;
+  let sshd: SshdServer;
+  let scratch: string;
+  let outDir: string;
+  let remoteDir: string;
+  const uri = (s: MariadbServer, db: string): string => `mysql://${s.user}:${encodeURIComponent(s.password)}@127.0.0.1:${s.port}/${db}`;
+  const recipe = (extra: string[] = []) =>
+    run(
+      process.execPath,
+      [
+        tsx,
+        script,
+        uri(source, 'offline_db'),
+        uri(target, 'offline_db_copy'),
+        outDir,
+        `${sshd.username}@127.0.0.1:${sshd.port}`,
+        remoteDir,
+        '--ssh-key',
+        sshd.privateKeyPath,
+        '--known-hosts',
+        sshd.knownHostsPath,
+        '--catalog',
+        join(scratch, 'stowage.catalog'),
+        ...extra,
+      ],
+      { cwd: root },
+    ).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+
+  beforeAll(async () => {
+    [source, target, sshd] = await Promise.all([startMariadb(), startMariadb(), startSshd()]);
+    await source.createDatabase('offline_db');
+    await target.createDatabase('offline_db_copy');
+    scratch = await mkdtemp(join(tmpdir(), 'stowage-conddb-test-'));
+    outDir = join(scratch, 'dbi');
+    remoteDir = join(sshd.root, 'node2', 'dbi');
+  });
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop(), sshd?.stop()]);
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('dumps the pair in SEQNO ranges, ships them, recovers them into the second MariaDB, and the copy equals the source', async () => {
+    const r = await recipe(['--demo-rows', '25000']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/demo: SEQNO up to 25000/);
+    expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000000001-0000010000\.tar\.gz \(complete: CalibPmtSpec 30000, CalibPmtSpecVld 10000/);
+    expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000020001-0000030000\.tar\.gz \(partial tail: CalibPmtSpec 15000, CalibPmtSpecVld 5000/);
+    expect(r.stdout).toMatch(/dump: 3 written, 0 unchanged tail/);
+    expect(r.stdout).toMatch(/ship: 6 files to ssh:\/\/.*, 0 already there, 3 verified on the far side/);
+    expect(r.stdout).toMatch(/recover: 3 ranges, CalibPmtSpec 75000 rows \(table created\), CalibPmtSpecVld 25000 rows \(table created\)/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(3 ranges, 75000 rows\)/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(3 ranges, 25000 rows\)/);
+    expect(await files(remoteDir)).toEqual(await files(outDir));
+    expect((await files(remoteDir)).filter((f) => f.endsWith('.tar.gz'))).toEqual([
+      'CalibPmtSpec/0000000001-0000010000.tar.gz',
+      'CalibPmtSpec/0000010001-0000020000.tar.gz',
+      'CalibPmtSpec/0000020001-0000030000.tar.gz',
+    ]);
+    const [n] = await target.query<{ n: number }[]>('SELECT COUNT(*) AS n FROM CalibPmtSpec', [], 'offline_db_copy');
+    expect(Number(n!.n)).toBe(75000);
+  });
+
+  it('after new rows arrive, ships and recovers only the new ranges and the rewritten tail', async () => {
+    const before = await mtimes(remoteDir);
+    const r = await recipe(['--demo-rows', '12000']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/dump: 2 written, 0 unchanged tail, 2 archived before/);
+    expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000020001-0000030000\.tar\.gz \(complete/);
+    expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000030001-0000040000\.tar\.gz \(partial tail: CalibPmtSpec 21000, CalibPmtSpecVld 7000/);
+    expect(r.stdout).toMatch(/ship: 4 files to .*, 2 verified on the far side/);
+    expect(r.stdout.match(/^shipped /gm)).toHaveLength(4);
+    expect(r.stdout).toMatch(/recover: 2 ranges, CalibPmtSpec 51000 rows, CalibPmtSpecVld 17000 rows into/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(4 ranges, 111000 rows\)/);
+    const after = await mtimes(remoteDir);
+    for (const f of ['CalibPmtSpec/0000000001-0000010000.tar.gz', 'CalibPmtSpec/0000010001-0000020000.tar.gz.dna']) expect(after[f], f).toBe(before[f]);
+    expect(await files(remoteDir)).toEqual(await files(outDir));
+  });
+
+  it('with no new rows, writes, ships and loads nothing, and still proves the copy equal', async () => {
+    const local = await mtimes(outDir);
+    const far = await mtimes(remoteDir);
+    const r = await recipe();
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/dump: 0 written, 1 unchanged tail/);
+    expect(r.stdout).toMatch(/ship: 0 files/);
+    expect(r.stdout).toMatch(/recover: nothing new/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(4 ranges, 37000 rows\)/);
+    expect(await mtimes(outDir)).toEqual(local);
+    expect(await mtimes(remoteDir)).toEqual(far);
+  });
+
+  it('exits 1 naming the keys when the copy differs from the source', async () => {
+    await target.query('UPDATE CalibPmtSpec SET PMTSPEHIGH = 0 WHERE SEQNO = 4242 AND ROW_COUNTER = 2', [], 'offline_db_copy');
+    const r = await recipe();
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/compare CalibPmtSpec: DIFFERENT in 1 ranges; keys 4242 \(different\)/);
+  });
+});
