@@ -177,7 +177,7 @@ export interface SyncOptions extends PlanSyncOptions {
   lockName?: string;
   /** A destination lock older than this is stale and taken over (default 60 000 ms). */
   lockStaleMs?: number;
-  /** Files in flight at once (default 4). */
+  /** Files in flight at once (default 8). */
   concurrency?: number;
   /** Check transferred files that have a sidecar against it on the destination (default true). */
   verify?: boolean;
@@ -459,7 +459,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     lock: options.lock ?? false,
     lockName: options.lockName ?? LOCK_DIR_NAME,
     lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 1),
-    concurrency: checkInt(W, 'concurrency', options.concurrency ?? 4, 1, 256),
+    concurrency: checkInt(W, 'concurrency', options.concurrency ?? 8, 1, 256),
     verify: options.verify ?? true,
     algorithm: checkOneOf(W, 'algorithm', options.algorithm ?? 'md5', DNA_ALGORITHMS),
     filter: options.filter,

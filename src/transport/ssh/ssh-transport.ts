@@ -100,9 +100,11 @@ export interface SshTransportOptions {
   /** SFTP requests in flight per transfer (default 16: with 128 KiB requests that is OpenSSH's 2 MiB channel window; more only queues in ssh2). */
   requests?: number;
   /**
-   * SFTP channels per connection (default 4). Concurrent puts (a sync with
+   * SFTP channels per connection (default 8). Concurrent puts (a sync with
    * several files in flight) spread over them; each channel is its own
-   * server process, so one file's fsync does not stall the others.
+   * server process, so one file's fsync does not stall the others. A
+   * server's MaxSessions limit is respected: refused channels are shared,
+   * and an idle one is closed when `exec` needs a session.
    */
   channels?: number;
   /** Bytes per SFTP read/write request, capped by the server's limits (default 131072). */
@@ -190,6 +192,8 @@ interface SftpInternals {
 interface Channel {
   readonly sftp: SFTPWrapper;
   users: number;
+  /** Being closed on purpose (to free a session for exec). */
+  closing: boolean;
 }
 
 interface Session {
@@ -322,7 +326,7 @@ export class SshTransport implements Transport {
       retryDelayMs: checkInt(W, 'retryDelayMs', options.retryDelayMs ?? 250, 0),
       useExec: options.useExec ?? true,
       requests: checkInt(W, 'requests', options.requests ?? 16, 1, 1024),
-      channels: checkInt(W, 'channels', options.channels ?? 4, 1, 64),
+      channels: checkInt(W, 'channels', options.channels ?? 8, 1, 64),
       chunkSize: checkInt(W, 'chunkSize', options.chunkSize ?? 131_072, 1024, 1 << 20),
       ciphers: Object.freeze([...(options.ciphers ?? DEFAULT_CIPHERS)]),
       fsync: options.fsync ?? true,
@@ -535,7 +539,7 @@ export class SshTransport implements Transport {
     const session: Session = {
       client,
       sftp,
-      channels: [{ sftp, users: 0 }],
+      channels: [{ sftp, users: 0, closing: false }],
       opening: undefined,
       sock,
       ext: { fsync: ext['fsync@openssh.com'] !== undefined, posixRename: ext['posix-rename@openssh.com'] !== undefined, statvfs: ext['statvfs@openssh.com'] !== undefined },
@@ -681,10 +685,13 @@ export class SshTransport implements Transport {
         try {
           s.client.sftp((err, extra) => {
             if (!err && !s.dead) {
-              const lost = (): void => s.kill(new StowageError('ECONNECT', `${this.name}: an SFTP channel closed.`, { details: { transport: this.name }, retryable: true }));
+              const channel: Channel = { sftp: extra, users: 0, closing: false };
+              const lost = (): void => {
+                if (!channel.closing) s.kill(new StowageError('ECONNECT', `${this.name}: an SFTP channel closed.`, { details: { transport: this.name }, retryable: true }));
+              };
               extra.on('error', lost);
               extra.on('close', lost);
-              s.channels.push({ sftp: extra, users: 0 });
+              s.channels.push(channel);
             }
             // A refused channel (MaxSessions) is fine: the open ones are shared.
             resolve();
@@ -727,6 +734,36 @@ export class SshTransport implements Transport {
 
   /** Runs a command on the far side; resolves with its exit code and output. */
   async #run(s: Session, command: string, signal: AbortSignal | undefined): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#run1(s, command, signal);
+      } catch (err) {
+        // The server's MaxSessions is reached: give back an idle extra SFTP
+        // channel, or wait a moment for a session that is closing, and try again.
+        if (!isChannelRefusal(err) || s.dead || attempt >= 3) throw err;
+        if (!(await this.#closeIdleChannel(s))) await sleep(50 * (attempt + 1), signal);
+      }
+    }
+  }
+
+  /** Closes one extra SFTP channel nobody is using (resolves once the server has closed it); false when there is none. */
+  async #closeIdleChannel(s: Session): Promise<boolean> {
+    const i = s.channels.findIndex((c, k) => k > 0 && c.users === 0);
+    if (i < 0) return false;
+    const [c] = s.channels.splice(i, 1);
+    c!.closing = true;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      c!.sftp.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      c!.sftp.end();
+    });
+    return true;
+  }
+
+  async #run1(s: Session, command: string, signal: AbortSignal | undefined): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const release = await this.#acquireExec();
     try {
       return await new Promise((resolve, reject) => {
@@ -1147,12 +1184,18 @@ export class SshTransport implements Transport {
         let handle: Buffer | undefined;
         let ch: { sftp: SFTPWrapper; release: () => void } | undefined;
         let flusher: Flusher | undefined;
+        let readerP: Promise<BlockSource> | undefined;
         try {
           s = await this.#session$(signal);
           lastSession = s;
           ch = await this.#channel(s);
           const sftp = ch.sftp;
           if (!st.created) {
+            // The local source opens while the far side does.
+            readerP = openBlockSource(source, 0).catch((err: unknown) => {
+              throw new SourceFailure(err);
+            });
+            readerP.catch(() => {});
             if (options.mkdirs ?? true) await this.#mkdirp(s, posixDirname(path));
             if (options.noOverwrite) {
               const there = await this.#call<Stats>(s, (cb) => sftp.lstat(path, cb), sftp).catch(() => undefined);
@@ -1180,9 +1223,12 @@ export class SshTransport implements Transport {
             st.resumed = true;
             resumeChannel.publish({ transport: this.name, path, offset: st.confirmed, attempt });
           }
-          reader = await openBlockSource(source, st.confirmed).catch((err: unknown) => {
-            throw new SourceFailure(err);
-          });
+          const opening = readerP;
+          readerP = undefined;
+          reader = await (opening ??
+            openBlockSource(source, st.confirmed).catch((err: unknown) => {
+              throw new SourceFailure(err);
+            }));
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
           flusher = await this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed);
@@ -1237,6 +1283,10 @@ export class SshTransport implements Transport {
           ch?.release();
           ch = undefined;
           await reader?.close();
+          await readerP?.then(
+            (r) => r.close(),
+            () => {},
+          );
           if (signal?.aborted) throw signal.reason;
           // The source's own trouble is the caller's: passed through as it is.
           if (err instanceof SourceFailure) throw err.error;

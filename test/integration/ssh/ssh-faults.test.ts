@@ -12,9 +12,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StowageError } from '../../../src/errors.js';
 import { RESUME_CHANNEL, SshTransport, type SshTransportOptions } from '../../../src/transport/ssh/ssh-transport.js';
+import type { ReplayableSource } from '../../../src/transport/transport.js';
 import { startSshd, withTmpfs, type SshdServer } from '../../support/index.js';
 
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
@@ -460,15 +462,38 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     expect((await t.digest(`${server.root}/big`, 'sha1')).size).toBe(256 * 1024 * 1024);
   });
 
-  it("a server's MaxSessions limit: extra SFTP channels and exec channels refused are not errors (shared channels, streamed digest)", async () => {
-    await using server = await startSshd({ extraConfig: ['Match all', 'MaxSessions 2'] });
+  it("a server's MaxSessions limit: refused channels are shared, exec gets an idle channel back, else the digest streams", async () => {
+    await using server = await startSshd({ extraConfig: ['Match all', 'MaxSessions 2'], logLevel: 'VERBOSE' });
     await using t = new SshTransport(optionsFor(server, { channels: 4 }));
+    const commandsRun = (): number => (server.logTail(10_000).match(/Starting session: command/g) ?? []).length;
     const data = [randomBytes(3 << 20), randomBytes(3 << 20), randomBytes(3 << 20)];
     // Three puts at once: one channel more opens (2 sessions), the third is refused and the puts share.
     const dnas = await Promise.all(data.map((d, i) => t.put(d, `${server.root}/f${i}`)));
     expect(dnas.map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
-    // Both sessions are SFTP channels now: md5sum cannot get a channel, the digest streams instead.
+    // Both sessions are busy with slow puts: md5sum cannot get a session, the digest streams over SFTP.
+    const slow = (d: Buffer): ReplayableSource => ({
+      size: d.length,
+      open: (off) =>
+        Readable.from(
+          (async function* () {
+            for (let o = off; o < d.length; o += 64 * 1024) {
+              await new Promise((r) => setTimeout(r, 15));
+              yield d.subarray(o, o + 64 * 1024);
+            }
+          })(),
+        ),
+    });
+    const busy = [t.put(slow(data[0]!), `${server.root}/s0`), t.put(slow(data[1]!), `${server.root}/s1`)];
+    await new Promise((r) => setTimeout(r, 150));
     expect(await t.digest(`${server.root}/f1`)).toEqual({ dig: md5(data[1]!), size: data[1]!.length, algorithm: 'md5' });
+    expect(commandsRun()).toBe(0);
+    await Promise.all(busy);
+    // Idle again: the extra SFTP channel is closed to make room, md5sum runs on the far side.
+    expect(await t.digest(`${server.root}/f2`, 'sha256')).toEqual({ dig: createHash('sha256').update(data[2]!).digest('hex'), size: data[2]!.length, algorithm: 'sha256' });
+    expect(t.capabilities.remoteDigest).toBe(true);
+    // The probe (echo) and sha256sum ran on the far side.
+    expect(commandsRun()).toBe(2);
+    expect((await t.list(server.root)).map((e) => e.name)).toEqual(['f0', 'f1', 'f2', 's0', 's1']);
   });
 
   it('with exec allowed, capabilities report remote digests; useExec:false turns them off', async () => {
