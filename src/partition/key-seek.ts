@@ -100,9 +100,18 @@ export interface KeyExtent {
  */
 export function keyExtent(range: KeyRange, columns: readonly ColumnInfo[], key: string): KeyExtent | null {
   if (range.lo === null || range.hi === null) return null;
+  return { lo: range.lo, hi: range.hi, dense: isUniqueKey(columns, key) && BigInt(range.count) === range.hi - range.lo + 1n };
+}
+
+/**
+ * Whether `key` is the table's whole primary key, so no two rows share a value.
+ *
+ * @param columns - the table's columns
+ * @param key - the key column's name as found by findColumn
+ */
+export function isUniqueKey(columns: readonly ColumnInfo[], key: string): boolean {
   const pk = columns.filter((c) => c.primaryKey > 0);
-  const unique = pk.length === 1 && pk[0]!.name === key;
-  return { lo: range.lo, hi: range.hi, dense: unique && BigInt(range.count) === range.hi - range.lo + 1n };
+  return pk.length === 1 && pk[0]!.name === key;
 }
 
 /** Asks one table for its next occupied key; see the module documentation. */

@@ -46,7 +46,7 @@ import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
 import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
-import { KeyCursor, keyExtent } from './key-seek.js';
+import { KeyCursor, isUniqueKey, keyExtent } from './key-seek.js';
 import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
 import { MANIFEST_ENTRY, MANIFEST_FORMAT, MANIFEST_VERSION, formatManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
 import { readManifest, writePartitionArchive, type ArchiveInputEntry } from './partition-archive.js';
@@ -252,6 +252,8 @@ interface TableMeta {
   readonly table: string;
   readonly columns: string[];
   readonly keyIndex: number;
+  /** The key is the table's whole primary key: one row per key value. */
+  readonly uniqueKey: boolean;
   readonly schema: Buffer;
 }
 
@@ -554,6 +556,7 @@ export class Partitioner {
       table,
       columns: columns[i]!.map((c) => c.name),
       keyIndex: findColumn(this.source.name, table, columns[i]!, this.key).index,
+      uniqueKey: isUniqueKey(columns[i]!, findColumn(this.source.name, table, columns[i]!, this.key).column.name),
       schema: Buffer.from(schemas[i]!, 'utf8'),
     }));
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
@@ -621,6 +624,7 @@ export class Partitioner {
             // The snapshot settles as soon as it is aborted; the fill is awaited below so that its spill file is gone before dump() returns.
             filling = RowSpool.fill(stream, {
               keyIndex: m.keyIndex,
+              uniqueKey: m.uniqueKey,
               memoryBytes: this.#spoolBytes,
               spillPath: `${path}.${i}.spool`,
               signal,
@@ -659,7 +663,7 @@ export class Partitioner {
     const writerOf = (j: number): SpoolWriter => {
       let w = writers.get(j);
       if (w === undefined) {
-        w = RowSpool.writer({ keyIndex: m.keyIndex, memoryBytes: this.#spoolBytes, spillPath: `${block[j]!.path!}.0.spool`, signal, onBytes: (n) => progress.add(n) });
+        w = RowSpool.writer({ keyIndex: m.keyIndex, uniqueKey: m.uniqueKey, memoryBytes: this.#spoolBytes, spillPath: `${block[j]!.path!}.0.spool`, signal, onBytes: (n) => progress.add(n) });
         writers.set(j, w);
       }
       return w;
