@@ -265,11 +265,11 @@ export async function restorePartitions(target: TableSource, dir: string, option
   }
 
   // 5. Load.
-  progress.phase('load');
   progress.bytesDone = 0;
   progress.itemsDone = 0;
   progress.bytesTotal = undefined;
   progress.itemsTotal = selected.length;
+  progress.phase('load');
   const perTable = new Map<string, { rows: number; partitions: number }>();
   let rows = 0;
   let bytes = 0;

@@ -201,6 +201,8 @@ describe('Partitioner.restore', () => {
     const r = await Partitioner.restore(dst, out, { onProgress: (p) => seen.push(p) });
     const phases = [...new Set(seen.map((p) => p.phase))];
     expect(phases).toEqual(['verify', 'load']);
+    // The load phase counts from zero.
+    expect(seen.find((p) => p.phase === 'load')).toMatchObject({ itemsDone: 0, bytesDone: 0, itemsTotal: 3 });
     const last = seen.at(-1)!;
     expect(last).toMatchObject({ phase: 'load', itemsDone: 3, itemsTotal: 3, bytesDone: r.bytes });
     await src.close();
