@@ -115,7 +115,7 @@ export interface PlanSyncOptions {
   symlinks?: boolean;
 }
 
-/** A copy that failed, in {@link SyncResult.failed} and EDELETE_GUARD/copy errors. */
+/** A copy that failed: listed in `details.failed` of the error a failed sync throws. */
 export interface SyncFailure {
   /** Relative path. */
   readonly path: string;
