@@ -25,6 +25,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
+import { withLent } from '../source-common.js';
 import {
   checkIdentifier,
   digestRangeOf,
@@ -385,27 +386,14 @@ class MysqlRowStream extends Readable {
 }
 
 /** Runs `fn` on a lent connection; an abort or a failure mid-query closes the connection. */
-async function withConnection<T>(ctx: MysqlReaderContext, action: string, signal: AbortSignal | undefined, fn: (conn: MysqlConnection) => Promise<T>): Promise<T> {
-  throwIfAborted(signal);
-  const lent = await ctx.acquire(signal, false);
-  let broken = false;
-  let rejectAbort: (reason: unknown) => void = () => {};
-  const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
-  aborted.catch(() => {});
-  const disposeAbort = onAbort(signal, (reason) => {
-    broken = true;
-    rejectAbort(reason);
-  });
-  try {
-    return await Promise.race([fn(lent.conn), aborted]);
-  } catch (err) {
-    const e = err as { fatal?: boolean };
-    if (e?.fatal === true) broken = true;
-    throw mysqlError(err, ctx.name, action, signal);
-  } finally {
-    disposeAbort();
-    lent.release(broken);
-  }
+function withConnection<T>(ctx: MysqlReaderContext, action: string, signal: AbortSignal | undefined, fn: (conn: MysqlConnection) => Promise<T>): Promise<T> {
+  return withLent(
+    () => ctx.acquire(signal, false),
+    signal,
+    (lent) => fn(lent.conn),
+    (err) => mysqlError(err, ctx.name, action, signal),
+    (err) => (err as { fatal?: boolean } | null | undefined)?.fatal === true,
+  );
 }
 
 /**

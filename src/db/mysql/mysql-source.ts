@@ -28,17 +28,33 @@
  *
  * @module
  */
-import { Readable, pipeline } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import mysql from 'mysql2';
 import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2';
 import { StowageError } from '../../errors.js';
-import { ProgressTracker } from '../../progress.js';
-import { onAbort, throwIfAborted } from '../../util/abort.js';
-import { checkInt, checkOptionKeys } from '../../util/options.js';
+import { throwIfAborted } from '../../util/abort.js';
+import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
+  armLoadAbort,
+  awaitPooled,
+  badConfig as sourceBadConfig,
+  checkCreateTableArgs,
+  checkReplaceRange,
+  checkServerConnection,
+  checkSnapshotArgs,
+  closedError,
+  parseServerUri,
+  releaseOnce,
+  runSnapshot,
+  tableExistsError,
+  toLoadStream,
+  trackLoad,
+  type ReplaceBounds,
+} from '../source-common.js';
+import { SnapshotLease } from '../snapshot-lease.js';
+import {
   checkIdentifier,
-  toKeyBounds,
   type ColumnInfo,
   type DbOptions,
   type KeyBound,
@@ -111,36 +127,17 @@ const INFILE_NAME = 'stowage-bulk-text';
 const ABORT_GRACE_MS = 2000;
 
 function parseUri(uri: string): MysqlConnectionConfig {
-  let url: URL;
-  try {
-    url = new URL(uri);
-  } catch (err) {
-    throw new StowageError('EBAD_CONFIG', `MysqlSource: ${JSON.stringify(uri)} is not a mysql:// URI.`, { details: { option: 'connection' }, cause: err });
-  }
-  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
-    throw new StowageError('EBAD_CONFIG', `MysqlSource: the URI must start with mysql:// or mariadb://, got ${url.protocol}//.`, { details: { option: 'connection' } });
-  }
-  if (url.search !== '') throw new StowageError('EBAD_CONFIG', 'MysqlSource: URI query parameters are not supported; pass a config object for TLS and timeouts.', { details: { option: 'connection' } });
-  const config: MysqlConnectionConfig = { database: decodeURIComponent(url.pathname.replace(/^\//, '')) };
-  if (url.hostname !== '') config.host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (url.port !== '') config.port = Number(url.port);
-  if (url.username !== '') config.user = decodeURIComponent(url.username);
-  if (url.password !== '') config.password = decodeURIComponent(url.password);
-  return config;
+  return parseServerUri('MysqlSource', uri, ['mysql', 'mariadb'], false);
 }
 
 function badConfig(message: string, option: string): StowageError {
-  return new StowageError('EBAD_CONFIG', `MysqlSource: ${message}`, { details: { option } });
+  return sourceBadConfig('MysqlSource', message, option);
 }
 
 /** Closes a connection at once: the server notices the socket go and stops its query. */
 function destroyConnection(conn: MysqlConnection): void {
   conn.destroy();
   (conn as unknown as { stream?: { destroy(): void } }).stream?.destroy();
-}
-
-function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
-  return typeof x === 'object' && x !== null && typeof (x as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
 }
 
 /**
@@ -175,16 +172,7 @@ export class MysqlSource implements TableSource {
    * @param options - see {@link MysqlSourceOptions}
    */
   constructor(connection: string | MysqlConnectionConfig, options: MysqlSourceOptions = {}) {
-    checkOptionKeys('MysqlSource', options, OPTION_KEYS);
-    let config: MysqlConnectionConfig;
-    if (typeof connection === 'string') config = parseUri(connection);
-    else if (typeof connection === 'object' && connection !== null) config = connection;
-    else throw badConfig('the connection must be a mysql:// URI or a config object.', 'connection');
-    checkOptionKeys('MysqlSource: connection', config, CONFIG_KEYS);
-    if (typeof config.database !== 'string' || config.database.length === 0) throw badConfig('the connection needs a "database".', 'database');
-    if (config.port !== undefined) checkInt('MysqlSource', 'port', config.port, 1, 65535);
-    const poolSize = checkInt('MysqlSource', 'poolSize', options.poolSize ?? 8, 1, 10_000);
-    const connectTimeout = checkInt('MysqlSource', 'connectTimeoutMs', config.connectTimeoutMs ?? 10_000, 1, 2 ** 31 - 1);
+    const { config, poolSize, connectTimeout } = checkServerConnection('MysqlSource', connection, options, { config: CONFIG_KEYS, options: OPTION_KEYS }, parseUri, 'mysql');
     this.database = config.database;
     const where = config.socketPath !== undefined ? `localhost${config.socketPath}` : `${config.host ?? 'localhost'}:${config.port ?? 3306}`;
     this.name = options.name ?? `mysql://${config.user !== undefined ? `${encodeURIComponent(config.user)}@` : ''}${where}/${encodeURIComponent(config.database)}`;
@@ -268,78 +256,32 @@ export class MysqlSource implements TableSource {
    * the connection, and the snapshot with it: later calls fail with EDB.
    */
   async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
-    checkOptionKeys('MysqlSource.snapshot', options, ['signal']);
-    if (typeof fn !== 'function') throw new StowageError('EBAD_CONFIG', 'MysqlSource.snapshot: fn must be a function.', { details: { option: 'fn' } });
+    checkSnapshotArgs('MysqlSource.snapshot', fn, options);
     const { signal } = options;
     throwIfAborted(signal);
     const lent = await this.#acquire(signal);
     const conn = lent.conn;
-    const streams = new Set<Readable>();
-    let open = true;
-    let broken: string | undefined;
-    let streaming = false;
-    let queries = 0;
+    const lease = new SnapshotLease({ name: this.name, unit: 'connection', destroy: () => destroyConnection(conn), track: (s) => this.#track(s) });
     const ctx: MysqlReaderContext = {
       name: this.name,
-      acquire: async (_signal, stream) => {
-        if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
-        if (broken !== undefined) throw new StowageError('EDB', `${this.name}: the snapshot is no longer usable: ${broken}.`, { details: { source: this.name } });
-        // Anything sent now would wait behind the open stream, which waits for its reader.
-        if (streaming) {
-          throw new StowageError('EDB', `${this.name}: a snapshot reads on one connection, and one of its row streams is still open: read it to the end or destroy it first.`, {
-            details: { source: this.name },
-          });
-        }
-        if (stream) streaming = true;
-        else queries++;
-        let released = false;
-        return {
-          conn,
-          release: (isBroken: boolean) => {
-            if (released) return;
-            released = true;
-            if (stream) streaming = false;
-            else queries--;
-            if (isBroken && broken === undefined) {
-              broken = 'a query on its connection was cut short (a row stream destroyed before its end, or an abort)';
-              destroyConnection(conn);
-            }
-          },
-        };
-      },
-      track: (s) => {
-        streams.add(s);
-        this.#track(s);
-        s.once('close', () => streams.delete(s));
-      },
+      acquire: async (_signal, stream) => ({ conn, release: lease.lend(stream) }),
+      track: (s) => lease.track(s),
     };
-    let rejectAbort: (reason: unknown) => void = () => {};
-    const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
-    aborted.catch(() => {});
-    const disposeAbort = onAbort(signal, (reason) => rejectAbort(reason));
-    try {
-      try {
-        await mysqlQuery(conn, { sql: 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ' });
-        await mysqlQuery(conn, { sql: 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY' });
-      } catch (err) {
-        throw mysqlError(err, this.name, 'start a snapshot', signal);
-      }
-      throwIfAborted(signal);
-      return await Promise.race([fn(new MysqlReader(ctx)), aborted]);
-    } finally {
-      disposeAbort();
-      open = false;
-      for (const s of streams) s.destroy();
-      const busy = streaming || queries > 0;
-      if (broken === undefined && !busy) {
+    return runSnapshot(
+      signal,
+      async () => {
         try {
-          await mysqlQuery(conn, { sql: 'ROLLBACK' });
-        } catch {
-          broken = 'ROLLBACK failed';
+          await mysqlQuery(conn, { sql: 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ' });
+          await mysqlQuery(conn, { sql: 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY' });
+        } catch (err) {
+          throw mysqlError(err, this.name, 'start a snapshot', signal);
         }
-      }
-      lent.release(broken !== undefined || busy);
-    }
+        throwIfAborted(signal);
+      },
+      fn,
+      () => new MysqlReader(ctx),
+      async () => lent.release(await lease.end(() => mysqlQuery(conn, { sql: 'ROLLBACK' }))),
+    );
   }
 
   /**
@@ -350,11 +292,7 @@ export class MysqlSource implements TableSource {
    * whatever it did create stays.
    */
   async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
-    checkOptionKeys('MysqlSource.createTable', options, ['signal']);
-    checkIdentifier('MysqlSource.createTable', 'table', table);
-    if (typeof ddl !== 'string' || ddl.trim().length === 0) {
-      throw new StowageError('EBAD_CONFIG', 'MysqlSource.createTable: ddl must be a non-empty string of SQL.', { details: { option: 'ddl' } });
-    }
+    checkCreateTableArgs('MysqlSource.createTable', table, ddl, options);
     const { signal } = options;
     throwIfAborted(signal);
     const lent = await this.#acquire(signal);
@@ -362,7 +300,7 @@ export class MysqlSource implements TableSource {
     try {
       throwIfAborted(signal);
       if (await this.#exists(lent.conn, table)) {
-        throw new StowageError('EEXIST', `Table ${JSON.stringify(table)} already exists in ${this.name}.`, { details: { source: this.name, table } });
+        throw tableExistsError(this.name, table);
       }
       await mysqlQuery(lent.conn, { sql: ddl.trim().replace(/;+\s*$/, '') });
       if (!(await this.#exists(lent.conn, table))) {
@@ -391,18 +329,11 @@ export class MysqlSource implements TableSource {
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
     checkOptionKeys('MysqlSource.load', options, ['signal', 'onProgress', 'replaceRange']);
     checkIdentifier('MysqlSource.load', 'table', table);
-    const stream = input instanceof Readable ? input : isAsyncIterable(input) ? Readable.from(input, { objectMode: false }) : undefined;
-    if (stream === undefined) throw new StowageError('EBAD_CONFIG', 'MysqlSource.load: input must be a Readable or an async iterable of byte chunks.', { details: { option: 'input' } });
+    const stream = toLoadStream('MysqlSource.load', input);
     const { signal, onProgress, replaceRange } = options;
-    let bounds: { key: string; lo: bigint; hi: bigint } | undefined;
+    let bounds: ReplaceBounds | undefined;
     try {
-      if (replaceRange !== undefined) {
-        checkOptionKeys('MysqlSource.load: replaceRange', replaceRange, ['key', 'lo', 'hi']);
-        checkIdentifier('MysqlSource.load', 'replaceRange.key', replaceRange.key);
-        const { lo, hi } = toKeyBounds('MysqlSource.load: replaceRange', replaceRange.lo, replaceRange.hi);
-        if (lo === undefined || hi === undefined) throw new StowageError('EBAD_CONFIG', 'MysqlSource.load: replaceRange needs both lo and hi.', { details: { option: 'replaceRange' } });
-        bounds = { key: replaceRange.key, lo, hi };
-      }
+      bounds = checkReplaceRange('MysqlSource.load', replaceRange);
       throwIfAborted(signal);
       this.#checkOpen();
     } catch (err) {
@@ -420,17 +351,12 @@ export class MysqlSource implements TableSource {
     const conn = lent.conn;
     let broken = false;
     let inTransaction = false;
-    let graceTimer: NodeJS.Timeout | undefined;
     let gate: BulkTextGate | undefined;
-    const disposeAbort = onAbort(signal, (reason) => {
-      stream.destroy(reason as Error);
-      // The server winds the LOAD down when the stream ends; if it does not
-      // (stuck on a lock), closing the connection makes it roll back.
-      graceTimer = setTimeout(() => {
-        broken = true;
-        destroyConnection(conn);
-      }, ABORT_GRACE_MS);
-      graceTimer.unref();
+    // The server winds the LOAD down when the stream ends; if it does not
+    // (stuck on a lock), closing the connection makes it roll back.
+    const disposeAbort = armLoadAbort(signal, stream, ABORT_GRACE_MS, () => {
+      broken = true;
+      destroyConnection(conn);
     });
     try {
       throwIfAborted(signal);
@@ -441,14 +367,8 @@ export class MysqlSource implements TableSource {
         const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi}`;
       }
-      gate = new BulkTextGate({ columns: info.columns.length, dialect: 'mysql' });
-      const tracker = new ProgressTracker('load', onProgress);
-      let counted = 0;
-      const g = gate;
-      g.on('data', () => {
-        tracker.add(g.bytes - tracker.bytesDone, g.rows - counted);
-        counted = g.rows;
-      });
+      const g = (gate = new BulkTextGate({ columns: info.columns.length, dialect: 'mysql' }));
+      const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       await mysqlQuery(conn, { sql: 'START TRANSACTION' });
       inTransaction = true;
@@ -482,8 +402,7 @@ export class MysqlSource implements TableSource {
       }
       await mysqlQuery(conn, { sql: 'COMMIT' });
       inTransaction = false;
-      tracker.add(g.bytes - tracker.bytesDone, g.rows - counted);
-      tracker.report(true);
+      finishProgress();
       return Object.freeze({ rows: g.rows, bytes: g.bytes, deleted });
     } catch (err) {
       stream.destroy();
@@ -499,7 +418,6 @@ export class MysqlSource implements TableSource {
       throw mysqlError(err, this.name, action, signal);
     } finally {
       disposeAbort();
-      clearTimeout(graceTimer);
       lent.release(broken);
     }
   }
@@ -536,20 +454,8 @@ export class MysqlSource implements TableSource {
     throwIfAborted(signal);
     let conn: PoolConnection;
     try {
-      conn = await new Promise<PoolConnection>((resolve, reject) => {
-        const dispose = onAbort(signal, reject);
-        this.#pool.getConnection((err, c) => {
-          dispose();
-          if (err) {
-            reject(err);
-          } else if (signal?.aborted) {
-            c.release();
-            reject(signal.reason);
-          } else {
-            resolve(c);
-          }
-        });
-      });
+      const pending = new Promise<PoolConnection>((resolve, reject) => this.#pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
+      conn = await awaitPooled(pending, signal, (c) => c.release());
       if (!this.#inited.has(conn)) {
         // A pooled connection reports a lost socket as an 'error' event; the
         // query in flight gets it too, and the pool drops the connection.
@@ -565,15 +471,12 @@ export class MysqlSource implements TableSource {
     } catch (err) {
       throw mysqlError(err, this.name, 'connect', signal);
     }
-    let released = false;
     return {
       conn,
-      release: (broken) => {
-        if (released) return;
-        released = true;
+      release: releaseOnce((broken) => {
         if (broken) destroyConnection(conn);
         else conn.release();
-      },
+      }),
     };
   }
 
@@ -587,6 +490,6 @@ export class MysqlSource implements TableSource {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new StowageError('EDB', `${this.name} is closed.`, { details: { source: this.name } });
+    if (this.#closed) throw closedError(this.name);
   }
 }

@@ -25,6 +25,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
+import { withLent } from '../source-common.js';
 import {
   INT64_MAX,
   INT64_MIN,
@@ -294,25 +295,13 @@ class PgCopyOutStream extends Readable {
 }
 
 /** Runs `fn` on a lent client; an abort closes the client. */
-async function withClient<T>(ctx: PgReaderContext, action: string, signal: AbortSignal | undefined, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
-  throwIfAborted(signal);
-  const lent = await ctx.acquire(signal, false);
-  let broken = false;
-  let rejectAbort: (reason: unknown) => void = () => {};
-  const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
-  aborted.catch(() => {});
-  const disposeAbort = onAbort(signal, (reason) => {
-    broken = true;
-    rejectAbort(reason);
-  });
-  try {
-    return await Promise.race([fn(lent.client), aborted]);
-  } catch (err) {
-    throw pgError(err, ctx.name, action, signal);
-  } finally {
-    disposeAbort();
-    lent.release(broken);
-  }
+function withClient<T>(ctx: PgReaderContext, action: string, signal: AbortSignal | undefined, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+  return withLent(
+    () => ctx.acquire(signal, false),
+    signal,
+    (lent) => fn(lent.client),
+    (err) => pgError(err, ctx.name, action, signal),
+  );
 }
 
 /**

@@ -20,19 +20,35 @@
  *
  * @module
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { StowageError } from '../../errors.js';
-import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
-import { checkInt, checkOptionKeys } from '../../util/options.js';
+import { checkOptionKeys } from '../../util/options.js';
 import { BulkTextGate } from '../bulk-gate.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
+  armLoadAbort,
+  awaitPooled,
+  badConfig as sourceBadConfig,
+  checkCreateTableArgs,
+  checkReplaceRange,
+  checkServerConnection,
+  checkSnapshotArgs,
+  closedError,
+  parseServerUri,
+  releaseOnce,
+  runSnapshot,
+  tableExistsError,
+  toLoadStream,
+  trackLoad,
+  type ReplaceBounds,
+} from '../source-common.js';
+import { SnapshotLease } from '../snapshot-lease.js';
+import {
   checkIdentifier,
-  toKeyBounds,
   type ColumnInfo,
   type DbOptions,
   type KeyBound,
@@ -89,35 +105,16 @@ const SESSION_SQL =
 const ABORT_GRACE_MS = 2000;
 
 function badConfig(message: string, option: string): StowageError {
-  return new StowageError('EBAD_CONFIG', `PostgresSource: ${message}`, { details: { option } });
+  return sourceBadConfig('PostgresSource', message, option);
 }
 
 function parseUri(uri: string): PostgresConnectionConfig {
-  let url: URL;
-  try {
-    url = new URL(uri);
-  } catch (err) {
-    throw new StowageError('EBAD_CONFIG', `PostgresSource: ${JSON.stringify(uri)} is not a postgres:// URI.`, { details: { option: 'connection' }, cause: err });
-  }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw badConfig(`the URI must start with postgres:// or postgresql://, got ${url.protocol}//.`, 'connection');
-  }
-  if (url.search !== '') throw badConfig('URI query parameters are not supported; pass a config object for TLS and timeouts.', 'connection');
-  const config: PostgresConnectionConfig = { database: decodeURIComponent(url.pathname.replace(/^\//, '')) };
-  if (url.hostname !== '') config.host = decodeURIComponent(url.hostname.replace(/^\[(.*)\]$/, '$1'));
-  if (url.port !== '') config.port = Number(url.port);
-  if (url.username !== '') config.user = decodeURIComponent(url.username);
-  if (url.password !== '') config.password = decodeURIComponent(url.password);
-  return config;
+  return parseServerUri('PostgresSource', uri, ['postgres', 'postgresql'], true);
 }
 
 /** Closes a client at once: the server notices the socket go and ends its backend. */
 function destroyClient(client: pg.ClientBase): void {
   (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-}
-
-function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
-  return typeof x === 'object' && x !== null && typeof (x as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
 }
 
 /**
@@ -154,16 +151,7 @@ export class PostgresSource implements TableSource {
    * @param options - see {@link PostgresSourceOptions}
    */
   constructor(connection: string | PostgresConnectionConfig, options: PostgresSourceOptions = {}) {
-    checkOptionKeys('PostgresSource', options, OPTION_KEYS);
-    let config: PostgresConnectionConfig;
-    if (typeof connection === 'string') config = parseUri(connection);
-    else if (typeof connection === 'object' && connection !== null) config = connection;
-    else throw badConfig('the connection must be a postgres:// URI or a config object.', 'connection');
-    checkOptionKeys('PostgresSource: connection', config, CONFIG_KEYS);
-    if (typeof config.database !== 'string' || config.database.length === 0) throw badConfig('the connection needs a "database".', 'database');
-    if (config.port !== undefined) checkInt('PostgresSource', 'port', config.port, 1, 65535);
-    const poolSize = checkInt('PostgresSource', 'poolSize', options.poolSize ?? 8, 1, 10_000);
-    const connectTimeout = checkInt('PostgresSource', 'connectTimeoutMs', config.connectTimeoutMs ?? 10_000, 1, 2 ** 31 - 1);
+    const { config, poolSize, connectTimeout } = checkServerConnection('PostgresSource', connection, options, { config: CONFIG_KEYS, options: OPTION_KEYS }, parseUri, 'postgres');
     this.schemaName = checkIdentifier('PostgresSource', 'schema', options.schema ?? 'public');
     this.database = config.database;
     const where = `${config.host ?? 'localhost'}:${config.port ?? 5432}`;
@@ -266,80 +254,33 @@ export class PostgresSource implements TableSource {
    * with it: later calls fail with EDB.
    */
   async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
-    checkOptionKeys('PostgresSource.snapshot', options, ['signal']);
-    if (typeof fn !== 'function') throw new StowageError('EBAD_CONFIG', 'PostgresSource.snapshot: fn must be a function.', { details: { option: 'fn' } });
+    checkSnapshotArgs('PostgresSource.snapshot', fn, options);
     const { signal } = options;
     throwIfAborted(signal);
     const lent = await this.#acquire(signal);
     const client = lent.client;
-    const streams = new Set<Readable>();
-    let open = true;
-    let broken: string | undefined;
-    let streaming = false;
-    let queries = 0;
-    const acquire = async (_signal: AbortSignal | undefined, stream: boolean): Promise<LentPgClient> => {
-      if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
-      if (broken !== undefined) throw new StowageError('EDB', `${this.name}: the snapshot is no longer usable: ${broken}.`, { details: { source: this.name } });
-      // Anything sent now would wait behind the open COPY, which waits for its reader.
-      if (streaming) {
-        throw new StowageError('EDB', `${this.name}: a snapshot reads on one client, and one of its row streams is still open: read it to the end or destroy it first.`, {
-          details: { source: this.name },
-        });
-      }
-      if (stream) streaming = true;
-      else queries++;
-      let released = false;
-      return {
-        client,
-        release: (isBroken: boolean) => {
-          if (released) return;
-          released = true;
-          if (stream) streaming = false;
-          else queries--;
-          if (isBroken && broken === undefined) {
-            broken = 'a query on its client was cut short (a row stream destroyed before its end, or an abort)';
-            destroyClient(client);
-          }
-        },
-      };
-    };
+    const lease = new SnapshotLease({ name: this.name, unit: 'client', destroy: () => destroyClient(client), track: (s) => this.#track(s) });
     const ctx: PgReaderContext = {
       name: this.name,
       schema: this.schemaName,
-      acquire,
-      track: (s) => {
-        streams.add(s);
-        this.#track(s);
-        s.once('close', () => streams.delete(s));
-      },
+      acquire: async (_signal: AbortSignal | undefined, stream: boolean): Promise<LentPgClient> => ({ client, release: lease.lend(stream) }),
+      track: (s) => lease.track(s),
     };
-    let rejectAbort: (reason: unknown) => void = () => {};
-    const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
-    aborted.catch(() => {});
-    const disposeAbort = onAbort(signal, (reason) => rejectAbort(reason));
-    try {
-      try {
-        // The snapshot is taken by the first statement, not by BEGIN.
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1');
-      } catch (err) {
-        throw pgError(err, this.name, 'start a snapshot', signal);
-      }
-      throwIfAborted(signal);
-      return await Promise.race([fn(new PgReader(ctx)), aborted]);
-    } finally {
-      disposeAbort();
-      open = false;
-      for (const s of streams) s.destroy();
-      const busy = streaming || queries > 0;
-      if (broken === undefined && !busy) {
+    return runSnapshot(
+      signal,
+      async () => {
         try {
-          await client.query('ROLLBACK');
-        } catch {
-          broken = 'ROLLBACK failed';
+          // The snapshot is taken by the first statement, not by BEGIN.
+          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1');
+        } catch (err) {
+          throw pgError(err, this.name, 'start a snapshot', signal);
         }
-      }
-      lent.release(broken !== undefined || busy);
-    }
+        throwIfAborted(signal);
+      },
+      fn,
+      () => new PgReader(ctx),
+      async () => lent.release(await lease.end(() => client.query('ROLLBACK'))),
+    );
   }
 
   /**
@@ -350,11 +291,7 @@ export class PostgresSource implements TableSource {
    * `table` exists at the end.
    */
   async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
-    checkOptionKeys('PostgresSource.createTable', options, ['signal']);
-    checkIdentifier('PostgresSource.createTable', 'table', table);
-    if (typeof ddl !== 'string' || ddl.trim().length === 0) {
-      throw new StowageError('EBAD_CONFIG', 'PostgresSource.createTable: ddl must be a non-empty string of SQL.', { details: { option: 'ddl' } });
-    }
+    checkCreateTableArgs('PostgresSource.createTable', table, ddl, options);
     const { signal } = options;
     throwIfAborted(signal);
     const lent = await this.#acquire(signal);
@@ -369,7 +306,7 @@ export class PostgresSource implements TableSource {
       await client.query('BEGIN');
       inTransaction = true;
       if (await this.#exists(client, table)) {
-        throw new StowageError('EEXIST', `Table ${JSON.stringify(table)} already exists in ${this.name}.`, { details: { source: this.name, table } });
+        throw tableExistsError(this.name, table);
       }
       await client.query(ddl);
       if (!(await this.#exists(client, table))) {
@@ -398,18 +335,11 @@ export class PostgresSource implements TableSource {
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
     checkOptionKeys('PostgresSource.load', options, ['signal', 'onProgress', 'replaceRange']);
     checkIdentifier('PostgresSource.load', 'table', table);
-    const stream = input instanceof Readable ? input : isAsyncIterable(input) ? Readable.from(input, { objectMode: false }) : undefined;
-    if (stream === undefined) throw new StowageError('EBAD_CONFIG', 'PostgresSource.load: input must be a Readable or an async iterable of byte chunks.', { details: { option: 'input' } });
+    const stream = toLoadStream('PostgresSource.load', input);
     const { signal, onProgress, replaceRange } = options;
-    let bounds: { key: string; lo: bigint; hi: bigint } | undefined;
+    let bounds: ReplaceBounds | undefined;
     try {
-      if (replaceRange !== undefined) {
-        checkOptionKeys('PostgresSource.load: replaceRange', replaceRange, ['key', 'lo', 'hi']);
-        checkIdentifier('PostgresSource.load', 'replaceRange.key', replaceRange.key);
-        const { lo, hi } = toKeyBounds('PostgresSource.load: replaceRange', replaceRange.lo, replaceRange.hi);
-        if (lo === undefined || hi === undefined) throw new StowageError('EBAD_CONFIG', 'PostgresSource.load: replaceRange needs both lo and hi.', { details: { option: 'replaceRange' } });
-        bounds = { key: replaceRange.key, lo, hi };
-      }
+      bounds = checkReplaceRange('PostgresSource.load', replaceRange);
       throwIfAborted(signal);
       this.#checkOpen();
     } catch (err) {
@@ -427,17 +357,12 @@ export class PostgresSource implements TableSource {
     const client = lent.client;
     let broken = false;
     let inTransaction = false;
-    let graceTimer: NodeJS.Timeout | undefined;
     let gate: BulkTextGate | undefined;
-    const disposeAbort = onAbort(signal, (reason) => {
-      stream.destroy(reason as Error);
-      // The COPY is failed (CopyFail) as the stream goes; if the server does
-      // not answer (stuck on a lock), closing the client makes it roll back.
-      graceTimer = setTimeout(() => {
-        broken = true;
-        destroyClient(client);
-      }, ABORT_GRACE_MS);
-      graceTimer.unref();
+    // The COPY is failed (CopyFail) as the stream goes; if the server does
+    // not answer (stuck on a lock), closing the client makes it roll back.
+    const disposeAbort = armLoadAbort(signal, stream, ABORT_GRACE_MS, () => {
+      broken = true;
+      destroyClient(client);
     });
     try {
       throwIfAborted(signal);
@@ -449,12 +374,7 @@ export class PostgresSource implements TableSource {
         deleteSql = `DELETE FROM ${t} WHERE ${pgRangeCondition(k, bounds.lo, bounds.hi)}`;
       }
       const g = (gate = new BulkTextGate({ columns: info.columns.length, dialect: 'postgres' }));
-      const tracker = new ProgressTracker('load', onProgress);
-      let counted = 0;
-      g.on('data', () => {
-        tracker.add(g.bytes - tracker.bytesDone, g.rows - counted);
-        counted = g.rows;
-      });
+      const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       await client.query('BEGIN');
       inTransaction = true;
@@ -469,8 +389,7 @@ export class PostgresSource implements TableSource {
       }
       await client.query('COMMIT');
       inTransaction = false;
-      tracker.add(g.bytes - tracker.bytesDone, g.rows - counted);
-      tracker.report(true);
+      finishProgress();
       return Object.freeze({ rows: g.rows, bytes: g.bytes, deleted });
     } catch (err) {
       stream.destroy();
@@ -485,7 +404,6 @@ export class PostgresSource implements TableSource {
       throw pgError(err, this.name, action, signal);
     } finally {
       disposeAbort();
-      clearTimeout(graceTimer);
       lent.release(broken);
     }
   }
@@ -514,25 +432,7 @@ export class PostgresSource implements TableSource {
     throwIfAborted(signal);
     let client: pg.PoolClient;
     try {
-      const connecting = this.#pool.connect();
-      client = await new Promise<pg.PoolClient>((resolve, reject) => {
-        const dispose = onAbort(signal, reject);
-        connecting.then(
-          (c) => {
-            dispose();
-            if (signal?.aborted) {
-              c.release();
-              reject(signal.reason);
-            } else {
-              resolve(c);
-            }
-          },
-          (err: unknown) => {
-            dispose();
-            reject(err);
-          },
-        );
-      });
+      client = await awaitPooled(this.#pool.connect(), signal, (c) => c.release());
       if (!this.#inited.has(client)) {
         // A client whose socket dies while lent reports it as an 'error'
         // event; the query in flight gets the error too.
@@ -548,19 +448,16 @@ export class PostgresSource implements TableSource {
     } catch (err) {
       throw pgError(err, this.name, 'connect', signal);
     }
-    let released = false;
     return {
       client,
-      release: (broken) => {
-        if (released) return;
-        released = true;
+      release: releaseOnce((broken) => {
         if (broken) {
           destroyClient(client);
           client.release(new Error('stowage: client closed after an interrupted operation'));
         } else {
           client.release();
         }
-      },
+      }),
     };
   }
 
@@ -570,6 +467,6 @@ export class PostgresSource implements TableSource {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new StowageError('EDB', `${this.name} is closed.`, { details: { source: this.name } });
+    if (this.#closed) throw closedError(this.name);
   }
 }

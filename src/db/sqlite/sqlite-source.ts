@@ -32,12 +32,12 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkInt, checkOptionKeys } from '../../util/options.js';
 import { BulkTextParser } from '../bulk-text.js';
+import { checkCreateTableArgs, checkReplaceRange, checkSnapshotArgs, closedError, runSnapshot, tableExistsError, toLoadStream } from '../source-common.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
   checkIdentifier,
   dbError,
   findColumn,
-  toKeyBounds,
   type ColumnInfo,
   type DbOptions,
   type KeyBound,
@@ -202,8 +202,7 @@ export class SqliteSource implements TableSource {
    * database: its one connection, with loads held off until `fn` settles.
    */
   async snapshot<T>(fn: (reader: TableReader) => Promise<T>, options: DbOptions = {}): Promise<T> {
-    checkOptionKeys('SqliteSource.snapshot', options, ['signal']);
-    if (typeof fn !== 'function') throw new StowageError('EBAD_CONFIG', 'SqliteSource.snapshot: fn must be a function.', { details: { option: 'fn' } });
+    checkSnapshotArgs('SqliteSource.snapshot', fn, options);
     const { signal } = options;
     throwIfAborted(signal);
     this.#checkOpen();
@@ -228,47 +227,42 @@ export class SqliteSource implements TableSource {
         s.once('close', () => streams.delete(s));
       },
     };
-    let rejectAbort: (reason: unknown) => void = () => {};
-    const aborted = new Promise<never>((_, reject) => (rejectAbort = reject));
-    aborted.catch(() => {});
-    const disposeAbort = onAbort(signal, (reason) => rejectAbort(reason));
-    try {
-      if (dedicated) {
+    return runSnapshot(
+      signal,
+      async () => {
+        if (!dedicated) return;
         try {
           db.exec('BEGIN');
           db.prepare('SELECT count(*) FROM sqlite_schema').get();
         } catch (err) {
           throw dbError(err, this.name, 'start a snapshot');
         }
-      }
-      return await Promise.race([fn(new SqliteReader(ctx)), aborted]);
-    } finally {
-      disposeAbort();
-      open = false;
-      for (const s of streams) s.destroy();
-      if (dedicated) {
-        try {
-          if (db.inTransaction) db.exec('ROLLBACK');
-        } finally {
-          db.close();
+      },
+      fn,
+      () => new SqliteReader(ctx),
+      async () => {
+        open = false;
+        for (const s of streams) s.destroy();
+        if (dedicated) {
+          try {
+            if (db.inTransaction) db.exec('ROLLBACK');
+          } finally {
+            db.close();
+          }
         }
-      }
-    }
+      },
+    );
   }
 
   async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
-    checkOptionKeys('SqliteSource.createTable', options, ['signal']);
-    checkIdentifier('SqliteSource.createTable', 'table', table);
-    if (typeof ddl !== 'string' || ddl.trim().length === 0) {
-      throw new StowageError('EBAD_CONFIG', 'SqliteSource.createTable: ddl must be a non-empty string of SQL.', { details: { option: 'ddl' } });
-    }
+    checkCreateTableArgs('SqliteSource.createTable', table, ddl, options);
     throwIfAborted(options.signal);
     this.#checkWritable('createTable');
     await this.#writeLock.run(async () => {
       throwIfAborted(options.signal);
       const db = this.#db;
       if (this.#tableExists(db, table)) {
-        throw new StowageError('EEXIST', `Table ${JSON.stringify(table)} already exists in ${this.name}.`, { details: { source: this.name, table } });
+        throw tableExistsError(this.name, table);
       }
       try {
         db.transaction(() => {
@@ -293,19 +287,9 @@ export class SqliteSource implements TableSource {
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
     checkOptionKeys('SqliteSource.load', options, ['signal', 'onProgress', 'replaceRange']);
     checkIdentifier('SqliteSource.load', 'table', table);
-    const stream = input instanceof Readable ? input : isAsyncIterable(input) ? Readable.from(input, { objectMode: false }) : undefined;
-    if (stream === undefined) throw new StowageError('EBAD_CONFIG', 'SqliteSource.load: input must be a Readable or an async iterable of byte chunks.', { details: { option: 'input' } });
+    const stream = toLoadStream('SqliteSource.load', input);
     const { signal, onProgress, replaceRange } = options;
-    let bounds: { key: string; lo: bigint; hi: bigint } | undefined;
-    if (replaceRange !== undefined) {
-      checkOptionKeys('SqliteSource.load: replaceRange', replaceRange, ['key', 'lo', 'hi']);
-      checkIdentifier('SqliteSource.load', 'replaceRange.key', replaceRange.key);
-      const { lo, hi } = toKeyBounds('SqliteSource.load: replaceRange', replaceRange.lo, replaceRange.hi);
-      if (lo === undefined || hi === undefined) {
-        throw new StowageError('EBAD_CONFIG', 'SqliteSource.load: replaceRange needs both lo and hi.', { details: { option: 'replaceRange' } });
-      }
-      bounds = { key: replaceRange.key, lo, hi };
-    }
+    const bounds = checkReplaceRange('SqliteSource.load', replaceRange);
     try {
       throwIfAborted(signal);
       this.#checkWritable('load');
@@ -427,15 +411,11 @@ export class SqliteSource implements TableSource {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new StowageError('EDB', `${this.name} is closed.`, { details: { source: this.name } });
+    if (this.#closed) throw closedError(this.name);
   }
 
   #checkWritable(what: string): void {
     this.#checkOpen();
     if (this.#readonly) throw new StowageError('EBAD_CONFIG', `SqliteSource.${what}: ${this.name} was opened with readonly: true.`, { details: { source: this.name, option: 'readonly' } });
   }
-}
-
-function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
-  return typeof x === 'object' && x !== null && typeof (x as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
 }
