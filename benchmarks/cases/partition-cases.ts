@@ -118,7 +118,8 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
       );
       if (count !== rows) throw new Error(`mariadb-dump: the Partitioner dumped ${count} rows of ${rows}`);
       const chunks = (await readdir(theirs)).filter((f) => /\.\d{5}\.sql\.gz$/.test(f));
-      if (chunks.length < Math.floor(rows / ROWS_PER_PARTITION)) throw new Error(`mariadb-dump: mydumper wrote ${chunks.length} data files, expected ${rows / ROWS_PER_PARTITION}`);
+      // mydumper cuts by the server's row estimates, so the count of files varies a little; myloader's restore below checks the rows.
+      if (chunks.length < Math.floor(rows / ROWS_PER_PARTITION / 2)) throw new Error(`mariadb-dump: mydumper wrote ${chunks.length} data files, expected about ${rows / ROWS_PER_PARTITION}`);
       if (wantDump) {
         ctx.record({ case: 'mariadb-dump', unit: 'rows/s', value: rate(rows, d.ours), baseline: 'mydumper --rows 10000 --threads 2 --compress', baselineValue: rate(rows, d.theirs) });
       }
