@@ -2,7 +2,6 @@
 // loaded into another database and compared value by value; the CREATE
 // TABLE rebuilt from the catalogs; identifiers; metadata; loads (all or
 // nothing); errors.
-import { createServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBulkRow, type BulkField } from '../../../src/db/index.js';
@@ -11,6 +10,7 @@ import type { Progress } from '../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startPostgres, type PostgresServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
+import { itReplacesRange, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
 import { makeFixture, normRows, sql, textRows } from './helpers.js';
 
 let db: PostgresServer;
@@ -356,26 +356,7 @@ describe('PostgresSource: tables, keys and ranges', () => {
     }
   });
 
-  it('selects inclusive ranges in key then primary-key order, open-ended or beyond int64', async () => {
-    const a = await freshDb();
-    await sql(db, a, 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
-    await sql(db, a, "INSERT INTO p VALUES (2, 2, 'b'), (1, 9, 'x'), (2, 1, 'a'), (3, 1, 'c'), (9223372036854775807, 1, 'max'), (-9223372036854775808, 1, 'min')");
-    await using src = source(a);
-    const text = async (lo?: bigint | number, hi?: bigint | number): Promise<string> => {
-      const o: { key: string; lo?: bigint | number; hi?: bigint | number } = { key: 'SEQNO' };
-      if (lo !== undefined) o.lo = lo;
-      if (hi !== undefined) o.hi = hi;
-      return (await collect(await src.rows('p', o))).toString();
-    };
-    expect(await text()).toBe('-9223372036854775808\t1\tmin\n1\t9\tx\n2\t1\ta\n2\t2\tb\n3\t1\tc\n9223372036854775807\t1\tmax\n');
-    expect(await text(2, 2)).toBe('2\t1\ta\n2\t2\tb\n');
-    expect(await text(3n)).toBe('3\t1\tc\n9223372036854775807\t1\tmax\n');
-    expect(await text(undefined, 1)).toBe('-9223372036854775808\t1\tmin\n1\t9\tx\n');
-    expect(await text(9223372036854775807n, 18446744073709551615n)).toBe('9223372036854775807\t1\tmax\n');
-    expect(await text(9223372036854775808n)).toBe('');
-    expect(await text(-(2n ** 63n), -(2n ** 63n))).toBe('-9223372036854775808\t1\tmin\n');
-    expect(await text(4, 5)).toBe('');
-  });
+  itSelectsInclusiveRanges(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
 });
 
 describe('PostgresSource: errors', () => {
@@ -421,20 +402,7 @@ describe('PostgresSource: errors', () => {
     expect(await src.tables()).toContain(ALL_TYPES_TABLE);
   });
 
-  it('ETIMEOUT when the server accepts the connection but never answers', async () => {
-    const silent = createServer(() => {});
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    try {
-      const { port } = silent.address() as AddressInfo;
-      await using src = new PostgresSource({ host: '127.0.0.1', port, user: 'x', password: 'y', database: 'z', connectTimeoutMs: 300 });
-      const t0 = Date.now();
-      const err = await rejectsWith(src.tables(), 'ETIMEOUT');
-      expect(Date.now() - t0).toBeLessThan(5000);
-      expect(err.retryable).toBe(true);
-    } finally {
-      silent.close();
-    }
-  });
+  itTimesOutOnSilentServer((port) => new PostgresSource({ host: '127.0.0.1', port, user: 'x', password: 'y', database: 'z', connectTimeoutMs: 300 }));
 
   it('ECONNECT when nothing listens, EAUTH for a wrong password, with the driver error as cause', async () => {
     const port = await freePort();
@@ -504,17 +472,7 @@ describe('PostgresSource: load', () => {
     expect(await rowsOf(src)).toBe('1\tone\t1\n2\ttwo\t2\n3\tthree\t3\n');
   });
 
-  it('replaceRange replaces a partition in the same transaction', async () => {
-    await using src = await table();
-    await src.load('t', Readable.from([Buffer.from('2\told\t2\n3\told\t3\n4\td\t4\n')]));
-    const tail = Buffer.concat([encodeBulkRow(['2', 'new', '2']), encodeBulkRow(['3', 'new', '3'])]);
-    await rejectsWith(src.load('t', Readable.from([tail])), 'EDB');
-    const r = await src.load('t', Readable.from([tail]), { replaceRange: { key: 'k', lo: 2, hi: 3n } });
-    expect(r).toEqual({ rows: 2, bytes: tail.length, deleted: 2 });
-    expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
-    await rejectsWith(src.load('t', Readable.from([Buffer.from('2\tx\t2\n3')]), { replaceRange: { key: 'k', lo: 2, hi: 3 } }), 'EDB');
-    expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
-  });
+  itReplacesRange(table, (src) => rowsOf(src as PostgresSource));
 
   it('loads from any async iterable of chunks, split anywhere; control characters and \\Z survive', async () => {
     const a = await freshDb();

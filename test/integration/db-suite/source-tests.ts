@@ -1,0 +1,90 @@
+// Tests of a pooled server source whose body is the same for MysqlSource and
+// PostgresSource. Each function declares one `it` where it is called, so
+// each engine's file keeps its describe blocks and its test order.
+import { createServer, type AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { expect, it } from 'vitest';
+import { encodeBulkRow } from '../../../src/db/index.js';
+import { collect, rejectsWith } from '../../unit/db/helpers.js';
+import type { SuiteSource } from './streaming-suite.js';
+
+/**
+ * Rows of a range come in key then primary-key order, bounds inclusive,
+ * open-ended or beyond int64.
+ *
+ * @param freshDb - a new empty database
+ * @param exec - runs a statement in a database
+ * @param source - a source of a database
+ * @param createP - the engine's DDL of `p` (SEQNO bigint NOT NULL, RC int NOT NULL, v text, PRIMARY KEY (RC, SEQNO))
+ */
+export function itSelectsInclusiveRanges(
+  freshDb: () => Promise<string>,
+  exec: (database: string, sql: string) => Promise<unknown>,
+  source: (database: string) => SuiteSource,
+  createP: string,
+): void {
+  it('selects inclusive ranges in key then primary-key order, open-ended or beyond int64', async () => {
+    const a = await freshDb();
+    await exec(a, createP);
+    await exec(a, "INSERT INTO p VALUES (2, 2, 'b'), (1, 9, 'x'), (2, 1, 'a'), (3, 1, 'c'), (9223372036854775807, 1, 'max'), (-9223372036854775808, 1, 'min')");
+    await using src = source(a);
+    const text = async (lo?: bigint | number, hi?: bigint | number): Promise<string> => {
+      const o: { key: string; lo?: bigint | number; hi?: bigint | number } = { key: 'SEQNO' };
+      if (lo !== undefined) o.lo = lo;
+      if (hi !== undefined) o.hi = hi;
+      return (await collect(await src.rows('p', o))).toString();
+    };
+    expect(await text()).toBe('-9223372036854775808\t1\tmin\n1\t9\tx\n2\t1\ta\n2\t2\tb\n3\t1\tc\n9223372036854775807\t1\tmax\n');
+    expect(await text(2, 2)).toBe('2\t1\ta\n2\t2\tb\n');
+    expect(await text(3n)).toBe('3\t1\tc\n9223372036854775807\t1\tmax\n');
+    expect(await text(undefined, 1)).toBe('-9223372036854775808\t1\tmin\n1\t9\tx\n');
+    expect(await text(9223372036854775807n, 18446744073709551615n)).toBe('9223372036854775807\t1\tmax\n');
+    expect(await text(9223372036854775808n)).toBe('');
+    expect(await text(-(2n ** 63n), -(2n ** 63n))).toBe('-9223372036854775808\t1\tmin\n');
+    expect(await text(4, 5)).toBe('');
+  });
+}
+
+/**
+ * ETIMEOUT (retryable, within the connect timeout) from a server that
+ * accepts the connection and never answers.
+ *
+ * @param sourceAt - a source of 127.0.0.1:port (user x, password y, database z) with connectTimeoutMs 300
+ */
+export function itTimesOutOnSilentServer(sourceAt: (port: number) => SuiteSource): void {
+  it('ETIMEOUT when the server accepts the connection but never answers', async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      await using src = sourceAt(port);
+      const t0 = Date.now();
+      const err = await rejectsWith(src.tables(), 'ETIMEOUT');
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(err.retryable).toBe(true);
+    } finally {
+      silent.close();
+    }
+  });
+}
+
+/**
+ * load() with replaceRange deletes and loads in one transaction.
+ *
+ * @param table - a source whose table `t` (k int PK, v varchar(8), n small int) holds the row (1, 'one', 1)
+ * @param rowsOf - the bulk text of `t`
+ */
+export function itReplacesRange(table: () => Promise<SuiteSource>, rowsOf: (src: SuiteSource) => Promise<string>): void {
+  it('replaceRange replaces a partition in the same transaction', async () => {
+    await using src = await table();
+    await src.load('t', Readable.from([Buffer.from('2\told\t2\n3\told\t3\n4\td\t4\n')]));
+    const tail = Buffer.concat([encodeBulkRow(['2', 'new', '2']), encodeBulkRow(['3', 'new', '3'])]);
+    await rejectsWith(src.load('t', Readable.from([tail])), 'EDB');
+    const r = await src.load('t', Readable.from([tail]), { replaceRange: { key: 'k', lo: 2, hi: 3n } });
+    expect(r).toEqual({ rows: 2, bytes: tail.length, deleted: 2 });
+    expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
+    // A failing replacement deletes nothing.
+    await rejectsWith(src.load('t', Readable.from([Buffer.from('2\tx\t2\n3')]), { replaceRange: { key: 'k', lo: 2, hi: 3 } }), 'EDB');
+    expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
+  });
+}
