@@ -11,7 +11,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 npm run --silent build
 npm run --silent typecheck
-npm run --silent docs
+docs_log=$(mktemp)
+npm run --silent docs 2>&1 | tee "$docs_log"
+if grep -qiE '\[(warning|error)\]' "$docs_log" && ! grep -q 'Found 0 errors and 0 warnings' "$docs_log"; then
+  echo "typedoc reported warnings or errors: the API docs must build cleanly" >&2
+  exit 1
+fi
 
 report=$(mktemp -d)/vitest.json
 set +e
