@@ -18,9 +18,9 @@
  *     whether backups are still arriving, sane in size, verified, with room
  *     left, and tells a notifier (mail) only when that changes.
  *
- * The LOCKED on the local tree is released before the sync: `sync()`
- * refuses a source that holds LOCKED at its root (it is being written), and
- * everything the sync copies is complete by then.
+ * The whole run holds the global LOCKED on the local tree: other readers
+ * (another sync, a DnaDigest.scan) skip it meanwhile, and `sync()` accepts
+ * it as the caller's own through `ownLockToken`.
  *
  *   npx tsx examples/nightly-repository-backup.ts backup CONFIG.json
  *   npx tsx examples/nightly-repository-backup.ts check CONFIG.json   # Nagios line, exit 0/1/2
@@ -235,7 +235,7 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
     let wikiIntegrity = '';
     const purgedLocal: string[] = [];
     let lastLocal: string | undefined;
-    await lock.withLock(async (lockSignal) => {
+    const { shipped, remoteMutants, purgedRemote, lastRemote } = await lock.withLock(async (lockSignal) => {
       const token = lock.owner!.token;
       setDir = join(o.backupRoot, ...setId.split('/'));
       await mkdir(setDir, { recursive: true });
@@ -278,24 +278,26 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
         for (const a of o.catalog.archives({ prefix: `${r.id}/` })) o.catalog.forgetArchive(a.path);
       }
       lastLocal = (await Retention.updateLastLink(local, o.backupRoot, { timeZone, ownLockToken: token, signal: lockSignal })).target;
-    }, op);
 
-    // 3. Ship to the paired node, LOCKED there while files arrive.
-    const r = o.remote;
-    const shipped = await sync(local, o.backupRoot, r.transport, r.dir, { lock: true, ...op });
-    for (const c of shipped.copied) o.catalog.recordTransfer({ src: local.name, dst: r.transport.name, path: c.path, dna: c.dna, started: now, finished: finished() });
-    const remoteMutants = new Set(shipped.mutants.map((m) => posixJoin(r.dir, m.path)));
-    for (const m of await mutantsIn(r.transport, posixJoin(r.dir, setId), signal)) remoteMutants.add(m);
-    log(`synced ${shipped.copied.length} files to ${r.transport.name}:${r.dir}; ${remoteMutants.size} mutants`);
+      // 3. Ship to the paired node, LOCKED there while files arrive; our own
+      //    LOCKED stays on the local tree (sync accepts it by its token).
+      const r = o.remote;
+      const shipped = await sync(local, o.backupRoot, r.transport, r.dir, { lock: true, ownLockToken: token, ...op, signal: lockSignal });
+      for (const c of shipped.copied) o.catalog.recordTransfer({ src: local.name, dst: r.transport.name, path: c.path, dna: c.dna, started: now, finished: finished() });
+      const remoteMutants = new Set(shipped.mutants.map((m) => posixJoin(r.dir, m.path)));
+      for (const m of await mutantsIn(r.transport, posixJoin(r.dir, setId), lockSignal)) remoteMutants.add(m);
+      log(`synced ${shipped.copied.length} files to ${r.transport.name}:${r.dir}; ${remoteMutants.size} mutants`);
 
-    const farLock = new LockDir(r.dir, { fs: transportLockFs(r.transport), purpose: `${JOB_NAME} retention`, staleMs: 10 * 60_000 });
-    const { purgedRemote, lastRemote } = await farLock.withLock(async (s) => {
-      const token = farLock.owner!.token;
-      const res = await retention.apply(r.transport, r.dir, { now, ownLockToken: token, signal: s });
-      // Retention re-digested every far set: the ones that failed are mutants too (kept for a look if newer, purged if a newer good set exists).
-      for (const d of [...res.plan.keep, ...res.plan.purge]) if (!d.item.verified) for (const p of d.item.problems) remoteMutants.add(`${d.item.id}: ${p}`);
-      const link = await Retention.updateLastLink(r.transport, r.dir, { timeZone, ownLockToken: token, signal: s });
-      return { purgedRemote: res.removed.map((x) => x.id), lastRemote: link.target };
+      const farLock = new LockDir(r.dir, { fs: transportLockFs(r.transport), purpose: `${JOB_NAME} retention`, staleMs: 10 * 60_000 });
+      const { purgedRemote, lastRemote } = await farLock.withLock(async (s) => {
+        const token = farLock.owner!.token;
+        const res = await retention.apply(r.transport, r.dir, { now, ownLockToken: token, signal: s });
+        // Retention re-digested every far set: the ones that failed are mutants too (kept for a look if newer, purged if a newer good set exists).
+        for (const d of [...res.plan.keep, ...res.plan.purge]) if (!d.item.verified) for (const p of d.item.problems) remoteMutants.add(`${d.item.id}: ${p}`);
+        const link = await Retention.updateLastLink(r.transport, r.dir, { timeZone, ownLockToken: token, signal: s });
+        return { purgedRemote: res.removed.map((x) => x.id), lastRemote: link.target };
+      }, { ...op, signal: lockSignal });
+      return { shipped, remoteMutants, purgedRemote, lastRemote };
     }, op);
     if (remoteMutants.size > 0) {
       throw new StowageError('EDIGEST_MISMATCH', `The paired node holds files that do not match their DNA: ${[...remoteMutants].join('; ')}`, { details: { mutants: [...remoteMutants] } });

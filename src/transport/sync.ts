@@ -177,6 +177,13 @@ export interface SyncOptions extends PlanSyncOptions {
   lockName?: string;
   /** A destination lock older than this is stale and taken over (default 60 000 ms). */
   lockStaleMs?: number;
+  /**
+   * The token of a lock the caller itself holds at the source root (e.g.
+   * `lock.owner.token` of the global LockDir of a nightly backup): a source
+   * LOCKED by that very token is synced, since its writer is the caller and
+   * what it wrote is complete. A LOCKED held by anyone else still refuses.
+   */
+  ownLockToken?: string;
   /** Files in flight at once (default 8). */
   concurrency?: number;
   /** Check transferred files that have a sidecar against it on the destination (default true). */
@@ -206,6 +213,7 @@ const SYNC_OPTIONS = [
   'lock',
   'lockName',
   'lockStaleMs',
+  'ownLockToken',
   'concurrency',
   'verify',
   'algorithm',
@@ -470,6 +478,9 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   if (o.filter !== undefined && typeof o.filter !== 'function') {
     throw new StowageError('EBAD_CONFIG', `${W}: option "filter" must be a function.`, { details: { where: W, option: 'filter' } });
   }
+  if (options.ownLockToken !== undefined && (typeof options.ownLockToken !== 'string' || options.ownLockToken === '')) {
+    throw new StowageError('EBAD_CONFIG', `${W}: option "ownLockToken" must be a non-empty string (the token of a lock you hold).`, { details: { where: W, option: 'ownLockToken' } });
+  }
   if (typeof o.lockName !== 'string' || o.lockName === '' || o.lockName.includes('/')) {
     throw new StowageError('EBAD_CONFIG', `${W}: option "lockName" must be a plain directory name.`, { details: { where: W, option: 'lockName' } });
   }
@@ -482,7 +493,8 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   const srcLock = await src.exists(posixJoin(srcDir, o.lockName), userSignal ? { signal: userSignal } : {});
   if (srcLock !== undefined && srcLock.type === 'dir') {
     const info = await LockDir.inspect(srcDir, { name: o.lockName, fs: transportLockFs(src) }).catch(() => undefined);
-    throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: it holds ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
+    const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken && !info.stale;
+    if (!ours) throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: it holds ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
       details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale },
     });
   }
