@@ -66,7 +66,11 @@ function shellWords(args: readonly string[]): string {
 const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
 
 function transportFor(server: SshdServer): SshTransport {
-  return new SshTransport({ host: server.host, port: server.port, username: server.username, privateKey: server.privateKey, knownHosts: server.knownHostsPath });
+  // STOWAGE_BENCH_SSH_FSYNC=0 turns off the far fsync before each rename, for
+  // profiling only: it shows what durability costs against rsync (which does
+  // not fsync). Reported figures use the default (fsync on).
+  const fsync = process.env['STOWAGE_BENCH_SSH_FSYNC'] !== '0';
+  return new SshTransport({ host: server.host, port: server.port, username: server.username, privateKey: server.privateKey, knownHosts: server.knownHostsPath, fsync });
 }
 
 /** Runs every transfer case; see the module comment. */
