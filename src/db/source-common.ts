@@ -23,13 +23,23 @@ export function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
  * The input of a load as a byte stream; EBAD_CONFIG if it is neither a
  * Readable nor an async iterable.
  *
+ * The load owns the stream from here on and reports its failures through
+ * its own promise, so the stream gets a listener for 'error' at once: a
+ * load aborted before it pipes the input anywhere (while it looks the table
+ * up, or its `replaceRange` DELETE waits on a lock) destroys the input with
+ * the abort reason, and an 'error' event nobody listens to would be thrown
+ * as an uncaught exception.
+ *
  * @param who - e.g. `MysqlSource.load`, for the message
  * @param input - what the caller passed
  */
 export function toLoadStream(who: string, input: unknown): Readable {
-  if (input instanceof Readable) return input;
-  if (isAsyncIterable(input)) return Readable.from(input, { objectMode: false });
-  throw new StowageError('EBAD_CONFIG', `${who}: input must be a Readable or an async iterable of byte chunks.`, { details: { option: 'input' } });
+  let stream: Readable;
+  if (input instanceof Readable) stream = input;
+  else if (isAsyncIterable(input)) stream = Readable.from(input, { objectMode: false });
+  else throw new StowageError('EBAD_CONFIG', `${who}: input must be a Readable or an async iterable of byte chunks.`, { details: { option: 'input' } });
+  stream.on('error', () => {});
+  return stream;
 }
 
 /** A checked `replaceRange` of {@link LoadOptions}. */
