@@ -142,6 +142,9 @@ function corrupt(err: unknown, file: string): StowageError {
  * @param w - the writable that returned false from `write()`
  */
 export function drained(w: NodeJS.EventEmitter): Promise<void> {
+  // A destroyed stream never drains, and its 'close' may be past already:
+  // write() on it just returns false, so waiting would hang.
+  if ((w as { destroyed?: unknown }).destroyed === true) return Promise.reject(secondary('stream destroyed'));
   return new Promise((resolve, reject) => {
     const done = (err?: unknown): void => {
       w.off('drain', ok);
@@ -217,8 +220,10 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
     gunzip?.destroy();
     if (!extract.destroyed) extract.destroy();
   };
+  // The first failure wins, except that a mere "stream closed" echo gives way
+  // to the real reason (or a deliberate stop) reported after it.
   const fail = (err: unknown): void => {
-    if (failure !== undefined) return;
+    if (failure !== undefined && !(isSecondary(failure) && !isSecondary(err))) return;
     failure = err;
     teardown(err);
   };
@@ -243,6 +248,16 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
 
     let tail: Buffer = Buffer.alloc(0);
     let tarBytes = 0;
+    let finished = false;
+    extract.on('finish', () => (finished = true));
+    // tar-stream destroys the whole extract, with 'close' and no 'error', when
+    // a visitor destroys its entry stream (leaving a for-await loop early, say
+    // on ENOSPC). Nothing more can be written then: note it at once, so that
+    // the loop below stops instead of waiting for a 'drain' or 'finish' that
+    // cannot come; the visitor's own error replaces this one when it arrives.
+    extract.on('close', () => {
+      if (!finished) fail(secondary('tar stream closed'));
+    });
     extract.on('entry', (header: Header, source, next) => {
       // tar-stream's entry streams are streamx Readables: same events, async iteration and resume().
       const stream = source as unknown as Readable;
@@ -257,6 +272,10 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
             result.stopped = true;
             fail(STOP);
             return;
+          }
+          if (!ended && stream.destroyed) {
+            // The visitor destroyed the entry (and so the whole extract) and still wants more.
+            throw new StowageError('EIO', `Reading ${file} stopped: entry "${entry.name}" was closed before its end.`, { details: { path: file, entry: entry.name } });
           }
           if (!ended) {
             await new Promise<void>((res, rej) => {
