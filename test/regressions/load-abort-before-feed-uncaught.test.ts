@@ -16,6 +16,10 @@
  *
  * Here the timing is forced: another session holds a row lock, so the load
  * waits in its DELETE, and is aborted there.
+ *
+ * Found with it: a MysqlSource load aborted while stuck on that lock hung.
+ * After its grace period it closes its connection, and mysql2 never calls
+ * back a query whose connection was destroyed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MysqlSource } from '../../src/db/mysql/index.js';
@@ -56,7 +60,7 @@ async function recordingUncaught(fn: () => Promise<void>): Promise<unknown[]> {
   return seen;
 }
 
-/** Starts a load that replaces keys 1..10, aborts it while its DELETE waits on the lock, then has the lock released. */
+/** Starts a load that replaces keys 1..10, aborts it while its DELETE waits on the lock, then calls `unlock`. */
 async function abortWhileDeleteWaits(target: TableSource, waiting: () => Promise<boolean>, unlock: () => Promise<unknown>): Promise<void> {
   const ac = new AbortController();
   const reason = new Error('operator stop');
@@ -70,8 +74,9 @@ async function abortWhileDeleteWaits(target: TableSource, waiting: () => Promise
   ac.abort(reason);
   // Released at once (well within the load's grace period before it closes its connection), the DELETE
   // completes and the load sees the abort.
-  await unlock();
+  const unlocked = unlock();
   await expect(load).rejects.toBe(reason);
+  await unlocked;
 }
 
 describe('a server load aborted before the server asks for its rows', () => {
@@ -99,6 +104,38 @@ describe('a server load aborted before the server asks for its rows', () => {
       await setup.end();
     }
   });
+
+  it('MysqlSource: still stuck on the lock when its grace period ends, it rejects with the reason (it hung)', async () => {
+    // mysql2 never calls back a query whose connection was destroyed: the
+    // load closed its connection after the grace period, and waited forever.
+    const database = await maria.createDatabase('abort_stuck_on_lock');
+    const setup = await maria.connect({ database });
+    const locker = await maria.connect({ database });
+    try {
+      await setup.query('CREATE TABLE t (id BIGINT PRIMARY KEY, v INT) ENGINE=InnoDB');
+      await setup.query('INSERT INTO t VALUES (5, 5)');
+      await locker.beginTransaction();
+      await locker.query('SELECT * FROM t WHERE id = 5 FOR UPDATE');
+      await using target = new MysqlSource({ ...maria.connectionConfig, database });
+      const t0 = Date.now();
+      await abortWhileDeleteWaits(
+        target,
+        async () => {
+          const [r] = await setup.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'DELETE FROM%'");
+          return Number((r as { n: number | string }[])[0]!.n) > 0;
+        },
+        // The lock stays taken: the load must give up on its own (2 s grace), long before InnoDB's 50 s lock wait timeout.
+        async () => {},
+      );
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      await locker.rollback();
+      const [left] = await setup.query('SELECT id FROM t');
+      expect(left).toEqual([{ id: 5 }]);
+    } finally {
+      await locker.end();
+      await setup.end();
+    }
+  }, 40_000);
 
   it('PostgresSource: rejects with the reason, and nothing is thrown uncaught', async () => {
     const database = await pg.createDatabase('abort_before_feed');

@@ -353,14 +353,21 @@ export class MysqlSource implements TableSource {
     let inTransaction = false;
     let gate: BulkTextGate | undefined;
     // The server winds the LOAD down when the stream ends; if it does not
-    // (stuck on a lock), closing the connection makes it roll back.
+    // (stuck on a lock), closing the connection makes it roll back. mysql2
+    // never calls back a query whose connection was destroyed, so giving up
+    // also fails whatever the load is waiting for.
+    let giveUp: (reason: unknown) => void = () => {};
+    const gaveUp = new Promise<never>((_, reject) => (giveUp = reject));
+    gaveUp.catch(() => {});
+    const unlessGivenUp = <T>(work: Promise<T>): Promise<T> => Promise.race([work, gaveUp]);
     const disposeAbort = armLoadAbort(signal, stream, ABORT_GRACE_MS, () => {
       broken = true;
       destroyConnection(conn);
+      giveUp(signal?.reason);
     });
     try {
       throwIfAborted(signal);
-      const info = await mysqlTableInfo(this.name, conn, table);
+      const info = await unlessGivenUp(mysqlTableInfo(this.name, conn, table));
       const t = quoteMysqlIdent(info.name);
       let deleteSql: string | undefined;
       if (bounds !== undefined) {
@@ -370,10 +377,10 @@ export class MysqlSource implements TableSource {
       const g = (gate = new BulkTextGate({ columns: info.columns.length, dialect: 'mysql' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
-      await mysqlQuery(conn, { sql: 'START TRANSACTION' });
+      await unlessGivenUp(mysqlQuery(conn, { sql: 'START TRANSACTION' }));
       inTransaction = true;
       let deleted = 0;
-      if (deleteSql !== undefined) deleted = (await mysqlQuery<MysqlOk>(conn, { sql: deleteSql })).affectedRows;
+      if (deleteSql !== undefined) deleted = (await unlessGivenUp(mysqlQuery<MysqlOk>(conn, { sql: deleteSql }))).affectedRows;
       throwIfAborted(signal);
       const cols = info.columns.map((c) => quoteMysqlIdent(c.name)).join(', ');
       const sql =
@@ -381,14 +388,16 @@ export class MysqlSource implements TableSource {
         "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n' " +
         `(${cols})`;
       let fed = false;
-      const result = await mysqlQuery<MysqlOk>(conn, {
-        sql,
-        infileStreamFactory: () => {
-          fed = true;
-          pipeline(stream, g, () => {});
-          return g;
-        },
-      });
+      const result = await unlessGivenUp(
+        mysqlQuery<MysqlOk>(conn, {
+          sql,
+          infileStreamFactory: () => {
+            fed = true;
+            pipeline(stream, g, () => {});
+            return g;
+          },
+        }),
+      );
       if (!fed) throw new StowageError('EDB', `${this.name}: the server did not ask for the rows of LOAD DATA LOCAL INFILE.`, { details: { source: this.name } });
       throwIfAborted(signal);
       if (result.warningStatus > 0 || result.affectedRows !== g.rows) {
@@ -400,7 +409,7 @@ export class MysqlSource implements TableSource {
           { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus } },
         );
       }
-      await mysqlQuery(conn, { sql: 'COMMIT' });
+      await unlessGivenUp(mysqlQuery(conn, { sql: 'COMMIT' }));
       inTransaction = false;
       finishProgress();
       return Object.freeze({ rows: g.rows, bytes: g.bytes, deleted });
