@@ -1,46 +1,16 @@
 /** Shared helpers of the Partitioner unit tests: SQLite conditions-style databases, temp dirs, error assertions. */
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, expect } from 'vitest';
-import { StowageError } from '../../../src/errors.js';
 import { readArchive } from '../../../src/archive/archive-reader.js';
+import { tempDir as dbTempDir } from '../db/helpers.js';
 
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+// Temp dirs and error assertions are the db tests' helpers (one copy).
+export { rejectsWith, throwsWith } from '../db/helpers.js';
 
 /** A fresh temp dir, removed after the test. */
-export async function tempDir(label = 'part'): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), `stowage-${label}-`));
-  dirs.push(d);
-  return d;
-}
-
-/** Asserts that `p` rejects with a StowageError of `code`; returns it. */
-export async function rejectsWith(p: Promise<unknown>, code: string): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected a StowageError ${code}, got ${String(err)}`).toBeInstanceOf(StowageError);
-  expect((err as StowageError).code, (err as Error).message).toBe(code);
-  return err as StowageError;
-}
-
-/** Asserts that `fn` throws a StowageError of `code`; returns it. */
-export function throwsWith(fn: () => unknown, code: string): StowageError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected a StowageError ${code}, got ${String(err)}`).toBeInstanceOf(StowageError);
-  expect((err as StowageError).code, (err as Error).message).toBe(code);
-  return err as StowageError;
+export function tempDir(label = 'part'): Promise<string> {
+  return dbTempDir(label);
 }
 
 /** DDL of a Daya Bay-style pair: a validity table keyed by SEQNO and a payload table with several rows per SEQNO. */
