@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -40,6 +40,60 @@ function optionsFor(server: SshdServer, extra: Partial<SshTransportOptions> = {}
   return { host: server.host, port: server.port, username: server.username, privateKey: server.privateKey, knownHosts: server.knownHostsPath, ...extra };
 }
 
+/**
+ * A source whose first stream stops after `cutAt` bytes until `release()`,
+ * so a fault injected meanwhile always lands mid-transfer (progress reports
+ * are throttled: a trigger waiting for one past a threshold can see the
+ * final report, after the transfer is over). Later opens (a resume) give
+ * the rest at once.
+ */
+function gatedSource(data: Buffer, cutAt: number): { source: ReplayableSource; release: () => void; opens: () => number; reached: Promise<void> } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let reachedGate!: () => void;
+  const reached = new Promise<void>((resolve) => {
+    reachedGate = resolve;
+  });
+  let opens = 0;
+  const source: ReplayableSource = {
+    size: data.length,
+    open(offset: number): Readable {
+      opens += 1;
+      if (opens > 1) return Readable.from([data.subarray(offset)]);
+      return Readable.from(
+        (async function* () {
+          for (let at = offset; at < cutAt; at += 1024 * 1024) yield data.subarray(at, Math.min(cutAt, at + 1024 * 1024));
+          reachedGate();
+          await gate;
+          yield data.subarray(cutAt);
+        })(),
+      );
+    },
+  };
+  return { source, release, opens: () => opens, reached };
+}
+
+/** Waits until the far file holds at least `bytes` bytes. */
+async function farSizeAtLeast(path: string, bytes: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => 0,
+    );
+    if (size >= bytes) return;
+    if (Date.now() > deadline) throw new Error(`${path} never reached ${bytes} bytes (has ${size})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** How many connections sshd has accepted so far (from its log). */
+function acceptedConnections(server: SshdServer): number {
+  return readFileSync(server.logPath, 'utf8').split('\n').filter((l) => l.includes('Accepted publickey')).length;
+}
+
 let scratch: string;
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'stowage-ssh-faults-'));
@@ -53,43 +107,68 @@ describe('a connection cut mid-transfer', () => {
     it(`put resumes from the confirmed offset and ends with a matching DNA (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
       await using server = await startSshd({ allowExec });
       await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
-      // 160 MiB with exec: large enough for the background flusher (a second channel) to be at work when the cut comes.
+      // 160 MiB with exec: large enough for the background flusher (a second channel) to be open when the cut comes.
       const data = randomBytes((allowExec ? 160 : 64) * 1024 * 1024);
-      const src = join(scratch, `big-${String(allowExec)}.bin`);
-      await writeFile(src, data);
+      const cutAt = (allowExec ? 140 : 16) * 1024 * 1024;
+      const target = `${server.root}/runs/big.bin`;
+      const { source, release, opens } = gatedSource(data, cutAt);
       const resumes: { offset: number; attempt: number }[] = [];
       const onResume = (m: unknown): void => {
         resumes.push(m as { offset: number; attempt: number });
       };
       subscribe(RESUME_CHANNEL, onResume);
-      let cut = 0;
       let connectionsAtCut = 0;
       try {
-        const target = `${server.root}/runs/big.bin`;
-        const dna = await t.put(src, target, {
-          onProgress: (p) => {
-            if (cut === 0 && p.bytesDone >= (allowExec ? 140 : 16) * 1024 * 1024) {
-              connectionsAtCut = server.killConnections();
-              cut = p.bytesDone;
-            }
-          },
-        });
+        const putting = t.put(source, target);
+        putting.catch(() => {});
+        // Cut once the far side holds every byte before the gate (and its
+        // write confirmations have had time to come back).
+        await farSizeAtLeast(`${target}.part`, cutAt);
+        await new Promise((r) => setTimeout(r, 300));
+        connectionsAtCut = server.killConnections();
+        release();
+        const dna = await putting;
         expect(connectionsAtCut).toBe(1);
         expect(dna).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
         expect(await md5File(target)).toBe(md5(data));
         expect(await readdir(join(server.root, 'runs'))).toEqual(['big.bin']);
       } finally {
+        release();
         unsubscribe(RESUME_CHANNEL, onResume);
       }
       // It resumed (not restarted): from an offset at or beyond what was confirmed before the cut.
+      expect(opens()).toBe(2);
       expect(resumes).toHaveLength(1);
-      expect(resumes[0]!.offset).toBeGreaterThan(0);
-      expect(resumes[0]!.offset).toBeGreaterThanOrEqual(cut - 1024 * 1024);
-      expect(resumes[0]!.offset).toBeLessThan(data.length);
+      expect(resumes[0]!.offset).toBeGreaterThanOrEqual(cutAt - 1024 * 1024);
+      expect(resumes[0]!.offset).toBeLessThanOrEqual(cutAt);
     });
   }
 
-  it('a read stream (get) reconnects and continues from the next undelivered byte', async () => {
+  it('a read stream reconnects and continues from the next undelivered byte', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const data = randomBytes(48 * 1024 * 1024);
+    await writeFile(join(server.root, 'r.bin'), data);
+    const h = createHash('md5');
+    let got = 0;
+    let killed = 0;
+    // The reader holds back after 8 MiB: read-ahead stops well short of the
+    // end, so the cut lands mid-file.
+    for await (const chunk of t.createReadStream(`${server.root}/r.bin`)) {
+      h.update(chunk as Buffer);
+      got += (chunk as Buffer).length;
+      if (killed === 0 && got >= 8 * 1024 * 1024) {
+        await new Promise((r) => setTimeout(r, 200));
+        killed = server.killConnections();
+      }
+    }
+    expect(killed).toBe(1);
+    expect(got).toBe(data.length);
+    expect(h.digest('hex')).toBe(md5(data));
+    expect(acceptedConnections(server)).toBe(2);
+  });
+
+  it('get reconnects too and ends with a matching DNA and file', async () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
     const data = randomBytes(48 * 1024 * 1024);
@@ -98,12 +177,13 @@ describe('a connection cut mid-transfer', () => {
     let killed = 0;
     const dna = await t.get(`${server.root}/r.bin`, local, {
       onProgress: (p) => {
-        if (killed === 0 && p.bytesDone >= 8 * 1024 * 1024) killed = server.killConnections();
+        if (killed === 0 && p.bytesDone >= 8 * 1024 * 1024 && p.bytesDone < data.length) killed = server.killConnections();
       },
     });
-    expect(killed).toBe(1);
     expect(dna.dig).toBe(md5(data));
     expect(md5(await readFile(local))).toBe(md5(data));
+    // A report past 8 MiB may come only at the end (reports are throttled): then nothing was cut.
+    expect(acceptedConnections(server)).toBe(1 + killed);
   });
 
   it('gives up after `retries` reconnects with ECONNECT and leaves nothing under the final name', async () => {
@@ -138,22 +218,24 @@ describe('a connection cut mid-transfer', () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 600, retryDelayMs: 20, keepaliveIntervalMs: 0 }));
     const data = randomBytes(24 * 1024 * 1024);
+    const { source, release } = gatedSource(data, 4 * 1024 * 1024);
     const stopped: number[] = [];
     try {
-      const dna = await t.put(data, `${server.root}/stall.bin`, {
-        onProgress: (p) => {
-          if (stopped.length === 0 && p.bytesDone >= 4 * 1024 * 1024) {
-            for (const pid of server.listConnections()) {
-              process.kill(pid, 'SIGSTOP');
-              stopped.push(pid);
-            }
-          }
-        },
-      });
+      const putting = t.put(source, `${server.root}/stall.bin`);
+      putting.catch(() => {});
+      await farSizeAtLeast(`${server.root}/stall.bin.part`, 4 * 1024 * 1024);
+      for (const pid of server.listConnections()) {
+        process.kill(pid, 'SIGSTOP');
+        stopped.push(pid);
+      }
+      release();
+      const dna = await putting;
       expect(stopped.length).toBe(1);
       expect(dna.dig).toBe(md5(data));
       expect(md5(await readFile(join(server.root, 'stall.bin')))).toBe(md5(data));
+      expect(acceptedConnections(server)).toBe(2);
     } finally {
+      release();
       for (const pid of stopped) {
         try {
           process.kill(pid, 'SIGKILL');

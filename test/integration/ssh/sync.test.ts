@@ -4,10 +4,11 @@
  * mutant check, guards, and a connection cut in the middle of a sync.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DnaDigest } from '../../../src/dna/dna-digest.js';
 import { StowageError, type StowageWarning } from '../../../src/errors.js';
@@ -16,11 +17,38 @@ import { LocalTransport } from '../../../src/transport/local/local-transport.js'
 import { transportLockFs } from '../../../src/transport/lock-fs.js';
 import { SshTransport } from '../../../src/transport/ssh/ssh-transport.js';
 import { sync } from '../../../src/transport/sync.js';
+import type { OpOptions, Transport } from '../../../src/transport/transport.js';
 import { startSshd, type SshdServer } from '../../support/index.js';
 
 const md5 = (b: Uint8Array | string): string => createHash('md5').update(b).digest('hex');
 const T0 = Date.UTC(2022, 1, 2, 3, 4, 5);
 const local = new LocalTransport();
+
+/**
+ * `t` seen through a wrapper that is not a LocalTransport (so sync streams
+ * from it instead of handing put a path) and whose read streams call
+ * `beforeChunk(bytes)` before passing each chunk on.
+ */
+function gatedReads(t: LocalTransport, beforeChunk: (bytes: number) => Promise<void>): Transport {
+  return new Proxy(t, {
+    getPrototypeOf: () => Object.prototype,
+    get(target, prop) {
+      if (prop === 'createReadStream') {
+        return (path: string, options?: OpOptions & { start?: number }): Readable => {
+          const inner = target.createReadStream(path, options);
+          const out = new Transform({
+            transform(chunk: Buffer, _enc, cb) {
+              beforeChunk(chunk.length).then(() => cb(null, chunk), cb);
+            },
+          });
+          return pipeline(inner, out, () => {});
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as unknown as Transport;
+}
 
 let server: SshdServer;
 let remote: SshTransport;
@@ -181,15 +209,41 @@ describe('sync over SSH', () => {
   it('survives a connection cut in the middle of a sync', async () => {
     for (let i = 0; i < 8; i++) await put(join(src, `big${i}.bin`), randomBytes(4 * 1024 * 1024));
     const dst = `${server.root}/cut${n}`;
-    let cut = 0;
-    const r = await sync(local, src, remote, dst, {
-      concurrency: 3,
-      onProgress: (p) => {
-        if (cut === 0 && p.bytesDone > 10 * 1024 * 1024) cut = server.killConnections();
-      },
+    const accepted = (): number => readFileSync(server.logPath, 'utf8').split('\n').filter((l) => l.includes('Accepted publickey')).length;
+    const before = accepted();
+    // Reads of the source hold back once 10 MiB went out, until the cut is
+    // made: the cut always lands mid-sync (progress reports are throttled,
+    // so a trigger on them can fire only at the end).
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
     });
+    let reachedGate!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      reachedGate = resolve;
+    });
+    let sent = 0;
+    const gated = gatedReads(local, async (bytes) => {
+      sent += bytes;
+      if (sent >= 10 * 1024 * 1024) {
+        reachedGate();
+        await gate;
+      }
+    });
+    const syncing = sync(gated, src, remote, dst, { concurrency: 3 });
+    syncing.catch(() => {});
+    let cut = 0;
+    try {
+      await reached;
+      await new Promise((r) => setTimeout(r, 300));
+      cut = server.killConnections();
+    } finally {
+      release();
+    }
+    const r = await syncing;
     expect(cut).toBe(1);
     expect(r.copied).toHaveLength(8);
     expect(await walk(dst)).toEqual(await walk(src));
+    expect(accepted()).toBeGreaterThan(before);
   });
 });
