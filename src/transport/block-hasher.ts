@@ -20,31 +20,36 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const jobs = new Map();
-parentPort.on('message', (m) => {
-  if (m.t === 'new') { jobs.set(m.id, { h: createHash(m.alg), size: 0 }); return; }
-  if (m.t === 'up') {
-    const j = jobs.get(m.id);
-    if (j !== undefined) { j.h.update(new Uint8Array(m.ab, 0, m.len)); j.size += m.len; }
-    parentPort.postMessage({ t: 'free', ab: m.ab }, [m.ab]);
-    return;
+// Messages come in batches (one postMessage per turn of the caller's event
+// loop); the freed blocks and finished digests of a batch go back in one.
+parentPort.on('message', (batch) => {
+  const free = [];
+  const digs = [];
+  for (const m of batch) {
+    if (m.t === 'new') jobs.set(m.id, { h: createHash(m.alg), size: 0 });
+    else if (m.t === 'up') {
+      const j = jobs.get(m.id);
+      if (j !== undefined) { j.h.update(new Uint8Array(m.ab, 0, m.len)); j.size += m.len; }
+      free.push(m.ab);
+    } else if (m.t === 'end') {
+      const j = jobs.get(m.id);
+      jobs.delete(m.id);
+      if (j !== undefined) digs.push({ id: m.id, dig: j.h.digest('hex'), size: j.size });
+    } else if (m.t === 'drop') jobs.delete(m.id);
   }
-  if (m.t === 'end') {
-    const j = jobs.get(m.id);
-    jobs.delete(m.id);
-    if (j !== undefined) parentPort.postMessage({ t: 'dig', id: m.id, dig: j.h.digest('hex'), size: j.size });
-    return;
-  }
-  if (m.t === 'drop') jobs.delete(m.id);
+  parentPort.postMessage({ free, digs }, free);
 });
 `;
 
-interface WorkerMessage {
-  t: 'free' | 'dig';
-  ab?: ArrayBuffer;
-  id?: number;
-  dig?: string;
-  size?: number;
+interface WorkerReply {
+  free: ArrayBuffer[];
+  digs: { id: number; dig: string; size: number }[];
 }
+
+type WorkerRequest =
+  | { t: 'new'; id: number; alg: DnaAlgorithm }
+  | { t: 'up'; id: number; ab: ArrayBuffer; len: number }
+  | { t: 'end' | 'drop'; id: number };
 
 /** One digest in progress; see {@link BlockHasher.begin}. */
 export interface HashJob {
@@ -63,49 +68,65 @@ export interface HashJob {
 }
 
 /**
- * A pool of fixed-size blocks and a worker thread that digests them.
+ * A pool of blocks and a worker thread that digests them. Memory is bounded
+ * by a byte budget (`maxBlocks` full blocks): full blocks are reused, and a
+ * small file asks for a block fitted to its size, so many small transfers
+ * in flight do not each pin a full block.
  * Shared by every transfer of one transport; {@link close} stops the worker.
  */
 export class BlockHasher {
-  /** Size of each pool block. */
+  /** Size of each full pool block. */
   readonly blockSize: number;
-  readonly #maxBlocks: number;
+  readonly #budget: number;
   readonly #free: ArrayBuffer[] = [];
-  readonly #waiters: ((ab: ArrayBuffer) => void)[] = [];
+  readonly #waiters: { bytes: number; grant: (ab: ArrayBuffer) => void }[] = [];
   readonly #digests = new Map<number, { resolve: (d: { dig: string; size: number }) => void; reject: (e: unknown) => void }>();
-  #allocated = 0;
+  /** Bytes of blocks alive: handed out, in the worker, or free. */
+  #used = 0;
+  /** Bytes of blocks inside the worker (lost with it if it dies). */
+  #inWorker = 0;
+  #outbox: WorkerRequest[] = [];
+  #outboxTransfer: ArrayBuffer[] = [];
+  #flushScheduled = false;
   #worker: Worker | undefined;
   #nextId = 1;
   #broken: Error | undefined;
 
   /**
-   * @param blockSize - bytes per block
-   * @param maxBlocks - most blocks alive at once (bounds memory)
+   * @param blockSize - bytes per full block
+   * @param maxBlocks - memory budget, in full blocks
    */
   constructor(blockSize: number, maxBlocks: number) {
     this.blockSize = blockSize;
-    this.#maxBlocks = maxBlocks;
+    this.#budget = blockSize * maxBlocks;
   }
 
   #ensureWorker(): Worker {
     if (this.#worker !== undefined) return this.#worker;
     const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
     w.unref();
-    w.on('message', (m: WorkerMessage) => {
-      if (m.t === 'free' && m.ab !== undefined) this.#give(m.ab);
-      else if (m.t === 'dig' && m.id !== undefined) {
-        const p = this.#digests.get(m.id);
-        this.#digests.delete(m.id);
-        p?.resolve({ dig: m.dig ?? '', size: m.size ?? 0 });
+    w.on('message', (m: WorkerReply) => {
+      for (const ab of m.free) {
+        this.#inWorker -= ab.byteLength;
+        this.#give(ab);
+      }
+      for (const d of m.digs) {
+        const p = this.#digests.get(d.id);
+        this.#digests.delete(d.id);
+        p?.resolve({ dig: d.dig, size: d.size });
       }
     });
     const fail = (err: Error): void => {
       this.#broken = err;
       this.#worker = undefined;
       // Blocks inside the dead worker are gone: let the pool allocate anew.
-      this.#allocated = this.#free.length;
+      this.#used -= this.#inWorker;
+      this.#inWorker = 0;
+      this.#outbox = [];
+      this.#outboxTransfer = [];
       for (const p of this.#digests.values()) p.reject(new StowageError('EIO', `Digest worker failed: ${err.message}`, { cause: err }));
       this.#digests.clear();
+      this.#serve();
     };
     w.on('error', fail);
     w.on('exit', (code) => {
@@ -115,40 +136,92 @@ export class BlockHasher {
     return w;
   }
 
+  /** Queues a message for the worker; what one turn of the event loop queues leaves in one postMessage. */
+  #post(m: WorkerRequest): void {
+    this.#outbox.push(m);
+    if (m.t === 'up') {
+      this.#outboxTransfer.push(m.ab);
+      this.#inWorker += m.ab.byteLength;
+    }
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      const batch = this.#outbox;
+      const transfer = this.#outboxTransfer;
+      this.#outbox = [];
+      this.#outboxTransfer = [];
+      if (batch.length === 0) return;
+      if (this.#worker !== undefined) {
+        this.#worker.postMessage(batch, transfer);
+        return;
+      }
+      // No worker to take them (it died): the blocks come straight back.
+      for (const ab of transfer) {
+        this.#inWorker -= ab.byteLength;
+        this.#give(ab);
+      }
+    });
+  }
+
   /** Starts the worker thread now (it takes tens of milliseconds), e.g. while a connection is being set up. */
   warm(): void {
     this.#ensureWorker();
   }
 
+  /** A block for `bytes` (a full one when more than half a block) if the budget allows, else undefined. */
+  #take(bytes: number): ArrayBuffer | undefined {
+    const want = bytes > this.blockSize / 2 ? this.blockSize : Math.max(1, bytes);
+    if (want === this.blockSize || this.#used + want > this.#budget) {
+      const ab = this.#free.pop();
+      if (ab !== undefined) return ab;
+    }
+    if (this.#used + want > this.#budget) return undefined;
+    this.#used += want;
+    return new ArrayBuffer(want);
+  }
+
   #give(ab: ArrayBuffer): void {
-    const w = this.#waiters.shift();
-    if (w !== undefined) w(ab);
-    else this.#free.push(ab);
+    if (ab.byteLength === this.blockSize) this.#free.push(ab);
+    else this.#used -= ab.byteLength;
+    this.#serve();
+  }
+
+  #serve(): void {
+    while (this.#waiters.length > 0) {
+      const ab = this.#take(this.#waiters[0]!.bytes);
+      if (ab === undefined) return;
+      this.#waiters.shift()!.grant(ab);
+    }
   }
 
   /**
-   * Takes a block from the pool, waiting while all are in use.
+   * Takes a block from the pool, waiting while the budget is spent.
    *
    * @param signal - cancels the wait
+   * @param bytes - how many bytes the caller needs at most (default a full
+   *   block): a small need gets a block fitted to it
    */
-  async acquire(signal?: AbortSignal): Promise<Buffer> {
+  async acquire(signal?: AbortSignal, bytes: number = this.blockSize): Promise<Buffer> {
     throwIfAborted(signal);
-    const ab = this.#free.pop();
-    if (ab !== undefined) return Buffer.from(ab);
-    if (this.#allocated < this.#maxBlocks) {
-      this.#allocated += 1;
-      return Buffer.from(new ArrayBuffer(this.blockSize));
+    if (this.#waiters.length === 0) {
+      const ab = this.#take(bytes);
+      if (ab !== undefined) return Buffer.from(ab);
     }
     return new Promise<Buffer>((resolve, reject) => {
-      const waiter = (got: ArrayBuffer): void => {
-        dispose();
-        resolve(Buffer.from(got));
+      const waiter = {
+        bytes,
+        grant: (got: ArrayBuffer): void => {
+          dispose();
+          resolve(Buffer.from(got));
+        },
       };
       this.#waiters.push(waiter);
       const dispose = onAbort(signal, (reason) => {
         const i = this.#waiters.indexOf(waiter);
         if (i >= 0) this.#waiters.splice(i, 1);
         reject(reason);
+        this.#serve();
       });
     });
   }
@@ -159,7 +232,7 @@ export class BlockHasher {
    * @param buf - a block from {@link acquire}
    */
   release(buf: Buffer): void {
-    if (buf.buffer.byteLength === this.blockSize && buf.buffer.byteLength > 0) this.#give(buf.buffer as ArrayBuffer);
+    if (buf.buffer.byteLength > 0) this.#give(buf.buffer as ArrayBuffer);
   }
 
   /**
@@ -169,9 +242,9 @@ export class BlockHasher {
    */
   begin(algorithm: DnaAlgorithm): HashJob {
     if (this.#broken !== undefined && this.#worker === undefined) this.#broken = undefined;
-    const w = this.#ensureWorker();
+    this.#ensureWorker();
     const id = this.#nextId++;
-    w.postMessage({ t: 'new', id, alg: algorithm });
+    this.#post({ t: 'new', id, alg: algorithm });
     let size = 0;
     let done = false;
     return {
@@ -181,19 +254,18 @@ export class BlockHasher {
       update: (buf: Buffer, len: number) => {
         if (done) throw new StowageError('EIO', 'HashJob.update() after digest()');
         size += len;
-        const ab = buf.buffer as ArrayBuffer;
-        w.postMessage({ t: 'up', id, ab, len }, [ab]);
+        this.#post({ t: 'up', id, ab: buf.buffer as ArrayBuffer, len });
       },
       digest: () => {
         done = true;
         return new Promise<Dna>((resolve, reject) => {
           this.#digests.set(id, { resolve: (d) => resolve(Object.freeze({ dig: d.dig, size: d.size, algorithm })), reject });
-          w.postMessage({ t: 'end', id });
+          this.#post({ t: 'end', id });
         });
       },
       drop: () => {
         done = true;
-        w.postMessage({ t: 'drop', id });
+        this.#post({ t: 'drop', id });
       },
     };
   }
@@ -202,6 +274,8 @@ export class BlockHasher {
   async close(): Promise<void> {
     const w = this.#worker;
     this.#worker = undefined;
+    this.#outbox = [];
+    this.#outboxTransfer = [];
     for (const p of this.#digests.values()) p.reject(new StowageError('EIO', 'Digest worker closed.'));
     this.#digests.clear();
     if (w !== undefined) await w.terminate();

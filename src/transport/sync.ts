@@ -184,7 +184,11 @@ export interface SyncOptions extends PlanSyncOptions {
    * what it wrote is complete. A LOCKED held by anyone else still refuses.
    */
   ownLockToken?: string;
-  /** Files in flight at once (default 8). */
+  /**
+   * Files in flight at once (default 32). Over SSH each file costs a few
+   * round trips (open, close, rename) and a file creation on the far side;
+   * many files in flight keep the link busy meanwhile.
+   */
   concurrency?: number;
   /** Check transferred files that have a sidecar against it on the destination (default true). */
   verify?: boolean;
@@ -467,7 +471,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     lock: options.lock ?? false,
     lockName: options.lockName ?? LOCK_DIR_NAME,
     lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 1),
-    concurrency: checkInt(W, 'concurrency', options.concurrency ?? 8, 1, 256),
+    concurrency: checkInt(W, 'concurrency', options.concurrency ?? 32, 1, 256),
     verify: options.verify ?? true,
     algorithm: checkOneOf(W, 'algorithm', options.algorithm ?? 'md5', DNA_ALGORITHMS),
     filter: options.filter,

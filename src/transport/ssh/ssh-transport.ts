@@ -422,9 +422,16 @@ export class SshTransport implements Transport {
     // What ssh2 sends in response to one incoming chunk (queued writes
     // released by a window adjust, the next requests after acks) leaves in
     // one writev, not a syscall per 32 KiB packet.
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      sock.uncork();
+    };
     sock.prependListener('data', () => {
+      if (corked) return;
+      corked = true;
       sock.cork();
-      process.nextTick(() => sock.uncork());
+      setImmediate(uncork);
     });
     const connecting = { client, sock };
     this.#connecting.add(connecting);
@@ -1145,8 +1152,11 @@ export class SshTransport implements Transport {
   // put
 
   #hasherFor(): BlockHasher {
-    // Room for the writes in flight, the read-ahead, and a backlog for the digest worker.
-    this.#hasher ??= new BlockHasher(BLOCK_SIZE, Math.ceil((this.#o.requests * this.#o.chunkSize) / BLOCK_SIZE) + READ_AHEAD + 12);
+    // Room for the writes in flight, the read-ahead, and a backlog for the
+    // digest worker; at least 48 MiB in all, so a sync with dozens of
+    // files in flight is not held back by the pool (blocks are allocated
+    // as needed, and small files take blocks fitted to them).
+    this.#hasher ??= new BlockHasher(BLOCK_SIZE, Math.max(48, Math.ceil((this.#o.requests * this.#o.chunkSize) / BLOCK_SIZE) + READ_AHEAD + 12));
     return this.#hasher;
   }
 
@@ -1413,7 +1423,7 @@ export class SshTransport implements Transport {
           ahead.push(Promise.resolve({ buf: undefined, n: 0 }));
           return;
         }
-        const p = hasher.acquire(signal).then(async (buf) => {
+        const p = hasher.acquire(signal, reader.size !== undefined ? reader.size - at : BLOCK_SIZE).then(async (buf) => {
           try {
             return { buf, n: readDone ? 0 : await readAt(buf, buf.length, at) };
           } catch (err) {

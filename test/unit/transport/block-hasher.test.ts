@@ -59,6 +59,31 @@ describe('BlockHasher (digest on a worker thread)', () => {
     hasher.release(y);
   });
 
+  it('a small need gets a block fitted to it, counted against the same byte budget', async () => {
+    hasher = new BlockHasher(1024, 2);
+    const small: Buffer[] = [];
+    for (let i = 0; i < 20; i++) small.push(await hasher.acquire(undefined, 100));
+    expect(small.every((b) => b.length === 100)).toBe(true);
+    // 2000 of 2048 bytes are out: another 100 waits, a full block waits too.
+    let got: Buffer | undefined;
+    const waiting = hasher.acquire(undefined, 100).then((b) => (got = b));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(got).toBeUndefined();
+    hasher.release(small.pop()!);
+    expect((await waiting).length).toBe(100);
+    // A fitted block goes through a digest and comes back to the budget.
+    const data = randomBytes(100);
+    const job = hasher.begin('md5');
+    data.copy(small[0]!);
+    job.update(small.shift()!, 100);
+    expect(await job.digest()).toEqual({ dig: createHash('md5').update(data).digest('hex'), size: 100, algorithm: 'md5' });
+    for (const b of small) hasher.release(b);
+    hasher.release(got!);
+    // Everything back: two full blocks fit again; more than half a block asks for a full one.
+    const full = [await hasher.acquire(undefined, 600), await hasher.acquire()];
+    expect(full.map((b) => b.length)).toEqual([1024, 1024]);
+  });
+
   it('a dropped job still returns its blocks to the pool', async () => {
     hasher = new BlockHasher(1024, 1);
     const job = hasher.begin('md5');
