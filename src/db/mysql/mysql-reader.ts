@@ -254,6 +254,38 @@ ESCAPE[0x0a] = 0x6e;
 ESCAPE[0x0d] = 0x72;
 ESCAPE[0x00] = 0x30;
 
+/**
+ * Writes `src[start, stop)` to `buf` at `pos` in bulk-text escaping;
+ * returns the new position. `buf` must have room for twice the bytes.
+ */
+function escapeInto(src: Uint8Array, start: number, stop: number, buf: Buffer, pos: number): number {
+  if (stop - start > 64) {
+    // Long values: one read-only scan, then a native copy when clean.
+    let clean = true;
+    for (let j = start; j < stop; j++) {
+      if (ESCAPE[src[j]!] !== 0) {
+        clean = false;
+        break;
+      }
+    }
+    if (clean) {
+      buf.set(src.subarray(start, stop), pos);
+      return pos + stop - start;
+    }
+  }
+  for (let j = start; j < stop; j++) {
+    const c = src[j]!;
+    const e = ESCAPE[c]!;
+    if (e === 0) {
+      buf[pos++] = c;
+    } else {
+      buf[pos++] = BACKSLASH;
+      buf[pos++] = e;
+    }
+  }
+  return pos;
+}
+
 /** What the stream reads of a mysql2 row packet: the payload is `buffer[offset, end)`. */
 interface RowPacket {
   readonly buffer: Buffer;
@@ -380,32 +412,8 @@ class MysqlRowStream extends Readable {
       }
       const stop = off + len;
       if (stop > end) throw new StowageError('EDB', `${this.#source}: a row packet from the server is shorter than its fields say (${this.#action}).`, { details: { source: this.#source } });
-      if (len > 64) {
-        // Long values: one read-only scan, then a native copy when clean.
-        let clean = true;
-        for (let j = off; j < stop; j++) {
-          if (ESCAPE[src[j]!] !== 0) {
-            clean = false;
-            break;
-          }
-        }
-        if (clean) {
-          src.copy(buf, pos, off, stop);
-          pos += len;
-          off = stop;
-          continue;
-        }
-      }
-      for (; off < stop; off++) {
-        const c = src[off]!;
-        const e = ESCAPE[c]!;
-        if (e === 0) {
-          buf[pos++] = c;
-        } else {
-          buf[pos++] = BACKSLASH;
-          buf[pos++] = e;
-        }
-      }
+      pos = escapeInto(src, off, stop, buf, pos);
+      off = stop;
     }
     buf[pos++] = 0x0a;
     this.#pos = pos;
@@ -429,32 +437,7 @@ class MysqlRowStream extends Readable {
         buf[pos++] = 0x4e;
         continue;
       }
-      const len = v.length;
-      if (len > 64) {
-        // Long values: one read-only scan, then a native copy when clean.
-        let clean = true;
-        for (let j = 0; j < len; j++) {
-          if (ESCAPE[v[j]!] !== 0) {
-            clean = false;
-            break;
-          }
-        }
-        if (clean) {
-          v.copy(buf, pos);
-          pos += len;
-          continue;
-        }
-      }
-      for (let j = 0; j < len; j++) {
-        const c = v[j]!;
-        const e = ESCAPE[c]!;
-        if (e === 0) {
-          buf[pos++] = c;
-        } else {
-          buf[pos++] = BACKSLASH;
-          buf[pos++] = e;
-        }
-      }
+      pos = escapeInto(v, 0, v.length, buf, pos);
     }
     buf[pos++] = 0x0a;
     this.#pos = pos;
