@@ -19,16 +19,16 @@
 import { availableParallelism } from 'node:os';
 import { constants as fsConstants } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, realpath, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { pack as tarPack, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 import { StowageError, fromFsError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
-import { onAbort, throwIfAborted } from '../util/abort.js';
+import { throwIfAborted } from '../util/abort.js';
 import { AtomicFile, PART_SUFFIX } from '../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, type Dna, type DnaAlgorithm } from '../dna/index.js';
-import { ParallelGzip } from './parallel-gzip.js';
+import { writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
 import { drained, normalizeEntryName, readArchive, type ArchiveEntry } from './archive-reader.js';
 import { ExtractGuard } from './tar-safety.js';
@@ -327,142 +327,86 @@ export class Archiver {
     for (const e of list) if (e.type === 'file') bytesTotal += e.stats.size;
     const progress = new ProgressTracker('archive', options.onProgress, { bytesTotal, itemsTotal: list.length });
 
-    throwIfAborted(signal);
-    const file = await AtomicFile.open(out, { signal });
-    const digest = new DnaDigest({ algorithm: o.algorithm });
-    const gz = new ParallelGzip({
-      level: o.gzip ? o.level : undefined,
-      chunkSize: o.chunkSize,
-      concurrency: o.concurrency,
-      write: async (buf) => {
-        digest.update(buf);
-        await file.write(buf);
-      },
-    });
-    const pack = tarPack({ highWaterMark: 2 * MiB });
-    pack.on('error', () => {}); // surfaces through `failure` and the consumer's loop
-    let failure: unknown;
-    const fail = (err: unknown): void => {
-      if (failure !== undefined) return;
-      failure = err;
-      gz.abort(err);
-      pack.destroy(err instanceof Error ? err : new Error(String(err)));
-    };
-    const dispose = onAbort(signal, (reason) => fail(reason));
     let entries = 0;
     let bytesIn = 0;
-
-    /** Adds one entry to the pack; resolves when tar-stream has taken all of it. */
-    const addEntry = async (header: TarHeaders, body?: (sink: NodeJS.WritableStream & NodeJS.EventEmitter) => Promise<void>): Promise<void> => {
-      let sink!: NodeJS.WritableStream & NodeJS.EventEmitter;
-      const done = new Promise<void>((res, rej) => {
-        sink = pack.entry(header, (err) => (err ? rej(err) : res())) as unknown as NodeJS.WritableStream & NodeJS.EventEmitter;
-      });
-      // A failure elsewhere destroys the pack and its sinks; that error is already recorded in `failure`.
-      sink.on('error', () => {});
-      done.catch(() => {});
-      if (body) {
-        await body(sink);
-        sink.end();
-      }
-      await done;
-    };
-
-    const addFile = async (e: SourceEntry, header: TarHeaders): Promise<boolean> => {
-      let h: FileHandle;
-      try {
-        h = await open(e.abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ELOOP') {
-          // Vanished or replaced by a symlink since the walk: a live tree.
-          warnOrThrow(fromFsError(err, 'archive', e.abs), e.abs, onWarning, o.strict);
-          return false;
-        }
-        throw fromFsError(err, 'read', e.abs);
-      }
-      try {
-        const st = await h.stat();
-        if (!st.isFile()) {
-          warnOrThrow(new StowageError('EIO', `Skipped ${e.abs}: it is no longer a regular file.`, { details: { path: e.abs } }), e.abs, onWarning, o.strict);
-          return false;
-        }
-        const size = st.size;
-        header.size = size;
-        await addEntry(header, async (sink) => {
-          let remaining = size;
-          let next: Promise<Buffer> | undefined = remaining > 0 ? readFull(h, Math.min(READ_SIZE, remaining), e.abs) : undefined;
-          try {
-            while (next !== undefined) {
-              const buf = await next;
-              const want = Math.min(READ_SIZE, remaining);
-              if (buf.length < want) throw sizeChanged(e.abs, size, `it shrank to ${size - remaining + buf.length} bytes`);
-              remaining -= buf.length;
-              throwIfAborted(signal);
-              if (failure !== undefined) throw failure;
-              next = remaining > 0 ? readFull(h, Math.min(READ_SIZE, remaining), e.abs) : undefined;
-              bytesIn += buf.length;
-              progress.add(buf.length);
-              if (!sink.write(buf)) await drained(sink);
-            }
-          } finally {
-            next?.catch(() => {});
-          }
-          const extra = await readFull(h, 1, e.abs);
-          if (extra.length > 0) throw sizeChanged(e.abs, size, 'it grew');
+    const written = await writeTarAtomic(out, { level: o.gzip ? o.level : undefined, chunkSize: o.chunkSize, concurrency: o.concurrency, algorithm: o.algorithm, sidecar: o.sidecar, signal }, async ({ pack, failed }) => {
+      /** Adds one entry to the pack; resolves when tar-stream has taken all of it. */
+      const addEntry = async (header: TarHeaders, body?: (sink: NodeJS.WritableStream & NodeJS.EventEmitter) => Promise<void>): Promise<void> => {
+        let sink!: NodeJS.WritableStream & NodeJS.EventEmitter;
+        const done = new Promise<void>((res, rej) => {
+          sink = pack.entry(header, (err) => (err ? rej(err) : res())) as unknown as NodeJS.WritableStream & NodeJS.EventEmitter;
         });
-        return true;
-      } finally {
-        await h.close().catch(() => {});
-      }
-    };
+        // A failure elsewhere destroys the pack and its sinks; that error is already recorded (see `failed()`).
+        sink.on('error', () => {});
+        done.catch(() => {});
+        if (body) {
+          await body(sink);
+          sink.end();
+        }
+        await done;
+      };
 
-    const produce = async (): Promise<void> => {
-      for (const e of list) {
-        throwIfAborted(signal);
-        if (failure !== undefined) return;
-        const header = headerOf(e, o.deterministic);
-        const added = e.type === 'file' ? await addFile(e, header) : (await addEntry(header), true);
-        if (added) entries++;
-        progress.add(0, 1);
-      }
-      pack.finalize();
-    };
-    const consume = async (): Promise<void> => {
-      for await (const buf of pack as AsyncIterable<Buffer>) await gz.push(buf);
-      if (failure !== undefined) throw failure;
-      await gz.end();
-    };
+      const addFile = async (e: SourceEntry, header: TarHeaders): Promise<boolean> => {
+        let h: FileHandle;
+        try {
+          h = await open(e.abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'ELOOP') {
+            // Vanished or replaced by a symlink since the walk: a live tree.
+            warnOrThrow(fromFsError(err, 'archive', e.abs), e.abs, onWarning, o.strict);
+            return false;
+          }
+          throw fromFsError(err, 'read', e.abs);
+        }
+        try {
+          const st = await h.stat();
+          if (!st.isFile()) {
+            warnOrThrow(new StowageError('EIO', `Skipped ${e.abs}: it is no longer a regular file.`, { details: { path: e.abs } }), e.abs, onWarning, o.strict);
+            return false;
+          }
+          const size = st.size;
+          header.size = size;
+          await addEntry(header, async (sink) => {
+            let remaining = size;
+            let next: Promise<Buffer> | undefined = remaining > 0 ? readFull(h, Math.min(READ_SIZE, remaining), e.abs) : undefined;
+            try {
+              while (next !== undefined) {
+                const buf = await next;
+                const want = Math.min(READ_SIZE, remaining);
+                if (buf.length < want) throw sizeChanged(e.abs, size, `it shrank to ${size - remaining + buf.length} bytes`);
+                remaining -= buf.length;
+                throwIfAborted(signal);
+                const failure = failed();
+                if (failure !== undefined) throw failure;
+                next = remaining > 0 ? readFull(h, Math.min(READ_SIZE, remaining), e.abs) : undefined;
+                bytesIn += buf.length;
+                progress.add(buf.length);
+                if (!sink.write(buf)) await drained(sink);
+              }
+            } finally {
+              next?.catch(() => {});
+            }
+            const extra = await readFull(h, 1, e.abs);
+            if (extra.length > 0) throw sizeChanged(e.abs, size, 'it grew');
+          });
+          return true;
+        } finally {
+          await h.close().catch(() => {});
+        }
+      };
 
-    try {
-      await Promise.all([produce().catch(fail), consume().catch(fail)]);
-      if (failure !== undefined) throw failure;
-      throwIfAborted(signal);
-      // The old sidecar (if any) describes the archive about to be replaced.
-      await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
-        throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
-      });
-      await file.commit(gz.bytesOut);
-    } catch (err) {
-      await file.discard();
-      if (signal?.aborted) throw signal.reason;
-      throw err;
-    } finally {
-      dispose();
-    }
-    const dna = digest.digest();
-    let sidecar: string | undefined;
-    if (o.sidecar) {
-      try {
-        sidecar = await DnaDigest.writeSidecar(out, dna);
-      } catch (err) {
-        // An archive without the sidecar it was promised would pass for an unverified one: remove it.
-        await rm(out, { force: true }).catch(() => {});
-        throw err;
-      }
-    }
+        for (const e of list) {
+          throwIfAborted(signal);
+          if (failed() !== undefined) return;
+          const header = headerOf(e, o.deterministic);
+          const added = e.type === 'file' ? await addFile(e, header) : (await addEntry(header), true);
+          if (added) entries++;
+          progress.add(0, 1);
+        }
+    });
     progress.report(true);
-    return Object.freeze({ path: out, dna, entries, bytesIn, bytesOut: gz.bytesOut, sidecar });
+    return Object.freeze({ path: out, dna: written.dna, entries, bytesIn, bytesOut: written.bytesOut, sidecar: written.sidecar });
   }
 
   /**

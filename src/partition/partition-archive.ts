@@ -2,10 +2,9 @@
  * Writing and reading partition archives.
  *
  * A partition archive is an ordinary `.tar.gz` (see `manifest.ts` for its
- * entries) written with the same pieces as {@link Archiver.create}: a
- * tar-stream pack whose output is cut into chunks compressed in parallel by
- * {@link ParallelGzip}, digested by a {@link DnaDigest} on its way to an
- * {@link AtomicFile} (`NAME.part`, fsync, rename), then the DNA sidecar. The
+ * entries) written by the same code as `Archiver.create`
+ * (`writeTarAtomic`): a tar-stream pack compressed in parallel, digested on
+ * its way to an atomic `NAME.part` (fsync, rename), then the DNA sidecar. The
  * entries come from memory and from {@link RowSpool}s rather than from a
  * folder, so no temporary tree is written. Reading goes through the
  * Archiver's own streaming pass (`readArchive`), which checks gzip CRCs,
@@ -13,14 +12,12 @@
  *
  * @module
  */
-import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { pack as tarPack, type Header } from 'tar-stream';
-import { StowageError, fromFsError } from '../errors.js';
-import { onAbort, throwIfAborted } from '../util/abort.js';
-import { AtomicFile } from '../util/atomic-file.js';
-import { DnaDigest, SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
-import { ParallelGzip } from '../archive/parallel-gzip.js';
+import type { Header } from 'tar-stream';
+import { StowageError } from '../errors.js';
+import { throwIfAborted } from '../util/abort.js';
+import type { Dna } from '../dna/index.js';
+import { writeTarAtomic } from '../archive/archive-writer.js';
 import { drained, readArchive } from '../archive/archive-reader.js';
 import { MANIFEST_ENTRY, parseManifest, type PartitionManifest } from './manifest.js';
 
@@ -71,33 +68,10 @@ export interface WrittenArchive {
  */
 export async function writePartitionArchive(out: string, entries: readonly ArchiveInputEntry[], options: WriteArchiveOptions): Promise<WrittenArchive> {
   const { signal } = options;
-  throwIfAborted(signal);
-  const file = await AtomicFile.open(out, { signal });
-  const digest = new DnaDigest();
-  const gz = new ParallelGzip({
-    level: options.gzipLevel,
-    chunkSize: MiB,
-    concurrency: options.gzipConcurrency,
-    write: async (buf) => {
-      digest.update(buf);
-      await file.write(buf);
-    },
-  });
-  const pack = tarPack({ highWaterMark: 2 * MiB });
-  pack.on('error', () => {}); // surfaces through `failure`
-  let failure: unknown;
-  const fail = (err: unknown): void => {
-    if (failure !== undefined) return;
-    failure = err;
-    gz.abort(err);
-    pack.destroy(err instanceof Error ? err : new Error(String(err)));
-  };
-  const dispose = onAbort(signal, (reason) => fail(reason));
-
-  const produce = async (): Promise<void> => {
+  const written = await writeTarAtomic(out, { level: options.gzipLevel, chunkSize: MiB, concurrency: options.gzipConcurrency, sidecar: true, signal }, async ({ pack, failed }) => {
     for (const e of entries) {
       throwIfAborted(signal);
-      if (failure !== undefined) return;
+      if (failed() !== undefined) return;
       const header: Partial<Header> & Pick<Header, 'name'> = { name: e.name, type: 'file', mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: options.mtime, size: e.size };
       if (Buffer.isBuffer(e.data)) {
         const body = e.data;
@@ -113,7 +87,7 @@ export async function writePartitionArchive(out: string, entries: readonly Archi
       let n = 0;
       for await (const buf of e.data()) {
         throwIfAborted(signal);
-        if (failure !== undefined) return;
+        if (failed() !== undefined) return;
         n += buf.length;
         if (!sink.write(buf)) await drained(sink);
       }
@@ -121,38 +95,8 @@ export async function writePartitionArchive(out: string, entries: readonly Archi
       sink.end();
       await done;
     }
-    pack.finalize();
-  };
-  const consume = async (): Promise<void> => {
-    for await (const buf of pack as AsyncIterable<Buffer>) await gz.push(buf);
-    if (failure !== undefined) throw failure;
-    await gz.end();
-  };
-
-  try {
-    await Promise.all([produce().catch(fail), consume().catch(fail)]);
-    if (failure !== undefined) throw failure;
-    throwIfAborted(signal);
-    await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
-      throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
-    });
-    await file.commit(gz.bytesOut);
-  } catch (err) {
-    await file.discard();
-    if (signal?.aborted) throw signal.reason;
-    throw err;
-  } finally {
-    dispose();
-  }
-  const dna = digest.digest();
-  try {
-    await DnaDigest.writeSidecar(out, dna);
-  } catch (err) {
-    // An archive without its sidecar would pass for an unverified one.
-    await rm(out, { force: true }).catch(() => {});
-    throw err;
-  }
-  return Object.freeze({ dna, bytesIn: gz.bytesIn, bytesOut: gz.bytesOut });
+  });
+  return Object.freeze({ dna: written.dna, bytesIn: written.bytesIn, bytesOut: written.bytesOut });
 }
 
 /**

@@ -1,0 +1,127 @@
+/**
+ * The one way a `.tar`/`.tar.gz` is written: a tar-stream pack fed by the
+ * caller, parallel gzip, the DNA tapped from the bytes written, an atomic
+ * commit (`.part`, fsync, rename), then the sidecar. Used by
+ * `Archiver.create` and by the Partitioner's partition archives.
+ *
+ * @internal
+ * @module
+ */
+import { rm } from 'node:fs/promises';
+import { pack as tarPack, type Pack } from 'tar-stream';
+import { fromFsError } from '../errors.js';
+import { onAbort, throwIfAborted } from '../util/abort.js';
+import { AtomicFile } from '../util/atomic-file.js';
+import { DnaDigest, SIDECAR_SUFFIX, type Dna, type DnaAlgorithm } from '../dna/index.js';
+import { ParallelGzip } from './parallel-gzip.js';
+
+const MiB = 1 << 20;
+
+/** Options of {@link writeTarAtomic}. */
+export interface TarWriteOptions {
+  /** Deflate level 1-9, or `undefined` for a plain `.tar`. */
+  level: number | undefined;
+  /** Bytes per gzip member. */
+  chunkSize: number;
+  /** Members compressed at once. */
+  concurrency: number;
+  /** Digest algorithm of the DNA (default md5). */
+  algorithm?: DnaAlgorithm;
+  /** Write the `.dna` sidecar after the archive. */
+  sidecar: boolean;
+  /** Cancels the write; nothing is left under the final name nor as `.part`. */
+  signal?: AbortSignal | undefined;
+}
+
+/** What the producer is given. */
+export interface TarProducer {
+  /** The tar pack to add entries to; finalized by {@link writeTarAtomic} once the producer resolves. */
+  readonly pack: Pack;
+  /** The first failure so far (the consumer's, an abort, or the producer's own), if any: stop feeding then. */
+  failed(): unknown;
+}
+
+/** What {@link writeTarAtomic} wrote. */
+export interface TarWritten {
+  /** The archive's DNA. */
+  readonly dna: Dna;
+  /** Bytes of tar (uncompressed). */
+  readonly bytesIn: number;
+  /** Bytes of the archive file. */
+  readonly bytesOut: number;
+  /** The sidecar's path, when one was written. */
+  readonly sidecar: string | undefined;
+}
+
+/**
+ * Writes the archive `out` from what `produce` adds to the pack. An older
+ * archive and sidecar under the same name are replaced (the old sidecar is
+ * removed first, so the new archive is never paired with the old DNA). On
+ * failure or abort nothing is left under `out` nor as `out.part`, and the
+ * first error is thrown.
+ *
+ * @param out - the archive's path (absolute)
+ * @param options - compression, DNA, sidecar, signal
+ * @param produce - adds the entries; should return early when `failed()` is set
+ */
+export async function writeTarAtomic(out: string, options: TarWriteOptions, produce: (p: TarProducer) => Promise<void>): Promise<TarWritten> {
+  const { signal } = options;
+  throwIfAborted(signal);
+  const file = await AtomicFile.open(out, { signal });
+  const digest = new DnaDigest(options.algorithm !== undefined ? { algorithm: options.algorithm } : {});
+  const gz = new ParallelGzip({
+    level: options.level,
+    chunkSize: options.chunkSize,
+    concurrency: options.concurrency,
+    write: async (buf) => {
+      digest.update(buf);
+      await file.write(buf);
+    },
+  });
+  const pack = tarPack({ highWaterMark: 2 * MiB });
+  pack.on('error', () => {}); // surfaces through `failure` and the consumer's loop
+  let failure: unknown;
+  const fail = (err: unknown): void => {
+    if (failure !== undefined) return;
+    failure = err;
+    gz.abort(err);
+    pack.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+  const dispose = onAbort(signal, (reason) => fail(reason));
+  const producer = async (): Promise<void> => {
+    await produce({ pack, failed: () => failure });
+    if (failure === undefined) pack.finalize();
+  };
+  const consume = async (): Promise<void> => {
+    for await (const buf of pack as AsyncIterable<Buffer>) await gz.push(buf);
+    if (failure !== undefined) throw failure;
+    await gz.end();
+  };
+  try {
+    await Promise.all([producer().catch(fail), consume().catch(fail)]);
+    if (failure !== undefined) throw failure;
+    throwIfAborted(signal);
+    await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
+      throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
+    });
+    await file.commit(gz.bytesOut);
+  } catch (err) {
+    await file.discard();
+    if (signal?.aborted) throw signal.reason;
+    throw err;
+  } finally {
+    dispose();
+  }
+  const dna = digest.digest();
+  let sidecar: string | undefined;
+  if (options.sidecar) {
+    try {
+      sidecar = await DnaDigest.writeSidecar(out, dna);
+    } catch (err) {
+      // An archive without the sidecar it was promised would pass for an unverified one: remove it.
+      await rm(out, { force: true }).catch(() => {});
+      throw err;
+    }
+  }
+  return Object.freeze({ dna, bytesIn: gz.bytesIn, bytesOut: gz.bytesOut, sidecar });
+}
