@@ -146,51 +146,58 @@ export class BulkTextGate extends Transform {
     }
     let rowStart = this.#rowBytes > 0 ? -this.#rowBytes : 0;
     let fieldStart = this.#atFieldStart ? 0 : -1;
-    while (i < n) {
-      const cls = CLASS[buf[i]!]!;
-      if (cls === 0) {
-        i++;
-        continue;
-      }
-      if (cls === 1) {
-        if (++this.#tabs >= this.#columns) throw this.#fieldCount(this.#tabs + 1);
-        fieldStart = ++i;
-        continue;
-      }
-      if (cls === 2) {
-        if (this.#tabs + 1 !== this.#columns) throw this.#fieldCount(this.#tabs + 1);
-        this.rows++;
-        this.#tabs = 0;
-        fieldStart = rowStart = ++i;
-        continue;
-      }
-      // A backslash: an escape.
-      if (i + 1 >= n) {
-        // Unfinished: hold the backslash back until the next chunk.
-        this.#carry = true;
-        parts ??= [];
-        parts.push(buf.subarray(copied, i));
-        copied = n;
-        break;
-      }
-      const e = buf[i + 1]!;
-      const what = esc[e]!;
-      if (what === 0) {
-        if (e === LETTER_N) {
-          const next = i + 2 < n ? CLASS[buf[i + 2]!]! : -1;
-          if (fieldStart !== i || next === 0 || next === 3) throw malformedBulkText(this.rows + 1, '\\N inside a longer field');
-          if (next === -1) this.#afterNull = true;
+    const columns = this.#columns;
+    let tabs = this.#tabs;
+    let rows = this.rows;
+    try {
+      while (i < n) {
+        let cls = CLASS[buf[i]!]!;
+        // Ordinary bytes: the tight loop.
+        while (cls === 0 && ++i < n) cls = CLASS[buf[i]!]!;
+        if (cls === 0) break;
+        if (cls === 1) {
+          if (++tabs >= columns) throw this.#fieldCount(rows, tabs + 1);
+          fieldStart = ++i;
+          continue;
         }
-      } else if (what < 0) {
-        throw malformedBulkText(this.rows + 1, `unknown escape \\${printable(e)}`);
-      } else if (what === 256) {
-        throw new StowageError('EDB', `Row ${this.rows + 1} holds a NUL character (\\0), which PostgreSQL text cannot store.`, { details: { row: this.rows + 1, reason: 'NUL in text' } });
-      } else {
-        parts ??= [];
-        parts.push(buf.subarray(copied, i), Buffer.of(what));
-        copied = i + 2;
+        if (cls === 2) {
+          if (tabs + 1 !== columns) throw this.#fieldCount(rows, tabs + 1);
+          rows++;
+          tabs = 0;
+          fieldStart = rowStart = ++i;
+          continue;
+        }
+        // A backslash: an escape.
+        if (i + 1 >= n) {
+          // Unfinished: hold the backslash back until the next chunk.
+          this.#carry = true;
+          parts ??= [];
+          parts.push(buf.subarray(copied, i));
+          copied = n;
+          break;
+        }
+        const e = buf[i + 1]!;
+        const what = esc[e]!;
+        if (what === 0) {
+          if (e === LETTER_N) {
+            const next = i + 2 < n ? CLASS[buf[i + 2]!]! : -1;
+            if (fieldStart !== i || next === 0 || next === 3) throw malformedBulkText(rows + 1, '\\N inside a longer field');
+            if (next === -1) this.#afterNull = true;
+          }
+        } else if (what < 0) {
+          throw malformedBulkText(rows + 1, `unknown escape \\${printable(e)}`);
+        } else if (what === 256) {
+          throw new StowageError('EDB', `Row ${rows + 1} holds a NUL character (\\0), which PostgreSQL text cannot store.`, { details: { row: rows + 1, reason: 'NUL in text' } });
+        } else {
+          parts ??= [];
+          parts.push(buf.subarray(copied, i), Buffer.of(what));
+          copied = i + 2;
+        }
+        i += 2;
       }
-      i += 2;
+    } finally {
+      this.#tabs = tabs;
+      this.rows = rows;
     }
     this.#rowBytes = n - rowStart;
     this.#atFieldStart = fieldStart === n;
@@ -204,8 +211,8 @@ export class BulkTextGate extends Transform {
     return Buffer.concat(parts);
   }
 
-  #fieldCount(found: number): StowageError {
-    return malformedBulkText(this.rows + 1, `expected ${this.#columns} fields, found ${found}${found > this.#columns ? ' or more' : ''} (loading into ${this.#dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'})`);
+  #fieldCount(rows: number, found: number): StowageError {
+    return malformedBulkText(rows + 1, `expected ${this.#columns} fields, found ${found}${found > this.#columns ? ' or more' : ''} (loading into ${this.#dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'})`);
   }
 }
 

@@ -9,7 +9,10 @@
  *    with nothing loaded. Restoring from damaged backups silently is how
  *    data is lost twice.
  * 3. Read the manifests; refuse archives of another engine (bulk text and
- *    DDL are engine-specific).
+ *    DDL are engine-specific). The manifests are read, and the target's
+ *    tables listed, while step 2 runs (both only read; their errors are
+ *    reported only once step 2 found every archive intact): a restore of a
+ *    few partitions spends much of its time on such fixed costs.
  * 4. Create the tables the target lacks from the archived DDL.
  * 5. Load each table's range in one transaction of the target (replacing
  *    the rows it already has in that range). The rows are digested on
@@ -203,16 +206,36 @@ export async function restorePartitions(target: TableSource, dir: string, option
   // 1. The archives in range.
   const candidates = (await findArchives(root)).filter((c) => overlaps(c, want));
 
-  // 2. Every DNA, before anything is loaded.
+  // 2. Every DNA, before anything is loaded. The manifests are read, and
+  // the target's tables listed (which opens its first connection), while
+  // the DNAs are checked: both only read, and their failures count only
+  // once every archive is known to be intact.
+  const sideline = new AbortController();
+  const sideSignal = signal === undefined ? sideline.signal : AbortSignal.any([signal, sideline.signal]);
+  const manifests = new Map<Candidate, PartitionManifest>();
+  const reading = pool(candidates, concurrency, async (c) => {
+    throwIfAborted(sideSignal);
+    manifests.set(c, await readManifest(c.path, sideSignal));
+  });
+  const listing = target.tables({ signal: sideSignal });
+  const settled = Promise.allSettled([reading, listing]);
   const progress = new ProgressTracker('verify', onProgress, { itemsTotal: candidates.length });
   const mutants: { path: string; expected: unknown; actual: unknown }[] = [];
-  await pool(candidates, concurrency, async (c) => {
-    throwIfAborted(signal);
-    const r = await DnaDigest.verify(c.path, { signal });
-    if (!r.ok) mutants.push({ path: c.path, expected: r.expected, actual: r.actual });
-    progress.add(r.actual.size, 1);
-  });
+  try {
+    await pool(candidates, concurrency, async (c) => {
+      throwIfAborted(signal);
+      const r = await DnaDigest.verify(c.path, { signal });
+      if (!r.ok) mutants.push({ path: c.path, expected: r.expected, actual: r.actual });
+      progress.add(r.actual.size, 1);
+    });
+  } catch (err) {
+    sideline.abort(err);
+    await settled;
+    throw err;
+  }
   if (mutants.length > 0) {
+    sideline.abort();
+    await settled;
     mutants.sort((a, b) => (a.path < b.path ? -1 : 1));
     throw new StowageError('EDIGEST_MISMATCH', `${mutants.length} partition archive(s) do not match their DNA sidecar: ${mutants.map((m) => m.path).join(', ')}. Nothing was loaded; fetch good copies and restore again.`, {
       details: { path: mutants[0]!.path, mutants },
@@ -220,11 +243,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
   }
 
   // 3. Manifests.
-  const manifests = new Map<Candidate, PartitionManifest>();
-  await pool(candidates, concurrency, async (c) => {
-    throwIfAborted(signal);
-    manifests.set(c, await readManifest(c.path, signal));
-  });
+  const [read, listed] = await settled;
+  if (read.status === 'rejected') throw read.reason;
   const selected: Selected[] = [];
   for (const c of candidates) {
     const m = manifests.get(c)!;
@@ -245,7 +265,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
 
   // 4. Missing tables, and what each existing one already holds.
   throwIfAborted(signal);
-  const existing = new Set(await target.tables({ signal }));
+  if (listed.status === 'rejected') throw listed.reason;
+  const existing = new Set(listed.value);
   const created = new Set<string>();
   const held = new Map<string, KeyRange>();
   for (const s of selected) {
