@@ -1,0 +1,70 @@
+// Partitioner.restore into MariaDB: a table the restore creates ends up with
+// exactly the archived schema (SHOW CREATE TABLE: keys, defaults, checks)
+// and the same rows; a load its keys refuse keeps earlier ranges whole.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MysqlSource } from '../../../src/db/mysql/index.js';
+import { Partitioner } from '../../../src/partition/index.js';
+import { startMariadb, type MariadbServer } from '../../support/index.js';
+import { rejectsWith, tempDir } from '../../unit/partition/helpers.js';
+import { sql } from './helpers.js';
+
+let db: MariadbServer;
+let n = 0;
+
+beforeAll(async () => {
+  db = await startMariadb();
+});
+afterAll(async () => {
+  await db?.stop();
+});
+
+const DDL = [
+  `CREATE TABLE ev (seqno BIGINT NOT NULL PRIMARY KEY, run INT NOT NULL, tag VARCHAR(40) UNIQUE, v DOUBLE CHECK (v >= 0), note VARCHAR(20) DEFAULT 'x',
+    KEY ev_run (run, seqno), UNIQUE KEY ev_run_tag (run, tag)) ENGINE=InnoDB`,
+  "INSERT INTO ev (seqno, run, tag, v) SELECT seq, seq % 7, CONCAT('tag', seq), seq / 4 FROM seq_1_to_2500",
+];
+
+async function filled(): Promise<{ src: MysqlSource; out: string }> {
+  const srcDb = await db.createDatabase(`s${++n}`);
+  for (const stmt of DDL) await sql(db, srcDb, stmt);
+  const out = join(await tempDir('myrs'), 'out');
+  const src = new MysqlSource({ ...db.connectionConfig, database: srcDb });
+  await new Partitioner(src, { table: 'ev', key: 'seqno', rowsPerPartition: 1000, outDir: out }).dump();
+  return { src, out };
+}
+
+describe('Partitioner.restore into MariaDB', () => {
+  it('creates the table with exactly the archived keys and checks, and the same rows; a second restore over it keeps them', async () => {
+    const { src, out } = await filled();
+    await using _src = src;
+    await using dst = new MysqlSource({ ...db.connectionConfig, database: await db.createDatabase(`t${++n}`) });
+    const r = await Partitioner.restore(dst, out, { concurrency: 2 });
+    expect(r.tables).toEqual([{ name: 'ev', rows: 2500, partitions: 3, created: true }]);
+    const want = await src.schema('ev');
+    expect(want).toMatch(/UNIQUE KEY `ev_run_tag`/);
+    expect(await dst.schema('ev')).toBe(want);
+    expect((await Partitioner.compare(src, dst, 'ev', { key: 'seqno', rowsPerPartition: 1000 })).equal).toBe(true);
+    const again = await Partitioner.restore(dst, out, { concurrency: 2 });
+    expect(again.tables[0]).toMatchObject({ rows: 2500, created: false });
+    expect(await dst.schema('ev')).toBe(want);
+    expect((await Partitioner.compare(src, dst, 'ev', { key: 'seqno', rowsPerPartition: 1000 })).equal).toBe(true);
+  });
+
+  it('a load the archived keys refuse fails with EDB and keeps the ranges loaded before it whole', async () => {
+    const { src, out } = await filled();
+    await using _src = src;
+    const dstDb = await db.createDatabase(`t${++n}`);
+    await using dst = new MysqlSource({ ...db.connectionConfig, database: dstDb });
+    await Partitioner.restore(dst, out, { hi: 1000 });
+    // A row of the second range under a tag of the third: the third range's load breaks UNIQUE (tag).
+    await sql(db, dstDb, "INSERT INTO ev (seqno, run, tag, v) VALUES (1500, 1, 'tag2500', 1)");
+    const err = await rejectsWith(Partitioner.restore(dst, out, { lo: 2001, concurrency: 1 }), 'EDB');
+    expect(err.message).toMatch(/Duplicate|duplicate/);
+    const per = await sql(db, dstDb, 'SELECT (seqno - 1) DIV 1000 AS p, COUNT(*) FROM ev GROUP BY p ORDER BY p');
+    expect(per.map((row) => row.map(Number))).toEqual([
+      [0, 1000],
+      [1, 1],
+    ]);
+  });
+});
