@@ -18,7 +18,9 @@
  *    the rows it already has in that range). The rows are digested on
  *    their way in and compared with the manifest (count, bytes, range
  *    digest) before the input ends, so a mismatch fails the load and
- *    nothing of it is committed.
+ *    nothing of it is committed. A load the server rolled back as a
+ *    deadlock victim (parallel loads over existing rows with secondary
+ *    unique keys) is read from its archive and loaded again, a few times.
  *
  * @module
  */
@@ -173,6 +175,16 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
   }
 }
 
+/** Loads of one archive tried at most this many times when the target reports a deadlock. */
+const DEADLOCK_TRIES = 4;
+
+/** Whether a load failed because the server chose it as a deadlock victim (SQLSTATE 40001 or PostgreSQL's 40P01): it was rolled back whole. */
+function isDeadlock(err: unknown): boolean {
+  if (!(err instanceof StowageError) || err.code !== 'EDB') return false;
+  const state = err.details['sqlState'];
+  return state === '40001' || state === '40P01';
+}
+
 function overlaps(a: { lo: bigint; hi: bigint }, b: { lo: bigint; hi: bigint }): boolean {
   return a.lo <= b.hi && b.lo <= a.hi;
 }
@@ -300,21 +312,41 @@ export async function restorePartitions(target: TableSource, dir: string, option
     const whole = keep.lo === s.lo && keep.hi === s.hi;
     const byEntry = new Map(s.tables.map((t) => [t.rows, t] as const));
     const seen = new Set<string>();
-    await readArchive(s.path, { phase: 'load', signal }, async (e, data) => {
-      const t = byEntry.get(e.name);
-      if (t === undefined || e.type !== 'file') return;
-      seen.add(t.name);
-      const range = held.get(`${t.name}\0${s.manifest.key}`);
-      const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
-      const input = checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal, (n) => progress.add(n));
-      const r = await target.load(t.name, input, replace ? { signal, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal });
-      const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
-      acc.rows += r.rows;
-      acc.partitions += 1;
-      perTable.set(t.name, acc);
-      rows += r.rows;
-      bytes += r.bytes;
-    });
+    const loaded = new Set<string>();
+    for (let attempt = 1; ; attempt++) {
+      let attemptBytes = 0;
+      try {
+        await readArchive(s.path, { phase: 'load', signal }, async (e, data) => {
+          const t = byEntry.get(e.name);
+          if (t === undefined || e.type !== 'file' || loaded.has(t.name)) return;
+          seen.add(t.name);
+          const range = held.get(`${t.name}\0${s.manifest.key}`);
+          const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
+          const input = checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal, (n) => {
+            attemptBytes += n;
+            progress.add(n);
+          });
+          const r = await target.load(t.name, input, replace ? { signal, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal });
+          loaded.add(t.name);
+          attemptBytes = 0;
+          const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
+          acc.rows += r.rows;
+          acc.partitions += 1;
+          perTable.set(t.name, acc);
+          rows += r.rows;
+          bytes += r.bytes;
+        });
+        break;
+      } catch (err) {
+        // A deadlock rolled the load back whole (InnoDB picks a victim when
+        // parallel loads of neighbouring ranges lock the same gaps of a
+        // secondary unique index): load what is left of the archive again.
+        if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) throw err;
+        progress.bytesDone -= attemptBytes;
+        await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+        throwIfAborted(signal);
+      }
+    }
     const missing = s.tables.filter((t) => !seen.has(t.name));
     if (missing.length > 0) throw corrupt(s.path, `it lacks the rows entry of ${missing.map((t) => JSON.stringify(t.name)).join(', ')} named in its manifest.`);
     progress.itemsDone++;

@@ -67,4 +67,20 @@ describe('Partitioner.restore into MariaDB', () => {
       [1, 1],
     ]);
   });
+
+  it('restores over a table with secondary unique keys, four loads at once: the deadlocks InnoDB reports are loaded again', async () => {
+    const srcDb = await db.createDatabase(`s${++n}`);
+    for (const stmt of DDL) await sql(db, srcDb, stmt.replace('seq_1_to_2500', 'seq_1_to_4000'));
+    const out = join(await tempDir('myrs'), 'out');
+    await using src = new MysqlSource({ ...db.connectionConfig, database: srcDb });
+    await new Partitioner(src, { table: 'ev', key: 'seqno', rowsPerPartition: 250, outDir: out }).dump();
+    await using dst = new MysqlSource({ ...db.connectionConfig, database: await db.createDatabase(`t${++n}`) });
+    await Partitioner.restore(dst, out, { concurrency: 4 });
+    // Each DELETE-then-LOAD locks gaps of the unique (tag) and (run, tag) indexes its neighbours need.
+    for (let i = 0; i < 3; i++) {
+      const r = await Partitioner.restore(dst, out, { concurrency: 4 });
+      expect(r.tables[0]).toMatchObject({ rows: 4000, partitions: 16, created: false });
+    }
+    expect((await Partitioner.compare(src, dst, 'ev', { key: 'seqno', rowsPerPartition: 250 })).equal).toBe(true);
+  });
 });

@@ -1,0 +1,98 @@
+// Partitioner.restore loads an archive again when the target rolled a load
+// back as a deadlock victim (SQLSTATE 40001 / 40P01), and only then.
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { StowageError } from '../../../src/errors.js';
+import { SqliteSource } from '../../../src/db/sqlite/index.js';
+import type { LoadOptions, TableSource } from '../../../src/db/index.js';
+import { Partitioner } from '../../../src/partition/index.js';
+import type { Progress } from '../../../src/progress.js';
+import { count, makePairDb, rejectsWith, tempDir } from './helpers.js';
+
+const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const PAIR = ['CalibVld', 'Calib'];
+
+async function dumped(): Promise<{ d: string; out: string }> {
+  const d = await tempDir();
+  const f = join(d, 'src.db');
+  makePairDb(f, seq(1, 250), 3);
+  await using src = new SqliteSource(f);
+  const out = join(d, 'out');
+  await new Partitioner(src, { tables: PAIR, rowsPerPartition: 100, outDir: out }).dump();
+  return { d, out };
+}
+
+/**
+ * The target, whose loads of `table` fail `times` times (after reading a
+ * chunk of their input) with `error`, as a server's rolled back load does.
+ */
+function failing(dst: SqliteSource, table: string, times: number, error: () => StowageError): { target: TableSource; loads: string[] } {
+  const loads: string[] = [];
+  let left = times;
+  const target = new Proxy(dst, {
+    get: (t, p) => {
+      if (p === 'load') {
+        return async (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => {
+          loads.push(name);
+          if (name === table && left > 0) {
+            left--;
+            const it = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+            await it.next();
+            await it.return?.();
+            throw error();
+          }
+          return t.load(name, input, options);
+        };
+      }
+      const v = Reflect.get(t, p, t) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  }) as unknown as TableSource;
+  return { target, loads };
+}
+
+const deadlock = (state: string) => (): StowageError => new StowageError('EDB', 'cannot load rows: Deadlock found when trying to get lock', { details: { sqlState: state } });
+
+describe('Partitioner.restore: deadlock victims', () => {
+  it('loads what is left of the archive again after a deadlock (40001), counting each range once', async () => {
+    const { d, out } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const { target, loads } = failing(dst, 'Calib', 2, deadlock('40001'));
+    const seen: Progress[] = [];
+    const r = await Partitioner.restore(target, out, { concurrency: 1, onProgress: (p) => seen.push(p) });
+    expect(r.partitions).toBe(3);
+    expect(r.tables).toEqual([
+      { name: 'Calib', rows: 750, partitions: 3, created: true },
+      { name: 'CalibVld', rows: 250, partitions: 3, created: true },
+    ]);
+    // CalibVld, loaded before Calib in the first archive, is not loaded twice.
+    expect(loads.slice(0, 4)).toEqual(['CalibVld', 'Calib', 'Calib', 'Calib']);
+    expect(loads.filter((x) => x === 'CalibVld')).toHaveLength(3);
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(750);
+    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(250);
+    expect(seen.at(-1)).toMatchObject({ phase: 'load', itemsDone: 3, bytesDone: r.bytes });
+  });
+
+  it("retries PostgreSQL's deadlock_detected (40P01) too, and gives up after four tries with the last error", async () => {
+    const { d, out } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const ok = failing(dst, 'Calib', 3, deadlock('40P01'));
+    await Partitioner.restore(ok.target, out, { concurrency: 1, hi: 100 });
+    expect(ok.loads).toEqual(['CalibVld', 'Calib', 'Calib', 'Calib', 'Calib']);
+    await using dst2 = new SqliteSource(join(d, 'dst2.db'), { create: true });
+    const bad = failing(dst2, 'Calib', 4, deadlock('40P01'));
+    const err = await rejectsWith(Partitioner.restore(bad.target, out, { concurrency: 1, hi: 100 }), 'EDB');
+    expect(err.message).toMatch(/Deadlock/);
+    expect(bad.loads).toEqual(['CalibVld', 'Calib', 'Calib', 'Calib', 'Calib']);
+    expect(count(join(d, 'dst2.db'), 'Calib')).toBe(0);
+  });
+
+  it('does not retry other failures (a duplicate key, 23505)', async () => {
+    const { d, out } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const { target, loads } = failing(dst, 'Calib', 1, () => new StowageError('EDB', 'duplicate key', { details: { sqlState: '23505' } }));
+    await rejectsWith(Partitioner.restore(target, out, { concurrency: 1, hi: 100 }), 'EDB');
+    expect(loads).toEqual(['CalibVld', 'Calib']);
+  });
+});
