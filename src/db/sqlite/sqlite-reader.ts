@@ -70,16 +70,71 @@ export interface LentConnection {
   release(): void;
 }
 
+/** How a query's rows come back: objects, arrays (`'raw'`), or first values (`'pluck'`). */
+export type SqliteRowMode = 'object' | 'raw' | 'pluck';
+
+/** Runs one query (safe integers on) and gives all its rows. */
+export type SqliteQuery = (sql: string, params: readonly unknown[], mode: SqliteRowMode) => Promise<unknown[]>;
+
+/**
+ * A connection for one row stream, in this thread or in a worker: its
+ * table lookups and its range query run on the same connection.
+ */
+export interface SqliteStreamSession {
+  /** Runs a metadata query on the session's connection. */
+  readonly query: SqliteQuery;
+  /**
+   * Opens the bulk text stream of a range query; the stream releases the
+   * session when it ends or is destroyed.
+   */
+  rows(sql: string, params: [bigint, bigint], textAffinity: boolean[], action: string, signal: AbortSignal | undefined): Readable;
+  /** Gives the session back unused (after a failure before {@link rows}). */
+  release(): void;
+}
+
 /** How a reader gets its connections. */
 export interface SqliteReaderContext {
   /** The source's name, for messages. */
   readonly name: string;
-  /** The connection for metadata queries. */
-  metaDb(): SqliteDb;
+  /** Runs a metadata query. */
+  readonly query: SqliteQuery;
   /** A connection for one row stream. */
-  streamDb(): LentConnection;
+  streamSession(): Promise<SqliteStreamSession>;
   /** Called with each stream opened, so its owner can destroy it on close. */
   track(stream: Readable): void;
+}
+
+/**
+ * Runs a query on a better-sqlite3 connection in this thread, as a
+ * {@link SqliteQuery}.
+ *
+ * @param db - the connection (or a function giving it, checked per call)
+ */
+export function inThreadQuery(db: () => SqliteDb): SqliteQuery {
+  return async (sql, params, mode) => {
+    const stmt = db().prepare<unknown[], unknown>(sql).safeIntegers(true);
+    if (mode === 'pluck') stmt.pluck(true);
+    else if (mode === 'raw') stmt.raw(true);
+    return stmt.all(...params);
+  };
+}
+
+/**
+ * A {@link SqliteStreamSession} over a connection in this thread: the
+ * range query is stepped by the stream's own `_read`.
+ *
+ * @param conn - the connection; released when the stream is done
+ * @param source - the source's name, for messages
+ */
+export function inThreadSession(conn: LentConnection, source: string): SqliteStreamSession {
+  return {
+    query: inThreadQuery(() => conn.db),
+    rows: (sql, params, textAffinity, action, signal) => {
+      const iter = query(source, action, () => conn.db.prepare<[bigint, bigint], unknown[]>(sql).raw(true).safeIntegers(true).iterate(...params));
+      return new SqliteRowStream(iter, textAffinity, conn, source, action, signal);
+    },
+    release: () => conn.release(),
+  };
 }
 
 const CHUNK_CHARS = 64 * 1024;
@@ -171,12 +226,21 @@ class SqliteRowStream extends Readable {
   }
 }
 
-/** Runs a metadata query, wrapping driver errors. */
-function query<T>(ctx: SqliteReaderContext, action: string, fn: () => T): T {
+/** Runs a query in this thread, wrapping driver errors. */
+function query<T>(source: string, action: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    throw dbError(err, ctx.name, action);
+    throw dbError(err, source, action);
+  }
+}
+
+/** Runs a metadata query, wrapping driver errors. */
+async function ask<T>(name: string, q: SqliteQuery, action: string, sql: string, params: readonly unknown[], mode: SqliteRowMode): Promise<T[]> {
+  try {
+    return (await q(sql, params, mode)) as T[];
+  } catch (err) {
+    throw dbError(err, name, action);
   }
 }
 
@@ -184,33 +248,33 @@ function query<T>(ctx: SqliteReaderContext, action: string, fn: () => T): T {
  * Resolves a table name (exactly, else case-insensitively as SQLite does)
  * and reads its stored columns; ENO_TABLE if there is no such table.
  *
- * @param ctx - the reader context (for the source name)
- * @param db - the connection
+ * @param name - the source's name, for messages
+ * @param q - runs the queries (on the connection that will use the result)
  * @param table - the table asked for
  */
-export function sqliteTableInfo(ctx: SqliteReaderContext, db: SqliteDb, table: string): SqliteTableInfo {
-  return query(ctx, `read the columns of ${JSON.stringify(table)}`, () => {
-    const find = db.prepare<[string, string], { name: string }>("SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE ORDER BY name = ? DESC");
-    const found = find.safeIntegers(true).all(table, table);
-    const exact = found.find((r) => r.name === table);
-    const match = exact ?? (found.length === 1 ? found[0] : undefined);
-    if (match === undefined || match.name.toLowerCase().startsWith('sqlite_')) throw noSuchTable(ctx.name, table);
-    const cols = db
-      .prepare<[string], { name: string; type: string; notnull: bigint; pk: bigint; hidden: bigint }>(
-        'SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?, \'main\') ORDER BY cid',
-      )
-      .safeIntegers(true)
-      .all(match.name);
-    const columns: ColumnInfo[] = [];
-    const textAffinity: boolean[] = [];
-    for (const c of cols) {
-      if (c.hidden !== 0n) continue;
-      columns.push(Object.freeze({ name: c.name, type: c.type, nullable: c.notnull === 0n, primaryKey: Number(c.pk) }));
-      textAffinity.push(sqliteTextAffinity(c.type));
-    }
-    if (columns.length === 0) throw noSuchTable(ctx.name, table);
-    return { name: match.name, columns, textAffinity };
-  });
+export async function sqliteTableInfo(name: string, q: SqliteQuery, table: string): Promise<SqliteTableInfo> {
+  const action = `read the columns of ${JSON.stringify(table)}`;
+  const found = await ask<{ name: string }>(name, q, action, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE ORDER BY name = ? DESC", [table, table], 'object');
+  const exact = found.find((r) => r.name === table);
+  const match = exact ?? (found.length === 1 ? found[0] : undefined);
+  if (match === undefined || match.name.toLowerCase().startsWith('sqlite_')) throw noSuchTable(name, table);
+  const cols = await ask<{ name: string; type: string; notnull: bigint; pk: bigint; hidden: bigint }>(
+    name,
+    q,
+    action,
+    'SELECT name, type, "notnull", pk, hidden FROM pragma_table_xinfo(?, \'main\') ORDER BY cid',
+    [match.name],
+    'object',
+  );
+  const columns: ColumnInfo[] = [];
+  const textAffinity: boolean[] = [];
+  for (const c of cols) {
+    if (c.hidden !== 0n) continue;
+    columns.push(Object.freeze({ name: c.name, type: c.type, nullable: c.notnull === 0n, primaryKey: Number(c.pk) }));
+    textAffinity.push(sqliteTextAffinity(c.type));
+  }
+  if (columns.length === 0) throw noSuchTable(name, table);
+  return { name: match.name, columns, textAffinity };
 }
 
 /** Clamps a bound into SQLite's int64 range. */
@@ -264,20 +328,14 @@ export class SqliteReader implements TableReader {
     checkOptionKeys('SqliteSource.tables', options, ['signal']);
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
-    return query(ctx, 'list tables', () =>
-      ctx
-        .metaDb()
-        .prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
-        .pluck(true)
-        .all(),
-    );
+    return ask<string>(ctx.name, ctx.query, 'list tables', "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", [], 'pluck');
   }
 
   async columns(table: string, options: DbOptions = {}): Promise<ColumnInfo[]> {
     checkOptionKeys('SqliteSource.columns', options, ['signal']);
     checkIdentifier('SqliteSource.columns', 'table', table);
     throwIfAborted(options.signal);
-    return sqliteTableInfo(this.#ctx, this.#ctx.metaDb(), table).columns;
+    return (await sqliteTableInfo(this.#ctx.name, this.#ctx.query, table)).columns;
   }
 
   async schema(table: string, options: DbOptions = {}): Promise<string> {
@@ -285,13 +343,14 @@ export class SqliteReader implements TableReader {
     checkIdentifier('SqliteSource.schema', 'table', table);
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
-    const db = ctx.metaDb();
-    const info = sqliteTableInfo(ctx, db, table);
-    const sqls = query(ctx, `read the schema of ${JSON.stringify(table)}`, () =>
-      db
-        .prepare<[string], string>("SELECT sql FROM sqlite_schema WHERE tbl_name = ? AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type <> 'table', rowid")
-        .pluck(true)
-        .all(info.name),
+    const info = await sqliteTableInfo(ctx.name, ctx.query, table);
+    const sqls = await ask<string>(
+      ctx.name,
+      ctx.query,
+      `read the schema of ${JSON.stringify(table)}`,
+      "SELECT sql FROM sqlite_schema WHERE tbl_name = ? AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type <> 'table', rowid",
+      [info.name],
+      'pluck',
     );
     return sqls.map((s) => `${s};\n`).join('');
   }
@@ -302,20 +361,18 @@ export class SqliteReader implements TableReader {
     checkIdentifier('SqliteSource.keyRange', 'key', key);
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
-    const db = ctx.metaDb();
-    const info = sqliteTableInfo(ctx, db, table);
+    const info = await sqliteTableInfo(ctx.name, ctx.query, table);
     const { column } = findColumn(ctx.name, info.name, info.columns, key);
     const k = quoteSqliteIdent(column.name);
-    const r = query(ctx, `read the key range of ${JSON.stringify(table)}`, () =>
-      db
-        .prepare<[], [unknown, unknown, bigint, bigint, bigint]>(
-          `SELECT min(${k}), max(${k}), count(${k}), count(*) - count(${k}), coalesce(sum(typeof(${k}) NOT IN ('integer', 'null')), 0) FROM ${quoteSqliteIdent(info.name)}`,
-        )
-        .raw(true)
-        .safeIntegers(true)
-        .get(),
-    )!;
-    const [lo, hi, count, nulls, odd] = r;
+    const [r] = await ask<[unknown, unknown, bigint, bigint, bigint]>(
+      ctx.name,
+      ctx.query,
+      `read the key range of ${JSON.stringify(table)}`,
+      `SELECT min(${k}), max(${k}), count(${k}), count(*) - count(${k}), coalesce(sum(typeof(${k}) NOT IN ('integer', 'null')), 0) FROM ${quoteSqliteIdent(info.name)}`,
+      [],
+      'raw',
+    );
+    const [lo, hi, count, nulls, odd] = r!;
     if (odd > 0n) {
       throw new StowageError('EBAD_CONFIG', `Key column ${JSON.stringify(column.name)} of table ${JSON.stringify(info.name)} in ${ctx.name} holds ${odd} value(s) that are not integers: choose an integer key.`, {
         details: { source: ctx.name, table: info.name, option: 'key', key: column.name, nonIntegers: Number(odd) },
@@ -344,17 +401,17 @@ export class SqliteReader implements TableReader {
     if (lo === undefined) throw new StowageError('EBAD_CONFIG', 'SqliteSource.nextKey: "from" is required.', { details: { option: 'from' } });
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
-    const db = ctx.metaDb();
-    const info = sqliteTableInfo(ctx, db, table);
+    const info = await sqliteTableInfo(ctx.name, ctx.query, table);
     const { column } = findColumn(ctx.name, info.name, info.columns, key);
     if (lo > INT64_MAX) return null;
     const k = quoteSqliteIdent(column.name);
-    const v = query(ctx, `find the next key of ${JSON.stringify(table)}`, () =>
-      db
-        .prepare<[bigint, bigint], unknown>(`SELECT min(${k}) FROM ${quoteSqliteIdent(info.name)} WHERE ${k} BETWEEN ? AND ?`)
-        .pluck(true)
-        .safeIntegers(true)
-        .get(clamp(lo), INT64_MAX),
+    const [v] = await ask<unknown>(
+      ctx.name,
+      ctx.query,
+      `find the next key of ${JSON.stringify(table)}`,
+      `SELECT min(${k}) FROM ${quoteSqliteIdent(info.name)} WHERE ${k} BETWEEN ? AND ?`,
+      [clamp(lo), INT64_MAX],
+      'pluck',
     );
     if (v === null || v === undefined) return null;
     if (typeof v !== 'bigint') {
@@ -373,17 +430,16 @@ export class SqliteReader implements TableReader {
     const { signal } = options;
     throwIfAborted(signal);
     const ctx = this.#ctx;
-    const conn = ctx.streamDb();
-    let stream: SqliteRowStream;
+    const session = await ctx.streamSession();
+    let stream: Readable;
     try {
-      const info = sqliteTableInfo(ctx, conn.db, table);
+      throwIfAborted(signal);
+      const info = await sqliteTableInfo(ctx.name, session.query, table);
       const { column } = findColumn(ctx.name, info.name, info.columns, options.key);
       const { sql, params } = sqliteRangeQuery(info, column.name, lo, hi);
-      const action = `read rows of ${JSON.stringify(info.name)}`;
-      const iter = query(ctx, action, () => conn.db.prepare<[bigint, bigint], unknown[]>(sql).raw(true).safeIntegers(true).iterate(...params));
-      stream = new SqliteRowStream(iter, info.textAffinity, conn, ctx.name, action, signal);
+      stream = session.rows(sql, params, info.textAffinity, `read rows of ${JSON.stringify(info.name)}`, signal);
     } catch (err) {
-      conn.release();
+      session.release();
       throw err;
     }
     ctx.track(stream);

@@ -48,7 +48,21 @@ import {
   type TableReader,
   type TableSource,
 } from '../table-source.js';
-import { SqliteReader, quoteSqliteIdent, sqliteRangeQuery, sqliteTableInfo, type LentConnection, type SqliteDb, type SqliteReaderContext } from './sqlite-reader.js';
+import { availableParallelism } from 'node:os';
+import { SqliteWorkerPool, type SqliteWorker } from './sqlite-pool.js';
+import {
+  SqliteReader,
+  inThreadQuery,
+  inThreadSession,
+  quoteSqliteIdent,
+  sqliteRangeQuery,
+  sqliteTableInfo,
+  type LentConnection,
+  type SqliteDb,
+  type SqliteQuery,
+  type SqliteReaderContext,
+  type SqliteStreamSession,
+} from './sqlite-reader.js';
 import { decodeSqliteField, sqliteColumnKind, type SqliteValue } from './sqlite-values.js';
 
 /** Options of {@link SqliteSource}. */
@@ -61,12 +75,32 @@ export interface SqliteSourceOptions {
   create?: boolean;
   /** How long to wait for another connection's lock, in ms (default 5000). */
   busyTimeoutMs?: number;
+  /**
+   * Reader worker threads for a database file opened by path: row streams
+   * and snapshots read and format rows there, off the main thread (default
+   * the number of CPUs, at most 4; 0: always in this thread). When all are
+   * busy, reads run in this thread as they would without workers.
+   */
+  workers?: number;
 }
 
-const OPTION_KEYS = ['name', 'readonly', 'create', 'busyTimeoutMs'] as const;
+const OPTION_KEYS = ['name', 'readonly', 'create', 'busyTimeoutMs', 'workers'] as const;
 
 function isDatabase(x: unknown): x is SqliteDb {
   return typeof x === 'object' && x !== null && typeof (x as SqliteDb).prepare === 'function' && typeof (x as SqliteDb).exec === 'function';
+}
+
+/**
+ * A {@link SqliteQuery} run on a reader worker's connection.
+ *
+ * @param worker - the worker
+ * @param check - throws if the connection may no longer be used
+ */
+function workerQuery(worker: SqliteWorker, check: () => void): SqliteQuery {
+  return async (sql, params, mode) => {
+    check();
+    return (await worker.request({ t: 'all', sql, params: [...params], raw: mode === 'raw', pluck: mode === 'pluck' })) as unknown[];
+  };
 }
 
 /** A tiny FIFO mutex. */
@@ -109,6 +143,7 @@ export class SqliteSource implements TableSource {
   readonly #reader: SqliteReader;
   readonly #streams = new Set<Readable>();
   readonly #writeLock = new Mutex();
+  readonly #pool: SqliteWorkerPool | undefined;
   #closed = false;
 
   /**
@@ -122,6 +157,7 @@ export class SqliteSource implements TableSource {
     checkOptionKeys('SqliteSource', options, OPTION_KEYS);
     this.#timeoutMs = checkInt('SqliteSource', 'busyTimeoutMs', options.busyTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
     this.#readonly = options.readonly === true;
+    const workers = checkInt('SqliteSource', 'workers', options.workers ?? Math.min(4, availableParallelism()), 0, 64);
     if (isDatabase(database)) {
       this.#db = database;
       this.#owned = false;
@@ -152,7 +188,9 @@ export class SqliteSource implements TableSource {
       if (this.#owned) this.#db.close();
       throw dbError(err, this.name, 'read the database');
     }
-    this.#reader = new SqliteReader(this.#context(() => this.#db, () => this.#lend(true)));
+    // A borrowed connection may see what its owner has not committed (or another file entirely): only the source's own file goes to workers.
+    if (this.file !== undefined && this.#owned && workers > 0) this.#pool = new SqliteWorkerPool(workers, this.name);
+    this.#reader = new SqliteReader(this.#context(() => this.#db, () => this.#streamSession()));
   }
 
   tables(options?: DbOptions): Promise<string[]> {
@@ -207,8 +245,63 @@ export class SqliteSource implements TableSource {
     throwIfAborted(signal);
     this.#checkOpen();
     if (this.file === undefined) return this.#writeLock.run(() => this.#runSnapshot(this.#db, false, fn, signal));
+    const worker = await this.#openWorker(true);
+    if (worker !== undefined) return this.#runWorkerSnapshot(worker, fn, signal);
     const db = this.#openConnection(true);
     return this.#runSnapshot(db, true, fn, signal);
+  }
+
+  /**
+   * A snapshot held by a reader worker: the worker's connection is inside
+   * `BEGIN` with a first read, and every read of the snapshot (metadata
+   * and rows) goes through that one connection, so all see one state, as
+   * with an in-thread snapshot connection.
+   */
+  async #runWorkerSnapshot<T>(worker: SqliteWorker, fn: (reader: TableReader) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    const streams = new Set<Readable>();
+    let open = true;
+    const check = (): void => {
+      if (!open) throw new StowageError('EDB', `${this.name}: the snapshot has ended; use the reader only inside the snapshot callback.`, { details: { source: this.name } });
+    };
+    const query = workerQuery(worker, check);
+    const session: SqliteStreamSession = {
+      query,
+      rows: (sql, params, textAffinity, action, sig) => {
+        // Checked as the request is posted: nothing reaches the worker after the snapshot's `end`.
+        check();
+        return worker.rows(sql, params, textAffinity, this.name, action, sig, () => {});
+      },
+      release: () => {},
+    };
+    const ctx: SqliteReaderContext = {
+      name: this.name,
+      query,
+      streamSession: async () => {
+        check();
+        return session;
+      },
+      track: (s) => {
+        streams.add(s);
+        s.once('close', () => streams.delete(s));
+      },
+    };
+    return runSnapshot(
+      signal,
+      async () => {},
+      fn,
+      () => new SqliteReader(ctx),
+      async () => {
+        open = false;
+        for (const s of streams) s.destroy();
+        try {
+          await worker.request({ t: 'end' });
+        } catch {
+          // A read-only connection: nothing to keep; a dead worker leaves the pool by itself.
+        } finally {
+          this.#pool!.release(worker);
+        }
+      },
+    );
   }
 
   async #runSnapshot<T>(db: SqliteDb, dedicated: boolean, fn: (reader: TableReader) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -220,8 +313,8 @@ export class SqliteSource implements TableSource {
     };
     const ctx: SqliteReaderContext = {
       name: this.name,
-      metaDb: use,
-      streamDb: () => ({ db: use(), release: () => {} }),
+      query: inThreadQuery(use),
+      streamSession: async () => inThreadSession({ db: use(), release: () => {} }, this.name),
       track: (s) => {
         streams.add(s);
         s.once('close', () => streams.delete(s));
@@ -303,7 +396,7 @@ export class SqliteSource implements TableSource {
       const disposeAbort = onAbort(signal, (reason) => stream.destroy(reason as Error));
       try {
         throwIfAborted(signal);
-        const info = sqliteTableInfo(this.#context(() => db, () => conn), db, table);
+        const info = await sqliteTableInfo(this.name, inThreadQuery(() => db), table);
         const n = info.columns.length;
         const kinds = info.columns.map((c) => sqliteColumnKind(c.type));
         const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${info.columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${info.columns.map(() => '?').join(', ')})`);
@@ -352,6 +445,7 @@ export class SqliteSource implements TableSource {
     if (this.#closed) return;
     this.#closed = true;
     for (const s of this.#streams) s.destroy();
+    await this.#pool?.close();
     await this.#writeLock.run(async () => {
       if (this.#owned) this.#db.close();
     });
@@ -362,22 +456,64 @@ export class SqliteSource implements TableSource {
     await this.close();
   }
 
-  #context(metaDb: () => SqliteDb, streamDb: () => LentConnection): SqliteReaderContext {
+  #context(metaDb: () => SqliteDb, streamSession: () => Promise<SqliteStreamSession>): SqliteReaderContext {
     return {
       name: this.name,
-      metaDb: () => {
+      query: inThreadQuery(() => {
         this.#checkOpen();
         return metaDb();
-      },
-      streamDb: () => {
+      }),
+      streamSession: async () => {
         this.#checkOpen();
-        return streamDb();
+        return streamSession();
       },
       track: (s) => {
         this.#streams.add(s);
         s.once('close', () => this.#streams.delete(s));
       },
     };
+  }
+
+  /**
+   * The connection of one row stream outside a snapshot: a reader worker's
+   * own connection when one is free, else an in-thread one (see
+   * {@link SqliteSource.#lend}).
+   */
+  async #streamSession(): Promise<SqliteStreamSession> {
+    const worker = await this.#openWorker(false);
+    if (worker === undefined) return inThreadSession(this.#lend(true), this.name);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      worker.post({ t: 'end', id: 0 });
+      this.#pool!.release(worker);
+    };
+    return {
+      query: workerQuery(worker, () => this.#checkOpen()),
+      rows: (sql, params, textAffinity, action, signal) => worker.rows(sql, params, textAffinity, this.name, action, signal, release),
+      release,
+    };
+  }
+
+  /**
+   * A reader worker with its connection open on the file (inside `BEGIN`
+   * and a first read for a snapshot), or `undefined` when there is none to
+   * be had (none configured, all busy, or threads cannot start here): the
+   * caller then reads in this thread. EDB if SQLite refuses the connection.
+   */
+  async #openWorker(snapshot: boolean): Promise<SqliteWorker | undefined> {
+    const worker = this.#pool?.acquire();
+    if (worker === undefined) return undefined;
+    try {
+      await worker.request({ t: 'open', file: this.file!, timeout: this.#timeoutMs, snapshot });
+      return worker;
+    } catch (err) {
+      this.#pool!.release(worker);
+      this.#checkOpen();
+      if (worker.dead) return undefined;
+      throw dbError(err, this.name, snapshot ? 'start a snapshot' : 'open a connection');
+    }
   }
 
   /** A connection for one stream or load: a dedicated one for a file, else the main one. */
