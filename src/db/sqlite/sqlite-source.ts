@@ -193,6 +193,15 @@ export class SqliteSource implements TableSource {
     this.#reader = new SqliteReader(this.#context(() => this.#db, () => this.#streamSession()));
   }
 
+  /**
+   * Reader worker threads running now (idle or reading); 0 after
+   * {@link SqliteSource.close}, and always 0 for an in-memory or borrowed
+   * database. For monitoring and tests.
+   */
+  get workerThreads(): number {
+    return this.#pool?.size ?? 0;
+  }
+
   tables(options?: DbOptions): Promise<string[]> {
     return this.#reader.tables(options);
   }
