@@ -1,12 +1,15 @@
 /**
- * The read side of SqliteSource over one better-sqlite3 connection: table
- * metadata, key ranges, and rows streamed as bulk text straight from a
- * statement iterator (a Readable whose `_read` steps the iterator only as
- * far as asked, so memory stays flat whatever the table's size).
+ * The read side of SqliteSource: table metadata, key ranges, and rows
+ * streamed as bulk text. Queries go through a {@link SqliteQuery} and row
+ * streams through a {@link SqliteStreamSession}, either in this thread
+ * (below) or on a reader worker (`sqlite-pool.ts`).
  *
- * better-sqlite3 is synchronous: each `_read` runs one short burst of
- * `sqlite3_step` calls (one chunk of about 64 KiB) and returns to the event
- * loop, so a long dump never blocks it for long.
+ * In this thread, rows stream straight from a statement iterator (a
+ * Readable whose `_read` steps the iterator only as far as asked, so memory
+ * stays flat whatever the table's size). better-sqlite3 is synchronous:
+ * each `_read` runs one short burst of `sqlite3_step` calls (one chunk of
+ * about 64 KiB) and returns to the event loop, so a long dump never blocks
+ * it for long.
  *
  * @module
  */

@@ -15,6 +15,16 @@
  * there, a snapshot holds the source's write lock instead (loads wait), and
  * a load fails (EDB) while a row stream of the same source is still open.
  *
+ * Reader workers (`sqlite-pool.ts`): for a file opened by path, the
+ * connection of a row stream or a snapshot is opened in a worker thread
+ * when one is free, which steps the query and formats the bulk text there
+ * (the main thread only forwards chunks). A snapshot's connection is
+ * inside `BEGIN` with a first read in that worker, and every read of the
+ * snapshot (metadata and rows) goes through it, so the snapshot sees one
+ * state exactly as an in-thread one does; nothing relies on WAL mode. With
+ * no worker free (option `workers`), for `:memory:`, and for a borrowed
+ * connection, reads run in this thread as before.
+ *
  * Loads are batched prepared inserts inside one `BEGIN IMMEDIATE`
  * transaction, chunk by chunk as the input arrives; any failure or abort
  * rolls everything back. Loads and table creation on one source run one at
@@ -486,7 +496,7 @@ export class SqliteSource implements TableSource {
   /**
    * The connection of one row stream outside a snapshot: a reader worker's
    * own connection when one is free, else an in-thread one (see
-   * {@link SqliteSource.#lend}).
+   * `#lend`).
    */
   async #streamSession(): Promise<SqliteStreamSession> {
     const worker = await this.#openWorker(false);
