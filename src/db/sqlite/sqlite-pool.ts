@@ -141,6 +141,9 @@ export class SqliteWorker {
   #nextId = 1;
   #dead: Error | undefined;
   #ready = false;
+  #onReady!: () => void;
+  /** Settles when the thread has loaded its module (or has died). */
+  readonly whenReady = new Promise<void>((r) => (this.#onReady = r));
 
   /** @param onDeath - called once if the thread ends or fails */
   constructor(onDeath: (w: SqliteWorker) => void) {
@@ -155,6 +158,11 @@ export class SqliteWorker {
   /** Whether the thread ended before its entry module had loaded (it cannot start here). */
   get stillborn(): boolean {
     return this.#dead !== undefined && !this.#ready;
+  }
+
+  /** Whether the thread has loaded its module and can serve at once. */
+  get ready(): boolean {
+    return this.#ready && this.#dead === undefined;
   }
 
   /** Whether the thread is gone. */
@@ -227,6 +235,7 @@ export class SqliteWorker {
     switch (m.t) {
       case 'ready':
         this.#ready = true;
+        this.#onReady();
         return;
       case 'chunk':
         this.#streams.get(m.id)?.chunk(m.buf);
@@ -254,6 +263,7 @@ export class SqliteWorker {
   #die(err: Error): void {
     if (this.#dead !== undefined) return;
     this.#dead = err;
+    this.#onReady();
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
     for (const s of [...this.#streams.values()]) s.fail(err);
@@ -286,31 +296,60 @@ export class SqliteWorkerPool {
   }
 
   /**
-   * An idle worker, or a new one while fewer than `max` exist; `undefined`
-   * when all are lent (or the pool is closed, or a thread cannot start).
-   * Give it back with {@link release}.
+   * Starts idle workers up to `max`, so that the first reads do not wait
+   * for a thread to load (tens of ms from `dist/`, a few hundred under
+   * tsx). They stay unref'd until lent.
+   */
+  warm(): void {
+    while (!this.#closed && !this.#broken && this.#all.size < this.#max) {
+      const w = this.#spawn();
+      if (w === undefined) return;
+      w.hold(false);
+      this.#idle.push(w);
+    }
+  }
+
+  #spawn(): SqliteWorker | undefined {
+    let w: SqliteWorker;
+    try {
+      w = new SqliteWorker((dead) => {
+        // A thread that could not even load its module will not do better next time: read in-thread from now on.
+        if (dead.stillborn) this.#broken = true;
+        this.#all.delete(dead);
+        const i = this.#idle.indexOf(dead);
+        if (i >= 0) this.#idle.splice(i, 1);
+      });
+    } catch {
+      return undefined;
+    }
+    this.#all.add(w);
+    return w;
+  }
+
+  /**
+   * An idle worker (one that has loaded first), or a new one while fewer
+   * than `max` exist; `undefined` when all are lent (or the pool is closed,
+   * or threads cannot start here): the caller then reads in this thread. A
+   * worker still loading is lent as it is (its requests wait for it: about
+   * 0.1 s from `dist/`), since the read it serves may be a large part of a
+   * dump. Give it back with {@link release}.
    */
   acquire(): SqliteWorker | undefined {
     if (this.#closed || this.#broken) return undefined;
-    let w = this.#idle.pop();
-    while (w?.dead === true) w = this.#idle.pop();
-    if (w === undefined) {
-      if (this.#all.size >= this.#max) return undefined;
-      try {
-        w = new SqliteWorker((dead) => {
-          // A thread that could not even load its module will not do better next time: read in-thread from now on.
-          if (dead.stillborn) this.#broken = true;
-          this.#all.delete(dead);
-          const i = this.#idle.indexOf(dead);
-          if (i >= 0) this.#idle.splice(i, 1);
-        });
-      } catch {
-        return undefined;
-      }
-      this.#all.add(w);
-    }
+    let i = this.#idle.findIndex((x) => x.ready);
+    if (i < 0) i = this.#idle.findIndex((x) => !x.dead);
+    let w: SqliteWorker | undefined;
+    if (i >= 0) w = this.#idle.splice(i, 1)[0]!;
+    else if (this.#all.size < this.#max) w = this.#spawn();
+    if (w === undefined) return undefined;
     w.hold(true);
     return w;
+  }
+
+  /** Starts the missing workers and waits until every idle one has loaded (or died). */
+  async ready(): Promise<void> {
+    this.warm();
+    await Promise.all(this.#idle.map((w) => w.whenReady));
   }
 
   /**

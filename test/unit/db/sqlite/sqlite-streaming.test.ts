@@ -99,6 +99,7 @@ describe('SqliteSource: streaming a 100k-row table', () => {
 
   it('a reader worker makes rows only as fast as they are read (backpressure)', async () => {
     const { src } = await fixture();
+    expect(await src.warmUp()).toBeGreaterThan(0);
     const stream = await src.rows('big', { key: 'SEQNO' });
     await tick(20);
     expect(stream.readableLength).toBe(0);

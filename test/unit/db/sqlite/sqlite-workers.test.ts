@@ -44,11 +44,11 @@ describe('SqliteSource: reader workers', () => {
     makeFixtureDb(file);
     await using inThread = new SqliteSource(file, { workers: 0 });
     await using worker = new SqliteSource(file, { workers: 2 });
+    expect(await worker.warmUp()).toBe(2);
     const expected = await dumpOf(inThread, ALL_TYPES_TABLE, ALL_TYPES_KEY);
     expect(expected.length).toBeGreaterThan(100);
     expect(inThread.workerThreads).toBe(0);
     expect(await dumpOf(worker, ALL_TYPES_TABLE, ALL_TYPES_KEY)).toEqual(expected);
-    expect(worker.workerThreads).toBe(1);
     const { lo, hi } = await inThread.keyRange(ALL_TYPES_TABLE, ALL_TYPES_KEY);
     for (const [a, b] of [
       [lo!, lo!],
@@ -69,7 +69,7 @@ describe('SqliteSource: reader workers', () => {
     expect(snap.range).toEqual(await inThread.keyRange(ALL_TYPES_TABLE, ALL_TYPES_KEY));
     expect(snap.schema).toBe(await inThread.schema(ALL_TYPES_TABLE));
     expect(snap.tables).toEqual(await inThread.tables());
-    expect(worker.workerThreads).toBe(1);
+    expect(worker.workerThreads).toBe(2);
   });
 
   it('a snapshot held by a worker sees one state while another connection writes, metadata and rows alike', async () => {
@@ -77,6 +77,7 @@ describe('SqliteSource: reader workers', () => {
     const file = join(dir, 's.db');
     const writer = makeBigDb(file, 1000);
     await using src = new SqliteSource(file, { workers: 1 });
+    expect(await src.warmUp()).toBe(1);
     const seen = await src.snapshot(async (r) => {
       // The snapshot is pinned when snapshot() starts, before any read of fn: a commit now is not seen.
       writer.exec("INSERT INTO t VALUES (1001, 'new'); DELETE FROM t WHERE k = 1; UPDATE t SET v = 'changed' WHERE k = 2");
@@ -102,15 +103,15 @@ describe('SqliteSource: reader workers', () => {
     writer.close();
   });
 
-  it('destroying or aborting a stream mid-way stops the worker statement; the source stays usable and reuses the worker', async () => {
+  it('destroying or aborting a stream mid-way stops the worker statement; the source stays usable with the same workers', async () => {
     const dir = await tempDir('sqlite-w');
     const file = join(dir, 'b.db');
     const writer = makeBigDb(file, 20_000);
     writer.pragma('busy_timeout = 0');
     await using src = new SqliteSource(file, { workers: 2 });
+    expect(await src.warmUp()).toBe(2);
     await using ref = new SqliteSource(file, { workers: 0 });
     const full = await dumpOf(src, 't', 'k');
-    expect(src.workerThreads).toBe(1);
     // A reader's open read transaction keeps a TRUNCATE checkpoint from finishing: busy = 1.
     const checkpointBusy = (): number => (writer.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[])[0]!.busy;
     for (const how of ['destroy', 'abort', 'snapshot-destroy'] as const) {
@@ -159,7 +160,7 @@ describe('SqliteSource: reader workers', () => {
       // (Buffer.equals: toEqual walks 4 MB byte by byte.)
       expect(again.equals(await dumpOf(ref, 't', 'k'))).toBe(true);
       expect(again.length).toBe(full.length - 201 + how.length);
-      expect(src.workerThreads).toBe(1);
+      expect(src.workerThreads).toBe(2);
     }
     writer.close();
   });
@@ -169,6 +170,7 @@ describe('SqliteSource: reader workers', () => {
     const file = join(dir, 'c.db');
     makeBigDb(file, 3000).close();
     await using src = new SqliteSource(file, { workers: 1 });
+    expect(await src.warmUp()).toBe(1);
     const expected = await dumpOf(src, 't', 'k', 1000n, 1999n);
     const results = await Promise.all([0, 1, 2].map(() => src.snapshot((r) => dumpOf(r, 't', 'k', 1000n, 1999n))));
     for (const r of results) expect(r).toEqual(expected);
@@ -180,6 +182,7 @@ describe('SqliteSource: reader workers', () => {
     const file = join(dir, 'd.db');
     makeBigDb(file, 20_000).close();
     const src = new SqliteSource(file, { workers: 2 });
+    expect(await src.warmUp()).toBe(2);
     const s1 = await src.rows('t', { key: 'k' });
     s1.on('error', () => {});
     await new Promise((r) => s1.once('readable', r));
@@ -193,7 +196,6 @@ describe('SqliteSource: reader workers', () => {
       (e: unknown) => e,
     );
     while (inSnapshot === undefined) await tick(5);
-    expect(src.workerThreads).toBe(2);
     await src.close();
     expect(src.workerThreads).toBe(0);
     expect(s1.destroyed).toBe(true);
@@ -216,6 +218,7 @@ describe('SqliteSource: reader workers', () => {
     await fh.write(Buffer.alloc(size - 8192, 0xa5), 0, size - 8192, 8192);
     await fh.close();
     await using src = new SqliteSource(bad, { workers: 1 });
+    expect(await src.warmUp()).toBe(1);
     const e1 = await rejectsWith(
       (async () => collect(await src.rows('t', { key: 'k' })))(),
       'EDB',
@@ -229,6 +232,7 @@ describe('SqliteSource: reader workers', () => {
     const gone = join(dir, 'gone.db');
     makeBigDb(gone, 10).close();
     await using src2 = new SqliteSource(gone, { workers: 1 });
+    expect(await src2.warmUp()).toBe(1);
     await rm(gone);
     const e3 = await rejectsWith(src2.rows('t', { key: 'k' }), 'EDB');
     expect(e3).toBeInstanceOf(StowageError);
