@@ -87,10 +87,21 @@ export interface SyncPlan {
   readonly mkdirs: readonly string[];
   /** Files and symlinks to copy. */
   readonly copies: readonly SyncCopy[];
-  /** Destination entries in the way of a copy (a directory where a file goes, or the reverse), removed just before it; counted as deletions. */
+  /**
+   * Destination entries in the way of a copy (a directory where a file
+   * goes, or the reverse). They are removed, with everything under them,
+   * only after every other copy succeeded, just before the copies that
+   * take their place; they count as deletions (see {@link SyncPlan.removals}).
+   */
   readonly replaces: readonly string[];
   /** Destination entries the source no longer has, removed after every copy succeeded (`delete: 'after'`); deepest first. */
   readonly deletes: readonly string[];
+  /**
+   * How many destination entries the plan removes: each of `deletes`, and
+   * each of `replaces` with every entry under it. `maxDelete` and
+   * `maxDeleteFraction` are checked against this number.
+   */
+  readonly removals: number;
   /** Type conflicts left alone because deletion is off. */
   readonly conflicts: readonly string[];
   /** Directories whose mtime is set after the copies, deepest first. */
@@ -325,12 +336,19 @@ export function planSync(source: SyncTree, destination: SyncTree, options: PlanS
     }
     deletes.sort((a, b) => depth(b) - depth(a) || (a < b ? 1 : a > b ? -1 : 0));
   }
+  // A replaced directory takes everything under it along.
+  let removals = deletes.length + replaces.length;
+  if (replaces.length > 0) {
+    const replaced = new Set(replaces);
+    for (const path of destination.keys()) if (!replaced.has(path) && underAny(posixDirname(path), replaced)) removals++;
+  }
   dirMtimes.sort((a, b) => depth(b.path) - depth(a.path));
   return Object.freeze({
     mkdirs,
     copies,
     replaces,
     deletes,
+    removals,
     conflicts,
     dirMtimes,
     unchanged,
@@ -577,7 +595,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     }
   }
   const plan = planSync(srcTree, dstTree, { delete: o.delete, checksum: o.checksum, symlinks: canLink });
-  const deleteCount = plan.deletes.length + plan.replaces.length;
+  const deleteCount = plan.removals;
   if (deleteCount > 0) {
     const fraction = plan.destinationEntries > 0 ? deleteCount / plan.destinationEntries : 0;
     if (deleteCount > o.maxDelete || fraction > o.maxDeleteFraction) {
@@ -641,31 +659,28 @@ async function act(
   progress.bytesTotal = plan.bytesToCopy;
   progress.itemsTotal = plan.copies.length;
   await dst.mkdir(dstDir, { recursive: true, ...sig });
-  for (const rel of plan.replaces) {
-    throwIfAborted(signal);
-    await dst.remove(dstPath(rel), { recursive: true, force: true, ...sig });
-    deleted.push(rel);
-  }
-  // Parents before children: one depth level at a time, in parallel within it.
-  const byDepth = new Map<number, string[]>();
-  for (const d of plan.mkdirs) {
-    const k = depth(d);
-    byDepth.set(k, [...(byDepth.get(k) ?? []), d]);
-  }
-  for (const k of [...byDepth.keys()].sort((a, b) => a - b)) {
-    await eachLimit(byDepth.get(k)!, 8, async (rel) => {
-      try {
-        await dst.mkdir(dstPath(rel), sig);
-      } catch (err) {
-        if (!isStowageError(err, 'EEXIST')) throw err;
-      }
-    });
-  }
 
-  const files = plan.copies.filter((c) => c.type === 'file');
-  const links = plan.copies.filter((c) => c.type === 'symlink');
+  const makeDirs = async (dirs: readonly string[]): Promise<void> => {
+    // Parents before children: one depth level at a time, in parallel within it.
+    const byDepth = new Map<number, string[]>();
+    for (const d of dirs) {
+      const k = depth(d);
+      byDepth.set(k, [...(byDepth.get(k) ?? []), d]);
+    }
+    for (const k of [...byDepth.keys()].sort((a, b) => a - b)) {
+      await eachLimit(byDepth.get(k)!, 8, async (rel) => {
+        try {
+          await dst.mkdir(dstPath(rel), sig);
+        } catch (err) {
+          if (!isStowageError(err, 'EEXIST')) throw err;
+        }
+      });
+    }
+  };
   const fromLocal = src instanceof LocalTransport;
-  try {
+  const copyAll = async (copies: readonly SyncCopy[]): Promise<void> => {
+    const files = copies.filter((c) => c.type === 'file');
+    const links = copies.filter((c) => c.type === 'symlink');
     await eachLimit(files, o.concurrency, async (c) => {
       throwIfAborted(signal);
       const from = srcPath(c.path);
@@ -709,11 +724,33 @@ async function act(
         throw err;
       }
     }
+  };
+
+  // What takes the place of a replaced entry goes last: the entries in the
+  // way are removed only once every other copy has succeeded.
+  const replaced = new Set(plan.replaces);
+  const inReplaced = (rel: string): boolean => underAny(rel, replaced);
+  try {
+    await makeDirs(plan.mkdirs.filter((d) => !inReplaced(d)));
+    await copyAll(plan.copies.filter((c) => !inReplaced(c.path)));
+    if (replaced.size > 0) {
+      for (const rel of plan.replaces) {
+        throwIfAborted(signal);
+        await dst.remove(dstPath(rel), { recursive: true, force: true, ...sig });
+        deleted.push(rel);
+      }
+      await makeDirs(plan.mkdirs.filter(inReplaced));
+      await copyAll(plan.copies.filter((c) => inReplaced(c.path)));
+    }
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     const first = err instanceof StowageError ? err : new StowageError('EIO', String(err), { cause: err });
-    throw new StowageError(first.code, `Sync ${src.name}:${srcDir} → ${dst.name}:${dstDir}: ${failed.length} cop${failed.length === 1 ? 'y' : 'ies'} failed (${first.message}); nothing was deleted.`, {
-      details: { ...first.details, failed, copied: copied.length },
+    const what =
+      deleted.length === 0
+        ? 'nothing was deleted'
+        : `only the ${deleted.length} entr${deleted.length === 1 ? 'y' : 'ies'} in the way of a copy ${deleted.length === 1 ? 'was' : 'were'} removed (${deleted.slice(0, 5).join(', ')}${deleted.length > 5 ? ', …' : ''})`;
+    throw new StowageError(first.code, `Sync ${src.name}:${srcDir} → ${dst.name}:${dstDir}: ${failed.length} cop${failed.length === 1 ? 'y' : 'ies'} failed (${first.message}); ${what}.`, {
+      details: { ...first.details, failed, copied: copied.length, deleted: [...deleted] },
       cause: first,
       retryable: first.retryable,
     });

@@ -101,8 +101,10 @@ describe('planSync (pure)', () => {
       ['was-file/inner', 'new'],
     ]);
     expect(del.mkdirs).toEqual(['was-file']);
-    // The child of a replaced directory goes with it: not counted twice.
+    // The child of a replaced directory goes with it: not listed again, but counted.
     expect(del.deletes).toEqual([]);
+    expect(keep.removals).toBe(0);
+    expect(del.removals).toBe(3);
   });
 
   it('a file replacing a symlink (or the reverse) is a plain copy, no deletion', () => {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -283,6 +284,57 @@ describe('sync between two LocalTransports', () => {
     expect((err.details['failed'] as { path: string }[]).map((f) => f.path)).toEqual(['f05']);
     expect(await readdir(dst)).toContain('extra');
     expect((await readdir(dst)).filter((n) => n.endsWith('.part'))).toEqual([]);
+  });
+
+  it('a folder in the way of a file counts with everything under it against the guard', async () => {
+    // The destination holds a folder of 10 runs where the source now has a
+    // file of that name: replacing it deletes 11 entries, not 1.
+    for (let i = 0; i < 10; i++) await put(join(dst, 'runs', `r${i}`), `run ${i}`);
+    for (let i = 0; i < 30; i++) await put(join(dst, `keep${i}`), `keep ${i}`);
+    for (let i = 0; i < 30; i++) await put(join(src, `keep${i}`), `keep ${i}`);
+    await put(join(src, 'runs'), 'now a file');
+    const before = await walk(dst);
+    const plan = await sync(local, src, local, dst, { delete: 'after', dryRun: true });
+    expect(plan.plan.replaces).toEqual(['runs']);
+    expect(plan.plan.removals).toBe(11);
+    const err = await caught(sync(local, src, local, dst, { delete: 'after', maxDelete: 10 }));
+    expect(err.code).toBe('EDELETE_GUARD');
+    expect(err.details['deletes']).toBe(11);
+    expect(await walk(dst)).toEqual(before);
+    const byFraction = await caught(sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 0.2 }));
+    expect(byFraction.message).toMatch(/11 of 41 entries/);
+    expect(await walk(dst)).toEqual(before);
+    const ok = await sync(local, src, local, dst, { delete: 'after', maxDelete: 11 });
+    expect(ok.deleted).toEqual(['runs']);
+    expect(await readFile(join(dst, 'runs'), 'utf8')).toBe('now a file');
+  });
+
+  it('a folder in the way of a copy is removed only after every other copy succeeded', async () => {
+    for (let i = 0; i < 5; i++) await put(join(dst, 'runs', `r${i}`), `run ${i}`);
+    for (let i = 0; i < 20; i++) await put(join(src, `f${String(i).padStart(2, '0')}`), `file ${i}`);
+    await put(join(src, 'runs'), 'now a file');
+    const removedWhileCopying: string[] = [];
+    const t = faulty((p) => {
+      // Every put sees whether the folder in the way is still there.
+      removedWhileCopying.push(String(!existsSync(join(dst, 'runs', 'r0'))));
+      return p.endsWith('f13');
+    });
+    const err = await caught(sync(local, src, t, dst, { delete: 'after', maxDeleteFraction: 1 }));
+    expect(err.code).toBe('ENOSPACE');
+    expect(err.message).toMatch(/nothing was deleted/);
+    expect(await readdir(join(dst, 'runs'))).toHaveLength(5);
+    expect(removedWhileCopying).not.toContain('true');
+    // Once the other copies go through, the folder makes way for the file, and its copy comes last.
+    const order: string[] = [];
+    const t2 = faulty((p) => {
+      order.push(p.slice(dst.length + 1));
+      return false;
+    });
+    const ok = await sync(local, src, t2, dst, { delete: 'after', maxDeleteFraction: 1, concurrency: 1 });
+    expect(ok.deleted).toEqual(['runs']);
+    expect(order.at(-1)).toBe('runs');
+    expect(await readFile(join(dst, 'runs'), 'utf8')).toBe('now a file');
+    expect(await walk(dst)).toEqual(await walk(src));
   });
 
   it('keeps several files in flight (concurrency)', async () => {
