@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Archiver } from '../../../src/archive/archiver.js';
 import { DnaDigest } from '../../../src/dna/dna-digest.js';
 import { StowageError, type StowageWarning } from '../../../src/errors.js';
 import { LockDir } from '../../../src/lock/lock-dir.js';
@@ -102,15 +103,35 @@ describe('sync over SSH', () => {
     await tarballs(src, 6);
     await symlink('2024/01/06/svn-5.tar.gz', join(src, 'last'));
     const dst = `${server.root}/push${n}`;
-    const observed: { locked: boolean; scanWarnings: string[]; scanResults: number }[] = [];
-    const r = await sync(local, src, remote, dst, {
-      lock: true,
-      onProgress: (p) => {
-        if (p.phase !== 'copy' || observed.length > 0) return;
-        observed.push({ locked: existsSync(join(dst, 'LOCKED', 'owner.json')), scanWarnings: [], scanResults: 0 });
-      },
+    // The sync is held at its first chunk sent; meanwhile readers on the
+    // remote host (the sshd's files are on this machine) look at the tree.
+    let paused!: () => void;
+    const atGate = new Promise<void>((r) => (paused = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let held = false;
+    const source = gatedReads(local, async () => {
+      if (held) return;
+      held = true;
+      paused();
+      await gate;
     });
-    expect(observed[0]?.locked).toBe(true);
+    const running = sync(source, src, remote, dst, { lock: true, concurrency: 1 });
+    const observed: { locked: boolean; scanWarnings: string[]; scanResults: number; archiveError: string | undefined } = { locked: false, scanWarnings: [], scanResults: 0, archiveError: undefined };
+    try {
+      await Promise.race([atGate, running.then(() => Promise.reject(new Error('the sync ended before reaching the gate')))]);
+      observed.locked = existsSync(join(dst, 'LOCKED', 'owner.json'));
+      for await (const _ of DnaDigest.scan(dst, { onWarning: (w) => observed.scanWarnings.push(w.code) })) observed.scanResults++;
+      observed.archiveError = await Archiver.create(dst, join(scratch, `push${n}.tar.gz`)).then(
+        () => undefined,
+        (e: unknown) => (e as StowageError).code,
+      );
+    } finally {
+      release();
+    }
+    const r = await running;
+    expect(observed).toEqual({ locked: true, scanWarnings: ['ELOCKED'], scanResults: 0, archiveError: 'ELOCKED' });
+    expect(existsSync(join(scratch, `push${n}.tar.gz`))).toBe(false);
     expect(existsSync(join(dst, 'LOCKED'))).toBe(false);
     expect(await walk(dst)).toEqual(await walk(src));
     expect((await readFile(join(dst, '2024/01/01/svn-0.tar.gz.dna'), 'utf8')).length).toBeGreaterThan(10);
