@@ -57,7 +57,8 @@ export async function makeContext(name: string, argv = process.argv.slice(2)): P
     log,
     record(r) {
       const ratio = r.ratio ?? r.value / r.baselineValue;
-      const digits = r.unit === 'ratio' ? 3 : 1;
+      // Small figures (compression factors, a few MB/s) keep three decimals.
+      const digits = Math.abs(r.value) < 10 ? 3 : 1;
       const full: BenchResult = { ...r, value: round(r.value, digits), baselineValue: round(r.baselineValue, digits), ratio: round(ratio, 3) };
       results.push(full);
       log(`${full.case.padEnd(26)} ${String(full.value).padStart(10)} ${full.unit.padEnd(6)} vs ${full.baseline} ${full.baselineValue} -> ratio ${full.ratio}`);

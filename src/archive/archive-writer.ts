@@ -31,7 +31,18 @@ export interface TarWriteOptions {
   sidecar: boolean;
   /** Cancels the write; nothing is left under the final name nor as `.part`. */
   signal?: AbortSignal | undefined;
+  /** Digest the bytes written (default true). `false` is for {@link BENCH_NO_DNA} only: no DNA, no sidecar. */
+  digest?: boolean;
 }
+
+/**
+ * Benchmark-only switch, not part of the API: an `Archiver.create` options
+ * object carrying this key set to `true` writes the archive without
+ * digesting it (and without a sidecar), so that `archive-dna-overhead` can
+ * measure what the DNA costs against a true no-DNA create. The `dna` then
+ * returned is the digest of no bytes, not of the archive.
+ */
+export const BENCH_NO_DNA: unique symbol = Symbol('stowage.bench.noDna');
 
 /** What the producer is given. */
 export interface TarProducer {
@@ -69,12 +80,13 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
   throwIfAborted(signal);
   const file = await AtomicFile.open(out, { signal });
   const digest = new DnaDigest(options.algorithm !== undefined ? { algorithm: options.algorithm } : {});
+  const digestOn = options.digest !== false;
   const gz = new ParallelGzip({
     level: options.level,
     chunkSize: options.chunkSize,
     concurrency: options.concurrency,
     write: async (buf) => {
-      digest.update(buf);
+      if (digestOn) digest.update(buf);
       await file.write(buf);
     },
   });
@@ -114,7 +126,7 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
   }
   const dna = digest.digest();
   let sidecar: string | undefined;
-  if (options.sidecar) {
+  if (options.sidecar && digestOn) {
     try {
       sidecar = await DnaDigest.writeSidecar(out, dna);
     } catch (err) {

@@ -28,7 +28,7 @@ import { throwIfAborted } from '../util/abort.js';
 import { AtomicFile, PART_SUFFIX } from '../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, type Dna, type DnaAlgorithm } from '../dna/index.js';
-import { writeTarAtomic } from './archive-writer.js';
+import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
 import { drained, normalizeEntryName, readArchive, type ArchiveEntry } from './archive-reader.js';
 import { ExtractGuard } from './tar-safety.js';
@@ -329,7 +329,7 @@ export class Archiver {
 
     let entries = 0;
     let bytesIn = 0;
-    const written = await writeTarAtomic(out, { level: o.gzip ? o.level : undefined, chunkSize: o.chunkSize, concurrency: o.concurrency, algorithm: o.algorithm, sidecar: o.sidecar, signal }, async ({ pack, failed }) => {
+    const written = await writeTarAtomic(out, { level: o.gzip ? o.level : undefined, chunkSize: o.chunkSize, concurrency: o.concurrency, algorithm: o.algorithm, sidecar: o.sidecar, signal, digest: (options as { [BENCH_NO_DNA]?: boolean })[BENCH_NO_DNA] !== true }, async ({ pack, failed }) => {
       /** Adds one entry to the pack; resolves when tar-stream has taken all of it. */
       const addEntry = async (header: TarHeaders, body?: (sink: NodeJS.WritableStream & NodeJS.EventEmitter) => Promise<void>): Promise<void> => {
         let sink!: NodeJS.WritableStream & NodeJS.EventEmitter;

@@ -34,7 +34,8 @@ parentPort.on('message', (batch) => {
     } else if (m.t === 'end') {
       const j = jobs.get(m.id);
       jobs.delete(m.id);
-      if (j !== undefined) digs.push({ id: m.id, dig: j.h.digest('hex'), size: j.size });
+      // A job this worker never saw (begun on a worker that died): say so.
+      digs.push(j !== undefined ? { id: m.id, dig: j.h.digest('hex'), size: j.size } : { id: m.id, dig: null, size: 0 });
     } else if (m.t === 'drop') jobs.delete(m.id);
   }
   parentPort.postMessage({ free, digs }, free);
@@ -43,7 +44,7 @@ parentPort.on('message', (batch) => {
 
 interface WorkerReply {
   free: ArrayBuffer[];
-  digs: { id: number; dig: string; size: number }[];
+  digs: { id: number; dig: string | null; size: number }[];
 }
 
 type WorkerRequest =
@@ -91,6 +92,8 @@ export class BlockHasher {
   #worker: Worker | undefined;
   #nextId = 1;
   #broken: Error | undefined;
+  /** Jobs begun and not yet finished or dropped: while any is, the worker keeps the process alive. */
+  #active = 0;
 
   /**
    * @param blockSize - bytes per full block
@@ -104,7 +107,7 @@ export class BlockHasher {
   #ensureWorker(): Worker {
     if (this.#worker !== undefined) return this.#worker;
     const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
-    w.unref();
+    if (this.#active === 0) w.unref();
     w.on('message', (m: WorkerReply) => {
       for (const ab of m.free) {
         this.#inWorker -= ab.byteLength;
@@ -113,7 +116,8 @@ export class BlockHasher {
       for (const d of m.digs) {
         const p = this.#digests.get(d.id);
         this.#digests.delete(d.id);
-        p?.resolve({ dig: d.dig, size: d.size });
+        if (d.dig === null) p?.reject(new StowageError('EIO', 'Digest lost: the digest worker was restarted while this transfer was being digested.'));
+        else p?.resolve({ dig: d.dig, size: d.size });
       }
     });
     const fail = (err: Error): void => {
@@ -242,7 +246,14 @@ export class BlockHasher {
    */
   begin(algorithm: DnaAlgorithm): HashJob {
     if (this.#broken !== undefined && this.#worker === undefined) this.#broken = undefined;
-    this.#ensureWorker();
+    const worker = this.#ensureWorker();
+    // An awaited digest must keep the process alive even when nothing else
+    // does (an archive written by a script with no socket open); an idle
+    // hasher must not.
+    if (this.#active++ === 0) worker.ref();
+    const settle = (): void => {
+      if (--this.#active === 0) this.#worker?.unref();
+    };
     const id = this.#nextId++;
     this.#post({ t: 'new', id, alg: algorithm });
     let size = 0;
@@ -257,14 +268,31 @@ export class BlockHasher {
         this.#post({ t: 'up', id, ab: buf.buffer as ArrayBuffer, len });
       },
       digest: () => {
+        if (done) return Promise.reject(new StowageError('EIO', 'HashJob.digest() after digest() or drop()'));
         done = true;
+        if (this.#worker === undefined) {
+          // The worker died since this job began (its 'end' would go nowhere).
+          settle();
+          return Promise.reject(new StowageError('EIO', `Digest worker failed: ${this.#broken?.message ?? 'closed'}`, { cause: this.#broken }));
+        }
         return new Promise<Dna>((resolve, reject) => {
-          this.#digests.set(id, { resolve: (d) => resolve(Object.freeze({ dig: d.dig, size: d.size, algorithm })), reject });
+          this.#digests.set(id, {
+            resolve: (d) => {
+              settle();
+              resolve(Object.freeze({ dig: d.dig, size: d.size, algorithm }));
+            },
+            reject: (e) => {
+              settle();
+              reject(e);
+            },
+          });
           this.#post({ t: 'end', id });
         });
       },
       drop: () => {
+        if (done) return;
         done = true;
+        settle();
         this.#post({ t: 'drop', id });
       },
     };

@@ -1,4 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlockHasher } from '../../../src/transport/block-hasher.js';
@@ -90,6 +95,53 @@ describe('BlockHasher (digest on a worker thread)', () => {
     job.update(await hasher.acquire(), 10);
     job.drop();
     expect((await hasher.acquire()).length).toBe(1024);
+  });
+});
+
+describe('BlockHasher worker lifecycle', () => {
+  it('a digest of a job begun on a worker that is gone rejects with EIO instead of hanging', async () => {
+    hasher = new BlockHasher(1024, 4);
+    const before = hasher.begin('md5');
+    before.update(await hasher.acquire(), 10);
+    await hasher.close();
+    // No worker at all now.
+    await expect(before.digest()).rejects.toMatchObject({ code: 'EIO' });
+    // A job of the old worker, finished after a new worker started.
+    const old = hasher.begin('md5');
+    await hasher.close();
+    const fresh = hasher.begin('md5');
+    const buf = await hasher.acquire();
+    buf.fill(7, 0, 3);
+    fresh.update(buf, 3);
+    await expect(old.digest()).rejects.toMatchObject({ code: 'EIO', message: expect.stringMatching(/worker/) });
+    expect((await fresh.digest()).dig).toBe(createHash('md5').update(Buffer.from([7, 7, 7])).digest('hex'));
+  });
+
+  it('keeps the process alive while a digest is awaited, and lets it exit when idle', async () => {
+    // A script whose only pending work is the digest: with the worker unref'd
+    // throughout, Node would exit before the digest came back (exit code 13).
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-hasher-'));
+    try {
+      const script = join(dir, 'child.mts');
+      const mod = resolve('src/transport/block-hasher.ts');
+      await writeFile(
+        script,
+        `import { BlockHasher } from ${JSON.stringify(mod)};
+const h = new BlockHasher(1024, 2);
+const job = h.begin('md5');
+const b = await h.acquire();
+b.fill(1);
+job.update(b, 1024);
+await new Promise((r) => setTimeout(r, 50));
+const d = await job.digest();
+console.log(d.dig);
+`,
+      );
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { timeout: 30_000 });
+      expect(stdout.trim()).toBe(createHash('md5').update(Buffer.alloc(1024, 1)).digest('hex'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
