@@ -42,6 +42,11 @@ parentPort.on('message', (batch) => {
 });
 `;
 
+/** The error of a digest whose worker died (`err`) or was closed (`undefined`). */
+function workerFailed(err: Error | undefined): StowageError {
+  return new StowageError('EIO', `Digest worker failed: ${err?.message ?? 'closed'}`, { cause: err });
+}
+
 interface WorkerReply {
   free: ArrayBuffer[];
   digs: { id: number; dig: string | null; size: number }[];
@@ -128,7 +133,7 @@ export class BlockHasher {
       this.#inWorker = 0;
       this.#outbox = [];
       this.#outboxTransfer = [];
-      for (const p of this.#digests.values()) p.reject(new StowageError('EIO', `Digest worker failed: ${err.message}`, { cause: err }));
+      for (const p of this.#digests.values()) p.reject(workerFailed(err));
       this.#digests.clear();
       this.#serve();
     };
@@ -273,7 +278,7 @@ export class BlockHasher {
         if (this.#worker === undefined) {
           // The worker died since this job began (its 'end' would go nowhere).
           settle();
-          return Promise.reject(new StowageError('EIO', `Digest worker failed: ${this.#broken?.message ?? 'closed'}`, { cause: this.#broken }));
+          return Promise.reject(workerFailed(this.#broken));
         }
         return new Promise<Dna>((resolve, reject) => {
           this.#digests.set(id, {

@@ -51,6 +51,25 @@ function gatedReads(t: LocalTransport, beforeChunk: (bytes: number) => Promise<v
   }) as unknown as Transport;
 }
 
+/**
+ * `t` whose reads hold back from the first chunk at which `when(bytesSent)`
+ * holds until `release()` is called; `reached` resolves when they do.
+ */
+function heldReads(t: LocalTransport, when: (sent: number) => boolean): { transport: Transport; reached: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let reachedGate!: () => void;
+  const reached = new Promise<void>((resolve) => (reachedGate = resolve));
+  let sent = 0;
+  const transport = gatedReads(t, async (bytes) => {
+    sent += bytes;
+    if (!when(sent)) return;
+    reachedGate();
+    await gate;
+  });
+  return { transport, reached, release };
+}
+
 let server: SshdServer;
 let remote: SshTransport;
 let scratch: string;
@@ -105,21 +124,11 @@ describe('sync over SSH', () => {
     const dst = `${server.root}/push${n}`;
     // The sync is held at its first chunk sent; meanwhile readers on the
     // remote host (the sshd's files are on this machine) look at the tree.
-    let paused!: () => void;
-    const atGate = new Promise<void>((r) => (paused = r));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let held = false;
-    const source = gatedReads(local, async () => {
-      if (held) return;
-      held = true;
-      paused();
-      await gate;
-    });
-    const running = sync(source, src, remote, dst, { lock: true, concurrency: 1 });
+    const held = heldReads(local, () => true);
+    const running = sync(held.transport, src, remote, dst, { lock: true, concurrency: 1 });
     const observed: { locked: boolean; scanWarnings: string[]; scanResults: number; archiveError: string | undefined } = { locked: false, scanWarnings: [], scanResults: 0, archiveError: undefined };
     try {
-      await Promise.race([atGate, running.then(() => Promise.reject(new Error('the sync ended before reaching the gate')))]);
+      await Promise.race([held.reached, running.then(() => Promise.reject(new Error('the sync ended before reaching the gate')))]);
       observed.locked = existsSync(join(dst, 'LOCKED', 'owner.json'));
       for await (const _ of DnaDigest.scan(dst, { onWarning: (w) => observed.scanWarnings.push(w.code) })) observed.scanResults++;
       observed.archiveError = await Archiver.create(dst, join(scratch, `push${n}.tar.gz`)).then(
@@ -127,7 +136,7 @@ describe('sync over SSH', () => {
         (e: unknown) => (e as StowageError).code,
       );
     } finally {
-      release();
+      held.release();
     }
     const r = await running;
     expect(observed).toEqual({ locked: true, scanWarnings: ['ELOCKED'], scanResults: 0, archiveError: 'ELOCKED' });
@@ -235,22 +244,7 @@ describe('sync over SSH', () => {
     // Reads of the source hold back once 10 MiB went out, until the cut is
     // made: the cut always lands mid-sync (progress reports are throttled,
     // so a trigger on them can fire only at the end).
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let reachedGate!: () => void;
-    const reached = new Promise<void>((resolve) => {
-      reachedGate = resolve;
-    });
-    let sent = 0;
-    const gated = gatedReads(local, async (bytes) => {
-      sent += bytes;
-      if (sent >= 10 * 1024 * 1024) {
-        reachedGate();
-        await gate;
-      }
-    });
+    const { transport: gated, reached, release } = heldReads(local, (sent) => sent >= 10 * 1024 * 1024);
     const syncing = sync(gated, src, remote, dst, { concurrency: 3 });
     syncing.catch(() => {});
     let cut = 0;
