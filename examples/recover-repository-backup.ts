@@ -3,7 +3,9 @@
  * backup set written by `nightly-repository-backup.ts`.
  *
  *  1. Find the newest complete set in the backup tree (any transport: the
- *     paired node's own disk, or over SSH) and fetch its tarballs, each
+ *     paired node's own disk, or over SSH): not locked, both tarballs there
+ *     with their sidecars, no `.part` file left by a transfer that died.
+ *     Newer sets that fail this are passed over and reported. Fetch its tarballs, each
  *     checked against its DNA sidecar while it arrives and verified whole
  *     (gzip CRCs, tar checksums) once here.
  *  2. Unpack the Subversion repository beside its target and run
@@ -87,6 +89,8 @@ export interface RecoverResult {
   readonly wiki: RecoveredTree & { readonly integrity: string };
   /** Every configuration change shown, in order. */
   readonly changes: readonly ConfigChange[];
+  /** Newer sets passed over, newest first, and why (`svn-daq.tar.gz.part still being written`). */
+  readonly skipped: readonly { readonly set: string; readonly reason: string }[];
 }
 
 // ---------------------------------------------------------------------------
@@ -280,6 +284,23 @@ async function install(
   return { path: target, previous, replaced, kept, carried };
 }
 
+/**
+ * Why a set cannot be restored from, or undefined when it can: both
+ * tarballs are there, each with its DNA sidecar, and no file is still being
+ * written (a `.part` left by a sync or a backup that died).
+ */
+async function unusable(t: Transport, setPath: string, signal?: AbortSignal): Promise<string | undefined> {
+  const names = new Set((await t.list(setPath, signal ? { signal } : {})).filter((e) => e.type === 'file').map((e) => e.name));
+  const parts = [...names].filter((n) => n.endsWith('.part'));
+  if (parts.length > 0) return `${parts.join(', ')} still being written`;
+  for (const prefix of ['svn-', 'wiki-']) {
+    const archive = [...names].find((n) => n.startsWith(prefix) && n.endsWith('.tar.gz'));
+    if (archive === undefined) return `no ${prefix}*.tar.gz archive`;
+    if (!names.has(`${archive}.dna`)) return `${archive} has no DNA sidecar`;
+  }
+  return undefined;
+}
+
 /** The one top-level folder a tarball unpacked into. */
 async function soleFolder(dir: string): Promise<string> {
   const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory());
@@ -297,9 +318,26 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
   const log = o.log ?? (() => {});
   const signal = o.signal;
   const { transport: t, dir } = o.source;
-  const sets = (await listBackupSets(t, dir, { timeZone: o.timeZone ?? 'UTC', ...(signal ? { signal } : {}) })).filter((s) => s.lockedBy === undefined);
-  const set = o.set === undefined ? sets.at(-1) : sets.find((s) => s.id === o.set);
-  if (set === undefined) throw new StowageError('ENOT_FOUND', `No ${o.set === undefined ? 'complete backup set' : `set ${o.set}`} in ${t.name}:${dir}.`, { details: { dir, set: o.set } });
+  const sets = await listBackupSets(t, dir, { timeZone: o.timeZone ?? 'UTC', ...(signal ? { signal } : {}) });
+  const skipped: { set: string; reason: string }[] = [];
+  let set: (typeof sets)[number] | undefined;
+  for (const candidate of [...sets].reverse()) {
+    if (o.set !== undefined && candidate.id !== o.set) continue;
+    const reason = candidate.lockedBy !== undefined ? `locked by ${candidate.lockedBy}` : await unusable(t, candidate.path, signal);
+    if (reason === undefined) {
+      set = candidate;
+      break;
+    }
+    if (o.set !== undefined) {
+      throw new StowageError('ENOT_FOUND', `Set ${o.set} in ${t.name}:${dir} cannot be restored: ${reason}. Pick another set, or leave \`set\` out for the newest complete one.`, { details: { dir, set: o.set, reason } });
+    }
+    skipped.push({ set: candidate.id, reason });
+    log(`passing over set ${candidate.id}: ${reason}`);
+  }
+  if (set === undefined) {
+    const why = o.set !== undefined ? `no set ${o.set}` : `no complete backup set${skipped.length > 0 ? ` (passed over: ${skipped.map((x) => `${x.set}: ${x.reason}`).join('; ')})` : ''}`;
+    throw new StowageError('ENOT_FOUND', `Nothing to restore in ${t.name}:${dir}: ${why}.`, { details: { dir, set: o.set, skipped } });
+  }
   log(`restoring set ${set.id} from ${t.name}:${dir}`);
 
   // Unpack beside the targets, so that the final step is a rename.
@@ -352,7 +390,7 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
     }
     const wiki = await install('wiki', wikiRestored, o.wikiDir, (rel) => rel.startsWith('conf/'), o.confirm, changes, stamp);
     log(`restored ${o.svnRepo} (r${youngest}) and ${o.wikiDir}; ${changes.length} config change(s) shown`);
-    return { set: set.id, svn: { ...svn, youngest }, wiki: { ...wiki, integrity }, changes };
+    return { set: set.id, svn: { ...svn, youngest }, wiki: { ...wiki, integrity }, changes, skipped };
   } finally {
     // Only scratch folders: after a successful install the restored trees were renamed away.
     for (const d of [work, ...stages]) await rm(d, { recursive: true, force: true });

@@ -26,9 +26,18 @@ set -e
 if [ -f "$report" ]; then
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) - 0;
-    console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
+    // A test file that fails to load (syntax error, failing import, error in a hook)
+    // counts no failed test but is a failed suite: it must show in the summary.
+    const brokenFiles = (r.testResults ?? []).filter((f) => f.status === "failed" && (f.assertionResults ?? []).every((a) => a.status !== "failed")).length;
+    const failed = r.numFailedTests + brokenFiles;
+    console.log(`tests: ${r.numPassedTests} passed, ${failed} failed` +
+      (brokenFiles ? ` (${brokenFiles} test file(s) failed outside any test)` : "") +
+      (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
     if (r.numTotalTests === 0) { console.error("no test ran"); process.exit(1); }
+    if (failed > 0 || r.success === false) process.exit(1);
   ' "$report" || status=1
+else
+  echo "tests: no report written (vitest exited with status $status before reporting)" >&2
+  [ "$status" -ne 0 ] || status=1
 fi
 exit $status

@@ -6,6 +6,12 @@
  * and the README lists each with what to do about it. The original error of
  * a driver (ssh2, pg, mysql2, better-sqlite3, fs) is kept in `cause`.
  *
+ * Cancellation is the one exception, as in Node's own APIs: an operation
+ * whose `signal` aborts rejects with `signal.reason` unchanged (a
+ * DOMException `AbortError` unless the caller passed a reason of its own).
+ * To get a StowageError there, abort with one:
+ * `controller.abort(new StowageError('EABORTED', 'operator stop'))`.
+ *
  * @module
  */
 
@@ -16,7 +22,7 @@
  * derived from its keys and the README's error table mirrors it.
  */
 export const ERROR_CODES = {
-  EABORTED: 'The operation was cancelled through its AbortSignal.',
+  EABORTED: 'The operation was cancelled through its AbortSignal (the code for an abort reason of your own: a cancelled call rejects with signal.reason unchanged).',
   EBAD_CONFIG: 'An option or configuration value is missing, misspelled, unknown or out of range.',
   EBAD_SIDECAR: 'A DNA sidecar file (FILE.dna) is malformed or names an unknown algorithm.',
   ENO_SIDECAR: 'A DNA sidecar was required but does not exist.',

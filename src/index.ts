@@ -4,8 +4,11 @@
  * - Layer 0 (primitives): {@link DnaDigest}, {@link Archiver}, {@link LockDir},
  *   {@link StowageError}, {@link Progress}.
  * - Layer 1 (adapters): {@link LocalTransport}, {@link SshTransport} and
- *   {@link sync}; the TableSources; the {@link Catalog}.
- * - Layer 2 (workflows): {@link Retention}, and more as they land.
+ *   {@link sync}; the TableSources ({@link MysqlSource},
+ *   {@link PostgresSource}, {@link SqliteSource}); the {@link Catalog}.
+ * - Layer 2 (workflows): {@link Partitioner}, {@link Retention} and
+ *   {@link Monitor}. ReplicationManager, Mirror and LazyChannel are designed
+ *   (see the README's map) but not part of this release.
  *
  * The main entry re-exports everything. Subpath exports (`stowage/dna`,
  * `stowage/transport/ssh`, `stowage/db/mysql`, ...) load only what they

@@ -8,7 +8,8 @@
  */
 import type { Catalog, JobRecord } from '../catalog/catalog.js';
 import { LockDir } from '../lock/lock-dir.js';
-import { posixDirname } from '../transport/put-source.js';
+import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
+import { posixDirname, posixJoin } from '../transport/put-source.js';
 import { transportLockFs } from '../transport/lock-fs.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
@@ -276,8 +277,9 @@ export async function checkLocks(ctx: CheckContext): Promise<MonitorCheckResult>
     } catch (err) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
       const e = errorOf(err);
-      rows.push({ path: `${p.parent}/LOCKED`, stale: null, reason: null, owner: null, heldSeconds: null, heartbeatSeconds: null, status: 'critical', error: e });
-      problems.push({ status: 'critical', text: `cannot inspect ${p.transport.name}:${p.parent}/LOCKED: ${e.message}` });
+      const where = `${p.transport.name}:${posixJoin(p.parent, LOCK_DIR_NAME)}`;
+      rows.push({ path: where, stale: null, reason: null, owner: null, heldSeconds: null, heartbeatSeconds: null, status: 'critical', error: e });
+      problems.push({ status: 'critical', text: `cannot inspect ${where}: ${e.message}` });
       continue;
     }
     if (!info.locked) continue;

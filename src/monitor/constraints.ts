@@ -118,11 +118,17 @@ export interface ResolvedThreshold {
 
 /** Validated constraints, each check either off (undefined) or fully resolved. */
 export interface ResolvedConstraints {
+  /** The age check ({@link MonitorConstraints.maxAge}), both levels in ms. */
   readonly maxAge: ResolvedThreshold | undefined;
+  /** The size check ({@link SizeConstraint}) with its defaults filled in; `maxPercent` null when there is no upper bound. */
   readonly size: { readonly window: number; readonly minPercent: number; readonly criticalPercent: number; readonly maxPercent: number | null } | undefined;
+  /** The DNA check ({@link VerifyConstraint}): how many of the newest complete backups are re-digested. */
   readonly verify: { readonly newest: number } | undefined;
+  /** The free-space check, one resolved {@link FreeSpaceNode} per node with its label and both levels. */
   readonly freeSpace: readonly { readonly name: string; readonly transport: Transport; readonly path: string; readonly minFreePercent: number; readonly criticalFreePercent: number }[] | undefined;
+  /** The lock check ({@link LocksConstraint}): stale age in ms, the held-too-long limit if any, and the extra directories. */
   readonly locks: { readonly staleMs: number; readonly maxHeld: ResolvedThreshold | undefined; readonly dirs: readonly LockLocation[] } | undefined;
+  /** The job check ({@link JobsConstraint}): run limit, job name filter (undefined: all jobs), and whether a failed last run warns. */
   readonly jobs: { readonly maxRun: ResolvedThreshold; readonly name: string | undefined; readonly failedIsWarning: boolean } | undefined;
 }
 

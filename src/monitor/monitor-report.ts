@@ -50,12 +50,15 @@ export interface MonitorCheckError {
  *
  * `details` per check (keys in this order; times ISO 8601):
  * - `age`: `newest` (set id or null), `newestTime`, `sets` (complete
- *   backups seen), `skipped` (newer sets that are locked or incomplete).
+ *   backups looked at: 1 when one was found, else 0; the check stops at the
+ *   newest), `skipped` (newer sets that are locked or incomplete).
  * - `size`: `newest`, `bytes`, `medianBytes`, `percentOfMedian`, `history`
  *   (how many backups form the median).
  * - `dna`: `sets` (ids checked), `files` (files digested), `problems`.
  * - `freeSpace`: `nodes`: `{ name, availablePercent, availableBytes, totalBytes, status, error }`.
- * - `locks`: `locks`: `{ path, stale, reason, owner, heldSeconds, heartbeatSeconds, status }`.
+ * - `locks`: `locks`: `{ path, stale, reason, owner, heldSeconds, heartbeatSeconds, status, error }`
+ *   (`path` is `<transport name>:<dir>/LOCKED`; `error` is set, and the
+ *   other facts null, when the lock could not be inspected).
  * - `jobs`: `unfinished`: `{ id, name, started, host, pid, runningSeconds, status }`,
  *   `failed`: `{ id, name, finished, status, error }`.
  */

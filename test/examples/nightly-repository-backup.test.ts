@@ -6,11 +6,13 @@
  * as the paired node. Nights pass by giving each run its `now`; nothing
  * sleeps.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, readFile, readlink, readdir, utimes, writeFile, stat } from 'node:fs/promises';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, readlink, readdir, rm, rmdir, utimes, writeFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archiver, LocalTransport, SshTransport, StowageError, listBackupSets } from 'stowage';
@@ -21,6 +23,7 @@ import { recoverRepositoryBackup, unifiedDiff, type ConfigChange } from '../../e
 import { makeTempDir, requireBinary, run, startSshd, type SshdServer, type TempDir } from '../support/index.js';
 
 const root = join(import.meta.dirname, '..', '..');
+const exec = promisify(execFile);
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const svnadmin = requireBinary({ name: 'svnadmin', commands: ['svnadmin'], debianPackage: 'subversion' });
@@ -151,7 +154,25 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     for (const [k, now] of NIGHTS.entries()) {
       await writeFile(join(paths.wc, 'daq', 'readout.c'), `/* readout, night ${k} */\nint main(void) { return ${k}; }\n`);
       await run(svn, svnArgs('commit', paths.wc, '-m', `night ${k}`));
-      const r = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, now, timeZone: 'UTC', svnadmin });
+      // Each progress line is emitted while the run holds the global LOCKED of the local tree.
+      const lines: { line: string; holder: string | undefined }[] = [];
+      const holder = (): string | undefined => {
+        try {
+          return (JSON.parse(readFileSync(join(paths.backups, 'LOCKED', 'owner.json'), 'utf8')) as { purpose: string; pid: number }).purpose;
+        } catch {
+          return undefined;
+        }
+      };
+      const log = (line: string): void => void lines.push({ line, holder: holder() });
+      const r = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, now, timeZone: 'UTC', svnadmin, log });
+      expect(lines.map((l) => l.line)).toEqual([
+        `svnadmin hotcopy ${paths.repo}`,
+        expect.stringMatching(/^svn-daq\.tar\.gz: \d+ entries, DNA [0-9a-f]{32}$/),
+        expect.stringMatching(/^wiki-daqwiki\.tar\.gz: \d+ entries, integrity ok$/),
+        expect.stringMatching(/^synced \d+ files to ssh:\/\/.*; 0 mutants$/),
+      ]);
+      for (const l of lines) expect(l.holder, l.line).toBe(`${JOB_NAME} ${now.toISOString()}`);
+      expect(holder()).toBeUndefined(); // released at the end
       expect(r.wikiIntegrity).toBe('ok');
       expect(r.remoteMutants).toEqual([]);
       expect(r.archives.map((a) => a.name)).toEqual(['svn-daq.tar.gz', 'wiki-daqwiki.tar.gz']);
@@ -286,8 +307,17 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const localIni = TRAC_INI.replace('https://daq.example.org/wiki', 'https://daq-backup.example.org/wiki');
     await writeFile(join(wikiTarget, 'conf', 'trac.ini'), localIni);
 
+    // A newer set whose transfer died half-way: recovery passes over it to the newest complete set.
+    const newest = (await listBackupSets(ssh, paths.remote, { timeZone: 'UTC' })).at(-1)!.id;
+    const broken = `${newest.slice(0, 10)}/235959`; // later the same day as the newest set
+    const brokenDir = join(paths.remote, ...broken.split('/'));
+    await mkdir(brokenDir, { recursive: true });
+    await writeFile(join(brokenDir, 'svn-daq.tar.gz.part'), 'half a tarball');
+    const logged: string[] = [];
+
     const asked: ConfigChange[] = [];
     const r = await recoverRepositoryBackup({
+      log: (l) => logged.push(l),
       source: { transport: ssh, dir: paths.remote },
       svnRepo: target,
       wikiDir: wikiTarget,
@@ -298,8 +328,12 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
         return c.path === 'conf/svnserve.conf'; // yes to the repository config, no to the hook and trac.ini
       },
     });
-    const newest = (await listBackupSets(ssh, paths.remote, { timeZone: 'UTC' })).at(-1)!.id;
+    // Take the broken set away again, with the day, month and year folders it alone needed.
+    await rm(brokenDir, { recursive: true });
+    for (let k = 3; k >= 1; k--) await rmdir(join(paths.remote, ...broken.split('/').slice(0, k))).catch((e: NodeJS.ErrnoException) => expect(e.code).toBe('ENOTEMPTY'));
     expect(r.set).toBe(newest);
+    expect(r.skipped).toEqual([{ set: broken, reason: 'svn-daq.tar.gz.part still being written' }]);
+    expect(logged.slice(0, 2)).toEqual([`passing over set ${broken}: svn-daq.tar.gz.part still being written`, `restoring set ${newest} from ${ssh.name}:${paths.remote}`]);
 
     // Each changed config file was shown as a diff from the installed file to the backup's.
     expect(asked.map((c) => [c.tree, c.path])).toEqual([
@@ -342,6 +376,61 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     await mkdir(empty);
     const err = await recoverRepositoryBackup({ source: { transport: ssh, dir: empty }, svnRepo: join(tmp.path, 'x', 'repo'), wikiDir: join(tmp.path, 'x', 'wiki'), confirm: () => true }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ENOT_FOUND' });
+    expect((err as Error).message).toBe(`Nothing to restore in ${ssh.name}:${empty}: no complete backup set.`);
+
+    // A tree whose only set lacks the wiki tarball: passed over, then named in the refusal.
+    const partial = join(sshd.root, 'partial');
+    const setDir = join(partial, '2026', '11', '20', '031500');
+    await mkdir(setDir, { recursive: true });
+    await writeFile(join(setDir, 'svn-daq.tar.gz'), 'x');
+    await writeFile(join(setDir, 'svn-daq.tar.gz.dna'), '{"dig": "9dd4e461268c8034f5c8564e155c67a6", "size": 1}');
+    const targets = { svnRepo: join(tmp.path, 'y', 'repo'), wikiDir: join(tmp.path, 'y', 'wiki'), confirm: () => true, timeZone: 'UTC' };
+    const none = await recoverRepositoryBackup({ source: { transport: ssh, dir: partial }, ...targets }).catch((e: unknown) => e);
+    expect(none).toMatchObject({ code: 'ENOT_FOUND', message: `Nothing to restore in ${ssh.name}:${partial}: no complete backup set (passed over: 2026/11/20/031500: no wiki-*.tar.gz archive).` });
+    const named = await recoverRepositoryBackup({ source: { transport: ssh, dir: partial }, set: '2026/11/20/031500', ...targets }).catch((e: unknown) => e);
+    expect(named).toMatchObject({ code: 'ENOT_FOUND', message: expect.stringContaining('Set 2026/11/20/031500 in') });
+    expect((named as Error).message).toContain('cannot be restored: no wiki-*.tar.gz archive.');
+    const missing = await recoverRepositoryBackup({ source: { transport: ssh, dir: partial }, set: '2026/11/21/031500', ...targets }).catch((e: unknown) => e);
+    expect(missing).toMatchObject({ code: 'ENOT_FOUND', message: `Nothing to restore in ${ssh.name}:${partial}: no set 2026/11/21/031500.` });
+    // Nothing was created at the targets.
+    await expect(stat(join(tmp.path, 'y'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('runs as the command lines the module comments show: recover (local tree), then backup and check from a config file', async () => {
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const newest = (await listBackupSets(new LocalTransport(), paths.backups, { timeZone: 'UTC' })).at(-1)!.id;
+    const node = join(tmp.path, 'cli-node');
+    const rec = await exec(process.execPath, [tsx, join(root, 'examples', 'recover-repository-backup.ts'), paths.backups, join(node, 'svn', 'daq'), join(node, 'wiki', 'daqwiki')], { cwd: root });
+    expect(rec.stdout).toContain(`restoring set ${newest} from local:${paths.backups}`);
+    expect(rec.stdout).toContain(`set ${newest}: ${join(node, 'svn', 'daq')} at r10, wiki database ok`);
+    await run(svnadmin, ['verify', '--quiet', join(node, 'svn', 'daq')]);
+    const usage = await exec(process.execPath, [tsx, join(root, 'examples', 'recover-repository-backup.ts')], { cwd: root }).catch((e: unknown) => e);
+    expect(usage).toMatchObject({ code: 3 });
+
+    // A backup run and a check run of the nightly recipe, from a config file, as cron would start them.
+    const config = join(tmp.path, 'nightly.json');
+    const cliBackups = join(tmp.path, 'cli-backups');
+    const cliRemote = join(sshd.root, 'cli-backups');
+    await writeFile(config, JSON.stringify({
+      svnRepo: paths.repo,
+      wikiDir: paths.wiki,
+      backupRoot: cliBackups,
+      catalog: join(tmp.path, 'cli.catalog'),
+      remote: { host: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, knownHosts: sshd.knownHostsPath, dir: cliRemote },
+    }));
+    const nightly = join(root, 'examples', 'nightly-repository-backup.ts');
+    const backup = await exec(process.execPath, [tsx, nightly, 'backup', config], { cwd: root });
+    const [set] = await listBackupSets(new LocalTransport(), cliBackups, { timeZone: 'UTC' });
+    expect(set).toBeDefined();
+    expect(backup.stdout).toContain(`backup set ${set!.id}: svn-daq.tar.gz, wiki-daqwiki.tar.gz; purged 0 local, 0 remote`);
+    expect((await readFile(join(cliRemote, ...set!.id.split('/'), 'svn-daq.tar.gz'))).equals(await readFile(join(cliBackups, ...set!.id.split('/'), 'svn-daq.tar.gz')))).toBe(true);
+    // Exit status 0 (exec resolves), one Nagios line per node.
+    const check = await exec(process.execPath, [tsx, nightly, 'check', config], { cwd: root });
+    const lines = check.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    for (const l of lines) expect(l).toMatch(/^STOWAGE OK - newest backup \d+s old; .*DNA of the newest backup verified \(2 files\).* \| age=\d+s;93600;172800 /);
+    const bad = await exec(process.execPath, [tsx, nightly, 'restore', config], { cwd: root }).catch((e: unknown) => e);
+    expect(bad).toMatchObject({ code: 3, stderr: expect.stringContaining('usage: nightly-repository-backup.ts backup|check CONFIG.json') });
   });
 });
 

@@ -217,6 +217,21 @@ describe('Monitor on a dated tree', () => {
     expect(long.check('locks')!.message).toBe(`lock local:${join(held, 'LOCKED')} held for 10h`);
   });
 
+  it('a lock that cannot be inspected is critical, with its error in the row', async () => {
+    const tree = await nightlyTree();
+    const odd = await tempDir('monitor-oddlock');
+    // owner.json is a directory: reading it fails with something other than "not found".
+    await mkdir(join(odd, 'LOCKED', 'owner.json'), { recursive: true });
+    const r = await new Monitor({ transport: local, dir: tree }, { locks: { dirs: [{ transport: local, path: odd }] } }).check({ now: NEWEST });
+    const c = r.check('locks')!;
+    expect(c.status).toBe('critical');
+    expect(c.message).toMatch(new RegExp(`^cannot inspect local:${join(odd, 'LOCKED')}: `));
+    const rows = c.details['locks'] as Record<string, unknown>[];
+    expect(rows).toHaveLength(1);
+    expect(Object.keys(rows[0]!)).toEqual(['path', 'stale', 'reason', 'owner', 'heldSeconds', 'heartbeatSeconds', 'status', 'error']);
+    expect(rows[0]).toMatchObject({ path: `local:${join(odd, 'LOCKED')}`, stale: null, owner: null, status: 'critical', error: { code: expect.any(String), message: expect.stringContaining('owner.json') } });
+  });
+
   it('finds a truncated file through its sidecar', async () => {
     const tree = await nightlyTree();
     await truncate(join(tree, ...IDS[7]!.split('/'), 'wiki.tar.gz'), 10);
