@@ -30,7 +30,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { StowageError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
-import { LineSplitter, malformedBulkText } from './bulk-text.js';
+import { malformedBulkText } from './bulk-text.js';
 
 /** The digest algorithm of range digests. */
 export const RANGE_DIGEST_ALGORITHM = 'md5';
@@ -54,22 +54,17 @@ export interface RangeDigesterOptions {
 }
 
 const TAB = 0x09;
-
-function keyField(line: Buffer, keyIndex: number, row: number): Buffer {
-  let start = 0;
-  for (let i = 0; i < keyIndex; i++) {
-    const tab = line.indexOf(TAB, start);
-    if (tab < 0) throw malformedBulkText(row, `the row has fewer than ${keyIndex + 1} fields, so no key field`);
-    start = tab + 1;
-  }
-  let end = line.indexOf(TAB, start);
-  if (end < 0) end = line.length - 1;
-  return line.subarray(start, end);
-}
+const LF = 0x0a;
 
 /**
  * Computes a {@link RangeDigest} incrementally from bulk text, e.g. while
  * the same bytes are written into an archive.
+ *
+ * Cost: the rows are walked where they lie in each chunk, without a Buffer
+ * per row: one `indexOf` per row for its LF (and one per field before the
+ * key), the key compared and copied byte by byte, and the rows of one-row
+ * groups hashed a whole chunk's run at a time. Only rows that share a key
+ * with a neighbour, or that straddle two chunks, are held as Buffers.
  *
  * @example
  * ```ts
@@ -81,17 +76,24 @@ function keyField(line: Buffer, keyIndex: number, row: number): Buffer {
 export class RangeDigester {
   readonly #keyIndex: number;
   readonly #maxGroupBytes: number;
-  readonly #splitter = new LineSplitter();
   readonly #hash: Hash = createHash(RANGE_DIGEST_ALGORITHM);
-  #key: Buffer | undefined;
+  /** The key of the current group (bytes `0..#keyLen` of `#key`); `#hasKey` false before the first row. */
+  #key: Buffer = Buffer.allocUnsafe(64);
+  #keyLen = 0;
+  #hasKey = false;
+  /**
+   * Rows of the current group held as Buffers: when it has two rows or
+   * more, or when its one row lay in an earlier chunk. Empty while the
+   * current group is one row of the chunk being walked.
+   */
   #group: Buffer[] = [];
   #groupBytes = 0;
+  /** The start of an unfinished row at the end of the last chunk. */
+  #tail: Buffer[] = [];
+  #tailBytes = 0;
+  #lines = 0;
+  #bytes = 0;
   #done: RangeDigest | undefined;
-  // Lines of finished one-row groups that lie back to back in one chunk are
-  // hashed with one update() call (a unique key means every group is one row).
-  #spanBuffer: ArrayBufferLike | undefined;
-  #spanStart = 0;
-  #spanEnd = 0;
 
   /** @param options - key position and group size cap */
   constructor(options: RangeDigesterOptions) {
@@ -112,65 +114,134 @@ export class RangeDigester {
    */
   update(chunk: Uint8Array): this {
     if (this.#done) throw new StowageError('EIO', 'RangeDigester.update() called after digest().');
-    this.#splitter.push(chunk, (line) => this.#line(line));
+    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (buf.length === 0) return this;
+    this.#bytes += buf.length;
+    if (this.#tailBytes > 0) {
+      // Finish the row begun in an earlier chunk on its own, then go on.
+      const nl = buf.indexOf(LF);
+      if (nl < 0) {
+        this.#holdTail(buf);
+        return this;
+      }
+      this.#tail.push(buf.subarray(0, nl + 1));
+      const row = Buffer.concat(this.#tail, this.#tailBytes + nl + 1);
+      this.#tail = [];
+      this.#tailBytes = 0;
+      this.#walk(row);
+      buf = buf.subarray(nl + 1);
+    }
+    const end = this.#walk(buf);
+    if (end < buf.length) this.#holdTail(buf.subarray(end));
     return this;
   }
 
   /** Finishes and returns the digest; throws EDB if the input stopped mid-row. */
   digest(): RangeDigest {
     if (this.#done) return this.#done;
-    this.#splitter.end();
-    this.#flush();
-    this.#flushSpan();
-    this.#done = Object.freeze({ count: this.#splitter.lines, bytes: this.#splitter.bytes, digest: this.#hash.digest('hex') });
+    if (this.#tailBytes > 0) throw malformedBulkText(this.#lines + 1, 'the input ends in the middle of a row (no final LF): truncated?');
+    this.#endGroup();
+    this.#done = Object.freeze({ count: this.#lines, bytes: this.#bytes, digest: this.#hash.digest('hex') });
     return this.#done;
   }
 
-  #line(line: Buffer): void {
-    const key = keyField(line, this.#keyIndex, this.#splitter.lines);
-    if (this.#key !== undefined && key.equals(this.#key)) {
-      this.#group.push(line);
-      this.#groupBytes += line.length;
-      if (this.#groupBytes > this.#maxGroupBytes) {
-        throw new StowageError(
-          'EBAD_CONFIG',
-          `The rows sharing key value ${key.toString('utf8', 0, 40)} exceed ${this.#maxGroupBytes} bytes: the key column is not selective enough to partition this table.`,
-          { details: { option: 'key', keyValue: key.toString('utf8', 0, 40), maxGroupBytes: this.#maxGroupBytes } },
-        );
-      }
-      return;
-    }
-    this.#flush();
-    this.#key = key;
-    this.#group.push(line);
-    this.#groupBytes = line.length;
+  #holdTail(part: Buffer): void {
+    this.#tail.push(part);
+    this.#tailBytes += part.length;
+    if (this.#tailBytes > 1 << 30) throw malformedBulkText(this.#lines + 1, `a row is longer than ${1 << 30} bytes`);
   }
 
-  #flush(): void {
+  /** Hashes the held rows of the current group (sorted when more than one) and forgets them. */
+  #endGroup(): void {
     const g = this.#group;
-    if (g.length === 1) {
-      const line = g[0]!;
-      if (line.buffer === this.#spanBuffer && line.byteOffset === this.#spanEnd) {
-        this.#spanEnd += line.length;
-      } else {
-        this.#flushSpan();
-        this.#spanBuffer = line.buffer;
-        this.#spanStart = line.byteOffset;
-        this.#spanEnd = line.byteOffset + line.length;
-      }
-    } else if (g.length > 1) {
-      this.#flushSpan();
-      g.sort(Buffer.compare);
-      for (const line of g) this.#hash.update(line);
-    }
-    this.#group = [];
+    if (g.length === 0) return;
+    if (g.length > 1) g.sort(Buffer.compare);
+    for (const row of g) this.#hash.update(row);
+    g.length = 0;
     this.#groupBytes = 0;
   }
 
-  #flushSpan(): void {
-    if (this.#spanBuffer === undefined) return;
-    this.#hash.update(new Uint8Array(this.#spanBuffer, this.#spanStart, this.#spanEnd - this.#spanStart));
-    this.#spanBuffer = undefined;
+  #addToGroup(row: Buffer): void {
+    this.#group.push(row);
+    this.#groupBytes += row.length;
+    if (this.#group.length > 1 && this.#groupBytes > this.#maxGroupBytes) {
+      const key = this.#key.toString('utf8', 0, Math.min(this.#keyLen, 40));
+      throw new StowageError('EBAD_CONFIG', `The rows sharing key value ${key} exceed ${this.#maxGroupBytes} bytes: the key column is not selective enough to partition this table.`, {
+        details: { option: 'key', keyValue: key, maxGroupBytes: this.#maxGroupBytes },
+      });
+    }
+  }
+
+  /**
+   * Walks the complete rows of `buf`; returns the offset after the last LF.
+   *
+   * `runStart` marks the first byte not hashed yet. While the current group
+   * is a single row of this chunk (`single >= 0` is its start), it stays
+   * part of that run; the run is hashed when a row joins the group, and at
+   * the end of the chunk.
+   */
+  #walk(buf: Buffer): number {
+    const keyIndex = this.#keyIndex;
+    let runStart = 0;
+    let single = -1;
+    let start = 0;
+    let nl = buf.indexOf(LF);
+    while (nl >= 0) {
+      const row = this.#lines + 1;
+      // The key field [ks, ke) of the row [start, nl].
+      let ks = start;
+      for (let f = 0; f < keyIndex; f++) {
+        const tab = buf.indexOf(TAB, ks);
+        if (tab < 0 || tab > nl) throw malformedBulkText(row, `the row has fewer than ${keyIndex + 1} fields, so no key field`);
+        ks = tab + 1;
+      }
+      let ke = ks;
+      while (ke < nl && buf[ke] !== TAB) ke++;
+      const len = ke - ks;
+      let same = this.#hasKey && len === this.#keyLen;
+      if (same) {
+        const key = this.#key;
+        for (let j = 0; j < len; j++) {
+          if (buf[ks + j] !== key[j]) {
+            same = false;
+            break;
+          }
+        }
+      }
+      this.#lines++;
+      if (same) {
+        // The row joins the current group: rows of a group are held, to be sorted.
+        if (single >= 0) {
+          if (single > runStart) this.#hash.update(buf.subarray(runStart, single));
+          this.#addToGroup(buf.subarray(single, start));
+          single = -1;
+        }
+        this.#addToGroup(buf.subarray(start, nl + 1));
+        runStart = nl + 1;
+      } else {
+        // A new key: the current group is complete.
+        if (single < 0) {
+          this.#endGroup();
+          runStart = start;
+        }
+        if (len > this.#key.length) this.#key = Buffer.allocUnsafe(Math.max(len, this.#key.length * 2));
+        const key = this.#key;
+        for (let j = 0; j < len; j++) key[j] = buf[ks + j]!;
+        this.#keyLen = len;
+        this.#hasKey = true;
+        single = start;
+      }
+      start = nl + 1;
+      nl = buf.indexOf(LF, start);
+    }
+    // The last row's group may go on in the next chunk: hold that row.
+    if (single >= 0) {
+      if (single > runStart) this.#hash.update(buf.subarray(runStart, single));
+      this.#addToGroup(buf.subarray(single, start));
+    } else if (start > runStart) {
+      this.#hash.update(buf.subarray(runStart, start));
+    }
+    return start;
   }
 }
 
