@@ -3,9 +3,12 @@
  * backup set written by `nightly-repository-backup.ts`.
  *
  *  1. Find the newest complete set in the backup tree (any transport: the
- *     paired node's own disk, or over SSH): not locked, both tarballs there
- *     with their sidecars, no `.part` file left by a transfer that died.
- *     Newer sets that fail this are passed over and reported. Fetch its tarballs, each
+ *     paired node's own disk, or over SSH): not under a live LOCKED (a
+ *     stale one, left by a transfer that died, is ignored), both tarballs
+ *     there with their sidecars, no `.part` file left by a transfer that
+ *     died. Newer sets that fail this are passed over and reported. A
+ *     tarball that then fails its DNA stops the recovery: a mutant is for
+ *     an operator to look at, not to skip silently. Fetch its tarballs, each
  *     checked against its DNA sidecar while it arrives and verified whole
  *     (gzip CRCs, tar checksums) once here.
  *  2. Unpack the Subversion repository beside its target and run
@@ -27,7 +30,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'n
 import { createInterface } from 'node:readline/promises';
 import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Archiver, DnaDigest, LocalTransport, StowageError, listBackupSets, parseSidecar, posixJoin, type Transport } from 'stowage';
+import { Archiver, DnaDigest, LocalTransport, LockDir, StowageError, listBackupSets, parseSidecar, posixDirname, posixJoin, throwIfAborted, transportLockFs, type Transport } from 'stowage';
 
 /** A configuration file the recovery would replace. */
 export interface ConfigChange {
@@ -59,6 +62,13 @@ export interface RecoverOptions {
   workDir?: string;
   /** The `svnadmin` program (default from PATH). */
   svnadmin?: string;
+  /**
+   * A `LOCKED` over the tree whose heartbeat is older than this is left by
+   * a transfer or backup that died, and is ignored (default 10 min, the
+   * nightly recipe's `staleMs`). A live lock makes the sets it covers
+   * unavailable.
+   */
+  lockStaleMs?: number;
   /** Cancels the recovery (nothing is swapped in after an abort). */
   signal?: AbortSignal;
   /** Progress lines for a log. */
@@ -217,16 +227,16 @@ async function* files(dir: string, prefix = ''): AsyncGenerator<string> {
 }
 
 /** Fetches every tarball of a far set, each checked against its sidecar in transit and verified whole here. */
-async function fetchSet(t: Transport, setDir: string, into: string, signal?: AbortSignal): Promise<string[]> {
+async function fetchSet(t: Transport, setDir: string, names: readonly string[], into: string, signal?: AbortSignal): Promise<string[]> {
   const op = signal ? { signal } : {};
   const got: string[] = [];
-  for (const e of await t.list(setDir, op)) {
-    if (e.type !== 'file' || e.name.endsWith('.dna')) continue;
+  for (const name of names) {
+    const remote = posixJoin(setDir, name);
     const chunks: Buffer[] = [];
-    for await (const c of t.createReadStream(`${e.path}.dna`, op) as AsyncIterable<Buffer>) chunks.push(c);
-    const dna = parseSidecar(Buffer.concat(chunks).toString('utf8'), `${t.name}:${e.path}.dna`);
-    const local = join(into, e.name);
-    await t.get(e.path, local, { expectedDna: dna, ...op });
+    for await (const c of t.createReadStream(`${remote}.dna`, op) as AsyncIterable<Buffer>) chunks.push(c);
+    const dna = parseSidecar(Buffer.concat(chunks).toString('utf8'), `${t.name}:${remote}.dna`);
+    const local = join(into, name);
+    await t.get(remote, local, { expectedDna: dna, ...op });
     await DnaDigest.writeSidecar(local, dna);
     await Archiver.verify(local, { requireSidecar: true, ...op });
     got.push(local);
@@ -285,20 +295,47 @@ async function install(
 }
 
 /**
- * Why a set cannot be restored from, or undefined when it can: both
- * tarballs are there, each with its DNA sidecar, and no file is still being
- * written (a `.part` left by a sync or a backup that died).
+ * The two tarballs of a set (names in its folder), or why it cannot be
+ * restored from: both `svn-*.tar.gz` and `wiki-*.tar.gz` must be there,
+ * one of each, each with its DNA sidecar, and no file may still be in
+ * transit (a `.part` left by a sync or a backup that died). A set is a
+ * flat folder, as the nightly recipe writes it; anything else in it is
+ * ignored.
  */
-async function unusable(t: Transport, setPath: string, signal?: AbortSignal): Promise<string | undefined> {
-  const names = new Set((await t.list(setPath, signal ? { signal } : {})).filter((e) => e.type === 'file').map((e) => e.name));
-  const parts = [...names].filter((n) => n.endsWith('.part'));
-  if (parts.length > 0) return `${parts.join(', ')} still being written`;
-  for (const prefix of ['svn-', 'wiki-']) {
-    const archive = [...names].find((n) => n.startsWith(prefix) && n.endsWith('.tar.gz'));
-    if (archive === undefined) return `no ${prefix}*.tar.gz archive`;
-    if (!names.has(`${archive}.dna`)) return `${archive} has no DNA sidecar`;
+async function setArchives(t: Transport, setPath: string, signal?: AbortSignal): Promise<{ svn: string; wiki: string } | { reason: string }> {
+  let entries;
+  try {
+    entries = await t.list(setPath, signal ? { signal } : {});
+  } catch (err) {
+    // Purged (by retention on that node) since the tree was listed.
+    if (err instanceof StowageError && err.code === 'ENOT_FOUND') return { reason: 'gone since the tree was listed' };
+    throw err;
   }
-  return undefined;
+  const names = new Set(entries.filter((e) => e.type === 'file').map((e) => e.name));
+  const parts = [...names].filter((n) => n.endsWith('.part')).sort();
+  if (parts.length > 0) return { reason: `${parts.join(', ')} still being written` };
+  const found: Record<'svn' | 'wiki', string> = { svn: '', wiki: '' };
+  for (const kind of ['svn', 'wiki'] as const) {
+    const archives = [...names].filter((n) => n.startsWith(`${kind}-`) && n.endsWith('.tar.gz')).sort();
+    if (archives.length === 0) return { reason: `no ${kind}-*.tar.gz archive` };
+    if (archives.length > 1) return { reason: `more than one ${kind}-*.tar.gz archive (${archives.join(', ')})` };
+    if (!names.has(`${archives[0]}.dna`)) return { reason: `${archives[0]} has no DNA sidecar` };
+    found[kind] = archives[0]!;
+  }
+  return found;
+}
+
+/**
+ * Whether a lock over the tree is live. A sync or a backup that died
+ * leaves its `LOCKED` behind: once its heartbeat is older than `staleMs`
+ * it no longer holds anything up, and sets it covers are judged by what
+ * they hold (a set it was writing has `.part` files or misses a tarball).
+ */
+async function lockIsLive(t: Transport, lockPath: string, staleMs: number): Promise<{ live: boolean; note: string }> {
+  const info = await LockDir.inspect(posixDirname(lockPath), { fs: transportLockFs(t), staleMs, name: basename(lockPath) });
+  if (!info.locked) return { live: false, note: `${lockPath} is gone` };
+  const who = info.owner ? ` (${info.owner.purpose ?? 'no purpose'}, pid ${info.owner.pid} on ${info.owner.host})` : '';
+  return info.stale ? { live: false, note: `ignoring the stale lock ${lockPath}${who}: ${info.reason ?? 'stale'}` } : { live: true, note: `${lockPath}${who}` };
 }
 
 /** The one top-level folder a tarball unpacked into. */
@@ -319,14 +356,38 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
   const signal = o.signal;
   const { transport: t, dir } = o.source;
   const sets = await listBackupSets(t, dir, { timeZone: o.timeZone ?? 'UTC', ...(signal ? { signal } : {}) });
+  const staleMs = o.lockStaleMs ?? 10 * 60_000;
   const skipped: { set: string; reason: string }[] = [];
+  const locks = new Map<string, { live: boolean; note: string }>();
   let set: (typeof sets)[number] | undefined;
+  let archives: { svn: string; wiki: string } | undefined;
   for (const candidate of [...sets].reverse()) {
     if (o.set !== undefined && candidate.id !== o.set) continue;
-    const reason = candidate.lockedBy !== undefined ? `locked by ${candidate.lockedBy}` : await unusable(t, candidate.path, signal);
+    let reason: string | undefined;
+    if (candidate.lockedBy !== undefined) {
+      // One lock (the tree's root) often covers every set: judge it once.
+      let lock = locks.get(candidate.lockedBy);
+      if (lock === undefined) {
+        throwIfAborted(signal);
+        lock = await lockIsLive(t, candidate.lockedBy, staleMs);
+        locks.set(candidate.lockedBy, lock);
+        if (!lock.live) log(lock.note);
+      }
+      if (lock.live) {
+        if (o.set !== undefined) {
+          throw new StowageError('ELOCKED', `Set ${o.set} in ${t.name}:${dir} is locked by ${lock.note}: a transfer or backup is writing it. Retry when it is released.`, { details: { dir, set: o.set, lock: candidate.lockedBy }, retryable: true });
+        }
+        reason = `locked by ${lock.note}`;
+      }
+    }
     if (reason === undefined) {
-      set = candidate;
-      break;
+      const found = await setArchives(t, candidate.path, signal);
+      if ('svn' in found) {
+        set = candidate;
+        archives = found;
+        break;
+      }
+      reason = found.reason;
     }
     if (o.set !== undefined) {
       throw new StowageError('ENOT_FOUND', `Set ${o.set} in ${t.name}:${dir} cannot be restored: ${reason}. Pick another set, or leave \`set\` out for the newest complete one.`, { details: { dir, set: o.set, reason } });
@@ -334,7 +395,7 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
     skipped.push({ set: candidate.id, reason });
     log(`passing over set ${candidate.id}: ${reason}`);
   }
-  if (set === undefined) {
+  if (set === undefined || archives === undefined) {
     const why = o.set !== undefined ? `no set ${o.set}` : `no complete backup set${skipped.length > 0 ? ` (passed over: ${skipped.map((x) => `${x.set}: ${x.reason}`).join('; ')})` : ''}`;
     throw new StowageError('ENOT_FOUND', `Nothing to restore in ${t.name}:${dir}: ${why}.`, { details: { dir, set: o.set, skipped } });
   }
@@ -354,12 +415,7 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
   try {
     const fetchDir = join(work, 'fetched');
     await mkdir(fetchDir);
-    const fetched = await fetchSet(t, posixJoin(dir, set.id), fetchDir, signal);
-    const svnArchive = fetched.find((f) => basename(f).startsWith('svn-'));
-    const wikiArchive = fetched.find((f) => basename(f).startsWith('wiki-'));
-    if (svnArchive === undefined || wikiArchive === undefined) {
-      throw new StowageError('ENOT_FOUND', `Set ${set.id} lacks ${svnArchive === undefined ? 'the svn-*.tar.gz' : 'the wiki-*.tar.gz'} archive.`, { details: { set: set.id } });
-    }
+    const [svnArchive, wikiArchive] = (await fetchSet(t, set.path, [archives.svn, archives.wiki], fetchDir, signal)) as [string, string];
 
     // Repository: unpack beside the target, verify, then install.
     const svnStage = await stage(o.svnRepo);

@@ -30,12 +30,14 @@ if [ -f "$report" ]; then
     // counts no failed test but is a failed suite: it must show in the summary.
     const brokenFiles = (r.testResults ?? []).filter((f) => f.status === "failed" && (f.assertionResults ?? []).every((a) => a.status !== "failed")).length;
     const failed = r.numFailedTests + brokenFiles;
+    const status = Number(process.argv[2]);
     console.log(`tests: ${r.numPassedTests} passed, ${failed} failed` +
       (brokenFiles ? ` (${brokenFiles} test file(s) failed outside any test)` : "") +
-      (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
+      (r.numPendingTests ? `, ${r.numPendingTests} skipped` : "") +
+      (status !== 0 && failed === 0 ? `; vitest exited with status ${status}: errors outside the tests (see "Unhandled Errors" above)` : ""));
     if (r.numTotalTests === 0) { console.error("no test ran"); process.exit(1); }
     if (failed > 0 || r.success === false) process.exit(1);
-  ' "$report" || status=1
+  ' "$report" "$status" || status=1
 else
   echo "tests: no report written (vitest exited with status $status before reporting)" >&2
   [ "$status" -ne 0 ] || status=1

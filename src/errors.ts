@@ -6,9 +6,11 @@
  * and the README lists each with what to do about it. The original error of
  * a driver (ssh2, pg, mysql2, better-sqlite3, fs) is kept in `cause`.
  *
- * Cancellation is the one exception, as in Node's own APIs: an operation
- * whose `signal` aborts rejects with `signal.reason` unchanged (a
- * DOMException `AbortError` unless the caller passed a reason of its own).
+ * Cancellation is the one exception: an operation whose `signal` aborts
+ * rejects with `signal.reason` itself, not wrapped (as `fetch` and
+ * `AbortSignal.throwIfAborted` do; unlike Node's stream and fs APIs, which
+ * wrap it in an `AbortError` whose `cause` is the reason). That reason is a
+ * DOMException `AbortError` unless the caller passed one of its own.
  * To get a StowageError there, abort with one:
  * `controller.abort(new StowageError('EABORTED', 'operator stop'))`.
  *

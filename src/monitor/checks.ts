@@ -6,10 +6,11 @@
  *
  * @module
  */
+import { posix } from 'node:path';
 import type { Catalog, JobRecord } from '../catalog/catalog.js';
 import { LockDir } from '../lock/lock-dir.js';
 import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
-import { posixDirname, posixJoin } from '../transport/put-source.js';
+import { posixDirname } from '../transport/put-source.js';
 import { transportLockFs } from '../transport/lock-fs.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
@@ -277,7 +278,7 @@ export async function checkLocks(ctx: CheckContext): Promise<MonitorCheckResult>
     } catch (err) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
       const e = errorOf(err);
-      const where = `${p.transport.name}:${posixJoin(p.parent, LOCK_DIR_NAME)}`;
+      const where = `${p.transport.name}:${posix.join(p.parent, LOCK_DIR_NAME)}`;
       rows.push({ path: where, stale: null, reason: null, owner: null, heldSeconds: null, heartbeatSeconds: null, status: 'critical', error: e });
       problems.push({ status: 'critical', text: `cannot inspect ${where}: ${e.message}` });
       continue;

@@ -23,7 +23,13 @@ import { recoverRepositoryBackup, unifiedDiff, type ConfigChange } from '../../e
 import { makeTempDir, requireBinary, run, startSshd, type SshdServer, type TempDir } from '../support/index.js';
 
 const root = join(import.meta.dirname, '..', '..');
-const exec = promisify(execFile);
+const execP = promisify(execFile);
+/** Runs a command line with its stdin closed at once (a prompt nobody answers reads end of input, and does not hang). */
+function exec(file: string, args: readonly string[], opts: { cwd: string }): Promise<{ stdout: string; stderr: string }> {
+  const p = execP(file, args, { ...opts, encoding: 'utf8', timeout: 120_000 });
+  p.child.stdin?.end();
+  return p;
+}
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const svnadmin = requireBinary({ name: 'svnadmin', commands: ['svnadmin'], debianPackage: 'subversion' });
@@ -172,7 +178,7 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
         expect.stringMatching(/^synced \d+ files to ssh:\/\/.*; 0 mutants$/),
       ]);
       for (const l of lines) expect(l.holder, l.line).toBe(`${JOB_NAME} ${now.toISOString()}`);
-      expect(holder()).toBeUndefined(); // released at the end
+      await expect(stat(join(paths.backups, 'LOCKED'))).rejects.toMatchObject({ code: 'ENOENT' }); // released at the end
       expect(r.wikiIntegrity).toBe('ok');
       expect(r.remoteMutants).toEqual([]);
       expect(r.archives.map((a) => a.name)).toEqual(['svn-daq.tar.gz', 'wiki-daqwiki.tar.gz']);
@@ -307,33 +313,58 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const localIni = TRAC_INI.replace('https://daq.example.org/wiki', 'https://daq-backup.example.org/wiki');
     await writeFile(join(wikiTarget, 'conf', 'trac.ini'), localIni);
 
-    // A newer set whose transfer died half-way: recovery passes over it to the newest complete set.
+    // The primary died while it shipped a newer set: its LOCKED stays at the far tree's root
+    // (heartbeat long gone) and the set holds half a tarball. Recovery ignores the stale lock
+    // and passes over the broken set to the newest complete one.
     const newest = (await listBackupSets(ssh, paths.remote, { timeZone: 'UTC' })).at(-1)!.id;
     const broken = `${newest.slice(0, 10)}/235959`; // later the same day as the newest set
     const brokenDir = join(paths.remote, ...broken.split('/'));
-    await mkdir(brokenDir, { recursive: true });
-    await writeFile(join(brokenDir, 'svn-daq.tar.gz.part'), 'half a tarball');
+    const staleLock = join(paths.remote, 'LOCKED');
     const logged: string[] = [];
-
     const asked: ConfigChange[] = [];
-    const r = await recoverRepositoryBackup({
-      log: (l) => logged.push(l),
-      source: { transport: ssh, dir: paths.remote },
-      svnRepo: target,
-      wikiDir: wikiTarget,
-      timeZone: 'UTC',
-      svnadmin,
-      confirm: (c) => {
-        asked.push(c);
-        return c.path === 'conf/svnserve.conf'; // yes to the repository config, no to the hook and trac.ini
-      },
-    });
-    // Take the broken set away again, with the day, month and year folders it alone needed.
-    await rm(brokenDir, { recursive: true });
-    for (let k = 3; k >= 1; k--) await rmdir(join(paths.remote, ...broken.split('/').slice(0, k))).catch((e: NodeJS.ErrnoException) => expect(e.code).toBe('ENOTEMPTY'));
+    let r: Awaited<ReturnType<typeof recoverRepositoryBackup>>;
+    try {
+      await mkdir(brokenDir, { recursive: true });
+      await writeFile(join(brokenDir, 'svn-daq.tar.gz.part'), 'half a tarball');
+      await mkdir(staleLock);
+      await writeFile(join(staleLock, 'owner.json'), JSON.stringify({ host: 'primary.example.org', pid: 4242, purpose: 'stowage sync from local:/backups', since: new Date(Date.now() - 3 * HOUR).toISOString(), token: 'dead' }));
+      const old = (Date.now() - 2 * HOUR) / 1000;
+      await utimes(join(staleLock, 'owner.json'), old, old);
+
+      // While that lock is live (its heartbeat fresh), nothing is restored: a named set is ELOCKED.
+      const fresh = Date.now() / 1000;
+      await utimes(join(staleLock, 'owner.json'), fresh, fresh);
+      const targets = { source: { transport: ssh, dir: paths.remote }, svnRepo: target, wikiDir: wikiTarget, timeZone: 'UTC', svnadmin, confirm: () => true };
+      await expect(recoverRepositoryBackup({ ...targets, set: newest })).rejects.toMatchObject({ code: 'ELOCKED', message: expect.stringContaining(`is locked by ${staleLock} (stowage sync from local:/backups, pid 4242 on primary.example.org)`) });
+      await expect(recoverRepositoryBackup(targets)).rejects.toMatchObject({ code: 'ENOT_FOUND', message: expect.stringContaining(`${newest}: locked by ${staleLock}`) });
+      expect(await readFile(join(target, 'conf', 'svnserve.conf'), 'utf8')).toBe(localConf); // untouched
+      await utimes(join(staleLock, 'owner.json'), old, old);
+
+      r = await recoverRepositoryBackup({
+        log: (l) => logged.push(l),
+        source: { transport: ssh, dir: paths.remote },
+        svnRepo: target,
+        wikiDir: wikiTarget,
+        timeZone: 'UTC',
+        svnadmin,
+        confirm: (c) => {
+          asked.push(c);
+          return c.path === 'conf/svnserve.conf'; // yes to the repository config, no to the hook and trac.ini
+        },
+      });
+    } finally {
+      // Take the broken set and the lock away again, with the day, month and year folders the set alone needed.
+      await rm(staleLock, { recursive: true, force: true });
+      await rm(brokenDir, { recursive: true, force: true });
+      for (let k = 3; k >= 1; k--) await rmdir(join(paths.remote, ...broken.split('/').slice(0, k))).catch((e: NodeJS.ErrnoException) => expect(['ENOTEMPTY', 'ENOENT']).toContain(e.code));
+    }
     expect(r.set).toBe(newest);
     expect(r.skipped).toEqual([{ set: broken, reason: 'svn-daq.tar.gz.part still being written' }]);
-    expect(logged.slice(0, 2)).toEqual([`passing over set ${broken}: svn-daq.tar.gz.part still being written`, `restoring set ${newest} from ${ssh.name}:${paths.remote}`]);
+    expect(logged.slice(0, 3)).toEqual([
+      `ignoring the stale lock ${staleLock} (stowage sync from local:/backups, pid 4242 on primary.example.org): heartbeat-expired`,
+      `passing over set ${broken}: svn-daq.tar.gz.part still being written`,
+      `restoring set ${newest} from ${ssh.name}:${paths.remote}`,
+    ]);
 
     // Each changed config file was shown as a diff from the installed file to the backup's.
     expect(asked.map((c) => [c.tree, c.path])).toEqual([
