@@ -680,7 +680,14 @@ export class Partitioner {
         const j = handed++;
         const spool = await writerOf(j).finish();
         writers.delete(j);
-        await writing;
+        try {
+          await writing;
+        } catch (err) {
+          // The write before failed (or was aborted): this range is never
+          // written, and its spool (maybe a spill file) goes now.
+          await spool.dispose();
+          throw err;
+        }
         const p = block[j]!;
         writing = (async () => {
           try {
