@@ -102,7 +102,7 @@ export interface MonitorConstraints {
   verify?: boolean | VerifyConstraint;
   /** Free space on each node. */
   freeSpace?: readonly FreeSpaceNode[];
-  /** Stale or long-held `LOCKED` directories (`true`: the defaults). */
+  /** Stale or long-held `LOCKED` directories (`true`: the defaults). With a Catalog source it needs `dirs`, or the source's `root`, whose `LOCKED` is then watched; otherwise EBAD_CONFIG. */
   locks?: boolean | LocksConstraint;
   /** Jobs that started and never finished (needs a Catalog). */
   jobs?: JobsConstraint;

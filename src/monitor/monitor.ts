@@ -189,7 +189,18 @@ export class Monitor {
       this.source = `${s.transport.name}:${s.dir}`;
       resolveTreeOptions('Monitor', { ...(options.timeZone !== undefined ? { timeZone: options.timeZone } : {}), ...(options.linkName !== undefined ? { linkName: options.linkName } : {}) });
     }
-    this.constraints = resolveConstraints('Monitor', constraints);
+    const resolved = resolveConstraints('Monitor', constraints);
+    const cs = this.#catalogSource;
+    if (cs !== undefined && resolved.locks !== undefined && resolved.locks.dirs.length === 0) {
+      // A Catalog records archives, not LOCKED directories: with nothing
+      // to inspect, the check would report "ok" while watching nothing.
+      if (cs.root === undefined) {
+        throw bad('locks', 'the "locks" check of a Catalog source needs a place to look: give "locks.dirs" ({ transport, path }), or the source\'s "root" (its LOCKED is then watched).');
+      }
+      this.constraints = Object.freeze({ ...resolved, locks: Object.freeze({ ...resolved.locks, dirs: Object.freeze([{ transport: cs.transport, path: cs.root }]) }) });
+    } else {
+      this.constraints = resolved;
+    }
     if (this.constraints.jobs !== undefined && this.#catalog === undefined) throw bad('jobs', 'the "jobs" check reads job runs from a Catalog: give the source as a Catalog or option "catalog".');
     if (options.name !== undefined && (typeof options.name !== 'string' || options.name.trim() === '')) throw bad('name', 'option "name" must be a non-empty string.', options.name);
     this.name = options.name ?? this.source;

@@ -69,6 +69,40 @@ function svnArgs(...args: string[]): string[] {
   return ['--non-interactive', '--config-dir', join(tmp.path, 'svn-config'), ...args];
 }
 
+/**
+ * The paired node's transport, watched: each file the recipe puts there and
+ * each folder it renames (retention moving a set out) is noted with who held
+ * the far tree's LOCKED at that moment. `afterPut` can spoil a file as it
+ * lands. Lock housekeeping itself (paths under LOCKED) is not noted.
+ */
+function watched(t: SshTransport, farRoot: string, afterPut?: (path: string) => Promise<void>): { transport: SshTransport; seen: { op: string; path: string; holder: string | undefined }[] } {
+  const seen: { op: string; path: string; holder: string | undefined }[] = [];
+  const holder = (): string | undefined => {
+    try {
+      return (JSON.parse(readFileSync(join(farRoot, 'LOCKED', 'owner.json'), 'utf8')) as { purpose: string }).purpose;
+    } catch {
+      return undefined;
+    }
+  };
+  const transport = new Proxy(t, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target) as unknown;
+      if (typeof v !== 'function') return v;
+      if (key === 'put' || key === 'rename') {
+        return async (...args: unknown[]) => {
+          const path = String(args[key === 'put' ? 1 : 0]);
+          if (!path.includes('/LOCKED')) seen.push({ op: key, path, holder: holder() });
+          const r = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          if (key === 'put') await afterPut?.(path);
+          return r;
+        };
+      }
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+  return { transport, seen };
+}
+
 function rowsOf(bytesOrFile: Buffer | string): number {
   const db = new Database(bytesOrFile, { readonly: true });
   try {
@@ -170,7 +204,16 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
         }
       };
       const log = (line: string): void => void lines.push({ line, holder: holder() });
-      const r = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, now, timeZone: 'UTC', svnadmin, log });
+      const far = watched(ssh, paths.remote);
+      const r = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: paths.backups, remote: { transport: far.transport, dir: paths.remote }, catalog, now, timeZone: 'UTC', svnadmin, log });
+      // The LOCKED protocol on the far side: every file arrives under the sync's lock, and
+      // retention moves sets out under the recipe's own far lock.
+      const puts = far.seen.filter((x) => x.op === 'put');
+      expect(puts.length).toBeGreaterThanOrEqual(4); // the night's two tarballs and their sidecars at least
+      for (const x of puts) expect(x.holder, x.path).toBe(`stowage sync from local:${paths.backups}`);
+      const moved = far.seen.filter((x) => x.op === 'rename' && x.path.startsWith(paths.remote + '/2'));
+      expect(moved.length > 0, `night ${k}: sets moved out on the far side`).toBe(k >= 7);
+      for (const x of moved) expect(x.holder, x.path).toBe(`${JOB_NAME} retention`);
       expect(lines.map((l) => l.line)).toEqual([
         `svnadmin hotcopy ${paths.repo}`,
         expect.stringMatching(/^svn-daq\.tar\.gz: \d+ entries, DNA [0-9a-f]{32}$/),
@@ -295,6 +338,28 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const watch = backupMonitors({ backupRoot: paths.backups, remote: { transport: ssh, dir: paths.remote }, catalog, minFreePercent: 1 }).local;
     const r = await watch.check({ now: new Date(LAST + DAY + HOUR), notify: false });
     expect(r.check('jobs')).toMatchObject({ status: 'warning', message: expect.stringMatching(/^last run of job nightly-repository-backup failed: The paired node holds files that do not match/) });
+  });
+
+  it('fails the run naming the file when tonight\'s tarball lands spoiled on the paired node', async () => {
+    const now = new Date(LAST + DAY + 2 * HOUR);
+    const setId = `${now.toISOString().slice(0, 10).replace(/-/g, '/')}/051500`;
+    const spoiled = join(paths.remote, ...setId.split('/'), 'svn-daq.tar.gz');
+    // The put reports the DNA of what it sent; the far copy then loses a byte in the middle.
+    const far = watched(ssh, paths.remote, async (path) => {
+      if (path !== spoiled) return;
+      const bytes = await readFile(path);
+      bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x01;
+      await writeFile(path, bytes);
+    });
+    const err = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: paths.backups, remote: { transport: far.transport, dir: paths.remote }, catalog, now, timeZone: 'UTC', svnadmin }).catch((e: unknown) => e);
+    expect(far.seen.map((x) => x.path)).toContain(spoiled);
+    expect(err).toMatchObject({ code: 'EDIGEST_MISMATCH' });
+    expect((err as Error).message).toContain(spoiled);
+    expect(catalog.lastJobs({ name: JOB_NAME, limit: 1 })[0]).toMatchObject({ status: 'failed', error: expect.stringContaining(spoiled) });
+    // The local set is good (its DNA was computed while it was written); put the far copy right for what follows.
+    const local = join(paths.backups, ...setId.split('/'), 'svn-daq.tar.gz');
+    expect((await Archiver.verify(local, { requireSidecar: true })).ok).toBe(true);
+    await writeFile(spoiled, await readFile(local));
   });
 
   it('recovers the repository and the wiki on the other node, showing config diffs and honouring a decline', async () => {

@@ -5,7 +5,7 @@
  * records, and abort before start and midway.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -222,6 +222,26 @@ describe('a Catalog as the source', () => {
     const r = await one.check({ now: NEWEST });
     expect(r.check('age')).toMatchObject({ status: 'critical', details: { newest: NIGHTS[0] } });
     expect(one.history().map((x) => x.status)).toEqual(['critical']);
+  });
+
+  it('watches the LOCKED of its root (or of locks.dirs); without either the locks check is refused, not silently empty', async () => {
+    const { catalog, dir } = await recorded();
+    using _ = catalog;
+    expect(() => new Monitor(catalog, { locks: true })).toThrow(expect.objectContaining({ code: 'EBAD_CONFIG', message: expect.stringContaining('needs a place to look') }));
+    const root = join(dir, 'sets');
+    const m = new Monitor({ catalog, root }, { locks: true }, { history: false });
+    expect(m.constraints.locks!.dirs.map((d) => d.path)).toEqual([root]);
+    expect((await m.check({ now: NEWEST })).check('locks')).toMatchObject({ status: 'ok', message: 'no LOCKED directory' });
+    // A lock left by a backup that died on another host, heartbeat long gone: stale, a warning.
+    await mkdir(join(root, 'LOCKED'));
+    await writeFile(join(root, 'LOCKED', 'owner.json'), JSON.stringify({ host: 'primary', pid: 7, purpose: 'nightly', since: new Date(NEWEST - 5 * HOUR).toISOString(), token: 't' }));
+    const old = (Date.now() - 2 * HOUR) / 1000;
+    await utimes(join(root, 'LOCKED', 'owner.json'), old, old);
+    const r = await m.check({ now: NEWEST });
+    expect(r.check('locks')).toMatchObject({ status: 'warning', message: expect.stringMatching(new RegExp(`^stale lock local:${join(root, 'LOCKED')} \\(pid 7 on primary, nightly\\)`)) });
+    // Given dirs, those are watched instead.
+    const elsewhere = new Monitor(catalog, { locks: { dirs: [{ transport: new LocalTransport(), path: dir }] } }, { history: false });
+    expect((await elsewhere.check({ now: NEWEST })).check('locks')).toMatchObject({ status: 'ok' });
   });
 
   it('is critical (EDB) when the catalog cannot be read', async () => {
