@@ -492,6 +492,40 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     await expect(stat(join(tmp.path, 'y'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('refuses a wiki whose database is damaged: the run fails, is recorded, and leaves no set behind', async () => {
+    // A wiki whose database has a page of garbage in the middle of a table's b-tree.
+    const wiki = join(tmp.path, 'bad-wiki', 'daqwiki');
+    await mkdir(join(wiki, 'db'), { recursive: true });
+    const dbFile = join(wiki, 'db', 'trac.db');
+    const db = new Database(dbFile);
+    db.pragma('page_size = 4096');
+    db.exec('CREATE TABLE wiki (name TEXT, version INTEGER, text TEXT, PRIMARY KEY (name, version))');
+    const ins = db.prepare('INSERT INTO wiki (name, version, text) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      for (let i = 0; i < 500; i++) ins.run(`Page${i}`, 1, `text of page ${i} `.repeat(20));
+    })();
+    db.close();
+    const bytes = await readFile(dbFile);
+    const page = Math.floor(bytes.length / 4096 / 2) * 4096;
+    bytes.fill(0x5a, page + 16, page + 4096 - 16); // the page header stays, its cells turn to noise
+    await writeFile(dbFile, bytes);
+
+    const backups = join(tmp.path, 'bad-backups');
+    const badCatalog = new Catalog(join(tmp.path, 'bad.catalog'));
+    try {
+      const err = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: wiki, backupRoot: backups, remote: { transport: ssh, dir: join(sshd.root, 'bad-backups') }, catalog: badCatalog, now: new Date(LAST), timeZone: 'UTC', svnadmin }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StowageError);
+      expect(err).toMatchObject({ code: 'ECORRUPT_ARCHIVE', message: expect.stringContaining('wiki-daqwiki.tar.gz: the archived wiki database fails its integrity check') });
+      expect(badCatalog.lastJobs({ name: JOB_NAME, limit: 1 })[0]).toMatchObject({ status: 'failed', error: expect.stringContaining('integrity check') });
+      // Nothing half-made stays: no set folder, no lock, and nothing was shipped.
+      expect(await listBackupSets(new LocalTransport(), backups, { timeZone: 'UTC' })).toEqual([]);
+      expect((await readdir(backups)).filter((n) => n === 'LOCKED')).toEqual([]);
+      await expect(stat(join(sshd.root, 'bad-backups'))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      badCatalog.close();
+    }
+  });
+
   it('runs as the command lines the module comments show: recover (local tree), then backup and check from a config file', async () => {
     const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
     const newest = (await listBackupSets(new LocalTransport(), paths.backups, { timeZone: 'UTC' })).at(-1)!.id;
@@ -525,6 +559,15 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const lines = check.stdout.trim().split('\n');
     expect(lines).toHaveLength(2);
     for (const l of lines) expect(l).toMatch(/^STOWAGE OK - newest backup \d+s old; .*DNA of the newest backup verified \(2 files\).* \| age=\d+s;93600;172800 /);
+    // Nothing backed up on either node: critical, exit status 2, as Nagios reads it.
+    const emptyConfig = join(tmp.path, 'nightly-empty.json');
+    await mkdir(join(tmp.path, 'empty-backups'));
+    await mkdir(join(sshd.root, 'empty-backups'));
+    const cfg = JSON.parse(await readFile(config, 'utf8')) as { backupRoot: string; catalog: string; remote: { dir: string } };
+    await writeFile(emptyConfig, JSON.stringify({ ...cfg, backupRoot: join(tmp.path, 'empty-backups'), catalog: join(tmp.path, 'empty.catalog'), remote: { ...cfg.remote, dir: join(sshd.root, 'empty-backups') } }));
+    const critical = await exec(process.execPath, [tsx, nightly, 'check', emptyConfig], { cwd: root }).catch((e: unknown) => e as { code: number; stdout: string });
+    expect(critical).toMatchObject({ code: 2 });
+    expect((critical as { stdout: string }).stdout.trim().split('\n')).toEqual([expect.stringMatching(/^STOWAGE CRITICAL - no backup found/), expect.stringMatching(/^STOWAGE CRITICAL - no backup found/)]);
     const bad = await exec(process.execPath, [tsx, nightly, 'restore', config], { cwd: root }).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 3, stderr: expect.stringContaining('usage: nightly-repository-backup.ts backup|check CONFIG.json') });
   });
