@@ -103,6 +103,21 @@ function watched(t: SshTransport, farRoot: string, afterPut?: (path: string) => 
   return { transport, seen };
 }
 
+/** A wiki database with `pages` pages, after one pragma (`journal_mode = WAL`, `page_size = 4096`). */
+function makeWikiDb(file: string, pages: number, pragma: string): void {
+  const db = new Database(file);
+  try {
+    db.pragma(pragma);
+    db.exec('CREATE TABLE wiki (name TEXT, version INTEGER, text TEXT, PRIMARY KEY (name, version))');
+    const ins = db.prepare('INSERT INTO wiki (name, version, text) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      for (let i = 0; i < pages; i++) ins.run(`Page${i}`, 1, `text of page ${i} `.repeat(20));
+    })();
+  } finally {
+    db.close();
+  }
+}
+
 function rowsOf(bytesOrFile: Buffer | string): number {
   const db = new Database(bytesOrFile, { readonly: true });
   try {
@@ -175,14 +190,7 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     await writeFile(join(paths.wiki, 'conf', 'trac.ini'), TRAC_INI);
     await writeFile(join(paths.wiki, 'attachments', 'cabling.txt'), 'crate 3 slot 7 -> TDC 2\n');
     const dbFile = join(paths.wiki, 'db', 'trac.db');
-    const db = new Database(dbFile);
-    db.pragma('journal_mode = WAL');
-    db.exec('CREATE TABLE wiki (name TEXT, version INTEGER, text TEXT, PRIMARY KEY (name, version))');
-    const ins = db.prepare('INSERT INTO wiki (name, version, text) VALUES (?, ?, ?)');
-    db.transaction(() => {
-      for (let i = 0; i < 2000; i++) ins.run(`Page${i}`, 1, `text of page ${i} `.repeat(20));
-    })();
-    db.close();
+    makeWikiDb(dbFile, 2000, 'journal_mode = WAL');
     // Another process keeps editing the wiki during every backup.
     writer = spawn(process.execPath, ['-e', WRITER, dbFile], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
@@ -497,14 +505,7 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const wiki = join(tmp.path, 'bad-wiki', 'daqwiki');
     await mkdir(join(wiki, 'db'), { recursive: true });
     const dbFile = join(wiki, 'db', 'trac.db');
-    const db = new Database(dbFile);
-    db.pragma('page_size = 4096');
-    db.exec('CREATE TABLE wiki (name TEXT, version INTEGER, text TEXT, PRIMARY KEY (name, version))');
-    const ins = db.prepare('INSERT INTO wiki (name, version, text) VALUES (?, ?, ?)');
-    db.transaction(() => {
-      for (let i = 0; i < 500; i++) ins.run(`Page${i}`, 1, `text of page ${i} `.repeat(20));
-    })();
-    db.close();
+    makeWikiDb(dbFile, 500, 'page_size = 4096');
     const bytes = await readFile(dbFile);
     const page = Math.floor(bytes.length / 4096 / 2) * 4096;
     bytes.fill(0x5a, page + 16, page + 4096 - 16); // the page header stays, its cells turn to noise
