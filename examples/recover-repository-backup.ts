@@ -9,8 +9,8 @@
  *     died. Newer sets that fail this are passed over and reported. A
  *     tarball that then fails its DNA stops the recovery: a mutant is for
  *     an operator to look at, not to skip silently. Fetch its tarballs, each
- *     checked against its DNA sidecar while it arrives and verified whole
- *     (gzip CRCs, tar checksums) once here.
+ *     checked against its DNA sidecar while it arrives; the unpacking below
+ *     checks gzip CRCs and tar checksums in a staging folder.
  *  2. Unpack the Subversion repository beside its target and run
  *     `svnadmin verify` on it; unpack the wiki and check its database with
  *     `PRAGMA integrity_check`.
@@ -30,7 +30,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'n
 import { createInterface } from 'node:readline/promises';
 import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Archiver, DnaDigest, LocalTransport, LockDir, StowageError, listBackupSets, parseSidecar, posixDirname, posixJoin, throwIfAborted, transportLockFs, type Transport } from 'stowage';
+import { Archiver, LocalTransport, LockDir, StowageError, listBackupSets, parseSidecar, posixDirname, posixJoin, throwIfAborted, transportLockFs, type Transport } from 'stowage';
 
 /** A configuration file the recovery would replace. */
 export interface ConfigChange {
@@ -226,7 +226,7 @@ async function* files(dir: string, prefix = ''): AsyncGenerator<string> {
   }
 }
 
-/** Fetches every tarball of a far set, each checked against its sidecar in transit and verified whole here. */
+/** Fetches the named tarballs of a far set, each checked against its sidecar in transit (one read). */
 async function fetchSet(t: Transport, setDir: string, names: readonly string[], into: string, signal?: AbortSignal): Promise<string[]> {
   const op = signal ? { signal } : {};
   const got: string[] = [];
@@ -236,9 +236,10 @@ async function fetchSet(t: Transport, setDir: string, names: readonly string[], 
     for await (const c of t.createReadStream(`${remote}.dna`, op) as AsyncIterable<Buffer>) chunks.push(c);
     const dna = parseSidecar(Buffer.concat(chunks).toString('utf8'), `${t.name}:${remote}.dna`);
     const local = join(into, name);
+    // Checked against its DNA as it arrives; its gzip and tar structure is
+    // checked by the extraction into a staging folder, before anything is
+    // swapped in, so no second read is needed here.
     await t.get(remote, local, { expectedDna: dna, ...op });
-    await DnaDigest.writeSidecar(local, dna);
-    await Archiver.verify(local, { requireSidecar: true, ...op });
     got.push(local);
   }
   return got;
@@ -334,7 +335,7 @@ async function setArchives(t: Transport, setPath: string, signal?: AbortSignal):
 async function lockIsLive(t: Transport, lockPath: string, staleMs: number): Promise<{ live: boolean; note: string }> {
   const info = await LockDir.inspect(posixDirname(lockPath), { fs: transportLockFs(t), staleMs, name: basename(lockPath) });
   if (!info.locked) return { live: false, note: `${lockPath} is gone` };
-  const who = info.owner ? ` (${info.owner.purpose ?? 'no purpose'}, pid ${info.owner.pid} on ${info.owner.host})` : '';
+  const who = info.owner ? ` (${info.owner.purpose}, pid ${info.owner.pid} on ${info.owner.host})` : '';
   return info.stale ? { live: false, note: `ignoring the stale lock ${lockPath}${who}: ${info.reason ?? 'stale'}` } : { live: true, note: `${lockPath}${who}` };
 }
 

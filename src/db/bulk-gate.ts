@@ -20,7 +20,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { StowageError } from '../errors.js';
-import { malformedBulkText } from './bulk-text.js';
+import { malformedBulkText, truncatedBulkText } from './bulk-text.js';
 
 /** Which loader the gate feeds; it decides which escapes are rewritten. */
 export type BulkDialect = 'mysql' | 'postgres';
@@ -127,7 +127,7 @@ export class BulkTextGate extends Transform {
 
   override _flush(callback: TransformCallback): void {
     if (this.#rowBytes > 0 || this.#carry) {
-      callback(malformedBulkText(this.rows + 1, 'the input ends in the middle of a row (no final LF): truncated?'));
+      callback(truncatedBulkText(this.rows + 1));
       return;
     }
     callback();

@@ -137,6 +137,23 @@ export function malformedBulkText(row: number, reason: string): StowageError {
 }
 
 /**
+ * The EDB of bulk text that stops in the middle of a row (no final LF).
+ *
+ * @param row - 1-based number of the unfinished row
+ */
+export function truncatedBulkText(row: number): StowageError {
+  return malformedBulkText(row, 'the input ends in the middle of a row (no final LF): truncated?');
+}
+
+/** Default longest row {@link LineSplitter} and the range digest take: 1 GiB. */
+export const MAX_ROW_BYTES = 1 << 30;
+
+/** The EDB of a row longer than `max` bytes. */
+export function rowTooLong(row: number, max: number): StowageError {
+  return malformedBulkText(row, `a row is longer than ${max} bytes`);
+}
+
+/**
  * Decodes one field as found between TABs (without them): `\N` becomes
  * `null`, escapes are resolved.
  *
@@ -220,7 +237,7 @@ export class LineSplitter {
 
   /** @param options - the row size cap */
   constructor(options: LineSplitterOptions = {}) {
-    this.#maxRowBytes = options.maxRowBytes ?? 1 << 30;
+    this.#maxRowBytes = options.maxRowBytes ?? MAX_ROW_BYTES;
   }
 
   /**
@@ -261,11 +278,11 @@ export class LineSplitter {
 
   /** Declares the end of input; throws EDB if it stopped in the middle of a row. */
   end(): void {
-    if (this.#partBytes > 0) throw malformedBulkText(this.lines + 1, 'the input ends in the middle of a row (no final LF): truncated?');
+    if (this.#partBytes > 0) throw truncatedBulkText(this.lines + 1);
   }
 
   #check(n: number): void {
-    if (n > this.#maxRowBytes) throw malformedBulkText(this.lines + 1, `a row is longer than ${this.#maxRowBytes} bytes`);
+    if (n > this.#maxRowBytes) throw rowTooLong(this.lines + 1, this.#maxRowBytes);
   }
 }
 

@@ -30,7 +30,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { StowageError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
-import { malformedBulkText } from './bulk-text.js';
+import { MAX_ROW_BYTES, malformedBulkText, rowTooLong, truncatedBulkText } from './bulk-text.js';
 
 /** The digest algorithm of range digests. */
 export const RANGE_DIGEST_ALGORITHM = 'md5';
@@ -139,7 +139,7 @@ export class RangeDigester {
   /** Finishes and returns the digest; throws EDB if the input stopped mid-row. */
   digest(): RangeDigest {
     if (this.#done) return this.#done;
-    if (this.#tailBytes > 0) throw malformedBulkText(this.#lines + 1, 'the input ends in the middle of a row (no final LF): truncated?');
+    if (this.#tailBytes > 0) throw truncatedBulkText(this.#lines + 1);
     this.#endGroup();
     this.#done = Object.freeze({ count: this.#lines, bytes: this.#bytes, digest: this.#hash.digest('hex') });
     return this.#done;
@@ -148,7 +148,7 @@ export class RangeDigester {
   #holdTail(part: Buffer): void {
     this.#tail.push(part);
     this.#tailBytes += part.length;
-    if (this.#tailBytes > 1 << 30) throw malformedBulkText(this.#lines + 1, `a row is longer than ${1 << 30} bytes`);
+    if (this.#tailBytes > MAX_ROW_BYTES) throw rowTooLong(this.#lines + 1, MAX_ROW_BYTES);
   }
 
   /** Hashes the held rows of the current group (sorted when more than one) and forgets them. */

@@ -15,7 +15,7 @@
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { StowageError, fromFsError } from '../errors.js';
 import { createHash } from 'node:crypto';
-import { malformedBulkText } from '../db/bulk-text.js';
+import { truncatedBulkText } from '../db/bulk-text.js';
 import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/range-digest.js';
 import { throwIfAborted } from '../util/abort.js';
 
@@ -73,7 +73,7 @@ export class UniqueKeyDigester {
   /** Finishes; EDB if the input stopped in the middle of a row. */
   digest(): RangeDigest {
     if (this.#done) return this.#done;
-    if (this.#last !== LF) throw malformedBulkText(this.#lines + 1, 'the input ends in the middle of a row (no final LF): truncated?');
+    if (this.#last !== LF) throw truncatedBulkText(this.#lines + 1);
     this.#done = Object.freeze({ count: this.#lines, bytes: this.#bytes, digest: this.#hash.digest('hex') });
     return this.#done;
   }
