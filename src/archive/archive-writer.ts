@@ -1,7 +1,8 @@
 /**
  * The one way a `.tar`/`.tar.gz` is written: a tar-stream pack fed by the
- * caller, parallel gzip, the DNA tapped from the bytes written, an atomic
- * commit (`.part`, fsync, rename), then the sidecar. Used by
+ * caller, parallel gzip, the DNA tapped from the bytes written (digested on
+ * the shared hasher's worker thread, so the main thread keeps packing), an
+ * atomic commit (`.part`, fsync, rename), then the sidecar. Used by
  * `Archiver.create` and by the Partitioner's partition archives.
  *
  * @internal
@@ -13,6 +14,7 @@ import { fromFsError } from '../errors.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { AtomicFile } from '../util/atomic-file.js';
 import { DnaDigest, SIDECAR_SUFFIX, type Dna, type DnaAlgorithm } from '../dna/index.js';
+import { sharedBlockHasher } from '../dna/block-hasher.js';
 import { ParallelGzip } from './parallel-gzip.js';
 
 const MiB = 1 << 20;
@@ -79,14 +81,15 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
   const { signal } = options;
   throwIfAborted(signal);
   const file = await AtomicFile.open(out, { signal });
-  const digest = new DnaDigest(options.algorithm !== undefined ? { algorithm: options.algorithm } : {});
   const digestOn = options.digest !== false;
+  const hasher = sharedBlockHasher();
+  const job = digestOn ? hasher.begin(options.algorithm ?? 'md5') : undefined;
   const gz = new ParallelGzip({
     level: options.level,
     chunkSize: options.chunkSize,
     concurrency: options.concurrency,
     write: async (buf) => {
-      if (digestOn) digest.update(buf);
+      if (job !== undefined) await hasher.feed(job, buf, signal);
       await file.write(buf);
     },
   });
@@ -100,6 +103,7 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
     pack.destroy(err instanceof Error ? err : new Error(String(err)));
   };
   const dispose = onAbort(signal, (reason) => fail(reason));
+  let dna: Dna;
   const producer = async (): Promise<void> => {
     await produce({ pack, failed: () => failure });
     if (failure === undefined) pack.finalize();
@@ -113,18 +117,21 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
     await Promise.all([producer().catch(fail), consume().catch(fail)]);
     if (failure !== undefined) throw failure;
     throwIfAborted(signal);
+    // Every byte was fed before gz.end() resolved; the digest is known before the archive takes its name.
+    dna = job !== undefined ? await job.digest() : new DnaDigest(options.algorithm !== undefined ? { algorithm: options.algorithm } : {}).digest();
+    throwIfAborted(signal);
     await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
       throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
     });
     await file.commit(gz.bytesOut);
   } catch (err) {
+    job?.drop();
     await file.discard();
     if (signal?.aborted) throw signal.reason;
     throw err;
   } finally {
     dispose();
   }
-  const dna = digest.digest();
   let sidecar: string | undefined;
   if (options.sidecar && digestOn) {
     try {

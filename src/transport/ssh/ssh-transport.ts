@@ -39,7 +39,7 @@ import { onAbort, raceAbort, sleep, throwIfAborted } from '../../util/abort.js';
 import type { LockFs } from '../../lock/lock-fs.js';
 import { AtomicFile } from '../../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../../util/options.js';
-import { BlockHasher, type HashJob } from '../block-hasher.js';
+import { BlockHasher, type HashJob } from '../../dna/block-hasher.js';
 import { openBlockSource, type BlockSource } from '../block-source.js';
 import { posixDirname } from '../put-source.js';
 import type {

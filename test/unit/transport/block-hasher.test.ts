@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockHasher } from '../../../src/transport/block-hasher.js';
+import { BlockHasher } from '../../../src/dna/block-hasher.js';
 import { openBlockSource } from '../../../src/transport/block-source.js';
 
 let hasher: BlockHasher | undefined;
@@ -117,13 +117,42 @@ describe('BlockHasher worker lifecycle', () => {
     expect((await fresh.digest()).dig).toBe(createHash('md5').update(Buffer.from([7, 7, 7])).digest('hex'));
   });
 
+  it('feed() copies caller-owned bytes of any length into blocks, within the budget, and the caller keeps them', async () => {
+    hasher = new BlockHasher(64 * 1024, 2);
+    const job = hasher.begin('md5');
+    const whole = createHash('md5');
+    let size = 0;
+    // Larger than the whole budget, a block and a bit, tiny, and empty: feed must wait for blocks to come back.
+    for (const n of [300_000, 65_537, 3, 0, 131_072]) {
+      const data = randomBytes(n);
+      const copy = Buffer.from(data);
+      await hasher.feed(job, data);
+      expect(data.equals(copy)).toBe(true);
+      whole.update(data);
+      size += n;
+    }
+    expect(await job.digest()).toEqual({ dig: whole.digest('hex'), size, algorithm: 'md5' });
+  });
+
+  it('feed() waiting for a block is cancelled by its signal', async () => {
+    hasher = new BlockHasher(1024, 1);
+    const job = hasher.begin('md5');
+    const held = await hasher.acquire(); // the whole budget, never returned
+    const ac = new AbortController();
+    const fed = hasher.feed(job, Buffer.alloc(10), ac.signal);
+    ac.abort(new Error('stop'));
+    await expect(fed).rejects.toThrow('stop');
+    hasher.release(held);
+    job.drop();
+  });
+
   it('keeps the process alive while a digest is awaited, and lets it exit when idle', async () => {
     // A script whose only pending work is the digest: with the worker unref'd
     // throughout, Node would exit before the digest came back (exit code 13).
     const dir = await mkdtemp(join(tmpdir(), 'stowage-hasher-'));
     try {
       const script = join(dir, 'child.mts');
-      const mod = resolve('src/transport/block-hasher.ts');
+      const mod = resolve('src/dna/block-hasher.ts');
       await writeFile(
         script,
         `import { BlockHasher } from ${JSON.stringify(mod)};
