@@ -19,7 +19,9 @@
  * The tree: 2,000 files, 1 GiB (quick: 200 files, 64 MiB), half log-like
  * text, half random bytes, alternating, in 20 directories. Each side runs
  * `TRIALS` times, alternating ours and the tools so that a burst of load
- * from elsewhere hits both; the best time of each counts.
+ * from elsewhere hits both; the best time of each counts. The DNA overhead
+ * pair (ours, no-dna) runs two more alternating rounds: its difference is
+ * smaller than the noise of one run.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -156,7 +158,13 @@ export async function runArchiveCases(ctx: BenchContext): Promise<void> {
     if (want['archive-create-gz6']) ctx.record({ case: 'archive-create-gz6', unit: 'MB/s', value: oursMBps, baseline: 'tar czf', baselineValue: mbps(bytes, t['tar czf']!) });
     if (want['archive-create-vs-pigz']) ctx.record({ case: 'archive-create-vs-pigz', unit: 'MB/s', value: oursMBps, baseline: 'tar cf - | pigz -p 2 -6', baselineValue: mbps(bytes, t['pigz']!) });
     if (want['archive-dna-overhead']) {
-      ctx.record({ case: 'archive-dna-overhead', unit: 'MB/s', value: oursMBps, baseline: 'create without DNA or sidecar', baselineValue: mbps(bytes, t['no-dna']!) });
+      // The DNA costs a few percent and one run's noise here is +-5%: two
+      // more rounds of just this pair, so each side's best is of trials + 2
+      // (kept apart from the other rows, whose tools ran `trials` times).
+      const more = await rounds(2, { ours: contestants['ours']!, 'no-dna': contestants['no-dna']! }, clean);
+      const withDna = Math.min(t['ours']!, more['ours']!);
+      const without = Math.min(t['no-dna']!, more['no-dna']!);
+      ctx.record({ case: 'archive-dna-overhead', unit: 'MB/s', value: mbps(bytes, withDna), baseline: 'create without DNA or sidecar', baselineValue: mbps(bytes, without) });
     }
     if (want['archive-size']) {
       await clean();
