@@ -249,7 +249,8 @@ export class PostgresSource implements TableSource {
    * One client in `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, its
    * snapshot taken at once. The reader reads one stream at a time on that
    * client: a call made while one of its row streams is still open fails
-   * with EDB (read or destroy the stream first); queries may overlap. A
+   * with EDB (read or destroy the stream first); calls may overlap, and
+   * their queries then take turns on the client. A
    * stream destroyed before its end closes the client, and the snapshot
    * with it: later calls fail with EDB.
    */
@@ -260,10 +261,29 @@ export class PostgresSource implements TableSource {
     const lent = await this.#acquire(signal);
     const client = lent.client;
     const lease = new SnapshotLease({ name: this.name, unit: 'client', destroy: () => destroyClient(client), track: (s) => this.#track(s) });
+    // Calls of the reader may overlap, but one pg client runs one query at
+    // a time: pg queues a query sent while another runs, which it
+    // deprecates (pg 9 refuses it). So they take turns here. The lease is
+    // taken first, so a call made while a row stream is open still fails at
+    // once instead of waiting for a stream that its caller may never read.
+    let turn: Promise<void> = Promise.resolve();
     const ctx: PgReaderContext = {
       name: this.name,
       schema: this.schemaName,
-      acquire: async (_signal: AbortSignal | undefined, stream: boolean): Promise<LentPgClient> => ({ client, release: lease.lend(stream) }),
+      acquire: async (_signal: AbortSignal | undefined, stream: boolean): Promise<LentPgClient> => {
+        const release = lease.lend(stream);
+        const previous = turn;
+        let done!: () => void;
+        turn = new Promise<void>((resolve) => (done = resolve));
+        await previous;
+        return {
+          client,
+          release: (broken: boolean) => {
+            release(broken);
+            done();
+          },
+        };
+      },
       track: (s) => lease.track(s),
     };
     return runSnapshot(
