@@ -6,7 +6,9 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockHasher } from '../../../src/dna/block-hasher.js';
+import { readdir, readFile } from 'node:fs/promises';
+import { getPriority } from 'node:os';
+import { BlockHasher, sharedBlockHasher } from '../../../src/dna/block-hasher.js';
 import { openBlockSource } from '../../../src/transport/block-source.js';
 
 let hasher: BlockHasher | undefined;
@@ -171,6 +173,40 @@ console.log(d.dig);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/** The nice value of each thread of this process (Linux: /proc/self/task/TID/stat, field 19). */
+async function threadNiceness(): Promise<number[]> {
+  const out: number[] = [];
+  for (const tid of await readdir('/proc/self/task')) {
+    const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => undefined);
+    if (stat === undefined) continue; // the thread ended meanwhile
+    out.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return out;
+}
+
+describe('BlockHasher thread priority', () => {
+  it('the shared (archive) hasher digests on a thread 10 nice levels below the process; a transport\'s own hasher stays at its priority', async () => {
+    const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+    const data = randomBytes(3_000_001);
+    const digestWith = async (h: BlockHasher): Promise<string> => {
+      const job = h.begin('md5');
+      await h.feed(job, data);
+      return (await job.digest()).dig;
+    };
+    expect(process.platform).toBe('linux'); // thread nice values are a Linux notion; stowage's CI is Linux
+    const base = getPriority();
+    const lowered = Math.min(19, base + 10);
+    const before = (await threadNiceness()).filter((n) => n === lowered).length;
+    expect(await digestWith(sharedBlockHasher())).toBe(md5(data));
+    // The worker lowered itself before it took its first message, so it is done by now.
+    expect((await threadNiceness()).filter((n) => n === lowered).length).toBe(before + 1);
+    hasher = new BlockHasher(64 * 1024, 8);
+    expect(await digestWith(hasher)).toBe(md5(data));
+    expect((await threadNiceness()).filter((n) => n === lowered).length).toBe(before + 1);
+    expect(getPriority()).toBe(base);
   });
 });
 
