@@ -358,8 +358,8 @@ export class BlockHasher {
 let shared: BlockHasher | undefined;
 
 /**
- * How much lower the shared hasher's thread runs than the process: nice
- * +NICENESS on Linux.
+ * How much lower the shared hasher's thread runs than the process: its
+ * nice value is the process's + 10 (Linux).
  *
  * Why: an archive being written keeps both cores of a small machine busy
  * deflating, in bursts (a run of text) with gaps between them (a run of
@@ -368,11 +368,11 @@ let shared: BlockHasher | undefined;
  * priority it took its share in the bursts instead and slowed them.
  * `archive-dna-overhead` (1 GiB; mean of 6 pairs of runs, each process's
  * first pair left out): 0.934 at the same priority, 0.950 at +5, 1.00 at
- * +10, 0.986 at +19 (one pair varies by +-5% here). +19
- * would starve the digest, and so the archive (the writer waits for the
- * hasher), on a machine whose cores other work keeps busy: +10 leaves it
- * a tenth of a contended core, ~70 MB/s of md5, which is as fast as an
- * archive usually comes out of gzip.
+ * +10, 0.986 at +19 (one pair varies by +-5% here). +19 would starve the
+ * digest, and so the archive (the writer waits for the hasher), on a
+ * machine whose cores other work keeps busy: +10 leaves it a tenth of a
+ * contended core, ~70 MB/s of md5, about as fast as an archive comes out
+ * of gzip.
  */
 const SHARED_NICENESS = 10;
 

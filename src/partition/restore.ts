@@ -21,14 +21,19 @@
  *    nothing of it is committed. A load the server rolled back as a
  *    deadlock victim (parallel loads over existing rows with secondary
  *    unique keys) is read from its archive and loaded again, a few times.
+ *    While `concurrency` archives load, one more is read ahead: its rows
+ *    are checked and up to 16 MiB of them buffered, so that the next load
+ *    has rows to send as soon as a load ends. An archive read ahead is not
+ *    loaded once another load has failed.
  *
  * @module
  */
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { StowageError, fromFsError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
-import { throwIfAborted } from '../util/abort.js';
+import { onAbort, throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import { DnaDigest } from '../dna/index.js';
 import { LineSplitter } from '../db/bulk-text.js';
@@ -48,7 +53,7 @@ export interface RestoreOptions {
   lo?: KeyBound;
   /** Restore only keys `<= hi`. */
   hi?: KeyBound;
-  /** Archives loaded at once (default 2). */
+  /** Archives loaded at once (default 2); one more is read ahead, up to 16 MiB of its rows held in memory. */
   concurrency?: number;
   /** Create missing tables from the archived DDL (default true); false makes a missing table ENO_TABLE. */
   createTables?: boolean;
@@ -143,14 +148,13 @@ function corrupt(file: string, message: string, details: Record<string, unknown>
  * the manifest when they end (the error then fails the load before it
  * commits); with `keep`, only rows whose key lies in it are passed on.
  */
-async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined, onBytes: (n: number) => void): AsyncGenerator<Buffer> {
+async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
   const digester = new RangeDigester({ keyIndex: t.keyIndex });
   const splitter = keep === undefined ? undefined : new LineSplitter();
   for await (const chunk of data) {
     throwIfAborted(signal);
     digester.update(chunk);
     if (splitter === undefined) {
-      onBytes(chunk.length);
       yield chunk;
       continue;
     }
@@ -159,11 +163,7 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
       const k = parseKeyField(fieldOf(line, t.keyIndex), file, t.name);
       if (k >= keep!.lo && k <= keep!.hi) kept.push(line);
     });
-    if (kept.length > 0) {
-      const out = Buffer.concat(kept);
-      onBytes(out.length);
-      yield out;
-    }
+    if (kept.length > 0) yield Buffer.concat(kept);
   }
   const d = digester.digest();
   if (d.count !== t.count || d.bytes !== t.bytes || d.digest !== t.digest) {
@@ -172,6 +172,68 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
       expected: { count: t.count, bytes: t.bytes, digest: t.digest },
       actual: d,
     });
+  }
+}
+
+/** Rows of the next archive read ahead of its load, at most (see {@link restorePartitions}, step 5). */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The loads allowed at once: `acquire` waits for a free one, `fail` makes
+ * every wait (and every later one) reject, so that an archive read ahead
+ * is not loaded after another load has failed the restore.
+ */
+class LoadSlots {
+  #free: number;
+  #failed: { err: unknown } | undefined;
+  readonly #waiters: { grant: () => void; reject: (err: unknown) => void }[] = [];
+
+  constructor(n: number) {
+    this.#free = n;
+  }
+
+  async acquire(signal: AbortSignal | undefined): Promise<void> {
+    throwIfAborted(signal);
+    if (this.#failed !== undefined) throw this.#failed.err;
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const waiter = {
+        grant: (): void => {
+          dispose();
+          resolve();
+        },
+        reject: (err: unknown): void => {
+          dispose();
+          reject(err);
+        },
+      };
+      this.#waiters.push(waiter);
+      const dispose = onAbort(signal, (reason) => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(reason);
+      });
+    });
+    // Granted, but the restore may have failed before this ran on.
+    const failed = this.#failed as { err: unknown } | undefined;
+    if (failed !== undefined) {
+      this.release();
+      throw failed.err;
+    }
+  }
+
+  release(): void {
+    const w = this.#waiters.shift();
+    if (w !== undefined) w.grant();
+    else this.#free++;
+  }
+
+  fail(err: unknown): void {
+    this.#failed ??= { err };
+    for (const w of this.#waiters.splice(0)) w.reject(this.#failed.err);
   }
 }
 
@@ -306,7 +368,14 @@ export async function restorePartitions(target: TableSource, dir: string, option
   const perTable = new Map<string, { rows: number; partitions: number }>();
   let rows = 0;
   let bytes = 0;
-  await pool(selected, concurrency, async (s) => {
+  // `concurrency` loads at once, and one archive more being read: its rows
+  // are checked and buffered (up to READ_AHEAD_BYTES) while it waits for a
+  // load to end, so that the next load starts at once with rows to send
+  // instead of opening and inflating its archive first. 1M rows in 100
+  // archives into PostgreSQL, 4 interleaved pairs of runs: 4.15 s -> 3.94 s
+  // on average (one run varies by +-8% here).
+  const slots = new LoadSlots(concurrency);
+  const loadArchive = async (s: Selected): Promise<void> => {
     throwIfAborted(signal);
     const keep = { lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi };
     const whole = keep.lo === s.lo && keep.hi === s.hi;
@@ -322,11 +391,33 @@ export async function restorePartitions(target: TableSource, dir: string, option
           seen.add(t.name);
           const range = held.get(`${t.name}\0${s.manifest.key}`);
           const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
-          const input = checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal, (n) => {
-            attemptBytes += n;
-            progress.add(n);
+          const ahead = Readable.from(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal), { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
+          ahead.on('error', () => {}); // reaches the load through its input
+          ahead.read(0); // start reading now
+          // Bytes count as loaded when the load takes them. Paused at once,
+          // so that the 'data' listener does not set the stream flowing.
+          ahead.pause();
+          ahead.on('data', (chunk: Buffer) => {
+            attemptBytes += chunk.length;
+            progress.add(chunk.length);
           });
-          const r = await target.load(t.name, input, replace ? { signal, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal });
+          try {
+            await slots.acquire(signal);
+          } catch (err) {
+            ahead.destroy();
+            throw err;
+          }
+          let r: Awaited<ReturnType<TableSource['load']>>;
+          try {
+            r = await target.load(t.name, ahead, replace ? { signal, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal });
+          } catch (err) {
+            // Unless this archive is about to be tried again, the restore has
+            // failed: the load freed below must not go to an archive read ahead.
+            if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) slots.fail(err);
+            throw err;
+          } finally {
+            slots.release();
+          }
           loaded.add(t.name);
           attemptBytes = 0;
           const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
@@ -351,6 +442,15 @@ export async function restorePartitions(target: TableSource, dir: string, option
     if (missing.length > 0) throw corrupt(s.path, `it lacks the rows entry of ${missing.map((t) => JSON.stringify(t.name)).join(', ')} named in its manifest.`);
     progress.itemsDone++;
     progress.report(true);
+  };
+  await pool(selected, concurrency + 1, async (s) => {
+    try {
+      await loadArchive(s);
+    } catch (err) {
+      // The restore has failed: an archive read ahead must not load now.
+      slots.fail(err);
+      throw err;
+    }
   });
   progress.report(true);
   const tables = [...perTable.entries()]

@@ -1,5 +1,6 @@
 // Partitioner.restore loads an archive again when the target rolled a load
-// back as a deadlock victim (SQLSTATE 40001 / 40P01), and only then.
+// back as a deadlock victim (SQLSTATE 40001 / 40P01), and only then; and it
+// reads the next archive ahead of its load, which never outlives a failure.
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -66,9 +67,12 @@ describe('Partitioner.restore: deadlock victims', () => {
       { name: 'Calib', rows: 750, partitions: 3, created: true },
       { name: 'CalibVld', rows: 250, partitions: 3, created: true },
     ]);
-    // CalibVld, loaded before Calib in the first archive, is not loaded twice.
-    expect(loads.slice(0, 4)).toEqual(['CalibVld', 'Calib', 'Calib', 'Calib']);
+    // CalibVld, loaded before Calib in the first archive, is not loaded
+    // twice: once per archive, while Calib is tried twice more. (The next
+    // archive, read ahead, may take the free load between two tries.)
+    expect(loads.slice(0, 2)).toEqual(['CalibVld', 'Calib']);
     expect(loads.filter((x) => x === 'CalibVld')).toHaveLength(3);
+    expect(loads.filter((x) => x === 'Calib')).toHaveLength(5);
     expect(count(join(d, 'dst.db'), 'Calib')).toBe(750);
     expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(250);
     expect(seen.at(-1)).toMatchObject({ phase: 'load', itemsDone: 3, bytesDone: r.bytes });
@@ -96,3 +100,72 @@ describe('Partitioner.restore: deadlock victims', () => {
     expect(loads).toEqual(['CalibVld', 'Calib']);
   });
 });
+
+describe('Partitioner.restore: the archive read ahead', () => {
+  it('is not loaded once another load has failed the restore', async () => {
+    const { d, out } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    // Three archives, one load at a time: the second is read ahead while the first loads, and waits.
+    const { target, loads } = failing(dst, 'Calib', 1, () => new StowageError('EDB', 'duplicate key', { details: { sqlState: '23505' } }));
+    await rejectsWith(Partitioner.restore(target, out, { concurrency: 1 }), 'EDB');
+    expect(loads).toEqual(['CalibVld', 'Calib']);
+    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(100);
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
+  });
+
+  it('is read while the load before it runs, and its load waits for a free one', async () => {
+    const { d, out } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const buffered: boolean[] = [];
+    let active = 0;
+    let most = 0;
+    const target = new Proxy(dst, {
+      get: (t, p) => {
+        if (p === 'load') {
+          return async (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => {
+            most = Math.max(most, ++active);
+            // Whether rows were read for this load before it took any.
+            buffered.push((input as Readable).readableLength > 0);
+            await new Promise((r) => setTimeout(r, 30));
+            try {
+              return await t.load(name, input, options);
+            } finally {
+              active--;
+            }
+          };
+        }
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    }) as unknown as TableSource;
+    // One table, so one load per archive: each archive after the first is read while the one before loads.
+    const r = await Partitioner.restore(target, out, { concurrency: 1, table: 'CalibVld' });
+    expect(r.rows).toBe(250);
+    expect(most).toBe(1);
+    expect(buffered).toEqual([false, true, true]);
+    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(250);
+  });
+
+  it('an abort while an archive waits for a free load rejects with the reason, and leaves nothing running', async () => {
+    const { d, out } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const ac = new AbortController();
+    const reason = new Error('operator stop');
+    const target = new Proxy(dst, {
+      get: (t, p) => {
+        if (p === 'load') {
+          return async (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => {
+            // The first load stops the restore while the next archive waits for it.
+            ac.abort(reason);
+            return t.load(name, input, options);
+          };
+        }
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    }) as unknown as TableSource;
+    await expect(Partitioner.restore(target, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
+  });
+});
+
