@@ -24,6 +24,18 @@ async function dumped(): Promise<{ d: string; out: string }> {
   return { d, out };
 }
 
+/** `dst` with its `load` replaced by `load` (which may call the real one, bound to `dst`). */
+function withLoad(dst: SqliteSource, load: (real: TableSource['load'], name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => ReturnType<TableSource['load']>): TableSource {
+  const real = dst.load.bind(dst);
+  return new Proxy(dst, {
+    get: (t, p) => {
+      if (p === 'load') return (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => load(real, name, input, options);
+      const v = Reflect.get(t, p, t) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  }) as unknown as TableSource;
+}
+
 /**
  * The target, whose loads of `table` fail `times` times (after reading a
  * chunk of their input) with `error`, as a server's rolled back load does.
@@ -31,25 +43,17 @@ async function dumped(): Promise<{ d: string; out: string }> {
 function failing(dst: SqliteSource, table: string, times: number, error: () => StowageError): { target: TableSource; loads: string[] } {
   const loads: string[] = [];
   let left = times;
-  const target = new Proxy(dst, {
-    get: (t, p) => {
-      if (p === 'load') {
-        return async (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => {
-          loads.push(name);
-          if (name === table && left > 0) {
-            left--;
-            const it = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
-            await it.next();
-            await it.return?.();
-            throw error();
-          }
-          return t.load(name, input, options);
-        };
-      }
-      const v = Reflect.get(t, p, t) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  }) as unknown as TableSource;
+  const target = withLoad(dst, async (real, name, input, options) => {
+    loads.push(name);
+    if (name === table && left > 0) {
+      left--;
+      const it = (input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+      await it.next();
+      await it.return?.();
+      throw error();
+    }
+    return real(name, input, options);
+  });
   return { target, loads };
 }
 
@@ -119,25 +123,17 @@ describe('Partitioner.restore: the archive read ahead', () => {
     const buffered: boolean[] = [];
     let active = 0;
     let most = 0;
-    const target = new Proxy(dst, {
-      get: (t, p) => {
-        if (p === 'load') {
-          return async (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => {
-            most = Math.max(most, ++active);
-            // Whether rows were read for this load before it took any.
-            buffered.push((input as Readable).readableLength > 0);
-            await new Promise((r) => setTimeout(r, 30));
-            try {
-              return await t.load(name, input, options);
-            } finally {
-              active--;
-            }
-          };
-        }
-        const v = Reflect.get(t, p, t) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-      },
-    }) as unknown as TableSource;
+    const target = withLoad(dst, async (real, name, input, options) => {
+      most = Math.max(most, ++active);
+      // Whether rows were read for this load before it took any.
+      buffered.push((input as Readable).readableLength > 0);
+      await new Promise((r) => setTimeout(r, 30));
+      try {
+        return await real(name, input, options);
+      } finally {
+        active--;
+      }
+    });
     // One table, so one load per archive: each archive after the first is read while the one before loads.
     const r = await Partitioner.restore(target, out, { concurrency: 1, table: 'CalibVld' });
     expect(r.rows).toBe(250);
@@ -151,19 +147,11 @@ describe('Partitioner.restore: the archive read ahead', () => {
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
     const ac = new AbortController();
     const reason = new Error('operator stop');
-    const target = new Proxy(dst, {
-      get: (t, p) => {
-        if (p === 'load') {
-          return async (name: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions) => {
-            // The first load stops the restore while the next archive waits for it.
-            ac.abort(reason);
-            return t.load(name, input, options);
-          };
-        }
-        const v = Reflect.get(t, p, t) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-      },
-    }) as unknown as TableSource;
+    const target = withLoad(dst, (real, name, input, options) => {
+      // The first load stops the restore while the next archive waits for it.
+      ac.abort(reason);
+      return real(name, input, options);
+    });
     await expect(Partitioner.restore(target, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
     expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
   });
