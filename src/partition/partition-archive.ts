@@ -105,10 +105,11 @@ export async function writePartitionArchive(out: string, entries: readonly Archi
  *
  * @param file - the archive
  * @param signal - cancels the read
+ * @param bytes - the archive's bytes, when already read (the file is not opened again)
  */
-export async function readManifest(file: string, signal?: AbortSignal): Promise<PartitionManifest> {
+export async function readManifest(file: string, signal?: AbortSignal, bytes?: Buffer): Promise<PartitionManifest> {
   let manifest: PartitionManifest | undefined;
-  await readArchive(file, { phase: 'read', signal }, async (e, data) => {
+  await readArchive(file, { phase: 'read', signal, bytes }, async (e, data) => {
     if (e.name !== MANIFEST_ENTRY || e.type !== 'file') {
       throw new StowageError('ECORRUPT_ARCHIVE', `${file} is not a partition archive: its first entry is ${JSON.stringify(e.name)}, not ${MANIFEST_ENTRY}.`, { details: { path: file, entry: e.name } });
     }

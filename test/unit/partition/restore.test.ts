@@ -1,4 +1,5 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -241,5 +242,36 @@ describe('Partitioner.restore', () => {
       db.close();
     }
     await src.close();
+  });
+
+  it('checks an archive over 8 MiB by streaming it (not read into memory once): intact it loads, a mutant is refused first', async () => {
+    const d = await tempDir();
+    const f = join(d, 'big.db');
+    const db = new Database(f);
+    try {
+      db.exec('CREATE TABLE Blobs (SEQNO INTEGER PRIMARY KEY, payload BLOB)');
+      const ins = db.prepare('INSERT INTO Blobs VALUES (?, ?)');
+      // 10 random 1 MiB blobs: 20 MiB of hex in the bulk text, which deflate halves at best: one archive over 8 MiB.
+      for (let i = 1; i <= 10; i++) ins.run(i, randomBytes(1024 * 1024));
+      ins.run(11, randomBytes(16));
+    } finally {
+      db.close();
+    }
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    await new Partitioner(src, { table: 'Blobs', rowsPerPartition: 10, outDir: out }).dump();
+    const big = join(out, 'Blobs', '0000000001-0000000010.tar.gz');
+    expect((await stat(big)).size).toBeGreaterThan(8 * 1024 * 1024);
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const r = await Partitioner.restore(dst, out);
+    expect(r.rows).toBe(11);
+    expect(await dst.digestRange('Blobs', 'SEQNO', undefined, undefined)).toEqual(await src.digestRange('Blobs', 'SEQNO', undefined, undefined));
+    const buf = await readFile(big);
+    buf[buf.length >> 1]! ^= 0x01;
+    await writeFile(big, buf);
+    await using dst2 = new SqliteSource(join(d, 'dst2.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(dst2, out), 'EDIGEST_MISMATCH');
+    expect((err.details['mutants'] as { path: string }[]).map((m) => m.path)).toEqual([big]);
+    expect(tablesOf(join(d, 'dst2.db'))).toEqual([]);
   });
 });
