@@ -294,6 +294,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
   const sideSignal = signal === undefined ? sideline.signal : AbortSignal.any([signal, sideline.signal]);
   const manifests = new Map<Candidate, Promise<PartitionManifest>>();
   const listing = target.tables({ signal: sideSignal });
+  listing.catch(() => {}); // its failure counts at step 4, once every archive is known intact
   const progress = new ProgressTracker('verify', onProgress, { itemsTotal: candidates.length });
   const mutants: { path: string; expected: unknown; actual: unknown }[] = [];
   // A small archive (a partition usually is) is read once: its DNA is
