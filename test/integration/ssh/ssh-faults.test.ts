@@ -233,7 +233,11 @@ describe('a connection cut mid-transfer', () => {
 
   it('a stalled connection (sshd child stopped) is dropped after idleTimeoutMs and the put completes on a new one', async () => {
     await using server = await startSshd();
-    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 600, retryDelayMs: 20, keepaliveIntervalMs: 0 }));
+    // 1.5 s, not less: with 600 ms, a full-suite run on a loaded machine once
+    // dropped the healthy second connection too (3 connections seen): some
+    // request after the stall (the far side's fsync of the file, likely)
+    // waited that long for its reply.
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 1500, retryDelayMs: 20, keepaliveIntervalMs: 0 }));
     const data = randomBytes(24 * 1024 * 1024);
     const { source, release } = gatedSource(data, 4 * 1024 * 1024);
     const stopped: number[] = [];
