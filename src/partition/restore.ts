@@ -307,30 +307,30 @@ export async function restorePartitions(target: TableSource, dir: string, option
   try {
     await pool(candidates, concurrency, async (c) => {
       throwIfAborted(signal);
-      const expected = await DnaDigest.readSidecar(c.path);
       let size: number;
       try {
         size = (await stat(c.path)).size;
       } catch (err) {
         throw fromFsError(err, 'read', c.path);
       }
-      let actual: Dna;
+      let bytes: Buffer | undefined;
+      let r: { ok: boolean; expected: Dna; actual: Dna };
       if (size <= ONE_READ_BYTES) {
-        let bytes: Buffer;
+        const expected = await DnaDigest.readSidecar(c.path);
         try {
           bytes = await readFile(c.path, { signal });
         } catch (err) {
           if (signal?.aborted) throw signal.reason;
           throw fromFsError(err, 'read', c.path);
         }
-        actual = new DnaDigest({ algorithm: expected.algorithm }).update(bytes).digest();
-        if (dnaEqual(expected, actual)) readManifestOf(c, bytes);
+        const actual = new DnaDigest({ algorithm: expected.algorithm }).update(bytes).digest();
+        r = { ok: dnaEqual(expected, actual), expected, actual };
       } else {
-        actual = await DnaDigest.ofFile(c.path, { algorithm: expected.algorithm, signal });
-        if (dnaEqual(expected, actual)) readManifestOf(c);
+        r = await DnaDigest.verify(c.path, { signal });
       }
-      if (!dnaEqual(expected, actual)) mutants.push({ path: c.path, expected, actual });
-      progress.add(actual.size, 1);
+      if (r.ok) readManifestOf(c, bytes);
+      else mutants.push({ path: c.path, expected: r.expected, actual: r.actual });
+      progress.add(r.actual.size, 1);
     });
   } catch (err) {
     sideline.abort(err);
