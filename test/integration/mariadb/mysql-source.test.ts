@@ -174,6 +174,41 @@ describe('MysqlSource: more types', () => {
   });
 });
 
+describe('MysqlSource: escaping at every position', () => {
+  it('escapes each special byte wherever it falls in a field, next to bytes that look special to the 4-byte test', async () => {
+    // The row encoder copies 4 bytes at a time when none needs escaping:
+    // a byte to escape (or a neighbour of one, 0x01..0x0e, 0x5b, 0x5d) at
+    // every offset in values of every length up to 13 must come out as the
+    // reference encoder writes it.
+    const a = await freshDb();
+    const c = await db.connect({ database: a });
+    await c.query('CREATE TABLE w (k INT PRIMARY KEY, v VARBINARY(64), t VARCHAR(64) CHARACTER SET utf8mb4)');
+    const specials = [0x00, 0x09, 0x0a, 0x0d, 0x5c, 0x01, 0x08, 0x0b, 0x0c, 0x0e, 0x1a, 0x5b, 0x5d, 0x7f, 0x80, 0xff];
+    const rows: BulkField[][] = [];
+    let k = 0;
+    for (let len = 1; len <= 13; len++) {
+      for (let at = 0; at < len; at++) {
+        for (const b of specials) {
+          const v = Buffer.alloc(len, 0x61 + (k % 26));
+          v[at] = b;
+          const t = b < 0x80 ? v.toString('latin1') : `${'é'.repeat(at % 3)}x${'ü'.repeat(len % 4)}`;
+          rows.push([String(++k), v, t]);
+        }
+      }
+    }
+    for (let i = 0; i < rows.length; i += 500) {
+      const part = rows.slice(i, i + 500);
+      await c.query(`INSERT INTO w VALUES ${part.map(() => '(?, ?, ?)').join(', ')}`, part.flat());
+    }
+    await c.end();
+    await using src = source(a);
+    const got = await dump(src, 'w', 'k');
+    const expected = Buffer.concat(rows.map(encodeBulkRow));
+    expect(got.toString('latin1').split('\n')).toEqual(expected.toString('latin1').split('\n'));
+    expect(got.equals(expected)).toBe(true);
+  });
+});
+
 describe('MysqlSource: identifiers', () => {
   it('handles a table and columns named with quotes, backticks, backslashes, spaces and unicode', async () => {
     const a = await freshDb();
