@@ -12,7 +12,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import type { BulkTextGate } from './bulk-gate.js';
-import { checkIdentifier, toKeyBounds, type DbOptions, type LoadOptions, type TableReader } from './table-source.js';
+import { checkIdentifier, toKeyBounds, type CreateTableOptions, type DbOptions, type LoadOptions, type TableReader } from './table-source.js';
 
 /** Whether `x` can be read with `for await`. */
 export function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
@@ -89,8 +89,11 @@ export function checkSnapshotArgs(who: string, fn: unknown, options: DbOptions):
  * @param ddl - the DDL text
  * @param options - the options
  */
-export function checkCreateTableArgs(who: string, table: string, ddl: unknown, options: DbOptions): void {
-  checkOptionKeys(who, options, ['signal']);
+export function checkCreateTableArgs(who: string, table: string, ddl: unknown, options: CreateTableOptions): void {
+  checkOptionKeys(who, options, ['signal', 'deferIndexes']);
+  if (options.deferIndexes !== undefined && typeof options.deferIndexes !== 'boolean') {
+    throw new StowageError('EBAD_CONFIG', `${who}: option "deferIndexes" must be a boolean.`, { details: { option: 'deferIndexes' } });
+  }
   checkIdentifier(who, 'table', table);
   if (typeof ddl !== 'string' || ddl.trim().length === 0) {
     throw new StowageError('EBAD_CONFIG', `${who}: ddl must be a non-empty string of SQL.`, { details: { option: 'ddl' } });

@@ -107,6 +107,37 @@ export interface DbOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link TableSource.createTable}. */
+export interface CreateTableOptions extends DbOptions {
+  /**
+   * Create the table without its indexes and unique constraints, and
+   * resolve to a {@link DeferredIndexes} that builds them once the rows are
+   * loaded, as pg_restore does: one sort per index instead of an index
+   * insert per row (default false). A source that cannot defer them creates
+   * the table whole and resolves to undefined.
+   */
+  deferIndexes?: boolean;
+}
+
+/**
+ * The indexes and unique constraints a {@link TableSource.createTable} with
+ * `deferIndexes` left out of the table it created.
+ */
+export interface DeferredIndexes {
+  /** The table, as the engine spells it. */
+  readonly table: string;
+  /** The statements {@link DeferredIndexes.build} runs, in order. */
+  readonly statements: readonly string[];
+  /**
+   * Builds them, all or nothing. EDB with the server's reason if the rows
+   * break one (a duplicate key under a primary key, say); the table is then
+   * left as it is, without them.
+   */
+  build(options?: DbOptions): Promise<void>;
+  /** Drops the table (which the createTable call created), for a restore that cannot complete it. */
+  discard(): Promise<void>;
+}
+
 /** One stored column of a table, in table order. */
 export interface ColumnInfo {
   /** The column's name, as the engine spells it. */
@@ -273,9 +304,10 @@ export interface TableSource extends TableReader, AsyncDisposable {
    * from a partition archive whose DNA it has verified: the DDL is run as
    * is). EEXIST if the table already exists; ENO_TABLE if the DDL ran but
    * did not create `table`; EDB if the engine refused it. All or nothing
-   * where the engine has transactional DDL.
+   * where the engine has transactional DDL. With `deferIndexes`, resolves
+   * to the indexes left out, if the source deferred any.
    */
-  createTable(table: string, ddl: string, options?: DbOptions): Promise<void>;
+  createTable(table: string, ddl: string, options?: CreateTableOptions): Promise<DeferredIndexes | undefined>;
 
   /**
    * Loads bulk text (the format {@link TableReader.rows} writes, fields in

@@ -56,6 +56,7 @@ import { SnapshotLease } from '../snapshot-lease.js';
 import {
   checkIdentifier,
   type ColumnInfo,
+  type CreateTableOptions,
   type DbOptions,
   type KeyBound,
   type KeyRange,
@@ -289,9 +290,10 @@ export class MysqlSource implements TableSource {
    *
    * `ddl` is one statement (a trailing `;` is dropped). MySQL commits DDL
    * at once: if the statement ran but did not create `table` (ENO_TABLE),
-   * whatever it did create stays.
+   * whatever it did create stays. `deferIndexes` is accepted and the
+   * table created whole (InnoDB tables are stored in primary key order).
    */
-  async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
+  async createTable(table: string, ddl: string, options: CreateTableOptions = {}): Promise<undefined> {
     checkCreateTableArgs('MysqlSource.createTable', table, ddl, options);
     const { signal } = options;
     throwIfAborted(signal);
@@ -314,6 +316,7 @@ export class MysqlSource implements TableSource {
     } finally {
       lent.release(broken);
     }
+    return undefined;
   }
 
   /**

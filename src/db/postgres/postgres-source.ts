@@ -50,7 +50,9 @@ import { SnapshotLease } from '../snapshot-lease.js';
 import {
   checkIdentifier,
   type ColumnInfo,
+  type CreateTableOptions,
   type DbOptions,
+  type DeferredIndexes,
   type KeyBound,
   type KeyRange,
   type LoadOptions,
@@ -61,6 +63,18 @@ import {
 } from '../table-source.js';
 import { PgReader, pgError, pgKeyColumn, pgRangeCondition, pgTableInfo, quotePgIdent, type LentPgClient, type PgReaderContext } from './postgres-reader.js';
 
+
+/**
+ * What `createTable({ deferIndexes })` drops and puts back after loading:
+ * primary key, unique and exclusion constraints (primary key first), then
+ * the other indexes, each as the server describes it.
+ */
+const DEFERRABLE_INDEXES_SQL = `SELECT 'c' AS kind, conname AS name, pg_get_constraintdef(oid) AS def, CASE contype WHEN 'p' THEN 0 ELSE 1 END AS o FROM pg_constraint
+WHERE conrelid = $1::oid AND contype IN ('p', 'u', 'x')
+UNION ALL
+SELECT 'i', ic.relname, pg_get_indexdef(i.indexrelid), 2 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = $1::oid AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
+ORDER BY o, name`;
 /** Where the PostgreSQL server is and who to log in as. */
 export interface PostgresConnectionConfig {
   /** Host name, address, or a folder holding the unix socket (default `localhost`). */
@@ -309,8 +323,17 @@ export class PostgresSource implements TableSource {
    * Runs `ddl` (several statements are fine) in one transaction with the
    * source's schema first on the `search_path`: nothing is kept unless
    * `table` exists at the end.
+   *
+   * With `deferIndexes`, the same transaction then drops the table's
+   * primary key, unique and exclusion constraints and its other indexes,
+   * as the server itself describes them (`pg_get_constraintdef`,
+   * `pg_get_indexdef`), and the call resolves to the statements that put
+   * them back, run by {@link DeferredIndexes.build} once the rows are
+   * loaded. If one cannot be dropped (another object depends on it), the
+   * table is kept whole and the call resolves to undefined; so it does for
+   * a table with nothing to defer.
    */
-  async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
+  async createTable(table: string, ddl: string, options: CreateTableOptions = {}): Promise<DeferredIndexes | undefined> {
     checkCreateTableArgs('PostgresSource.createTable', table, ddl, options);
     const { signal } = options;
     throwIfAborted(signal);
@@ -332,9 +355,11 @@ export class PostgresSource implements TableSource {
       if (!(await this.#exists(client, table))) {
         throw new StowageError('ENO_TABLE', `The DDL given to create ${JSON.stringify(table)} in ${this.name} did not create it (nothing was kept).`, { details: { source: this.name, table } });
       }
+      const deferred = options.deferIndexes === true ? await this.#deferIndexes(client, table) : undefined;
       throwIfAborted(signal);
       await client.query('COMMIT');
       inTransaction = false;
+      return deferred;
     } catch (err) {
       if (inTransaction && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
       throw pgError(err, this.name, `create table ${JSON.stringify(table)}`, signal);
@@ -479,6 +504,66 @@ export class PostgresSource implements TableSource {
         }
       }),
     };
+  }
+
+  /** Drops what {@link createTable} defers, in its transaction; the statements that put it back, or undefined. */
+  async #deferIndexes(client: pg.ClientBase, table: string): Promise<DeferredIndexes | undefined> {
+    const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
+    const { rows } = await client.query<{ kind: 'c' | 'i'; name: string; def: string }>(DEFERRABLE_INDEXES_SQL, [info.oid]);
+    if (rows.length === 0) return undefined;
+    const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
+    await client.query('SAVEPOINT stowage_defer_indexes');
+    try {
+      for (const r of [...rows].reverse()) {
+        await client.query(r.kind === 'c' ? `ALTER TABLE ${t} DROP CONSTRAINT ${quotePgIdent(r.name)}` : `DROP INDEX ${quotePgIdent(this.schemaName)}.${quotePgIdent(r.name)}`);
+      }
+      await client.query('RELEASE SAVEPOINT stowage_defer_indexes');
+    } catch {
+      // Something depends on one of them: keep the table whole.
+      await client.query('ROLLBACK TO SAVEPOINT stowage_defer_indexes');
+      return undefined;
+    }
+    const statements = Object.freeze(rows.map((r) => (r.kind === 'c' ? `ALTER TABLE ${t} ADD CONSTRAINT ${quotePgIdent(r.name)} ${r.def}` : r.def)));
+    const name = info.name;
+    return Object.freeze({
+      table: name,
+      statements,
+      build: (options: DbOptions = {}) => this.#run(`build the indexes of ${JSON.stringify(name)}`, statements, options),
+      discard: () => this.#run(`drop ${JSON.stringify(name)}`, [`DROP TABLE ${t}`], {}),
+    });
+  }
+
+  /** Runs `statements` in one transaction on a pooled client. */
+  async #run(action: string, statements: readonly string[], options: DbOptions): Promise<void> {
+    checkOptionKeys(`PostgresSource: ${action}`, options, ['signal']);
+    const { signal } = options;
+    throwIfAborted(signal);
+    this.#checkOpen();
+    const lent = await this.#acquire(signal);
+    const client = lent.client;
+    let inTransaction = false;
+    let broken = false;
+    const disposeAbort = onAbort(signal, () => {
+      broken = true;
+      destroyClient(client);
+    });
+    try {
+      await client.query('BEGIN');
+      inTransaction = true;
+      for (const sql of statements) {
+        throwIfAborted(signal);
+        await client.query(sql);
+      }
+      throwIfAborted(signal);
+      await client.query('COMMIT');
+      inTransaction = false;
+    } catch (err) {
+      if (inTransaction && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
+      throw pgError(err, this.name, action, signal);
+    } finally {
+      disposeAbort();
+      lent.release(broken);
+    }
   }
 
   async #exists(client: pg.ClientBase, table: string): Promise<boolean> {

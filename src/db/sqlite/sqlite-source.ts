@@ -49,6 +49,7 @@ import {
   dbError,
   findColumn,
   type ColumnInfo,
+  type CreateTableOptions,
   type DbOptions,
   type KeyBound,
   type KeyRange,
@@ -380,7 +381,11 @@ export class SqliteSource implements TableSource {
     );
   }
 
-  async createTable(table: string, ddl: string, options: DbOptions = {}): Promise<void> {
+  /**
+   * Creates `table` by running `ddl` in one transaction (see {@link TableSource.createTable}).
+   * `deferIndexes` is accepted and the table created whole.
+   */
+  async createTable(table: string, ddl: string, options: CreateTableOptions = {}): Promise<undefined> {
     checkCreateTableArgs('SqliteSource.createTable', table, ddl, options);
     throwIfAborted(options.signal);
     this.#checkWritable('createTable');
@@ -401,6 +406,7 @@ export class SqliteSource implements TableSource {
         throw dbError(err, this.name, `create table ${JSON.stringify(table)}`);
       }
     });
+    return undefined;
   }
 
   /**

@@ -1,0 +1,192 @@
+// Indexes built after the rows, against a real PostgreSQL: what
+// PostgresSource.createTable({ deferIndexes }) leaves out and puts back, and
+// how Partitioner.restore uses it (the indexes come back on success, on a
+// failed load, and a table whose rows break them is dropped with EDB).
+import { cp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeBulkRow } from '../../../src/db/index.js';
+import { PostgresSource } from '../../../src/db/postgres/index.js';
+import { MysqlSource } from '../../../src/db/mysql/index.js';
+import { SqliteSource } from '../../../src/db/sqlite/index.js';
+import { Partitioner } from '../../../src/partition/index.js';
+import type { Progress } from '../../../src/progress.js';
+import { startPostgres, type PostgresServer } from '../../support/index.js';
+import { rejectsWith, tempDir } from '../../unit/db/helpers.js';
+
+let server: PostgresServer;
+let n = 0;
+
+beforeAll(async () => {
+  server = await startPostgres();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+const DDL = `CREATE TABLE "we""ird" (id bigint PRIMARY KEY, v integer, r int4range, note text,
+  CONSTRAINT v_unique UNIQUE (v), CONSTRAINT r_apart EXCLUDE USING gist (r WITH &&));
+CREATE INDEX note_idx ON "we""ird" (note);
+CREATE INDEX note_partial ON "we""ird" (lower(note)) WHERE note IS NOT NULL;`;
+
+/** Every index of the table, as the server describes it, and its constraints. */
+async function shape(database: string, table: string): Promise<{ indexes: string[]; constraints: string[] }> {
+  const indexes = await server.query<{ d: string }>(
+    `SELECT pg_get_indexdef(indexrelid) AS d FROM pg_index WHERE indrelid = (SELECT oid FROM pg_class WHERE relname = $1) ORDER BY 1`,
+    [table],
+    database,
+  );
+  const constraints = await server.query<{ d: string }>(
+    `SELECT conname || ' ' || pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conrelid = (SELECT oid FROM pg_class WHERE relname = $1) ORDER BY 1`,
+    [table],
+    database,
+  );
+  return { indexes: indexes.map((r) => r.d), constraints: constraints.map((r) => r.d) };
+}
+
+const rows = (from: number, to: number, v = (i: number) => i): Readable =>
+  Readable.from([Buffer.concat(Array.from({ length: to - from + 1 }, (_, k) => encodeBulkRow([String(from + k), String(v(from + k)), `[${(from + k) * 10},${(from + k) * 10 + 5})`, k % 3 === 0 ? null : `n${k}`])))]);
+
+describe('PostgresSource.createTable with deferIndexes', () => {
+  it('creates the table without its indexes and constraints, and builds exactly those the DDL declares', async () => {
+    const whole = await server.createDatabase(`d${++n}`);
+    const lean = await server.createDatabase(`d${++n}`);
+    await using a = new PostgresSource({ ...server.clientConfig, database: whole });
+    await using b = new PostgresSource({ ...server.clientConfig, database: lean });
+    expect(await a.createTable('we"ird', DDL)).toBeUndefined();
+    const d = await b.createTable('we"ird', DDL, { deferIndexes: true });
+    expect(d).toBeDefined();
+    expect(d!.table).toBe('we"ird');
+    // Primary key first, then the other constraints, then the indexes.
+    expect(d!.statements.map((s) => s.replace(/ \(.*$/s, ''))).toEqual([
+      'ALTER TABLE "public"."we""ird" ADD CONSTRAINT "we""ird_pkey" PRIMARY KEY',
+      'ALTER TABLE "public"."we""ird" ADD CONSTRAINT "r_apart" EXCLUDE USING gist',
+      'ALTER TABLE "public"."we""ird" ADD CONSTRAINT "v_unique" UNIQUE',
+      'CREATE INDEX note_idx ON public."we""ird" USING btree',
+      'CREATE INDEX note_partial ON public."we""ird" USING btree',
+    ]);
+    expect(await shape(lean, 'we"ird')).toEqual({ indexes: [], constraints: [] });
+    // NOT NULL of the primary key column stays.
+    await expect(b.load('we"ird', Readable.from([encodeBulkRow(['\\N', '1', '\\N', '\\N'].map((x) => (x === '\\N' ? null : x)))]))).rejects.toMatchObject({ code: 'EDB' });
+    expect((await b.load('we"ird', rows(1, 500))).rows).toBe(500);
+    await d!.build();
+    expect(await shape(lean, 'we"ird')).toEqual(await shape(whole, 'we"ird'));
+    expect((await shape(lean, 'we"ird')).indexes).toHaveLength(5);
+    // The constraints hold again.
+    await expect(b.load('we"ird', rows(1, 1))).rejects.toMatchObject({ code: 'EDB' });
+  });
+
+  it('EDB from build when the rows break a constraint, leaving the table as it is; discard drops it', async () => {
+    const db = await server.createDatabase(`d${++n}`);
+    await using src = new PostgresSource({ ...server.clientConfig, database: db });
+    const d = await src.createTable('we"ird', DDL, { deferIndexes: true });
+    await src.load('we"ird', rows(1, 10, () => 7));
+    const err = await rejectsWith(d!.build(), 'EDB');
+    expect(err.message).toMatch(/could not create unique index|duplicate/i);
+    expect((await shape(db, 'we"ird')).indexes).toEqual([]);
+    expect(await src.tables()).toContain('we"ird');
+    await d!.discard();
+    expect(await src.tables()).not.toContain('we"ird');
+  });
+
+  it('resolves to undefined for a table with nothing to defer, and checks the option', async () => {
+    const db = await server.createDatabase(`d${++n}`);
+    await using src = new PostgresSource({ ...server.clientConfig, database: db });
+    expect(await src.createTable('plain', 'CREATE TABLE plain (id bigint NOT NULL, x text)', { deferIndexes: true })).toBeUndefined();
+    await rejectsWith(src.createTable('other', 'CREATE TABLE other (id bigint)', { deferIndexes: 'yes' as unknown as boolean }), 'EBAD_CONFIG');
+    await using lite = new SqliteSource(join(await tempDir('defer'), 'x.db'), { create: true });
+    expect(await lite.createTable('t', 'CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)', { deferIndexes: true })).toBeUndefined();
+    // MySQL takes the option too (no server needed to check its options).
+    const my = new MysqlSource({ host: '127.0.0.1', port: 1, user: 'x', database: 'x' });
+    await rejectsWith(my.createTable('t', 'CREATE TABLE t (id INT)', { deferIndexes: 1 as unknown as boolean }), 'EBAD_CONFIG');
+    await my.close();
+  });
+});
+
+describe('Partitioner.restore into PostgreSQL: indexes after the rows', () => {
+  /** A source table, dumped in partitions of 100 keys to a fresh folder. */
+  async function dumped(fill: string[]): Promise<{ db: string; dir: string }> {
+    const db = await server.createDatabase(`d${++n}`);
+    const c = await server.connect({ database: db });
+    try {
+      await c.query(DDL);
+      for (const s of fill) await c.query(s);
+    } finally {
+      await c.end();
+    }
+    const dir = await tempDir('defer-dump');
+    await using src = new PostgresSource({ ...server.clientConfig, database: db });
+    await new Partitioner(src, { table: 'we"ird', key: 'id', rowsPerPartition: 100, outDir: dir }).dump({ incremental: true });
+    return { db, dir };
+  }
+  const fill = (from: number, to: number): string =>
+    `INSERT INTO "we""ird" SELECT s, s, int4range(s * 10, s * 10 + 5), CASE WHEN s % 3 = 0 THEN NULL ELSE 'n' || s END FROM generate_series(${from}, ${to}) s`;
+
+  it('creates the table, loads it, then builds its indexes (phase index), the same as the source', async () => {
+    const { db, dir } = await dumped([fill(1, 1000)]);
+    const target = await server.createDatabase(`d${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: target });
+    const phases: string[] = [];
+    const r = await Partitioner.restore(dst, dir, { onProgress: (p: Progress) => (phases.at(-1) === p.phase ? undefined : phases.push(p.phase)) });
+    expect(r.rows).toBe(1000);
+    expect(r.tables[0]).toMatchObject({ name: 'we"ird', created: true });
+    expect(phases).toEqual(['verify', 'load', 'index']);
+    expect(await shape(target, 'we"ird')).toEqual(await shape(db, 'we"ird'));
+    await using src = new PostgresSource({ ...server.clientConfig, database: db });
+    expect((await Partitioner.compare(src, dst, 'we"ird', { key: 'id' })).equal).toBe(true);
+    // Restoring again into the table now there replaces ranges through the key index; no index phase.
+    phases.length = 0;
+    await Partitioner.restore(dst, dir, { onProgress: (p: Progress) => (phases.at(-1) === p.phase ? undefined : phases.push(p.phase)) });
+    expect(phases).toEqual(['verify', 'load']);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('builds the indexes of a created table when a load fails, over the rows committed', async () => {
+    const { db, dir } = await dumped([fill(1, 1000)]);
+    const target = await server.createDatabase(`d${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: target });
+    // The 4th load fails; the restore fails with its error.
+    let loads = 0;
+    const failing = new Proxy(dst, {
+      get(t, prop, recv) {
+        if (prop === 'load') {
+          return (table: string, input: Readable, o: object) => (++loads === 4 ? Promise.reject(Object.assign(new Error('load 4 failed'), { code: 'TEST' })) : t.load(table, input, o));
+        }
+        const v = Reflect.get(t, prop, recv) as unknown;
+        return typeof v === 'function' ? v.bind(t) : v;
+      },
+    });
+    await expect(Partitioner.restore(failing, dir, { concurrency: 1 })).rejects.toThrow('load 4 failed');
+    expect(await shape(target, 'we"ird')).toEqual(await shape(db, 'we"ird'));
+    const [counted] = await server.query<{ c: string }>('SELECT count(*) AS c FROM "we""ird"', [], target);
+    expect(Number(counted?.c)).toBe(300);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('EDB and the created table dropped when the archives hold rows that break a unique constraint', async () => {
+    // Dump A archives [1, 100] with key 50 holding v = 777; then key 50
+    // gives it up and key 150 takes it, and dump B archives [101, 200]: A's
+    // [1, 100] with B's [101, 200] hold v = 777 twice, as archives of a
+    // table whose rows changed after their range was archived can.
+    const { db, dir } = await dumped([fill(1, 210), 'UPDATE "we""ird" SET v = 777 WHERE id = 50']);
+    await server.query('UPDATE "we""ird" SET v = -50 WHERE id = 50', [], db);
+    await server.query('UPDATE "we""ird" SET v = 777 WHERE id = 150', [], db);
+    const dir2 = await tempDir('defer-dump');
+    {
+      await using src = new PostgresSource({ ...server.clientConfig, database: db });
+      await new Partitioner(src, { table: 'we"ird', key: 'id', rowsPerPartition: 100, outDir: dir2 }).dump({ incremental: false });
+    }
+    const mixed = await tempDir('defer-mixed');
+    const t = 'we%22ird';
+    await cp(join(dir, t), join(mixed, t), { recursive: true, filter: (f) => !/0000000101-|0000000201-/.test(f) });
+    await cp(join(dir2, t), join(mixed, t), { recursive: true, filter: (f) => !/0000000001-/.test(f) });
+    const target = await server.createDatabase(`d${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: target });
+    const err = await rejectsWith(Partitioner.restore(dst, mixed), 'EDB');
+    expect(err.message).toMatch(/break its indexes or unique constraints.*was dropped/);
+    expect(err.details).toMatchObject({ table: 'we"ird', dropped: true });
+    expect(await dst.tables()).not.toContain('we"ird');
+    for (const d of [dir, dir2, mixed]) await rm(d, { recursive: true, force: true });
+  });
+});
