@@ -95,9 +95,33 @@ export interface ParallelGzipOptions {
 }
 
 /**
+ * Input chunks kept for reuse, by size, shared by every ParallelGzip: a
+ * dump writes many small archives of a few chunks each, and each chunk
+ * allocated anew is external memory that makes V8 collect sooner. A chunk
+ * comes back once its member is compressed, never while zlib may read it.
+ */
+const freeChunks = new Map<number, Buffer[]>();
+/** Chunks of one size kept at most. */
+const MAX_FREE_CHUNKS = 8;
+
+function takeChunk(size: number): Buffer {
+  // Never from Buffer's shared pool: a chunk is reused whole.
+  return freeChunks.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+}
+
+/** Returns a chunk of `size` bytes whose compression has ended; `data` is a view of its start. */
+function giveChunk(data: Buffer, size: number): void {
+  if (data.byteOffset !== 0 || data.buffer.byteLength !== size) return;
+  let list = freeChunks.get(size);
+  if (list === undefined) freeChunks.set(size, (list = []));
+  if (list.length < MAX_FREE_CHUNKS) list.push(Buffer.from(data.buffer, 0, size));
+}
+
+/**
  * Cuts a byte stream into chunks, compresses them in parallel on zlib's
  * thread pool and hands the gzip members to `write` in order. Memory is
- * bounded by about `(concurrency + 1) * 2 * chunkSize`.
+ * bounded by about `(concurrency + 1) * 2 * chunkSize`, plus up to 8 free
+ * input chunks of each size, shared by every instance and kept for reuse.
  *
  * @example
  * ```ts
@@ -117,7 +141,7 @@ export class ParallelGzip {
   #chunk: Buffer | undefined;
   #fill = 0;
   #mode: Mode | undefined;
-  readonly #queue: Promise<Buffer>[] = [];
+  readonly #queue: { job: Promise<Buffer>; input: Buffer }[] = [];
   #failed: unknown;
   #ended = false;
 
@@ -142,7 +166,7 @@ export class ParallelGzip {
     let off = 0;
     while (off < buf.length) {
       if (mode !== undefined) this.#mode = mode;
-      this.#chunk ??= Buffer.allocUnsafe(this.#o.chunkSize);
+      this.#chunk ??= takeChunk(this.#o.chunkSize);
       const n = Math.min(this.#o.chunkSize - this.#fill, buf.length - off);
       this.#chunk.set(n === buf.length ? buf : buf.subarray(off, off + n), this.#fill);
       this.#fill += n;
@@ -164,7 +188,8 @@ export class ParallelGzip {
   abort(reason: unknown): void {
     this.#failed ??= reason;
     this.#ended = true;
-    for (const p of this.#queue.splice(0)) p.catch(() => {});
+    // Inputs maybe still being compressed are left to the collector, not reused.
+    for (const p of this.#queue.splice(0)) p.job.catch(() => {});
     this.#chunk = undefined;
   }
 
@@ -176,24 +201,27 @@ export class ParallelGzip {
     this.#mode = undefined;
     const job = this.#encode(data, mode);
     job.catch(() => {});
-    this.#queue.push(job);
+    this.#queue.push({ job, input: data });
     while (this.#queue.length > this.#o.concurrency) await this.#writeOne();
   }
 
   async #encode(data: Buffer, mode: Mode): Promise<Buffer> {
     const level = this.#o.level;
     if (level === undefined) return data;
-    // One output buffer of the stored size: zlib then returns it without concatenating pieces.
+    // Deflate output buffers of half the input: one holds what compresses
+    // well (zlib then returns it without concatenating pieces), and the
+    // buffer the member keeps referenced is not twice its size. Stored
+    // output gets one buffer of its exact size.
     const bound = data.length + 5 * Math.ceil(data.length / 16383 + 1) + 64;
     if (mode === 'deflate' && level > 0) {
-      const out = await gzipAsync(data, { level, chunkSize: Math.max(bound, 64 * 1024) });
+      const out = await gzipAsync(data, { level, chunkSize: Math.max(Math.ceil(bound / 2), 64 * 1024) });
       if (out.length <= data.length * STORE_RATIO) return out;
     }
     return gzipAsync(data, { level: 0, chunkSize: Math.max(bound, 64 * 1024) });
   }
 
   async #writeOne(): Promise<void> {
-    const job = this.#queue.shift()!;
+    const { job, input } = this.#queue.shift()!;
     let out: Buffer;
     try {
       out = await job;
@@ -202,6 +230,8 @@ export class ParallelGzip {
       this.abort(e);
       throw e;
     }
+    // Compressed, the input chunk is free again (stored as is, it is the output).
+    if (out.buffer !== input.buffer) giveChunk(input, this.#o.chunkSize);
     if (this.#failed !== undefined) throw this.#failed;
     try {
       await this.#o.write(out);

@@ -114,4 +114,46 @@ describe('ParallelGzip', () => {
     gz2.abort(reason);
     await expect(gz2.push(Buffer.alloc(10))).rejects.toThrow();
   });
+
+  it('reuses input chunks across instances without mixing their bytes, also while others abort', async () => {
+    // Chunks go back to a shared free list once compressed: many streams at
+    // once (some aborted with chunks still in zlib, some passing bytes
+    // through without a level, whose chunks are their output) must each
+    // gunzip to exactly their own input.
+    const streams = Array.from({ length: 12 }, (_, i) => ({
+      input: Buffer.concat([logText(300_000 + i * 7_001, i + 1), i % 3 === 0 ? randomBytes(70_000) : Buffer.alloc(0)]),
+      level: i % 4 === 1 ? undefined : 1,
+      abort: i % 5 === 2,
+    }));
+    const results = await Promise.all(
+      streams.map(async (st, i) => {
+        const writes: Buffer[] = [];
+        const gz = new ParallelGzip({
+          level: st.level,
+          chunkSize: 64 * 1024,
+          concurrency: 2,
+          write: async (b) => {
+            // Held, not copied: a reused chunk would change it under us.
+            writes.push(b);
+            await new Promise((r) => setImmediate(r));
+          },
+        });
+        for (let off = 0; off < st.input.length; off += 10_007 + i) {
+          await gz.push(st.input.subarray(off, off + 10_007 + i));
+          if (st.abort && off > 150_000) {
+            gz.abort(new Error('stop'));
+            return undefined;
+          }
+        }
+        await gz.end();
+        return Buffer.concat(writes);
+      }),
+    );
+    // Compare only once every stream is done, so later reuse would show.
+    results.forEach((out, i) => {
+      if (streams[i]!.abort) return expect(out).toBeUndefined();
+      const back = streams[i]!.level === undefined ? out! : gunzipSync(out!);
+      expect(back.equals(streams[i]!.input), `stream ${i}`).toBe(true);
+    });
+  });
 });
