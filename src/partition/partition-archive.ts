@@ -13,6 +13,7 @@
  * @module
  */
 import type { Readable } from 'node:stream';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import type { Header } from 'tar-stream';
 import { StowageError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
@@ -108,6 +109,11 @@ export async function writePartitionArchive(out: string, entries: readonly Archi
  * @param bytes - the archive's bytes, when already read (the file is not opened again)
  */
 export async function readManifest(file: string, signal?: AbortSignal, bytes?: Buffer): Promise<PartitionManifest> {
+  if (bytes !== undefined) {
+    throwIfAborted(signal);
+    const head = manifestAtStart(bytes);
+    if (head !== undefined) return parseManifest(head, file);
+  }
   let manifest: PartitionManifest | undefined;
   await readArchive(file, { phase: 'read', signal, bytes }, async (e, data) => {
     if (e.name !== MANIFEST_ENTRY || e.type !== 'file') {
@@ -118,6 +124,46 @@ export async function readManifest(file: string, signal?: AbortSignal, bytes?: B
   });
   if (manifest === undefined) throw new StowageError('ECORRUPT_ARCHIVE', `${file} is an empty archive, not a partition archive.`, { details: { path: file } });
   return manifest;
+}
+
+/** Compressed bytes inflated, at most, to find the manifest at the start of an archive in memory. */
+const MANIFEST_PEEK_BYTES = 16 * 1024;
+
+/**
+ * The manifest's bytes when `bytes` (a whole `.tar.gz` in memory) starts
+ * with a plain ustar header of {@link MANIFEST_ENTRY} whose checksum holds
+ * and whose data lies within the first {@link MANIFEST_PEEK_BYTES}
+ * inflated; undefined otherwise (then the full streaming pass decides).
+ * A partition's manifest is its first entry, a few hundred bytes: this
+ * inflates a few KiB instead of a whole gzip member (1 MiB) through
+ * streams, ~10x less work when a restore checks its archives. It is only
+ * used on bytes whose DNA has been verified; the load reads the archive
+ * again through the full pass, gzip CRCs included.
+ */
+export function manifestAtStart(bytes: Buffer): Buffer | undefined {
+  if (bytes.length < 18 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return undefined;
+  let head: Buffer;
+  try {
+    head = gunzipSync(bytes.subarray(0, MANIFEST_PEEK_BYTES), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  } catch {
+    return undefined;
+  }
+  if (head.length < 512) return undefined;
+  const h = head.subarray(0, 512);
+  const field = (at: number, len: number): string => {
+    const f = h.subarray(at, at + len);
+    const end = f.indexOf(0);
+    return f.subarray(0, end < 0 ? len : end).toString('latin1');
+  };
+  const type = h[156];
+  if ((type !== 0x30 && type !== 0) || field(257, 5) !== 'ustar' || field(345, 155) !== '' || field(0, 100) !== MANIFEST_ENTRY) return undefined;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
+  const octal = (text: string): number => (/^[0-7]+$/.test(text) ? parseInt(text, 8) : NaN);
+  if (octal(field(148, 8).trim()) !== sum) return undefined;
+  const size = octal(field(124, 12).trim());
+  if (!(size >= 0) || 512 + size > head.length) return undefined;
+  return head.subarray(512, 512 + size);
 }
 
 /**
