@@ -56,6 +56,7 @@ import type {
 } from '../transport.js';
 import { checkHostKey, formatKnownHostsLine, parseKnownHosts, preferredHostKeyAlgorithms, type KnownHostEntry } from './known-hosts.js';
 import { dfCommand, digestCommand, parseDfOutput, parseDigestOutput } from './shell.js';
+import { usePooledPadding } from './packet-padding.js';
 
 const { Client, utils: sshUtils } = ssh2;
 
@@ -523,6 +524,9 @@ export class SshTransport implements Transport {
     }
     clearTimeout(connectTimer);
     this.#connecting.delete(connecting);
+    // Padding of outgoing AES-GCM packets from a CSPRNG pool, not a
+    // randomFillSync call per 32 KiB packet (see packet-padding.ts).
+    usePooledPadding(client);
     if (this.#closed) {
       client.end();
       throw new StowageError('ECONNECT', `${this.name}: the transport was closed while connecting.`, { details: { transport: this.name }, retryable: false });
