@@ -335,19 +335,7 @@ export class PostgresSource implements TableSource {
    */
   async createTable(table: string, ddl: string, options: CreateTableOptions = {}): Promise<DeferredIndexes | undefined> {
     checkCreateTableArgs('PostgresSource.createTable', table, ddl, options);
-    const { signal } = options;
-    throwIfAborted(signal);
-    const lent = await this.#acquire(signal);
-    const client = lent.client;
-    let inTransaction = false;
-    let broken = false;
-    const disposeAbort = onAbort(signal, () => {
-      broken = true;
-      destroyClient(client);
-    });
-    try {
-      await client.query('BEGIN');
-      inTransaction = true;
+    return this.#inTransaction(`create table ${JSON.stringify(table)}`, options.signal, async (client) => {
       if (await this.#exists(client, table)) {
         throw tableExistsError(this.name, table);
       }
@@ -355,18 +343,8 @@ export class PostgresSource implements TableSource {
       if (!(await this.#exists(client, table))) {
         throw new StowageError('ENO_TABLE', `The DDL given to create ${JSON.stringify(table)} in ${this.name} did not create it (nothing was kept).`, { details: { source: this.name, table } });
       }
-      const deferred = options.deferIndexes === true ? await this.#deferIndexes(client, table) : undefined;
-      throwIfAborted(signal);
-      await client.query('COMMIT');
-      inTransaction = false;
-      return deferred;
-    } catch (err) {
-      if (inTransaction && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
-      throw pgError(err, this.name, `create table ${JSON.stringify(table)}`, signal);
-    } finally {
-      disposeAbort();
-      lent.release(broken);
-    }
+      return options.deferIndexes === true ? this.#deferIndexes(client, table) : undefined;
+    });
   }
 
   /**
@@ -536,9 +514,23 @@ export class PostgresSource implements TableSource {
   /** Runs `statements` in one transaction on a pooled client. */
   async #run(action: string, statements: readonly string[], options: DbOptions): Promise<void> {
     checkOptionKeys(`PostgresSource: ${action}`, options, ['signal']);
-    const { signal } = options;
-    throwIfAborted(signal);
     this.#checkOpen();
+    await this.#inTransaction(action, options.signal, async (client) => {
+      for (const sql of statements) {
+        throwIfAborted(options.signal);
+        await client.query(sql);
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` in a transaction on a pooled client: COMMIT if it resolves
+   * (and no abort came), ROLLBACK if it throws; an abort closes the client,
+   * which makes the server roll back. Errors become {@link pgError}s of
+   * `action`.
+   */
+  async #inTransaction<T>(action: string, signal: AbortSignal | undefined, fn: (client: LentPgClient['client']) => Promise<T>): Promise<T> {
+    throwIfAborted(signal);
     const lent = await this.#acquire(signal);
     const client = lent.client;
     let inTransaction = false;
@@ -550,13 +542,11 @@ export class PostgresSource implements TableSource {
     try {
       await client.query('BEGIN');
       inTransaction = true;
-      for (const sql of statements) {
-        throwIfAborted(signal);
-        await client.query(sql);
-      }
+      const result = await fn(client);
       throwIfAborted(signal);
       await client.query('COMMIT');
       inTransaction = false;
+      return result;
     } catch (err) {
       if (inTransaction && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
       throw pgError(err, this.name, action, signal);
