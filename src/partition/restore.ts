@@ -393,9 +393,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
   let rows = 0;
   let bytes = 0;
   try {
-    await restoreInto(deferred);
+    await createAndLoad();
   } catch (err) {
-    await buildDeferred(deferred, undefined).catch(() => {});
+    await buildDeferred().catch(() => {});
     throw err;
   }
   if (deferred.length > 0) {
@@ -403,8 +403,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
     progress.bytesDone = 0;
     progress.itemsDone = 0;
     progress.itemsTotal = deferred.length;
-    await buildDeferred(deferred, signal);
+    // Not cancellable midway: an abort now still gets the indexes built, then rejects.
+    await buildDeferred();
     progress.report(true);
+    throwIfAborted(signal);
   }
   const tables = [...perTable.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -417,14 +419,11 @@ export async function restorePartitions(target: TableSource, dir: string, option
    * says: it is dropped (this restore created it), and the restore fails
    * with EDB naming it.
    */
-  async function buildDeferred(list: DeferredIndexes[], sig: AbortSignal | undefined): Promise<void> {
-    while (list.length > 0) {
-      const d = list[0]!;
+  async function buildDeferred(): Promise<void> {
+    for (let d = deferred.shift(); d !== undefined; d = deferred.shift()) {
       try {
-        await d.build(sig === undefined ? {} : { signal: sig });
+        await d.build();
       } catch (err) {
-        if (sig?.aborted) throw sig.reason;
-        list.shift();
         const dropped = await d.discard().then(
           () => true,
           () => false,
@@ -435,12 +434,12 @@ export async function restorePartitions(target: TableSource, dir: string, option
           { details: { table: d.table, statements: d.statements, dropped }, cause: err },
         );
       }
-      list.shift();
       progress.add(0, 1);
     }
   }
 
-  async function restoreInto(deferredOut: DeferredIndexes[]): Promise<void> {
+  /** Steps 4 and 5: creates the missing tables (deferring their indexes into `deferred`) and loads every archive. */
+  async function createAndLoad(): Promise<void> {
     for (const s of selected) {
       for (const t of s.tables) {
         if (existing.has(t.name) || created.has(t.name)) continue;
@@ -448,7 +447,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
         const ddl = (await readSmallEntry(s.path, t.schema, signal)).toString('utf8');
         const d = await target.createTable(t.name, ddl, { signal, deferIndexes: true });
         created.add(t.name);
-        if (d !== undefined) deferredOut.push(d);
+        if (d !== undefined) deferred.push(d);
       }
     }
     for (const s of selected) {

@@ -164,6 +164,30 @@ describe('Partitioner.restore into PostgreSQL: indexes after the rows', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('an abort during the index phase still builds the indexes, then rejects with its reason', async () => {
+    const { db, dir } = await dumped([fill(1, 300)]);
+    const target = await server.createDatabase(`d${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: target });
+    const ac = new AbortController();
+    const reason = new Error('operator stop');
+    // The abort comes as the first index build starts.
+    const aborting = new Proxy(dst, {
+      get(t, prop, recv) {
+        if (prop === 'createTable') {
+          return async (table: string, ddl: string, o: object) => {
+            const d = await t.createTable(table, ddl, o);
+            return d && { ...d, build: (bo?: object) => (ac.abort(reason), d.build(bo)), discard: () => d.discard() };
+          };
+        }
+        const v = Reflect.get(t, prop, recv) as unknown;
+        return typeof v === 'function' ? v.bind(t) : v;
+      },
+    });
+    await expect(Partitioner.restore(aborting, dir, { signal: ac.signal })).rejects.toBe(reason);
+    expect(await shape(target, 'we"ird')).toEqual(await shape(db, 'we"ird'));
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('EDB and the created table dropped when the archives hold rows that break a unique constraint', async () => {
     // Dump A archives [1, 100] with key 50 holding v = 777; then key 50
     // gives it up and key 150 takes it, and dump B archives [101, 200]: A's
