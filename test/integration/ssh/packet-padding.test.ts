@@ -31,18 +31,29 @@ function connect(cipher: string): Promise<Client> {
 
 const cipherOf = (c: Client): { allocPacket: (n: number) => Buffer } => (c as unknown as { _protocol: { _cipher: { allocPacket: (n: number) => Buffer } } })._protocol._cipher;
 
-/** Writes `data` to `name` over SFTP and returns the md5 of what the far side holds. */
-async function roundTrip(c: Client, name: string, data: Buffer): Promise<string> {
+/** Connects with `cipher`, runs `fn`, and disconnects. */
+async function withClient(cipher: string, fn: (c: Client) => Promise<void>): Promise<void> {
+  const c = await connect(cipher);
+  try {
+    await fn(c);
+  } finally {
+    c.end();
+  }
+}
+
+/** Writes `bytes` random bytes to `name` over SFTP and expects the far side to hold exactly them. */
+async function expectRoundTrip(c: Client, name: string, bytes: number): Promise<void> {
+  const data = randomBytes(bytes);
   const sftp = await new Promise<SFTPWrapper>((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s))));
   await new Promise<void>((resolve, reject) => sftp.writeFile(`${server.root}/${name}`, data, (err) => (err ? reject(err) : resolve())));
   sftp.end();
-  return createHash('md5').update(await readFile(`${server.root}/${name}`)).digest('hex');
+  const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+  expect(md5(await readFile(`${server.root}/${name}`))).toBe(md5(data));
 }
 
 describe('usePooledPadding', () => {
   it('lays AES-GCM packets out as ssh2 does, with random padding never repeated, and sshd takes them', async () => {
-    const c = await connect('aes128-gcm@openssh.com');
-    try {
+    await withClient('aes128-gcm@openssh.com', async (c) => {
       const original = Object.getPrototypeOf(cipherOf(c)) as { allocPacket: (n: number) => Buffer };
       expect(usePooledPadding(c)).toBe(true);
       expect(cipherOf(c).allocPacket).toBe(pooledAllocPacket);
@@ -59,16 +70,12 @@ describe('usePooledPadding', () => {
       }
       expect(pads.size).toBe(12);
       // Enough packets to refill the pool several times, checked by sshd (a bad packet drops the connection).
-      const data = randomBytes(24 << 20);
-      expect(await roundTrip(c, 'gcm.bin', data)).toBe(createHash('md5').update(data).digest('hex'));
-    } finally {
-      c.end();
-    }
+      await expectRoundTrip(c, 'gcm.bin', 24 << 20);
+    });
   });
 
   it('gives the cipher a rekey installs the same padding', async () => {
-    const c = await connect('aes256-gcm@openssh.com');
-    try {
+    await withClient('aes256-gcm@openssh.com', async (c) => {
       expect(usePooledPadding(c)).toBe(true);
       const before = cipherOf(c);
       // ssh2's Client has no rekey(); its protocol object does.
@@ -77,23 +84,16 @@ describe('usePooledPadding', () => {
       while (cipherOf(c) === before && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       expect(cipherOf(c)).not.toBe(before);
       expect(cipherOf(c).allocPacket).toBe(pooledAllocPacket);
-      const data = randomBytes(3 << 20);
-      expect(await roundTrip(c, 'rekeyed.bin', data)).toBe(createHash('md5').update(data).digest('hex'));
-    } finally {
-      c.end();
-    }
+      await expectRoundTrip(c, 'rekeyed.bin', 3 << 20);
+    });
   });
 
   it('leaves other ciphers as they are', async () => {
-    const c = await connect('chacha20-poly1305@openssh.com');
-    try {
+    await withClient('chacha20-poly1305@openssh.com', async (c) => {
       const own = cipherOf(c).allocPacket;
       expect(usePooledPadding(c)).toBe(false);
       expect(cipherOf(c).allocPacket).toBe(own);
-      const data = randomBytes(1 << 20);
-      expect(await roundTrip(c, 'chacha.bin', data)).toBe(createHash('md5').update(data).digest('hex'));
-    } finally {
-      c.end();
-    }
+      await expectRoundTrip(c, 'chacha.bin', 1 << 20);
+    });
   });
 });
