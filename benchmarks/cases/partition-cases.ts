@@ -18,20 +18,33 @@
  *   with the table); the lowest peak of two runs of each (quick: one) is
  *   kept, and both are logged in MB.
  *
+ * After each restore case a line (not a result) gives its floor: the same
+ * rows, extracted to plain files beforehand, loaded by bare `LOAD DATA
+ * LOCAL` / `COPY FROM STDIN` the way the restore loads them (same
+ * concurrency, one transaction per partition, PostgreSQL's primary key
+ * added last), with no client-side work at all: no DNA check, no inflate, no
+ * range digest, no bulk text gate. Its ratio to the tool is what the server
+ * alone allows on this machine; the gap between it and the case is the
+ * price of the restore's checks on a machine whose cores the server shares.
+ *
  * Each side runs `TRIALS` times (quick: once), alternating ours and the
  * tool's, so that a burst of load from elsewhere hits both; the best time
  * of each counts. The servers are the test harness's (throwaway MariaDB and
  * PostgreSQL on loopback ports).
  */
 import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { from as copyFrom } from 'pg-copy-streams';
 import { MysqlSource } from '../../src/db/mysql/index.js';
 import { PostgresSource } from '../../src/db/postgres/index.js';
 import { SqliteSource } from '../../src/db/sqlite/index.js';
 import type { TableSource } from '../../src/db/index.js';
 import { Partitioner } from '../../src/partition/index.js';
+import { readArchive } from '../../src/archive/archive-reader.js';
 import { startMariadb, startPostgres, type MariadbServer, type PostgresServer } from '../../test/support/index.js';
 import { requireTool, sh, time, type BenchContext } from '../lib.js';
 
@@ -144,11 +157,108 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
         if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
       }
       ctx.record({ case: 'mariadb-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'myloader --threads 2', baselineValue: rate(rows, theirsTime) });
+      const floor = await mariadbLoadFloor(ctx, server, ours, rows, trials, fresh);
+      ctx.log(
+        `mariadb-restore floor: the same rows as plain files through bare LOAD DATA LOCAL (no DNA, digest or gate; concurrency ${CONCURRENCY}): ${Math.round(rate(rows, floor))} rows/s, ratio ${(theirsTime / floor).toFixed(3)} vs myloader in this run (the server's share; see the CHANGELOG)`,
+      );
     }
     if (wantRss) await rssCase(ctx, server, db, rows);
   } finally {
     await server.stop();
   }
+}
+
+/** The rows entry of every partition archive of TABLE under `outDir`, extracted to plain files in `dir`, in key order. */
+async function extractRows(outDir: string, dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  for (const name of (await readdir(join(outDir, TABLE))).filter((f) => f.endsWith('.tar.gz')).sort()) {
+    const file = join(dir, name.replace(/\.tar\.gz$/, '.tsv'));
+    await readArchive(join(outDir, TABLE, name), { phase: 'read' }, async (e, data) => {
+      if (e.name !== `${TABLE}/rows.tsv`) return false;
+      await pipeline(data, createWriteStream(file));
+      return true;
+    });
+    files.push(file);
+  }
+  return files;
+}
+
+/** Runs `fn` over `files` on each of `conns`, each taking the next file in order. */
+async function spread<C>(conns: readonly C[], files: readonly string[], fn: (c: C, file: string) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    conns.map(async (c) => {
+      for (let f = files[next++]; f !== undefined; f = files[next++]) await fn(c, f);
+    }),
+  );
+}
+
+/**
+ * The server's share of `postgres-restore`, as {@link mariadbLoadFloor}:
+ * bare `COPY FROM STDIN` of the extracted rows into a table without its
+ * primary key over CONCURRENCY connections, one transaction per file, then
+ * the primary key added, as the restore does, without any client-side work.
+ */
+async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
+  const files = await extractRows(outDir, join(ctx.dir, 'pg-floor'));
+  let best = Infinity;
+  for (let i = 0; i < trials; i++) {
+    const db = await fresh();
+    const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => server.connect({ database: db })));
+    try {
+      await conns[0]!.query(PG_DDL.replace(' PRIMARY KEY', ''));
+      const t0 = performance.now();
+      await spread(conns, files, async (c, file) => {
+        await c.query('BEGIN');
+        await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), c.query(copyFrom(`COPY ${TABLE} FROM STDIN`)));
+        await c.query('COMMIT');
+      });
+      await conns[0]!.query(`ALTER TABLE ${TABLE} ADD PRIMARY KEY (id)`);
+      best = Math.min(best, (performance.now() - t0) / 1000);
+      const { rows: r } = await conns[0]!.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${TABLE}`);
+      if (Number(r[0]?.n) !== rows) throw new Error(`postgres-restore floor: ${String(r[0]?.n)} rows loaded`);
+    } finally {
+      await Promise.all(conns.map((c) => c.end()));
+    }
+  }
+  return best;
+}
+
+/**
+ * The server's share of `mariadb-restore`: the rows of every archive of
+ * `outDir`, extracted to plain files beforehand (not timed), loaded into a
+ * fresh table by bare `LOAD DATA LOCAL INFILE` over CONCURRENCY connections,
+ * one transaction per file, in file order, as the restore does but without
+ * any client-side work (no DNA check, no inflate, no range digest, no bulk
+ * text gate). Best seconds of `trials`. It tells how close to myloader the
+ * server alone lets a restore through `LOAD DATA` get on this machine.
+ */
+async function mariadbLoadFloor(ctx: BenchContext, server: MariadbServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
+  const files = await extractRows(outDir, join(ctx.dir, 'mariadb-floor'));
+  let best = Infinity;
+  for (let i = 0; i < trials; i++) {
+    const db = await fresh();
+    const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => server.connect({ database: db })));
+    try {
+      await conns[0]!.query(MYSQL_DDL);
+      const t0 = performance.now();
+      await spread(conns, files, async (c, file) => {
+        await c.query('START TRANSACTION');
+        await c.query({
+          sql: `LOAD DATA LOCAL INFILE 'rows' INTO TABLE ${TABLE} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n'`,
+          infileStreamFactory: () => createReadStream(file, { highWaterMark: 1 << 20 }),
+        });
+        await c.query('COMMIT');
+      });
+      best = Math.min(best, (performance.now() - t0) / 1000);
+      const [r] = (await conns[0]!.query(`SELECT COUNT(*) AS n FROM ${TABLE}`))[0] as { n: number }[];
+      if (Number(r?.n) !== rows) throw new Error(`mariadb-restore floor: ${String(r?.n)} rows loaded`);
+    } finally {
+      await Promise.all(conns.map((c) => c.end()));
+    }
+  }
+  return best;
 }
 
 /** Peak RSS in kB of a child process dumping `table`. */
@@ -245,6 +355,10 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
         if (Number(loaded?.n) !== rows) throw new Error(`postgres-restore: pg_restore restored ${String(loaded?.n)} rows of ${rows}`);
       }
       ctx.record({ case: 'postgres-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'pg_restore', baselineValue: rate(rows, theirsTime) });
+      const floor = await postgresLoadFloor(ctx, server, ours, rows, trials, () => server.createDatabase(`bench_r${++n}`));
+      ctx.log(
+        `postgres-restore floor: the same rows as plain files through bare COPY FROM STDIN, then the primary key (no DNA, digest or gate; concurrency ${CONCURRENCY}): ${Math.round(rate(rows, floor))} rows/s, ratio ${(theirsTime / floor).toFixed(3)} vs pg_restore in this run (the server's share; see the CHANGELOG)`,
+      );
     }
   } finally {
     await server.stop();
