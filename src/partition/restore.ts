@@ -7,15 +7,16 @@
  * 2. Verify the DNA of every one of them against its sidecar before
  *    loading anything: a mutant (or a missing sidecar) stops the restore
  *    with nothing loaded. Restoring from damaged backups silently is how
- *    data is lost twice.
+ *    data is lost twice. The archives are read and digested on up to 4
+ *    worker threads (one per core), since the target has nothing to do
+ *    until they are all checked.
  * 3. Read the manifests; refuse archives of another engine (bulk text and
  *    DDL are engine-specific). The manifests are read, and the target's
  *    tables listed, while step 2 runs (both only read; their errors are
  *    reported only once step 2 found every archive intact): a restore of a
- *    few partitions spends much of its time on such fixed costs. An archive
- *    of up to 8 MiB (a partition usually is) is read once for both: its
- *    DNA is checked on the bytes in memory, and its manifest parsed from
- *    them once it matches.
+ *    few partitions spends much of its time on such fixed costs. A manifest
+ *    is read only from an archive whose DNA matched, from its first 16 KiB
+ *    where it lies whole in them (it is the first entry).
  * 4. Create the tables the target lacks from the archived DDL. Where the
  *    target can (PostgreSQL), a table created so gets its primary key,
  *    unique constraints and indexes only after its rows (step 6).
@@ -39,22 +40,24 @@
  *
  * @module
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { StowageError, fromFsError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
-import { DnaDigest, dnaEqual, type Dna } from '../dna/index.js';
+import { SIDECAR_SUFFIX, dnaEqual } from '../dna/index.js';
+import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
 import { RangeDigester } from '../db/range-digest.js';
 import { checkIdentifier, toKeyBounds, type DeferredIndexes, type KeyBound, type KeyRange, type TableSource } from '../db/table-source.js';
 import { readArchive } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName } from './layout.js';
-import type { ManifestTable, PartitionManifest } from './manifest.js';
-import { readManifest, readSmallEntry } from './partition-archive.js';
+import { parseManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
+import { manifestAtStart, readManifest, readSmallEntry } from './partition-archive.js';
 
 /** Options of {@link Partitioner.restore}. */
 export interface RestoreOptions {
@@ -190,8 +193,36 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
   }
 }
 
-/** Archives up to this size are read into memory once to check their DNA and read their manifest. */
-const ONE_READ_BYTES = 8 * 1024 * 1024;
+/** Most hashing threads checking the archives' DNA (fewer on a machine with fewer cores). */
+const VERIFY_THREADS = 4;
+
+/** Compressed bytes read from the start of an archive to find its manifest without the streaming pass (see `manifestAtStart`). */
+const MANIFEST_HEAD_BYTES = 16 * 1024;
+
+/**
+ * The manifest of an archive whose DNA has just been checked: parsed from
+ * its first {@link MANIFEST_HEAD_BYTES} when they hold it whole (a
+ * partition's manifest is its first entry, a few hundred bytes), otherwise
+ * read by the streaming pass.
+ */
+async function manifestOf(file: string, signal: AbortSignal): Promise<PartitionManifest> {
+  let head: Buffer;
+  try {
+    const h = await open(file, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(MANIFEST_HEAD_BYTES);
+      const { bytesRead } = await h.read(buf, 0, buf.length, 0);
+      head = buf.subarray(0, bytesRead);
+    } finally {
+      await h.close();
+    }
+  } catch (err) {
+    throw fromFsError(err, 'read', file);
+  }
+  throwIfAborted(signal);
+  const bytes = manifestAtStart(head);
+  return bytes !== undefined ? parseManifest(bytes, file) : readManifest(file, signal);
+}
 
 /** Rows of the next archive read ahead of its load, at most (see {@link restorePartitions}, step 5). */
 const READ_AHEAD_BYTES = 16 * 1024 * 1024;
@@ -309,45 +340,31 @@ export async function restorePartitions(target: TableSource, dir: string, option
   listing.catch(() => {}); // its failure counts at step 4, once every archive is known intact
   const progress = new ProgressTracker('verify', onProgress, { itemsTotal: candidates.length });
   const mutants: { path: string; expected: unknown; actual: unknown }[] = [];
-  // A small archive (a partition usually is) is read once: its DNA is
-  // checked on the bytes in memory, and its manifest parsed from them.
-  const readManifestOf = (c: Candidate, bytes?: Buffer): void => {
-    const m = readManifest(c.path, sideSignal, bytes);
-    m.catch(() => {});
-    manifests.set(c, m);
-  };
+  // The archives are read and digested on worker threads (as
+  // DnaDigest.scan does), the main thread only reads each manifest, from
+  // the first bytes of an archive whose DNA matched.
+  const threads = Math.max(1, Math.min(availableParallelism(), VERIFY_THREADS));
+  const hashes = new HashPool({ size: threads });
+  const disposeAbort = onAbort(signal, (reason) => void hashes.close(reason));
   try {
-    await pool(candidates, concurrency, async (c) => {
+    await pool(candidates, 4 * threads, async (c) => {
       throwIfAborted(signal);
-      let size: number;
-      try {
-        size = (await stat(c.path)).size;
-      } catch (err) {
-        throw fromFsError(err, 'read', c.path);
-      }
-      let bytes: Buffer | undefined;
-      let r: { ok: boolean; expected: Dna; actual: Dna };
-      if (size <= ONE_READ_BYTES) {
-        const expected = await DnaDigest.readSidecar(c.path);
-        try {
-          bytes = await readFile(c.path, { signal });
-        } catch (err) {
-          if (signal?.aborted) throw signal.reason;
-          throw fromFsError(err, 'read', c.path);
-        }
-        const actual = new DnaDigest({ algorithm: expected.algorithm }).update(bytes).digest();
-        r = { ok: dnaEqual(expected, actual), expected, actual };
-      } else {
-        r = await DnaDigest.verify(c.path, { signal });
-      }
-      if (r.ok) readManifestOf(c, bytes);
-      else mutants.push({ path: c.path, expected: r.expected, actual: r.actual });
-      progress.add(r.actual.size, 1);
+      const { expected, actual } = await hashes.check(c.path, c.path + SIDECAR_SUFFIX);
+      throwIfAborted(signal);
+      if (dnaEqual(expected, actual)) {
+        const m = manifestOf(c.path, sideSignal);
+        m.catch(() => {});
+        manifests.set(c, m);
+      } else mutants.push({ path: c.path, expected, actual });
+      progress.add(actual.size, 1);
     });
   } catch (err) {
     sideline.abort(err);
     await Promise.allSettled([...manifests.values(), listing]);
-    throw err;
+    throw signal?.aborted ? signal.reason : err;
+  } finally {
+    disposeAbort();
+    await hashes.close(signal?.aborted ? signal.reason : undefined);
   }
   if (mutants.length > 0) {
     sideline.abort();
