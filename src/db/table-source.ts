@@ -68,8 +68,10 @@
  *   <other primary-key columns>`; a Readable fed by a cursor or a copy
  *   stream with backpressure; abort → `destroy(signal.reason)`.
  * - `digestRange`: {@link digestRangeOf}, nothing engine-specific.
- * - `load`: one transaction; `replaceRange` deletes inside it; on any
- *   failure roll back and destroy the input; progress with phase `'load'`.
+ * - `load`: one transaction; `replaceRange` deletes inside it; the fields
+ *   go into the `columns` named, by name, else into every stored column in
+ *   table order (`loadColumns` in `source-common.ts`); on any failure roll
+ *   back and destroy the input; progress with phase `'load'`.
  * - Test with the all-types fixture (`test/fixtures/db/all-types.ts`):
  *   dump, load into a fresh database, equal `digestRange`, byte-identical
  *   dumps, every value equal; plus the weird table name ``we"ird tab`le``.
@@ -195,6 +197,17 @@ export interface LoadOptions extends DbOptions {
    * partial tail) replaces it instead of failing on duplicate keys.
    */
   replaceRange?: ReplaceRange;
+  /**
+   * The columns the bulk text's fields go into, by name, in field order
+   * (default: every stored column, in the table's order). A stored column
+   * not named takes its default. Give it whenever the text did not come
+   * from a table of exactly the same column order: fields are matched to
+   * columns by position, so two columns of compatible types in another
+   * order would silently swap values. `Partitioner.restore` passes the
+   * columns its manifest records. A name the table lacks is ENO_TABLE; an
+   * empty list, a name given twice or a bad name is EBAD_CONFIG.
+   */
+  columns?: readonly string[];
 }
 
 /** What {@link TableSource.load} did. */

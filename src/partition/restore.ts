@@ -21,7 +21,11 @@
  *    target can (PostgreSQL), a table created so gets its primary key,
  *    unique constraints and indexes only after its rows (step 6).
  * 5. Load each table's range in one transaction of the target (replacing
- *    the rows it already has in that range). The rows are digested on
+ *    the rows it already has in that range), into the columns the manifest
+ *    names, by name: a table of the target whose columns are in another
+ *    order gets each value in its own column, one that lacks a column fails
+ *    with ENO_TABLE, and a column the archive does not have takes its
+ *    default. The rows are digested on
  *    their way in and compared with the manifest (count, bytes, range
  *    digest) before the input ends, so a mismatch fails the load and
  *    nothing of it is committed. A load the server rolled back as a
@@ -521,7 +525,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
             }
             let r: Awaited<ReturnType<TableSource['load']>>;
             try {
-              r = await target.load(t.name, ahead, replace ? { signal, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal });
+              r = await target.load(t.name, ahead, replace ? { signal, columns: t.columns, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal, columns: t.columns });
             } catch (err) {
               // Unless this archive is about to be tried again, the restore has
               // failed: the load freed below must not go to an archive read ahead.

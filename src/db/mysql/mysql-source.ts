@@ -40,10 +40,12 @@ import {
   awaitPooled,
   badConfig as sourceBadConfig,
   checkCreateTableArgs,
+  checkLoadColumns,
   checkReplaceRange,
   checkServerConnection,
   checkSnapshotArgs,
   closedError,
+  loadColumns,
   parseServerUri,
   releaseOnce,
   runSnapshot,
@@ -330,13 +332,15 @@ export class MysqlSource implements TableSource {
    * duplicate key, a value that does not fit...).
    */
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
-    checkOptionKeys('MysqlSource.load', options, ['signal', 'onProgress', 'replaceRange']);
+    checkOptionKeys('MysqlSource.load', options, ['signal', 'onProgress', 'replaceRange', 'columns']);
     checkIdentifier('MysqlSource.load', 'table', table);
     const stream = toLoadStream('MysqlSource.load', input);
     const { signal, onProgress, replaceRange } = options;
     let bounds: ReplaceBounds | undefined;
+    let names: readonly string[] | undefined;
     try {
       bounds = checkReplaceRange('MysqlSource.load', replaceRange);
+      names = checkLoadColumns('MysqlSource.load', options.columns);
       throwIfAborted(signal);
       this.#checkOpen();
     } catch (err) {
@@ -377,7 +381,8 @@ export class MysqlSource implements TableSource {
         const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi}`;
       }
-      const g = (gate = new BulkTextGate({ columns: info.columns.length, dialect: 'mysql' }));
+      const { columns } = loadColumns(this.name, info.name, info.columns, names);
+      const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'mysql' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       await unlessGivenUp(mysqlQuery(conn, { sql: 'START TRANSACTION' }));
@@ -385,7 +390,7 @@ export class MysqlSource implements TableSource {
       let deleted = 0;
       if (deleteSql !== undefined) deleted = (await unlessGivenUp(mysqlQuery<MysqlOk>(conn, { sql: deleteSql }))).affectedRows;
       throwIfAborted(signal);
-      const cols = info.columns.map((c) => quoteMysqlIdent(c.name)).join(', ');
+      const cols = columns.map((c) => quoteMysqlIdent(c.name)).join(', ');
       const sql =
         `LOAD DATA LOCAL INFILE '${INFILE_NAME}' INTO TABLE ${t} CHARACTER SET utf8mb4 ` +
         "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n' " +

@@ -34,10 +34,12 @@ import {
   awaitPooled,
   badConfig as sourceBadConfig,
   checkCreateTableArgs,
+  checkLoadColumns,
   checkReplaceRange,
   checkServerConnection,
   checkSnapshotArgs,
   closedError,
+  loadColumns,
   parseServerUri,
   releaseOnce,
   runSnapshot,
@@ -356,13 +358,15 @@ export class PostgresSource implements TableSource {
    * exactly the rows the input holds.
    */
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
-    checkOptionKeys('PostgresSource.load', options, ['signal', 'onProgress', 'replaceRange']);
+    checkOptionKeys('PostgresSource.load', options, ['signal', 'onProgress', 'replaceRange', 'columns']);
     checkIdentifier('PostgresSource.load', 'table', table);
     const stream = toLoadStream('PostgresSource.load', input);
     const { signal, onProgress, replaceRange } = options;
     let bounds: ReplaceBounds | undefined;
+    let names: readonly string[] | undefined;
     try {
       bounds = checkReplaceRange('PostgresSource.load', replaceRange);
+      names = checkLoadColumns('PostgresSource.load', options.columns);
       throwIfAborted(signal);
       this.#checkOpen();
     } catch (err) {
@@ -396,7 +400,8 @@ export class PostgresSource implements TableSource {
         const k = quotePgIdent(pgKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${pgRangeCondition(k, bounds.lo, bounds.hi)}`;
       }
-      const g = (gate = new BulkTextGate({ columns: info.columns.length, dialect: 'postgres' }));
+      const { columns } = loadColumns(this.name, info.name, info.columns, names);
+      const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'postgres' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       await client.query('BEGIN');
@@ -404,7 +409,7 @@ export class PostgresSource implements TableSource {
       let deleted = 0;
       if (deleteSql !== undefined) deleted = (await client.query(deleteSql)).rowCount ?? 0;
       throwIfAborted(signal);
-      const copy = client.query(copyFrom(`COPY ${t} (${info.columns.map((c) => quotePgIdent(c.name)).join(', ')}) FROM STDIN`));
+      const copy = client.query(copyFrom(`COPY ${t} (${columns.map((c) => quotePgIdent(c.name)).join(', ')}) FROM STDIN`));
       await pipeline(stream, g, copy);
       throwIfAborted(signal);
       if (copy.rowCount !== g.rows) {

@@ -42,7 +42,7 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkInt, checkOptionKeys } from '../../util/options.js';
 import { BulkTextParser } from '../bulk-text.js';
-import { checkCreateTableArgs, checkReplaceRange, checkSnapshotArgs, closedError, runSnapshot, tableExistsError, toLoadStream } from '../source-common.js';
+import { checkCreateTableArgs, checkLoadColumns, checkReplaceRange, checkSnapshotArgs, closedError, loadColumns, runSnapshot, tableExistsError, toLoadStream } from '../source-common.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
   checkIdentifier,
@@ -417,11 +417,19 @@ export class SqliteSource implements TableSource {
    * back its storage class (see `sqlite-values.ts`).
    */
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
-    checkOptionKeys('SqliteSource.load', options, ['signal', 'onProgress', 'replaceRange']);
+    checkOptionKeys('SqliteSource.load', options, ['signal', 'onProgress', 'replaceRange', 'columns']);
     checkIdentifier('SqliteSource.load', 'table', table);
     const stream = toLoadStream('SqliteSource.load', input);
     const { signal, onProgress, replaceRange } = options;
-    const bounds = checkReplaceRange('SqliteSource.load', replaceRange);
+    let bounds: ReturnType<typeof checkReplaceRange>;
+    let names: readonly string[] | undefined;
+    try {
+      bounds = checkReplaceRange('SqliteSource.load', replaceRange);
+      names = checkLoadColumns('SqliteSource.load', options.columns);
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
     try {
       throwIfAborted(signal);
       this.#checkWritable('load');
@@ -436,9 +444,10 @@ export class SqliteSource implements TableSource {
       try {
         throwIfAborted(signal);
         const info = await sqliteTableInfo(this.name, inThreadQuery(() => db), table);
-        const n = info.columns.length;
-        const kinds = info.columns.map((c) => sqliteColumnKind(c.type));
-        const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${info.columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${info.columns.map(() => '?').join(', ')})`);
+        const { columns } = loadColumns(this.name, info.name, info.columns, names);
+        const n = columns.length;
+        const kinds = columns.map((c) => sqliteColumnKind(c.type));
+        const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
         let del: { sql: string; params: [bigint, bigint] } | undefined;
         if (bounds !== undefined) {
           const { column } = findColumn(this.name, info.name, info.columns, bounds.key);

@@ -88,3 +88,31 @@ export function itReplacesRange(table: () => Promise<SuiteSource>, rowsOf: (src:
     expect(await rowsOf(src)).toBe('1\tone\t1\n2\tnew\t2\n3\tnew\t3\n4\td\t4\n');
   });
 }
+
+/**
+ * `columns` puts the fields into the columns named, in that order; the
+ * others take their defaults. A name the table lacks is ENO_TABLE, a bad
+ * list EBAD_CONFIG, and rows must have as many fields as columns named.
+ *
+ * @param table - a fresh database holding `t (k int PRIMARY KEY, v varchar(8), n small int NULL)` with the row (1, 'one', 1)
+ * @param rowsOf - the bulk text of `t`
+ */
+export function itLoadsNamedColumns(table: () => Promise<SuiteSource>, rowsOf: (src: SuiteSource) => Promise<string>): void {
+  it('load({ columns }) fills the columns named, in that order; the others take their defaults', async () => {
+    await using src = await table();
+    expect((await src.load('t', Readable.from([Buffer.from('2\t2\ttwo\n')]), { columns: ['k', 'n', 'v'] })).rows).toBe(1);
+    expect((await src.load('t', Readable.from([Buffer.from('3\tthree\n')]), { columns: ['k', 'v'] })).rows).toBe(1);
+    const expected = '1\tone\t1\n2\ttwo\t2\n3\tthree\t\\N\n';
+    expect(await rowsOf(src)).toBe(expected);
+    const err = await rejectsWith(src.load('t', Readable.from([Buffer.from('4\tx\n')]), { columns: ['k', 'nope'] }), 'ENO_TABLE');
+    expect(err.message).toMatch(/no column "nope"/);
+    for (const bad of [[], ['k', 'k'], ['k', 'K'], 'k', ['k\0'], [1]]) {
+      const input = Readable.from([Buffer.from('4\tx\n')]);
+      await rejectsWith(src.load('t', input, { columns: bad as never }), 'EBAD_CONFIG');
+      expect(input.destroyed).toBe(true);
+    }
+    // Rows of the table's width are too wide for two columns: nothing is kept.
+    await rejectsWith(src.load('t', Readable.from([Buffer.from('5\tfive\t5\n')]), { columns: ['k', 'v'] }), 'EDB');
+    expect(await rowsOf(src)).toBe(expected);
+  });
+}

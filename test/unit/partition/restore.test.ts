@@ -82,6 +82,36 @@ describe('Partitioner.restore', () => {
     await src.close();
   });
 
+  it('loads into an existing table by column name: columns in another order keep their values, a missing one is ENO_TABLE', async () => {
+    const { d, f, out, src } = await dumped();
+    const vld = '"SEQNO", "TIMESTART", "TIMEEND", "SITEMASK", "VERSIONDATE"';
+    // Same columns in another order (two TEXT columns swapped), and one more with a default.
+    const dstFile = join(d, 'dst.db');
+    exec(dstFile, 'CREATE TABLE "CalibVld" ("SEQNO" INTEGER PRIMARY KEY, "TIMEEND" TEXT NOT NULL, "VERSIONDATE" TEXT, "TIMESTART" TEXT NOT NULL, "EXTRA" TEXT DEFAULT \'none\', "SITEMASK" INTEGER)');
+    await using dst = new SqliteSource(dstFile);
+    const r = await Partitioner.restore(dst, out, { table: 'CalibVld' });
+    expect(r.rows).toBe(250);
+    const pick = (file: string): unknown[][] => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return db.prepare(`SELECT ${vld} FROM "CalibVld" ORDER BY 1`).raw(true).all() as unknown[][];
+      } finally {
+        db.close();
+      }
+    };
+    expect(pick(dstFile)).toEqual(pick(f));
+    expect(pick(dstFile)[0]![1]).not.toEqual(pick(dstFile)[0]![2]);
+    expect(rowsOf(dstFile, 'CalibVld').every((row) => row.includes('none'))).toBe(true);
+    // A table lacking an archived column: ENO_TABLE naming it, nothing loaded.
+    const lacking = join(d, 'lacking.db');
+    exec(lacking, 'CREATE TABLE "CalibVld" ("SEQNO" INTEGER PRIMARY KEY, "TIMESTART" TEXT NOT NULL, "TIMEEND" TEXT NOT NULL, "SITEMASK" INTEGER)');
+    await using dst2 = new SqliteSource(lacking);
+    const err = await rejectsWith(Partitioner.restore(dst2, out, { table: 'CalibVld' }), 'ENO_TABLE');
+    expect(err.message).toMatch(/no column "VERSIONDATE"/);
+    expect(count(lacking, 'CalibVld')).toBe(0);
+    await src.close();
+  });
+
   it('restores one table, or one key range (cutting partitions that straddle it)', async () => {
     const { d, out, src } = await dumped();
     await using one = new SqliteSource(join(d, 'one.db'), { create: true });

@@ -381,6 +381,25 @@ describe('SqliteSource: createTable and load', () => {
     expect(await count()).toBe(3);
   });
 
+  it('load({ columns }) fills the columns named, in that order; the others take their defaults', async () => {
+    await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER DEFAULT 7, b BLOB); INSERT INTO t VALUES (1, 'one', 1, NULL);");
+    const rows = async (): Promise<string> => (await collect(await src.rows('t', { key: 'k' }))).toString();
+    expect((await src.load('t', Readable.from([Buffer.from('2\t\\\\x0aff\t2\ttwo\n')]), { columns: ['k', 'b', 'n', 'v'] })).rows).toBe(1);
+    expect((await src.load('t', Readable.from([Buffer.from('3\tthree\n')]), { columns: ['k', 'v'] })).rows).toBe(1);
+    // Each field is decoded by its own column's type: the BLOB given second is still a BLOB.
+    const expected = '1\tone\t1\t\\N\n2\ttwo\t2\t\\\\x0aff\n3\tthree\t7\t\\N\n';
+    expect(await rows()).toBe(expected);
+    const err = await rejectsWith(src.load('t', Readable.from([Buffer.from('4\tx\n')]), { columns: ['k', 'nope'] }), 'ENO_TABLE');
+    expect(err.message).toMatch(/no column "nope"/);
+    for (const bad of [[], ['k', 'k'], ['k', 'K'], 'k', ['k\0'], [1]]) {
+      const input = Readable.from([Buffer.from('4\tx\n')]);
+      await rejectsWith(src.load('t', input, { columns: bad as never }), 'EBAD_CONFIG');
+      expect(input.destroyed).toBe(true);
+    }
+    await rejectsWith(src.load('t', Readable.from([Buffer.from('5\tfive\t5\t\\N\n')]), { columns: ['k', 'v'] }), 'EDB');
+    expect(await rows()).toBe(expected);
+  });
+
   it('replaceRange replaces a partition in the same transaction', async () => {
     await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'old'), (3, 'old'), (4, 'd');");
     const tail = Buffer.concat([encodeBulkRow(['2', 'new']), encodeBulkRow(['3', 'new'])]);
