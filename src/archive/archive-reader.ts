@@ -74,11 +74,6 @@ export interface ArchivePassOptions {
   onProgress?: ProgressCallback | undefined;
   /** Cancels the pass. */
   signal?: AbortSignal | undefined;
-  /**
-   * The whole archive, already read into memory: the pass parses these
-   * bytes and does not open `file` (still named in errors).
-   */
-  bytes?: Buffer | undefined;
 }
 
 /**
@@ -207,15 +202,6 @@ async function* fileChunks(handle: FileHandle, file: string, size: number, diges
   }
 }
 
-/** {@link fileChunks} for bytes already in memory (one chunk). */
-async function* memoryChunks(bytes: Buffer, digest: DnaDigest | undefined, progress: ProgressTracker, counter: { bytes: number }): AsyncGenerator<Buffer> {
-  if (bytes.length === 0) return;
-  digest?.update(bytes);
-  counter.bytes += bytes.length;
-  progress.add(bytes.length);
-  yield bytes;
-}
-
 /**
  * Reads `file` once, calling `visit` for every entry.
  *
@@ -224,15 +210,13 @@ async function* memoryChunks(bytes: Buffer, digest: DnaDigest | undefined, progr
  * @param visit - the per-entry callback
  */
 export async function readArchive(file: string, options: ArchivePassOptions, visit: EntryVisitor): Promise<ArchivePassResult> {
-  const { signal, bytes } = options;
+  const { signal } = options;
   throwIfAborted(signal);
-  let handle: FileHandle | undefined;
-  if (bytes === undefined) {
-    try {
-      handle = await open(file, 'r');
-    } catch (err) {
-      throw fromFsError(err, 'read', file);
-    }
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw fromFsError(err, 'read', file);
   }
   const result: ArchivePassResult = { entries: 0, bytes: 0, dna: undefined, stopped: false };
   const digest = options.algorithm !== undefined ? new DnaDigest({ algorithm: options.algorithm }) : undefined;
@@ -257,19 +241,15 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
   };
   const dispose = onAbort(signal, (reason) => fail(reason));
   try {
-    let size: number;
-    if (handle !== undefined) {
-      const st = await handle.stat();
-      if (!st.isFile()) throw new StowageError('EBAD_CONFIG', `${file} is not a regular file.`, { details: { path: file } });
-      size = st.size;
-    } else size = bytes!.length;
+    const st = await handle.stat();
+    if (!st.isFile()) throw new StowageError('EBAD_CONFIG', `${file} is not a regular file.`, { details: { path: file } });
+    const size = st.size;
     const progress = new ProgressTracker(options.phase, options.onProgress, { bytesTotal: size });
     const magic = Buffer.alloc(2);
-    if (handle !== undefined) await handle.read(magic, 0, 2, 0);
-    else bytes!.copy(magic, 0, 0, 2);
+    await handle.read(magic, 0, 2, 0);
     const gzipped = magic[0] === 0x1f && magic[1] === 0x8b;
     const counter = { bytes: 0 };
-    source = Readable.from(handle !== undefined ? fileChunks(handle, file, size, digest, progress, counter, signal) : memoryChunks(bytes!, digest, progress, counter), { objectMode: false, highWaterMark: READ_SIZE });
+    source = Readable.from(fileChunks(handle, file, size, digest, progress, counter, signal), { objectMode: false, highWaterMark: READ_SIZE });
     let tarStream: AsyncIterable<Buffer> = source;
     if (gzipped) {
       gunzip = createGunzip({ chunkSize: 256 * 1024 });
@@ -365,6 +345,6 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
     if (!extract.destroyed) extract.destroy();
     // A visitor may still be cleaning up (discarding a .part file): the pass ends after it.
     await visiting?.catch(() => {});
-    await handle?.close().catch(() => {});
+    await handle.close().catch(() => {});
   }
 }

@@ -12,10 +12,11 @@
  *
  * @module
  */
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import type { Header } from 'tar-stream';
-import { StowageError } from '../errors.js';
+import { StowageError, fromFsError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
 import type { Dna } from '../dna/index.js';
 import { writeTarAtomic } from '../archive/archive-writer.js';
@@ -106,16 +107,10 @@ export async function writePartitionArchive(out: string, entries: readonly Archi
  *
  * @param file - the archive
  * @param signal - cancels the read
- * @param bytes - the archive's bytes, when already read (the file is not opened again)
  */
-export async function readManifest(file: string, signal?: AbortSignal, bytes?: Buffer): Promise<PartitionManifest> {
-  if (bytes !== undefined) {
-    throwIfAborted(signal);
-    const head = manifestAtStart(bytes);
-    if (head !== undefined) return parseManifest(head, file);
-  }
+export async function readManifest(file: string, signal?: AbortSignal): Promise<PartitionManifest> {
   let manifest: PartitionManifest | undefined;
-  await readArchive(file, { phase: 'read', signal, bytes }, async (e, data) => {
+  await readArchive(file, { phase: 'read', signal }, async (e, data) => {
     if (e.name !== MANIFEST_ENTRY || e.type !== 'file') {
       throw new StowageError('ECORRUPT_ARCHIVE', `${file} is not a partition archive: its first entry is ${JSON.stringify(e.name)}, not ${MANIFEST_ENTRY}.`, { details: { path: file, entry: e.name } });
     }
@@ -126,11 +121,43 @@ export async function readManifest(file: string, signal?: AbortSignal, bytes?: B
   return manifest;
 }
 
-/** Compressed bytes inflated, at most, to find the manifest at the start of an archive in memory. */
+/**
+ * {@link readManifest} of an archive whose DNA has just been verified (what
+ * `Partitioner.restore` does for every archive before loading): the first
+ * {@link MANIFEST_PEEK_BYTES} of the file are read and, when they hold the
+ * manifest whole ({@link manifestAtStart}), parsed; anything else goes to
+ * the full streaming pass, which decides. A partition's manifest is its
+ * first entry, a few hundred bytes: this inflates a few KiB instead of a
+ * whole gzip member (1 MiB) through streams.
+ *
+ * @param file - the archive
+ * @param signal - cancels the read
+ */
+export async function readVerifiedManifest(file: string, signal?: AbortSignal): Promise<PartitionManifest> {
+  throwIfAborted(signal);
+  let head: Buffer;
+  try {
+    const h = await open(file, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(MANIFEST_PEEK_BYTES);
+      const { bytesRead } = await h.read(buf, 0, buf.length, 0);
+      head = buf.subarray(0, bytesRead);
+    } finally {
+      await h.close();
+    }
+  } catch (err) {
+    throw fromFsError(err, 'read', file);
+  }
+  throwIfAborted(signal);
+  const bytes = manifestAtStart(head);
+  return bytes !== undefined ? parseManifest(bytes, file) : readManifest(file, signal);
+}
+
+/** Compressed bytes inflated, at most, to find the manifest at the start of an archive. */
 const MANIFEST_PEEK_BYTES = 16 * 1024;
 
 /**
- * The manifest's bytes when `bytes` (a whole `.tar.gz` in memory) starts
+ * The manifest's bytes when `bytes` (the start of a `.tar.gz`) starts
  * with a plain ustar header of {@link MANIFEST_ENTRY} whose checksum holds
  * and whose data lies within the first {@link MANIFEST_PEEK_BYTES}
  * inflated; undefined otherwise (then the full streaming pass decides).

@@ -44,7 +44,7 @@
  *
  * @module
  */
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -60,8 +60,8 @@ import { checkIdentifier, toKeyBounds, type DeferredIndexes, type KeyBound, type
 import { readArchive } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName } from './layout.js';
-import { parseManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
-import { manifestAtStart, readManifest, readSmallEntry } from './partition-archive.js';
+import type { ManifestTable, PartitionManifest } from './manifest.js';
+import { readSmallEntry, readVerifiedManifest } from './partition-archive.js';
 
 /** Options of {@link Partitioner.restore}. */
 export interface RestoreOptions {
@@ -200,34 +200,6 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
 /** Most hashing threads checking the archives' DNA (fewer on a machine with fewer cores). */
 const VERIFY_THREADS = 4;
 
-/** Compressed bytes read from the start of an archive to find its manifest without the streaming pass (see `manifestAtStart`). */
-const MANIFEST_HEAD_BYTES = 16 * 1024;
-
-/**
- * The manifest of an archive whose DNA has just been checked: parsed from
- * its first {@link MANIFEST_HEAD_BYTES} when they hold it whole (a
- * partition's manifest is its first entry, a few hundred bytes), otherwise
- * read by the streaming pass.
- */
-async function manifestOf(file: string, signal: AbortSignal): Promise<PartitionManifest> {
-  let head: Buffer;
-  try {
-    const h = await open(file, 'r');
-    try {
-      const buf = Buffer.allocUnsafe(MANIFEST_HEAD_BYTES);
-      const { bytesRead } = await h.read(buf, 0, buf.length, 0);
-      head = buf.subarray(0, bytesRead);
-    } finally {
-      await h.close();
-    }
-  } catch (err) {
-    throw fromFsError(err, 'read', file);
-  }
-  throwIfAborted(signal);
-  const bytes = manifestAtStart(head);
-  return bytes !== undefined ? parseManifest(bytes, file) : readManifest(file, signal);
-}
-
 /** Rows of the next archive read ahead of its load, at most (see {@link restorePartitions}, step 5). */
 const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 
@@ -356,7 +328,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const { expected, actual } = await hashes.check(c.path, c.path + SIDECAR_SUFFIX);
       throwIfAborted(signal);
       if (dnaEqual(expected, actual)) {
-        const m = manifestOf(c.path, sideSignal);
+        const m = readVerifiedManifest(c.path, sideSignal);
         m.catch(() => {});
         manifests.set(c, m);
       } else mutants.push({ path: c.path, expected, actual });

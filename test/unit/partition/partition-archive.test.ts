@@ -1,18 +1,18 @@
-// readManifest on an archive already in memory (what Partitioner.restore
-// does after checking a small archive's DNA) takes a short path: a few KiB
-// inflated and the first tar header parsed by hand. It must give the same
-// manifest as the full streaming pass, and leave anything unusual to it.
-import { readFile, readdir, rm } from 'node:fs/promises';
+// readVerifiedManifest (what Partitioner.restore reads once an archive's DNA
+// is checked) takes a short path: the first 16 KiB read, a few KiB inflated
+// and the first tar header parsed by hand. It must give the same manifest as
+// the full streaming pass (readManifest), and leave anything unusual to it.
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import { Partitioner } from '../../../src/partition/index.js';
 import { formatManifest, MANIFEST_ENTRY } from '../../../src/partition/manifest.js';
-import { manifestAtStart, readManifest, writePartitionArchive } from '../../../src/partition/partition-archive.js';
+import { manifestAtStart, readManifest, readVerifiedManifest, writePartitionArchive } from '../../../src/partition/partition-archive.js';
 import { makePairDb, rejectsWith, tempDir } from './helpers.js';
 
-describe('readManifest from bytes in memory', () => {
+describe('readVerifiedManifest: the manifest from the first bytes of an archive', () => {
   it('gives the manifest the full pass gives, from the first KiB of the first member', async () => {
     const d = await tempDir();
     try {
@@ -26,8 +26,8 @@ describe('readManifest from bytes in memory', () => {
       for (const name of files) {
         const file = join(out, 'CalibVld', name);
         const bytes = await readFile(file);
-        expect(manifestAtStart(bytes)).toBeDefined();
-        expect(await readManifest(file, undefined, bytes)).toEqual(await readManifest(file));
+        expect(manifestAtStart(bytes.subarray(0, 16 * 1024))).toBeDefined();
+        expect(await readVerifiedManifest(file)).toEqual(await readManifest(file));
       }
     } finally {
       await rm(d, { recursive: true, force: true });
@@ -47,7 +47,9 @@ describe('readManifest from bytes in memory', () => {
       const badSum = Buffer.from(tar);
       badSum[10] = badSum[10]! ^ 0x01;
       expect(manifestAtStart(gzipSync(badSum))).toBeUndefined();
-      await rejectsWith(readManifest(file, undefined, gzipSync(badSum)), 'ECORRUPT_ARCHIVE');
+      const broken = join(d, 'broken.tar.gz');
+      await writeFile(broken, gzipSync(badSum));
+      await rejectsWith(readVerifiedManifest(broken), 'ECORRUPT_ARCHIVE');
       // Another first entry: not a partition archive.
       const other = Buffer.from(tar);
       other.write('other.json\0\0\0', 0, 'latin1');
@@ -55,7 +57,10 @@ describe('readManifest from bytes in memory', () => {
       for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : other[i]!;
       other.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
       expect(manifestAtStart(gzipSync(other))).toBeUndefined();
-      await rejectsWith(readManifest(file, undefined, gzipSync(other)), 'ECORRUPT_ARCHIVE');
+      await writeFile(broken, gzipSync(other));
+      await rejectsWith(readVerifiedManifest(broken), 'ECORRUPT_ARCHIVE');
+      // A file that is not there: the file system's error, as a StowageError.
+      await rejectsWith(readVerifiedManifest(join(d, 'gone.tar.gz')), 'ENOT_FOUND');
       // Not gzip, or cut short: undefined, never a throw.
       expect(manifestAtStart(tar)).toBeUndefined();
       expect(manifestAtStart(good.subarray(0, 12))).toBeUndefined();
