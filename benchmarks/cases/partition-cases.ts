@@ -202,27 +202,18 @@ async function spread<C>(conns: readonly C[], files: readonly string[], fn: (c: 
  */
 async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
   const files = await extractRows(outDir, join(ctx.dir, 'pg-floor'));
-  let best = Infinity;
-  for (let i = 0; i < trials; i++) {
-    const db = await fresh();
-    const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => server.connect({ database: db })));
-    try {
-      await conns[0]!.query(PG_DDL.replace(' PRIMARY KEY', ''));
-      const t0 = performance.now();
+  return bestOverConns('postgres-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }) }, {
+    setup: (c) => c.query(PG_DDL.replace(' PRIMARY KEY', '')),
+    timed: async (conns) => {
       await spread(conns, files, async (c, file) => {
         await c.query('BEGIN');
         await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), c.query(copyFrom(`COPY ${TABLE} FROM STDIN`)));
         await c.query('COMMIT');
       });
       await conns[0]!.query(`ALTER TABLE ${TABLE} ADD PRIMARY KEY (id)`);
-      best = Math.min(best, (performance.now() - t0) / 1000);
-      const { rows: r } = await conns[0]!.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${TABLE}`);
-      if (Number(r[0]?.n) !== rows) throw new Error(`postgres-restore floor: ${String(r[0]?.n)} rows loaded`);
-    } finally {
-      await Promise.all(conns.map((c) => c.end()));
-    }
-  }
-  return best;
+    },
+    count: async (c) => Number((await c.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${TABLE}`)).rows[0]?.n),
+  });
 }
 
 /**
@@ -236,24 +227,42 @@ async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outD
  */
 async function mariadbLoadFloor(ctx: BenchContext, server: MariadbServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
   const files = await extractRows(outDir, join(ctx.dir, 'mariadb-floor'));
-  let best = Infinity;
-  for (let i = 0; i < trials; i++) {
-    const db = await fresh();
-    const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => server.connect({ database: db })));
-    try {
-      await conns[0]!.query(MYSQL_DDL);
-      const t0 = performance.now();
-      await spread(conns, files, async (c, file) => {
+  return bestOverConns('mariadb-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }) }, {
+    setup: (c) => c.query(MYSQL_DDL),
+    timed: (conns) =>
+      spread(conns, files, async (c, file) => {
         await c.query('START TRANSACTION');
         await c.query({
           sql: `LOAD DATA LOCAL INFILE 'rows' INTO TABLE ${TABLE} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n'`,
           infileStreamFactory: () => createReadStream(file, { highWaterMark: 1 << 20 }),
         });
         await c.query('COMMIT');
-      });
+      }),
+    count: async (c) => Number(((await c.query(`SELECT COUNT(*) AS n FROM ${TABLE}`))[0] as { n: number }[])[0]?.n),
+  });
+}
+
+/**
+ * Best seconds of `trials` runs of `work.timed` over CONCURRENCY new
+ * connections to a fresh database each time, after `work.setup` on the
+ * first; `work.count` must then find `rows` rows.
+ */
+async function bestOverConns<C extends { end(): Promise<unknown> }>(
+  what: string,
+  run: { trials: number; rows: number; fresh: () => Promise<string>; connect: (database: string) => Promise<C> },
+  work: { setup: (c: C) => Promise<unknown>; timed: (conns: C[]) => Promise<void>; count: (c: C) => Promise<number> },
+): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < run.trials; i++) {
+    const db = await run.fresh();
+    const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => run.connect(db)));
+    try {
+      await work.setup(conns[0]!);
+      const t0 = performance.now();
+      await work.timed(conns);
       best = Math.min(best, (performance.now() - t0) / 1000);
-      const [r] = (await conns[0]!.query(`SELECT COUNT(*) AS n FROM ${TABLE}`))[0] as { n: number }[];
-      if (Number(r?.n) !== rows) throw new Error(`mariadb-restore floor: ${String(r?.n)} rows loaded`);
+      const n = await work.count(conns[0]!);
+      if (n !== run.rows) throw new Error(`${what}: ${n} rows loaded of ${run.rows}`);
     } finally {
       await Promise.all(conns.map((c) => c.end()));
     }

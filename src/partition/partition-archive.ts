@@ -132,25 +132,28 @@ export async function readManifest(file: string, signal?: AbortSignal): Promise<
  *
  * @param file - the archive
  * @param signal - cancels the read
+ * @param bytes - the archive's first bytes (or all of them), when already read
  */
-export async function readVerifiedManifest(file: string, signal?: AbortSignal): Promise<PartitionManifest> {
+export async function readVerifiedManifest(file: string, signal?: AbortSignal, bytes?: Buffer): Promise<PartitionManifest> {
   throwIfAborted(signal);
-  let head: Buffer;
-  try {
-    const h = await open(file, 'r');
+  let head = bytes;
+  if (head === undefined) {
     try {
-      const buf = Buffer.allocUnsafe(MANIFEST_PEEK_BYTES);
-      const { bytesRead } = await h.read(buf, 0, buf.length, 0);
-      head = buf.subarray(0, bytesRead);
-    } finally {
-      await h.close();
+      const h = await open(file, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(MANIFEST_PEEK_BYTES);
+        const { bytesRead } = await h.read(buf, 0, buf.length, 0);
+        head = buf.subarray(0, bytesRead);
+      } finally {
+        await h.close();
+      }
+    } catch (err) {
+      throw fromFsError(err, 'read', file);
     }
-  } catch (err) {
-    throw fromFsError(err, 'read', file);
+    throwIfAborted(signal);
   }
-  throwIfAborted(signal);
-  const bytes = manifestAtStart(head);
-  return bytes !== undefined ? parseManifest(bytes, file) : readManifest(file, signal);
+  const manifest = manifestAtStart(head);
+  return manifest !== undefined ? parseManifest(manifest, file) : readManifest(file, signal);
 }
 
 /** Compressed bytes inflated, at most, to find the manifest at the start of an archive. */

@@ -2,7 +2,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, expect } from 'vitest';
+import type { TableSource } from '../../../src/db/index.js';
 import { StowageError } from '../../../src/errors.js';
 
 const dirs: string[] = [];
@@ -60,4 +62,24 @@ export async function collect(stream: AsyncIterable<Uint8Array | string>): Promi
 /** Yields `buf` in chunks of `size` bytes. */
 export async function* chunked(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+/**
+ * Asserts how `load(table, input, { columns })` refuses bad columns of a
+ * table with a column `k` and no column `nope`: a name the table lacks is
+ * ENO_TABLE naming it; an empty list, a name twice (also by case), not an
+ * array, a bad name or not a string is EBAD_CONFIG; the input is destroyed
+ * each time.
+ *
+ * @param src - the source
+ * @param table - the table
+ */
+export async function expectBadLoadColumns(src: TableSource, table: string): Promise<void> {
+  const err = await rejectsWith(src.load(table, Readable.from([Buffer.from('4\tx\n')]), { columns: ['k', 'nope'] }), 'ENO_TABLE');
+  expect(err.message).toMatch(/no column "nope"/);
+  for (const bad of [[], ['k', 'k'], ['k', 'K'], 'k', ['k\0'], [1]]) {
+    const input = Readable.from([Buffer.from('4\tx\n')]);
+    await rejectsWith(src.load(table, input, { columns: bad as never }), 'EBAD_CONFIG');
+    expect(input.destroyed, JSON.stringify(bad)).toBe(true);
+  }
 }

@@ -8,6 +8,7 @@ import type { TableSource } from '../../../src/db/index.js';
 import { Partitioner, formatBound } from '../../../src/partition/index.js';
 import { formatManifest, parseManifest } from '../../../src/partition/manifest.js';
 import { writePartitionArchive } from '../../../src/partition/partition-archive.js';
+import { restorePartitions } from '../../../src/partition/restore.js';
 import type { Progress } from '../../../src/progress.js';
 import { archiveEntries, count, exec, makePairDb, rejectsWith, tempDir } from './helpers.js';
 
@@ -161,6 +162,34 @@ describe('Partitioner.restore', () => {
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
     await rejectsWith(Partitioner.restore(dst, out), 'ENO_SIDECAR');
     expect(tablesOf(join(d, 'dst.db'))).toEqual([]);
+    await src.close();
+  });
+
+  it('checks the DNAs on worker threads when the archives are many: restores intact ones, refuses a mutant or a missing sidecar first', async () => {
+    // poolMinBytes 0: the path a restore of 64 MiB of archives or more takes.
+    const onWorkers = { poolMinBytes: 0 };
+    const { d, out, src } = await dumped();
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const phases: string[] = [];
+    const r = await restorePartitions(dst, out, { onProgress: (p) => phases.at(-1) !== p.phase && phases.push(p.phase) }, onWorkers);
+    expect(r.rows).toBe(1000);
+    expect(phases).toEqual(['verify', 'load']);
+    expect((await Partitioner.compare(src, dst, 'Calib')).equal).toBe(true);
+    const victim = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    const buf = await readFile(victim);
+    buf[buf.length - 100]! ^= 0x01;
+    await writeFile(victim, buf);
+    await using fresh = new SqliteSource(join(d, 'fresh.db'), { create: true });
+    const err = await rejectsWith(restorePartitions(fresh, out, {}, onWorkers), 'EDIGEST_MISMATCH');
+    expect((err.details['mutants'] as { path: string }[]).map((m) => m.path)).toEqual([victim]);
+    await rm(join(out, 'CalibVld', '0000000201-0000000300.tar.gz.dna'));
+    await rejectsWith(restorePartitions(fresh, out, {}, onWorkers), 'ENO_SIDECAR');
+    expect(tablesOf(join(d, 'fresh.db'))).toEqual([]);
+    // Aborted while the workers hash: the reason, nothing loaded.
+    const ac = new AbortController();
+    const reason = new Error('stop');
+    await expect(restorePartitions(fresh, out, { signal: ac.signal, onProgress: () => ac.abort(reason) }, onWorkers)).rejects.toBe(reason);
+    expect(tablesOf(join(d, 'fresh.db'))).toEqual([]);
     await src.close();
   });
 
