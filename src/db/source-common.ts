@@ -70,45 +70,6 @@ export function checkReplaceRange(who: string, replaceRange: LoadOptions['replac
 }
 
 /**
- * Checks the `columns` of a load (EBAD_CONFIG unless a non-empty array of
- * valid, distinct names).
- *
- * @param who - e.g. `MysqlSource.load`, for messages
- * @param columns - the option, or undefined
- */
-export function checkLoadColumns(who: string, columns: LoadOptions['columns']): readonly string[] | undefined {
-  if (columns === undefined) return undefined;
-  if (!Array.isArray(columns) || columns.length === 0) {
-    throw new StowageError('EBAD_CONFIG', `${who}: option "columns" must be a non-empty array of column names.`, { details: { option: 'columns' } });
-  }
-  for (const c of columns as unknown[]) checkIdentifier(who, 'columns', c as string);
-  if (new Set(columns).size !== columns.length) {
-    throw new StowageError('EBAD_CONFIG', `${who}: option "columns" names a column twice (${columns.join(', ')}).`, { details: { option: 'columns' } });
-  }
-  return Object.freeze([...columns]);
-}
-
-/**
- * The columns a load fills, in field order: those named by `names`
- * (resolved as {@link findColumn} does: ENO_TABLE for a name the table
- * lacks, EBAD_CONFIG for two names resolving to one column), or every
- * stored column.
- *
- * @param source - the source's name
- * @param table - the table's resolved name
- * @param stored - its stored columns, in table order
- * @param names - the load's `columns` option, checked by {@link checkLoadColumns}
- */
-export function loadColumns<C extends ColumnInfo>(source: string, table: string, stored: readonly C[], names: readonly string[] | undefined): { columns: readonly C[]; indexes: readonly number[] } {
-  if (names === undefined) return { columns: stored, indexes: stored.map((_, i) => i) };
-  const indexes = names.map((n) => findColumn(source, table, stored, n).index);
-  if (new Set(indexes).size !== indexes.length) {
-    throw new StowageError('EBAD_CONFIG', `${source}: the columns given to load ${JSON.stringify(table)} (${names.join(', ')}) name one of its columns twice.`, { details: { source, table, option: 'columns' } });
-  }
-  return { columns: indexes.map((i) => stored[i]!), indexes };
-}
-
-/**
  * Checks the arguments of `snapshot()`.
  *
  * @param who - e.g. `MysqlSource.snapshot`

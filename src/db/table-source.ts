@@ -63,14 +63,15 @@
  *   {@link toKeyBounds} for `lo`/`hi`; then `throwIfAborted(signal)`.
  * - Resolve the table ({@link noSuchTable}) and the key ({@link findColumn})
  *   before starting a query; wrap driver errors with {@link dbError}.
- * - `rows`: select {@link TableReader.columns} in order, `WHERE key BETWEEN
+ * - `rows`: select {@link TableReader.columns} in order (or the `columns`
+ *   named: `pickColumns` in `source-common.ts`), `WHERE key BETWEEN
  *   lo AND hi` (missing bounds: unbounded, NULL keys never), `ORDER BY key,
  *   <other primary-key columns>`; a Readable fed by a cursor or a copy
  *   stream with backpressure; abort → `destroy(signal.reason)`.
  * - `digestRange`: {@link digestRangeOf}, nothing engine-specific.
  * - `load`: one transaction; `replaceRange` deletes inside it; the fields
  *   go into the `columns` named, by name, else into every stored column in
- *   table order (`loadColumns` in `source-common.ts`); on any failure roll
+ *   table order (`pickColumns` in `source-common.ts`); on any failure roll
  *   back and destroy the input; progress with phase `'load'`.
  * - Test with the all-types fixture (`test/fixtures/db/all-types.ts`):
  *   dump, load into a fresh database, equal `digestRange`, byte-identical
@@ -175,6 +176,26 @@ export interface RowsOptions extends DbOptions {
   lo?: KeyBound;
   /** Largest key included (default: no upper bound). */
   hi?: KeyBound;
+  /**
+   * Only these columns, in this order: each field of a row is the column
+   * named at its position (names resolved as for {@link LoadOptions.columns}:
+   * exactly, else case-insensitively when that is unambiguous). Default:
+   * every stored column in table order. `Partitioner.compare` reads a table
+   * whose columns are in another order on the other side this way. A name
+   * the table lacks is ENO_TABLE; an empty list, a name given twice or a bad
+   * name is EBAD_CONFIG.
+   */
+  columns?: readonly string[];
+}
+
+/** Options of {@link TableReader.digestRange}. */
+export interface DigestRangeOptions extends DbOptions {
+  /**
+   * Digest the rows made of these columns, in this order, as
+   * {@link RowsOptions.columns} selects them; the key column must be one of
+   * them (EBAD_CONFIG otherwise). Default: every stored column.
+   */
+  columns?: readonly string[];
 }
 
 /** A key range to replace during a load; see {@link LoadOptions.replaceRange}. */
@@ -278,9 +299,10 @@ export interface TableReader {
   /**
    * Count and digest of the rows with `lo <= key <= hi`, as defined in
    * `range-digest.ts`: {@link digestBulkText} over this reader's own
-   * {@link rows} output. Equal on both sides of a dump and load.
+   * {@link rows} output (of the `columns` named, if given). Equal on both
+   * sides of a dump and load.
    */
-  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest>;
+  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DigestRangeOptions): Promise<RangeDigest>;
 }
 
 /**
@@ -435,6 +457,48 @@ export function findColumn(source: string, table: string, columns: readonly Colu
 }
 
 /**
+ * Checks a `columns` option ({@link RowsOptions.columns},
+ * {@link LoadOptions.columns}, {@link DigestRangeOptions.columns}):
+ * EBAD_CONFIG unless it is a non-empty array of valid, distinct names.
+ * Returns a frozen copy, or undefined when the option is not given.
+ *
+ * @param who - e.g. `MysqlSource.load`, for messages
+ * @param columns - the option, or undefined
+ */
+export function checkColumnNames(who: string, columns: readonly string[] | undefined): readonly string[] | undefined {
+  if (columns === undefined) return undefined;
+  if (!Array.isArray(columns) || columns.length === 0) {
+    throw new StowageError('EBAD_CONFIG', `${who}: option "columns" must be a non-empty array of column names.`, { details: { option: 'columns' } });
+  }
+  for (const c of columns as unknown[]) checkIdentifier(who, 'columns', c as string);
+  if (new Set(columns).size !== columns.length) {
+    throw new StowageError('EBAD_CONFIG', `${who}: option "columns" names a column twice (${columns.join(', ')}).`, { details: { option: 'columns' } });
+  }
+  return Object.freeze([...columns]);
+}
+
+/**
+ * The columns a read selects or a load fills, in field order: those named
+ * by `names` (each resolved as {@link findColumn} does: ENO_TABLE for a
+ * name the table lacks; EBAD_CONFIG for two names resolving to one column),
+ * or every stored column. `indexes` are their positions among `stored`.
+ *
+ * @param source - the source's name
+ * @param table - the table's resolved name
+ * @param stored - its stored columns, in table order
+ * @param names - a `columns` option checked by {@link checkColumnNames}, or undefined
+ * @param action - what the columns are for, in messages (`load`, `read`)
+ */
+export function pickColumns<C extends ColumnInfo>(source: string, table: string, stored: readonly C[], names: readonly string[] | undefined, action = 'load'): { columns: readonly C[]; indexes: readonly number[] } {
+  if (names === undefined) return { columns: stored, indexes: stored.map((_, i) => i) };
+  const indexes = names.map((n) => findColumn(source, table, stored, n).index);
+  if (new Set(indexes).size !== indexes.length) {
+    throw new StowageError('EBAD_CONFIG', `${source}: the columns given to ${action} ${JSON.stringify(table)} (${names.join(', ')}) name one of its columns twice.`, { details: { source, table, option: 'columns' } });
+  }
+  return { columns: indexes.map((i) => stored[i]!), indexes };
+}
+
+/**
  * Wraps a driver error as EDB, keeping it as `cause`; StowageErrors (and an
  * abort reason, when `signal` is aborted) pass through unchanged.
  *
@@ -453,24 +517,36 @@ export function dbError(err: unknown, source: string, action: string, signal?: A
 
 /**
  * The generic {@link TableReader.digestRange}: finds the key's position
- * with `columns()` and digests the reader's own `rows()` output.
+ * with `columns()` (among the `columns` named, if given) and digests the
+ * reader's own `rows()` output.
  *
  * @param reader - the reader
  * @param table - the table
  * @param key - the key column
  * @param lo - smallest key, if any
  * @param hi - largest key, if any
- * @param options - signal
+ * @param options - signal, columns
  */
-export async function digestRangeOf(reader: TableReader, table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
-  const columns = await reader.columns(table, options);
-  const { index } = findColumn(reader.name, table, columns, key);
+export async function digestRangeOf(reader: TableReader, table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
+  const names = checkColumnNames(`${reader.engine} digestRange`, options.columns);
+  const stored = await reader.columns(table, { signal: options.signal });
+  const { index } = findColumn(reader.name, table, stored, key);
+  let keyIndex = index;
   const rowsOptions: RowsOptions = { key, signal: options.signal };
+  if (names !== undefined) {
+    keyIndex = pickColumns(reader.name, table, stored, names, 'read').indexes.indexOf(index);
+    if (keyIndex < 0) {
+      throw new StowageError('EBAD_CONFIG', `${reader.name}: the columns given to digest ${JSON.stringify(table)} (${names.join(', ')}) must include the key column ${JSON.stringify(stored[index]!.name)}.`, {
+        details: { source: reader.name, table, option: 'columns', key },
+      });
+    }
+    rowsOptions.columns = names;
+  }
   if (lo !== undefined) rowsOptions.lo = lo;
   if (hi !== undefined) rowsOptions.hi = hi;
   const stream = await reader.rows(table, rowsOptions);
   try {
-    return await digestBulkText(stream, { keyIndex: index, signal: options.signal });
+    return await digestBulkText(stream, { keyIndex, signal: options.signal });
   } finally {
     stream.destroy();
   }

@@ -12,6 +12,12 @@
  * one key value per side at a time (and one entry per occupied range for
  * the report).
  *
+ * Rows are compared by column name: a side whose columns are in another
+ * order is read in the order of side a (`columns` of `rows()` and
+ * `digestRange()`), so a table restored into a target whose columns are
+ * ordered differently compares equal. Columns only one side has are left
+ * out of the rows compared (and make the report not equal).
+ *
  * @module
  */
 import { StowageError } from '../errors.js';
@@ -82,14 +88,20 @@ export interface CompareReport {
   readonly table: string;
   /** The key column. */
   readonly key: string;
-  /** True when every range has the same count and digest on both sides, the NULL-key rows included in the counts, and the columns are the same. */
+  /** True when every range has the same count and digest on both sides, the NULL-key rows included in the counts, and both sides have the same columns (in any order). */
   readonly equal: boolean;
   /** Side a: the source's name, its rows (non-NULL key), rows with a NULL key, its columns. */
   readonly a: CompareSide;
   /** Side b, likewise. */
   readonly b: CompareSide;
-  /** Whether both sides have the same column names in the same order. */
+  /**
+   * Whether both sides have the same column names, in any order (a name
+   * matched exactly, else case-insensitively when that is unambiguous).
+   * The rows are compared on the columns both sides have, by name.
+   */
   readonly columnsEqual: boolean;
+  /** Whether they are also in the same order (table layout only: it does not make the sides differ). */
+  readonly columnOrderEqual: boolean;
   /** Every occupied range (of either side), in key order. */
   readonly ranges: readonly RangeComparison[];
   /** The ranges that differ. */
@@ -110,6 +122,45 @@ export interface CompareSide {
   readonly nulls: number;
   /** Its column names. */
   readonly columns: readonly string[];
+}
+
+/**
+ * The columns both sides have, matched by name (exactly, else
+ * case-insensitively when unambiguous; the key columns, resolved on each
+ * side, always match), in side a's order: `a` and `b` are their names on
+ * each side, `undefined` where a side can be read as it is stored.
+ */
+function matchColumns(namesA: readonly string[], namesB: readonly string[], keyA: number, keyB: number): { a: string[] | undefined; b: string[] | undefined; keyIndex: number; equal: boolean } {
+  const exact = new Map(namesB.map((n, i) => [n, i] as const));
+  const lower = new Map<string, number[]>();
+  namesB.forEach((n, i) => lower.set(n.toLowerCase(), [...(lower.get(n.toLowerCase()) ?? []), i]));
+  const used = new Set<number>();
+  const pairs: [number, number][] = [];
+  for (const [i, n] of namesA.entries()) {
+    let j = i === keyA ? keyB : exact.get(n);
+    if (j === undefined) {
+      const m = lower.get(n.toLowerCase());
+      if (m !== undefined && m.length === 1) j = m[0];
+    }
+    if (j === undefined || used.has(j) || (j === keyB && i !== keyA)) continue;
+    used.add(j);
+    pairs.push([i, j]);
+  }
+  const equal = pairs.length === namesA.length && pairs.length === namesB.length;
+  const asStored = (idx: number[], all: number): boolean => idx.length === all && idx.every((v, k) => v === k);
+  const ia = pairs.map(([i]) => i);
+  const ib = pairs.map(([, j]) => j);
+  return {
+    a: asStored(ia, namesA.length) ? undefined : ia.map((i) => namesA[i]!),
+    b: asStored(ib, namesB.length) ? undefined : ib.map((j) => namesB[j]!),
+    keyIndex: ia.indexOf(keyA),
+    equal,
+  };
+}
+
+/** `options` with `columns` when some are given. */
+function withColumns<T extends object>(options: T, columns: readonly string[] | undefined): T & { columns?: readonly string[] } {
+  return columns === undefined ? options : { ...options, columns };
 }
 
 /** A piece of a differing range this small (rows on both sides) is compared key by key instead of being bisected further. */
@@ -186,10 +237,11 @@ async function* rangeDigests(
   grid: PartitionGrid,
   lo: bigint | undefined,
   hi: bigint | undefined,
+  columns: readonly string[] | undefined,
   signal: AbortSignal | undefined,
   onBytes: (n: number) => void,
 ): AsyncGenerator<SideRange> {
-  const opts: RowsOptions = { key, signal };
+  const opts: RowsOptions = withColumns({ key, signal }, columns);
   if (lo !== undefined) opts.lo = lo;
   if (hi !== undefined) opts.hi = hi;
   const stream = await reader.rows(table, opts);
@@ -258,17 +310,19 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
   const progress = new ProgressTracker('compare', options.onProgress);
 
   const [colsA, colsB, rangeA, rangeB] = await Promise.all([a.columns(table, { signal }), b.columns(table, { signal }), a.keyRange(table, key, { signal }), b.keyRange(table, key, { signal })]);
-  const keyA = findColumn(a.name, table, colsA, key).index;
-  const keyB = findColumn(b.name, table, colsB, key).index;
   const namesA = colsA.map((c) => c.name);
   const namesB = colsB.map((c) => c.name);
-  const columnsEqual = namesA.length === namesB.length && namesA.every((n, i) => n === namesB[i]);
+  // Both sides are read with the columns they share, in a's order, by name.
+  const match = matchColumns(namesA, namesB, findColumn(a.name, table, colsA, key).index, findColumn(b.name, table, colsB, key).index);
+  const keyIndex = match.keyIndex;
+  const columnsEqual = match.equal;
+  const columnOrderEqual = columnsEqual && namesA.every((n, i) => n === namesB[i]);
 
   const clampLo = (v: bigint): bigint => (bounds.lo !== undefined && v < bounds.lo ? bounds.lo : v);
   const clampHi = (v: bigint): bigint => (bounds.hi !== undefined && v > bounds.hi ? bounds.hi : v);
   const digest = async (lo: bigint, hi: bigint): Promise<[RangeDigest, RangeDigest]> => {
     throwIfAborted(signal);
-    const r = await Promise.all([a.digestRange(table, key, lo, hi, { signal }), b.digestRange(table, key, lo, hi, { signal })]);
+    const r = await Promise.all([a.digestRange(table, key, lo, hi, withColumns({ signal }, match.a)), b.digestRange(table, key, lo, hi, withColumns({ signal }, match.b))]);
     progress.add(r[0].bytes + r[1].bytes);
     return r;
   };
@@ -286,9 +340,9 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
 
   /** Reads [lo, hi] from both sides in key order and lists the keys that differ. */
   const merge = async (lo: bigint, hi: bigint): Promise<void> => {
-    const [sa, sb] = await Promise.all([a.rows(table, { key, lo, hi, signal }), b.rows(table, { key, lo, hi, signal })]);
-    const ga = keyGroups(sa as AsyncIterable<Buffer>, keyA, a.name, table);
-    const gb = keyGroups(sb as AsyncIterable<Buffer>, keyB, b.name, table);
+    const [sa, sb] = await Promise.all([a.rows(table, withColumns({ key, lo, hi, signal }, match.a)), b.rows(table, withColumns({ key, lo, hi, signal }, match.b))]);
+    const ga = keyGroups(sa as AsyncIterable<Buffer>, keyIndex, a.name, table);
+    const gb = keyGroups(sb as AsyncIterable<Buffer>, keyIndex, b.name, table);
     try {
       let x = await ga.next();
       let y = await gb.next();
@@ -335,8 +389,8 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
   // The occupied ranges of either side, each side read once; the differing ones narrowed down afterwards
   // (a snapshot reader may have one connection, busy while its stream is open).
   const ranges: RangeComparison[] = [];
-  const sa = rangeDigests(a, table, key, keyA, grid, bounds.lo, bounds.hi, signal, (n) => progress.add(n));
-  const sb = rangeDigests(b, table, key, keyB, grid, bounds.lo, bounds.hi, signal, (n) => progress.add(n));
+  const sa = rangeDigests(a, table, key, keyIndex, grid, bounds.lo, bounds.hi, match.a, signal, (n) => progress.add(n));
+  const sb = rangeDigests(b, table, key, keyIndex, grid, bounds.lo, bounds.hi, match.b, signal, (n) => progress.add(n));
   try {
     let [x, y] = await Promise.all([sa.next(), sb.next()]);
     while (!x.done || !y.done) {
@@ -366,6 +420,7 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
     a: Object.freeze({ name: a.name, rows: rangeA.count, nulls: rangeA.nulls, columns: Object.freeze(namesA) }),
     b: Object.freeze({ name: b.name, rows: rangeB.count, nulls: rangeB.nulls, columns: Object.freeze(namesB) }),
     columnsEqual,
+    columnOrderEqual,
     ranges: Object.freeze(ranges),
     differingRanges: Object.freeze(differingRanges),
     differences: Object.freeze(differences),

@@ -833,7 +833,9 @@ export class Partitioner {
   /**
    * Compares a table in two databases range by range (counts and range
    * digests), and where a range differs, narrows it down by bisection to
-   * the keys whose rows differ; see {@link CompareReport}.
+   * the keys whose rows differ; see {@link CompareReport}. Rows are
+   * compared by column name, so a side whose columns are in another order
+   * (a table restored into an existing one) compares equal.
    *
    * @param a - one database (or snapshot reader)
    * @param b - the other

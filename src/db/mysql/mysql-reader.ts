@@ -27,13 +27,16 @@ import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
 import { withLent } from '../source-common.js';
 import {
+  checkColumnNames,
   checkIdentifier,
   digestRangeOf,
   findColumn,
   noSuchTable,
+  pickColumns,
   toKeyBounds,
   type ColumnInfo,
   type DbOptions,
+  type DigestRangeOptions,
   type KeyBound,
   type KeyRange,
   type RowsOptions,
@@ -230,9 +233,10 @@ export function mysqlKeyColumn(source: string, info: MysqlTableInfo, key: string
  * @param keyName - the key column's name
  * @param lo - smallest key, if any
  * @param hi - largest key, if any
+ * @param pick - the columns selected, as indexes into `info.columns` in field order (default: all, in table order)
  */
-export function mysqlRangeQuery(info: MysqlTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined): string {
-  const cols = info.columns.map((c, i) => (info.dataTypes[i] === 'float' ? `(${quoteMysqlIdent(c.name)} + 0e0)` : quoteMysqlIdent(c.name))).join(', ');
+export function mysqlRangeQuery(info: MysqlTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined, pick?: readonly number[]): string {
+  const cols = (pick ?? info.columns.map((_, i) => i)).map((i) => (info.dataTypes[i] === 'float' ? `(${quoteMysqlIdent(info.columns[i]!.name)} + 0e0)` : quoteMysqlIdent(info.columns[i]!.name))).join(', ');
   const key = quoteMysqlIdent(keyName);
   const where = lo !== undefined && hi !== undefined ? `${key} BETWEEN ${lo} AND ${hi}` : lo !== undefined ? `${key} >= ${lo}` : hi !== undefined ? `${key} <= ${hi}` : `${key} IS NOT NULL`;
   const pk = info.columns
@@ -574,9 +578,10 @@ export class MysqlReader implements TableReader {
 
   /** The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}). */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
-    checkOptionKeys('MysqlSource.rows', options, ['key', 'lo', 'hi', 'signal']);
+    checkOptionKeys('MysqlSource.rows', options, ['key', 'lo', 'hi', 'signal', 'columns']);
     checkIdentifier('MysqlSource.rows', 'table', table);
     checkIdentifier('MysqlSource.rows', 'key', options?.key);
+    const names = checkColumnNames('MysqlSource.rows', options.columns);
     const { lo, hi } = toKeyBounds('MysqlSource.rows', options.lo, options.hi);
     const { signal } = options;
     throwIfAborted(signal);
@@ -588,7 +593,8 @@ export class MysqlReader implements TableReader {
       const info = await mysqlTableInfo(ctx.name, lent.conn, table);
       const key = mysqlKeyColumn(ctx.name, info, options.key);
       throwIfAborted(signal);
-      stream = new MysqlRowStream(lent, mysqlRangeQuery(info, key.name, lo, hi), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
+      const { indexes } = pickColumns(ctx.name, info.name, info.columns, names, 'read');
+      stream = new MysqlRowStream(lent, mysqlRangeQuery(info, key.name, lo, hi, indexes), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
     } catch (err) {
       lent.release(false);
       throw mysqlError(err, ctx.name, `read rows of ${JSON.stringify(table)}`, signal);
@@ -598,8 +604,9 @@ export class MysqlReader implements TableReader {
   }
 
   /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
-  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
-    checkOptionKeys('MysqlSource.digestRange', options, ['signal']);
+  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
+    checkOptionKeys('MysqlSource.digestRange', options, ['signal', 'columns']);
+    checkColumnNames('MysqlSource.digestRange', options.columns);
     return digestRangeOf(this, table, key, lo, hi, options);
   }
 }

@@ -40,12 +40,10 @@ import {
   awaitPooled,
   badConfig as sourceBadConfig,
   checkCreateTableArgs,
-  checkLoadColumns,
   checkReplaceRange,
   checkServerConnection,
   checkSnapshotArgs,
   closedError,
-  loadColumns,
   parseServerUri,
   releaseOnce,
   runSnapshot,
@@ -56,14 +54,17 @@ import {
 } from '../source-common.js';
 import { SnapshotLease } from '../snapshot-lease.js';
 import {
+  checkColumnNames,
   checkIdentifier,
   type ColumnInfo,
   type CreateTableOptions,
   type DbOptions,
+  type DigestRangeOptions,
   type KeyBound,
   type KeyRange,
   type LoadOptions,
   type LoadResult,
+  pickColumns,
   type RowsOptions,
   type TableReader,
   type TableSource,
@@ -243,7 +244,7 @@ export class MysqlSource implements TableSource {
   }
 
   /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
-  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
+  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DigestRangeOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }
 
@@ -340,7 +341,7 @@ export class MysqlSource implements TableSource {
     let names: readonly string[] | undefined;
     try {
       bounds = checkReplaceRange('MysqlSource.load', replaceRange);
-      names = checkLoadColumns('MysqlSource.load', options.columns);
+      names = checkColumnNames('MysqlSource.load', options.columns);
       throwIfAborted(signal);
       this.#checkOpen();
     } catch (err) {
@@ -381,7 +382,7 @@ export class MysqlSource implements TableSource {
         const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi}`;
       }
-      const { columns } = loadColumns(this.name, info.name, info.columns, names);
+      const { columns } = pickColumns(this.name, info.name, info.columns, names);
       const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'mysql' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);

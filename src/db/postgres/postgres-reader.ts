@@ -29,13 +29,16 @@ import { withLent } from '../source-common.js';
 import {
   INT64_MAX,
   INT64_MIN,
+  checkColumnNames,
   checkIdentifier,
   digestRangeOf,
   findColumn,
   noSuchTable,
+  pickColumns,
   toKeyBounds,
   type ColumnInfo,
   type DbOptions,
+  type DigestRangeOptions,
   type KeyBound,
   type KeyRange,
   type RowsOptions,
@@ -228,9 +231,10 @@ export function pgRangeCondition(key: string, lo: bigint | undefined, hi: bigint
  * @param keyName - the key column's name
  * @param lo - smallest key, if any
  * @param hi - largest key, if any
+ * @param pick - the columns selected, as indexes into `info.columns` in field order (default: all, in table order)
  */
-export function pgCopyOutSql(schema: string, info: PgTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined): string {
-  const cols = info.columns.map((c) => quotePgIdent(c.name)).join(', ');
+export function pgCopyOutSql(schema: string, info: PgTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined, pick?: readonly number[]): string {
+  const cols = (pick ?? info.columns.map((_, i) => i)).map((i) => quotePgIdent(info.columns[i]!.name)).join(', ');
   const key = quotePgIdent(keyName);
   const pk = info.columns
     .filter((c) => c.primaryKey > 0 && c.name !== keyName)
@@ -379,9 +383,10 @@ export class PgReader implements TableReader {
 
   /** The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}). */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
-    checkOptionKeys('PostgresSource.rows', options, ['key', 'lo', 'hi', 'signal']);
+    checkOptionKeys('PostgresSource.rows', options, ['key', 'lo', 'hi', 'signal', 'columns']);
     checkIdentifier('PostgresSource.rows', 'table', table);
     checkIdentifier('PostgresSource.rows', 'key', options?.key);
+    const names = checkColumnNames('PostgresSource.rows', options.columns);
     const { lo, hi } = toKeyBounds('PostgresSource.rows', options.lo, options.hi);
     const { signal } = options;
     throwIfAborted(signal);
@@ -393,7 +398,8 @@ export class PgReader implements TableReader {
       const info = await pgTableInfo(ctx, lent.client, table);
       const key = pgKeyColumn(ctx.name, info, options.key);
       throwIfAborted(signal);
-      stream = new PgCopyOutStream(lent, pgCopyOutSql(ctx.schema, info, key.name, lo, hi), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
+      const { indexes } = pickColumns(ctx.name, info.name, info.columns, names, 'read');
+      stream = new PgCopyOutStream(lent, pgCopyOutSql(ctx.schema, info, key.name, lo, hi, indexes), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
     } catch (err) {
       lent.release(false);
       throw pgError(err, ctx.name, `read rows of ${JSON.stringify(table)}`, signal);
@@ -403,8 +409,9 @@ export class PgReader implements TableReader {
   }
 
   /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
-  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
-    checkOptionKeys('PostgresSource.digestRange', options, ['signal']);
+  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
+    checkOptionKeys('PostgresSource.digestRange', options, ['signal', 'columns']);
+    checkColumnNames('PostgresSource.digestRange', options.columns);
     return digestRangeOf(this, table, key, lo, hi, options);
   }
 }

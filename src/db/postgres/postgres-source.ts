@@ -34,12 +34,10 @@ import {
   awaitPooled,
   badConfig as sourceBadConfig,
   checkCreateTableArgs,
-  checkLoadColumns,
   checkReplaceRange,
   checkServerConnection,
   checkSnapshotArgs,
   closedError,
-  loadColumns,
   parseServerUri,
   releaseOnce,
   runSnapshot,
@@ -50,15 +48,18 @@ import {
 } from '../source-common.js';
 import { SnapshotLease } from '../snapshot-lease.js';
 import {
+  checkColumnNames,
   checkIdentifier,
   type ColumnInfo,
   type CreateTableOptions,
   type DbOptions,
+  type DigestRangeOptions,
   type DeferredIndexes,
   type KeyBound,
   type KeyRange,
   type LoadOptions,
   type LoadResult,
+  pickColumns,
   type RowsOptions,
   type TableReader,
   type TableSource,
@@ -255,7 +256,7 @@ export class PostgresSource implements TableSource {
   }
 
   /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
-  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
+  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DigestRangeOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }
 
@@ -366,7 +367,7 @@ export class PostgresSource implements TableSource {
     let names: readonly string[] | undefined;
     try {
       bounds = checkReplaceRange('PostgresSource.load', replaceRange);
-      names = checkLoadColumns('PostgresSource.load', options.columns);
+      names = checkColumnNames('PostgresSource.load', options.columns);
       throwIfAborted(signal);
       this.#checkOpen();
     } catch (err) {
@@ -400,7 +401,7 @@ export class PostgresSource implements TableSource {
         const k = quotePgIdent(pgKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${pgRangeCondition(k, bounds.lo, bounds.hi)}`;
       }
-      const { columns } = loadColumns(this.name, info.name, info.columns, names);
+      const { columns } = pickColumns(this.name, info.name, info.columns, names);
       const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'postgres' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);

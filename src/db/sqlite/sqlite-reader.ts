@@ -22,14 +22,17 @@ import type { RangeDigest } from '../range-digest.js';
 import {
   INT64_MAX,
   INT64_MIN,
+  checkColumnNames,
   checkIdentifier,
   dbError,
   digestRangeOf,
   findColumn,
   noSuchTable,
+  pickColumns,
   toKeyBounds,
   type ColumnInfo,
   type DbOptions,
+  type DigestRangeOptions,
   type KeyBound,
   type KeyRange,
   type RowsOptions,
@@ -293,9 +296,10 @@ function clamp(v: bigint): bigint {
  * @param keyName - the key column's name
  * @param lo - smallest key, if any
  * @param hi - largest key, if any
+ * @param pick - the columns selected, as indexes into `info.columns` in field order (default: all, in table order)
  */
-export function sqliteRangeQuery(info: SqliteTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined): { sql: string; params: [bigint, bigint] } {
-  const cols = info.columns.map((c, i) => sqliteSelectExpr(quoteSqliteIdent(c.name), info.textAffinity[i]!)).join(', ');
+export function sqliteRangeQuery(info: SqliteTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined, pick?: readonly number[]): { sql: string; params: [bigint, bigint] } {
+  const cols = (pick ?? info.columns.map((_, i) => i)).map((i) => sqliteSelectExpr(quoteSqliteIdent(info.columns[i]!.name), info.textAffinity[i]!)).join(', ');
   const key = quoteSqliteIdent(keyName);
   const pk = info.columns
     .filter((c) => c.primaryKey > 0 && c.name !== keyName)
@@ -426,9 +430,10 @@ export class SqliteReader implements TableReader {
   }
 
   async rows(table: string, options: RowsOptions): Promise<Readable> {
-    checkOptionKeys('SqliteSource.rows', options, ['key', 'lo', 'hi', 'signal']);
+    checkOptionKeys('SqliteSource.rows', options, ['key', 'lo', 'hi', 'signal', 'columns']);
     checkIdentifier('SqliteSource.rows', 'table', table);
     checkIdentifier('SqliteSource.rows', 'key', options?.key);
+    const names = checkColumnNames('SqliteSource.rows', options.columns);
     const { lo, hi } = toKeyBounds('SqliteSource.rows', options.lo, options.hi);
     const { signal } = options;
     throwIfAborted(signal);
@@ -439,8 +444,9 @@ export class SqliteReader implements TableReader {
       throwIfAborted(signal);
       const info = await sqliteTableInfo(ctx.name, session.query, table);
       const { column } = findColumn(ctx.name, info.name, info.columns, options.key);
-      const { sql, params } = sqliteRangeQuery(info, column.name, lo, hi);
-      stream = session.rows(sql, params, info.textAffinity, `read rows of ${JSON.stringify(info.name)}`, signal);
+      const { indexes } = pickColumns(ctx.name, info.name, info.columns, names, 'read');
+      const { sql, params } = sqliteRangeQuery(info, column.name, lo, hi, indexes);
+      stream = session.rows(sql, params, indexes.map((i) => info.textAffinity[i]!), `read rows of ${JSON.stringify(info.name)}`, signal);
     } catch (err) {
       session.release();
       throw err;
@@ -449,8 +455,9 @@ export class SqliteReader implements TableReader {
     return stream;
   }
 
-  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DbOptions = {}): Promise<RangeDigest> {
-    checkOptionKeys('SqliteSource.digestRange', options, ['signal']);
+  async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
+    checkOptionKeys('SqliteSource.digestRange', options, ['signal', 'columns']);
+    checkColumnNames('SqliteSource.digestRange', options.columns);
     return digestRangeOf(this, table, key, lo, hi, options);
   }
 }

@@ -42,19 +42,22 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkInt, checkOptionKeys } from '../../util/options.js';
 import { BulkTextParser } from '../bulk-text.js';
-import { checkCreateTableArgs, checkLoadColumns, checkReplaceRange, checkSnapshotArgs, closedError, loadColumns, runSnapshot, tableExistsError, toLoadStream } from '../source-common.js';
+import { checkCreateTableArgs, checkReplaceRange, checkSnapshotArgs, closedError, runSnapshot, tableExistsError, toLoadStream } from '../source-common.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
+  checkColumnNames,
   checkIdentifier,
   dbError,
   findColumn,
   type ColumnInfo,
   type CreateTableOptions,
   type DbOptions,
+  type DigestRangeOptions,
   type KeyBound,
   type KeyRange,
   type LoadOptions,
   type LoadResult,
+  pickColumns,
   type RowsOptions,
   type TableReader,
   type TableSource,
@@ -260,7 +263,7 @@ export class SqliteSource implements TableSource {
     return this.#reader.nextKey(table, key, from, options);
   }
 
-  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DbOptions): Promise<RangeDigest> {
+  digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options?: DigestRangeOptions): Promise<RangeDigest> {
     return this.#reader.digestRange(table, key, lo, hi, options);
   }
 
@@ -425,7 +428,7 @@ export class SqliteSource implements TableSource {
     let names: readonly string[] | undefined;
     try {
       bounds = checkReplaceRange('SqliteSource.load', replaceRange);
-      names = checkLoadColumns('SqliteSource.load', options.columns);
+      names = checkColumnNames('SqliteSource.load', options.columns);
     } catch (err) {
       stream.destroy();
       throw err;
@@ -444,7 +447,7 @@ export class SqliteSource implements TableSource {
       try {
         throwIfAborted(signal);
         const info = await sqliteTableInfo(this.name, inThreadQuery(() => db), table);
-        const { columns } = loadColumns(this.name, info.name, info.columns, names);
+        const { columns } = pickColumns(this.name, info.name, info.columns, names);
         const n = columns.length;
         const kinds = columns.map((c) => sqliteColumnKind(c.type));
         const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);

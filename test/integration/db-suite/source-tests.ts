@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { expect, it } from 'vitest';
 import { encodeBulkRow } from '../../../src/db/index.js';
-import { collect, expectBadLoadColumns, rejectsWith } from '../../unit/db/helpers.js';
+import { collect, expectBadLoadColumns, expectNamedColumnReads, rejectsWith } from '../../unit/db/helpers.js';
 import type { SuiteSource } from './streaming-suite.js';
 
 /**
@@ -108,5 +108,19 @@ export function itLoadsNamedColumns(table: () => Promise<SuiteSource>, rowsOf: (
     // Rows of the table's width are too wide for two columns: nothing is kept.
     await rejectsWith(src.load('t', Readable.from([Buffer.from('5\tfive\t5\n')]), { columns: ['k', 'v'] }), 'EDB');
     expect(await rowsOf(src)).toBe(expected);
+  });
+}
+
+/**
+ * `columns` of rows() and digestRange() reads the columns named, in that
+ * order, by name (see `expectNamedColumnReads`).
+ *
+ * @param table - a fresh database holding `t (k int PRIMARY KEY, v varchar(8), n small int NULL)` with the row (1, 'one', 1)
+ */
+export function itReadsNamedColumns(table: () => Promise<SuiteSource>): void {
+  it('rows({ columns }) and digestRange({ columns }) read the columns named, in that order, by name', async () => {
+    await using src = await table();
+    await src.load('t', Readable.from([Buffer.from('2\ttwo\t\\N\n3\tx\\ty\t3\n')]));
+    await expectNamedColumnReads(src);
   });
 }

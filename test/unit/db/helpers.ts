@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, expect } from 'vitest';
 import type { TableSource } from '../../../src/db/index.js';
+import { digestBulkText } from '../../../src/db/range-digest.js';
 import { StowageError } from '../../../src/errors.js';
 
 const dirs: string[] = [];
@@ -82,4 +83,39 @@ export async function expectBadLoadColumns(src: TableSource, table: string): Pro
     await rejectsWith(src.load(table, input, { columns: bad as never }), 'EBAD_CONFIG');
     expect(input.destroyed, JSON.stringify(bad)).toBe(true);
   }
+}
+
+/**
+ * `rows({ columns })` and `digestRange(..., { columns })` of a table `t`
+ * (columns k, v, n; k the key) read the columns named, in that order, by
+ * name (case-insensitively when unambiguous); bad lists are EBAD_CONFIG, a
+ * name the table lacks ENO_TABLE, a digest without the key EBAD_CONFIG.
+ *
+ * @param src - a source holding `t` with a few rows
+ */
+export async function expectNamedColumnReads(src: TableSource): Promise<void> {
+  const read = async (columns?: string[]): Promise<string> => (await collect(await src.rows('t', columns === undefined ? { key: 'k' } : { key: 'k', columns }))).toString();
+  const rows = (await read())
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
+  expect(rows.length).toBeGreaterThan(1);
+  const text = (pick: (r: string[]) => string[]): string => rows.map((r) => `${pick(r).join('\t')}\n`).join('');
+  expect(await read(['n', 'k', 'v'])).toBe(text(([k, v, n]) => [n!, k!, v!]));
+  expect(await read(['V', 'K'])).toBe(text(([k, v]) => [v!, k!]));
+  const lo = BigInt(rows[1]![0]!);
+  const tail = rows.filter((r) => BigInt(r[0]!) >= lo).map((r) => `${r[1]!}\n`);
+  expect((await collect(await src.rows('t', { key: 'k', lo, columns: ['v'] }))).toString()).toBe(tail.join(''));
+  const d = await src.digestRange('t', 'k', undefined, undefined, { columns: ['v', 'k'] });
+  expect(d).toEqual(await digestBulkText(Readable.from([Buffer.from(text(([k, v]) => [v!, k!]))]), { keyIndex: 1 }));
+  expect(d.digest).not.toBe((await src.digestRange('t', 'k', undefined, undefined)).digest);
+  expect(await src.digestRange('t', 'k', undefined, undefined, { columns: ['k', 'v', 'n'] })).toEqual(await src.digestRange('t', 'k', undefined, undefined));
+  const err = await rejectsWith(src.rows('t', { key: 'k', columns: ['k', 'nope'] }), 'ENO_TABLE');
+  expect(err.message).toMatch(/no column "nope"/);
+  for (const bad of [[], ['k', 'k'], ['k', 'K'], 'k', ['k\0'], [1]]) {
+    await rejectsWith(src.rows('t', { key: 'k', columns: bad as never }), 'EBAD_CONFIG');
+    await rejectsWith(src.digestRange('t', 'k', undefined, undefined, { columns: bad as never }), 'EBAD_CONFIG');
+  }
+  expect((await rejectsWith(src.digestRange('t', 'k', 1, 5, { columns: ['v', 'n'] }), 'EBAD_CONFIG')).message).toMatch(/must include the key column "k"/);
+  await rejectsWith(src.digestRange('t', 'k', 1, 5, { columns: ['k', 'nope'] }), 'ENO_TABLE');
 }

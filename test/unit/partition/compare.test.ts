@@ -50,7 +50,7 @@ describe('Partitioner.compare', () => {
     expect(r.differingRanges).toEqual([]);
     expect(r.differences).toEqual([]);
     expect(r.a).toEqual({ name: a.name, rows: 453, nulls: 0, columns: ['SEQNO', 'ROW_COUNTER', 'PMTID', 'GAIN', 'NOTE', 'RAW'] });
-    expect(r.columnsEqual).toBe(true);
+    expect([r.columnsEqual, r.columnOrderEqual]).toEqual([true, true]);
     await a.close();
     await b.close();
   });
@@ -140,13 +140,66 @@ describe('Partitioner.compare', () => {
     await b.close();
   });
 
+  it('compares rows by column name: columns in another order (or another case) compare equal, a changed value is still found', async () => {
+    const d = await tempDir();
+    const fa = join(d, 'a.db');
+    const fb = join(d, 'b.db');
+    makePairDb(fa, seq(1, 1500), 3);
+    const cols = '"SEQNO", "ROW_COUNTER", "PMTID", "GAIN", "NOTE", "RAW"';
+    exec(fb, 'CREATE TABLE "Calib" ("note" TEXT, "ROW_COUNTER" INTEGER NOT NULL, "RAW" BLOB, "seqno" INTEGER NOT NULL, "GAIN" REAL, "PMTID" INTEGER, PRIMARY KEY ("seqno", "ROW_COUNTER"))');
+    exec(fb, `ATTACH '${fa}' AS src; INSERT INTO "Calib" (${cols}) SELECT ${cols} FROM src."Calib"; DETACH src`);
+    await using a = new SqliteSource(fa);
+    await using b = new SqliteSource(fb);
+    const r = await Partitioner.compare(a, b, 'Calib', { rowsPerPartition: 1000 });
+    expect([r.equal, r.columnsEqual, r.columnOrderEqual, r.differingRanges.length]).toEqual([true, true, false, 0]);
+    expect(r.b.columns).toEqual(['note', 'ROW_COUNTER', 'RAW', 'seqno', 'GAIN', 'PMTID']);
+    expect(r.ranges.map((x) => x.a.count)).toEqual([3000, 1500]);
+    exec(fb, 'UPDATE "Calib" SET "GAIN" = "GAIN" + 1e-9 WHERE "seqno" = 150 AND "ROW_COUNTER" = 2');
+    // The range [1, 1000] (6,000 rows on both sides) is bisected with digestRange of the named columns, then merged.
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const c = await Partitioner.compare(x, y, 'Calib', { rowsPerPartition: 1000 });
+      expect([c.equal, c.columnsEqual, c.columnOrderEqual]).toEqual([false, true, false]);
+      expect(c.differingRanges.map((g) => [g.lo, g.hi])).toEqual([[1n, 1000n]]);
+      expect(c.differences).toEqual([{ key: 150n, kind: 'different', rowsA: 3, rowsB: 3 }]);
+    }
+    // Side b is read in a's column order, and the halves' digests agree where the rows do: one small piece is merged.
+    const rb = recording(b);
+    await Partitioner.compare(a, rb.reader, 'Calib', { rowsPerPartition: 1000 });
+    expect(rb.calls.every((o) => o.columns?.join() === 'seqno,ROW_COUNTER,PMTID,GAIN,note,RAW')).toBe(true);
+    const merged = rb.calls.slice(1);
+    expect(merged).toHaveLength(1);
+    expect(BigInt(merged[0]!.lo!) <= 150n && 150n <= BigInt(merged[0]!.hi!)).toBe(true);
+  });
+
+  it('compares the columns both sides have when one side has more; the report is then not equal', async () => {
+    const d = await tempDir();
+    const fa = join(d, 'a.db');
+    const fb = join(d, 'b.db');
+    makePairDb(fa, seq(1, 120), 1);
+    exec(fb, 'CREATE TABLE "CalibVld" ("SEQNO" INTEGER PRIMARY KEY, "EXTRA" TEXT DEFAULT \'x\', "VERSIONDATE" TEXT, "TIMEEND" TEXT NOT NULL, "TIMESTART" TEXT NOT NULL, "SITEMASK" INTEGER)');
+    const cols = '"SEQNO", "TIMESTART", "TIMEEND", "SITEMASK", "VERSIONDATE"';
+    exec(fb, `ATTACH '${fa}' AS src; INSERT INTO "CalibVld" (${cols}) SELECT ${cols} FROM src."CalibVld"; DETACH src`);
+    await using a = new SqliteSource(fa);
+    await using b = new SqliteSource(fb);
+    const r = await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 });
+    expect([r.equal, r.columnsEqual, r.columnOrderEqual, r.differingRanges.length, r.differences.length]).toEqual([false, false, false, 0, 0]);
+    exec(fb, 'UPDATE "CalibVld" SET "TIMEEND" = \'2038-01-19 03:14:08\' WHERE "SEQNO" = 7');
+    const c = await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 });
+    expect(c.differences).toEqual([{ key: 7n, kind: 'different', rowsA: 1, rowsB: 1 }]);
+    // Only the extra column differs: the rows of the columns both have are equal.
+    exec(fb, 'UPDATE "CalibVld" SET "TIMEEND" = \'2038-01-19 03:14:07\', "EXTRA" = \'y\' WHERE "SEQNO" = 7');
+    expect((await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 })).differences).toEqual([]);
+  });
+
   it('is not equal when the columns or the NULL-key rows differ', async () => {
     const { fa, fb, a, b } = await twins([1, 2]);
     exec(fa, 'CREATE TABLE "T" ("SEQNO" INTEGER, "V" TEXT)');
     exec(fb, 'CREATE TABLE "T" ("SEQNO" INTEGER, "W" TEXT)');
     const cols = await Partitioner.compare(a, b, 'T');
-    expect(cols.columnsEqual).toBe(false);
-    expect(cols.equal).toBe(false);
+    expect([cols.columnsEqual, cols.columnOrderEqual, cols.equal]).toEqual([false, false, false]);
     exec(fa, 'CREATE TABLE "U" ("SEQNO" INTEGER, "V" TEXT)');
     exec(fb, 'CREATE TABLE "U" ("SEQNO" INTEGER, "V" TEXT)');
     exec(fa, 'INSERT INTO "U" VALUES (1, \'a\'), (NULL, \'b\')');

@@ -103,6 +103,9 @@ describe('Partitioner.restore', () => {
     expect(pick(dstFile)).toEqual(pick(f));
     expect(pick(dstFile)[0]![1]).not.toEqual(pick(dstFile)[0]![2]);
     expect(rowsOf(dstFile, 'CalibVld').every((row) => row.includes('none'))).toBe(true);
+    // compare matches the columns by name: the rows are the same, the extra column makes the tables differ.
+    const cmp = await Partitioner.compare(src, dst, 'CalibVld');
+    expect([cmp.differingRanges.length, cmp.columnsEqual, cmp.equal]).toEqual([0, false, false]);
     // A table lacking an archived column: ENO_TABLE naming it, nothing loaded.
     const lacking = join(d, 'lacking.db');
     exec(lacking, 'CREATE TABLE "CalibVld" ("SEQNO" INTEGER PRIMARY KEY, "TIMESTART" TEXT NOT NULL, "TIMEEND" TEXT NOT NULL, "SITEMASK" INTEGER)');

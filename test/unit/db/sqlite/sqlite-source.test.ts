@@ -8,7 +8,7 @@ import { digestBulkText, encodeBulkRow, type TableReader } from '../../../../src
 import { SqliteSource, quoteSqliteIdent } from '../../../../src/db/sqlite/index.js';
 import type { Progress } from '../../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, createAllTypesTable, expectedFor, rowsFor, type FixtureValue } from '../../../fixtures/db/all-types.js';
-import { collect, expectBadLoadColumns, rejectsWith, tempDir, throwsWith } from '../helpers.js';
+import { collect, expectBadLoadColumns, expectNamedColumnReads, rejectsWith, tempDir, throwsWith } from '../helpers.js';
 
 type Cell = null | bigint | number | string | Buffer;
 
@@ -392,6 +392,11 @@ describe('SqliteSource: createTable and load', () => {
     await expectBadLoadColumns(src, 't');
     await rejectsWith(src.load('t', Readable.from([Buffer.from('5\tfive\t5\t\\N\n')]), { columns: ['k', 'v'] }), 'EDB');
     expect(await rows()).toBe(expected);
+  });
+
+  it('rows({ columns }) and digestRange({ columns }) read the columns named, in that order, by name', async () => {
+    await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER); INSERT INTO t VALUES (1, 'one', 1), (2, 'two', NULL), (3, 'x\ty', 3);");
+    await expectNamedColumnReads(src);
   });
 
   it('replaceRange replaces a partition in the same transaction', async () => {
