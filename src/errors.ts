@@ -45,7 +45,7 @@ export const ERROR_CODES = {
   ETRANSPORT: 'A transport operation failed on the far side (SFTP status, remote command failure).',
   EDELETE_GUARD: 'A sync or mirror would delete more than its guard allows, or its source looks empty; nothing was deleted.',
   EDB: 'A database operation failed; the driver error is in cause.',
-  ENO_TABLE: 'A table or key column that was named does not exist.',
+  ENO_TABLE: 'A table, or a column that was named (key, columns of a read or load), does not exist.',
   EMIRROR_ROLE: 'Source and mirror role markers are missing or swapped.',
   EREPLICATION: 'A replication check or action failed.',
 } as const;

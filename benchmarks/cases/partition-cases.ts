@@ -28,8 +28,9 @@
  * price of the restore's checks on a machine whose cores the server shares.
  *
  * Each side runs `TRIALS` times (quick: once), alternating ours and the
- * tool's, so that a burst of load from elsewhere hits both; the best time
- * of each counts. The servers are the test harness's (throwaway MariaDB and
+ * tool's, so that a burst of load from elsewhere hits both, and taking
+ * turns at going first, so that neither always runs while the server still
+ * writes back what the other loaded; the best time of each counts. The servers are the test harness's (throwaway MariaDB and
  * PostgreSQL on loopback ports).
  */
 import { spawn } from 'node:child_process';
@@ -54,17 +55,41 @@ const CONCURRENCY = 2;
 
 const rate = (rows: number, seconds: number): number => rows / seconds;
 
-/** Runs ours and the tool alternately; returns the best seconds of each. */
-async function duel(trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, before?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
+/**
+ * Runs ours and the tool `trials` times each, taking turns at going first
+ * (ours in even trials, the tool in odd ones), so that neither always runs
+ * in the wake of the other (a server still flushing the previous load);
+ * returns the best seconds of each. Each function returns the seconds of
+ * its own timed work, so that its set-up (a fresh database) is not counted.
+ */
+async function alternate(trials: number, ours: () => Promise<number>, theirs: () => Promise<number>): Promise<{ ours: number; theirs: number }> {
   let o = Infinity;
   let t = Infinity;
   for (let i = 0; i < trials; i++) {
-    await before?.();
-    o = Math.min(o, await time(ours));
-    await before?.();
-    t = Math.min(t, await time(theirs));
+    if (i % 2 === 0) {
+      o = Math.min(o, await ours());
+      t = Math.min(t, await theirs());
+    } else {
+      t = Math.min(t, await theirs());
+      o = Math.min(o, await ours());
+    }
   }
   return { ours: o, theirs: t };
+}
+
+/** {@link alternate} of two timed functions, each after `before` (not timed). */
+async function duel(trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, before?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
+  return alternate(
+    trials,
+    async () => {
+      await before?.();
+      return time(ours);
+    },
+    async () => {
+      await before?.();
+      return time(theirs);
+    },
+  );
 }
 
 const MYSQL_DDL = `CREATE TABLE ${TABLE} (id BIGINT NOT NULL PRIMARY KEY, n INT, d DOUBLE, amount DECIMAL(14,4), vc VARCHAR(64), txt TEXT, dt DATETIME(6), bl BLOB) ENGINE=InnoDB`;
@@ -141,21 +166,23 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
     if (wantRestore) {
       let n = 0;
       const fresh = async (): Promise<string> => server.createDatabase(`bench_r${++n}`);
-      let oursTime = Infinity;
-      let theirsTime = Infinity;
-      for (let i = 0; i < trials; i++) {
-        const a = await fresh();
-        {
-          await using dst = new MysqlSource({ ...conn, database: a });
-          oursTime = Math.min(oursTime, await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY })));
+      const { ours: oursTime, theirs: theirsTime } = await alternate(
+        trials,
+        async () => {
+          await using dst = new MysqlSource({ ...conn, database: await fresh() });
+          const s = await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY }));
           const check = await dst.keyRange(TABLE, 'id');
           if (check.count !== rows) throw new Error(`mariadb-restore: ${check.count} rows restored of ${rows}`);
-        }
-        const b = await fresh();
-        theirsTime = Math.min(theirsTime, await time(() => sh(`myloader ${cli} -d ${theirs} -B ${b} --threads ${CONCURRENCY} -o`)));
-        const [loaded] = await server.query<{ n: number }[]>(`SELECT COUNT(*) AS n FROM ${b}.${TABLE}`);
-        if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
-      }
+          return s;
+        },
+        async () => {
+          const b = await fresh();
+          const s = await time(() => sh(`myloader ${cli} -d ${theirs} -B ${b} --threads ${CONCURRENCY} -o`));
+          const [loaded] = await server.query<{ n: number }[]>(`SELECT COUNT(*) AS n FROM ${b}.${TABLE}`);
+          if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
+          return s;
+        },
+      );
       ctx.record({ case: 'mariadb-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'myloader --threads 2', baselineValue: rate(rows, theirsTime) });
       const floor = await mariadbLoadFloor(ctx, server, ours, rows, trials, fresh);
       ctx.log(
@@ -348,21 +375,23 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
     }
     if (wantRestore) {
       let n = 0;
-      let oursTime = Infinity;
-      let theirsTime = Infinity;
-      for (let i = 0; i < trials; i++) {
-        const a = await server.createDatabase(`bench_r${++n}`);
-        {
-          await using dst = new PostgresSource({ ...server.clientConfig, database: a });
-          oursTime = Math.min(oursTime, await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY })));
+      const { ours: oursTime, theirs: theirsTime } = await alternate(
+        trials,
+        async () => {
+          await using dst = new PostgresSource({ ...server.clientConfig, database: await server.createDatabase(`bench_r${++n}`) });
+          const s = await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY }));
           const check = await dst.keyRange(TABLE, 'id');
           if (check.count !== rows) throw new Error(`postgres-restore: ${check.count} rows restored of ${rows}`);
-        }
-        const b = await server.createDatabase(`bench_r${++n}`);
-        theirsTime = Math.min(theirsTime, await time(() => sh(`'${pgRestore}' -d ${b} ${theirs}`, { env })));
-        const [loaded] = await server.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${TABLE}`, [], b);
-        if (Number(loaded?.n) !== rows) throw new Error(`postgres-restore: pg_restore restored ${String(loaded?.n)} rows of ${rows}`);
-      }
+          return s;
+        },
+        async () => {
+          const b = await server.createDatabase(`bench_r${++n}`);
+          const s = await time(() => sh(`'${pgRestore}' -d ${b} ${theirs}`, { env }));
+          const [loaded] = await server.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${TABLE}`, [], b);
+          if (Number(loaded?.n) !== rows) throw new Error(`postgres-restore: pg_restore restored ${String(loaded?.n)} rows of ${rows}`);
+          return s;
+        },
+      );
       ctx.record({ case: 'postgres-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'pg_restore', baselineValue: rate(rows, theirsTime) });
       const floor = await postgresLoadFloor(ctx, server, ours, rows, trials, () => server.createDatabase(`bench_r${++n}`));
       ctx.log(

@@ -12,7 +12,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import type { BulkTextGate } from './bulk-gate.js';
-import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type CreateTableOptions, type DbOptions, type LoadOptions, type TableReader } from './table-source.js';
+import { checkIdentifier, toKeyBounds, type CreateTableOptions, type DbOptions, type LoadOptions, type TableReader } from './table-source.js';
 
 /** Whether `x` can be read with `for await`. */
 export function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {

@@ -64,14 +64,16 @@
  * - Resolve the table ({@link noSuchTable}) and the key ({@link findColumn})
  *   before starting a query; wrap driver errors with {@link dbError}.
  * - `rows`: select {@link TableReader.columns} in order (or the `columns`
- *   named: `pickColumns` in `source-common.ts`), `WHERE key BETWEEN
+ *   named: {@link checkColumnNames}, then {@link pickColumns}; a reader
+ *   must honour them, since `Partitioner.compare` relies on them to read a
+ *   side whose columns are in another order), `WHERE key BETWEEN
  *   lo AND hi` (missing bounds: unbounded, NULL keys never), `ORDER BY key,
  *   <other primary-key columns>`; a Readable fed by a cursor or a copy
  *   stream with backpressure; abort → `destroy(signal.reason)`.
  * - `digestRange`: {@link digestRangeOf}, nothing engine-specific.
  * - `load`: one transaction; `replaceRange` deletes inside it; the fields
  *   go into the `columns` named, by name, else into every stored column in
- *   table order (`pickColumns` in `source-common.ts`); on any failure roll
+ *   table order ({@link pickColumns}); on any failure roll
  *   back and destroy the input; progress with phase `'load'`.
  * - Test with the all-types fixture (`test/fixtures/db/all-types.ts`):
  *   dump, load into a fresh database, equal `digestRange`, byte-identical
@@ -264,7 +266,8 @@ export interface TableReader {
 
   /**
    * The stored columns of a table in table order: exactly the fields of
-   * each bulk text row. Generated columns are left out (they are computed,
+   * each bulk text row of {@link TableReader.rows} (unless it is given
+   * `columns`). Generated columns are left out (they are computed,
    * not loaded). ENO_TABLE if the table does not exist.
    */
   columns(table: string, options?: DbOptions): Promise<ColumnInfo[]>;
@@ -528,7 +531,7 @@ export function dbError(err: unknown, source: string, action: string, signal?: A
  * @param options - signal, columns
  */
 export async function digestRangeOf(reader: TableReader, table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
-  const names = checkColumnNames(`${reader.engine} digestRange`, options.columns);
+  const names = checkColumnNames(`TableReader.digestRange (${reader.name})`, options.columns);
   const stored = await reader.columns(table, { signal: options.signal });
   const { index } = findColumn(reader.name, table, stored, key);
   let keyIndex = index;

@@ -96,11 +96,12 @@ export interface CompareReport {
   readonly b: CompareSide;
   /**
    * Whether both sides have the same column names, in any order (a name
-   * matched exactly, else case-insensitively when that is unambiguous).
+   * matched exactly, else case-insensitively when that is unambiguous on
+   * both sides).
    * The rows are compared on the columns both sides have, by name.
    */
   readonly columnsEqual: boolean;
-  /** Whether they are also in the same order (table layout only: it does not make the sides differ). */
+  /** Whether they are also in the same order, each column at the same position on both sides (table layout only: it does not make the sides differ). */
   readonly columnOrderEqual: boolean;
   /** Every occupied range (of either side), in key order. */
   readonly ranges: readonly RangeComparison[];
@@ -125,36 +126,47 @@ export interface CompareSide {
 }
 
 /**
- * The columns both sides have, matched by name (exactly, else
- * case-insensitively when unambiguous; the key columns, resolved on each
- * side, always match), in side a's order: `a` and `b` are their names on
- * each side, `undefined` where a side can be read as it is stored.
+ * The columns both sides have, matched by name, in side a's order: the key
+ * columns (each resolved on its side) with each other, then every name
+ * found exactly on the other side, then, among the columns left, a name
+ * that matches case-insensitively where it is the only one of its
+ * lower-cased spelling left on both sides. `a` and `b` are their names on
+ * each side, `undefined` where a side can be read as it is stored;
+ * `keyIndex` is the key's position among them. Exported for its tests only.
+ *
+ * @param namesA - side a's column names, as stored
+ * @param namesB - side b's
+ * @param keyA - the key's index among `namesA`
+ * @param keyB - among `namesB`
  */
-function matchColumns(namesA: readonly string[], namesB: readonly string[], keyA: number, keyB: number): { a: string[] | undefined; b: string[] | undefined; keyIndex: number; equal: boolean } {
-  const exact = new Map(namesB.map((n, i) => [n, i] as const));
-  const lower = new Map<string, number[]>();
-  namesB.forEach((n, i) => lower.set(n.toLowerCase(), [...(lower.get(n.toLowerCase()) ?? []), i]));
-  const used = new Set<number>();
-  const pairs: [number, number][] = [];
+export function matchColumns(namesA: readonly string[], namesB: readonly string[], keyA: number, keyB: number): { a: string[] | undefined; b: string[] | undefined; keyIndex: number; equal: boolean } {
+  const pairs = new Map<number, number>([[keyA, keyB]]);
+  const takenB = new Set<number>([keyB]);
+  const exactB = new Map(namesB.map((n, j) => [n, j] as const));
   for (const [i, n] of namesA.entries()) {
-    let j = i === keyA ? keyB : exact.get(n);
-    if (j === undefined) {
-      const m = lower.get(n.toLowerCase());
-      if (m !== undefined && m.length === 1) j = m[0];
-    }
-    if (j === undefined || used.has(j) || (j === keyB && i !== keyA)) continue;
-    used.add(j);
-    pairs.push([i, j]);
+    const j = exactB.get(n);
+    if (pairs.has(i) || j === undefined || takenB.has(j)) continue;
+    pairs.set(i, j);
+    takenB.add(j);
   }
-  const equal = pairs.length === namesA.length && pairs.length === namesB.length;
+  const byLower = (names: readonly string[], taken: (i: number) => boolean): Map<string, number[]> => {
+    const m = new Map<string, number[]>();
+    for (const [i, n] of names.entries()) if (!taken(i)) m.set(n.toLowerCase(), [...(m.get(n.toLowerCase()) ?? []), i]);
+    return m;
+  };
+  const leftB = byLower(namesB, (j) => takenB.has(j));
+  for (const [lower, is] of byLower(namesA, (i) => pairs.has(i))) {
+    const js = leftB.get(lower);
+    if (is.length === 1 && js !== undefined && js.length === 1) pairs.set(is[0]!, js[0]!);
+  }
+  const ia = namesA.flatMap((_, i) => (pairs.has(i) ? [i] : []));
+  const ib = ia.map((i) => pairs.get(i)!);
   const asStored = (idx: number[], all: number): boolean => idx.length === all && idx.every((v, k) => v === k);
-  const ia = pairs.map(([i]) => i);
-  const ib = pairs.map(([, j]) => j);
   return {
     a: asStored(ia, namesA.length) ? undefined : ia.map((i) => namesA[i]!),
     b: asStored(ib, namesB.length) ? undefined : ib.map((j) => namesB[j]!),
     keyIndex: ia.indexOf(keyA),
-    equal,
+    equal: ia.length === namesA.length && ia.length === namesB.length,
   };
 }
 
@@ -316,7 +328,8 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
   const match = matchColumns(namesA, namesB, findColumn(a.name, table, colsA, key).index, findColumn(b.name, table, colsB, key).index);
   const keyIndex = match.keyIndex;
   const columnsEqual = match.equal;
-  const columnOrderEqual = columnsEqual && namesA.every((n, i) => n === namesB[i]);
+  // Equal columns, each side read as stored: the same columns at the same positions.
+  const columnOrderEqual = columnsEqual && match.a === undefined && match.b === undefined;
 
   const clampLo = (v: bigint): bigint => (bounds.lo !== undefined && v < bounds.lo ? bounds.lo : v);
   const clampHi = (v: bigint): bigint => (bounds.hi !== undefined && v > bounds.hi ? bounds.hi : v);

@@ -120,7 +120,7 @@ export function itLoadsNamedColumns(table: () => Promise<SuiteSource>, rowsOf: (
 export function itReadsNamedColumns(table: () => Promise<SuiteSource>): void {
   it('rows({ columns }) and digestRange({ columns }) read the columns named, in that order, by name', async () => {
     await using src = await table();
-    await src.load('t', Readable.from([Buffer.from('2\ttwo\t\\N\n3\tx\\ty\t3\n')]));
+    await src.load('t', Readable.from([Buffer.from('2\tsame\t9\n3\tsame\t1\n4\tx\\ty\t\\N\n')]));
     await expectNamedColumnReads(src);
   });
 }

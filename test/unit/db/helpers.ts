@@ -91,7 +91,8 @@ export async function expectBadLoadColumns(src: TableSource, table: string): Pro
  * name (case-insensitively when unambiguous); bad lists are EBAD_CONFIG, a
  * name the table lacks ENO_TABLE, a digest without the key EBAD_CONFIG.
  *
- * @param src - a source holding `t` with a few rows
+ * @param src - a source holding `t` with the rows (1, 'one', 1), (2, 'same', 9), (3, 'same', 1) and maybe more:
+ *   digested with v first, rows 2 and 3 would be one group (and sorted) if the digest took v for the key
  */
 export async function expectNamedColumnReads(src: TableSource): Promise<void> {
   const read = async (columns?: string[]): Promise<string> => (await collect(await src.rows('t', columns === undefined ? { key: 'k' } : { key: 'k', columns }))).toString();
@@ -108,6 +109,11 @@ export async function expectNamedColumnReads(src: TableSource): Promise<void> {
   expect((await collect(await src.rows('t', { key: 'k', lo, columns: ['v'] }))).toString()).toBe(tail.join(''));
   const d = await src.digestRange('t', 'k', undefined, undefined, { columns: ['v', 'k'] });
   expect(d).toEqual(await digestBulkText(Readable.from([Buffer.from(text(([k, v]) => [v!, k!]))]), { keyIndex: 1 }));
+  // The key's position among the columns named is the one the digest groups on.
+  const vnk = Buffer.from(text(([k, v, n]) => [v!, n!, k!]));
+  const byKey = await digestBulkText(Readable.from([vnk]), { keyIndex: 2 });
+  expect(byKey).not.toEqual(await digestBulkText(Readable.from([vnk]), { keyIndex: 0 }));
+  expect(await src.digestRange('t', 'k', undefined, undefined, { columns: ['v', 'n', 'k'] })).toEqual(byKey);
   expect(d.digest).not.toBe((await src.digestRange('t', 'k', undefined, undefined)).digest);
   expect(await src.digestRange('t', 'k', undefined, undefined, { columns: ['k', 'v', 'n'] })).toEqual(await src.digestRange('t', 'k', undefined, undefined));
   const err = await rejectsWith(src.rows('t', { key: 'k', columns: ['k', 'nope'] }), 'ENO_TABLE');

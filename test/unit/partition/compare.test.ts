@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import type { RowsOptions, TableReader } from '../../../src/db/index.js';
 import { Partitioner } from '../../../src/partition/index.js';
+import { matchColumns } from '../../../src/partition/compare.js';
 import { exec, insertPair, makePairDb, rejectsWith, tempDir } from './helpers.js';
 
 const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -174,12 +175,34 @@ describe('Partitioner.compare', () => {
     expect(BigInt(merged[0]!.lo!) <= 150n && 150n <= BigInt(merged[0]!.hi!)).toBe(true);
   });
 
+  it('matches names exactly before case-insensitively, and only where unambiguous on both sides', async () => {
+    // PostgreSQL can hold "Value" and "value" in one table. The exact match pairs a."value" with b."value",
+    // whatever the order of a's columns; a."Value" is left without a partner.
+    expect(matchColumns(['k', 'Value', 'value'], ['k', 'value'], 0, 0)).toEqual({ a: ['k', 'value'], b: undefined, keyIndex: 0, equal: false });
+    expect(matchColumns(['k', 'value', 'Value'], ['k', 'value'], 0, 0)).toEqual({ a: ['k', 'value'], b: undefined, keyIndex: 0, equal: false });
+    // Case-insensitively only where one name of that spelling is left on each side.
+    expect(matchColumns(['k', 'Name', 'NAME'], ['k', 'name'], 0, 0)).toEqual({ a: ['k'], b: ['k'], keyIndex: 0, equal: false });
+    expect(matchColumns(['k', 'name', 'NAME', 'Name'], ['k', 'Name', 'NAME', 'nAmE'], 0, 0)).toEqual({ a: undefined, b: ['k', 'nAmE', 'NAME', 'Name'], keyIndex: 0, equal: true });
+    // The keys pair with each other, wherever they stand, and nothing else takes b's key.
+    expect(matchColumns(['x', 'SEQNO', 'seqno2'], ['seqno', 'X', 'SEQNO'], 1, 0)).toEqual({ a: ['x', 'SEQNO'], b: ['X', 'seqno'], keyIndex: 1, equal: false });
+    // Same names but for their case, in the same order: equal, and in the same order.
+    const d = await tempDir();
+    const [fb, fc] = [join(d, 'b.db'), join(d, 'c.db')];
+    exec(fb, 'CREATE TABLE "T" ("K" INTEGER PRIMARY KEY, "value" TEXT); INSERT INTO "T" VALUES (1, \'v1\'), (2, \'v2\')');
+    exec(fc, 'CREATE TABLE "T" ("k" INTEGER PRIMARY KEY, "VALUE" TEXT); INSERT INTO "T" VALUES (1, \'v1\'), (2, \'v2\')');
+    await using b = new SqliteSource(fb);
+    await using c = new SqliteSource(fc);
+    const rc = await Partitioner.compare(b, c, 'T', { key: 'K' });
+    expect([rc.equal, rc.columnsEqual, rc.columnOrderEqual]).toEqual([true, true, true]);
+  });
+
   it('compares the columns both sides have when one side has more; the report is then not equal', async () => {
     const d = await tempDir();
     const fa = join(d, 'a.db');
     const fb = join(d, 'b.db');
     makePairDb(fa, seq(1, 120), 1);
-    exec(fb, 'CREATE TABLE "CalibVld" ("SEQNO" INTEGER PRIMARY KEY, "EXTRA" TEXT DEFAULT \'x\', "VERSIONDATE" TEXT, "TIMEEND" TEXT NOT NULL, "TIMESTART" TEXT NOT NULL, "SITEMASK" INTEGER)');
+    // The extra column comes before the key: read without it, the key moves to the first field.
+    exec(fb, 'CREATE TABLE "CalibVld" ("EXTRA" TEXT DEFAULT \'x\', "SEQNO" INTEGER PRIMARY KEY, "VERSIONDATE" TEXT, "TIMEEND" TEXT NOT NULL, "TIMESTART" TEXT NOT NULL, "SITEMASK" INTEGER)');
     const cols = '"SEQNO", "TIMESTART", "TIMEEND", "SITEMASK", "VERSIONDATE"';
     exec(fb, `ATTACH '${fa}' AS src; INSERT INTO "CalibVld" (${cols}) SELECT ${cols} FROM src."CalibVld"; DETACH src`);
     await using a = new SqliteSource(fa);
@@ -187,8 +210,17 @@ describe('Partitioner.compare', () => {
     const r = await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 });
     expect([r.equal, r.columnsEqual, r.columnOrderEqual, r.differingRanges.length, r.differences.length]).toEqual([false, false, false, 0, 0]);
     exec(fb, 'UPDATE "CalibVld" SET "TIMEEND" = \'2038-01-19 03:14:08\' WHERE "SEQNO" = 7');
-    const c = await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 });
-    expect(c.differences).toEqual([{ key: 7n, kind: 'different', rowsA: 1, rowsB: 1 }]);
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const c = await Partitioner.compare(x, y, 'CalibVld', { rowsPerPartition: 100 });
+      expect(c.ranges.map((g) => [g.lo, g.a.count, g.b.count])).toEqual([
+        [1n, 100, 100],
+        [101n, 20, 20],
+      ]);
+      expect(c.differences).toEqual([{ key: 7n, kind: 'different', rowsA: 1, rowsB: 1 }]);
+    }
     // Only the extra column differs: the rows of the columns both have are equal.
     exec(fb, 'UPDATE "CalibVld" SET "TIMEEND" = \'2038-01-19 03:14:07\', "EXTRA" = \'y\' WHERE "SEQNO" = 7');
     expect((await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 })).differences).toEqual([]);

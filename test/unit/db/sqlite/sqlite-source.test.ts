@@ -395,7 +395,7 @@ describe('SqliteSource: createTable and load', () => {
   });
 
   it('rows({ columns }) and digestRange({ columns }) read the columns named, in that order, by name', async () => {
-    await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER); INSERT INTO t VALUES (1, 'one', 1), (2, 'two', NULL), (3, 'x\ty', 3);");
+    await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER); INSERT INTO t VALUES (1, 'one', 1), (2, 'same', 9), (3, 'same', 1), (4, 'x\ty', NULL);");
     await expectNamedColumnReads(src);
   });
 
