@@ -12,7 +12,14 @@
  * - `maxDelete` / `maxDeleteFraction` refuse a plan that deletes too much,
  *   before anything is touched;
  * - `dryRun` computes the same plan (and the same refusals) and touches
- *   nothing.
+ *   nothing;
+ * - deletion goes entry by entry, deepest first, never recursively: a
+ *   folder is removed only once empty, so what the sync must not touch (a
+ *   LOCKED subtree, what the filter leaves out on either side, what
+ *   vanished while listing, what appeared since) stays, with its folders;
+ * - a file with a sidecar on the source is checked against it while it is
+ *   sent: a source that no longer matches its DNA never replaces the copy on
+ *   the destination (it is a mutant, and nothing is deleted).
  *
  * With `lock: true` a `LOCKED` directory is planted on the destination
  * for the duration (readers there skip the tree), and a source holding a
@@ -102,8 +109,15 @@ export interface SyncPlan {
    * `maxDeleteFraction` are checked against this number.
    */
   readonly removals: number;
-  /** Type conflicts left alone because deletion is off. */
+  /** Type conflicts left alone: deletion is off, or the destination entry holds entries the sync must not touch. */
   readonly conflicts: readonly string[];
+  /**
+   * Destination folders the source no longer has, kept (not deleted)
+   * because they hold entries the sync must not touch: excluded by the
+   * filter, under LOCKED, or vanished while listing. Always empty from
+   * {@link planSync}, which sees only the trees; {@link sync} fills it.
+   */
+  readonly kept: readonly string[];
   /** Directories whose mtime is set after the copies, deepest first. */
   readonly dirMtimes: readonly { readonly path: string; readonly mtimeMs: number }[];
   /** Source entries already identical on the destination. */
@@ -162,9 +176,14 @@ export interface SyncResult {
   readonly linked: readonly string[];
   /** Entries deleted on the destination (replaced entries included). */
   readonly deleted: readonly string[];
-  /** Sidecar checks of transferred files (each file that has `FILE.dna` on the source). */
+  /**
+   * Sidecar checks of the files sent (each file that has `FILE.dna` on the
+   * source): of the bytes stored on the destination, or, for a source that
+   * did not match its sidecar while it was sent, of those bytes (then not
+   * copied: the destination keeps what it had).
+   */
   readonly verified: readonly SyncVerification[];
-  /** The failed sidecar checks: the mutants. */
+  /** The failed sidecar checks: the mutants (nothing is deleted when there is one). */
   readonly mutants: readonly SyncVerification[];
   /** Why the deletion step did not run, when `delete: 'after'` was asked. */
   readonly deleteSkipped?: 'mutants';
@@ -205,7 +224,12 @@ export interface SyncOptions extends PlanSyncOptions {
   verify?: boolean;
   /** Digest algorithm for the DNA of sent bytes and for `checksum` (default md5). */
   algorithm?: DnaAlgorithm;
-  /** Return false to leave an entry out (on both sides: an excluded destination entry is never deleted). */
+  /**
+   * Return false to leave an entry out. It is judged on each side, and an
+   * entry left out on either side is neither copied nor deleted: a source
+   * file excluded (say, still being written) keeps its copy on the
+   * destination, and a folder holding excluded entries is not deleted.
+   */
   filter?: (path: string, entry: TransportEntry) => boolean;
   /** Byte and file progress. */
   onProgress?: ProgressCallback;
@@ -336,12 +360,7 @@ export function planSync(source: SyncTree, destination: SyncTree, options: PlanS
     }
     deletes.sort((a, b) => depth(b) - depth(a) || (a < b ? 1 : a > b ? -1 : 0));
   }
-  // A replaced directory takes everything under it along.
-  let removals = deletes.length + replaces.length;
-  if (replaces.length > 0) {
-    const replaced = new Set(replaces);
-    for (const path of destination.keys()) if (!replaced.has(path) && underAny(posixDirname(path), replaced)) removals++;
-  }
+  const removals = countRemovals(deletes, replaces, destination);
   dirMtimes.sort((a, b) => depth(b.path) - depth(a.path));
   return Object.freeze({
     mkdirs,
@@ -350,6 +369,7 @@ export function planSync(source: SyncTree, destination: SyncTree, options: PlanS
     deletes,
     removals,
     conflicts,
+    kept: [],
     dirMtimes,
     unchanged,
     bytesToCopy,
@@ -358,7 +378,47 @@ export function planSync(source: SyncTree, destination: SyncTree, options: PlanS
   });
 }
 
+/** Entries a plan removes: each deleted one, and each replaced one with everything under it. */
+function countRemovals(deletes: readonly string[], replaces: readonly string[], destination: SyncTree): number {
+  let removals = deletes.length + replaces.length;
+  if (replaces.length > 0) {
+    const replaced = new Set(replaces);
+    for (const path of destination.keys()) if (!replaced.has(path) && underAny(posixDirname(path), replaced)) removals++;
+  }
+  return removals;
+}
+
+/**
+ * `plan` without touching the destination folders in `holders` (those that
+ * hold entries the sync must not touch): such a folder is not deleted (it
+ * goes to `kept`), and not replaced (it becomes a conflict, and what would
+ * have taken its place is not copied).
+ */
+function keepHolders(plan: SyncPlan, destination: SyncTree, holders: ReadonlySet<string>): SyncPlan {
+  if (holders.size === 0) return plan;
+  const blocked = new Set(plan.replaces.filter((p) => holders.has(p)));
+  const kept = plan.deletes.filter((p) => holders.has(p));
+  if (blocked.size === 0 && kept.length === 0) return plan;
+  const deletes = plan.deletes.filter((p) => !holders.has(p));
+  const replaces = plan.replaces.filter((p) => !blocked.has(p));
+  const copies = plan.copies.filter((c) => !underAny(c.path, blocked));
+  return Object.freeze({
+    ...plan,
+    mkdirs: plan.mkdirs.filter((p) => !underAny(p, blocked)),
+    copies,
+    replaces,
+    deletes,
+    removals: countRemovals(deletes, replaces, destination),
+    conflicts: [...plan.conflicts, ...blocked].sort(),
+    kept,
+    dirMtimes: plan.dirMtimes.filter((d) => !underAny(d.path, blocked)),
+    bytesToCopy: copies.reduce((n, c) => n + c.size, 0),
+  });
+}
+
 interface ListOptions {
+  /** Which side is listed (for messages). */
+  side: 'src' | 'dst';
   filter: SyncOptions['filter'];
   lockName: string;
   skipPartFiles: boolean;
@@ -366,7 +426,16 @@ interface ListOptions {
   algorithm: DnaAlgorithm;
   concurrency: number;
   onLocked: (relDir: string) => void;
+  /** An entry that vanished while the tree was listed: it is left out, and not deleted on the other side. */
+  onVanished: (rel: string) => void;
   signal: AbortSignal | undefined;
+}
+
+/** A listed tree, with the paths the listing left out although they exist (or existed while it ran). */
+interface Listing {
+  readonly tree: Map<string, SyncTreeEntry>;
+  /** Entries the filter excluded, and entries that vanished while listing: a sync neither copies nor deletes them. */
+  readonly hidden: Set<string>;
 }
 
 /** Runs `fn` over `items` with at most `n` at once; stops starting new ones after the first failure. */
@@ -392,10 +461,20 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Pro
 /**
  * Lists a tree on a transport: relative path → entry. Subtrees holding a
  * lock directory are left out (reported through `onLocked`), as are
- * `.part` files of the source (writes in progress).
+ * `.part` files and symlinks of the source (writes in progress). Entries
+ * the filter excludes, and entries that vanish while the tree is listed
+ * (a folder removed meanwhile), are left out and put in `hidden`. Only a
+ * missing root is ENOT_FOUND.
  */
-async function listTree(t: Transport, root: string, o: ListOptions): Promise<Map<string, SyncTreeEntry>> {
+async function listTree(t: Transport, root: string, o: ListOptions): Promise<Listing> {
   const out = new Map<string, SyncTreeEntry>();
+  const hidden = new Set<string>();
+  const vanished = (rel: string, err: unknown): boolean => {
+    if (!isStowageError(err, 'ENOT_FOUND')) return false;
+    hidden.add(rel);
+    o.onVanished(rel);
+    return true;
+  };
   const dirs: string[] = [''];
   const links: SyncTreeEntry[] = [];
   const files: SyncTreeEntry[] = [];
@@ -403,16 +482,28 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Map
     const batch = dirs.splice(0, dirs.length);
     await eachLimit(batch, o.concurrency, async (rel) => {
       throwIfAborted(o.signal);
-      const entries = await t.list(rel === '' ? root : posixJoin(root, rel), o.signal ? { signal: o.signal } : {});
+      let entries: TransportEntry[];
+      try {
+        entries = await t.list(rel === '' ? root : posixJoin(root, rel), o.signal ? { signal: o.signal } : {});
+      } catch (err) {
+        if (rel !== '' && vanished(rel, err)) {
+          out.delete(rel);
+          return;
+        }
+        throw err;
+      }
       if (rel !== '' && entries.some((e) => e.name === o.lockName && e.type === 'dir')) {
         o.onLocked(rel);
         return;
       }
       for (const e of entries) {
         if (rel === '' && e.name === o.lockName) continue;
-        if (o.skipPartFiles && e.type === 'file' && e.name.endsWith('.part')) continue;
+        if (o.skipPartFiles && (e.type === 'file' || e.type === 'symlink') && e.name.endsWith('.part')) continue;
         const path = rel === '' ? e.name : `${rel}/${e.name}`;
-        if (o.filter !== undefined && !o.filter(path, e)) continue;
+        if (o.filter !== undefined && !o.filter(path, e)) {
+          hidden.add(path);
+          continue;
+        }
         const entry: SyncTreeEntry = { path, type: e.type, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode };
         out.set(path, entry);
         if (e.type === 'dir') dirs.push(path);
@@ -422,14 +513,28 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Map
     });
   }
   await eachLimit(links, o.concurrency, async (e) => {
-    out.set(e.path, { ...e, target: await t.readlink(posixJoin(root, e.path), o.signal ? { signal: o.signal } : {}) });
+    if (!out.has(e.path)) return;
+    try {
+      out.set(e.path, { ...e, target: await t.readlink(posixJoin(root, e.path), o.signal ? { signal: o.signal } : {}) });
+    } catch (err) {
+      if (!vanished(e.path, err)) throw err;
+      out.delete(e.path);
+    }
   });
   if (o.checksum) {
     await eachLimit(files, o.concurrency, async (e) => {
-      out.set(e.path, { ...e, dna: await t.digest(posixJoin(root, e.path), o.algorithm, o.signal ? { signal: o.signal } : {}) });
+      if (!out.has(e.path)) return;
+      try {
+        out.set(e.path, { ...e, dna: await t.digest(posixJoin(root, e.path), o.algorithm, o.signal ? { signal: o.signal } : {}) });
+      } catch (err) {
+        if (!vanished(e.path, err)) throw err;
+        out.delete(e.path);
+      }
     });
   }
-  return out;
+  // What was under a folder that vanished is not listed either.
+  for (const h of hidden) for (const p of [...out.keys()]) if (p.startsWith(h + '/')) out.delete(p);
+  return { tree: out, hidden };
 }
 
 async function readSmallFile(t: Transport, path: string, signal: AbortSignal | undefined): Promise<string> {
@@ -515,7 +620,8 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   const srcLock = await src.exists(posixJoin(srcDir, o.lockName), userSignal ? { signal: userSignal } : {});
   if (srcLock !== undefined && srcLock.type === 'dir') {
     const info = await LockDir.inspect(srcDir, { name: o.lockName, fs: transportLockFs(src) }).catch(() => undefined);
-    const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken && !info.stale;
+    // The caller's own lock, by its token: how fresh its heartbeat is does not matter (its staleMs may not be ours).
+    const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken;
     if (!ours) throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: it holds ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
       details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale },
     });
@@ -523,6 +629,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
 
   const lockedSubtrees = { src: new Set<string>(), dst: new Set<string>() };
   const listing = (side: 'src' | 'dst'): ListOptions => ({
+    side,
     filter: o.filter,
     lockName: o.lockName,
     skipPartFiles: side === 'src',
@@ -539,31 +646,47 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
         o.strict,
       );
     },
+    onVanished: (rel) => {
+      const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
+      warnOrThrow(
+        new StowageError('ENOT_FOUND', `${where} vanished while the tree was listed; it is neither copied nor deleted in this run.`, { details: { path: rel, side } }),
+        rel,
+        o.onWarning,
+        o.strict,
+      );
+    },
     signal: userSignal,
   });
 
+  // Only a missing root is "missing": listTree reports what vanishes below it as hidden.
   let srcTree: Map<string, SyncTreeEntry>;
+  let srcHidden = new Set<string>();
   let srcMissing = false;
   try {
-    srcTree = await listTree(src, srcDir, listing('src'));
+    ({ tree: srcTree, hidden: srcHidden } = await listTree(src, srcDir, listing('src')));
   } catch (err) {
     if (!isStowageError(err, 'ENOT_FOUND')) throw err;
     srcMissing = true;
     srcTree = new Map();
   }
   let dstTree: Map<string, SyncTreeEntry>;
+  let dstHidden = new Set<string>();
   let dstMissing = false;
   try {
-    dstTree = await listTree(dst, dstDir, listing('dst'));
+    ({ tree: dstTree, hidden: dstHidden } = await listTree(dst, dstDir, listing('dst')));
   } catch (err) {
     if (!isStowageError(err, 'ENOT_FOUND')) throw err;
     dstMissing = true;
     dstTree = new Map();
   }
-  // The destination's own lock at its root (someone else's sync) is not ours to ignore.
-  if (!dstMissing && !o.lock) {
+  // The destination's own lock at its root (someone else's sync) is not ours
+  // to ignore. With lock: true a run waits for it or takes a stale one over;
+  // a dry run of it refuses, as that run would, while a live writer holds it.
+  if (!dstMissing && (!o.lock || o.dryRun)) {
     const dl = await dst.exists(posixJoin(dstDir, o.lockName), userSignal ? { signal: userSignal } : {});
-    if (dl?.type === 'dir') {
+    const live =
+      dl?.type === 'dir' && (!o.lock || (await LockDir.inspect(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined))?.stale !== true);
+    if (live) {
       throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${o.lockName} (another writer). Retry later, or use lock: true to wait for a stale lock to be taken over.`, {
         details: { path: dstDir },
       });
@@ -579,14 +702,20 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
       { details: { source: srcDir, destination: dstDir, destinationEntries: dstTree.size, sourceMissing: srcMissing } },
     );
   }
-  // Locked subtrees: not copied from, not deleted from.
-  for (const side of ['src', 'dst'] as const) {
-    for (const rel of lockedSubtrees[side]) {
-      for (const tree of [srcTree, dstTree]) {
-        for (const p of [...tree.keys()]) if (p === rel || p.startsWith(rel + '/')) tree.delete(p);
-      }
+  // What the sync must not touch on the destination: locked subtrees (of
+  // either side), what the filter excluded or what vanished while listing
+  // (on either side: the destination's copy of a source entry left out is
+  // not "gone from the source"). Such paths are taken out of both trees, and
+  // a destination folder holding one is neither deleted nor replaced.
+  const untouchable = new Set<string>([...lockedSubtrees.src, ...lockedSubtrees.dst, ...srcHidden, ...dstHidden]);
+  for (const rel of untouchable) {
+    for (const tree of [srcTree, dstTree]) {
+      tree.delete(rel);
+      for (const p of [...tree.keys()]) if (p.startsWith(rel + '/')) tree.delete(p);
     }
   }
+  const holdsUntouchable = new Set<string>();
+  for (const rel of untouchable) for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) holdsUntouchable.add(rel.slice(0, i));
   const canLink = src.capabilities.symlinks && dst.capabilities.symlinks && o.symlinks;
   if (!canLink && o.symlinks) {
     for (const e of srcTree.values()) {
@@ -594,7 +723,27 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
       warnOrThrow(new StowageError('EIO', `Skipped symlink ${e.path}: ${dst.name} cannot create symlinks.`, { details: { path: e.path } }), e.path, o.onWarning, o.strict);
     }
   }
-  const plan = planSync(srcTree, dstTree, { delete: o.delete, checksum: o.checksum, symlinks: canLink });
+  const plan = keepHolders(planSync(srcTree, dstTree, { delete: o.delete, checksum: o.checksum, symlinks: canLink }), dstTree, holdsUntouchable);
+  for (const path of plan.conflicts) {
+    warnOrThrow(
+      new StowageError(
+        'EEXIST',
+        `Not synced: ${src.name}:${posixJoin(srcDir, path)} is a ${srcTree.get(path)?.type ?? 'entry'}, and ${dst.name}:${posixJoin(dstDir, path)} a ${dstTree.get(path)?.type ?? 'entry'}${holdsUntouchable.has(path) ? ' holding entries this sync must not touch (excluded, LOCKED or vanished)' : ''}; ${o.delete ? 'it was left as it is' : "sync with delete: 'after' to replace it"}.`,
+        { details: { path } },
+      ),
+      path,
+      o.onWarning,
+      o.strict,
+    );
+  }
+  for (const path of plan.kept) {
+    warnOrThrow(
+      new StowageError('ELOCKED', `Kept ${dst.name}:${posixJoin(dstDir, path)}, which the source no longer has: it holds entries this sync must not touch (excluded by the filter, LOCKED, or vanished while listing).`, { details: { path } }),
+      path,
+      o.onWarning,
+      o.strict,
+    );
+  }
   const deleteCount = plan.removals;
   if (deleteCount > 0) {
     const fraction = plan.destinationEntries > 0 ? deleteCount / plan.destinationEntries : 0;
@@ -620,7 +769,8 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   }
   let result: SyncResult;
   try {
-    result = await act(src, srcDir, dst, dstDir, plan, srcTree, o, progress, anySignal(userSignal, lock?.signal));
+    const dstDirs = new Set([...dstTree.values()].filter((e) => e.type === 'dir').map((e) => e.path));
+    result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstDirs, o, progress, anySignal(userSignal, lock?.signal));
   } catch (err) {
     // The first error matters; a failed release after it is secondary.
     await lock?.release().catch(() => {});
@@ -637,6 +787,7 @@ async function act(
   dstDir: string,
   plan: SyncPlan,
   srcTree: ReadonlyMap<string, SyncTreeEntry>,
+  dstDirs: ReadonlySet<string>,
   o: {
     readonly concurrency: number;
     readonly algorithm: DnaAlgorithm;
@@ -678,6 +829,21 @@ async function act(
     }
   };
   const fromLocal = src instanceof LocalTransport;
+  // A file whose source has a sidecar in the same algorithm is checked
+  // against it as it is sent, before it takes its name on the destination:
+  // a source that no longer matches its DNA (a bit flip, a truncation)
+  // never replaces the copy there. It is a mutant, and nothing is deleted.
+  const sourceMutants: SyncVerification[] = [];
+  const expectedOf = async (rel: string): Promise<Dna | undefined> => {
+    if (!o.verify || rel.endsWith(SIDECAR_SUFFIX) || srcTree.get(rel + SIDECAR_SUFFIX)?.type !== 'file') return undefined;
+    try {
+      const d = parseSidecar(await readSmallFile(src, srcPath(rel + SIDECAR_SUFFIX), signal), srcPath(rel + SIDECAR_SUFFIX));
+      return d.algorithm === o.algorithm ? d : undefined;
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      return undefined; // reported by the check after the copies
+    }
+  };
   const copyAll = async (copies: readonly SyncCopy[]): Promise<void> => {
     const files = copies.filter((c) => c.type === 'file');
     const links = copies.filter((c) => c.type === 'symlink');
@@ -686,8 +852,11 @@ async function act(
       const from = srcPath(c.path);
       const source: PutSource = fromLocal ? from : { size: c.size, open: (offset) => src.createReadStream(from, { start: offset, ...sig }) };
       let reported = 0;
+      let expected: Dna | undefined;
       try {
+        expected = await expectedOf(c.path);
         const dna = await dst.put(source, dstPath(c.path), {
+          ...(expected === undefined ? {} : { expectedDna: expected }),
           algorithm: o.algorithm,
           mode: c.mode,
           mtimeMs: c.mtimeMs,
@@ -702,6 +871,11 @@ async function act(
         copied.push({ path: c.path, dna });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
+        if (expected !== undefined && isStowageError(err, 'EDIGEST_MISMATCH') && err.details['actual'] !== undefined) {
+          progress.add(-reported, 1);
+          sourceMutants.push({ path: c.path, ok: false, expected, actual: err.details['actual'] as Dna, sent: err.details['actual'] as Dna });
+          return;
+        }
         const e = err as { code?: string; message?: string };
         failed.push({ path: c.path, code: e.code ?? 'EIO', message: e.message ?? String(err) });
         throw err;
@@ -783,16 +957,14 @@ async function act(
       verified.push(v);
     });
   }
+  verified.push(...sourceMutants);
   const mutants = verified.filter((v) => !v.ok);
+  const fromSource = new Set(sourceMutants);
   for (const m of mutants) {
-    warnOrThrow(
-      new StowageError('EDIGEST_MISMATCH', `Mutant: ${dst.name}:${dstPath(m.path)} has ${m.actual.algorithm} ${m.actual.dig} (${m.actual.size} bytes), its sidecar says ${m.expected.dig} (${m.expected.size} bytes).`, {
-        details: { path: m.path, expected: m.expected, actual: m.actual, sent: m.sent },
-      }),
-      m.path,
-      o.onWarning,
-      o.strict,
-    );
+    const message = fromSource.has(m)
+      ? `Mutant: ${src.name}:${srcPath(m.path)} has ${m.actual.algorithm} ${m.actual.dig} (${m.actual.size} bytes), its sidecar says ${m.expected.dig} (${m.expected.size} bytes); it was not copied, and ${dst.name}:${dstPath(m.path)} was left as it was.`
+      : `Mutant: ${dst.name}:${dstPath(m.path)} has ${m.actual.algorithm} ${m.actual.dig} (${m.actual.size} bytes), its sidecar says ${m.expected.dig} (${m.expected.size} bytes).`;
+    warnOrThrow(new StowageError('EDIGEST_MISMATCH', message, { details: { path: m.path, expected: m.expected, actual: m.actual, sent: m.sent, side: fromSource.has(m) ? 'src' : 'dst' } }), m.path, o.onWarning, o.strict);
   }
 
   let deleteSkipped: 'mutants' | undefined;
@@ -801,13 +973,30 @@ async function act(
       deleteSkipped = 'mutants';
     } else {
       progress.phase('delete');
-      // Only the top-most entries: the rest goes with them.
-      const all = new Set(plan.deletes);
-      const tops = plan.deletes.filter((p) => !underAny(posixDirname(p), all));
-      await eachLimit(tops, o.concurrency, async (rel) => {
-        await dst.remove(dstPath(rel), { recursive: true, force: true, ...sig });
-      });
-      deleted.push(...plan.deletes);
+      // Entry by entry, deepest first and one depth at a time, never
+      // recursively: a folder is removed only once it is empty, so what the
+      // listing did not see (a file written since, or left out) stays, and
+      // the folder with it.
+      const byDepth = new Map<number, string[]>();
+      for (const rel of plan.deletes) byDepth.set(depth(rel), [...(byDepth.get(depth(rel)) ?? []), rel]);
+      for (const k of [...byDepth.keys()].sort((a, b) => b - a)) {
+        await eachLimit(byDepth.get(k)!, o.concurrency, async (rel) => {
+          throwIfAborted(signal);
+          try {
+            await dst.remove(dstPath(rel), { force: true, ...sig });
+            deleted.push(rel);
+          } catch (err) {
+            if (signal?.aborted) throw signal.reason;
+            if (!dstDirs.has(rel)) throw err;
+            warnOrThrow(
+              new StowageError('EIO', `Kept folder ${dst.name}:${dstPath(rel)}, which the source no longer has: it could not be removed (${(err as Error).message}); something the listing did not see may be in it.`, { details: { path: rel }, cause: err }),
+              rel,
+              o.onWarning,
+              o.strict,
+            );
+          }
+        });
+      }
     }
   }
   progress.phase('done');

@@ -133,7 +133,7 @@ export class AtomicFile {
   }
 
   /**
-   * Creates (truncating any stale leftover) `path.part`.
+   * Creates `path.part` anew (removing any stale leftover, a symlink included: it is never written through).
    *
    * @param path - the final path
    * @param options - mode, noOverwrite, signal
@@ -143,11 +143,21 @@ export class AtomicFile {
     if (options.noOverwrite && (await exists(path))) {
       throw new StowageError('EEXIST', `Refusing to overwrite ${path}: it already exists.`, { details: { path } });
     }
+    // Created anew, never opened through what is there: a stale leftover is
+    // removed first, and a symlink named `path.part` (planted, or synced
+    // from a source) is removed instead of written through, so nothing
+    // outside `path`'s folder is ever written.
     let handle: FileHandle;
     try {
-      handle = await open(path + PART_SUFFIX, 'w', options.mode ?? 0o644);
+      handle = await open(path + PART_SUFFIX, 'wx', options.mode ?? 0o644);
     } catch (err) {
-      throw fromFsError(err, 'create', path + PART_SUFFIX);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create', path + PART_SUFFIX);
+      try {
+        await unlink(path + PART_SUFFIX);
+        handle = await open(path + PART_SUFFIX, 'wx', options.mode ?? 0o644);
+      } catch (err2) {
+        throw fromFsError(err2, 'create', path + PART_SUFFIX);
+      }
     }
     return new AtomicFile(path, handle, options.noOverwrite ?? false);
   }

@@ -213,6 +213,22 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect((await t.list(d)).map((e) => e.name)).toEqual(['f']);
       });
 
+      it('a stale PATH.part is replaced, and a symlink named PATH.part is never written through', async () => {
+        const d = await far();
+        await t.put(Buffer.from('leftover of a crash'), `${d}/stale.part`, { noOverwrite: true });
+        await t.put(Buffer.from('whole'), `${d}/stale`);
+        expect((await readAll(t, `${d}/stale`)).toString()).toBe('whole');
+        if (t.capabilities.symlinks) {
+          await t.put(Buffer.from('precious'), `${d}/victim`);
+          await t.symlink(`${d}/victim`, `${d}/f.part`);
+          await t.put(Buffer.from('new bytes'), `${d}/f`);
+          expect((await readAll(t, `${d}/victim`)).toString()).toBe('precious');
+          expect((await t.stat(`${d}/f`)).type).toBe('file');
+          expect((await readAll(t, `${d}/f`)).toString()).toBe('new bytes');
+        }
+        expect((await t.list(d)).map((e) => e.name)).toEqual(t.capabilities.symlinks ? ['f', 'stale', 'victim'] : ['stale']);
+      });
+
       it('noOverwrite refuses an existing target with EEXIST and leaves it intact', async () => {
         const d = await far();
         await t.put(Buffer.from('keep me'), `${d}/f`);

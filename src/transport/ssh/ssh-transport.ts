@@ -962,6 +962,22 @@ export class SshTransport implements Transport {
     });
   }
 
+  /**
+   * Creates a put's `.part` file anew (SFTP's exclusive create, so a
+   * symlink named like it is never written through): a stale one in the way
+   * (a leftover, or a symlink planted or synced there) is removed first.
+   */
+  async #createPart(s: Session, sftp: SFTPWrapper, part: string, mode: number): Promise<Buffer> {
+    try {
+      return await this.#call<Buffer>(s, (cb) => sftp.open(part, 'wx', { mode }, cb), sftp);
+    } catch (err) {
+      const there = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
+      if (there === undefined || typeOfMode(there.mode) === 'dir') throw err;
+      await this.#unlink(s, part, true);
+      return this.#call<Buffer>(s, (cb) => sftp.open(part, 'wx', { mode }, cb), sftp);
+    }
+  }
+
   async #unlink(s: Session, path: string, force: boolean): Promise<void> {
     try {
       await this.#call(s, (cb) => s.sftp.unlink(path, cb));
@@ -1215,7 +1231,7 @@ export class SshTransport implements Transport {
               const there = await this.#call<Stats>(s, (cb) => sftp.lstat(path, cb), sftp).catch(() => undefined);
               if (there !== undefined) throw new StowageError('EEXIST', `Refusing to overwrite ${this.name}${path}: it already exists.`, { details: { transport: this.name, path } });
             }
-            handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'w', { mode: options.mode ?? 0o644 }, cb), sftp);
+            handle = await this.#createPart(s, sftp, part, options.mode ?? 0o644);
             st.created = true;
           } else if (st.renamed) {
             // The rename was sent before the connection dropped: did it land?
@@ -1230,7 +1246,7 @@ export class SshTransport implements Transport {
               st.job = hasher.begin(algorithm);
               st.confirmed = 0;
               progress.bytesDone = 0;
-              handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'w', { mode: options.mode ?? 0o644 }, cb), sftp);
+              handle = await this.#createPart(s, sftp, part, options.mode ?? 0o644);
             } else {
               handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp);
             }

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -47,6 +47,21 @@ describe('sync ownLockToken', () => {
       await lock.release();
     }
     await expect(stat(join(dst, '2026'))).rejects.toThrow();
+  });
+
+  it("syncs a source under the caller's own lock whatever its heartbeat's age (the caller's staleMs is not sync's)", async () => {
+    const lock = new LockDir(src, { purpose: 'nightly', staleMs: 600_000, heartbeatMs: 150_000 });
+    await lock.acquire();
+    try {
+      // The last heartbeat was 90 s ago: stale by sync's default 60 s, fresh by the lock's own 10 min.
+      const old = new Date(Date.now() - 90_000);
+      await utimes(join(src, 'LOCKED', 'owner.json'), old, old);
+      await utimes(join(src, 'LOCKED'), old, old);
+      const r = await sync(local, src, local, dst, { ownLockToken: lock.owner!.token });
+      expect(r.copied.map((c) => c.path)).toEqual(['2026/11/22/031500/svn.tar.gz']);
+    } finally {
+      await lock.release();
+    }
   });
 
   it('refuses an empty token', async () => {

@@ -369,9 +369,141 @@ describe('sync between two LocalTransports', () => {
     expect(warnings.map((w) => w.code)).toEqual(['EDIGEST_MISMATCH']);
     expect(r.deleteSkipped).toBe('mutants');
     expect(await readdir(dst)).toContain('old');
+    // The source no longer matches its sidecar: it was checked while sent, and never took the name on the destination.
+    expect(warnings[0]!.message).toMatch(/was not copied/);
+    expect(r.copied.map((c) => c.path)).not.toContain('bad.tar.gz');
+    expect(existsSync(join(dst, 'bad.tar.gz'))).toBe(false);
+    expect((await readdir(dst)).filter((n) => n.endsWith('.part'))).toEqual([]);
     expect((await caught(sync(local, src, local, join(base, 'strict'), { strict: true }))).code).toBe('EDIGEST_MISMATCH');
     const noVerify = await sync(local, src, local, join(base, 'nv'), { verify: false });
     expect(noVerify.verified).toEqual([]);
+  });
+
+  it('a source that no longer matches its sidecar does not replace the good copy on the destination', async () => {
+    const good = Buffer.alloc(100_000, 7);
+    await put(join(src, 'run.tar.gz'), good);
+    await put(join(src, 'run.tar.gz.dna'), JSON.stringify({ dig: md5(good), size: good.length }));
+    await sync(local, src, local, dst);
+    // One bit flips on the source; size and sidecar unchanged, mtime moves on.
+    const bad = Buffer.from(good);
+    bad.writeUInt8(bad[5000]! ^ 1, 5000);
+    await put(join(src, 'run.tar.gz'), bad, T0 + 60_000);
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { checksum: true, onWarning: (w) => warnings.push(w) });
+    expect(r.mutants.map((m) => [m.path, m.actual.dig, m.expected.dig])).toEqual([['run.tar.gz', md5(bad), md5(good)]]);
+    expect(warnings.map((w) => w.code)).toEqual(['EDIGEST_MISMATCH']);
+    expect(md5(await readFile(join(dst, 'run.tar.gz')))).toBe(md5(good));
+  });
+
+  it('a copy that differs from its sidecar on the destination (written wrong there) is a mutant, and deletion is skipped', async () => {
+    await put(join(src, 'run.tar.gz'), 'run bytes');
+    await put(join(src, 'run.tar.gz.dna'), JSON.stringify({ dig: md5('run bytes'), size: 9 }));
+    await put(join(dst, 'old'), 'old');
+    // The far disk garbles what it was sent: the bytes sent match, the bytes stored do not.
+    const garbling = new LocalTransport();
+    const realPut = garbling.put.bind(garbling);
+    garbling.put = async (source: PutSource, path: string, options?: PutOptions) => {
+      const dna = await realPut(source, path, options);
+      if (path.endsWith('run.tar.gz')) await writeFile(path, 'rUn bytes');
+      return dna;
+    };
+    const r = await sync(local, src, garbling, dst, { delete: 'after', maxDeleteFraction: 1 });
+    expect(r.mutants.map((m) => [m.path, m.sent?.dig, m.actual.dig])).toEqual([['run.tar.gz', md5('run bytes'), md5('rUn bytes')]]);
+    expect(r.deleteSkipped).toBe('mutants');
+    expect(existsSync(join(dst, 'old'))).toBe(true);
+  });
+
+  it('a folder the source no longer has is emptied entry by entry: a LOCKED subtree and excluded entries in it stay, and the folder with them', async () => {
+    await put(join(src, 'keep.txt'), 'k');
+    await put(join(dst, 'keep.txt'), 'k');
+    for (let i = 0; i < 3; i++) await put(join(dst, 'old', `n${i}.txt`), 'n');
+    await put(join(dst, 'old', 'run7', 'data.bin'), 'being written by someone else');
+    await mkdir(join(dst, 'old', 'run7', 'LOCKED'));
+    for (let i = 0; i < 20; i++) await put(join(dst, 'old', 'precious', `p${i}.keep`), 'p');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, {
+      delete: 'after',
+      maxDelete: 5,
+      maxDeleteFraction: 1,
+      filter: (p) => !p.endsWith('.keep') && !p.endsWith('/precious'),
+      onWarning: (w) => warnings.push(w),
+    });
+    // Only the three notes are deleted (within maxDelete 5); "old" holds what the sync must not touch, so it is kept.
+    expect([...r.deleted].sort()).toEqual(['old/n0.txt', 'old/n1.txt', 'old/n2.txt']);
+    expect(r.plan.kept).toEqual(['old']);
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([
+      ['ELOCKED', 'old/run7'],
+      ['ELOCKED', 'old'],
+    ]);
+    expect(await walk(join(dst, 'old'))).toEqual(['precious/', ...Array.from({ length: 20 }, (_, i) => `precious/p${i}.keep ${md5('p')}`).sort(), 'run7/', 'run7/LOCKED/', `run7/data.bin ${md5('being written by someone else')}`]);
+  });
+
+  it('an entry the filter leaves out of the source is not deleted from the destination', async () => {
+    await put(join(src, 'run41.mid'), 'done');
+    await put(join(src, 'run42.mid'), 'being rewritten now', Date.now());
+    await put(join(dst, 'run42.mid'), 'the copy of yesterday', T0);
+    const cutoff = Date.now() - 60_000;
+    const r = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1, filter: (_p, e) => e.type !== 'file' || e.mtimeMs < cutoff });
+    expect(r.copied.map((c) => c.path)).toEqual(['run41.mid']);
+    expect(r.deleted).toEqual([]);
+    expect(await readFile(join(dst, 'run42.mid'), 'utf8')).toBe('the copy of yesterday');
+  });
+
+  it('a folder that vanishes while the source is listed is not taken for a missing source, and its copy is not deleted', async () => {
+    for (let i = 0; i < 20; i++) await put(join(src, `f${i}.txt`), `f${i}`);
+    await put(join(src, 'tmp', 'scratch'), 's');
+    await sync(local, src, local, dst);
+    // The source's tmp/ disappears between the listing of its parent and its own.
+    const racing = new LocalTransport();
+    const realList = racing.list.bind(racing);
+    racing.list = async (path, options) => {
+      if (path.endsWith('/tmp')) await rm(path, { recursive: true, force: true });
+      return realList(path, options);
+    };
+    const warnings: StowageWarning[] = [];
+    const r = await sync(racing, src, local, dst, { delete: 'after', allowEmptySource: true, maxDeleteFraction: 1, onWarning: (w) => warnings.push(w) });
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['ENOT_FOUND', 'tmp']]);
+    expect(r.deleted).toEqual([]);
+    expect(existsSync(join(dst, 'tmp', 'scratch'))).toBe(true);
+    expect((await readdir(dst)).length).toBe(21);
+  });
+
+  it('a symlink named FILE.part is never written through: on the destination it is replaced, on the source it is not synced', async () => {
+    await mkdir(join(base, 'outside'));
+    await put(join(base, 'outside', 'victim.db'), 'precious');
+    await put(join(src, 'f'), 'new bytes');
+    await mkdir(dst);
+    await symlink('../outside/victim.db', join(dst, 'f.part'));
+    await symlink('../outside/victim.db', join(src, 'g.part'));
+    const r = await sync(local, src, local, dst);
+    expect(await readFile(join(base, 'outside', 'victim.db'), 'utf8')).toBe('precious');
+    expect(await readFile(join(dst, 'f'), 'utf8')).toBe('new bytes');
+    expect((await lstat(join(dst, 'f'))).isSymbolicLink()).toBe(false);
+    expect(r.linked).toEqual([]);
+    expect(existsSync(join(dst, 'g.part'))).toBe(false);
+  });
+
+  it('a type conflict left alone is reported', async () => {
+    await put(join(src, 'run42.mid'), 'file');
+    await put(join(dst, 'run42.mid', 'inner'), 'a folder there');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { onWarning: (w) => warnings.push(w) });
+    expect(r.plan.conflicts).toEqual(['run42.mid']);
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['EEXIST', 'run42.mid']]);
+    expect((await caught(sync(local, src, local, dst, { strict: true }))).code).toBe('EEXIST');
+  });
+
+  it('a dry run with lock: true refuses while a live writer holds the destination lock, as the run would', async () => {
+    await put(join(src, 'a'), 'a');
+    await mkdir(dst);
+    const other = new LockDir(dst, { purpose: 'another sync' });
+    await other.acquire();
+    try {
+      expect((await caught(sync(local, src, local, dst, { lock: true, dryRun: true }))).code).toBe('ELOCKED');
+    } finally {
+      await other.release();
+    }
+    expect((await sync(local, src, local, dst, { lock: true, dryRun: true })).plan.copies.length).toBe(1);
   });
 
   it('reports progress: phases, bytes up to the total, files', async () => {
