@@ -93,7 +93,8 @@ const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outD
  *   its final form yet: the next dump writes it;
  * - `partial`: the tail, still filling: a dump writes it, and rewrites it
  *   later only if its rows changed;
- * - `archived`: its archive holds it complete: written once, left alone;
+ * - `archived`: its archive holds it complete: written once, left alone
+ *   (also when deleting the rows above it makes it the tail again);
  * - `empty`: a run of ranges without rows: recorded, never written.
  */
 export type PlannedState = 'complete' | 'partial' | 'archived' | 'empty';
@@ -431,8 +432,12 @@ export class Partitioner {
       const a = byIndex.get(i);
       const isOccupied = occupiedSet.has(i);
       let state: PlannedState;
-      if (isOccupied && i === tailIndex) state = 'partial';
-      else if (a !== undefined && (a.complete || !isOccupied)) state = 'archived';
+      // A complete archive is written once and never again: not even when
+      // its range is the tail once more because the rows above it were
+      // deleted (rewriting it would drop the deleted rows from every backup).
+      if (a !== undefined && a.complete) state = 'archived';
+      else if (isOccupied && i === tailIndex) state = 'partial';
+      else if (a !== undefined && !isOccupied) state = 'archived';
       else state = 'complete';
       const plo = grid.lo(i);
       const phi = grid.hi(i);
@@ -713,6 +718,8 @@ export class Partitioner {
               await handOff(j);
               await writerOf(j).write(piece);
             },
+            // A row in an empty range between two of the block (committed since the plan) is left for a later run.
+            block.map((p) => p.lo),
           );
           // Awaited in `finally` too: the snapshot settles as soon as it is aborted.
           reading = (async () => {

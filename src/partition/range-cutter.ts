@@ -9,6 +9,11 @@
  * without looking at any other row. Only the chunk that crosses a boundary
  * is read row by row.
  *
+ * With the lower bounds of the ranges too, a row whose key falls between
+ * two ranges (in a range the plan found empty: a row committed since the
+ * plan) goes to none of them: it is left for a later run, instead of
+ * landing in the next range's archive, outside its bounds.
+ *
  * @module
  */
 import { StowageError } from '../errors.js';
@@ -26,8 +31,11 @@ export class RangeCutter {
   readonly #source: string;
   readonly #table: string;
   readonly #sink: PieceSink;
+  readonly #los: readonly bigint[] | undefined;
   #carry: Buffer | undefined;
   #current = 0;
+  /** Rows left out because their key lay between two ranges. */
+  skipped = 0;
 
   /**
    * @param his - the upper bound of each range, ascending (the first range starts wherever the stream does)
@@ -35,9 +43,11 @@ export class RangeCutter {
    * @param source - for messages
    * @param table - for messages
    * @param sink - receives each piece with its range's position
+   * @param los - the lower bound of each range, if rows between ranges are to be left out
    */
-  constructor(his: readonly bigint[], keyIndex: number, source: string, table: string, sink: PieceSink) {
+  constructor(his: readonly bigint[], keyIndex: number, source: string, table: string, sink: PieceSink, los?: readonly bigint[]) {
     this.#his = his;
+    this.#los = los;
     this.#keyIndex = keyIndex;
     this.#source = source;
     this.#table = table;
@@ -68,7 +78,8 @@ export class RangeCutter {
     if (last < buf.length - 1) this.#carry = Buffer.from(buf.subarray(last + 1));
     const complete = buf.subarray(0, last + 1);
     const lastStart = complete.lastIndexOf(LF, last - 1) + 1;
-    if (this.#keyOf(complete.subarray(lastStart)) <= this.#his[this.#current]!) {
+    const lo = this.#los?.[this.#current];
+    if (this.#keyOf(complete.subarray(lastStart)) <= this.#his[this.#current]! && (lo === undefined || this.#keyOf(complete.subarray(0, complete.indexOf(LF) + 1)) >= lo)) {
       await this.#sink(this.#current, complete);
       return;
     }
@@ -85,6 +96,13 @@ export class RangeCutter {
           throw new StowageError('EDB', `${this.#source}: table ${JSON.stringify(this.#table)} gave a row with key ${k}, above the range asked for.`, { details: { source: this.#source, table: this.#table } });
         }
         segStart = lineStart;
+      }
+      const lo = this.#los?.[this.#current];
+      if (lo !== undefined && k < lo) {
+        // Between two ranges: in none of them.
+        if (lineStart > segStart) await this.#sink(this.#current, complete.subarray(segStart, lineStart));
+        segStart = nl + 1;
+        this.skipped++;
       }
       lineStart = nl + 1;
     }

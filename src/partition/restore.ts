@@ -406,6 +406,21 @@ export async function restorePartitions(target: TableSource, dir: string, option
     const tables = table === undefined ? m.tables : m.tables.filter((t) => t.name === table);
     if (tables.length > 0) selected.push({ ...c, manifest: m, tables });
   }
+  // Two archives of one table whose ranges overlap (a folder dumped twice
+  // with different range sizes, say) would load their common rows twice.
+  const byTable = new Map<string, Selected[]>();
+  for (const sel of selected) for (const t of sel.tables) byTable.set(t.name, [...(byTable.get(t.name) ?? []), sel]);
+  for (const [name, list] of byTable) {
+    const sorted = [...list].sort((x, y) => (x.lo < y.lo ? -1 : x.lo > y.lo ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) {
+      const [x, y] = [sorted[i - 1]!, sorted[i]!];
+      if (y.lo <= x.hi) {
+        throw new StowageError('EBAD_CONFIG', `${where}: ${x.path} [${x.lo}, ${x.hi}] and ${y.path} [${y.lo}, ${y.hi}] both hold rows of ${JSON.stringify(name)} in [${y.lo}, ${x.hi < y.hi ? x.hi : y.hi}]: restoring both would load those rows twice. Restore one partition folder (or pass table/lo/hi to pick one set of archives). Nothing was loaded.`, {
+          details: { table: name, paths: [x.path, y.path] },
+        });
+      }
+    }
+  }
   if (selected.length === 0) {
     throw new StowageError('ENOT_FOUND', `${where}: no partition archive under ${root}${table === undefined ? '' : ` holds table ${JSON.stringify(table)}`}${bounds.lo === undefined && bounds.hi === undefined ? '' : ` in [${bounds.lo ?? '-inf'}, ${bounds.hi ?? '+inf'}]`}.`, {
       details: { path: root, table },

@@ -228,6 +228,74 @@ describe('Partitioner.dump', () => {
     expect(await listFiles(join(d, 'disk'))).toEqual(['CalibVld/0000000001-0000001000.tar.gz', 'CalibVld/0000000001-0000001000.tar.gz.dna']);
   });
 
+  it('never rewrites a complete archive, even when deleting the rows above it makes its range the tail again', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 150), 1);
+    await using src = new SqliteSource(f);
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, 'out') });
+    const first = await p.dump();
+    const full = first.written.find((w) => w.lo === 1n)!;
+    expect(full.complete).toBe(true);
+    const before = await readFile(full.path);
+    exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" >= 95');
+    const plan = await p.plan();
+    expect(plan.partitions.map((x) => [x.lo, x.state])).toEqual([
+      [1n, 'archived'],
+      [101n, 'archived'],
+    ]);
+    const second = await p.dump({ incremental: true });
+    expect(second.written).toEqual([]);
+    // Keys 95-100 are still in the backup.
+    expect((await readFile(full.path)).equals(before)).toBe(true);
+    expect(parseManifest((await archiveEntries(full.path)).get('manifest.json')!, full.path).tables[0]!.count).toBe(100);
+  });
+
+  it('a row committed after the plan into a range it found empty goes to no archive of this run, and to its own range in the next', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, [...seq(1, 50), ...seq(301, 350), ...seq(501, 550)], 1);
+    await using real = new SqliteSource(f);
+    let inserted = false;
+    // Between the plan and the read of the ranges (one query for 1-600, the empty ranges between them included), key 150 arrives.
+    const src = new Proxy(real, {
+      get(t, prop) {
+        if (prop === 'snapshot') {
+          return async (fn: (r: TableReader) => Promise<unknown>, o: unknown) => {
+            if (!inserted) {
+              insertPair(f, [150], 1);
+              inserted = true;
+            }
+            return (t.snapshot as (...a: unknown[]) => Promise<unknown>)(fn, o);
+          };
+        }
+        const v = Reflect.get(t, prop, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const out = join(d, 'out');
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out });
+    const first = await p.dump({ concurrency: 1 });
+    expect(inserted).toBe(true);
+    const keysOf = async (path: string): Promise<string[]> =>
+      (await archiveEntries(path))
+        .get('CalibVld/rows.tsv')!
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]!);
+    expect(first.written.map((w) => [w.lo, w.hi])).toEqual([
+      [1n, 100n],
+      [301n, 400n],
+      [501n, 600n],
+    ]);
+    const mid = first.written.find((w) => w.lo === 301n)!;
+    expect(await keysOf(mid.path)).toEqual(seq(301, 350).map(String));
+    const second = await p.dump({ incremental: true });
+    expect(second.written.map((w) => [w.lo, w.hi])).toEqual([[101n, 200n]]);
+    expect(await keysOf(second.written[0]!.path)).toEqual(['150']);
+  });
+
   it('reads each range in one snapshot: a pair committed during the dump is archived whole or not at all', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');

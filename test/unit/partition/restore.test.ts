@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -139,6 +139,22 @@ describe('Partitioner.restore', () => {
     await Partitioner.restore(part, out, { lo: 100, hi: 150, table: 'CalibVld' });
     expect(rowsOf(join(d, 'part.db'), 'CalibVld').filter((row) => row[3] === 0n).map((row) => row[0])).toEqual([]);
     expect(count(join(d, 'part.db'), 'CalibVld')).toBe(61 + 50);
+    await src.close();
+  });
+
+  it('refuses archives of one table whose ranges overlap (two dumps with other range sizes), loading nothing', async () => {
+    const { d, out, src } = await dumped();
+    // The same table dumped again with ranges of 1000 keys, in a second folder under the same root.
+    const again = join(d, 'again');
+    await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 1000, outDir: again }).dump();
+    await rename(join(again, 'CalibVld'), join(out, 'CalibVld-1000'));
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(dst, out), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/would load those rows twice/);
+    expect(err.details['table']).toBe('CalibVld');
+    expect(tablesOf(join(d, 'dst.db'))).toEqual([]);
+    // One folder of them restores.
+    expect((await Partitioner.restore(dst, join(out, 'CalibVld-1000'))).rows).toBe(250);
     await src.close();
   });
 
