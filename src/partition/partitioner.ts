@@ -515,7 +515,14 @@ export class Partitioner {
       }
       if (m.lo !== b.lo || m.hi !== b.hi) continue;
       const sameTables = m.tables.length === this.tables.length && m.tables.every((t, i) => t.name === this.tables[i]);
-      if (!sameTables) continue;
+      if (!sameTables) {
+        // Rewriting it with other tables would drop the rows of the ones it holds (a group's archive dumped again as one table).
+        throw new StowageError(
+          'EBAD_CONFIG',
+          `${path} holds the tables ${m.tables.map((t) => JSON.stringify(t.name)).join(', ')}, and this Partitioner dumps ${this.tables.map((t) => JSON.stringify(t)).join(', ')}: dumping here would overwrite their archives. Dump the same tables together, or use another outDir or name.`,
+          { details: { path, option: 'tables', archived: m.tables.map((t) => t.name), tables: [...this.tables] } },
+        );
+      }
       out.set(b.lo, {
         lo: b.lo,
         archive: Object.freeze({

@@ -228,6 +228,23 @@ describe('Partitioner.dump', () => {
     expect(await listFiles(join(d, 'disk'))).toEqual(['CalibVld/0000000001-0000001000.tar.gz', 'CalibVld/0000000001-0000001000.tar.gz.dna']);
   });
 
+  it("refuses to dump one table of a group into the group's folder, which would overwrite the group's archives", async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 150), 2);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const group = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out }).dump();
+    const before = await Promise.all(group.written.map((w) => readFile(w.path)));
+    insertPair(f, [151], 2);
+    const single = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out });
+    const err = await rejectsWith(single.dump({ incremental: true }), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/would overwrite their archives/);
+    await rejectsWith(single.plan(), 'EBAD_CONFIG');
+    const after = await Promise.all(group.written.map((w) => readFile(w.path)));
+    expect(after.every((b, i) => b.equals(before[i]!))).toBe(true);
+  });
+
   it('never rewrites a complete archive, even when deleting the rows above it makes its range the tail again', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
