@@ -45,7 +45,7 @@ import { checkInt, checkOptionKeys } from '../util/options.js';
 import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
 import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
-import { checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
+import { INT64_MAX, checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
 import { KeyCursor, isUniqueKey, keyExtent } from './key-seek.js';
 import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
 import { MANIFEST_ENTRY, MANIFEST_FORMAT, MANIFEST_VERSION, formatManifest, type ManifestTable, type PartitionManifest } from './manifest.js';
@@ -232,6 +232,9 @@ interface DumpContext {
   /** Called once per range done, with its archive or `undefined` (unchanged). */
   readonly done: (p: PlannedPartition, w: WrittenPartition | undefined) => void;
 }
+
+/** A range's upper bound as the Catalog records it: at most INT64_MAX (the grid's last range may reach past it). */
+const catalogBound = (hi: bigint): bigint => (hi > INT64_MAX ? INT64_MAX : hi);
 
 /**
  * Groups the ranges to write into runs of at most `size` that are
@@ -473,7 +476,8 @@ export class Partitioner {
       for (const r of perTable[0]!.values()) {
         if ((r.state !== 'archived' && r.state !== 'partial') || r.archivePath === null || dirname(r.archivePath) !== this.dir) continue;
         throwIfAborted(signal);
-        checkGrid(r.lo, r.hi, `Catalog ${catalog.path}`);
+        // A last range reaching past INT64_MAX is recorded up to INT64_MAX (see catalogBound).
+        checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
         const recs = perTable.map((m) => m.get(`${r.lo}:${r.hi}`));
         if (recs.some((x) => x === undefined || x.archivePath !== r.archivePath || x.state !== r.state)) continue;
         if (!(await exists(r.archivePath)) || !(await exists(r.archivePath + SIDECAR_SUFFIX))) continue;
@@ -807,7 +811,7 @@ export class Partitioner {
     catalog.transaction(() => {
       catalog.recordArchive({ path: w.path, dna: w.dna, created, bytesIn, entries });
       for (const t of w.tables) {
-        catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: w.lo, hi: w.hi, state: w.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: w.path });
+        catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: w.lo, hi: catalogBound(w.hi), state: w.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: w.path });
       }
     });
   }
@@ -819,11 +823,11 @@ export class Partitioner {
     const gaps = plan.partitions.filter((p) => p.state === 'empty');
     if (gaps.length === 0) return;
     const known = new Set(catalog.partitions(this.source.name, this.tables[0]!, { key: this.key }).filter((r) => r.state === 'empty').map((r) => `${r.lo}:${r.hi}`));
-    const fresh = gaps.filter((g) => !known.has(`${g.lo}:${g.hi}`));
+    const fresh = gaps.filter((g) => !known.has(`${g.lo}:${catalogBound(g.hi)}`));
     if (fresh.length === 0) return;
     catalog.transaction(() => {
       for (const g of fresh) {
-        for (const table of this.tables) catalog.recordPartition({ source: this.source.name, table, key: this.key, lo: g.lo, hi: g.hi, state: 'empty', rows: 0 });
+        for (const table of this.tables) catalog.recordPartition({ source: this.source.name, table, key: this.key, lo: g.lo, hi: catalogBound(g.hi), state: 'empty', rows: 0 });
       }
     });
   }

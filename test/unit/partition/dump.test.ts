@@ -228,6 +228,26 @@ describe('Partitioner.dump', () => {
     expect(await listFiles(join(d, 'disk'))).toEqual(['CalibVld/0000000001-0000001000.tar.gz', 'CalibVld/0000000001-0000001000.tar.gz.dna']);
   });
 
+  it('records in the Catalog a last range reaching past 2^63-1 with its upper bound at 2^63-1, run after run', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    const max = (1n << 63n) - 1n;
+    makePairDb(f, [1, 2, max], 1);
+    await using src = new SqliteSource(f);
+    using catalog = new Catalog(join(d, 'cat'));
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, 'out'), catalog });
+    const r = await p.dump();
+    expect(r.written.map((w) => w.hi > max)).toEqual([false, true]);
+    const recs = catalog.partitions(src.name, 'CalibVld');
+    expect(recs.map((x) => [x.state, x.hi === max])).toEqual([
+      ['archived', false],
+      ['empty', false],
+      ['partial', true],
+    ]);
+    expect((await p.dump({ incremental: true })).written).toEqual([]);
+    expect(catalog.partitions(src.name, 'CalibVld')).toHaveLength(3);
+  });
+
   it("refuses to dump one table of a group into the group's folder, which would overwrite the group's archives", async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
