@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { posix } from 'node:path';
 import { dnaEqual, type Dna } from '../dna/dna-digest.js';
 import { StowageError, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
@@ -160,9 +161,12 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   if (!Array.isArray(nodes) || nodes.length === 0 || nodes.some((n: ElsewhereNode | null) => n === null || typeof n !== 'object' || typeof n.transport?.digest !== 'function')) {
     throw new StowageError('EBAD_CONFIG', `${where}: option "verifiedElsewhere" must list at least one { transport, dir? } holding copies of the sets.`, { details: { where, option: 'verifiedElsewhere' } });
   }
+  // The tree itself is no copy: compared by transport name and normalised
+  // path (a second LocalTransport, a trailing slash, ./ or ..), not by object.
+  const same = (t: Transport, d: string): boolean => t.name === transport.name && posix.normalize(d + '/') === posix.normalize(dir + '/');
   for (const n of nodes) {
     checkOptionKeys(`${where} verifiedElsewhere`, n, ['transport', 'dir']);
-    if (n.transport === transport && (n.dir ?? dir) === dir) {
+    if ((n.transport === transport && (n.dir ?? dir) === dir) || same(n.transport, n.dir ?? dir)) {
       throw new StowageError('EBAD_CONFIG', `${where}: "verifiedElsewhere" names the tree itself; a copy must be on another node or path.`, { details: { where, option: 'verifiedElsewhere' } });
     }
   }
@@ -212,6 +216,12 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
     const contents = await inspectSet(transport, set.path, o);
     if (contents.locks[0] !== undefined) {
       skipped.push({ set, reason: `locked by ${contents.locks[0]}` });
+      continue;
+    }
+    // Nothing to compare means nothing proven: a set still being written
+    // (a .part file), or holding no finished file, is never "verified elsewhere".
+    if (!contents.complete) {
+      skipped.push({ set, reason: contents.partFiles.length > 0 ? `incomplete (${contents.partFiles[0]} is still being written): no copy can be proven` : 'it holds no finished file: no copy can be proven' });
       continue;
     }
     let copy: { at: string } | undefined;

@@ -181,6 +181,13 @@ export interface RetentionApplyOptions {
   verify?: SetVerify;
   /** Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more sets than this. */
   maxPurge?: number;
+  /**
+   * Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more
+   * than this fraction (0-1) of the sets planned (default 0.5): a first run
+   * of a new policy over a long history, or a tree whose older sets all
+   * lost their sidecars, is stopped until confirmed with a higher value.
+   */
+  maxPurgeFraction?: number;
   /** Name of the link beside the year folders, ignored by the walk (default `last`). */
   linkName?: string;
   /** Token of a lock the caller holds on the tree (`LOCKED/owner.json`), which then does not block the purge. */
@@ -232,7 +239,7 @@ export interface RetentionApplyResult {
 }
 
 const POLICY_KEYS = ['keepLast', 'keepWithin', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly', 'timeZone'] as const;
-const APPLY_OPTIONS = ['dryRun', 'now', 'verify', 'maxPurge', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
+const APPLY_OPTIONS = ['dryRun', 'now', 'verify', 'maxPurge', 'maxPurgeFraction', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
 const KEEP_ORDER: readonly KeepRule[] = ['newest-verified', 'last', 'within', 'daily', 'weekly', 'monthly', 'yearly', 'unverified-newer', 'incomplete-newer', 'future'];
 const BUCKETS: readonly { rule: 'daily' | 'weekly' | 'monthly' | 'yearly'; key: (w: WallTime) => string; option: keyof ResolvedRetentionPolicy }[] = [
   { rule: 'daily', key: dayKey, option: 'keepDaily' },
@@ -462,6 +469,10 @@ export class Retention {
       throw new StowageError('EBAD_CONFIG', `${where}: option "verify" must be 'sidecar', 'none' or a function, got ${String(verify)}.`, { details: { where, option: 'verify' } });
     }
     const maxPurge = options.maxPurge === undefined || options.maxPurge === Infinity ? Infinity : checkInt(where, 'maxPurge', options.maxPurge, 0);
+    const maxPurgeFraction = options.maxPurgeFraction ?? 0.5;
+    if (typeof maxPurgeFraction !== 'number' || !(maxPurgeFraction >= 0 && maxPurgeFraction <= 1)) {
+      throw new StowageError('EBAD_CONFIG', `${where}: option "maxPurgeFraction" must be a number from 0 to 1, got ${String(maxPurgeFraction)}.`, { details: { where, option: 'maxPurgeFraction', value: maxPurgeFraction } });
+    }
     const { signal, onProgress } = options;
     throwIfAborted(signal);
     await checkTreeRoot(transport, dir, where, signal);
@@ -514,6 +525,14 @@ export class Retention {
         'EDELETE_GUARD',
         `${where}: the plan would purge ${plan.purge.length} backup sets under ${dir}, more than maxPurge ${maxPurge}; nothing was removed. Check the plan with { dryRun: true } and raise maxPurge if it is right.`,
         { details: { dir, purge: plan.purge.length, maxPurge } },
+      );
+    }
+    const planned = plan.keep.length + plan.purge.length;
+    if (planned > 0 && plan.purge.length / planned > maxPurgeFraction) {
+      throw new StowageError(
+        'EDELETE_GUARD',
+        `${where}: the plan would purge ${plan.purge.length} of the ${planned} backup sets under ${dir} (${((plan.purge.length / planned) * 100).toFixed(1)}%), more than maxPurgeFraction ${maxPurgeFraction}; nothing was removed. Check the plan with { dryRun: true } (sets that do not verify, or an empty policy rule?) and pass a higher maxPurgeFraction if it is right.`,
+        { details: { dir, purge: plan.purge.length, planned, maxPurgeFraction } },
       );
     }
     const result = { dryRun, plan, kept: plan.keep, removed: [] as BackupSetItem[], skipped, leftoversRemoved: [] as string[], prunedDirs: [] as string[] };

@@ -38,7 +38,7 @@ describe('Retention over SshTransport', () => {
     const sets = await listBackupSets(ssh, root, { timeZone: 'UTC' });
     expect(sets.map((s) => s.id)).toEqual(ids);
     const r = new Retention({ keepLast: 3, timeZone: 'UTC' });
-    const res = await r.apply(ssh, root, { now: NOW });
+    const res = await r.apply(ssh, root, { now: NOW, maxPurgeFraction: 1 });
     expect(res.plan.keep.map((k) => k.item.id)).toEqual(ids.slice(-3).reverse());
     expect(res.skipped.map((s) => s.set.id)).toEqual([ids[1]!]);
     expect(res.plan.purge.find((p) => p.item.id === ids[3])?.rule).toBe('unverified');

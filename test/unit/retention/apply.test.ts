@@ -33,7 +33,12 @@ describe('Retention.apply', () => {
     const r = new Retention({ keepDaily: 7, keepMonthly: 3, timeZone: 'UTC' });
     const before = await snapshot(root);
 
-    const dry = await r.apply(local, root, { dryRun: true, now: NOW });
+    // A first run over a long history purges most of it: refused by default (more than half), also as a dry run.
+    await expect(r.apply(local, root, { dryRun: true, now: NOW })).rejects.toMatchObject({ code: 'EDELETE_GUARD', details: { purge: 32, planned: 40, maxPurgeFraction: 0.5 } });
+    await expect(r.apply(local, root, { now: NOW })).rejects.toMatchObject({ code: 'EDELETE_GUARD' });
+    expect(await snapshot(root)).toEqual(before);
+    await expect(r.apply(local, root, { now: NOW, maxPurgeFraction: 1.5 })).rejects.toMatchObject({ code: 'EBAD_CONFIG' });
+    const dry = await r.apply(local, root, { dryRun: true, now: NOW, maxPurgeFraction: 0.8 });
     expect(dry.dryRun).toBe(true);
     expect(dry.removed).toEqual([]);
     expect(await snapshot(root)).toEqual(before);
@@ -43,7 +48,7 @@ describe('Retention.apply', () => {
     expect(dry.plan.purge).toHaveLength(40 - 8);
     expect(dry.plan.keep.every((k) => k.item.verified && k.item.complete && k.counted)).toBe(true);
 
-    const real = await r.apply(local, root, { now: NOW });
+    const real = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     expect(real.dryRun).toBe(false);
     expect(real.plan).toEqual(dry.plan);
     expect(real.removed.map((x) => x.id)).toEqual(dry.plan.purge.map((p) => p.item.id).reverse()); // oldest first
@@ -57,7 +62,7 @@ describe('Retention.apply', () => {
     // No trash left behind.
     expect((await snapshot(root)).filter((p) => p.includes('.stowage-'))).toEqual([]);
 
-    const again = await r.apply(local, root, { now: NOW });
+    const again = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     expect(again.removed).toEqual([]);
     expect(again.plan.purge).toEqual([]);
   });
@@ -65,7 +70,7 @@ describe('Retention.apply', () => {
   it('removes empty month and year folders, never the root', async () => {
     await makeSet(root, '2024/12/31/030000');
     await makeSet(root, '2026/11/22/030000');
-    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW });
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     expect(res.removed.map((x) => x.id)).toEqual(['2024/12/31/030000']);
     expect(res.prunedDirs.map((d) => d.slice(root.length + 1))).toEqual(['2024/12/31', '2024/12', '2024']);
     expect(await snapshot(root)).toEqual(['2026/', '2026/11/', '2026/11/22/', '2026/11/22/030000/', '2026/11/22/030000/repo.tar.gz', '2026/11/22/030000/repo.tar.gz.dna']);
@@ -76,7 +81,7 @@ describe('Retention.apply', () => {
     for (const id of ids) await makeSet(root, id);
     await appendFile(join(root, ids[4]!, 'repo.tar.gz'), 'x'); // newest: size differs
     await writeFile(join(root, ids[2]!, 'repo.tar.gz'), Buffer.alloc(1024)); // same size, other bytes
-    const res = await new Retention({ keepLast: 2, timeZone: 'UTC' }).apply(local, root, { now: NOW });
+    const res = await new Retention({ keepLast: 2, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     const keep = Object.fromEntries(res.plan.keep.map((k) => [k.item.id, k.rules]));
     expect(keep).toEqual({ [ids[4]!]: ['unverified-newer'], [ids[3]!]: ['newest-verified', 'last'], [ids[1]!]: ['last'] });
     const newest = res.plan.keep[0]!.item;
@@ -93,7 +98,7 @@ describe('Retention.apply', () => {
   it('verifies through the transport digest (a far tree seen only through its transport)', async () => {
     const far = new ChrootTransport(tmp.path, 'far');
     for (const id of dailyIds('2026-11-22', 4)) await makeSet(root, id, { files: { 'a.tar.gz': 'A', 'b.tar.gz': 'B' } });
-    const res = await new Retention({ keepLast: 2, timeZone: 'UTC' }).apply(far, '/backups', { now: NOW });
+    const res = await new Retention({ keepLast: 2, timeZone: 'UTC' }).apply(far, '/backups', { now: NOW, maxPurgeFraction: 1 });
     expect(far.digests).toBe(8);
     expect(res.removed.map((x) => x.set.path)).toEqual(['/backups/2026/11/19/030000', '/backups/2026/11/20/030000']);
     expect(has('2026/11/19/030000')).toBe(false);
@@ -104,11 +109,11 @@ describe('Retention.apply', () => {
     const ids = dailyIds('2026-11-22', 4);
     for (const id of ids) await makeSet(root, id, { sidecars: false });
     const r = new Retention({ keepLast: 1, timeZone: 'UTC' });
-    const strict = await r.apply(local, root, { now: NOW });
+    const strict = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     expect(strict.removed).toEqual([]);
     expect(strict.plan.keep.every((k) => k.rules.includes('unverified-newer'))).toBe(true);
     expect(strict.plan.keep[0]!.item.problems).toEqual(['no file of the set has a DNA sidecar, so nothing can be verified']);
-    const trusting = await r.apply(local, root, { now: NOW, verify: 'none' });
+    const trusting = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1, verify: 'none' });
     expect(trusting.removed.map((x) => x.id)).toEqual(ids.slice(0, 3));
   });
 
@@ -116,7 +121,7 @@ describe('Retention.apply', () => {
     const ids = dailyIds('2026-11-22', 3);
     for (const id of ids) await makeSet(root, id, { files: { 'a.tar.gz': 'A', 'b.tar.gz': 'B' } });
     await rename(join(root, ids[1]!, 'b.tar.gz'), join(tmp.path, 'stolen'));
-    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, dryRun: true });
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, dryRun: true });
     const mid = res.plan.purge.find((p) => p.item.id === ids[1]);
     expect(mid?.rule).toBe('unverified');
     expect(mid?.item.problems[0]).toMatch(/orphan sidecar .*b\.tar\.gz\.dna/);
@@ -129,6 +134,7 @@ describe('Retention.apply', () => {
     const seen: string[] = [];
     const res = await r.apply(local, root, {
       now: NOW,
+      maxPurgeFraction: 1, maxPurgeFraction: 1,
       verify: async (set: BackupSet, ctx) => {
         expect(ctx.transport).toBe(local);
         seen.push(set.id);
@@ -142,9 +148,9 @@ describe('Retention.apply', () => {
     ]);
     expect(res.removed.map((x) => x.id)).toEqual(ids.slice(0, 2));
 
-    await expect(r.apply(local, root, { now: NOW, verify: async () => 'yes' as never })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('boolean') });
+    await expect(r.apply(local, root, { now: NOW, maxPurgeFraction: 1, verify: async () => 'yes' as never })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('boolean') });
     const boom = new Error('verifier down');
-    await expect(r.apply(local, root, { now: NOW, verify: async () => Promise.reject(boom) })).rejects.toBe(boom);
+    await expect(r.apply(local, root, { now: NOW, maxPurgeFraction: 1, verify: async () => Promise.reject(boom) })).rejects.toBe(boom);
     expect(has(ids[2]!) && has(ids[3]!)).toBe(true);
   });
 
@@ -155,7 +161,7 @@ describe('Retention.apply', () => {
     await makeSet(root, ids[2]!);
     await makeSet(root, ids[3]!, { files: { 'repo.tar.gz': 'done' } });
     await writeFile(join(root, ids[3]!, 'wiki.tar.gz.part'), 'half');
-    const res = await new Retention({ keepLast: 3, timeZone: 'UTC' }).apply(local, root, { now: NOW });
+    const res = await new Retention({ keepLast: 3, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     expect(res.plan.keep.map((k) => [k.item.id, k.rules])).toEqual([
       [ids[3]!, ['newest-verified', 'incomplete-newer']],
       [ids[2]!, ['last']],
@@ -174,7 +180,7 @@ describe('Retention.apply', () => {
     await plantLock(join(root, '2026/10'));
     await plantLock(join(root, '2026/11/02/030000'));
     const warnings: StowageWarning[] = [];
-    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, onWarning: (w) => warnings.push(w) });
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, onWarning: (w) => warnings.push(w) });
     expect(res.skipped.map((s) => [s.set.id, s.reason.slice(0, 9)])).toEqual([
       ['2026/10/01/030000', 'locked by'],
       ['2026/10/02/030000', 'locked by'],
@@ -192,11 +198,11 @@ describe('Retention.apply', () => {
     await lock.acquire();
     try {
       const r = new Retention({ keepLast: 1, timeZone: 'UTC' });
-      const blocked = await r.apply(local, root, { now: NOW });
+      const blocked = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1 });
       expect(blocked.removed).toEqual([]);
       expect(blocked.skipped).toHaveLength(3);
       expect(blocked.plan.keep).toEqual([]);
-      const mine = await r.apply(local, root, { now: NOW, ownLockToken: lock.owner!.token });
+      const mine = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1, ownLockToken: lock.owner!.token });
       expect(mine.removed.map((x) => x.id)).toEqual(ids.slice(0, 2));
       expect(existsSync(join(root, 'LOCKED', 'owner.json'))).toBe(true);
     } finally {
@@ -209,6 +215,7 @@ describe('Retention.apply', () => {
     for (const id of ids) await makeSet(root, id);
     const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
       now: NOW,
+      maxPurgeFraction: 1, maxPurgeFraction: 1,
       verify: async (set) => {
         // The oldest set was listed and inspected unlocked; now someone starts writing into it.
         if (set.id === ids[2]) await mkdir(join(root, ids[0]!, 'LOCKED'));
@@ -227,10 +234,10 @@ describe('Retention.apply', () => {
     await makeSet(root, '2026/11/21/.stowage-trash-040000-cafe', { sidecars: false });
     const warnings: StowageWarning[] = [];
     const r = new Retention({ keepLast: 5, timeZone: 'UTC' });
-    const dry = await r.apply(local, root, { now: NOW, dryRun: true, onWarning: (w) => warnings.push(w) });
+    const dry = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1, dryRun: true, onWarning: (w) => warnings.push(w) });
     expect(dry.leftoversRemoved).toEqual([]);
     expect(has('2026/11/20/.stowage-trash-030000-deadbeef')).toBe(true);
-    const res = await r.apply(local, root, { now: NOW });
+    const res = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1 });
     expect(res.leftoversRemoved).toEqual([join(root, '2026/11/20/.stowage-trash-030000-deadbeef')]);
     expect(has('2026/11/20/.stowage-trash-030000-deadbeef')).toBe(false);
     expect(has('2026/11/21/.stowage-trash-040000-cafe')).toBe(true); // under a lock
@@ -241,12 +248,12 @@ describe('Retention.apply', () => {
     const ids = dailyIds('2026-11-22', 6);
     for (const id of ids) await makeSet(root, id);
     const before = await snapshot(root);
-    await expect(new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurge: 4 })).rejects.toMatchObject({
+    await expect(new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, maxPurge: 4 })).rejects.toMatchObject({
       code: 'EDELETE_GUARD',
       details: { purge: 5, maxPurge: 4 },
     });
     expect(await snapshot(root)).toEqual(before);
-    const ok = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurge: 5 });
+    const ok = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, maxPurge: 5 });
     expect(ok.removed).toHaveLength(5);
   });
 
@@ -255,9 +262,9 @@ describe('Retention.apply', () => {
     await makeSet(root, '2026/11/20/233000');
     await makeSet(root, '2026/11/21/003000');
     await makeSet(root, '2026/11/21/010000');
-    const berlin = await new Retention({ keepDaily: 2, timeZone: 'Europe/Berlin' }).apply(local, root, { now: NOW, dryRun: true });
+    const berlin = await new Retention({ keepDaily: 2, timeZone: 'Europe/Berlin' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, dryRun: true });
     expect(berlin.plan.purge.map((p) => p.item.id)).toEqual(['2026/11/21/003000']);
-    const tokyo = await new Retention({ keepDaily: 2, timeZone: 'Asia/Tokyo' }).apply(local, root, { now: NOW, dryRun: true });
+    const tokyo = await new Retention({ keepDaily: 2, timeZone: 'Asia/Tokyo' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, dryRun: true });
     expect(tokyo.plan.purge.map((p) => p.item.id)).toEqual(['2026/11/21/003000']);
     expect(berlin.plan.keep[1]!.item.time.toISOString()).toBe('2026-11-20T22:30:00.000Z');
     expect(tokyo.plan.keep[1]!.item.time.toISOString()).toBe('2026-11-20T14:30:00.000Z');
@@ -267,7 +274,7 @@ describe('Retention.apply', () => {
     const ids = dailyIds('2026-11-22', 3);
     for (const id of ids) await makeSet(root, id);
     const seen: Progress[] = [];
-    await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, onProgress: (p) => seen.push(p) });
+    await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, onProgress: (p) => seen.push(p) });
     const last = (phase: string) => seen.filter((p) => p.phase === phase).at(-1);
     expect(last('scan')).toMatchObject({ itemsDone: 3 });
     expect(last('verify')).toMatchObject({ itemsDone: 3, itemsTotal: 3, bytesDone: 3 * 1024 });
@@ -281,7 +288,7 @@ describe('Retention.apply', () => {
     const ac = new AbortController();
     const reason = new Error('stop now');
     ac.abort(reason);
-    await expect(new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, signal: ac.signal })).rejects.toBe(reason);
+    await expect(new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, signal: ac.signal })).rejects.toBe(reason);
     expect(await snapshot(root)).toEqual(before);
   });
 
@@ -294,6 +301,7 @@ describe('Retention.apply', () => {
     await expect(
       new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
         now: NOW,
+        maxPurgeFraction: 1, maxPurgeFraction: 1,
         signal: ac.signal,
         onProgress: (p) => {
           if (p.phase === 'purge' && p.itemsDone >= 1 && !ac.signal.aborted) {
@@ -318,6 +326,7 @@ describe('Retention.apply', () => {
     await expect(
       new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
         now: NOW,
+        maxPurgeFraction: 1, maxPurgeFraction: 1,
         signal: ac.signal,
         verify: async (set) => {
           if (set.id === ids[1]) ac.abort(reason);
@@ -356,7 +365,7 @@ describe('Retention.apply removal races', () => {
         return super.rename(from, to, o);
       }
     }
-    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(new RacyTransport(), root, { now: NOW });
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(new RacyTransport(), root, { now: NOW, maxPurgeFraction: 1 });
     expect(res.skipped.map((s) => [s.set.id, s.reason])).toEqual([[ids[0]!, expect.stringMatching(/^locked by .*\/LOCKED \(appeared during the removal\)$/)]]);
     expect(res.removed.map((x) => x.id)).toEqual([ids[1]!]);
     expect(existsSync(join(root, ids[0]!, 'LOCKED'))).toBe(true);
@@ -369,6 +378,7 @@ describe('Retention.apply removal races', () => {
     for (const id of ids) await makeSet(root, id);
     const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
       now: NOW,
+      maxPurgeFraction: 1, maxPurgeFraction: 1,
       verify: async (set) => {
         if (set.id === ids[2]) await rm(join(root, ids[0]!), { recursive: true });
         return true;

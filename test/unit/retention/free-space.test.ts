@@ -188,8 +188,30 @@ describe('Retention.applyFreeSpace', () => {
     await expect(Retention.applyFreeSpace(local, root, opts as never)).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(pattern) });
   });
 
+  it('never purges a set still being written or without a finished file: nothing there can be proven copied', async () => {
+    // The two oldest sets: one holds only a .part file, one holds nothing but an orphan sidecar. The other node is empty for them.
+    await rm(join(root, ids[0]!), { recursive: true });
+    await makeSet(root, ids[0]!, { files: { 'big.tar.gz.part': randomBytes(2 * MiB) }, sidecars: false });
+    await rm(join(root, ids[1]!), { recursive: true });
+    await mkdir(join(root, ids[1]!), { recursive: true });
+    await writeFile(join(root, ids[1]!, 'gone.tar.gz.dna'), '{"dig": "d41d8cd98f00b204e9800998ecf8427e", "size": 0}');
+    await copyToRemote(ids.slice(2));
+    const res = await Retention.applyFreeSpace(local, root, { minFreePercent: 35, verifiedElsewhere: [{ transport: local, dir: remoteRoot }], timeZone: 'UTC' });
+    expect(has(ids[0]!) && has(ids[1]!)).toBe(true);
+    expect(res.skipped.map((x) => [x.set.id, x.reason.split(' ')[0]]).slice(0, 2)).toEqual([
+      [ids[0], 'incomplete'],
+      [ids[1], 'it'],
+    ]);
+    expect(res.removed.map((p) => p.set.id)[0]).toBe(ids[2]);
+  });
+
   it('refuses the tree itself as the other node, and a missing tree', async () => {
     await expect(Retention.applyFreeSpace(local, root, { minFreePercent: 10, verifiedElsewhere: [{ transport: local }] })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('the tree itself') });
+    // The same tree named another way: another LocalTransport, a trailing slash, a detour through "..".
+    for (const other of [{ transport: new LocalTransport(), dir: root }, { transport: local, dir: root + '/' }, { transport: local, dir: join(root, 'x') + '/..' }]) {
+      await expect(Retention.applyFreeSpace(local, root, { minFreePercent: 99, verifiedElsewhere: [other] })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('the tree itself') });
+    }
+    expect(ids.every(has)).toBe(true);
     await expect(Retention.applyFreeSpace(local, join(root, 'nope'), { minFreePercent: 10, verifiedElsewhere: [{ transport: local, dir: remoteRoot }] })).rejects.toMatchObject({ code: 'ENOT_FOUND' });
     await expect(Retention.applyFreeSpace(local, root, undefined as never)).rejects.toMatchObject({ code: 'EBAD_CONFIG' });
   });
