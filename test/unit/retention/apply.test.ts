@@ -134,7 +134,7 @@ describe('Retention.apply', () => {
     const seen: string[] = [];
     const res = await r.apply(local, root, {
       now: NOW,
-      maxPurgeFraction: 1, maxPurgeFraction: 1,
+      maxPurgeFraction: 1,
       verify: async (set: BackupSet, ctx) => {
         expect(ctx.transport).toBe(local);
         seen.push(set.id);
@@ -215,7 +215,7 @@ describe('Retention.apply', () => {
     for (const id of ids) await makeSet(root, id);
     const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
       now: NOW,
-      maxPurgeFraction: 1, maxPurgeFraction: 1,
+      maxPurgeFraction: 1,
       verify: async (set) => {
         // The oldest set was listed and inspected unlocked; now someone starts writing into it.
         if (set.id === ids[2]) await mkdir(join(root, ids[0]!, 'LOCKED'));
@@ -301,7 +301,7 @@ describe('Retention.apply', () => {
     await expect(
       new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
         now: NOW,
-        maxPurgeFraction: 1, maxPurgeFraction: 1,
+        maxPurgeFraction: 1,
         signal: ac.signal,
         onProgress: (p) => {
           if (p.phase === 'purge' && p.itemsDone >= 1 && !ac.signal.aborted) {
@@ -326,7 +326,7 @@ describe('Retention.apply', () => {
     await expect(
       new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
         now: NOW,
-        maxPurgeFraction: 1, maxPurgeFraction: 1,
+        maxPurgeFraction: 1,
         signal: ac.signal,
         verify: async (set) => {
           if (set.id === ids[1]) ac.abort(reason);
@@ -378,7 +378,7 @@ describe('Retention.apply removal races', () => {
     for (const id of ids) await makeSet(root, id);
     const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(local, root, {
       now: NOW,
-      maxPurgeFraction: 1, maxPurgeFraction: 1,
+      maxPurgeFraction: 1,
       verify: async (set) => {
         if (set.id === ids[2]) await rm(join(root, ids[0]!), { recursive: true });
         return true;
