@@ -110,8 +110,19 @@ class Walker {
   async #walk(name: string, abs: string): Promise<void> {
     let names: string[];
     try {
-      names = await readdir(abs);
+      const raw = await readdir(abs, { encoding: 'buffer' });
+      names = raw.map((b) => b.toString('utf8'));
+      // A name that is not UTF-8 (Latin-1 from an old DAQ or Windows tree)
+      // cannot be opened through its decoded string: it would be left out,
+      // and the archive verify, without it. Refused, loudly.
+      const bad = raw.findIndex((b, k) => !Buffer.from(names[k]!, 'utf8').equals(b));
+      if (bad >= 0) {
+        throw new StowageError('EIO', `Cannot archive ${join(abs, names[bad]!)}: its name is not valid UTF-8 (bytes ${raw[bad]!.toString('hex')}), so it cannot be read by name; rename it (e.g. convmv -f latin1 -t utf8) and archive again.`, {
+          details: { path: abs, nameHex: raw[bad]!.toString('hex') },
+        });
+      }
     } catch (err) {
+      if (err instanceof StowageError && err.code === 'EIO' && err.details['nameHex'] !== undefined) throw err;
       const e = fromFsError(err, 'list', abs);
       if (name === '') throw e;
       warnOrThrow(e, abs, this.o.onWarning, this.o.strict);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Archiver, DETERMINISTIC_MTIME } from '../../../src/archive/index.js';
@@ -186,6 +186,25 @@ describe('Archiver.create', () => {
     expect(await ls(root)).toEqual(['src']);
     const r = await Archiver.create(src, join(root, 'x.tar.gz'), { allowLocked: true });
     expect((await Archiver.list(r.path)).map((x) => x.name)).toEqual(['run42', 'run42/data.bin']);
+  });
+
+  it('refuses a name that is not UTF-8 (EIO naming its bytes) instead of leaving the file out; nothing is left', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'ok.txt'), 'ok');
+    // "résumé_run42.dat" in Latin-1, in a sub-folder: a path given as bytes.
+    const latin1 = Buffer.concat([Buffer.from(join(src, 'sub') + '/'), Buffer.from('r\xe9sum\xe9_run42.dat', 'latin1')]);
+    await writeFile(latin1, 'run 42');
+    const e = await rejectsWith(Archiver.create(src, join(root, 'x.tar.gz')), 'EIO');
+    expect(e.message).toMatch(/not valid UTF-8/);
+    expect(e.details['nameHex']).toBe(Buffer.from('r\xe9sum\xe9_run42.dat', 'latin1').toString('hex'));
+    expect(await ls(root)).toEqual(['src']);
+    // A name that is valid UTF-8, even with U+FFFD in it, is archived.
+    await rm(latin1);
+    await writeFile(join(src, 'sub', 'odd\ufffdname'), 'x');
+    const r = await Archiver.create(src, join(root, 'x.tar.gz'));
+    expect((await Archiver.list(r.path)).map((x) => x.name)).toContain('sub/odd\ufffdname');
   });
 
   it('a file that shrinks while it is read is EIO naming it, and nothing is left', async () => {
