@@ -13,7 +13,7 @@ import { pack as tarPack, type Pack } from 'tar-stream';
 import { fromFsError } from '../errors.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { AtomicFile } from '../util/atomic-file.js';
-import { DnaDigest, SIDECAR_SUFFIX, type Dna, type DnaAlgorithm } from '../dna/index.js';
+import { DnaDigest, SIDECAR_SUFFIX, formatSidecar, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { sharedBlockHasher } from '../dna/block-hasher.js';
 import { ParallelGzip } from './parallel-gzip.js';
 
@@ -104,6 +104,7 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
   };
   const dispose = onAbort(signal, (reason) => fail(reason));
   let dna: Dna;
+  let sidecarFile: AtomicFile | undefined;
   const producer = async (): Promise<void> => {
     await produce({ pack, failed: () => failure });
     if (failure === undefined) pack.finalize();
@@ -120,6 +121,19 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
     // Every byte was fed before gz.end() resolved; the digest is known before the archive takes its name.
     dna = job !== undefined ? await job.digest() : new DnaDigest(options.algorithm !== undefined ? { algorithm: options.algorithm } : {}).digest();
     throwIfAborted(signal);
+    if (options.sidecar && digestOn) {
+      // The sidecar is written and synced before the archive takes its name:
+      // one that cannot be written (a full disk) leaves the archive and
+      // sidecar already there as they were, instead of neither.
+      const path = out + SIDECAR_SUFFIX;
+      sidecarFile = await AtomicFile.open(path);
+      await sidecarFile.write(Buffer.from(formatSidecar(dna, path)));
+      try {
+        await sidecarFile.handle.sync();
+      } catch (err) {
+        throw fromFsError(err, 'fsync', sidecarFile.partPath);
+      }
+    }
     await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
       throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
     });
@@ -127,15 +141,17 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
   } catch (err) {
     job?.drop();
     await file.discard();
+    await sidecarFile?.discard();
     if (signal?.aborted) throw signal.reason;
     throw err;
   } finally {
     dispose();
   }
   let sidecar: string | undefined;
-  if (options.sidecar && digestOn) {
+  if (sidecarFile !== undefined) {
     try {
-      sidecar = await DnaDigest.writeSidecar(out, dna);
+      await sidecarFile.commit();
+      sidecar = sidecarFile.path;
     } catch (err) {
       // An archive without the sidecar it was promised would pass for an unverified one: remove it.
       await rm(out, { force: true }).catch(() => {});

@@ -207,6 +207,25 @@ describe('Archiver.create', () => {
     expect((await Archiver.list(r.path)).map((x) => x.name)).toContain('sub/odd\ufffdname');
   });
 
+  it('replacing an archive whose new sidecar cannot be written fails, and leaves the old archive and sidecar as they were', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'a.bin'), randomBytes(100_000));
+    const out = join(root, 'o.tar.gz');
+    const old = await Archiver.create(src, out);
+    const oldBytes = await readFile(out);
+    const oldSidecar = await readFile(out + '.dna', 'utf8');
+    await writeFile(join(src, 'a.bin'), randomBytes(100_000));
+    // Something in the way of the sidecar's .part (as a full disk or a quota would be).
+    await mkdir(out + '.dna.part');
+    await rejectsWith(Archiver.create(src, out), 'EIO');
+    expect((await readFile(out)).equals(oldBytes)).toBe(true);
+    expect(await readFile(out + '.dna', 'utf8')).toBe(oldSidecar);
+    expect((await Archiver.verify(out)).dna).toEqual(old.dna);
+    expect((await ls(root)).filter((n) => n.startsWith('o.tar.gz') && n !== 'o.tar.gz.dna.part').sort()).toEqual(['o.tar.gz', 'o.tar.gz.dna']);
+  });
+
   it('a file that shrinks while it is read is EIO naming it, and nothing is left', async () => {
     const root = await tempDir();
     const src = join(root, 'src');
