@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
 import type { Progress } from '../../../src/progress.js';
@@ -82,6 +83,31 @@ describe('Archiver.verify', () => {
     await writeFile(gz, whole.subarray(0, second));
     run('gzip', ['-t', gz]);
     await rejectsWith(Archiver.verify(gz), 'ECORRUPT_ARCHIVE');
+  });
+
+  it('a .tar or .tar.gz cut between two entries is ECORRUPT_ARCHIVE even when the entry it keeps ends in zeros', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    // A disk image: a few bytes, then zeros to the end; then another file, and a long name (a PAX header) after it.
+    const img = Buffer.alloc(8192);
+    img.write('boot', 0);
+    await writeFile(join(src, 'a.img'), img);
+    await writeFile(join(src, 'b.txt'), 'b');
+    await writeFile(join(src, 'c'.repeat(150)), 'c');
+    const { path } = await Archiver.create(src, join(root, 'x.tar'), { sidecar: false, entries: ['a.img', 'b.txt', 'c'.repeat(150)] });
+    expect((await Archiver.verify(path)).entries).toBe(3);
+    await truncate(path, 512 + 8192); // a.img whole, its last 1024 bytes all zero; b.txt and the rest gone
+    await rejectsWith(Archiver.verify(path), 'ECORRUPT_ARCHIVE');
+    await rejectsWith(Archiver.list(path), 'ECORRUPT_ARCHIVE');
+    // The same cut inside a gzip stream.
+    const whole = await readFile(join(root, 'x.tar'));
+    const gz = join(root, 'x.tar.gz');
+    await writeFile(gz, gzipSync(whole.subarray(0, 512 + 8192)));
+    await rejectsWith(Archiver.verify(gz), 'ECORRUPT_ARCHIVE');
+    // Untouched archives with long names still verify.
+    const again = await Archiver.create(src, join(root, 'y.tar.gz'), { entries: ['a.img', 'b.txt', 'c'.repeat(150)] });
+    expect((await Archiver.verify(again.path)).entries).toBe(3);
   });
 
   it('a plain .tar cut exactly between two entries (no end-of-archive marker) is ECORRUPT_ARCHIVE', async () => {
