@@ -25,7 +25,7 @@ import type { Header } from 'tar-stream';
 import { StowageError, fromFsError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
-import { AtomicFile, PART_SUFFIX } from '../util/atomic-file.js';
+import { AtomicFile, PART_SUFFIX, uniquePartPath } from '../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
@@ -608,8 +608,8 @@ export class Archiver {
           const target = guard.target(raw, e.name);
           if (target === destReal) throw new StowageError('EUNSAFE_PATH', `Refusing to extract "${raw}" from ${file}: a file cannot replace the destination.`, { details: { path: file, entry: raw } });
           await guard.prepareParent(target, e.name);
-          await guard.clearSlot(target + PART_SUFFIX);
-          const f = await AtomicFile.open(target, { mode: e.mode & 0o777 || 0o644, signal });
+          // A unique temporary name: `NAME.part` may be an entry of the archive itself, or a file of the destination's.
+          const f = await AtomicFile.open(target, { mode: e.mode & 0o777 || 0o644, signal, uniquePart: true });
           try {
             for await (const c of data as AsyncIterable<Buffer>) {
               throwIfAborted(signal);
@@ -635,8 +635,7 @@ export class Archiver {
           if ((await lstat(target).catch(() => undefined))?.isDirectory()) {
             throw new StowageError('EEXIST', `Cannot extract ${e.type} "${e.name}" from ${file}: a directory is in the way at ${target}.`, { details: { path: file, entry: e.name } });
           }
-          const part = target + PART_SUFFIX;
-          await guard.clearSlot(part);
+          const part = uniquePartPath(target);
           try {
             if (e.type === 'symlink') await symlink(e.linkname ?? '', part);
             else await link(source, part);

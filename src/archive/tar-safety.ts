@@ -120,23 +120,6 @@ export class ExtractGuard {
   }
 
   /**
-   * Removes whatever sits at `path` if it is not a directory (a symlink
-   * planted there by an earlier entry is removed, never followed).
-   *
-   * @param path - a slot about to be created (`NAME.part` or the link's name)
-   */
-  async clearSlot(path: string): Promise<void> {
-    const st = await lstat(path).catch(() => undefined);
-    if (st === undefined) return;
-    if (st.isDirectory()) {
-      throw new StowageError('EEXIST', `Cannot extract onto ${path}: a directory is in the way.`, { details: { path } });
-    }
-    await rm(path, { force: true }).catch((err: unknown) => {
-      throw fromFsError(err, 'remove', path);
-    });
-  }
-
-  /**
    * Checks a symlink entry: its target, resolved from the link's own
    * directory, must stay inside the destination.
    *

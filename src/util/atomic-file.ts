@@ -10,7 +10,8 @@
  * @module
  */
 import { link, lstat, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StowageError, fromFsError } from '../errors.js';
@@ -27,6 +28,19 @@ export interface AtomicFileOptions {
   noOverwrite?: boolean;
   /** Cancels the open. */
   signal?: AbortSignal;
+  /**
+   * Write to a fresh, unpredictable temporary name in the same folder
+   * (`.stowage-<random>.part`) instead of `NAME.part`: for a writer whose
+   * `NAME.part` may itself be data to keep (an archive holding `X.part`
+   * beside `X`), or whose `NAME` is so long that `NAME.part` would exceed
+   * the file system's limit on names.
+   */
+  uniquePart?: boolean;
+}
+
+/** A fresh temporary name beside `path` (see {@link AtomicFileOptions.uniquePart}). */
+export function uniquePartPath(path: string): string {
+  return join(dirname(path), `.stowage-${randomBytes(8).toString('hex')}${PART_SUFFIX}`);
 }
 
 /** Whether anything (a file, a directory, even a dangling link) is at `path`. */
@@ -125,9 +139,9 @@ export class AtomicFile {
   readonly #noOverwrite: boolean;
   #state: 'open' | 'committed' | 'discarded' = 'open';
 
-  private constructor(path: string, handle: FileHandle, noOverwrite: boolean) {
+  private constructor(path: string, partPath: string, handle: FileHandle, noOverwrite: boolean) {
     this.path = path;
-    this.partPath = path + PART_SUFFIX;
+    this.partPath = partPath;
     this.#handle = handle;
     this.#noOverwrite = noOverwrite;
   }
@@ -136,7 +150,7 @@ export class AtomicFile {
    * Creates `path.part` anew (removing any stale leftover, a symlink included: it is never written through).
    *
    * @param path - the final path
-   * @param options - mode, noOverwrite, signal
+   * @param options - mode, noOverwrite, signal, uniquePart
    */
   static async open(path: string, options: AtomicFileOptions = {}): Promise<AtomicFile> {
     throwIfAborted(options.signal);
@@ -146,20 +160,22 @@ export class AtomicFile {
     // Created anew, never opened through what is there: a stale leftover is
     // removed first, and a symlink named `path.part` (planted, or synced
     // from a source) is removed instead of written through, so nothing
-    // outside `path`'s folder is ever written.
+    // outside `path`'s folder is ever written. A unique part name is never
+    // there already (it is not removed: nothing of ours is in the way).
     let handle: FileHandle;
+    const part = options.uniquePart ? uniquePartPath(path) : path + PART_SUFFIX;
     try {
-      handle = await open(path + PART_SUFFIX, 'wx', options.mode ?? 0o644);
+      handle = await open(part, 'wx', options.mode ?? 0o644);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create', path + PART_SUFFIX);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || options.uniquePart) throw fromFsError(err, 'create', part);
       try {
-        await unlink(path + PART_SUFFIX);
-        handle = await open(path + PART_SUFFIX, 'wx', options.mode ?? 0o644);
+        await unlink(part);
+        handle = await open(part, 'wx', options.mode ?? 0o644);
       } catch (err2) {
-        throw fromFsError(err2, 'create', path + PART_SUFFIX);
+        throw fromFsError(err2, 'create', part);
       }
     }
-    return new AtomicFile(path, handle, options.noOverwrite ?? false);
+    return new AtomicFile(path, part, handle, options.noOverwrite ?? false);
   }
 
   /** The underlying file handle (positioned writes are the caller's business). */

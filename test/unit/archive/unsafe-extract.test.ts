@@ -99,16 +99,17 @@ describe('unsafe extract', () => {
     await outsideUntouched(root, outside);
   });
 
-  it('part-file symlink: a planted NAME.part symlink is replaced, never written through', async () => {
+  it('part-file symlink: a NAME.part symlink (an entry, or already in the destination) is never written through, nor removed', async () => {
     // If the atomic writer opened "victim.part" following the link, it would truncate the outside file.
     const { root, dest, outside, archive } = await attack([
       { header: { name: 'f.part', type: 'symlink', linkname: 'sub/x' } },
       { header: { name: 'f' }, data: 'fine' },
     ]);
-    // The planted link points inside (at a path that does not exist): opening f.part through it would fail.
+    // The link is an entry like any other: extracted, and "f" is written beside it under a name of its own.
     await Archiver.extract(archive, dest);
     expect(await readFile(join(dest, 'f'), 'utf8')).toBe('fine');
-    expect(await ls(dest)).toEqual(['f']);
+    expect(await ls(dest)).toEqual(['f', 'f.part']);
+    expect(await readlink(join(dest, 'f.part'))).toBe('sub/x');
     await outsideUntouched(root, outside);
     // Now a pre-existing outside-pointing .part link in dest (e.g. left by another tool).
     const { symlink } = await import('node:fs/promises');
@@ -117,7 +118,29 @@ describe('unsafe extract', () => {
     await craftTar(a2, [{ header: { name: 'g' }, data: 'new' }]);
     await Archiver.extract(a2, dest);
     expect(await readFile(join(dest, 'g'), 'utf8')).toBe('new');
+    expect(await readlink(join(dest, 'g.part'))).toBe(join(outside, 'victim.txt'));
     await outsideUntouched(root, outside);
+  });
+
+  it('an archive holding X.part and X extracts both; a file of the destination named X.part is kept; a name of 255 bytes extracts', async () => {
+    const { root, dest, archive } = await attack([
+      { header: { name: 'run42.dat.part' }, data: 'partial copy kept by the DAQ' },
+      { header: { name: 'run42.dat' }, data: 'whole run' },
+    ]);
+    await writeFile(join(dest, 'mine.dat.part'), 'the user file');
+    await Archiver.extract(archive, dest);
+    expect(await readFile(join(dest, 'run42.dat.part'), 'utf8')).toBe('partial copy kept by the DAQ');
+    expect(await readFile(join(dest, 'run42.dat'), 'utf8')).toBe('whole run');
+    const a2 = join(root, 'mine.tar');
+    await craftTar(a2, [{ header: { name: 'mine.dat' }, data: 'from the archive' }]);
+    await Archiver.extract(a2, dest);
+    expect(await readFile(join(dest, 'mine.dat.part'), 'utf8')).toBe('the user file');
+    const long = 'n'.repeat(251) + '.dat';
+    const a3 = join(root, 'long.tar');
+    await craftTar(a3, [{ header: { name: long }, data: 'long name' }]);
+    await Archiver.extract(a3, dest);
+    expect(await readFile(join(dest, long), 'utf8')).toBe('long name');
+    expect((await ls(dest)).filter((n) => n.startsWith('.stowage-'))).toEqual([]);
   });
 
   it('hardlink escape', async () => {
