@@ -11,10 +11,11 @@
  * ECORRUPT_ARCHIVE naming the file; file-system trouble keeps its own code.
  *
  * Besides what tar-stream checks, the pass requires the end-of-archive
- * marker: two zero blocks where the next header would be, found by walking
- * the headers' sizes ({@link TarBlockWalker}), so an archive truncated
- * exactly between two entries is not taken for a complete one, even when
- * the last entry it keeps ends in zeros (database pages, disk images).
+ * marker: at least two zero blocks after the end of the last entry's data
+ * (where tar-stream found it, extension headers and PAX sizes applied),
+ * and the last 1024 bytes zero, so an archive truncated exactly between two
+ * entries is not taken for a complete one, even when the last entry it
+ * keeps ends in zeros (database pages, disk images).
  *
  * @module
  */
@@ -88,69 +89,6 @@ export type EntryVisitor = (entry: ArchiveEntry, data: Readable, failed: AbortSi
 
 const STOP = Symbol('stop');
 
-/** Typeflags whose size field is not followed by data (links, devices, folders, fifos). */
-const NO_DATA_TYPES = new Set([0x31, 0x32, 0x33, 0x34, 0x35, 0x36]);
-
-/**
- * Follows a tar stream block by block, from each header to the next by its
- * size field (extension headers, PAX or GNU, included: they are headers
- * with data too), to tell whether the stream holds the end-of-archive
- * marker: two zero blocks where a header is due.
- */
-class TarBlockWalker {
-  /** Offset of the next header block. */
-  #next = 0;
-  /** Offset of the first byte not seen yet. */
-  #at = 0;
-  readonly #hdr = Buffer.alloc(512);
-  #fill = 0;
-  #zeros = 0;
-
-  /** Whether two zero blocks stood where a header was due. */
-  get ended(): boolean {
-    return this.#zeros >= 2;
-  }
-
-  /** @param chunk - the next bytes of the tar stream */
-  push(chunk: Buffer): void {
-    const base = this.#at;
-    this.#at += chunk.length;
-    let i = 0;
-    while (i < chunk.length && !this.ended) {
-      if (base + i < this.#next) {
-        i = Math.min(chunk.length, this.#next - base);
-        continue;
-      }
-      const take = Math.min(512 - this.#fill, chunk.length - i);
-      chunk.copy(this.#hdr, this.#fill, i, i + take);
-      this.#fill += take;
-      i += take;
-      if (this.#fill < 512) break;
-      this.#fill = 0;
-      this.#next += 512;
-      if (this.#hdr.every((b) => b === 0)) {
-        this.#zeros++;
-        continue;
-      }
-      this.#zeros = 0;
-      if (NO_DATA_TYPES.has(this.#hdr[156]!)) continue;
-      this.#next += Math.ceil(tarSize(this.#hdr) / 512) * 512;
-    }
-  }
-}
-
-/** The size field of a tar header: octal text, or base-256 (GNU) when its first byte has the high bit. */
-function tarSize(h: Buffer): number {
-  const f = h.subarray(124, 136);
-  if (f[0]! & 0x80) {
-    let v = f[0]! & 0x7f;
-    for (let k = 1; k < f.length; k++) v = v * 256 + f[k]!;
-    return v;
-  }
-  const text = f.toString('latin1').replace(/[\0 ].*$/s, '').trim();
-  const v = text === '' ? 0 : parseInt(text, 8);
-  return Number.isFinite(v) ? v : 0;
-}
 
 /**
  * Normalises an archive member name: no leading `./` or `/`-runs of `.`, no
@@ -325,8 +263,10 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
       tarStream = gz;
     }
 
-    const walker = new TarBlockWalker();
+    let tail: Buffer = Buffer.alloc(0);
     let tarBytes = 0;
+    /** Where the last entry's (padded) data ends in the tar stream. */
+    let lastEnd = 0;
     let finished = false;
     extract.on('finish', () => (finished = true));
     // tar-stream destroys the whole extract, with 'close' and no 'error', when
@@ -341,6 +281,9 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
       // tar-stream's entry streams are streamx Readables: same events, async iteration and resume().
       const stream = source as unknown as Readable;
       result.entries++;
+      // tar-stream's byteOffset: where this entry's data starts, its headers (extension ones included) read.
+      const at = (header as Header & { byteOffset?: number }).byteOffset;
+      if (typeof at === 'number') lastEnd = at + (header.type === 'directory' ? 0 : Math.ceil((header.size ?? 0) / 512) * 512);
       const entry = toEntry(header);
       let ended = false;
       stream.on('end', () => (ended = true));
@@ -373,7 +316,7 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
     for await (const chunk of tarStream) {
       if (failure !== undefined) break;
       tarBytes += chunk.length;
-      walker.push(chunk);
+      tail = chunk.length >= 1024 ? chunk.subarray(chunk.length - 1024) : Buffer.concat([tail, chunk]).subarray(-1024);
       if (!extract.write(chunk)) await drained(extract);
     }
     if (failure === undefined) {
@@ -386,7 +329,7 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
     }
     if (failure === STOP) return result;
     if (failure !== undefined) throw failure;
-    if (!walker.ended) {
+    if (tarBytes - lastEnd < 1024 || tail.some((b) => b !== 0)) {
       throw new StowageError('ECORRUPT_ARCHIVE', `Archive ${file} is damaged: it lacks the end-of-archive marker (truncated?). Restore it from another copy.`, {
         details: { path: file, reason: 'no end-of-archive marker', tarBytes },
       });

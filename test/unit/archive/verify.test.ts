@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
@@ -83,6 +83,21 @@ describe('Archiver.verify', () => {
     await writeFile(gz, whole.subarray(0, second));
     run('gzip', ['-t', gz]);
     await rejectsWith(Archiver.verify(gz), 'ECORRUPT_ARCHIVE');
+  });
+
+  it('accepts whole archives of GNU tar in its formats (PAX, GNU, old GNU), with long names, hard links and symlinks', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(join(src, 'd'), { recursive: true });
+    await writeFile(join(src, 'd', 'n'.repeat(150)), Buffer.alloc(5000));
+    await writeFile(join(src, 'd', 'plain'), 'p');
+    await link(join(src, 'd', 'plain'), join(src, 'd', 'hard'));
+    await symlink('plain', join(src, 'd', 'soft'));
+    for (const format of ['posix', 'gnu', 'oldgnu']) {
+      const tar = join(root, `${format}.tar`);
+      run('tar', ['--format', format, '-C', src, '-cf', tar, 'd']);
+      expect((await Archiver.verify(tar)).entries, format).toBe(5);
+    }
   });
 
   it('a .tar or .tar.gz cut between two entries is ECORRUPT_ARCHIVE even when the entry it keeps ends in zeros', async () => {
