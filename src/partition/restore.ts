@@ -409,7 +409,13 @@ export async function restorePartitions(target: TableSource, dir: string, option
   // Two archives of one table whose ranges overlap (a folder dumped twice
   // with different range sizes, say) would load their common rows twice.
   const byTable = new Map<string, Selected[]>();
-  for (const sel of selected) for (const t of sel.tables) byTable.set(t.name, [...(byTable.get(t.name) ?? []), sel]);
+  for (const sel of selected) {
+    for (const t of sel.tables) {
+      const list = byTable.get(t.name);
+      if (list === undefined) byTable.set(t.name, [sel]);
+      else list.push(sel);
+    }
+  }
   for (const [name, list] of byTable) {
     const sorted = [...list].sort((x, y) => (x.lo < y.lo ? -1 : x.lo > y.lo ? 1 : 0));
     for (let i = 1; i < sorted.length; i++) {

@@ -182,10 +182,12 @@ export interface RetentionApplyOptions {
   /** Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more sets than this. */
   maxPurge?: number;
   /**
-   * Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more
-   * than this fraction (0-1) of the sets planned (default 0.5): a first run
-   * of a new policy over a long history, or a tree whose older sets all
-   * lost their sidecars, is stopped until confirmed with a higher value.
+   * Refuse (EDELETE_GUARD, nothing removed, also as a dry run) when the
+   * plan would purge more than this fraction (0-1) of the sets planned
+   * (default 1: no limit). A nightly job that normally purges one set in
+   * eight can set 0.5, so that a tree whose older sets all lost their
+   * sidecars, or a policy edited by mistake, stops it instead of wiping
+   * the history.
    */
   maxPurgeFraction?: number;
   /** Name of the link beside the year folders, ignored by the walk (default `last`). */
@@ -469,7 +471,7 @@ export class Retention {
       throw new StowageError('EBAD_CONFIG', `${where}: option "verify" must be 'sidecar', 'none' or a function, got ${String(verify)}.`, { details: { where, option: 'verify' } });
     }
     const maxPurge = options.maxPurge === undefined || options.maxPurge === Infinity ? Infinity : checkInt(where, 'maxPurge', options.maxPurge, 0);
-    const maxPurgeFraction = options.maxPurgeFraction ?? 0.5;
+    const maxPurgeFraction = options.maxPurgeFraction ?? 1;
     if (typeof maxPurgeFraction !== 'number' || !(maxPurgeFraction >= 0 && maxPurgeFraction <= 1)) {
       throw new StowageError('EBAD_CONFIG', `${where}: option "maxPurgeFraction" must be a number from 0 to 1, got ${String(maxPurgeFraction)}.`, { details: { where, option: 'maxPurgeFraction', value: maxPurgeFraction } });
     }
@@ -531,7 +533,7 @@ export class Retention {
     if (planned > 0 && plan.purge.length / planned > maxPurgeFraction) {
       throw new StowageError(
         'EDELETE_GUARD',
-        `${where}: the plan would purge ${plan.purge.length} of the ${planned} backup sets under ${dir} (${((plan.purge.length / planned) * 100).toFixed(1)}%), more than maxPurgeFraction ${maxPurgeFraction}; nothing was removed. Check the plan with { dryRun: true } (sets that do not verify, or an empty policy rule?) and pass a higher maxPurgeFraction if it is right.`,
+        `${where}: the plan would purge ${plan.purge.length} of the ${planned} backup sets under ${dir} (${((plan.purge.length / planned) * 100).toFixed(1)}%), more than maxPurgeFraction ${maxPurgeFraction}; nothing was removed. Check the plan with { dryRun: true, maxPurgeFraction: 1 } (sets that do not verify? a policy rule edited?) and pass a higher maxPurgeFraction if it is right.`,
         { details: { dir, purge: plan.purge.length, planned, maxPurgeFraction } },
       );
     }

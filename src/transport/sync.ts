@@ -532,8 +532,6 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
       }
     });
   }
-  // What was under a folder that vanished is not listed either.
-  for (const h of hidden) for (const p of [...out.keys()]) if (p.startsWith(h + '/')) out.delete(p);
   return { tree: out, hidden };
 }
 
@@ -708,11 +706,8 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   // not "gone from the source"). Such paths are taken out of both trees, and
   // a destination folder holding one is neither deleted nor replaced.
   const untouchable = new Set<string>([...lockedSubtrees.src, ...lockedSubtrees.dst, ...srcHidden, ...dstHidden]);
-  for (const rel of untouchable) {
-    for (const tree of [srcTree, dstTree]) {
-      tree.delete(rel);
-      for (const p of [...tree.keys()]) if (p.startsWith(rel + '/')) tree.delete(p);
-    }
+  if (untouchable.size > 0) {
+    for (const tree of [srcTree, dstTree]) for (const p of [...tree.keys()]) if (underAny(p, untouchable)) tree.delete(p);
   }
   const holdsUntouchable = new Set<string>();
   for (const rel of untouchable) for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) holdsUntouchable.add(rel.slice(0, i));
@@ -816,7 +811,9 @@ async function act(
     const byDepth = new Map<number, string[]>();
     for (const d of dirs) {
       const k = depth(d);
-      byDepth.set(k, [...(byDepth.get(k) ?? []), d]);
+      const list = byDepth.get(k);
+      if (list === undefined) byDepth.set(k, [d]);
+      else list.push(d);
     }
     for (const k of [...byDepth.keys()].sort((a, b) => a - b)) {
       await eachLimit(byDepth.get(k)!, 8, async (rel) => {
@@ -978,7 +975,11 @@ async function act(
       // listing did not see (a file written since, or left out) stays, and
       // the folder with it.
       const byDepth = new Map<number, string[]>();
-      for (const rel of plan.deletes) byDepth.set(depth(rel), [...(byDepth.get(depth(rel)) ?? []), rel]);
+      for (const rel of plan.deletes) {
+        const list = byDepth.get(depth(rel));
+        if (list === undefined) byDepth.set(depth(rel), [rel]);
+        else list.push(rel);
+      }
       for (const k of [...byDepth.keys()].sort((a, b) => b - a)) {
         await eachLimit(byDepth.get(k)!, o.concurrency, async (rel) => {
           throwIfAborted(signal);

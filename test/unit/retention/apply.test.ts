@@ -33,9 +33,9 @@ describe('Retention.apply', () => {
     const r = new Retention({ keepDaily: 7, keepMonthly: 3, timeZone: 'UTC' });
     const before = await snapshot(root);
 
-    // A first run over a long history purges most of it: refused by default (more than half), also as a dry run.
-    await expect(r.apply(local, root, { dryRun: true, now: NOW })).rejects.toMatchObject({ code: 'EDELETE_GUARD', details: { purge: 32, planned: 40, maxPurgeFraction: 0.5 } });
-    await expect(r.apply(local, root, { now: NOW })).rejects.toMatchObject({ code: 'EDELETE_GUARD' });
+    // With maxPurgeFraction 0.5, a first run over a long history (purging most of it) is refused, also as a dry run.
+    await expect(r.apply(local, root, { dryRun: true, now: NOW, maxPurgeFraction: 0.5 })).rejects.toMatchObject({ code: 'EDELETE_GUARD', details: { purge: 32, planned: 40, maxPurgeFraction: 0.5 } });
+    await expect(r.apply(local, root, { now: NOW, maxPurgeFraction: 0.5 })).rejects.toMatchObject({ code: 'EDELETE_GUARD' });
     expect(await snapshot(root)).toEqual(before);
     await expect(r.apply(local, root, { now: NOW, maxPurgeFraction: 1.5 })).rejects.toMatchObject({ code: 'EBAD_CONFIG' });
     const dry = await r.apply(local, root, { dryRun: true, now: NOW, maxPurgeFraction: 0.8 });
