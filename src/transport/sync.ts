@@ -830,12 +830,16 @@ async function act(
   // against it as it is sent, before it takes its name on the destination:
   // a source that no longer matches its DNA (a bit flip, a truncation)
   // never replaces the copy there. It is a mutant, and nothing is deleted.
+  // Such a file is sent digested in its sidecar's algorithm, whatever the
+  // sync's. The sidecars read are kept for the check after the copies.
   const sourceMutants: SyncVerification[] = [];
+  const sidecars = new Map<string, Dna>();
   const expectedOf = async (rel: string): Promise<Dna | undefined> => {
     if (!o.verify || rel.endsWith(SIDECAR_SUFFIX) || srcTree.get(rel + SIDECAR_SUFFIX)?.type !== 'file') return undefined;
     try {
       const d = parseSidecar(await readSmallFile(src, srcPath(rel + SIDECAR_SUFFIX), signal), srcPath(rel + SIDECAR_SUFFIX));
-      return d.algorithm === o.algorithm ? d : undefined;
+      sidecars.set(rel, d);
+      return d;
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       return undefined; // reported by the check after the copies
@@ -854,7 +858,7 @@ async function act(
         expected = await expectedOf(c.path);
         const dna = await dst.put(source, dstPath(c.path), {
           ...(expected === undefined ? {} : { expectedDna: expected }),
-          algorithm: o.algorithm,
+          algorithm: expected?.algorithm ?? o.algorithm,
           mode: c.mode,
           mtimeMs: c.mtimeMs,
           mkdirs: false,
@@ -868,7 +872,8 @@ async function act(
         copied.push({ path: c.path, dna });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (expected !== undefined && isStowageError(err, 'EDIGEST_MISMATCH') && err.details['actual'] !== undefined) {
+        // Only the check against this sidecar makes it a source mutant (a far-side mismatch after a resumed put is a failed copy).
+        if (expected !== undefined && isStowageError(err, 'EDIGEST_MISMATCH') && err.details['actual'] !== undefined && err.details['reason'] !== 'far-after-resume') {
           progress.add(-reported, 1);
           sourceMutants.push({ path: c.path, ok: false, expected, actual: err.details['actual'] as Dna, sent: err.details['actual'] as Dna });
           return;
@@ -943,7 +948,7 @@ async function act(
     await eachLimit(candidates, o.concurrency, async (rel) => {
       let expected: Dna;
       try {
-        expected = parseSidecar(await readSmallFile(src, srcPath(rel + SIDECAR_SUFFIX), signal), srcPath(rel + SIDECAR_SUFFIX));
+        expected = sidecars.get(rel) ?? parseSidecar(await readSmallFile(src, srcPath(rel + SIDECAR_SUFFIX), signal), srcPath(rel + SIDECAR_SUFFIX));
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         warnOrThrow(err instanceof StowageError ? err : new StowageError('EBAD_SIDECAR', String(err), { cause: err }), rel, o.onWarning, o.strict);

@@ -1294,7 +1294,7 @@ export class SshTransport implements Transport {
             const far = await this.#remoteDigest(s, part, algorithm, st.dna.size, signal);
             if (!dnaEqual(far, st.dna)) {
               throw new StowageError('EDIGEST_MISMATCH', `${this.name}${path}: after resuming, the far file's ${algorithm} ${far.dig} differs from the bytes sent (${st.dna.dig}).`, {
-                details: { transport: this.name, path, expected: st.dna, actual: far },
+                details: { transport: this.name, path, expected: st.dna, actual: far, reason: 'far-after-resume' },
               });
             }
           }

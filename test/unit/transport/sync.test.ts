@@ -393,6 +393,18 @@ describe('sync between two LocalTransports', () => {
     expect(r.mutants.map((m) => [m.path, m.actual.dig, m.expected.dig])).toEqual([['run.tar.gz', md5(bad), md5(good)]]);
     expect(warnings.map((w) => w.code)).toEqual(['EDIGEST_MISMATCH']);
     expect(md5(await readFile(join(dst, 'run.tar.gz')))).toBe(md5(good));
+    // A sidecar in another algorithm than the sync's is checked all the same.
+    const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    await put(join(src, 'wiki.tar.gz'), good);
+    await put(join(src, 'wiki.tar.gz.dna'), JSON.stringify({ dig: sha(good), size: good.length, algorithm: 'sha256' }));
+    await sync(local, src, local, dst, { checksum: true });
+    await put(join(src, 'wiki.tar.gz'), bad, T0 + 120_000);
+    const r2 = await sync(local, src, local, dst, { checksum: true });
+    expect(r2.mutants.map((m) => [m.path, m.actual.algorithm])).toEqual([
+      ['run.tar.gz', 'md5'],
+      ['wiki.tar.gz', 'sha256'],
+    ]);
+    expect(md5(await readFile(join(dst, 'wiki.tar.gz')))).toBe(md5(good));
   });
 
   it('a copy that differs from its sidecar on the destination (written wrong there) is a mutant, and deletion is skipped', async () => {
