@@ -765,6 +765,19 @@ export class Partitioner {
     if (ctx.incremental && a !== undefined && a.complete === complete && a.tables.length === read.length && a.tables.every((t, i) => t.name === read[i]!.table && t.rows === read[i]!.spool.digest.count && t.digest === read[i]!.spool.digest.digest)) {
       return undefined;
     }
+    // An archive already there that holds other tables (a group's, found
+    // through the Catalog by a Partitioner of one of its tables) is never
+    // overwritten: its other tables' rows would be lost.
+    if (await exists(path)) {
+      const there = await readManifest(path, ctx.signal).catch(() => undefined);
+      if (there !== undefined && !(there.tables.length === read.length && there.tables.every((t, i) => t.name === read[i]!.table))) {
+        throw new StowageError(
+          'EBAD_CONFIG',
+          `${path} holds the tables ${there.tables.map((t) => JSON.stringify(t.name)).join(', ')}, and this Partitioner dumps ${read.map((r) => JSON.stringify(r.table)).join(', ')}: dumping here would overwrite their archives. Dump the same tables together, or use another outDir or name.`,
+          { details: { path, option: 'tables', archived: there.tables.map((t) => t.name), tables: read.map((r) => r.table) } },
+        );
+      }
+    }
     const created = new Date();
     const tables: ManifestTable[] = read.map((r) => {
       const dir = tableDirName(r.table);

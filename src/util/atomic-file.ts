@@ -147,7 +147,8 @@ export class AtomicFile {
   }
 
   /**
-   * Creates `path.part` anew (removing any stale leftover, a symlink included: it is never written through).
+   * Creates `path.part` anew (removing any stale leftover, a symlink included: it is never written through),
+   * or, with `uniquePart`, a fresh `.stowage-<random>.part` beside `path`.
    *
    * @param path - the final path
    * @param options - mode, noOverwrite, signal, uniquePart

@@ -265,6 +265,22 @@ describe('Partitioner.dump', () => {
     expect(after.every((b, i) => b.equals(before[i]!))).toBe(true);
   });
 
+  it("with a Catalog too, one table of a group never overwrites the group's archives", async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 150), 2);
+    await using src = new SqliteSource(f);
+    using catalog = new Catalog(join(d, 'cat'));
+    const out = join(d, 'out');
+    const group = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out, catalog }).dump();
+    const before = await Promise.all(group.written.map((w) => readFile(w.path)));
+    insertPair(f, [151], 2);
+    const err = await rejectsWith(new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, catalog }).dump({ incremental: true }), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/would overwrite their archives/);
+    const after = await Promise.all(group.written.map((w) => readFile(w.path)));
+    expect(after.every((b, i) => b.equals(before[i]!))).toBe(true);
+  });
+
   it('never rewrites a complete archive, even when deleting the rows above it makes its range the tail again', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
