@@ -11,12 +11,13 @@
  *
  * @module
  */
-import { posix } from 'node:path';
+import { posix, resolve } from 'node:path';
 import { dnaEqual, type Dna } from '../dna/dna-digest.js';
 import { StowageError, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { posixJoin } from '../transport/put-source.js';
 import type { FreeSpace, Transport } from '../transport/transport.js';
+import { LocalTransport } from '../transport/local/local-transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import {
@@ -163,7 +164,9 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   }
   // The tree itself is no copy: compared by transport name and normalised
   // path (a second LocalTransport, a trailing slash, ./ or ..), not by object.
-  const same = (t: Transport, d: string): boolean => t.name === transport.name && posix.normalize(d + '/') === posix.normalize(dir + '/');
+  // A local path is resolved against the working directory first (a relative dir names the same tree).
+  const norm = (t: Transport, d: string): string => posix.normalize((t instanceof LocalTransport ? resolve(d) : d) + '/');
+  const same = (t: Transport, d: string): boolean => t.name === transport.name && norm(t, d) === norm(transport, dir);
   for (const n of nodes) {
     checkOptionKeys(`${where} verifiedElsewhere`, n, ['transport', 'dir']);
     if ((n.transport === transport && (n.dir ?? dir) === dir) || same(n.transport, n.dir ?? dir)) {

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Retention } from '../../../src/retention/index.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
@@ -208,7 +208,7 @@ describe('Retention.applyFreeSpace', () => {
   it('refuses the tree itself as the other node, and a missing tree', async () => {
     await expect(Retention.applyFreeSpace(local, root, { minFreePercent: 10, verifiedElsewhere: [{ transport: local }] })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('the tree itself') });
     // The same tree named another way: another LocalTransport, a trailing slash, a detour through "..".
-    for (const other of [{ transport: new LocalTransport(), dir: root }, { transport: local, dir: root + '/' }, { transport: local, dir: join(root, 'x') + '/..' }]) {
+    for (const other of [{ transport: new LocalTransport(), dir: root }, { transport: local, dir: root + '/' }, { transport: local, dir: join(root, 'x') + '/..' }, { transport: new LocalTransport(), dir: relative(process.cwd(), root) }]) {
       await expect(Retention.applyFreeSpace(local, root, { minFreePercent: 99, verifiedElsewhere: [other] })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('the tree itself') });
     }
     expect(ids.every(has)).toBe(true);
