@@ -127,7 +127,8 @@ describe('Partitioner.restore: the archive read ahead', () => {
       most = Math.max(most, ++active);
       // Whether rows were read for this load before it took any.
       buffered.push((input as Readable).readableLength > 0);
-      await new Promise((r) => setTimeout(r, 30));
+      // Long enough for the next archive to be read ahead on a busy machine (30 ms flaked under the full suite).
+      await new Promise((r) => setTimeout(r, 150));
       try {
         return await real(name, input, options);
       } finally {
