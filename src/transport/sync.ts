@@ -417,8 +417,6 @@ function keepHolders(plan: SyncPlan, destination: SyncTree, holders: ReadonlySet
 }
 
 interface ListOptions {
-  /** Which side is listed (for messages). */
-  side: 'src' | 'dst';
   filter: SyncOptions['filter'];
   lockName: string;
   skipPartFiles: boolean;
@@ -627,7 +625,6 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
 
   const lockedSubtrees = { src: new Set<string>(), dst: new Set<string>() };
   const listing = (side: 'src' | 'dst'): ListOptions => ({
-    side,
     filter: o.filter,
     lockName: o.lockName,
     skipPartFiles: side === 'src',

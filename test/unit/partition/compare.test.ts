@@ -9,6 +9,12 @@ import { exec, insertPair, makePairDb, rejectsWith, tempDir } from './helpers.js
 
 const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
+/** Both orders of a pair of sides. */
+const bothWays = <T>(a: T, b: T): [T, T][] => [
+  [a, b],
+  [b, a],
+];
+
 /** Two identical databases a and b. */
 async function twins(keys: number[], perSeqno = 3): Promise<{ fa: string; fb: string; a: SqliteSource; b: SqliteSource }> {
   const d = await tempDir();
@@ -157,10 +163,7 @@ describe('Partitioner.compare', () => {
     expect(r.ranges.map((x) => x.a.count)).toEqual([3000, 1500]);
     exec(fb, 'UPDATE "Calib" SET "GAIN" = "GAIN" + 1e-9 WHERE "seqno" = 150 AND "ROW_COUNTER" = 2');
     // The range [1, 1000] (6,000 rows on both sides) is bisected with digestRange of the named columns, then merged.
-    for (const [x, y] of [
-      [a, b],
-      [b, a],
-    ] as const) {
+    for (const [x, y] of bothWays(a, b)) {
       const c = await Partitioner.compare(x, y, 'Calib', { rowsPerPartition: 1000 });
       expect([c.equal, c.columnsEqual, c.columnOrderEqual]).toEqual([false, true, false]);
       expect(c.differingRanges.map((g) => [g.lo, g.hi])).toEqual([[1n, 1000n]]);
@@ -210,10 +213,7 @@ describe('Partitioner.compare', () => {
     const r = await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 });
     expect([r.equal, r.columnsEqual, r.columnOrderEqual, r.differingRanges.length, r.differences.length]).toEqual([false, false, false, 0, 0]);
     exec(fb, 'UPDATE "CalibVld" SET "TIMEEND" = \'2038-01-19 03:14:08\' WHERE "SEQNO" = 7');
-    for (const [x, y] of [
-      [a, b],
-      [b, a],
-    ] as const) {
+    for (const [x, y] of bothWays(a, b)) {
       const c = await Partitioner.compare(x, y, 'CalibVld', { rowsPerPartition: 100 });
       expect(c.ranges.map((g) => [g.lo, g.a.count, g.b.count])).toEqual([
         [1n, 100, 100],
