@@ -25,9 +25,15 @@
  * - **Stale**: same host (`os.hostname()`) and the owner's pid is gone
  *   (`kill(pid, 0)` fails with ESRCH), or the heartbeat (mtime of
  *   `owner.json`) is older than `staleMs`, whatever the host. The pid test
- *   is only meaningful on the owner's own host; on another host (or on a
- *   remote tree) only the heartbeat counts, so clocks must agree to well
- *   within `staleMs`.
+ *   is only meaningful where the owner's pids are ours: the owner file also
+ *   records `machine` (on Linux the kernel's boot id and the pid namespace),
+ *   and an owner whose `machine` differs from ours is judged by its
+ *   heartbeat only, even under the same host name. Containers often share
+ *   one (`localhost`, or the host's own with host networking) while their
+ *   pids are private: a live owner in another container must not look dead.
+ *   An owner file without `machine` (older writers) is judged by host name
+ *   alone. On another host (or on a remote tree) only the heartbeat counts,
+ *   so clocks must agree to well within `staleMs`.
  * - **Takeover** (rename-then-check): the stale `owner.json` is renamed to a
  *   unique name `owner.json.stale-<our token>`. Rename is atomic, so of
  *   several contenders that judged the same owner stale, one moves it. The
@@ -54,6 +60,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { posix } from 'node:path';
 import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
@@ -90,6 +97,13 @@ export interface LockOwner {
   readonly since: string;
   /** Random token identifying this holding of the lock. */
   readonly token: string;
+  /**
+   * Where `pid` means something: on Linux the kernel's boot id and the pid
+   * namespace of the owner (`<boot id>/pid:[<inode>]`). The pid test is
+   * made only when it equals ours; absent from owner files written by
+   * older versions and on systems that do not expose them.
+   */
+  readonly machine?: string;
 }
 
 /** Options of the {@link LockDir} constructor. */
@@ -250,7 +264,34 @@ function parseOwner(raw: Uint8Array): LockOwner | undefined {
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return undefined;
   if (typeof purpose !== 'string' || typeof since !== 'string') return undefined;
   if (typeof token !== 'string' || token === '') return undefined;
-  return { host, pid, purpose, since, token };
+  const { machine } = o;
+  if (machine !== undefined && (typeof machine !== 'string' || machine === '')) return undefined;
+  return machine === undefined ? { host, pid, purpose, since, token } : { host, pid, purpose, since, token, machine };
+}
+
+let thisMachine: string | null | undefined;
+
+/**
+ * This process's {@link LockOwner.machine}: the boot id and pid namespace,
+ * or undefined where the system does not expose them (not Linux).
+ */
+function machineId(): string | undefined {
+  if (thisMachine === undefined) {
+    try {
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      const ns = readlinkSync('/proc/self/ns/pid');
+      thisMachine = boot !== '' && ns !== '' ? `${boot}/${ns}` : null;
+    } catch {
+      thisMachine = null;
+    }
+  }
+  return thisMachine ?? undefined;
+}
+
+/** Whether the owner's pid can be tested here: same host name, and the same kernel and pid namespace when the owner file says which. */
+function pidsComparable(owner: LockOwner, host: string, machine: string | undefined): boolean {
+  if (owner.host !== host) return false;
+  return owner.machine === undefined || owner.machine === machine;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -305,7 +346,7 @@ function judge(obs: Observation, now: number, staleMs: number, host: string, ali
   const ageMs = Math.max(0, now - obs.mtimeMs);
   switch (obs.kind) {
     case 'owner':
-      if (obs.owner.host === host && !alive(obs.owner.pid)) return { locked: true, stale: true, reason: 'owner-dead', ageMs, owner: obs.owner };
+      if (pidsComparable(obs.owner, host, machineId()) && !alive(obs.owner.pid)) return { locked: true, stale: true, reason: 'owner-dead', ageMs, owner: obs.owner };
       if (ageMs > staleMs) return { locked: true, stale: true, reason: 'heartbeat-expired', ageMs, owner: obs.owner };
       return { locked: true, stale: false, ageMs, owner: obs.owner };
     case 'unreadable':
@@ -326,7 +367,7 @@ function describe(path: string, j: Judged): string {
 
 /**
  * A lock on a directory tree, shared between processes and hosts: a
- * `LOCKED` directory holding `owner.json` `{ host, pid, purpose, since, token }`.
+ * `LOCKED` directory holding `owner.json` `{ host, pid, purpose, since, token, machine }`.
  *
  * A held lock keeps itself alive with a heartbeat; a lock whose owner died
  * (same host) or whose heartbeat is older than `staleMs` is taken over
@@ -593,7 +634,8 @@ export class LockDir {
   /** One try: mkdir and claim, or judge what is there and take it over if stale. */
   async #attempt(): Promise<Attempt> {
     const fs = this.#fs;
-    const owner: LockOwner = { host: this.#host, pid: process.pid, purpose: this.purpose, since: new Date().toISOString(), token: newToken() };
+    const machine = machineId();
+    const owner: LockOwner = { host: this.#host, pid: process.pid, purpose: this.purpose, since: new Date().toISOString(), token: newToken(), ...(machine === undefined ? {} : { machine }) };
     let created = false;
     try {
       await fs.mkdir(this.path);

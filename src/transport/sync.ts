@@ -180,10 +180,10 @@ export interface SyncResult {
    * Sidecar checks of the files sent (each file that has `FILE.dna` on the
    * source): of the bytes stored on the destination, or, for a source that
    * did not match its sidecar while it was sent, of those bytes (then not
-   * copied: the destination keeps what it had).
+   * copied: the destination keeps what it had). In path order.
    */
   readonly verified: readonly SyncVerification[];
-  /** The failed sidecar checks: the mutants (nothing is deleted when there is one). */
+  /** The failed sidecar checks: the mutants (nothing is deleted when there is one), in path order. */
   readonly mutants: readonly SyncVerification[];
   /** Why the deletion step did not run, when `delete: 'after'` was asked. */
   readonly deleteSkipped?: 'mutants';
@@ -623,6 +623,17 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     });
   }
 
+  // With lock: true the destination is locked before it is listed: a plan
+  // made from a listing that another writer was still changing could skip a
+  // file it removed after we saw it (same size and mtime: "nothing to do").
+  let lock: LockDir | undefined;
+  const takeLock = async (): Promise<void> => {
+    await dst.mkdir(dstDir, { recursive: true, ...(userSignal ? { signal: userSignal } : {}) });
+    const l = new LockDir(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs, purpose: `stowage sync from ${src.name}:${srcDir}` });
+    await l.acquire(userSignal ? { signal: userSignal } : {});
+    lock = l;
+  };
+
   const lockedSubtrees = { src: new Set<string>(), dst: new Set<string>() };
   const listing = (side: 'src' | 'dst'): ListOptions => ({
     filter: o.filter,
@@ -650,7 +661,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
         o.strict,
       );
     },
-    signal: userSignal,
+    signal: side === 'src' ? userSignal : anySignal(userSignal, lock?.signal),
   });
 
   // Only a missing root is "missing": listTree reports what vanishes below it as hidden.
@@ -664,112 +675,114 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     srcMissing = true;
     srcTree = new Map();
   }
-  let dstTree: Map<string, SyncTreeEntry>;
-  let dstHidden = new Set<string>();
-  let dstMissing = false;
+  // A missing source is refused unless allowEmptySource says otherwise, and
+  // which error depends on the destination: then it is listed first (no
+  // folder created, no lock planted for a run that only refuses).
+  if (o.lock && !o.dryRun && !srcMissing) await takeLock();
   try {
-    ({ tree: dstTree, hidden: dstHidden } = await listTree(dst, dstDir, listing('dst')));
-  } catch (err) {
-    if (!isStowageError(err, 'ENOT_FOUND')) throw err;
-    dstMissing = true;
-    dstTree = new Map();
-  }
-  // The destination's own lock at its root (someone else's sync) is not ours
-  // to ignore. With lock: true a run waits for it or takes a stale one over;
-  // a dry run of it refuses, as that run would, while a live writer holds it.
-  if (!dstMissing && (!o.lock || o.dryRun)) {
-    const dl = await dst.exists(posixJoin(dstDir, o.lockName), userSignal ? { signal: userSignal } : {});
-    const live =
-      dl?.type === 'dir' && (!o.lock || (await LockDir.inspect(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined))?.stale !== true);
-    if (live) {
-      throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${o.lockName} (another writer). Retry later, or use lock: true to wait for a stale lock to be taken over.`, {
-        details: { path: dstDir },
-      });
-    }
-  }
-  if (srcMissing && dstTree.size === 0) {
-    throw new StowageError('ENOT_FOUND', `Cannot sync ${src.name}:${srcDir}: it does not exist.`, { details: { path: srcDir } });
-  }
-  if (srcTree.size === 0 && dstTree.size > 0 && !o.allowEmptySource) {
-    throw new StowageError(
-      'EDELETE_GUARD',
-      `Refusing to sync: the source ${src.name}:${srcDir} is ${srcMissing ? 'missing' : 'empty'} while the destination ${dst.name}:${dstDir} holds ${dstTree.size} entries (an unmounted disk?). Nothing was changed. Pass allowEmptySource: true if this is intended.`,
-      { details: { source: srcDir, destination: dstDir, destinationEntries: dstTree.size, sourceMissing: srcMissing } },
-    );
-  }
-  // What the sync must not touch on the destination: locked subtrees (of
-  // either side), what the filter excluded or what vanished while listing
-  // (on either side: the destination's copy of a source entry left out is
-  // not "gone from the source"). Such paths are taken out of both trees, and
-  // a destination folder holding one is neither deleted nor replaced.
-  const untouchable = new Set<string>([...lockedSubtrees.src, ...lockedSubtrees.dst, ...srcHidden, ...dstHidden]);
-  if (untouchable.size > 0) {
-    for (const tree of [srcTree, dstTree]) for (const p of [...tree.keys()]) if (underAny(p, untouchable)) tree.delete(p);
-  }
-  const holdsUntouchable = new Set<string>();
-  for (const rel of untouchable) for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) holdsUntouchable.add(rel.slice(0, i));
-  const canLink = src.capabilities.symlinks && dst.capabilities.symlinks && o.symlinks;
-  if (!canLink && o.symlinks) {
-    for (const e of srcTree.values()) {
-      if (e.type !== 'symlink') continue;
-      warnOrThrow(new StowageError('EIO', `Skipped symlink ${e.path}: ${dst.name} cannot create symlinks.`, { details: { path: e.path } }), e.path, o.onWarning, o.strict);
-    }
-  }
-  const plan = keepHolders(planSync(srcTree, dstTree, { delete: o.delete, checksum: o.checksum, symlinks: canLink }), dstTree, holdsUntouchable);
-  for (const path of plan.conflicts) {
-    warnOrThrow(
-      new StowageError(
-        'EEXIST',
-        `Not synced: ${src.name}:${posixJoin(srcDir, path)} is a ${srcTree.get(path)?.type ?? 'entry'}, and ${dst.name}:${posixJoin(dstDir, path)} a ${dstTree.get(path)?.type ?? 'entry'}${holdsUntouchable.has(path) ? ' holding entries this sync must not touch (excluded, LOCKED or vanished)' : ''}; ${o.delete ? 'it was left as it is' : "sync with delete: 'after' to replace it"}.`,
-        { details: { path } },
-      ),
-      path,
-      o.onWarning,
-      o.strict,
-    );
-  }
-  for (const path of plan.kept) {
-    warnOrThrow(
-      new StowageError('ELOCKED', `Kept ${dst.name}:${posixJoin(dstDir, path)}, which the source no longer has: it holds entries this sync must not touch (excluded by the filter, LOCKED, or vanished while listing).`, { details: { path } }),
-      path,
-      o.onWarning,
-      o.strict,
-    );
-  }
-  const deleteCount = plan.removals;
-  if (deleteCount > 0) {
-    const fraction = plan.destinationEntries > 0 ? deleteCount / plan.destinationEntries : 0;
-    if (deleteCount > o.maxDelete || fraction > o.maxDeleteFraction) {
-      throw new StowageError(
-        'EDELETE_GUARD',
-        `Refusing to sync: it would delete ${deleteCount} of ${plan.destinationEntries} entries in ${dst.name}:${dstDir} (${(fraction * 100).toFixed(1)}%), more than ${o.maxDelete === Infinity ? '' : `maxDelete ${o.maxDelete} or `}maxDeleteFraction ${o.maxDeleteFraction}. Nothing was changed. Check the source, or raise the limit.`,
-        { details: { deletes: deleteCount, destinationEntries: plan.destinationEntries, fraction, maxDelete: o.maxDelete, maxDeleteFraction: o.maxDeleteFraction, sample: [...plan.replaces, ...plan.deletes].slice(0, 20) } },
-      );
-    }
-  }
-  syncChannel.publish({ source: `${src.name}:${srcDir}`, destination: `${dst.name}:${dstDir}`, copies: plan.copies.length, deletes: deleteCount, dryRun: o.dryRun });
-  if (o.dryRun) {
-    return Object.freeze({ plan, dryRun: true, copied: [], linked: [], deleted: [], verified: [], mutants: [], bytesCopied: 0 });
-  }
-
-  // Act.
-  let lock: LockDir | undefined;
-  if (o.lock) {
-    await dst.mkdir(dstDir, { recursive: true, ...(userSignal ? { signal: userSignal } : {}) });
-    lock = new LockDir(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs, purpose: `stowage sync from ${src.name}:${srcDir}` });
-    await lock.acquire(userSignal ? { signal: userSignal } : {});
-  }
-  let result: SyncResult;
-  try {
-    const dstDirs = new Set([...dstTree.values()].filter((e) => e.type === 'dir').map((e) => e.path));
-    result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstDirs, o, progress, anySignal(userSignal, lock?.signal));
+    return await syncLocked();
   } catch (err) {
     // The first error matters; a failed release after it is secondary.
-    await lock?.release().catch(() => {});
+    await (lock as LockDir | undefined)?.release().catch(() => {});
     throw err;
   }
-  await lock?.release();
-  return result;
+
+  async function syncLocked(): Promise<SyncResult> {
+    let dstTree: Map<string, SyncTreeEntry>;
+    let dstHidden = new Set<string>();
+    let dstMissing = false;
+    try {
+      ({ tree: dstTree, hidden: dstHidden } = await listTree(dst, dstDir, listing('dst')));
+    } catch (err) {
+      if (!isStowageError(err, 'ENOT_FOUND')) throw err;
+      dstMissing = true;
+      dstTree = new Map();
+    }
+    // The destination's own lock at its root (someone else's sync) is not ours
+    // to ignore. With lock: true a run waits for it or takes a stale one over;
+    // a dry run of it refuses, as that run would, while a live writer holds it.
+    if (!dstMissing && (!o.lock || o.dryRun)) {
+      const dl = await dst.exists(posixJoin(dstDir, o.lockName), userSignal ? { signal: userSignal } : {});
+      const live =
+        dl?.type === 'dir' && (!o.lock || (await LockDir.inspect(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined))?.stale !== true);
+      if (live) {
+        throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${o.lockName} (another writer). Retry later, or use lock: true to wait for a stale lock to be taken over.`, {
+          details: { path: dstDir },
+        });
+      }
+    }
+    if (srcMissing && dstTree.size === 0) {
+      throw new StowageError('ENOT_FOUND', `Cannot sync ${src.name}:${srcDir}: it does not exist.`, { details: { path: srcDir } });
+    }
+    if (srcTree.size === 0 && dstTree.size > 0 && !o.allowEmptySource) {
+      throw new StowageError(
+        'EDELETE_GUARD',
+        `Refusing to sync: the source ${src.name}:${srcDir} is ${srcMissing ? 'missing' : 'empty'} while the destination ${dst.name}:${dstDir} holds ${dstTree.size} entries (an unmounted disk?). Nothing was changed. Pass allowEmptySource: true if this is intended.`,
+        { details: { source: srcDir, destination: dstDir, destinationEntries: dstTree.size, sourceMissing: srcMissing } },
+      );
+    }
+    // What the sync must not touch on the destination: locked subtrees (of
+    // either side), what the filter excluded or what vanished while listing
+    // (on either side: the destination's copy of a source entry left out is
+    // not "gone from the source"). Such paths are taken out of both trees, and
+    // a destination folder holding one is neither deleted nor replaced.
+    const untouchable = new Set<string>([...lockedSubtrees.src, ...lockedSubtrees.dst, ...srcHidden, ...dstHidden]);
+    if (untouchable.size > 0) {
+      for (const tree of [srcTree, dstTree]) for (const p of [...tree.keys()]) if (underAny(p, untouchable)) tree.delete(p);
+    }
+    const holdsUntouchable = new Set<string>();
+    for (const rel of untouchable) for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) holdsUntouchable.add(rel.slice(0, i));
+    const canLink = src.capabilities.symlinks && dst.capabilities.symlinks && o.symlinks;
+    if (!canLink && o.symlinks) {
+      for (const e of srcTree.values()) {
+        if (e.type !== 'symlink') continue;
+        warnOrThrow(new StowageError('EIO', `Skipped symlink ${e.path}: ${dst.name} cannot create symlinks.`, { details: { path: e.path } }), e.path, o.onWarning, o.strict);
+      }
+    }
+    const plan = keepHolders(planSync(srcTree, dstTree, { delete: o.delete, checksum: o.checksum, symlinks: canLink }), dstTree, holdsUntouchable);
+    for (const path of plan.conflicts) {
+      warnOrThrow(
+        new StowageError(
+          'EEXIST',
+          `Not synced: ${src.name}:${posixJoin(srcDir, path)} is a ${srcTree.get(path)?.type ?? 'entry'}, and ${dst.name}:${posixJoin(dstDir, path)} a ${dstTree.get(path)?.type ?? 'entry'}${holdsUntouchable.has(path) ? ' holding entries this sync must not touch (excluded, LOCKED or vanished)' : ''}; ${o.delete ? 'it was left as it is' : "sync with delete: 'after' to replace it"}.`,
+          { details: { path } },
+        ),
+        path,
+        o.onWarning,
+        o.strict,
+      );
+    }
+    for (const path of plan.kept) {
+      warnOrThrow(
+        new StowageError('ELOCKED', `Kept ${dst.name}:${posixJoin(dstDir, path)}, which the source no longer has: it holds entries this sync must not touch (excluded by the filter, LOCKED, or vanished while listing).`, { details: { path } }),
+        path,
+        o.onWarning,
+        o.strict,
+      );
+    }
+    const deleteCount = plan.removals;
+    if (deleteCount > 0) {
+      const fraction = plan.destinationEntries > 0 ? deleteCount / plan.destinationEntries : 0;
+      if (deleteCount > o.maxDelete || fraction > o.maxDeleteFraction) {
+        throw new StowageError(
+          'EDELETE_GUARD',
+          `Refusing to sync: it would delete ${deleteCount} of ${plan.destinationEntries} entries in ${dst.name}:${dstDir} (${(fraction * 100).toFixed(1)}%), more than ${o.maxDelete === Infinity ? '' : `maxDelete ${o.maxDelete} or `}maxDeleteFraction ${o.maxDeleteFraction}. Nothing was changed. Check the source, or raise the limit.`,
+          { details: { deletes: deleteCount, destinationEntries: plan.destinationEntries, fraction, maxDelete: o.maxDelete, maxDeleteFraction: o.maxDeleteFraction, sample: [...plan.replaces, ...plan.deletes].slice(0, 20) } },
+        );
+      }
+    }
+    syncChannel.publish({ source: `${src.name}:${srcDir}`, destination: `${dst.name}:${dstDir}`, copies: plan.copies.length, deletes: deleteCount, dryRun: o.dryRun });
+    if (o.dryRun) {
+      return Object.freeze({ plan, dryRun: true, copied: [], linked: [], deleted: [], verified: [], mutants: [], bytesCopied: 0 });
+    }
+
+    // Act. (A missing source allowed to empty the destination: locked only now.)
+    if (o.lock && lock === undefined) await takeLock();
+    const dstDirs = new Set([...dstTree.values()].filter((e) => e.type === 'dir').map((e) => e.path));
+    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstDirs, o, progress, anySignal(userSignal, lock?.signal));
+    await lock?.release();
+    return result;
+  }
 }
 
 async function act(
@@ -957,6 +970,8 @@ async function act(
     });
   }
   verified.push(...sourceMutants);
+  // In path order, whichever check finished first: reports and tests compare them.
+  verified.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const mutants = verified.filter((v) => !v.ok);
   const fromSource = new Set(sourceMutants);
   for (const m of mutants) {

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -103,7 +103,7 @@ describe('LockDir acquire and release', () => {
     expect(lock.held).toBe(true);
     const owner = await readOwner();
     expect(owner).toEqual(lock.owner);
-    expect(Object.keys(owner).sort()).toEqual(['host', 'pid', 'purpose', 'since', 'token']);
+    expect(Object.keys(owner).sort()).toEqual(['host', 'machine', 'pid', 'purpose', 'since', 'token']);
     expect(owner).toMatchObject({ host: hostname(), pid: process.pid, purpose: 'nightly backup' });
     expect(owner.token).toMatch(/^[0-9a-f]{32}$/);
     expect(Date.parse(owner.since)).toBeGreaterThanOrEqual(before - 1000);
@@ -207,6 +207,39 @@ describe('LockDir staleness and takeover', () => {
     expect(seen.ageMs).toBeGreaterThanOrEqual(4_900);
     await lock.acquire();
     expect(await readOwner()).toEqual(lock.owner);
+  });
+
+  it('records where its pid means something, and judges an owner from another kernel or pid namespace by its heartbeat only, even under our host name', async () => {
+    // This machine's boot id and pid namespace, read the way a test can.
+    const machine = `${(await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim()}/${await readlink('/proc/self/ns/pid')}`;
+    const mine = lockOf();
+    await mine.acquire();
+    expect(mine.owner!.machine).toBe(machine);
+    expect(await readOwner()).toEqual(mine.owner);
+    await mine.release();
+
+    // Another container sharing our host name (host networking) and this
+    // folder: its pid is not ours to test. A live owner there must not be
+    // taken over because that number is free here.
+    const theirs = await plant({ pid: await deadPid(), machine: '00000000-0000-0000-0000-000000000000/pid:[1]' });
+    const lock = lockOf({ staleMs: 1_000 });
+    const err = await rejection(lock.acquire());
+    expect(err.code).toBe('ELOCKED');
+    expect(err.details['owner']).toEqual(theirs);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: false, owner: theirs });
+    await age(ownerFile(), 5_000);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: true, reason: 'heartbeat-expired' });
+    await rm(lockedDir(), { recursive: true });
+
+    // Our own machine recorded, the pid gone: dead at once, as without it.
+    await plant({ pid: await deadPid(), machine });
+    expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, stale: true, reason: 'owner-dead' });
+    await rm(lockedDir(), { recursive: true });
+
+    // A malformed machine field is an unreadable owner file (held until it ages).
+    await plant({ pid: await deadPid(), machine: 42 as unknown as string });
+    expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, stale: false });
+    expect((await LockDir.inspect(parent)).owner).toBeUndefined();
   });
 
   it('a live owner on this host whose heartbeat is older than staleMs is stale', async () => {

@@ -222,6 +222,41 @@ describe('sync between two LocalTransports', () => {
     expect(await readdir(dst)).not.toContain('LOCKED');
   });
 
+  it('lock: true locks the destination before listing it: no plan from a tree another writer was still changing', async () => {
+    await sampleTree();
+    await sync(local, src, local, dst);
+    const before = await walk(dst);
+    expect(before).toContain(`a.txt ${md5('alpha')}`);
+    // Another writer holds the destination; the moment its tree is listed,
+    // that writer removes a.txt and lets go. A sync planning from that
+    // listing would find a.txt "unchanged", copy nothing, and end with the
+    // destination missing it.
+    const held = new LockDir(dst, { purpose: 'someone else' });
+    await held.acquire();
+    const watcher = faulty(() => false);
+    const realList = watcher.list.bind(watcher);
+    let listedWhileHeld = false;
+    watcher.list = async (path, opts) => {
+      const r = await realList(path, opts);
+      if (held.held) {
+        listedWhileHeld = true;
+        await rm(join(dst, 'a.txt'));
+        await held.release();
+      }
+      return r;
+    };
+    try {
+      expect((await caught(sync(local, src, watcher, dst, { lock: true }))).code).toBe('ELOCKED');
+      expect(listedWhileHeld).toBe(false);
+    } finally {
+      if (held.held) await held.release();
+    }
+    expect(await walk(dst)).toEqual(before);
+    // Once the writer is gone, the same sync runs and leaves no lock behind.
+    await sync(local, src, watcher, dst, { lock: true });
+    expect(await walk(dst)).toEqual(before);
+  });
+
   it('a destination locked by a live owner is ELOCKED; so is a source under LOCKED; nothing is copied', async () => {
     await sampleTree();
     await mkdir(dst);
