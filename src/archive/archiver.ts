@@ -27,7 +27,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { AtomicFile, PART_SUFFIX, uniquePartPath } from '../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
-import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, type Dna, type DnaAlgorithm } from '../dna/index.js';
+import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, dnaEqual, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
 import { drained, normalizeEntryName, readArchive, type ArchiveEntry } from './archive-reader.js';
@@ -122,6 +122,20 @@ export interface ArchiveVerifyResult {
   readonly sidecarChecked: boolean;
 }
 
+/**
+ * The sidecar of `file` when it has one (ENO_SIDECAR: undefined). A sidecar
+ * that exists but cannot be read or parsed is an error, as in
+ * {@link Archiver.verify}.
+ */
+async function sidecarIfAny(file: string): Promise<Dna | undefined> {
+  try {
+    return await DnaDigest.readSidecar(file);
+  } catch (err) {
+    if (isStowageError(err, 'ENO_SIDECAR')) return undefined;
+    throw err;
+  }
+}
+
 /** Options of {@link Archiver.list}, {@link Archiver.readEntry} and {@link Archiver.openEntry}. */
 export interface ArchiveReadOptions {
   /** Cancels the read. */
@@ -156,6 +170,8 @@ export interface ArchiveExtractResult {
   readonly entries: number;
   /** File bytes written. */
   readonly bytes: number;
+  /** Whether the archive had a sidecar, and matched it. */
+  readonly sidecarChecked: boolean;
 }
 
 const CREATE_KEYS = ['entries', 'gzipLevel', 'gzip', 'deterministic', 'sidecar', 'algorithm', 'chunkSize', 'concurrency', 'allowLocked', 'signal', 'onProgress', 'onWarning', 'strict'] as const;
@@ -467,6 +483,13 @@ export class Archiver {
    * ENOT_FOUND naming the entry and the archive. For large entries use
    * {@link Archiver.openEntry}.
    *
+   * The whole archive is read, as {@link Archiver.verify} reads it: a gzip
+   * member's CRC comes after its bytes, so the entry's bytes are known
+   * good only once the members holding them (and, in practice, the rest)
+   * are checked. A damaged archive is ECORRUPT_ARCHIVE, and one that
+   * differs from its sidecar `file.dna` is EDIGEST_MISMATCH, even when the
+   * entry itself was read before the damage.
+   *
    * @param file - the archive
    * @param name - the entry's path inside the archive
    * @param options - signal, onProgress
@@ -478,25 +501,32 @@ export class Archiver {
     const want = normalizeEntryName(name);
     let found: Buffer | undefined;
     let wrongType: ArchiveEntry | undefined;
-    await readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal }, async (e, data) => {
-      if (e.name !== want) return false;
+    const expected = await sidecarIfAny(file);
+    const r = await readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
+      // The first entry of that name counts (as `tar -x` would overwrite it, a later one is a second copy we do not merge).
+      if (e.name !== want || found !== undefined) return false;
       if (!fileish(e)) {
-        wrongType = e;
+        wrongType ??= e;
         return false;
       }
       const chunks: Buffer[] = [];
       for await (const c of data as AsyncIterable<Buffer>) chunks.push(c);
       found = Buffer.concat(chunks);
-      return true;
+      return false;
     });
+    if (expected !== undefined) assertDna(file, expected, r.dna!);
     if (found !== undefined) return found;
     throw notFound(file, name, wrongType ? `it is a ${wrongType.type}${wrongType.linkname ? ` to ${wrongType.linkname}` : ''}, not a file` : undefined);
   }
 
   /**
    * Opens one file entry as a stream. Resolves once the entry is found
-   * (ENOT_FOUND if the archive has none); the stream errors if the archive
-   * turns out damaged while it is read. Destroy the stream to stop early.
+   * (ENOT_FOUND if the archive has none). The stream ends only after the
+   * rest of the archive has been read and checked as {@link Archiver.readEntry}
+   * does; it errors instead (ECORRUPT_ARCHIVE, or EDIGEST_MISMATCH against
+   * the sidecar) if the archive turns out damaged, even after the entry's
+   * last byte: treat what was read as good only on `end`. Destroy the
+   * stream to stop early.
    *
    * @param file - the archive
    * @param name - the entry's path inside the archive
@@ -507,14 +537,17 @@ export class Archiver {
     checkOptionKeys(w, options, READ_KEYS);
     checkSignal(w, options.signal);
     const want = normalizeEntryName(name);
+    const expected = await sidecarIfAny(file);
     return new Promise<Readable>((resolveOuter, rejectOuter) => {
       const out = new PassThrough({ highWaterMark: MiB });
       let handed = false;
       let wrongType: ArchiveEntry | undefined;
-      readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal }, async (e, data, failed) => {
+      readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data, failed) => {
+        // Once the consumer has let go, the rest is not read.
+        if (handed) return out.destroyed;
         if (e.name !== want) return false;
         if (!fileish(e)) {
-          wrongType = e;
+          wrongType ??= e;
           return false;
         }
         handed = true;
@@ -525,11 +558,21 @@ export class Archiver {
           if (out.destroyed) return true;
           if (!out.write(c)) await Promise.race([drained(out), gaveUp]);
         }
-        out.end();
-        return true;
+        return out.destroyed;
       }).then(
-        () => {
-          if (!handed) rejectOuter(notFound(file, name, wrongType ? `it is a ${wrongType.type}, not a file` : undefined));
+        (r) => {
+          if (!handed) {
+            rejectOuter(notFound(file, name, wrongType ? `it is a ${wrongType.type}, not a file` : undefined));
+            return;
+          }
+          if (out.destroyed) return;
+          try {
+            if (expected !== undefined) assertDna(file, expected, r.dna!);
+          } catch (err) {
+            out.destroy(err as Error);
+            return;
+          }
+          out.end();
         },
         (err: unknown) => {
           if (!handed) rejectOuter(err);
@@ -547,6 +590,12 @@ export class Archiver {
    * refused with EUNSAFE_PATH before anything is written for that entry.
    * Files are written through {@link AtomicFile}, so no partial file ever
    * sits under a final name. Entries extracted before a refused one stay.
+   *
+   * When the archive has a sidecar `file.dna`, its DNA is computed in the
+   * same pass and compared at the end: a mismatch is EDIGEST_MISMATCH
+   * (whose message and `details.dest` say that what was extracted came from
+   * an archive that is not the one the sidecar describes). To refuse before
+   * writing anything, call {@link Archiver.verify} first.
    *
    * @param file - the archive
    * @param dest - the destination directory
@@ -574,8 +623,9 @@ export class Archiver {
     let total = 0;
     let entries = 0;
     const dirs: { path: string; mode: number; mtime: Date }[] = [];
+    const expected = await sidecarIfAny(file);
 
-    await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal }, async (e, data) => {
+    const pass = await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
       if (filter && !filter(e)) return;
       throwIfAborted(signal);
       // The raw name matters for the absolute-path check; the normalised one for the rest.
@@ -668,7 +718,14 @@ export class Archiver {
       await chmod(d.path, d.mode || 0o755).catch(() => {});
       await utimes(d.path, d.mtime, d.mtime).catch(() => {});
     }
-    return Object.freeze({ dest: destReal, entries, bytes: total });
+    if (expected !== undefined && !dnaEqual(expected, pass.dna!)) {
+      throw new StowageError(
+        'EDIGEST_MISMATCH',
+        `${file} does not match its DNA sidecar (expected ${expected.algorithm} ${expected.dig}, ${expected.size} bytes; read ${pass.dna!.dig}, ${pass.dna!.size} bytes), though it reads as a sound archive: the ${entries} entries extracted into ${destReal} are not what was backed up. Remove them, and extract a good copy of the archive.`,
+        { details: { path: file, dest: destReal, entries, expected, actual: pass.dna } },
+      );
+    }
+    return Object.freeze({ dest: destReal, entries, bytes: total, sidecarChecked: expected !== undefined });
   }
 }
 

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
+import { StowageError } from '../../../src/errors.js';
 import { logText, makeTree, rejectsWith, run, tempDir } from './helpers.js';
 
 async function setup(): Promise<{ root: string; src: string; ours: string; gnu: string; big: Buffer }> {
@@ -111,5 +113,82 @@ describe('Archiver.openEntry', () => {
     s.once('data', () => ac.abort(reason));
     s.resume();
     expect(await got).toBe(reason);
+  });
+});
+
+/** Reads a stream to its end; resolves with what it gave, or rejects with its error. */
+async function drain(s: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of s) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('readEntry, openEntry and extract check the whole archive and its sidecar', () => {
+  /**
+   * A `tar cf` archive of a random file followed by 8 MiB of text, gzipped
+   * as one member of stored blocks, with one byte flipped near the end of
+   * the random file. Only the member's CRC, 8 MiB of output later, shows it.
+   */
+  async function flipped(): Promise<{ bad: string; data: Buffer }> {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(join(src, 'a'), { recursive: true });
+    await mkdir(join(src, 'b'));
+    const data = randomBytes(1 << 20);
+    await writeFile(join(src, 'a', 'trac.db'), data);
+    await writeFile(join(src, 'b', 'zz.log'), logText(8 << 20));
+    const bad = join(root, 'flipped.tar.gz');
+    run('tar', ['cf', join(root, 'plain.tar'), '-C', src, 'a', 'b']);
+    // One gzip member of stored blocks (level 0), as gzip or pigz write for data that does not compress.
+    const bytes = gzipSync(await readFile(join(root, 'plain.tar')), { level: 0 });
+    // Somewhere in the last 4 KiB of the file, where a stored block holds it verbatim.
+    let at = -1;
+    for (let off = data.length - 64; at < 0 && off > data.length - 4096; off -= 64) at = bytes.indexOf(data.subarray(off, off + 32));
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 5]! ^= 1;
+    await writeFile(bad, bytes);
+    return { bad, data };
+  }
+
+  it('a flipped byte in the entry itself, caught only by the CRC after it, is ECORRUPT_ARCHIVE, never bytes returned', async () => {
+    const { bad } = await flipped();
+    await rejectsWith(Archiver.readEntry(bad, 'a/trac.db'), 'ECORRUPT_ARCHIVE');
+    // The stream gives the bytes, then errors instead of ending.
+    const s = await Archiver.openEntry(bad, 'a/trac.db');
+    const err = await drain(s).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StowageError);
+    expect((err as StowageError).code).toBe('ECORRUPT_ARCHIVE');
+    await rejectsWith(Archiver.verify(bad), 'ECORRUPT_ARCHIVE');
+  });
+
+  it('an archive that is sound but not the one its sidecar describes is EDIGEST_MISMATCH; extract says what it wrote', async () => {
+    const { root, ours, gnu, big } = await setup();
+    // gnu.tar.gz holds the same files; give it ours' sidecar, as a swapped or re-made file would have.
+    const other = join(root, 'other.tar.gz');
+    await copyFile(gnu, other);
+    await copyFile(ours + '.dna', other + '.dna');
+    await rejectsWith(Archiver.readEntry(other, 'db/trac.db'), 'EDIGEST_MISMATCH');
+    const s = await Archiver.openEntry(other, 'db/trac.db');
+    const err = await drain(s).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as StowageError).code).toBe('EDIGEST_MISMATCH');
+    const dest = join(root, 'out');
+    const x = await rejectsWith(Archiver.extract(other, dest), 'EDIGEST_MISMATCH');
+    expect(x.details).toMatchObject({ path: other, dest: await realpath(dest) });
+    expect(x.message).toContain('extracted into');
+    expect((await readFile(join(dest, 'db', 'trac.db'))).equals(big)).toBe(true);
+    // The right archive with its sidecar: checked and fine, in the same one pass.
+    expect((await Archiver.readEntry(ours, 'db/trac.db')).equals(big)).toBe(true);
+    expect((await drain(await Archiver.openEntry(ours, 'db/trac.db'))).equals(big)).toBe(true);
+    expect(await Archiver.extract(ours, join(root, 'good'))).toMatchObject({ sidecarChecked: true });
+    expect(await Archiver.extract(gnu, join(root, 'good2'))).toMatchObject({ sidecarChecked: false });
+    // A sidecar that cannot be parsed is an error, as verify says.
+    await writeFile(other + '.dna', 'not a sidecar');
+    await rejectsWith(Archiver.readEntry(other, 'db/trac.db'), 'EBAD_SIDECAR');
   });
 });
