@@ -96,9 +96,11 @@ export interface SyncPlan {
   readonly copies: readonly SyncCopy[];
   /**
    * Destination entries in the way of a copy (a directory where a file
-   * goes, or the reverse). They are removed, with everything under them,
-   * only after every other copy succeeded, just before the copies that
-   * take their place; they count as deletions (see {@link SyncPlan.removals}).
+   * goes, or the reverse). They are removed, with everything listed under
+   * them (entry by entry, never recursively: what appeared since the
+   * listing stays, and the copy then fails with EEXIST), only after every
+   * other copy succeeded, just before the copies that take their place;
+   * they count as deletions (see {@link SyncPlan.removals}).
    */
   readonly replaces: readonly string[];
   /** Destination entries the source no longer has, removed after every copy succeeded (`delete: 'after'`); deepest first. */
@@ -778,8 +780,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
 
     // Act. (A missing source allowed to empty the destination: locked only now.)
     if (o.lock && lock === undefined) await takeLock();
-    const dstDirs = new Set([...dstTree.values()].filter((e) => e.type === 'dir').map((e) => e.path));
-    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstDirs, o, progress, anySignal(userSignal, lock?.signal));
+    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstTree, o, progress, anySignal(userSignal, lock?.signal));
     await lock?.release();
     return result;
   }
@@ -792,7 +793,7 @@ async function act(
   dstDir: string,
   plan: SyncPlan,
   srcTree: ReadonlyMap<string, SyncTreeEntry>,
-  dstDirs: ReadonlySet<string>,
+  dstTree: ReadonlyMap<string, SyncTreeEntry>,
   o: {
     readonly concurrency: number;
     readonly algorithm: DnaAlgorithm;
@@ -810,6 +811,7 @@ async function act(
   const failed: SyncFailure[] = [];
   const srcPath = (rel: string): string => posixJoin(srcDir, rel);
   const dstPath = (rel: string): string => posixJoin(dstDir, rel);
+  const dstDirs = new Set([...dstTree.values()].filter((e) => e.type === 'dir').map((e) => e.path));
 
   progress.phase('copy');
   progress.bytesTotal = plan.bytesToCopy;
@@ -912,6 +914,39 @@ async function act(
     }
   };
 
+  /**
+   * Removes a destination entry in the way of a copy: a folder entry by
+   * entry, deepest first, as listed, never recursively. Anything in it that
+   * the listing did not see (written since) makes its removal fail: the
+   * folder stays, and so does that, and the copy that wanted its place
+   * fails with EEXIST.
+   */
+  const removeListed = async (rel: string): Promise<void> => {
+    if (!dstDirs.has(rel)) {
+      await dst.remove(dstPath(rel), { force: true, ...sig });
+      return;
+    }
+    const prefix = rel + '/';
+    const inside = [...dstTree.keys()].filter((p) => p.startsWith(prefix));
+    inside.sort((a, b) => depth(b) - depth(a));
+    const removed: string[] = [];
+    for (const p of [...inside, rel]) {
+      throwIfAborted(signal);
+      try {
+        await dst.remove(dstPath(p), { force: true, ...sig });
+        removed.push(p);
+      } catch (err) {
+        deleted.push(...removed); // gone all the same: the error says so
+        if (signal?.aborted) throw signal.reason;
+        throw new StowageError(
+          'EEXIST',
+          `Cannot put ${src.name}:${srcPath(rel)} in place of the folder ${dst.name}:${dstPath(rel)}: ${p === rel ? 'it' : dstPath(p)} could not be removed (${(err as Error).message}); it may hold entries written since the listing. The listed entries removed before it are gone; the rest of the folder stays. Look at it, then sync again.`,
+          { details: { path: rel, entry: p }, cause: err },
+        );
+      }
+    }
+  };
+
   // What takes the place of a replaced entry goes last: the entries in the
   // way are removed only once every other copy has succeeded.
   const replaced = new Set(plan.replaces);
@@ -922,7 +957,14 @@ async function act(
     if (replaced.size > 0) {
       for (const rel of plan.replaces) {
         throwIfAborted(signal);
-        await dst.remove(dstPath(rel), { recursive: true, force: true, ...sig });
+        try {
+          await removeListed(rel);
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason;
+          const e = err as { code?: string; message?: string };
+          failed.push({ path: rel, code: e.code ?? 'EIO', message: e.message ?? String(err) });
+          throw err;
+        }
         deleted.push(rel);
       }
       await makeDirs(plan.mkdirs.filter(inReplaced));

@@ -344,6 +344,35 @@ describe('sync between two LocalTransports', () => {
     expect(await readFile(join(dst, 'runs'), 'utf8')).toBe('now a file');
   });
 
+  it('a folder in the way of a file is removed as listed, never recursively: what was written into it since stays, and that copy fails', async () => {
+    for (let i = 0; i < 3; i++) await put(join(dst, 'runs', 'deep', `r${i}`), `run ${i}`);
+    await put(join(src, 'runs'), 'now a file');
+    await put(join(src, 'other'), 'other');
+    // A DAQ writer drops a new run into the folder after the sync listed it.
+    const writer = faulty(() => false);
+    const realRemove = writer.remove.bind(writer);
+    let wrote = false;
+    writer.remove = async (path, opts) => {
+      if (!wrote && path.includes('/runs/')) {
+        wrote = true;
+        await put(join(dst, 'runs', 'deep', 'r9-new'), 'fresh data');
+      }
+      return realRemove(path, opts);
+    };
+    const err = await caught(sync(local, src, writer, dst, { delete: 'after', maxDeleteFraction: 1 }));
+    expect(wrote).toBe(true);
+    expect(err.code).toBe('EEXIST');
+    expect(err.details['failed']).toEqual([expect.objectContaining({ path: 'runs', code: 'EEXIST' })]);
+    expect(err.message).toContain('the 3 entries in the way of a copy were removed (runs/deep/r0, runs/deep/r1, runs/deep/r2)');
+    expect(await readFile(join(dst, 'runs', 'deep', 'r9-new'), 'utf8')).toBe('fresh data');
+    expect(await readFile(join(dst, 'other'), 'utf8')).toBe('other');
+    // Once that run is dealt with, the next sync replaces the folder.
+    await rm(join(dst, 'runs', 'deep', 'r9-new'));
+    const ok = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1 });
+    expect(ok.deleted).toEqual(['runs']);
+    expect(await readFile(join(dst, 'runs'), 'utf8')).toBe('now a file');
+  });
+
   it('a folder in the way of a copy is removed only after every other copy succeeded', async () => {
     for (let i = 0; i < 5; i++) await put(join(dst, 'runs', `r${i}`), `run ${i}`);
     for (let i = 0; i < 20; i++) await put(join(src, `f${String(i).padStart(2, '0')}`), `file ${i}`);
