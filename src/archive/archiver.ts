@@ -623,6 +623,7 @@ export class Archiver {
     let total = 0;
     let entries = 0;
     const dirs: { path: string; mode: number; mtime: Date }[] = [];
+    const links: { name: string; target: string }[] = [];
     const expected = await sidecarIfAny(file);
 
     const pass = await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
@@ -679,8 +680,10 @@ export class Archiver {
           const target = guard.target(raw, e.name);
           if (target === destReal) throw new StowageError('EUNSAFE_PATH', `Refusing to extract "${raw}" from ${file}: a link cannot replace the destination.`, { details: { path: file, entry: raw } });
           let source = '';
-          if (e.type === 'symlink') guard.checkSymlink(e);
-          else source = await guard.hardlinkSource(e);
+          if (e.type === 'symlink') {
+            guard.checkSymlink(e);
+            await guard.checkSymlinkOnDisk(e);
+          } else source = await guard.hardlinkSource(e);
           await guard.prepareParent(target, e.name);
           if ((await lstat(target).catch(() => undefined))?.isDirectory()) {
             throw new StowageError('EEXIST', `Cannot extract ${e.type} "${e.name}" from ${file}: a directory is in the way at ${target}.`, { details: { path: file, entry: e.name } });
@@ -694,7 +697,10 @@ export class Archiver {
             await rm(part, { force: true }).catch(() => {});
             throw fromFsError(err, e.type === 'symlink' ? 'create symlink' : 'create hard link', target);
           }
-          if (e.type === 'symlink') guard.forgetDirs();
+          if (e.type === 'symlink') {
+            guard.forgetDirs();
+            links.push({ name: e.name, target });
+          }
           entries++;
           return;
         }
@@ -713,6 +719,8 @@ export class Archiver {
           );
       }
     });
+    // A link created before the links it goes through: followed now that all are there, it must stay inside.
+    await guard.checkLinksAfter(links);
     // Directory modes and times last, deepest first, so that read-only directories do not block their contents.
     for (const d of dirs.reverse()) {
       await chmod(d.path, d.mode || 0o755).catch(() => {});

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { lstat, mkdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, readlink, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { StowageError, fromFsError } from '../errors.js';
 import type { ArchiveEntry } from './archive-reader.js';
@@ -155,6 +155,88 @@ export class ExtractGuard {
     });
     if (!st.isFile()) throw unsafe(this.#archive, entry.name, `hard link to ${link}, which is not a regular file`, { linkname: link });
     return src;
+  }
+
+  /**
+   * Where a symlink at `name` (relative to the destination) pointing to
+   * `link` leads once the links already on disk are followed: the
+   * destination-relative components of that place, or undefined when it is
+   * outside (or a chain of links is too long to be honest). A component
+   * that does not exist (yet) is taken as a plain directory.
+   *
+   * The lexical check of {@link ExtractGuard.checkSymlink} alone misses
+   * `a/b/s -> ../..` followed by `t -> a/b/s/..`: each stays inside on
+   * paper, and `t` leads to the destination's parent.
+   */
+  async #resolveOnDisk(name: string, link: string): Promise<string[] | undefined> {
+    const at = posix.dirname(name);
+    const stack = at === '.' || at === '' ? [] : at.split('/');
+    const pending = link.split('/');
+    for (let hops = 0; pending.length > 0; ) {
+      const c = pending.shift()!;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        if (stack.length === 0) return undefined;
+        stack.pop();
+        continue;
+      }
+      stack.push(c);
+      const abs = join(this.dest, ...stack);
+      const st = await lstat(abs).catch(() => undefined);
+      if (st?.isSymbolicLink()) {
+        if (++hops > 40) return undefined;
+        const next = await readlink(abs).catch(() => undefined);
+        if (next === undefined || posix.isAbsolute(next)) return undefined;
+        stack.pop();
+        pending.unshift(...next.split('/'));
+      }
+    }
+    return stack;
+  }
+
+  /**
+   * Checks, once every entry is written, that each symlink created leads
+   * inside the destination when the links around it are followed (see
+   * {@link ExtractGuard.checkSymlinkOnDisk}); one that does not is removed,
+   * and the extraction fails with EUNSAFE_PATH naming them.
+   *
+   * @param links - the symlinks created: destination-relative name and absolute path
+   */
+  async checkLinksAfter(links: readonly { name: string; target: string }[]): Promise<void> {
+    if (this.#allowUnsafe) return;
+    const bad: { name: string; linkname: string }[] = [];
+    const seen = new Set<string>();
+    for (const l of links) {
+      if (seen.has(l.target)) continue;
+      seen.add(l.target);
+      // What is there now: a later entry of the same name may have replaced the link.
+      if ((await lstat(l.target).catch(() => undefined))?.isSymbolicLink() !== true) continue;
+      const now = await readlink(l.target).catch(() => undefined);
+      if (now === undefined || (await this.#resolveOnDisk(l.name, now)) !== undefined) continue;
+      await rm(l.target, { force: true });
+      bad.push({ name: l.name, linkname: now });
+    }
+    if (bad.length > 0) {
+      throw new StowageError(
+        'EUNSAFE_PATH',
+        `Refusing the symlink(s) ${bad.map((b) => `"${b.name}" -> ${b.linkname}`).join(', ')} from ${this.#archive}: through other symlinks of the archive they lead outside the destination. They were removed; the other entries are extracted.`,
+        { details: { path: this.#archive, entry: bad[0]!.name, links: bad, reason: 'symlink leads outside the destination through other symlinks' } },
+      );
+    }
+  }
+
+  /**
+   * Checks a symlink entry against the links already extracted: following
+   * them, its target must stay inside the destination.
+   *
+   * @param entry - the symlink entry (already through {@link ExtractGuard.checkSymlink})
+   */
+  async checkSymlinkOnDisk(entry: ArchiveEntry): Promise<void> {
+    if (this.#allowUnsafe) return;
+    const link = entry.linkname ?? '';
+    if ((await this.#resolveOnDisk(entry.name, link)) === undefined) {
+      throw unsafe(this.#archive, entry.name, `symlink to ${link} leads outside the destination through symlinks extracted before it`, { linkname: link });
+    }
   }
 
   /** Throws EUNSAFE_PATH if a directory between dest and `path` is a symlink. */

@@ -64,6 +64,45 @@ describe('unsafe extract', () => {
     }
   });
 
+  it('symlink escape through an earlier symlink: each target stays inside on paper, followed they lead out', async () => {
+    // a/b/s -> ../.. is the destination itself; t -> a/b/s/.. is then its parent.
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'a/b', type: 'directory' } },
+      { header: { name: 'a/b/s', type: 'symlink', linkname: '../..' } },
+      { header: { name: 't', type: 'symlink', linkname: 'a/b/s/../outside' } },
+    ]);
+    const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(e.message).toContain('a/b/s/../outside');
+    expect(e.details).toMatchObject({ entry: 't' });
+    await outsideUntouched(root, outside);
+    expect(await ls(dest)).toEqual(['a']);
+    expect(await readlink(join(dest, 'a', 'b', 's'))).toBe('../..');
+  });
+
+  it('symlink escape through a symlink extracted after it: the links are checked again once all are there, and the bad one removed', async () => {
+    const { root, dest, outside, archive } = await attack([
+      { header: { name: 'a/b', type: 'directory' } },
+      // While it is made, a/b/s does not exist yet: on paper t -> a/b/s/../outside is a/b/outside.
+      { header: { name: 't', type: 'symlink', linkname: 'a/b/s/../outside' } },
+      { header: { name: 'a/b/s', type: 'symlink', linkname: '../..' } },
+      { header: { name: 'fine.txt' }, data: 'ok' },
+    ]);
+    const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(e.details).toMatchObject({ entry: 't', links: [{ name: 't', linkname: 'a/b/s/../outside' }] });
+    await outsideUntouched(root, outside);
+    expect((await ls(dest)).sort()).toEqual(['a', 'fine.txt']);
+    // A link chain that stays inside is fine, in either order.
+    const ok = await attack([
+      { header: { name: 'u', type: 'symlink', linkname: 'a/b/s/x' } },
+      { header: { name: 'a/b', type: 'directory' } },
+      { header: { name: 'a/b/s', type: 'symlink', linkname: '..' } },
+      { header: { name: 'v', type: 'symlink', linkname: 'a/b/s/../b' } },
+    ]);
+    await Archiver.extract(ok.archive, ok.dest);
+    expect(await readlink(join(ok.dest, 'u'))).toBe('a/b/s/x');
+    expect(await readlink(join(ok.dest, 'v'))).toBe('a/b/s/../b');
+  });
+
   it('write through symlink', async () => {
     // The link points inside dest, so it is allowed; writing through it is not.
     const { root, dest, outside, archive } = await attack([
