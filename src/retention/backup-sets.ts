@@ -542,8 +542,8 @@ export async function checkSidecars(t: Transport, contents: SetContents, signal:
 
 /**
  * Removes one set atomically: re-checks the locks, renames it to a hidden
- * trash name in its day folder, checks that no lock appeared in it, then
- * removes it recursively. Returns `'removed'` or why it was left alone.
+ * trash name in its day folder, checks that no lock appeared anywhere in
+ * it, then removes it recursively. Returns `'removed'` or why it was left alone.
  *
  * @param t - the transport
  * @param root - the tree's root
@@ -565,9 +565,10 @@ export async function removeSet(t: Transport, root: string, set: BackupSet, o: T
     if (err instanceof StowageError && err.code === 'ENOT_FOUND') return 'vanished before it could be removed';
     throw err;
   }
-  // A writer that locked the set between the check and the rename now sees
-  // it gone; put it back rather than remove what it is writing.
-  const late = await foreignLockIn(t, trash, await t.list(trash, signal ? { signal } : {}), o);
+  // A writer that locked the set (or a folder in it: svn/LOCKED) between the
+  // check and the rename now sees it gone; put it back rather than remove
+  // what it is writing. The whole set is looked through, not only its top.
+  const late = (await inspectSet(t, trash, o)).locks[0];
   if (late !== undefined) {
     await t.rename(trash, set.path);
     return `locked by ${set.path}/${late.slice(trash.length + 1)} (appeared during the removal)`;

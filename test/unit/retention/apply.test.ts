@@ -1,4 +1,5 @@
 import { appendFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -355,6 +356,23 @@ describe('Retention.apply', () => {
 });
 
 describe('Retention.apply removal races', () => {
+  it('a lock planted in a sub-folder of the set after the plan (a writer adding to svn/) puts the set back', async () => {
+    const ids = dailyIds('2026-11-22', 3);
+    for (const id of ids) await makeSet(root, id, { files: { 'svn/repo.tar.gz': randomBytes(512), 'trac/wiki.tar.gz': randomBytes(512) } });
+    class RacyTransport extends LocalTransport {
+      override async rename(from: string, to: string, o?: { signal?: AbortSignal }): Promise<void> {
+        if (from === join(root, ids[0]!)) await mkdir(join(from, 'svn', 'LOCKED'), { recursive: true });
+        return super.rename(from, to, o);
+      }
+    }
+    const res = await new Retention({ keepLast: 1, timeZone: 'UTC' }).apply(new RacyTransport(), root, { now: NOW, maxPurgeFraction: 1 });
+    expect(res.skipped.map((s) => [s.set.id, s.reason])).toEqual([[ids[0]!, expect.stringMatching(/^locked by .*\/svn\/LOCKED \(appeared during the removal\)$/)]]);
+    expect(res.removed.map((x) => x.id)).toEqual([ids[1]!]);
+    expect(existsSync(join(root, ids[0]!, 'svn', 'LOCKED'))).toBe(true);
+    expect(existsSync(join(root, ids[0]!, 'svn', 'repo.tar.gz'))).toBe(true);
+    expect((await snapshot(root)).filter((p) => p.includes('.stowage-'))).toEqual([]);
+  });
+
   it('a lock planted between the check and the rename puts the set back', async () => {
     const ids = dailyIds('2026-11-22', 3);
     for (const id of ids) await makeSet(root, id);
