@@ -52,7 +52,8 @@
  *   remove it. Releasing never deletes a path it has not just checked.
  * - **Lost**: while held, a heartbeat timer (unref'd) re-reads `owner.json`
  *   and refreshes its mtime. If the token changed, the file stays missing,
- *   or the refresh keeps failing for `staleMs / 2`, the lock's `signal`
+ *   or the refresh keeps failing (or hangs: a watchdog does not wait for
+ *   it) for `staleMs / 2` (monotonic clock), the lock's `signal`
  *   aborts with an ELOCK_LOST StowageError. A holder that was paused for
  *   longer than `staleMs` has lost its lease; the signal is how it learns.
  *
@@ -724,9 +725,26 @@ export class LockDir {
   }
 
   #startHeartbeat(): void {
-    this.#lastBeat = Date.now();
-    this.#timer = setInterval(() => void this.#beat(), this.heartbeatMs);
+    this.#lastBeat = performance.now();
+    this.#timer = setInterval(() => this.#tick(), this.heartbeatMs);
     this.#timer.unref();
+  }
+
+  /**
+   * The timer's tick: the next heartbeat, or, while the last one has not
+   * come back (a file system or connection that stopped answering), the
+   * watchdog: once the heartbeat is `staleMs / 2` overdue, the lock is lost,
+   * before anyone else may judge it stale and take it over.
+   */
+  #tick(): void {
+    if (!this.#beating) {
+      void this.#beat();
+      return;
+    }
+    const stuck = performance.now() - this.#lastBeat;
+    if (this.#state === 'held' && stuck > this.staleMs / 2) {
+      this.#lose(`its heartbeat has been stuck for ${Math.round(stuck)} ms (the file system or connection holding it does not answer)`, undefined);
+    }
   }
 
   #stopHeartbeat(): void {
@@ -748,10 +766,11 @@ export class LockDir {
         return;
       }
       await this.#fs.setMtime(this.#ownerPath, Date.now());
-      this.#lastBeat = Date.now();
+      if (stillHeld()) this.#lastBeat = performance.now();
     } catch (err) {
-      if (stillHeld() && Date.now() - this.#lastBeat > this.staleMs / 2) {
-        this.#lose(`its heartbeat could not be refreshed for ${Date.now() - this.#lastBeat} ms`, undefined, err);
+      const since = performance.now() - this.#lastBeat;
+      if (stillHeld() && since > this.staleMs / 2) {
+        this.#lose(`its heartbeat could not be refreshed for ${Math.round(since)} ms`, undefined, err);
       }
     } finally {
       this.#beating = false;

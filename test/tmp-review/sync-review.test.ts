@@ -56,7 +56,7 @@ describe('review: sync replace step', () => {
     expect(err.code).toBe('EEXIST');
     expect(err.details['failed']).toEqual([expect.objectContaining({ path: 'q' })]);
     // q is left (good). But p: its folder is gone and its file was never written.
-    console.log('dst after failed sync:', await readdir(dst));
+    console.log('dst after failed sync:', await readdir(dst), err.message, err.details['deleted']);
     expect(existsSync(join(dst, 'p'))).toBe(true); // FAILS: p is neither the old folder nor the new file
   });
 

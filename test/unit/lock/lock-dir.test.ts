@@ -584,6 +584,24 @@ describe('LockDir when the file operations fail', () => {
     expect(lock.held).toBe(false);
   });
 
+  it('a heartbeat that hangs (a stalled NFS mount or SSH link) aborts the signal with ELOCK_LOST before others may take the lock over', async () => {
+    let hang = false;
+    const never = new Promise<never>(() => {});
+    const fs = { ...localLockFs, setMtime: async (...a: Parameters<LockFs['setMtime']>) => (hang ? never : localLockFs.setMtime(...a)) } as LockFs;
+    const lock = lockOf({ staleMs: 400, heartbeatMs: 40, fs });
+    await lock.acquire();
+    const t0 = performance.now();
+    hang = true;
+    const reason = (await aborted(lock.signal, 3_000)) as StowageError;
+    const after = performance.now() - t0;
+    expect(reason.code).toBe('ELOCK_LOST');
+    expect(reason.message).toMatch(/heartbeat .*stuck/);
+    // Lost at staleMs / 2 plus a beat or two: before the lock looks stale to anyone else.
+    expect(after).toBeGreaterThanOrEqual(150);
+    expect(after).toBeLessThan(400);
+    expect(lock.held).toBe(false);
+  });
+
   it('a release whose first step fails keeps the lock held, and can be retried', async () => {
     let armed = false;
     const eio = new StowageError('EIO', 'rename failed');
