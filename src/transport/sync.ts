@@ -436,6 +436,8 @@ interface Listing {
   readonly tree: Map<string, SyncTreeEntry>;
   /** Entries the filter excluded, and entries that vanished while listing: a sync neither copies nor deletes them. */
   readonly hidden: Set<string>;
+  /** Those of `hidden` that the filter excluded. */
+  readonly filtered: Set<string>;
 }
 
 /** Runs `fn` over `items` with at most `n` at once; stops starting new ones after the first failure. */
@@ -469,6 +471,7 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Pro
 async function listTree(t: Transport, root: string, o: ListOptions): Promise<Listing> {
   const out = new Map<string, SyncTreeEntry>();
   const hidden = new Set<string>();
+  const filtered = new Set<string>();
   const vanished = (rel: string, err: unknown): boolean => {
     if (!isStowageError(err, 'ENOT_FOUND')) return false;
     hidden.add(rel);
@@ -502,6 +505,7 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
         const path = rel === '' ? e.name : `${rel}/${e.name}`;
         if (o.filter !== undefined && !o.filter(path, e)) {
           hidden.add(path);
+          filtered.add(path);
           continue;
         }
         const entry: SyncTreeEntry = { path, type: e.type, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode };
@@ -532,7 +536,7 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
       }
     });
   }
-  return { tree: out, hidden };
+  return { tree: out, hidden, filtered };
 }
 
 async function readSmallFile(t: Transport, path: string, signal: AbortSignal | undefined): Promise<string> {
@@ -692,9 +696,10 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   async function syncLocked(): Promise<SyncResult> {
     let dstTree: Map<string, SyncTreeEntry>;
     let dstHidden = new Set<string>();
+    let dstFiltered = new Set<string>();
     let dstMissing = false;
     try {
-      ({ tree: dstTree, hidden: dstHidden } = await listTree(dst, dstDir, listing('dst')));
+      ({ tree: dstTree, hidden: dstHidden, filtered: dstFiltered } = await listTree(dst, dstDir, listing('dst')));
     } catch (err) {
       if (!isStowageError(err, 'ENOT_FOUND')) throw err;
       dstMissing = true;
@@ -728,6 +733,18 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     // (on either side: the destination's copy of a source entry left out is
     // not "gone from the source"). Such paths are taken out of both trees, and
     // a destination folder holding one is neither deleted nor replaced.
+    // A source entry the filter kept whose destination entry it left out (a
+    // filter that looks at sizes or types, which differ on the two sides):
+    // not copied, and said so.
+    for (const path of dstFiltered) {
+      if (!srcTree.has(path)) continue;
+      warnOrThrow(
+        new StowageError('EEXIST', `Not synced: ${src.name}:${posixJoin(srcDir, path)}: the filter left out ${dst.name}:${posixJoin(dstDir, path)}, so it is neither replaced nor deleted.`, { details: { path, side: 'dst' } }),
+        path,
+        o.onWarning,
+        o.strict,
+      );
+    }
     const untouchable = new Set<string>([...lockedSubtrees.src, ...lockedSubtrees.dst, ...srcHidden, ...dstHidden]);
     if (untouchable.size > 0) {
       for (const tree of [srcTree, dstTree]) for (const p of [...tree.keys()]) if (underAny(p, untouchable)) tree.delete(p);

@@ -525,6 +525,26 @@ describe('sync between two LocalTransports', () => {
     expect(await readFile(join(dst, 'run42.mid'), 'utf8')).toBe('the copy of yesterday');
   });
 
+  it('a source file the filter keeps whose destination entry it leaves out is not copied, with a warning (EEXIST)', async () => {
+    // A filter on mtime: the source's run42 is old (kept), the destination's copy was touched just now (left out).
+    await put(join(src, 'run41.mid'), 'done');
+    await put(join(src, 'run42.mid'), 'final version', T0);
+    await put(join(dst, 'run42.mid'), 'being written on the far side', Date.now());
+    const cutoff = Date.now() - 60_000;
+    const filter = (_p: string, e: { type: string; mtimeMs: number }): boolean => e.type !== 'file' || e.mtimeMs < cutoff;
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { filter, onWarning: (w) => warnings.push(w) });
+    expect(r.copied.map((c) => c.path)).toEqual(['run41.mid']);
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['EEXIST', 'run42.mid']]);
+    expect(warnings[0]!.message).toMatch(/filter left out .*run42\.mid/);
+    expect(await readFile(join(dst, 'run42.mid'), 'utf8')).toBe('being written on the far side');
+    expect((await caught(sync(local, src, local, dst, { filter, strict: true }))).code).toBe('EEXIST');
+    // A filter on names alone, the same on both sides: nothing to say.
+    const quiet: StowageWarning[] = [];
+    await sync(local, src, local, dst, { filter: (p) => p !== 'run42.mid', onWarning: (w) => quiet.push(w) });
+    expect(quiet).toEqual([]);
+  });
+
   it('a folder that vanishes while the source is listed is not taken for a missing source, and its copy is not deleted', async () => {
     for (let i = 0; i < 20; i++) await put(join(src, `f${i}.txt`), `f${i}`);
     await put(join(src, 'tmp', 'scratch'), 's');
