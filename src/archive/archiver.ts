@@ -24,7 +24,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Header } from 'tar-stream';
 import { StowageError, fromFsError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
-import { throwIfAborted } from '../util/abort.js';
+import { anySignal, throwIfAborted } from '../util/abort.js';
 import { AtomicFile, PART_SUFFIX, uniquePartPath } from '../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, dnaEqual, type Dna, type DnaAlgorithm } from '../dna/index.js';
@@ -127,21 +127,35 @@ export interface ArchiveVerifyResult {
  * that exists but cannot be read or parsed is an error, as in
  * {@link Archiver.verify}.
  */
-async function sidecarIfAny(file: string): Promise<Dna | undefined> {
+async function sidecarIfAny(file: string, check: boolean): Promise<Dna | undefined> {
+  if (!check) return undefined;
   try {
     return await DnaDigest.readSidecar(file);
   } catch (err) {
     if (isStowageError(err, 'ENO_SIDECAR')) return undefined;
+    if (isStowageError(err, 'EBAD_SIDECAR')) {
+      throw new StowageError('EBAD_SIDECAR', `${err.message} Pass checkSidecar: false to read ${file} on its own checks (gzip CRCs, tar checksums) without it.`, { details: err.details, cause: err });
+    }
     throw err;
   }
 }
 
-/** Options of {@link Archiver.list}, {@link Archiver.readEntry} and {@link Archiver.openEntry}. */
-export interface ArchiveReadOptions {
+/** Options of {@link Archiver.list}. */
+export interface ArchiveListOptions {
   /** Cancels the read. */
   signal?: AbortSignal;
   /** Progress over the archive bytes. */
   onProgress?: ProgressCallback;
+}
+
+/** Options of {@link Archiver.readEntry} and {@link Archiver.openEntry}. */
+export interface ArchiveReadOptions extends ArchiveListOptions {
+  /**
+   * Compare the archive with its sidecar `FILE.dna` when there is one
+   * (default true). False reads an archive whose sidecar is damaged on its
+   * own checks alone (gzip CRCs, tar checksums).
+   */
+  checkSidecar?: boolean;
 }
 
 /** Options of {@link Archiver.extract}. */
@@ -160,6 +174,8 @@ export interface ArchiveExtractOptions {
   onWarning?: WarningCallback;
   /** Throw instead of warning. */
   strict?: boolean;
+  /** Compare the archive with its sidecar when there is one (default true); see {@link ArchiveReadOptions.checkSidecar}. */
+  checkSidecar?: boolean;
 }
 
 /** Result of {@link Archiver.extract}. */
@@ -176,8 +192,9 @@ export interface ArchiveExtractResult {
 
 const CREATE_KEYS = ['entries', 'gzipLevel', 'gzip', 'deterministic', 'sidecar', 'algorithm', 'chunkSize', 'concurrency', 'allowLocked', 'signal', 'onProgress', 'onWarning', 'strict'] as const;
 const VERIFY_KEYS = ['requireSidecar', 'algorithm', 'signal', 'onProgress'] as const;
-const READ_KEYS = ['signal', 'onProgress'] as const;
-const EXTRACT_KEYS = ['filter', 'maxBytes', 'allowUnsafePaths', 'signal', 'onProgress', 'onWarning', 'strict'] as const;
+const LIST_KEYS = ['signal', 'onProgress'] as const;
+const READ_KEYS = ['signal', 'onProgress', 'checkSidecar'] as const;
+const EXTRACT_KEYS = ['filter', 'maxBytes', 'allowUnsafePaths', 'signal', 'onProgress', 'onWarning', 'strict', 'checkSidecar'] as const;
 
 function checkBool(where: string, name: string, value: unknown): boolean | undefined {
   if (value === undefined || typeof value === 'boolean') return value;
@@ -466,9 +483,9 @@ export class Archiver {
    * @param file - the archive
    * @param options - signal, onProgress
    */
-  static async list(file: string, options: ArchiveReadOptions = {}): Promise<ArchiveEntry[]> {
+  static async list(file: string, options: ArchiveListOptions = {}): Promise<ArchiveEntry[]> {
     const w = 'Archiver.list';
-    checkOptionKeys(w, options, READ_KEYS);
+    checkOptionKeys(w, options, LIST_KEYS);
     checkSignal(w, options.signal);
     const out: ArchiveEntry[] = [];
     await readArchive(file, { phase: 'list', onProgress: options.onProgress, signal: options.signal }, async (e) => {
@@ -492,7 +509,7 @@ export class Archiver {
    *
    * @param file - the archive
    * @param name - the entry's path inside the archive
-   * @param options - signal, onProgress
+   * @param options - signal, onProgress, checkSidecar
    */
   static async readEntry(file: string, name: string, options: ArchiveReadOptions = {}): Promise<Buffer> {
     const w = 'Archiver.readEntry';
@@ -501,17 +518,18 @@ export class Archiver {
     const want = normalizeEntryName(name);
     let found: Buffer | undefined;
     let wrongType: ArchiveEntry | undefined;
-    const expected = await sidecarIfAny(file);
+    const expected = await sidecarIfAny(file, checkBool(w, 'checkSidecar', options.checkSidecar) ?? true);
     const r = await readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
-      // The first entry of that name counts (as `tar -x` would overwrite it, a later one is a second copy we do not merge).
-      if (e.name !== want || found !== undefined) return false;
+      if (e.name !== want) return false;
+      // The last entry of that name counts, as with `tar -x` and extract:
+      // `tar rf` appends a newer copy of a file after the old one.
       if (!fileish(e)) {
-        wrongType ??= e;
+        [found, wrongType] = [undefined, e];
         return false;
       }
       const chunks: Buffer[] = [];
       for await (const c of data as AsyncIterable<Buffer>) chunks.push(c);
-      found = Buffer.concat(chunks);
+      [found, wrongType] = [Buffer.concat(chunks), undefined];
       return false;
     });
     if (expected !== undefined) assertDna(file, expected, r.dna!);
@@ -525,26 +543,37 @@ export class Archiver {
    * rest of the archive has been read and checked as {@link Archiver.readEntry}
    * does; it errors instead (ECORRUPT_ARCHIVE, or EDIGEST_MISMATCH against
    * the sidecar) if the archive turns out damaged, even after the entry's
-   * last byte: treat what was read as good only on `end`. Destroy the
-   * stream to stop early.
+   * last byte: treat what was read as good only on `end`. It streams the
+   * first entry of that name; one appearing again later (`tar rf` appended
+   * a newer copy, which readEntry and extract would take) makes the stream
+   * error with EEXIST. Destroy the stream to stop early.
    *
    * @param file - the archive
    * @param name - the entry's path inside the archive
-   * @param options - signal, onProgress
+   * @param options - signal, onProgress, checkSidecar
    */
   static async openEntry(file: string, name: string, options: ArchiveReadOptions = {}): Promise<Readable> {
     const w = 'Archiver.openEntry';
     checkOptionKeys(w, options, READ_KEYS);
     checkSignal(w, options.signal);
     const want = normalizeEntryName(name);
-    const expected = await sidecarIfAny(file);
+    const expected = await sidecarIfAny(file, checkBool(w, 'checkSidecar', options.checkSidecar) ?? true);
     return new Promise<Readable>((resolveOuter, rejectOuter) => {
       const out = new PassThrough({ highWaterMark: MiB });
+      // The consumer letting go before the end stops the pass at once, wherever it is.
+      const letGo = new AbortController();
+      out.once('close', () => {
+        if (!out.readableEnded) letGo.abort(new StowageError('EABORTED', `${file}: the stream of "${name}" was closed before its end.`));
+      });
       let handed = false;
+      let again = false;
       let wrongType: ArchiveEntry | undefined;
-      readArchive(file, { phase: 'read', onProgress: options.onProgress, signal: options.signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data, failed) => {
-        // Once the consumer has let go, the rest is not read.
-        if (handed) return out.destroyed;
+      const signal = anySignal(options.signal, letGo.signal);
+      readArchive(file, { phase: 'read', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data, failed) => {
+        if (handed) {
+          if (e.name === want) again = true;
+          return out.destroyed;
+        }
         if (e.name !== want) return false;
         if (!fileish(e)) {
           wrongType ??= e;
@@ -568,6 +597,11 @@ export class Archiver {
           if (out.destroyed) return;
           try {
             if (expected !== undefined) assertDna(file, expected, r.dna!);
+            if (again) {
+              throw new StowageError('EEXIST', `${file} holds "${name}" more than once (a newer copy appended with tar rf?); this stream gave the first, while readEntry and extract take the last. Read it with readEntry, or extract it.`, {
+                details: { path: file, entry: name },
+              });
+            }
           } catch (err) {
             out.destroy(err as Error);
             return;
@@ -611,6 +645,7 @@ export class Archiver {
     const maxBytes = checkInt(w, 'maxBytes', options.maxBytes ?? DEFAULT_EXTRACT_MAX_BYTES, 0);
     const allowUnsafe = checkBool(w, 'allowUnsafePaths', options.allowUnsafePaths) ?? false;
     const strict = checkBool(w, 'strict', options.strict) ?? false;
+    const checkSidecar = checkBool(w, 'checkSidecar', options.checkSidecar) ?? true;
     const { signal, filter, onWarning } = options;
     throwIfAborted(signal);
     try {
@@ -624,7 +659,7 @@ export class Archiver {
     let entries = 0;
     const dirs: { path: string; mode: number; mtime: Date }[] = [];
     const links: { name: string; target: string }[] = [];
-    const expected = await sidecarIfAny(file);
+    const expected = await sidecarIfAny(file, checkSidecar);
 
     const pass = await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
       if (filter && !filter(e)) return;

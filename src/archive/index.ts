@@ -11,6 +11,7 @@ export type {
   ArchiveCreateResult,
   ArchiveVerifyOptions,
   ArchiveVerifyResult,
+  ArchiveListOptions,
   ArchiveReadOptions,
   ArchiveExtractOptions,
   ArchiveExtractResult,

@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir, readlink, realpath, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
+import { pack } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
 import { StowageError } from '../../../src/errors.js';
@@ -187,8 +192,69 @@ describe('readEntry, openEntry and extract check the whole archive and its sidec
     expect((await drain(await Archiver.openEntry(ours, 'db/trac.db'))).equals(big)).toBe(true);
     expect(await Archiver.extract(ours, join(root, 'good'))).toMatchObject({ sidecarChecked: true });
     expect(await Archiver.extract(gnu, join(root, 'good2'))).toMatchObject({ sidecarChecked: false });
-    // A sidecar that cannot be parsed is an error, as verify says.
+    // A sidecar that cannot be parsed is an error, as verify says, which says how to do without it.
     await writeFile(other + '.dna', 'not a sidecar');
-    await rejectsWith(Archiver.readEntry(other, 'db/trac.db'), 'EBAD_SIDECAR');
+    const bad = await rejectsWith(Archiver.readEntry(other, 'db/trac.db'), 'EBAD_SIDECAR');
+    expect(bad.message).toContain('checkSidecar: false');
+    await rejectsWith(Archiver.extract(other, join(root, 'out3')), 'EBAD_SIDECAR');
+    expect((await Archiver.readEntry(other, 'db/trac.db', { checkSidecar: false })).equals(big)).toBe(true);
+    expect((await drain(await Archiver.openEntry(other, 'db/trac.db', { checkSidecar: false }))).equals(big)).toBe(true);
+    expect(await Archiver.extract(other, join(root, 'out4'), { checkSidecar: false })).toMatchObject({ sidecarChecked: false });
+    await rejectsWith(Archiver.readEntry(other, 'db/trac.db', { checkSidecar: 'no' } as never), 'EBAD_CONFIG');
+    await rejectsWith(Archiver.list(other, { checkSidecar: false } as never), 'EBAD_CONFIG');
+  });
+
+  it('an entry appended again (tar rf): readEntry and extract take the last copy, as tar -x does; openEntry errors (EEXIST) after the first', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    const file = join(root, 'dup.tar');
+    await writeFile(join(src, 'x'), 'first');
+    run('tar', ['cf', file, '-C', src, 'x']);
+    await writeFile(join(src, 'x'), 'second, appended');
+    run('tar', ['rf', file, '-C', src, 'x']);
+    expect((await Archiver.readEntry(file, 'x')).toString()).toBe('second, appended');
+    await Archiver.extract(file, join(root, 'out'));
+    expect(await readFile(join(root, 'out', 'x'), 'utf8')).toBe('second, appended');
+    const s = await Archiver.openEntry(file, 'x');
+    const got: Buffer[] = [];
+    const err = await (async () => {
+      for await (const c of s) got.push(c as Buffer);
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(Buffer.concat(got).toString()).toBe('first');
+    expect((err as StowageError).code).toBe('EEXIST');
+  });
+
+  it('openEntry: a stream closed after its last byte, before its end, stops the rest of the read', async () => {
+    // A small entry, then 1 GiB of zeros (1 MiB once gzipped): reading all of it would take seconds.
+    const root = await tempDir();
+    const file = join(root, 'two.tar.gz');
+    const p = pack();
+    const written = pipeline(p, createGzip({ level: 1 }), createWriteStream(file));
+    p.entry({ name: 'a', mtime: new Date(0) }, 'small first entry');
+    const zeros = Buffer.alloc(1 << 20);
+    const b = p.entry({ name: 'b', size: 1 << 30, mtime: new Date(0) }) as unknown as Writable;
+    for (let i = 0; i < 1024; i++) if (!b.write(zeros)) await once(b, 'drain');
+    b.end();
+    p.finalize();
+    await written;
+    const open = async (): Promise<boolean> => {
+      for (const fd of await readdir('/proc/self/fd')) if ((await readlink(join('/proc/self/fd', fd)).catch(() => '')) === file) return true;
+      return false;
+    };
+    const s = await Archiver.openEntry(file, 'a');
+    const got: Buffer[] = [];
+    s.on('data', (c: Buffer) => got.push(c));
+    // Past the entry's last byte: the read has moved on into b.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(Buffer.concat(got).toString()).toBe('small first entry');
+    expect(await open()).toBe(true);
+    const t0 = performance.now();
+    s.destroy();
+    while ((await open()) && performance.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    expect(performance.now() - t0).toBeLessThan(400);
   });
 });
