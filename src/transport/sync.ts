@@ -683,8 +683,9 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   }
   // A missing source is refused unless allowEmptySource says otherwise, and
   // which error depends on the destination: then it is listed first (no
-  // folder created, no lock planted for a run that only refuses).
-  if (o.lock && !o.dryRun && !srcMissing) await takeLock();
+  // folder created, no lock planted for a run that only refuses). Allowed,
+  // it empties an existing destination: locked first, as any other run.
+  if (o.lock && !o.dryRun && (!srcMissing || (o.allowEmptySource && (await dst.exists(dstDir, userSignal ? { signal: userSignal } : {})) !== undefined))) await takeLock();
   try {
     return await syncLocked();
   } catch (err) {
@@ -934,59 +935,66 @@ async function act(
   /**
    * Removes a destination entry in the way of a copy: a folder entry by
    * entry, deepest first, as listed, never recursively. Anything in it that
-   * the listing did not see (written since) makes its removal fail: the
-   * folder stays, and so does that, and the copy that wanted its place
-   * fails with EEXIST.
+   * the listing did not see (written since) makes its removal fail with
+   * EEXIST: the folder stays, and so does that. Another failure keeps its
+   * own code (a timeout stays ETIMEOUT, and retryable). The listed entries
+   * removed before a failure are in `deleted`.
    */
   const removeListed = async (rel: string): Promise<void> => {
-    if (!dstDirs.has(rel)) {
-      await dst.remove(dstPath(rel), { force: true, ...sig });
-      return;
-    }
-    const prefix = rel + '/';
-    const inside = [...dstTree.keys()].filter((p) => p.startsWith(prefix));
-    inside.sort((a, b) => depth(b) - depth(a));
-    const removed: string[] = [];
+    const inside = dstDirs.has(rel) ? [...dstTree.keys()].filter((p) => p.startsWith(rel + '/')).sort((a, b) => depth(b) - depth(a)) : [];
     for (const p of [...inside, rel]) {
       throwIfAborted(signal);
       try {
         await dst.remove(dstPath(p), { force: true, ...sig });
-        removed.push(p);
       } catch (err) {
-        deleted.push(...removed); // gone all the same: the error says so
         if (signal?.aborted) throw signal.reason;
-        throw new StowageError(
-          'EEXIST',
-          `Cannot put ${src.name}:${srcPath(rel)} in place of the folder ${dst.name}:${dstPath(rel)}: ${p === rel ? 'it' : dstPath(p)} could not be removed (${(err as Error).message}); it may hold entries written since the listing. The listed entries removed before it are gone; the rest of the folder stays. Look at it, then sync again.`,
-          { details: { path: rel, entry: p }, cause: err },
+        const what = `Cannot put ${src.name}:${srcPath(rel)} in place of ${dst.name}:${dstPath(rel)}`;
+        const unlisted = await dst.list(dstPath(p), sig).then(
+          (es) => es.map((e) => e.name),
+          () => [],
         );
+        if (unlisted.length > 0) {
+          throw new StowageError(
+            'EEXIST',
+            `${what}: ${dst.name}:${dstPath(p)} holds ${unlisted.length} entr${unlisted.length === 1 ? 'y' : 'ies'} the listing did not see (${unlisted.slice(0, 3).join(', ')}${unlisted.length > 3 ? ', …' : ''}: written since?). It stays, with them; look at it, then sync again.`,
+            { details: { path: rel, entry: p, unlisted: unlisted.slice(0, 20) }, cause: err },
+          );
+        }
+        const e = err instanceof StowageError ? err : new StowageError('EIO', String(err), { cause: err });
+        throw new StowageError(e.code, `${what}: removing ${dst.name}:${dstPath(p)} failed (${e.message}).`, { details: { ...e.details, path: rel, entry: p }, cause: err, retryable: e.retryable });
       }
+      if (p !== rel) deleted.push(p); // gone: said so if a later step fails (on success the replaced entry stands for them)
     }
   };
 
   // What takes the place of a replaced entry goes last: the entries in the
-  // way are removed only once every other copy has succeeded.
+  // way are removed only once every other copy has succeeded. Then each in
+  // turn: removed, and at once the copies that take its place. One that
+  // cannot be removed fails its own copies only.
   const replaced = new Set(plan.replaces);
   const inReplaced = (rel: string): boolean => underAny(rel, replaced);
   try {
     await makeDirs(plan.mkdirs.filter((d) => !inReplaced(d)));
     await copyAll(plan.copies.filter((c) => !inReplaced(c.path)));
-    if (replaced.size > 0) {
-      for (const rel of plan.replaces) {
-        throwIfAborted(signal);
-        try {
-          await removeListed(rel);
-        } catch (err) {
-          if (signal?.aborted) throw signal.reason;
-          const e = err as { code?: string; message?: string };
-          failed.push({ path: rel, code: e.code ?? 'EIO', message: e.message ?? String(err) });
-          throw err;
-        }
-        deleted.push(rel);
+    let notReplaced: unknown;
+    for (const rel of plan.replaces) {
+      throwIfAborted(signal);
+      const before = deleted.length;
+      try {
+        await removeListed(rel);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        const e = err as { code?: string; message?: string };
+        failed.push({ path: rel, code: e.code ?? 'EIO', message: e.message ?? String(err) });
+        notReplaced ??= err;
+        continue;
       }
-      await makeDirs(plan.mkdirs.filter(inReplaced));
-      await copyAll(plan.copies.filter((c) => inReplaced(c.path)));
+      deleted.splice(before, deleted.length - before, rel);
+      const one = new Set([rel]);
+      await makeDirs(plan.mkdirs.filter((d) => underAny(d, one)));
+      await copyAll(plan.copies.filter((c) => underAny(c.path, one)));
     }
+    if (notReplaced !== undefined) throw notReplaced;
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     const first = err instanceof StowageError ? err : new StowageError('EIO', String(err), { cause: err });

@@ -257,6 +257,38 @@ describe('sync between two LocalTransports', () => {
     expect(await walk(dst)).toEqual(before);
   });
 
+  it('lock: true with a missing source allowed to empty the destination also locks before listing', async () => {
+    await put(join(dst, 'old1'), 'one');
+    await put(join(dst, 'old2'), 'two');
+    await rm(src, { recursive: true });
+    const held = new LockDir(dst, { purpose: 'someone else' });
+    await held.acquire();
+    const watcher = faulty(() => false);
+    const realList = watcher.list.bind(watcher);
+    let listedWhileHeld = false;
+    watcher.list = async (path, opts) => {
+      const r = await realList(path, opts);
+      if (held.held) {
+        // The writer adds a run and lets go: a plan from this listing would not know of it.
+        listedWhileHeld = true;
+        await put(join(dst, 'new-run'), 'fresh');
+        await held.release();
+      }
+      return r;
+    };
+    try {
+      expect((await caught(sync(local, src, watcher, dst, { lock: true, delete: 'after', allowEmptySource: true, maxDeleteFraction: 1 }))).code).toBe('ELOCKED');
+      expect(listedWhileHeld).toBe(false);
+    } finally {
+      if (held.held) await held.release();
+    }
+    expect((await readdir(dst)).sort()).toEqual(['old1', 'old2']);
+    // Without a destination, a missing source is still refused without planting anything.
+    await rm(dst, { recursive: true });
+    expect((await caught(sync(local, src, local, dst, { lock: true, allowEmptySource: true }))).code).toBe('ENOT_FOUND');
+    expect(existsSync(dst)).toBe(false);
+  });
+
   it('a destination locked by a live owner is ELOCKED; so is a source under LOCKED; nothing is copied', async () => {
     await sampleTree();
     await mkdir(dst);
@@ -371,6 +403,43 @@ describe('sync between two LocalTransports', () => {
     const ok = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1 });
     expect(ok.deleted).toEqual(['runs']);
     expect(await readFile(join(dst, 'runs'), 'utf8')).toBe('now a file');
+  });
+
+  it('folders in the way are replaced one by one: one that cannot be removed fails its own copy only, and a failure keeps its code', async () => {
+    await put(join(dst, 'p', 'old'), 'old p');
+    await put(join(dst, 'q', 'old'), 'old q');
+    await put(join(src, 'p'), 'new p file');
+    await put(join(src, 'q'), 'new q file');
+    // While p's contents are removed, a writer drops a file into q.
+    const writer = faulty(() => false);
+    const realRemove = writer.remove.bind(writer);
+    writer.remove = async (path, opts) => {
+      if (path.endsWith('/p/old')) await put(join(dst, 'q', 'fresh'), 'fresh');
+      return realRemove(path, opts);
+    };
+    const err = await caught(sync(local, src, writer, dst, { delete: 'after', maxDeleteFraction: 1 }));
+    expect(err.code).toBe('EEXIST');
+    expect(err.details['failed']).toEqual([expect.objectContaining({ path: 'q', code: 'EEXIST' })]);
+    expect(err.message).toMatch(/q holds 1 entry the listing did not see \(fresh/);
+    expect(await readFile(join(dst, 'p'), 'utf8')).toBe('new p file');
+    expect((await readdir(join(dst, 'q'))).sort()).toEqual(['fresh']);
+
+    // A removal that times out is ETIMEOUT, retryable, not "written since".
+    await put(join(dst, 'r', 'old'), 'old r');
+    await put(join(src, 'r'), 'new r file');
+    await rm(join(dst, 'q'), { recursive: true });
+    const stalling = faulty(() => false);
+    const rr = stalling.remove.bind(stalling);
+    stalling.remove = async (path, opts) => {
+      if (path.endsWith('/r/old')) throw new StowageError('ETIMEOUT', 'SFTP remove timed out', { details: { path } });
+      return rr(path, opts);
+    };
+    const slow = await caught(sync(local, src, stalling, dst, { delete: 'after', maxDeleteFraction: 1 }));
+    expect(slow.code).toBe('ETIMEOUT');
+    expect(slow.retryable).toBe(true);
+    expect(slow.message).not.toMatch(/did not see/);
+    expect(await readFile(join(dst, 'q'), 'utf8')).toBe('new q file');
+    expect(await readFile(join(dst, 'r', 'old'), 'utf8')).toBe('old r');
   });
 
   it('a folder in the way of a copy is removed only after every other copy succeeded', async () => {
