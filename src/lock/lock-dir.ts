@@ -28,7 +28,8 @@
  *   is only meaningful where the owner's pids are ours: the owner file also
  *   records `machine` (on Linux the kernel's boot id and the pid namespace),
  *   and an owner whose `machine` differs from ours is judged by its
- *   heartbeat only, even under the same host name. Containers often share
+ *   heartbeat only, even under the same host name (one whose `machine` is
+ *   ours is tested even if the host was renamed since). Containers often share
  *   one (`localhost`, or the host's own with host networking) while their
  *   pids are private: a live owner in another container must not look dead.
  *   An owner file without `machine` (older writers) is judged by host name
@@ -289,10 +290,13 @@ function machineId(): string | undefined {
   return thisMachine ?? undefined;
 }
 
-/** Whether the owner's pid can be tested here: same host name, and the same kernel and pid namespace when the owner file says which. */
+/**
+ * Whether the owner's pid can be tested here: the same kernel and pid
+ * namespace when the owner file says which (whatever the host is called
+ * now), else (older owner files) the same host name.
+ */
 function pidsComparable(owner: LockOwner, host: string, machine: string | undefined): boolean {
-  if (owner.host !== host) return false;
-  return owner.machine === undefined || owner.machine === machine;
+  return owner.machine !== undefined ? owner.machine === machine : owner.host === host;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -941,8 +941,18 @@ async function act(
    * removed before a failure are in `deleted`.
    */
   const removeListed = async (rel: string): Promise<void> => {
-    const inside = dstDirs.has(rel) ? [...dstTree.keys()].filter((p) => p.startsWith(rel + '/')).sort((a, b) => depth(b) - depth(a)) : [];
-    for (const p of [...inside, rel]) {
+    // Deepest first, one depth at a time, `concurrency` removals in flight (a big folder over SFTP).
+    const byDepth = new Map<number, string[]>([[depth(rel), [rel]]]);
+    if (dstDirs.has(rel)) {
+      for (const p of dstTree.keys()) {
+        if (!p.startsWith(rel + '/')) continue;
+        const list = byDepth.get(depth(p));
+        if (list === undefined) byDepth.set(depth(p), [p]);
+        else list.push(p);
+      }
+    }
+    for (const k of [...byDepth.keys()].sort((a, b) => b - a)) await eachLimit(byDepth.get(k)!, o.concurrency, removeOne);
+    async function removeOne(p: string): Promise<void> {
       throwIfAborted(signal);
       try {
         await dst.remove(dstPath(p), { force: true, ...sig });

@@ -231,8 +231,12 @@ describe('LockDir staleness and takeover', () => {
     expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ locked: true, stale: true, reason: 'heartbeat-expired' });
     await rm(lockedDir(), { recursive: true });
 
-    // Our own machine recorded, the pid gone: dead at once, as without it.
+    // Our own machine recorded, the pid gone: dead at once, as without it,
+    // even under the host's former name.
     await plant({ pid: await deadPid(), machine });
+    expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, stale: true, reason: 'owner-dead' });
+    await rm(lockedDir(), { recursive: true });
+    await plant({ host: 'renamed-since.example.org', pid: await deadPid(), machine });
     expect(await LockDir.inspect(parent)).toMatchObject({ locked: true, stale: true, reason: 'owner-dead' });
     await rm(lockedDir(), { recursive: true });
 
