@@ -729,11 +729,6 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
         { details: { source: srcDir, destination: dstDir, destinationEntries: dstTree.size, sourceMissing: srcMissing } },
       );
     }
-    // What the sync must not touch on the destination: locked subtrees (of
-    // either side), what the filter excluded or what vanished while listing
-    // (on either side: the destination's copy of a source entry left out is
-    // not "gone from the source"). Such paths are taken out of both trees, and
-    // a destination folder holding one is neither deleted nor replaced.
     // A source entry the filter kept whose destination entry it left out (a
     // filter that looks at sizes or types, which differ on the two sides):
     // not copied, and said so.
@@ -746,6 +741,11 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
         o.strict,
       );
     }
+    // What the sync must not touch on the destination: locked subtrees (of
+    // either side), what the filter excluded or what vanished while listing
+    // (on either side: the destination's copy of a source entry left out is
+    // not "gone from the source"). Such paths are taken out of both trees, and
+    // a destination folder holding one is neither deleted nor replaced.
     const untouchable = new Set<string>([...lockedSubtrees.src, ...lockedSubtrees.dst, ...srcHidden, ...dstHidden]);
     if (untouchable.size > 0) {
       for (const tree of [srcTree, dstTree]) for (const p of [...tree.keys()]) if (underAny(p, untouchable)) tree.delete(p);
