@@ -22,19 +22,17 @@
  *   is it stale. `owner.json` is read *before* the directory is stat'ed:
  *   every rename in `LOCKED/` updates the directory's mtime, so an absence
  *   caused by a takeover or release in progress always looks fresh.
- * - **Stale**: same host (`os.hostname()`) and the owner's pid is gone
- *   (`kill(pid, 0)` fails with ESRCH), or the heartbeat (mtime of
- *   `owner.json`) is older than `staleMs`, whatever the host. The pid test
- *   is only meaningful where the owner's pids are ours: the owner file also
- *   records `machine` (on Linux the kernel's boot id and the pid namespace),
- *   and an owner whose `machine` differs from ours is judged by its
- *   heartbeat only, even under the same host name (one whose `machine` is
- *   ours is tested even if the host was renamed since). Containers often share
- *   one (`localhost`, or the host's own with host networking) while their
- *   pids are private: a live owner in another container must not look dead.
- *   An owner file without `machine` (older writers) is judged by host name
- *   alone. On another host (or on a remote tree) only the heartbeat counts,
- *   so clocks must agree to well within `staleMs`.
+ * - **Stale**: the owner's pid is gone (`kill(pid, 0)` fails with ESRCH)
+ *   where its pids are ours, or the heartbeat (mtime of `owner.json`) is
+ *   older than `staleMs`, whatever the host. Where pids are ours: the owner
+ *   file records `machine` (on Linux the kernel's boot id and the pid
+ *   namespace), and the pid is tested only when that equals ours, whatever
+ *   the host names say. Containers often share one (`localhost`, or the
+ *   host's own with host networking) while their pids are private: a live
+ *   owner in another container must not look dead. An owner file without
+ *   `machine` (older writers) is tested when its host name (`os.hostname()`)
+ *   is ours. Otherwise (another host, a remote tree) only the heartbeat
+ *   counts, so clocks must agree to well within `staleMs`.
  * - **Takeover** (rename-then-check): the stale `owner.json` is renamed to a
  *   unique name `owner.json.stale-<our token>`. Rename is atomic, so of
  *   several contenders that judged the same owner stale, one moves it. The
@@ -163,7 +161,7 @@ export interface LockInspectOptions {
 
 /** Why a lock is stale. */
 export type LockStaleReason =
-  /** The owner ran on this host and its process is gone. */
+  /** The owner ran on this machine, in our pid namespace, and its process is gone. */
   | 'owner-dead'
   /** The owner file was not refreshed within `staleMs`. */
   | 'heartbeat-expired'
@@ -375,7 +373,7 @@ function describe(path: string, j: Judged): string {
  * `LOCKED` directory holding `owner.json` `{ host, pid, purpose, since, token, machine }`.
  *
  * A held lock keeps itself alive with a heartbeat; a lock whose owner died
- * (same host) or whose heartbeat is older than `staleMs` is taken over
+ * (on this machine, in our pid namespace) or whose heartbeat is older than `staleMs` is taken over
  * atomically. {@link LockDir.signal} aborts if the lock is lost while held.
  *
  * @example
