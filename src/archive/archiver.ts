@@ -30,7 +30,7 @@ import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, dnaEqual, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
-import { drained, normalizeEntryName, readArchive, type ArchiveEntry } from './archive-reader.js';
+import { drained, normalizeEntryName, readArchive, type ArchiveEntry, type ArchiveEntryType } from './archive-reader.js';
 import { ExtractGuard } from './tar-safety.js';
 
 /** What tar-stream's `pack.entry()` takes. */
@@ -188,6 +188,12 @@ export interface ArchiveExtractResult {
   readonly bytes: number;
   /** Whether the archive had a sidecar, and matched it. */
   readonly sidecarChecked: boolean;
+  /**
+   * Entries not extracted because their type is not supported (GNU sparse
+   * files, say), also reported through `onWarning`: check it is empty
+   * before trusting a restore.
+   */
+  readonly skipped: readonly { readonly name: string; readonly type: ArchiveEntryType }[];
 }
 
 const CREATE_KEYS = ['entries', 'gzipLevel', 'gzip', 'deterministic', 'sidecar', 'algorithm', 'chunkSize', 'concurrency', 'allowLocked', 'signal', 'onProgress', 'onWarning', 'strict'] as const;
@@ -659,6 +665,7 @@ export class Archiver {
     let entries = 0;
     const dirs: { path: string; mode: number; mtime: Date }[] = [];
     const links: { name: string; target: string }[] = [];
+    const skipped: { readonly name: string; readonly type: ArchiveEntryType }[] = [];
     const expected = await sidecarIfAny(file, checkSidecar);
 
     const pass = await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
@@ -752,6 +759,7 @@ export class Archiver {
             onWarning,
             strict,
           );
+          skipped.push(Object.freeze({ name: e.name, type: e.type }));
       }
     });
     // A link created before the links it goes through: followed now that all are there, it must stay inside.
@@ -768,7 +776,7 @@ export class Archiver {
         { details: { path: file, dest: destReal, entries, expected, actual: pass.dna } },
       );
     }
-    return Object.freeze({ dest: destReal, entries, bytes: total, sidecarChecked: expected !== undefined });
+    return Object.freeze({ dest: destReal, entries, bytes: total, sidecarChecked: expected !== undefined, skipped: Object.freeze(skipped) });
   }
 }
 

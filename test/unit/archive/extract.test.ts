@@ -110,6 +110,22 @@ describe('Archiver.extract', () => {
     expect(await allPaths(dest)).toEqual([]);
   });
 
+  it('an entry it cannot extract (a GNU sparse file) is listed in the result as skipped, not only warned about', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'a.txt'), 'kept');
+    run('truncate', ['-s', '10M', join(src, 'holes.img')]);
+    const archive = join(root, 'sparse.tar');
+    run('tar', ['--format=gnu', '-cSf', archive, '-C', src, 'a.txt', 'holes.img']);
+    const r = await Archiver.extract(archive, join(root, 'dest'));
+    expect(r.entries).toBe(1);
+    expect(r.skipped).toEqual([{ name: 'holes.img', type: 'unknown' }]);
+    expect(await ls(join(root, 'dest'))).toEqual(['a.txt']);
+    await rejectsWith(Archiver.extract(archive, join(root, 'dest2'), { strict: true }), 'EUNSAFE_PATH');
+    expect((await Archiver.extract(archive, join(root, 'dest3'), { filter: (e) => e.name === 'a.txt' })).skipped).toEqual([]);
+  });
+
   it('reports progress and takes no unknown options', async () => {
     const root = await tempDir();
     const src = join(root, 'src');
