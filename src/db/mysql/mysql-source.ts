@@ -120,7 +120,7 @@ const OPTION_KEYS = ['name', 'poolSize'] as const;
 /** The session every connection gets (one round trip when it is first used). */
 const SESSION_SQL =
   "SET time_zone = '+00:00', " +
-  "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', " +
+  "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES', " +
   'SESSION sql_quote_show_create = 1, SESSION foreign_key_checks = 0, ' +
   'SESSION net_write_timeout = 86400, SESSION net_read_timeout = 86400';
 

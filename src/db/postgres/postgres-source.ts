@@ -116,7 +116,7 @@ const OPTION_KEYS = ['name', 'schema', 'poolSize'] as const;
 const SESSION_SQL =
   "SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false), set_config('IntervalStyle', 'postgres', false), " +
   "set_config('extra_float_digits', '1', false), set_config('bytea_output', 'hex', false), set_config('client_encoding', 'UTF8', false), " +
-  "set_config('lc_monetary', 'C', false), set_config('search_path', $1, false)";
+  "set_config('lc_monetary', 'C', false), set_config('array_nulls', 'on', false), set_config('xmloption', 'content', false), set_config('search_path', $1, false)";
 
 /** How long an aborted load waits for the server to end the COPY before the client is closed. */
 const ABORT_GRACE_MS = 2000;

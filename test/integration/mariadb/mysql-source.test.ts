@@ -174,6 +174,25 @@ describe('MysqlSource: more types', () => {
   });
 });
 
+describe('MysqlSource: values a lax sql_mode let in', () => {
+  it('loads back the invalid dates a table holds (written under ALLOW_INVALID_DATES), byte for byte', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    const c = await db.connect({ database: a, multipleStatements: true });
+    await c.query("SET sql_mode = 'ALLOW_INVALID_DATES'; CREATE TABLE v (k INT PRIMARY KEY, d DATETIME NULL, dd DATE NULL); INSERT INTO v VALUES (1, '2024-02-30 12:00:00', '2023-02-31'), (2, '2024-04-31 00:00:00', '2024-06-31')");
+    await c.end();
+    await using src = source(a);
+    await using dst = source(b);
+    const text = await dump(src, 'v', 'k');
+    expect(text.toString()).toBe('1\t2024-02-30 12:00:00\t2023-02-31\n2\t2024-04-31 00:00:00\t2024-06-31\n');
+    await dst.createTable('v', await src.schema('v'));
+    expect((await dst.load('v', Readable.from([text]))).rows).toBe(2);
+    expect((await dump(dst, 'v', 'k')).equals(text)).toBe(true);
+    const same = 'SELECT k, CAST(d AS CHAR), CAST(dd AS CHAR) FROM v ORDER BY k';
+    expect(await sql(db, b, same)).toEqual(await sql(db, a, same));
+  });
+});
+
 describe('MysqlSource: escaping at every position', () => {
   it('escapes each special byte wherever it falls in a field, next to bytes that look special to the 4-byte test', async () => {
     // The row encoder copies 4 bytes at a time when none needs escaping:

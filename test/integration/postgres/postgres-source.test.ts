@@ -127,6 +127,23 @@ describe('PostgresSource: the all-types fixture', () => {
     expect((await dump(other, ALL_TYPES_TABLE)).equals(await dump(src, ALL_TYPES_TABLE))).toBe(true);
   });
 
+  it('loads the same values whatever array_nulls and xmloption the target database sets', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    await sql(db, a, `CREATE TABLE t (id int PRIMARY KEY, arr text[], x xml)`);
+    await sql(db, a, `INSERT INTO t VALUES (1, ARRAY['x', NULL, 'NULL'], XMLPARSE(CONTENT 'text<a/>more')), (2, NULL, NULL)`);
+    // A database whose settings would read NULL elements as strings, and refuse XML fragments.
+    await sql(db, b, `ALTER DATABASE ${b} SET array_nulls = off`);
+    await sql(db, b, `ALTER DATABASE ${b} SET xmloption = document`);
+    await using src = source(a);
+    await using dst = source(b);
+    const text = await dump(src, 't', 'id');
+    await dst.createTable('t', await src.schema('t'));
+    expect((await dst.load('t', Readable.from([text]))).rows).toBe(2);
+    expect((await dump(dst, 't', 'id')).equals(text)).toBe(true);
+    expect(await sql(db, b, `SELECT arr[2] IS NULL, arr[3], x::text FROM t WHERE id = 1`)).toEqual([[true, 'NULL', 'text<a/>more']]);
+  });
+
   it('digests sub-ranges equal on both sides and different where one double is off by one ulp', async () => {
     const target = await freshDb();
     await makeFixture(db, target);
