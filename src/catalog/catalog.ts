@@ -33,7 +33,7 @@ import { DNA_ALGORITHMS } from '../dna/dna.js';
 import { StowageError } from '../errors.js';
 import { INT64_MAX, INT64_MIN, type KeyBound } from '../db/table-source.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
-import { CATALOG_SCHEMA_VERSION, migrate } from './migrations.js';
+import { CATALOG_SCHEMA_VERSION, checkCatalogFile, migrate } from './migrations.js';
 
 /** Options of {@link Catalog}. */
 export interface CatalogOptions {
@@ -611,6 +611,9 @@ export class Catalog implements Disposable, AsyncDisposable {
       this.#db.defaultSafeIntegers(true);
       this.#db.pragma('foreign_keys = ON');
       this.#db.pragma('synchronous = FULL');
+      // Before WAL mode is switched on (which is written to the file): a file
+      // this code must not migrate is refused as it was found.
+      checkCatalogFile(this.#db, path);
       if (!this.#readonly && path !== ':memory:') {
         const mode = String(this.#db.pragma('journal_mode = WAL', { simple: true }));
         if (mode !== 'wal') {

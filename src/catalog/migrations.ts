@@ -208,3 +208,27 @@ function checkNotNewer(version: number, known: number, file: string): void {
     );
   }
 }
+
+/**
+ * Checks, before anything is written to it, that a file can be opened as a
+ * catalog: its version is not newer than this code knows (EBAD_CONFIG), and
+ * a file at version 0 holds no tables (EBAD_CONFIG: it is some other
+ * application's SQLite database, which the catalog's tables and WAL mode
+ * must not be added to). An empty or new file passes.
+ *
+ * @param db - an open connection
+ * @param file - the file, for messages
+ */
+export function checkCatalogFile(db: BetterSqlite3.Database, file: string): void {
+  const version = readVersion(db);
+  checkNotNewer(version, CATALOG_SCHEMA_VERSION, file);
+  if (version !== 0) return;
+  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 5").pluck().all() as string[]);
+  if (tables.length > 0) {
+    throw new StowageError(
+      'EBAD_CONFIG',
+      `${file} is not a stowage catalog: it is an SQLite database with other tables (${tables.join(', ')}) and no catalog schema version. Give the Catalog a file of its own; nothing was changed.`,
+      { details: { path: file, tables } },
+    );
+  }
+}

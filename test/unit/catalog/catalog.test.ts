@@ -103,6 +103,35 @@ describe('Catalog: the file', () => {
     check.close();
   });
 
+  it('refuses, unchanged, a newer file in rollback-journal mode and an SQLite file of another application', async () => {
+    // A newer stowage's catalog, not in WAL mode: switching it to WAL would already change it.
+    const newer = await catalogFile();
+    const n = new Database(newer);
+    n.exec('CREATE TABLE future (x INTEGER)');
+    n.pragma(`user_version = ${CATALOG_SCHEMA_VERSION + 5}`);
+    n.close();
+    throwsWith(() => new Catalog(newer), 'EBAD_CONFIG');
+    const checkNewer = new Database(newer, { readonly: true });
+    expect(checkNewer.pragma('journal_mode', { simple: true })).toBe('delete');
+    checkNewer.close();
+    // Someone's data file: no catalog tables are added to it, no WAL.
+    const data = await catalogFile();
+    const d = new Database(data);
+    d.exec('CREATE TABLE measurements (x INTEGER); INSERT INTO measurements VALUES (42)');
+    d.close();
+    const err = throwsWith(() => new Catalog(data), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/is not a stowage catalog.*measurements/);
+    throwsWith(() => new Catalog(data, { readonly: true }), 'EBAD_CONFIG');
+    const check = new Database(data, { readonly: true });
+    expect(check.pragma('journal_mode', { simple: true })).toBe('delete');
+    expect(check.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all()).toEqual(['measurements']);
+    check.close();
+    // An empty SQLite file is fine: it becomes a catalog.
+    const empty = await catalogFile();
+    new Database(empty).close();
+    new Catalog(empty).close();
+  });
+
   it('opens read-only for readers, refusing writes and files that need migrating', async () => {
     const file = await catalogFile();
     throwsWith(() => new Catalog(file, { readonly: true }), 'ENOT_FOUND');
