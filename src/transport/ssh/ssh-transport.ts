@@ -178,6 +178,22 @@ function typeOfMode(mode: number): TransportFileType {
   }
 }
 
+/**
+ * Refuses a path SFTP cannot carry: OpenSSH's sftp-server exits on a string
+ * holding a NUL byte (it cannot be a file name anyway), which would cut
+ * every transfer sharing its channel.
+ */
+function checkFarPath(where: string, path: unknown, option = 'path'): void {
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) {
+    throw new StowageError('EBAD_CONFIG', `${where}: ${option} must be a non-empty path without NUL bytes, got ${JSON.stringify(path)}.`, { details: { where, option } });
+  }
+}
+
+/** Exit codes of a shell that could not find (127) or run (126) the command: the far host lacks that tool. */
+function toolMissing(code: number | null): boolean {
+  return code === 126 || code === 127;
+}
+
 /** Diagnostics channel on which a resumed put reports `{ transport, path, offset, attempt }`. */
 export const RESUME_CHANNEL = 'stowage:transport:resume';
 const resumeChannel = channel(RESUME_CHANNEL);
@@ -281,6 +297,8 @@ export class SshTransport implements Transport {
   #closed = false;
   readonly #connecting = new Set<{ client: SshClient; sock: Socket }>();
   #execSlots = 4;
+  /** Far-side tools found missing (exit 126/127): digest algorithms, and `df`. */
+  readonly #missingTools = new Set<string>();
   readonly #execWaiters: (() => void)[] = [];
 
   /** @param options - host, login, host-key checking, timeouts, retries and tuning; see {@link SshTransportOptions} */
@@ -633,6 +651,7 @@ export class SshTransport implements Transport {
 
   /** Runs `fn` on a live session, reconnecting after a lost connection (bounded, with backoff). */
   async #retrying<T>(action: string, path: string, signal: AbortSignal | undefined, fn: (s: Session) => Promise<T>): Promise<T> {
+    checkFarPath(`SshTransport: cannot ${action}`, path);
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(signal);
       let s: Session | undefined;
@@ -780,9 +799,10 @@ export class SshTransport implements Transport {
       return await new Promise((resolve, reject) => {
         let stream: ClientChannel | undefined;
         let dispose = (): void => {};
-        s.outstanding += 1;
+        // Not counted for the idle watchdog: md5sum of a big file says
+        // nothing until it is done (minutes for tens of GB). SSH keepalives
+        // tell a dead connection meanwhile.
         const done = (): void => {
-          s.outstanding -= 1;
           s.lastReply = Date.now();
           dispose();
         };
@@ -807,9 +827,21 @@ export class SshTransport implements Transport {
             ch.stderr.on('data', (d: Buffer) => {
               if (stderr.length < 1 << 16) stderr += d.toString('utf8');
             });
-            ch.on('close', (code: number | null) => {
+            // The exit status comes before the close; a close without one is a lost connection, not an answer.
+            let exit: { code: number | null } | undefined;
+            ch.on('exit', (code: number | null) => {
+              exit = { code: typeof code === 'number' ? code : null };
+            });
+            ch.on('close', () => {
               done();
-              resolve({ code, stdout, stderr });
+              if (exit === undefined) {
+                reject(
+                  s.deadReason ??
+                    new StowageError('ECONNECT', `${this.name}: the connection was lost while running a command on the far side.`, { details: { transport: this.name, lost: true }, retryable: true }),
+                );
+                return;
+              }
+              resolve({ code: exit.code, stdout, stderr });
             });
             ch.end();
           });
@@ -1029,6 +1061,8 @@ export class SshTransport implements Transport {
 
   /** {@inheritDoc Transport.rename} */
   async rename(from: string, to: string, options: OpOptions = {}): Promise<void> {
+    checkFarPath('SshTransport.rename', from, 'from');
+    checkFarPath('SshTransport.rename', to, 'to');
     throwIfAborted(options.signal);
     // Not retried: a rename that ran before the connection dropped would fail the second time.
     const s = await this.#session$(options.signal);
@@ -1066,6 +1100,8 @@ export class SshTransport implements Transport {
 
   /** {@inheritDoc Transport.symlink} */
   async symlink(target: string, path: string, options: OpOptions = {}): Promise<void> {
+    checkFarPath('SshTransport.symlink', target, 'target');
+    checkFarPath('SshTransport.symlink', path);
     throwIfAborted(options.signal);
     const s = await this.#session$(options.signal);
     try {
@@ -1102,20 +1138,30 @@ export class SshTransport implements Transport {
     return this.#retrying('digest', path, signal, async (s) => {
       const st = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
       if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot digest ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
-      if (await this.#probeExec(s, signal)) {
-        try {
-          return await this.#remoteDigest(s, path, algorithm, st.size, signal);
-        } catch (err) {
-          // All sessions of the connection in use (MaxSessions): stream it instead.
-          if (!isChannelRefusal(err) || s.dead) throw err;
-        }
+      try {
+        const far = await this.#remoteDigest(s, path, algorithm, st.size, signal);
+        if (far !== undefined) return far;
+      } catch (err) {
+        // All sessions of the connection in use (MaxSessions): stream it instead.
+        if (!isChannelRefusal(err) || s.dead) throw err;
       }
       return this.#streamDigest(path, algorithm, signal);
     });
   }
 
-  async #remoteDigest(s: Session, path: string, algorithm: DnaAlgorithm, size: number, signal: AbortSignal | undefined): Promise<Dna> {
+  /**
+   * The digest of a far file by the far host's own tool (`md5sum`...);
+   * undefined when exec is not allowed or that tool is missing there (exit
+   * 126/127, remembered for this transport): the caller streams the file
+   * instead, or does without.
+   */
+  async #remoteDigest(s: Session, path: string, algorithm: DnaAlgorithm, size: number, signal: AbortSignal | undefined): Promise<Dna | undefined> {
+    if (this.#missingTools.has(algorithm) || !(await this.#probeExec(s, signal))) return undefined;
     const r = await this.#run(s, digestCommand(path, algorithm), signal);
+    if (toolMissing(r.code)) {
+      this.#missingTools.add(algorithm);
+      return undefined;
+    }
     const dig = r.code === 0 ? parseDigestOutput(r.stdout, algorithm) : undefined;
     if (dig === undefined) {
       throw new StowageError('ETRANSPORT', `Cannot digest ${this.name}${path}: ${digestCommand(path, algorithm)} exited ${String(r.code)}: ${r.stderr.trim() || r.stdout.trim()}`, {
@@ -1142,16 +1188,23 @@ export class SshTransport implements Transport {
   async freeSpace(path: string, options: OpOptions = {}): Promise<FreeSpace> {
     const { signal } = options;
     return this.#retrying('get free space of', path, signal, async (s) => {
-      if (await this.#probeExec(s, signal)) {
+      if (!this.#missingTools.has('df') && (await this.#probeExec(s, signal))) {
         const r = await this.#run(s, dfCommand(path), signal);
         const fs = r.code === 0 ? parseDfOutput(r.stdout) : undefined;
         if (fs !== undefined) return fs;
-        if (/No such file/i.test(r.stderr)) {
-          throw new StowageError('ENOT_FOUND', `Cannot get free space of ${this.name}${path}: it does not exist.`, { details: { transport: this.name, path } });
+        if (toolMissing(r.code)) {
+          this.#missingTools.add('df');
+        } else {
+          // "No such file" may be the login shell's own noise: the path decides.
+          const gone = await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)).then(
+            () => false,
+            (err: unknown) => (err as { code?: unknown }).code === 2,
+          );
+          if (gone) throw new StowageError('ENOT_FOUND', `Cannot get free space of ${this.name}${path}: it does not exist.`, { details: { transport: this.name, path } });
+          throw new StowageError('ETRANSPORT', `Cannot get free space of ${this.name}${path}: df exited ${String(r.code)}: ${r.stderr.trim()}`, {
+            details: { transport: this.name, path, exitCode: r.code },
+          });
         }
-        throw new StowageError('ETRANSPORT', `Cannot get free space of ${this.name}${path}: df exited ${String(r.code)}: ${r.stderr.trim()}`, {
-          details: { transport: this.name, path, exitCode: r.code },
-        });
       }
       return this.#statvfs(s, path);
     });
@@ -1159,7 +1212,7 @@ export class SshTransport implements Transport {
 
   async #statvfs(s: Session, path: string): Promise<FreeSpace> {
     if (!s.ext.statvfs) {
-      throw new StowageError('ETRANSPORT', `Cannot get free space on ${this.name}: exec is not allowed and the server lacks statvfs@openssh.com.`, { details: { transport: this.name, path } });
+      throw new StowageError('ETRANSPORT', `Cannot get free space on ${this.name}: df cannot be run there (exec not allowed, or df missing) and the server lacks statvfs@openssh.com.`, { details: { transport: this.name, path } });
     }
     const v = await this.#call<{ f_frsize: number; f_bsize: number; f_blocks: number; f_bavail: number }>(s, (cb) => s.sftp.ext_openssh_statvfs(path, cb));
     const unit = v.f_frsize || v.f_bsize;
@@ -1199,6 +1252,7 @@ export class SshTransport implements Transport {
     if (options.mtimeMs !== undefined && (typeof options.mtimeMs !== 'number' || !Number.isFinite(options.mtimeMs))) {
       throw new StowageError('EBAD_CONFIG', 'SshTransport.put: option "mtimeMs" must be a finite number.', { details: { option: 'mtimeMs' } });
     }
+    checkFarPath('SshTransport.put', path);
     throwIfAborted(signal);
     const part = path + '.part';
     const hasher = this.#hasherFor();
@@ -1289,9 +1343,10 @@ export class SshTransport implements Transport {
           const failedStep = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (failedStep !== undefined) throw failedStep.reason;
           st.dna ??= await st.job.digest();
-          if (st.resumed && (await this.#probeExec(s, signal))) {
-            // Bytes before the break were confirmed by another connection: check the whole far file.
-            const far = await this.#remoteDigest(s, part, algorithm, st.dna.size, signal);
+          // Bytes before the break were confirmed by another connection: check
+          // the whole far file, where the far host can digest it.
+          const far = st.resumed ? await this.#remoteDigest(s, part, algorithm, st.dna.size, signal) : undefined;
+          if (far !== undefined) {
             if (!dnaEqual(far, st.dna)) {
               throw new StowageError('EDIGEST_MISMATCH', `${this.name}${path}: after resuming, the far file's ${algorithm} ${far.dig} differs from the bytes sent (${st.dna.dig}).`, {
                 details: { transport: this.name, path, expected: st.dna, actual: far, reason: 'far-after-resume' },
@@ -1343,7 +1398,10 @@ export class SshTransport implements Transport {
     const dna = st.dna!;
     const final = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb)).catch(() => undefined);
     let ok = final !== undefined && final.size === dna.size;
-    if (ok && (await this.#probeExec(s, signal))) ok = dnaEqual(await this.#remoteDigest(s, path, dna.algorithm, dna.size, signal), dna);
+    if (ok) {
+      const far = await this.#remoteDigest(s, path, dna.algorithm, dna.size, signal);
+      if (far !== undefined) ok = dnaEqual(far, dna);
+    }
     if (!ok) {
       st.renamed = false;
       throw new StowageError('ETRANSPORT', `${this.name}${path}: the connection dropped during the final rename and neither ${path}.part nor a matching ${path} is there.`, {
@@ -1642,6 +1700,7 @@ export class SshTransport implements Transport {
    * dropped connection is resumed from the next undelivered byte.
    */
   createReadStream(path: string, options: OpOptions & { start?: number } = {}): Readable {
+    checkFarPath('SshTransport.createReadStream', path);
     const start = options.start ?? 0;
     if (!Number.isSafeInteger(start) || start < 0) {
       throw new StowageError('EBAD_CONFIG', 'SshTransport.createReadStream: option "start" must be a non-negative integer.', { details: { option: 'start' } });

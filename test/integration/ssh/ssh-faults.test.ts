@@ -8,7 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createReadStream, readFileSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +100,91 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
+});
+
+describe('a far host without md5sum, sha256sum or df (busybox, BSD)', () => {
+  /** A PATH holding every command of /usr/bin and /bin but those. */
+  async function pathWithout(tools: string[]): Promise<string> {
+    const bin = join(scratch, `bin-${Math.random().toString(36).slice(2)}`);
+    await mkdir(bin);
+    for (const dir of ['/usr/bin', '/bin']) {
+      for (const name of await readdir(dir)) {
+        if (tools.includes(name)) continue;
+        await symlink(join(dir, name), join(bin, name)).catch(() => {});
+      }
+    }
+    return bin;
+  }
+
+  it('digest streams the file, freeSpace asks statvfs, and a resumed put still ends with its file', async () => {
+    const bin = await pathWithout(['md5sum', 'sha1sum', 'sha256sum', 'sha512sum', 'df']);
+    await using server = await startSshd({ extraConfig: [`SetEnv PATH=${bin}`] });
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const data = randomBytes(24 * 1024 * 1024);
+    await writeFile(join(server.root, 'one.bin'), data);
+    expect(await t.digest(`${server.root}/one.bin`)).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
+    expect((await t.digest(`${server.root}/one.bin`, 'sha256')).dig).toBe(createHash('sha256').update(data).digest('hex'));
+    const fs = await t.freeSpace(server.root);
+    expect(fs.totalBytes).toBeGreaterThan(0);
+    // A put cut midway resumes; with no md5sum there the far check is skipped, the file kept.
+    const target = `${server.root}/resumed.bin`;
+    const { source, release } = gatedSource(data, 8 * 1024 * 1024);
+    try {
+      const putting = t.put(source, target);
+      putting.catch(() => {});
+      await farSizeAtLeast(`${target}.part`, 8 * 1024 * 1024);
+      await new Promise((r) => setTimeout(r, 300));
+      server.killConnections();
+      release();
+      expect((await putting).dig).toBe(md5(data));
+    } finally {
+      release();
+    }
+    expect(await md5File(join(server.root, 'resumed.bin'))).toBe(md5(data));
+  });
+});
+
+describe('paths and long commands', () => {
+  it('a path with a NUL byte is EBAD_CONFIG before anything is sent (sftp-server would die on it)', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retries: 2 }));
+    const before = acceptedConnections(server);
+    expect((await caught(t.stat(`${server.root}/a\u0000b`))).code).toBe('EBAD_CONFIG');
+    expect((await caught(t.put(Buffer.from('x'), `${server.root}/a\u0000b`))).code).toBe('EBAD_CONFIG');
+    expect((await caught(t.rename(`${server.root}/a`, `${server.root}/b\u0000`))).code).toBe('EBAD_CONFIG');
+    expect(() => t.createReadStream(`${server.root}/a\u0000b`)).toThrow(/NUL/);
+    await t.stat(server.root);
+    expect(acceptedConnections(server) - before).toBe(1);
+  });
+
+  it('a connection cut while the far md5sum runs is a lost connection: reconnected and digested again, not "exited undefined"', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const f = join(server.root, 'sparse.img');
+    await writeFile(f, '');
+    await truncate(f, 1024 ** 3);
+    await t.stat(server.root);
+    const digesting = t.digest(f, 'md5');
+    digesting.catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    expect(server.killConnections()).toBe(1);
+    const dna = await digesting;
+    expect(dna.dig).toBe(execFileSync('md5sum', [f], { encoding: 'utf8' }).split(' ')[0]);
+  });
+
+  it('a far digest that says nothing for longer than idleTimeoutMs is not taken for a dead connection', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 300 }));
+    // 1 GiB of holes: md5sum reads it for a second or two, printing nothing until done.
+    const f = join(server.root, 'sparse.img');
+    await writeFile(f, '');
+    await truncate(f, 1024 ** 3);
+    const t0 = performance.now();
+    const dna = await t.digest(f, 'md5');
+    expect(performance.now() - t0).toBeGreaterThan(300);
+    expect(dna.size).toBe(1024 ** 3);
+    expect(dna.dig).toBe(execFileSync('md5sum', [f], { encoding: 'utf8' }).split(' ')[0]);
+  });
 });
 
 describe('a connection cut mid-transfer', () => {
