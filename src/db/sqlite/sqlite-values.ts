@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { isUtf8 } from 'node:buffer';
 import { StowageError } from '../../errors.js';
 import { BULK_NULL, escapeBulkText, malformedBulkText } from '../bulk-text.js';
 import { INT64_MAX, INT64_MIN } from '../table-source.js';
@@ -176,23 +177,38 @@ export function decodeSqliteField(s: string | null, kind: SqliteColumnKind | boo
 /**
  * The select-list expression for one column of a dump. SQLite does the
  * cheap part and spares JavaScript a BigInt or Buffer per value (the
- * dominant cost of a dump): in a column without TEXT affinity, an INTEGER
+ * dominant cost of a dump). In a column without TEXT affinity an INTEGER
  * comes back as its decimal text, a BLOB as its finished field text
- * (`\\x` + hex), a TEXT as U+0001 followed by the text (to be told apart),
- * a REAL as a number. A TEXT-affinity column (only TEXT, BLOB or NULL) comes
- * back as it is. {@link sqliteWireField} turns each into field text.
+ * (`\\x` + hex), a REAL as a number, a TEXT as U+0001 followed by the
+ * text (to be told apart). In a TEXT-affinity column (only TEXT, BLOB or
+ * NULL) a TEXT comes back as it is and a BLOB as U+0001 and its finished
+ * field.
+ *
+ * Text that is not valid UTF-8 must be seen as such, not read with U+FFFD
+ * in its place: a TEXT whose character count (SQLite's, which skips the
+ * continuation bytes after a lead byte) differs from its byte count, that
+ * is one holding multi-byte characters, a stray continuation or a NUL,
+ * comes back as its stored bytes (a Buffer) and is checked byte by byte.
+ * One whose counts agree is ASCII, or holds bytes no decoder accepts, which
+ * then read as U+FFFD: {@link sqliteWireField} refuses those.
  *
  * @param quoted - the quoted column name
  * @param textAffinity - whether the column has TEXT affinity
  */
 export function sqliteSelectExpr(quoted: string, textAffinity: boolean): string {
-  if (textAffinity) return quoted;
-  return `CASE typeof(${quoted}) WHEN 'integer' THEN CAST(${quoted} AS TEXT) WHEN 'blob' THEN '\\\\x' || lower(hex(${quoted})) WHEN 'text' THEN char(1) || ${quoted} ELSE ${quoted} END`;
+  const blob = `'\\\\x' || lower(hex(${quoted}))`;
+  const plain = `length(${quoted}) = length(CAST(${quoted} AS BLOB))`;
+  // (A TEXT starting with U+0001 comes back as bytes too, so that a string starting with it is always a BLOB's field.)
+  if (textAffinity) return `CASE typeof(${quoted}) WHEN 'text' THEN CASE WHEN ${plain} AND substr(${quoted}, 1, 1) <> char(1) THEN ${quoted} ELSE CAST(${quoted} AS BLOB) END WHEN 'blob' THEN char(1) || ${blob} ELSE ${quoted} END`;
+  return `CASE typeof(${quoted}) WHEN 'integer' THEN CAST(${quoted} AS TEXT) WHEN 'blob' THEN ${blob} WHEN 'text' THEN CASE WHEN ${plain} THEN char(1) || ${quoted} ELSE CAST(${quoted} AS BLOB) END ELSE ${quoted} END`;
 }
 
 /**
  * The escaped bulk text field of a value selected with
  * {@link sqliteSelectExpr}: what {@link encodeSqliteValue} gives, escaped.
+ * A TEXT value that is not valid UTF-8 (bytes written by an old tool that
+ * stored Latin-1 as TEXT) is EDB: the bulk text carries text as UTF-8, and
+ * decoding it would change it without a word.
  *
  * @param v - the selected value
  * @param textAffinity - whether the column has TEXT affinity
@@ -200,10 +216,35 @@ export function sqliteSelectExpr(quoted: string, textAffinity: boolean): string 
 export function sqliteWireField(v: unknown, textAffinity: boolean): string {
   if (v === null) return BULK_NULL;
   if (typeof v === 'string') {
-    if (textAffinity) return escapeBulkText(v.charCodeAt(0) === 92 ? `\\s${v}` : v);
-    if (v.charCodeAt(0) !== 1) return v; // an INTEGER's decimal or a BLOB's field, finished by SQLite
-    return escapeBulkText(encodeSqliteValue(v.slice(1), false)!);
+    if (textAffinity) return v.charCodeAt(0) === 1 ? v.slice(1) : textField(decoded(v), true);
+    return v.charCodeAt(0) === 1 ? textField(decoded(v.slice(1)), false) : v; // else an INTEGER's decimal or a BLOB's field, finished by SQLite
   }
   if (typeof v === 'number') return sqliteRealText(v);
-  return escapeBulkText(encodeSqliteValue(v as SqliteValue, textAffinity)!);
+  const bytes = v as Buffer;
+  if (!isUtf8(bytes)) throw notUtf8(`bytes ${bytes.subarray(0, 24).toString('hex')}${bytes.length > 24 ? '…' : ''}`);
+  return textField(bytes.toString('utf8'), textAffinity);
+}
+
+/**
+ * A TEXT read as a string because its character and byte counts agree: a
+ * U+FFFD in it can only be the decoder's, for bytes it could not decode
+ * (a real U+FFFD is three bytes in one character, and comes as bytes).
+ */
+function decoded(text: string): string {
+  if (text.includes('\uFFFD')) throw notUtf8(`it reads as ${JSON.stringify(text.slice(0, 24))}`);
+  return text;
+}
+
+/** The escaped field of a TEXT value. */
+function textField(text: string, textAffinity: boolean): string {
+  if (textAffinity) return escapeBulkText(text.charCodeAt(0) === 92 ? `\\s${text}` : text);
+  return escapeBulkText(encodeSqliteValue(text, false)!);
+}
+
+function notUtf8(what: string): StowageError {
+  return new StowageError(
+    'EDB',
+    `a TEXT value is not valid UTF-8 (${what}): stowage carries text as UTF-8 and would change it. Store such values as BLOBs (UPDATE … SET col = CAST(col AS BLOB) WHERE …), or convert them to UTF-8, then dump again.`,
+    { details: { value: what } },
+  );
 }

@@ -286,6 +286,32 @@ describe('SqliteSource: tables, keys and ranges', () => {
   });
 });
 
+describe('SqliteSource: TEXT that is not UTF-8', () => {
+  it('is EDB naming the bytes, in this thread and on a reader worker, instead of a dump with U+FFFD in their place', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'latin1.db');
+    const db = new Database(file);
+    // Old Python 2 tools stored Latin-1 bytes as TEXT; untyped and TEXT columns alike.
+    db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, u); INSERT INTO t VALUES (1, 'fine', 'ok'), (2, CAST(x'caf9e9' AS TEXT), 'ok'), (3, 'x', CAST(x'41ff00' AS TEXT))");
+    db.close();
+    for (const workers of [0, 1]) {
+      await using src = new SqliteSource(file, { workers });
+      const err = await rejectsWith(collect(await src.rows('t', { key: 'id' })), 'EDB');
+      expect(err.message).toMatch(/not valid UTF-8 \(it reads as "\uFFFD\uFFFD\uFFFD"\)/);
+      await rejectsWith(src.digestRange('t', 'id', 1, 3), 'EDB');
+      const err3 = await rejectsWith(collect(await src.rows('t', { key: 'id', lo: 3, hi: 3 })), 'EDB');
+      expect(err3.message).toMatch(/bytes 41ff00/);
+      // Valid text, U+FFFD itself included, goes through unchanged.
+      expect((await collect(await src.rows('t', { key: 'id', lo: 1, hi: 1 }))).toString()).toBe('1\tfine\tok\n');
+    }
+    const ok = new Database(file);
+    ok.exec("UPDATE t SET v = 'caf\uFFFD' WHERE id = 2; UPDATE t SET u = CAST(u AS BLOB) WHERE id = 3");
+    ok.close();
+    await using fixed = new SqliteSource(file);
+    expect((await collect(await fixed.rows('t', { key: 'id' }))).toString()).toBe('1\tfine\tok\n2\tcaf\uFFFD\tok\n3\tx\t\\\\x41ff00\n');
+  });
+});
+
 describe('SqliteSource: errors', () => {
   it('ENO_TABLE for a missing table or key column, everywhere', async () => {
     await using src = memorySource('CREATE TABLE t (k INTEGER, v TEXT);');
