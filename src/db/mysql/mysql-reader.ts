@@ -156,6 +156,36 @@ export interface MysqlTableInfo {
   readonly columns: ColumnInfo[];
   /** Per column: the `information_schema` DATA_TYPE (`bigint`, `float`...). */
   readonly dataTypes: string[];
+  /** Per column: its character set (`utf8mb4`, `latin1`...), empty for columns without one. */
+  readonly charsets: string[];
+}
+
+/**
+ * Character sets whose every value survives the trip through the utf8mb4
+ * bulk text and back byte for byte: Unicode ones, `latin1` (every byte is
+ * a character), `binary`, and `ascii` (whose values a strict server keeps
+ * to 7 bits).
+ */
+const CARRIED_CHARSETS = new Set(['', 'utf8mb4', 'utf8mb3', 'utf8', 'latin1', 'binary', 'ascii', 'ucs2', 'utf16', 'utf16le', 'utf32']);
+
+/**
+ * Refuses (EDB) to read columns whose character set does not survive the
+ * utf8mb4 bulk text: cp932's duplicate NEC/IBM codes, say, come back as
+ * other bytes, and both sides would then digest equal.
+ *
+ * @param source - the source's name
+ * @param info - the resolved table
+ * @param pick - the columns read, as indexes into `info.columns`
+ */
+export function mysqlCheckCharsets(source: string, info: MysqlTableInfo, pick: readonly number[]): void {
+  const bad = pick.filter((i) => !CARRIED_CHARSETS.has(info.charsets[i]!));
+  if (bad.length === 0) return;
+  const list = bad.map((i) => `${JSON.stringify(info.columns[i]!.name)} (${info.charsets[i]})`).join(', ');
+  throw new StowageError(
+    'EDB',
+    `${source}: cannot read table ${JSON.stringify(info.name)} exactly: column(s) ${list} use a character set whose values may not come back byte for byte through stowage's UTF-8 bulk text. Convert them (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4, or to VARBINARY/BLOB to keep the bytes), or leave them out with the columns option.`,
+    { details: { source, table: info.name, columns: bad.map((i) => ({ name: info.columns[i]!.name, charset: info.charsets[i] })) } },
+  );
 }
 
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
@@ -165,7 +195,7 @@ const GENERATED = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
 // answers each from the table's definition in about a millisecond, where
 // the join took 45-80 ms (it opens every table of the schema).
 const COLUMNS_SQL =
-  'SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, EXTRA FROM information_schema.COLUMNS ' +
+  'SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, EXTRA, CHARACTER_SET_NAME FROM information_schema.COLUMNS ' +
   'WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY TABLE_NAME, ORDINAL_POSITION';
 const BASE_TABLE_SQL = "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'";
 const PRIMARY_KEY_SQL = "SELECT TABLE_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'";
@@ -195,14 +225,16 @@ export async function mysqlTableInfo(source: string, conn: MysqlConnection, tabl
   for (const k of keys) if (text(k[0]) === name) pkSeq.set(text(k[1]), Number(k[2]));
   const columns: ColumnInfo[] = [];
   const dataTypes: string[] = [];
+  const charsets: string[] = [];
   for (const r of rows) {
     if (text(r[0]) !== name || GENERATED.test(text(r[5]))) continue;
     const col = text(r[1]);
     columns.push(Object.freeze({ name: col, type: text(r[2]), nullable: text(r[4]) === 'YES', primaryKey: pkSeq.get(col) ?? 0 }));
     dataTypes.push(text(r[3]).toLowerCase());
+    charsets.push(text(r[6]).toLowerCase());
   }
   if (columns.length === 0) throw noSuchTable(source, table);
-  return { name, columns, dataTypes };
+  return { name, columns, dataTypes, charsets };
 }
 
 /**
@@ -594,6 +626,7 @@ export class MysqlReader implements TableReader {
       const key = mysqlKeyColumn(ctx.name, info, options.key);
       throwIfAborted(signal);
       const { indexes } = pickColumns(ctx.name, info.name, info.columns, names, 'read');
+      mysqlCheckCharsets(ctx.name, info, indexes);
       stream = new MysqlRowStream(lent, mysqlRangeQuery(info, key.name, lo, hi, indexes), ctx.name, `read rows of ${JSON.stringify(info.name)}`, signal);
     } catch (err) {
       lent.release(false);

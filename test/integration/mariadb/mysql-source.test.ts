@@ -193,6 +193,24 @@ describe('MysqlSource: values a lax sql_mode let in', () => {
   });
 });
 
+describe('MysqlSource: character sets', () => {
+  it('refuses (EDB) to read a column whose character set does not come back byte for byte, instead of changing its bytes', async () => {
+    const a = await freshDb();
+    const c = await db.connect({ database: a, multipleStatements: true });
+    // cp932's NEC and IBM codes for the same character: through Unicode, one of them comes back as the other.
+    await c.query("CREATE TABLE cs (id INT PRIMARY KEY, sj VARCHAR(30) CHARACTER SET cp932, l VARCHAR(30) CHARACTER SET latin1, u VARCHAR(30) CHARACTER SET utf8mb4)");
+    await c.query("INSERT INTO cs VALUES (1, CONVERT(_binary x'8790ed40fa40' USING cp932), 'Grüß', '大亚湾')");
+    await c.end();
+    await using src = source(a);
+    const err = await rejectsWith(src.rows('cs', { key: 'id' }), 'EDB');
+    expect(err.message).toMatch(/column\(s\) "sj" \(cp932\)/);
+    expect(err.details['columns']).toEqual([{ name: 'sj', charset: 'cp932' }]);
+    await rejectsWith(src.digestRange('cs', 'id', 1, 1), 'EDB');
+    // The other columns read fine, and latin1 is carried.
+    expect((await collect(await src.rows('cs', { key: 'id', columns: ['id', 'l', 'u'] }))).toString()).toBe('1\tGrüß\t大亚湾\n');
+  });
+});
+
 describe('MysqlSource: escaping at every position', () => {
   it('escapes each special byte wherever it falls in a field, next to bytes that look special to the 4-byte test', async () => {
     // The row encoder copies 4 bytes at a time when none needs escaping:
