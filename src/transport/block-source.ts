@@ -131,8 +131,11 @@ class StreamBlockSource implements BlockSource {
   }
 
   async close(): Promise<void> {
-    if (!this.#done) await this.#it.return?.().catch(() => {});
+    // Destroyed first, and the iterator's return not waited for: a source
+    // stalled in the middle of a read (a gate, a network stream) would hold
+    // the close, and with it an aborted put, for as long as it stalls.
     this.#stream.destroy();
+    if (!this.#done) void this.#it.return?.().catch(() => {});
   }
 }
 

@@ -189,6 +189,9 @@ function checkFarPath(where: string, path: unknown, option = 'path'): void {
   }
 }
 
+/** What an abort resolves to when raced against a read. */
+const ABORTED: unique symbol = Symbol('aborted');
+
 /** Exit codes of a shell that could not find (127) or run (126) the command: the far host lacks that tool. */
 function toolMissing(code: number | null): boolean {
   return code === 126 || code === 127;
@@ -1531,11 +1534,27 @@ export class SshTransport implements Transport {
       chain = p.catch(() => {});
       ahead.push(p);
     };
+    // A source that stalls (a network stream, a database's rows) must not
+    // make the put deaf to its signal: the next read is raced against it,
+    // and left to settle (and give its block back) on its own.
+    const aborted = signal === undefined ? undefined : new Promise<typeof ABORTED>((resolve) => (signal.aborted ? resolve(ABORTED) : signal.addEventListener('abort', () => resolve(ABORTED), { once: true })));
     try {
       for (let i = 0; i < READ_AHEAD; i++) readNext();
       for (;;) {
         if (failed !== undefined) break;
-        const { buf, n } = await ahead.shift()!;
+        const next = ahead.shift()!;
+        const got = aborted === undefined ? await next : await Promise.race([next, aborted]);
+        if (got === ABORTED) {
+          failed ??= signal!.reason;
+          next.then(
+            (r) => {
+              if (r.buf !== undefined) hasher.release(r.buf);
+            },
+            () => {},
+          );
+          break;
+        }
+        const { buf, n } = got;
         readNext();
         if (buf === undefined || n === 0) {
           if (buf !== undefined) hasher.release(buf);
@@ -1595,12 +1614,14 @@ export class SshTransport implements Transport {
       // Blocks read ahead and not sent go back to the pool.
       readDone = true;
       for (const p of ahead) {
-        await p.then(
+        const settled = p.then(
           (r) => {
             if (r.buf !== undefined) hasher.release(r.buf);
           },
           () => {},
         );
+        // Aborted: a stalled read is not waited for.
+        if (!signal?.aborted) await settled;
       }
     }
     if (failed !== undefined) {

@@ -172,6 +172,28 @@ describe('paths and long commands', () => {
     expect(dna.dig).toBe(execFileSync('md5sum', [f], { encoding: 'utf8' }).split(' ')[0]);
   });
 
+  it('aborting a put whose source has stalled rejects at once with the reason; nothing is left under the final name', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server));
+    const data = randomBytes(4 * 1024 * 1024);
+    const { source, release } = gatedSource(data, 1024 * 1024);
+    const target = `${server.root}/stalled.bin`;
+    const ac = new AbortController();
+    const reason = new Error('operator gave up');
+    try {
+      const putting = t.put(source, target, { signal: ac.signal });
+      putting.catch(() => {});
+      await farSizeAtLeast(`${target}.part`, 1024 * 1024);
+      const t0 = performance.now();
+      ac.abort(reason);
+      await expect(putting).rejects.toBe(reason);
+      expect(performance.now() - t0).toBeLessThan(2000);
+    } finally {
+      release();
+    }
+    expect((await readdir(server.root)).filter((n) => n.startsWith('stalled'))).toEqual([]);
+  });
+
   it('a far digest that says nothing for longer than idleTimeoutMs is not taken for a dead connection', async () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 300 }));
