@@ -231,6 +231,18 @@ export class AtomicFile {
       } catch (err) {
         throw fromFsError(err, 'fsync', this.partPath);
       }
+      // The name must still be our file: another writer of the same path
+      // (a second put at once) removes a `.part` it finds and makes its own.
+      // Renaming that one would put its bytes under our name and DNA.
+      const [mine, named] = await Promise.all([this.#handle.stat({ bigint: true }), lstat(this.partPath, { bigint: true }).catch(() => undefined)]);
+      if (named === undefined || named.ino !== mine.ino || named.dev !== mine.dev) {
+        await this.#handle.close().catch(() => {});
+        this.#state = 'discarded'; // ours is already gone from the name; the one there is not ours to remove
+        throw new StowageError('EIO', `Cannot finish ${this.path}: while it was written, ${this.partPath} was replaced by another writer of the same path (two writes at once). Nothing was renamed; write it again once the other is done.`, {
+          details: { path: this.path, part: this.partPath },
+          retryable: true,
+        });
+      }
       await this.#handle.close();
       this.#state = 'committed';
       if (this.#noOverwrite) {
@@ -244,8 +256,10 @@ export class AtomicFile {
       }
       await fsyncDir(dirname(this.path));
     } catch (err) {
-      this.#state = 'open';
-      await this.discard();
+      if (this.#state !== 'discarded') {
+        this.#state = 'open';
+        await this.discard();
+      }
       throw err;
     }
   }

@@ -229,6 +229,44 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect((await t.list(d)).map((e) => e.name)).toEqual(t.capabilities.symlinks ? ['f', 'stale', 'victim'] : ['stale']);
       });
 
+      it('two puts of one path at once: the one whose .part was taken fails, nothing is renamed under its DNA, the other lands whole', async () => {
+        const d = await far();
+        const a = randomBytes(3 * 1024 * 1024);
+        const b = randomBytes(2 * 1024 * 1024);
+        // A sends its first MiB and waits; B comes, takes PATH.part for its own and sends all of it.
+        let releaseA!: () => void;
+        const gateA = new Promise<void>((r) => (releaseA = r));
+        let aSent = 0;
+        const sourceA: ReplayableSource = {
+          size: a.length,
+          open: (offset) =>
+            Readable.from(
+              (async function* () {
+                yield a.subarray(offset, offset + 1024 * 1024);
+                await gateA;
+                yield a.subarray(offset + 1024 * 1024);
+              })(),
+            ),
+        };
+        const putA = t.put(sourceA, `${d}/run.dat`, { onProgress: (p) => void (aSent = p.bytesDone) });
+        putA.catch(() => {});
+        for (let i = 0; i < 500 && aSent < 1024 * 1024; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(aSent).toBe(1024 * 1024);
+        const dnaB = await t.put(b, `${d}/run.dat`);
+        expect(dnaB.dig).toBe(md5(b));
+        releaseA();
+        const err = await putA.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(StowageError);
+        // Local reports it as the file system's trouble (EIO), SSH as the far side's (ETRANSPORT).
+        expect(['EIO', 'ETRANSPORT']).toContain((err as StowageError).code);
+        expect((err as StowageError).message).toMatch(/replaced by another writer of the same path/);
+        expect(md5(await readAll(t, `${d}/run.dat`))).toBe(md5(b));
+        expect((await t.list(d)).map((e) => e.name)).toEqual(['run.dat']);
+      });
+
       it('noOverwrite refuses an existing target with EEXIST and leaves it intact', async () => {
         const d = await far();
         await t.put(Buffer.from('keep me'), `${d}/f`);

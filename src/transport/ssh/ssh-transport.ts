@@ -1357,6 +1357,17 @@ export class SshTransport implements Transport {
             }
           }
           if (options.expectedDna) assertDna(`${this.name}${path}`, options.expectedDna, st.dna);
+          // The name must still hold our bytes: another put of the same path
+          // removes a `.part` it finds and writes its own (SFTP shows no
+          // inode; the size tells them apart unless both are the same size).
+          const named = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
+          if (named === undefined || typeOfMode(named.mode) !== 'file' || named.size !== st.dna.size) {
+            st.created = false; // what is there is not ours to remove
+            throw new StowageError('ETRANSPORT', `${this.name}${path}: while it was written, ${part} was replaced by another writer of the same path (two puts at once). Nothing was renamed; put it again once the other is done.`, {
+              details: { transport: this.name, path, part },
+              retryable: false,
+            });
+          }
           st.renamed = true;
           await this.#renameOn(s, part, path, !options.noOverwrite);
           progress.add(0, 1);
@@ -1537,7 +1548,13 @@ export class SshTransport implements Transport {
     // A source that stalls (a network stream, a database's rows) must not
     // make the put deaf to its signal: the next read is raced against it,
     // and left to settle (and give its block back) on its own.
-    const aborted = signal === undefined ? undefined : new Promise<typeof ABORTED>((resolve) => (signal.aborted ? resolve(ABORTED) : signal.addEventListener('abort', () => resolve(ABORTED), { once: true })));
+    let stopListening = (): void => {};
+    const aborted =
+      signal === undefined
+        ? undefined
+        : new Promise<typeof ABORTED>((resolve) => {
+            stopListening = onAbort(signal, () => resolve(ABORTED));
+          });
     try {
       for (let i = 0; i < READ_AHEAD; i++) readNext();
       for (;;) {
@@ -1609,6 +1626,7 @@ export class SshTransport implements Transport {
       if (failed === undefined) drain();
     } finally {
       disposeAbort();
+      stopListening();
       for (const b of queue) hasher.release(b.buf);
       queue.length = 0;
       // Blocks read ahead and not sent go back to the pool.
