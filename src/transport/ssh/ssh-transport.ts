@@ -618,7 +618,9 @@ export class SshTransport implements Transport {
     if (err instanceof StowageError) return err;
     const e = err as { level?: string; code?: string; message?: string };
     const details = { transport: this.name, host: this.#o.host, port: this.#o.port, level: e?.level, errno: e?.code };
-    if (e?.level === 'client-authentication') {
+    // sshd cuts a client that offered more keys than its MaxAuthTries (an
+    // agent holding many): a refused login, not a network fault to retry.
+    if (e?.level === 'client-authentication' || /too many authentication failures/i.test(e?.message ?? '')) {
       return new StowageError('EAUTH', `${this.name}: login refused (${e.message ?? 'authentication failed'}). Check the user name, and that the key is in the remote ~/.ssh/authorized_keys.`, {
         details,
         cause: err,

@@ -564,6 +564,36 @@ describe('login and connection failures', () => {
     }
   });
 
+  it('an agent offering more wrong keys than MaxAuthTries is EAUTH, not retried as a lost connection', async () => {
+    const agentDir = await mkdtemp(join(tmpdir(), 'stowage-agent-'));
+    const sock = join(agentDir, 'agent.sock');
+    const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100; i++) {
+        if (await stat(sock).then(() => true, () => false)) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      for (let i = 0; i < 12; i++) {
+        const key = join(agentDir, `k${i}`);
+        execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key], { stdio: 'ignore' });
+        execFileSync('ssh-add', ['-q', key], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      }
+      await using strict = await startSshd(); // MaxAuthTries 6: 12 keys are too many
+      const before = acceptedConnections(strict);
+      const t = new SshTransport(optionsFor(strict, { privateKey: undefined, agent: sock, retries: 2, retryDelayMs: 50 }));
+      const err = await caught(t.stat(strict.root));
+      await t.close();
+      expect(err.code).toBe('EAUTH');
+      expect(err.retryable).toBe(false);
+      expect(acceptedConnections(strict)).toBe(before);
+      // One attempt only, not `retries` more.
+      expect(readFileSync(strict.logPath, 'utf8').match(/maximum authentication attempts exceeded/gi)?.length).toBe(1);
+    } finally {
+      agent.kill('SIGKILL');
+      await rm(agentDir, { recursive: true, force: true });
+    }
+  });
+
   it('a server that accepts TCP but never speaks is ETIMEOUT after connectTimeoutMs', async () => {
     const silent: Server = createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
