@@ -89,6 +89,25 @@ async function farSizeAtLeast(path: string, bytes: number): Promise<void> {
   }
 }
 
+/** An ssh-agent of its own on a socket in a temporary folder, ready to take keys; `stop` kills it and removes the folder. */
+async function startAgent(): Promise<{ agentDir: string; sock: string; stop: () => Promise<void> }> {
+  const agentDir = await mkdtemp(join(tmpdir(), 'stowage-agent-'));
+  const sock = join(agentDir, 'agent.sock');
+  const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    if (await stat(sock).then(() => true, () => false)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    agentDir,
+    sock,
+    stop: async () => {
+      agent.kill('SIGKILL');
+      await rm(agentDir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** How many connections sshd has accepted so far (from its log). */
 function acceptedConnections(server: SshdServer): number {
   return readFileSync(server.logPath, 'utf8').split('\n').filter((l) => l.includes('Accepted publickey')).length;
@@ -543,14 +562,8 @@ describe('login and connection failures', () => {
   });
 
   it('authenticates through an ssh-agent socket', async () => {
-    const agentDir = await mkdtemp(join(tmpdir(), 'stowage-agent-'));
-    const sock = join(agentDir, 'agent.sock');
-    const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    const { agentDir, sock, stop } = await startAgent();
     try {
-      for (let i = 0; i < 100; i++) {
-        if (await stat(sock).then(() => true, () => false)) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
       const emptyAgent = new SshTransport(optionsFor(server, { privateKey: undefined, agent: sock }));
       expect((await caught(emptyAgent.stat(server.root))).code).toBe('EAUTH');
       await emptyAgent.close();
@@ -559,20 +572,13 @@ describe('login and connection failures', () => {
       expect((await t.stat(server.root)).type).toBe('dir');
       await t.close();
     } finally {
-      agent.kill('SIGKILL');
-      await rm(agentDir, { recursive: true, force: true });
+      await stop();
     }
   });
 
   it('an agent offering more wrong keys than MaxAuthTries is EAUTH, not retried as a lost connection', async () => {
-    const agentDir = await mkdtemp(join(tmpdir(), 'stowage-agent-'));
-    const sock = join(agentDir, 'agent.sock');
-    const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    const { agentDir, sock, stop } = await startAgent();
     try {
-      for (let i = 0; i < 100; i++) {
-        if (await stat(sock).then(() => true, () => false)) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
       for (let i = 0; i < 12; i++) {
         const key = join(agentDir, `k${i}`);
         execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key], { stdio: 'ignore' });
@@ -589,8 +595,7 @@ describe('login and connection failures', () => {
       // One attempt only, not `retries` more.
       expect(readFileSync(strict.logPath, 'utf8').match(/maximum authentication attempts exceeded/gi)?.length).toBe(1);
     } finally {
-      agent.kill('SIGKILL');
-      await rm(agentDir, { recursive: true, force: true });
+      await stop();
     }
   });
 

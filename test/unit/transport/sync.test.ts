@@ -65,6 +65,29 @@ function faulty(failOn: (path: string) => boolean): LocalTransport & { maxInFlig
   return t;
 }
 
+/**
+ * Another writer holding the destination's lock, and a transport over it
+ * on which, the moment the destination is listed while that lock is held,
+ * the writer does `change` and lets go: a plan from such a listing is stale.
+ */
+async function writerLetsGoOnListing(change: () => Promise<unknown>): Promise<{ held: LockDir; watcher: LocalTransport; listedWhileHeld: () => boolean }> {
+  const held = new LockDir(dst, { purpose: 'someone else' });
+  await held.acquire();
+  const watcher = faulty(() => false);
+  const realList = watcher.list.bind(watcher);
+  let listed = false;
+  watcher.list = async (path, opts) => {
+    const r = await realList(path, opts);
+    if (held.held) {
+      listed = true;
+      await change();
+      await held.release();
+    }
+    return r;
+  };
+  return { held, watcher, listedWhileHeld: () => listed };
+}
+
 beforeEach(async () => {
   base = await mkdtemp(join(tmpdir(), 'stowage-sync-'));
   src = join(base, 'src');
@@ -231,23 +254,10 @@ describe('sync between two LocalTransports', () => {
     // that writer removes a.txt and lets go. A sync planning from that
     // listing would find a.txt "unchanged", copy nothing, and end with the
     // destination missing it.
-    const held = new LockDir(dst, { purpose: 'someone else' });
-    await held.acquire();
-    const watcher = faulty(() => false);
-    const realList = watcher.list.bind(watcher);
-    let listedWhileHeld = false;
-    watcher.list = async (path, opts) => {
-      const r = await realList(path, opts);
-      if (held.held) {
-        listedWhileHeld = true;
-        await rm(join(dst, 'a.txt'));
-        await held.release();
-      }
-      return r;
-    };
+    const { held, watcher, listedWhileHeld } = await writerLetsGoOnListing(() => rm(join(dst, 'a.txt')));
     try {
       expect((await caught(sync(local, src, watcher, dst, { lock: true }))).code).toBe('ELOCKED');
-      expect(listedWhileHeld).toBe(false);
+      expect(listedWhileHeld()).toBe(false);
     } finally {
       if (held.held) await held.release();
     }
@@ -261,24 +271,11 @@ describe('sync between two LocalTransports', () => {
     await put(join(dst, 'old1'), 'one');
     await put(join(dst, 'old2'), 'two');
     await rm(src, { recursive: true });
-    const held = new LockDir(dst, { purpose: 'someone else' });
-    await held.acquire();
-    const watcher = faulty(() => false);
-    const realList = watcher.list.bind(watcher);
-    let listedWhileHeld = false;
-    watcher.list = async (path, opts) => {
-      const r = await realList(path, opts);
-      if (held.held) {
-        // The writer adds a run and lets go: a plan from this listing would not know of it.
-        listedWhileHeld = true;
-        await put(join(dst, 'new-run'), 'fresh');
-        await held.release();
-      }
-      return r;
-    };
+    // The writer adds a run and lets go: a plan from this listing would not know of it.
+    const { held, watcher, listedWhileHeld } = await writerLetsGoOnListing(() => put(join(dst, 'new-run'), 'fresh'));
     try {
       expect((await caught(sync(local, src, watcher, dst, { lock: true, delete: 'after', allowEmptySource: true, maxDeleteFraction: 1 }))).code).toBe('ELOCKED');
-      expect(listedWhileHeld).toBe(false);
+      expect(listedWhileHeld()).toBe(false);
     } finally {
       if (held.held) await held.release();
     }
