@@ -1758,6 +1758,9 @@ export class SshTransport implements Transport {
           try {
             const a = await this.#call<Stats>(s, (cb) => s.sftp.fstat(handle, cb));
             if (typeOfMode(a.mode) === 'dir') throw new StowageError('ETRANSPORT', `Cannot read ${this.name}${path}: it is a directory.`, { details: { transport: this.name, path } });
+            // Aborted while the open was on its way (the caller has gone on
+            // without it): the handle is closed here, or nobody would.
+            throwIfAborted(signal);
             return { s, handle, size: a.size };
           } catch (err) {
             await this.#call(s, (cb) => s.sftp.close(handle, cb)).catch(() => {});

@@ -8,7 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createReadStream, readFileSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -355,6 +355,43 @@ describe('a connection cut mid-transfer', () => {
     await again.put(Buffer.from('ok'), `${server.root}/after.txt`);
     await again.close();
     expect((await readdir(server.root)).filter((n) => n.startsWith('doomed'))).toEqual([]);
+  });
+
+  it('a read stream aborted while its open is on the way leaves no handle open on the far side', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 30_000, keepaliveIntervalMs: 0 }));
+    const f = join(server.root, 'read-me.bin');
+    await writeFile(f, randomBytes(1024 * 1024));
+    await t.stat(server.root);
+    /** Processes holding `f` open (sftp-server, as root here: all of /proc is readable). */
+    const holders = async (): Promise<number> => {
+      let n = 0;
+      for (const pid of await readdir('/proc')) {
+        if (!/^\d+$/.test(pid)) continue;
+        const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+        for (const fd of fds) if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === f) n++;
+      }
+      return n;
+    };
+    const stopped = server.listConnections();
+    for (const pid of stopped) process.kill(pid, 'SIGSTOP');
+    try {
+      const ac = new AbortController();
+      const s = t.createReadStream(f, { signal: ac.signal });
+      const ended = new Promise<unknown>((resolve) => {
+        s.on('error', resolve);
+        s.on('close', () => resolve('closed'));
+      });
+      s.resume();
+      await new Promise((r) => setTimeout(r, 200));
+      ac.abort(new Error('no longer needed'));
+      await ended;
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    }
+    // The open arrives now, and its handle comes back to a caller that has gone.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await holders()).toBe(0);
   });
 
   it('a stalled connection (sshd child stopped) is dropped after idleTimeoutMs and the put completes on a new one', async () => {
