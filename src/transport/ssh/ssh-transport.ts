@@ -189,6 +189,25 @@ function checkFarPath(where: string, path: unknown, option = 'path'): void {
   }
 }
 
+/** How long an aborted put waits for its far cleanup (close, removing the `.part`) before it rejects anyway. */
+const ABORT_CLEANUP_MS = 1000;
+
+/**
+ * Awaits a cleanup step; once `signal` has aborted, at most
+ * {@link ABORT_CLEANUP_MS}: on a stalled connection the step would hold
+ * the abort up to idleTimeoutMs. It goes on in the background.
+ */
+async function cleanupWithin(step: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  const quiet = step.then(
+    () => {},
+    () => {},
+  );
+  if (!signal?.aborted) return quiet;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([quiet, new Promise<void>((r) => (timer = setTimeout(r, ABORT_CLEANUP_MS)))]);
+  clearTimeout(timer);
+}
+
 /** What an abort resolves to when raced against a read. */
 const ABORTED: unique symbol = Symbol('aborted');
 
@@ -1379,7 +1398,7 @@ export class SshTransport implements Transport {
           if (handle !== undefined && s !== undefined && ch !== undefined && !s.dead) {
             const h = handle;
             const c = ch.sftp;
-            await this.#call(s, (cb) => c.close(h, cb), c).catch(() => {});
+            await cleanupWithin(this.#call(s, (cb) => c.close(h, cb), c), signal);
           }
           ch?.release();
           ch = undefined;
@@ -1399,13 +1418,13 @@ export class SshTransport implements Transport {
           }
           throw await this.#putError(err, s, path);
         } finally {
-          await flusher?.close();
+          if (flusher !== undefined) await cleanupWithin(flusher.close(), signal);
           ch?.release();
         }
       }
     } catch (err) {
       st.job.drop();
-      if (st.created) await this.#discardPart(part, lastSession);
+      if (st.created) await cleanupWithin(this.#discardPart(part, lastSession), signal);
       throw err;
     }
   }
@@ -1624,7 +1643,9 @@ export class SshTransport implements Transport {
         pos += n;
         if (n < buf.length) break;
       }
-      while (inflight > 0) await new Promise<void>((r) => (wake = r));
+      // Aborted: the writes in flight are not waited for (on a stalled link
+      // they would hold the abort up to idleTimeoutMs); ssh2 has copied them.
+      while (inflight > 0 && !signal?.aborted) await new Promise<void>((r) => (wake = r));
       if (failed === undefined) drain();
     } finally {
       disposeAbort();

@@ -357,6 +357,35 @@ describe('a connection cut mid-transfer', () => {
     expect((await readdir(server.root)).filter((n) => n.startsWith('doomed'))).toEqual([]);
   });
 
+  it('aborting a put on a stalled connection rejects within a second or two, not after idleTimeoutMs', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 20_000, keepaliveIntervalMs: 0 }));
+    const data = randomBytes(24 * 1024 * 1024);
+    const { source, release } = gatedSource(data, 4 * 1024 * 1024);
+    const ac = new AbortController();
+    const reason = new Error('operator gave up');
+    const stopped: number[] = [];
+    try {
+      const putting = t.put(source, `${server.root}/stalled-link.bin`, { signal: ac.signal });
+      putting.catch(() => {});
+      await farSizeAtLeast(`${server.root}/stalled-link.bin.part`, 4 * 1024 * 1024);
+      for (const pid of server.listConnections()) {
+        process.kill(pid, 'SIGSTOP');
+        stopped.push(pid);
+      }
+      release(); // the rest goes out into the stalled link, and its replies never come
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = performance.now();
+      ac.abort(reason);
+      await expect(putting).rejects.toBe(reason);
+      // Each far cleanup step (close, removing the .part) gets at most a second once aborted.
+      expect(performance.now() - t0).toBeLessThan(5000);
+    } finally {
+      release();
+      for (const pid of stopped) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('a read stream aborted while its open is on the way leaves no handle open on the far side', async () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 30_000, keepaliveIntervalMs: 0 }));
