@@ -11,6 +11,7 @@
  * folder (sources for put, destinations for get).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { truncateSync } from 'node:fs';
 import { readFile, stat as lstatLocal, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -363,6 +364,29 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect(dna).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
         expect(md5(await readFile(local))).toBe(md5(data));
         expect(Math.floor((await lstatLocal(local)).mtimeMs / 1000)).toBe(mtimeMs / 1000);
+      });
+
+      it('get of a file cut short while it is read is EIO, and nothing is left under the local name', async () => {
+        const d = await far();
+        const data = randomBytes(48 * 1024 * 1024);
+        await t.put(data, `${d}/growing.dat`);
+        const local = join(fx.scratch, `got-${++n}`, 'growing.dat');
+        // Far and local sides are the same machine in this suite: the far file is cut at the first progress report.
+        let cut = false;
+        const err = await rejectsWith(
+          t.get(`${d}/growing.dat`, local, {
+            onProgress: () => {
+              if (cut) return;
+              cut = true;
+              truncateSync(`${d}/growing.dat`, 1024 * 1024);
+            },
+          }),
+          'EIO',
+        );
+        expect(cut).toBe(true);
+        expect(err.message).toMatch(/50331648/);
+        await expect(lstatLocal(local)).rejects.toThrow();
+        await expect(lstatLocal(local + '.part')).rejects.toThrow();
       });
 
       it('get of a missing file is ENOT_FOUND; a wrong expectedDna is EDIGEST_MISMATCH; neither leaves a local file', async () => {

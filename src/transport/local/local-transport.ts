@@ -255,7 +255,8 @@ export class LocalTransport implements Transport {
       throw fromFsError(err, 'create directory', dirname(localPath));
     });
     if (st.type !== 'file') throw new StowageError('EIO', `Cannot get ${path}: it is not a regular file.`, { details: { path } });
-    return copyDurably(readFileStream(path, 0, options.signal), localPath, { ...options, size: st.size, mtimeMs: st.mtimeMs });
+    // A file that shrinks or grows while it is read (still being written) is refused, not kept cut.
+    return copyDurably(readFileStream(path, 0, options.signal), localPath, { ...options, size: st.size, exactSize: st.size, mtimeMs: st.mtimeMs });
   }
 
   /** {@inheritDoc Transport.createReadStream} */

@@ -1742,6 +1742,11 @@ export class SshTransport implements Transport {
       });
       await pipeline(input, count, tap, file.writable(), signal ? { signal } : {});
       const dna = await tap.dna;
+      if (dna.size !== st.size) {
+        throw new StowageError('EIO', `Cannot get ${this.name}${path}: it changed while it was read (${st.size} bytes when it was opened, ${dna.size} read). Nothing was written under ${localPath}; get it again once it is complete.`, {
+          details: { transport: this.name, path, expected: st.size, read: dna.size },
+        });
+      }
       if (options.expectedDna) assertDna(`${this.name}${path}`, options.expectedDna, dna);
       await file.handle.utimes(new Date(st.mtimeMs), new Date(st.mtimeMs));
       await file.commit(dna.size);
