@@ -465,7 +465,8 @@ function checkString(where: string, option: string, v: unknown): string {
 function checkTime(where: string, option: string, v: CatalogTime | undefined): number {
   if (v === undefined) return Date.now();
   const ms = v instanceof Date ? v.getTime() : v;
-  if (typeof ms !== 'number' || !Number.isFinite(ms)) throw bad(where, option, `"${option}" must be a Date or milliseconds since the epoch, got ${String(v)}.`, v);
+  // A JavaScript Date reaches ±8.64e15 ms; beyond that (1e300, say) the file's INTEGER column would refuse it as EDB.
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || Math.abs(ms) > 8.64e15) throw bad(where, option, `"${option}" must be a valid Date or milliseconds since the epoch, got ${String(v)}.`, v);
   return Math.round(ms);
 }
 

@@ -223,6 +223,11 @@ describe('Catalog: archives and partitions', () => {
     throwsWith(() => c.recordArchive({ path: 'p', dna: { ...D1, size: -1 } }), 'EBAD_CONFIG');
     throwsWith(() => c.recordArchive({ path: 'p', dna: { ...D1, algorithm: 'crc32' as never } }), 'EBAD_CONFIG');
     throwsWith(() => c.recordArchive({ path: 'p', dna: D1, created: Number.NaN }), 'EBAD_CONFIG');
+    // Finite but past any Date (the INTEGER column would refuse it as EDB), and an invalid Date.
+    throwsWith(() => c.recordArchive({ path: 'p', dna: D1, created: 1e300 }), 'EBAD_CONFIG');
+    throwsWith(() => c.recordArchive({ path: 'p', dna: D1, created: new Date('not a date') }), 'EBAD_CONFIG');
+    using last = new Catalog(await catalogFile());
+    expect(last.recordArchive({ path: 'p', dna: D1, created: 8.64e15 }).created).toEqual(new Date(8.64e15));
     throwsWith(() => c.recordArchive({ path: 'p', dna: D1, entries: 1.5 }), 'EBAD_CONFIG');
     throwsWith(() => c.recordArchive({ path: 'p', dna: D1, sise: 1 } as never), 'EBAD_CONFIG');
     throwsWith(() => c.archives({ limit: 0 }), 'EBAD_CONFIG');
