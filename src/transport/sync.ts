@@ -276,6 +276,21 @@ function depth(p: string): number {
   return n;
 }
 
+/**
+ * Runs `fn` over `paths` one depth level at a time (`shallowest` first:
+ * parents before children; `deepest` first: children before parents), at
+ * most `n` at once within a level.
+ */
+async function eachByDepth(paths: Iterable<string>, order: 'shallowest' | 'deepest', n: number, fn: (path: string) => Promise<void>): Promise<void> {
+  const levels = new Map<number, string[]>();
+  for (const p of paths) {
+    const list = levels.get(depth(p));
+    if (list === undefined) levels.set(depth(p), [p]);
+    else list.push(p);
+  }
+  for (const k of [...levels.keys()].sort((a, b) => (order === 'shallowest' ? a - b : b - a))) await eachLimit(levels.get(k)!, n, fn);
+}
+
 function underAny(path: string, prefixes: ReadonlySet<string>): boolean {
   if (prefixes.size === 0) return false;
   for (let p = path; ; ) {
@@ -838,22 +853,13 @@ async function act(
 
   const makeDirs = async (dirs: readonly string[]): Promise<void> => {
     // Parents before children: one depth level at a time, in parallel within it.
-    const byDepth = new Map<number, string[]>();
-    for (const d of dirs) {
-      const k = depth(d);
-      const list = byDepth.get(k);
-      if (list === undefined) byDepth.set(k, [d]);
-      else list.push(d);
-    }
-    for (const k of [...byDepth.keys()].sort((a, b) => a - b)) {
-      await eachLimit(byDepth.get(k)!, 8, async (rel) => {
-        try {
-          await dst.mkdir(dstPath(rel), sig);
-        } catch (err) {
-          if (!isStowageError(err, 'EEXIST')) throw err;
-        }
-      });
-    }
+    await eachByDepth(dirs, 'shallowest', 8, async (rel) => {
+      try {
+        await dst.mkdir(dstPath(rel), sig);
+      } catch (err) {
+        if (!isStowageError(err, 'EEXIST')) throw err;
+      }
+    });
   };
   const fromLocal = src instanceof LocalTransport;
   // A file whose source has a sidecar in the same algorithm is checked
@@ -942,16 +948,8 @@ async function act(
    */
   const removeListed = async (rel: string): Promise<void> => {
     // Deepest first, one depth at a time, `concurrency` removals in flight (a big folder over SFTP).
-    const byDepth = new Map<number, string[]>([[depth(rel), [rel]]]);
-    if (dstDirs.has(rel)) {
-      for (const p of dstTree.keys()) {
-        if (!p.startsWith(rel + '/')) continue;
-        const list = byDepth.get(depth(p));
-        if (list === undefined) byDepth.set(depth(p), [p]);
-        else list.push(p);
-      }
-    }
-    for (const k of [...byDepth.keys()].sort((a, b) => b - a)) await eachLimit(byDepth.get(k)!, o.concurrency, removeOne);
+    const inside = dstDirs.has(rel) ? [...dstTree.keys()].filter((p) => p.startsWith(rel + '/')) : [];
+    await eachByDepth([...inside, rel], 'deepest', o.concurrency, removeOne);
     async function removeOne(p: string): Promise<void> {
       throwIfAborted(signal);
       try {
@@ -1068,30 +1066,22 @@ async function act(
       // recursively: a folder is removed only once it is empty, so what the
       // listing did not see (a file written since, or left out) stays, and
       // the folder with it.
-      const byDepth = new Map<number, string[]>();
-      for (const rel of plan.deletes) {
-        const list = byDepth.get(depth(rel));
-        if (list === undefined) byDepth.set(depth(rel), [rel]);
-        else list.push(rel);
-      }
-      for (const k of [...byDepth.keys()].sort((a, b) => b - a)) {
-        await eachLimit(byDepth.get(k)!, o.concurrency, async (rel) => {
-          throwIfAborted(signal);
-          try {
-            await dst.remove(dstPath(rel), { force: true, ...sig });
-            deleted.push(rel);
-          } catch (err) {
-            if (signal?.aborted) throw signal.reason;
-            if (!dstDirs.has(rel)) throw err;
-            warnOrThrow(
-              new StowageError('EIO', `Kept folder ${dst.name}:${dstPath(rel)}, which the source no longer has: it could not be removed (${(err as Error).message}); something the listing did not see may be in it.`, { details: { path: rel }, cause: err }),
-              rel,
-              o.onWarning,
-              o.strict,
-            );
-          }
-        });
-      }
+      await eachByDepth(plan.deletes, 'deepest', o.concurrency, async (rel) => {
+        throwIfAborted(signal);
+        try {
+          await dst.remove(dstPath(rel), { force: true, ...sig });
+          deleted.push(rel);
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason;
+          if (!dstDirs.has(rel)) throw err;
+          warnOrThrow(
+            new StowageError('EIO', `Kept folder ${dst.name}:${dstPath(rel)}, which the source no longer has: it could not be removed (${(err as Error).message}); something the listing did not see may be in it.`, { details: { path: rel }, cause: err }),
+            rel,
+            o.onWarning,
+            o.strict,
+          );
+        }
+      });
     }
   }
   progress.phase('done');
