@@ -1211,27 +1211,30 @@ export class SshTransport implements Transport {
   /** {@inheritDoc Transport.freeSpace} */
   async freeSpace(path: string, options: OpOptions = {}): Promise<FreeSpace> {
     const { signal } = options;
-    return this.#retrying('get free space of', path, signal, async (s) => {
-      if (!this.#missingTools.has('df') && (await this.#probeExec(s, signal))) {
-        const r = await this.#run(s, dfCommand(path), signal);
-        const fs = r.code === 0 ? parseDfOutput(r.stdout) : undefined;
-        if (fs !== undefined) return fs;
-        if (toolMissing(r.code)) {
-          this.#missingTools.add('df');
-        } else {
-          // "No such file" may be the login shell's own noise: the path decides.
-          const gone = await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)).then(
-            () => false,
-            (err: unknown) => (err as { code?: unknown }).code === 2,
-          );
-          if (gone) throw new StowageError('ENOT_FOUND', `Cannot get free space of ${this.name}${path}: it does not exist.`, { details: { transport: this.name, path } });
-          throw new StowageError('ETRANSPORT', `Cannot get free space of ${this.name}${path}: df exited ${String(r.code)}: ${r.stderr.trim()}`, {
-            details: { transport: this.name, path, exitCode: r.code },
-          });
-        }
+    return this.#retrying('get free space of', path, signal, (s) => this.#freeSpaceOn(s, path, signal));
+  }
+
+  /** Free space on one session: `df` on the far side where it runs, else statvfs@openssh.com. */
+  async #freeSpaceOn(s: Session, path: string, signal: AbortSignal | undefined): Promise<FreeSpace> {
+    if (!this.#missingTools.has('df') && (await this.#probeExec(s, signal))) {
+      const r = await this.#run(s, dfCommand(path), signal);
+      const fs = r.code === 0 ? parseDfOutput(r.stdout) : undefined;
+      if (fs !== undefined) return fs;
+      if (toolMissing(r.code)) {
+        this.#missingTools.add('df');
+      } else {
+        // "No such file" may be the login shell's own noise: the path decides.
+        const gone = await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)).then(
+          () => false,
+          (err: unknown) => (err as { code?: unknown }).code === 2,
+        );
+        if (gone) throw new StowageError('ENOT_FOUND', `Cannot get free space of ${this.name}${path}: it does not exist.`, { details: { transport: this.name, path } });
+        throw new StowageError('ETRANSPORT', `Cannot get free space of ${this.name}${path}: df exited ${String(r.code)}: ${r.stderr.trim()}`, {
+          details: { transport: this.name, path, exitCode: r.code },
+        });
       }
-      return this.#statvfs(s, path);
-    });
+    }
+    return this.#statvfs(s, path);
   }
 
   async #statvfs(s: Session, path: string): Promise<FreeSpace> {
@@ -1461,7 +1464,7 @@ export class SshTransport implements Transport {
   async #putError(err: unknown, s: Session, path: string): Promise<StowageError> {
     const e = this.#mapError(err, 'write', path, s);
     if (e.details['sftpStatus'] === 'FAILURE' && !s.dead) {
-      const fs = await (this.#exec === true ? this.#run(s, dfCommand(posixDirname(path)), undefined).then((r) => parseDfOutput(r.stdout)) : this.#statvfs(s, posixDirname(path))).catch(() => undefined);
+      const fs = await this.#freeSpaceOn(s, posixDirname(path), undefined).catch(() => undefined);
       if (fs !== undefined && fs.availableBytes < BLOCK_SIZE * 2) {
         return new StowageError('ENOSPACE', `No space left on ${this.name} to write ${path} (${fs.availableBytes} bytes free): free some space there and retry. Nothing was left under ${path}.`, {
           details: { transport: this.name, path, availableBytes: fs.availableBytes },
