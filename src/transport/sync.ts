@@ -39,7 +39,7 @@ import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
 import { StowageError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { LockDir } from '../lock/lock-dir.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
-import { anySignal, throwIfAborted } from '../util/abort.js';
+import { anySignal, fanOutSignal, throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
 import { LocalTransport } from './local/local-transport.js';
 import { transportLockFs } from './lock-fs.js';
@@ -682,7 +682,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
         o.strict,
       );
     },
-    signal: side === 'src' ? userSignal : anySignal(userSignal, lock?.signal),
+    signal: fanOutSignal(side === 'src' ? userSignal : anySignal(userSignal, lock?.signal), Math.max(16, o.concurrency)),
   });
 
   // Only a missing root is "missing": listTree reports what vanishes below it as hidden.
@@ -813,7 +813,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
 
     // Act. (A missing source allowed to empty the destination: locked only now.)
     if (o.lock && lock === undefined) await takeLock();
-    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstTree, o, progress, anySignal(userSignal, lock?.signal));
+    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstTree, o, progress, fanOutSignal(anySignal(userSignal, lock?.signal), o.concurrency));
     await lock?.release();
     return result;
   }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { setMaxListeners } from 'node:events';
 
 /**
  * Throws `signal.reason` if the signal has already been aborted.
@@ -88,4 +89,21 @@ export function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal 
   if (present.length === 0) return undefined;
   if (present.length === 1) return present[0];
   return AbortSignal.any(present);
+}
+
+/**
+ * A signal that follows `signal`, for work that fans out to `fanOut`
+ * operations at once, each listening to it: node warns
+ * (MaxListenersExceededWarning) past 10 listeners on one signal, which 32
+ * files in flight, each raced against it, pass without any leak. The
+ * caller's own signal gets one listener; the limit is raised on the copy.
+ *
+ * @param signal - the caller's signal, if any
+ * @param fanOut - operations listening at once
+ */
+export function fanOutSignal(signal: AbortSignal | undefined, fanOut: number): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  const copy = AbortSignal.any([signal]);
+  setMaxListeners(Math.max(10, fanOut * 4 + 10), copy);
+  return copy;
 }

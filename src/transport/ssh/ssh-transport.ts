@@ -208,6 +208,22 @@ async function cleanupWithin(step: Promise<unknown>, signal: AbortSignal | undef
   clearTimeout(timer);
 }
 
+/**
+ * Awaits a far step, or rejects with the signal's reason as soon as it
+ * aborts (a stalled link never answers). The step goes on; what it yields
+ * after the abort is handed to `late`, so that a far handle or a channel
+ * it acquires is given back.
+ */
+async function lateSafe<T>(step: Promise<T>, signal: AbortSignal | undefined, late?: (value: T) => void): Promise<T> {
+  if (signal === undefined) return step;
+  try {
+    return await raceAbort(step, signal);
+  } catch (err) {
+    if (signal.aborted) step.then(late, () => {});
+    throw err;
+  }
+}
+
 /** What an abort resolves to when raced against a read. */
 const ABORTED: unique symbol = Symbol('aborted');
 
@@ -1299,37 +1315,50 @@ export class SshTransport implements Transport {
         try {
           s = await this.#session$(signal);
           lastSession = s;
-          ch = await this.#channel(s);
+          const live = s;
+          // The far steps before the data (and after it) are raced against
+          // the signal, so that an abort on a stalled link rejects at once;
+          // what such a step yields after that (a far handle, a channel) is
+          // given back when it comes.
+          ch = await lateSafe(this.#channel(s), signal, (c) => c.release());
           const sftp = ch.sftp;
+          const closeLate = (h: Buffer): void => void this.#call(live, (cb) => sftp.close(h, cb), sftp).catch(() => {});
           if (!st.created) {
             // The local source opens while the far side does.
             readerP = openBlockSource(source, 0).catch((err: unknown) => {
               throw new SourceFailure(err);
             });
             readerP.catch(() => {});
-            if (options.mkdirs ?? true) await this.#mkdirp(s, posixDirname(path));
+            if (options.mkdirs ?? true) await lateSafe(this.#mkdirp(s, posixDirname(path)), signal);
             if (options.noOverwrite) {
-              const there = await this.#call<Stats>(s, (cb) => sftp.lstat(path, cb), sftp).catch(() => undefined);
+              const there = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(path, cb), sftp).catch(() => undefined), signal);
               if (there !== undefined) throw new StowageError('EEXIST', `Refusing to overwrite ${this.name}${path}: it already exists.`, { details: { transport: this.name, path } });
             }
-            handle = await this.#createPart(s, sftp, part, options.mode ?? 0o644);
+            handle = await lateSafe(this.#createPart(s, sftp, part, options.mode ?? 0o644), signal, (h) => {
+              // Created after the abort: closed, and removed while it is still
+              // the empty file made here (not the .part of a later put).
+              void this.#call(live, (cb) => sftp.close(h, cb), sftp)
+                .then(() => this.#call<Stats>(live, (cb) => sftp.lstat(part, cb), sftp))
+                .then((there) => (there.size === 0 && typeOfMode(there.mode) === 'file' ? this.#call(live, (cb) => sftp.unlink(part, cb), sftp) : undefined))
+                .catch(() => {});
+            });
             st.created = true;
           } else if (st.renamed) {
             // The rename was sent before the connection dropped: did it land?
-            const partThere = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
-            if (partThere === undefined) return await this.#finishAfterLostRename(s, path, st, signal);
-            handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp);
+            const partThere = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined), signal);
+            if (partThere === undefined) return await lateSafe(this.#finishAfterLostRename(s, path, st, signal), signal);
+            handle = await lateSafe(this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp), signal, closeLate);
           } else {
-            const partThere = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
+            const partThere = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined), signal);
             if (partThere === undefined || partThere.size < st.confirmed) {
               // The far prefix is gone or shorter than confirmed: start over.
               st.job.drop();
               st.job = hasher.begin(algorithm);
               st.confirmed = 0;
               progress.bytesDone = 0;
-              handle = await this.#createPart(s, sftp, part, options.mode ?? 0o644);
+              handle = await lateSafe(this.#createPart(s, sftp, part, options.mode ?? 0o644), signal, closeLate);
             } else {
-              handle = await this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp);
+              handle = await lateSafe(this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp), signal, closeLate);
             }
             st.resumed = true;
             resumeChannel.publish({ transport: this.name, path, offset: st.confirmed, attempt });
@@ -1342,7 +1371,7 @@ export class SshTransport implements Transport {
             }));
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
-          flusher = await this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed);
+          flusher = await lateSafe(this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed), signal, (f) => void f?.close());
           await this.#sendBlocks(s, sftp, handle, reader, st, progress, signal, flusher?.confirmed);
           await flusher?.close();
           flusher = undefined;
@@ -1366,7 +1395,7 @@ export class SshTransport implements Transport {
           if (this.#o.fsync && s.ext.fsync) finishing.push(this.#call(s, (cb) => sftp.ext_openssh_fsync(h, cb), sftp));
           handle = undefined;
           finishing.push(this.#call(s, (cb) => sftp.close(h, cb), sftp));
-          const settled = await Promise.allSettled(finishing);
+          const settled = await lateSafe(Promise.allSettled(finishing), signal);
           const failedStep = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (failedStep !== undefined) throw failedStep.reason;
           st.dna ??= await st.job.digest();
@@ -1384,7 +1413,7 @@ export class SshTransport implements Transport {
           // The name must still hold our bytes: another put of the same path
           // removes a `.part` it finds and writes its own (SFTP shows no
           // inode; the size tells them apart unless both are the same size).
-          const named = await this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined);
+          const named = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined), signal);
           if (named === undefined || typeOfMode(named.mode) !== 'file' || named.size !== st.dna.size) {
             st.created = false; // what is there is not ours to remove
             throw new StowageError('ETRANSPORT', `${this.name}${path}: while it was written, ${part} was replaced by another writer of the same path (two puts at once). Nothing was renamed; put it again once the other is done.`, {
@@ -1393,7 +1422,9 @@ export class SshTransport implements Transport {
             });
           }
           st.renamed = true;
-          await this.#renameOn(s, part, path, !options.noOverwrite);
+          // An abort while the rename is on its way may still let it land:
+          // the file is then whole (fsynced and checked), never partial.
+          await lateSafe(this.#renameOn(s, part, path, !options.noOverwrite), signal);
           progress.add(0, 1);
           progress.report(true);
           return st.dna;

@@ -386,6 +386,38 @@ describe('a connection cut mid-transfer', () => {
     }
   });
 
+  it.each([
+    ['making its folder', true],
+    ['creating its .part', false],
+  ])('aborting a put stalled before its data (%s) rejects at once; what lands later is cleaned up', async (_stage, mkdirs) => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 20_000, keepaliveIntervalMs: 0 }));
+    if (!mkdirs) await mkdir(join(server.root, 'late'));
+    await t.stat(server.root); // connected; the link stalls from here
+    const stopped = server.listConnections();
+    for (const pid of stopped) process.kill(pid, 'SIGSTOP');
+    const ac = new AbortController();
+    const reason = new Error('deadline passed');
+    try {
+      const putting = t.put(randomBytes(64 * 1024), `${server.root}/late/run-7.bin`, { signal: ac.signal, mkdirs });
+      putting.catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = performance.now();
+      ac.abort(reason);
+      await expect(putting).rejects.toBe(reason);
+      expect(performance.now() - t0).toBeLessThan(2000);
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    }
+    // The queued steps run now: the folder is made, or the .part created
+    // after the abort is closed and removed; the connection is still usable.
+    await t.put(Buffer.from('after'), `${server.root}/after.txt`);
+    const deadline = Date.now() + 5000;
+    while ((await readdir(join(server.root, 'late')).catch(() => [])).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await readdir(join(server.root, 'late'))).toEqual([]);
+    expect(await readFile(join(server.root, 'after.txt'), 'utf8')).toBe('after');
+  });
+
   it('a read stream aborted while its open is on the way leaves no handle open on the far side', async () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 30_000, keepaliveIntervalMs: 0 }));

@@ -710,6 +710,22 @@ describe('sync between two LocalTransports', () => {
     expect(left.length).toBeLessThan(40);
   });
 
+
+  it('32 files in flight, each listening to the caller’s signal, raise no MaxListenersExceededWarning', async () => {
+    for (let i = 0; i < 64; i++) await put(join(src, `d${i % 4}`, `f${i}`), Buffer.alloc(50_000, i));
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const ac = new AbortController();
+      const r = await sync(local, src, faulty(() => false), dst, { lock: true, signal: ac.signal });
+      expect(r.copied).toHaveLength(64);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
+  });
   it('bad options are EBAD_CONFIG', async () => {
     const bad: Record<string, unknown>[] = [{ delet: 'after' }, { delete: 'before' }, { maxDelete: -1 }, { maxDeleteFraction: 2 }, { concurrency: 0 }, { lockName: 'a/b' }, { filter: 'x' }];
     for (const o of bad) expect((await caught(sync(local, src, local, dst, o as never))).code).toBe('EBAD_CONFIG');
