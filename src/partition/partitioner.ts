@@ -36,13 +36,13 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { StowageError, fromFsError, isStowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
-import { SIDECAR_SUFFIX, type Dna } from '../dna/index.js';
+import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { INT64_MAX, checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
@@ -71,7 +71,13 @@ export interface PartitionerOptions {
   outDir: string;
   /** The partition folder's name before encoding (default: the table's name; for a group, the first table's). */
   name?: string;
-  /** Where archives and partitions are recorded and state is read from (default: the archives on disk). */
+  /**
+   * Where archives and partitions are recorded and state is read from
+   * (default: the archives on disk). An intact archive on disk that the
+   * Catalog has no record of (written before it was used, or recorded for
+   * another outDir since) still counts as archived: a complete one is never
+   * written again.
+   */
   catalog?: Catalog;
   /**
    * Deflate level 1-9 of the archives (default 1). Partitions hold bulk
@@ -149,7 +155,11 @@ export interface PartitionPlan {
   readonly dir: string;
   /** Smallest and largest key over the group (null when it has no rows), and its row count. */
   readonly keyRange: { readonly lo: bigint | null; readonly hi: bigint | null; readonly rows: number };
-  /** Where the archived state came from. */
+  /**
+   * Where the archived state came from: the Catalog's records (and, for
+   * ranges it has no record of in this folder, the archives on disk), or
+   * the archives on disk alone.
+   */
   readonly stateFrom: 'catalog' | 'disk';
   /** The ranges in key order: occupied or archived ones, and one `empty` entry per run of empty ranges between them. */
   readonly partitions: readonly PlannedPartition[];
@@ -215,6 +225,13 @@ export interface DumpResult {
   readonly bytes: number;
   /** Bytes of archives written. */
   readonly archiveBytes: number;
+  /**
+   * Damaged archives that were in the way of a range being written (cut,
+   * rotted, sidecar lost): each was renamed to `NAME.damaged-<UTC time>`
+   * (with its sidecar), not overwritten, since it may hold rows the source
+   * no longer has. Look at them, then delete them. Sorted.
+   */
+  readonly setAside: readonly string[];
 }
 
 const MiB = 1 << 20;
@@ -231,6 +248,8 @@ interface DumpContext {
   readonly signal: AbortSignal | undefined;
   /** Called once per range done, with its archive or `undefined` (unchanged). */
   readonly done: (p: PlannedPartition, w: WrittenPartition | undefined) => void;
+  /** Damaged archives renamed out of the way (see {@link DumpResult.setAside}). */
+  readonly setAside: string[];
 }
 
 /** A range's upper bound as the Catalog records it: at most INT64_MAX (the grid's last range may reach past it). */
@@ -284,6 +303,61 @@ function checkTables(o: PartitionerOptions): string[] {
 function isSource(x: unknown): x is TableSource {
   const s = x as TableSource | undefined;
   return typeof s === 'object' && s !== null && typeof s.snapshot === 'function' && typeof s.rows === 'function' && typeof s.keyRange === 'function';
+}
+
+/**
+ * Whether `path` and its sidecar are there and the file has the size the
+ * sidecar gives (a cut archive keeps a readable manifest at its start). A
+ * sidecar that cannot be read counts as a mismatch.
+ */
+async function sizeMatchesSidecar(path: string): Promise<boolean> {
+  try {
+    const [st, dna] = await Promise.all([stat(path), DnaDigest.readSidecar(path)]);
+    return st.isFile() && st.size === dna.size;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `path` digests as its sidecar says (false without a readable sidecar). */
+async function dnaMatches(path: string, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    return (await DnaDigest.verify(path, signal === undefined ? {} : { signal })).ok;
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    return false;
+  }
+}
+
+/**
+ * Renames a damaged archive (and its sidecar, if any) to
+ * `NAME.damaged-<UTC time>[.dna]`, where no reader takes it for a
+ * partition; returns the new name.
+ */
+async function setAside(path: string, signal: AbortSignal | undefined): Promise<string> {
+  throwIfAborted(signal);
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  let to = `${path}.damaged-${stamp}`;
+  for (let n = 2; await exists(to); n++) to = `${path}.damaged-${stamp}-${n}`;
+  try {
+    await rename(path, to);
+  } catch (err) {
+    throw fromFsError(err, 'rename', path);
+  }
+  try {
+    await rename(path + SIDECAR_SUFFIX, to + SIDECAR_SUFFIX);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err, 'rename', path + SIDECAR_SUFFIX);
+  }
+  return to;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -459,17 +533,19 @@ export class Partitioner {
     return { plan, columns };
   }
 
+  /** EBAD_CONFIG unless `[lo, hi]` is a range of this Partitioner's grid. */
+  #checkGrid(lo: bigint, hi: bigint, where: string): void {
+    if (!this.#grid.isPartition(lo, hi)) {
+      throw new StowageError('EBAD_CONFIG', `${where} holds the range [${lo}, ${hi}], which is not a partition of ${this.rowsPerPartition} keys from base ${this.base}: use the rowsPerPartition and base it was written with, or another outDir.`, {
+        details: { dir: this.dir, lo: lo.toString(), hi: hi.toString(), option: 'rowsPerPartition' },
+      });
+    }
+  }
+
   /** The archives already written, keyed by `lo`, from the Catalog or the folder. */
   async #archivedState(signal: AbortSignal | undefined): Promise<Map<bigint, { lo: bigint; archive: ArchivedPartition }>> {
     const out = new Map<bigint, { lo: bigint; archive: ArchivedPartition }>();
     const grid = this.#grid;
-    const checkGrid = (lo: bigint, hi: bigint, where: string): void => {
-      if (!grid.isPartition(lo, hi)) {
-        throw new StowageError('EBAD_CONFIG', `${where} holds the range [${lo}, ${hi}], which is not a partition of ${this.rowsPerPartition} keys from base ${this.base}: use the rowsPerPartition and base it was written with, or another outDir.`, {
-          details: { dir: this.dir, lo: lo.toString(), hi: hi.toString(), option: 'rowsPerPartition' },
-        });
-      }
-    };
     if (this.#catalog !== undefined) {
       const catalog = this.#catalog;
       const perTable = this.tables.map((t) => new Map(catalog.partitions(this.source.name, t, { key: this.key }).map((r) => [`${r.lo}:${r.hi}`, r] as const)));
@@ -477,10 +553,10 @@ export class Partitioner {
         if ((r.state !== 'archived' && r.state !== 'partial') || r.archivePath === null || dirname(r.archivePath) !== this.dir) continue;
         throwIfAborted(signal);
         // A last range reaching past INT64_MAX is recorded up to INT64_MAX (see catalogBound).
-        checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
+        this.#checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
         const recs = perTable.map((m) => m.get(`${r.lo}:${r.hi}`));
         if (recs.some((x) => x === undefined || x.archivePath !== r.archivePath || x.state !== r.state)) continue;
-        if (!(await exists(r.archivePath)) || !(await exists(r.archivePath + SIDECAR_SUFFIX))) continue;
+        if (!(await sizeMatchesSidecar(r.archivePath))) continue;
         out.set(r.lo, {
           lo: r.lo,
           archive: Object.freeze({
@@ -490,22 +566,37 @@ export class Partitioner {
           }),
         });
       }
+      // Archives on disk that the Catalog does not know of (written before
+      // it was used, or recorded for another outDir since) count too:
+      // otherwise a complete one would be written again, from a source
+      // whose archived rows may have been purged.
+      await this.#archivedOnDisk(out, signal);
       return out;
     }
+    await this.#archivedOnDisk(out, signal);
+    return out;
+  }
+
+  /** Adds to `out` the intact archives of the folder whose range it lacks (see {@link Partitioner.plan}). */
+  async #archivedOnDisk(out: Map<bigint, { lo: bigint; archive: ArchivedPartition }>, signal: AbortSignal | undefined): Promise<void> {
     let names: string[];
     try {
       names = await readdir(this.dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw fromFsError(err, 'list', this.dir);
     }
     const have = new Set(names);
     for (const n of names.sort()) {
       const b = parsePartitionFileName(n);
-      if (b === undefined || !have.has(n + SIDECAR_SUFFIX)) continue;
+      if (b === undefined || out.has(b.lo) || !have.has(n + SIDECAR_SUFFIX)) continue;
       throwIfAborted(signal);
-      checkGrid(b.lo, b.hi, `Folder ${this.dir}`);
+      this.#checkGrid(b.lo, b.hi, `Folder ${this.dir}`);
       const path = join(this.dir, n);
+      // A damaged archive is not an archived partition: the dump writes it
+      // again (and sets the damaged one aside). A cut file keeps a readable
+      // manifest at its start: its size is checked against the sidecar.
+      if (!(await sizeMatchesSidecar(path))) continue;
       let m: PartitionManifest;
       try {
         m = await readManifest(path, signal);
@@ -536,7 +627,6 @@ export class Partitioner {
         }),
       });
     }
-    return out;
   }
 
   /**
@@ -546,6 +636,8 @@ export class Partitioner {
    * read in one snapshot, then written atomically with its sidecar, and
    * recorded in the Catalog (with the runs of empty ranges). On failure or
    * abort, the archives finished so far stay and no partial archive is left.
+   * A damaged archive in the way (cut short, rotted, its sidecar lost) is
+   * renamed aside, never overwritten: see {@link DumpResult.setAside}.
    * ELOCKED if another dump holds the folder; a complete range whose rows
    * changed after it was archived is not noticed (complete ranges are
    * written once): {@link Partitioner.compare} finds such changes.
@@ -593,7 +685,8 @@ export class Partitioner {
       progress.itemsDone++;
       progress.report(true);
     };
-    const ctx: DumpContext = { meta, incremental, gzipConcurrency: Math.max(1, Math.min(4, availableParallelism())), progress, signal, done };
+    const setAsideList: string[] = [];
+    const ctx: DumpContext = { meta, incremental, gzipConcurrency: Math.max(1, Math.min(4, availableParallelism())), progress, signal, done, setAside: setAsideList };
     // A single table is read in runs of consecutive ranges, one query per run; a group range by range (one connection cannot stream two tables at once).
     const jobs = this.tables.length === 1 ? blocksOf(plan, todo, Math.min(MAX_BLOCK, Math.max(1, Math.ceil(todo.length / concurrency)))) : todo.map((p) => [p]);
     let next = 0;
@@ -629,7 +722,7 @@ export class Partitioner {
         bytes += t.bytes;
       }
     }
-    return Object.freeze({ plan, written: Object.freeze(written), unchanged: Object.freeze(unchanged), rows, bytes, archiveBytes });
+    return Object.freeze({ plan, written: Object.freeze(written), unchanged: Object.freeze(unchanged), rows, bytes, archiveBytes, setAside: Object.freeze(setAsideList.sort()) });
   }
 
   /** Reads one range of every table of the group in a snapshot and writes its archive, unless it equals the archive already there. */
@@ -765,11 +858,15 @@ export class Partitioner {
     if (ctx.incremental && a !== undefined && a.complete === complete && a.tables.length === read.length && a.tables.every((t, i) => t.name === read[i]!.table && t.rows === read[i]!.spool.digest.count && t.digest === read[i]!.spool.digest.digest)) {
       return undefined;
     }
-    // An archive already there that holds other tables (a group's, found
-    // through the Catalog by a Partitioner of one of its tables) is never
-    // overwritten: its other tables' rows would be lost.
-    if (await exists(path)) {
-      const there = await readManifest(path, ctx.signal).catch(() => undefined);
+    // (Something else in the way, such as a folder, fails the write below.)
+    if (await isFile(path)) {
+      const there = await readManifest(path, ctx.signal).catch((err: unknown) => {
+        if (ctx.signal?.aborted) throw ctx.signal.reason;
+        return undefined;
+      });
+      // An archive already there that holds other tables (a group's, found
+      // through the Catalog by a Partitioner of one of its tables) is never
+      // overwritten: its other tables' rows would be lost.
       if (there !== undefined && !(there.tables.length === read.length && there.tables.every((t, i) => t.name === read[i]!.table))) {
         throw new StowageError(
           'EBAD_CONFIG',
@@ -777,6 +874,13 @@ export class Partitioner {
           { details: { path, option: 'tables', archived: there.tables.map((t) => t.name), tables: read.map((r) => r.table) } },
         );
       }
+      const intact = there !== undefined && there.key === this.key && there.lo === p.lo && there.hi === p.hi && (await dnaMatches(path, ctx.signal));
+      // A complete archive is written once: one the plan did not count
+      // (written by another run since) stays as it is.
+      if (intact && there.complete && ctx.incremental) return undefined;
+      // A damaged one (cut, rotted, its sidecar lost, unreadable) is set
+      // aside, not overwritten: it may hold rows the source no longer has.
+      if (!intact) ctx.setAside.push(await setAside(path, ctx.signal));
     }
     const created = new Date();
     const tables: ManifestTable[] = read.map((r) => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, truncate } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -13,6 +13,7 @@ import { DnaDigest } from '../../../src/dna/index.js';
 import { Catalog } from '../../../src/catalog/index.js';
 import { Archiver } from '../../../src/archive/index.js';
 import { Partitioner, parseManifest, type PartitionerOptions } from '../../../src/partition/index.js';
+import { readManifest } from '../../../src/partition/partition-archive.js';
 import type { Progress } from '../../../src/progress.js';
 import { archiveEntries, exec, insertPair, listFiles, makePairDb, mtimes, rejectsWith, tempDir } from './helpers.js';
 
@@ -434,6 +435,79 @@ describe('Partitioner.dump', () => {
     // One without its sidecar is not taken for archived either.
     await rm(r1.written[1]!.path + '.dna');
     expect((await p.dump()).written.map((w) => w.lo)).toEqual([101n]);
+  });
+
+  it('sets a damaged archive aside instead of overwriting it: one cut short (its manifest still readable), one that lost its sidecar', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250));
+    await using src = new SqliteSource(f);
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: d });
+    const r1 = await p.dump();
+    const [first, second] = r1.written.map((w) => w.path) as [string, string];
+    // Cut by 200 bytes: the manifest at its start still reads, the rows do not.
+    const size = (await stat(first)).size;
+    await truncate(first, size - 200);
+    const cut = await readFile(first);
+    expect((await readManifest(first)).tables[0]!.count).toBe(100);
+    expect((await p.plan()).partitions[0]!.state).toBe('complete');
+    const r2 = await p.dump();
+    expect(r2.written.map((w) => w.lo)).toEqual([1n]);
+    expect(r2.setAside).toHaveLength(1);
+    expect(r2.setAside[0]).toMatch(/0000000001-0000000100\.tar\.gz\.damaged-\d{8}T\d{6}Z$/);
+    expect(await readFile(r2.setAside[0]!)).toEqual(cut);
+    expect(existsSync(r2.setAside[0]! + '.dna')).toBe(true);
+    expect((await Archiver.verify(first, { requireSidecar: true })).ok).toBe(true);
+
+    // Its sidecar lost and the source purged since: the archive holding the
+    // purged rows is kept aside, not replaced by the fewer rows left.
+    await rm(second + '.dna');
+    const before = await readFile(second);
+    exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" BETWEEN 101 AND 150');
+    const r3 = await p.dump();
+    expect(r3.written.map((w) => [w.lo, w.tables[0]!.rows])).toEqual([[101n, 50]]);
+    expect(r3.setAside).toHaveLength(1);
+    expect(await readFile(r3.setAside[0]!)).toEqual(before);
+    expect((await readManifest(r3.setAside[0]!)).tables[0]!.count).toBe(100);
+    // Set-aside files are no partitions: a restore and the next plan skip them.
+    expect((await p.dump()).written).toEqual([]);
+    const restored = join(d, 'restored.db');
+    makePairDb(restored, []);
+    await using target = new SqliteSource(restored);
+    expect((await Partitioner.restore(target, d, { table: 'CalibVld' })).partitions).toBe(3);
+  });
+
+  it('never rewrites a complete archive from a purged source: archives on disk count for a Catalog that does not know them', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250));
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const opts = { table: 'CalibVld', rowsPerPartition: 100, outDir: out };
+    await new Partitioner(src, opts).dump();
+    const first = join(out, 'CalibVld', '0000000001-0000000100.tar.gz');
+    const bytes = await readFile(first);
+    // The DBA purges archived rows; then the site starts using a Catalog.
+    exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" BETWEEN 1 AND 50');
+    using catalog = new Catalog(join(d, 'cat.sqlite'));
+    const r = await new Partitioner(src, { ...opts, catalog }).dump();
+    expect(r.written).toEqual([]);
+    expect(await readFile(first)).toEqual(bytes);
+    expect((await readManifest(first)).tables[0]!.count).toBe(100);
+
+    // Two outDirs recorded in one Catalog (its records keep one archive per range).
+    const f2 = join(d, 'c2.db');
+    makePairDb(f2, seq(1, 250));
+    await using src2 = new SqliteSource(f2);
+    const both = (dir: string): Partitioner => new Partitioner(src2, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, dir), catalog });
+    await both('A').dump();
+    await both('B').dump();
+    const a1 = join(d, 'A', 'CalibVld', '0000000001-0000000100.tar.gz');
+    const aBytes = await readFile(a1);
+    exec(f2, 'DELETE FROM "CalibVld" WHERE "SEQNO" BETWEEN 1 AND 50');
+    const again = await both('A').dump();
+    expect(again.written).toEqual([]);
+    expect(await readFile(a1)).toEqual(aBytes);
   });
 
   it('fails with the error of a range it cannot write, keeping the archives already written', async () => {

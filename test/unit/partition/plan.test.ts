@@ -158,11 +158,12 @@ describe('Partitioner.plan', () => {
     expect(plan.partitions[1]!.archived?.complete).toBe(false);
     expect(plan.partitions[1]!.archived?.tables[0]!.rows).toBe(50);
 
-    // A Catalog that recorded nothing knows of no archive.
+    // A Catalog that recorded nothing: the archives on disk still count
+    // (written before it was used), so the complete one is not written again.
     using catalog = new Catalog(join(d, 'cat.db'));
     const viaCatalog = await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, catalog }).plan();
     expect(viaCatalog.stateFrom).toBe('catalog');
-    expect(states(viaCatalog)).toEqual(['1-100 complete', '101-200 complete', '201-300 partial']);
+    expect(states(viaCatalog)).toEqual(['1-100 archived', '101-200 complete', '201-300 partial']);
   });
 
   it('lists an archive whose rows were deleted since as archived, not occupied', async () => {
