@@ -19,9 +19,13 @@
  *    few partitions spends much of its time on such fixed costs. A manifest
  *    is read only from an archive whose DNA matched, from its first 16 KiB
  *    where it lies whole in them (it is the first entry).
- * 4. Create the tables the target lacks from the archived DDL. Where the
- *    target can (PostgreSQL), a table created so gets its primary key,
- *    unique constraints and indexes only after its rows (step 6).
+ * 4. Check every archive's columns against the table its rows go to (an
+ *    existing one, or the one to be created), before anything is created
+ *    or loaded. Create the tables the target lacks from the DDL of their
+ *    newest archive (a column added since the older archives is there;
+ *    their rows take its default). Where the target can (PostgreSQL), a
+ *    table created so gets its primary key, unique constraints and indexes
+ *    only after its rows (step 6).
  * 5. Load each table's range in one transaction of the target (replacing
  *    the rows it already has in that range), into the columns the manifest
  *    names, by name: a table of the target whose columns are in another
@@ -58,7 +62,7 @@ import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
 import { RangeDigester } from '../db/range-digest.js';
-import { checkIdentifier, toKeyBounds, type DeferredIndexes, type KeyBound, type KeyRange, type TableSource } from '../db/table-source.js';
+import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type DeferredIndexes, type KeyBound, type KeyRange, type TableSource } from '../db/table-source.js';
 import { readArchive } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName } from './layout.js';
@@ -494,15 +498,50 @@ export async function restorePartitions(target: TableSource, dir: string, option
 
   /** Steps 4 and 5: creates the missing tables (deferring their indexes into `deferred`) and loads every archive. */
   async function createAndLoad(): Promise<void> {
+    // A table is created from its newest archive's DDL (a column added
+    // since the first archives is there; the older ones' rows take its
+    // default). Before anything is created or loaded, every archive's
+    // columns are checked against the table they go to: a restore that
+    // would fail on a missing column midway fails here, with nothing done.
+    const newest = new Map<string, { s: Selected; t: ManifestTable }>();
     for (const s of selected) {
       for (const t of s.tables) {
-        if (existing.has(t.name) || created.has(t.name)) continue;
-        if (!createTables) continue;
-        const ddl = (await readSmallEntry(s.path, t.schema, signal)).toString('utf8');
-        const d = await target.createTable(t.name, ddl, { signal, deferIndexes: true });
-        created.add(t.name);
-        if (d !== undefined) deferred.push(d);
+        const cur = newest.get(t.name);
+        if (cur === undefined || s.manifest.created > cur.s.manifest.created || (s.manifest.created.getTime() === cur.s.manifest.created.getTime() && s.lo > cur.s.lo)) newest.set(t.name, { s, t });
       }
+    }
+    for (const [name, { s: from, t: ddlTable }] of newest) {
+      let columns: readonly ColumnInfo[];
+      let what: string;
+      if (existing.has(name)) {
+        columns = await target.columns(name, { signal });
+        what = `the table ${JSON.stringify(name)} of ${target.name}`;
+      } else if (createTables) {
+        columns = ddlTable.columns.map((c) => ({ name: c, type: '', nullable: true, primaryKey: 0 }));
+        what = `the table ${JSON.stringify(name)} as its newest archive ${from.path} defines it`;
+      } else continue; // ENO_TABLE at its load, as before
+      for (const s of selected) {
+        const t = s.tables.find((x) => x.name === name);
+        if (t === undefined) continue;
+        for (const c of t.columns) {
+          try {
+            findColumn(target.name, name, columns, c);
+          } catch {
+            throw new StowageError(
+              'ENO_TABLE',
+              `${where}: ${what} has no column ${JSON.stringify(c)}, which the rows in ${s.path} have (it has ${columns.map((x) => x.name).join(', ')}). Nothing was loaded. Add the column to the table (or create the table yourself with every column), then restore again.`,
+              { details: { table: name, column: c, path: s.path, columns: columns.map((x) => x.name) } },
+            );
+          }
+        }
+      }
+    }
+    for (const [name, { s, t }] of newest) {
+      if (existing.has(name) || !createTables) continue;
+      const ddl = (await readSmallEntry(s.path, t.schema, signal)).toString('utf8');
+      const d = await target.createTable(name, ddl, { signal, deferIndexes: true });
+      created.add(name);
+      if (d !== undefined) deferred.push(d);
     }
     for (const s of selected) {
       for (const t of s.tables) {

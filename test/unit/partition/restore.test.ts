@@ -116,6 +116,34 @@ describe('Partitioner.restore', () => {
     await src.close();
   });
 
+  it('creates a table from its newest archive’s DDL: archives from before a column was added restore too; a column the table lacks fails before anything is loaded', async () => {
+    const d = await tempDir();
+    const f = join(d, 'src.db');
+    makePairDb(f, Array.from({ length: 250 }, (_, i) => i + 1), 3);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = (): Partitioner => new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out });
+    await p().dump();
+    exec(f, 'ALTER TABLE "CalibVld" ADD COLUMN "EXTRA" TEXT');
+    exec(f, `WITH RECURSIVE s(n) AS (SELECT 251 UNION ALL SELECT n + 1 FROM s WHERE n < 420) INSERT INTO "CalibVld" SELECT n, 'a', 'b', 1, 'c', 'v' || n FROM s`);
+    await p().dump();
+    const fresh = join(d, 'fresh.db');
+    exec(fresh, 'CREATE TABLE "other" ("x" INTEGER)');
+    await using dst = new SqliteSource(fresh);
+    const r = await Partitioner.restore(dst, out);
+    expect(r.rows).toBe(420);
+    const cmp = await Partitioner.compare(src, dst, 'CalibVld');
+    expect(cmp.equal).toBe(true);
+    // The table as it was before the column came (an older restore, say): refused before any row is loaded.
+    const old = join(d, 'old.db');
+    makePairDb(old, []);
+    await using dst2 = new SqliteSource(old);
+    const err = await rejectsWith(Partitioner.restore(dst2, out), 'ENO_TABLE');
+    expect(err.message).toMatch(/has no column "EXTRA"/);
+    expect(err.message).toContain('Nothing was loaded');
+    expect(count(old, 'CalibVld')).toBe(0);
+  });
+
   it('restores one table, or one key range (cutting partitions that straddle it)', async () => {
     const { d, out, src } = await dumped();
     await using one = new SqliteSource(join(d, 'one.db'), { create: true });
