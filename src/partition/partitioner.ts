@@ -735,7 +735,9 @@ export class Partitioner {
       await this.source.snapshot(
         async (reader: TableReader) => {
           for (const [i, m] of ctx.meta.entries()) {
-            const stream = await reader.rows(m.table, { key: this.key, lo: p.lo, hi: p.hi, signal });
+            // The columns the manifest names, as the plan read them: a column
+            // added since is left out, one dropped since fails the dump.
+            const stream = await reader.rows(m.table, { key: this.key, lo: p.lo, hi: p.hi, columns: m.columns, signal });
             // The snapshot settles as soon as it is aborted; the fill is awaited below so that its spill file is gone before dump() returns.
             filling = RowSpool.fill(stream, {
               keyIndex: m.keyIndex,
@@ -812,7 +814,8 @@ export class Partitioner {
     try {
       await this.source.snapshot(
         async (reader: TableReader) => {
-          const stream = await reader.rows(m.table, { key: this.key, lo: block[0]!.lo, hi: block.at(-1)!.hi, signal });
+          // The manifest's columns, as in #dumpOne.
+          const stream = await reader.rows(m.table, { key: this.key, lo: block[0]!.lo, hi: block.at(-1)!.hi, columns: m.columns, signal });
           const cutter = new RangeCutter(
             block.map((p) => p.hi),
             m.keyIndex,

@@ -477,6 +477,42 @@ describe('Partitioner.dump', () => {
     expect((await Partitioner.restore(target, d, { table: 'CalibVld' })).partitions).toBe(3);
   });
 
+  it.each([
+    ['one table (read in runs of ranges)', ['CalibVld']],
+    ['a group (read range by range)', ['CalibVld', 'Calib']],
+  ])('a column added between the plan and the snapshot: %s: the archives hold the columns their manifest names, and restore', async (_what, tables) => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250));
+    await using src = new SqliteSource(f);
+    let altered = false;
+    // The schema changes right when the first range's snapshot opens.
+    const racing = new Proxy(src, {
+      get(target, prop, receiver) {
+        if (prop === 'snapshot') {
+          return (...args: unknown[]) => {
+            if (!altered) {
+              altered = true;
+              for (const t of tables) exec(f, `ALTER TABLE "${t}" ADD COLUMN "EXTRA" TEXT DEFAULT 'new'`);
+            }
+            return (target.snapshot as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const out = join(d, 'out');
+    const r = await new Partitioner(racing, { tables, rowsPerPartition: 100, outDir: out }).dump({ concurrency: 1 });
+    expect(altered).toBe(true);
+    expect(r.written).toHaveLength(3);
+    const fresh = join(d, 'fresh.db');
+    exec(fresh, 'CREATE TABLE "other" ("x" INTEGER)');
+    await using dst = new SqliteSource(fresh);
+    const restored = await Partitioner.restore(dst, out);
+    expect(restored.rows).toBe(r.rows);
+  });
+
   it('never rewrites a complete archive from a purged source: archives on disk count for a Catalog that does not know them', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
