@@ -8,8 +8,9 @@
  * checked against known_hosts, LOCKED planted while copying, every archive
  * digested on the far side), read back from there, loaded into a second
  * MariaDB, and the copy is compared with the source range by range. Run it
- * again after new rows arrived: only the new ranges and the rewritten tail
- * are dumped, shipped and loaded.
+ * again after new rows arrived: only the new ranges and the rewritten
+ * partial ones (the tail, and the range below it, which a writer committing
+ * out of SEQNO order may still reach) are dumped, shipped and loaded.
  *
  *   npx tsx examples/conditions-db-backup.ts SOURCE_URI TARGET_URI OUT_DIR USER@HOST[:PORT] REMOTE_DIR \
  *       [--tables CalibPmtSpec,CalibPmtSpecVld] [--key SEQNO] [--rows-per-partition 10000] \
@@ -124,14 +125,14 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   await using target = new MysqlSource(o.target);
   using catalog = o.catalog === undefined ? undefined : new Catalog(o.catalog);
 
-  // 1. Dump: new complete ranges and the changed tail, each range of both tables in one snapshot.
+  // 1. Dump: new complete ranges and the changed partial ones (the tail and the range below it), each range of both tables in one snapshot.
   const partitioner = new Partitioner(source, { tables: o.tables, key, rowsPerPartition, outDir: o.outDir, ...(catalog ? { catalog } : {}) });
   const dump = await partitioner.dump({ concurrency: 2 });
   const rel = (p: string): string => p.slice(o.outDir.length).replace(/^\/+/, '');
   for (const w of dump.written) {
-    log(`wrote ${rel(w.path)} (${w.complete ? 'complete' : 'partial tail'}: ${w.tables.map((t) => `${t.name} ${t.rows}`).join(', ')}; md5 ${w.dna.dig})`);
+    log(`wrote ${rel(w.path)} (${w.complete ? 'complete' : 'partial'}: ${w.tables.map((t) => `${t.name} ${t.rows}`).join(', ')}; md5 ${w.dna.dig})`);
   }
-  log(`dump: ${dump.written.length} written, ${dump.unchanged.length} unchanged tail, ${dump.plan.partitions.filter((p) => p.state === 'archived').length} archived before`);
+  log(`dump: ${dump.written.length} written, ${dump.unchanged.length} unchanged partial, ${dump.plan.partitions.filter((p) => p.state === 'archived').length} archived before`);
 
   // 2. Ship to the far node: only new or rewritten files travel; each is digested there and checked against its sidecar.
   await using remote = new SshTransport({

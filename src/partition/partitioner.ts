@@ -89,16 +89,30 @@ export interface PartitionerOptions {
   gzipLevel?: number;
   /** Bytes of one table's range held in memory before spilling to a file beside the archive (default 32 MiB). */
   spoolMemoryBytes?: number;
+  /**
+   * Ranges above a range that keys must reach before it counts as complete
+   * (default 1): the range below the tail stays `partial` until the keys
+   * pass the tail's end too. Writers commit out of key order (a transaction
+   * holding SEQNO 10 commits after one holding 11): a range taken for
+   * complete as soon as any higher key is visible would be archived without
+   * the late row, and a complete range is never written again. One range
+   * of margin lets such rows land in a later run; 0 takes a range for
+   * complete at the first higher key (a single writer committing in key
+   * order, such as SQLite).
+   */
+  settleRanges?: number;
 }
 
-const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outDir', 'name', 'catalog', 'gzipLevel', 'spoolMemoryBytes'] as const;
+const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outDir', 'name', 'catalog', 'gzipLevel', 'spoolMemoryBytes', 'settleRanges'] as const;
 
 /**
  * The state of a range in a plan:
- * - `complete`: the table holds keys above it, and it has no archive in
- *   its final form yet: the next dump writes it;
- * - `partial`: the tail, still filling: a dump writes it, and rewrites it
- *   later only if its rows changed;
+ * - `complete`: the table holds keys above it (past the
+ *   {@link PartitionerOptions.settleRanges} ranges above it), and it has no
+ *   archive in its final form yet: the next dump writes it;
+ * - `partial`: the tail, still filling (and the `settleRanges` ranges below
+ *   it, which late commits may still reach): a dump writes it, and
+ *   rewrites it later only if its rows changed;
  * - `archived`: its archive holds it complete: written once, left alone
  *   (also when deleting the rows above it makes it the tail again);
  * - `empty`: a run of ranges without rows: recorded, never written.
@@ -400,6 +414,7 @@ export class Partitioner {
   readonly #catalog: Catalog | undefined;
   readonly #gzipLevel: number;
   readonly #spoolBytes: number;
+  readonly #settle: bigint;
 
   /**
    * @param source - the database to dump
@@ -426,6 +441,7 @@ export class Partitioner {
     this.#catalog = options.catalog;
     this.#gzipLevel = checkInt('Partitioner', 'gzipLevel', options.gzipLevel ?? 1, 1, 9);
     this.#spoolBytes = checkInt('Partitioner', 'spoolMemoryBytes', options.spoolMemoryBytes ?? 32 * MiB, 0);
+    this.#settle = BigInt(checkInt('Partitioner', 'settleRanges', options.settleRanges ?? 1, 0, 1000));
   }
 
   /**
@@ -513,7 +529,7 @@ export class Partitioner {
       // its range is the tail once more because the rows above it were
       // deleted (rewriting it would drop the deleted rows from every backup).
       if (a !== undefined && a.complete) state = 'archived';
-      else if (isOccupied && i === tailIndex) state = 'partial';
+      else if (isOccupied && tailIndex !== undefined && i >= tailIndex - this.#settle) state = 'partial';
       else if (a !== undefined && !isOccupied) state = 'archived';
       else state = 'complete';
       const plo = grid.lo(i);

@@ -36,6 +36,12 @@ partitionSuite(
           await c.query('INSERT INTO Calib VALUES (?, 1, 1, 0.5, 1.5, ?, NULL), (?, 2, 2, 0.25, NULL, NULL, NULL), (?, 3, 3, -0.5, 0, ?, ?)', [seqno, 'late\trow', seqno, seqno, '', Buffer.from([0, 9, 10])]);
           await c.commit();
         },
+        async holdPair(seqno) {
+          await c.beginTransaction();
+          await c.query("INSERT INTO CalibVld VALUES (?, '2024-01-01 00:00:00.5', '2038-01-19 03:14:07', 1, NULL, NULL)", [seqno]);
+          await c.query('INSERT INTO Calib VALUES (?, 1, 1, 0.5, 1.5, ?, NULL), (?, 2, 2, 0.25, NULL, NULL, NULL), (?, 3, 3, -0.5, 0, ?, ?)', [seqno, 'late\trow', seqno, seqno, '', Buffer.from([0, 9, 10])]);
+          return { commit: () => c.commit() };
+        },
         close: () => c.end(),
       };
     },

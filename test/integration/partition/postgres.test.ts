@@ -36,6 +36,16 @@ partitionSuite(
           await c.query('INSERT INTO "Calib" VALUES ($1, 1, 1, 0.5, 1.5, $2, NULL), ($1, 2, 2, 0.25, NULL, NULL, NULL), ($1, 3, 3, -0.5, 0, $3, $4)', [seqno, 'late\trow', '', Buffer.from([0, 9, 10])]);
           await c.query('COMMIT');
         },
+        async holdPair(seqno) {
+          await c.query('BEGIN');
+          await c.query(`INSERT INTO "CalibVld" VALUES ($1, '2024-01-01 00:00:00.5', '2038-01-19 03:14:07', 1, NULL, NULL)`, [seqno]);
+          await c.query('INSERT INTO "Calib" VALUES ($1, 1, 1, 0.5, 1.5, $2, NULL), ($1, 2, 2, 0.25, NULL, NULL, NULL), ($1, 3, 3, -0.5, 0, $3, $4)', [seqno, 'late\trow', '', Buffer.from([0, 9, 10])]);
+          return {
+            commit: async () => {
+              await c.query('COMMIT');
+            },
+          };
+        },
         close: () => c.end(),
       };
     },

@@ -97,7 +97,8 @@ describe('Partitioner.dump', () => {
       const src = new SqliteSource(f);
       const catalog = mode === 'catalog' ? new Catalog(join(d, 'stowage.catalog')) : undefined;
       const out = join(d, 'out');
-      const opts: PartitionerOptions = { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out };
+      // settleRanges 0: these runs are about the tail alone (the default's margin has its own test).
+      const opts: PartitionerOptions = { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out, settleRanges: 0 };
       if (catalog !== undefined) opts.catalog = catalog;
       return { d, f, out, src, catalog, p: () => new Partitioner(src, opts) };
     }
@@ -274,7 +275,7 @@ describe('Partitioner.dump', () => {
     const f = join(d, 'c.db');
     makePairDb(f, seq(1, 150), 1);
     await using src = new SqliteSource(f);
-    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, 'out') });
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, 'out'), settleRanges: 0 });
     const first = await p.dump();
     const full = first.written.find((w) => w.lo === 1n)!;
     expect(full.complete).toBe(true);
@@ -290,6 +291,47 @@ describe('Partitioner.dump', () => {
     // Keys 95-100 are still in the backup.
     expect((await readFile(full.path)).equals(before)).toBe(true);
     expect(parseManifest((await archiveEntries(full.path)).get('manifest.json')!, full.path).tables[0]!.count).toBe(100);
+  });
+
+  it('a row committed out of key order (10 after 11) lands in a later run: the range below the tail settles first (settleRanges: 1)', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, [1, 2, 11], 1);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = (settleRanges?: number): Partitioner => new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 10, outDir: out, ...(settleRanges === undefined ? {} : { settleRanges }) });
+    const r1 = await p().dump();
+    expect(r1.written.map((w) => [w.lo, w.complete])).toEqual([
+      [1n, false],
+      [11n, false],
+    ]);
+    // The writer holding SEQNO 10 commits now.
+    insertPair(f, [10], 1);
+    insertPair(f, seq(12, 25), 1);
+    const r2 = await p().dump();
+    expect(r2.written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([
+      [1n, true, 3],
+      [11n, false, 10],
+      [21n, false, 5],
+    ]);
+    const fresh = join(d, 'fresh.db');
+    makePairDb(fresh, []);
+    await using dst = new SqliteSource(fresh);
+    await Partitioner.restore(dst, out, { table: 'CalibVld' });
+    expect((await Partitioner.compare(src, dst, 'CalibVld')).equal).toBe(true);
+
+    // With no margin, the range is complete at the first higher key, and the late row is never archived.
+    const f0 = join(d, 'c0.db');
+    makePairDb(f0, [1, 2, 11], 1);
+    await using src0 = new SqliteSource(f0);
+    const p0 = new Partitioner(src0, { table: 'CalibVld', rowsPerPartition: 10, outDir: join(d, 'out0'), settleRanges: 0 });
+    expect((await p0.dump()).written.map((w) => [w.lo, w.complete])).toEqual([
+      [1n, true],
+      [11n, false],
+    ]);
+    insertPair(f0, [10], 1);
+    expect((await p0.dump()).written).toEqual([]);
+    expect(() => new Partitioner(src, { table: 'CalibVld', outDir: out, settleRanges: -1 })).toThrow(/settleRanges/);
   });
 
   it('a row committed after the plan into a range it found empty goes to no archive of this run, and to its own range in the next', async () => {
@@ -619,7 +661,8 @@ describe('Partitioner.dump', () => {
       exec(f, 'UPDATE "CalibVld" SET "SITEMASK" = 0 WHERE "SEQNO" = 1');
       calls = 0;
       const three = await new Partitioner(counted, { table: 'CalibVld', rowsPerPartition: 50, outDir: join(d, 'a') }).dump({ concurrency: 1 });
-      expect(three.written.map((w) => w.lo)).toEqual([951n, 1001n, 1051n, 1101n]);
+      // 901-950 was kept partial (the default settleRanges: 1) and is complete now.
+      expect(three.written.map((w) => w.lo)).toEqual([901n, 951n, 1001n, 1051n, 1101n]);
       expect(calls).toBe(1);
     });
 
@@ -640,9 +683,11 @@ describe('Partitioner.dump', () => {
       expect(r1.written.length + files.filter((x) => x.endsWith('.tar.gz')).length).toBe(20);
       insertPair(f, seq(2001, 2150), 2);
       const r2 = await p.dump();
+      // The range below the tail stays partial (settleRanges: 1) until the keys pass the tail's end.
       expect(r2.written.map((w) => [w.lo, w.complete])).toEqual([
+        [1801n, true],
         [1901n, true],
-        [2001n, true],
+        [2001n, false],
         [2101n, false],
       ]);
       const t = await mtimes(out);

@@ -34,7 +34,9 @@ describe('Partitioner.plan', () => {
     await using src = new SqliteSource(join(d, 'c.db'));
     const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, 'out') });
     const plan = await p.plan();
-    expect(states(plan)).toEqual(['1-100 complete', '101-200 complete', '201-300 partial']);
+    // The range below the tail stays partial until the keys pass the tail's end (settleRanges: 1).
+    expect(states(plan)).toEqual(['1-100 complete', '101-200 partial', '201-300 partial']);
+    expect(states(await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: join(d, 'out'), settleRanges: 0 }).plan())).toEqual(['1-100 complete', '101-200 complete', '201-300 partial']);
     expect(plan.keyRange).toEqual({ lo: 1n, hi: 250n, rows: 250 });
     expect(plan.stateFrom).toBe('disk');
     expect(plan.dir).toBe(join(d, 'out', 'CalibVld'));
@@ -49,7 +51,7 @@ describe('Partitioner.plan', () => {
     const plan = await new Partitioner(src, { table: 'CalibVld', outDir: d }).plan();
     expect(plan.key).toBe('SEQNO');
     expect(plan.rowsPerPartition).toBe(10000n);
-    expect(states(plan)).toEqual(['1-10000 complete', '10001-20000 complete', '20001-30000 partial']);
+    expect(states(plan)).toEqual(['1-10000 complete', '10001-20000 partial', '20001-30000 partial']);
   });
 
   it('keys 1 and 10^15 make two partitions and one empty run, probing the gap in doubling windows', async () => {
@@ -149,9 +151,9 @@ describe('Partitioner.plan', () => {
     makePairDb(f, Array.from({ length: 150 }, (_, i) => i + 1));
     await using src = new SqliteSource(f);
     const out = join(d, 'out');
-    await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out }).dump();
+    await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 }).dump();
     insertPair(f, Array.from({ length: 100 }, (_, i) => i + 151));
-    const plan = await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out }).plan();
+    const plan = await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 }).plan();
     // 101-200 was archived while partial, and is complete now: it is to be written again.
     expect(states(plan)).toEqual(['1-100 archived', '101-200 complete', '201-300 partial']);
     expect(plan.partitions[0]!.archived).toEqual({ path: join(out, 'CalibVld', '0000000001-0000000100.tar.gz'), complete: true, tables: [{ name: 'CalibVld', rows: 100, digest: expect.stringMatching(/^[0-9a-f]{32}$/) }] });
@@ -161,7 +163,7 @@ describe('Partitioner.plan', () => {
     // A Catalog that recorded nothing: the archives on disk still count
     // (written before it was used), so the complete one is not written again.
     using catalog = new Catalog(join(d, 'cat.db'));
-    const viaCatalog = await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, catalog }).plan();
+    const viaCatalog = await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, catalog, settleRanges: 0 }).plan();
     expect(viaCatalog.stateFrom).toBe('catalog');
     expect(states(viaCatalog)).toEqual(['1-100 archived', '101-200 complete', '201-300 partial']);
   });
