@@ -8,11 +8,12 @@
  * @internal
  * @module
  */
-import { rm } from 'node:fs/promises';
+import { link, lstat, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { fromFsError } from '../errors.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { AtomicFile } from '../util/atomic-file.js';
+import { AtomicFile, fsyncDir, uniquePartPath } from '../util/atomic-file.js';
 import { DnaDigest, SIDECAR_SUFFIX, formatSidecar, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { sharedBlockHasher } from '../dna/block-hasher.js';
 import { ParallelGzip } from './parallel-gzip.js';
@@ -67,11 +68,90 @@ export interface TarWritten {
 }
 
 /**
+ * Puts a finished archive (fsynced under its `.part` name) and its sidecar
+ * (likewise, or none) in place of the pair already under `out`, so that a
+ * failure at any step leaves the old pair or the new one, never a mix nor
+ * half of one. The old archive is kept under a temporary hard link (no
+ * copy) and the old sidecar moved aside first (so the new archive is never
+ * seen with the old DNA); a failed step puts both back, and they are
+ * removed only once the new pair is complete.
+ *
+ * @param out - the archive's path
+ * @param archive - the new archive, written and synced
+ * @param bytes - its expected size
+ * @param sidecar - the new sidecar, written and synced, if one is wanted
+ */
+async function replacePair(out: string, archive: AtomicFile, bytes: number, sidecar: AtomicFile | undefined): Promise<void> {
+  const side = out + SIDECAR_SUFFIX;
+  let oldArchive: string | undefined;
+  let oldSidecar: string | undefined;
+  /** Which renames of ours were tried: only those may have put something under the final names. */
+  let tried = { archive: false, sidecar: false };
+  try {
+    const keep = uniquePartPath(out);
+    // Only a file (or link) under `out` is kept aside: anything else in the
+    // way (a folder) stays where it is and fails the rename below.
+    const there = await lstat(out).catch(() => undefined);
+    if (there !== undefined && (there.isFile() || there.isSymbolicLink())) {
+      try {
+        await link(out, keep);
+        oldArchive = keep;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') {
+          // No hard links on this file system: move it aside instead (no archive under `out` for a moment).
+          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw fromFsError(err, 'link', out);
+          try {
+            await rename(out, keep);
+            oldArchive = keep;
+          } catch (err2) {
+            if ((err2 as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err2, 'rename', out);
+          }
+        }
+      }
+    }
+    const keepSide = uniquePartPath(side);
+    const sideThere = await lstat(side).catch(() => undefined);
+    if (sideThere !== undefined && (sideThere.isFile() || sideThere.isSymbolicLink())) {
+      await rename(side, keepSide).then(
+        () => (oldSidecar = keepSide),
+        (err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err, 'rename', side);
+        },
+      );
+    }
+    tried = { archive: true, sidecar: false };
+    await archive.commit(bytes);
+    tried = { archive: true, sidecar: sidecar !== undefined };
+    await sidecar?.commit();
+  } catch (err) {
+    await archive.discard();
+    await sidecar?.discard();
+    // Back as it was: the old files where they were, or none.
+    const back = async (kept: string | undefined, path: string, ours: boolean): Promise<void> => {
+      if (kept === undefined) {
+        if (ours) await rm(path, { force: true });
+        return;
+      }
+      await rename(kept, path);
+      // Renaming a link onto another link of the same file does nothing (POSIX): the old archive never left.
+      await rm(kept, { force: true });
+    };
+    await back(oldArchive, out, tried.archive).catch(() => {});
+    await back(oldSidecar, side, tried.sidecar).catch(() => {});
+    await fsyncDir(dirname(out)).catch(() => {});
+    throw err;
+  }
+  if (oldArchive !== undefined) await rm(oldArchive, { force: true }).catch(() => {});
+  if (oldSidecar !== undefined) await rm(oldSidecar, { force: true }).catch(() => {});
+}
+
+/**
  * Writes the archive `out` from what `produce` adds to the pack. An older
- * archive and sidecar under the same name are replaced (the old sidecar is
- * removed first, so the new archive is never paired with the old DNA). On
- * failure or abort nothing is left under `out` nor as `out.part`, and the
- * first error is thrown.
+ * archive and sidecar under the same name are replaced as a pair (see
+ * {@link replacePair}): the new archive is never paired with the old DNA,
+ * and a failure leaves the old pair as it was. On failure or abort nothing
+ * new is left under `out` nor as `out.part`, and the first error is thrown.
  *
  * @param out - the archive's path (absolute)
  * @param options - compression, DNA, sidecar, signal
@@ -134,10 +214,6 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
         throw fromFsError(err, 'fsync', sidecarFile.partPath);
       }
     }
-    await rm(out + SIDECAR_SUFFIX, { force: true }).catch((err: unknown) => {
-      throw fromFsError(err, 'remove', out + SIDECAR_SUFFIX);
-    });
-    await file.commit(gz.bytesOut);
   } catch (err) {
     job?.drop();
     await file.discard();
@@ -147,16 +223,6 @@ export async function writeTarAtomic(out: string, options: TarWriteOptions, prod
   } finally {
     dispose();
   }
-  let sidecar: string | undefined;
-  if (sidecarFile !== undefined) {
-    try {
-      await sidecarFile.commit();
-      sidecar = sidecarFile.path;
-    } catch (err) {
-      // An archive without the sidecar it was promised would pass for an unverified one: remove it.
-      await rm(out, { force: true }).catch(() => {});
-      throw err;
-    }
-  }
-  return Object.freeze({ dna, bytesIn: gz.bytesIn, bytesOut: gz.bytesOut, sidecar });
+  await replacePair(out, file, gz.bytesOut, sidecarFile);
+  return Object.freeze({ dna, bytesIn: gz.bytesIn, bytesOut: gz.bytesOut, sidecar: sidecarFile?.path });
 }

@@ -12,26 +12,28 @@
  * read. Reading (verify, list, readEntry, extract) is one streaming pass
  * that checks gzip CRCs, tar header checksums, entry sizes and the
  * end-of-archive marker, and digests the file on the way. Extraction treats
- * the archive as untrusted input (see {@link ExtractGuard}).
+ * the archive as untrusted input (see {@link ExtractGuard}), and, since a
+ * gzip member's CRC comes only after its bytes, puts nothing in place
+ * before that whole pass has succeeded.
  *
  * @module
  */
 import { availableParallelism } from 'node:os';
 import { constants as fsConstants } from 'node:fs';
-import { chmod, link, lstat, mkdir, open, realpath, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { chmod, link, mkdir, open, realpath, rename, rm, stat, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Header } from 'tar-stream';
 import { StowageError, fromFsError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { anySignal, throwIfAborted } from '../util/abort.js';
-import { AtomicFile, PART_SUFFIX, uniquePartPath } from '../util/atomic-file.js';
-import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
+import { AtomicFile, PART_SUFFIX, fsyncDir, uniquePartPath } from '../util/atomic-file.js';
+import { checkInt, checkOneOf, checkOptionKeys, checkPathArg } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, dnaEqual, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
 import { drained, normalizeEntryName, readArchive, type ArchiveEntry, type ArchiveEntryType } from './archive-reader.js';
-import { ExtractGuard } from './tar-safety.js';
+import { ExtractGuard, type PendingEntry } from './tar-safety.js';
 
 /** What tar-stream's `pack.entry()` takes. */
 type TarHeaders = Partial<Header> & Pick<Header, 'name'>;
@@ -166,7 +168,7 @@ export interface ArchiveExtractOptions {
   maxBytes?: number;
   /** UNSAFE: allow absolute names, `..` segments, links pointing out and writing through symlinks. Only for archives you made yourself. */
   allowUnsafePaths?: boolean;
-  /** Cancels the extraction; a file being written is left only as a removed `.part`. */
+  /** Cancels the extraction; until every entry has been checked it leaves the destination as it was (see {@link Archiver.extract}). */
   signal?: AbortSignal;
   /** Progress over the archive bytes (phase `"extract"`). */
   onProgress?: ProgressCallback;
@@ -322,6 +324,27 @@ function notFound(file: string, name: string, why = 'it has no such entry'): Sto
   return new StowageError('ENOT_FOUND', `Entry "${name}" not found in ${file}: ${why}.`, { details: { path: file, entry: name } });
 }
 
+/** A pending regular file (or hard link) of an extraction. */
+const PENDING_FILE: PendingEntry = Object.freeze({ kind: 'file' });
+
+/**
+ * Creates the destination of an extraction if missing and returns its real
+ * path; a file (or a file on the way) where it should be is EBAD_CONFIG.
+ */
+async function destinationDir(where: string, dest: string): Promise<string> {
+  try {
+    await mkdir(dest, { recursive: true });
+    const real = await realpath(dest);
+    if ((await stat(real)).isDirectory()) return real;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw fromFsError(err, 'create directory', dest);
+  }
+  throw new StowageError('EBAD_CONFIG', `${where}: the destination ${dest} is not a directory (a file is there, or on the way to it). Pass a directory, or a path where one can be created.`, {
+    details: { where, argument: 'dest', path: dest },
+  });
+}
+
 /**
  * Creates, verifies, lists, reads and extracts `.tar` / `.tar.gz` archives.
  * All methods are static; options objects come last and are validated up
@@ -346,21 +369,38 @@ export class Archiver {
    * devices are skipped with a warning. The DNA is always computed (it is
    * returned); `sidecar: false` only skips writing it down.
    *
+   * The archive being written, its sidecar and their `.part` files are
+   * never archived, even when the source reaches their folder through a
+   * symlink (they are told by the folder's identity, not its path). An
+   * archive and sidecar already under `outFile` are replaced as a pair: if
+   * any step fails, the old pair is left as it was.
+   *
    * Throws ELOCKED if the tree holds a `LOCKED` directory (unless
    * `allowLocked`), EIO naming a file that changed size while it was read,
    * ENOSPACE on a full disk (nothing is left under the final name nor as
-   * `.part`), EBAD_CONFIG for a bad option, ENOT_FOUND for a missing source.
+   * `.part`), EBAD_CONFIG for a bad option or a path that is not a string,
+   * ENOT_FOUND for a missing source.
    *
-   * @param srcDir - the directory to archive; entry names are relative to it
+   * @param srcDir - the directory to archive (a symlink to one is followed; symlinks below it are stored as symlinks); entry names are relative to it
    * @param outFile - the archive to write
    * @param options - see {@link ArchiveCreateOptions}
    */
   static async create(srcDir: string, outFile: string, options: ArchiveCreateOptions = {}): Promise<ArchiveCreateResult> {
+    const w = 'Archiver.create';
+    checkPathArg(w, 'srcDir', srcDir);
+    checkPathArg(w, 'outFile', outFile);
+    options ??= {};
     const o = resolveCreate(outFile, options);
     const { signal, onWarning } = options;
     throwIfAborted(signal);
     const out = resolve(outFile);
-    const exclude = new Set([out, out + PART_SUFFIX, out + SIDECAR_SUFFIX, out + SIDECAR_SUFFIX + PART_SUFFIX]);
+    // By identity, not by path: the source may reach the output's folder through a symlink.
+    const outDir = await stat(dirname(out), { bigint: true }).catch(() => undefined);
+    const base = basename(out);
+    const exclude = {
+      dir: outDir && { dev: outDir.dev, ino: outDir.ino },
+      names: new Set([base, base + PART_SUFFIX, base + SIDECAR_SUFFIX, base + SIDECAR_SUFFIX + PART_SUFFIX]),
+    };
     const list = await collectEntries(srcDir, { entries: o.entries, allowLocked: o.allowLocked, exclude, onWarning, strict: o.strict, signal });
     let bytesTotal = 0;
     for (const e of list) if (e.type === 'file') bytesTotal += e.stats.size;
@@ -394,6 +434,7 @@ export class Archiver {
           if (code === 'ENOENT' || code === 'ELOOP') {
             // Vanished or replaced by a symlink since the walk: a live tree.
             warnOrThrow(fromFsError(err, 'archive', e.abs), e.abs, onWarning, o.strict);
+            progress.bytesTotal! -= e.stats.size;
             return false;
           }
           throw fromFsError(err, 'read', e.abs);
@@ -402,9 +443,12 @@ export class Archiver {
           const st = await h.stat();
           if (!st.isFile()) {
             warnOrThrow(new StowageError('EIO', `Skipped ${e.abs}: it is no longer a regular file.`, { details: { path: e.abs } }), e.abs, onWarning, o.strict);
+            progress.bytesTotal! -= e.stats.size;
             return false;
           }
           const size = st.size;
+          // The total counted the size the walk saw; what is read is the size now.
+          progress.bytesTotal! += size - e.stats.size;
           header.size = size;
           await addEntry(header, async (sink) => {
             let remaining = size;
@@ -464,6 +508,8 @@ export class Archiver {
    */
   static async verify(file: string, options: ArchiveVerifyOptions = {}): Promise<ArchiveVerifyResult> {
     const w = 'Archiver.verify';
+    checkPathArg(w, 'file', file);
+    options ??= {};
     checkOptionKeys(w, options, VERIFY_KEYS);
     checkSignal(w, options.signal);
     checkFn(w, 'onProgress', options.onProgress);
@@ -491,6 +537,8 @@ export class Archiver {
    */
   static async list(file: string, options: ArchiveListOptions = {}): Promise<ArchiveEntry[]> {
     const w = 'Archiver.list';
+    checkPathArg(w, 'file', file);
+    options ??= {};
     checkOptionKeys(w, options, LIST_KEYS);
     checkSignal(w, options.signal);
     const out: ArchiveEntry[] = [];
@@ -519,6 +567,9 @@ export class Archiver {
    */
   static async readEntry(file: string, name: string, options: ArchiveReadOptions = {}): Promise<Buffer> {
     const w = 'Archiver.readEntry';
+    checkPathArg(w, 'file', file);
+    checkPathArg(w, 'name', name);
+    options ??= {};
     checkOptionKeys(w, options, READ_KEYS);
     checkSignal(w, options.signal);
     const want = normalizeEntryName(name);
@@ -560,6 +611,9 @@ export class Archiver {
    */
   static async openEntry(file: string, name: string, options: ArchiveReadOptions = {}): Promise<Readable> {
     const w = 'Archiver.openEntry';
+    checkPathArg(w, 'file', file);
+    checkPathArg(w, 'name', name);
+    options ??= {};
     checkOptionKeys(w, options, READ_KEYS);
     checkSignal(w, options.signal);
     const want = normalizeEntryName(name);
@@ -628,14 +682,23 @@ export class Archiver {
    * point out of `dest`, entries that would be written through a symlink,
    * device nodes and fifos, and archives expanding past `maxBytes` are all
    * refused with EUNSAFE_PATH before anything is written for that entry.
-   * Files are written through {@link AtomicFile}, so no partial file ever
-   * sits under a final name. Entries extracted before a refused one stay.
    *
-   * When the archive has a sidecar `file.dna`, its DNA is computed in the
-   * same pass and compared at the end: a mismatch is EDIGEST_MISMATCH
-   * (whose message and `details.dest` say that what was extracted came from
-   * an archive that is not the one the sidecar describes). To refuse before
-   * writing anything, call {@link Archiver.verify} first.
+   * All or nothing: every file is written and fsynced under a temporary name
+   * beside its target (links are made there too), and nothing is renamed
+   * into place until the whole archive has been read and checked: every
+   * gzip member's CRC, every tar header, the end-of-archive marker, the
+   * links followed together, and, when the archive has a sidecar
+   * `file.dna`, its DNA computed in the same pass. Any failure (a damaged
+   * archive is ECORRUPT_ARCHIVE, a sidecar mismatch EDIGEST_MISMATCH, a
+   * refused entry EUNSAFE_PATH, a full disk ENOSPACE, an abort) removes the
+   * temporary files and the (empty) directories the extraction created
+   * below `dest`, and leaves every file that was in `dest` as it was. Only
+   * once all is checked are the files and links renamed into place (a
+   * rename per entry; an abort no longer stops it then, and a rename that
+   * fails, on a file system gone read-only say, leaves those already
+   * renamed), after which directory modes and times are set. A bad
+   * argument (a path that is not a string, a `dest` that is a file) is
+   * EBAD_CONFIG.
    *
    * @param file - the archive
    * @param dest - the destination directory
@@ -643,6 +706,9 @@ export class Archiver {
    */
   static async extract(file: string, dest: string, options: ArchiveExtractOptions = {}): Promise<ArchiveExtractResult> {
     const w = 'Archiver.extract';
+    checkPathArg(w, 'file', file);
+    checkPathArg(w, 'dest', dest);
+    options ??= {};
     checkOptionKeys(w, options, EXTRACT_KEYS);
     checkSignal(w, options.signal);
     checkFn(w, 'filter', options.filter);
@@ -654,21 +720,39 @@ export class Archiver {
     const checkSidecar = checkBool(w, 'checkSidecar', options.checkSidecar) ?? true;
     const { signal, filter, onWarning } = options;
     throwIfAborted(signal);
-    try {
-      await mkdir(dest, { recursive: true });
-    } catch (err) {
-      throw fromFsError(err, 'create directory', dest);
-    }
-    const destReal = await realpath(dest);
-    const guard = new ExtractGuard(destReal, file, allowUnsafe);
+    const destReal = await destinationDir(w, dest);
+    /**
+     * Files and links written so far, under their temporary names, by target
+     * (the last entry of a name wins). Only paths: each file is closed once
+     * fsynced, so an archive of a million small files holds no descriptors.
+     */
+    const pending = new Map<string, { part: string; entry: PendingEntry }>();
+    const guard = new ExtractGuard(destReal, file, allowUnsafe, (abs) => pending.get(abs)?.entry);
+    const stage = async (target: string, part: string, entry: PendingEntry): Promise<void> => {
+      const old = pending.get(target);
+      pending.delete(target);
+      pending.set(target, { part, entry });
+      // Replaced by a later entry of the same name: a hard link already made to it keeps its bytes.
+      if (old !== undefined) await rm(old.part, { force: true }).catch(() => {});
+    };
+    const discardAll = async (): Promise<void> => {
+      for (const p of pending.values()) await rm(p.part, { force: true }).catch(() => {});
+      pending.clear();
+      await guard.removeCreated();
+    };
     let total = 0;
     let entries = 0;
     const dirs: { path: string; mode: number; mtime: Date }[] = [];
     const links: { name: string; target: string }[] = [];
     const skipped: { readonly name: string; readonly type: ArchiveEntryType }[] = [];
-    const expected = await sidecarIfAny(file, checkSidecar);
 
-    const pass = await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
+    const inTheWay = async (target: string, e: ArchiveEntry): Promise<void> => {
+      if ((await guard.at(target))?.type === 'directory') {
+        throw new StowageError('EEXIST', `Cannot extract ${e.type} "${e.name}" from ${file}: a directory is in the way at ${target}.`, { details: { path: file, entry: e.name } });
+      }
+    };
+
+    const visit = async (e: ArchiveEntry, data: Readable): Promise<void> => {
       if (filter && !filter(e)) return;
       throwIfAborted(signal);
       // The raw name matters for the absolute-path check; the normalised one for the rest.
@@ -678,14 +762,10 @@ export class Archiver {
           const target = guard.target(raw, e.name);
           if (target === destReal) return;
           await guard.prepareParent(target, e.name);
-          const st = await lstat(target).catch(() => undefined);
-          if (st?.isSymbolicLink()) throw new StowageError('EUNSAFE_PATH', `Refusing to extract "${e.name}" from ${file}: a symlink sits where the directory should be.`, { details: { path: file, entry: e.name } });
-          if (st !== undefined && !st.isDirectory()) throw new StowageError('EEXIST', `Cannot extract directory "${e.name}" from ${file}: ${target} exists and is not a directory.`, { details: { path: file, entry: e.name } });
-          if (st === undefined) {
-            await mkdir(target, { mode: 0o700 }).catch((err: unknown) => {
-              if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create directory', target);
-            });
-          }
+          const st = await guard.at(target);
+          if (st?.type === 'symlink') throw new StowageError('EUNSAFE_PATH', `Refusing to extract "${e.name}" from ${file}: a symlink sits where the directory should be.`, { details: { path: file, entry: e.name } });
+          if (st !== undefined && st.type !== 'directory') throw new StowageError('EEXIST', `Cannot extract directory "${e.name}" from ${file}: ${target} exists and is not a directory.`, { details: { path: file, entry: e.name } });
+          if (st === undefined) await guard.mkdir(target);
           dirs.push({ path: target, mode: e.mode & 0o777, mtime: e.mtime });
           entries++;
           return;
@@ -701,6 +781,7 @@ export class Archiver {
           const target = guard.target(raw, e.name);
           if (target === destReal) throw new StowageError('EUNSAFE_PATH', `Refusing to extract "${raw}" from ${file}: a file cannot replace the destination.`, { details: { path: file, entry: raw } });
           await guard.prepareParent(target, e.name);
+          await inTheWay(target, e);
           // A unique temporary name: `NAME.part` may be an entry of the archive itself, or a file of the destination's.
           const f = await AtomicFile.open(target, { mode: e.mode & 0o777 || 0o644, signal, uniquePart: true });
           try {
@@ -708,12 +789,13 @@ export class Archiver {
               throwIfAborted(signal);
               await f.write(c);
             }
-            await f.commit(e.size);
+            await f.handle.utimes(e.mtime, e.mtime).catch(() => {});
+            await f.seal(e.size);
           } catch (err) {
             await f.discard();
             throw err;
           }
-          await utimes(target, e.mtime, e.mtime).catch(() => {});
+          await stage(target, f.partPath, PENDING_FILE);
           entries++;
           return;
         }
@@ -727,18 +809,17 @@ export class Archiver {
             await guard.checkSymlinkOnDisk(e);
           } else source = await guard.hardlinkSource(e);
           await guard.prepareParent(target, e.name);
-          if ((await lstat(target).catch(() => undefined))?.isDirectory()) {
-            throw new StowageError('EEXIST', `Cannot extract ${e.type} "${e.name}" from ${file}: a directory is in the way at ${target}.`, { details: { path: file, entry: e.name } });
-          }
+          await inTheWay(target, e);
           const part = uniquePartPath(target);
           try {
+            // A hard link to a file of this archive links to its temporary name: the same inode, renamed later.
             if (e.type === 'symlink') await symlink(e.linkname ?? '', part);
-            else await link(source, part);
-            await rename(part, target);
+            else await link(pending.get(source)?.part ?? source, part);
           } catch (err) {
             await rm(part, { force: true }).catch(() => {});
             throw fromFsError(err, e.type === 'symlink' ? 'create symlink' : 'create hard link', target);
           }
+          await stage(target, part, e.type === 'symlink' ? { kind: 'symlink', linkname: e.linkname ?? '' } : PENDING_FILE);
           if (e.type === 'symlink') {
             guard.forgetDirs();
             links.push({ name: e.name, target });
@@ -761,22 +842,50 @@ export class Archiver {
           );
           skipped.push(Object.freeze({ name: e.name, type: e.type }));
       }
-    });
-    // A link created before the links it goes through: followed now that all are there, it must stay inside.
-    await guard.checkLinksAfter(links);
+    };
+
+    let expected: Dna | undefined;
+    try {
+      expected = await sidecarIfAny(file, checkSidecar);
+      const pass = await readArchive(file, { phase: 'extract', onProgress: options.onProgress, signal, ...(expected ? { algorithm: expected.algorithm } : {}) }, async (e, data) => {
+        await visit(e, data);
+      });
+      if (expected !== undefined && !dnaEqual(expected, pass.dna!)) {
+        throw new StowageError(
+          'EDIGEST_MISMATCH',
+          `${file} does not match its DNA sidecar (expected ${expected.algorithm} ${expected.dig}, ${expected.size} bytes; read ${pass.dna!.dig}, ${pass.dna!.size} bytes), though it reads as a sound archive: it is not what was backed up, so nothing was extracted into ${destReal}. Extract a good copy of the archive.`,
+          { details: { path: file, dest: destReal, entries, expected, actual: pass.dna } },
+        );
+      }
+      // A link made before the links it goes through: followed now that all are known, it must stay inside.
+      await guard.checkLinksAfter(links);
+      throwIfAborted(signal);
+    } catch (err) {
+      await discardAll();
+      throw err;
+    }
+    // Everything checked: into place, in the order of the entries (the last of a name last).
+    const renamedIn = new Set<string>();
+    try {
+      for (const [target, p] of pending) {
+        try {
+          await rename(p.part, target);
+        } catch (err) {
+          throw fromFsError(err, 'rename', p.part);
+        }
+        pending.delete(target);
+        renamedIn.add(dirname(target));
+      }
+    } catch (err) {
+      for (const p of pending.values()) await rm(p.part, { force: true }).catch(() => {});
+      throw err;
+    }
+    for (const d of renamedIn) await fsyncDir(d);
     // Directory modes and times last, deepest first, so that read-only directories do not block their contents.
     for (const d of dirs.reverse()) {
       await chmod(d.path, d.mode || 0o755).catch(() => {});
       await utimes(d.path, d.mtime, d.mtime).catch(() => {});
     }
-    if (expected !== undefined && !dnaEqual(expected, pass.dna!)) {
-      throw new StowageError(
-        'EDIGEST_MISMATCH',
-        `${file} does not match its DNA sidecar (expected ${expected.algorithm} ${expected.dig}, ${expected.size} bytes; read ${pass.dna!.dig}, ${pass.dna!.size} bytes), though it reads as a sound archive: the ${entries} entries extracted into ${destReal} are not what was backed up. Remove them, and extract a good copy of the archive.`,
-        { details: { path: file, dest: destReal, entries, expected, actual: pass.dna } },
-      );
-    }
     return Object.freeze({ dest: destReal, entries, bytes: total, sidecarChecked: expected !== undefined, skipped: Object.freeze(skipped) });
   }
 }
-

@@ -9,9 +9,9 @@
  *
  * @module
  */
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { join, posix, resolve, sep } from 'node:path';
+import { basename, dirname, join, posix, resolve, sep } from 'node:path';
 import { StowageError, fromFsError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { LOCK_DIR_NAME } from '../dna/index.js';
 import { throwIfAborted } from '../util/abort.js';
@@ -48,14 +48,27 @@ function slim(st: Stats): EntryStats {
   return { size: st.size, mode: st.mode, mtimeMs: st.mtimeMs, uid: st.uid, gid: st.gid };
 }
 
+/**
+ * Files never to archive: the archive being written and its companions
+ * (sidecar, `.part` files), named in one directory known by identity
+ * (device and inode), so that a source reached through a symlink, a bind
+ * mount or `..` cannot take them in under another path.
+ */
+export interface OutputExclusion {
+  /** Device and inode of the directory the archive is written to; undefined when it does not exist (nothing to exclude then). */
+  readonly dir: { readonly dev: bigint; readonly ino: bigint } | undefined;
+  /** Base names in that directory to leave out. */
+  readonly names: ReadonlySet<string>;
+}
+
 /** Options of {@link collectEntries}. */
 export interface CollectOptions {
   /** Explicit relative paths under the source directory (default: everything). */
   entries?: readonly string[] | undefined;
   /** Archive a tree holding a `LOCKED` directory anyway (the lock directory itself is left out). */
   allowLocked: boolean;
-  /** Absolute paths never to include (the archive being written and its sidecar). */
-  exclude: ReadonlySet<string>;
+  /** What never to include (the archive being written and its sidecar). */
+  exclude: OutputExclusion;
   /** Per-entry trouble. */
   onWarning: WarningCallback | undefined;
   /** Throw instead of warning. */
@@ -77,10 +90,18 @@ class Walker {
     readonly o: CollectOptions,
   ) {}
 
+  /** Whether `abs` is one of the excluded files: its name first (no syscall for other names), then its directory's identity. */
+  async #excluded(abs: string): Promise<boolean> {
+    const { dir, names } = this.o.exclude;
+    if (dir === undefined || !names.has(basename(abs))) return false;
+    const st = await stat(dirname(abs), { bigint: true }).catch(() => undefined);
+    return st !== undefined && st.dev === dir.dev && st.ino === dir.ino;
+  }
+
   /** Adds one path (already lstat-ed) and, for a directory, its contents. */
   async add(name: string, abs: string, stats: Stats): Promise<void> {
     throwIfAborted(this.o.signal);
-    if (this.o.exclude.has(abs) || this.#seen.has(name)) return;
+    if (this.#seen.has(name) || (name !== '' && (await this.#excluded(abs)))) return;
     if (stats.isDirectory()) {
       if (name !== '') {
         this.#seen.add(name);
@@ -188,7 +209,7 @@ export function normalizeSourceEntry(entry: string): string {
 /**
  * Lists what to archive, in archive order.
  *
- * @param srcDir - the source directory
+ * @param srcDir - the source directory (a symlink to one is followed; symlinks below it are stored as symlinks)
  * @param o - explicit entries, locks, exclusions, warnings, signal
  */
 export async function collectEntries(srcDir: string, o: CollectOptions): Promise<SourceEntry[]> {
@@ -196,7 +217,8 @@ export async function collectEntries(srcDir: string, o: CollectOptions): Promise
   const root = resolve(srcDir);
   let rootStats: Stats;
   try {
-    rootStats = await lstat(root);
+    // Followed: a source given as a symlink to a directory is that directory (entries below are not followed).
+    rootStats = await stat(root);
   } catch (err) {
     throw fromFsError(err, 'archive', root);
   }
@@ -222,7 +244,7 @@ export async function collectEntries(srcDir: string, o: CollectOptions): Promise
     const abs = name === '' ? root : join(root, ...name.split('/'));
     let st: Stats;
     try {
-      st = await lstat(abs);
+      st = name === '' ? rootStats : await lstat(abs);
     } catch (err) {
       throw fromFsError(err, 'archive', abs);
     }

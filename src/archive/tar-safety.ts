@@ -8,12 +8,13 @@
  * symlink at the `NAME.part` slot an atomic writer opens, device nodes, and
  * size bombs. Every check here runs before anything is written for the
  * entry, and every path component between the destination and the target is
- * checked with `lstat`, so a symlink planted by an earlier entry is never
- * followed.
+ * checked with `lstat` (or, for an entry of the archive not yet renamed into
+ * place, against what it will be), so a symlink planted by an earlier entry
+ * is never followed.
  *
  * @module
  */
-import { lstat, mkdir, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, readlink, rmdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { StowageError, fromFsError } from '../errors.js';
 import type { ArchiveEntry } from './archive-reader.js';
@@ -30,14 +31,33 @@ function escapes(p: string): boolean {
 }
 
 /**
+ * An entry extracted but not yet in place: `Archiver.extract` keeps files
+ * and links under temporary names until the whole archive has been checked,
+ * and the guard judges every later entry against the tree as it will be.
+ * Hard links are `file`s.
+ */
+export type PendingEntry = { readonly kind: 'file' } | { readonly kind: 'symlink'; readonly linkname: string };
+
+/** What is at a path of the destination once the pending entries are in place. */
+export interface EntryAt {
+  /** Its type, as lstat sees it (a symlink is never followed). */
+  readonly type: 'file' | 'directory' | 'symlink' | 'other';
+  /** A pending symlink's target (read from disk on demand otherwise). */
+  readonly linkname?: string;
+}
+
+/**
  * Validates entries of one archive against one destination directory and
  * prepares their parent directories without following symlinks.
  */
 export class ExtractGuard {
   /** The destination's real path. */
   readonly dest: string;
+  /** Directories this guard created, parents before children (for removal if the extraction fails). */
+  readonly created: string[] = [];
   readonly #archive: string;
   readonly #allowUnsafe: boolean;
+  readonly #pending: (abs: string) => PendingEntry | undefined;
   /** Directories (absolute) known to be real directories inside `dest`. */
   readonly #safeDirs = new Set<string>();
 
@@ -45,12 +65,61 @@ export class ExtractGuard {
    * @param dest - the destination's real path (already created)
    * @param archive - the archive's path, for messages
    * @param allowUnsafe - skip the path checks (`allowUnsafePaths`)
+   * @param pending - entries not yet renamed into place, by absolute path (default: none)
    */
-  constructor(dest: string, archive: string, allowUnsafe: boolean) {
+  constructor(dest: string, archive: string, allowUnsafe: boolean, pending: (abs: string) => PendingEntry | undefined = () => undefined) {
     this.dest = dest;
     this.#archive = archive;
     this.#allowUnsafe = allowUnsafe;
+    this.#pending = pending;
     this.#safeDirs.add(dest);
+  }
+
+  /**
+   * What is at `abs` once the pending entries are in place: the pending
+   * entry there if any, else what lstat finds (undefined: nothing).
+   *
+   * @param abs - an absolute path
+   */
+  async at(abs: string): Promise<EntryAt | undefined> {
+    const p = this.#pending(abs);
+    if (p !== undefined) return p.kind === 'symlink' ? { type: 'symlink', linkname: p.linkname } : { type: 'file' };
+    let st;
+    try {
+      st = await lstat(abs);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw fromFsError(err, 'stat', abs);
+    }
+    return { type: st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other' };
+  }
+
+  /** A symlink's target, pending or on disk; undefined if `abs` is not a symlink. */
+  async #linkAt(abs: string): Promise<string | undefined> {
+    const a = await this.at(abs);
+    if (a?.type !== 'symlink') return undefined;
+    return a.linkname ?? (await readlink(abs).catch(() => undefined));
+  }
+
+  /**
+   * Creates the directory `dir` of an entry (its parent already prepared),
+   * remembering it for {@link ExtractGuard.removeCreated}; one created meanwhile is fine.
+   *
+   * @param dir - absolute path
+   */
+  async mkdir(dir: string): Promise<void> {
+    try {
+      await mkdir(dir, { mode: 0o700 });
+      this.created.push(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create directory', dir);
+    }
+  }
+
+  /** Removes the directories this guard created, deepest first, where they are empty again; never throws. */
+  async removeCreated(): Promise<void> {
+    for (const d of this.created.splice(0).reverse()) await rmdir(d).catch(() => {});
   }
 
   /**
@@ -93,21 +162,19 @@ export class ExtractGuard {
       cur = join(cur, part);
       if (this.#safeDirs.has(cur)) continue;
       if (!missing) {
-        const st = await lstat(cur).catch((err: unknown) => {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-          throw fromFsError(err, 'stat', cur);
-        });
+        const st = await this.at(cur);
         if (st === undefined) {
           missing = true;
-        } else if (st.isSymbolicLink()) {
+        } else if (st.type === 'symlink') {
           throw unsafe(this.#archive, entry, `it would be written through the symlink ${cur}`, { symlink: cur });
-        } else if (!st.isDirectory()) {
+        } else if (st.type !== 'directory') {
           throw new StowageError('EEXIST', `Cannot extract "${entry}" from ${this.#archive}: ${cur} exists and is not a directory.`, { details: { path: this.#archive, entry, blocker: cur } });
         }
       }
       if (missing) {
         try {
           await mkdir(cur);
+          this.created.push(cur);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create directory', cur);
           // Created by someone else meanwhile: it must still be a real directory.
@@ -150,10 +217,9 @@ export class ExtractGuard {
     }
     const src = join(this.dest, ...posix.normalize(name).split('/'));
     await this.assertNoSymlinkIn(src, entry.name);
-    const st = await lstat(src).catch((err: unknown) => {
-      throw fromFsError(err, 'link to', src);
-    });
-    if (!st.isFile()) throw unsafe(this.#archive, entry.name, `hard link to ${link}, which is not a regular file`, { linkname: link });
+    const st = await this.at(src);
+    if (st === undefined) throw new StowageError('ENOT_FOUND', `Cannot link to ${src}: it does not exist.`, { details: { path: src, action: 'link to', entry: entry.name } });
+    if (st.type !== 'file') throw unsafe(this.#archive, entry.name, `hard link to ${link}, which is not a regular file`, { linkname: link });
     return src;
   }
 
@@ -182,11 +248,10 @@ export class ExtractGuard {
       }
       stack.push(c);
       const abs = join(this.dest, ...stack);
-      const st = await lstat(abs).catch(() => undefined);
-      if (st?.isSymbolicLink()) {
+      const next = await this.#linkAt(abs).catch(() => undefined);
+      if (next !== undefined) {
         if (++hops > 40) return undefined;
-        const next = await readlink(abs).catch(() => undefined);
-        if (next === undefined || posix.isAbsolute(next)) return undefined;
+        if (posix.isAbsolute(next)) return undefined;
         stack.pop();
         pending.unshift(...next.split('/'));
       }
@@ -195,12 +260,13 @@ export class ExtractGuard {
   }
 
   /**
-   * Checks, once every entry is written, that each symlink created leads
-   * inside the destination when the links around it are followed (see
-   * {@link ExtractGuard.checkSymlinkOnDisk}); one that does not is removed,
-   * and the extraction fails with EUNSAFE_PATH naming them.
+   * Checks, once every entry has been read and before any is put in place,
+   * that each symlink leads inside the destination when the links around it
+   * (pending or on disk) are followed (see
+   * {@link ExtractGuard.checkSymlinkOnDisk}); if one does not, the
+   * extraction fails with EUNSAFE_PATH naming them.
    *
-   * @param links - the symlinks created: destination-relative name and absolute path
+   * @param links - the symlink entries: destination-relative name and absolute path
    */
   async checkLinksAfter(links: readonly { name: string; target: string }[]): Promise<void> {
     if (this.#allowUnsafe) return;
@@ -209,17 +275,15 @@ export class ExtractGuard {
     for (const l of links) {
       if (seen.has(l.target)) continue;
       seen.add(l.target);
-      // What is there now: a later entry of the same name may have replaced the link.
-      if ((await lstat(l.target).catch(() => undefined))?.isSymbolicLink() !== true) continue;
-      const now = await readlink(l.target).catch(() => undefined);
+      // What will be there: a later entry of the same name may have replaced the link.
+      const now = await this.#linkAt(l.target).catch(() => undefined);
       if (now === undefined || (await this.#resolveOnDisk(l.name, now)) !== undefined) continue;
-      await rm(l.target, { force: true });
       bad.push({ name: l.name, linkname: now });
     }
     if (bad.length > 0) {
       throw new StowageError(
         'EUNSAFE_PATH',
-        `Refusing the symlink(s) ${bad.map((b) => `"${b.name}" -> ${b.linkname}`).join(', ')} from ${this.#archive}: through other symlinks of the archive they lead outside the destination. They were removed; the other entries are extracted.`,
+        `Refusing the symlink(s) ${bad.map((b) => `"${b.name}" -> ${b.linkname}`).join(', ')} from ${this.#archive}: through other symlinks of the archive they lead outside the destination. Nothing was extracted.`,
         { details: { path: this.#archive, entry: bad[0]!.name, links: bad, reason: 'symlink leads outside the destination through other symlinks' } },
       );
     }
@@ -247,8 +311,8 @@ export class ExtractGuard {
     for (const part of rel === '' ? [] : rel.split(sep)) {
       cur = join(cur, part);
       if (this.#safeDirs.has(cur)) continue;
-      const st = await lstat(cur).catch(() => undefined);
-      if (st?.isSymbolicLink()) throw unsafe(this.#archive, entry, `it goes through the symlink ${cur}`, { symlink: cur });
+      const st = await this.at(cur).catch(() => undefined);
+      if (st?.type === 'symlink') throw unsafe(this.#archive, entry, `it goes through the symlink ${cur}`, { symlink: cur });
     }
   }
 

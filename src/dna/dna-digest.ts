@@ -11,7 +11,7 @@ import { StowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { checkOneOf, checkOptionKeys } from '../util/options.js';
+import { checkOneOf, checkOptionKeys, checkPathArg } from '../util/options.js';
 import { scanTree, type DnaScanOptions } from './dna-scan.js';
 import { hashFile, readSidecarText } from './file-hash.js';
 import {
@@ -123,6 +123,8 @@ export class DnaDigest {
    * @param options - algorithm, signal, onProgress
    */
   static async ofFile(path: string, options: DnaFileOptions = {}): Promise<Dna> {
+    checkPathArg('DnaDigest.ofFile', 'path', path);
+    options ??= {};
     checkOptionKeys('DnaDigest.ofFile', options, ['algorithm', 'signal', 'onProgress']);
     const algorithm = resolveAlgorithm('DnaDigest.ofFile', options);
     throwIfAborted(options.signal);
@@ -195,6 +197,7 @@ export class DnaDigest {
    * @param dna - its DNA
    */
   static async writeSidecar(file: string, dna: Dna): Promise<string> {
+    checkPathArg('DnaDigest.writeSidecar', 'file', file);
     const sidecar = file + SIDECAR_SUFFIX;
     await writeFileAtomic(sidecar, [Buffer.from(formatSidecar(dna, sidecar))]);
     return sidecar;
@@ -208,6 +211,7 @@ export class DnaDigest {
    * @param file - the file the DNA describes (not the sidecar path)
    */
   static async readSidecar(file: string): Promise<Dna> {
+    checkPathArg('DnaDigest.readSidecar', 'file', file);
     const sidecar = file + SIDECAR_SUFFIX;
     return parseSidecar(await readSidecarText(file, sidecar), sidecar);
   }
@@ -220,6 +224,8 @@ export class DnaDigest {
    * @param options - signal, onProgress
    */
   static async verify(path: string, options: Omit<DnaFileOptions, 'algorithm'> = {}): Promise<DnaVerifyResult> {
+    checkPathArg('DnaDigest.verify', 'path', path);
+    options ??= {};
     checkOptionKeys('DnaDigest.verify', options, ['signal', 'onProgress']);
     throwIfAborted(options.signal);
     const expected = await DnaDigest.readSidecar(path);

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { StowageError, fromFsError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkInt, checkOptionKeys, checkPathArg } from '../util/options.js';
 import { SIDECAR_SUFFIX, dnaEqual, type DnaVerifyResult } from './dna.js';
 import { HashPool } from './hash-pool.js';
 
@@ -132,6 +132,8 @@ type Settled = { ok: true; result: DnaVerifyResult | undefined } | { ok: false; 
  * @param options - concurrency, skipLocked, onWarning, strict, onProgress, signal
  */
 export async function* scanTree(dir: string, options: DnaScanOptions = {}): AsyncGenerator<DnaVerifyResult> {
+  checkPathArg('DnaDigest.scan', 'dir', dir);
+  options ??= {};
   checkOptionKeys('DnaDigest.scan', options, ['concurrency', 'skipLocked', 'onWarning', 'strict', 'onProgress', 'signal']);
   const concurrency = checkInt('DnaDigest.scan', 'concurrency', options.concurrency ?? Math.min(availableParallelism(), 4), 1, 64);
   const skipLocked = checkFlag('skipLocked', options.skipLocked) ?? true;

@@ -137,7 +137,7 @@ export class AtomicFile {
   bytesWritten = 0;
   readonly #handle: FileHandle;
   readonly #noOverwrite: boolean;
-  #state: 'open' | 'committed' | 'discarded' = 'open';
+  #state: 'open' | 'sealed' | 'committed' | 'discarded' = 'open';
 
   private constructor(path: string, partPath: string, handle: FileHandle, noOverwrite: boolean) {
     this.path = path;
@@ -213,37 +213,65 @@ export class AtomicFile {
   }
 
   /**
+   * Checks the byte count, fsyncs and closes the `.part` file, and leaves it
+   * under its temporary name: for a writer that renames many files only once
+   * all of them are known good (`Archiver.extract`), without holding a file
+   * descriptor per file meanwhile. Rename it later with {@link commit} (or
+   * by path, then {@link fsyncDir}); {@link discard} still removes it. On any
+   * failure the `.part` file is removed and the error thrown.
+   *
+   * @param expectedBytes - if given, the number of bytes that must have been written
+   */
+  async seal(expectedBytes?: number): Promise<void> {
+    if (this.#state !== 'open') throw new StowageError('EIO', `Cannot seal ${this.path}: already ${this.#state}.`, { details: { path: this.path } });
+    try {
+      await this.#syncAndClose(expectedBytes);
+      this.#state = 'sealed';
+    } catch (err) {
+      // #syncAndClose may have given the name up already (discarded).
+      if ((this.#state as string) !== 'discarded') await this.discard();
+      throw err;
+    }
+  }
+
+  /** Byte count, fsync, "the `.part` name is still ours", close: what commit and seal share. */
+  async #syncAndClose(expectedBytes: number | undefined): Promise<void> {
+    if (expectedBytes !== undefined && expectedBytes !== this.bytesWritten) {
+      throw new StowageError('EIO', `Short write to ${this.path}: ${this.bytesWritten} of ${expectedBytes} bytes.`, {
+        details: { path: this.path, expected: expectedBytes, written: this.bytesWritten },
+      });
+    }
+    try {
+      await this.#handle.sync();
+    } catch (err) {
+      throw fromFsError(err, 'fsync', this.partPath);
+    }
+    // The name must still be our file: another writer of the same path
+    // (a second put at once) removes a `.part` it finds and makes its own.
+    // Renaming that one would put its bytes under our name and DNA.
+    const [mine, named] = await Promise.all([this.#handle.stat({ bigint: true }), lstat(this.partPath, { bigint: true }).catch(() => undefined)]);
+    if (named === undefined || named.ino !== mine.ino || named.dev !== mine.dev) {
+      await this.#handle.close().catch(() => {});
+      this.#state = 'discarded'; // ours is already gone from the name; the one there is not ours to remove
+      throw new StowageError('EIO', `Cannot finish ${this.path}: while it was written, ${this.partPath} was replaced by another writer of the same path (two writes at once). Nothing was renamed; write it again once the other is done.`, {
+        details: { path: this.path, part: this.partPath },
+        retryable: true,
+      });
+    }
+    await this.#handle.close();
+  }
+
+  /**
    * Checks the byte count, fsyncs, renames onto the final name and fsyncs the
-   * directory. On any failure the `.part` file is removed and the error thrown.
+   * directory (after {@link seal}: renames and fsyncs the directory). On any
+   * failure the `.part` file is removed and the error thrown.
    *
    * @param expectedBytes - if given, the number of bytes that must have been written
    */
   async commit(expectedBytes?: number): Promise<void> {
-    if (this.#state !== 'open') throw new StowageError('EIO', `Cannot commit ${this.path}: already ${this.#state}.`, { details: { path: this.path } });
+    if (this.#state !== 'open' && this.#state !== 'sealed') throw new StowageError('EIO', `Cannot commit ${this.path}: already ${this.#state}.`, { details: { path: this.path } });
     try {
-      if (expectedBytes !== undefined && expectedBytes !== this.bytesWritten) {
-        throw new StowageError('EIO', `Short write to ${this.path}: ${this.bytesWritten} of ${expectedBytes} bytes.`, {
-          details: { path: this.path, expected: expectedBytes, written: this.bytesWritten },
-        });
-      }
-      try {
-        await this.#handle.sync();
-      } catch (err) {
-        throw fromFsError(err, 'fsync', this.partPath);
-      }
-      // The name must still be our file: another writer of the same path
-      // (a second put at once) removes a `.part` it finds and makes its own.
-      // Renaming that one would put its bytes under our name and DNA.
-      const [mine, named] = await Promise.all([this.#handle.stat({ bigint: true }), lstat(this.partPath, { bigint: true }).catch(() => undefined)]);
-      if (named === undefined || named.ino !== mine.ino || named.dev !== mine.dev) {
-        await this.#handle.close().catch(() => {});
-        this.#state = 'discarded'; // ours is already gone from the name; the one there is not ours to remove
-        throw new StowageError('EIO', `Cannot finish ${this.path}: while it was written, ${this.partPath} was replaced by another writer of the same path (two writes at once). Nothing was renamed; write it again once the other is done.`, {
-          details: { path: this.path, part: this.partPath },
-          retryable: true,
-        });
-      }
-      await this.#handle.close();
+      if (this.#state === 'open') await this.#syncAndClose(expectedBytes);
       this.#state = 'committed';
       if (this.#noOverwrite) {
         await renameNoOverwrite(this.partPath, this.path);
@@ -256,8 +284,8 @@ export class AtomicFile {
       }
       await fsyncDir(dirname(this.path));
     } catch (err) {
-      if (this.#state !== 'discarded') {
-        this.#state = 'open';
+      if ((this.#state as string) !== 'discarded') {
+        this.#state = 'sealed';
         await this.discard();
       }
       throw err;

@@ -86,3 +86,20 @@ export function checkOneOf<T extends string>(where: string, name: string, value:
   }
   return value as T;
 }
+
+/**
+ * Throws EBAD_CONFIG unless `value` is a usable path: a non-empty string
+ * without NUL bytes (Node's fs would otherwise throw a bare TypeError, or
+ * take `undefined` for a missing file).
+ *
+ * @param where - the class or function, for the message ("Archiver.create")
+ * @param name - the argument's name ("srcDir")
+ * @param value - the value to check
+ */
+export function checkPathArg(where: string, name: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '' || value.includes('\0')) {
+    const got = typeof value === 'string' ? (value === '' ? 'an empty string' : 'a string holding a NUL byte') : value === null ? 'null' : typeof value;
+    throw new StowageError('EBAD_CONFIG', `${where}: "${name}" must be a path (a non-empty string), got ${got}.`, { details: { where, argument: name } });
+  }
+  return value;
+}
