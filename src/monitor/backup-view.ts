@@ -8,6 +8,11 @@
  * nor is a set holding a `.part` file or no data file. Sets are inspected
  * lazily, newest first, only as far as the checks need.
  *
+ * A backup dated after the time of the run (a clock or naming error: a
+ * set misnamed `2099/…`) is not "the newest" either, as Retention does
+ * not count it: otherwise one such set would hide, for ever, that backups
+ * stopped arriving. Such sets are listed apart, for a warning of their own.
+ *
  * In a Catalog, a backup is the group of archives recorded in one
  * directory (a dated set `2026/11/22/031500/`, a table's partition
  * folder): its time is the newest `created`, its size the sum of the DNA
@@ -44,10 +49,20 @@ export interface SkippedBackup {
   readonly reason: string;
 }
 
+/** A backup dated after the time of the run. */
+export interface FutureBackup {
+  /** Its id. */
+  readonly id: string;
+  /** The date it carries. */
+  readonly time: Date;
+}
+
 /** The newest complete backups. */
 export interface NewestBackups {
-  /** Newest first. */
+  /** Newest first; none dated after the time of the run. */
   readonly backups: readonly ViewBackup[];
+  /** Backups dated after the time of the run, newest first: left out of `backups`. */
+  readonly future: readonly FutureBackup[];
   /** Sets newer than the newest complete backup that were passed over. */
   readonly skipped: readonly SkippedBackup[];
   /** Whether fewer than asked exist. */
@@ -60,7 +75,7 @@ export interface BackupView {
   readonly locks: readonly string[];
   /** The transport the tree (and its locks) lives on, if any. */
   readonly transport: Transport | undefined;
-  /** The `n` newest complete backups (fewer if there are not so many). */
+  /** The `n` newest complete backups not dated after the run (fewer if there are not so many). */
   newest(n: number, signal: AbortSignal | undefined): Promise<NewestBackups>;
 }
 
@@ -85,8 +100,9 @@ export interface CatalogSourceSpec {
  *
  * @param spec - the tree
  * @param signal - cancels the listing
+ * @param now - the time of the run, ms: sets dated after it are set apart
  */
-export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undefined): Promise<BackupView> {
+export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undefined, now: number): Promise<BackupView> {
   const { transport: t, dir } = spec;
   const locks: string[] = [];
   const onWarning = (w: StowageWarning): void => {
@@ -101,7 +117,11 @@ export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undef
   throwIfAborted(signal);
   await checkTreeRoot(t, dir, 'Monitor', signal);
   const { sets } = await scanBackupTree(t, dir, o);
-  const newestFirst = [...sets].reverse();
+  const newestFirst = sets.filter((s) => s.time.getTime() <= now).reverse();
+  const future: FutureBackup[] = sets
+    .filter((s) => s.time.getTime() > now)
+    .reverse()
+    .map((s) => ({ id: s.id, time: s.time }));
   const found: ViewBackup[] = [];
   const skipped: SkippedBackup[] = [];
   let next = 0;
@@ -140,7 +160,7 @@ export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undef
           },
         });
       }
-      return { backups: found.slice(0, n), skipped: [...skipped], exhausted: found.length < n };
+      return { backups: found.slice(0, n), future: [...future], skipped: [...skipped], exhausted: found.length < n };
     },
   };
 }
@@ -152,8 +172,9 @@ export const CATALOG_VIEW_LIMIT = 10_000;
  * Groups a Catalog's archive records into backups by directory.
  *
  * @param spec - the catalog, prefix, and where the archives are
+ * @param now - the time of the run, ms: backups dated after it are set apart
  */
-export function catalogView(spec: CatalogSourceSpec): BackupView {
+export function catalogView(spec: CatalogSourceSpec, now: number): BackupView {
   const records = spec.catalog.archives({ prefix: spec.prefix, limit: CATALOG_VIEW_LIMIT });
   const groups = new Map<string, typeof records>();
   for (const r of records) {
@@ -188,11 +209,13 @@ export function catalogView(spec: CatalogSourceSpec): BackupView {
       },
     }))
     .sort((a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : -1));
+  const past = backups.filter((b) => b.time.getTime() <= now);
+  const future: FutureBackup[] = backups.filter((b) => b.time.getTime() > now).map((b) => ({ id: b.id, time: b.time }));
   return {
     locks: [],
     transport: undefined,
     async newest(n) {
-      return { backups: backups.slice(0, n), skipped: [], exhausted: backups.length < n };
+      return { backups: past.slice(0, n), future: [...future], skipped: [], exhausted: past.length < n };
     },
   };
 }

@@ -127,24 +127,39 @@ async function newestOf(ctx: CheckContext, n: number): Promise<NewestBackups | M
   return ctx.view.newest(n, ctx.signal);
 }
 
-/** Newest backup age. */
+/**
+ * The warning about backups dated after the run, or undefined. They never
+ * count as the newest (one of them would hide that backups stopped).
+ */
+function futureWarning(n: NewestBackups, now: number): string | undefined {
+  const f = n.future[0];
+  if (f === undefined) return undefined;
+  const more = n.future.length > 1 ? `, and ${n.future.length - 1} more` : '';
+  return `${f.id} is dated ${formatDuration(f.time.getTime() - now)} in the future (not counted${more}): check the clock or the folder name`;
+}
+
+/** Newest backup age; backups dated after the run are left out and warned about. */
 export async function checkAge(ctx: CheckContext): Promise<MonitorCheckResult> {
   const t = ctx.config.maxAge!;
-  const empty = { newest: null, newestTime: null, sets: 0, skipped: [] };
+  const empty = { newest: null, newestTime: null, sets: 0, skipped: [], future: [] };
   return guarded('age', ctx, empty, async () => {
     const n = await newestOf(ctx, 1);
     if ('code' in n) return result('age', 'critical', `cannot list backups: ${n.message}`, [], empty, n);
     const skipped = n.skipped.map((s) => ({ id: s.id, reason: s.reason }));
+    const future = n.future.map((f) => ({ id: f.id, time: f.time.toISOString() }));
+    const ahead = futureWarning(n, ctx.now);
     const newest = n.backups[0];
     if (newest === undefined) {
-      return result('age', 'critical', skipped.length > 0 ? `no complete backup (${skipped.length} locked or incomplete)` : 'no backup found', [], { ...empty, skipped });
+      const none = skipped.length > 0 ? `no complete backup (${skipped.length} locked or incomplete)` : 'no backup found';
+      return result('age', 'critical', ahead === undefined ? none : `${none}; ${ahead}`, [], { ...empty, skipped, future });
     }
     const ageMs = ctx.now - newest.time.getTime();
-    const details = { newest: newest.id, newestTime: newest.time.toISOString(), sets: 1, skipped };
+    const details = { newest: newest.id, newestTime: newest.time.toISOString(), sets: 1, skipped, future };
     const m = [metric('age', Math.round(ageMs / 1000), 's', seconds(t.warningMs), seconds(t.criticalMs))];
-    if (ageMs < 0) return result('age', 'warning', `newest backup ${newest.id} is dated ${formatDuration(-ageMs)} in the future: check the clock or the folder name`, m, details);
     const status = statusAbove(ageMs, t);
-    return result('age', status, `newest backup ${formatDuration(ageMs)} old`, m, details);
+    const message = `newest backup ${formatDuration(ageMs)} old`;
+    if (ahead === undefined) return result('age', status, message, m, details);
+    return result('age', worstStatus(status, 'warning'), `${message}; ${ahead}`, m, details);
   });
 }
 

@@ -51,7 +51,9 @@ export interface MonitorCheckError {
  * `details` per check (keys in this order; times ISO 8601):
  * - `age`: `newest` (set id or null), `newestTime`, `sets` (complete
  *   backups looked at: 1 when one was found, else 0; the check stops at the
- *   newest), `skipped` (newer sets that are locked or incomplete).
+ *   newest), `skipped` (newer sets that are locked or incomplete),
+ *   `future` (`{ id, time }` of backups dated after the run, newest first:
+ *   never taken as the newest; any makes the check at least `warning`).
  * - `size`: `newest`, `bytes`, `medianBytes`, `percentOfMedian`, `history`
  *   (how many backups form the median).
  * - `dna`: `sets` (ids checked), `files` (files digested), `problems`.

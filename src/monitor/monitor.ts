@@ -165,6 +165,7 @@ export class Monitor {
    */
   constructor(source: MonitorSource, constraints: MonitorConstraints, options: MonitorOptions = {}) {
     checkOptionKeys('Monitor', options, OPTION_KEYS);
+    options ??= {}; // null means no options, as for checkOptionKeys
     if (source === null || typeof source !== 'object') throw bad('source', 'the source must be { transport, dir } or a Catalog.', source);
     if (options.catalog !== undefined && !isCatalog(options.catalog)) throw bad('catalog', 'option "catalog" must be a Catalog.');
     if (isCatalog(source) || isCatalog((source as MonitorCatalogSource).catalog)) {
@@ -242,6 +243,7 @@ export class Monitor {
    */
   async check(options: MonitorCheckOptions = {}): Promise<MonitorReport> {
     checkOptionKeys('Monitor.check', options, ['now', 'notify', 'signal']);
+    options ??= {}; // null means no options, as for checkOptionKeys
     const { signal } = options;
     const now = options.now === undefined ? Date.now() : toMs('now', options.now);
     if (options.notify !== undefined && typeof options.notify !== 'boolean') throw bad('notify', 'option "notify" must be a boolean.', options.notify);
@@ -250,7 +252,7 @@ export class Monitor {
 
     let view: BackupView | MonitorCheckError;
     try {
-      view = this.#tree !== undefined ? await treeView(this.#tree, signal) : catalogView(this.#catalogSource!);
+      view = this.#tree !== undefined ? await treeView(this.#tree, signal, now) : catalogView(this.#catalogSource!, now);
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       view = errorOf(err);
@@ -323,6 +325,7 @@ export class Monitor {
    */
   history(query: MonitorHistoryQuery = {}): MonitorReport[] {
     checkOptionKeys('Monitor.history', query, ['since', 'until', 'limit']);
+    query ??= {}; // null means no query, as for checkOptionKeys
     if (this.#catalog === undefined) throw bad('catalog', 'the history is kept in a Catalog; this monitor has none (give option "catalog").');
     const runs = this.#catalog.monitorRuns(this.name, {
       ...(query.since !== undefined ? { since: toMs('since', query.since) } : {}),

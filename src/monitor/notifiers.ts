@@ -161,6 +161,7 @@ export class CommandNotifier implements Notifier {
   constructor(argv: readonly string[], options: CommandNotifierOptions = {}) {
     const where = 'CommandNotifier';
     checkOptionKeys(where, options, ['name', 'input', 'timeoutMs', 'env', 'cwd']);
+    options ??= {}; // null means no options, as for checkOptionKeys
     if (!Array.isArray(argv) || argv.length === 0 || argv.some((a) => typeof a !== 'string') || argv[0] === '') {
       throw new StowageError('EBAD_CONFIG', `${where}: argv must be a non-empty array of strings, the program first (e.g. ['mail', '-s', '{subject}', 'oncall@example.org']); no shell is used.`, {
         details: { where, option: 'argv' },
@@ -187,7 +188,7 @@ export class CommandNotifier implements Notifier {
    * @param options - signal (kills the command)
    */
   async notify(event: MonitorEvent, options: NotifyOptions = {}): Promise<void> {
-    const { signal } = options;
+    const signal = options?.signal;
     throwIfAborted(signal);
     const [program, ...args] = this.argv.map((a) => substitute(a, event)) as [string, ...string[]];
     const input = this.#input === 'text' ? event.text : this.#input === 'json' ? JSON.stringify(monitorEventJSON(event)) + '\n' : '';
@@ -289,6 +290,7 @@ export class HttpNotifier implements Notifier {
   constructor(url: string | URL, options: HttpNotifierOptions = {}) {
     const where = 'HttpNotifier';
     checkOptionKeys(where, options, ['name', 'headers', 'timeoutMs']);
+    options ??= {}; // null means no options, as for checkOptionKeys
     let u: URL;
     try {
       u = new URL(String(url));
@@ -314,7 +316,7 @@ export class HttpNotifier implements Notifier {
    * @param options - signal
    */
   async notify(event: MonitorEvent, options: NotifyOptions = {}): Promise<void> {
-    const { signal } = options;
+    const signal = options?.signal;
     throwIfAborted(signal);
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;

@@ -154,6 +154,7 @@ export function resolveTreeOptions(where: string, o: ListBackupSetsOptions): Tre
  */
 export function backupSetPath(time: Date | number, options: { timeZone?: string } = {}): string {
   checkOptionKeys('backupSetPath', options, ['timeZone']);
+  options ??= {}; // null means no options, as for checkOptionKeys
   const t = typeof time === 'number' ? time : time instanceof Date ? time.getTime() : NaN;
   if (!Number.isFinite(t)) throw new StowageError('EBAD_CONFIG', `backupSetPath: time must be a valid Date or epoch milliseconds, got ${String(time)}.`, { details: { value: time } });
   const tz = options.timeZone === undefined ? localTimeZone() : checkTimeZone('backupSetPath', 'timeZone', options.timeZone);
@@ -256,6 +257,33 @@ function isLeftover(e: TransportEntry): boolean {
 }
 
 /**
+ * Throws EBAD_CONFIG unless `dir` is a non-empty path string.
+ *
+ * @param where - the function, for the message
+ * @param dir - the caller's directory argument
+ * @param what - how to name it in the message
+ */
+export function checkDirArg(where: string, dir: unknown, what = 'the backup directory'): asserts dir is string {
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) {
+    throw new StowageError('EBAD_CONFIG', `${where}: ${what} must be a non-empty path string, got ${dir === '' ? 'an empty string' : typeof dir === 'string' ? JSON.stringify(dir) : String(dir)}.`, { details: { where, value: typeof dir === 'string' ? dir : String(dir) } });
+  }
+}
+
+/**
+ * Throws EBAD_CONFIG unless `t` looks like a {@link Transport} (it has
+ * `list`, `exists` and a `name`).
+ *
+ * @param where - the function, for the message
+ * @param t - the caller's transport argument
+ */
+export function checkTransportArg(where: string, t: unknown): asserts t is Transport {
+  const x = t as Partial<Transport> | null | undefined;
+  if (x === null || typeof x !== 'object' || typeof x.list !== 'function' || typeof x.exists !== 'function' || typeof x.name !== 'string') {
+    throw new StowageError('EBAD_CONFIG', `${where}: the first argument must be a Transport (LocalTransport, SshTransport, ...), got ${x === null ? 'null' : typeof x}.`, { details: { where } });
+  }
+}
+
+/**
  * Checks that `dir` exists and is a directory (or a link to one): a missing
  * tree is ENOT_FOUND.
  *
@@ -265,7 +293,8 @@ function isLeftover(e: TransportEntry): boolean {
  * @param signal - cancels the check
  */
 export async function checkTreeRoot(t: Transport, dir: string, where: string, signal: AbortSignal | undefined): Promise<void> {
-  if (typeof dir !== 'string' || dir === '') throw new StowageError('EBAD_CONFIG', `${where}: the backup directory must be a non-empty path.`, { details: { where } });
+  checkDirArg(where, dir);
+  checkTransportArg(where, t);
   const st = await t.exists(dir, signal ? { signal } : {});
   if (st === undefined) {
     throw new StowageError('ENOT_FOUND', `${where}: backup directory ${dir} does not exist on ${t.name}.`, { details: { path: dir, transport: t.name } });
@@ -399,6 +428,7 @@ export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions):
  */
 export async function listBackupSets(transport: Transport, dir: string, options: ListBackupSetsOptions = {}): Promise<BackupSet[]> {
   checkOptionKeys('listBackupSets', options, ['timeZone', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal']);
+  options ??= {}; // null means no options, as for checkOptionKeys
   const o = resolveTreeOptions('listBackupSets', options);
   throwIfAborted(o.signal);
   await checkTreeRoot(transport, dir, 'listBackupSets', o.signal);
@@ -475,6 +505,27 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
 }
 
 /**
+ * The first foreign `LOCKED` directory anywhere in a leftover trash folder
+ * (looked through as {@link inspectSet} looks through a set); `undefined`
+ * when there is none, or when the leftover is not a folder (a temporary
+ * link) or is gone.
+ *
+ * @param t - the transport
+ * @param path - the leftover
+ * @param o - own lock token and signal
+ */
+export async function foreignLockInTrash(t: Transport, path: string, o: LockOptions): Promise<string | undefined> {
+  const st = await t.exists(path, o.signal ? { signal: o.signal } : {});
+  if (st === undefined || st.type !== 'dir') return undefined;
+  try {
+    return (await inspectSet(t, path, o)).locks[0];
+  } catch (err) {
+    if (err instanceof StowageError && err.code === 'ENOT_FOUND') return undefined; // removed meanwhile
+    throw err;
+  }
+}
+
+/**
  * Reads a sidecar through a transport.
  *
  * @param t - the transport
@@ -541,16 +592,26 @@ export async function checkSidecars(t: Transport, contents: SetContents, signal:
 }
 
 /**
+ * A last check run by {@link removeSet} once the set has been renamed to
+ * its trash name, before anything is deleted: resolves `undefined` to go
+ * on, or a reason to put the set back and leave it; a throw also puts the
+ * set back, then propagates.
+ */
+export type RemoveSetConfirm = (trash: string) => Promise<string | undefined>;
+
+/**
  * Removes one set atomically: re-checks the locks, renames it to a hidden
  * trash name in its day folder, checks that no lock appeared anywhere in
- * it, then removes it recursively. Returns `'removed'` or why it was left alone.
+ * it (and runs `confirm`, if given), then removes it recursively. Returns
+ * `'removed'` or why it was left alone.
  *
  * @param t - the transport
  * @param root - the tree's root
  * @param set - the set
  * @param o - resolved options (own lock token, signal)
+ * @param confirm - a last check with the set out of the way (free-space mode: is the copy elsewhere still there?)
  */
-export async function removeSet(t: Transport, root: string, set: BackupSet, o: TreeOptions): Promise<string> {
+export async function removeSet(t: Transport, root: string, set: BackupSet, o: TreeOptions, confirm?: RemoveSetConfirm): Promise<string> {
   const signal = o.signal;
   const parts = set.id.split('/');
   const chain = [root, ...parts.map((_, i) => posixJoin(root, ...parts.slice(0, i + 1)))];
@@ -570,11 +631,42 @@ export async function removeSet(t: Transport, root: string, set: BackupSet, o: T
   // what it is writing. The whole set is looked through, not only its top.
   const late = (await inspectSet(t, trash, o)).locks[0];
   if (late !== undefined) {
-    await t.rename(trash, set.path);
+    await putBack(t, trash, set, undefined);
     return `locked by ${set.path}/${late.slice(trash.length + 1)} (appeared during the removal)`;
+  }
+  if (confirm !== undefined) {
+    let why: string | undefined;
+    try {
+      why = await confirm(trash);
+    } catch (err) {
+      await putBack(t, trash, set, err);
+      throw err;
+    }
+    if (why !== undefined) {
+      await putBack(t, trash, set, undefined);
+      return why;
+    }
   }
   await t.remove(trash, { recursive: true, ...(signal ? { signal } : {}) });
   return 'removed';
+}
+
+/**
+ * Renames a set back from its trash name. When that fails, the error says
+ * where the set is, so that nobody loses it (the next run would take the
+ * trash for a leftover).
+ */
+async function putBack(t: Transport, trash: string, set: BackupSet, reason: unknown): Promise<void> {
+  try {
+    await t.rename(trash, set.path);
+  } catch (err) {
+    const why = reason instanceof Error ? `${reason.message} ` : '';
+    throw new StowageError(
+      'EIO',
+      `${why}The set could not be renamed back from ${trash} to ${set.path} (${(err as Error).message}): move it back by hand before the next retention run, which would remove it as leftover trash.`,
+      { details: { path: trash, set: set.path }, cause: reason ?? err },
+    );
+  }
 }
 
 /**

@@ -9,8 +9,17 @@
  * for a file without sidecar, the local file's digest). A node that cannot
  * be reached simply does not count as a copy.
  *
+ * The tree itself is never a copy, however it is reached: a node naming
+ * the same path (or, on the local disk, a path that resolves to the same
+ * folder through symlinks) is refused up front; and since a bind mount, an
+ * ssh alias of this host or a `cp -rs` mirror cannot be told apart by
+ * name, the copy is looked for once more after the set has been renamed
+ * out of the way. If it vanished with the rename, it was the tree itself:
+ * the set is put back and the run stops with EBAD_CONFIG.
+ *
  * @module
  */
+import { realpath } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import { dnaEqual, type Dna } from '../dna/dna-digest.js';
 import { StowageError, type WarningCallback } from '../errors.js';
@@ -21,6 +30,8 @@ import { LocalTransport } from '../transport/local/local-transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import {
+  checkDirArg,
+  checkTransportArg,
   checkTreeRoot,
   foreignLockOnPath,
   inspectSet,
@@ -105,8 +116,62 @@ export interface FreeSpaceResult {
 
 const OPTIONS = ['minFreePercent', 'minKeep', 'verifiedElsewhere', 'dryRun', 'timeZone', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
 
+/**
+ * Whether `t` is a {@link LocalTransport} (or a subclass), also when it
+ * comes from another copy of this module (the built package and the
+ * sources loaded side by side), where `instanceof` says no.
+ */
+function isLocal(t: Transport): boolean {
+  if (t instanceof LocalTransport) return true;
+  for (let p: unknown = Object.getPrototypeOf(t); p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    if ((p as { constructor?: { name?: unknown } }).constructor?.name === 'LocalTransport') return true;
+  }
+  return false;
+}
+
+/** The real path of a local folder, symlinks resolved; undefined when it cannot be resolved (missing). */
+async function realDir(d: string): Promise<string | undefined> {
+  try {
+    return await realpath(resolve(d));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * With `set` renamed out of the way, whether its files are still on `node`
+ * with the same sizes. Resolves `undefined` when they are; throws
+ * EBAD_CONFIG when any vanished with the rename (the "copy" was the tree
+ * itself, reached by another path); a reason to leave the set when the node
+ * cannot be asked.
+ */
+async function stillElsewhere(node: ElsewhereNode, localRoot: string, set: BackupSet, contents: SetContents, copyAt: string, removedSoFar: readonly FreeSpacePurge[], signal: AbortSignal | undefined): Promise<string | undefined> {
+  const where = 'Retention.applyFreeSpace';
+  const t = node.transport;
+  const remoteSet = posixJoin(node.dir ?? localRoot, set.id);
+  const op = signal ? { signal } : {};
+  const gone: string[] = [];
+  for (const f of contents.files) {
+    const rPath = posixJoin(remoteSet, f.rel);
+    let st;
+    try {
+      st = await t.exists(rPath, op);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      return `its copy ${copyAt} could not be checked again once the set was moved aside (${(err as Error).message}): put back`;
+    }
+    if (st === undefined || st.type !== 'file' || st.size !== f.size) gone.push(`${t.name}:${rPath}`);
+  }
+  if (gone.length === 0) return undefined;
+  throw new StowageError(
+    'EBAD_CONFIG',
+    `${where}: the copy "elsewhere" ${copyAt} vanished when ${set.path} was moved aside (${gone[0]}${gone.length > 1 ? ` and ${gone.length - 1} more` : ''}): it is the tree itself, reached by another path (a symlink, a bind mount, an ssh alias of this host, a cp -rs mirror). ${set.id} was put back and nothing more was purged${removedSoFar.length > 0 ? ` (removed before: ${removedSoFar.map((p) => `${p.set.id} with its copy at ${p.copyAt}`).join(', ')})` : ''}. Fix "verifiedElsewhere" so that it names only nodes holding a separate copy.`,
+    { details: { where, option: 'verifiedElsewhere', set: set.id, copyAt, vanished: gone, removed: removedSoFar.map((p) => p.set.id) } },
+  );
+}
+
 /** Whether `node` holds a verified copy of `set`; returns where, or why not. */
-async function copyOn(local: Transport, localRoot: string, node: ElsewhereNode, set: BackupSet, contents: SetContents, o: TreeOptions): Promise<{ at: string } | { why: string }> {
+async function copyOn(local: Transport, localRoot: string, node: ElsewhereNode, set: BackupSet, contents: SetContents, o: TreeOptions): Promise<{ at: string; node: ElsewhereNode } | { why: string }> {
   const root = node.dir ?? localRoot;
   const t = node.transport;
   const remoteSet = posixJoin(root, set.id);
@@ -128,7 +193,7 @@ async function copyOn(local: Transport, localRoot: string, node: ElsewhereNode, 
       const actual = await t.digest(rPath, expected.algorithm, op);
       if (!dnaEqual(expected, actual)) return { why: `${t.name}:${rPath} does not match the DNA of ${f.path}` };
     }
-    return { at: name };
+    return { at: name, node };
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     return { why: `${name} could not be checked: ${(err as Error).message}` };
@@ -149,6 +214,8 @@ function estimate(fs: FreeSpace, freed: number): FreeSpace {
  */
 export async function applyFreeSpace(transport: Transport, dir: string, options: FreeSpaceOptions): Promise<FreeSpaceResult> {
   const where = 'Retention.applyFreeSpace';
+  checkTransportArg(where, transport);
+  checkDirArg(where, dir);
   if (options === null || typeof options !== 'object') {
     throw new StowageError('EBAD_CONFIG', `${where}: options { minFreePercent, verifiedElsewhere } are required.`, { details: { where } });
   }
@@ -165,12 +232,30 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   // The tree itself is no copy: compared by transport name and normalised
   // path (a second LocalTransport, a trailing slash, ./ or ..), not by object.
   // A local path is resolved against the working directory first (a relative dir names the same tree).
-  const norm = (t: Transport, d: string): string => posix.normalize((t instanceof LocalTransport ? resolve(d) : d) + '/');
+  const norm = (t: Transport, d: string): string => posix.normalize((isLocal(t) ? resolve(d) : d) + '/');
   const same = (t: Transport, d: string): boolean => t.name === transport.name && norm(t, d) === norm(transport, dir);
-  for (const n of nodes) {
+  for (const [i, n] of nodes.entries()) {
     checkOptionKeys(`${where} verifiedElsewhere`, n, ['transport', 'dir']);
+    if (n.dir !== undefined) checkDirArg(where, n.dir, `"verifiedElsewhere[${i}].dir"`);
     if ((n.transport === transport && (n.dir ?? dir) === dir) || same(n.transport, n.dir ?? dir)) {
       throw new StowageError('EBAD_CONFIG', `${where}: "verifiedElsewhere" names the tree itself; a copy must be on another node or path.`, { details: { where, option: 'verifiedElsewhere' } });
+    }
+  }
+  // The same folder reached through a symlink: on the local disk, compare
+  // real paths. (Other aliases are caught at removal time, stillElsewhere.)
+  if (isLocal(transport)) {
+    const realTree = await realDir(dir);
+    for (const n of realTree === undefined ? [] : nodes) {
+      if (!isLocal(n.transport)) continue;
+      const nodeDir = n.dir ?? dir;
+      const realNode = await realDir(nodeDir);
+      if (realNode === realTree) {
+        throw new StowageError(
+          'EBAD_CONFIG',
+          `${where}: "verifiedElsewhere" names the tree itself: ${nodeDir} is ${realTree} (through a symlink), the tree being purged; a copy must be on another node or path.`,
+          { details: { where, option: 'verifiedElsewhere', dir: nodeDir, realPath: realTree } },
+        );
+      }
     }
   }
   const dryRun = options.dryRun ?? false;
@@ -227,7 +312,7 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
       skipped.push({ set, reason: contents.partFiles.length > 0 ? `incomplete (${contents.partFiles[0]} is still being written): no copy can be proven` : 'it holds no finished file: no copy can be proven' });
       continue;
     }
-    let copy: { at: string } | undefined;
+    let copy: { at: string; node: ElsewhereNode } | undefined;
     const whyNot: string[] = [];
     for (const node of nodes) {
       const r = await copyOn(transport, dir, node, set, contents, o);
@@ -249,7 +334,8 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
       fs = estimate(before, freed);
       continue;
     }
-    const outcome = await removeSet(transport, dir, set, o);
+    const found = copy;
+    const outcome = await removeSet(transport, dir, set, o, () => stillElsewhere(found.node, dir, set, contents, found.at, removed, signal));
     if (outcome !== 'removed') {
       purge.pop();
       remaining++;

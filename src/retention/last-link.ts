@@ -1,7 +1,8 @@
 /**
  * The `last` link beside the year folders of a dated backup tree, pointing
  * at the newest complete set with a relative target (`2026/11/22/031500`),
- * so that a copy of the whole tree keeps a working link.
+ * so that a copy of the whole tree keeps a working link. A set dated after
+ * now is not "the newest": it is a clock or naming error, and is reported.
  *
  * A copy made without preserving links (`rsync -r` without `-l`, `cp -r`,
  * some SFTP clients) turns `last` into a real folder holding a copy of a
@@ -19,12 +20,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { dnaEqual, type Dna } from '../dna/dna-digest.js';
-import { StowageError, type WarningCallback } from '../errors.js';
+import { StowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { posixJoin } from '../transport/put-source.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkOptionKeys } from '../util/options.js';
-import { TEMP_LINK_PREFIX, TRASH_PREFIX, checkSegment, checkTreeRoot, inspectSet, resolveTreeOptions, scanBackupTree, type BackupSet, type TreeOptions } from './backup-sets.js';
+import { TEMP_LINK_PREFIX, TRASH_PREFIX, checkSegment, checkTransportArg, checkTreeRoot, inspectSet, resolveTreeOptions, scanBackupTree, type BackupSet, type TreeOptions } from './backup-sets.js';
 
 /** Options of {@link Retention.updateLastLink}. */
 export interface LastLinkOptions {
@@ -40,6 +41,13 @@ export interface LastLinkOptions {
   strict?: boolean;
   /** Cancels the update. */
   signal?: AbortSignal;
+  /**
+   * The current time (default `Date.now()`). A set dated after it (a clock
+   * or naming error, such as a set misnamed `2099/…`) is never linked, as
+   * Retention keeps such a set without counting it: it is reported through
+   * `onWarning` and `last` points at the newest complete set that is not.
+   */
+  now?: Date | number;
 }
 
 /** Result of {@link Retention.updateLastLink}. */
@@ -123,7 +131,9 @@ async function placeLink(t: Transport, dir: string, name: string, target: string
  */
 export async function updateLastLink(t: Transport, dir: string, options: LastLinkOptions = {}): Promise<LastLinkResult> {
   const where = 'Retention.updateLastLink';
-  checkOptionKeys(where, options, ['name', 'timeZone', 'ownLockToken', 'onWarning', 'strict', 'signal']);
+  checkTransportArg(where, t);
+  checkOptionKeys(where, options, ['name', 'timeZone', 'ownLockToken', 'onWarning', 'strict', 'signal', 'now']);
+  options ??= {}; // null means no options, as for checkOptionKeys
   const name = checkSegment(where, 'name', options.name ?? 'last');
   const o: TreeOptions = resolveTreeOptions(where, {
     linkName: name,
@@ -133,6 +143,10 @@ export async function updateLastLink(t: Transport, dir: string, options: LastLin
     ...(options.strict !== undefined ? { strict: options.strict } : {}),
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
   });
+  const nowMs = options.now === undefined ? Date.now() : options.now instanceof Date ? options.now.getTime() : options.now;
+  if (typeof nowMs !== 'number' || !Number.isFinite(nowMs)) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "now" must be a valid Date or epoch milliseconds, got ${String(options.now)}.`, { details: { where, option: 'now', value: String(options.now) } });
+  }
   const signal = o.signal;
   const op = signal ? { signal } : {};
   throwIfAborted(signal);
@@ -146,6 +160,17 @@ export async function updateLastLink(t: Transport, dir: string, options: LastLin
   const open = sets.filter((s) => s.lockedBy === undefined).reverse(); // newest first
   let newest: BackupSet | undefined;
   for (const s of open) {
+    if (s.time.getTime() > nowMs) {
+      warnOrThrow(
+        new StowageError('EBAD_CONFIG', `${where}: ${s.path} is dated after now (${new Date(nowMs).toISOString()}): not linked as the newest; check the clock or the folder name.`, {
+          details: { path: s.path, set: s.id, time: s.time.toISOString() },
+        }),
+        s.path,
+        o.onWarning,
+        o.strict,
+      );
+      continue;
+    }
     const c = await inspectSet(t, s.path, o);
     if (c.locks.length === 0 && c.complete) {
       newest = s;

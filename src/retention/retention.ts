@@ -36,12 +36,12 @@
  *
  * @module
  */
-import { StowageError, type WarningCallback } from '../errors.js';
+import { StowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
-import { checkSidecars, checkTreeRoot, inspectSet, pruneEmptyParents, removeSet, resolveTreeOptions, scanBackupTree, type BackupSet, type SkippedSet } from './backup-sets.js';
+import { checkSidecars, checkTreeRoot, foreignLockInTrash, inspectSet, pruneEmptyParents, removeSet, resolveTreeOptions, scanBackupTree, type BackupSet, type SkippedSet } from './backup-sets.js';
 import { checkTimeZone, dayKey, isoWeekKey, localTimeZone, monthKey, parseDuration, subtractDuration, wallTime, yearKey, type Duration, type WallTime } from './calendar.js';
 import { applyFreeSpace, type FreeSpaceOptions, type FreeSpaceResult } from './free-space.js';
 import { updateLastLink, type LastLinkOptions, type LastLinkResult } from './last-link.js';
@@ -234,7 +234,7 @@ export interface RetentionApplyResult {
   readonly removed: readonly BackupSetItem[];
   /** Sets left alone because they are locked (not planned) or changed meanwhile. */
   readonly skipped: readonly SkippedSet[];
-  /** Leftover trash of an interrupted earlier run that was removed. */
+  /** Leftover trash of an interrupted earlier run that was removed (trash holding a foreign `LOCKED` is left, with a warning). */
   readonly leftoversRemoved: readonly string[];
   /** Day, month and year folders removed because they became empty. */
   readonly prunedDirs: readonly string[];
@@ -443,7 +443,9 @@ export class Retention {
    * `skipped`. The lock is checked again just before each removal. A set is
    * removed atomically: renamed to a hidden `.stowage-trash-…` name in its
    * day folder, then removed recursively, so a half-removed set never looks
-   * like a backup (leftover trash is cleared on the next run). Day, month
+   * like a backup (leftover trash is cleared on the next run, unless it
+   * holds a foreign `LOCKED` directory: then it is left alone with an
+   * ELOCKED warning, as it may be a live writer's set). Day, month
    * and year folders left empty are removed. With `dryRun` nothing is
    * touched. A missing `dir` is ENOT_FOUND; more purges than `maxPurge` is
    * EDELETE_GUARD before anything is removed.
@@ -454,6 +456,7 @@ export class Retention {
    */
   async apply(transport: Transport, dir: string, options: RetentionApplyOptions = {}): Promise<RetentionApplyResult> {
     checkOptionKeys('Retention.apply', options, APPLY_OPTIONS);
+    options ??= {}; // null means no options, as for checkOptionKeys
     const where = 'Retention.apply';
     const tree = resolveTreeOptions(where, {
       timeZone: this.config.timeZone,
@@ -544,6 +547,26 @@ export class Retention {
     for (const l of leftovers) {
       if (l.lockedBy !== undefined) continue;
       throwIfAborted(signal);
+      // Trash may hold a live writer's set: one renamed away whose rename
+      // back failed, or left by a run that died between the rename and the
+      // rollback. Its LOCKED says so; then it is not ours to remove.
+      const lock = await foreignLockInTrash(transport, l.path, tree);
+      if (lock !== undefined) {
+        const name = l.path.slice(l.path.lastIndexOf('/') + 1);
+        const m = /^\.stowage-trash-(\d{6})-[0-9a-f]+$/.exec(name);
+        const home = m ? `${l.path.slice(0, l.path.length - name.length)}${m[1]}` : undefined;
+        warnOrThrow(
+          new StowageError(
+            'ELOCKED',
+            `Left alone leftover trash ${l.path}: it holds ${lock}, the lock of a live writer (a set whose removal was rolled back halfway?). Once that writer is done, check it${home !== undefined ? ` and move it back to ${home}` : ''}, or remove it by hand.`,
+            { details: { path: l.path, lock, ...(home !== undefined ? { set: home } : {}) } },
+          ),
+          l.path,
+          tree.onWarning,
+          tree.strict,
+        );
+        continue;
+      }
       await transport.remove(l.path, { recursive: true, force: true, ...(signal ? { signal } : {}) });
       result.leftoversRemoved.push(l.path);
     }
@@ -581,11 +604,12 @@ export class Retention {
    * Points the `last` link beside the year folders at the newest complete
    * set (`last -> 2026/11/22/031500`), replacing the link atomically, and
    * repairs a link that a copy without `-l` collapsed into a real folder.
-   * See {@link LastLinkOptions}.
+   * A set dated after `now` is never linked (as {@link Retention.apply}
+   * does not count it). See {@link LastLinkOptions}.
    *
    * @param transport - where the tree lives
    * @param dir - the tree's root
-   * @param options - name, timeZone, ownLockToken, onWarning, strict, signal
+   * @param options - name, timeZone, now, ownLockToken, onWarning, strict, signal
    */
   static async updateLastLink(transport: Transport, dir: string, options: LastLinkOptions = {}): Promise<LastLinkResult> {
     return updateLastLink(transport, dir, options);

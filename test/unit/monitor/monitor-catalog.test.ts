@@ -224,6 +224,20 @@ describe('a Catalog as the source', () => {
     expect(one.history().map((x) => x.status)).toEqual(['critical']);
   });
 
+  it('leaves out archives recorded with a date after now (a wrong clock): the age is that of the real newest, plus a warning', async () => {
+    const { catalog, dir } = await recorded();
+    using _ = catalog;
+    await makeSet(join(dir, 'sets'), '2099/01/01/031500', { files: { 'svn.tar.gz': randomBytes(10) }, sidecars: false });
+    const rel = '2099/01/01/031500/svn.tar.gz';
+    catalog.recordArchive({ path: rel, dna: await DnaDigest.ofFile(join(dir, 'sets', rel)), created: Date.parse('2099-01-01T03:15:00Z') });
+    const m = new Monitor({ catalog, root: join(dir, 'sets') }, { maxAge: { warning: '26h', critical: '48h' }, size: true, verify: true });
+    const r = await m.check({ now: NEWEST + 3 * DAY });
+    expect(r.check('age')).toMatchObject({ status: 'critical', details: { newest: NIGHTS[7], future: [{ id: '2099/01/01/031500', time: '2099-01-01T03:15:00.000Z' }] } });
+    expect(r.check('age')!.message).toMatch(/^newest backup 3d old; 2099\/01\/01\/031500 is dated .* in the future/);
+    expect(r.check('size')!.details).toMatchObject({ newest: NIGHTS[7], bytes: 5000 });
+    expect(r.check('dna')!.details['sets']).toEqual([NIGHTS[7]]);
+  });
+
   it('watches the LOCKED of its root (or of locks.dirs); without either the locks check is refused, not silently empty', async () => {
     const { catalog, dir } = await recorded();
     using _ = catalog;

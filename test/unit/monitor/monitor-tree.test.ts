@@ -172,12 +172,13 @@ describe('Monitor on a dated tree', () => {
   it('passes over a newest set that is locked or still being written, and says so', async () => {
     const tree = await nightlyTree();
     await plantLock(join(tree, ...IDS[7]!.split('/')));
-    await makeSet(tree, '2026/11/22/150000', { files: { 'svn.tar.gz': randomBytes(10) } });
-    await writeFile(join(tree, '2026/11/22/150000', 'wiki.tar.gz.part'), 'half');
+    // Newer than the locked set, yet before now (a set dated after now is not "newer": see the future-dated tests).
+    await makeSet(tree, '2026/11/22/040000', { files: { 'svn.tar.gz': randomBytes(10) } });
+    await writeFile(join(tree, '2026/11/22/040000', 'wiki.tar.gz.part'), 'half');
     const r = await monitorOf(tree, { maxAge: '26h', verify: true, locks: true }).check({ now: NEWEST + 2 * HOUR });
     expect(r.check('age')).toMatchObject({ status: 'ok', message: 'newest backup 1d2h old', details: { newest: IDS[6] } });
     expect(r.check('age')!.details['skipped']).toEqual([
-      { id: '2026/11/22/150000', reason: 'incomplete: 1 .part file(s)' },
+      { id: '2026/11/22/040000', reason: 'incomplete: 1 .part file(s)' },
       { id: IDS[7], reason: `locked by ${join(tree, ...IDS[7]!.split('/'), 'LOCKED')}` },
     ]);
     expect(r.check('dna')!.details['sets']).toEqual([IDS[6]]);
@@ -275,5 +276,49 @@ describe('Monitor free space', () => {
       expect.objectContaining({ name: 'gone', status: 'critical', availablePercent: null, error: expect.objectContaining({ code: 'ENOT_FOUND' }) }),
     ]);
     await fs.unfill();
+  });
+});
+
+describe('Monitor and backups dated in the future', () => {
+  // Regression: the newest set was taken regardless of its date, so one set
+  // misnamed 2099/… turned "backups stopped 12 days ago" into a mere warning
+  // about the clock, for ever.
+  const NOW = Date.parse('2026-11-22T12:00:00Z');
+  const MAX_AGE = { warning: '26h', critical: '48h' };
+
+  it('judges the age by the newest set not dated after now, and warns about the future-dated set apart', async () => {
+    const tree = await tempDir('monitor-future');
+    await makeSet(tree, '2026/11/09/030000', { files: { 'svn.tar.gz': randomBytes(4000) } });
+    await makeSet(tree, '2026/11/10/030000', { files: { 'svn.tar.gz': randomBytes(4100) } });
+    await makeSet(tree, '2099/01/01/030000', { files: { 'svn.tar.gz': randomBytes(10) } });
+    const r = await monitorOf(tree, { maxAge: MAX_AGE, size: true, verify: true }).check({ now: NOW });
+    const age = r.check('age')!;
+    expect(age.status).toBe('critical');
+    expect(age.message).toMatch(/^newest backup 12d9h old; 2099\/01\/01\/030000 is dated \d+d\d*h? in the future \(not counted\): check the clock or the folder name$/);
+    expect(age.details).toMatchObject({ newest: '2026/11/10/030000', newestTime: '2026-11-10T03:00:00.000Z', future: [{ id: '2099/01/01/030000', time: '2099-01-01T03:00:00.000Z' }] });
+    expect(age.metrics[0]).toMatchObject({ name: 'age', value: 12 * 86_400 + 9 * 3600 });
+    // Size and DNA look at the same set, not at the 10-byte future one.
+    expect(r.check('size')).toMatchObject({ status: 'ok', details: { newest: '2026/11/10/030000', bytes: 4100, history: 1 } });
+    expect(r.check('dna')!.details['sets']).toEqual(['2026/11/10/030000']);
+    expect(r.status).toBe('critical');
+  });
+
+  it('a fresh newest set plus a future-dated one is a warning, not ok', async () => {
+    const tree = await tempDir('monitor-future');
+    await makeSet(tree, '2026/11/22/030000');
+    await makeSet(tree, '2099/01/01/030000');
+    const r = await monitorOf(tree, { maxAge: MAX_AGE }).check({ now: NOW });
+    expect(r.check('age')).toMatchObject({ status: 'warning', details: { newest: '2026/11/22/030000' } });
+    expect(r.check('age')!.message).toMatch(/^newest backup 9h old; 2099\/01\/01\/030000 is dated .* in the future/);
+  });
+
+  it('only future-dated sets: no backup, critical, and it says why', async () => {
+    const tree = await tempDir('monitor-future');
+    await makeSet(tree, '2099/01/01/030000');
+    await makeSet(tree, '2098/01/01/030000');
+    const r = await monitorOf(tree, { maxAge: MAX_AGE, verify: true }).check({ now: NOW });
+    expect(r.check('age')).toMatchObject({ status: 'critical', details: { newest: null, future: [{ id: '2099/01/01/030000' }, { id: '2098/01/01/030000' }] } });
+    expect(r.check('age')!.message).toMatch(/^no backup found; 2099\/01\/01\/030000 is dated .* in the future \(not counted, and 1 more\)/);
+    expect(r.check('dna')).toMatchObject({ status: 'critical', message: 'no backup to verify' });
   });
 });

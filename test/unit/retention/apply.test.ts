@@ -245,6 +245,38 @@ describe('Retention.apply', () => {
     expect(warnings.filter((w) => w.code !== 'ELOCKED')).toEqual([]);
   });
 
+  it('leaves trash that holds a live writer\'s LOCKED alone, with a warning (a set whose removal was rolled back halfway)', async () => {
+    for (const id of dailyIds('2026-11-22', 2)) await makeSet(root, id);
+    // A set renamed to trash whose rename back failed: its writer's lock is inside, at the top or deeper.
+    const top = '2026/11/20/.stowage-trash-030000-deadbeef';
+    const deep = '2026/11/20/.stowage-trash-040000-cafebabe';
+    await makeSet(root, top);
+    await plantLock(join(root, top));
+    await makeSet(root, deep, { files: { 'svn/repo.tar.gz': randomBytes(100) } });
+    await plantLock(join(root, deep, 'svn'));
+    // Ours (the caller's own lock token) and plain trash still go.
+    const own = '2026/11/21/.stowage-trash-050000-0badf00d';
+    await makeSet(root, own);
+    await plantLock(join(root, own), 'my-token');
+    const plain = '2026/11/21/.stowage-trash-060000-12345678';
+    await makeSet(root, plain, { sidecars: false });
+    const warnings: StowageWarning[] = [];
+    const res = await new Retention({ keepLast: 5, timeZone: 'UTC' }).apply(local, root, { now: NOW, ownLockToken: 'my-token', onWarning: (w) => warnings.push(w) });
+    expect(res.leftoversRemoved.slice().sort()).toEqual([join(root, own), join(root, plain)]);
+    expect(has(top) && has(join(top, 'repo.tar.gz')) && has(join(top, 'LOCKED'))).toBe(true);
+    expect(has(deep) && has(join(deep, 'svn', 'repo.tar.gz')) && has(join(deep, 'svn', 'LOCKED'))).toBe(true);
+    warnings.sort((a, b) => (a.path < b.path ? -1 : 1));
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([
+      ['ELOCKED', join(root, top)],
+      ['ELOCKED', join(root, deep)],
+    ]);
+    expect(warnings[0]!.message).toContain(`move it back to ${join(root, '2026/11/20/030000')}`);
+    expect(warnings[1]!.message).toContain(join(root, deep, 'svn', 'LOCKED'));
+    // strict turns the warning into the error, and the trash still stays.
+    await expect(new Retention({ keepLast: 5, timeZone: 'UTC' }).apply(local, root, { now: NOW, strict: true })).rejects.toMatchObject({ code: 'ELOCKED' });
+    expect(has(top) && has(deep)).toBe(true);
+  });
+
   it('maxPurge refuses a plan that purges too much (EDELETE_GUARD), removing nothing', async () => {
     const ids = dailyIds('2026-11-22', 6);
     for (const id of ids) await makeSet(root, id);

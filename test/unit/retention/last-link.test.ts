@@ -1,7 +1,8 @@
-import { cp, mkdir, readFile, readlink, realpath, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { StowageWarning } from '../../../src/errors.js';
 import { Retention } from '../../../src/retention/index.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import type { TransportCapabilities } from '../../../src/transport/transport.js';
@@ -139,6 +140,27 @@ describe('Retention.updateLastLink', () => {
     await makeSet(root, ids[2]!);
     expect(await Retention.updateLastLink(new NoAtomicRename(), root, { timeZone: 'UTC' })).toMatchObject({ action: 'updated', target: ids[2] });
     expect(await lastOf()).toBe(ids[2]);
+  });
+
+  it('never points at a set dated after now (as Retention does not count it): warns, and moves a link that points there', async () => {
+    for (const id of ids) await makeSet(root, id);
+    await makeSet(root, '2099/01/01/031500');
+    const warnings: StowageWarning[] = [];
+    const now = Date.parse('2026-11-22T12:00:00Z');
+    expect(await update({ now, onWarning: (w) => warnings.push(w) })).toMatchObject({ action: 'created', target: ids[2] });
+    expect(await lastOf()).toBe(ids[2]);
+    expect(warnings).toEqual([expect.objectContaining({ code: 'EBAD_CONFIG', path: join(root, '2099/01/01/031500'), message: expect.stringContaining('dated after now') })]);
+    // A link left pointing at the future set (by an older version) is moved back; the default now is the clock.
+    await rm(join(root, 'last'));
+    await symlink('2099/01/01/031500', join(root, 'last'));
+    expect(await update()).toMatchObject({ action: 'updated', target: ids[2], previousTarget: '2099/01/01/031500' });
+    await expect(update({ now, strict: true })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('2099/01/01/031500') });
+    await expect(update({ now: new Date(NaN) })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('"now"') });
+    // Only future-dated sets: nothing to link.
+    const only = join(tmp.path, 'only');
+    await makeSet(only, '2099/01/01/031500');
+    expect(await Retention.updateLastLink(local, only, { timeZone: 'UTC', now })).toMatchObject({ action: 'none' });
+    expect(existsSync(join(only, 'last'))).toBe(false);
   });
 
   it('refuses a transport without symlinks, bad options, a missing tree, and an aborted signal', async () => {
