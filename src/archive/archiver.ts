@@ -28,7 +28,7 @@ import { StowageError, fromFsError, isStowageError, warnOrThrow, type WarningCal
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { anySignal, throwIfAborted } from '../util/abort.js';
 import { AtomicFile, PART_SUFFIX, fsyncDir, uniquePartPath } from '../util/atomic-file.js';
-import { checkInt, checkOneOf, checkOptionKeys, checkPathArg } from '../util/options.js';
+import { checkFunctionOption, checkInt, checkOneOf, checkOptionKeys, checkPathArg, checkSignalOption } from '../util/options.js';
 import { DNA_ALGORITHMS, DnaDigest, SIDECAR_SUFFIX, assertDna, dnaEqual, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
@@ -209,17 +209,8 @@ function checkBool(where: string, name: string, value: unknown): boolean | undef
   throw new StowageError('EBAD_CONFIG', `${where}: option "${name}" must be a boolean, got ${typeof value}.`, { details: { where, option: name, value } });
 }
 
-function checkFn(where: string, name: string, value: unknown): void {
-  if (value !== undefined && typeof value !== 'function') {
-    throw new StowageError('EBAD_CONFIG', `${where}: option "${name}" must be a function, got ${typeof value}.`, { details: { where, option: name } });
-  }
-}
-
-function checkSignal(where: string, value: unknown): void {
-  if (value !== undefined && !(value instanceof AbortSignal)) {
-    throw new StowageError('EBAD_CONFIG', `${where}: option "signal" must be an AbortSignal.`, { details: { where, option: 'signal' } });
-  }
-}
+const checkFn = checkFunctionOption;
+const checkSignal = checkSignalOption;
 
 /** Whether a file name asks for gzip, for plain tar, or says nothing. */
 function gzipFromName(path: string): boolean | undefined {

@@ -23,7 +23,7 @@
 import { StowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkFunctionOption, checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
 import { LineSplitter } from '../db/bulk-text.js';
 import { RangeDigester, type RangeDigest } from '../db/range-digest.js';
 import { checkIdentifier, findColumn, toKeyBound, toKeyBounds, type KeyBound, type RowsOptions, type TableReader } from '../db/table-source.js';
@@ -88,7 +88,12 @@ export interface CompareReport {
   readonly table: string;
   /** The key column. */
   readonly key: string;
-  /** True when every range has the same count and digest on both sides, the NULL-key rows included in the counts, and both sides have the same columns (in any order). */
+  /**
+   * True when every range has the same count and digest on both sides and
+   * both sides have the same columns (in any order). Rows whose key is NULL
+   * lie in no range and are never compared: without `lo`/`hi`, a side
+   * holding any makes this false (their counts are `a.nulls`, `b.nulls`).
+   */
   readonly equal: boolean;
   /** Side a: the source's name, its rows (non-NULL key), rows with a NULL key, its columns. */
   readonly a: CompareSide;
@@ -301,7 +306,10 @@ async function* rangeDigests(
  */
 export async function compareTables(a: TableReader, b: TableReader, table: string, options: CompareOptions = {}): Promise<CompareReport> {
   const where = 'Partitioner.compare';
+  options ??= {};
   checkOptionKeys(where, options, ['key', 'rowsPerPartition', 'base', 'lo', 'hi', 'maxDifferences', 'signal', 'onProgress']);
+  checkSignalOption(where, options.signal);
+  checkFunctionOption(where, 'onProgress', options.onProgress);
   for (const [side, r] of [
     ['a', a],
     ['b', b],
@@ -425,7 +433,10 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
   }
   progress.report(true);
   const differingRanges = ranges.filter((r) => !r.equal);
-  const equal = differingRanges.length === 0 && columnsEqual && rangeA.nulls === rangeB.nulls && (bounds.lo !== undefined || bounds.hi !== undefined || rangeA.count === rangeB.count);
+  // Rows whose key is NULL lie in no range: their values are never compared,
+  // so a whole-table comparison with any of them cannot say "equal".
+  const bounded = bounds.lo !== undefined || bounds.hi !== undefined;
+  const equal = differingRanges.length === 0 && columnsEqual && (bounded || (rangeA.count === rangeB.count && rangeA.nulls === 0 && rangeB.nulls === 0));
   return Object.freeze({
     table,
     key,

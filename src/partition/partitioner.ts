@@ -41,7 +41,7 @@ import { dirname, join, resolve } from 'node:path';
 import { StowageError, fromFsError, isStowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
@@ -453,7 +453,9 @@ export class Partitioner {
    * @param options - signal
    */
   async plan(options: PlanOptions = {}): Promise<PartitionPlan> {
+    options ??= {};
     checkOptionKeys('Partitioner.plan', options, ['signal']);
+    checkSignalOption('Partitioner.plan', options.signal);
     return this.#plan(options.signal);
   }
 
@@ -661,7 +663,9 @@ export class Partitioner {
    * @param options - see {@link DumpOptions}
    */
   async dump(options: DumpOptions = {}): Promise<DumpResult> {
+    options ??= {};
     checkOptionKeys('Partitioner.dump', options, ['incremental', 'concurrency', 'signal', 'onProgress']);
+    checkSignalOption('Partitioner.dump', options.signal);
     const { signal, onProgress } = options;
     if (options.incremental !== undefined && typeof options.incremental !== 'boolean') throw bad('option "incremental" must be a boolean.', 'incremental');
     if (onProgress !== undefined && typeof onProgress !== 'function') throw bad('option "onProgress" must be a function.', 'onProgress');
@@ -689,6 +693,17 @@ export class Partitioner {
       uniqueKey: isUniqueKey(columns[i]!, findColumn(this.source.name, table, columns[i]!, this.key).column.name),
       schema: Buffer.from(schemas[i]!, 'utf8'),
     }));
+    // The Catalog holds keys as 64-bit signed integers: a range starting past
+    // 2^63-1 (MySQL BIGINT UNSIGNED) cannot be recorded. Refused before any
+    // archive is written, rather than after one without its record.
+    const beyond = this.#catalog === undefined ? undefined : plan.partitions.find((p) => p.lo > INT64_MAX);
+    if (beyond !== undefined) {
+      throw new StowageError(
+        'EBAD_CONFIG',
+        `Partitioner: ${this.tables.map((t) => JSON.stringify(t)).join(', ')} in ${this.source.name} hold(s) keys from ${beyond.lo} on, past 2^63-1, which the Catalog cannot record (it stores 64-bit signed keys). Dump these tables without the "catalog" option (their state is then read from the archives on disk). Nothing was written.`,
+        { details: { source: this.source.name, tables: [...this.tables], option: 'catalog', lo: beyond.lo.toString() } },
+      );
+    }
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
     this.#recordEmpty(plan);
 

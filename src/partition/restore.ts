@@ -57,7 +57,7 @@ import { Readable } from 'node:stream';
 import { StowageError, fromFsError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkFunctionOption, checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
@@ -302,7 +302,10 @@ function overlaps(a: { lo: bigint; hi: bigint }, b: { lo: bigint; hi: bigint }):
  */
 export async function restorePartitions(target: TableSource, dir: string, options: RestoreOptions = {}, tuning: { poolMinBytes?: number } = {}): Promise<RestoreResult> {
   const where = 'Partitioner.restore';
+  options ??= {};
   checkOptionKeys(where, options, ['table', 'lo', 'hi', 'concurrency', 'createTables', 'signal', 'onProgress']);
+  checkSignalOption(where, options.signal);
+  checkFunctionOption(where, 'onProgress', options.onProgress);
   if (typeof target !== 'object' || target === null || typeof target.load !== 'function' || typeof target.createTable !== 'function') {
     throw new StowageError('EBAD_CONFIG', `${where}: the target must be a TableSource.`, { details: { option: 'target' } });
   }

@@ -103,3 +103,28 @@ export function checkPathArg(where: string, name: string, value: unknown): strin
   }
   return value;
 }
+
+/**
+ * Throws EBAD_CONFIG unless the option `name` is undefined or a function.
+ *
+ * @param where - the class or function, for the message
+ * @param name - the option's name ("onProgress")
+ * @param value - the value to check
+ */
+export function checkFunctionOption(where: string, name: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "${name}" must be a function, got ${value === null ? 'null' : typeof value}.`, { details: { where, option: name } });
+  }
+}
+
+/**
+ * Throws EBAD_CONFIG unless the option `signal` is undefined or an AbortSignal.
+ *
+ * @param where - the class or function, for the message
+ * @param value - the value to check
+ */
+export function checkSignalOption(where: string, value: unknown): void {
+  if (value !== undefined && !(value instanceof AbortSignal)) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "signal" must be an AbortSignal.`, { details: { where, option: 'signal' } });
+  }
+}

@@ -226,7 +226,7 @@ describe('Partitioner.compare', () => {
     expect((await Partitioner.compare(a, b, 'CalibVld', { rowsPerPartition: 100 })).differences).toEqual([]);
   });
 
-  it('is not equal when the columns or the NULL-key rows differ', async () => {
+  it('is not equal when the columns differ, or when a side holds NULL-key rows (which no range compares)', async () => {
     const { fa, fb, a, b } = await twins([1, 2]);
     exec(fa, 'CREATE TABLE "T" ("SEQNO" INTEGER, "V" TEXT)');
     exec(fb, 'CREATE TABLE "T" ("SEQNO" INTEGER, "W" TEXT)');
@@ -239,6 +239,13 @@ describe('Partitioner.compare', () => {
     const nulls = await Partitioner.compare(a, b, 'U');
     expect(nulls.differingRanges).toEqual([]);
     expect([nulls.a.nulls, nulls.b.nulls, nulls.equal]).toEqual([1, 0, false]);
+    // As many NULL-key rows on each side, with other values: they are in no
+    // range and cannot be compared, so the tables are not reported equal.
+    exec(fb, 'INSERT INTO "U" VALUES (NULL, \'other\')');
+    const same = await Partitioner.compare(a, b, 'U');
+    expect([same.a.nulls, same.b.nulls, same.differingRanges.length, same.equal]).toEqual([1, 1, 0, false]);
+    // Within key bounds they are outside the comparison, which can be equal.
+    expect((await Partitioner.compare(a, b, 'U', { lo: 1, hi: 1 })).equal).toBe(true);
     await a.close();
     await b.close();
   });
