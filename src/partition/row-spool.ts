@@ -165,7 +165,11 @@ export class RowSpool {
         }
         if (handle === undefined) {
           try {
-            handle = await open(spillPath, 'w+', 0o600);
+            // Made anew, never opened through what is there: a stale spill
+            // file is removed, and so is a symlink planted at the name
+            // (the link, not what it points to).
+            await rm(spillPath, { force: true }).catch(() => {});
+            handle = await open(spillPath, 'wx+', 0o600);
           } catch (err) {
             throw fromFsError(err, 'create', spillPath);
           }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -228,6 +228,14 @@ describe('Partitioner.dump', () => {
     const b = await archiveEntries(spilled.written[0]!.path);
     expect(b.get('Calib/rows.tsv')!.equals(a.get('Calib/rows.tsv')!)).toBe(true);
     expect(await listFiles(join(d, 'disk'))).toEqual(['CalibVld/0000000001-0000001000.tar.gz', 'CalibVld/0000000001-0000001000.tar.gz.dna']);
+    // A symlink planted at a spill file's name is replaced, never written through.
+    const victim = join(d, 'victim.txt');
+    await writeFile(victim, 'keep me');
+    await mkdir(join(d, 'planted', 'CalibVld'), { recursive: true });
+    await symlink(victim, join(d, 'planted', 'CalibVld', '0000000001-0000001000.tar.gz.0.spool'));
+    const again = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 1000, outDir: join(d, 'planted'), spoolMemoryBytes: 1000 }).dump();
+    expect(again.written[0]!.tables).toEqual(inMemory.written[0]!.tables);
+    expect(await readFile(victim, 'utf8')).toBe('keep me');
   });
 
   it('records in the Catalog a last range reaching past 2^63-1 with its upper bound at 2^63-1, run after run', async () => {
