@@ -104,6 +104,14 @@ export interface LockOwner {
    * older versions and on systems that do not expose them.
    */
   readonly machine?: string;
+  /**
+   * The owner's `staleMs`: its heartbeat is judged stale only past the
+   * longer of this and the judge's own, so that a contender configured
+   * with a shorter one never takes over a lock whose owner beats at its
+   * own, slower pace (up to a day). Absent from owner files written by
+   * older versions.
+   */
+  readonly staleMs?: number;
 }
 
 /** Options of the {@link LockDir} constructor. */
@@ -264,9 +272,11 @@ function parseOwner(raw: Uint8Array): LockOwner | undefined {
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return undefined;
   if (typeof purpose !== 'string' || typeof since !== 'string') return undefined;
   if (typeof token !== 'string' || token === '') return undefined;
-  const { machine } = o;
+  const { machine, staleMs } = o;
   if (machine !== undefined && (typeof machine !== 'string' || machine === '')) return undefined;
-  return machine === undefined ? { host, pid, purpose, since, token } : { host, pid, purpose, since, token, machine };
+  // A staleMs that is not a positive number is left out (judged by ours alone), not a reason to call the file unreadable.
+  const ownStale = typeof staleMs === 'number' && Number.isFinite(staleMs) && staleMs > 0 ? staleMs : undefined;
+  return { host, pid, purpose, since, token, ...(machine === undefined ? {} : { machine }), ...(ownStale === undefined ? {} : { staleMs: ownStale }) };
 }
 
 let thisMachine: string | null | undefined;
@@ -343,6 +353,9 @@ async function observe(fs: LockFs, lockPath: string, ownerPath: string): Promise
   }
 }
 
+/** The longest owner's `staleMs` honoured (a day): a crashed owner's lock is never held for longer. */
+const OWNER_STALE_CAP_MS = 24 * 3600 * 1000;
+
 /** The pure decision: is what we observed held, and may it be taken over? */
 function judge(obs: Observation, now: number, staleMs: number, host: string, alive: (pid: number) => boolean): Judged {
   if (obs.kind === 'free') return { locked: false, stale: false, ageMs: 0 };
@@ -350,7 +363,7 @@ function judge(obs: Observation, now: number, staleMs: number, host: string, ali
   switch (obs.kind) {
     case 'owner':
       if (pidsComparable(obs.owner, host, machineId()) && !alive(obs.owner.pid)) return { locked: true, stale: true, reason: 'owner-dead', ageMs, owner: obs.owner };
-      if (ageMs > staleMs) return { locked: true, stale: true, reason: 'heartbeat-expired', ageMs, owner: obs.owner };
+      if (ageMs > Math.max(staleMs, Math.min(obs.owner.staleMs ?? 0, OWNER_STALE_CAP_MS))) return { locked: true, stale: true, reason: 'heartbeat-expired', ageMs, owner: obs.owner };
       return { locked: true, stale: false, ageMs, owner: obs.owner };
     case 'unreadable':
       return ageMs > staleMs ? { locked: true, stale: true, reason: 'owner-file-unreadable', ageMs } : { locked: true, stale: false, ageMs };
@@ -370,7 +383,7 @@ function describe(path: string, j: Judged): string {
 
 /**
  * A lock on a directory tree, shared between processes and hosts: a
- * `LOCKED` directory holding `owner.json` `{ host, pid, purpose, since, token, machine }`.
+ * `LOCKED` directory holding `owner.json` `{ host, pid, purpose, since, token, machine, staleMs }`.
  *
  * A held lock keeps itself alive with a heartbeat; a lock whose owner died
  * (on this machine, in our pid namespace) or whose heartbeat is older than `staleMs` is taken over
@@ -638,7 +651,7 @@ export class LockDir {
   async #attempt(): Promise<Attempt> {
     const fs = this.#fs;
     const machine = machineId();
-    const owner: LockOwner = { host: this.#host, pid: process.pid, purpose: this.purpose, since: new Date().toISOString(), token: newToken(), ...(machine === undefined ? {} : { machine }) };
+    const owner: LockOwner = { host: this.#host, pid: process.pid, purpose: this.purpose, since: new Date().toISOString(), token: newToken(), ...(machine === undefined ? {} : { machine }), staleMs: this.staleMs };
     let created = false;
     try {
       await fs.mkdir(this.path);

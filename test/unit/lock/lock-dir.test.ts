@@ -94,7 +94,7 @@ function withHook(when: (op: keyof LockFs, args: unknown[]) => boolean, before: 
 }
 
 describe('LockDir acquire and release', () => {
-  it('creates LOCKED/owner.json { host, pid, purpose, since, token } and release removes everything', async () => {
+  it('creates LOCKED/owner.json { host, pid, purpose, since, token, machine, staleMs } and release removes everything', async () => {
     const lock = lockOf({ purpose: 'nightly backup' });
     expect(lock.held).toBe(false);
     expect(lock.path).toBe(lockedDir());
@@ -103,7 +103,7 @@ describe('LockDir acquire and release', () => {
     expect(lock.held).toBe(true);
     const owner = await readOwner();
     expect(owner).toEqual(lock.owner);
-    expect(Object.keys(owner).sort()).toEqual(['host', 'machine', 'pid', 'purpose', 'since', 'token']);
+    expect(Object.keys(owner).sort()).toEqual(['host', 'machine', 'pid', 'purpose', 'since', 'staleMs', 'token']);
     expect(owner).toMatchObject({ host: hostname(), pid: process.pid, purpose: 'nightly backup' });
     expect(owner.token).toMatch(/^[0-9a-f]{32}$/);
     expect(Date.parse(owner.since)).toBeGreaterThanOrEqual(before - 1000);
@@ -253,6 +253,26 @@ describe('LockDir staleness and takeover', () => {
     const lock = lockOf({ staleMs: 1_000 });
     await lock.acquire();
     expect(await readOwner()).toEqual(lock.owner);
+  });
+
+  it("a contender with a shorter staleMs judges a live owner's heartbeat by the owner's own staleMs (recorded in owner.json, honoured up to a day)", async () => {
+    const a = lockOf({ staleMs: 8_000, heartbeatMs: 2_000 });
+    await a.acquire();
+    try {
+      expect(a.owner?.staleMs).toBe(8_000);
+      expect((await readOwner()).staleMs).toBe(8_000);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      // 700 ms since the last beat: past b's 500 ms, within a's 8 s.
+      const b = lockOf({ staleMs: 500 });
+      expect((await rejection(b.acquire())).code).toBe('ELOCKED');
+      expect(await LockDir.inspect(parent, { staleMs: 500 })).toMatchObject({ locked: true, stale: false });
+      expect(a.signal.aborted).toBe(false);
+    } finally {
+      await a.release();
+    }
+    // An owner's staleMs past a day counts as a day; one without (older versions) is judged by ours alone.
+    await plant({ pid: process.pid, staleMs: 7 * 24 * 3600 * 1000 }, 25 * 3600 * 1000);
+    expect(await LockDir.inspect(parent, { staleMs: 1_000 })).toMatchObject({ stale: true, reason: 'heartbeat-expired' });
   });
 
   it('a lock directory without owner.json is held while young (its creator is writing it) and stale once older than staleMs', async () => {
