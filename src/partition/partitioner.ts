@@ -8,7 +8,8 @@
  * own `DIR/<lo>-<hi>.tar.gz` with a DNA sidecar, holding every table's
  * schema and rows and a manifest with their counts and range digests (see
  * `manifest.ts`). Later runs write only what changed: new complete ranges,
- * and the partial tail when it gained rows.
+ * and the partial ones (the tail, and the `settleRanges` below it) when
+ * their rows changed.
  *
  * - {@link Partitioner.plan} is pure reading: it lists the occupied ranges
  *   and their state. It walks from one occupied range to the next (see
@@ -187,7 +188,7 @@ export interface PlanOptions {
 
 /** Options of {@link Partitioner.dump}. */
 export interface DumpOptions {
-  /** Write only what changed: new complete ranges and a changed tail (default true). False rewrites every occupied range. */
+  /** Write only what changed: new complete ranges and changed partial ones (default true). False rewrites every occupied range. */
   incremental?: boolean;
   /** Ranges read and written at once (default 2). */
   concurrency?: number;
@@ -219,7 +220,7 @@ export interface WrittenPartition {
   readonly path: string;
   /** Its DNA (also in `path.dna`). */
   readonly dna: Dna;
-  /** Whether it was complete (false: the partial tail). */
+  /** Whether it was complete (false: a partial range, the tail or one of the `settleRanges` below it). */
   readonly complete: boolean;
   /** Per table. */
   readonly tables: readonly WrittenTable[];
@@ -231,7 +232,7 @@ export interface DumpResult {
   readonly plan: PartitionPlan;
   /** Archives written, in key order. */
   readonly written: readonly WrittenPartition[];
-  /** Ranges read and found identical to their archive (the unchanged tail), so not written. */
+  /** Ranges not written: read and found identical to their partial archive, or found archived complete (and intact) when about to be written. */
   readonly unchanged: readonly { readonly lo: bigint; readonly hi: bigint }[];
   /** Rows written in all. */
   readonly rows: number;
@@ -333,13 +334,18 @@ async function sizeMatchesSidecar(path: string): Promise<boolean> {
   }
 }
 
-/** Whether `path` digests as its sidecar says (false without a readable sidecar). */
+/**
+ * Whether `path` digests as its sidecar says; false when the sidecar is
+ * missing or malformed. Other failures (the file cannot be read: EACCES,
+ * EIO) are thrown: they say nothing of the archive's bytes.
+ */
 async function dnaMatches(path: string, signal: AbortSignal | undefined): Promise<boolean> {
   try {
     return (await DnaDigest.verify(path, signal === undefined ? {} : { signal })).ok;
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
-    return false;
+    if (isStowageError(err, 'ENO_SIDECAR') || isStowageError(err, 'EBAD_SIDECAR')) return false;
+    throw err;
   }
 }
 
@@ -391,7 +397,7 @@ async function exists(path: string): Promise<boolean> {
  * ```ts
  * await using db = new MysqlSource({ host, user, password, database: 'offline_db' });
  * const p = new Partitioner(db, { tables: ['CalibPmtSpec', 'CalibPmtSpecVld'], outDir: '/backup/dbi' });
- * const { written } = await p.dump();          // only new ranges and a changed tail
+ * const { written } = await p.dump();          // only new ranges and changed partial ones
  * // elsewhere:
  * await Partitioner.restore(otherDb, '/backup/dbi');
  * const report = await Partitioner.compare(db, otherDb, 'CalibPmtSpecVld');
@@ -649,8 +655,8 @@ export class Partitioner {
 
   /**
    * Archives the ranges of the plan: incrementally (default) the complete
-   * ranges not yet archived in their final form and the tail when its rows
-   * changed; with `incremental: false` every occupied range. Each range is
+   * ranges not yet archived in their final form and the partial ones when
+   * their rows changed; with `incremental: false` every occupied range. Each range is
    * read in one snapshot, then written atomically with its sidecar, and
    * recorded in the Catalog (with the runs of empty ranges). On failure or
    * abort, the archives finished so far stay and no partial archive is left.
@@ -705,6 +711,7 @@ export class Partitioner {
       );
     }
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
+    await this.#recordFromDisk(plan, signal);
     this.#recordEmpty(plan);
 
     const written: WrittenPartition[] = [];
@@ -894,9 +901,12 @@ export class Partitioner {
     }
     // (Something else in the way, such as a folder, fails the write below.)
     if (await isFile(path)) {
+      // Only damage makes it "not intact": an archive that cannot be read
+      // at all (EACCES, EIO) fails the dump, and is neither set aside nor overwritten.
       const there = await readManifest(path, ctx.signal).catch((err: unknown) => {
         if (ctx.signal?.aborted) throw ctx.signal.reason;
-        return undefined;
+        if (isStowageError(err, 'ECORRUPT_ARCHIVE')) return undefined;
+        throw err;
       });
       // An archive already there that holds other tables (a group's, found
       // through the Catalog by a Partitioner of one of its tables) is never
@@ -965,6 +975,36 @@ export class Partitioner {
         catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: w.lo, hi: catalogBound(w.hi), state: w.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: w.path });
       }
     });
+  }
+
+  /**
+   * Records in the Catalog the archives the plan took from disk (written
+   * before the Catalog was used, or recorded for another outDir since), so
+   * that it knows every archive of this folder from now on.
+   */
+  async #recordFromDisk(plan: PartitionPlan, signal: AbortSignal | undefined): Promise<void> {
+    const catalog = this.#catalog;
+    if (catalog === undefined) return;
+    const known = new Map(catalog.partitions(this.source.name, this.tables[0]!, { key: this.key }).map((r) => [`${r.lo}:${r.hi}`, r] as const));
+    for (const p of plan.partitions) {
+      const a = p.archived;
+      if (a === undefined || known.get(`${p.lo}:${catalogBound(p.hi)}`)?.archivePath === a.path) continue;
+      throwIfAborted(signal);
+      let dna: Dna;
+      let created: Date;
+      try {
+        [dna, { created }] = await Promise.all([DnaDigest.readSidecar(a.path), readManifest(a.path, signal)]);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        continue; // read fine for the plan a moment ago; recorded by a later run
+      }
+      catalog.transaction(() => {
+        catalog.recordArchive({ path: a.path, dna, created });
+        for (const t of a.tables) {
+          catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: p.lo, hi: catalogBound(p.hi), state: a.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: a.path });
+        }
+      });
+    }
   }
 
   /** Records the runs of empty ranges not recorded yet. */

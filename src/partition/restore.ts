@@ -22,8 +22,9 @@
  * 4. Check every archive's columns against the table its rows go to (an
  *    existing one, or the one to be created), before anything is created
  *    or loaded. Create the tables the target lacks from the DDL of their
- *    newest archive (a column added since the older archives is there;
- *    their rows take its default). Where the target can (PostgreSQL), a
+ *    newest archive that has every column the others hold (a column added
+ *    since the older archives is there, their rows take its default; one
+ *    dropped since is kept from an older archive). Where the target can (PostgreSQL), a
  *    table created so gets its primary key, unique constraints and indexes
  *    only after its rows (step 6).
  * 5. Load each table's range in one transaction of the target (replacing
@@ -501,17 +502,37 @@ export async function restorePartitions(target: TableSource, dir: string, option
 
   /** Steps 4 and 5: creates the missing tables (deferring their indexes into `deferred`) and loads every archive. */
   async function createAndLoad(): Promise<void> {
-    // A table is created from its newest archive's DDL (a column added
-    // since the first archives is there; the older ones' rows take its
-    // default). Before anything is created or loaded, every archive's
-    // columns are checked against the table they go to: a restore that
-    // would fail on a missing column midway fails here, with nothing done.
-    const newest = new Map<string, { s: Selected; t: ManifestTable }>();
+    // A table is created from the DDL of its newest archive that has every
+    // column the archives of that table hold: a column added since the first
+    // archives is there (the older ones' rows take its default), and one
+    // dropped since is kept from an older archive (the newer rows get NULL
+    // or its default there). Before anything is created or loaded, every
+    // archive's columns are checked against the table they go to: a restore
+    // that would fail on a missing column midway fails here, with nothing done.
+    const byNewest = new Map<string, { s: Selected; t: ManifestTable }[]>();
     for (const s of selected) {
       for (const t of s.tables) {
-        const cur = newest.get(t.name);
-        if (cur === undefined || s.manifest.created > cur.s.manifest.created || (s.manifest.created.getTime() === cur.s.manifest.created.getTime() && s.lo > cur.s.lo)) newest.set(t.name, { s, t });
+        const list = byNewest.get(t.name);
+        if (list === undefined) byNewest.set(t.name, [{ s, t }]);
+        else list.push({ s, t });
       }
+    }
+    const asColumns = (names: readonly string[]): ColumnInfo[] => names.map((c) => ({ name: c, type: '', nullable: true, primaryKey: 0 }));
+    const holdsAll = (have: readonly ColumnInfo[], names: Iterable<string>): boolean => {
+      for (const c of names) {
+        try {
+          findColumn(target.name, '', have, c);
+        } catch {
+          return false;
+        }
+      }
+      return true;
+    };
+    const newest = new Map<string, { s: Selected; t: ManifestTable }>();
+    for (const [name, list] of byNewest) {
+      list.sort((x, y) => y.s.manifest.created.getTime() - x.s.manifest.created.getTime() || (y.s.lo > x.s.lo ? 1 : y.s.lo < x.s.lo ? -1 : 0));
+      const all = new Set(list.flatMap((x) => x.t.columns));
+      newest.set(name, list.find((x) => holdsAll(asColumns(x.t.columns), all)) ?? list[0]!);
     }
     for (const [name, { s: from, t: ddlTable }] of newest) {
       let columns: readonly ColumnInfo[];
@@ -520,8 +541,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
         columns = await target.columns(name, { signal });
         what = `the table ${JSON.stringify(name)} of ${target.name}`;
       } else if (createTables) {
-        columns = ddlTable.columns.map((c) => ({ name: c, type: '', nullable: true, primaryKey: 0 }));
-        what = `the table ${JSON.stringify(name)} as its newest archive ${from.path} defines it`;
+        columns = asColumns(ddlTable.columns);
+        what = `the table ${JSON.stringify(name)} as its newest archive ${from.path} defines it (no archive of it has every column the others hold)`;
       } else continue; // ENO_TABLE at its load, as before
       for (const s of selected) {
         const t = s.tables.find((x) => x.name === name);

@@ -580,6 +580,13 @@ describe('Partitioner.dump', () => {
     expect(r.written).toEqual([]);
     expect(await readFile(first)).toEqual(bytes);
     expect((await readManifest(first)).tables[0]!.count).toBe(100);
+    // The Catalog now knows every archive of the folder, as if it had written them.
+    expect(catalog.partitions(src.name, 'CalibVld', { key: 'SEQNO' }).map((x) => [x.lo, x.hi, x.state, x.rows, x.archivePath])).toEqual([
+      [1n, 100n, 'archived', 100, first],
+      [101n, 200n, 'partial', 100, join(out, 'CalibVld', '0000000101-0000000200.tar.gz')],
+      [201n, 300n, 'partial', 50, join(out, 'CalibVld', '0000000201-0000000300.tar.gz')],
+    ]);
+    expect(catalog.archive(first)?.dna).toEqual(await DnaDigest.readSidecar(first));
 
     // Two outDirs recorded in one Catalog (its records keep one archive per range).
     const f2 = join(d, 'c2.db');

@@ -144,6 +144,33 @@ describe('Partitioner.restore', () => {
     expect(count(old, 'CalibVld')).toBe(0);
   });
 
+  it('a column dropped between dumps: the table is created from the newest archive that still has it, and every archive restores', async () => {
+    const d = await tempDir();
+    const f = join(d, 'src.db');
+    makePairDb(f, Array.from({ length: 150 }, (_, i) => i + 1), 3);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = (): Partitioner => new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 });
+    await p().dump();
+    const before = new Database(f, { readonly: true });
+    const versionDate = (before.prepare('SELECT "VERSIONDATE" FROM "CalibVld" WHERE "SEQNO" = 42').pluck().get() as string | null) ?? null;
+    before.close();
+    exec(f, 'ALTER TABLE "CalibVld" DROP COLUMN "VERSIONDATE"');
+    exec(f, `WITH RECURSIVE s(n) AS (SELECT 151 UNION ALL SELECT n + 1 FROM s WHERE n < 320) INSERT INTO "CalibVld" SELECT n, 'a', 'b', 1 FROM s`);
+    await p().dump();
+    const fresh = join(d, 'fresh.db');
+    exec(fresh, 'CREATE TABLE "other" ("x" INTEGER)');
+    await using dst = new SqliteSource(fresh);
+    expect((await Partitioner.restore(dst, out)).rows).toBe(320);
+    const db = new Database(fresh, { readonly: true });
+    try {
+      expect(db.prepare('SELECT "VERSIONDATE" FROM "CalibVld" WHERE "SEQNO" = 42').pluck().get()).toBe(versionDate);
+      expect(db.prepare('SELECT COUNT(*) FROM "CalibVld" WHERE "SEQNO" > 150 AND "VERSIONDATE" IS NULL').pluck().get()).toBe(170);
+    } finally {
+      db.close();
+    }
+  });
+
   it('restores one table, or one key range (cutting partitions that straddle it)', async () => {
     const { d, out, src } = await dumped();
     await using one = new SqliteSource(join(d, 'one.db'), { create: true });
