@@ -17,7 +17,8 @@ import type { Transport } from './transport.js';
  * @example
  * ```ts
  * const lock = new LockDir('/backups/svn', { fs: transportLockFs(remote), purpose: 'offbox sync' });
- * await lock.withLock(() => sync(local, '/var/backups/svn', remote, '/backups/svn'));
+ * // The destination's LOCKED is ours: its token tells sync so.
+ * await lock.withLock(() => sync(local, '/var/backups/svn', remote, '/backups/svn', { ownLockToken: lock.owner!.token }));
  * ```
  */
 export function transportLockFs(transport: Transport): LockFs {

@@ -213,7 +213,9 @@ export interface SyncOptions extends PlanSyncOptions {
    * The token of a lock the caller itself holds at the source root (e.g.
    * `lock.owner.token` of the global LockDir of a nightly backup): a source
    * LOCKED by that very token is synced, since its writer is the caller and
-   * what it wrote is complete. A LOCKED held by anyone else still refuses.
+   * what it wrote is complete. Likewise at the destination root, for a
+   * caller that planted the destination's LOCKED itself (without `lock:
+   * true`; see transportLockFs). A LOCKED held by anyone else still refuses.
    */
   ownLockToken?: string;
   /**
@@ -436,7 +438,9 @@ function keepHolders(plan: SyncPlan, destination: SyncTree, holders: ReadonlySet
 interface ListOptions {
   filter: SyncOptions['filter'];
   lockName: string;
+  /** Leave out `NAME.part` files (taken for files still being written) and report them; they are not deleted on the other side either. */
   skipPartFiles: boolean;
+  onPartFile: (rel: string) => void;
   checksum: boolean;
   algorithm: DnaAlgorithm;
   concurrency: number;
@@ -516,8 +520,12 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
       }
       for (const e of entries) {
         if (rel === '' && e.name === o.lockName) continue;
-        if (o.skipPartFiles && (e.type === 'file' || e.type === 'symlink') && e.name.endsWith('.part')) continue;
         const path = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (o.skipPartFiles && (e.type === 'file' || e.type === 'symlink') && e.name.endsWith('.part')) {
+          hidden.add(path);
+          o.onPartFile(path);
+          continue;
+        }
         if (o.filter !== undefined && !o.filter(path, e)) {
           hidden.add(path);
           filtered.add(path);
@@ -633,16 +641,24 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   const progress = new ProgressTracker('list', o.onProgress);
   progress.report(true);
 
-  // A source under LOCKED is being written: not synced.
-  const srcLock = await src.exists(posixJoin(srcDir, o.lockName), userSignal ? { signal: userSignal } : {});
-  if (srcLock !== undefined && srcLock.type === 'dir') {
+  // A source under LOCKED is being written: not synced. Checked before it
+  // is listed, again once it is listed (a writer that locked it meanwhile
+  // may have been halfway through: the listing cannot be trusted), and
+  // before anything is deleted (nothing is deleted to match a tree that a
+  // writer has taken since).
+  const checkSourceLock = async (when: 'before' | 'listed' | 'deleting'): Promise<void> => {
+    const srcLock = await src.exists(posixJoin(srcDir, o.lockName), userSignal ? { signal: userSignal } : {});
+    if (srcLock === undefined || srcLock.type !== 'dir') return;
     const info = await LockDir.inspect(srcDir, { name: o.lockName, fs: transportLockFs(src) }).catch(() => undefined);
     // The caller's own lock, by its token: how fresh its heartbeat is does not matter (its staleMs may not be ours).
     const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken;
-    if (!ours) throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: it holds ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
-      details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale },
+    if (ours) return;
+    const what = when === 'before' ? 'it holds' : when === 'listed' ? 'it was locked while it was listed:' : 'it was locked while the files were copied (they were; nothing was deleted):';
+    throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: ${what} ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
+      details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale, when },
     });
-  }
+  };
+  await checkSourceLock('before');
 
   // With lock: true the destination is locked before it is listed: a plan
   // made from a listing that another writer was still changing could skip a
@@ -660,6 +676,14 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     filter: o.filter,
     lockName: o.lockName,
     skipPartFiles: side === 'src',
+    onPartFile: (rel) => {
+      warnOrThrow(
+        new StowageError('ELOCKED', `Skipped ${src.name}:${posixJoin(srcDir, rel)}: a .part name is taken for a file still being written; it is neither copied nor deleted (rename it if it is a finished file).`, { details: { path: rel, side } }),
+        rel,
+        o.onWarning,
+        o.strict,
+      );
+    },
     checksum: o.checksum,
     algorithm: o.algorithm,
     concurrency: Math.max(16, o.concurrency),
@@ -696,6 +720,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     srcMissing = true;
     srcTree = new Map();
   }
+  if (!srcMissing) await checkSourceLock('listed');
   // A missing source is refused unless allowEmptySource says otherwise, and
   // which error depends on the destination: then it is listed first (no
   // folder created, no lock planted for a run that only refuses). Allowed,
@@ -726,8 +751,10 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     // a dry run of it refuses, as that run would, while a live writer holds it.
     if (!dstMissing && (!o.lock || o.dryRun)) {
       const dl = await dst.exists(posixJoin(dstDir, o.lockName), userSignal ? { signal: userSignal } : {});
-      const live =
-        dl?.type === 'dir' && (!o.lock || (await LockDir.inspect(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined))?.stale !== true);
+      const info = dl?.type === 'dir' ? await LockDir.inspect(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined) : undefined;
+      // The caller's own lock (by its token) is no other writer.
+      const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken;
+      const live = dl?.type === 'dir' && !ours && (!o.lock || info?.stale !== true);
       if (live) {
         throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${o.lockName} (another writer). Retry later, or use lock: true to wait for a stale lock to be taken over.`, {
           details: { path: dstDir },
@@ -808,12 +835,13 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     }
     syncChannel.publish({ source: `${src.name}:${srcDir}`, destination: `${dst.name}:${dstDir}`, copies: plan.copies.length, deletes: deleteCount, dryRun: o.dryRun });
     if (o.dryRun) {
+      progress.phase('done');
       return Object.freeze({ plan, dryRun: true, copied: [], linked: [], deleted: [], verified: [], mutants: [], bytesCopied: 0 });
     }
 
     // Act. (A missing source allowed to empty the destination: locked only now.)
     if (o.lock && lock === undefined) await takeLock();
-    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstTree, o, progress, fanOutSignal(anySignal(userSignal, lock?.signal), o.concurrency));
+    const result = await act(src, srcDir, dst, dstDir, plan, srcTree, dstTree, o, progress, fanOutSignal(anySignal(userSignal, lock?.signal), o.concurrency), () => (srcMissing ? Promise.resolve() : checkSourceLock('deleting')));
     await lock?.release();
     return result;
   }
@@ -836,6 +864,7 @@ async function act(
   },
   progress: ProgressTracker,
   signal: AbortSignal | undefined,
+  beforeDeletes: () => Promise<void>,
 ): Promise<SyncResult> {
   const sig = signal ? { signal } : {};
   const copied: { path: string; dna: Dna }[] = [];
@@ -881,44 +910,77 @@ async function act(
       return undefined; // reported by the check after the copies
     }
   };
+  /** Files gone from the source since it was listed (see copyOne). */
+  const vanishedSince = new Set<string>();
+  const copyOne = async (c: SyncCopy): Promise<void> => {
+    throwIfAborted(signal);
+    const from = srcPath(c.path);
+    const source: PutSource = fromLocal ? from : { size: c.size, open: (offset) => src.createReadStream(from, { start: offset, ...sig }) };
+    let reported = 0;
+    let expected: Dna | undefined;
+    try {
+      expected = await expectedOf(c.path);
+      const dna = await dst.put(source, dstPath(c.path), {
+        ...(expected === undefined ? {} : { expectedDna: expected }),
+        algorithm: expected?.algorithm ?? o.algorithm,
+        mode: c.mode,
+        mtimeMs: c.mtimeMs,
+        mkdirs: false,
+        ...sig,
+        onProgress: (p) => {
+          progress.add(p.bytesDone - reported);
+          reported = p.bytesDone;
+        },
+      });
+      progress.add(dna.size - reported, 1);
+      copied.push({ path: c.path, dna });
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      // Only the check against this sidecar makes it a source mutant (a far-side mismatch after a resumed put is a failed copy).
+      if (expected !== undefined && isStowageError(err, 'EDIGEST_MISMATCH') && err.details['actual'] !== undefined && err.details['reason'] !== 'far-after-resume') {
+        progress.add(-reported, 1);
+        sourceMutants.push({ path: c.path, ok: false, expected, actual: err.details['actual'] as Dna, sent: err.details['actual'] as Dna });
+        return;
+      }
+      // Gone from the source since it was listed (a purge, a lazylogger
+      // moving it away): not copied, said so, and its copy on the
+      // destination (if any) left as it is. The other files go on.
+      if ((await src.exists(from, sig).catch(() => null)) === undefined) {
+        progress.add(-reported, 1);
+        vanishedSince.add(c.path);
+        warnOrThrow(new StowageError('ENOT_FOUND', `${src.name}:${from} vanished after it was listed; it was not copied, and ${dst.name}:${dstPath(c.path)} was left as it was.`, { details: { path: c.path, side: 'src' }, cause: err }), c.path, o.onWarning, o.strict);
+        return;
+      }
+      const e = err as { code?: string; message?: string };
+      failed.push({ path: c.path, code: e.code ?? 'EIO', message: e.message ?? String(err) });
+      throw err;
+    }
+  };
   const copyAll = async (copies: readonly SyncCopy[]): Promise<void> => {
     const files = copies.filter((c) => c.type === 'file');
     const links = copies.filter((c) => c.type === 'symlink');
-    await eachLimit(files, o.concurrency, async (c) => {
-      throwIfAborted(signal);
-      const from = srcPath(c.path);
-      const source: PutSource = fromLocal ? from : { size: c.size, open: (offset) => src.createReadStream(from, { start: offset, ...sig }) };
-      let reported = 0;
-      let expected: Dna | undefined;
-      try {
-        expected = await expectedOf(c.path);
-        const dna = await dst.put(source, dstPath(c.path), {
-          ...(expected === undefined ? {} : { expectedDna: expected }),
-          algorithm: expected?.algorithm ?? o.algorithm,
-          mode: c.mode,
-          mtimeMs: c.mtimeMs,
-          mkdirs: false,
-          ...sig,
-          onProgress: (p) => {
-            progress.add(p.bytesDone - reported);
-            reported = p.bytesDone;
-          },
-        });
-        progress.add(dna.size - reported, 1);
-        copied.push({ path: c.path, dna });
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        // Only the check against this sidecar makes it a source mutant (a far-side mismatch after a resumed put is a failed copy).
-        if (expected !== undefined && isStowageError(err, 'EDIGEST_MISMATCH') && err.details['actual'] !== undefined && err.details['reason'] !== 'far-after-resume') {
-          progress.add(-reported, 1);
-          sourceMutants.push({ path: c.path, ok: false, expected, actual: err.details['actual'] as Dna, sent: err.details['actual'] as Dna });
-          return;
-        }
-        const e = err as { code?: string; message?: string };
-        failed.push({ path: c.path, code: e.code ?? 'EIO', message: e.message ?? String(err) });
-        throw err;
-      }
-    });
+    // A sidecar goes after its file, and only if the file went: the sidecar
+    // of a source mutant (or of a file that vanished) would otherwise pair
+    // the good copy on the destination with a DNA it does not match.
+    const inBatch = new Set(files.map((c) => c.path));
+    const baseOf = (c: SyncCopy): string | undefined => {
+      const base = c.path.endsWith(SIDECAR_SUFFIX) ? c.path.slice(0, -SIDECAR_SUFFIX.length) : undefined;
+      return base !== undefined && inBatch.has(base) ? base : undefined;
+    };
+    await eachLimit(
+      files.filter((c) => baseOf(c) === undefined),
+      o.concurrency,
+      copyOne,
+    );
+    const notSent = new Set([...sourceMutants.map((m) => m.path), ...vanishedSince]);
+    await eachLimit(
+      files.filter((c) => baseOf(c) !== undefined),
+      o.concurrency,
+      async (c) => {
+        if (!notSent.has(baseOf(c)!)) return copyOne(c);
+        progress.add(0, 1); // left as it is on the destination, with the file it describes
+      },
+    );
     for (const c of links) {
       throwIfAborted(signal);
       const to = dstPath(c.path);
@@ -928,9 +990,11 @@ async function act(
         await dst.symlink(c.target!, tmp, sig);
         await dst.rename(tmp, to, sig);
         linked.push(c.path);
+        progress.add(0, 1);
       } catch (err) {
-        if (signal?.aborted) throw signal.reason;
+        // The temporary link goes first, also when aborted.
         await dst.remove(tmp, { force: true }).catch(() => {});
+        if (signal?.aborted) throw signal.reason;
         const e = err as { code?: string; message?: string };
         failed.push({ path: c.path, code: e.code ?? 'EIO', message: e.message ?? String(err) });
         throw err;
@@ -1061,6 +1125,7 @@ async function act(
     if (mutants.length > 0) {
       deleteSkipped = 'mutants';
     } else {
+      await beforeDeletes();
       progress.phase('delete');
       // Entry by entry, deepest first and one depth at a time, never
       // recursively: a folder is removed only once it is empty, so what the

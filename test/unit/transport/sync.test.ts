@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StowageError, type StowageWarning } from '../../../src/errors.js';
 import { LockDir } from '../../../src/lock/lock-dir.js';
+import { DnaDigest } from '../../../src/dna/index.js';
 import type { Progress } from '../../../src/progress.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import { sync } from '../../../src/transport/sync.js';
+import { transportLockFs } from '../../../src/transport/lock-fs.js';
 import type { PutOptions, PutSource, Transport } from '../../../src/transport/transport.js';
 
 const md5 = (b: Uint8Array | string): string => createHash('md5').update(b).digest('hex');
@@ -334,6 +336,136 @@ describe('sync between two LocalTransports', () => {
     const r = await sync(local, src, local, dst, { delete: 'after', filter: (p) => !p.endsWith('.tmp') });
     expect(r.copied.map((c) => c.path)).toEqual(['done.tar.gz']);
     expect((await readdir(dst)).sort()).toEqual(['also.tmp', 'done.tar.gz']);
+  });
+
+  it('a source locked while it is listed, or while the files are copied, is refused (ELOCKED) and nothing is deleted to match it', async () => {
+    for (let i = 0; i < 10; i++) await put(join(src, `f${i}`), `f${i}`);
+    await sync(local, src, local, dst);
+    // A writer locks the source while it is listed, and starts rewriting it.
+    const racing = new LocalTransport();
+    const realList = racing.list.bind(racing);
+    let writer: LockDir | undefined;
+    racing.list = async (path, o) => {
+      if (writer === undefined) {
+        writer = new LockDir(src);
+        await writer.acquire();
+        await rm(join(src, 'f9'));
+      }
+      return realList(path, o);
+    };
+    try {
+      const err = await caught(sync(racing, src, local, dst, { delete: 'after' }));
+      expect(err.code).toBe('ELOCKED');
+      expect(err.message).toMatch(/locked while it was listed/);
+      expect(existsSync(join(dst, 'f9'))).toBe(true);
+    } finally {
+      await writer?.release();
+    }
+    // Locked while the files are copied: they are, and nothing is deleted.
+    await rm(join(src, 'f8'));
+    await put(join(src, 'new'), 'new');
+    const locking = new LocalTransport();
+    const realPut = locking.put.bind(locking);
+    let second: LockDir | undefined;
+    locking.put = async (source, path, o) => {
+      if (second === undefined) {
+        second = new LockDir(src);
+        await second.acquire();
+      }
+      return realPut(source, path, o);
+    };
+    try {
+      const err = await caught(sync(local, src, locking, dst, { delete: 'after' }));
+      expect(err.code).toBe('ELOCKED');
+      expect(err.message).toMatch(/nothing was deleted/);
+      expect(existsSync(join(dst, 'new'))).toBe(true);
+      expect(existsSync(join(dst, 'f8'))).toBe(true);
+    } finally {
+      await second?.release();
+    }
+  });
+
+  it('a destination the caller locked itself (transportLockFs recipe) is synced when its token is given, refused otherwise', async () => {
+    await put(join(src, 'a'), 'a');
+    await mkdir(dst, { recursive: true });
+    const lock = new LockDir(dst, { fs: transportLockFs(local), purpose: 'offbox sync' });
+    await lock.withLock(async () => {
+      expect((await caught(sync(local, src, local, dst))).code).toBe('ELOCKED');
+      const r = await sync(local, src, local, dst, { ownLockToken: lock.owner!.token });
+      expect(r.copied.map((c) => c.path)).toEqual(['a']);
+    });
+    expect(existsSync(join(dst, 'LOCKED'))).toBe(false);
+  });
+
+  it('a source file named NAME.part is not copied, with a warning, and its namesake on the destination is not deleted', async () => {
+    for (let i = 0; i < 10; i++) await put(join(src, `f${i}`), 'x');
+    await sync(local, src, local, dst);
+    await put(join(src, 'run0042.part'), 'data');
+    await put(join(dst, 'run0042.part'), 'data');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { delete: 'after', onWarning: (w) => void warnings.push(w) });
+    expect(r.deleted).toEqual([]);
+    expect(existsSync(join(dst, 'run0042.part'))).toBe(true);
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['ELOCKED', 'run0042.part']]);
+  });
+
+  it('the sidecar of a source mutant is not copied: the good copy on the destination keeps the DNA it matches', async () => {
+    const sidecarAt = async (t: number): Promise<void> => {
+      await DnaDigest.writeSidecar(join(src, 'run.tgz'), await DnaDigest.ofFile(join(src, 'run.tgz')));
+      await utimes(join(src, 'run.tgz.dna'), new Date(t), new Date(t));
+    };
+    await put(join(src, 'run.tgz'), 'version one', T0);
+    await sidecarAt(T0);
+    await sync(local, src, local, dst);
+    // A new version with its new sidecar, damaged on the source after its DNA was taken.
+    await put(join(src, 'run.tgz'), 'version two', T0 + 60_000);
+    await sidecarAt(T0 + 60_000);
+    await put(join(src, 'run.tgz'), 'version tw0', T0 + 60_000);
+    const r = await sync(local, src, local, dst, { onWarning: () => {} });
+    expect(r.mutants.map((m) => m.path)).toEqual(['run.tgz']);
+    expect(await readFile(join(dst, 'run.tgz'), 'utf8')).toBe('version one');
+    expect((await DnaDigest.verify(join(dst, 'run.tgz'))).ok).toBe(true);
+  });
+
+  it('a file that vanishes from the source after the listing is skipped with a warning; the other files are copied', async () => {
+    for (let i = 0; i < 20; i++) await put(join(src, `run${String(i).padStart(3, '0')}.mid`), `run ${i}`);
+    await put(join(dst, 'run000.mid'), 'old copy');
+    const purging = new LocalTransport();
+    const realList = purging.list.bind(purging);
+    purging.list = async (path, o) => {
+      const entries = await realList(path, o);
+      await rm(join(src, 'run000.mid'), { force: true }); // the lazylogger moves it away
+      return entries;
+    };
+    const warnings: StowageWarning[] = [];
+    const r = await sync(purging, src, local, dst, { concurrency: 1, delete: 'after', onWarning: (w) => void warnings.push(w) });
+    expect(r.copied).toHaveLength(19);
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['ENOT_FOUND', 'run000.mid']]);
+    expect(await readFile(join(dst, 'run000.mid'), 'utf8')).toBe('old copy');
+  });
+
+  it('an abort while a symlink is made leaves no NAME.part; progress counts links and ends at its total; a dry run reports done', async () => {
+    await put(join(src, 'a'), 'a');
+    await symlink('a', join(src, 'l'));
+    const seen: Progress[] = [];
+    const r = await sync(local, src, local, dst, { onProgress: (p) => void seen.push({ ...p }) });
+    expect(r.linked).toEqual(['l']);
+    const last = seen.at(-1)!;
+    expect([last.phase, last.itemsDone]).toEqual(['done', last.itemsTotal]);
+    const dry: Progress[] = [];
+    await sync(local, src, local, join(base, 'dry'), { dryRun: true, onProgress: (p) => void dry.push({ ...p }) });
+    expect(dry.at(-1)!.phase).toBe('done');
+
+    await rm(dst, { recursive: true, force: true });
+    const ac = new AbortController();
+    const aborting = new LocalTransport();
+    const realSymlink = aborting.symlink.bind(aborting);
+    aborting.symlink = async (target, path, o) => {
+      await realSymlink(target, path, o);
+      ac.abort(new Error('stop'));
+    };
+    await expect(sync(local, src, aborting, dst, { signal: ac.signal, lock: true })).rejects.toThrow('stop');
+    expect((await readdir(dst)).filter((n) => n.endsWith('.part') || n === 'LOCKED')).toEqual([]);
   });
 
   it('a failed copy stops the run, nothing is deleted, the error lists the failures', async () => {
@@ -676,7 +808,9 @@ describe('sync between two LocalTransports', () => {
     expect(seen.map((p) => p.phase).filter((p, i, a) => a.indexOf(p) === i)).toEqual(['list', 'copy', 'verify', 'done']);
     const last = seen[seen.length - 1]!;
     expect(last.bytesDone).toBe(r.bytesCopied);
-    expect(last.itemsDone).toBe(3);
+    // Every copy counts, the symlink too: the last report is at its total.
+    expect(last.itemsDone).toBe(r.plan.copies.length);
+    expect(last.itemsDone).toBe(last.itemsTotal);
     expect(last.bytesTotal).toBe(r.plan.bytesToCopy);
   });
 
