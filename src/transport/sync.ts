@@ -441,6 +441,8 @@ interface ListOptions {
   /** Leave out `NAME.part` files (taken for files still being written) and report them; they are not deleted on the other side either. */
   skipPartFiles: boolean;
   onPartFile: (rel: string) => void;
+  /** An entry whose name is not valid UTF-8 (it holds U+FFFD): left out, and not deleted on the other side. */
+  onUndecodable: (rel: string) => void;
   checksum: boolean;
   algorithm: DnaAlgorithm;
   concurrency: number;
@@ -521,6 +523,14 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
       for (const e of entries) {
         if (rel === '' && e.name === o.lockName) continue;
         const path = rel === '' ? e.name : `${rel}/${e.name}`;
+        // A name that is not valid UTF-8 comes as type "other" with U+FFFD
+        // in it (LocalTransport): it cannot be named to copy or delete it.
+        // Neither is done, and said so.
+        if (e.type === 'other' && e.name.includes('\uFFFD')) {
+          hidden.add(path);
+          o.onUndecodable(path);
+          continue;
+        }
         if (o.skipPartFiles && (e.type === 'file' || e.type === 'symlink') && e.name.endsWith('.part')) {
           hidden.add(path);
           o.onPartFile(path);
@@ -679,6 +689,15 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     onPartFile: (rel) => {
       warnOrThrow(
         new StowageError('ELOCKED', `Skipped ${src.name}:${posixJoin(srcDir, rel)}: a .part name is taken for a file still being written; it is neither copied nor deleted (rename it if it is a finished file).`, { details: { path: rel, side } }),
+        rel,
+        o.onWarning,
+        o.strict,
+      );
+    },
+    onUndecodable: (rel) => {
+      const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
+      warnOrThrow(
+        new StowageError('EUNSAFE_PATH', `Skipped ${where}: its name is not valid UTF-8 (shown with U+FFFD), so it can be neither copied nor deleted. Rename it to UTF-8 (convmv -f latin1 -t utf8) to have it synced.`, { details: { path: rel, side } }),
         rel,
         o.onWarning,
         o.strict,

@@ -184,12 +184,22 @@ export class LocalTransport implements Transport {
   /** {@inheritDoc Transport.list} */
   async list(dir: string, options: OpOptions = {}): Promise<TransportEntry[]> {
     throwIfAborted(options.signal);
-    let names: string[];
+    let raw: Buffer[];
     try {
-      names = await readdir(dir);
+      raw = await readdir(dir, { encoding: 'buffer' });
     } catch (err) {
       throw fromFsError(err, 'list', dir);
     }
+    // A name that is not valid UTF-8 (Latin-1 from an old system) cannot be
+    // named by a string path: it is listed as type "other" under its name
+    // decoded with U+FFFD, never looked up (a lookup of that string would
+    // find nothing, and the entry would vanish from the listing unseen).
+    const undecodable = new Set<string>();
+    const names = raw.map((b) => {
+      const name = b.toString('utf8');
+      if (name.includes('\uFFFD') && !Buffer.from(name, 'utf8').equals(b)) undecodable.add(name);
+      return name;
+    });
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     // lstat in batches: one at a time, a big folder costs a thread-pool round trip per entry.
     const out: (TransportEntry | undefined)[] = new Array<TransportEntry | undefined>(names.length);
@@ -198,6 +208,10 @@ export class LocalTransport implements Transport {
       await Promise.all(
         names.slice(i, i + 64).map(async (name, k) => {
           const p = join(dir, name);
+          if (undecodable.has(name)) {
+            out[i + k] = { name, path: p, type: 'other', size: 0, mtimeMs: 0, mode: 0 };
+            return;
+          }
           try {
             const s = await lstat(p);
             out[i + k] = { name, path: p, type: typeOf(s), size: s.size, mtimeMs: s.mtimeMs, mode: s.mode & 0o7777 };

@@ -397,6 +397,24 @@ describe('sync between two LocalTransports', () => {
     expect(existsSync(join(dst, 'LOCKED'))).toBe(false);
   });
 
+  it('names that are not valid UTF-8 (Latin-1 files and folders) are reported, neither copied nor deleted; the rest syncs', async () => {
+    await put(join(src, 'ok.dat'), 'ok');
+    await writeFile(Buffer.concat([Buffer.from(src + '/run_'), Buffer.from([0xe9]), Buffer.from('.dat')]), 'latin-1 name');
+    await mkdir(Buffer.concat([Buffer.from(src + '/runs_'), Buffer.from([0xfc])]));
+    await mkdir(dst, { recursive: true });
+    await writeFile(Buffer.concat([Buffer.from(dst + '/old_'), Buffer.from([0xe9])]), 'on the destination only');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { delete: 'after', onWarning: (w) => void warnings.push(w) });
+    expect(r.copied.map((c) => c.path)).toEqual(['ok.dat']);
+    expect(r.deleted).toEqual([]);
+    expect(warnings.map((w) => [w.code, w.path]).sort()).toEqual([
+      ['EUNSAFE_PATH', 'old_\uFFFD'],
+      ['EUNSAFE_PATH', 'run_\uFFFD.dat'],
+      ['EUNSAFE_PATH', 'runs_\uFFFD'],
+    ]);
+    expect((await readdir(dst, { encoding: 'buffer' })).some((b) => b.includes(Buffer.from([0xe9])))).toBe(true);
+  });
+
   it('a source file named NAME.part is not copied, with a warning, and its namesake on the destination is not deleted', async () => {
     for (let i = 0; i < 10; i++) await put(join(src, `f${i}`), 'x');
     await sync(local, src, local, dst);
