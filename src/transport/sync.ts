@@ -953,6 +953,22 @@ async function act(
       });
       progress.add(dna.size - reported, 1);
       copied.push({ path: c.path, dna });
+      // Rewritten while it was read (in place, within the same second, so
+      // that the next run would see the size and mtime it listed and skip
+      // it for good): the copy is kept as read, with an mtime a second off,
+      // so the next run copies it again. Said so.
+      const now = await src.exists(from, sig).catch(() => undefined);
+      if (now !== undefined && now.type === 'file' && (now.size !== c.size || now.mtimeMs !== c.mtimeMs)) {
+        await dst.setMtime(dstPath(c.path), c.mtimeMs - 1000, sig);
+        warnOrThrow(
+          new StowageError('EIO', `${src.name}:${from} changed while it was copied (now ${now.size} bytes, modified ${new Date(now.mtimeMs).toISOString()}); ${dst.name}:${dstPath(c.path)} holds it as it was read, and the next run copies it again.`, {
+            details: { path: c.path, side: 'src', listed: { size: c.size, mtimeMs: c.mtimeMs }, now: { size: now.size, mtimeMs: now.mtimeMs } },
+          }),
+          c.path,
+          o.onWarning,
+          o.strict,
+        );
+      }
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       // Only the check against this sidecar makes it a source mutant (a far-side mismatch after a resumed put is a failed copy).

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -413,6 +413,31 @@ describe('sync between two LocalTransports', () => {
       ['EUNSAFE_PATH', 'runs_\uFFFD'],
     ]);
     expect((await readdir(dst, { encoding: 'buffer' })).some((b) => b.includes(Buffer.from([0xe9])))).toBe(true);
+  });
+
+  it('a file rewritten in place while it is copied (same size, same second) is copied again by the next run, with a warning', async () => {
+    await put(join(src, 'ibdata1'), Buffer.alloc(100_000, 1), T0 + 100);
+    const writing = new LocalTransport();
+    const realPut = writing.put.bind(writing);
+    let rewritten = false;
+    writing.put = async (source, path, o) => {
+      const dna = await realPut(source, path, o);
+      if (!rewritten) {
+        rewritten = true;
+        const h = await open(join(src, 'ibdata1'), 'r+');
+        await h.write(Buffer.alloc(10, 2), 0, 10, 5000);
+        await h.close();
+        await utimes(join(src, 'ibdata1'), new Date(T0 + 600), new Date(T0 + 600));
+      }
+      return dna;
+    };
+    const warnings: StowageWarning[] = [];
+    await sync(local, src, writing, dst, { onWarning: (w) => void warnings.push(w) });
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['EIO', 'ibdata1']]);
+    const again = await sync(local, src, local, dst);
+    expect(again.copied.map((c) => c.path)).toEqual(['ibdata1']);
+    expect((await readFile(join(dst, 'ibdata1'))).equals(await readFile(join(src, 'ibdata1')))).toBe(true);
+    expect((await sync(local, src, local, dst)).copied).toEqual([]);
   });
 
   it('a source file named NAME.part is not copied, with a warning, and its namesake on the destination is not deleted', async () => {
