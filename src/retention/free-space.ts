@@ -335,7 +335,25 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
       continue;
     }
     const found = copy;
-    const outcome = await removeSet(transport, dir, set, o, () => stillElsewhere(found.node, dir, set, contents, found.at, removed, signal));
+    let outcome: string;
+    try {
+      outcome = await removeSet(transport, dir, set, o, () => stillElsewhere(found.node, dir, set, contents, found.at, removed, signal));
+    } catch (err) {
+      // The copy vanished with the rename, and the set is back in place. If
+      // the copy is back too, it was the tree itself: the run fails. If it
+      // is still gone, it was removed on that node meanwhile (its own
+      // retention): this set is kept, and the run goes on.
+      if (!(err instanceof StowageError && err.code === 'EBAD_CONFIG' && Array.isArray(err.details['vanished']))) throw err;
+      let again: string | undefined;
+      try {
+        again = await stillElsewhere(found.node, dir, set, contents, found.at, removed, signal);
+      } catch (err2) {
+        if (!(err2 instanceof StowageError && err2.code === 'EBAD_CONFIG' && Array.isArray(err2.details['vanished']))) throw err2;
+        again = `its copy ${found.at} vanished while it was removed (removed on that node meanwhile?): kept`;
+      }
+      if (again === undefined) throw err;
+      outcome = again;
+    }
     if (outcome !== 'removed') {
       purge.pop();
       remaining++;

@@ -14,7 +14,7 @@
  * No tmpfs: free space is a fixed "1 % free" so that every candidate is
  * tried.
  */
-import { cp, mkdir, realpath, symlink } from 'node:fs/promises';
+import { cp, mkdir, realpath, rm, symlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -90,6 +90,23 @@ describe('Retention.applyFreeSpace never takes the tree itself for the copy else
     );
     expect(err).toMatchObject({ code: 'EBAD_CONFIG', details: { set: ids[1], removed: [ids[0]] } });
     expect(ids.map((id) => existsSync(join(root, id)))).toEqual([false, true, true, true]);
+    expect((await snapshot(root)).filter((p) => p.includes('.stowage-'))).toEqual([]);
+  });
+
+  it('a real copy removed on its node while the set is being removed: the set is kept (not "the tree itself"), and the run goes on', async () => {
+    const remote = join(d, 'remote', 'backups');
+    await cp(root, remote, { recursive: true });
+    // The other node's own retention removes its copy of the oldest set right then.
+    class RacingLocal extends LowSpace {
+      override async rename(from: string, to: string, o?: { signal?: AbortSignal }): Promise<void> {
+        await super.rename(from, to, o);
+        if (from === join(root, ids[0]!)) await rm(join(remote, ids[0]!), { recursive: true, force: true });
+      }
+    }
+    const res = await Retention.applyFreeSpace(new RacingLocal(), root, { minFreePercent: 50, verifiedElsewhere: [{ transport: new ChrootTransport(join(d, 'remote'), 'ssh:other'), dir: '/backups' }], timeZone: 'UTC' });
+    expect(existsSync(join(root, ids[0]!))).toBe(true);
+    expect(res.skipped.map((x) => [x.set.id, x.reason])).toEqual([[ids[0], expect.stringMatching(/vanished while it was removed/)]]);
+    expect(res.removed.map((p) => p.set.id)).toEqual(ids.slice(1, 3));
     expect((await snapshot(root)).filter((p) => p.includes('.stowage-'))).toEqual([]);
   });
 
