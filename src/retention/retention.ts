@@ -558,7 +558,7 @@ export class Retention {
         warnOrThrow(
           new StowageError(
             'ELOCKED',
-            `Left alone leftover trash ${l.path}: it holds ${lock}, the lock of a live writer (a set whose removal was rolled back halfway?). Once that writer is done, check it${home !== undefined ? ` and move it back to ${home}` : ''}, or remove it by hand.`,
+            `Left alone leftover trash ${l.path}: it holds ${lock}, a writer's lock (a set whose removal was rolled back halfway?; live or left by a writer that died, it is not ours to judge here). Once that writer is done, check it${home !== undefined ? ` and move it back to ${home}` : ''}, or remove it by hand.`,
             { details: { path: l.path, lock, ...(home !== undefined ? { set: home } : {}) } },
           ),
           l.path,
