@@ -931,6 +931,8 @@ async function act(
   };
   /** Files gone from the source since it was listed (see copyOne). */
   const vanishedSince = new Set<string>();
+  /** The "changed while copied" checks of the copies made (see copyOne), awaited once the files are done. */
+  const changedChecks: Promise<void>[] = [];
   const copyOne = async (c: SyncCopy): Promise<void> => {
     throwIfAborted(signal);
     const from = srcPath(c.path);
@@ -956,9 +958,11 @@ async function act(
       // Rewritten while it was read (in place, within the same second, so
       // that the next run would see the size and mtime it listed and skip
       // it for good): the copy is kept as read, with an mtime a second off,
-      // so the next run copies it again. Said so.
-      const now = await src.exists(from, sig).catch(() => undefined);
-      if (now !== undefined && now.type === 'file' && (now.size !== c.size || now.mtimeMs !== c.mtimeMs)) {
+      // so the next run copies it again. Said so. Checked beside the next
+      // copies, not before them (see copyAll).
+      const check = (async (): Promise<void> => {
+        const now = await src.exists(from, sig).catch(() => undefined);
+        if (now === undefined || now.type !== 'file' || (now.size === c.size && now.mtimeMs === c.mtimeMs)) return;
         await dst.setMtime(dstPath(c.path), c.mtimeMs - 1000, sig);
         warnOrThrow(
           new StowageError('EIO', `${src.name}:${from} changed while it was copied (now ${now.size} bytes, modified ${new Date(now.mtimeMs).toISOString()}); ${dst.name}:${dstPath(c.path)} holds it as it was read, and the next run copies it again.`, {
@@ -968,7 +972,9 @@ async function act(
           o.onWarning,
           o.strict,
         );
-      }
+      })();
+      check.catch(() => {}); // awaited in copyAll
+      changedChecks.push(check);
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       // Only the check against this sidecar makes it a source mutant (a far-side mismatch after a resumed put is a failed copy).
@@ -1016,6 +1022,7 @@ async function act(
         progress.add(0, 1); // left as it is on the destination, with the file it describes
       },
     );
+    await Promise.all(changedChecks.splice(0));
     for (const c of links) {
       throwIfAborted(signal);
       const to = dstPath(c.path);
