@@ -27,26 +27,26 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   return { ...fs, rename, default: { ...fs, rename } };
 });
 
-/** An archive and sidecar of "version 1" in `out/`, and the source changed to "version 2". */
-async function oldPair(): Promise<{ src: string; outDir: string; out: string; intact: () => Promise<void> }> {
+/** An archive `name` and its sidecar of "version 1" in `out/`, and the source changed to "version 2". */
+async function oldPair(name = 'a.tar.gz'): Promise<{ src: string; outDir: string; out: string; oldSidecar: string; intact: () => Promise<void> }> {
   const root = await tempDir();
   const src = join(root, 'src');
   const outDir = join(root, 'out');
   await mkdir(src);
   await mkdir(outDir);
   await writeFile(join(src, 'f.txt'), 'version 1');
-  const out = join(outDir, 'a.tar.gz');
+  const out = join(outDir, name);
   await Archiver.create(src, out);
   const oldArchive = await readFile(out);
   const oldSidecar = await readFile(out + '.dna', 'utf8');
   await writeFile(join(src, 'f.txt'), 'version 2, longer');
   const intact = async (): Promise<void> => {
-    expect(await ls(outDir)).toEqual(['a.tar.gz', 'a.tar.gz.dna']);
+    expect(await ls(outDir)).toEqual([name, name + '.dna']);
     expect((await readFile(out)).equals(oldArchive)).toBe(true);
     expect(await readFile(out + '.dna', 'utf8')).toBe(oldSidecar);
     expect((await Archiver.readEntry(out, 'f.txt')).toString()).toBe('version 1');
   };
-  return { src, outDir, out, intact };
+  return { src, outDir, out, oldSidecar, intact };
 }
 
 describe('Archiver.create replacing an archive and its sidecar', () => {
@@ -71,16 +71,7 @@ describe('Archiver.create replacing an archive and its sidecar', () => {
   });
 
   it('with sidecar: false, a failed rename keeps the old pair; success removes the old sidecar', async () => {
-    const root = await tempDir();
-    const src = join(root, 'src');
-    const outDir = join(root, 'out');
-    await mkdir(src);
-    await mkdir(outDir);
-    await writeFile(join(src, 'f.txt'), 'version 1');
-    const out = join(outDir, 'a.tar');
-    await Archiver.create(src, out);
-    const oldSidecar = await readFile(out + '.dna', 'utf8');
-    await writeFile(join(src, 'f.txt'), 'version 2');
+    const { src, outDir, out, oldSidecar } = await oldPair('a.tar');
     inject.renameTo = out;
     await rejectsWith(Archiver.create(src, out, { sidecar: false }), 'EIO');
     expect(await ls(outDir)).toEqual(['a.tar', 'a.tar.dna']);
@@ -88,6 +79,6 @@ describe('Archiver.create replacing an archive and its sidecar', () => {
     expect((await Archiver.verify(out)).sidecarChecked).toBe(true);
     await Archiver.create(src, out, { sidecar: false });
     expect(await ls(outDir)).toEqual(['a.tar']);
-    expect((await Archiver.readEntry(out, 'f.txt')).toString()).toBe('version 2');
+    expect((await Archiver.readEntry(out, 'f.txt')).toString()).toBe('version 2, longer');
   });
 });
