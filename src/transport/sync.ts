@@ -36,7 +36,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { DNA_ALGORITHMS, dnaEqual, parseSidecar, SIDECAR_SUFFIX, type Dna, type DnaAlgorithm } from '../dna/dna-digest.js';
 import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
-import { StowageError, isStowageError, warnOrThrow, type WarningCallback } from '../errors.js';
+import { StowageError, isStowageError, warnOrThrow, type StowageErrorCode, type WarningCallback } from '../errors.js';
 import { LockDir } from '../lock/lock-dir.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { anySignal, fanOutSignal, throwIfAborted } from '../util/abort.js';
@@ -682,51 +682,30 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   };
 
   const lockedSubtrees = { src: new Set<string>(), dst: new Set<string>() };
-  const listing = (side: 'src' | 'dst'): ListOptions => ({
-    filter: o.filter,
-    lockName: o.lockName,
-    skipPartFiles: side === 'src',
-    onPartFile: (rel) => {
-      warnOrThrow(
-        new StowageError('ELOCKED', `Skipped ${src.name}:${posixJoin(srcDir, rel)}: a .part name is taken for a file still being written; it is neither copied nor deleted (rename it if it is a finished file).`, { details: { path: rel, side } }),
-        rel,
-        o.onWarning,
-        o.strict,
-      );
-    },
-    onUndecodable: (rel) => {
+  const listing = (side: 'src' | 'dst'): ListOptions => {
+    /** Reports an entry of this side that is left out of the sync, neither copied nor deleted. */
+    const leftOut = (code: StowageErrorCode, rel: string, why: (where: string) => string): void => {
       const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
-      warnOrThrow(
-        new StowageError('EUNSAFE_PATH', `Skipped ${where}: its name is not valid UTF-8 (shown with U+FFFD), so it can be neither copied nor deleted. Rename it to UTF-8 (convmv -f latin1 -t utf8) to have it synced.`, { details: { path: rel, side } }),
-        rel,
-        o.onWarning,
-        o.strict,
-      );
-    },
-    checksum: o.checksum,
-    algorithm: o.algorithm,
-    concurrency: Math.max(16, o.concurrency),
-    onLocked: (rel) => {
-      lockedSubtrees[side].add(rel);
-      const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
-      warnOrThrow(
-        new StowageError('ELOCKED', `Skipped ${where}: it holds ${o.lockName} (being written); it is neither copied nor deleted.`, { details: { path: rel, side } }),
-        rel,
-        o.onWarning,
-        o.strict,
-      );
-    },
-    onVanished: (rel) => {
-      const where = side === 'src' ? `${src.name}:${posixJoin(srcDir, rel)}` : `${dst.name}:${posixJoin(dstDir, rel)}`;
-      warnOrThrow(
-        new StowageError('ENOT_FOUND', `${where} vanished while the tree was listed; it is neither copied nor deleted in this run.`, { details: { path: rel, side } }),
-        rel,
-        o.onWarning,
-        o.strict,
-      );
-    },
-    signal: fanOutSignal(side === 'src' ? userSignal : anySignal(userSignal, lock?.signal), Math.max(16, o.concurrency)),
-  });
+      warnOrThrow(new StowageError(code, why(where), { details: { path: rel, side } }), rel, o.onWarning, o.strict);
+    };
+    return {
+      filter: o.filter,
+      lockName: o.lockName,
+      skipPartFiles: side === 'src',
+      onPartFile: (rel) => leftOut('ELOCKED', rel, (where) => `Skipped ${where}: a .part name is taken for a file still being written; it is neither copied nor deleted (rename it if it is a finished file).`),
+      onUndecodable: (rel) =>
+        leftOut('EUNSAFE_PATH', rel, (where) => `Skipped ${where}: its name is not valid UTF-8 (shown with U+FFFD), so it can be neither copied nor deleted. Rename it to UTF-8 (convmv -f latin1 -t utf8) to have it synced.`),
+      checksum: o.checksum,
+      algorithm: o.algorithm,
+      concurrency: Math.max(16, o.concurrency),
+      onLocked: (rel) => {
+        lockedSubtrees[side].add(rel);
+        leftOut('ELOCKED', rel, (where) => `Skipped ${where}: it holds ${o.lockName} (being written); it is neither copied nor deleted.`);
+      },
+      onVanished: (rel) => leftOut('ENOT_FOUND', rel, (where) => `${where} vanished while the tree was listed; it is neither copied nor deleted in this run.`),
+      signal: fanOutSignal(side === 'src' ? userSignal : anySignal(userSignal, lock?.signal), Math.max(16, o.concurrency)),
+    };
+  };
 
   // Only a missing root is "missing": listTree reports what vanishes below it as hidden.
   let srcTree: Map<string, SyncTreeEntry>;
