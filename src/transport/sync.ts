@@ -34,6 +34,8 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
+import { realpath } from 'node:fs/promises';
+import { posix, resolve } from 'node:path';
 import { DNA_ALGORITHMS, dnaEqual, parseSidecar, SIDECAR_SUFFIX, type Dna, type DnaAlgorithm } from '../dna/dna-digest.js';
 import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
 import { StowageError, isStowageError, warnOrThrow, type StowageErrorCode, type WarningCallback } from '../errors.js';
@@ -572,6 +574,30 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
   return { tree: out, hidden, filtered };
 }
 
+/**
+ * EBAD_CONFIG when source and destination are the same tree, or one lies
+ * inside the other, on one transport (the same object, or two local ones:
+ * real paths compared). `sync(local, '/data/backup/incoming', local,
+ * '/data/backup', { delete: 'after' })` would otherwise plan to delete the
+ * source's own files as "gone from the source" on the destination side.
+ */
+async function checkOverlap(src: Transport, srcDir: string, dst: Transport, dstDir: string): Promise<void> {
+  const local = src instanceof LocalTransport && dst instanceof LocalTransport;
+  if (src !== dst && !local) return;
+  const norm = async (d: string): Promise<string> => {
+    const abs = local ? resolve(d) : posix.normalize(d);
+    const real = local ? await realpath(abs).catch(() => abs) : abs;
+    return real.endsWith('/') ? real : real + '/';
+  };
+  const [a, b] = await Promise.all([norm(srcDir), norm(dstDir)]);
+  if (a.startsWith(b) || b.startsWith(a)) {
+    const how = a === b ? 'are the same folder' : a.startsWith(b) ? 'overlap: the source lies inside the destination' : 'overlap: the destination lies inside the source';
+    throw new StowageError('EBAD_CONFIG', `Refusing to sync ${src.name}:${srcDir} to ${dst.name}:${dstDir}: they ${how}. Nothing was changed. Sync between separate folders.`, {
+      details: { source: srcDir, destination: dstDir, option: 'dstDir' },
+    });
+  }
+}
+
 async function readSmallFile(t: Transport, path: string, signal: AbortSignal | undefined): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
@@ -668,6 +694,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
       details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale, when },
     });
   };
+  await checkOverlap(src, srcDir, dst, dstDir);
   await checkSourceLock('before');
 
   // With lock: true the destination is locked before it is listed: a plan

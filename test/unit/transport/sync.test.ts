@@ -440,6 +440,22 @@ describe('sync between two LocalTransports', () => {
     expect((await sync(local, src, local, dst)).copied).toEqual([]);
   });
 
+  it('refuses source and destination that overlap on one disk (one inside the other, the same, or through a symlink), touching nothing', async () => {
+    await put(join(dst, 'incoming', 'run1.mid'), 'run 1');
+    await put(join(dst, 'old.mid'), 'old');
+    await symlink(dst, join(base, 'alias'));
+    for (const [from, to] of [
+      [join(dst, 'incoming'), dst],
+      [dst, join(dst, 'incoming')],
+      [dst, join(base, 'alias')],
+    ] as const) {
+      const err = await caught(sync(local, from, local, to, { delete: 'after', maxDeleteFraction: 1 }));
+      expect(err.code).toBe('EBAD_CONFIG');
+      expect(err.message).toMatch(/Nothing was changed/);
+    }
+    expect(await walk(dst)).toEqual(['incoming/', `incoming/run1.mid ${md5('run 1')}`, `old.mid ${md5('old')}`]);
+  });
+
   it('a source file named NAME.part is not copied, with a warning, and its namesake on the destination is not deleted', async () => {
     for (let i = 0; i < 10; i++) await put(join(src, `f${i}`), 'x');
     await sync(local, src, local, dst);
