@@ -960,7 +960,14 @@ export class SshTransport implements Transport {
       return entries
         .filter((e) => e.filename !== '.' && e.filename !== '..')
         .sort((a, b) => (a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0))
-        .map((e) => ({ name: e.filename, ...this.#toStat(base + e.filename, e.attrs) }));
+        .map((e) => {
+          const entry = { name: e.filename, ...this.#toStat(base + e.filename, e.attrs) };
+          // ssh2 decodes names as UTF-8: one that is not (Latin-1 from an old
+          // system) comes with U+FFFD and names nothing on the far side. It
+          // is listed as "other", as LocalTransport lists it, so that sync
+          // reports it instead of failing on it (or deleting nothing).
+          return e.filename.includes('\uFFFD') ? { ...entry, type: 'other' as const } : entry;
+        });
     });
   }
 

@@ -236,6 +236,18 @@ describe('sync over SSH', () => {
     }
   });
 
+  it('a far name that is not valid UTF-8 (Latin-1) is reported on a pull, neither copied nor deleted; the rest is pulled', async () => {
+    const far = `${server.root}/latin${n}`;
+    await mkdir(far, { recursive: true });
+    await writeFile(join(far, 'ok.dat'), 'ok');
+    await writeFile(Buffer.concat([Buffer.from(far + '/run_'), Buffer.from([0xe9]), Buffer.from('.dat')]), 'latin-1 name');
+    const back = join(scratch, `latin-back${n}`);
+    const warnings: StowageWarning[] = [];
+    const r = await sync(remote, far, local, back, { delete: 'after', onWarning: (w) => void warnings.push(w) });
+    expect(r.copied.map((c) => c.path)).toEqual(['ok.dat']);
+    expect(warnings.map((w) => [w.code, w.path])).toEqual([['EUNSAFE_PATH', 'run_\uFFFD.dat']]);
+  });
+
   it('survives a connection cut in the middle of a sync', async () => {
     for (let i = 0; i < 8; i++) await put(join(src, `big${i}.bin`), randomBytes(4 * 1024 * 1024));
     const dst = `${server.root}/cut${n}`;
