@@ -321,18 +321,21 @@ function isSource(x: unknown): x is TableSource {
 }
 
 /**
- * Whether `path` and its sidecar are there and the file has the size the
- * sidecar gives (a cut archive keeps a readable manifest at its start). A
- * sidecar that cannot be read counts as a mismatch.
+ * The DNA in `path`'s sidecar when both are there and the file has the size
+ * the sidecar gives (a cut archive keeps a readable manifest at its start);
+ * undefined otherwise, also for a sidecar that cannot be read.
  */
-async function sizeMatchesSidecar(path: string): Promise<boolean> {
+async function sidecarIfSizeMatches(path: string): Promise<Dna | undefined> {
   try {
     const [st, dna] = await Promise.all([stat(path), DnaDigest.readSidecar(path)]);
-    return st.isFile() && st.size === dna.size;
+    return st.isFile() && st.size === dna.size ? dna : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
+
+/** The archives a plan took from disk, by path: their DNA and manifest date, for the Catalog (see `#recordFromDisk`). */
+type FromDisk = Map<string, { dna: Dna; created: Date }>;
 
 /**
  * Whether `path` digests as its sidecar says; false when the sidecar is
@@ -470,7 +473,7 @@ export class Partitioner {
   }
 
   /** The plan, and the columns of each table (read for it, reused by a dump). */
-  async #planWithColumns(signal: AbortSignal | undefined): Promise<{ plan: PartitionPlan; columns: ColumnInfo[][] }> {
+  async #planWithColumns(signal: AbortSignal | undefined): Promise<{ plan: PartitionPlan; columns: ColumnInfo[][]; fromDisk: FromDisk }> {
     throwIfAborted(signal);
     const grid = this.#grid;
     const [ranges, columns] = await Promise.all([
@@ -490,7 +493,8 @@ export class Partitioner {
       if (r.lo !== null && (lo === null || r.lo < lo)) lo = r.lo;
       if (r.hi !== null && (hi === null || r.hi > hi)) hi = r.hi;
     });
-    const archived = await this.#archivedState(signal);
+    const fromDisk: FromDisk = new Map();
+    const archived = await this.#archivedState(fromDisk, signal);
 
     // The occupied ranges, walked from one to the next.
     const occupied: bigint[] = [];
@@ -554,7 +558,7 @@ export class Partitioner {
       stateFrom: this.#catalog === undefined ? 'disk' : 'catalog',
       partitions: Object.freeze(partitions),
     });
-    return { plan, columns };
+    return { plan, columns, fromDisk };
   }
 
   /** EBAD_CONFIG unless `[lo, hi]` is a range of this Partitioner's grid. */
@@ -567,7 +571,7 @@ export class Partitioner {
   }
 
   /** The archives already written, keyed by `lo`, from the Catalog or the folder. */
-  async #archivedState(signal: AbortSignal | undefined): Promise<Map<bigint, { lo: bigint; archive: ArchivedPartition }>> {
+  async #archivedState(fromDisk: FromDisk, signal: AbortSignal | undefined): Promise<Map<bigint, { lo: bigint; archive: ArchivedPartition }>> {
     const out = new Map<bigint, { lo: bigint; archive: ArchivedPartition }>();
     const grid = this.#grid;
     if (this.#catalog !== undefined) {
@@ -580,7 +584,7 @@ export class Partitioner {
         this.#checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
         const recs = perTable.map((m) => m.get(`${r.lo}:${r.hi}`));
         if (recs.some((x) => x === undefined || x.archivePath !== r.archivePath || x.state !== r.state)) continue;
-        if (!(await sizeMatchesSidecar(r.archivePath))) continue;
+        if ((await sidecarIfSizeMatches(r.archivePath)) === undefined) continue;
         out.set(r.lo, {
           lo: r.lo,
           archive: Object.freeze({
@@ -594,15 +598,15 @@ export class Partitioner {
       // it was used, or recorded for another outDir since) count too:
       // otherwise a complete one would be written again, from a source
       // whose archived rows may have been purged.
-      await this.#archivedOnDisk(out, signal);
+      await this.#archivedOnDisk(out, fromDisk, signal);
       return out;
     }
-    await this.#archivedOnDisk(out, signal);
+    await this.#archivedOnDisk(out, fromDisk, signal);
     return out;
   }
 
   /** Adds to `out` the intact archives of the folder whose range it lacks (see {@link Partitioner.plan}). */
-  async #archivedOnDisk(out: Map<bigint, { lo: bigint; archive: ArchivedPartition }>, signal: AbortSignal | undefined): Promise<void> {
+  async #archivedOnDisk(out: Map<bigint, { lo: bigint; archive: ArchivedPartition }>, fromDisk: FromDisk, signal: AbortSignal | undefined): Promise<void> {
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -620,7 +624,8 @@ export class Partitioner {
       // A damaged archive is not an archived partition: the dump writes it
       // again (and sets the damaged one aside). A cut file keeps a readable
       // manifest at its start: its size is checked against the sidecar.
-      if (!(await sizeMatchesSidecar(path))) continue;
+      const dna = await sidecarIfSizeMatches(path);
+      if (dna === undefined) continue;
       let m: PartitionManifest;
       try {
         m = await readManifest(path, signal);
@@ -642,6 +647,7 @@ export class Partitioner {
           { details: { path, option: 'tables', archived: m.tables.map((t) => t.name), tables: [...this.tables] } },
         );
       }
+      fromDisk.set(path, { dna, created: m.created });
       out.set(b.lo, {
         lo: b.lo,
         archive: Object.freeze({
@@ -690,7 +696,7 @@ export class Partitioner {
 
   async #dump(incremental: boolean, concurrency: number, signal: AbortSignal, onProgress: ProgressCallback | undefined): Promise<DumpResult> {
     // Columns and DDL are read once per dump (not per range), beside the plan: a table's schema is expected to hold still while it is dumped.
-    const [{ plan, columns }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
+    const [{ plan, columns, fromDisk }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
     const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
     const meta: TableMeta[] = this.tables.map((table, i) => ({
       table,
@@ -711,7 +717,7 @@ export class Partitioner {
       );
     }
     const progress = new ProgressTracker('dump', onProgress, { itemsTotal: todo.length });
-    await this.#recordFromDisk(plan, signal);
+    this.#recordFromDisk(plan, fromDisk);
     this.#recordEmpty(plan);
 
     const written: WrittenPartition[] = [];
@@ -980,31 +986,23 @@ export class Partitioner {
   /**
    * Records in the Catalog the archives the plan took from disk (written
    * before the Catalog was used, or recorded for another outDir since), so
-   * that it knows every archive of this folder from now on.
+   * that it knows every archive of this folder from now on; with the DNA
+   * and date the plan read, not read again.
    */
-  async #recordFromDisk(plan: PartitionPlan, signal: AbortSignal | undefined): Promise<void> {
+  #recordFromDisk(plan: PartitionPlan, fromDisk: FromDisk): void {
     const catalog = this.#catalog;
-    if (catalog === undefined) return;
-    const known = new Map(catalog.partitions(this.source.name, this.tables[0]!, { key: this.key }).map((r) => [`${r.lo}:${r.hi}`, r] as const));
-    for (const p of plan.partitions) {
-      const a = p.archived;
-      if (a === undefined || known.get(`${p.lo}:${catalogBound(p.hi)}`)?.archivePath === a.path) continue;
-      throwIfAborted(signal);
-      let dna: Dna;
-      let created: Date;
-      try {
-        [dna, { created }] = await Promise.all([DnaDigest.readSidecar(a.path), readManifest(a.path, signal)]);
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        continue; // read fine for the plan a moment ago; recorded by a later run
-      }
-      catalog.transaction(() => {
-        catalog.recordArchive({ path: a.path, dna, created });
+    if (catalog === undefined || fromDisk.size === 0) return;
+    catalog.transaction(() => {
+      for (const p of plan.partitions) {
+        const a = p.archived;
+        const read = a === undefined ? undefined : fromDisk.get(a.path);
+        if (a === undefined || read === undefined) continue;
+        catalog.recordArchive({ path: a.path, dna: read.dna, created: read.created });
         for (const t of a.tables) {
           catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: p.lo, hi: catalogBound(p.hi), state: a.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: a.path });
         }
-      });
-    }
+      }
+    });
   }
 
   /** Records the runs of empty ranges not recorded yet. */
