@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { StowageError, fromFsError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys, checkPathArg } from '../util/options.js';
+import { checkFunctionOption, checkInt, checkOptionKeys, checkPathArg } from '../util/options.js';
 import { SIDECAR_SUFFIX, dnaEqual, type DnaVerifyResult } from './dna.js';
 import { HashPool } from './hash-pool.js';
 
@@ -116,9 +116,7 @@ function checkFlag(name: string, value: unknown): boolean | undefined {
 }
 
 function checkFunction(name: string, value: unknown): void {
-  if (value !== undefined && typeof value !== 'function') {
-    throw new StowageError('EBAD_CONFIG', `DnaDigest.scan: option "${name}" must be a function.`, { details: { where: 'DnaDigest.scan', option: name } });
-  }
+  checkFunctionOption('DnaDigest.scan', name, value);
 }
 
 type Settled = { ok: true; result: DnaVerifyResult | undefined } | { ok: false; error: unknown };

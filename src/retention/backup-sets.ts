@@ -21,7 +21,7 @@ import { posixJoin } from '../transport/put-source.js';
 import type { Transport, TransportEntry } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { PART_SUFFIX } from '../util/atomic-file.js';
-import { checkOptionKeys } from '../util/options.js';
+import { checkFunctionOption, checkOptionKeys, checkPathArg } from '../util/options.js';
 import { checkTimeZone, daysInMonth, instantOf, localTimeZone, pad, wallTime } from './calendar.js';
 
 /** Prefix of a set (or collapsed `last` folder) renamed away before its recursive removal. */
@@ -126,9 +126,7 @@ export function resolveTreeOptions(where: string, o: ListBackupSetsOptions): Tre
   if (o.ownLockToken !== undefined && (typeof o.ownLockToken !== 'string' || o.ownLockToken === '')) {
     throw new StowageError('EBAD_CONFIG', `${where}: option "ownLockToken" must be a non-empty string.`, { details: { where, option: 'ownLockToken' } });
   }
-  if (o.onWarning !== undefined && typeof o.onWarning !== 'function') {
-    throw new StowageError('EBAD_CONFIG', `${where}: option "onWarning" must be a function.`, { details: { where, option: 'onWarning' } });
-  }
+  checkFunctionOption(where, 'onWarning', o.onWarning);
   return Object.freeze({
     timeZone: o.timeZone === undefined ? localTimeZone() : checkTimeZone(where, 'timeZone', o.timeZone),
     linkName: checkSegment(where, 'linkName', o.linkName ?? 'last'),
@@ -257,16 +255,15 @@ function isLeftover(e: TransportEntry): boolean {
 }
 
 /**
- * Throws EBAD_CONFIG unless `dir` is a non-empty path string.
+ * Throws EBAD_CONFIG unless `dir` is a non-empty path string (the shared
+ * {@link checkPathArg}, as an assertion).
  *
  * @param where - the function, for the message
  * @param dir - the caller's directory argument
- * @param what - how to name it in the message
+ * @param name - how to name it in the message
  */
-export function checkDirArg(where: string, dir: unknown, what = 'the backup directory'): asserts dir is string {
-  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) {
-    throw new StowageError('EBAD_CONFIG', `${where}: ${what} must be a non-empty path string, got ${dir === '' ? 'an empty string' : typeof dir === 'string' ? JSON.stringify(dir) : String(dir)}.`, { details: { where, value: typeof dir === 'string' ? dir : String(dir) } });
-  }
+export function checkDirArg(where: string, dir: unknown, name = 'dir'): asserts dir is string {
+  checkPathArg(where, name, dir);
 }
 
 /**

@@ -236,7 +236,7 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   const same = (t: Transport, d: string): boolean => t.name === transport.name && norm(t, d) === norm(transport, dir);
   for (const [i, n] of nodes.entries()) {
     checkOptionKeys(`${where} verifiedElsewhere`, n, ['transport', 'dir']);
-    if (n.dir !== undefined) checkDirArg(where, n.dir, `"verifiedElsewhere[${i}].dir"`);
+    if (n.dir !== undefined) checkDirArg(where, n.dir, `verifiedElsewhere[${i}].dir`);
     if ((n.transport === transport && (n.dir ?? dir) === dir) || same(n.transport, n.dir ?? dir)) {
       throw new StowageError('EBAD_CONFIG', `${where}: "verifiedElsewhere" names the tree itself; a copy must be on another node or path.`, { details: { where, option: 'verifiedElsewhere' } });
     }
