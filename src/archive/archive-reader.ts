@@ -77,12 +77,6 @@ export interface ArchivePassOptions {
   onProgress?: ProgressCallback | undefined;
   /** Cancels the pass. */
   signal?: AbortSignal | undefined;
-  /**
-   * The whole archive, already in memory (bytes whose DNA the caller has
-   * just checked): read instead of the file, which is then only named in
-   * messages and not opened.
-   */
-  bytes?: Buffer | undefined;
 }
 
 /**
@@ -213,22 +207,7 @@ async function* fileChunks(handle: FileHandle, file: string, size: number, diges
 }
 
 /**
- * {@link fileChunks} over bytes already in memory: the same digest, counts,
- * progress and abort checks, in slices of at most READ_SIZE (no copy).
- */
-async function* memoryChunks(bytes: Buffer, digest: DnaDigest | undefined, progress: ProgressTracker, counter: { bytes: number }, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-  for (let at = 0; at < bytes.length; at += READ_SIZE) {
-    throwIfAborted(signal);
-    const buf = bytes.subarray(at, at + READ_SIZE);
-    digest?.update(buf);
-    counter.bytes += buf.length;
-    progress.add(buf.length);
-    yield buf;
-  }
-}
-
-/**
- * Reads `file` once (or `options.bytes`, the file already in memory), calling `visit` for every entry.
+ * Reads `file` once, calling `visit` for every entry.
  *
  * @param file - the archive (`.tar` or gzip-compressed tar, told apart by content)
  * @param options - digest algorithm, progress, signal
@@ -237,14 +216,11 @@ async function* memoryChunks(bytes: Buffer, digest: DnaDigest | undefined, progr
 export async function readArchive(file: string, options: ArchivePassOptions, visit: EntryVisitor): Promise<ArchivePassResult> {
   const { signal } = options;
   throwIfAborted(signal);
-  const inMemory = options.bytes;
-  let handle: FileHandle | undefined;
-  if (inMemory === undefined) {
-    try {
-      handle = await open(file, 'r');
-    } catch (err) {
-      throw fromFsError(err, 'read', file);
-    }
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw fromFsError(err, 'read', file);
   }
   const result: ArchivePassResult = { entries: 0, bytes: 0, dna: undefined, stopped: false };
   const digest = options.algorithm !== undefined ? new DnaDigest({ algorithm: options.algorithm }) : undefined;
@@ -269,22 +245,15 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
   };
   const dispose = onAbort(signal, (reason) => fail(reason));
   try {
-    let size: number;
-    const magic = Buffer.alloc(2);
-    if (handle === undefined) {
-      size = inMemory!.length;
-      inMemory!.copy(magic, 0, 0, 2);
-    } else {
-      const st = await handle.stat();
-      if (!st.isFile()) throw new StowageError('EBAD_CONFIG', `${file} is not a regular file.`, { details: { path: file } });
-      size = st.size;
-      await handle.read(magic, 0, 2, 0);
-    }
+    const st = await handle.stat();
+    if (!st.isFile()) throw new StowageError('EBAD_CONFIG', `${file} is not a regular file.`, { details: { path: file } });
+    const size = st.size;
     const progress = new ProgressTracker(options.phase, options.onProgress, { bytesTotal: size });
+    const magic = Buffer.alloc(2);
+    await handle.read(magic, 0, 2, 0);
     const gzipped = magic[0] === 0x1f && magic[1] === 0x8b;
     const counter = { bytes: 0 };
-    const chunks = handle === undefined ? memoryChunks(inMemory!, digest, progress, counter, signal) : fileChunks(handle, file, size, digest, progress, counter, signal);
-    source = Readable.from(chunks, { objectMode: false, highWaterMark: READ_SIZE });
+    source = Readable.from(fileChunks(handle, file, size, digest, progress, counter, signal), { objectMode: false, highWaterMark: READ_SIZE });
     let tarStream: AsyncIterable<Buffer> = source;
     if (gzipped) {
       gunzip = createGunzip({ chunkSize: 256 * 1024 });
@@ -385,6 +354,6 @@ export async function readArchive(file: string, options: ArchivePassOptions, vis
     if (!extract.destroyed) extract.destroy();
     // A visitor may still be cleaning up (discarding a .part file): the pass ends after it.
     await visiting?.catch(() => {});
-    await handle?.close().catch(() => {});
+    await handle.close().catch(() => {});
   }
 }

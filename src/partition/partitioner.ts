@@ -27,9 +27,8 @@
  *   archive is written, one write in flight behind the read. The folder is
  *   locked (`LOCKED`, see LockDir) for the duration.
  * - {@link Partitioner.restore} verifies every archive's DNA before loading
- *   anything and proves, inside each load's transaction, that the rows
- *   loaded are those checked (the checked bytes themselves, or the rows
- *   digested against the manifest); {@link Partitioner.compare} proves two databases
+ *   anything and checks each table's rows against the manifest inside the
+ *   load's transaction; {@link Partitioner.compare} proves two databases
  *   equal range by range and narrows a difference down to its keys.
  *
  * What is already archived is read from the Catalog when one is given,
@@ -1027,12 +1026,8 @@ export class Partitioner {
    * Every archive's DNA is verified before anything is loaded (a mutant is
    * EDIGEST_MISMATCH and nothing is loaded), missing tables are created
    * from the archived DDL (same engine only), and each table's range is
-   * replaced in one transaction, which commits only once its rows are
-   * proven to be those checked: loaded from the very bytes whose DNA
-   * matched (an archive of up to 8 MiB; read again, its DNA is checked
-   * again, EDIGEST_MISMATCH if the file changed), or, for a larger
-   * archive streamed from its file, digested against the manifest's
-   * count, bytes and range digest (ECORRUPT_ARCHIVE).
+   * replaced in one transaction whose rows are checked against the
+   * manifest's count and range digest before it commits.
    *
    * @param target - the database to load into
    * @param dir - an `outDir` (holding partition folders) or one partition folder

@@ -11,8 +11,7 @@
  *    digested on up to 4 worker threads (one per core), since the target
  *    has nothing to do until they are all checked; fewer are digested on
  *    the main thread, each archive of up to 8 MiB (a partition usually is)
- *    read once, its DNA checked on the bytes in memory, which are kept for
- *    its load (under 64 MiB in all, by the rule above).
+ *    read once, its DNA checked on the bytes in memory.
  * 3. Read the manifests; refuse archives of another engine (bulk text and
  *    DDL are engine-specific). The manifests are read, and the target's
  *    tables listed, while step 2 runs (both only read; their errors are
@@ -33,15 +32,10 @@
  *    names, by name: a table of the target whose columns are in another
  *    order gets each value in its own column, one that lacks a column fails
  *    with ENO_TABLE, and a column the archive does not have takes its
- *    default. What is loaded is proven to be what step 2 checked, before
- *    the input ends, so that a failure leaves nothing of the load
- *    committed: an archive of up to 8 MiB is loaded from the bytes whose
- *    DNA was checked (kept from step 2, or read again and their DNA checked
- *    once more: EDIGEST_MISMATCH if the file changed since), and its rows
- *    must have the manifest's byte count; a larger archive is streamed
- *    from its file again and its rows are digested on their way in and
- *    compared with the manifest (count, bytes, range digest:
- *    ECORRUPT_ARCHIVE). A load the server rolled back as a
+ *    default. The rows are digested on
+ *    their way in and compared with the manifest (count, bytes, range
+ *    digest) before the input ends, so a mismatch fails the load and
+ *    nothing of it is committed. A load the server rolled back as a
  *    deadlock victim (parallel loads over existing rows with secondary
  *    unique keys) is read from its archive and loaded again, a few times.
  *    While `concurrency` archives load, one more is read ahead: its rows
@@ -57,7 +51,7 @@
  *
  * @module
  */
-import { open, readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -84,12 +78,7 @@ export interface RestoreOptions {
   lo?: KeyBound;
   /** Restore only keys `<= hi`. */
   hi?: KeyBound;
-  /**
-   * Archives loaded at once (default 2); one more is read ahead, up to 16
-   * MiB of its rows held in memory. Archives of up to 8 MiB are held whole
-   * while they load (and, when all of them hold under 64 MiB, from their
-   * DNA check until their load).
-   */
+  /** Archives loaded at once (default 2); one more is read ahead, up to 16 MiB of its rows held in memory. */
   concurrency?: number;
   /** Create missing tables from the archived DDL (default true); false makes a missing table ENO_TABLE. */
   createTables?: boolean;
@@ -136,8 +125,6 @@ interface Candidate {
 interface Selected extends Candidate {
   readonly manifest: PartitionManifest;
   readonly tables: readonly ManifestTable[];
-  /** The DNA the archive had when it was checked (step 2). */
-  readonly dna: Dna;
 }
 
 /** Lists the partition archives in `dir` and in its sub-folders (one level). */
@@ -181,54 +168,21 @@ async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<
   if (failure !== undefined) throw failure.err;
 }
 
-/** Reads `file` from its start, up to `max` bytes (fewer if it is shorter). */
-async function readUpTo(file: string, max: number, signal: AbortSignal | undefined): Promise<Buffer> {
-  throwIfAborted(signal);
-  let handle: import('node:fs/promises').FileHandle;
-  try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    throw fromFsError(err, 'read', file);
-  }
-  try {
-    const buf = Buffer.allocUnsafe(max);
-    let got = 0;
-    while (got < max) {
-      const { bytesRead } = await handle.read(buf, got, max - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-      throwIfAborted(signal);
-    }
-    return buf.subarray(0, got);
-  } catch (err) {
-    if (signal?.aborted) throw signal.reason;
-    throw fromFsError(err, 'read', file);
-  } finally {
-    await handle.close().catch(() => {});
-  }
-}
-
 function corrupt(file: string, message: string, details: Record<string, unknown> = {}): StowageError {
   return new StowageError('ECORRUPT_ARCHIVE', `Partition archive ${file}: ${message}`, { details: { path: file, ...details } });
 }
 
 /**
- * The rows of one table's entry, checked against the manifest when they end
- * (the error then fails the load before it commits); with `keep`, only rows
- * whose key lies in it are passed on. Rows read from the very bytes whose
- * DNA was checked (`proven`) are only counted in bytes: the DNA already
- * proves them to be the rows the dump wrote. Rows streamed from the file
- * again are digested on the way (the range digest) and must match the
- * manifest's count, bytes and digest.
+ * The rows of one table's entry, digested on the way and checked against
+ * the manifest when they end (the error then fails the load before it
+ * commits); with `keep`, only rows whose key lies in it are passed on.
  */
-async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined, proven: boolean): AsyncGenerator<Buffer> {
-  const digester = proven ? undefined : new RangeDigester({ keyIndex: t.keyIndex });
+async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  const digester = new RangeDigester({ keyIndex: t.keyIndex });
   const splitter = keep === undefined ? undefined : new LineSplitter();
-  let seen = 0;
   for await (const chunk of data) {
     throwIfAborted(signal);
-    seen += chunk.length;
-    digester?.update(chunk);
+    digester.update(chunk);
     if (splitter === undefined) {
       yield chunk;
       continue;
@@ -239,16 +193,6 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
       if (k >= keep!.lo && k <= keep!.hi) kept.push(line);
     });
     if (kept.length > 0) yield Buffer.concat(kept);
-  }
-  if (digester === undefined) {
-    if (seen !== t.bytes) {
-      throw corrupt(file, `the rows of ${JSON.stringify(t.name)} hold ${seen} bytes, and its manifest says ${t.bytes}; nothing of it was loaded.`, {
-        table: t.name,
-        expected: { count: t.count, bytes: t.bytes, digest: t.digest },
-        actual: { bytes: seen },
-      });
-    }
-    return;
   }
   const d = digester.digest();
   if (d.count !== t.count || d.bytes !== t.bytes || d.digest !== t.digest) {
@@ -355,9 +299,9 @@ function overlaps(a: { lo: bigint; hi: bigint }, b: { lo: bigint; hi: bigint }):
  * @param target - the database to load into
  * @param dir - an outDir or a partition folder
  * @param options - see {@link RestoreOptions}
- * @param tuning - internal: `poolMinBytes` replaces {@link POOL_MIN_BYTES} (tests take the worker path with small archives), `oneReadBytes` replaces {@link ONE_READ_BYTES} (tests stream small archives)
+ * @param tuning - internal: `poolMinBytes` replaces {@link POOL_MIN_BYTES} (tests take the worker path with small archives)
  */
-export async function restorePartitions(target: TableSource, dir: string, options: RestoreOptions = {}, tuning: { poolMinBytes?: number; oneReadBytes?: number } = {}): Promise<RestoreResult> {
+export async function restorePartitions(target: TableSource, dir: string, options: RestoreOptions = {}, tuning: { poolMinBytes?: number } = {}): Promise<RestoreResult> {
   const where = 'Partitioner.restore';
   options ??= {};
   checkOptionKeys(where, options, ['table', 'lo', 'hi', 'concurrency', 'createTables', 'signal', 'onProgress']);
@@ -399,12 +343,6 @@ export async function restorePartitions(target: TableSource, dir: string, option
   // ONE_READ_BYTES (a partition usually is) is read once, its DNA checked on
   // the bytes in memory and its manifest parsed from their start.
   const poolMinBytes = tuning.poolMinBytes ?? POOL_MIN_BYTES;
-  const oneReadBytes = tuning.oneReadBytes ?? ONE_READ_BYTES;
-  // The DNA each intact archive had, and (main-thread path, under
-  // poolMinBytes in all) the very bytes it was computed on, which its load
-  // then reads instead of the file.
-  const verified = new Map<Candidate, Dna>();
-  const keptBytes = new Map<string, Buffer>();
   const sizes = new Map<Candidate, number>();
   let total = 0;
   for (const c of candidates) {
@@ -421,7 +359,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
   const disposeAbort = onAbort(signal, (reason) => void hashes?.close(reason));
   const check = async (c: Candidate): Promise<{ expected: Dna; actual: Dna; bytes?: Buffer }> => {
     if (hashes !== undefined) return hashes.check(c.path, c.path + SIDECAR_SUFFIX);
-    if (sizes.get(c)! > oneReadBytes) return DnaDigest.verify(c.path, { signal });
+    if (sizes.get(c)! > ONE_READ_BYTES) return DnaDigest.verify(c.path, { signal });
     const expected = await DnaDigest.readSidecar(c.path);
     let bytes: Buffer;
     try {
@@ -438,8 +376,6 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const { expected, actual, bytes } = await check(c);
       throwIfAborted(signal);
       if (dnaEqual(expected, actual)) {
-        verified.set(c, actual);
-        if (bytes !== undefined) keptBytes.set(c.path, bytes);
         const m = readVerifiedManifest(c.path, sideSignal, bytes);
         m.catch(() => {});
         manifests.set(c, m);
@@ -476,8 +412,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
       });
     }
     const tables = table === undefined ? m.tables : m.tables.filter((t) => t.name === table);
-    if (tables.length > 0) selected.push({ ...c, manifest: m, tables, dna: verified.get(c)! });
-    else keptBytes.delete(c.path);
+    if (tables.length > 0) selected.push({ ...c, manifest: m, tables });
   }
   // Two archives of one table whose ranges overlap (a folder dumped twice
   // with different range sizes, say) would load their common rows twice.
@@ -652,32 +587,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
     // archives into PostgreSQL, 4 interleaved pairs of runs: 4.15 s -> 3.94 s
     // on average (one run varies by +-8% here).
     const slots = new LoadSlots(concurrency);
-    // The bytes an archive is loaded from, proven to be those whose DNA
-    // step 2 checked: kept from step 2, or read again (up to oneReadBytes)
-    // and their DNA checked once more. Undefined: the archive is streamed
-    // from its file, and its rows are digested and compared with its
-    // manifest instead (checkedRows).
-    const provenBytes = async (s: Selected): Promise<Buffer | undefined> => {
-      const kept = keptBytes.get(s.path);
-      if (kept !== undefined) {
-        keptBytes.delete(s.path);
-        return kept;
-      }
-      if (s.dna.size > oneReadBytes) return undefined;
-      const bytes = await readUpTo(s.path, s.dna.size + 1, signal);
-      const actual = new DnaDigest({ algorithm: s.dna.algorithm }).update(bytes).digest();
-      if (!dnaEqual(s.dna, actual)) {
-        throw new StowageError(
-          'EDIGEST_MISMATCH',
-          `${where}: ${s.path} changed after its DNA was checked (${s.dna.algorithm} ${s.dna.dig}, ${s.dna.size} bytes; now ${actual.dig}, ${actual.size} bytes). Nothing of it was loaded. Is something writing to ${root}? Restore again once it is done.`,
-          { details: { path: s.path, mutants: [{ path: s.path, expected: s.dna, actual }] } },
-        );
-      }
-      return bytes;
-    };
     const loadArchive = async (s: Selected): Promise<void> => {
       throwIfAborted(signal);
-      const archiveBytes = await provenBytes(s);
       const keep = { lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi };
       const whole = keep.lo === s.lo && keep.hi === s.hi;
       const byEntry = new Map(s.tables.map((t) => [t.rows, t] as const));
@@ -686,13 +597,13 @@ export async function restorePartitions(target: TableSource, dir: string, option
       for (let attempt = 1; ; attempt++) {
         let attemptBytes = 0;
         try {
-          await readArchive(s.path, { phase: 'load', signal, bytes: archiveBytes }, async (e, data) => {
+          await readArchive(s.path, { phase: 'load', signal }, async (e, data) => {
             const t = byEntry.get(e.name);
             if (t === undefined || e.type !== 'file' || loaded.has(t.name)) return;
             seen.add(t.name);
             const range = held.get(`${t.name}\0${s.manifest.key}`);
             const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
-            const ahead = Readable.from(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal, archiveBytes !== undefined), { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
+            const ahead = Readable.from(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal), { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
             ahead.on('error', () => {}); // reaches the load through its input
             ahead.read(0); // start reading now
             // Bytes count as loaded when the load takes them. Paused at once,

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, readlink, realpath, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -256,34 +256,5 @@ describe('readEntry, openEntry and extract check the whole archive and its sidec
     s.destroy();
     while ((await open()) && performance.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
     expect(performance.now() - t0).toBeLessThan(400);
-  });
-});
-
-describe('readArchive from bytes in memory (internal: the restore loads the bytes whose DNA it checked)', () => {
-  it('reads the same entries and DNA as from the file, without opening the file; cut bytes are ECORRUPT_ARCHIVE', async () => {
-    const { readArchive } = await import('../../../src/archive/archive-reader.js');
-    const { ours, root } = await setup();
-    const collect = async (options: { bytes?: Buffer }, file = ours): Promise<{ names: string[]; data: Map<string, string>; dna: unknown }> => {
-      const names: string[] = [];
-      const data = new Map<string, string>();
-      const r = await readArchive(file, { phase: 'read', algorithm: 'md5', ...options }, async (e, stream) => {
-        names.push(e.name);
-        const parts: Buffer[] = [];
-        for await (const c of stream) parts.push(c as Buffer);
-        const all = Buffer.concat(parts);
-        data.set(e.name, `${all.length} ${createHash('md5').update(all).digest('hex')}`);
-      });
-      return { names, data, dna: r.dna };
-    };
-    const fromFile = await collect({});
-    const bytes = await readFile(ours);
-    // A path that does not exist: only named in messages.
-    const fromMemory = await collect({ bytes }, join(root, 'not-there.tar.gz'));
-    expect(fromMemory.names).toEqual(fromFile.names);
-    expect(fromMemory.data).toEqual(fromFile.data);
-    expect(fromMemory.dna).toEqual(fromFile.dna);
-    expect(fromFile.data.get('db/trac.db')).toMatch(new RegExp(`^${3 << 20} `));
-    const err = await rejectsWith(collect({ bytes: bytes.subarray(0, bytes.length - 2000) }, join(root, 'cut.tar.gz')), 'ECORRUPT_ARCHIVE');
-    expect(err.message).toContain(join(root, 'cut.tar.gz'));
   });
 });
