@@ -10,6 +10,13 @@
  * bounded memory. The range digest and the row count are computed in the
  * same pass, and the snapshot is released as soon as every table is read.
  *
+ * A spill file is digested (md5) as it is written and again as it is read
+ * back; bytes that changed in between (a disk fault, another process) fail
+ * the read with EIO at its end, so that the archive being written from them
+ * is never put in place: the range digest in its manifest was computed
+ * before the spill, and a restore would refuse the rows only years later,
+ * once the source may have been purged.
+ *
  * @module
  */
 import { open, rm, type FileHandle } from 'node:fs/promises';
@@ -96,13 +103,16 @@ export class RowSpool {
   readonly #chunks: Buffer[];
   readonly #file: string | undefined;
   readonly #fileBytes: number;
+  /** md5 (hex) of the bytes written to the spill file. */
+  readonly #fileDigest: string | undefined;
   #disposed = false;
 
-  private constructor(digest: RangeDigest, chunks: Buffer[], file: string | undefined, fileBytes: number) {
+  private constructor(digest: RangeDigest, chunks: Buffer[], file: string | undefined, fileBytes: number, fileDigest: string | undefined) {
     this.digest = digest;
     this.#chunks = chunks;
     this.#file = file;
     this.#fileBytes = fileBytes;
+    this.#fileDigest = fileDigest;
   }
 
   /** Bytes of bulk text held. */
@@ -145,6 +155,7 @@ export class RowSpool {
     let held = 0;
     let handle: FileHandle | undefined;
     let fileBytes = 0;
+    const fileHash = createHash('md5');
     let done = false;
     const cleanup = async (): Promise<void> => {
       if (handle !== undefined) {
@@ -173,16 +184,20 @@ export class RowSpool {
           } catch (err) {
             throw fromFsError(err, 'create', spillPath);
           }
-          for (const h of chunks.splice(0)) fileBytes += await writeAll(handle, h, spillPath);
+          for (const h of chunks.splice(0)) {
+            fileHash.update(h);
+            fileBytes += await writeAll(handle, h, spillPath);
+          }
           held = 0;
         }
+        fileHash.update(buf);
         fileBytes += await writeAll(handle, buf, spillPath);
       },
       async finish(): Promise<RowSpool> {
         done = true;
         const digest = digester.digest();
         await handle?.close();
-        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes);
+        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes, handle === undefined ? undefined : fileHash.digest('hex'));
       },
       async abort(): Promise<void> {
         if (done && handle === undefined) return;
@@ -193,7 +208,11 @@ export class RowSpool {
     };
   }
 
-  /** The rows, from the start (may be called more than once). */
+  /**
+   * The rows, from the start (may be called more than once). Read back from
+   * a spill file, they are digested again: EIO at the end if they are not
+   * the bytes written (see the module documentation).
+   */
   async *read(): AsyncGenerator<Buffer> {
     if (this.#file === undefined) {
       yield* this.#chunks;
@@ -205,6 +224,7 @@ export class RowSpool {
     } catch (err) {
       throw fromFsError(err, 'read', this.#file);
     }
+    const hash = createHash('md5');
     try {
       let left = this.#fileBytes;
       while (left > 0) {
@@ -214,7 +234,17 @@ export class RowSpool {
         });
         if (bytesRead === 0) throw new StowageError('EIO', `Spill file ${this.#file} shrank while it was read back.`, { details: { path: this.#file } });
         left -= bytesRead;
-        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+        const got = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+        hash.update(got);
+        if (left === 0) {
+          const now = hash.digest('hex');
+          if (now !== this.#fileDigest) {
+            throw new StowageError('EIO', `Spill file ${this.#file} changed between its write and its read-back (md5 ${this.#fileDigest} written, ${now} read): a disk fault, or another process wrote to it. Nothing was archived from it; dump again.`, {
+              details: { path: this.#file, written: this.#fileDigest, read: now },
+            });
+          }
+        }
+        yield got;
       }
     } finally {
       await handle.close().catch(() => {});

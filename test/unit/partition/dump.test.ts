@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import { digestBulkText, type TableReader } from '../../../src/db/index.js';
 import { DnaDigest } from '../../../src/dna/index.js';
@@ -236,6 +236,32 @@ describe('Partitioner.dump', () => {
     const again = await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 1000, outDir: join(d, 'planted'), spoolMemoryBytes: 1000 }).dump();
     expect(again.written[0]!.tables).toEqual(inMemory.written[0]!.tables);
     expect(await readFile(victim, 'utf8')).toBe('keep me');
+  });
+
+  it('fails the range (EIO) when its spill file changed before it was read back into the archive: no archive, no leftovers', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 300), 4);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const { RowSpool } = await import('../../../src/partition/row-spool.js');
+    const read = RowSpool.prototype.read;
+    // Between the spool's fill and its read-back: one bit of every spill file flips (a disk fault).
+    const spy = vi.spyOn(RowSpool.prototype, 'read').mockImplementation(function (this: InstanceType<typeof RowSpool>) {
+      for (const name of readdirSync(join(out, 'CalibVld')).filter((n) => n.endsWith('.spool'))) {
+        const b = readFileSync(join(out, 'CalibVld', name));
+        b[10]! ^= 0x01;
+        writeFileSync(join(out, 'CalibVld', name), b);
+      }
+      return read.call(this);
+    });
+    try {
+      const err = await rejectsWith(new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 1000, outDir: out, spoolMemoryBytes: 1000 }).dump(), 'EIO');
+      expect(err.message).toMatch(/changed between its write and its read-back/);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await listFiles(out)).filter((n) => !n.endsWith('LOCKED'))).toEqual([]);
   });
 
   it('records in the Catalog a last range reaching past 2^63-1 with its upper bound at 2^63-1, run after run', async () => {

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -53,6 +53,34 @@ describe('RowSpool', () => {
       await s.dispose();
       expect(existsSync(spillPath)).toBe(false);
     }
+  });
+
+  it('refuses spilled rows that changed before they were read back (EIO), holding back their last bytes', async () => {
+    const d = await tempDir();
+    const spillPath = join(d, 'spill');
+    // 1,800 KiB of rows in 777-byte chunks: read back in two reads of 1 MiB or less.
+    const big = Buffer.from(text.repeat(15));
+    const s = await RowSpool.fill(Readable.from(chunks(big, 777)), { keyIndex: 0, memoryBytes: 1000, spillPath });
+    expect(s.spilled).toBe(true);
+    const onDisk = readFileSync(spillPath);
+    onDisk[100]! ^= 0x01; // same length, one bit
+    writeFileSync(spillPath, onDisk);
+    let passed = 0;
+    const err = await rejectsWith(
+      (async () => {
+        for await (const c of s.read()) passed += c.length;
+      })(),
+      'EIO',
+    );
+    expect(err.message).toMatch(/changed between its write and its read-back/);
+    expect(passed).toBeLessThan(big.length);
+    // Put back as written: read back whole.
+    onDisk[100]! ^= 0x01;
+    writeFileSync(spillPath, onDisk);
+    const back: Buffer[] = [];
+    for await (const c of s.read()) back.push(c);
+    expect(Buffer.concat(back).equals(big)).toBe(true);
+    await s.dispose();
   });
 
   it('removes its spill file when the input fails or is cut mid-row', async () => {
