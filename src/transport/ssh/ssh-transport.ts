@@ -24,7 +24,7 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
-import { appendFile, mkdir as mkdirLocal, readFile } from 'node:fs/promises';
+import { mkdir as mkdirLocal, open as openLocal, readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname as localDirname, join as localJoin } from 'node:path';
@@ -283,6 +283,29 @@ function isChannelRefusal(err: unknown): boolean {
 }
 
 /**
+ * Appends one line (ending in LF) to a known_hosts file, created with mode
+ * 0600 if missing. A file whose last line lacks its LF (written by
+ * `echo -n`, an editor, a template) gets one first: glued to that line, the
+ * new entry would make both unreadable, and the host already pinned there
+ * would turn "unknown".
+ */
+async function appendKnownHostsLine(file: string, line: string): Promise<void> {
+  const handle = await openLocal(file, 'a+', 0o600);
+  try {
+    const { size } = await handle.stat();
+    let lead = '';
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await handle.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) lead = '\n';
+    }
+    await handle.appendFile(lead + line);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
  * Sends files to, and reads them from, a host over SSH.
  *
  * Connects lazily on the first operation (or explicitly with
@@ -504,7 +527,7 @@ export class SshTransport implements Transport {
       }
       if (check.status === 'unknown' && o.hostKeyPolicy === 'accept-new' && check.hostLines.length === 0) {
         mkdirLocal(localDirname(o.knownHosts), { recursive: true, mode: 0o700 })
-          .then(() => appendFile(o.knownHosts, formatKnownHostsLine(o.host, o.port, key), { mode: 0o600 }))
+          .then(() => appendKnownHostsLine(o.knownHosts, formatKnownHostsLine(o.host, o.port, key)))
           .then(
             () => verify(true),
             (err: unknown) => {
@@ -519,7 +542,9 @@ export class SshTransport implements Transport {
           ? `is revoked in ${o.knownHosts}`
           : check.status === 'changed'
             ? `differs from the one recorded in ${o.knownHosts} (line ${check.hostLines.join(', ')}): the host was reinstalled, or someone is in the middle. Check it out of band, then fix that line`
-            : `is not in ${o.knownHosts}: add it after checking its fingerprint out of band (ssh-keyscan -p ${o.port} ${o.host} >> ${o.knownHosts}), or use hostKeyPolicy 'accept-new'`;
+            : check.hostLines.length > 0
+              ? `is not in ${o.knownHosts}, which lists the host only with keys of other types (line ${check.hostLines.join(', ')}): the host no longer offers the type recorded there, or someone in the middle offers another. hostKeyPolicy 'accept-new' does not add keys to a known host. Check this fingerprint out of band, then add the key (ssh-keyscan -t ${check.keyType} -p ${o.port} ${o.host} >> ${o.knownHosts}) or fix that line`
+              : `is not in ${o.knownHosts}: add it after checking its fingerprint out of band (ssh-keyscan -p ${o.port} ${o.host} >> ${o.knownHosts})${o.hostKeyPolicy === 'accept-new' ? '' : ", or use hostKeyPolicy 'accept-new'"}`;
       hostKeyError = new StowageError('EHOSTKEY', `Host key of ${o.host}:${o.port} (${check.keyType} ${check.fingerprint}) ${why}. Nothing was sent.`, { details });
       verify(false);
     };

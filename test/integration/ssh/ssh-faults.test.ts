@@ -606,6 +606,21 @@ describe('host keys', () => {
     await rm(join(server.root, 'accept-new.txt'));
   });
 
+  it('accept-new adds its line after a last line without its newline, keeping both entries', async () => {
+    const kh = join(scratch, 'kh-no-eol', 'known_hosts');
+    await mkdir(join(scratch, 'kh-no-eol'), { recursive: true });
+    // Another host pinned on a last line that lacks its LF (echo -n, an editor).
+    const other = `[10.0.0.9]:2222 ${server.hostKeyPublic}`;
+    await writeFile(kh, other, { mode: 0o600 });
+    const t = new SshTransport(optionsFor(server, { knownHosts: kh, hostKeyPolicy: 'accept-new' }));
+    expect((await t.stat(server.root)).type).toBe('dir');
+    await t.close();
+    expect((await readFile(kh, 'utf8')).split('\n')).toEqual([other, `[127.0.0.1]:${server.port} ${server.hostKeyPublic}`, '']);
+    const strict = new SshTransport(optionsFor(server, { knownHosts: kh }));
+    expect((await strict.stat(server.root)).type).toBe('dir');
+    await strict.close();
+  });
+
   it('hashed known_hosts entries (ssh-keygen -H) are matched', async () => {
     const kh = join(scratch, 'known_hosts.hashed');
     await writeFile(kh, await readFile(server.knownHostsPath));
