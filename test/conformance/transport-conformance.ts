@@ -11,7 +11,7 @@
  * folder (sources for put, destinations for get).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { truncateSync } from 'node:fs';
+import { appendFileSync, truncateSync } from 'node:fs';
 import { readFile, stat as lstatLocal, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -384,6 +384,29 @@ export function transportConformance(name: string, factory: () => Promise<Confor
           'EIO',
         );
         expect(cut).toBe(true);
+        expect(err.message).toMatch(/50331648/);
+        await expect(lstatLocal(local)).rejects.toThrow();
+        await expect(lstatLocal(local + '.part')).rejects.toThrow();
+      });
+
+      it('get of a file that grows while it is read is EIO, and nothing is left under the local name', async () => {
+        const d = await far();
+        const data = randomBytes(48 * 1024 * 1024);
+        await t.put(data, `${d}/appended.dat`);
+        const local = join(fx.scratch, `got-${++n}`, 'appended.dat');
+        // Far and local sides are the same machine in this suite: 8 MiB are appended at the first progress report.
+        let grown = false;
+        const err = await rejectsWith(
+          t.get(`${d}/appended.dat`, local, {
+            onProgress: () => {
+              if (grown) return;
+              grown = true;
+              appendFileSync(`${d}/appended.dat`, Buffer.alloc(8 * 1024 * 1024, 7));
+            },
+          }),
+          'EIO',
+        );
+        expect(grown).toBe(true);
         expect(err.message).toMatch(/50331648/);
         await expect(lstatLocal(local)).rejects.toThrow();
         await expect(lstatLocal(local + '.part')).rejects.toThrow();

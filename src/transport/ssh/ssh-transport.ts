@@ -1808,9 +1808,14 @@ export class SshTransport implements Transport {
       });
       await pipeline(input, count, tap, file.writable(), signal ? { signal } : {});
       const dna = await tap.dna;
-      if (dna.size !== st.size) {
-        throw new StowageError('EIO', `Cannot get ${this.name}${path}: it changed while it was read (${st.size} bytes when it was opened, ${dna.size} read). Nothing was written under ${localPath}; get it again once it is complete.`, {
-          details: { transport: this.name, path, expected: st.size, read: dna.size },
+      // The read stops at the size seen when the file was opened: a file
+      // that grew meanwhile (still being written) would otherwise be kept
+      // cut. It is looked at again once read; another size or mtime fails.
+      const after = dna.size === st.size ? await this.stat(path, signal ? { signal } : {}) : undefined;
+      if (dna.size !== st.size || after === undefined || after.size !== st.size || after.mtimeMs !== st.mtimeMs) {
+        const now = after === undefined ? `${dna.size} read` : `${after.size} bytes, modified ${new Date(after.mtimeMs).toISOString()}, once read`;
+        throw new StowageError('EIO', `Cannot get ${this.name}${path}: it changed while it was read (${st.size} bytes when it was opened, ${now}). Nothing was written under ${localPath}; get it again once it is complete.`, {
+          details: { transport: this.name, path, expected: st.size, read: dna.size, ...(after === undefined ? {} : { now: { size: after.size, mtimeMs: after.mtimeMs } }) },
         });
       }
       if (options.expectedDna) assertDna(`${this.name}${path}`, options.expectedDna, dna);
