@@ -247,7 +247,7 @@ describe('Partitioner.dump', () => {
     const { RowSpool } = await import('../../../src/partition/row-spool.js');
     const read = RowSpool.prototype.read;
     // Between the spool's fill and its read-back: one bit of every spill file flips (a disk fault).
-    const spy = vi.spyOn(RowSpool.prototype, 'read').mockImplementation(function (this: InstanceType<typeof RowSpool>) {
+    const spy = vi.spyOn(RowSpool.prototype, 'read').mockImplementation(function (this: import('../../../src/partition/row-spool.js').RowSpool) {
       for (const name of readdirSync(join(out, 'CalibVld')).filter((n) => n.endsWith('.spool'))) {
         const b = readFileSync(join(out, 'CalibVld', name));
         b[10]! ^= 0x01;
