@@ -267,6 +267,17 @@ interface Session {
   kill(reason: StowageError): void;
 }
 
+/**
+ * Counts one more SFTP request in flight for the idle watchdog. The first
+ * after a quiet spell restarts the clock: `lastReply` then dates from the
+ * last reply before the spell, and the watchdog would take a request a
+ * little slow to come back after a minute of idle for a dead connection.
+ */
+function requestSent(s: Session): void {
+  if (s.outstanding === 0) s.lastReply = Date.now();
+  s.outstanding += 1;
+}
+
 /** An error meaning the connection was lost: the operation may be retried on a new one. */
 function isConnectionLoss(err: unknown): boolean {
   if (err instanceof StowageError) return err.code === 'ECONNECT' || (err.code === 'ETIMEOUT' && err.details['lost'] === true);
@@ -657,6 +668,12 @@ export class SshTransport implements Transport {
         cause: err,
       });
       if (this.#live === session) this.#live = undefined;
+      // The SFTP channel may die while the connection lives on (the far
+      // session process killed): the next operation connects anew, so this
+      // one is ended here, or its socket and keepalives would outlive even
+      // close() and keep the process from exiting.
+      client.destroy();
+      sock.destroy();
     };
     client.removeAllListeners('error');
     client.removeAllListeners('close');
@@ -757,7 +774,7 @@ export class SshTransport implements Transport {
         reject(s.deadReason ?? new Error('Not connected'));
         return;
       }
-      s.outstanding += 1;
+      requestSent(s);
       try {
         fn((err, res) => {
           s.outstanding -= 1;
@@ -1686,7 +1703,7 @@ export class SshTransport implements Transport {
           const len = Math.min(reqSize, n - off);
           b.pending += 1;
           inflight += 1;
-          s.outstanding += 1;
+          requestSent(s);
           try {
             sftp.write(handle, buf, off, len, pos + off, (err) => {
               inflight -= 1;
@@ -1869,7 +1886,7 @@ export class SshTransport implements Transport {
           process.nextTick(cb, s.deadReason ?? new Error('Not connected'), 0);
           return;
         }
-        s.outstanding += 1;
+        requestSent(s);
         try {
           s.sftp.read(handle, buf, 0, len, position, (err, n) => {
             s.outstanding -= 1;

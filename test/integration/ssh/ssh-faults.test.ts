@@ -357,6 +357,55 @@ describe('a connection cut mid-transfer', () => {
     expect((await readdir(server.root)).filter((n) => n.startsWith('doomed'))).toEqual([]);
   });
 
+  it('a request a little slow to come back after an idle spell longer than idleTimeoutMs is not taken for a dead connection', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 2000, keepaliveIntervalMs: 0 }));
+    await t.stat(server.root); // connected, then quiet for longer than idleTimeoutMs
+    await new Promise((r) => setTimeout(r, 2500));
+    const stopped = server.listConnections();
+    for (const pid of stopped) process.kill(pid, 'SIGSTOP');
+    const resume = setTimeout(() => {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    }, 900);
+    try {
+      // Replies 900 ms late: well within idleTimeoutMs of the request.
+      await t.mkdir(`${server.root}/after-idle`);
+    } finally {
+      clearTimeout(resume);
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    }
+    expect((await stat(join(server.root, 'after-idle'))).isDirectory()).toBe(true);
+    expect(server.listConnections()).toEqual(stopped); // the same connection, not a new one
+  });
+
+  it('a far SFTP session killed while the connection lives on: the next operation connects anew, and the old connection is ended', async () => {
+    await using server = await startSshd();
+    const t = new SshTransport(optionsFor(server));
+    await t.stat(server.root);
+    const [conn] = server.listConnections();
+    expect(conn).toBeDefined();
+    // The session process under the connection's sshd (internal-sftp runs in it), not the connection itself.
+    const sessions = execFileSync('pgrep', ['-P', String(conn)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    expect(sessions.length).toBeGreaterThan(0);
+    for (const pid of sessions) process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    let st: Awaited<ReturnType<SshTransport['stat']>> | undefined;
+    while (st === undefined && Date.now() < deadline) {
+      st = await t.stat(server.root).catch(() => undefined);
+      if (st === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(st?.type).toBe('dir');
+    const gone = async (want: (pids: number[]) => boolean): Promise<number[]> => {
+      const until = Date.now() + 5000;
+      while (!want(server.listConnections()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      return server.listConnections();
+    };
+    // The old connection is ended; only the new one is left.
+    expect(await gone((pids) => !pids.includes(conn!))).not.toContain(conn);
+    await t.close();
+    expect(await gone((pids) => pids.length === 0)).toEqual([]);
+  });
+
   it('aborting a put on a stalled connection rejects within a second or two, not after idleTimeoutMs', async () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { idleTimeoutMs: 20_000, keepaliveIntervalMs: 0 }));
