@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { isUtf8 } from 'node:buffer';
 import { StowageError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
 
@@ -309,6 +310,13 @@ export function splitBulkLine(line: Buffer): Buffer[] {
 export interface BulkTextParserOptions extends LineSplitterOptions {
   /** Number of fields every row must have; a row with another count is malformed. */
   columns?: number;
+  /**
+   * {@link BulkTextParser.writeStrings} refuses (EDB naming the row and the
+   * field) a row that is not valid UTF-8, instead of decoding the bad bytes
+   * as U+FFFD (default false). No effect on {@link BulkTextParser.write},
+   * which hands over bytes as they are.
+   */
+  strictUtf8?: boolean;
 }
 
 /**
@@ -327,11 +335,13 @@ export interface BulkTextParserOptions extends LineSplitterOptions {
 export class BulkTextParser {
   readonly #splitter: LineSplitter;
   readonly #columns: number | undefined;
+  readonly #strictUtf8: boolean;
 
-  /** @param options - expected column count and row size cap */
+  /** @param options - expected column count, row size cap, UTF-8 strictness */
   constructor(options: BulkTextParserOptions = {}) {
     this.#splitter = new LineSplitter(options);
     this.#columns = options.columns;
+    this.#strictUtf8 = options.strictUtf8 === true;
   }
 
   /** Rows decoded so far. */
@@ -365,8 +375,10 @@ export class BulkTextParser {
 
   /**
    * Like {@link BulkTextParser.write}, for text-only data: each row is
-   * decoded as UTF-8 (invalid bytes become U+FFFD) and its fields are
-   * handed over as strings, which is cheaper than a Buffer per field.
+   * decoded as UTF-8 and its fields are handed over as strings, which is
+   * cheaper than a Buffer per field. Bytes that are not valid UTF-8 become
+   * U+FFFD, unless the parser was made with `strictUtf8`: then such a row
+   * is EDB (malformed bulk text naming the row and field).
    *
    * @param chunk - the next bytes
    * @param onRow - called with the decoded fields and the 1-based row number
@@ -374,7 +386,10 @@ export class BulkTextParser {
   writeStrings(chunk: Uint8Array, onRow: (fields: (string | null)[], row: number) => void): void {
     this.#splitter.push(chunk, (line) => {
       const row = this.#splitter.lines;
-      const raw = line.toString('utf8', 0, line.length - 1).split('\t');
+      const text = line.toString('utf8', 0, line.length - 1);
+      // The decoder writes U+FFFD for bytes it cannot decode; only a row holding one (rare) is checked byte by byte (natively).
+      if (this.#strictUtf8 && text.includes('\uFFFD') && !isUtf8(line)) throw notUtf8Row(line, row);
+      const raw = text.split('\t');
       if (this.#columns !== undefined && raw.length !== this.#columns) {
         throw malformedBulkText(row, `expected ${this.#columns} fields, found ${raw.length}`);
       }
@@ -388,6 +403,24 @@ export class BulkTextParser {
   end(): void {
     this.#splitter.end();
   }
+}
+
+/**
+ * The EDB of a row that is not valid UTF-8 (for a strict
+ * {@link BulkTextParser.writeStrings}), naming the first bad field.
+ *
+ * @param line - the row's bytes, LF included
+ * @param row - 1-based row number
+ */
+function notUtf8Row(line: Buffer, row: number): StowageError {
+  const fields = splitBulkLine(line);
+  const i = Math.max(0, fields.findIndex((f) => !isUtf8(f)));
+  const bytes = fields[i]!;
+  const shown = `${bytes.subarray(0, 24).toString('hex')}${bytes.length > 24 ? '…' : ''}`;
+  return malformedBulkText(
+    row,
+    `field ${i + 1} is not valid UTF-8 (bytes ${shown}); text is carried as UTF-8 and decoding these bytes would change them. Convert the text to UTF-8, or write binary data in the target's binary form (\\x and hex for SQLite)`,
+  );
 }
 
 /** Options of {@link readBulkRows}. */

@@ -31,6 +31,18 @@
  * a time (better-sqlite3 waits for SQLite's locks synchronously, so two
  * writers in one process must not wait on each other).
  *
+ * A load runs with `foreign_keys = OFF` (set before its `BEGIN`, since
+ * SQLite ignores the pragma inside a transaction, and put back to the
+ * connection's previous value after `COMMIT` or `ROLLBACK`), as MySQL
+ * sessions run with `foreign_key_checks = 0` and restore tools do:
+ * partitions of related tables load in any order, and a `replaceRange` on
+ * a parent table does not fire its children's `ON DELETE CASCADE` (or
+ * `SET NULL`). The inserts are `INSERT OR ABORT`, which overrides a
+ * table's own `ON CONFLICT IGNORE` / `REPLACE` clauses: a duplicate key
+ * fails the load (EDB) instead of dropping the row or deleting another.
+ * Text is read as strict UTF-8: a row that is not is EDB, as on the read
+ * side (`sqlite-values.ts`), never stored with U+FFFD in place of its bytes.
+ *
  * @module
  */
 import { existsSync } from 'node:fs';
@@ -115,6 +127,23 @@ function workerQuery(worker: SqliteWorker, check: () => void): SqliteQuery {
     check();
     return (await worker.request({ t: 'all', sql, params: [...params], raw: mode === 'raw', pluck: mode === 'pluck' })) as unknown[];
   };
+}
+
+/**
+ * The EDB of a load row SQLite did not insert without an error (a
+ * `BEFORE INSERT` trigger's `RAISE(IGNORE)`): the load would report rows it
+ * did not store.
+ *
+ * @param source - the source's name
+ * @param table - the table
+ * @param row - 1-based row number
+ */
+function notInserted(source: string, table: string, row: number): StowageError {
+  return new StowageError(
+    'EDB',
+    `${source}: row ${row} loaded into ${JSON.stringify(table)} was not inserted, with no error from SQLite (a trigger that ignores inserts?); nothing was loaded. Drop or disable the table's BEFORE INSERT triggers for the restore, then load again.`,
+    { details: { source, table, row } },
+  );
 }
 
 /** A tiny FIFO mutex. */
@@ -417,7 +446,12 @@ export class SqliteSource implements TableSource {
    * {@link TableSource.load}.
    *
    * Each field is bound by its column's affinity so that every cell gets
-   * back its storage class (see `sqlite-values.ts`).
+   * back its storage class (see `sqlite-values.ts`). Foreign-key
+   * enforcement is off for the load's transaction (and put back after), so
+   * related tables load in any order and a `replaceRange` cascades to no
+   * other table; a duplicate key is EDB whatever the table's `ON CONFLICT`
+   * clauses say; so is a row a trigger drops, and a row that is not valid
+   * UTF-8.
    */
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
     checkOptionKeys('SqliteSource.load', options, ['signal', 'onProgress', 'replaceRange', 'columns']);
@@ -450,7 +484,8 @@ export class SqliteSource implements TableSource {
         const { columns } = pickColumns(this.name, info.name, info.columns, names);
         const n = columns.length;
         const kinds = columns.map((c) => sqliteColumnKind(c.type));
-        const insert = db.prepare(`INSERT INTO ${quoteSqliteIdent(info.name)} (${columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
+        // OR ABORT overrides the table's own ON CONFLICT clauses (IGNORE would drop the row, REPLACE delete another).
+        const insert = db.prepare(`INSERT OR ABORT INTO ${quoteSqliteIdent(info.name)} (${columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
         let del: { sql: string; params: [bigint, bigint] } | undefined;
         if (bounds !== undefined) {
           const { column } = findColumn(this.name, info.name, info.columns, bounds.key);
@@ -458,27 +493,34 @@ export class SqliteSource implements TableSource {
           del = { sql: `DELETE FROM ${quoteSqliteIdent(info.name)} WHERE ${quoteSqliteIdent(column.name)} BETWEEN ? AND ?`, params };
         }
         const tracker = new ProgressTracker('load', onProgress);
-        const parser = new BulkTextParser({ columns: n });
+        const parser = new BulkTextParser({ columns: n, strictUtf8: true });
         const values: SqliteValue[] = new Array<SqliteValue>(n);
         let deleted = 0;
-        db.exec('BEGIN IMMEDIATE');
+        // PRAGMA foreign_keys is a no-op inside a transaction: off before BEGIN, back after COMMIT or ROLLBACK.
+        const foreignKeys = Number(db.pragma('foreign_keys', { simple: true })) === 1;
+        if (foreignKeys) db.pragma('foreign_keys = OFF');
         try {
-          if (del !== undefined) deleted = db.prepare(del.sql).run(...del.params).changes;
-          for await (const chunk of stream) {
+          db.exec('BEGIN IMMEDIATE');
+          try {
+            if (del !== undefined) deleted = db.prepare(del.sql).run(...del.params).changes;
+            for await (const chunk of stream) {
+              throwIfAborted(signal);
+              const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Uint8Array);
+              const before = parser.rows;
+              parser.writeStrings(buf, (fields, row) => {
+                for (let i = 0; i < n; i++) values[i] = decodeSqliteField(fields[i]!, kinds[i]!, row);
+                if (insert.run(...values).changes !== 1) throw notInserted(this.name, info.name, row);
+              });
+              tracker.add(buf.length, parser.rows - before);
+            }
+            parser.end();
             throwIfAborted(signal);
-            const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Uint8Array);
-            const before = parser.rows;
-            parser.writeStrings(buf, (fields, row) => {
-              for (let i = 0; i < n; i++) values[i] = decodeSqliteField(fields[i]!, kinds[i]!, row);
-              insert.run(...values);
-            });
-            tracker.add(buf.length, parser.rows - before);
+            db.exec('COMMIT');
+          } finally {
+            if (db.inTransaction) db.exec('ROLLBACK');
           }
-          parser.end();
-          throwIfAborted(signal);
-          db.exec('COMMIT');
         } finally {
-          if (db.inTransaction) db.exec('ROLLBACK');
+          if (foreignKeys) db.pragma('foreign_keys = ON');
         }
         tracker.report(true);
         return Object.freeze({ rows: parser.rows, bytes: parser.bytes, deleted });

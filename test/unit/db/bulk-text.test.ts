@@ -83,6 +83,24 @@ describe('bulk text encoding', () => {
     expect(throwsWith(() => p.writeStrings(Buffer.from('a\tb\tc\n'), () => {}), 'EDB').message).toMatch(/expected 2 fields, found 3/);
   });
 
+  it('writeStrings with strictUtf8 refuses a row that is not valid UTF-8 (EDB naming row and field); without it, U+FFFD', () => {
+    const text = Buffer.from('a\tcaf\u00e9 \uFFFD\n');
+    const bad = Buffer.concat([text, Buffer.from([0x62, 0x09, 0x63, 0x61, 0x66, 0xe9, 0x0a])]);
+    for (const chunk of [1, 2, bad.length]) {
+      const p = new BulkTextParser({ strictUtf8: true });
+      const got: (string | null)[][] = [];
+      const err = throwsWith(() => {
+        for (let i = 0; i < bad.length; i += chunk) p.writeStrings(bad.subarray(i, i + chunk), (f) => got.push(f));
+      }, 'EDB');
+      expect(err.message).toMatch(/row 2: field 2 is not valid UTF-8 \(bytes 636166e9\)/);
+      // Valid UTF-8 (U+FFFD itself, characters split across chunks) goes through.
+      expect(got).toEqual([['a', 'caf\u00e9 \uFFFD']]);
+    }
+    const lax: (string | null)[][] = [];
+    new BulkTextParser().writeStrings(bad, (f) => lax.push(f));
+    expect(lax[1]).toEqual(['b', 'caf\uFFFD']);
+  });
+
   it('decodes the extra escapes MySQL and PostgreSQL may write', () => {
     expect(asText(parseAll(Buffer.from('\\b\\f\\v\\Z\n')))).toEqual([['\b\f\v\x1a']]);
   });

@@ -464,6 +464,90 @@ describe('SqliteSource: createTable and load', () => {
     expect(results.map((r) => r.rows)).toEqual([1000, 1000, 1000]);
     expect(await src.keyRange('t', 'k')).toEqual({ lo: 0n, hi: 2999n, count: 3000, nulls: 0 });
   });
+
+  it('loads with foreign keys off: a child before its parent, a replaceRange on the parent cascades to no child; the setting is put back', async () => {
+    const ddl = 'CREATE TABLE parent (SEQNO INTEGER PRIMARY KEY, v TEXT); CREATE TABLE child (SEQNO INTEGER NOT NULL REFERENCES parent(SEQNO) ON DELETE CASCADE, ROW_COUNTER INTEGER NOT NULL, PRIMARY KEY (SEQNO, ROW_COUNTER));';
+    const parentRows = Buffer.from('1\ta\n2\tb\n3\tc\n');
+    const childRows = Buffer.from('1\t1\n1\t2\n2\t1\n3\t1\n');
+    const dir = await tempDir('sqlite');
+    const file = join(dir, 'fk.db');
+    const setup = new Database(file);
+    setup.exec(ddl);
+    setup.close();
+    // A file: each load has its own connection, where better-sqlite3 turns foreign keys on.
+    await using src = new SqliteSource(file);
+    expect((await src.load('parent', Readable.from([parentRows]))).rows).toBe(3);
+    expect((await src.load('child', Readable.from([childRows]))).rows).toBe(4);
+    // Restoring the parent's partition again (ON DELETE CASCADE would empty the child).
+    expect(await src.load('parent', Readable.from([parentRows]), { replaceRange: { key: 'SEQNO', lo: 1, hi: 3 } })).toEqual({ rows: 3, bytes: parentRows.length, deleted: 3 });
+    expect((await collect(await src.rows('child', { key: 'SEQNO' }))).toString()).toBe(childRows.toString());
+    expect((await collect(await src.rows('parent', { key: 'SEQNO' }))).toString()).toBe(parentRows.toString());
+    // The child before its parent; a borrowed connection gets its own setting back, after a load that commits and after one that fails.
+    const db = new Database(':memory:');
+    db.exec(ddl);
+    await using mem = new SqliteSource(db);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    expect((await mem.load('child', Readable.from([childRows]))).rows).toBe(4);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    await rejectsWith(mem.load('parent', Readable.from([Buffer.from('1\ta\n2')])), 'EDB');
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    db.pragma('foreign_keys = OFF');
+    expect((await mem.load('parent', Readable.from([parentRows]))).rows).toBe(3);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(0);
+  });
+
+  it("a duplicate key is EDB whatever the table's ON CONFLICT clauses say, nothing is kept; a row a trigger drops is EDB too", async () => {
+    await using src = memorySource(`
+      CREATE TABLE ig (SEQNO INTEGER PRIMARY KEY ON CONFLICT IGNORE, v); INSERT INTO ig VALUES (1, 'old');
+      CREATE TABLE rp (SEQNO INTEGER, name UNIQUE ON CONFLICT REPLACE); INSERT INTO rp VALUES (100, 'x');
+      CREATE TABLE tr (SEQNO INTEGER PRIMARY KEY, v TEXT);
+      CREATE TRIGGER tr_skip BEFORE INSERT ON tr WHEN NEW.v = 'skip' BEGIN SELECT RAISE(IGNORE); END;`);
+    const rows = async (t: string): Promise<string> => (await collect(await src.rows(t, { key: 'SEQNO' }))).toString();
+    // IGNORE would keep 'old' and report 2 rows loaded.
+    const ig = await rejectsWith(src.load('ig', Readable.from([Buffer.from('1\tnew\n2\tb\n')])), 'EDB');
+    expect(ig.message).toMatch(/UNIQUE constraint failed: ig\.SEQNO/);
+    expect(await rows('ig')).toBe('1\told\n');
+    // REPLACE would delete row 100 without a word.
+    const rp = await rejectsWith(src.load('rp', Readable.from([Buffer.from('5\tx\n')])), 'EDB');
+    expect(rp.message).toMatch(/UNIQUE constraint failed: rp\.name/);
+    expect(await rows('rp')).toBe('100\tx\n');
+    const tr = await rejectsWith(src.load('tr', Readable.from([Buffer.from('1\tok\n2\tskip\n3\tok\n')])), 'EDB');
+    expect(tr.message).toMatch(/row 2 loaded into "tr" was not inserted/);
+    expect(await rows('tr')).toBe('');
+    expect(await src.load('ig', Readable.from([Buffer.from('2\tb\n')]))).toMatchObject({ rows: 1, deleted: 0 });
+    expect(await src.load('rp', Readable.from([Buffer.from('5\ty\n')]))).toMatchObject({ rows: 1, deleted: 0 });
+    expect(await rows('rp')).toBe('5\ty\n100\tx\n');
+  });
+
+  it('refuses bulk text that is not valid UTF-8 (EDB naming the row), for TEXT and BLOB columns alike, and keeps nothing', async () => {
+    await using src = memorySource('CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, b BLOB, u);');
+    const ok = Buffer.from('1\tfine\t\\N\t\\N\n');
+    const bad = (v: number[], col: number): Buffer => {
+      const fields = [Buffer.from('2'), Buffer.from('x'), Buffer.from('\\N'), Buffer.from('\\N')];
+      fields[col] = Buffer.from(v);
+      return Buffer.concat([Buffer.concat(fields.flatMap((f, i) => (i === 0 ? [f] : [Buffer.from('\t'), f]))), Buffer.from('\n')]);
+    };
+    const cases: [Buffer, RegExp][] = [
+      [bad([0x63, 0x61, 0x66, 0xe9], 1), /row 2: field 2 is not valid UTF-8 \(bytes 636166e9\)/], // Latin-1 in a TEXT column
+      [bad([0x41, 0xff, 0x00], 2), /row 2: field 3 is not valid UTF-8 \(bytes 41ff00\)/], // raw bytes in a BLOB column
+      [bad([0xed, 0xa0, 0x80], 3), /row 2: field 4 is not valid UTF-8/], // a UTF-16 surrogate
+      [bad([0xe6, 0x97], 1), /row 2: field 2 is not valid UTF-8/], // a character cut short
+    ];
+    for (const [b, re] of cases) {
+      const input = Readable.from([ok, b]);
+      const err = await rejectsWith(src.load('t', input), 'EDB');
+      expect(err.message).toMatch(re);
+      expect(input.destroyed).toBe(true);
+      expect((await src.keyRange('t', 'k')).count).toBe(0);
+    }
+    // Valid UTF-8, U+FFFD itself included, loads unchanged even with characters split across chunks.
+    const good = Buffer.from('1\tcaf\uFFFD\t\\N\t\\N\n2\t日本 🚀\t\\\\x00ff\tü\n');
+    async function* bytes(): AsyncGenerator<Uint8Array> {
+      for (const c of good) yield Uint8Array.of(c);
+    }
+    expect((await src.load('t', bytes())).rows).toBe(2);
+    expect((await collect(await src.rows('t', { key: 'k' }))).equals(good)).toBe(true);
+  });
 });
 
 describe('SqliteSource: snapshots', () => {
