@@ -16,6 +16,9 @@
  * the session's `+00:00`), except FLOAT: MySQL prints it with 6 digits,
  * which loses bits, so FLOAT columns are selected as `col + 0e0` (the exact
  * double of the float, which a load rounds back to the same float).
+ * Columns in `CHARACTER SET ascii` are selected as their bytes read as
+ * latin1: the server stores any byte in them, and would send 0x80-0xFF as
+ * `?` (a load puts the latin1 text back as the same bytes).
  *
  * @module
  */
@@ -163,8 +166,10 @@ export interface MysqlTableInfo {
 /**
  * Character sets whose every value survives the trip through the utf8mb4
  * bulk text and back byte for byte: Unicode ones, `latin1` (every byte is
- * a character), `binary`, and `ascii` (whose values a strict server keeps
- * to 7 bits).
+ * a character), `binary`, and `ascii`, which is carried as latin1 (see
+ * {@link mysqlColumnExpr}): a server stores any byte in an ascii column,
+ * strict `sql_mode` or not, and converting one of 0x80-0xFF to UTF-8 as
+ * ascii would turn it into `?`.
  */
 const CARRIED_CHARSETS = new Set(['', 'utf8mb4', 'utf8mb3', 'utf8', 'latin1', 'binary', 'ascii', 'ucs2', 'utf16', 'utf16le', 'utf32']);
 
@@ -186,6 +191,48 @@ export function mysqlCheckCharsets(source: string, info: MysqlTableInfo, pick: r
     `${source}: cannot read table ${JSON.stringify(info.name)} exactly: column(s) ${list} use a character set whose values may not come back byte for byte through stowage's UTF-8 bulk text. Convert them (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4, or to VARBINARY/BLOB to keep the bytes), or leave them out with the columns option.`,
     { details: { source, table: info.name, columns: bad.map((i) => ({ name: info.columns[i]!.name, charset: info.charsets[i] })) } },
   );
+}
+
+/**
+ * The SELECT expression of a stored column: FLOAT as its exact double,
+ * ascii as its bytes read as latin1 (0x80-0xFF included, each one
+ * character, where a conversion from ascii would give `?`), other columns
+ * as they are.
+ *
+ * @param info - the resolved table
+ * @param i - the column, as an index into `info.columns`
+ */
+export function mysqlColumnExpr(info: MysqlTableInfo, i: number): string {
+  const q = quoteMysqlIdent(info.columns[i]!.name);
+  if (info.dataTypes[i] === 'float') return `(${q} + 0e0)`;
+  if (info.charsets[i] === 'ascii') return `CONVERT(CAST(${q} AS BINARY) USING latin1)`;
+  return q;
+}
+
+/**
+ * The column list and SET clause of a `LOAD DATA` of bulk text into the
+ * columns picked: each column named, except ascii ones, which are read into
+ * a user variable and stored as the bytes of its latin1 text (the reverse
+ * of {@link mysqlColumnExpr}; text with a character latin1 lacks makes the
+ * server warn, and the load roll back).
+ *
+ * @param info - the resolved table
+ * @param pick - the columns loaded, as indexes into `info.columns` in field order
+ * @returns the parenthesised column list and the ` SET ...` clause (empty if none)
+ */
+export function mysqlLoadColumns(info: MysqlTableInfo, pick: readonly number[]): { columns: string; set: string } {
+  const targets: string[] = [];
+  const sets: string[] = [];
+  pick.forEach((i, n) => {
+    const q = quoteMysqlIdent(info.columns[i]!.name);
+    if (info.charsets[i] !== 'ascii') {
+      targets.push(q);
+      return;
+    }
+    targets.push(`@stowage_v${n}`);
+    sets.push(`${q} = CONVERT(CAST(CONVERT(@stowage_v${n} USING latin1) AS BINARY) USING ascii)`);
+  });
+  return { columns: `(${targets.join(', ')})`, set: sets.length > 0 ? ` SET ${sets.join(', ')}` : '' };
 }
 
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
@@ -255,9 +302,9 @@ export function mysqlKeyColumn(source: string, info: MysqlTableInfo, key: string
 }
 
 /**
- * The SELECT of a key range: the stored columns (FLOAT as its exact
- * double), rows with `lo <= key <= hi` (never a NULL key), in key then
- * primary-key order. Bounds are integer literals from validated bigints,
+ * The SELECT of a key range: the stored columns (see
+ * {@link mysqlColumnExpr}), rows with `lo <= key <= hi` (never a NULL
+ * key), in key then primary-key order. Bounds are integer literals from validated bigints,
  * never strings: MySQL compares a BIGINT with a string as doubles, which
  * would blur keys beyond 2^53.
  *
@@ -268,7 +315,7 @@ export function mysqlKeyColumn(source: string, info: MysqlTableInfo, key: string
  * @param pick - the columns selected, as indexes into `info.columns` in field order (default: all, in table order)
  */
 export function mysqlRangeQuery(info: MysqlTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined, pick?: readonly number[]): string {
-  const cols = (pick ?? info.columns.map((_, i) => i)).map((i) => (info.dataTypes[i] === 'float' ? `(${quoteMysqlIdent(info.columns[i]!.name)} + 0e0)` : quoteMysqlIdent(info.columns[i]!.name))).join(', ');
+  const cols = (pick ?? info.columns.map((_, i) => i)).map((i) => mysqlColumnExpr(info, i)).join(', ');
   const key = quoteMysqlIdent(keyName);
   const where = lo !== undefined && hi !== undefined ? `${key} BETWEEN ${lo} AND ${hi}` : lo !== undefined ? `${key} >= ${lo}` : hi !== undefined ? `${key} <= ${hi}` : `${key} IS NOT NULL`;
   const pk = info.columns

@@ -74,6 +74,7 @@ import {
   MysqlReader,
   mysqlError,
   mysqlKeyColumn,
+  mysqlLoadColumns,
   mysqlQuery,
   mysqlTableInfo,
   quoteMysqlIdent,
@@ -326,9 +327,10 @@ export class MysqlSource implements TableSource {
    * Loads bulk text into an existing table through the engine's bulk path, all or nothing (see {@link TableSource.load}).
    *
    * `LOAD DATA LOCAL INFILE` with `CHARACTER SET utf8mb4`, TAB, LF and
-   * backslash given explicitly, and the stored columns named, inside a
-   * transaction (with the `replaceRange` DELETE, if any). It commits only
-   * if the server reports as many rows as the input holds and no warning;
+   * backslash given explicitly, and the stored columns named (an ascii
+   * column through a variable, its latin1 text stored as the same bytes,
+   * as `rows` reads it), inside a transaction (with the `replaceRange`
+   * DELETE, if any). It commits only if the server reports as many rows as the input holds and no warning;
    * otherwise it rolls back with EDB listing the first warnings (a
    * duplicate key, a value that does not fit...).
    */
@@ -382,8 +384,8 @@ export class MysqlSource implements TableSource {
         const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi}`;
       }
-      const { columns } = pickColumns(this.name, info.name, info.columns, names);
-      const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'mysql' }));
+      const { indexes } = pickColumns(this.name, info.name, info.columns, names);
+      const g = (gate = new BulkTextGate({ columns: indexes.length, dialect: 'mysql' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       await unlessGivenUp(mysqlQuery(conn, { sql: 'START TRANSACTION' }));
@@ -391,11 +393,11 @@ export class MysqlSource implements TableSource {
       let deleted = 0;
       if (deleteSql !== undefined) deleted = (await unlessGivenUp(mysqlQuery<MysqlOk>(conn, { sql: deleteSql }))).affectedRows;
       throwIfAborted(signal);
-      const cols = columns.map((c) => quoteMysqlIdent(c.name)).join(', ');
+      const target = mysqlLoadColumns(info, indexes);
       const sql =
         `LOAD DATA LOCAL INFILE '${INFILE_NAME}' INTO TABLE ${t} CHARACTER SET utf8mb4 ` +
         "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n' " +
-        `(${cols})`;
+        `${target.columns}${target.set}`;
       let fed = false;
       const result = await unlessGivenUp(
         mysqlQuery<MysqlOk>(conn, {
