@@ -118,6 +118,43 @@ const SESSION_SQL =
   "set_config('extra_float_digits', '1', false), set_config('bytea_output', 'hex', false), set_config('client_encoding', 'UTF8', false), " +
   "set_config('lc_monetary', 'C', false), set_config('array_nulls', 'on', false), set_config('xmloption', 'content', false), set_config('search_path', $1, false)";
 
+/** `pg_constraint.confdeltype` of the foreign-key actions that change the referencing rows. */
+const CHANGING_DELETE_ACTIONS: Record<string, string> = { c: 'ON DELETE CASCADE', n: 'ON DELETE SET NULL', d: 'ON DELETE SET DEFAULT' };
+
+/**
+ * Refuses (EDB) a `replaceRange` whose DELETE would reach into other
+ * tables: rows of the range exist and a foreign key whose ON DELETE action
+ * changes referencing rows (CASCADE, SET NULL, SET DEFAULT) points at the
+ * table. PostgreSQL runs those actions whatever the session (only a
+ * superuser's `session_replication_role` turns them off), and the rows
+ * they delete or change in the other tables would not come back with the
+ * reload. (MySQL sessions run with `foreign_key_checks = 0`, which skips
+ * the actions; SQLite loads run with `foreign_keys = OFF`.) A key with
+ * NO ACTION or RESTRICT needs nothing here: the DELETE fails on its own.
+ *
+ * @param client - inside the load's transaction
+ * @param source - the source's name, for messages
+ * @param action - what the load does, for messages
+ * @param table - the quoted, schema-qualified table
+ * @param inRange - the SQL condition of the range
+ * @param bounds - the range
+ */
+async function refuseCascades(client: pg.Client, source: string, action: string, table: string, inRange: string, bounds: ReplaceBounds): Promise<void> {
+  const refs = await client.query<{ conname: string; child: string; confdeltype: string }>(
+    `SELECT c.conname, c.conrelid::regclass::text AS child, c.confdeltype FROM pg_catalog.pg_constraint c WHERE c.contype = 'f' AND c.confrelid = $1::regclass AND c.confdeltype IN ('c', 'n', 'd') ORDER BY c.conname`,
+    [table],
+  );
+  if (refs.rows.length === 0) return;
+  const holds = await client.query(`SELECT 1 FROM ${table} WHERE ${inRange} LIMIT 1`);
+  if ((holds.rowCount ?? 0) === 0) return;
+  const list = refs.rows.map((r) => `${r.child} (${r.conname}, ${CHANGING_DELETE_ACTIONS[r.confdeltype] ?? r.confdeltype})`).join(', ');
+  throw new StowageError(
+    'EDB',
+    `${source}: cannot ${action}: replacing its rows in [${bounds.lo}, ${bounds.hi}] would delete or change rows of ${list} through their foreign keys, which the reload would not bring back; nothing was loaded. Drop those constraints for the restore and add them back after it, or restore into an empty table.`,
+    { details: { source, action, references: refs.rows.map((r) => ({ table: r.child, constraint: r.conname, onDelete: CHANGING_DELETE_ACTIONS[r.confdeltype] ?? r.confdeltype })) } },
+  );
+}
+
 /** How long an aborted load waits for the server to end the COPY before the client is closed. */
 const ABORT_GRACE_MS = 2000;
 
@@ -396,10 +433,10 @@ export class PostgresSource implements TableSource {
       throwIfAborted(signal);
       const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
       const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
-      let deleteSql: string | undefined;
+      let inRange: string | undefined;
       if (bounds !== undefined) {
         const k = quotePgIdent(pgKeyColumn(this.name, info, bounds.key).name);
-        deleteSql = `DELETE FROM ${t} WHERE ${pgRangeCondition(k, bounds.lo, bounds.hi)}`;
+        inRange = pgRangeCondition(k, bounds.lo, bounds.hi);
       }
       const { columns } = pickColumns(this.name, info.name, info.columns, names);
       const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'postgres' }));
@@ -408,7 +445,10 @@ export class PostgresSource implements TableSource {
       await client.query('BEGIN');
       inTransaction = true;
       let deleted = 0;
-      if (deleteSql !== undefined) deleted = (await client.query(deleteSql)).rowCount ?? 0;
+      if (inRange !== undefined) {
+        await refuseCascades(client, this.name, action, t, inRange, bounds!);
+        deleted = (await client.query(`DELETE FROM ${t} WHERE ${inRange}`)).rowCount ?? 0;
+      }
       throwIfAborted(signal);
       const copy = client.query(copyFrom(`COPY ${t} (${columns.map((c) => quotePgIdent(c.name)).join(', ')}) FROM STDIN`));
       await pipeline(stream, g, copy);

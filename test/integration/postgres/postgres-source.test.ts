@@ -376,6 +376,31 @@ describe('PostgresSource: tables, keys and ranges', () => {
   itSelectsInclusiveRanges(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
 });
 
+describe('PostgresSource: replaceRange and foreign keys', () => {
+  it('refuses (EDB, nothing changed anywhere) a replaceRange whose DELETE would cascade into, or null, rows of other tables; loads when the range is empty', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE parent ("SEQNO" bigint PRIMARY KEY, v text)');
+    await sql(db, a, 'CREATE TABLE child ("SEQNO" bigint, "ROW" int, pseq bigint REFERENCES parent ("SEQNO") ON DELETE CASCADE, PRIMARY KEY ("SEQNO", "ROW"))');
+    await sql(db, a, 'CREATE TABLE note (id int PRIMARY KEY, pseq bigint CONSTRAINT note_parent REFERENCES parent ("SEQNO") ON DELETE SET NULL)');
+    await sql(db, a, "INSERT INTO parent VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+    await sql(db, a, 'INSERT INTO child VALUES (1, 1, 1), (1, 2, 1), (2, 1, 2), (3, 1, 3)');
+    await sql(db, a, 'INSERT INTO note VALUES (7, 2)');
+    await using src = source(a);
+    const rows = Buffer.from('1\ta\n2\tB\n3\tc\n');
+    const err = await rejectsWith(src.load('parent', Readable.from([rows]), { replaceRange: { key: 'SEQNO', lo: 1, hi: 3 } }), 'EDB');
+    expect(err.message).toMatch(/child \(child_pseq_fkey, ON DELETE CASCADE\)/);
+    expect(err.message).toMatch(/note \(note_parent, ON DELETE SET NULL\)/);
+    expect(err.message).toMatch(/nothing was loaded/);
+    expect(await sql(db, a, 'SELECT count(*)::text FROM child')).toEqual([['4']]);
+    expect(await sql(db, a, 'SELECT pseq::text FROM note')).toEqual([['2']]);
+    expect(await sql(db, a, 'SELECT v FROM parent ORDER BY "SEQNO"')).toEqual([['a'], ['b'], ['c']]);
+    // A range holding no rows deletes nothing: it loads.
+    const r = await src.load('parent', Readable.from([Buffer.from('10\tj\n')]), { replaceRange: { key: 'SEQNO', lo: 10, hi: 19 } });
+    expect(r).toMatchObject({ rows: 1, deleted: 0 });
+    expect(await sql(db, a, 'SELECT count(*)::text FROM child')).toEqual([['4']]);
+  });
+});
+
 describe('PostgresSource: errors', () => {
   it('ENO_TABLE for a missing table or key column, everywhere', async () => {
     const a = await freshDb();
