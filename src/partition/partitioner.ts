@@ -342,12 +342,13 @@ type FromDisk = Map<string, { dna: Dna; created: Date }>;
  * missing or malformed. Other failures (the file cannot be read: EACCES,
  * EIO) are thrown: they say nothing of the archive's bytes.
  */
-async function dnaMatches(path: string, signal: AbortSignal | undefined): Promise<boolean> {
+async function verifiedDna(path: string, signal: AbortSignal | undefined): Promise<Dna | undefined> {
   try {
-    return (await DnaDigest.verify(path, signal === undefined ? {} : { signal })).ok;
+    const v = await DnaDigest.verify(path, signal === undefined ? {} : { signal });
+    return v.ok ? v.actual : undefined;
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
-    if (isStowageError(err, 'ENO_SIDECAR') || isStowageError(err, 'EBAD_SIDECAR')) return false;
+    if (isStowageError(err, 'ENO_SIDECAR') || isStowageError(err, 'EBAD_SIDECAR')) return undefined;
     throw err;
   }
 }
@@ -924,10 +925,18 @@ export class Partitioner {
           { details: { path, option: 'tables', archived: there.tables.map((t) => t.name), tables: read.map((r) => r.table) } },
         );
       }
-      const intact = there !== undefined && there.key === this.key && there.lo === p.lo && there.hi === p.hi && (await dnaMatches(path, ctx.signal));
+      const dna = there !== undefined && there.key === this.key && there.lo === p.lo && there.hi === p.hi ? await verifiedDna(path, ctx.signal) : undefined;
+      const intact = dna !== undefined;
       // A complete archive is written once: one the plan did not count
-      // (written by another run since) stays as it is.
-      if (intact && there.complete && ctx.incremental) return undefined;
+      // (written by another run since, or by a run that failed before it
+      // could record it) stays as it is, and the Catalog learns of it:
+      // otherwise it would go on describing what was there before (a
+      // partial tail, another DNA) for good, and the Monitor would find
+      // the archive "not matching its recorded DNA" on every check.
+      if (intact && there!.complete && ctx.incremental) {
+        this.#recordArchiveFound(p.lo, p.hi, path, dna, there!);
+        return undefined;
+      }
       // A damaged one (cut, rotted, its sidecar lost, unreadable) is set
       // aside, not overwritten: it may hold rows the source no longer has.
       if (!intact) ctx.setAside.push(await setAside(path, ctx.signal));
@@ -997,12 +1006,24 @@ export class Partitioner {
         const a = p.archived;
         const read = a === undefined ? undefined : fromDisk.get(a.path);
         if (a === undefined || read === undefined) continue;
-        catalog.recordArchive({ path: a.path, dna: read.dna, created: read.created });
-        for (const t of a.tables) {
-          catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo: p.lo, hi: catalogBound(p.hi), state: a.complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: a.path });
-        }
+        this.#recordArchiveIn(catalog, p.lo, p.hi, a.path, read.dna, read.created, a.complete, a.tables);
       }
     });
+  }
+
+  /** Records in the Catalog (if any) an intact archive found in the way of a write (see `#writePartition`), from its manifest and the DNA just verified. */
+  #recordArchiveFound(lo: bigint, hi: bigint, path: string, dna: Dna, m: PartitionManifest): void {
+    const catalog = this.#catalog;
+    if (catalog === undefined) return;
+    catalog.transaction(() => this.#recordArchiveIn(catalog, lo, hi, path, dna, m.created, m.complete, m.tables.map((t) => ({ name: t.name, rows: t.count, digest: t.digest }))));
+  }
+
+  /** One archive and its tables' partition records (inside the caller's transaction). */
+  #recordArchiveIn(catalog: Catalog, lo: bigint, hi: bigint, path: string, dna: Dna, created: Date, complete: boolean, tables: readonly { name: string; rows: number; digest: string | null }[]): void {
+    catalog.recordArchive({ path, dna, created });
+    for (const t of tables) {
+      catalog.recordPartition({ source: this.source.name, table: t.name, key: this.key, lo, hi: catalogBound(hi), state: complete ? 'archived' : 'partial', rows: t.rows, digest: t.digest, archivePath: path });
+    }
   }
 
   /** Records the runs of empty ranges not recorded yet. */

@@ -264,6 +264,42 @@ describe('Partitioner.dump', () => {
     expect((await listFiles(out)).filter((n) => !n.endsWith('LOCKED'))).toEqual([]);
   });
 
+  it('records in the Catalog a complete archive found on disk where it still describes the partial tail (written by a run that could not record it)', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 150), 1);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    using catalog = new Catalog(join(d, 'cat'));
+    const opts: PartitionerOptions = { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 };
+    await new Partitioner(src, { ...opts, catalog }).dump();
+    const tail = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    expect(catalog.partitions(src.name, 'CalibVld').map((r) => [r.lo, r.state, r.rows])).toEqual([
+      [1n, 'archived', 100],
+      [101n, 'partial', 50],
+    ]);
+    // The range fills up; a run writes its complete archive but leaves the
+    // Catalog as it was (as one whose Catalog write failed after the rename).
+    insertPair(f, seq(151, 201), 1);
+    // (151-201: the range [101, 200] is now complete, and 201 opens the next.)
+    await new Partitioner(src, opts).dump();
+    const onDisk = await DnaDigest.readSidecar(tail);
+    expect(catalog.archive(tail)?.dna.dig).not.toBe(onDisk.dig);
+    // The next run with the Catalog finds it in the way, keeps it, and records it.
+    // ([201, 300], which that run wrote too, the Catalog takes from disk as a partial range it lacks.)
+    const r = await new Partitioner(src, { ...opts, catalog }).dump();
+    expect(r.written).toEqual([]);
+    expect(catalog.partitions(src.name, 'CalibVld').map((x) => [x.lo, x.state, x.rows])).toEqual([
+      [1n, 'archived', 100],
+      [101n, 'archived', 100],
+      [201n, 'partial', 1],
+    ]);
+    expect(catalog.archive(tail)?.dna).toEqual(onDisk);
+    // And the run after that takes it from the Catalog as archived: nothing read again, nothing written.
+    const again = await new Partitioner(src, { ...opts, catalog }).plan();
+    expect(again.partitions.filter((p) => p.lo === 101n).map((p) => p.state)).toEqual(['archived']);
+  });
+
   it('records in the Catalog a last range reaching past 2^63-1 with its upper bound at 2^63-1, run after run', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
