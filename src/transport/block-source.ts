@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { fromFsError, StowageError } from '../errors.js';
@@ -149,7 +150,11 @@ export async function openBlockSource(source: PutSource, offset: number): Promis
   if (typeof source === 'string') {
     let fh: FileHandle;
     try {
-      fh = await open(source, 'r');
+      // Non-blocking, and its type checked on the open handle before any
+      // read: a FIFO (or a device) opened for reading would otherwise wait
+      // for a writer, holding a libuv thread and the put with it. A regular
+      // file reads the same with the flag.
+      fh = await open(source, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
     } catch (err) {
       throw fromFsError(err, 'read', source);
     }

@@ -146,7 +146,12 @@ export interface Transport {
   readlink(path: string, options?: OpOptions): Promise<string>;
   /** Sets a path's modification (and access) time. */
   setMtime(path: string, mtimeMs: number, options?: OpOptions): Promise<void>;
-  /** The DNA of a far file, computed on the far side when `capabilities.remoteDigest`. */
+  /**
+   * The DNA of a far file, computed on the far side when
+   * `capabilities.remoteDigest`. Its digest and size describe the same
+   * bytes: a file that keeps changing while it is digested is EIO
+   * (retryable).
+   */
   digest(path: string, algorithm?: DnaAlgorithm, options?: OpOptions): Promise<Dna>;
   /** Free space of the file system holding `path`. */
   freeSpace(path: string, options?: OpOptions): Promise<FreeSpace>;

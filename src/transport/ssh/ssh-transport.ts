@@ -831,11 +831,28 @@ export class SshTransport implements Transport {
   // -------------------------------------------------------------------------
   // exec
 
-  async #acquireExec(): Promise<() => void> {
+  /**
+   * Takes one of the exec slots, waiting for one when all are in use; an
+   * abort while waiting gives up the place in line (rejects with the reason).
+   */
+  async #acquireExec(signal: AbortSignal | undefined): Promise<() => void> {
+    throwIfAborted(signal);
     if (this.#execSlots > 0) {
       this.#execSlots -= 1;
     } else {
-      await new Promise<void>((resolve) => this.#execWaiters.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        let dispose = (): void => {};
+        const waiter = (): void => {
+          dispose();
+          resolve();
+        };
+        this.#execWaiters.push(waiter);
+        dispose = onAbort(signal, (reason) => {
+          const i = this.#execWaiters.indexOf(waiter);
+          if (i >= 0) this.#execWaiters.splice(i, 1);
+          reject(reason);
+        });
+      });
     }
     return () => {
       const next = this.#execWaiters.shift();
@@ -876,9 +893,14 @@ export class SshTransport implements Transport {
   }
 
   async #run1(s: Session, command: string, signal: AbortSignal | undefined): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const release = await this.#acquireExec();
+    const release = await this.#acquireExec(signal);
     try {
       return await new Promise((resolve, reject) => {
+        // Aborted while waiting for the slot's hand-over: the command is never sent.
+        if (signal?.aborted) {
+          reject(signal.reason);
+          return;
+        }
         let stream: ClientChannel | undefined;
         let dispose = (): void => {};
         // Not counted for the idle watchdog: md5sum of a big file says
@@ -888,8 +910,18 @@ export class SshTransport implements Transport {
           s.lastReply = Date.now();
           dispose();
         };
+        // The far command is killed (a signal request; OpenSSH honours it for
+        // exec sessions), not only left to find its output gone when done.
+        const stop = (ch: ClientChannel): void => {
+          try {
+            ch.signal('KILL');
+          } catch {
+            // The channel is already closing.
+          }
+          ch.close();
+        };
         dispose = onAbort(signal, (reason) => {
-          stream?.close();
+          if (stream !== undefined) stop(stream);
           reject(reason);
         });
         try {
@@ -897,6 +929,12 @@ export class SshTransport implements Transport {
             if (err) {
               done();
               reject(err);
+              return;
+            }
+            if (signal?.aborted) {
+              // Aborted while the channel was opening: closed at once.
+              done();
+              stop(ch);
               return;
             }
             stream = ch;
@@ -1099,6 +1137,18 @@ export class SshTransport implements Transport {
     }
   }
 
+  /**
+   * Reopens a put's `.part` to resume it. One that is no longer writable by
+   * its owner (the cut came after the final fsetstat applied a read-only
+   * `mode`) is made so first: the final fsetstat applies the mode again.
+   */
+  async #reopenPart(s: Session, sftp: SFTPWrapper, part: string, there: Stats): Promise<Buffer> {
+    if (typeOfMode(there.mode) === 'file' && (there.mode & 0o200) === 0) {
+      await this.#call(s, (cb) => sftp.setstat(part, { mode: (there.mode & 0o7777) | 0o600 }, cb), sftp);
+    }
+    return this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp);
+  }
+
   async #unlink(s: Session, path: string, force: boolean): Promise<void> {
     try {
       await this.#call(s, (cb) => s.sftp.unlink(path, cb));
@@ -1225,16 +1275,30 @@ export class SshTransport implements Transport {
     checkOneOf('SshTransport.digest', 'algorithm', algorithm, DNA_ALGORITHMS);
     const { signal } = options;
     return this.#retrying('digest', path, signal, async (s) => {
-      const st = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
-      if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot digest ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
-      try {
-        const far = await this.#remoteDigest(s, path, algorithm, st.size, signal);
-        if (far !== undefined) return far;
-      } catch (err) {
-        // All sessions of the connection in use (MaxSessions): stream it instead.
-        if (!isChannelRefusal(err) || s.dead) throw err;
+      for (let attempt = 0; ; attempt++) {
+        const st = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
+        if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot digest ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
+        let far: Dna | undefined;
+        try {
+          far = await this.#remoteDigest(s, path, algorithm, st.size, signal);
+        } catch (err) {
+          // All sessions of the connection in use (MaxSessions): stream it instead.
+          if (!isChannelRefusal(err) || s.dead) throw err;
+        }
+        // Streamed, the size is that of the bytes digested.
+        if (far === undefined) return this.#streamDigest(path, algorithm, signal);
+        // The far tool read the file after the stat: the size is only theirs
+        // if the file is unchanged since (same size and mtime). A file being
+        // written is digested once more, then refused.
+        const after = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
+        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs) return far;
+        if (attempt >= 1) {
+          throw new StowageError('EIO', `Cannot digest ${this.name}${path}: it changed while it was digested (${st.size} bytes before, ${after.size} after). Digest it again once nothing writes to it.`, {
+            details: { transport: this.name, path, sizeBefore: st.size, sizeAfter: after.size, mtimeMsBefore: st.mtimeMs, mtimeMsAfter: after.mtimeMs },
+            retryable: true,
+          });
+        }
       }
-      return this.#streamDigest(path, algorithm, signal);
     });
   }
 
@@ -1347,6 +1411,11 @@ export class SshTransport implements Transport {
     checkFarPath('SshTransport.put', path);
     throwIfAborted(signal);
     const part = path + '.part';
+    // The .part stays readable and writable by its owner while it is being
+    // written, so that a cut transfer can reopen it to resume (and the far
+    // host read it back to check it); the requested mode, read-only or not,
+    // is applied by the final fsetstat, just before the rename.
+    const partMode = options.mode === undefined ? 0o644 : (options.mode & 0o777) | 0o600;
     const hasher = this.#hasherFor();
     const st: PutState = { job: hasher.begin(algorithm), confirmed: 0, created: false, renamed: false, resumed: false };
     let size: number | undefined = typeof source === 'string' ? undefined : source instanceof Uint8Array ? source.length : source?.size;
@@ -1383,7 +1452,7 @@ export class SshTransport implements Transport {
               const there = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(path, cb), sftp).catch(() => undefined), signal);
               if (there !== undefined) throw new StowageError('EEXIST', `Refusing to overwrite ${this.name}${path}: it already exists.`, { details: { transport: this.name, path } });
             }
-            handle = await lateSafe(this.#createPart(s, sftp, part, options.mode ?? 0o644), signal, (h) => {
+            handle = await lateSafe(this.#createPart(s, sftp, part, partMode), signal, (h) => {
               // Created after the abort: closed, and removed while it is still
               // the empty file made here (not the .part of a later put).
               void this.#call(live, (cb) => sftp.close(h, cb), sftp)
@@ -1396,7 +1465,7 @@ export class SshTransport implements Transport {
             // The rename was sent before the connection dropped: did it land?
             const partThere = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined), signal);
             if (partThere === undefined) return await lateSafe(this.#finishAfterLostRename(s, path, st, signal), signal);
-            handle = await lateSafe(this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp), signal, closeLate);
+            handle = await lateSafe(this.#reopenPart(s, sftp, part, partThere), signal, closeLate);
           } else {
             const partThere = await lateSafe(this.#call<Stats>(s, (cb) => sftp.lstat(part, cb), sftp).catch(() => undefined), signal);
             if (partThere === undefined || partThere.size < st.confirmed) {
@@ -1405,19 +1474,25 @@ export class SshTransport implements Transport {
               st.job = hasher.begin(algorithm);
               st.confirmed = 0;
               progress.bytesDone = 0;
-              handle = await lateSafe(this.#createPart(s, sftp, part, options.mode ?? 0o644), signal, closeLate);
+              handle = await lateSafe(this.#createPart(s, sftp, part, partMode), signal, closeLate);
             } else {
-              handle = await lateSafe(this.#call<Buffer>(s, (cb) => sftp.open(part, 'r+', cb), sftp), signal, closeLate);
+              handle = await lateSafe(this.#reopenPart(s, sftp, part, partThere), signal, closeLate);
             }
             st.resumed = true;
             resumeChannel.publish({ transport: this.name, path, offset: st.confirmed, attempt });
           }
           const opening = readerP;
           readerP = undefined;
-          reader = await (opening ??
-            openBlockSource(source, st.confirmed).catch((err: unknown) => {
-              throw new SourceFailure(err);
-            }));
+          // Raced against the signal like the far steps: a local source slow
+          // to open (a stalled network file system) must not hold an abort.
+          reader = await lateSafe(
+            opening ??
+              openBlockSource(source, st.confirmed).catch((err: unknown) => {
+                throw new SourceFailure(err);
+              }),
+            signal,
+            (r) => void r.close(),
+          );
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
           flusher = await lateSafe(this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed), signal, (f) => void f?.close());

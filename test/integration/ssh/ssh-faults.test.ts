@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { createReadStream, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StowageError } from '../../../src/errors.js';
 import { RESUME_CHANNEL, SshTransport, type SshTransportOptions } from '../../../src/transport/ssh/ssh-transport.js';
 import type { ReplayableSource } from '../../../src/transport/transport.js';
-import { startSshd, withTmpfs, type SshdServer } from '../../support/index.js';
+import { isRoot, startSshd, withTmpfs, type SshdServer } from '../../support/index.js';
 
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 
@@ -915,5 +915,155 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     await t2.put(Buffer.from('abc'), `${server.root}/a`);
     expect((await t2.digest(`${server.root}/a`)).dig).toBe(md5(Buffer.from('abc')));
     await t2.close();
+  });
+});
+
+describe('a put with a read-only mode', () => {
+  it('keeps its .part writable by its owner, resumes after a cut, and lands with exactly the mode asked for', async () => {
+    // As root the permission bits are not enforced: the far SFTP server then
+    // runs without CAP_DAC_OVERRIDE, like a normal user's.
+    const asUser = isRoot() ? ['ForceCommand /usr/bin/setpriv --bounding-set -dac_override,-dac_read_search /usr/lib/openssh/sftp-server'] : [];
+    await using server = await startSshd({ extraConfig: asUser });
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const data = randomBytes(24 * 1024 * 1024);
+    const cutAt = 8 * 1024 * 1024;
+    const target = `${server.root}/ro.bin`;
+    const { source, release, opens } = gatedSource(data, cutAt);
+    try {
+      const putting = t.put(source, target, { mode: 0o444 });
+      putting.catch(() => {});
+      await farSizeAtLeast(`${target}.part`, cutAt);
+      expect((await stat(`${target}.part`)).mode & 0o600).toBe(0o600);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(server.killConnections()).toBe(1);
+      release();
+      expect(await putting).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
+    } finally {
+      release();
+    }
+    expect(opens()).toBe(2);
+    expect((await stat(target)).mode & 0o7777).toBe(0o444);
+    expect(await md5File(target)).toBe(md5(data));
+    expect(await readdir(server.root)).toEqual(['ro.bin']);
+  });
+});
+
+describe('a local source that is not a regular file', () => {
+  it('a FIFO with no writer is refused at once with EIO, as LocalTransport does; nothing is left on the far side', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server));
+    const fifo = join(scratch, `fifo-${Math.random().toString(36).slice(2)}`);
+    execFileSync('mkfifo', [fifo]);
+    const t0 = performance.now();
+    try {
+      const putting = t.put(fifo, `${server.root}/sub/fifo.bin`);
+      const hung = new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000));
+      expect(await Promise.race([putting.then(() => 'sent', () => 'refused'), hung])).toBe('refused');
+      const err = await caught(putting);
+      expect(err.code).toBe('EIO');
+      expect(err.message).toContain('not a regular file');
+      expect(performance.now() - t0).toBeLessThan(2000);
+    } finally {
+      // Without the fix a read-open of the FIFO is blocked: a writer lets it go.
+      try {
+        closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+      } catch {
+        // No reader waiting.
+      }
+    }
+    expect((await readdir(server.root, { recursive: true })).filter((n) => n.includes('fifo'))).toEqual([]);
+  });
+});
+
+describe('digest of a file that changes while it is digested', () => {
+  /**
+   * A folder holding an `md5sum` that appends 1 MiB to `file` before it
+   * digests its stdin: every time, or only while `once` exists.
+   */
+  async function appendingMd5sum(file: string, once: string | undefined): Promise<{ bin: string; runs: () => number }> {
+    const bin = join(scratch, `bin-${Math.random().toString(36).slice(2)}`);
+    await mkdir(bin);
+    const log = join(bin, 'runs.log');
+    const real = execFileSync('sh', ['-c', 'command -v md5sum'], { encoding: 'utf8' }).trim();
+    const append = `head -c 1048576 /dev/zero >> '${file}'`;
+    const script = [
+      '#!/bin/sh',
+      `echo run >> '${log}'`,
+      once === undefined ? append : `if [ -e '${once}' ]; then rm -f '${once}'; ${append}; fi`,
+      `exec ${real} "$@"`,
+      '',
+    ].join('\n');
+    await writeFile(join(bin, 'md5sum'), script, { mode: 0o755 });
+    await writeFile(log, '');
+    return { bin, runs: () => readFileSync(log, 'utf8').split('\n').filter(Boolean).length };
+  }
+
+  it('a file appended to between the stat and the far md5sum is digested again: digest and size describe the same bytes', async () => {
+    const dir = await mkdtemp(join(scratch, 'grow-'));
+    const file = join(dir, 'growing.bin');
+    const once = join(dir, 'once');
+    const { bin, runs } = await appendingMd5sum(file, once);
+    await using server = await startSshd({ extraConfig: [`SetEnv PATH=${bin}:/usr/bin:/bin`] });
+    await using t = new SshTransport(optionsFor(server));
+    const first = randomBytes(1024 * 1024);
+    await writeFile(file, first);
+    await writeFile(once, '');
+    const dna = await t.digest(file, 'md5');
+    const now = await readFile(file);
+    expect(now.length).toBe(2 * 1024 * 1024);
+    expect(dna).toEqual({ dig: md5(now), size: now.length, algorithm: 'md5' });
+    expect(runs()).toBe(2);
+  });
+
+  it('a file that keeps changing is refused with a retryable EIO, never a DNA whose digest is not of its size', async () => {
+    const dir = await mkdtemp(join(scratch, 'grow-'));
+    const file = join(dir, 'growing.bin');
+    const { bin, runs } = await appendingMd5sum(file, undefined);
+    await using server = await startSshd({ extraConfig: [`SetEnv PATH=${bin}:/usr/bin:/bin`] });
+    await using t = new SshTransport(optionsFor(server));
+    await writeFile(file, randomBytes(1024 * 1024));
+    const err = await caught(t.digest(file, 'md5'));
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain('changed while it was digested');
+    expect(runs()).toBe(2);
+  });
+});
+
+describe('an aborted digest waiting for an exec slot', () => {
+  it('rejects with the reason at once and its command never starts on the far side', async () => {
+    await using server = await startSshd({ logLevel: 'VERBOSE' });
+    await using t = new SshTransport(optionsFor(server));
+    const commandsRun = (): number => (server.logTail(10_000).match(/Starting session: command/g) ?? []).length;
+    // 1 GiB of holes: four md5sums at once read it for seconds.
+    const big = join(server.root, 'sparse.img');
+    await writeFile(big, '');
+    await truncate(big, 1024 ** 3);
+    const small = Buffer.from('small');
+    await writeFile(join(server.root, 'small'), small);
+    await t.connect();
+    const before = commandsRun();
+    // The 4 exec slots taken by slow digests.
+    const slow = [0, 1, 2, 3].map(() => t.digest(big, 'md5'));
+    slow.forEach((p) => p.catch(() => {}));
+    const deadline = Date.now() + 10_000;
+    while (commandsRun() < before + 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(commandsRun()).toBe(before + 4);
+    const ac = new AbortController();
+    const reason = new Error('no digest after all');
+    const fifth = t.digest(`${server.root}/small`, 'sha1', { signal: ac.signal });
+    fifth.catch(() => {});
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = performance.now();
+    ac.abort(reason);
+    await expect(fifth).rejects.toBe(reason);
+    expect(performance.now() - t0).toBeLessThan(200);
+    const dnas = await Promise.all(slow);
+    expect(dnas.every((d) => d.size === 1024 ** 3)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(commandsRun()).toBe(before + 4);
+    // Every slot was given back: a later digest runs on the far side.
+    expect((await t.digest(`${server.root}/small`, 'sha1')).dig).toBe(createHash('sha1').update(small).digest('hex'));
+    expect(commandsRun()).toBe(before + 5);
   });
 });
