@@ -37,7 +37,13 @@ import { CATALOG_SCHEMA_VERSION, checkCatalogFile, migrate } from './migrations.
 
 /** Options of {@link Catalog}. */
 export interface CatalogOptions {
-  /** Open an existing, up-to-date catalog read-only (e.g. a Monitor on another host). Default false. */
+  /**
+   * Open an existing, up-to-date catalog read-only (e.g. for a Monitor,
+   * which then needs `history: false`: it cannot keep its runs). Default
+   * false. SQLite still needs the folder writable for the WAL's shared
+   * files unless a writer has them open, and WAL does not work over a
+   * network file system: read it on the host that writes it.
+   */
   readonly?: boolean;
   /** How long to wait for another writer's lock, in ms (default 5000). */
   busyTimeoutMs?: number;
@@ -963,11 +969,15 @@ export class Catalog implements Disposable, AsyncDisposable {
         metrics: r.metrics === undefined ? null : toJson(where, `results[${i}].metrics`, r.metrics),
       };
     });
-    return this.transaction(() => {
-      const { id } = this.#st.insertMonitorRun.get({ monitor, checked, status, report }) as { id: bigint };
-      for (const r of results) this.#st.insertMonitorResult.run({ runId: id, ...r });
-      return Object.freeze({ id: Number(id), monitor, checked: new Date(checked), status, report: JSON.parse(report) as unknown });
-    });
+    // Through #run: the driver's errors inside the transaction (a read-only
+    // or full file) pass through transaction() as fn's own, unwrapped.
+    return this.#run('record a monitor run', () =>
+      this.transaction(() => {
+        const { id } = this.#st.insertMonitorRun.get({ monitor, checked, status, report }) as { id: bigint };
+        for (const r of results) this.#st.insertMonitorResult.run({ runId: id, ...r });
+        return Object.freeze({ id: Number(id), monitor, checked: new Date(checked), status, report: JSON.parse(report) as unknown });
+      }),
+    );
   }
 
   /**

@@ -300,6 +300,19 @@ describe('the job check', () => {
 });
 
 describe("the Catalog's monitor records", () => {
+  it('a read-only Catalog refuses a run record with EDB (not the driver\'s raw error); a Monitor on it checks with history: false', async () => {
+    const dir = await scratch();
+    const file = join(dir, 'ro.catalog');
+    using writer = new Catalog(file);
+    writer.recordArchive({ path: '/backups/a.tar.gz', dna: { dig: 'd41d8cd98f00b204e9800998ecf8427e', size: 0, algorithm: 'md5' }, created: NEWEST });
+    using ro = new Catalog(file, { readonly: true });
+    const err = throwsWith(() => ro.recordMonitorRun({ monitor: 'm', status: 'ok', report: {}, results: [] }), 'EDB');
+    expect(err.message).toMatch(/cannot record a monitor run/);
+    // history defaults to true: the run cannot be kept, and check says so as EDB.
+    await rejectsWith(new Monitor(ro, { maxAge: '1d' }).check({ now: NEWEST + HOUR }), 'EDB');
+    expect((await new Monitor(ro, { maxAge: '1d' }, { history: false }).check({ now: NEWEST + HOUR })).status).toBe('ok');
+  });
+
   it('validates what it records and reads it back', () => {
     using catalog = new Catalog(':memory:');
     const run = catalog.recordMonitorRun({ monitor: 'm', checked: 1000, status: 'warning', report: { a: 1 }, results: [{ check: 'age', status: 'warning', message: 'old', metrics: [{ v: 1 }] }, { check: 'dna', status: 'ok', message: 'fine' }] });
