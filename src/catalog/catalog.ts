@@ -27,6 +27,7 @@
  * @module
  */
 import { hostname } from 'node:os';
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Dna, DnaAlgorithm } from '../dna/dna.js';
 import { DNA_ALGORITHMS } from '../dna/dna.js';
@@ -1156,7 +1157,9 @@ export class Catalog implements Disposable, AsyncDisposable {
     if (err instanceof StowageError) return err;
     const code = (err as { code?: unknown } | undefined)?.code;
     const message = (err as Error | undefined)?.message ?? String(err);
-    if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (this.#readonly || /directory does not exist/i.test(message))) {
+    // Read-only, "unable to open" is ENOT_FOUND only if nothing is there: a
+    // file it may not read, or a folder at the path, is EDB below.
+    if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (/directory does not exist/i.test(message) || (this.#readonly && !existsSync(this.path)))) {
       return new StowageError('ENOT_FOUND', `Cannot open catalog ${this.path}: ${message}.`, { details: { path: this.path }, cause: err });
     }
     return new StowageError('EDB', `Catalog ${this.path}: cannot ${action}: ${message}`, {

@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { CATALOG_SCHEMA_VERSION, Catalog, MIGRATIONS, migrate, type Migration } from '../../../src/catalog/index.js';
 import { StowageError } from '../../../src/errors.js';
 import { rejectsWith, tempDir, throwsWith } from '../db/helpers.js';
+import { isRoot } from '../../support/index.js';
 
 const dna = (dig: string, size: number) => ({ dig, size, algorithm: 'md5' as const });
 const D1 = dna('d41d8cd98f00b204e9800998ecf8427e', 0);
@@ -135,6 +136,24 @@ describe('Catalog: the file', () => {
   it('opens read-only for readers, refusing writes and files that need migrating', async () => {
     const file = await catalogFile();
     throwsWith(() => new Catalog(file, { readonly: true }), 'ENOT_FOUND');
+    // A file there that the reader may not open is not "not found": EDB.
+    // (Root reads anything: the reader is then the child process of an unprivileged user.)
+    {
+      const dir = await mkdtemp(join(tmpdir(), 'stowage-cat-perm-'));
+      const locked = join(dir, 'locked.catalog');
+      new Catalog(locked).close();
+      await chmod(dir, 0o755);
+      if (isRoot()) {
+        await chmod(locked, 0o600);
+        const code = `import { Catalog } from ${JSON.stringify(fileURLToPath(new URL('../../../dist/catalog/index.js', import.meta.url)))}; try { new Catalog(${JSON.stringify(locked)}, { readonly: true }); console.log('opened'); } catch (e) { console.log(e.code); }`;
+        const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', code], { encoding: 'utf8' }).trim();
+        expect(out).toBe('EDB');
+      } else {
+        await chmod(locked, 0o000);
+        throwsWith(() => new Catalog(locked, { readonly: true }), 'EDB');
+      }
+      await rm(dir, { recursive: true, force: true });
+    }
     const db = new Database(file);
     migrate(db, file, MIGRATIONS.slice(0, 1));
     db.close();
