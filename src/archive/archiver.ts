@@ -402,13 +402,22 @@ export class Archiver {
     const written = await writeTarAtomic(out, { level: o.gzip ? o.level : undefined, chunkSize: o.chunkSize, concurrency: o.concurrency, algorithm: o.algorithm, sidecar: o.sidecar, signal, digest: (options as { [BENCH_NO_DNA]?: boolean })[BENCH_NO_DNA] !== true }, async ({ pack, failed }) => {
       /** Adds one entry to the pack; resolves when tar-stream has taken all of it. */
       const addEntry = async (header: TarHeaders, body?: (sink: NodeJS.WritableStream & NodeJS.EventEmitter) => Promise<void>): Promise<void> => {
+        // An abort or a failure elsewhere may have destroyed the pack while
+        // this entry's file was being opened: tar-stream's entry() would
+        // then throw. Its reason wins, with no entry begun.
+        throwIfAborted(signal);
+        const before = failed();
+        if (before !== undefined) throw before;
         let sink!: NodeJS.WritableStream & NodeJS.EventEmitter;
         const done = new Promise<void>((res, rej) => {
           sink = pack.entry(header, (err) => (err ? rej(err) : res())) as unknown as NodeJS.WritableStream & NodeJS.EventEmitter;
         });
+        // Handled before anything else can throw: a rejection left without
+        // a handler would end the caller's process.
+        done.catch(() => {});
+        if (sink === undefined) await done; // entry() threw: its error
         // A failure elsewhere destroys the pack and its sinks; that error is already recorded (see `failed()`).
         sink.on('error', () => {});
-        done.catch(() => {});
         if (body) {
           await body(sink);
           sink.end();

@@ -102,7 +102,14 @@ async function copyDurably(
     exactSize?: number;
   },
 ): Promise<Dna> {
-  const file = await AtomicFile.open(target, { ...(o.mode !== undefined ? { mode: o.mode } : {}), ...(o.noOverwrite ? { noOverwrite: true } : {}) });
+  let file: AtomicFile;
+  try {
+    file = await AtomicFile.open(target, { ...(o.mode !== undefined ? { mode: o.mode } : {}), ...(o.noOverwrite ? { noOverwrite: true } : {}) });
+  } catch (err) {
+    // The source was opened already: closed here, or its file stays open (EEXIST under noOverwrite, a missing folder).
+    input.destroy();
+    throw err;
+  }
   try {
     const tap = DnaDigest.tap(o.algorithm ? { algorithm: o.algorithm } : {});
     const progress = new ProgressTracker('transfer', o.onProgress, o.size !== undefined ? { bytesTotal: o.size } : {});

@@ -325,6 +325,42 @@ describe('Archiver.create', () => {
     expect(await ls(root)).toEqual(['src']);
   });
 
+  it('aborted at any tick of a walk over many small files: rejects with the reason each time, and no rejection goes unhandled', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    for (let i = 0; i < 40; i++) await writeFile(join(src, `f${String(i).padStart(2, '0')}`), `file ${i}\n`.repeat(50));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown): void => {
+      unhandled.push(err);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // An abort landing while the next file is being opened (after the
+      // pack was destroyed) made tar-stream's entry() throw into a promise
+      // nobody handled: the caller's process died.
+      for (let ticks = 0; ticks < 80; ticks++) {
+        const ac = new AbortController();
+        const reason = new Error(`stop at tick ${ticks}`);
+        const creating = Archiver.create(src, join(root, 'x.tar.gz'), { signal: ac.signal, concurrency: 1 });
+        const outcome = creating.then(
+          () => 'done',
+          (err: unknown) => err,
+        );
+        for (let t = 0; t < ticks; t++) await new Promise((r) => setImmediate(r));
+        ac.abort(reason);
+        const got = await outcome;
+        if (got !== 'done') expect(got).toBe(reason);
+        await new Promise((r) => setImmediate(r));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect((await ls(root)).filter((n) => n.endsWith('.part'))).toEqual([]);
+  });
+
   it('reports progress: phase, bytes and items up to the totals', async () => {
     const root = await tempDir();
     const src = join(root, 'src');
