@@ -397,6 +397,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
     disposeAbort();
     await hashes?.close(signal?.aborted ? signal.reason : undefined);
   }
+  progress.report(true); // every archive checked
   if (mutants.length > 0) {
     sideline.abort();
     await Promise.allSettled([...manifests.values(), listing]);

@@ -335,6 +335,9 @@ describe('Partitioner.restore', () => {
     const r = await Partitioner.restore(dst, out, { onProgress: (p) => seen.push(p) });
     const phases = [...new Set(seen.map((p) => p.phase))];
     expect(phases).toEqual(['verify', 'load']);
+    // The verify phase ends with a report of every archive checked.
+    const verified = seen.filter((p) => p.phase === 'verify').at(-1)!;
+    expect(verified).toMatchObject({ itemsDone: 3, itemsTotal: 3 });
     // The load phase counts from zero.
     expect(seen.find((p) => p.phase === 'load')).toMatchObject({ itemsDone: 0, bytesDone: 0, itemsTotal: 3 });
     const last = seen.at(-1)!;
