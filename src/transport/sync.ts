@@ -900,9 +900,9 @@ async function act(
   const dstPath = (rel: string): string => posixJoin(dstDir, rel);
   const dstDirs = new Set([...dstTree.values()].filter((e) => e.type === 'dir').map((e) => e.path));
 
-  progress.phase('copy');
   progress.bytesTotal = plan.bytesToCopy;
   progress.itemsTotal = plan.copies.length;
+  progress.phase('copy'); // reported at once: with its totals
   await dst.mkdir(dstDir, { recursive: true, ...sig });
 
   const makeDirs = async (dirs: readonly string[]): Promise<void> => {
@@ -1128,6 +1128,7 @@ async function act(
       retryable: first.retryable,
     });
   }
+  progress.report(true); // the copy phase's last word, at its totals
   for (const d of plan.dirMtimes) {
     throwIfAborted(signal);
     await dst.setMtime(dstPath(d.path), d.mtimeMs, sig).catch((err: unknown) => {

@@ -871,6 +871,10 @@ describe('sync between two LocalTransports', () => {
     expect(last.itemsDone).toBe(r.plan.copies.length);
     expect(last.itemsDone).toBe(last.itemsTotal);
     expect(last.bytesTotal).toBe(r.plan.bytesToCopy);
+    // The copy phase starts with its totals known and ends with a report at them.
+    const copies = seen.filter((p) => p.phase === 'copy');
+    expect(copies[0]).toMatchObject({ itemsDone: 0, itemsTotal: r.plan.copies.length, bytesTotal: r.plan.bytesToCopy });
+    expect(copies.at(-1)).toMatchObject({ itemsDone: r.plan.copies.length, bytesDone: r.bytesCopied });
   });
 
   it('aborted before start: rejects with the reason, touches nothing', async () => {
