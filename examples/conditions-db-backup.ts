@@ -10,7 +10,12 @@
  * MariaDB, and the copy is compared with the source range by range. Run it
  * again after new rows arrived: only the new ranges and the rewritten
  * partial ones (the tail, and the range below it, which a writer committing
- * out of SEQNO order may still reach) are dumped, shipped and loaded.
+ * out of SEQNO order may still reach) are dumped and shipped. What is
+ * loaded is decided from the second MariaDB itself: the ranges where it
+ * differs from the source (all of them where a table is missing), so a run
+ * that failed after its dump (far node down) is made good by the next one.
+ * Ctrl-C or a SIGTERM stops a run cleanly (the far LOCKED is released, a
+ * load in progress is rolled back).
  *
  *   npx tsx examples/conditions-db-backup.ts SOURCE_URI TARGET_URI OUT_DIR USER@HOST[:PORT] REMOTE_DIR \
  *       [--tables CalibPmtSpec,CalibPmtSpecVld] [--key SEQNO] [--rows-per-partition 10000] \
@@ -21,9 +26,11 @@
  * appends N new SEQNO with their payload, as a calibration run would.
  * Exit status: 0 the copy equals the source, 1 it differs, 2 refused or failed.
  */
+import { realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { Catalog, LocalTransport, MysqlSource, Partitioner, SshTransport, StowageError, sync, type CompareReport } from 'stowage';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Catalog, LocalTransport, MysqlSource, Partitioner, SshTransport, StowageError, sync, type CompareReport, type ProgressCallback } from 'stowage';
 
 /** What to back up, where to ship it, where to recover it. */
 export interface ConditionsDbBackupOptions {
@@ -57,6 +64,10 @@ export interface ConditionsDbBackupOptions {
   catalog?: string;
   /** Called with one line per event (default: console.log). */
   log?: (line: string) => void;
+  /** Progress of the dump, the transfers, the load and the comparison (each reports its phases). */
+  onProgress?: ProgressCallback;
+  /** Stops the run: the far LOCKED is released, a load in progress is rolled back. */
+  signal?: AbortSignal;
 }
 
 /** What a run did. */
@@ -65,7 +76,7 @@ export interface ConditionsDbBackupResult {
   readonly written: string[];
   /** Files shipped to the far node (archives and sidecars). */
   readonly shipped: string[];
-  /** Ranges loaded into the target. */
+  /** Archives loaded into the target (the ranges where it differed from the source). */
   readonly recovered: number;
   /** Per table, the comparison of the target with the source. */
   readonly reports: CompareReport[];
@@ -121,14 +132,17 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   const key = o.key ?? 'SEQNO';
   const rowsPerPartition = o.rowsPerPartition ?? 10000;
   const stagingDir = o.stagingDir ?? `${o.outDir}.far`;
+  const sig = o.signal ? { signal: o.signal } : {};
+  const progress = o.onProgress ? { onProgress: o.onProgress } : {};
   await using source = new MysqlSource(o.source);
   await using target = new MysqlSource(o.target);
   using catalog = o.catalog === undefined ? undefined : new Catalog(o.catalog);
 
   // 1. Dump: new complete ranges and the changed partial ones (the tail and the range below it), each range of both tables in one snapshot.
   const partitioner = new Partitioner(source, { tables: o.tables, key, rowsPerPartition, outDir: o.outDir, ...(catalog ? { catalog } : {}) });
-  const dump = await partitioner.dump({ concurrency: 2 });
-  const rel = (p: string): string => p.slice(o.outDir.length).replace(/^\/+/, '');
+  const dump = await partitioner.dump({ concurrency: 2, ...sig, ...progress });
+  const outAbs = resolve(o.outDir);
+  const rel = (p: string): string => relative(outAbs, resolve(p));
   for (const w of dump.written) {
     log(`wrote ${rel(w.path)} (${w.complete ? 'complete' : 'partial'}: ${w.tables.map((t) => `${t.name} ${t.rows}`).join(', ')}; md5 ${w.dna.dig})`);
   }
@@ -142,45 +156,75 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
     privateKeyPath: o.remote.privateKeyPath ?? join(homedir(), '.ssh', 'id_ed25519'),
     knownHosts: o.remote.knownHosts ?? join(homedir(), '.ssh', 'known_hosts'),
   });
-  await remote.connect();
+  await remote.connect(sig);
   const local = new LocalTransport();
-  const shipped = await sync(local, o.outDir, remote, o.remote.dir, { lock: true, onWarning: (w) => log(`warning ${w.code}: ${w.message}`) });
+  const shipped = await sync(local, o.outDir, remote, o.remote.dir, { lock: true, onWarning: (w) => log(`warning ${w.code}: ${w.message}`), ...sig, ...progress });
   for (const c of shipped.copied) log(`shipped ${c.path} (${c.dna.size} bytes)`);
   if (shipped.mutants.length > 0) throw new StowageError('EDIGEST_MISMATCH', `${shipped.mutants.length} archive(s) arrived damaged on ${remote.name}: ${shipped.mutants.map((m) => m.path).join(', ')}`);
   log(`ship: ${shipped.copied.length} files to ${remote.name}:${o.remote.dir}, ${shipped.plan.unchanged} already there, ${shipped.verified.length} verified on the far side`);
 
   // 3. Read the far copy back (on the far node itself, point Partitioner.restore at its folder directly).
-  const back = await sync(remote, o.remote.dir, local, stagingDir, {});
+  const back = await sync(remote, o.remote.dir, local, stagingDir, { ...sig, ...progress });
   log(`read back: ${back.copied.length} files from the far side into ${stagingDir}`);
 
-  // 4. Recover into the second database: the ranges that changed, every DNA verified before anything is loaded.
+  // 4. Recover into the second database what it lacks or holds differently.
+  //    Decided from the target, not from what this run dumped: a run that
+  //    failed between its dump and this step (far node or target down) left
+  //    ranges unloaded that no later dump writes again. Every DNA is
+  //    verified before anything is loaded; each range replaces what the
+  //    target had in it, so loading a range twice is harmless.
+  const compareAll = async (): Promise<CompareReport[]> => {
+    const out: CompareReport[] = [];
+    for (const table of o.tables) out.push(await Partitioner.compare(source, target, table, { key, rowsPerPartition, ...sig, ...progress }));
+    return out;
+  };
+  let reports: CompareReport[] | undefined;
+  let toLoad: { lo?: bigint; hi?: bigint } | undefined;
+  try {
+    reports = await compareAll();
+    const stale = reports.flatMap((r) => r.differingRanges);
+    if (stale.length > 0) toLoad = { lo: stale.reduce((m, r) => (r.lo < m ? r.lo : m), stale[0]!.lo), hi: stale.reduce((m, r) => (r.hi > m ? r.hi : m), stale[0]!.hi) };
+  } catch (err) {
+    if (!(err instanceof StowageError && err.code === 'ENO_TABLE')) throw err;
+    toLoad = {}; // a table the target does not have yet: load every range
+  }
   let recovered = 0;
-  if (dump.written.length > 0) {
-    const lo = dump.written.reduce((m, w) => (w.lo < m ? w.lo : m), dump.written[0]!.lo);
-    const r = await Partitioner.restore(target, stagingDir, { lo, concurrency: 2 });
-    recovered = r.partitions;
-    log(`recover: ${r.partitions} ranges, ${r.tables.map((t) => `${t.name} ${t.rows} rows${t.created ? ' (table created)' : ''}`).join(', ')} into ${target.name}`);
+  if (toLoad === undefined) {
+    log(`recover: nothing to load, ${target.name} already equals the source`);
   } else {
-    log('recover: nothing new');
+    const span = toLoad.lo === undefined ? 'every range' : `keys ${toLoad.lo}-${toLoad.hi}`;
+    const r = await Partitioner.restore(target, stagingDir, { ...toLoad, concurrency: 2, ...sig, ...progress });
+    recovered = r.partitions;
+    log(`recover (${span}): ${r.partitions} ranges, ${r.tables.map((t) => `${t.name} ${t.rows} rows${t.created ? ' (table created)' : ''}`).join(', ')} into ${target.name}`);
+    reports = await compareAll();
   }
 
   // 5. Prove the copy equal to the source, range by range.
-  const reports: CompareReport[] = [];
-  for (const table of o.tables) {
-    const c = await Partitioner.compare(source, target, table, { key, rowsPerPartition });
-    reports.push(c);
+  for (const c of reports!) {
     log(
       c.equal
-        ? `compare ${table}: equal (${c.ranges.length} ranges, ${c.a.rows} rows)`
-        : `compare ${table}: DIFFERENT in ${c.differingRanges.length} ranges; keys ${c.differences.map((d) => `${d.key} (${d.kind})`).join(', ')}${c.truncated ? ' ...' : ''}`,
+        ? `compare ${c.table}: equal (${c.ranges.length} ranges, ${c.a.rows} rows)`
+        : `compare ${c.table}: DIFFERENT in ${c.differingRanges.length} ranges; keys ${c.differences.map((d) => `${d.key} (${d.kind})`).join(', ')}${c.truncated ? ' ...' : ''}`,
     );
   }
   return {
     written: dump.written.map((w) => rel(w.path)),
     shipped: shipped.copied.map((c) => c.path),
     recovered,
-    reports,
-    equal: reports.every((r) => r.equal),
+    reports: reports!,
+    equal: reports!.every((r) => r.equal),
+  };
+}
+
+/** Logs a line when the phase changes, and at most every 10 s within one (not per chunk). */
+function progressLines(log: (line: string) => void, everyMs = 10_000): ProgressCallback {
+  let phase = '';
+  let last = 0;
+  return (p) => {
+    if (p.phase === phase && Date.now() - last < everyMs) return;
+    phase = p.phase;
+    last = Date.now();
+    log(`  ${p.phase}: ${p.itemsDone}${p.itemsTotal === undefined ? '' : `/${p.itemsTotal}`} items, ${(p.bytesDone / 1e6).toFixed(1)} MB`);
   };
 }
 
@@ -191,7 +235,9 @@ function usage(): never {
   process.exit(2);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (also through a symlink, or from a path with a space in it,
+// where import.meta.url is percent-encoded): compare real file paths.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const args = process.argv.slice(2);
   const flag = (name: string): string | undefined => {
     const i = args.indexOf(name);
@@ -211,6 +257,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const [sourceUri, targetUri, outDir, node, remoteDir] = args;
   const m = node === undefined ? null : /^([^@]+)@([^:]+)(?::(\d+))?$/.exec(node);
   if (sourceUri === undefined || targetUri === undefined || outDir === undefined || remoteDir === undefined || m === null || args.length !== 5) usage();
+  // Ctrl-C or a SIGTERM (cron, systemd) stops the run cleanly. A second signal kills at once.
+  const stop = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new StowageError('EABORTED', `stopped by ${sig}`)));
   try {
     if (demoRows !== undefined) console.log(`demo: SEQNO up to ${await addDemoRows(sourceUri, Number(demoRows))} in the source`);
     const r = await conditionsDbBackup({
@@ -229,6 +278,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       ...(key !== undefined ? { key } : {}),
       ...(rows !== undefined ? { rowsPerPartition: Number(rows) } : {}),
       ...(catalog !== undefined ? { catalog } : {}),
+      onProgress: progressLines((l) => console.log(l)),
+      signal: stop.signal,
     });
     process.exitCode = r.equal ? 0 : 1;
   } catch (err) {

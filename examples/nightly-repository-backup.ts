@@ -9,12 +9,16 @@
  *     the wiki keeps writing), each archived as a tarball with its DNA in a
  *     dated set `YYYY/MM/DD/HHMMSS/`; the wiki database is read back out of
  *     the tarball and must pass `PRAGMA integrity_check`.
- *  2. Retention keeps 7 days locally, and `last` points at the new set.
+ *  2. `last` points at the new set.
  *  3. The tree is synced to the paired node over SSH with the LOCKED
  *     protocol (a LOCKED on the far tree while files arrive), every file of
  *     the new set is re-digested on the far side (the mutant check), and
- *     retention and `last` are applied there too, under a far lock.
- *  4. The run is recorded as a job in the Catalog; a Monitor per node says
+ *     retention (7 days) and `last` are applied there, under a far lock.
+ *  4. Only then retention keeps 7 days locally: a set that never reached
+ *     the paired node, or arrived damaged, is not purged here (no local
+ *     purge when the ship failed or found mutants). Both purges refuse
+ *     (EDELETE_GUARD) to remove more than half of the sets at once.
+ *  5. The run is recorded as a job in the Catalog; a Monitor per node says
  *     whether backups are still arriving, sane in size, verified, with room
  *     left, and tells a notifier (mail) only when that changes.
  *
@@ -23,16 +27,21 @@
  * it as the caller's own through `ownLockToken`.
  *
  *   npx tsx examples/nightly-repository-backup.ts backup CONFIG.json
- *   npx tsx examples/nightly-repository-backup.ts check CONFIG.json   # Nagios line, exit 0/1/2
+ *   npx tsx examples/nightly-repository-backup.ts check CONFIG.json   # Nagios lines, exit 0/1/2 (3: the check could not run)
+ *
+ * Ctrl-C or a SIGTERM stops a run cleanly: the hot copies are removed, the
+ * unfinished set too, and the LOCKED released.
  *
  * CONFIG.json: { "svnRepo", "wikiDir", "backupRoot", "catalog",
  *   "remote": { "host", "port", "username", "privateKeyPath", "knownHosts", "dir" },
  *   "mailTo"?: "oncall@example.org" }
  */
 import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import {
   Archiver,
@@ -82,6 +91,8 @@ export interface NightlyOptions {
   now?: Date;
   /** Days kept on both sides (default 7). */
   keepDays?: number;
+  /** Most sets one retention run may purge, as a fraction of those it plans for, per side (default 0.5). */
+  maxPurgeFraction?: number;
   /** Time zone of the set names and of the retention days (default UTC). */
   timeZone?: string;
   /** Scratch space for the hot copies (default the system temp dir). */
@@ -224,6 +235,7 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
   const work = await mkdtemp(join(o.workDir ?? tmpdir(), 'stowage-nightly-'));
   const finished = (): Date => new Date(now.getTime() + (Date.now() - started));
   const retention = new Retention({ keepDaily: keepDays, timeZone });
+  const maxPurgeFraction = o.maxPurgeFraction ?? 0.5;
   let setDir: string | undefined;
   let setDone = false;
   try {
@@ -271,12 +283,7 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
       setDone = true;
       for (const a of archives) o.catalog.recordArchive({ path: `${setId}/${a.name}`, dna: a.dna, created: now, bytesIn: a.bytesIn });
 
-      // 2. Retention and last link, locally, under our own lock.
-      const kept = await retention.apply(local, o.backupRoot, { now, ownLockToken: token, signal: lockSignal });
-      for (const r of kept.removed) {
-        purgedLocal.push(r.id);
-        for (const a of o.catalog.archives({ prefix: `${r.id}/` })) o.catalog.forgetArchive(a.path);
-      }
+      // 2. The last link, locally, under our own lock.
       lastLocal = (await Retention.updateLastLink(local, o.backupRoot, { timeZone, ownLockToken: token, signal: lockSignal })).target;
 
       // 3. Ship to the paired node, LOCKED there while files arrive; our own
@@ -291,12 +298,24 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
       const farLock = new LockDir(r.dir, { fs: transportLockFs(r.transport), purpose: `${JOB_NAME} retention`, staleMs: 10 * 60_000 });
       const { purgedRemote, lastRemote } = await farLock.withLock(async (s) => {
         const token = farLock.owner!.token;
-        const res = await retention.apply(r.transport, r.dir, { now, ownLockToken: token, signal: s });
+        const res = await retention.apply(r.transport, r.dir, { now, maxPurgeFraction, ownLockToken: token, signal: s });
         // Retention re-digested every far set: the ones that failed are mutants too (kept for a look if newer, purged if a newer good set exists).
         for (const d of [...res.plan.keep, ...res.plan.purge]) if (!d.item.verified) for (const p of d.item.problems) remoteMutants.add(`${d.item.id}: ${p}`);
         const link = await Retention.updateLastLink(r.transport, r.dir, { timeZone, ownLockToken: token, signal: s });
         return { purgedRemote: res.removed.map((x) => x.id), lastRemote: link.target };
       }, { ...op, signal: lockSignal });
+
+      // 4. Local retention, now that tonight's set is on the paired node and
+      //    verified there (a failed ship threw before this point).
+      if (remoteMutants.size > 0) {
+        log('local retention skipped: the paired node holds mutants');
+      } else {
+        const kept = await retention.apply(local, o.backupRoot, { now, maxPurgeFraction, ownLockToken: token, signal: lockSignal });
+        for (const x of kept.removed) {
+          purgedLocal.push(x.id);
+          for (const a of o.catalog.archives({ prefix: `${x.id}/` })) o.catalog.forgetArchive(a.path);
+        }
+      }
       return { shipped, remoteMutants, purgedRemote, lastRemote };
     }, op);
     if (remoteMutants.size > 0) {
@@ -397,30 +416,49 @@ interface Config {
   mailTo?: string;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (also through a symlink, or from a path with a space in it,
+// where import.meta.url is percent-encoded): compare real file paths.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const [command, configPath] = process.argv.slice(2);
   if ((command !== 'backup' && command !== 'check') || configPath === undefined) {
     console.error('usage: nightly-repository-backup.ts backup|check CONFIG.json');
     process.exit(3);
   }
-  const config = JSON.parse(await readFile(configPath, 'utf8')) as Config;
-  const { dir, ...ssh } = config.remote;
-  const transport = new SshTransport(ssh);
-  const catalog = new Catalog(config.catalog);
+  // Ctrl-C or a SIGTERM (cron, systemd) stops the run cleanly: the `finally`
+  // blocks remove the hot copies and release LOCKED. A second signal kills at once.
+  const stop = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new StowageError('EABORTED', `stopped by ${sig}`)));
+  let catalog: Catalog | undefined;
+  let transport: SshTransport | undefined;
   try {
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as Config;
+    const { dir, ...ssh } = config.remote;
+    transport = new SshTransport(ssh);
+    catalog = new Catalog(config.catalog);
     const remote = { transport, dir };
     if (command === 'backup') {
-      const r = await nightlyRepositoryBackup({ ...config, remote, catalog, log: (l) => console.log(l) });
+      const r = await nightlyRepositoryBackup({ ...config, remote, catalog, signal: stop.signal, log: (l) => console.log(l) });
       console.log(`backup set ${r.setId}: ${r.archives.map((a) => a.name).join(', ')}; purged ${r.purged.local.length} local, ${r.purged.remote.length} remote`);
     } else {
       const notifiers = config.mailTo ? [new CommandNotifier(['mail', '-s', '{subject}', config.mailTo], { name: `mail:${config.mailTo}` })] : [];
-      const r = await checkBackups({ backupRoot: config.backupRoot, remote, catalog, notifiers });
+      const r = await checkBackups({ backupRoot: config.backupRoot, remote, catalog, notifiers, signal: stop.signal });
       console.log(nagiosSummary(r.local));
       console.log(nagiosSummary(r.remote));
       process.exitCode = r.exitCode;
     }
+  } catch (err) {
+    const why = (err instanceof StowageError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ');
+    if (command === 'check') {
+      // Nagios reads one line and the exit status: a check that could not
+      // run is UNKNOWN (3), not a WARNING (1) with a stack trace.
+      console.log(`STOWAGE UNKNOWN - the check could not run: ${why}`);
+      process.exitCode = 3;
+    } else {
+      console.error(`backup failed: ${why}`);
+      process.exitCode = 2;
+    }
   } finally {
-    catalog.close();
-    await transport.close();
+    catalog?.close();
+    await transport?.close();
   }
 }

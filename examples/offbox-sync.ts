@@ -8,21 +8,30 @@
  * - LOCKED is planted on the remote folder for the duration, so readers
  *   there (a remote DnaDigest.scan, Archiver) skip the half-copied tree;
  * - sets pruned locally are deleted remotely only after every copy
- *   succeeded, and never more than --max-delete of them;
+ *   succeeded, and a run never deletes more than --max-delete remote
+ *   entries (files and folders: a pruned set counts its tarball, its
+ *   sidecar and each folder emptied), nor more than half of the remote
+ *   tree;
  * - every tarball sent is digested on the remote host (md5sum there) and
- *   compared with its sidecar: mutants are reported and fail the run.
+ *   compared with its sidecar: mutants are reported, with the side that
+ *   is damaged, and fail the run;
+ * - Ctrl-C or a SIGTERM stops the transfer cleanly (the remote LOCKED is
+ *   released, half-sent files are not left as finished ones).
  *
  *   npx tsx examples/offbox-sync.ts LOCAL_DIR USER@HOST[:PORT] REMOTE_DIR \
  *       [--key ~/.ssh/id_ed25519] [--known-hosts ~/.ssh/known_hosts] \
  *       [--max-delete 20] [--demo]
  *
  * `--demo` first writes three dated tarballs of generated data into
- * LOCAL_DIR. Exit status: 0 done, 1 mutants found, 2 refused or failed.
+ * LOCAL_DIR. Exit status: 0 done, 1 mutants found, 2 refused, failed or
+ * stopped.
  */
+import { realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Archiver, LocalTransport, SshTransport, StowageError, sync, type SyncResult } from 'stowage';
+import { fileURLToPath } from 'node:url';
+import { Archiver, LocalTransport, SshTransport, StowageError, sync, type ProgressCallback, type SyncResult } from 'stowage';
 
 /** Where and how to send. */
 export interface OffboxSyncOptions {
@@ -40,10 +49,14 @@ export interface OffboxSyncOptions {
   knownHosts?: string;
   /** The backup root on the paired node. */
   remoteDir: string;
-  /** Most remote entries one run may delete (default 20). */
+  /** Most remote entries (files and folders, not sets) one run may delete (default 20). */
   maxDelete?: number;
   /** Called with one line per event (default: console.log). */
   log?: (line: string) => void;
+  /** Progress of the transfer (phases `list`, `copy`, `verify`, `delete`). */
+  onProgress?: ProgressCallback;
+  /** Stops the transfer; the remote LOCKED is released before the promise rejects. */
+  signal?: AbortSignal;
 }
 
 /** `YYYY/MM/DD/HHMMSS` of a date, in UTC. */
@@ -96,21 +109,49 @@ export async function offboxSync(o: OffboxSyncOptions): Promise<SyncResult> {
     privateKeyPath: o.privateKeyPath ?? join(homedir(), '.ssh', 'id_ed25519'),
     knownHosts: o.knownHosts ?? join(homedir(), '.ssh', 'known_hosts'),
   });
-  await remote.connect();
+  await remote.connect(o.signal ? { signal: o.signal } : {});
   log(`connected to ${remote.name} (remote digests: ${remote.capabilities.remoteDigest ? 'md5sum on the far side' : 'streamed over SFTP'})`);
+  // A mutant's warning says which side is damaged: 'src' (the local file no
+  // longer matches its sidecar; it was not sent) or 'dst' (the copy that
+  // arrived does not).
+  const damaged = new Map<string, unknown>();
   const result = await sync(new LocalTransport(), o.localDir, remote, o.remoteDir, {
     lock: true,
     delete: 'after',
     maxDelete: o.maxDelete ?? 20,
-    onWarning: (w) => log(`warning ${w.code}: ${w.message}`),
+    onWarning: (w) => {
+      if (w.code === 'EDIGEST_MISMATCH') damaged.set(w.path, w.error.details['side']);
+      log(`warning ${w.code}: ${w.message}`);
+    },
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
   });
   for (const c of result.copied) log(`sent ${c.path} (${c.dna.size} bytes, md5 ${c.dna.dig})`);
   for (const d of result.deleted) log(`deleted remote ${d}`);
-  for (const v of result.verified) log(`${v.ok ? 'verified' : 'MUTANT'} ${v.path}: remote ${v.actual.dig}, sidecar ${v.expected.dig}`);
+  for (const v of result.verified) {
+    if (v.ok) log(`verified ${v.path}: remote ${v.actual.dig}, sidecar ${v.expected.dig}`);
+    else if (damaged.get(v.path) === 'src') {
+      log(`MUTANT ${v.path}: the LOCAL file is damaged (local ${v.actual.dig}, sidecar ${v.expected.dig}); it was not sent, the remote copy (if any) was left as it was. Check the remote copy against the sidecar and restore the local file from it; do not overwrite the remote copy.`);
+    } else {
+      log(`MUTANT ${v.path}: the REMOTE copy is damaged (remote ${v.actual.dig}, sidecar ${v.expected.dig}). Check the local file against its sidecar, then remove the remote copy and run again to send it anew.`);
+    }
+  }
   if (result.deleteSkipped) log(`deletion skipped: ${result.deleteSkipped}`);
   const free = await remote.freeSpace(o.remoteDir);
   log(`copied ${result.copied.length}, unchanged ${result.plan.unchanged}, deleted ${result.deleted.length}, mutants ${result.mutants.length}; remote free ${free.availablePercent.toFixed(1)}%`);
   return result;
+}
+
+/** Logs a line when the phase changes, and at most every 10 s within one (not per chunk). */
+function progressLines(log: (line: string) => void, everyMs = 10_000): ProgressCallback {
+  let phase = '';
+  let last = 0;
+  return (p) => {
+    if (p.phase === phase && Date.now() - last < everyMs) return;
+    phase = p.phase;
+    last = Date.now();
+    log(`  ${p.phase}: ${p.itemsDone}${p.itemsTotal === undefined ? '' : `/${p.itemsTotal}`} files, ${(p.bytesDone / 1e6).toFixed(1)} MB`);
+  };
 }
 
 function usage(): never {
@@ -118,7 +159,9 @@ function usage(): never {
   process.exit(2);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (also through a symlink, or from a path with a space in it,
+// where import.meta.url is percent-encoded): compare real file paths.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const args = process.argv.slice(2);
   const flag = (name: string): string | undefined => {
     const i = args.indexOf(name);
@@ -136,6 +179,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const [localDir, target, remoteDir] = args;
   const m = target === undefined ? null : /^([^@]+)@([^:]+)(?::(\d+))?$/.exec(target);
   if (localDir === undefined || remoteDir === undefined || m === null) usage();
+  // Ctrl-C or a SIGTERM (cron, systemd) stops the run cleanly: the remote
+  // LOCKED is released. A second signal kills at once.
+  const stop = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new StowageError('EABORTED', `stopped by ${sig}`)));
   try {
     if (demo) for (const f of await makeDemoBackups(localDir)) console.log(`made ${f}`);
     const r = await offboxSync({
@@ -147,6 +194,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       ...(key !== undefined ? { privateKeyPath: key } : {}),
       ...(knownHosts !== undefined ? { knownHosts } : {}),
       ...(maxDelete !== undefined ? { maxDelete: Number(maxDelete) } : {}),
+      onProgress: progressLines((l) => console.log(l)),
+      signal: stop.signal,
     });
     process.exitCode = r.mutants.length > 0 ? 1 : 0;
   } catch (err) {

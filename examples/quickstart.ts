@@ -6,9 +6,11 @@
  *   npm run quickstart                          # demo data in a temp folder
  *   npx tsx examples/quickstart.ts SRC BACKUPS  # your own folder
  */
+import { realpathSync } from 'node:fs';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Archiver, DnaDigest } from 'stowage';
 
 /** `YYYY/MM/DD/HHMMSS` of a date, in UTC so the layout does not jump at DST. */
@@ -81,7 +83,9 @@ export async function quickstart(srcDir?: string, backupRoot?: string): Promise<
   return { archive, restoredTo, differences };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (also through a symlink, or from a path with a space in it,
+// where import.meta.url is percent-encoded): compare real file paths.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const [src, dst] = process.argv.slice(2);
   const r = await quickstart(src, dst);
   process.exitCode = r.differences.length === 0 ? 0 : 1;

@@ -12,23 +12,28 @@
  *     checked against its DNA sidecar while it arrives; the unpacking below
  *     checks gzip CRCs and tar checksums in a staging folder.
  *  2. Unpack the Subversion repository beside its target and run
- *     `svnadmin verify` on it; unpack the wiki and check its database with
- *     `PRAGMA integrity_check`.
+ *     `svnadmin verify` on it; unpack the wiki and check its database
+ *     (`db/trac.db`, or `wikiDb`) with `PRAGMA integrity_check`. Nothing
+ *     installed is touched until both trees passed.
  *  3. Configuration that differs from what is installed now (the
  *     repository's `conf/` and `hooks/`, the wiki's `conf/trac.ini`) is
  *     shown as a unified diff and replaced only when the `confirm` callback
  *     says yes; a declined file stays exactly as it is. Files the backup
  *     does not have (a hook added since) are kept.
- *  4. The restored tree replaces the target by renames; the old one is kept
- *     beside it as `NAME.before-restore-<time>`: nothing is deleted.
+ *  4. The restored trees replace the targets by renames, one after the
+ *     other; the old ones are kept beside them as
+ *     `NAME.before-restore-<time>`: nothing is deleted.
  *
  *   npx tsx examples/recover-repository-backup.ts BACKUP_TREE SVN_TARGET WIKI_TARGET
- *   (asks on the terminal before replacing each changed config file)
+ *   (asks on the terminal before replacing each changed config file;
+ *   exit status 0 recovered, 2 failed or stopped by Ctrl-C/SIGTERM, 3 usage)
  */
 import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Archiver, LocalTransport, LockDir, StowageError, listBackupSets, parseSidecar, posixDirname, posixJoin, throwIfAborted, transportLockFs, type Transport } from 'stowage';
 
@@ -52,6 +57,8 @@ export interface RecoverOptions {
   svnRepo: string;
   /** Where the wiki goes (replaced if it exists). */
   wikiDir: string;
+  /** The wiki's SQLite database, relative to the wiki's folder (default `db/trac.db`, as the nightly recipe's `wikiDb`). */
+  wikiDb?: string;
   /** Asked once per changed configuration file; true replaces it, false keeps the installed one. */
   confirm: (change: ConfigChange) => boolean | Promise<boolean>;
   /** A set id to restore instead of the newest (`2026/11/22/031500`). */
@@ -69,7 +76,7 @@ export interface RecoverOptions {
    * unavailable.
    */
   lockStaleMs?: number;
-  /** Cancels the recovery (nothing is swapped in after an abort). */
+  /** Cancels the recovery (nothing is swapped in after an abort: both trees are checked before either is). */
   signal?: AbortSignal;
   /** Progress lines for a log. */
   log?: (line: string) => void;
@@ -246,53 +253,80 @@ async function fetchSet(t: Transport, setDir: string, names: readonly string[], 
 }
 
 /**
- * Puts a freshly unpacked tree in place of `target`: configuration files
- * that differ are shown and confirmed one by one (declined ones keep the
- * installed bytes), installed files the backup lacks are carried over,
- * then renames: target aside, restored tree in.
+ * Brings the installed configuration into a freshly unpacked tree, before
+ * anything is swapped in: configuration files that differ are shown and
+ * confirmed one by one (declined ones keep the installed bytes), and
+ * installed files the backup lacks are carried over.
  */
-async function install(
+async function reconcileConfig(
   tree: 'svn' | 'wiki',
   restored: string,
   target: string,
   isConfig: (rel: string) => boolean,
   confirm: RecoverOptions['confirm'],
   changes: ConfigChange[],
-  stamp: string,
-): Promise<RecoveredTree> {
+): Promise<Pick<RecoveredTree, 'replaced' | 'kept' | 'carried'>> {
   const replaced: string[] = [];
   const kept: string[] = [];
   const carried: string[] = [];
-  const hadTarget = await exists(target);
-  if (hadTarget) {
-    for await (const rel of files(target)) {
-      if (!isConfig(rel)) continue;
-      const current = join(target, rel);
-      const incoming = join(restored, rel);
-      if (!(await exists(incoming))) {
-        await mkdir(dirname(incoming), { recursive: true });
-        await copyFile(current, incoming);
-        carried.push(rel);
-        continue;
-      }
-      const [now, then] = await Promise.all([readFile(current), readFile(incoming)]);
-      if (now.equals(then)) continue;
-      const binary = now.includes(0) || then.includes(0);
-      const diff = binary ? `Binary files ${rel} differ\n` : unifiedDiff(now.toString('utf8'), then.toString('utf8'), `installed/${rel}`, `backup/${rel}`);
-      const change: ConfigChange = { tree, path: rel, file: current, diff };
-      changes.push(change);
-      if (await confirm(change)) replaced.push(rel);
-      else {
-        await copyFile(current, incoming); // declined: the installed file stays as it is
-        kept.push(rel);
-      }
+  if (!(await exists(target))) return { replaced, kept, carried };
+  for await (const rel of files(target)) {
+    if (!isConfig(rel)) continue;
+    const current = join(target, rel);
+    const incoming = join(restored, rel);
+    if (!(await exists(incoming))) {
+      await mkdir(dirname(incoming), { recursive: true });
+      await copyFile(current, incoming);
+      carried.push(rel);
+      continue;
+    }
+    const [now, then] = await Promise.all([readFile(current), readFile(incoming)]);
+    if (now.equals(then)) continue;
+    const binary = now.includes(0) || then.includes(0);
+    const diff = binary ? `Binary files ${rel} differ\n` : unifiedDiff(now.toString('utf8'), then.toString('utf8'), `installed/${rel}`, `backup/${rel}`);
+    const change: ConfigChange = { tree, path: rel, file: current, diff };
+    changes.push(change);
+    if (await confirm(change)) replaced.push(rel);
+    else {
+      await copyFile(current, incoming); // declined: the installed file stays as it is
+      kept.push(rel);
     }
   }
-  const previous = hadTarget ? `${target}.before-restore-${stamp}` : undefined;
+  return { replaced, kept, carried };
+}
+
+/** Renames `target` aside (if it exists) and the restored tree in; returns where the old one went. */
+async function swapIn(restored: string, target: string, stamp: string): Promise<string | undefined> {
+  const previous = (await exists(target)) ? `${target}.before-restore-${stamp}` : undefined;
   if (previous !== undefined) await rename(target, previous);
   await mkdir(dirname(target), { recursive: true });
   await rename(restored, target);
-  return { path: target, previous, replaced, kept, carried };
+  return previous;
+}
+
+/**
+ * `PRAGMA integrity_check` of the restored wiki database. A file that is
+ * missing, is not an SQLite database or is not intact fails with
+ * ECORRUPT_ARCHIVE naming it and its archive.
+ */
+async function checkWikiDb(wikiDir: string, dbRel: string, archive: string): Promise<string> {
+  const file = join(wikiDir, ...dbRel.split('/'));
+  if (!(await exists(file))) {
+    throw new StowageError('ECORRUPT_ARCHIVE', `${archive} holds no wiki database ${dbRel}.`, { details: { path: dbRel, archive } });
+  }
+  let integrity: string;
+  try {
+    const db = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      integrity = String(db.pragma('integrity_check', { simple: true }));
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    throw new StowageError('ECORRUPT_ARCHIVE', `${dbRel} in ${archive} cannot be read as an SQLite database: ${(err as Error).message}`, { details: { path: dbRel, archive }, cause: err });
+  }
+  if (integrity !== 'ok') throw new StowageError('ECORRUPT_ARCHIVE', `${dbRel} in ${archive} fails its integrity check: ${integrity}`, { details: { path: dbRel, archive } });
+  return integrity;
 }
 
 /**
@@ -418,34 +452,31 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
     await mkdir(fetchDir);
     const [svnArchive, wikiArchive] = (await fetchSet(t, set.path, [archives.svn, archives.wiki], fetchDir, signal)) as [string, string];
 
-    // Repository: unpack beside the target, verify, then install.
+    // 2. Unpack both trees beside their targets and check them; nothing
+    //    installed is touched until both passed.
     const svnStage = await stage(o.svnRepo);
     await Archiver.extract(svnArchive, svnStage, signal ? { signal } : {});
     const svnRestored = await soleFolder(svnStage);
-    const svnadmin = o.svnadmin ?? 'svnadmin';
-    await run(svnadmin, ['verify', '--quiet', svnRestored], signal);
+    await run(o.svnadmin ?? 'svnadmin', ['verify', '--quiet', svnRestored], signal);
+    const youngest = Number((await run('svnlook', ['youngest', svnRestored], signal)).trim());
     log(`svnadmin verify of the restored repository: ok`);
-    const isSvnConfig = (rel: string): boolean => rel.startsWith('conf/') || rel.startsWith('hooks/');
-    const svn = await install('svn', svnRestored, o.svnRepo, isSvnConfig, o.confirm, changes, stamp);
-    await run(svnadmin, ['verify', '--quiet', o.svnRepo], signal);
-    const youngest = Number((await run('svnlook', ['youngest', o.svnRepo], signal)).trim());
 
-    // Wiki: unpack, check the database, install.
     const wikiStage = await stage(o.wikiDir);
     await Archiver.extract(wikiArchive, wikiStage, signal ? { signal } : {});
     const wikiRestored = await soleFolder(wikiStage);
-    let integrity = 'no database';
-    for await (const rel of files(wikiRestored)) {
-      if (!rel.endsWith('.db')) continue;
-      const db = new Database(join(wikiRestored, rel), { readonly: true, fileMustExist: true });
-      try {
-        integrity = String(db.pragma('integrity_check', { simple: true }));
-      } finally {
-        db.close();
-      }
-      if (integrity !== 'ok') throw new StowageError('ECORRUPT_ARCHIVE', `${rel} in ${basename(wikiArchive)} fails its integrity check: ${integrity}`, { details: { path: rel } });
-    }
-    const wiki = await install('wiki', wikiRestored, o.wikiDir, (rel) => rel.startsWith('conf/'), o.confirm, changes, stamp);
+    const dbRel = o.wikiDb ?? 'db/trac.db';
+    const integrity = await checkWikiDb(wikiRestored, dbRel, basename(wikiArchive));
+    log(`${dbRel} of the restored wiki: integrity ${integrity}`);
+
+    // 3. Configuration of both trees, shown and confirmed.
+    const isSvnConfig = (rel: string): boolean => rel.startsWith('conf/') || rel.startsWith('hooks/');
+    const svnConfig = await reconcileConfig('svn', svnRestored, o.svnRepo, isSvnConfig, o.confirm, changes);
+    const wikiConfig = await reconcileConfig('wiki', wikiRestored, o.wikiDir, (rel) => rel.startsWith('conf/'), o.confirm, changes);
+
+    // 4. Swap both in (renames, the old trees kept beside them).
+    throwIfAborted(signal);
+    const svn: RecoveredTree = { path: o.svnRepo, previous: await swapIn(svnRestored, o.svnRepo, stamp), ...svnConfig };
+    const wiki: RecoveredTree = { path: o.wikiDir, previous: await swapIn(wikiRestored, o.wikiDir, stamp), ...wikiConfig };
     log(`restored ${o.svnRepo} (r${youngest}) and ${o.wikiDir}; ${changes.length} config change(s) shown`);
     return { set: set.id, svn: { ...svn, youngest }, wiki: { ...wiki, integrity }, changes, skipped };
   } finally {
@@ -454,13 +485,21 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Run as a script (also through a symlink, or from a path with a space in it,
+// where import.meta.url is percent-encoded): compare real file paths.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const [tree, svnRepo, wikiDir] = process.argv.slice(2);
   if (tree === undefined || svnRepo === undefined || wikiDir === undefined) {
     console.error('usage: recover-repository-backup.ts BACKUP_TREE SVN_TARGET WIKI_TARGET');
     process.exit(3);
   }
+  // Ctrl-C (also at a prompt) or a SIGTERM stops the recovery before anything
+  // is swapped in; the scratch folders are removed. A second signal kills at once.
+  const stop = new AbortController();
+  const halt = (sig: string) => () => stop.abort(new StowageError('EABORTED', `stopped by ${sig}`));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, halt(sig));
   const rl = createInterface({ input: process.stdin, output: process.stdout });
+  rl.once('SIGINT', halt('SIGINT'));
   try {
     const r = await recoverRepositoryBackup({
       source: { transport: new LocalTransport(), dir: tree },
@@ -468,12 +507,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       wikiDir,
       confirm: async (c) => {
         process.stdout.write(c.diff);
-        return /^y(es)?$/i.test((await rl.question(`Replace ${c.file} with the backup's? [y/N] `)).trim());
+        return /^y(es)?$/i.test((await rl.question(`Replace ${c.file} with the backup's? [y/N] `, { signal: stop.signal })).trim());
       },
+      signal: stop.signal,
       log: (l) => console.log(l),
     });
     console.log(`set ${r.set}: ${r.svn.path} at r${r.svn.youngest}, wiki database ${r.wiki.integrity}`);
     for (const p of [r.svn.previous, r.wiki.previous]) if (p) console.log(`previous copy kept at ${p}`);
+  } catch (err) {
+    console.error(err instanceof StowageError ? `recovery failed: ${err.code}: ${err.message}` : err);
+    process.exitCode = 2;
   } finally {
     rl.close();
   }

@@ -40,7 +40,7 @@ describe('examples/conditions-db-backup.ts', () => {
   let outDir: string;
   let remoteDir: string;
   const uri = (s: MariadbServer, db: string): string => `mysql://${s.user}:${encodeURIComponent(s.password)}@127.0.0.1:${s.port}/${db}`;
-  const recipe = (extra: string[] = []) =>
+  const recipe = (extra: string[] = [], knownHosts = sshd.knownHostsPath) =>
     run(
       process.execPath,
       [
@@ -54,7 +54,7 @@ describe('examples/conditions-db-backup.ts', () => {
         '--ssh-key',
         sshd.privateKeyPath,
         '--known-hosts',
-        sshd.knownHostsPath,
+        knownHosts,
         '--catalog',
         join(scratch, 'stowage.catalog'),
         ...extra,
@@ -89,7 +89,7 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000020001-0000030000\.tar\.gz \(partial: CalibPmtSpec 15000, CalibPmtSpecVld 5000/);
     expect(r.stdout).toMatch(/dump: 3 written, 0 unchanged partial/);
     expect(r.stdout).toMatch(/ship: 6 files to ssh:\/\/.*, 0 already there, 3 verified on the far side/);
-    expect(r.stdout).toMatch(/recover: 3 ranges, CalibPmtSpec 75000 rows \(table created\), CalibPmtSpecVld 25000 rows \(table created\)/);
+    expect(r.stdout).toMatch(/recover \(every range\): 3 ranges, CalibPmtSpec 75000 rows \(table created\), CalibPmtSpecVld 25000 rows \(table created\)/);
     expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(3 ranges, 75000 rows\)/);
     expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(3 ranges, 25000 rows\)/);
     expect(await files(remoteDir)).toEqual(await files(outDir));
@@ -102,7 +102,7 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(Number(n!.n)).toBe(75000);
   });
 
-  it('after new rows arrive, ships and recovers only the new ranges and the rewritten tail', async () => {
+  it('after new rows arrive, ships the new ranges and the rewritten tail, and loads the ranges the copy lacks', async () => {
     const before = await mtimes(remoteDir);
     const r = await recipe(['--demo-rows', '12000']);
     expect(r.stderr).toBe('');
@@ -113,7 +113,8 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000030001-0000040000\.tar\.gz \(partial: CalibPmtSpec 21000, CalibPmtSpecVld 7000/);
     expect(r.stdout).toMatch(/ship: 6 files to .*, 3 verified on the far side/);
     expect(r.stdout.match(/^shipped /gm)).toHaveLength(6);
-    expect(r.stdout).toMatch(/recover: 3 ranges, CalibPmtSpec 81000 rows, CalibPmtSpecVld 27000 rows into/);
+    // 10001-20000 was rewritten (now complete) but the copy already holds its rows: only the two that differ are loaded.
+    expect(r.stdout).toMatch(/recover \(keys 20001-40000\): 2 ranges, CalibPmtSpec 51000 rows, CalibPmtSpecVld 17000 rows into/);
     expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(4 ranges, 111000 rows\)/);
     const after = await mtimes(remoteDir);
     for (const f of ['CalibPmtSpec/0000000001-0000010000.tar.gz', 'CalibPmtSpec/0000000001-0000010000.tar.gz.dna']) expect(after[f], f).toBe(before[f]);
@@ -127,16 +128,52 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/dump: 0 written, 2 unchanged partial/);
     expect(r.stdout).toMatch(/ship: 0 files/);
-    expect(r.stdout).toMatch(/recover: nothing new/);
+    expect(r.stdout).toMatch(/recover: nothing to load, .* already equals the source/);
     expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(4 ranges, 37000 rows\)/);
     expect(await mtimes(outDir)).toEqual(local);
     expect(await mtimes(remoteDir)).toEqual(far);
   });
 
-  it('exits 1 naming the keys when the copy differs from the source', async () => {
+  it('a run that fails after its dump (host key changed) is made good by the next run: the copy is complete and equal', async () => {
+    const failed = await recipe(['--demo-rows', '15000'], sshd.wrongKnownHostsPath);
+    expect(failed.code).toBe(2);
+    expect(failed.stderr).toMatch(/refused: EHOSTKEY/);
+    expect(failed.stdout).toMatch(/dump: [1-9]\d* written/);
+    // The next run has nothing new to dump, but the copy lacks what the failed run dumped.
+    const r = await recipe();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/dump: 0 written/);
+    expect(r.stdout).toMatch(/ship: [1-9]\d* files/);
+    expect(r.stdout).toMatch(/recover \(keys 30001-60000\): 3 ranges/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(6 ranges, 156000 rows\)/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(6 ranges, 52000 rows\)/);
+    const [n] = await target.query<{ n: number }[]>('SELECT COUNT(*) AS n FROM CalibPmtSpecVld', [], 'offline_db_copy');
+    expect(Number(n!.n)).toBe(52000);
+  });
+
+  it('loads again a range of the copy that drifted, from the shipped archives', async () => {
     await target.query('UPDATE CalibPmtSpec SET PMTSPEHIGH = 0 WHERE SEQNO = 4242 AND ROW_COUNTER = 2', [], 'offline_db_copy');
+    const r = await recipe();
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/recover \(keys 1-10000\): 1 ranges/);
+    expect(r.stdout).toMatch(/compare CalibPmtSpec: equal/);
+  });
+
+  it('prints archive names relative to OUT_DIR when OUT_DIR is given relative', async () => {
+    const r = await run(
+      process.execPath,
+      [tsx, script, uri(source, 'offline_db'), uri(target, 'offline_db_copy'), relative(scratch, outDir), `${sshd.username}@127.0.0.1:${sshd.port}`, remoteDir, '--ssh-key', sshd.privateKeyPath, '--known-hosts', sshd.knownHostsPath, '--catalog', join(scratch, 'stowage.catalog'), '--demo-rows', '100'],
+      { cwd: scratch },
+    ).catch((e: { stdout: string }) => e);
+    expect(r.stdout).toMatch(/^wrote CalibPmtSpec\/0000050001-0000060000\.tar\.gz \(partial/m);
+  });
+  it('exits 1 naming the keys when the copy differs from the source and the archives cannot mend it', async () => {
+    // A row of an archived (complete) range rewritten in the source: no dump writes that range again.
+    await source.query('UPDATE CalibPmtSpec SET PMTSPEHIGH = 0 WHERE SEQNO = 4242 AND ROW_COUNTER = 2', [], 'offline_db');
     const r = await recipe();
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/compare CalibPmtSpec: DIFFERENT in 1 ranges; keys 4242 \(different\)/);
   });
+
 });

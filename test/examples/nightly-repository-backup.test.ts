@@ -8,14 +8,14 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, readlink, readdir, rm, rmdir, utimes, writeFile, stat } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, readlink, readdir, rm, rmdir, utimes, writeFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Archiver, LocalTransport, SshTransport, StowageError, listBackupSets } from 'stowage';
+import { Archiver, LocalTransport, SshTransport, StowageError, backupSetPath, listBackupSets } from 'stowage';
 import { Catalog } from 'stowage/catalog';
 import { HttpNotifier, Monitor } from 'stowage/monitor';
 import { JOB_NAME, backupMonitors, checkBackups, nightlyRepositoryBackup, type NightlyResult } from '../../examples/nightly-repository-backup.js';
@@ -473,6 +473,103 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     expect(await readFile(join(r.svn.previous!, 'conf', 'svnserve.conf'), 'utf8')).toBe(localConf);
     expect(await readFile(join(r.wiki.previous!, 'conf', 'trac.ini'), 'utf8')).toBe(localIni);
     expect((await readdir(join(node, 'svn'))).sort()).toEqual(['daq', expect.stringMatching(/^daq\.before-restore-/)]);
+  });
+
+  /**
+   * A set whose wiki tarball is built from `wikiFiles` (its svn tarball copied
+   * from the newest nightly set), in a tree of its own; returns the tree.
+   */
+  async function treeWithWiki(name: string, wikiFiles: (wiki: string) => Promise<void>): Promise<string> {
+    const newest = (await listBackupSets(new LocalTransport(), paths.backups, { timeZone: 'UTC' })).at(-1)!;
+    const tree = join(tmp.path, name);
+    const setDir = join(tree, ...newest.id.split('/'));
+    await mkdir(setDir, { recursive: true });
+    for (const f of ['svn-daq.tar.gz', 'svn-daq.tar.gz.dna']) await writeFile(join(setDir, f), await readFile(join(paths.backups, ...newest.id.split('/'), f)));
+    const stage = join(tmp.path, `${name}-stage`);
+    await mkdir(join(stage, 'daqwiki', 'conf'), { recursive: true });
+    await mkdir(join(stage, 'daqwiki', 'db'), { recursive: true });
+    await mkdir(join(stage, 'daqwiki', 'attachments'), { recursive: true });
+    await writeFile(join(stage, 'daqwiki', 'conf', 'trac.ini'), TRAC_INI);
+    await wikiFiles(join(stage, 'daqwiki'));
+    await Archiver.create(stage, join(setDir, 'wiki-daqwiki.tar.gz'));
+    return tree;
+  }
+
+  it('recovers a wiki whose attachments include a *.db file that is no database (only db/trac.db is checked)', async () => {
+    const tree = await treeWithWiki('attach-tree', async (wiki) => {
+      makeWikiDb(join(wiki, 'db', 'trac.db'), 50, 'page_size = 4096');
+      await writeFile(join(wiki, 'attachments', 'calib-notes.db'), 'PMT gains re-measured after the HV swap\n');
+    });
+    const node = join(tmp.path, 'attach-node');
+    const r = await recoverRepositoryBackup({ source: { transport: new LocalTransport(), dir: tree }, svnRepo: join(node, 'svn', 'daq'), wikiDir: join(node, 'wiki', 'daqwiki'), timeZone: 'UTC', svnadmin, confirm: () => true });
+    expect(r.wiki.integrity).toBe('ok');
+    expect(r.svn.youngest).toBe(10);
+    expect(await readFile(join(node, 'wiki', 'daqwiki', 'attachments', 'calib-notes.db'), 'utf8')).toBe('PMT gains re-measured after the HV swap\n');
+    expect(rowsOf(join(node, 'wiki', 'daqwiki', 'db', 'trac.db'))).toBe(50);
+  });
+
+  it('checks both trees before swapping either in: a damaged trac.db fails, naming it, with the installed repository untouched', async () => {
+    const tree = await treeWithWiki('bad-db-tree', async (wiki) => {
+      const dbFile = join(wiki, 'db', 'trac.db');
+      makeWikiDb(dbFile, 500, 'page_size = 4096');
+      const bytes = await readFile(dbFile);
+      const page = Math.floor(bytes.length / 4096 / 2) * 4096;
+      bytes.fill(0x5a, page + 16, page + 4096 - 16);
+      await writeFile(dbFile, bytes);
+    });
+    const node = join(tmp.path, 'bad-db-node');
+    const svnTarget = join(node, 'svn', 'daq');
+    await mkdir(join(node, 'svn'), { recursive: true });
+    await run(svnadmin, ['create', svnTarget]);
+    await writeFile(join(svnTarget, 'conf', 'svnserve.conf'), 'installed\n');
+    const err = await recoverRepositoryBackup({ source: { transport: new LocalTransport(), dir: tree }, svnRepo: svnTarget, wikiDir: join(node, 'wiki', 'daqwiki'), timeZone: 'UTC', svnadmin, confirm: () => true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StowageError);
+    expect(err).toMatchObject({ code: 'ECORRUPT_ARCHIVE', message: expect.stringMatching(/^db\/trac\.db in wiki-daqwiki\.tar\.gz fails its integrity check/) });
+    // Nothing swapped in, nothing left behind beside the targets.
+    expect(await readFile(join(svnTarget, 'conf', 'svnserve.conf'), 'utf8')).toBe('installed\n');
+    expect(await readdir(join(node, 'svn'))).toEqual(['daq']);
+    expect(await readdir(join(node, 'wiki'))).toEqual([]);
+  });
+
+  it('purges locally only after tonight\'s set reached the paired node, and never more than half of the sets', async () => {
+    // A copy of the local tree, so that the sets of the runs above stay as they are.
+    const backups = join(tmp.path, 'purge-backups');
+    await cp(paths.backups, backups, { recursive: true, verbatimSymlinks: true });
+    const ids = async (): Promise<string[]> => (await listBackupSets(new LocalTransport(), backups, { timeZone: 'UTC' })).map((x) => x.id);
+    const before = await ids();
+    const purgeCatalog = new Catalog(join(tmp.path, 'purge.catalog'));
+    try {
+      // Three days on, retention would purge the oldest sets; but the link to the paired node is down.
+      const down = new Proxy(ssh, {
+        get(target, key) {
+          if (key === 'put') return async () => Promise.reject(new StowageError('EIO', 'link to the paired node is down'));
+          const v = Reflect.get(target, key, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const now = new Date(LAST + 3 * DAY);
+      const options = { svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: backups, catalog: purgeCatalog, now, timeZone: 'UTC', svnadmin };
+      const failed = await nightlyRepositoryBackup({ ...options, remote: { transport: down, dir: join(sshd.root, 'purge-far') } }).catch((e: unknown) => e);
+      expect(failed).toMatchObject({ message: expect.stringContaining('link to the paired node is down') });
+      const tonight = backupSetPath(now, { timeZone: 'UTC' });
+      expect(await ids()).toEqual([...before, tonight]); // nothing purged; tonight's set (complete) kept
+
+      // A policy edited by mistake (1 day kept) would purge most of the history: refused on both sides.
+      const guarded = await nightlyRepositoryBackup({ ...options, now: new Date(LAST + 3 * DAY + HOUR), keepDays: 1, remote: { transport: ssh, dir: join(sshd.root, 'purge-far') } }).catch((e: unknown) => e);
+      expect(guarded).toMatchObject({ code: 'EDELETE_GUARD' });
+      expect(await ids()).toEqual(expect.arrayContaining([...before, tonight]));
+      expect((await listBackupSets(ssh, join(sshd.root, 'purge-far'), { timeZone: 'UTC' })).map((x) => x.id)).toEqual(expect.arrayContaining(before));
+    } finally {
+      purgeCatalog.close();
+    }
+  });
+
+  it('check: a check that cannot run prints one Nagios UNKNOWN line and exits 3', async () => {
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const nightly = join(root, 'examples', 'nightly-repository-backup.ts');
+    const missing = await exec(process.execPath, [tsx, nightly, 'check', join(tmp.path, 'no-such-config.json')], { cwd: root }).catch((e: unknown) => e as { code: number; stdout: string; stderr: string });
+    expect(missing).toMatchObject({ code: 3, stderr: '' });
+    expect((missing as { stdout: string }).stdout).toMatch(/^STOWAGE UNKNOWN - the check could not run: .*no-such-config\.json'?\n$/);
   });
 
   it('refuses to recover from a tree without any backup (ENOT_FOUND)', async () => {

@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -101,8 +101,17 @@ describe('examples/offbox-sync.ts', () => {
     await utimes(victim, new Date(), new Date(Date.now() + 5000));
     const r = await recipe();
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/MUTANT 2024\/03\/10\/023000\/svnrepo.tar.gz/);
+    // The local file rotted: the report must say so, and not send the
+    // operator to "repair" the good remote copy from it.
+    const line = r.stdout.split('\n').find((l) => l.startsWith('MUTANT '));
+    expect(line).toMatch(/^MUTANT 2024\/03\/10\/023000\/svnrepo.tar.gz: the LOCAL file is damaged \(local [0-9a-f]{32}, sidecar [0-9a-f]{32}\); it was not sent/);
+    expect(line).toMatch(/restore the local file from it/);
+    expect(line).not.toMatch(/remote [0-9a-f]{32}/);
     expect(r.stdout).toMatch(/mutants 1/);
+    // And indeed the remote copy is still the good one.
+    const sidecar = JSON.parse(await readFile(victim + '.dna', 'utf8')) as { dig: string };
+    const far = join(remoteDir, '2024', '03', '10', '023000', 'svnrepo.tar.gz');
+    expect(createHash('md5').update(await readFile(far)).digest('hex')).toBe(sidecar.dig);
   });
 
   it('does not send a tree that holds LOCKED (a backup being written), nor to a host whose key changed', async () => {
@@ -114,5 +123,30 @@ describe('examples/offbox-sync.ts', () => {
     const wrong = await recipe([], server.wrongKnownHostsPath);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/refused: EHOSTKEY/);
+  });
+
+  it('stops cleanly on SIGTERM mid-transfer: exit 2, the remote LOCKED released', async () => {
+    const big = join(scratch, 'big');
+    await mkdir(join(big, '2024', '03', '11', '023000'), { recursive: true });
+    await writeFile(join(big, '2024', '03', '11', '023000', 'raw.dat'), '');
+    await truncate(join(big, '2024', '03', '11', '023000', 'raw.dat'), 2 ** 31); // 2 GiB (sparse here, not over SFTP)
+    const far = join(server.root, 'paired', 'big');
+    const child = spawn(process.execPath, [tsx, script, big, `${server.username}@127.0.0.1:${server.port}`, far, '--key', server.privateKeyPath, '--known-hosts', server.knownHostsPath], { cwd: root });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => {
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        if (/^ {2}copy: /m.test(stdout)) resolve(); // the progress line of the copy phase
+      });
+      void exited.then(() => resolve());
+    });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(2);
+    expect(stderr).toMatch(/EABORTED: stopped by SIGTERM/);
+    expect(existsSync(join(far, 'LOCKED'))).toBe(false);
+    expect(existsSync(join(far, '2024', '03', '11', '023000', 'raw.dat'))).toBe(false); // no half file passed off as a whole one
   });
 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,5 +37,32 @@ describe('examples/quickstart.ts', () => {
     const [t] = await readdir(join(backups, y!, m!, d!));
     expect(t).toMatch(/^\d{6}$/);
     expect((await readdir(join(backups, y!, m!, d!, t!))).sort()).toEqual(['wiki.tar.gz', 'wiki.tar.gz.dna']);
+  });
+
+  // Cron starts the recipe through a symlink (/usr/local/bin/...), or from a
+  // folder whose name has a space: it must still run, not exit 0 silently.
+  it('runs when started through a symlink and from a path with a space', async () => {
+    const scratch = await mkdtemp(join(tmpdir(), 'stowage-qs-cli-'));
+    dirs.push(scratch);
+    const src = join(scratch, 'wiki');
+    await mkdir(src);
+    await writeFile(join(src, 'notes.txt'), 'crate 3 slot 7\n');
+
+    const bin = join(scratch, 'bin');
+    await mkdir(bin);
+    await symlink(join(root, 'examples', 'quickstart.ts'), join(bin, 'quickstart.ts'));
+    const viaLink = await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(bin, 'quickstart.ts'), src, join(scratch, 'backups-link')], { cwd: scratch });
+    expect(viaLink.stdout).toMatch(/identical to/);
+    expect(await readdir(join(scratch, 'backups-link'))).toHaveLength(1);
+
+    // A copy in "cron jobs/", importing `stowage` through its own node_modules.
+    const spaced = join(scratch, 'cron jobs');
+    await mkdir(join(spaced, 'node_modules'), { recursive: true });
+    await symlink(root, join(spaced, 'node_modules', 'stowage'));
+    await writeFile(join(spaced, 'package.json'), '{ "type": "module" }\n');
+    await copyFile(join(root, 'examples', 'quickstart.ts'), join(spaced, 'quickstart.ts'));
+    const viaSpace = await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(spaced, 'quickstart.ts'), src, join(scratch, 'backups-space')], { cwd: spaced });
+    expect(viaSpace.stdout).toMatch(/identical to/);
+    expect(await readdir(join(scratch, 'backups-space'))).toHaveLength(1);
   });
 });
