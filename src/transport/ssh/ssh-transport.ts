@@ -1024,6 +1024,15 @@ export class SshTransport implements Transport {
   /** {@inheritDoc Transport.list} */
   async list(dir: string, options: OpOptions = {}): Promise<TransportEntry[]> {
     return this.#retrying('list', dir, options.signal, async (s) => {
+      // OpenSSH's sftp-server lstat()s every entry it reads and silently
+      // leaves out those it cannot (a folder the far account may read but
+      // not search lists as empty): a listing taken for complete would have
+      // Retention purge, or sync delete, what it never saw. Whether the
+      // folder can be searched is asked beside the read (`dir/.` needs it).
+      const searchable = this.#call<Stats>(s, (cb) => s.sftp.stat(`${dir.endsWith('/') ? dir : dir + '/'}.`, cb)).then(
+        () => true,
+        (err: unknown) => (err as { code?: unknown }).code !== 3, // PERMISSION_DENIED; anything else is the read's to tell
+      );
       let entries: { filename: string; attrs: Stats }[];
       try {
         entries = await this.#call(s, (cb) => s.sftp.readdir(dir, cb));
@@ -1035,6 +1044,11 @@ export class SshTransport implements Transport {
           if (st !== undefined) throw new StowageError('ETRANSPORT', `Cannot list ${this.name}${dir}: it is not a directory.`, { details: { transport: this.name, path: dir }, cause: err });
         }
         throw e;
+      }
+      if (!(await searchable)) {
+        throw new StowageError('EIO', `Cannot list ${this.name}${dir}: the far account may read its names but not search it (no x permission), and the SFTP server leaves out every entry it cannot look at, so the listing would be incomplete. Give the account search permission on it (chmod u+x or g+x), or leave it out.`, {
+          details: { transport: this.name, path: dir, reason: 'not searchable' },
+        });
       }
       const base = dir.endsWith('/') ? dir : dir + '/';
       return entries

@@ -8,7 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -915,6 +915,31 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     await t2.put(Buffer.from('abc'), `${server.root}/a`);
     expect((await t2.digest(`${server.root}/a`)).dig).toBe(md5(Buffer.from('abc')));
     await t2.close();
+  });
+});
+
+describe('a folder the far account may read but not search', () => {
+  it('is not listed as empty (the SFTP server leaves out what it cannot look at): EIO, so nothing is planned or deleted from it', async () => {
+    // As root the permission bits are not enforced: the far SFTP server then
+    // runs without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH, like a normal user's.
+    const asUser = isRoot() ? ['ForceCommand /usr/bin/setpriv --bounding-set -dac_override,-dac_read_search /usr/lib/openssh/sftp-server'] : [];
+    await using server = await startSshd({ extraConfig: asUser });
+    await using t = new SshTransport(optionsFor(server));
+    const dir = join(server.root, 'set', 'data');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'svn.tar.gz'), 'archive');
+    await writeFile(join(dir, 'svn.tar.gz.dna'), '{}');
+    expect((await t.list(`${server.root}/set/data`)).map((e) => e.name)).toEqual(['svn.tar.gz', 'svn.tar.gz.dna']);
+    await chmod(dir, 0o444);
+    try {
+      const err = await caught(t.list(`${server.root}/set/data`));
+      expect(err.code).toBe('EIO');
+      expect(err.message).toMatch(/not search it/);
+      // The folder above, searchable, still lists.
+      expect((await t.list(`${server.root}/set`)).map((e) => e.name)).toEqual(['data']);
+    } finally {
+      await chmod(dir, 0o755);
+    }
   });
 });
 
