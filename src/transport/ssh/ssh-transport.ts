@@ -278,6 +278,9 @@ function requestSent(s: Session): void {
   s.outstanding += 1;
 }
 
+/** Times a plain mkdir is sent when the server refuses it (FAILURE) yet nothing is at the path (see SshTransport.mkdir). */
+const MKDIR_FAILURE_TRIES = 5;
+
 /** An error meaning the connection was lost: the operation may be retried on a new one. */
 function isConnectionLoss(err: unknown): boolean {
   if (err instanceof StowageError) return err.code === 'ECONNECT' || (err.code === 'ETIMEOUT' && err.details['lost'] === true);
@@ -1072,22 +1075,30 @@ export class SshTransport implements Transport {
     if (!options.recursive) {
       // Not retried: a mkdir that ran before the connection dropped would
       // come back as EEXIST, and mkdir is the lock primitive.
+      // OpenSSH answers a mkdir of an existing path with a bare FAILURE,
+      // told from other failures by an lstat. A contender that removed the
+      // path in between (a lock released) leaves nothing to find: the
+      // server did refuse the mkdir, so it is sent again (a few times).
       const s = await this.#session$(signal);
-      try {
-        await raceAbort(
-          this.#call(s, (cb) => s.sftp.mkdir(path, cb)),
-          signal,
-        );
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        const e = this.#mapError(err, 'create directory', path, s);
-        if (e.details['sftpStatus'] === 'FAILURE' && !s.dead) {
-          const st = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb)).catch(() => undefined);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await raceAbort(
+            this.#call(s, (cb) => s.sftp.mkdir(path, cb)),
+            signal,
+          );
+          return;
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason;
+          const e = this.#mapError(err, 'create directory', path, s);
+          if (e.details['sftpStatus'] !== 'FAILURE' || s.dead) throw e;
+          const st = await raceAbort(
+            this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb)).catch(() => undefined),
+            signal,
+          );
           if (st !== undefined) throw new StowageError('EEXIST', `Cannot create directory ${this.name}${path}: it already exists.`, { details: { transport: this.name, path }, cause: err });
+          if (attempt >= MKDIR_FAILURE_TRIES) throw e;
         }
-        throw e;
       }
-      return;
     }
     await this.#retrying('create directory', path, signal, (s) => this.#mkdirp(s, path));
   }

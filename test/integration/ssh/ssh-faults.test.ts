@@ -918,6 +918,36 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
   });
 });
 
+describe('LockDir over SSH under contention', () => {
+  it('two holders taking turns on one far lock never see a bare SFTP FAILURE (a lock released between the mkdir and its check)', async () => {
+    // The race is a matter of timing: without the fix, about one run in two of these 500 turns met it here.
+    await using server = await startSshd();
+    const { LockDir } = await import('../../../src/lock/lock-dir.js');
+    await using ta = new SshTransport(optionsFor(server));
+    await using tb = new SshTransport(optionsFor(server));
+    const dir = `${server.root}/contended`;
+    await mkdir(dir);
+    const errors: string[] = [];
+    const turns = async (t: SshTransport, who: string): Promise<number> => {
+      let held = 0;
+      for (let i = 0; i < 250; i++) {
+        const lock = new LockDir(dir, { transport: t, purpose: who });
+        try {
+          await lock.acquire({ waitMs: 20_000 });
+          held++;
+          await lock.release();
+        } catch (err) {
+          errors.push(`${(err as StowageError).code}: ${(err as Error).message}`);
+        }
+      }
+      return held;
+    };
+    const [a, b] = await Promise.all([turns(ta, 'a'), turns(tb, 'b')]);
+    expect(errors).toEqual([]);
+    expect(a + b).toBe(500);
+  });
+});
+
 describe('a folder the far account may read but not search', () => {
   it('is not listed as empty (the SFTP server leaves out what it cannot look at): EIO, so nothing is planned or deleted from it', async () => {
     // As root the permission bits are not enforced: the far SFTP server then
