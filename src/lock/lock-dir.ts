@@ -684,6 +684,18 @@ export class LockDir {
       if (createdDir) await this.#fs.remove(this.path).catch(() => {});
       throw err;
     }
+    // The file's mtime is the heartbeat, which contenders read with their
+    // own clocks: made by the far host (another machine over a transport),
+    // it is in that host's time until the first heartbeat, and a far clock
+    // running minutes behind made a fresh lock look stale at once (two
+    // holders). Set from ours now, as every heartbeat will be.
+    try {
+      await this.#fs.setMtime(this.#ownerPath, Date.now());
+    } catch (err) {
+      await this.#fs.remove(this.#ownerPath).catch(() => {});
+      if (createdDir) await this.#fs.remove(this.path).catch(() => {});
+      throw err;
+    }
     this.#owner = owner;
     this.#controller = new AbortController();
     this.#state = 'held';

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LockDir } from '../../../src/lock/lock-dir.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 
@@ -22,6 +22,27 @@ describe('LockDir transport option', () => {
     expect(inspected.locked).toBe(true);
     await lock.release();
     await expect(stat(join(dir, 'LOCKED'))).rejects.toThrow();
+  });
+
+  it('a fresh lock on a host whose clock runs minutes behind the contenders\' is not taken for stale (its heartbeat is set from the holder\'s clock at once)', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stowage-lock-skew-'));
+    // The contenders agree with each other, 2 minutes ahead of the host the lock lives on (here: the file system's clock).
+    const realNow = Date.now.bind(Date);
+    const skew = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 120_000);
+    try {
+      const a = new LockDir(dir, { transport: new LocalTransport(), purpose: 'a', staleMs: 60_000 });
+      await a.acquire();
+      const b = new LockDir(dir, { transport: new LocalTransport(), purpose: 'b', staleMs: 60_000 });
+      const err = await b.acquire({ waitMs: 0 }).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string },
+      );
+      expect(err?.code).toBe('ELOCKED');
+      expect(b.held).toBe(false);
+      await a.release();
+    } finally {
+      skew.mockRestore();
+    }
   });
 
   it('refuses fs and transport together, and a transport without lockFs', () => {
