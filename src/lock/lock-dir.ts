@@ -32,7 +32,10 @@
  *   owner in another container must not look dead. An owner file without
  *   `machine` (older writers) is tested when its host name (`os.hostname()`)
  *   is ours. Otherwise (another host, a remote tree) only the heartbeat
- *   counts, so clocks must agree to well within `staleMs`.
+ *   counts, so the clocks of the machines taking the lock must agree to
+ *   well within `staleMs` (the heartbeat is always set from the holder's
+ *   clock, from the moment the lock is taken; the clock of the host that
+ *   holds the folder does not matter).
  * - **Takeover** (rename-then-check): the stale `owner.json` is renamed to a
  *   unique name `owner.json.stale-<our token>`. Rename is atomic, so of
  *   several contenders that judged the same owner stale, one moves it. The
