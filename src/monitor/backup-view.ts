@@ -3,10 +3,15 @@
  * their time, size and a way to verify them, whether they come from a
  * dated backup tree on a transport or from the archives a Catalog records.
  *
- * A dated tree is read the way Retention reads it (`listBackupSets`): a
- * set under a foreign `LOCKED` is being written and is not a backup yet,
- * nor is a set holding a `.part` file or no data file. Sets are inspected
- * lazily, newest first, only as far as the checks need.
+ * A dated tree is read the way Retention reads it (`listBackupSets`), but
+ * a lock is judged differently: Retention leaves every set under a foreign
+ * `LOCKED` alone, while the Monitor passes over only the set that may be
+ * being written, one with a `LOCKED` in its own folder, or the newest set
+ * under a lock above it (the tree's root, held by a nightly run or a
+ * sync) while it is incomplete. A set holding a `.part` file or no data
+ * file is not a backup either; one holding only sidecars lost its data
+ * and is reported. Sets are inspected lazily, newest first, only as far
+ * as the checks need.
  *
  * A backup dated after the time of the run (a clock or naming error: a
  * set misnamed `2099/…`) is not "the newest" either, as Retention does
@@ -22,12 +27,28 @@
  * @module
  */
 import type { Catalog } from '../catalog/catalog.js';
-import { dnaEqual } from '../dna/dna.js';
+import type { ArchiveRecord } from '../catalog/catalog.js';
+import { SIDECAR_SUFFIX } from '../dna/dna-digest.js';
+import { dnaEqual, type Dna } from '../dna/dna.js';
 import { StowageError, type StowageWarning } from '../errors.js';
-import { checkSidecars, checkTreeRoot, inspectSet, resolveTreeOptions, scanBackupTree } from '../retention/backup-sets.js';
+import { LockDir } from '../lock/lock-dir.js';
+import { checkSidecars, checkTreeRoot, inspectSet, readSidecarVia, resolveTreeOptions, scanBackupTree, type LockOptions, type SetContents } from '../retention/backup-sets.js';
+import { transportLockFs } from '../transport/lock-fs.js';
 import { posixDirname, posixJoin } from '../transport/put-source.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
+
+/** What re-digesting one backup found. */
+export interface ViewVerification {
+  /** Files digested. */
+  readonly files: number;
+  /** Definite failures: a file that does not match, a recorded file that is missing. */
+  readonly problems: readonly string[];
+  /** Data files that have no DNA sidecar, so were not verified (dated trees). */
+  readonly unsigned: readonly string[];
+  /** Mismatches explained by a writer at work (an archive being rewritten): not failures. */
+  readonly notes: readonly string[];
+}
 
 /** A complete backup, ready for the checks. */
 export interface ViewBackup {
@@ -38,15 +59,20 @@ export interface ViewBackup {
   /** Bytes of its data files (sidecars excluded). */
   readonly bytes: number;
   /** Re-digests it. */
-  verify(signal: AbortSignal | undefined): Promise<{ readonly files: number; readonly problems: readonly string[] }>;
+  verify(signal: AbortSignal | undefined): Promise<ViewVerification>;
 }
 
 /** A newer set that is not (yet) a backup. */
 export interface SkippedBackup {
   /** Its id. */
   readonly id: string;
-  /** Why it does not count: locked, incomplete. */
+  /** Why it does not count: locked, incomplete, being written, removed meanwhile. */
   readonly reason: string;
+  /**
+   * Set when being passed over is itself a failure that must be reported
+   * (its data files are gone), not a writer at work: what is wrong.
+   */
+  readonly problem?: string;
 }
 
 /** A backup dated after the time of the run. */
@@ -124,40 +150,67 @@ export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undef
     .map((s) => ({ id: s.id, time: s.time }));
   const found: ViewBackup[] = [];
   const skipped: SkippedBackup[] = [];
+  // Locks above the sets (root, year, month, day) whose newest set was met:
+  // only that one may be the set their writer is filling.
+  const writerSeen = new Set<string>();
   let next = 0;
   return {
     locks,
     transport: t,
     async newest(n, sig) {
-      const lockOptions = sig ? { ownLockToken: undefined, signal: sig } : { ownLockToken: undefined, signal: undefined };
+      const lockOptions: LockOptions = { ownLockToken: undefined, signal: sig };
       while (found.length < n && next < newestFirst.length) {
         throwIfAborted(sig);
         const set = newestFirst[next++]!;
-        const passOver = (reason: string): void => {
-          if (found.length === 0) skipped.push({ id: set.id, reason });
+        const passOver = (reason: string, problem?: string): void => {
+          if (found.length === 0) skipped.push(problem === undefined ? { id: set.id, reason } : { id: set.id, reason, problem });
         };
-        if (set.lockedBy !== undefined) {
+        // A lock in the set's own folder: the set is being written. A lock
+        // above it (the tree's root, held by a nightly run or by sync for
+        // its whole length) covers every set, but only the newest of them
+        // can be the one being written: the older complete sets are the
+        // backups to judge. (Retention still leaves them all alone: it
+        // reads the same lockedBy and does not purge under it.)
+        const ancestorLock = set.lockedBy !== undefined && !set.lockedBy.startsWith(`${set.path}/`) ? set.lockedBy : undefined;
+        if (set.lockedBy !== undefined && ancestorLock === undefined) {
           passOver(`locked by ${set.lockedBy}`);
           continue;
         }
-        const contents = await inspectSet(t, set.path, lockOptions);
+        const mayBeWritten = ancestorLock !== undefined && !writerSeen.has(ancestorLock);
+        if (ancestorLock !== undefined) writerSeen.add(ancestorLock);
+        const contents = await inspectOrVanished(t, set.path, lockOptions);
+        if (contents === undefined) {
+          passOver('removed since the tree was listed');
+          continue;
+        }
         if (contents.locks.length > 0) {
           locks.push(...contents.locks.filter((l) => !locks.includes(l)));
           passOver(`locked by ${contents.locks[0]}`);
           continue;
         }
+        if (contents.files.length === 0 && contents.partFiles.length === 0 && contents.orphanSidecars.length > 0) {
+          // Sidecars are written after their file (Archiver, sync): a set of
+          // sidecars alone is not one being written but one that lost its data.
+          const k = contents.orphanSidecars.length;
+          passOver('data files missing', `holds only ${k} DNA sidecar${k === 1 ? '' : 's'} and no data file: its data files are missing (e.g. ${contents.orphanSidecars[0]})`);
+          continue;
+        }
         if (!contents.complete) {
-          passOver(contents.partFiles.length > 0 ? `incomplete: ${contents.partFiles.length} .part file(s)` : 'incomplete: no data file');
+          const why = contents.partFiles.length > 0 ? `incomplete: ${contents.partFiles.length} .part file(s)` : 'incomplete: no data file';
+          passOver(ancestorLock === undefined ? why : `${why}, being written under ${ancestorLock}`);
+          continue;
+        }
+        const unsigned = contents.files.filter((f) => !contents.sidecars.has(f.rel)).map((f) => f.path);
+        if (mayBeWritten && unsigned.length > 0) {
+          // A file whose sidecar is not written yet, under a live writer's lock.
+          passOver(`being written under ${ancestorLock}: ${unsigned.length} file(s) without their DNA sidecar yet`);
           continue;
         }
         found.push({
           id: set.id,
           time: set.time,
           bytes: contents.files.reduce((s, f) => s + f.size, 0),
-          verify: async (vs) => {
-            const r = await checkSidecars(t, contents, vs);
-            return { files: r.checked, problems: r.problems };
-          },
+          verify: (vs) => verifySet(t, set.path, contents, unsigned, vs),
         });
       }
       return { backups: found.slice(0, n), future: [...future], skipped: [...skipped], exhausted: found.length < n };
@@ -165,16 +218,113 @@ export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undef
   };
 }
 
+/**
+ * Lists a set, or `undefined` when it was removed since the tree was listed
+ * (Retention purging it meanwhile). A set renamed away and put back by
+ * Retention (it found a lock) is listed again once.
+ */
+async function inspectOrVanished(t: Transport, path: string, o: LockOptions): Promise<SetContents | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await inspectSet(t, path, o);
+    } catch (err) {
+      if (o.signal?.aborted) throw o.signal.reason;
+      if (!(err instanceof StowageError) || err.code !== 'ENOT_FOUND') throw err;
+      if ((await t.exists(path, o.signal ? { signal: o.signal } : {})) === undefined) return undefined;
+      if (attempt > 0) throw err;
+    }
+  }
+}
+
+/** Re-digests a set's files against their sidecars; a set removed meanwhile is a note, not a failure. */
+async function verifySet(t: Transport, path: string, contents: SetContents, unsigned: readonly string[], signal: AbortSignal | undefined): Promise<ViewVerification> {
+  const r = await checkSidecars(t, contents, signal);
+  if (r.problems.length > 0 && (await t.exists(path, signal ? { signal } : {})) === undefined) {
+    return { files: 0, problems: [], unsigned: [], notes: [`${path} was removed while it was being verified`] };
+  }
+  return { files: r.checked, problems: r.problems, unsigned: r.checked === 0 ? [] : unsigned, notes: [] };
+}
+
 /** How many archive records a Catalog view reads at most. */
 export const CATALOG_VIEW_LIMIT = 10_000;
+
+/** The file's DNA, in `dna`'s algorithm (digested again when `actual` is in another). */
+async function digestAs(spec: CatalogSourceSpec, path: string, actual: Dna, dna: Dna, signal: AbortSignal | undefined): Promise<Dna> {
+  return actual.algorithm === dna.algorithm ? actual : spec.transport.digest(path, dna.algorithm, signal ? { signal } : {});
+}
+
+/** The live (not stale) `LOCKED` of a writer directly in one of `dirs`, if any. */
+async function liveLockIn(t: Transport, dirs: readonly string[], staleMs: number | undefined, signal: AbortSignal | undefined): Promise<string | undefined> {
+  for (const d of dirs) {
+    let info;
+    try {
+      info = await LockDir.inspect(d, { fs: transportLockFs(t), ...(staleMs !== undefined ? { staleMs } : {}) });
+    } catch {
+      if (signal?.aborted) throw signal.reason;
+      continue; // an unreadable lock proves no writer at work; the locks check reports it
+    }
+    if (info.locked && !info.stale) {
+      const o = info.owner;
+      return `${info.path}${o ? ` (pid ${o.pid} on ${o.host}${o.purpose ? `, ${o.purpose}` : ''})` : ''}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * An archive that does not match the record read at the start of the run:
+ * a Partitioner may have rewritten it since (its partial tail is rewritten
+ * until full: the new file is renamed into place, its sidecar written, then
+ * its record). Fine when the Catalog now records what the file holds; "being
+ * rewritten" (a note, not a failure) when the file matches its own sidecar,
+ * that sidecar is newer than the record, and a writer holds a live
+ * `LOCKED` on the archive's folder or the one above (its outDir);
+ * otherwise a failure.
+ */
+async function judgeMismatch(
+  spec: CatalogSourceSpec,
+  first: ArchiveRecord,
+  path: string,
+  actual: Dna,
+  signal: AbortSignal | undefined,
+  lockStaleMs: number | undefined,
+): Promise<{ problem?: string; note?: string }> {
+  const record = spec.catalog.archive(first.path);
+  if (record === undefined) return { note: `${path} was forgotten by the Catalog (pruned) while it was being verified` };
+  if (!dnaEqual(record.dna, first.dna) && dnaEqual(record.dna, await digestAs(spec, path, actual, record.dna, signal))) return {};
+  const mismatch = `${path} does not match its recorded DNA: expected ${record.dna.dig} (${record.dna.size} bytes), got ${actual.dig} (${actual.size} bytes)`;
+  const sidecarPath = path + SIDECAR_SUFFIX;
+  let sidecar: Dna;
+  let sidecarTime: number;
+  try {
+    sidecar = await readSidecarVia(spec.transport, sidecarPath, signal);
+    sidecarTime = (await spec.transport.stat(sidecarPath, signal ? { signal } : {})).mtimeMs;
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    if (err instanceof StowageError && (err.code === 'ENOT_FOUND' || err.code === 'EBAD_SIDECAR' || err.code === 'ENO_SIDECAR')) return { problem: mismatch };
+    throw err;
+  }
+  // SFTP gives whole seconds: a sidecar stamped in the record's second counts as newer.
+  const created = record.created.getTime();
+  const newer = sidecarTime % 1000 === 0 ? sidecarTime >= Math.floor(created / 1000) * 1000 : sidecarTime > created;
+  if (!newer) return { problem: mismatch };
+  if (!dnaEqual(sidecar, await digestAs(spec, path, actual, sidecar, signal))) return { problem: mismatch };
+  const folder = posixDirname(path);
+  const writer = await liveLockIn(spec.transport, [folder, posixDirname(folder)], lockStaleMs, signal);
+  if (writer === undefined) return { problem: mismatch };
+  return {
+    note: `${path} is being rewritten: it matches its sidecar (${sidecar.dig}, newer than the record) and ${writer} is live; the Catalog still records ${record.dna.dig}`,
+  };
+}
 
 /**
  * Groups a Catalog's archive records into backups by directory.
  *
  * @param spec - the catalog, prefix, and where the archives are
  * @param now - the time of the run, ms: backups dated after it are set apart
+ * @param lockStaleMs - when a writer's `LOCKED` is stale (default LockDir's)
  */
-export function catalogView(spec: CatalogSourceSpec, now: number): BackupView {
+export function catalogView(spec: CatalogSourceSpec, now: number, lockStaleMs?: number): BackupView {
   const records = spec.catalog.archives({ prefix: spec.prefix, limit: CATALOG_VIEW_LIMIT });
   const groups = new Map<string, typeof records>();
   for (const r of records) {
@@ -189,8 +339,9 @@ export function catalogView(spec: CatalogSourceSpec, now: number): BackupView {
       id,
       time: new Date(Math.max(...rs.map((r) => r.created.getTime()))),
       bytes: rs.reduce((s, r) => s + r.dna.size, 0),
-      verify: async (signal: AbortSignal | undefined) => {
+      verify: async (signal: AbortSignal | undefined): Promise<ViewVerification> => {
         const problems: string[] = [];
+        const notes: string[] = [];
         let files = 0;
         for (const r of rs) {
           throwIfAborted(signal);
@@ -198,14 +349,18 @@ export function catalogView(spec: CatalogSourceSpec, now: number): BackupView {
           try {
             const actual = await spec.transport.digest(path, r.dna.algorithm, signal ? { signal } : {});
             files++;
-            if (!dnaEqual(r.dna, actual)) problems.push(`${path} does not match its recorded DNA: expected ${r.dna.dig} (${r.dna.size} bytes), got ${actual.dig} (${actual.size} bytes)`);
+            if (dnaEqual(r.dna, actual)) continue;
+            const judged = await judgeMismatch(spec, r, path, actual, signal, lockStaleMs);
+            if (judged.problem !== undefined) problems.push(judged.problem);
+            if (judged.note !== undefined) notes.push(judged.note);
           } catch (err) {
             if (signal?.aborted) throw signal.reason;
-            if (err instanceof StowageError && err.code === 'ENOT_FOUND') problems.push(`${path} is recorded but missing on ${spec.transport.name}`);
-            else throw err;
+            if (!(err instanceof StowageError) || err.code !== 'ENOT_FOUND') throw err;
+            if (spec.catalog.archive(r.path) === undefined) notes.push(`${path} was forgotten by the Catalog (pruned) while it was being verified`);
+            else problems.push(`${path} is recorded but missing on ${spec.transport.name}`);
           }
         }
-        return { files, problems };
+        return { files, problems, unsigned: [], notes };
       },
     }))
     .sort((a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : -1));

@@ -138,6 +138,17 @@ function futureWarning(n: NewestBackups, now: number): string | undefined {
   return `${f.id} is dated ${formatDuration(f.time.getTime() - now)} in the future (not counted${more}): check the clock or the folder name`;
 }
 
+/**
+ * The warning about newer sets passed over for a failure of their own (their
+ * data files are gone), not because a writer is at work, or undefined.
+ */
+function damagedWarning(n: NewestBackups): string | undefined {
+  const d = n.skipped.filter((s) => s.problem !== undefined);
+  if (d.length === 0) return undefined;
+  const more = d.length > 1 ? ` (and ${d.length - 1} more set${d.length > 2 ? 's' : ''})` : '';
+  return `newer set ${d[0]!.id} ${d[0]!.problem}${more}: restore it from the paired node or run the backup again`;
+}
+
 /** Newest backup age; backups dated after the run are left out and warned about. */
 export async function checkAge(ctx: CheckContext): Promise<MonitorCheckResult> {
   const t = ctx.config.maxAge!;
@@ -145,21 +156,21 @@ export async function checkAge(ctx: CheckContext): Promise<MonitorCheckResult> {
   return guarded('age', ctx, empty, async () => {
     const n = await newestOf(ctx, 1);
     if ('code' in n) return result('age', 'critical', `cannot list backups: ${n.message}`, [], empty, n);
-    const skipped = n.skipped.map((s) => ({ id: s.id, reason: s.reason }));
+    const skipped = n.skipped.map((s) => (s.problem === undefined ? { id: s.id, reason: s.reason } : { id: s.id, reason: s.reason, problem: s.problem }));
     const future = n.future.map((f) => ({ id: f.id, time: f.time.toISOString() }));
-    const ahead = futureWarning(n, ctx.now);
+    const warnings = [damagedWarning(n), futureWarning(n, ctx.now)].filter((w): w is string => w !== undefined);
     const newest = n.backups[0];
     if (newest === undefined) {
       const none = skipped.length > 0 ? `no complete backup (${skipped.length} locked or incomplete)` : 'no backup found';
-      return result('age', 'critical', ahead === undefined ? none : `${none}; ${ahead}`, [], { ...empty, skipped, future });
+      return result('age', 'critical', [none, ...warnings].join('; '), [], { ...empty, skipped, future });
     }
     const ageMs = ctx.now - newest.time.getTime();
     const details = { newest: newest.id, newestTime: newest.time.toISOString(), sets: 1, skipped, future };
     const m = [metric('age', Math.round(ageMs / 1000), 's', seconds(t.warningMs), seconds(t.criticalMs))];
     const status = statusAbove(ageMs, t);
     const message = `newest backup ${formatDuration(ageMs)} old`;
-    if (ahead === undefined) return result('age', status, message, m, details);
-    return result('age', worstStatus(status, 'warning'), `${message}; ${ahead}`, m, details);
+    if (warnings.length === 0) return result('age', status, message, m, details);
+    return result('age', worstStatus(status, 'warning'), [message, ...warnings].join('; '), m, details);
   });
 }
 
@@ -218,6 +229,8 @@ export async function checkDna(ctx: CheckContext): Promise<MonitorCheckResult> {
     if (n.backups.length === 0) return result('dna', 'critical', 'no backup to verify', [], empty);
     let files = 0;
     const problems: string[] = [];
+    const unsigned: string[] = [];
+    const notes: string[] = [];
     const sets: string[] = [];
     for (const b of n.backups) {
       throwIfAborted(ctx.signal);
@@ -225,14 +238,25 @@ export async function checkDna(ctx: CheckContext): Promise<MonitorCheckResult> {
       sets.push(b.id);
       files += v.files;
       problems.push(...v.problems.map((p) => `${b.id}: ${p}`));
+      unsigned.push(...v.unsigned);
+      notes.push(...v.notes.map((p) => `${b.id}: ${p}`));
     }
-    const details = { sets, files, problems };
-    const metrics = [metric('dna_files', files, 'c'), metric('dna_problems', problems.length, 'c', null, 0)];
+    const damaged = damagedWarning(n);
+    const details = { sets, files, problems, unsigned, notes, ...(damaged === undefined ? {} : { damaged }) };
+    const metrics = [metric('dna_files', files, 'c'), metric('dna_problems', problems.length, 'c', null, 0), metric('dna_unsigned', unsigned.length, 'c', 0)];
     const which = n.backups.length === 1 ? 'the newest backup' : `the ${n.backups.length} newest backups`;
     if (problems.length > 0) {
       return result('dna', 'critical', `DNA of ${which} does not verify: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, metrics, details);
     }
-    return result('dna', 'ok', `DNA of ${which} verified (${files} file${files === 1 ? '' : 's'})`, metrics, details);
+    const verified = `DNA of ${which} verified (${files} file${files === 1 ? '' : 's'})`;
+    const warnings: string[] = [];
+    if (unsigned.length > 0) {
+      const k = unsigned.length;
+      warnings.push(`${k} file${k === 1 ? ' has' : 's have'} no DNA sidecar and ${k === 1 ? 'was' : 'were'} not verified (${unsigned[0]}${k > 1 ? `, and ${k - 1} more` : ''}): write ${k === 1 ? 'its sidecar' : 'their sidecars'} (DnaDigest.writeSidecar) or back ${k === 1 ? 'it' : 'them'} up again`);
+    }
+    if (damaged !== undefined) warnings.push(damaged);
+    const status: MonitorStatus = warnings.length > 0 ? 'warning' : 'ok';
+    return result('dna', status, [verified, ...warnings, ...notes].join('; '), metrics, details);
   });
 }
 

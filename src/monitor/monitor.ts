@@ -252,7 +252,7 @@ export class Monitor {
 
     let view: BackupView | MonitorCheckError;
     try {
-      view = this.#tree !== undefined ? await treeView(this.#tree, signal, now) : catalogView(this.#catalogSource!, now);
+      view = this.#tree !== undefined ? await treeView(this.#tree, signal, now) : catalogView(this.#catalogSource!, now, this.constraints.locks?.staleMs);
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       view = errorOf(err);

@@ -76,8 +76,9 @@ describe('Monitor over SshTransport', () => {
     const old = (Date.now() - 3 * 3_600_000) / 1000;
     await utimes(join(root, 'LOCKED', 'owner.json'), old, old);
     const r = await new Monitor({ transport: ssh, dir: root }, { verify: true, locks: true }, { timeZone: 'UTC' }).check({ now: NEWEST });
-    // The whole tree is under a (stale) LOCKED: no set counts as a backup.
-    expect(r.check('dna')).toMatchObject({ status: 'critical', message: 'no backup to verify' });
+    // The whole tree is under a (stale) LOCKED: it hides only a newest set still being written, so the mutant is found all the same.
+    expect(r.check('dna')).toMatchObject({ status: 'critical' });
+    expect(r.check('dna')!.message).toContain(`${join(root, ...NIGHTS[2]!.split('/'), 'svn.tar.gz')} does not match its DNA`);
     expect(r.check('locks')).toMatchObject({ status: 'warning' });
     expect(r.check('locks')!.message).toMatch(/^stale lock ssh:\/\/.*\/troubled\/LOCKED \(pid 4242 on backup-node, nightly sync\): no heartbeat for 3h/);
 
