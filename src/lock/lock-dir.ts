@@ -687,18 +687,7 @@ export class LockDir {
       if (createdDir) await this.#fs.remove(this.path).catch(() => {});
       throw err;
     }
-    // The file's mtime is the heartbeat, which contenders read with their
-    // own clocks: made by the far host (another machine over a transport),
-    // it is in that host's time until the first heartbeat, and a far clock
-    // running minutes behind made a fresh lock look stale at once (two
-    // holders). Set from ours now, as every heartbeat will be.
-    try {
-      await this.#fs.setMtime(this.#ownerPath, Date.now());
-    } catch (err) {
-      await this.#fs.remove(this.#ownerPath).catch(() => {});
-      if (createdDir) await this.#fs.remove(this.path).catch(() => {});
-      throw err;
-    }
+    await this.#stampClaim();
     this.#owner = owner;
     this.#controller = new AbortController();
     this.#state = 'held';
@@ -808,6 +797,28 @@ export class LockDir {
   }
 
   /** Reads the owner file, allowing a short grace period for a checker that moved it. */
+  /**
+   * Sets our fresh owner file's mtime (the heartbeat) from our clock. Made
+   * by the host holding the folder (another machine, over a transport), it
+   * is in that host's time until the first heartbeat, which contenders read
+   * with their own clocks: a far clock running minutes behind made a fresh
+   * lock look stale at once (two holders). A contender's rename-then-check
+   * may hold the file aside for a moment: tried again as {@link #confirm}
+   * reads it, then left to the first heartbeat. Never throws: the lock is
+   * ours either way.
+   */
+  async #stampClaim(): Promise<void> {
+    for (const delay of CONFIRM_DELAYS_MS) {
+      if (delay > 0) await sleep(delay);
+      try {
+        await this.#fs.setMtime(this.#ownerPath, Date.now());
+        return;
+      } catch (err) {
+        if (!isStowageError(err, 'ENOT_FOUND')) return;
+      }
+    }
+  }
+
   async #confirm(token: string): Promise<'ours' | 'missing' | LockOwner | undefined> {
     for (const delay of CONFIRM_DELAYS_MS) {
       if (delay > 0) await sleep(delay);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LockDir } from '../../../src/lock/lock-dir.js';
+import { StowageError } from '../../../src/errors.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 
 // DESIGN.md names the option `transport`: the lock is planted through the
@@ -42,6 +43,32 @@ describe('LockDir transport option', () => {
       await a.release();
     } finally {
       skew.mockRestore();
+    }
+  });
+
+  it('a claim whose owner file a contender holds aside for a moment (rename-then-check) is still ours: the mtime is set once it is back, or left to the heartbeat', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stowage-lock-stamp-'));
+    const base = new LocalTransport().lockFs();
+    for (const failure of [{ code: 'ENOT_FOUND', times: 2 }, { code: 'ENOT_FOUND', times: 99 }, { code: 'EIO', times: 1 }]) {
+      let left = failure.times;
+      const fs = {
+        ...base,
+        mkdir: base.mkdir.bind(base),
+        createFile: base.createFile.bind(base),
+        readFile: base.readFile.bind(base),
+        rename: base.rename.bind(base),
+        remove: base.remove.bind(base),
+        stat: base.stat.bind(base),
+        setMtime: async (path: string, mtimeMs: number): Promise<void> => {
+          if (left-- > 0) throw new StowageError(failure.code as 'EIO', `${path}: held aside`);
+          return base.setMtime(path, mtimeMs);
+        },
+      };
+      const lock = new LockDir(dir, { fs, purpose: failure.code });
+      await lock.acquire();
+      expect(lock.held).toBe(true);
+      expect(JSON.parse(await readFile(join(dir, 'LOCKED', 'owner.json'), 'utf8')).token).toBe(lock.owner?.token);
+      await lock.release();
     }
   });
 
