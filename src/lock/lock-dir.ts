@@ -796,7 +796,6 @@ export class LockDir {
     }
   }
 
-  /** Reads the owner file, allowing a short grace period for a checker that moved it. */
   /**
    * Sets our fresh owner file's mtime (the heartbeat) from our clock. Made
    * by the host holding the folder (another machine, over a transport), it
@@ -819,6 +818,7 @@ export class LockDir {
     }
   }
 
+  /** Reads the owner file, allowing a short grace period for a checker that moved it. */
   async #confirm(token: string): Promise<'ours' | 'missing' | LockOwner | undefined> {
     for (const delay of CONFIRM_DELAYS_MS) {
       if (delay > 0) await sleep(delay);

@@ -10,8 +10,8 @@
  * bounded memory. The range digest and the row count are computed in the
  * same pass, and the snapshot is released as soon as every table is read.
  *
- * A spill file is digested (md5) as it is written and again as it is read
- * back; bytes that changed in between (a disk fault, another process) fail
+ * A spill file is digested (md5) as it is written (with a unique key, the
+ * range digest is that md5 already) and again as it is read back; bytes that changed in between (a disk fault, another process) fail
  * the read with EIO at its end, so that the archive being written from them
  * is never put in place: the range digest in its manifest was computed
  * before the spill, and a restore would refuse the rows only years later,
@@ -155,7 +155,10 @@ export class RowSpool {
     let held = 0;
     let handle: FileHandle | undefined;
     let fileBytes = 0;
-    const fileHash = createHash('md5');
+    // A spill file holds every byte taken in: with a unique key the range
+    // digest is already the md5 of exactly those bytes, so it is not
+    // computed twice; otherwise the file gets an md5 of its own.
+    const fileHash = options.uniqueKey === true ? undefined : createHash(RANGE_DIGEST_ALGORITHM);
     let done = false;
     const cleanup = async (): Promise<void> => {
       if (handle !== undefined) {
@@ -185,19 +188,20 @@ export class RowSpool {
             throw fromFsError(err, 'create', spillPath);
           }
           for (const h of chunks.splice(0)) {
-            fileHash.update(h);
+            fileHash?.update(h);
             fileBytes += await writeAll(handle, h, spillPath);
           }
           held = 0;
         }
-        fileHash.update(buf);
+        fileHash?.update(buf);
         fileBytes += await writeAll(handle, buf, spillPath);
       },
       async finish(): Promise<RowSpool> {
         done = true;
         const digest = digester.digest();
         await handle?.close();
-        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes, handle === undefined ? undefined : fileHash.digest('hex'));
+        const fileDigest = handle === undefined ? undefined : (fileHash?.digest('hex') ?? digest.digest);
+        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes, fileDigest);
       },
       async abort(): Promise<void> {
         if (done && handle === undefined) return;
@@ -224,7 +228,7 @@ export class RowSpool {
     } catch (err) {
       throw fromFsError(err, 'read', this.#file);
     }
-    const hash = createHash('md5');
+    const hash = createHash(RANGE_DIGEST_ALGORITHM);
     try {
       let left = this.#fileBytes;
       while (left > 0) {

@@ -55,12 +55,12 @@ describe('RowSpool', () => {
     }
   });
 
-  it('refuses spilled rows that changed before they were read back (EIO), holding back their last bytes', async () => {
+  it.each([false, true])('refuses spilled rows that changed before they were read back (EIO), holding back their last bytes (uniqueKey %s)', async (uniqueKey) => {
     const d = await tempDir();
     const spillPath = join(d, 'spill');
     // 1,800 KiB of rows in 777-byte chunks: read back in two reads of 1 MiB or less.
     const big = Buffer.from(text.repeat(15));
-    const s = await RowSpool.fill(Readable.from(chunks(big, 777)), { keyIndex: 0, memoryBytes: 1000, spillPath });
+    const s = await RowSpool.fill(Readable.from(chunks(big, 777)), { keyIndex: 0, uniqueKey, memoryBytes: 1000, spillPath });
     expect(s.spilled).toBe(true);
     const onDisk = readFileSync(spillPath);
     onDisk[100]! ^= 0x01; // same length, one bit
