@@ -248,6 +248,11 @@ async function verifySet(t: Transport, path: string, contents: SetContents, unsi
 /** How many archive records a Catalog view reads at most. */
 export const CATALOG_VIEW_LIMIT = 10_000;
 
+/** The note on an archive the Catalog forgot (pruned) during the check: not a failure. */
+function forgottenNote(path: string): string {
+  return `${path} was forgotten by the Catalog (pruned) while it was being verified`;
+}
+
 /** The file's DNA, in `dna`'s algorithm (digested again when `actual` is in another). */
 async function digestAs(spec: CatalogSourceSpec, path: string, actual: Dna, dna: Dna, signal: AbortSignal | undefined): Promise<Dna> {
   return actual.algorithm === dna.algorithm ? actual : spec.transport.digest(path, dna.algorithm, signal ? { signal } : {});
@@ -290,7 +295,7 @@ async function judgeMismatch(
   lockStaleMs: number | undefined,
 ): Promise<{ problem?: string; note?: string }> {
   const record = spec.catalog.archive(first.path);
-  if (record === undefined) return { note: `${path} was forgotten by the Catalog (pruned) while it was being verified` };
+  if (record === undefined) return { note: forgottenNote(path) };
   if (!dnaEqual(record.dna, first.dna) && dnaEqual(record.dna, await digestAs(spec, path, actual, record.dna, signal))) return {};
   const mismatch = `${path} does not match its recorded DNA: expected ${record.dna.dig} (${record.dna.size} bytes), got ${actual.dig} (${actual.size} bytes)`;
   const sidecarPath = path + SIDECAR_SUFFIX;
@@ -356,7 +361,7 @@ export function catalogView(spec: CatalogSourceSpec, now: number, lockStaleMs?: 
           } catch (err) {
             if (signal?.aborted) throw signal.reason;
             if (!(err instanceof StowageError) || err.code !== 'ENOT_FOUND') throw err;
-            if (spec.catalog.archive(r.path) === undefined) notes.push(`${path} was forgotten by the Catalog (pruned) while it was being verified`);
+            if (spec.catalog.archive(r.path) === undefined) notes.push(forgottenNote(path));
             else problems.push(`${path} is recorded but missing on ${spec.transport.name}`);
           }
         }
