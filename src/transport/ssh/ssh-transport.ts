@@ -57,6 +57,7 @@ import type {
 import { checkHostKey, formatKnownHostsLine, parseKnownHosts, preferredHostKeyAlgorithms, type KnownHostEntry } from './known-hosts.js';
 import { dfCommand, digestCommand, parseDfOutput, parseDigestOutput } from './shell.js';
 import { usePooledPadding } from './packet-padding.js';
+import { writeNoCopy } from './sftp-write.js';
 
 const { Client, utils: sshUtils } = ssh2;
 
@@ -1805,7 +1806,8 @@ export class SshTransport implements Transport {
           inflight += 1;
           requestSent(s);
           try {
-            sftp.write(handle, buf, off, len, pos + off, (err) => {
+            // Straight from the block into the channel packets (sftp-write.ts).
+            writeNoCopy(sftp, handle, buf, off, len, pos + off, (err) => {
               inflight -= 1;
               s.outstanding -= 1;
               s.lastReply = Date.now();
