@@ -76,9 +76,12 @@ function internalsOf(sftp: SFTPWrapper): Ssh2SftpInternals | undefined {
  * so `buf` may be reused at once. `cb` gets an error as ssh2 reports it, or
  * none once the server confirmed the write.
  *
- * Falls back to `sftp.write` when ssh2's internals are not as expected, the
- * write is empty or longer than one request, or the channel window cannot
- * take it whole right now.
+ * Falls back to `sftp.write` (which copies the request at once) when
+ * ssh2's internals are not as expected, or the channel window cannot take
+ * the request whole right now, or ssh2 still queues earlier data. A write
+ * longer than the server takes in one request is cut into several here,
+ * each sent as above, and `cb` is called once, after the last reply (with
+ * the first error, if any).
  *
  * @param sftp - an open ssh2 SFTP session (client side)
  * @param handle - the file handle from `open`
@@ -90,20 +93,26 @@ function internalsOf(sftp: SFTPWrapper): Ssh2SftpInternals | undefined {
  */
 export function writeNoCopy(sftp: SFTPWrapper, handle: Buffer, buf: Buffer, off: number, len: number, position: number, cb: (err?: Error) => void): void {
   const s = internalsOf(sftp);
+  if (s === undefined || s._debug || len <= 0 || off < 0 || off + len > buf.length || !Number.isSafeInteger(position) || position < 0) {
+    // ssh2 reads the part of a long write beyond its request size only when
+    // the first reply comes: a copy keeps the promise that `buf` is free.
+    const copy = len > 0 && off >= 0 && off + len <= buf.length ? Buffer.from(buf.subarray(off, off + len)) : buf;
+    sftp.write(handle, copy, copy === buf ? off : 0, len, position, (err) => cb(err ?? undefined));
+    return;
+  }
+  const max = s._maxWriteLen;
+  if (len > max) {
+    let left = Math.ceil(len / max);
+    let first: Error | undefined;
+    const one = (err?: Error): void => {
+      first ??= err;
+      if (--left === 0) cb(first);
+    };
+    for (let at = 0; at < len; at += max) writeNoCopy(sftp, handle, buf, off + at, Math.min(max, len - at), position + at, one);
+    return;
+  }
   const headerLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
-  if (
-    s === undefined ||
-    s._debug ||
-    len <= 0 ||
-    len > s._maxWriteLen ||
-    off < 0 ||
-    off + len > buf.length ||
-    !Number.isSafeInteger(position) ||
-    position < 0 ||
-    s.outgoing.state !== 'open' ||
-    s._buffer.length > 0 ||
-    s.outgoing.window < headerLen + len
-  ) {
+  if (s.outgoing.state !== 'open' || s._buffer.length > 0 || s.outgoing.window < headerLen + len || s.outgoing.packetSize < headerLen) {
     sftp.write(handle, buf, off, len, position, (err) => cb(err ?? undefined));
     return;
   }
@@ -123,9 +132,9 @@ export function writeNoCopy(sftp: SFTPWrapper, handle: Buffer, buf: Buffer, off:
   const proto = s._protocol;
   out.window -= headerLen;
   proto.channelData(out.id, header);
-  const max = out.packetSize;
-  for (p = off; p < off + len; p += max) {
-    const n = Math.min(max, off + len - p);
+  const packet = out.packetSize;
+  for (p = off; p < off + len; p += packet) {
+    const n = Math.min(packet, off + len - p);
     out.window -= n;
     proto.channelData(out.id, buf.subarray(p, p + n));
   }

@@ -273,7 +273,7 @@ interface Session {
   readonly client: SshClient;
   readonly sftp: SFTPWrapper;
   readonly channels: Channel[];
-  opening: Promise<void> | undefined;
+  opening: Promise<boolean> | undefined;
   readonly sock: Socket;
   readonly ext: { fsync: boolean; posixRename: boolean; statvfs: boolean };
   readonly maxWrite: number;
@@ -810,11 +810,17 @@ export class SshTransport implements Transport {
     });
   }
 
-  /** Takes the least busy SFTP channel, opening another (up to `channels`) when all are in use. */
+  /**
+   * Takes the least busy SFTP channel, opening another (up to `channels`)
+   * when all are in use. Callers that arrive together while one opens wait
+   * for it and look again, so concurrent puts spread over channels of their
+   * own instead of crowding onto the first two; a refused channel
+   * (MaxSessions) ends the search and the open ones are shared.
+   */
   async #channel(s: Session): Promise<{ sftp: SFTPWrapper; release: () => void }> {
     const least = (): Channel => s.channels.reduce((a, b) => (b.users < a.users ? b : a));
-    if (least().users > 0 && s.channels.length < this.#o.channels && !s.dead) {
-      s.opening ??= new Promise<void>((resolve) => {
+    while (least().users > 0 && s.channels.length < this.#o.channels && !s.dead) {
+      s.opening ??= new Promise<boolean>((resolve) => {
         try {
           s.client.sftp((err, extra) => {
             if (!err && !s.dead) {
@@ -825,17 +831,18 @@ export class SshTransport implements Transport {
               extra.on('error', lost);
               extra.on('close', lost);
               s.channels.push(channel);
+              resolve(true);
+              return;
             }
-            // A refused channel (MaxSessions) is fine: the open ones are shared.
-            resolve();
+            resolve(false);
           });
         } catch {
-          resolve();
+          resolve(false);
         }
       }).finally(() => {
         s.opening = undefined;
       });
-      await s.opening;
+      if (!(await s.opening)) break;
     }
     const ch = least();
     ch.users += 1;

@@ -96,15 +96,19 @@ describe('writeNoCopy', () => {
   it('takes its bytes from buf[off, off + len) and the buffer may be reused once it returns', async () => {
     await withSftp(async (sftp) => {
       const path = `${server.root}/nocopy-reuse.bin`;
-      const expected = randomBytes(300_000);
-      const scratch = Buffer.alloc(expected.length + 1000);
+      // Pieces of 70,001 bytes, then one longer than a request (cut in two).
+      const max = (sftp as unknown as { _maxWriteLen: number })._maxWriteLen;
+      const lengths = [70_001, 70_001, 70_001, 70_001, max + 4096];
+      const expected = randomBytes(lengths.reduce((a, b) => a + b));
+      const scratch = Buffer.alloc(max + 10_000);
       const handle = await call<Buffer>((cb) => sftp.open(path, 'w', cb));
       const pending: Promise<void>[] = [];
-      for (let at = 0; at < expected.length; at += 70_001) {
-        const len = Math.min(70_001, expected.length - at);
+      let at = 0;
+      for (const len of lengths) {
         expected.copy(scratch, 500, at, at + len);
         pending.push(new Promise<void>((resolve, reject) => writeNoCopy(sftp, handle, scratch, 500, len, at, (err) => (err ? reject(err) : resolve()))));
         scratch.fill(0xee); // overwritten before any reply: must not matter
+        at += len;
       }
       await Promise.all(pending);
       await call((cb) => sftp.close(handle, cb));
@@ -181,18 +185,45 @@ describe('writeNoCopy falls back to sftp.write', () => {
     ['a closed channel', { ...complete, outgoing: { ...complete.outgoing, state: 'closed' } }],
     ['a window too small for the request', { ...complete, outgoing: { ...complete.outgoing, window: 50 } }],
     ['data already queued behind the window', { ...complete, _buffer: [Buffer.alloc(1)] }],
-    ['a request longer than the server takes', { ...complete, _maxWriteLen: 10 }],
+    ['a channel packet smaller than the request header', { ...complete, outgoing: { ...complete.outgoing, packetSize: 20 } }],
   ])('with %s', (_name, internals) => {
     const { calls, sftp } = fake(internals);
     const handle = Buffer.from([1, 2, 3, 4]);
-    const buf = Buffer.alloc(64);
+    const buf = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
     let done = 0;
     writeNoCopy(sftp, handle, buf, 8, 40, 1234, (err) => {
       expect(err).toBeUndefined();
       done += 1;
     });
     expect(calls).toHaveLength(1);
-    expect(calls[0]!.slice(0, 5)).toEqual([handle, buf, 8, 40, 1234]);
+    const [h, given, off, len, position] = calls[0]! as [Buffer, Buffer, number, number, number];
+    expect([h, len, position]).toEqual([handle, 40, 1234]);
+    expect(given.subarray(off, off + len).equals(buf.subarray(8, 48))).toBe(true);
     expect(done).toBe(1);
+  });
+
+  it('hands ssh2 a copy when it cannot tell the request size, so the buffer is free on return', () => {
+    const { calls, sftp } = fake({});
+    const buf = Buffer.from('0123456789abcdef');
+    writeNoCopy(sftp, Buffer.from([1]), buf, 4, 6, 0, () => {});
+    const [, given, off, len] = calls[0]! as [Buffer, Buffer, number, number];
+    expect(given).not.toBe(buf);
+    expect(given.subarray(off, off + len).toString()).toBe('456789');
+    buf.fill(0);
+    expect(given.subarray(off, off + len).toString()).toBe('456789');
+  });
+
+  it('cuts a write longer than the server takes into requests of its size, and calls back once', () => {
+    // A window too small for any of them: each piece goes to sftp.write whole.
+    const { calls, sftp } = fake({ ...complete, _maxWriteLen: 16, outgoing: { ...complete.outgoing, window: 10 } });
+    const buf = Buffer.alloc(100);
+    const outcomes: (Error | undefined)[] = [];
+    writeNoCopy(sftp, Buffer.from([1, 2, 3, 4]), buf, 10, 40, 5000, (err) => outcomes.push(err));
+    expect(calls.map((c) => c.slice(2, 5))).toEqual([
+      [10, 16, 5000],
+      [26, 16, 5016],
+      [42, 8, 5032],
+    ]);
+    expect(outcomes).toEqual([undefined]);
   });
 });

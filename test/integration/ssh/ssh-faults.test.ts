@@ -869,6 +869,22 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     expect((await t.digest(`${server.root}/big`, 'sha1')).size).toBe(256 * 1024 * 1024);
   });
 
+  it('puts started together each get an SFTP channel of their own, up to `channels`', async () => {
+    await using server = await startSshd({ logLevel: 'VERBOSE' });
+    await using t = new SshTransport(optionsFor(server, { channels: 4 }));
+    await t.connect();
+    const sftpChannels = (): number => (server.logTail(10_000).match(/Starting session: subsystem 'sftp'/g) ?? []).length;
+    expect(sftpChannels()).toBe(1);
+    const data = Array.from({ length: 4 }, () => randomBytes(3 << 20));
+    const dnas = await Promise.all(data.map((d, i) => t.put(d, `${server.root}/p${i}`)));
+    expect(dnas.map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+    // Three more opened while the puts started: not one more shared by three.
+    expect(sftpChannels()).toBe(4);
+    // Never more than `channels`.
+    await Promise.all(data.map((d, i) => t.put(d, `${server.root}/q${i}`)));
+    expect(sftpChannels()).toBe(4);
+  });
+
   it("a server's MaxSessions limit: refused channels are shared, exec gets an idle channel back, else the digest streams", async () => {
     await using server = await startSshd({ extraConfig: ['Match all', 'MaxSessions 2'], logLevel: 'VERBOSE' });
     await using t = new SshTransport(optionsFor(server, { channels: 4 }));
