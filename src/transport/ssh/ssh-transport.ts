@@ -110,7 +110,9 @@ export interface SshTransportOptions {
    * several files in flight) spread over them; each channel is its own
    * server process, so one file's fsync does not stall the others. A
    * server's MaxSessions limit is respected: refused channels are shared,
-   * and an idle one is closed when `exec` needs a session.
+   * and an idle one is closed when `exec` needs a session. When none is
+   * idle, a put's check of the far file reads it back over SFTP and
+   * `freeSpace` asks statvfs@openssh.com instead.
    */
   channels?: number;
   /**
@@ -437,7 +439,7 @@ export class SshTransport implements Transport {
       retries: checkInt(W, 'retries', options.retries ?? 3, 0, 100),
       retryDelayMs: checkInt(W, 'retryDelayMs', options.retryDelayMs ?? 250, 0),
       useExec: options.useExec ?? true,
-      requests: options.requests === undefined ? undefined : checkInt(W, 'requests', options.requests, 1, 1024),
+      requests: options.requests == null ? undefined : checkInt(W, 'requests', options.requests, 1, 1024),
       channels: checkInt(W, 'channels', options.channels ?? 8, 1, 64),
       chunkSize: checkInt(W, 'chunkSize', options.chunkSize ?? 261_120, 1024, 1 << 20),
       ciphers: Object.freeze([...(options.ciphers ?? DEFAULT_CIPHERS)]),
@@ -1374,6 +1376,22 @@ export class SshTransport implements Transport {
     return Object.freeze({ dig, size, algorithm });
   }
 
+  /**
+   * A put's check of the far file: {@link #remoteDigest}, but when every
+   * session of the connection is taken (the server's MaxSessions, reached
+   * by puts holding their SFTP channels) the file is read back over SFTP
+   * instead of failing a put whose bytes all arrived. Undefined when the far
+   * host cannot digest at all (no exec, no tool), as before.
+   */
+  async #farDigest(s: Session, path: string, algorithm: DnaAlgorithm, size: number, signal: AbortSignal | undefined): Promise<Dna | undefined> {
+    try {
+      return await this.#remoteDigest(s, path, algorithm, size, signal);
+    } catch (err) {
+      if (!isChannelRefusal(err) || s.dead) throw err;
+      return this.#streamDigest(path, algorithm, signal);
+    }
+  }
+
   async #streamDigest(path: string, algorithm: DnaAlgorithm, signal: AbortSignal | undefined): Promise<Dna> {
     const d = new DnaDigest({ algorithm });
     const sink = new Writable({
@@ -1396,7 +1414,14 @@ export class SshTransport implements Transport {
   /** Free space on one session: `df` on the far side where it runs, else statvfs@openssh.com. */
   async #freeSpaceOn(s: Session, path: string, signal: AbortSignal | undefined): Promise<FreeSpace> {
     if (!this.#missingTools.has('df') && (await this.#probeExec(s, signal))) {
-      const r = await this.#run(s, dfCommand(path), signal);
+      let r: { code: number | null; stdout: string; stderr: string };
+      try {
+        r = await this.#run(s, dfCommand(path), signal);
+      } catch (err) {
+        // Every session taken (MaxSessions): statvfs@openssh.com needs none.
+        if (!isChannelRefusal(err) || s.dead || !s.ext.statvfs) throw err;
+        return this.#statvfs(s, path);
+      }
       const fs = r.code === 0 ? parseDfOutput(r.stdout) : undefined;
       if (fs !== undefined) return fs;
       if (toolMissing(r.code)) {
@@ -1576,7 +1601,7 @@ export class SshTransport implements Transport {
           st.dna ??= await st.job.digest();
           // Bytes before the break were confirmed by another connection: check
           // the whole far file, where the far host can digest it.
-          const far = st.resumed ? await this.#remoteDigest(s, part, algorithm, st.dna.size, signal) : undefined;
+          const far = st.resumed ? await this.#farDigest(s, part, algorithm, st.dna.size, signal) : undefined;
           if (far !== undefined) {
             if (!dnaEqual(far, st.dna)) {
               throw new StowageError('EDIGEST_MISMATCH', `${this.name}${path}: after resuming, the far file's ${algorithm} ${far.dig} differs from the bytes sent (${st.dna.dig}).`, {
@@ -1643,7 +1668,7 @@ export class SshTransport implements Transport {
     const final = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb)).catch(() => undefined);
     let ok = final !== undefined && final.size === dna.size;
     if (ok) {
-      const far = await this.#remoteDigest(s, path, dna.algorithm, dna.size, signal);
+      const far = await this.#farDigest(s, path, dna.algorithm, dna.size, signal);
       if (far !== undefined) ok = dnaEqual(far, dna);
     }
     if (!ok) {

@@ -38,8 +38,8 @@ async function withSftp(fn: (sftp: SFTPWrapper) => Promise<void>): Promise<void>
   }
 }
 
-const call = <T>(fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> =>
-  new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
+const call = <T = void>(fn: (cb: (err?: Error | null, v?: T) => void) => void): Promise<T> =>
+  new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))));
 
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 

@@ -875,14 +875,88 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     await t.connect();
     const sftpChannels = (): number => (server.logTail(10_000).match(/Starting session: subsystem 'sftp'/g) ?? []).length;
     expect(sftpChannels()).toBe(1);
-    const data = Array.from({ length: 4 }, () => randomBytes(3 << 20));
-    const dnas = await Promise.all(data.map((d, i) => t.put(d, `${server.root}/p${i}`)));
-    expect(dnas.map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
-    // Three more opened while the puts started: not one more shared by three.
+    // Six puts, each held after its first MiB until all have started: more puts than channels.
+    const data = Array.from({ length: 6 }, () => randomBytes(2 << 20));
+    const gates = data.map((d) => gatedSource(d, 1 << 20));
+    const putting = gates.map((g, i) => t.put(g.source, `${server.root}/p${i}`));
+    try {
+      await Promise.all(gates.map((g) => g.reached));
+      // Three more opened for the puts (not one more shared by five), and no more than four in all.
+      expect(sftpChannels()).toBe(4);
+    } finally {
+      for (const g of gates) g.release();
+    }
+    expect((await Promise.all(putting)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
     expect(sftpChannels()).toBe(4);
-    // Never more than `channels`.
-    await Promise.all(data.map((d, i) => t.put(d, `${server.root}/q${i}`)));
-    expect(sftpChannels()).toBe(4);
+  });
+
+  it('puts that resume while their channels fill MaxSessions check the far file by reading it back, not failing for want of an exec session', async () => {
+    await using server = await startSshd({ extraConfig: ['Match all', 'MaxSessions 2'] });
+    await using t = new SshTransport(optionsFor(server, { channels: 2, retryDelayMs: 50 }));
+    // Exec works (probed once, with a session free): resumed puts will want md5sum.
+    await writeFile(join(server.root, 'probe'), 'x');
+    expect((await t.digest(`${server.root}/probe`)).dig).toBe(md5(Buffer.from('x')));
+    const a = randomBytes(4 << 20);
+    const b = randomBytes(4 << 20);
+    const gateA = gatedSource(a, 1 << 20);
+    // B stops at 1 MiB, then again at 3 MiB after its resume, until A is done.
+    let releaseB1!: () => void;
+    let releaseB2!: () => void;
+    const b1 = new Promise<void>((r) => (releaseB1 = r));
+    const b2 = new Promise<void>((r) => (releaseB2 = r));
+    let reachedB!: () => void;
+    const atB = new Promise<void>((r) => (reachedB = r));
+    let opensB = 0;
+    const sourceB: ReplayableSource = {
+      size: b.length,
+      open(offset: number): Readable {
+        opensB += 1;
+        const first = opensB === 1;
+        return Readable.from(
+          (async function* () {
+            let at = offset;
+            const stopAt = first ? 1 << 20 : 3 << 20;
+            for (; at < stopAt; at += 1 << 20) yield b.subarray(at, Math.min(stopAt, at + (1 << 20)));
+            if (first) {
+              reachedB();
+              await b1;
+            } else {
+              await b2;
+            }
+            yield b.subarray(at);
+          })(),
+        );
+      },
+    };
+    const putA = t.put(gateA.source, `${server.root}/a.bin`);
+    const putB = t.put(sourceB, `${server.root}/b.bin`);
+    // The far checks read the `.part` files back (createReadStream).
+    const readBack: string[] = [];
+    const ownRead = t.createReadStream.bind(t);
+    t.createReadStream = (path, options) => {
+      readBack.push(path);
+      return ownRead(path, options);
+    };
+    try {
+      await Promise.all([gateA.reached, atB]);
+      // Both sessions held: free space comes from statvfs, not df over exec.
+      expect((await t.freeSpace(server.root)).availableBytes).toBeGreaterThan(0);
+      expect(server.killConnections()).toBe(1);
+      gateA.release();
+      releaseB1();
+      // A ends while B holds the other session: no session is left for md5sum.
+      expect((await putA).dig).toBe(md5(a));
+      releaseB2();
+      expect((await putB).dig).toBe(md5(b));
+    } finally {
+      gateA.release();
+      releaseB1();
+      releaseB2();
+    }
+    expect(opensB).toBe(2);
+    expect(readBack).toContain(`${server.root}/a.bin.part`);
+    expect(await md5File(join(server.root, 'a.bin'))).toBe(md5(a));
+    expect(await md5File(join(server.root, 'b.bin'))).toBe(md5(b));
   });
 
   it("a server's MaxSessions limit: refused channels are shared, exec gets an idle channel back, else the digest streams", async () => {
