@@ -2228,7 +2228,12 @@ interface PutState {
   dna?: Dna;
 }
 
-interface ReadOps {
+/**
+ * What {@link SftpReadStream} needs of its transport.
+ *
+ * @internal
+ */
+export interface ReadOps {
   open(path: string, signal: AbortSignal | undefined): Promise<{ s: Session; handle: Buffer; size: number }>;
   read(s: Session, handle: Buffer, buf: Buffer, len: number, position: number, cb: (err: unknown, n: number) => void): void;
   close(s: Session, handle: Buffer): void;
@@ -2251,14 +2256,24 @@ interface ReadReq {
 /**
  * A Readable over a remote file with many SFTP reads in flight, delivered in
  * order; resumes on a new connection after a drop.
+ *
+ * Requests are as large as the server's limits allow; a server that answers
+ * less than asked before the end of the file (OpenSSH before 8.6 sends at
+ * most 64 KiB per READ and no limits) gets requests of what it answered from
+ * then on, and correspondingly more of them in flight, so that the bytes in
+ * flight stay what they would be.
+ *
+ * @internal
  */
-class SftpReadStream extends Readable {
+export class SftpReadStream extends Readable {
   readonly #t: ReadOps;
   readonly #path: string;
   readonly #signal: AbortSignal | undefined;
   #s: Session | undefined;
   #handle: Buffer | undefined;
   #size = 0;
+  /** Bytes per request the server is seen to answer, when less than its limits say. */
+  #answered: number | undefined;
   #next: number;
   #delivered: number;
   readonly #q: ReadReq[] = [];
@@ -2303,7 +2318,7 @@ class SftpReadStream extends Readable {
     const s = this.#s;
     const handle = this.#handle;
     if (s === undefined || handle === undefined || this.#reopening || this.destroyed) return;
-    const chunk = s.maxRead;
+    const chunk = Math.min(this.#answered ?? s.maxRead, s.maxRead);
     const requests = requestsFor(this.#t.requests, chunk);
     while (this.#q.length < requests && this.#next < this.#size) {
       const len = Math.min(chunk, this.#size - this.#next);
@@ -2350,6 +2365,9 @@ class SftpReadStream extends Readable {
         break;
       }
       if (head.n < head.len) {
+        // A server that answers whole KiB short of the request, before the
+        // end, caps its reads (64 KiB for OpenSSH before 8.6): ask for that much.
+        if (head.pos + head.n < this.#size && head.n >= 16 * 1024 && head.n % 1024 === 0 && head.n < (this.#answered ?? Infinity)) this.#answered = head.n;
         // Short read: ask for the rest before anything after it.
         const rest: ReadReq = { pos: head.pos + head.n, len: head.len - head.n, buf: Buffer.allocUnsafe(head.len - head.n), done: false, n: 0, err: undefined, gen: this.#gen };
         this.#q.unshift(rest);

@@ -1,0 +1,68 @@
+/**
+ * SftpReadStream (ssh-transport.ts) against a server that answers at most
+ * 64 KiB per READ, as OpenSSH's sftp-server did before 8.6 (`u_char
+ * buf[64*1024]` in process_read, and no limits@openssh.com), which the
+ * harness's OpenSSH 9 cannot be made to do: the file arrives whole and in
+ * order, and after the first short answer the requests shrink to what the
+ * server answers, with more of them in flight.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { SftpReadStream, type ReadOps } from '../../../src/transport/ssh/ssh-transport.js';
+
+/** ReadOps over `data` answering at most `cap` bytes per read, recording each request and the most in flight. */
+function cappedOps(data: Buffer, cap: number, maxRead: number): { ops: ReadOps; lens: number[]; peak: () => number } {
+  const lens: number[] = [];
+  let inFlight = 0;
+  let peak = 0;
+  const session = { maxRead } as never;
+  const ops: ReadOps = {
+    open: async () => ({ s: session, handle: Buffer.from([1]), size: data.length }),
+    read: (_s, _h, buf, len, position, cb) => {
+      lens.push(len);
+      inFlight += 1;
+      peak = Math.max(peak, inFlight);
+      setImmediate(() => {
+        inFlight -= 1;
+        const n = Math.max(0, Math.min(len, cap, data.length - position));
+        data.copy(buf, 0, position, position + n);
+        cb(undefined, n);
+      });
+    },
+    close: () => {},
+    mapError: (err) => err,
+    requests: undefined,
+    retries: 0,
+    retryDelayMs: 10,
+  };
+  return { ops, lens, peak: () => peak };
+}
+
+async function readAll(stream: SftpReadStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('SftpReadStream', () => {
+  it('asks a server that answers 64 KiB per read for 64 KiB, with more requests in flight', async () => {
+    const data = randomBytes((8 << 20) + 12_345);
+    const { ops, lens, peak } = cappedOps(data, 64 * 1024, 261_120);
+    const got = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined));
+    expect(got.equals(data)).toBe(true);
+    // The first round asks for 255 KiB each; once answers come back short, 64 KiB.
+    expect(lens[0]).toBe(261_120);
+    const later = lens.slice(lens.length / 2);
+    expect(Math.max(...later)).toBeLessThanOrEqual(64 * 1024);
+    // 2 MiB in flight again: 32 requests of 64 KiB, not 8.
+    expect(peak()).toBeGreaterThanOrEqual(24);
+  });
+
+  it('keeps its request size for a server that answers it whole; a short last read changes nothing', async () => {
+    const data = randomBytes(3 * 261_120 + 5000);
+    const { ops, lens } = cappedOps(data, 1 << 30, 261_120);
+    const got = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined));
+    expect(got.equals(data)).toBe(true);
+    expect(lens).toEqual([261_120, 261_120, 261_120, 5000]);
+  });
+});
