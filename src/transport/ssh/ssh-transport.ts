@@ -275,7 +275,8 @@ interface Session {
   readonly client: SshClient;
   readonly sftp: SFTPWrapper;
   readonly channels: Channel[];
-  opening: Promise<boolean> | undefined;
+  /** SFTP channel opens in flight (each resolves to whether it opened). */
+  readonly opening: Set<Promise<boolean>>;
   readonly sock: Socket;
   readonly ext: { fsync: boolean; posixRename: boolean; statvfs: boolean };
   readonly maxWrite: number;
@@ -666,7 +667,7 @@ export class SshTransport implements Transport {
       client,
       sftp,
       channels: [{ sftp, users: 0, closing: false }],
-      opening: undefined,
+      opening: new Set(),
       sock,
       ext: { fsync: ext['fsync@openssh.com'] !== undefined, posixRename: ext['posix-rename@openssh.com'] !== undefined, statvfs: ext['statvfs@openssh.com'] !== undefined },
       maxWrite: pow2(internals._maxWriteLen, 32_768),
@@ -814,37 +815,28 @@ export class SshTransport implements Transport {
 
   /**
    * Takes the least busy SFTP channel, opening another (up to `channels`)
-   * when all are in use. Callers that arrive together while one opens wait
-   * for it and look again, so concurrent puts spread over channels of their
-   * own instead of crowding onto the first two; a refused channel
-   * (MaxSessions) ends the search and the open ones are shared.
+   * when all are in use. Callers that arrive together open theirs at the
+   * same time, and look again once an open ends, so concurrent puts spread
+   * over channels of their own instead of crowding onto the first two; a
+   * refused channel (MaxSessions) ends the search and the open ones are
+   * shared.
    */
   async #channel(s: Session): Promise<{ sftp: SFTPWrapper; release: () => void }> {
     const least = (): Channel => s.channels.reduce((a, b) => (b.users < a.users ? b : a));
-    while (least().users > 0 && s.channels.length < this.#o.channels && !s.dead) {
-      s.opening ??= new Promise<boolean>((resolve) => {
-        try {
-          s.client.sftp((err, extra) => {
-            if (!err && !s.dead) {
-              const channel: Channel = { sftp: extra, users: 0, closing: false };
-              const lost = (): void => {
-                if (!channel.closing) s.kill(new StowageError('ECONNECT', `${this.name}: an SFTP channel closed.`, { details: { transport: this.name }, retryable: true }));
-              };
-              extra.on('error', lost);
-              extra.on('close', lost);
-              s.channels.push(channel);
-              resolve(true);
-              return;
-            }
-            resolve(false);
-          });
-        } catch {
-          resolve(false);
-        }
-      }).finally(() => {
-        s.opening = undefined;
-      });
-      if (!(await s.opening)) break;
+    while (least().users > 0 && !s.dead) {
+      if (s.channels.length + s.opening.size < this.#o.channels) {
+        // Callers that arrive together open their channels at the same time:
+        // over a long link each open is a few round trips.
+        const opening = this.#openChannel(s);
+        s.opening.add(opening);
+        void opening.then(() => s.opening.delete(opening));
+        if (!(await opening)) break;
+      } else if (s.opening.size > 0) {
+        // As many are on their way as may be: look again when one is there.
+        await Promise.race(s.opening);
+      } else {
+        break;
+      }
     }
     const ch = least();
     ch.users += 1;
@@ -856,6 +848,30 @@ export class SshTransport implements Transport {
         released = true;
       },
     };
+  }
+
+  /** Opens one more SFTP channel on `s`; resolves to whether it opened (a refusal, MaxSessions, is false). */
+  #openChannel(s: Session): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      try {
+        s.client.sftp((err, extra) => {
+          if (!err && !s.dead) {
+            const channel: Channel = { sftp: extra, users: 0, closing: false };
+            const lost = (): void => {
+              if (!channel.closing) s.kill(new StowageError('ECONNECT', `${this.name}: an SFTP channel closed.`, { details: { transport: this.name }, retryable: true }));
+            };
+            extra.on('error', lost);
+            extra.on('close', lost);
+            s.channels.push(channel);
+            resolve(true);
+            return;
+          }
+          resolve(false);
+        });
+      } catch {
+        resolve(false);
+      }
+    });
   }
 
   // -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -888,6 +888,50 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     }
     expect((await Promise.all(putting)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
     expect(sftpChannels()).toBe(4);
+  });
+
+  it('over a slow link, puts started together open their channels at the same time', async () => {
+    await using server = await startSshd();
+    // A loopback relay that holds every chunk 100 ms each way: a 200 ms round trip.
+    const held = new Set<Socket>();
+    const relay = createServer((near) => {
+      const far = netConnect(server.port, '127.0.0.1');
+      for (const [from, to] of [
+        [near, far],
+        [far, near],
+      ] as const) {
+        held.add(from);
+        from.on('data', (d: Buffer) => setTimeout(() => to.write(d), 100));
+        from.on('end', () => setTimeout(() => to.end(), 100));
+        from.on('error', () => to.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const port = (relay.address() as { port: number }).port;
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-slow-'));
+    try {
+      const knownHosts = join(dir, 'known_hosts');
+      await writeFile(knownHosts, `[127.0.0.1]:${port} ${server.hostKeyPublic}\n`);
+      await using t = new SshTransport(optionsFor(server, { port, knownHosts, channels: 6 }));
+      await t.connect();
+      const data = Array.from({ length: 6 }, () => randomBytes(1 << 20));
+      const gates = data.map((d) => gatedSource(d, 512 * 1024));
+      const t0 = Date.now();
+      const putting = gates.map((g, i) => t.put(g.source, `${server.root}/slow${i}`));
+      try {
+        await Promise.all(gates.map((g) => g.reached));
+        // Five more channels, each ~3 round trips to open (~0.6 s here): one
+        // after another, the last put would start ~3 s late.
+        expect(Date.now() - t0).toBeLessThan(2500);
+      } finally {
+        for (const g of gates) g.release();
+      }
+      expect((await Promise.all(putting)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+    } finally {
+      for (const sock of held) sock.destroy();
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('puts that resume while their channels fill MaxSessions check the far file by reading it back, not failing for want of an exec session', async () => {
