@@ -832,8 +832,9 @@ export class SshTransport implements Transport {
         void opening.then(() => s.opening.delete(opening));
         if (!(await opening)) break;
       } else if (s.opening.size > 0) {
-        // As many are on their way as may be: look again when one is there.
-        await Promise.race(s.opening);
+        // As many are on their way as may be: look again when one is there;
+        // one refused (MaxSessions) ends the search here too.
+        if (!(await Promise.race(s.opening))) break;
       } else {
         break;
       }
@@ -2290,6 +2291,8 @@ export class SftpReadStream extends Readable {
   #size = 0;
   /** Bytes per request the server is seen to answer, when less than its limits say. */
   #answered: number | undefined;
+  /** The last short answer before the end: a size seen twice becomes {@link #answered}. */
+  #shortAnswer: number | undefined;
   #next: number;
   #delivered: number;
   readonly #q: ReadReq[] = [];
@@ -2383,7 +2386,11 @@ export class SftpReadStream extends Readable {
       if (head.n < head.len) {
         // A server that answers whole KiB short of the request, before the
         // end, caps its reads (64 KiB for OpenSSH before 8.6): ask for that much.
-        if (head.pos + head.n < this.#size && head.n >= 16 * 1024 && head.n % 1024 === 0 && head.n < (this.#answered ?? Infinity)) this.#answered = head.n;
+        // A lone short answer (a FUSE file system...) changes nothing.
+        if (head.pos + head.n < this.#size && head.n >= 16 * 1024 && head.n % 1024 === 0 && head.n < (this.#answered ?? Infinity)) {
+          if (this.#shortAnswer === head.n) this.#answered = head.n;
+          this.#shortAnswer = head.n;
+        }
         // Short read: ask for the rest before anything after it.
         const rest: ReadReq = { pos: head.pos + head.n, len: head.len - head.n, buf: Buffer.allocUnsafe(head.len - head.n), done: false, n: 0, err: undefined, gen: this.#gen };
         this.#q.unshift(rest);

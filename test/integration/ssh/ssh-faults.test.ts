@@ -918,6 +918,8 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
       const gates = data.map((d) => gatedSource(d, 512 * 1024));
       const t0 = Date.now();
       const putting = gates.map((g, i) => t.put(g.source, `${server.root}/slow${i}`));
+      // Awaited below; a failed timing check must not add unhandled rejections.
+      for (const p of putting) p.catch(() => {});
       try {
         await Promise.all(gates.map((g) => g.reached));
         // Five more channels, each ~3 round trips to open (~0.6 s here): one
@@ -1001,6 +1003,19 @@ describe('exec refused (ForceCommand internal-sftp)', () => {
     expect(readBack).toContain(`${server.root}/a.bin.part`);
     expect(await md5File(join(server.root, 'a.bin'))).toBe(md5(a));
     expect(await md5File(join(server.root, 'b.bin'))).toBe(md5(b));
+  });
+
+  it('a channel refused under MaxSessions ends the search for every caller waiting on it, not one refusal each', async () => {
+    await using server = await startSshd({ extraConfig: ['Match all', 'MaxSessions 2'] });
+    await using t = new SshTransport(optionsFor(server, { channels: 4 }));
+    await t.connect();
+    const refusals = (): number => (server.logTail(10_000).match(/no more sessions/g) ?? []).length;
+    const data = Array.from({ length: 8 }, () => randomBytes(1 << 20));
+    const dnas = await Promise.all(data.map((d, i) => t.put(d, `${server.root}/m${i}`)));
+    expect(dnas.map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+    // At most the opens that were on their way together (channels - 1), not one per put.
+    expect(refusals()).toBeGreaterThan(0);
+    expect(refusals()).toBeLessThanOrEqual(3);
   });
 
   it("a server's MaxSessions limit: refused channels are shared, exec gets an idle channel back, else the digest streams", async () => {

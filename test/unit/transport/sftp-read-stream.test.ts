@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SftpReadStream, type ReadOps } from '../../../src/transport/ssh/ssh-transport.js';
 
-/** ReadOps over `data` answering at most `cap` bytes per read, recording each request and the most in flight. */
-function cappedOps(data: Buffer, cap: number, maxRead: number): { ops: ReadOps; lens: number[]; peak: () => number } {
+/** ReadOps over `data` answering at most `cap` bytes per read (or `capAt(position)`), recording each request and the most in flight. */
+function cappedOps(data: Buffer, cap: number, maxRead: number, capAt: (position: number) => number = () => cap): { ops: ReadOps; lens: number[]; peak: () => number } {
   const lens: number[] = [];
   let inFlight = 0;
   let peak = 0;
@@ -24,7 +24,7 @@ function cappedOps(data: Buffer, cap: number, maxRead: number): { ops: ReadOps; 
       peak = Math.max(peak, inFlight);
       setImmediate(() => {
         inFlight -= 1;
-        const n = Math.max(0, Math.min(len, cap, data.length - position));
+        const n = Math.max(0, Math.min(len, capAt(position), data.length - position));
         data.copy(buf, 0, position, position + n);
         cb(undefined, n);
       });
@@ -64,5 +64,16 @@ describe('SftpReadStream', () => {
     const got = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined));
     expect(got.equals(data)).toBe(true);
     expect(lens).toEqual([261_120, 261_120, 261_120, 5000]);
+  });
+
+  it('does not shrink its requests for one short answer alone', async () => {
+    const data = randomBytes(16 * 261_120);
+    // Only the read at offset 3 * 261120 comes back short, with 16 KiB.
+    const { ops, lens } = cappedOps(data, 1 << 30, 261_120, (position) => (position === 3 * 261_120 ? 16 * 1024 : 1 << 30));
+    const got = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined));
+    expect(got.equals(data)).toBe(true);
+    // The rest of that request, then full requests again.
+    expect(lens).toContain(261_120 - 16 * 1024);
+    expect(lens.filter((n) => n === 261_120)).toHaveLength(16);
   });
 });
