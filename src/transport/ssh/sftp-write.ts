@@ -93,11 +93,14 @@ function internalsOf(sftp: SFTPWrapper): Ssh2SftpInternals | undefined {
  */
 export function writeNoCopy(sftp: SFTPWrapper, handle: Buffer, buf: Buffer, off: number, len: number, position: number, cb: (err?: Error) => void): void {
   const s = internalsOf(sftp);
-  if (s === undefined || s._debug || len <= 0 || off < 0 || off + len > buf.length || !Number.isSafeInteger(position) || position < 0) {
+  // ssh2 reports success as null; cb gets undefined.
+  const done = (err?: Error | null): void => cb(err ?? undefined);
+  const inBounds = len > 0 && off >= 0 && off + len <= buf.length;
+  if (s === undefined || s._debug || !inBounds || !Number.isSafeInteger(position) || position < 0) {
     // ssh2 reads the part of a long write beyond its request size only when
     // the first reply comes: a copy keeps the promise that `buf` is free.
-    const copy = len > 0 && off >= 0 && off + len <= buf.length ? Buffer.from(buf.subarray(off, off + len)) : buf;
-    sftp.write(handle, copy, copy === buf ? off : 0, len, position, (err) => cb(err ?? undefined));
+    if (inBounds) sftp.write(handle, Buffer.from(buf.subarray(off, off + len)), 0, len, position, done);
+    else sftp.write(handle, buf, off, len, position, done);
     return;
   }
   const max = s._maxWriteLen;
@@ -113,7 +116,7 @@ export function writeNoCopy(sftp: SFTPWrapper, handle: Buffer, buf: Buffer, off:
   }
   const headerLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
   if (s.outgoing.state !== 'open' || s._buffer.length > 0 || s.outgoing.window < headerLen + len || s.outgoing.packetSize < headerLen) {
-    sftp.write(handle, buf, off, len, position, (err) => cb(err ?? undefined));
+    sftp.write(handle, buf, off, len, position, done);
     return;
   }
   const reqid = (s._writeReqid = (s._writeReqid + 1) & MAX_REQID);
@@ -127,7 +130,7 @@ export function writeNoCopy(sftp: SFTPWrapper, handle: Buffer, buf: Buffer, off:
   header.writeUInt32BE(Math.floor(position / 0x1_0000_0000), p);
   header.writeUInt32BE(position % 0x1_0000_0000, p + 4);
   header.writeUInt32BE(len, p + 8);
-  s._requests[reqid] = { cb: (err?: Error) => cb(err ?? undefined) };
+  s._requests[reqid] = { cb: done };
   const out = s.outgoing;
   const proto = s._protocol;
   out.window -= headerLen;
