@@ -46,6 +46,12 @@ export interface SshdOptions {
   readonly keyType?: 'ed25519' | 'rsa';
   /** sshd `LogLevel` (default INFO; VERBOSE or DEBUG3 when debugging). */
   readonly logLevel?: 'QUIET' | 'FATAL' | 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG' | 'DEBUG1' | 'DEBUG2' | 'DEBUG3';
+  /**
+   * The program of the `Subsystem sftp` line (default `internal-sftp`), e.g.
+   * a script that stands for a broken or hung SFTP server. sshd runs it
+   * through the user's shell.
+   */
+  readonly sftpSubsystem?: string;
   /** Extra sshd_config lines, appended verbatim. */
   readonly extraConfig?: readonly string[];
   /**
@@ -166,7 +172,7 @@ async function bannerOk(port: number): Promise<boolean> {
  */
 export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
   const t0 = performance.now();
-  checkOptions('startSshd', opts, ['allowExec', 'ciphers', 'keyType', 'logLevel', 'extraConfig', 'port', 'startTimeoutMs']);
+  checkOptions('startSshd', opts, ['allowExec', 'ciphers', 'keyType', 'logLevel', 'sftpSubsystem', 'extraConfig', 'port', 'startTimeoutMs']);
   const sshd = requireBinary({ name: 'sshd', paths: ['/usr/sbin/sshd'], commands: ['sshd'], debianPackage: 'openssh-server' });
   const keygen = requireBinary({ name: 'ssh-keygen', paths: ['/usr/bin/ssh-keygen'], commands: ['ssh-keygen'], debianPackage: 'openssh-client' });
   if (isRoot()) {
@@ -232,7 +238,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
         'LoginGraceTime 30',
         'ClientAliveInterval 15',
         'ClientAliveCountMax 4',
-        'Subsystem sftp internal-sftp',
+        `Subsystem sftp ${opts.sftpSubsystem ?? 'internal-sftp'}`,
         ...(opts.ciphers !== undefined ? [`Ciphers ${opts.ciphers.join(',')}`] : []),
         ...(opts.extraConfig ?? []),
         // Match-like keywords last: ForceCommand applies to everything after it.

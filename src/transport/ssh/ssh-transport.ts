@@ -85,13 +85,21 @@ export interface SshTransportOptions {
    * a changed key is still EHOSTKEY.
    */
   hostKeyPolicy?: 'strict' | 'accept-new';
-  /** Give up connecting (TCP, handshake and login) after this long (default 20 000 ms): ETIMEOUT. */
+  /**
+   * Give up connecting (TCP, handshake and login) after this long (default
+   * 20 000 ms): ETIMEOUT. Opening the SFTP session after login gets as long
+   * again (a server whose SFTP subsystem never answers is ETIMEOUT too).
+   */
   connectTimeoutMs?: number;
   /** Send an SSH keepalive after this much silence (default 10 000 ms; 0 disables). */
   keepaliveIntervalMs?: number;
   /** Unanswered keepalives before the connection is declared dead (default 3). */
   keepaliveCountMax?: number;
-  /** A request unanswered for this long means the connection is dead (default 60 000 ms). */
+  /**
+   * A request unanswered for this long means the connection is dead (default
+   * 60 000 ms). An extra SFTP channel (see `channels`) whose open is
+   * unanswered this long is given up: the transfers share the open ones.
+   */
   idleTimeoutMs?: number;
   /** Reconnect attempts after a lost connection, per operation (default 3). */
   retries?: number;
@@ -277,6 +285,8 @@ interface Session {
   readonly channels: Channel[];
   /** SFTP channel opens in flight (each resolves to whether it opened). */
   readonly opening: Set<Promise<boolean>>;
+  /** An open went unanswered for idleTimeoutMs: no more are tried on this connection. */
+  openStalled: boolean;
   readonly sock: Socket;
   readonly ext: { fsync: boolean; posixRename: boolean; statvfs: boolean };
   readonly maxWrite: number;
@@ -648,14 +658,37 @@ export class SshTransport implements Transport {
       throw new StowageError('ECONNECT', `${this.name}: the transport was closed while connecting.`, { details: { transport: this.name }, retryable: false });
     }
     let sftp: SFTPWrapper;
+    let openTimer: NodeJS.Timeout | undefined;
     try {
       sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
-        client.sftp((err, s) => (err ? reject(err) : resolve(s)));
+        // An SFTP server that never answers (a home folder on a hung network
+        // file system, a Subsystem line that runs the wrong program) would
+        // otherwise hold this connect, and every caller, for good.
+        openTimer = setTimeout(() => {
+          reject(
+            new StowageError(
+              'ETIMEOUT',
+              `${this.name}: logged in, but the server opened no SFTP session within ${o.connectTimeoutMs} ms. Check the 'Subsystem sftp' line of the far sshd_config, and that the account's home folder and shell start up (a hung network file system stalls them).`,
+              { details: { transport: this.name, host: o.host, port: o.port, phase: 'sftp' } },
+            ),
+          );
+        }, o.connectTimeoutMs);
+        try {
+          client.sftp((err, s) => (err ? reject(err) : resolve(s)));
+        } catch (err) {
+          reject(err);
+        }
       });
     } catch (err) {
+      clearTimeout(openTimer);
+      client.removeAllListeners('error');
+      client.on('error', () => {});
       client.end();
+      sock.destroy();
+      if (err instanceof StowageError) throw err;
       throw new StowageError('ETRANSPORT', `${this.name}: the server refused the SFTP subsystem: ${(err as Error).message}`, { details: { transport: this.name }, cause: err });
     }
+    clearTimeout(openTimer);
     const internals = sftp as unknown as SftpInternals;
     const ext = internals._extensions ?? {};
     // Requests as large as both the server and `chunkSize` allow, in whole KiB.
@@ -668,6 +701,7 @@ export class SshTransport implements Transport {
       sftp,
       channels: [{ sftp, users: 0, closing: false }],
       opening: new Set(),
+      openStalled: false,
       sock,
       ext: { fsync: ext['fsync@openssh.com'] !== undefined, posixRename: ext['posix-rename@openssh.com'] !== undefined, statvfs: ext['statvfs@openssh.com'] !== undefined },
       maxWrite: pow2(internals._maxWriteLen, 32_768),
@@ -818,13 +852,13 @@ export class SshTransport implements Transport {
    * when all are in use. Callers that arrive together open theirs at the
    * same time, and look again once an open ends, so concurrent puts spread
    * over channels of their own instead of crowding onto the first two; a
-   * refused channel (MaxSessions) ends the search and the open ones are
-   * shared.
+   * refused channel (MaxSessions), or one unanswered for idleTimeoutMs,
+   * ends the search and the open ones are shared.
    */
   async #channel(s: Session): Promise<{ sftp: SFTPWrapper; release: () => void }> {
     const least = (): Channel => s.channels.reduce((a, b) => (b.users < a.users ? b : a));
     while (least().users > 0 && !s.dead) {
-      if (s.channels.length + s.opening.size < this.#o.channels) {
+      if (s.channels.length + s.opening.size < this.#o.channels && !s.openStalled) {
         // Callers that arrive together open their channels at the same time:
         // over a long link each open is a few round trips.
         const opening = this.#openChannel(s);
@@ -854,8 +888,22 @@ export class SshTransport implements Transport {
   /** Opens one more SFTP channel on `s`; resolves to whether it opened (a refusal, MaxSessions, is false). */
   #openChannel(s: Session): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
+      // A server that never answers the open (a stuck sftp-server) counts as
+      // a refusal after idleTimeoutMs: the callers share the open channels.
+      let late = false;
+      const timer = setTimeout(() => {
+        late = true;
+        s.openStalled = true;
+        resolve(false);
+      }, this.#o.idleTimeoutMs);
       try {
         s.client.sftp((err, extra) => {
+          clearTimeout(timer);
+          if (late) {
+            // Given up on: not used, and closed so that it holds no session on the server.
+            if (!err) extra.end();
+            return;
+          }
           if (!err && !s.dead) {
             const channel: Channel = { sftp: extra, users: 0, closing: false };
             const lost = (): void => {
@@ -870,6 +918,7 @@ export class SshTransport implements Transport {
           resolve(false);
         });
       } catch {
+        clearTimeout(timer);
         resolve(false);
       }
     });

@@ -1271,3 +1271,92 @@ describe('an aborted digest waiting for an exec slot', () => {
     expect(commandsRun()).toBe(before + 5);
   });
 });
+
+describe('an SFTP server that never answers', () => {
+  const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
+
+  /** A folder with `sftp.sh`: the first session it runs (when `firstWorks`) is a real sftp-server, the others read their requests and never answer, writing their pid to `pids`. */
+  async function stallingSubsystem(firstWorks: boolean): Promise<{ dir: string; script: string; pids: () => Promise<number[]> }> {
+    if (firstWorks) await stat(SFTP_SERVER); // ENOENT names the missing program (Debian's openssh-sftp-server)
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-stall-'));
+    const script = join(dir, 'sftp.sh');
+    const first = firstWorks ? `if mkdir '${dir}/first' 2>/dev/null; then exec ${SFTP_SERVER}; fi\n` : '';
+    await writeFile(script, `#!/bin/sh\n${first}echo $$ >> '${dir}/pids'\nexec cat > /dev/null\n`, { mode: 0o755 });
+    const pids = async (): Promise<number[]> =>
+      (await readFile(join(dir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+    return { dir, script, pids };
+  }
+
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /** `p` settled within `ms`, or an Error saying it was still pending. */
+  async function within<T>(p: Promise<T>, ms: number): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  it('a connect whose SFTP session never opens is ETIMEOUT after connectTimeoutMs, and the connection is ended', async () => {
+    const stall = await stallingSubsystem(false);
+    try {
+      await using server = await startSshd({ sftpSubsystem: stall.script });
+      await using t = new SshTransport(optionsFor(server, { connectTimeoutMs: 1000, retries: 0 }));
+      const t0 = Date.now();
+      const err = await within(caught(t.stat(server.root)), 10_000);
+      expect(err.code).toBe('ETIMEOUT');
+      expect(err.message).toMatch(/no SFTP session within 1000 ms.*Subsystem sftp/);
+      expect(err.details['phase']).toBe('sftp');
+      expect(Date.now() - t0).toBeLessThan(5000);
+      // The far side saw the connection end: its stalled SFTP program got EOF and exited.
+      const [pid] = await stall.pids();
+      expect(pid).toBeGreaterThan(0);
+      const deadline = Date.now() + 5000;
+      while (alive(pid!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(pid!)).toBe(false);
+    } finally {
+      await rm(stall.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('extra channels whose open is never answered are given up after idleTimeoutMs; the puts share the open one, and no more opens are tried', async () => {
+    const stall = await stallingSubsystem(true);
+    try {
+      await using server = await startSshd({ sftpSubsystem: stall.script });
+      await using t = new SshTransport(optionsFor(server, { channels: 4, idleTimeoutMs: 1000 }));
+      await t.connect();
+      const data = Array.from({ length: 4 }, () => randomBytes(2 << 20));
+      const gates = data.map((d) => gatedSource(d, 1 << 20));
+      const t0 = Date.now();
+      const putting = gates.map((g, i) => t.put(g.source, `${server.root}/p${i}`));
+      putting.forEach((p) => p.catch(() => {}));
+      try {
+        // Each put waited for the open it asked for, then went on over the first channel.
+        await within(Promise.all(gates.map((g) => g.reached)), 10_000);
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+      } finally {
+        for (const g of gates) g.release();
+      }
+      expect((await within(Promise.all(putting), 10_000)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+      // Three opens went out (4 channels, one open), all left unanswered.
+      expect((await stall.pids()).length).toBe(3);
+      // Later puts, started together, do not wait for opens again.
+      const more = Array.from({ length: 3 }, () => randomBytes(1 << 20));
+      const t1 = Date.now();
+      expect((await within(Promise.all(more.map((d, i) => t.put(d, `${server.root}/q${i}`))), 10_000)).map((d) => d.dig)).toEqual(more.map((d) => md5(d)));
+      expect(Date.now() - t1).toBeLessThan(800);
+      expect((await stall.pids()).length).toBe(3);
+    } finally {
+      await rm(stall.dir, { recursive: true, force: true });
+    }
+  });
+});
