@@ -25,6 +25,7 @@ import { createHash } from 'node:crypto';
 import { truncatedBulkText } from '../db/bulk-text.js';
 import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/range-digest.js';
 import { throwIfAborted } from '../util/abort.js';
+import { OffThreadHash } from '../dna/off-thread-hash.js';
 
 /** Options of {@link RowSpool.fill}. */
 export interface RowSpoolOptions {
@@ -49,14 +50,19 @@ export interface RowSpoolOptions {
 const READ_SIZE = 1 << 20;
 const LF = 0x0a;
 
+/** Bytes a {@link UniqueKeyDigester} lets its hashing thread fall behind before {@link RowSpool.writer} waits for it. */
+const MAX_HASH_BACKLOG = 16 << 20;
+
 /**
  * The range digest of rows whose key is unique. By its definition (see
  * `range-digest.ts`) each row is then a group of one, left as is, so the
  * digest is the md5 of the bulk text, and the count its number of LF: the
- * same result as {@link RangeDigester}, without splitting rows in JS.
+ * same result as {@link RangeDigester}, without splitting rows in JS. The
+ * md5 is computed on a worker thread (see `off-thread-hash.ts`), so the
+ * digest is a promise; call {@link abort} to drop one not asked for.
  */
 export class UniqueKeyDigester {
-  readonly #hash = createHash(RANGE_DIGEST_ALGORITHM);
+  readonly #hash = new OffThreadHash(RANGE_DIGEST_ALGORITHM);
   #lines = 0;
   #bytes = 0;
   #last = LF;
@@ -77,12 +83,35 @@ export class UniqueKeyDigester {
     return this;
   }
 
-  /** Finishes; EDB if the input stopped in the middle of a row. */
-  digest(): RangeDigest {
+  /** Bytes handed to the hashing thread and not hashed yet. */
+  get backlog(): number {
+    return this.#hash.backlog;
+  }
+
+  /**
+   * Resolves once the hashing thread is at most `maxBacklog` bytes behind.
+   *
+   * @param maxBacklog - bytes it may still have to hash
+   */
+  drain(maxBacklog: number): Promise<void> {
+    return this.#hash.drain(maxBacklog);
+  }
+
+  /** Finishes; EDB if the input stopped in the middle of a row (EIO if the hashing thread failed). */
+  async digest(): Promise<RangeDigest> {
     if (this.#done) return this.#done;
-    if (this.#last !== LF) throw truncatedBulkText(this.#lines + 1);
-    this.#done = Object.freeze({ count: this.#lines, bytes: this.#bytes, digest: this.#hash.digest('hex') });
+    if (this.#last !== LF) {
+      this.#hash.abort();
+      throw truncatedBulkText(this.#lines + 1);
+    }
+    const digest = await this.#hash.digest();
+    this.#done ??= Object.freeze({ count: this.#lines, bytes: this.#bytes, digest });
     return this.#done;
+  }
+
+  /** Drops the digest (when the rows are dropped). */
+  abort(): void {
+    this.#hash.abort();
   }
 }
 
@@ -171,6 +200,7 @@ export class RowSpool {
         throwIfAborted(signal);
         const buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
         digester.update(buf);
+        if (digester instanceof UniqueKeyDigester && digester.backlog > MAX_HASH_BACKLOG) await digester.drain(MAX_HASH_BACKLOG);
         onBytes?.(buf.length);
         if (handle === undefined && held + buf.length <= memoryBytes) {
           chunks.push(buf);
@@ -198,12 +228,13 @@ export class RowSpool {
       },
       async finish(): Promise<RowSpool> {
         done = true;
-        const digest = digester.digest();
+        const digest = await digester.digest();
         await handle?.close();
         const fileDigest = handle === undefined ? undefined : (fileHash?.digest('hex') ?? digest.digest);
         return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes, fileDigest);
       },
       async abort(): Promise<void> {
+        if (digester instanceof UniqueKeyDigester) digester.abort();
         if (done && handle === undefined) return;
         done = true;
         chunks.length = 0;
