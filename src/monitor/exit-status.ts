@@ -45,13 +45,17 @@ function perfThreshold(limit: number | null, below: boolean): string {
  * Nagios performance data of a report: `label=value[unit];warn;crit` per
  * metric, space-separated, trailing empty fields dropped. Lower-bound
  * limits (free space, size) are written as `N:` ranges ("alert below N").
+ * Counts (unit `c` in the report) are written without a unit: in
+ * performance data `c` means a continuous counter, which graphing add-ons
+ * (PNP4Nagios, the Graphite and InfluxDB bridges) plot as a rate, while
+ * these counts (files checked, stale locks) go up and down.
  *
  * @param report - the report
  */
 export function perfData(report: Pick<MonitorReport, 'checks'>): string {
   return report.checks
     .flatMap((c) => c.metrics)
-    .map((m) => `${perfLabel(m.name)}=${formatPerfValue(m.value)}${m.unit};${perfThreshold(m.warning, m.below)};${perfThreshold(m.critical, m.below)}`.replace(/;+$/, ''))
+    .map((m) => `${perfLabel(m.name)}=${formatPerfValue(m.value)}${m.unit === 'c' ? '' : m.unit};${perfThreshold(m.warning, m.below)};${perfThreshold(m.critical, m.below)}`.replace(/;+$/, ''))
     .join(' ');
 }
 

@@ -14,7 +14,7 @@ import { StowageError } from '../errors.js';
 import { exitCode, nagiosSummary } from './exit-status.js';
 import { MONITOR_CHECKS, worstStatus, type MonitorCheckName, type MonitorStatus } from './status.js';
 
-/** Units of a metric: seconds, bytes, percent, a count, or none. */
+/** Units of a metric: seconds, bytes, percent, a count (`c`; written without a unit in Nagios performance data, see `perfData`), or none. */
 export type MetricUnit = 's' | 'B' | '%' | 'c' | '';
 
 /**

@@ -89,9 +89,19 @@ describe('exit status and Nagios summary', () => {
     expect(line).toBe("STOWAGE CRITICAL - newest backup 3d old; only 7.5% free on backup node | age=259200s;93600;172800 'free:backup node'=7.5%;10:;5:");
   });
 
-  it('lists every check when all are ok, and drops empty trailing limits', () => {
-    const ok: MonitorCheckResult = { ...free, status: 'ok', message: 'free space ok on 1 node', metrics: [{ name: 'dna_files', value: 2, unit: 'c', warning: null, critical: null, below: false }] };
-    expect(nagiosSummary(report([age('ok', 7200), ok]))).toBe('STOWAGE OK - newest backup 2h old; free space ok on 1 node | age=7200s;93600;172800 dna_files=2c');
+  it('lists every check when all are ok, drops empty trailing limits, and writes counts without a unit (c is a counter, plotted as a rate)', () => {
+    const ok: MonitorCheckResult = {
+      ...free,
+      status: 'ok',
+      message: 'free space ok on 1 node',
+      metrics: [
+        { name: 'dna_files', value: 2, unit: 'c', warning: null, critical: null, below: false },
+        { name: 'stale_locks', value: 0, unit: 'c', warning: 0, critical: null, below: false },
+      ],
+    };
+    expect(nagiosSummary(report([age('ok', 7200), ok]))).toBe('STOWAGE OK - newest backup 2h old; free space ok on 1 node | age=7200s;93600;172800 dna_files=2 stale_locks=0;0');
+    // The JSON keeps the unit: a count.
+    expect(ok.metrics[0]!.unit).toBe('c');
     expect(perfData(report([]))).toBe('');
     expect(nagiosSummary(report([]))).toBe('STOWAGE OK - ');
   });
