@@ -649,16 +649,18 @@ export class SshTransport implements Transport {
       throw this.#connectError(err, hostKeyError);
     }
     clearTimeout(connectTimer);
-    this.#connecting.delete(connecting);
     // Padding of outgoing AES-GCM packets from a CSPRNG pool, not a
     // randomFillSync call per 32 KiB packet (see packet-padding.ts).
     usePooledPadding(client);
+    const closedWhileConnecting = (): StowageError => new StowageError('ECONNECT', `${this.name}: the transport was closed while connecting.`, { details: { transport: this.name }, retryable: false });
     if (this.#closed) {
+      this.#connecting.delete(connecting);
       client.end();
-      throw new StowageError('ECONNECT', `${this.name}: the transport was closed while connecting.`, { details: { transport: this.name }, retryable: false });
+      throw closedWhileConnecting();
     }
     let sftp: SFTPWrapper;
     let openTimer: NodeJS.Timeout | undefined;
+    let lostWhileOpening: (() => void) | undefined;
     try {
       sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
         // An SFTP server that never answers (a home folder on a hung network
@@ -673,6 +675,9 @@ export class SshTransport implements Transport {
             ),
           );
         }, o.connectTimeoutMs);
+        // The connection lost (or cut by close()) while the open is on its way.
+        lostWhileOpening = () => reject(new StowageError('ECONNECT', `${this.name}: connection lost while opening the SFTP session.`, { details: { transport: this.name }, retryable: true }));
+        client.once('close', lostWhileOpening);
         try {
           client.sftp((err, s) => (err ? reject(err) : resolve(s)));
         } catch (err) {
@@ -681,14 +686,23 @@ export class SshTransport implements Transport {
       });
     } catch (err) {
       clearTimeout(openTimer);
+      this.#connecting.delete(connecting);
       client.removeAllListeners('error');
       client.on('error', () => {});
       client.end();
       sock.destroy();
+      if (this.#closed) throw closedWhileConnecting();
       if (err instanceof StowageError) throw err;
+      if (isConnectionLoss(err)) throw new StowageError('ECONNECT', `${this.name}: connection lost while opening the SFTP session: ${(err as Error).message}`, { details: { transport: this.name }, cause: err, retryable: true });
       throw new StowageError('ETRANSPORT', `${this.name}: the server refused the SFTP subsystem: ${(err as Error).message}`, { details: { transport: this.name }, cause: err });
     }
     clearTimeout(openTimer);
+    if (lostWhileOpening !== undefined) client.removeListener('close', lostWhileOpening);
+    this.#connecting.delete(connecting);
+    if (this.#closed) {
+      client.end();
+      throw closedWhileConnecting();
+    }
     const internals = sftp as unknown as SftpInternals;
     const ext = internals._extensions ?? {};
     // Requests as large as both the server and `chunkSize` allow, in whole KiB.
@@ -890,6 +904,9 @@ export class SshTransport implements Transport {
     return new Promise<boolean>((resolve) => {
       // A server that never answers the open (a stuck sftp-server) counts as
       // a refusal after idleTimeoutMs: the callers share the open channels.
+      // Until the server answers, ssh2 gives no handle on the channel, so
+      // one given up keeps its far session until the connection ends (or
+      // until it opens after all, when it is closed at once).
       let late = false;
       const timer = setTimeout(() => {
         late = true;
@@ -900,7 +917,7 @@ export class SshTransport implements Transport {
         s.client.sftp((err, extra) => {
           clearTimeout(timer);
           if (late) {
-            // Given up on: not used, and closed so that it holds no session on the server.
+            // Given up on and opened late: not used, and closed, so that it holds no session on the server.
             if (!err) extra.end();
             return;
           }

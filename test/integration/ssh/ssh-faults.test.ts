@@ -1275,13 +1275,19 @@ describe('an aborted digest waiting for an exec slot', () => {
 describe('an SFTP server that never answers', () => {
   const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
 
-  /** A folder with `sftp.sh`: the first session it runs (when `firstWorks`) is a real sftp-server, the others read their requests and never answer, writing their pid to `pids`. */
-  async function stallingSubsystem(firstWorks: boolean): Promise<{ dir: string; script: string; pids: () => Promise<number[]> }> {
-    if (firstWorks) await stat(SFTP_SERVER); // ENOENT names the missing program (Debian's openssh-sftp-server)
+  /**
+   * A folder with `sftp.sh`: the first session it runs (when `firstWorks`)
+   * is a real sftp-server; the others write their pid to `pids`, then read
+   * their requests and never answer or, with `lateSeconds`, become a real
+   * sftp-server after that long.
+   */
+  async function stallingSubsystem(firstWorks: boolean, lateSeconds?: number): Promise<{ dir: string; script: string; pids: () => Promise<number[]> }> {
+    if (firstWorks || lateSeconds !== undefined) await stat(SFTP_SERVER); // ENOENT names the missing program (Debian's openssh-sftp-server)
     const dir = await mkdtemp(join(tmpdir(), 'stowage-stall-'));
     const script = join(dir, 'sftp.sh');
     const first = firstWorks ? `if mkdir '${dir}/first' 2>/dev/null; then exec ${SFTP_SERVER}; fi\n` : '';
-    await writeFile(script, `#!/bin/sh\n${first}echo $$ >> '${dir}/pids'\nexec cat > /dev/null\n`, { mode: 0o755 });
+    const rest = lateSeconds === undefined ? 'exec cat > /dev/null' : `sleep ${lateSeconds}\nexec ${SFTP_SERVER}`;
+    await writeFile(script, `#!/bin/sh\n${first}echo $$ >> '${dir}/pids'\n${rest}\n`, { mode: 0o755 });
     const pids = async (): Promise<number[]> =>
       (await readFile(join(dir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
     return { dir, script, pids };
@@ -1328,6 +1334,46 @@ describe('an SFTP server that never answers', () => {
     }
   });
 
+  it('an extra channel that opens after it was given up is closed at once, freeing its far session', async () => {
+    const stall = await stallingSubsystem(true, 2);
+    try {
+      await using server = await startSshd({ sftpSubsystem: stall.script });
+      await using t = new SshTransport(optionsFor(server, { channels: 2, idleTimeoutMs: 1000 }));
+      await t.connect();
+      const data = Array.from({ length: 2 }, () => randomBytes(1 << 20));
+      expect((await within(Promise.all(data.map((d, i) => t.put(d, `${server.root}/p${i}`))), 10_000)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+      const [late] = await stall.pids();
+      expect(late).toBeGreaterThan(0);
+      // It opens about 2 s after it was asked for, and is closed: its sftp-server ends while the connection lives on.
+      const deadline = Date.now() + 8000;
+      while (alive(late!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(late!)).toBe(false);
+      expect((await t.stat(`${server.root}/p0`))?.size).toBe(1 << 20);
+    } finally {
+      await rm(stall.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('close() while the SFTP session is being opened cuts it at once: the waiting operation is ECONNECT, not a timeout', async () => {
+    const stall = await stallingSubsystem(false);
+    try {
+      await using server = await startSshd({ sftpSubsystem: stall.script });
+      const t = new SshTransport(optionsFor(server, { connectTimeoutMs: 8000, retries: 0 }));
+      const op = caught(t.stat(server.root));
+      const deadline = Date.now() + 8000;
+      while ((await stall.pids()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect((await stall.pids()).length).toBe(1);
+      const t0 = Date.now();
+      await within(t.close(), 10_000);
+      const err = await within(op, 10_000);
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(err.code).toBe('ECONNECT');
+      expect(err.message).toMatch(/closed while connecting/);
+    } finally {
+      await rm(stall.dir, { recursive: true, force: true });
+    }
+  });
+
   it('extra channels whose open is never answered are given up after idleTimeoutMs; the puts share the open one, and no more opens are tried', async () => {
     const stall = await stallingSubsystem(true);
     try {
@@ -1354,7 +1400,15 @@ describe('an SFTP server that never answers', () => {
       const t1 = Date.now();
       expect((await within(Promise.all(more.map((d, i) => t.put(d, `${server.root}/q${i}`))), 10_000)).map((d) => d.dig)).toEqual(more.map((d) => md5(d)));
       expect(Date.now() - t1).toBeLessThan(800);
-      expect((await stall.pids()).length).toBe(3);
+      const stalled = await stall.pids();
+      expect(stalled.length).toBe(3);
+      // ssh2 has no handle on a channel given up before the server answered:
+      // its far session lasts as long as the connection, and ends with it.
+      expect(stalled.every(alive)).toBe(true);
+      await t.close();
+      const deadline = Date.now() + 5000;
+      while (stalled.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(stalled.filter(alive)).toEqual([]);
     } finally {
       await rm(stall.dir, { recursive: true, force: true });
     }
