@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { truncatedBulkText } from '../db/bulk-text.js';
 import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/range-digest.js';
 import { throwIfAborted } from '../util/abort.js';
-import { OffThreadHash } from '../dna/off-thread-hash.js';
+import { sharedBlockHasher, type BlockHasher, type HashJob } from '../dna/block-hasher.js';
 
 /** Options of {@link RowSpool.fill}. */
 export interface RowSpoolOptions {
@@ -50,68 +50,134 @@ export interface RowSpoolOptions {
 const READ_SIZE = 1 << 20;
 const LF = 0x0a;
 
-/** Bytes a {@link UniqueKeyDigester} lets its hashing thread fall behind before {@link RowSpool.writer} waits for it. */
-const MAX_HASH_BACKLOG = 16 << 20;
+/** Rows of less than this are hashed on the main thread when their digest is asked for, without the hashing thread. */
+const INLINE_BYTES = 256 * 1024;
 
 /**
  * The range digest of rows whose key is unique. By its definition (see
  * `range-digest.ts`) each row is then a group of one, left as is, so the
  * digest is the md5 of the bulk text, and the count its number of LF: the
- * same result as {@link RangeDigester}, without splitting rows in JS. The
- * md5 is computed on a worker thread (see `off-thread-hash.ts`), so the
- * digest is a promise; call {@link abort} to drop one not asked for.
+ * same result as {@link RangeDigester}, without splitting rows in JS.
+ *
+ * The md5 runs on a {@link BlockHasher}'s thread (the process's shared one
+ * by default), because a dump is paced by its main thread (it parses what
+ * the server sends, spools it and feeds the archive writer): the rows are
+ * copied into the hasher's 1 MiB blocks, which waits while its memory
+ * budget is spent. Rows of less than 256 KiB in all are hashed in line
+ * when the digest is asked for. Await each {@link update} before the next;
+ * end with {@link digest} or {@link abort} (an unfinished digest keeps the
+ * hashing thread, and so the process, alive).
  */
 export class UniqueKeyDigester {
-  readonly #hash = new OffThreadHash(RANGE_DIGEST_ALGORITHM);
+  readonly #hasher: BlockHasher;
+  #job: HashJob | undefined;
+  /** Chunks held (by reference) while the rows are under INLINE_BYTES. */
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  /** The block being filled for the job, and how much of it is. */
+  #block: Buffer | undefined;
+  #fill = 0;
   #lines = 0;
   #bytes = 0;
   #last = LF;
-  #done: RangeDigest | undefined;
+  #done: Promise<RangeDigest> | undefined;
+  #dropped = false;
+
+  /** @param hasher - whose thread computes the md5 (default the process's shared one) */
+  constructor(hasher: BlockHasher = sharedBlockHasher()) {
+    this.#hasher = hasher;
+  }
 
   /**
-   * Adds bulk text bytes (any chunking).
+   * Adds bulk text bytes (any chunking). Chunks are kept by reference until
+   * copied for the hasher: do not modify a chunk after passing it.
    *
    * @param chunk - the next bytes
+   * @param signal - cancels a wait for the hasher's memory
    */
-  update(chunk: Uint8Array): this {
-    if (chunk.length === 0) return this;
-    this.#hash.update(chunk);
+  async update(chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
+    if (this.#done !== undefined || this.#dropped) throw new StowageError('EIO', 'UniqueKeyDigester.update() after digest() or abort().');
+    if (chunk.length === 0) return;
     this.#bytes += chunk.length;
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     for (let i = buf.indexOf(LF); i !== -1; i = buf.indexOf(LF, i + 1)) this.#lines++;
     this.#last = buf[buf.length - 1]!;
-    return this;
-  }
-
-  /** Bytes handed to the hashing thread and not hashed yet. */
-  get backlog(): number {
-    return this.#hash.backlog;
-  }
-
-  /**
-   * Resolves once the hashing thread is at most `maxBacklog` bytes behind.
-   *
-   * @param maxBacklog - bytes it may still have to hash
-   */
-  drain(maxBacklog: number): Promise<void> {
-    return this.#hash.drain(maxBacklog);
-  }
-
-  /** Finishes; EDB if the input stopped in the middle of a row (EIO if the hashing thread failed). */
-  async digest(): Promise<RangeDigest> {
-    if (this.#done) return this.#done;
-    if (this.#last !== LF) {
-      this.#hash.abort();
-      throw truncatedBulkText(this.#lines + 1);
+    if (this.#job === undefined) {
+      if (this.#heldBytes + buf.length <= INLINE_BYTES) {
+        this.#held.push(buf);
+        this.#heldBytes += buf.length;
+        return;
+      }
+      this.#job = this.#hasher.begin(RANGE_DIGEST_ALGORITHM);
+      const held = this.#held;
+      this.#held = [];
+      this.#heldBytes = 0;
+      for (const h of held) await this.#copy(h, signal);
     }
-    const digest = await this.#hash.digest();
-    this.#done ??= Object.freeze({ count: this.#lines, bytes: this.#bytes, digest });
+    await this.#copy(buf, signal);
+  }
+
+  /** Finishes (the same promise each time); EDB if the input stopped in the middle of a row, EIO if the hashing thread failed. */
+  digest(): Promise<RangeDigest> {
+    if (this.#dropped) return Promise.reject(new StowageError('EIO', 'UniqueKeyDigester.digest() after abort().'));
+    this.#done ??= this.#finish();
     return this.#done;
   }
 
-  /** Drops the digest (when the rows are dropped). */
+  /** Drops the digest (when the rows are dropped); a digest being computed still settles. Idempotent. */
   abort(): void {
-    this.#hash.abort();
+    if (this.#dropped || this.#done !== undefined) return;
+    this.#dropped = true;
+    this.#held = [];
+    if (this.#block !== undefined) this.#hasher.release(this.#block);
+    this.#block = undefined;
+    this.#job?.drop();
+  }
+
+  async #finish(): Promise<RangeDigest> {
+    if (this.#last !== LF) {
+      this.#job?.drop();
+      if (this.#block !== undefined) this.#hasher.release(this.#block);
+      this.#block = undefined;
+      throw truncatedBulkText(this.#lines + 1);
+    }
+    let digest: string;
+    if (this.#job === undefined) {
+      const h = createHash(RANGE_DIGEST_ALGORITHM);
+      for (const c of this.#held) h.update(c);
+      this.#held = [];
+      digest = h.digest('hex');
+    } else {
+      if (this.#block !== undefined) this.#job.update(this.#block, this.#fill);
+      this.#block = undefined;
+      digest = (await this.#job.digest()).dig;
+    }
+    return Object.freeze({ count: this.#lines, bytes: this.#bytes, digest });
+  }
+
+  /** Copies `buf` into the hasher's blocks, handing each to the job once full. */
+  async #copy(buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    for (let off = 0; off < buf.length; ) {
+      if (this.#dropped) return;
+      if (this.#block === undefined) {
+        this.#block = await this.#hasher.acquire(signal);
+        this.#fill = 0;
+        if (this.#dropped) {
+          // Aborted while waiting for the block.
+          this.#hasher.release(this.#block);
+          this.#block = undefined;
+          return;
+        }
+      }
+      const n = Math.min(this.#block.length - this.#fill, buf.length - off);
+      this.#block.set(off === 0 && n === buf.length ? buf : buf.subarray(off, off + n), this.#fill);
+      this.#fill += n;
+      off += n;
+      if (this.#fill === this.#block.length) {
+        this.#job!.update(this.#block, this.#fill);
+        this.#block = undefined;
+      }
+    }
   }
 }
 
@@ -199,8 +265,8 @@ export class RowSpool {
       async write(c: Uint8Array): Promise<void> {
         throwIfAborted(signal);
         const buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-        digester.update(buf);
-        if (digester instanceof UniqueKeyDigester && digester.backlog > MAX_HASH_BACKLOG) await digester.drain(MAX_HASH_BACKLOG);
+        if (digester instanceof UniqueKeyDigester) await digester.update(buf, signal);
+        else digester.update(buf);
         onBytes?.(buf.length);
         if (handle === undefined && held + buf.length <= memoryBytes) {
           chunks.push(buf);

@@ -1,10 +1,16 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RangeDigester } from '../../../src/db/range-digest.js';
+import { BlockHasher } from '../../../src/dna/block-hasher.js';
 import { RowSpool, UniqueKeyDigester } from '../../../src/partition/row-spool.js';
 import { rejectsWith, tempDir } from './helpers.js';
+
+const repo = join(import.meta.dirname, '..', '..', '..');
 
 const text = Array.from({ length: 2000 }, (_, i) => `${i + 1}\tvalue ${i} \\t tab\t\\N\t${'x'.repeat(i % 97)}\n`).join('');
 
@@ -20,24 +26,78 @@ describe('UniqueKeyDigester', () => {
     const u = new UniqueKeyDigester();
     const r = new RangeDigester({ keyIndex: 0 });
     for (const c of chunks(buf, size)) {
-      u.update(c);
+      await u.update(c);
       r.update(c);
     }
     expect(await u.digest()).toEqual(r.digest());
     expect((await u.digest()).count).toBe(2000);
   });
 
-  it('gives the same digest when its md5 runs on the hashing thread (more than one 256 KiB block)', async () => {
+  it.each([
+    ['the shared hasher', undefined],
+    ['a hasher of two 64 KiB blocks (waits for blocks)', new BlockHasher(64 * 1024, 2)],
+  ])('gives the same digest when its md5 runs on a hashing thread (over 256 KiB), with %s', async (_, hasher) => {
     const big = Buffer.from(text.repeat(40)); // ~4.6 MB
-    const u = new UniqueKeyDigester();
-    for (const c of chunks(big, 100_003)) u.update(c);
+    const u = new UniqueKeyDigester(hasher);
+    for (const c of chunks(big, 100_003)) await u.update(c);
     expect(await u.digest()).toEqual(new RangeDigester({ keyIndex: 0 }).update(big).digest());
+    await hasher?.close();
+  });
+
+  it('hashes rows under 256 KiB in line, without a job on the hashing thread', async () => {
+    const refuse = (): never => {
+      throw new Error('the hashing thread was used');
+    };
+    const u = new UniqueKeyDigester({ begin: refuse, acquire: refuse, release: refuse } as unknown as BlockHasher);
+    const buf = Buffer.from(text).subarray(0, Buffer.from(text).lastIndexOf(10) + 1);
+    for (const c of chunks(buf, 1000)) await u.update(c);
+    expect(await u.digest()).toEqual(new RangeDigester({ keyIndex: 0 }).update(buf).digest());
   });
 
   it('refuses input cut in the middle of a row, and gives the empty digest for no rows', async () => {
-    await rejectsWith(new UniqueKeyDigester().update(Buffer.from('1\ta\n2\tb')).digest(), 'EDB');
-    await rejectsWith(new UniqueKeyDigester().update(Buffer.from(text.repeat(10) + '1\ta')).digest(), 'EDB');
+    const fed = async (b: Buffer): Promise<UniqueKeyDigester> => {
+      const u = new UniqueKeyDigester();
+      await u.update(b);
+      return u;
+    };
+    await rejectsWith((await fed(Buffer.from('1\ta\n2\tb'))).digest(), 'EDB');
+    await rejectsWith((await fed(Buffer.from(text.repeat(10) + '1\ta'))).digest(), 'EDB');
     expect(await new UniqueKeyDigester().digest()).toEqual(new RangeDigester({ keyIndex: 0 }).digest());
+  });
+
+  it('gives one digest to callers that ask at once, and refuses updates after it', async () => {
+    const u = new UniqueKeyDigester();
+    const big = Buffer.from(text.repeat(5));
+    await u.update(big);
+    const [a, b] = await Promise.all([u.digest(), u.digest()]);
+    expect(a).toEqual(b);
+    expect(a).toEqual(new RangeDigester({ keyIndex: 0 }).update(big).digest());
+    await rejectsWith(u.update(Buffer.from('1\n')), 'EIO');
+  });
+
+  it('abort() ends an update waiting for the hasher\'s memory, and a digest after it is EIO; a signal ends such a wait too', async () => {
+    const hasher = new BlockHasher(64 * 1024, 1);
+    try {
+      const only = await hasher.acquire();
+      const u = new UniqueKeyDigester(hasher);
+      const waiting = u.update(Buffer.from(text.repeat(5)));
+      await new Promise((r) => setTimeout(r, 20));
+      u.abort();
+      hasher.release(only);
+      await waiting;
+      await rejectsWith(u.digest(), 'EIO');
+      const again = await hasher.acquire();
+      const v = new UniqueKeyDigester(hasher);
+      const ac = new AbortController();
+      const reason = new Error('stop');
+      const w = v.update(Buffer.from(text.repeat(5)), ac.signal);
+      setTimeout(() => ac.abort(reason), 20);
+      await expect(w).rejects.toBe(reason);
+      v.abort();
+      hasher.release(again);
+    } finally {
+      await hasher.close();
+    }
   });
 });
 
@@ -102,5 +162,54 @@ describe('RowSpool', () => {
     expect(existsSync(spillPath)).toBe(false);
     await rejectsWith(RowSpool.fill(Readable.from([Buffer.from(text + '9\tpartial')]), { keyIndex: 0, memoryBytes: 10, spillPath }), 'EDB');
     expect(existsSync(spillPath)).toBe(false);
+  });
+
+  it.each([
+    [8 << 20, false],
+    [100_000, true],
+  ])('unique-key rows over 256 KiB (digested on the hashing thread) with %i bytes in memory: digest, spill and replay are right', async (memoryBytes, spilled) => {
+    const d = await tempDir();
+    const big = Buffer.from(text.repeat(30));
+    const spillPath = join(d, `big-${memoryBytes}`);
+    const s = await RowSpool.fill(Readable.from(chunks(big, 65_536)), { keyIndex: 0, uniqueKey: true, memoryBytes, spillPath });
+    expect(s.spilled).toBe(spilled);
+    expect(s.digest).toEqual(new RangeDigester({ keyIndex: 0 }).update(big).digest());
+    const back: Buffer[] = [];
+    for await (const c of s.read()) back.push(c);
+    expect(Buffer.concat(back).equals(big)).toBe(true);
+    await s.dispose();
+    await rejectsWith(RowSpool.fill(Readable.from([big, Buffer.from('9\tpartial')]), { keyIndex: 0, uniqueKey: true, memoryBytes, spillPath }), 'EDB');
+    expect(existsSync(spillPath)).toBe(false);
+  });
+
+  it.each(['abort', 'finish'])('a unique-key writer ended by %s() does not keep the process alive', async (how) => {
+    const d = await tempDir();
+    const script = join(d, 'left.mts');
+    await writeFile(
+      script,
+      `import { RowSpool } from ${JSON.stringify(pathToFileURL(join(repo, 'src', 'partition', 'row-spool.ts')).href)};
+const w = RowSpool.writer({ keyIndex: 0, uniqueKey: true, memoryBytes: 1 << 30, spillPath: ${JSON.stringify(join(d, 'spill'))} });
+const row = Buffer.from('1\\tsome text of a row\\n'.repeat(100_000));
+await w.write(row);
+${how === 'abort' ? 'await w.abort();' : 'console.log((await w.finish()).digest.count);'}
+console.log('${how}ed');
+`,
+    );
+    const t0 = performance.now();
+    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout });
+      });
+    });
+    expect(out.stdout).toContain(`${how}ed`);
+    if (how === 'finish') expect(out.stdout).toContain('100000');
+    expect(out.code).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(15_000);
   });
 });
