@@ -24,7 +24,7 @@
  *   `range-cutter.ts`): sources pay a per-query cost (metadata lookups, a
  *   snapshot) once per run instead of once per range. Each range's rows
  *   are held in a {@link RowSpool} (memory, then a spill file) until its
- *   archive is written, one write in flight behind the read. The folder is
+ *   archive is written, a few writes in flight behind the read. The folder is
  *   locked (`LOCKED`, see LockDir) for the duration.
  * - {@link Partitioner.restore} verifies every archive's DNA before loading
  *   anything and checks each table's rows against the manifest inside the
@@ -192,7 +192,7 @@ export interface DumpOptions {
   incremental?: boolean;
   /** Ranges read and written at once (default 2). */
   concurrency?: number;
-  /** Cancels the dump: archives finished before stay, the one being written is removed. */
+  /** Cancels the dump: archives finished before stay, those being written are removed. */
   signal?: AbortSignal;
   /** Phase `dump`: bytes of bulk text read, items = ranges done of those to do. */
   onProgress?: ProgressCallback;
@@ -253,6 +253,9 @@ const MiB = 1 << 20;
 
 /** The most ranges read with one query. */
 const MAX_BLOCK = 64;
+
+/** Most archive writes in flight behind one run's read (see `#dumpBlock`). */
+const MAX_WRITES = 3;
 
 /** What the ranges of one dump share. */
 interface DumpContext {
@@ -813,15 +816,24 @@ export class Partitioner {
   /**
    * Reads a run of consecutive ranges of the (single) table with one query
    * in one snapshot, cutting the stream at the range boundaries; each range
-   * is written as soon as it is read, while the next one is being read (one
-   * write in flight, so memory holds two ranges at most).
+   * is written as soon as it is read, while the next ones are being read:
+   * up to `MAX_WRITES` writes in flight, as long as the rows they hold
+   * in memory stay within `spoolMemoryBytes` (one always may), so memory
+   * holds about two spools' worth at most, as with one write in flight.
+   * A range's write takes longer than its read (deflate, fsync of the
+   * archive, its sidecar and folder): with one write in flight the read
+   * stalled behind it. 1M rows from MariaDB in 10k-row ranges, 2 cores,
+   * 8 interleaved runs each: 3.52 s with one write in flight, 3.19 s with
+   * two, 3.05 s with three.
    */
   async #dumpBlock(block: readonly PlannedPartition[], ctx: DumpContext): Promise<void> {
     const { signal, progress } = ctx;
     const m = ctx.meta[0]!;
     const writers = new Map<number, SpoolWriter>();
     let handed = 0;
-    let writing: Promise<void> = Promise.resolve();
+    /** Writes in flight, oldest first, with the bytes of rows each holds in memory. */
+    const writes: { done: Promise<void>; bytes: number }[] = [];
+    let failed: { err: unknown } | undefined;
     const writerOf = (j: number): SpoolWriter => {
       let w = writers.get(j);
       if (w === undefined) {
@@ -830,29 +842,34 @@ export class Partitioner {
       }
       return w;
     };
-    /** Ranges before `upTo` are read: write them, one write in flight. */
+    /** Ranges before `upTo` are read: write them, waiting while the writes in flight are as many, or hold as much memory, as allowed. */
     const handOff = async (upTo: number): Promise<void> => {
       while (handed < upTo) {
         const j = handed++;
         const spool = await writerOf(j).finish();
         writers.delete(j);
+        const bytes = spool.spilled ? 0 : spool.bytes;
         try {
-          await writing;
+          while (writes.length > 0 && (writes.length >= MAX_WRITES || writes.reduce((n, w) => n + w.bytes, bytes) > this.#spoolBytes)) await writes.shift()!.done;
+          if (failed !== undefined) throw failed.err;
         } catch (err) {
-          // The write before failed (or was aborted): this range is never
+          // A write before failed (or was aborted): this range is never
           // written, and its spool (maybe a spill file) goes now.
           await spool.dispose();
           throw err;
         }
         const p = block[j]!;
-        writing = (async () => {
+        const done = (async () => {
           try {
             ctx.done(p, await this.#writePartition(p, [{ ...m, spool }], ctx));
           } finally {
             await spool.dispose();
           }
         })();
-        writing.catch(() => {});
+        done.catch((err: unknown) => {
+          failed ??= { err };
+        });
+        writes.push({ done, bytes });
       }
     };
     let reading: Promise<void> | undefined;
@@ -890,10 +907,10 @@ export class Partitioner {
         { signal },
       );
       await handOff(block.length);
-      await writing;
+      while (writes.length > 0) await writes.shift()!.done;
     } finally {
       await reading?.catch(() => {});
-      await writing.catch(() => {});
+      for (const w of writes.splice(0)) await w.done.catch(() => {});
       await Promise.all([...writers.values()].map((w) => w.abort()));
     }
   }

@@ -1,0 +1,51 @@
+/**
+ * Partitioner.dump onto a full disk, for real: a 20 MiB tmpfs (needs root;
+ * fails loudly otherwise, see test/support/tmpfs.ts). Several archive
+ * writes are in flight at once: the one that meets the full disk fails the
+ * dump with ENOSPACE, and no `.part`, spill file or sidecar-less archive is
+ * left; every archive under its final name is whole (its DNA matches).
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteSource } from '../../../src/db/sqlite/index.js';
+import { DnaDigest } from '../../../src/dna/index.js';
+import { Partitioner } from '../../../src/partition/index.js';
+import { readManifest } from '../../../src/partition/partition-archive.js';
+import { withTmpfs, type Tmpfs } from '../../support/index.js';
+import { listFiles, rejectsWith, tempDir } from './helpers.js';
+
+let disk: Tmpfs;
+beforeAll(async () => {
+  disk = await withTmpfs(20);
+});
+afterAll(async () => {
+  await disk?.stop();
+});
+
+describe('Partitioner.dump on a full disk', () => {
+  it('is ENOSPACE naming the archive, leaves no partial file, and every archive left is whole', async () => {
+    const f = join(await tempDir(), 'big.db');
+    const db = new Database(f);
+    // 4 KiB of hex per row (compresses to about half): ~30 MB of archives, more than the disk holds.
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
+    db.exec('WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < 15000) INSERT INTO t SELECT x, hex(randomblob(2048)) FROM s');
+    db.close();
+    await using src = new SqliteSource(f);
+    const out = join(disk.dir, 'out');
+    const err = await rejectsWith(new Partitioner(src, { table: 't', key: 'id', rowsPerPartition: 500, outDir: out }).dump({ concurrency: 2 }), 'ENOSPACE');
+    expect(err.message).toContain(out);
+    const files = await listFiles(out);
+    expect(files.filter((n) => /\.part$|\.spool$|stowage-/.test(n))).toEqual([]);
+    expect(files.filter((n) => n.startsWith('LOCKED') || n.includes('/LOCKED'))).toEqual([]);
+    const archives = files.filter((n) => n.endsWith('.tar.gz'));
+    // The disk filled midway: some archives were written, not all 30.
+    expect(archives.length).toBeGreaterThan(0);
+    expect(archives.length).toBeLessThan(30);
+    expect(files.filter((n) => n.endsWith('.dna')).sort()).toEqual(archives.map((a) => `${a}.dna`).sort());
+    for (const a of archives) {
+      expect((await DnaDigest.verify(join(out, a))).ok).toBe(true);
+      expect((await readManifest(join(out, a))).tables[0]!.count).toBe(500);
+    }
+  });
+});
