@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { run } from '../../support/index.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -196,20 +196,10 @@ console.log('${how}ed');
 `,
     );
     const t0 = performance.now();
-    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
-      let stdout = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout });
-      });
-    });
+    // Resolves only if the script exits 0 before the timeout (a hang is killed and fails the test).
+    const out = await run(process.execPath, ['--import', 'tsx', script], { cwd: repo, timeoutMs: 20_000 });
     expect(out.stdout).toContain(`${how}ed`);
     if (how === 'finish') expect(out.stdout).toContain('100000');
-    expect(out.code).toBe(0);
     expect(performance.now() - t0).toBeLessThan(15_000);
   });
 });
