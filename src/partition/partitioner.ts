@@ -44,6 +44,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
+import { BlockHasher } from '../dna/block-hasher.js';
 import { LockDir } from '../lock/lock-dir.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { INT64_MAX, checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
@@ -190,7 +191,11 @@ export interface PlanOptions {
 export interface DumpOptions {
   /** Write only what changed: new complete ranges and changed partial ones (default true). False rewrites every occupied range. */
   incremental?: boolean;
-  /** Ranges read and written at once (default 2). */
+  /**
+   * Ranges read at once (default 2; a single table is read in runs of
+   * ranges, each run keeping up to three archive writes in flight behind
+   * its read).
+   */
   concurrency?: number;
   /** Cancels the dump: archives finished before stay, those being written are removed. */
   signal?: AbortSignal;
@@ -268,6 +273,8 @@ interface DumpContext {
   readonly done: (p: PlannedPartition, w: WrittenPartition | undefined) => void;
   /** Damaged archives renamed out of the way (see {@link DumpResult.setAside}). */
   readonly setAside: string[];
+  /** Computes the range digests of unique-key tables off the main thread (see `row-spool.ts`). */
+  readonly hasher: BlockHasher;
 }
 
 /** A range's upper bound as the Catalog records it: at most INT64_MAX (the grid's last range may reach past it). */
@@ -734,7 +741,12 @@ export class Partitioner {
       progress.report(true);
     };
     const setAsideList: string[] = [];
-    const ctx: DumpContext = { meta, incremental, gzipConcurrency: Math.max(1, Math.min(4, availableParallelism())), progress, signal, done, setAside: setAsideList };
+    // The dump's own hasher, at the process's priority: the range digest is on
+    // the dump's critical path (a range is written once it is known), unlike
+    // the DNA of an archive, which the shared, lower-priority one computes.
+    // Its thread starts with the first range of 256 KiB or more.
+    const hasher = new BlockHasher(MiB, 16);
+    const ctx: DumpContext = { meta, incremental, gzipConcurrency: Math.max(1, Math.min(4, availableParallelism())), progress, signal, done, setAside: setAsideList, hasher };
     // A single table is read in runs of consecutive ranges, one query per run; a group range by range (one connection cannot stream two tables at once).
     const jobs = this.tables.length === 1 ? blocksOf(plan, todo, Math.min(MAX_BLOCK, Math.max(1, Math.ceil(todo.length / concurrency)))) : todo.map((p) => [p]);
     let next = 0;
@@ -751,7 +763,11 @@ export class Partitioner {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, jobs.length)) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, jobs.length)) }, worker));
+    } finally {
+      await hasher.close();
+    }
     if (failure !== undefined) {
       if (signal?.aborted) throw signal.reason;
       throw failure;
@@ -794,6 +810,7 @@ export class Partitioner {
               spillPath: `${path}.${i}.spool`,
               signal,
               onBytes: (n) => progress.add(n),
+              hasher: ctx.hasher,
             }).then((spool) => {
               read.push({ ...m, spool });
             });
@@ -833,11 +850,10 @@ export class Partitioner {
     let handed = 0;
     /** Writes in flight, oldest first, with the bytes of rows each holds in memory. */
     const writes: { done: Promise<void>; bytes: number }[] = [];
-    let failed: { err: unknown } | undefined;
     const writerOf = (j: number): SpoolWriter => {
       let w = writers.get(j);
       if (w === undefined) {
-        w = RowSpool.writer({ keyIndex: m.keyIndex, uniqueKey: m.uniqueKey, memoryBytes: this.#spoolBytes, spillPath: `${block[j]!.path!}.0.spool`, signal, onBytes: (n) => progress.add(n) });
+        w = RowSpool.writer({ keyIndex: m.keyIndex, uniqueKey: m.uniqueKey, memoryBytes: this.#spoolBytes, spillPath: `${block[j]!.path!}.0.spool`, signal, onBytes: (n) => progress.add(n), hasher: ctx.hasher });
         writers.set(j, w);
       }
       return w;
@@ -851,7 +867,6 @@ export class Partitioner {
         const bytes = spool.spilled ? 0 : spool.bytes;
         try {
           while (writes.length > 0 && (writes.length >= MAX_WRITES || writes.reduce((n, w) => n + w.bytes, bytes) > this.#spoolBytes)) await writes.shift()!.done;
-          if (failed !== undefined) throw failed.err;
         } catch (err) {
           // A write before failed (or was aborted): this range is never
           // written, and its spool (maybe a spill file) goes now.
@@ -866,9 +881,8 @@ export class Partitioner {
             await spool.dispose();
           }
         })();
-        done.catch((err: unknown) => {
-          failed ??= { err };
-        });
+        // A failure surfaces when the write is awaited, as the oldest in flight or at the end.
+        done.catch(() => {});
         writes.push({ done, bytes });
       }
     };

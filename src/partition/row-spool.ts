@@ -24,7 +24,7 @@ import { StowageError, fromFsError } from '../errors.js';
 import { createHash } from 'node:crypto';
 import { truncatedBulkText } from '../db/bulk-text.js';
 import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/range-digest.js';
-import { throwIfAborted } from '../util/abort.js';
+import { anySignal, throwIfAborted } from '../util/abort.js';
 import { sharedBlockHasher, type BlockHasher, type HashJob } from '../dna/block-hasher.js';
 
 /** Options of {@link RowSpool.fill}. */
@@ -45,6 +45,8 @@ export interface RowSpoolOptions {
   signal?: AbortSignal | undefined;
   /** Called with the byte count of each chunk taken in. */
   onBytes?: ((n: number) => void) | undefined;
+  /** Whose thread computes the md5 of unique-key rows (default the process's shared hasher). */
+  hasher?: BlockHasher | undefined;
 }
 
 const READ_SIZE = 1 << 20;
@@ -59,14 +61,15 @@ const INLINE_BYTES = 256 * 1024;
  * digest is the md5 of the bulk text, and the count its number of LF: the
  * same result as {@link RangeDigester}, without splitting rows in JS.
  *
- * The md5 runs on a {@link BlockHasher}'s thread (the process's shared one
- * by default), because a dump is paced by its main thread (it parses what
- * the server sends, spools it and feeds the archive writer): the rows are
- * copied into the hasher's 1 MiB blocks, which waits while its memory
- * budget is spent. Rows of less than 256 KiB in all are hashed in line
- * when the digest is asked for. Await each {@link update} before the next;
- * end with {@link digest} or {@link abort} (an unfinished digest keeps the
- * hashing thread, and so the process, alive).
+ * The md5 runs on a {@link BlockHasher}'s thread (a dump gives one of its
+ * own; the process's shared one by default), because a dump is paced by
+ * its main thread (it parses what the server sends, spools it and feeds
+ * the archive writer): the rows are copied into the hasher's blocks, which
+ * waits while its memory budget is spent. Rows of less than 256 KiB in
+ * all are hashed in line when the digest is asked for. Await each
+ * {@link update} before the next; end with {@link digest} or {@link abort}
+ * (an unfinished digest keeps the hashing thread, and so the process,
+ * alive).
  */
 export class UniqueKeyDigester {
   readonly #hasher: BlockHasher;
@@ -82,6 +85,8 @@ export class UniqueKeyDigester {
   #last = LF;
   #done: Promise<RangeDigest> | undefined;
   #dropped = false;
+  /** Fired by {@link abort}: ends an update waiting for a block. */
+  readonly #stop = new AbortController();
 
   /** @param hasher - whose thread computes the md5 (default the process's shared one) */
   constructor(hasher: BlockHasher = sharedBlockHasher()) {
@@ -124,10 +129,15 @@ export class UniqueKeyDigester {
     return this.#done;
   }
 
-  /** Drops the digest (when the rows are dropped); a digest being computed still settles. Idempotent. */
+  /**
+   * Drops the digest (when the rows are dropped): an update waiting for the
+   * hasher's memory rejects with EIO; a digest being computed still
+   * settles. Idempotent.
+   */
   abort(): void {
     if (this.#dropped || this.#done !== undefined) return;
     this.#dropped = true;
+    this.#stop.abort(new StowageError('EIO', 'UniqueKeyDigester: the digest was dropped (abort()) while rows were being added.'));
     this.#held = [];
     if (this.#block !== undefined) this.#hasher.release(this.#block);
     this.#block = undefined;
@@ -160,10 +170,10 @@ export class UniqueKeyDigester {
     for (let off = 0; off < buf.length; ) {
       if (this.#dropped) return;
       if (this.#block === undefined) {
-        this.#block = await this.#hasher.acquire(signal);
+        this.#block = await this.#hasher.acquire(anySignal(signal, this.#stop.signal));
         this.#fill = 0;
         if (this.#dropped) {
-          // Aborted while waiting for the block.
+          // Aborted as the block was granted.
           this.#hasher.release(this.#block);
           this.#block = undefined;
           return;
@@ -245,7 +255,7 @@ export class RowSpool {
    */
   static writer(options: RowSpoolOptions): SpoolWriter {
     const { keyIndex, memoryBytes, spillPath, signal, onBytes } = options;
-    const digester = options.uniqueKey === true ? new UniqueKeyDigester() : new RangeDigester({ keyIndex });
+    const digester = options.uniqueKey === true ? new UniqueKeyDigester(options.hasher) : new RangeDigester({ keyIndex });
     const chunks: Buffer[] = [];
     let held = 0;
     let handle: FileHandle | undefined;

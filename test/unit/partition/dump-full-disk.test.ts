@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 describe('Partitioner.dump on a full disk', () => {
-  it('is ENOSPACE naming the archive, leaves no partial file, and every archive left is whole', async () => {
+  it('is ENOSPACE naming the folder written to, leaves no partial file, and every archive left is whole', async () => {
     const f = join(await tempDir(), 'big.db');
     const db = new Database(f);
     // 4 KiB of hex per row (compresses to about half): ~30 MB of archives, more than the disk holds.

@@ -55,6 +55,14 @@ describe('Partitioner.dump: archive writes behind the read', () => {
     expect(most).toBeLessThanOrEqual(3);
   });
 
+  it('counts no memory for ranges spilled to files: they are written two or three at once too', async () => {
+    // Each range (~2 MB) spills past 256 KiB.
+    const { most, written } = await mostAtOnce(256 << 10);
+    expect(written).toBe(12);
+    expect(most).toBeGreaterThanOrEqual(2);
+    expect(most).toBeLessThanOrEqual(3);
+  });
+
   it('writes one at a time when two ranges in memory would exceed spoolMemoryBytes', async () => {
     // Each range (~2 MB) fits in 3 MB, two do not.
     const { most, written } = await mostAtOnce(3 << 20);

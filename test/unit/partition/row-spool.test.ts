@@ -83,8 +83,10 @@ describe('UniqueKeyDigester', () => {
       const waiting = u.update(Buffer.from(text.repeat(5)));
       await new Promise((r) => setTimeout(r, 20));
       u.abort();
+      // Ends at once, with the only block still taken.
+      const err = await rejectsWith(waiting, 'EIO');
+      expect(err.message).toMatch(/dropped/);
       hasher.release(only);
-      await waiting;
       await rejectsWith(u.digest(), 'EIO');
       const again = await hasher.acquire();
       const v = new UniqueKeyDigester(hasher);
