@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,13 @@ describe('the built package, imported by name', () => {
     expect(out.same).toBe(true);
     expect(out.err).toBe(true);
     expect(out.keys).toEqual(expect.arrayContaining(['Archiver', 'DnaDigest', 'LockDir', 'LocalTransport', 'StowageError', 'ERROR_CODES']));
+  });
+
+  it('packs no built module whose source is gone (dist/ is emptied before each build)', () => {
+    const [pack] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' })) as { files: { path: string }[] }[];
+    const modules = pack!.files.map((f) => f.path).filter((p) => p.startsWith('dist/') && p.endsWith('.js'));
+    expect(modules).toContain('dist/index.js');
+    expect(modules.filter((p) => !existsSync(join(root, 'src', p.slice('dist/'.length).replace(/\.js$/, '.ts'))))).toEqual([]);
   });
 
   it('refuses deep imports that are not exported', () => {
