@@ -310,7 +310,11 @@ export class HttpNotifier implements Notifier {
   }
 
   /**
-   * POSTs `event`; resolves on a 2xx answer.
+   * POSTs `event`; resolves on a 2xx answer, as soon as its status line is
+   * in: the change was delivered, so a body that comes slowly or not at
+   * all (a proxy holding the connection) is not waited for; waiting would
+   * fail a delivered notification, and the next run would tell the change
+   * again.
    *
    * @param event - what changed
    * @param options - signal
@@ -322,7 +326,6 @@ export class HttpNotifier implements Notifier {
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const target = `${this.url.origin}${this.url.pathname}`;
     let res: Response;
-    let body: string;
     try {
       res = await fetch(this.url, {
         method: 'POST',
@@ -331,7 +334,6 @@ export class HttpNotifier implements Notifier {
         redirect: 'manual',
         signal: both,
       });
-      body = await res.text();
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       if (timeout.aborted) {
@@ -343,11 +345,16 @@ export class HttpNotifier implements Notifier {
         cause: err,
       });
     }
-    if (res.status < 200 || res.status > 299) {
-      throw new StowageError('EIO', `${this.name}: ${target} answered ${res.status} ${res.statusText}${body ? `: ${body.slice(0, 200)}` : ''}`, {
-        details: { notifier: this.name, url: target, status: res.status },
-      });
+    if (res.status >= 200 && res.status <= 299) {
+      await res.body?.cancel().catch(() => {});
+      return;
     }
+    // Not delivered: the body, if it comes within the time left, says why.
+    const body = await res.text().catch(() => '');
+    if (signal?.aborted) throw signal.reason;
+    throw new StowageError('EIO', `${this.name}: ${target} answered ${res.status} ${res.statusText}${body ? `: ${body.slice(0, 200)}` : ''}`, {
+      details: { notifier: this.name, url: target, status: res.status },
+    });
   }
 }
 

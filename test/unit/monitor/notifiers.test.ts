@@ -190,6 +190,24 @@ describe('HttpNotifier', () => {
     expect(err.message).toMatch(/no answer from .*\/slow within 300 ms/);
   });
 
+  it('a 2xx answer whose body never ends is delivered, not ETIMEOUT (the next run would tell the change again); a non-2xx one still names its status', async () => {
+    handler = (_q, _b, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('accepted, and then...');
+      hanging.push(res);
+    };
+    const t0 = Date.now();
+    await new HttpNotifier(`${base}/slow-body`, { timeoutMs: 300 }).notify(event());
+    expect(Date.now() - t0).toBeLessThan(300);
+    handler = (_q, _b, res) => {
+      res.writeHead(500, 'Internal Server Error');
+      res.write('partial');
+      hanging.push(res);
+    };
+    const err = await rejectsWith(new HttpNotifier(`${base}/slow-error`, { timeoutMs: 300 }).notify(event()), 'EIO');
+    expect(err.message).toMatch(/answered 500 Internal Server Error/);
+  });
+
   it('rejects with the reason when aborted before start or midway', async () => {
     let requests = 0;
     handler = (_q, _b, res) => {
