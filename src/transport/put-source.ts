@@ -18,9 +18,23 @@ export function toReplayable(source: PutSource): ReplayableSource {
     return { open: (offset) => createReadStream(source, { start: offset, highWaterMark: 1 << 20 }) };
   }
   if (source instanceof Uint8Array) {
-    return { size: source.length, open: (offset) => Readable.from([Buffer.from(source.buffer, source.byteOffset + offset, source.length - offset)], { objectMode: false }) };
+    return { size: source.length, open: (offset) => Readable.from(slices(source, offset), { objectMode: false }) };
   }
   return source;
+}
+
+/** Bytes of a buffer source handed on at a time (views, not copies). */
+const BUFFER_SLICE_BYTES = 1 << 20;
+
+/**
+ * A buffer from `offset` on, as views of at most 1 MiB: as a file source
+ * is read, so that a transfer reports progress and sees an abort between
+ * slices instead of taking the whole buffer as one chunk.
+ */
+function* slices(source: Uint8Array, offset: number): Generator<Buffer> {
+  for (let at = offset; at < source.length; at += BUFFER_SLICE_BYTES) {
+    yield Buffer.from(source.buffer, source.byteOffset + at, Math.min(BUFFER_SLICE_BYTES, source.length - at));
+  }
 }
 
 /**

@@ -346,6 +346,25 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect(await t.list(d)).toEqual([]);
       });
 
+      it('a large buffer is sent in slices: progress comes before the end, and an abort at the first report rejects with the reason, leaving nothing', async () => {
+        const d = await far();
+        const data = randomBytes(64 * 1024 * 1024);
+        const ac = new AbortController();
+        const reason = new Error('enough');
+        let first = -1;
+        const p = t.put(data, `${d}/big`, {
+          signal: ac.signal,
+          onProgress: (pr) => {
+            if (first >= 0) return;
+            first = pr.bytesDone;
+            ac.abort(reason);
+          },
+        });
+        await expect(p).rejects.toBe(reason);
+        expect(first).toBeLessThan(data.length);
+        expect(await t.list(d)).toEqual([]);
+      });
+
       it('unknown options are EBAD_CONFIG', async () => {
         const d = await far();
         await rejectsWith(t.put(Buffer.from('x'), `${d}/f`, { mdoe: 0o600 } as never), 'EBAD_CONFIG');
