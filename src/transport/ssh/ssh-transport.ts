@@ -313,6 +313,16 @@ function requestSent(s: Session): void {
 const MKDIR_FAILURE_TRIES = 5;
 
 /** An error meaning the connection was lost: the operation may be retried on a new one. */
+/**
+ * ssh2 1.x's table of a connection's channels by local id
+ * (`_chanMgr._channels`): an open on its way is a callback there, an open
+ * channel its object. Undefined if the shape is not that.
+ */
+function channelTable(client: SshClient): Record<string, unknown> | undefined {
+  const t = (client as unknown as { _chanMgr?: { _channels?: unknown } })._chanMgr?._channels;
+  return typeof t === 'object' && t !== null ? (t as Record<string, unknown>) : undefined;
+}
+
 function isConnectionLoss(err: unknown): boolean {
   if (err instanceof StowageError) return err.code === 'ECONNECT' || (err.code === 'ETIMEOUT' && err.details['lost'] === true);
   const e = err as { code?: unknown; message?: unknown; level?: unknown } | undefined;
@@ -904,16 +914,22 @@ export class SshTransport implements Transport {
     return new Promise<boolean>((resolve) => {
       // A server that never answers the open (a stuck sftp-server) counts as
       // a refusal after idleTimeoutMs: the callers share the open channels.
-      // Until the server answers, ssh2 gives no handle on the channel, so
-      // one given up keeps its far session until the connection ends (or
-      // until it opens after all, when it is closed at once).
+      // The channel given up is closed, so that its far session (and
+      // program) ends: ssh2 passes it on only once the SFTP server has
+      // answered, so it is taken from ssh2's channel table. One the server
+      // has not even confirmed by then is closed if it opens after all.
       let late = false;
+      let localId: string | undefined;
       const timer = setTimeout(() => {
         late = true;
         s.openStalled = true;
         resolve(false);
+        const ch = localId === undefined ? undefined : channelTable(s.client)?.[localId];
+        if (typeof ch === 'object' && ch !== null && typeof (ch as { destroy?: unknown }).destroy === 'function') (ch as { destroy(): void }).destroy();
       }, this.#o.idleTimeoutMs);
       try {
+        const table = channelTable(s.client);
+        const before = table === undefined ? undefined : new Set(Object.keys(table));
         s.client.sftp((err, extra) => {
           clearTimeout(timer);
           if (late) {
@@ -934,6 +950,9 @@ export class SshTransport implements Transport {
           }
           resolve(false);
         });
+        // client.sftp() reserved the channel's id in the table synchronously.
+        const added = table === undefined || before === undefined ? [] : Object.keys(table).filter((k) => !before.has(k));
+        if (added.length === 1) localId = added[0];
       } catch {
         clearTimeout(timer);
         resolve(false);
