@@ -355,6 +355,75 @@ export class BlockHasher {
   }
 }
 
+/**
+ * Copies a stream of chunks into full pool blocks for one job, handing
+ * each on once full: a stream of small chunks (rows read from a database)
+ * then costs one pooled block and one message per block, where
+ * {@link BlockHasher.feed} takes a block fitted to each chunk. Await each
+ * {@link write} before the next; end with {@link flush} (then digest the
+ * job) or {@link discard}.
+ */
+export class BlockFeeder {
+  readonly #hasher: BlockHasher;
+  readonly #job: HashJob;
+  #block: Buffer | undefined;
+  #fill = 0;
+  #discarded = false;
+
+  /**
+   * @param hasher - the hasher whose blocks are filled
+   * @param job - a job of that hasher
+   */
+  constructor(hasher: BlockHasher, job: HashJob) {
+    this.#hasher = hasher;
+    this.#job = job;
+  }
+
+  /**
+   * Copies `buf` (the caller keeps it), waiting for blocks while the
+   * hasher's budget is spent. After {@link discard}, copies nothing.
+   *
+   * @param buf - the next bytes
+   * @param signal - cancels a wait for a block
+   */
+  async write(buf: Uint8Array, signal?: AbortSignal): Promise<void> {
+    for (let off = 0; off < buf.length; ) {
+      if (this.#discarded) return;
+      if (this.#block === undefined) {
+        const block = await this.#hasher.acquire(signal);
+        if (this.#discarded) {
+          // Discarded while the block was on its way.
+          this.#hasher.release(block);
+          return;
+        }
+        this.#block = block;
+        this.#fill = 0;
+      }
+      const n = Math.min(this.#block.length - this.#fill, buf.length - off);
+      this.#block.set(off === 0 && n === buf.length ? buf : buf.subarray(off, off + n), this.#fill);
+      this.#fill += n;
+      off += n;
+      if (this.#fill === this.#block.length) {
+        this.#job.update(this.#block, this.#fill);
+        this.#block = undefined;
+      }
+    }
+  }
+
+  /** Hands the block being filled, if any, to the job. */
+  flush(): void {
+    if (this.#block !== undefined) this.#job.update(this.#block, this.#fill);
+    this.#block = undefined;
+  }
+
+  /** Gives the block being filled back to the pool; later writes copy nothing. Idempotent. */
+  discard(): void {
+    this.#discarded = true;
+    if (this.#block !== undefined) this.#hasher.release(this.#block);
+    this.#block = undefined;
+  }
+}
+
 let shared: BlockHasher | undefined;
 
 /**

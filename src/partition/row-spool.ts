@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { truncatedBulkText } from '../db/bulk-text.js';
 import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/range-digest.js';
 import { anySignal, throwIfAborted } from '../util/abort.js';
-import { sharedBlockHasher, type BlockHasher, type HashJob } from '../dna/block-hasher.js';
+import { BlockFeeder, sharedBlockHasher, type BlockHasher, type HashJob } from '../dna/block-hasher.js';
 
 /** Options of {@link RowSpool.fill}. */
 export interface RowSpoolOptions {
@@ -74,12 +74,11 @@ const INLINE_BYTES = 256 * 1024;
 export class UniqueKeyDigester {
   readonly #hasher: BlockHasher;
   #job: HashJob | undefined;
+  /** Copies the rows into the job's blocks, once there is a job. */
+  #feeder: BlockFeeder | undefined;
   /** Chunks held (by reference) while the rows are under INLINE_BYTES. */
   #held: Uint8Array[] = [];
   #heldBytes = 0;
-  /** The block being filled for the job, and how much of it is. */
-  #block: Buffer | undefined;
-  #fill = 0;
   #lines = 0;
   #bytes = 0;
   #last = LF;
@@ -114,12 +113,13 @@ export class UniqueKeyDigester {
         return;
       }
       this.#job = this.#hasher.begin(RANGE_DIGEST_ALGORITHM);
+      this.#feeder = new BlockFeeder(this.#hasher, this.#job);
       const held = this.#held;
       this.#held = [];
       this.#heldBytes = 0;
-      for (const h of held) await this.#copy(h, signal);
+      for (const h of held) await this.#feeder.write(h, anySignal(signal, this.#stop.signal));
     }
-    await this.#copy(buf, signal);
+    await this.#feeder!.write(buf, anySignal(signal, this.#stop.signal));
   }
 
   /** Finishes (the same promise each time); EDB if the input stopped in the middle of a row, EIO if the hashing thread failed. */
@@ -138,17 +138,19 @@ export class UniqueKeyDigester {
     if (this.#dropped || this.#done !== undefined) return;
     this.#dropped = true;
     this.#stop.abort(new StowageError('EIO', 'UniqueKeyDigester: the digest was dropped (abort()) while rows were being added.'));
+    this.#discard();
+  }
+
+  /** Forgets the rows held, gives a block back and drops the job. */
+  #discard(): void {
     this.#held = [];
-    if (this.#block !== undefined) this.#hasher.release(this.#block);
-    this.#block = undefined;
+    this.#feeder?.discard();
     this.#job?.drop();
   }
 
   async #finish(): Promise<RangeDigest> {
     if (this.#last !== LF) {
-      this.#job?.drop();
-      if (this.#block !== undefined) this.#hasher.release(this.#block);
-      this.#block = undefined;
+      this.#discard();
       throw truncatedBulkText(this.#lines + 1);
     }
     let digest: string;
@@ -158,36 +160,10 @@ export class UniqueKeyDigester {
       this.#held = [];
       digest = h.digest('hex');
     } else {
-      if (this.#block !== undefined) this.#job.update(this.#block, this.#fill);
-      this.#block = undefined;
+      this.#feeder!.flush();
       digest = (await this.#job.digest()).dig;
     }
     return Object.freeze({ count: this.#lines, bytes: this.#bytes, digest });
-  }
-
-  /** Copies `buf` into the hasher's blocks, handing each to the job once full. */
-  async #copy(buf: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    for (let off = 0; off < buf.length; ) {
-      if (this.#dropped) return;
-      if (this.#block === undefined) {
-        this.#block = await this.#hasher.acquire(anySignal(signal, this.#stop.signal));
-        this.#fill = 0;
-        if (this.#dropped) {
-          // Aborted as the block was granted.
-          this.#hasher.release(this.#block);
-          this.#block = undefined;
-          return;
-        }
-      }
-      const n = Math.min(this.#block.length - this.#fill, buf.length - off);
-      this.#block.set(off === 0 && n === buf.length ? buf : buf.subarray(off, off + n), this.#fill);
-      this.#fill += n;
-      off += n;
-      if (this.#fill === this.#block.length) {
-        this.#job!.update(this.#block, this.#fill);
-        this.#block = undefined;
-      }
-    }
   }
 }
 

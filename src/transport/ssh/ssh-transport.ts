@@ -312,7 +312,6 @@ function requestSent(s: Session): void {
 /** Times a plain mkdir is sent when the server refuses it (FAILURE) yet nothing is at the path (see SshTransport.mkdir). */
 const MKDIR_FAILURE_TRIES = 5;
 
-/** An error meaning the connection was lost: the operation may be retried on a new one. */
 /**
  * ssh2 1.x's table of a connection's channels by local id
  * (`_chanMgr._channels`): an open on its way is a callback there, an open
@@ -323,6 +322,7 @@ function channelTable(client: SshClient): Record<string, unknown> | undefined {
   return typeof t === 'object' && t !== null ? (t as Record<string, unknown>) : undefined;
 }
 
+/** An error meaning the connection was lost: the operation may be retried on a new one. */
 function isConnectionLoss(err: unknown): boolean {
   if (err instanceof StowageError) return err.code === 'ECONNECT' || (err.code === 'ETIMEOUT' && err.details['lost'] === true);
   const e = err as { code?: unknown; message?: unknown; level?: unknown } | undefined;
@@ -622,6 +622,14 @@ export class SshTransport implements Transport {
     if (o.passphrase !== undefined) config.passphrase = o.passphrase;
     if (o.agent !== undefined) config.agent = o.agent;
     let connectTimer: NodeJS.Timeout | undefined;
+    /** Ends a connection given up while it is being set up (a late error from it is ignored). */
+    const abandon = (): void => {
+      this.#connecting.delete(connecting);
+      client.removeAllListeners('error');
+      client.on('error', () => {});
+      client.end();
+      sock.destroy();
+    };
     try {
       await new Promise<void>((resolve, reject) => {
         let settled = false;
@@ -651,11 +659,7 @@ export class SshTransport implements Transport {
       });
     } catch (err) {
       clearTimeout(connectTimer);
-      this.#connecting.delete(connecting);
-      client.removeAllListeners('error');
-      client.on('error', () => {});
-      client.end();
-      sock.destroy();
+      abandon();
       throw this.#connectError(err, hostKeyError);
     }
     clearTimeout(connectTimer);
@@ -696,11 +700,7 @@ export class SshTransport implements Transport {
       });
     } catch (err) {
       clearTimeout(openTimer);
-      this.#connecting.delete(connecting);
-      client.removeAllListeners('error');
-      client.on('error', () => {});
-      client.end();
-      sock.destroy();
+      abandon();
       if (this.#closed) throw closedWhileConnecting();
       if (err instanceof StowageError) throw err;
       if (isConnectionLoss(err)) throw new StowageError('ECONNECT', `${this.name}: connection lost while opening the SFTP session: ${(err as Error).message}`, { details: { transport: this.name }, cause: err, retryable: true });

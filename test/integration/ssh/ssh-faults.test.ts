@@ -1281,7 +1281,7 @@ describe('an SFTP server that never answers', () => {
    * their requests and never answer or, with `lateSeconds`, become a real
    * sftp-server after that long.
    */
-  async function stallingSubsystem(firstWorks: boolean, lateSeconds?: number): Promise<{ dir: string; script: string; pids: () => Promise<number[]> }> {
+  async function stallingSubsystem(firstWorks: boolean, lateSeconds?: number): Promise<{ dir: string; script: string; pids: () => Promise<number[]>; [Symbol.asyncDispose]: () => Promise<void> }> {
     if (firstWorks || lateSeconds !== undefined) await stat(SFTP_SERVER); // ENOENT names the missing program (Debian's openssh-sftp-server)
     const dir = await mkdtemp(join(tmpdir(), 'stowage-stall-'));
     const script = join(dir, 'sftp.sh');
@@ -1290,7 +1290,7 @@ describe('an SFTP server that never answers', () => {
     await writeFile(script, `#!/bin/sh\n${first}echo $$ >> '${dir}/pids'\n${rest}\n`, { mode: 0o755 });
     const pids = async (): Promise<number[]> =>
       (await readFile(join(dir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
-    return { dir, script, pids };
+    return { dir, script, pids, [Symbol.asyncDispose]: () => rm(dir, { recursive: true, force: true }) };
   }
 
   const alive = (pid: number): boolean => {
@@ -1313,102 +1313,86 @@ describe('an SFTP server that never answers', () => {
   }
 
   it('a connect whose SFTP session never opens is ETIMEOUT after connectTimeoutMs, and the connection is ended', async () => {
-    const stall = await stallingSubsystem(false);
-    try {
-      await using server = await startSshd({ sftpSubsystem: stall.script });
-      await using t = new SshTransport(optionsFor(server, { connectTimeoutMs: 1000, retries: 0 }));
-      const t0 = Date.now();
-      const err = await within(caught(t.stat(server.root)), 10_000);
-      expect(err.code).toBe('ETIMEOUT');
-      expect(err.message).toMatch(/no SFTP session within 1000 ms.*Subsystem sftp/);
-      expect(err.details['phase']).toBe('sftp');
-      expect(Date.now() - t0).toBeLessThan(5000);
-      // The far side saw the connection end: its stalled SFTP program got EOF and exited.
-      const [pid] = await stall.pids();
-      expect(pid).toBeGreaterThan(0);
-      const deadline = Date.now() + 5000;
-      while (alive(pid!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(alive(pid!)).toBe(false);
-    } finally {
-      await rm(stall.dir, { recursive: true, force: true });
-    }
+    await using stall = await stallingSubsystem(false);
+    await using server = await startSshd({ sftpSubsystem: stall.script });
+    await using t = new SshTransport(optionsFor(server, { connectTimeoutMs: 1000, retries: 0 }));
+    const t0 = Date.now();
+    const err = await within(caught(t.stat(server.root)), 10_000);
+    expect(err.code).toBe('ETIMEOUT');
+    expect(err.message).toMatch(/no SFTP session within 1000 ms.*Subsystem sftp/);
+    expect(err.details['phase']).toBe('sftp');
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // The far side saw the connection end: its stalled SFTP program got EOF and exited.
+    const [pid] = await stall.pids();
+    expect(pid).toBeGreaterThan(0);
+    const deadline = Date.now() + 5000;
+    while (alive(pid!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(pid!)).toBe(false);
   });
 
   it('an extra channel given up while its SFTP server starts slowly is closed, freeing its far session', async () => {
-    const stall = await stallingSubsystem(true, 2);
-    try {
-      await using server = await startSshd({ sftpSubsystem: stall.script });
-      await using t = new SshTransport(optionsFor(server, { channels: 2, idleTimeoutMs: 1000 }));
-      await t.connect();
-      const data = Array.from({ length: 2 }, () => randomBytes(1 << 20));
-      expect((await within(Promise.all(data.map((d, i) => t.put(d, `${server.root}/p${i}`))), 10_000)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
-      const [late] = await stall.pids();
-      expect(late).toBeGreaterThan(0);
-      // Its server would answer about 2 s after it was asked for; given up at 1 s, it is closed: its program ends while the connection lives on.
-      const deadline = Date.now() + 8000;
-      while (alive(late!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(alive(late!)).toBe(false);
-      expect((await t.stat(`${server.root}/p0`))?.size).toBe(1 << 20);
-    } finally {
-      await rm(stall.dir, { recursive: true, force: true });
-    }
+    await using stall = await stallingSubsystem(true, 2);
+    await using server = await startSshd({ sftpSubsystem: stall.script });
+    await using t = new SshTransport(optionsFor(server, { channels: 2, idleTimeoutMs: 1000 }));
+    await t.connect();
+    const data = Array.from({ length: 2 }, () => randomBytes(1 << 20));
+    expect((await within(Promise.all(data.map((d, i) => t.put(d, `${server.root}/p${i}`))), 10_000)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+    const [late] = await stall.pids();
+    expect(late).toBeGreaterThan(0);
+    // Its server would answer about 2 s after it was asked for; given up at 1 s, it is closed: its program ends while the connection lives on.
+    const deadline = Date.now() + 8000;
+    while (alive(late!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(late!)).toBe(false);
+    expect((await t.stat(`${server.root}/p0`))?.size).toBe(1 << 20);
   });
 
   it('close() while the SFTP session is being opened cuts it at once: the waiting operation is ECONNECT, not a timeout', async () => {
-    const stall = await stallingSubsystem(false);
-    try {
-      await using server = await startSshd({ sftpSubsystem: stall.script });
-      const t = new SshTransport(optionsFor(server, { connectTimeoutMs: 8000, retries: 0 }));
-      const op = caught(t.stat(server.root));
-      const deadline = Date.now() + 8000;
-      while ((await stall.pids()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      expect((await stall.pids()).length).toBe(1);
-      const t0 = Date.now();
-      await within(t.close(), 10_000);
-      const err = await within(op, 10_000);
-      expect(Date.now() - t0).toBeLessThan(2000);
-      expect(err.code).toBe('ECONNECT');
-      expect(err.message).toMatch(/closed while connecting/);
-    } finally {
-      await rm(stall.dir, { recursive: true, force: true });
-    }
+    await using stall = await stallingSubsystem(false);
+    await using server = await startSshd({ sftpSubsystem: stall.script });
+    const t = new SshTransport(optionsFor(server, { connectTimeoutMs: 8000, retries: 0 }));
+    const op = caught(t.stat(server.root));
+    const deadline = Date.now() + 8000;
+    while ((await stall.pids()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect((await stall.pids()).length).toBe(1);
+    const t0 = Date.now();
+    await within(t.close(), 10_000);
+    const err = await within(op, 10_000);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(err.code).toBe('ECONNECT');
+    expect(err.message).toMatch(/closed while connecting/);
   });
 
   it('extra channels whose open is never answered are given up after idleTimeoutMs and closed (their far sessions end); the puts share the open one, and no more opens are tried', async () => {
-    const stall = await stallingSubsystem(true);
+    await using stall = await stallingSubsystem(true);
+    await using server = await startSshd({ sftpSubsystem: stall.script });
+    await using t = new SshTransport(optionsFor(server, { channels: 4, idleTimeoutMs: 1000 }));
+    await t.connect();
+    const data = Array.from({ length: 4 }, () => randomBytes(2 << 20));
+    const gates = data.map((d) => gatedSource(d, 1 << 20));
+    const t0 = Date.now();
+    const putting = gates.map((g, i) => t.put(g.source, `${server.root}/p${i}`));
+    putting.forEach((p) => p.catch(() => {}));
     try {
-      await using server = await startSshd({ sftpSubsystem: stall.script });
-      await using t = new SshTransport(optionsFor(server, { channels: 4, idleTimeoutMs: 1000 }));
-      await t.connect();
-      const data = Array.from({ length: 4 }, () => randomBytes(2 << 20));
-      const gates = data.map((d) => gatedSource(d, 1 << 20));
-      const t0 = Date.now();
-      const putting = gates.map((g, i) => t.put(g.source, `${server.root}/p${i}`));
-      putting.forEach((p) => p.catch(() => {}));
-      try {
-        // Each put waited for the open it asked for, then went on over the first channel.
-        await within(Promise.all(gates.map((g) => g.reached)), 10_000);
-        expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
-      } finally {
-        for (const g of gates) g.release();
-      }
-      expect((await within(Promise.all(putting), 10_000)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
-      // Three opens went out (4 channels, one open), all left unanswered.
-      expect((await stall.pids()).length).toBe(3);
-      // Later puts, started together, do not wait for opens again.
-      const more = Array.from({ length: 3 }, () => randomBytes(1 << 20));
-      const t1 = Date.now();
-      expect((await within(Promise.all(more.map((d, i) => t.put(d, `${server.root}/q${i}`))), 10_000)).map((d) => d.dig)).toEqual(more.map((d) => md5(d)));
-      expect(Date.now() - t1).toBeLessThan(800);
-      const stalled = await stall.pids();
-      expect(stalled.length).toBe(3);
-      // The channels given up were closed: their far sessions end while the connection lives on.
-      const deadline = Date.now() + 5000;
-      while (stalled.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(stalled.filter(alive)).toEqual([]);
-      expect((await t.stat(`${server.root}/q0`))?.size).toBe(1 << 20);
+      // Each put waited for the open it asked for, then went on over the first channel.
+      await within(Promise.all(gates.map((g) => g.reached)), 10_000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     } finally {
-      await rm(stall.dir, { recursive: true, force: true });
+      for (const g of gates) g.release();
     }
+    expect((await within(Promise.all(putting), 10_000)).map((d) => d.dig)).toEqual(data.map((d) => md5(d)));
+    // Three opens went out (4 channels, one open), all left unanswered.
+    expect((await stall.pids()).length).toBe(3);
+    // Later puts, started together, do not wait for opens again.
+    const more = Array.from({ length: 3 }, () => randomBytes(1 << 20));
+    const t1 = Date.now();
+    expect((await within(Promise.all(more.map((d, i) => t.put(d, `${server.root}/q${i}`))), 10_000)).map((d) => d.dig)).toEqual(more.map((d) => md5(d)));
+    expect(Date.now() - t1).toBeLessThan(800);
+    const stalled = await stall.pids();
+    expect(stalled.length).toBe(3);
+    // The channels given up were closed: their far sessions end while the connection lives on.
+    const deadline = Date.now() + 5000;
+    while (stalled.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(stalled.filter(alive)).toEqual([]);
+    expect((await t.stat(`${server.root}/q0`))?.size).toBe(1 << 20);
   });
 });
