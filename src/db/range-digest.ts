@@ -29,6 +29,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { StowageError } from '../errors.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
 import { MAX_ROW_BYTES, malformedBulkText, rowTooLong, truncatedBulkText } from './bulk-text.js';
 
@@ -94,6 +95,11 @@ export class RangeDigester {
   #lines = 0;
   #bytes = 0;
   #done: RangeDigest | undefined;
+
+  /** Complete rows taken so far (the `count` of the digest to come). */
+  get rows(): number {
+    return this.#lines;
+  }
 
   /** @param options - key position and group size cap */
   constructor(options: RangeDigesterOptions) {
@@ -248,7 +254,9 @@ export class RangeDigester {
 /** Options of {@link digestBulkText}. */
 export interface DigestBulkTextOptions extends RangeDigesterOptions {
   /** Stops reading (and rejects with the signal's reason). */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
+  /** Progress: phase `digest`, bytes read, items the complete rows so far. */
+  onProgress?: ProgressCallback | undefined;
 }
 
 /**
@@ -259,12 +267,19 @@ export interface DigestBulkTextOptions extends RangeDigesterOptions {
  * @param options - key position, group cap, signal
  */
 export async function digestBulkText(input: AsyncIterable<Uint8Array>, options: DigestBulkTextOptions): Promise<RangeDigest> {
-  const { signal, ...rest } = options;
+  const { signal, onProgress, ...rest } = options;
   throwIfAborted(signal);
   const d = new RangeDigester(rest);
+  const progress = onProgress === undefined ? undefined : new ProgressTracker('digest', onProgress);
   for await (const chunk of input) {
     throwIfAborted(signal);
     d.update(chunk);
+    progress?.add(chunk.length, d.rows - progress.itemsDone);
   }
-  return d.digest();
+  const digest = d.digest();
+  if (progress !== undefined) {
+    progress.add(0, digest.count - progress.itemsDone);
+    progress.report(true);
+  }
+  return digest;
 }

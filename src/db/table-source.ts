@@ -193,6 +193,12 @@ export interface RowsOptions extends DbOptions {
 /** Options of {@link TableReader.digestRange}. */
 export interface DigestRangeOptions extends DbOptions {
   /**
+   * Progress of the read: phase `digest`, bytes of bulk text digested,
+   * items the rows so far (no totals: the range is read once, not counted
+   * first).
+   */
+  onProgress?: ProgressCallback;
+  /**
    * Digest the rows made of these columns, in this order, as
    * {@link RowsOptions.columns} selects them; the key column must be one of
    * them (EBAD_CONFIG otherwise). Default: every stored column.
@@ -549,7 +555,7 @@ export async function digestRangeOf(reader: TableReader, table: string, key: str
   if (hi !== undefined) rowsOptions.hi = hi;
   const stream = await reader.rows(table, rowsOptions);
   try {
-    return await digestBulkText(stream, { keyIndex, signal: options.signal });
+    return await digestBulkText(stream, { keyIndex, signal: options.signal, onProgress: options.onProgress });
   } finally {
     stream.destroy();
   }

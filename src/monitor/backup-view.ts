@@ -32,7 +32,7 @@ import { SIDECAR_SUFFIX } from '../dna/dna-digest.js';
 import { dnaEqual, type Dna } from '../dna/dna.js';
 import { StowageError, type StowageWarning } from '../errors.js';
 import { LockDir } from '../lock/lock-dir.js';
-import { checkSidecars, checkTreeRoot, inspectSet, readSidecarVia, resolveTreeOptions, scanBackupTree, type LockOptions, type SetContents } from '../retention/backup-sets.js';
+import { checkSidecars, checkTreeRoot, digestCounted, inspectSet, readSidecarVia, resolveTreeOptions, scanBackupTree, type LockOptions, type SetContents } from '../retention/backup-sets.js';
 import { transportLockFs } from '../transport/lock-fs.js';
 import { posixDirname, posixJoin } from '../transport/put-source.js';
 import type { Transport } from '../transport/transport.js';
@@ -58,8 +58,8 @@ export interface ViewBackup {
   readonly time: Date;
   /** Bytes of its data files (sidecars excluded). */
   readonly bytes: number;
-  /** Re-digests it. */
-  verify(signal: AbortSignal | undefined): Promise<ViewVerification>;
+  /** Re-digests it; `onBytes` gets the bytes digested as they go (`bytes` in all). */
+  verify(signal: AbortSignal | undefined, onBytes?: (n: number) => void): Promise<ViewVerification>;
 }
 
 /** A newer set that is not (yet) a backup. */
@@ -210,7 +210,7 @@ export async function treeView(spec: TreeSourceSpec, signal: AbortSignal | undef
           id: set.id,
           time: set.time,
           bytes: contents.files.reduce((s, f) => s + f.size, 0),
-          verify: (vs) => verifySet(t, set.path, contents, unsigned, vs),
+          verify: (vs, onBytes) => verifySet(t, set.path, contents, unsigned, vs, onBytes),
         });
       }
       return { backups: found.slice(0, n), future: [...future], skipped: [...skipped], exhausted: found.length < n };
@@ -237,8 +237,8 @@ async function inspectOrVanished(t: Transport, path: string, o: LockOptions): Pr
 }
 
 /** Re-digests a set's files against their sidecars; a set removed meanwhile is a note, not a failure. */
-async function verifySet(t: Transport, path: string, contents: SetContents, unsigned: readonly string[], signal: AbortSignal | undefined): Promise<ViewVerification> {
-  const r = await checkSidecars(t, contents, signal);
+async function verifySet(t: Transport, path: string, contents: SetContents, unsigned: readonly string[], signal: AbortSignal | undefined, onBytes?: (n: number) => void): Promise<ViewVerification> {
+  const r = await checkSidecars(t, contents, signal, onBytes);
   if (r.problems.length > 0 && (await t.exists(path, signal ? { signal } : {})) === undefined) {
     return { files: 0, problems: [], unsigned: [], notes: [`${path} was removed while it was being verified`] };
   }
@@ -344,7 +344,7 @@ export function catalogView(spec: CatalogSourceSpec, now: number, lockStaleMs?: 
       id,
       time: new Date(Math.max(...rs.map((r) => r.created.getTime()))),
       bytes: rs.reduce((s, r) => s + r.dna.size, 0),
-      verify: async (signal: AbortSignal | undefined): Promise<ViewVerification> => {
+      verify: async (signal: AbortSignal | undefined, onBytes?: (n: number) => void): Promise<ViewVerification> => {
         const problems: string[] = [];
         const notes: string[] = [];
         let files = 0;
@@ -352,7 +352,7 @@ export function catalogView(spec: CatalogSourceSpec, now: number, lockStaleMs?: 
           throwIfAborted(signal);
           const path = resolve(r.path);
           try {
-            const actual = await spec.transport.digest(path, r.dna.algorithm, signal ? { signal } : {});
+            const actual = await digestCounted(spec.transport, path, r.dna.algorithm, r.dna.size, signal, onBytes);
             files++;
             if (dnaEqual(r.dna, actual)) continue;
             const judged = await judgeMismatch(spec, r, path, actual, signal, lockStaleMs);

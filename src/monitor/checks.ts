@@ -9,6 +9,7 @@
 import { posix } from 'node:path';
 import type { Catalog, JobRecord } from '../catalog/catalog.js';
 import { LockDir } from '../lock/lock-dir.js';
+import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
 import { posixDirname } from '../transport/put-source.js';
 import { transportLockFs } from '../transport/lock-fs.js';
@@ -33,6 +34,8 @@ export interface CheckContext {
   readonly config: ResolvedConstraints;
   /** Whether the source is a dated tree (its locks are checked). */
   readonly isTree: boolean;
+  /** The user's progress callback (the DNA check reports phase `verify`). */
+  readonly onProgress?: ProgressCallback | undefined;
 }
 
 /**
@@ -232,15 +235,21 @@ export async function checkDna(ctx: CheckContext): Promise<MonitorCheckResult> {
     const unsigned: string[] = [];
     const notes: string[] = [];
     const sets: string[] = [];
+    const progress = new ProgressTracker('verify', ctx.onProgress, { bytesTotal: n.backups.reduce((s, b) => s + b.bytes, 0), itemsTotal: n.backups.length });
+    progress.report(true);
     for (const b of n.backups) {
       throwIfAborted(ctx.signal);
-      const v = await b.verify(ctx.signal);
+      const before = progress.bytesDone;
+      const v = await b.verify(ctx.signal, ctx.onProgress ? (k) => progress.add(k) : undefined);
+      // Files that vanished meanwhile were not read: the backup counts whole.
+      progress.add(before + b.bytes - progress.bytesDone, 1);
       sets.push(b.id);
       files += v.files;
       problems.push(...v.problems.map((p) => `${b.id}: ${p}`));
       unsigned.push(...v.unsigned);
       notes.push(...v.notes.map((p) => `${b.id}: ${p}`));
     }
+    progress.report(true);
     const damaged = damagedWarning(n);
     const details = { sets, files, problems, unsigned, notes, ...(damaged === undefined ? {} : { damaged }) };
     const metrics = [metric('dna_files', files, 'c'), metric('dna_problems', problems.length, 'c', null, 0), metric('dna_unsigned', unsigned.length, 'c', 0)];

@@ -19,6 +19,7 @@ import { resolveTreeOptions } from '../retention/backup-sets.js';
 import { LocalTransport } from '../transport/local/local-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
+import type { ProgressCallback } from '../progress.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import { catalogView, treeView, type BackupView, type CatalogSourceSpec, type TreeSourceSpec } from './backup-view.js';
 import { checkAge, checkDna, checkFreeSpace, checkJobs, checkLocks, checkSize, errorOf, type CheckContext } from './checks.js';
@@ -78,6 +79,12 @@ export interface MonitorCheckOptions {
   notify?: boolean;
   /** Cancels the run: nothing is recorded and nobody is told; rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Progress of the DNA check (`verify` constraint), the long part of a run:
+   * phase `verify`, bytes of the backups re-digested out of their total,
+   * items the backups done.
+   */
+  onProgress?: ProgressCallback;
 }
 
 /** Options of {@link Monitor.history}. */
@@ -242,11 +249,12 @@ export class Monitor {
    * @param options - now, notify, signal
    */
   async check(options: MonitorCheckOptions = {}): Promise<MonitorReport> {
-    checkOptionKeys('Monitor.check', options, ['now', 'notify', 'signal']);
+    checkOptionKeys('Monitor.check', options, ['now', 'notify', 'signal', 'onProgress']);
     options ??= {}; // null means no options, as for checkOptionKeys
     const { signal } = options;
     const now = options.now === undefined ? Date.now() : toMs('now', options.now);
     if (options.notify !== undefined && typeof options.notify !== 'boolean') throw bad('notify', 'option "notify" must be a boolean.', options.notify);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw bad('onProgress', 'option "onProgress" must be a function.', options.onProgress);
     throwIfAborted(signal);
     const started = performance.now();
 
@@ -257,7 +265,7 @@ export class Monitor {
       if (signal?.aborted) throw signal.reason;
       view = errorOf(err);
     }
-    const ctx: CheckContext = { now, signal, view, catalog: this.#catalog, config: this.constraints, isTree: this.#tree !== undefined };
+    const ctx: CheckContext = { now, signal, view, catalog: this.#catalog, config: this.constraints, isTree: this.#tree !== undefined, onProgress: options.onProgress };
     const c = this.constraints;
     const checks: MonitorCheckResult[] = [];
     if (c.maxAge) checks.push(await checkAge(ctx));

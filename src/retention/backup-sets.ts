@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
-import { SIDECAR_SUFFIX, dnaEqual, parseSidecar, type Dna } from '../dna/dna-digest.js';
+import { SIDECAR_SUFFIX, dnaEqual, parseSidecar, type Dna, type DnaAlgorithm } from '../dna/dna-digest.js';
 import { StowageError, warnOrThrow, type StowageErrorCode, type WarningCallback } from '../errors.js';
 import { posixJoin } from '../transport/put-source.js';
 import type { Transport, TransportEntry } from '../transport/transport.js';
@@ -557,7 +557,7 @@ export interface SidecarCheck {
  * @param t - the transport
  * @param contents - the set's listing
  * @param signal - cancels the check
- * @param onBytes - called with the size of each file digested
+ * @param onBytes - called with the bytes digested as they go (each file's listed size in all)
  */
 export async function checkSidecars(t: Transport, contents: SetContents, signal: AbortSignal | undefined, onBytes?: (n: number) => void): Promise<SidecarCheck> {
   const problems: string[] = [];
@@ -570,10 +570,9 @@ export async function checkSidecars(t: Transport, contents: SetContents, signal:
     throwIfAborted(signal);
     try {
       const expected = await readSidecarVia(t, sidecar, signal);
-      const actual = await t.digest(f.path, expected.algorithm, signal ? { signal } : {});
+      const actual = await digestCounted(t, f.path, expected.algorithm, f.size, signal, onBytes);
       checked++;
       bytes += f.size;
-      onBytes?.(f.size);
       if (!dnaEqual(expected, actual)) problems.push(`${f.path} does not match its DNA: expected ${expected.dig} (${expected.size} bytes), got ${actual.dig} (${actual.size} bytes)`);
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
@@ -586,6 +585,33 @@ export async function checkSidecars(t: Transport, contents: SetContents, signal:
   }
   if (checked === 0 && problems.length === 0) problems.push('no file of the set has a DNA sidecar, so nothing can be verified');
   return { verified: checked > 0 && problems.length === 0, checked, bytes, problems };
+}
+
+/**
+ * `t.digest` of one file whose byte progress is passed on to `onBytes` as
+ * increments as it goes (a large file moves a bar while the far side
+ * reads it), adding up to `size` once the digest resolves: at most `size`
+ * while it runs, even over a retry that reads the file again.
+ *
+ * @param t - the transport
+ * @param path - the file
+ * @param algorithm - its sidecar's algorithm
+ * @param size - its listed size
+ * @param signal - cancels the digest
+ * @param onBytes - the increments
+ */
+export async function digestCounted(t: Transport, path: string, algorithm: DnaAlgorithm, size: number, signal: AbortSignal | undefined, onBytes?: (n: number) => void): Promise<Dna> {
+  if (onBytes === undefined) return t.digest(path, algorithm, signal ? { signal } : {});
+  let told = 0;
+  const tell = (upTo: number): void => {
+    const n = Math.min(upTo, size) - told;
+    if (n <= 0) return;
+    told += n;
+    onBytes(n);
+  };
+  const dna = await t.digest(path, algorithm, { ...(signal ? { signal } : {}), onProgress: (p) => tell(p.bytesDone) });
+  tell(size);
+  return dna;
 }
 
 /**

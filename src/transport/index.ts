@@ -17,6 +17,7 @@ export type {
   PutOptions,
   GetOptions,
   FreeSpace,
+  DigestOptions,
   OpOptions,
 } from './transport.js';
 export { toReplayable, posixJoin, posixDirname } from './put-source.js';

@@ -111,6 +111,16 @@ export interface OpOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link Transport.digest}. */
+export interface DigestOptions extends OpOptions {
+  /**
+   * Byte progress, phase `hash`, with `bytesTotal` the file's size. A file
+   * digested on the far side by its own tool (`md5sum`) reports at the
+   * start and at the end only: the far tool tells nothing in between.
+   */
+  onProgress?: ProgressCallback;
+}
+
 /**
  * A place to put data: the local disk or a remote host.
  *
@@ -152,7 +162,7 @@ export interface Transport {
    * bytes: a file that keeps changing while it is digested is EIO
    * (retryable).
    */
-  digest(path: string, algorithm?: DnaAlgorithm, options?: OpOptions): Promise<Dna>;
+  digest(path: string, algorithm?: DnaAlgorithm, options?: DigestOptions): Promise<Dna>;
   /** Free space of the file system holding `path`. */
   freeSpace(path: string, options?: OpOptions): Promise<FreeSpace>;
   /**

@@ -582,6 +582,22 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         await rejectsWith(t.digest(`${d}/missing`), 'ENOT_FOUND');
         await expect(t.digest(d)).rejects.toBeInstanceOf(StowageError);
       });
+
+      it('reports progress in phase hash: bytes out of the size, ending at the size with its one item done', async () => {
+        const d = await far();
+        const data = randomBytes(3 * 1024 * 1024 + 7);
+        await t.put(data, `${d}/f`);
+        const seen: Progress[] = [];
+        expect(await t.digest(`${d}/f`, 'md5', { onProgress: (p) => seen.push(p) })).toEqual({ dig: md5(data), size: data.length, algorithm: 'md5' });
+        expect(seen.length).toBeGreaterThan(0);
+        for (const [i, p] of seen.entries()) {
+          expect(p.phase).toBe('hash');
+          expect(p.bytesTotal).toBe(data.length);
+          expect(p.bytesDone).toBeLessThanOrEqual(data.length);
+          if (i > 0) expect(p.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]!.bytesDone);
+        }
+        expect(seen.at(-1)).toMatchObject({ bytesDone: data.length, itemsDone: 1, itemsTotal: 1 });
+      });
     });
 
     describe('awkward names', () => {

@@ -685,7 +685,7 @@ export class MysqlReader implements TableReader {
 
   /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
   async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
-    checkOptionKeys('MysqlSource.digestRange', options, ['signal', 'columns']);
+    checkOptionKeys('MysqlSource.digestRange', options, ['signal', 'columns', 'onProgress']);
     checkColumnNames('MysqlSource.digestRange', options.columns);
     return digestRangeOf(this, table, key, lo, hi, options);
   }

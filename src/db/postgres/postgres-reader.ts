@@ -410,7 +410,7 @@ export class PgReader implements TableReader {
 
   /** Count and digest of the rows with `lo <= key <= hi` (see {@link TableReader.digestRange}). */
   async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
-    checkOptionKeys('PostgresSource.digestRange', options, ['signal', 'columns']);
+    checkOptionKeys('PostgresSource.digestRange', options, ['signal', 'columns', 'onProgress']);
     checkColumnNames('PostgresSource.digestRange', options.columns);
     return digestRangeOf(this, table, key, lo, hi, options);
   }

@@ -456,7 +456,7 @@ export class SqliteReader implements TableReader {
   }
 
   async digestRange(table: string, key: string, lo: KeyBound | undefined, hi: KeyBound | undefined, options: DigestRangeOptions = {}): Promise<RangeDigest> {
-    checkOptionKeys('SqliteSource.digestRange', options, ['signal', 'columns']);
+    checkOptionKeys('SqliteSource.digestRange', options, ['signal', 'columns', 'onProgress']);
     checkColumnNames('SqliteSource.digestRange', options.columns);
     return digestRangeOf(this, table, key, lo, hi, options);
   }

@@ -16,6 +16,7 @@ import { AtomicFile } from '../../util/atomic-file.js';
 import { checkOptionKeys } from '../../util/options.js';
 import { toReplayable } from '../put-source.js';
 import type {
+  DigestOptions,
   FreeSpace,
   GetOptions,
   OpOptions,
@@ -347,8 +348,8 @@ export class LocalTransport implements Transport {
   }
 
   /** {@inheritDoc Transport.digest} */
-  async digest(path: string, algorithm: DnaAlgorithm = 'md5', options: OpOptions = {}): Promise<Dna> {
-    return DnaDigest.ofFile(path, { algorithm, ...(options.signal ? { signal: options.signal } : {}) });
+  async digest(path: string, algorithm: DnaAlgorithm = 'md5', options: DigestOptions = {}): Promise<Dna> {
+    return DnaDigest.ofFile(path, { algorithm, ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
   }
 
   /** {@inheritDoc Transport.freeSpace} */

@@ -43,6 +43,7 @@ import { BlockHasher, type HashJob } from '../../dna/block-hasher.js';
 import { openBlockSource, type BlockSource } from '../block-source.js';
 import { posixDirname } from '../put-source.js';
 import type {
+  DigestOptions,
   FreeSpace,
   GetOptions,
   OpOptions,
@@ -1425,13 +1426,18 @@ export class SshTransport implements Transport {
   }
 
   /** {@inheritDoc Transport.digest} */
-  async digest(path: string, algorithm: DnaAlgorithm = 'md5', options: OpOptions = {}): Promise<Dna> {
+  async digest(path: string, algorithm: DnaAlgorithm = 'md5', options: DigestOptions = {}): Promise<Dna> {
     checkOneOf('SshTransport.digest', 'algorithm', algorithm, DNA_ALGORITHMS);
-    const { signal } = options;
-    return this.#retrying('digest', path, signal, async (s) => {
+    const { signal, onProgress } = options;
+    const progress = new ProgressTracker('hash', onProgress, { itemsTotal: 1 });
+    const dna = await this.#retrying('digest', path, signal, async (s) => {
       for (let attempt = 0; ; attempt++) {
         const st = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
         if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot digest ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
+        // A retry, or the second attempt on a changed file, starts the count again.
+        progress.bytesDone = 0;
+        progress.bytesTotal = st.size;
+        progress.report(true);
         let far: Dna | undefined;
         try {
           far = await this.#remoteDigest(s, path, algorithm, st.size, signal);
@@ -1440,12 +1446,15 @@ export class SshTransport implements Transport {
           if (!isChannelRefusal(err) || s.dead) throw err;
         }
         // Streamed, the size is that of the bytes digested.
-        if (far === undefined) return this.#streamDigest(path, algorithm, signal);
+        if (far === undefined) return this.#streamDigest(path, algorithm, signal, onProgress ? progress : undefined);
         // The far tool read the file after the stat: the size is only theirs
         // if the file is unchanged since (same size and mtime). A file being
         // written is digested once more, then refused.
         const after = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
-        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs) return far;
+        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs) {
+          progress.add(st.size);
+          return far;
+        }
         if (attempt >= 1) {
           throw new StowageError('EIO', `Cannot digest ${this.name}${path}: it changed while it was digested (${st.size} bytes before, ${after.size} after). Digest it again once nothing writes to it.`, {
             details: { transport: this.name, path, sizeBefore: st.size, sizeAfter: after.size, mtimeMsBefore: st.mtimeMs, mtimeMsAfter: after.mtimeMs },
@@ -1454,6 +1463,9 @@ export class SshTransport implements Transport {
         }
       }
     });
+    progress.add(0, 1);
+    progress.report(true);
+    return dna;
   }
 
   /**
@@ -1494,12 +1506,14 @@ export class SshTransport implements Transport {
     }
   }
 
-  async #streamDigest(path: string, algorithm: DnaAlgorithm, signal: AbortSignal | undefined): Promise<Dna> {
+  /** The digest of a far file read back over SFTP; `progress` counts its bytes. */
+  async #streamDigest(path: string, algorithm: DnaAlgorithm, signal: AbortSignal | undefined, progress?: ProgressTracker): Promise<Dna> {
     const d = new DnaDigest({ algorithm });
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _enc, cb) {
         d.update(chunk);
+        progress?.add(chunk.length);
         cb();
       },
     });

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { expect, it } from 'vitest';
 import { encodeBulkRow } from '../../../src/db/index.js';
-import { collect, expectBadLoadColumns, expectNamedColumnReads, rejectsWith } from '../../unit/db/helpers.js';
+import { collect, expectBadLoadColumns, expectDigestProgress, expectNamedColumnReads, rejectsWith } from '../../unit/db/helpers.js';
 import type { SuiteSource } from './streaming-suite.js';
 
 /**
@@ -122,5 +122,18 @@ export function itReadsNamedColumns(table: () => Promise<SuiteSource>): void {
     await using src = await table();
     await src.load('t', Readable.from([Buffer.from('2\tsame\t9\n3\tsame\t1\n4\tx\\ty\t\\N\n')]));
     await expectNamedColumnReads(src);
+  });
+}
+
+/**
+ * digestRange reports its progress (see `expectDigestProgress`).
+ *
+ * @param table - a fresh database holding `t (k int PRIMARY KEY, v varchar(8), n small int NULL)` with the row (1, 'one', 1)
+ */
+export function itReportsDigestProgress(table: () => Promise<SuiteSource>): void {
+  it('digestRange({ onProgress }) reports rows and bytes up to the digest\'s count and bytes', async () => {
+    await using src = await table();
+    await src.load('t', Readable.from([Buffer.from('2\ttwo\t2\n3\tthree\t\\N\n4\tfour\t4\n')]));
+    await expectDigestProgress(src);
   });
 }

@@ -9,7 +9,7 @@ import type { Progress } from '../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startMariadb, type MariadbServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
-import { itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
+import { itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
 import { makeFixture, normRows, sql, textRows } from './helpers.js';
 
 let db: MariadbServer;
@@ -527,6 +527,8 @@ describe('MysqlSource: load', () => {
   itLoadsNamedColumns(table, (src) => rowsOf(src as MysqlSource));
 
   itReadsNamedColumns(table);
+
+  itReportsDigestProgress(table);
 
   it('loads from any async iterable of chunks, split anywhere, and reads the escapes other engines write', async () => {
     const a = await freshDb();

@@ -10,7 +10,7 @@ import type { Progress } from '../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startPostgres, type PostgresServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
-import { itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
+import { itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
 import { makeFixture, normRows, sql, textRows } from './helpers.js';
 
 let db: PostgresServer;
@@ -519,6 +519,8 @@ describe('PostgresSource: load', () => {
   itLoadsNamedColumns(table, (src) => rowsOf(src as PostgresSource));
 
   itReadsNamedColumns(table);
+
+  itReportsDigestProgress(table);
 
   it('loads from any async iterable of chunks, split anywhere; control characters and \\Z survive', async () => {
     const a = await freshDb();

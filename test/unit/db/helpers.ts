@@ -7,6 +7,7 @@ import { afterEach, expect } from 'vitest';
 import type { TableSource } from '../../../src/db/index.js';
 import { digestBulkText } from '../../../src/db/range-digest.js';
 import { StowageError } from '../../../src/errors.js';
+import type { Progress } from '../../../src/progress.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -124,4 +125,29 @@ export async function expectNamedColumnReads(src: TableSource): Promise<void> {
   }
   expect((await rejectsWith(src.digestRange('t', 'k', 1, 5, { columns: ['v', 'n'] }), 'EBAD_CONFIG')).message).toMatch(/must include the key column "k"/);
   await rejectsWith(src.digestRange('t', 'k', 1, 5, { columns: ['k', 'nope'] }), 'ENO_TABLE');
+}
+
+/**
+ * `digestRange(..., { onProgress })` of a table `t` keyed by `k`: reports
+ * in phase `digest`, bytes and rows never going back and ending at the
+ * digest's own `bytes` and `count`, for the whole table and for a range;
+ * the digest is the one computed without progress.
+ *
+ * @param src - a source holding `t` with rows of keys 1 to 4 at least
+ */
+export async function expectDigestProgress(src: TableSource): Promise<void> {
+  for (const [lo, hi] of [[undefined, undefined], [2n, 3n]] as const) {
+    const seen: Progress[] = [];
+    const d = await src.digestRange('t', 'k', lo, hi, { onProgress: (p) => seen.push(p) });
+    expect(d).toEqual(await src.digestRange('t', 'k', lo, hi));
+    expect(d.count).toBeGreaterThan(1);
+    expect(seen.length).toBeGreaterThan(0);
+    for (const [i, p] of seen.entries()) {
+      expect(p.phase).toBe('digest');
+      if (i > 0) expect(p.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]!.bytesDone);
+      if (i > 0) expect(p.itemsDone).toBeGreaterThanOrEqual(seen[i - 1]!.itemsDone);
+    }
+    expect(seen.at(-1)).toMatchObject({ bytesDone: d.bytes, itemsDone: d.count });
+  }
+  await rejectsWith(src.digestRange('t', 'k', 1, 5, { nope: 1 } as never), 'EBAD_CONFIG');
 }

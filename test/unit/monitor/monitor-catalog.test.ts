@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../../src/catalog/index.js';
 import { DnaDigest } from '../../../src/dna/dna-digest.js';
 import { HttpNotifier, Monitor, type MonitorEvent, type Notifier } from '../../../src/monitor/index.js';
+import type { Progress } from '../../../src/progress.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import type { OpOptions } from '../../../src/transport/transport.js';
 import { rejectsWith, throwsWith } from '../db/helpers.js';
@@ -222,6 +223,17 @@ describe('a Catalog as the source', () => {
     const r = await one.check({ now: NEWEST });
     expect(r.check('age')).toMatchObject({ status: 'critical', details: { newest: NIGHTS[0] } });
     expect(one.history().map((x) => x.status)).toEqual(['critical']);
+  });
+
+  it('reports the DNA check of recorded archives as progress, up to their recorded sizes', async () => {
+    const { catalog, dir } = await recorded();
+    using _ = catalog;
+    const seen: Progress[] = [];
+    const r = await new Monitor({ catalog, root: join(dir, 'sets') }, { verify: true }).check({ now: NEWEST + HOUR, onProgress: (p) => seen.push(p) });
+    expect(r.check('dna')!.status).toBe('ok');
+    expect(seen.length).toBeGreaterThan(0);
+    for (const p of seen) expect(p).toMatchObject({ phase: 'verify', bytesTotal: 5000, itemsTotal: 1 });
+    expect(seen.at(-1)).toMatchObject({ bytesDone: 5000, itemsDone: 1 });
   });
 
   it('leaves out archives recorded with a date after now (a wrong clock): the age is that of the real newest, plus a warning', async () => {

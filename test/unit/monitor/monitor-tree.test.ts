@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Monitor, type MonitorConstraints } from '../../../src/monitor/index.js';
+import type { Progress } from '../../../src/progress.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import { withTmpfs, type Tmpfs } from '../../support/index.js';
 import { scratch as tempDir } from './helpers.js';
@@ -139,6 +140,27 @@ describe('Monitor on a dated tree', () => {
     expect(dna.metrics).toContainEqual({ name: 'dna_problems', value: 1, unit: 'c', warning: null, critical: 0, below: false });
     // The set before is fine: only the newest is checked by default.
     expect((await monitorOf(tree, { verify: { newest: 2 } }).check({ now: NEWEST })).check('dna')!.details['problems']).toHaveLength(1);
+  });
+
+  it('reports the DNA check as progress: phase verify, bytes of the sets checked out of their total, a set an item', async () => {
+    const tree = await nightlyTree();
+    const seen: Progress[] = [];
+    const r = await monitorOf(tree, { maxAge: '26h', verify: { newest: 2 } }).check({ now: NEWEST + HOUR, onProgress: (p) => seen.push(p) });
+    expect(r.check('dna')!.status).toBe('ok');
+    // The two newest sets: svn 10 000 + 50 i and wiki 5 000 + 10 i bytes for i = 6, 7.
+    const total = 2 * 15_000 + 60 * (6 + 7);
+    expect(seen.length).toBeGreaterThan(0);
+    for (const [i, p] of seen.entries()) {
+      expect(p).toMatchObject({ phase: 'verify', bytesTotal: total, itemsTotal: 2 });
+      if (i > 0) expect(p.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]!.bytesDone);
+    }
+    expect(seen[0]).toMatchObject({ bytesDone: 0, itemsDone: 0 });
+    expect(seen.at(-1)).toMatchObject({ bytesDone: total, itemsDone: 2 });
+    // Without the verify constraint nothing long runs, and nothing is reported.
+    const quiet: Progress[] = [];
+    await monitorOf(tree, { maxAge: '26h' }).check({ now: NEWEST + HOUR, onProgress: (p) => quiet.push(p) });
+    expect(quiet).toEqual([]);
+    await expect(monitorOf(tree, { verify: true }).check({ onProgress: 'bar' as never })).rejects.toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringContaining('onProgress') });
   });
 
   it('is critical when the newest backup has no sidecar to verify against', async () => {

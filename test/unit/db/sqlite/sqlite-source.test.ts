@@ -8,7 +8,7 @@ import { digestBulkText, encodeBulkRow, type TableReader } from '../../../../src
 import { SqliteSource, quoteSqliteIdent } from '../../../../src/db/sqlite/index.js';
 import type { Progress } from '../../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, createAllTypesTable, expectedFor, rowsFor, type FixtureValue } from '../../../fixtures/db/all-types.js';
-import { collect, expectBadLoadColumns, expectNamedColumnReads, rejectsWith, tempDir, throwsWith } from '../helpers.js';
+import { collect, expectBadLoadColumns, expectDigestProgress, expectNamedColumnReads, rejectsWith, tempDir, throwsWith } from '../helpers.js';
 
 type Cell = null | bigint | number | string | Buffer;
 
@@ -423,6 +423,11 @@ describe('SqliteSource: createTable and load', () => {
   it('rows({ columns }) and digestRange({ columns }) read the columns named, in that order, by name', async () => {
     await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER); INSERT INTO t VALUES (1, 'one', 1), (2, 'same', 9), (3, 'same', 1), (4, 'x\ty', NULL);");
     await expectNamedColumnReads(src);
+  });
+
+  it('digestRange({ onProgress }) reports rows and bytes up to the digest\'s count and bytes', async () => {
+    await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER); INSERT INTO t VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', NULL), (4, 'four', 4);");
+    await expectDigestProgress(src);
   });
 
   it('replaceRange replaces a partition in the same transaction', async () => {
