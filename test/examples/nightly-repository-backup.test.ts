@@ -7,8 +7,8 @@
  * sleeps.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { chmod, cp, mkdir, readFile, readlink, readdir, rm, rmdir, utimes, writeFile, stat } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, cp, mkdir, readFile, readlink, readdir, rm, rmdir, truncate, utimes, writeFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -668,6 +668,72 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     expect((critical as { stdout: string }).stdout.trim().split('\n')).toEqual([expect.stringMatching(/^STOWAGE CRITICAL - no backup found/), expect.stringMatching(/^STOWAGE CRITICAL - no backup found/)]);
     const bad = await exec(process.execPath, [tsx, nightly, 'restore', config], { cwd: root }).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 3, stderr: expect.stringContaining('usage: nightly-repository-backup.ts backup|check CONFIG.json') });
+  });
+
+  it('backup: stopped by SIGTERM in the middle of a run, exits 2 with the job recorded aborted, and leaves no set, no LOCKED and no work folder; the next run succeeds', async () => {
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const nightly = join(root, 'examples', 'nightly-repository-backup.ts');
+    // A wiki of its own, with a 512 MiB attachment (sparse here) that keeps the run busy archiving.
+    const wiki = join(tmp.path, 'sig-wiki');
+    await mkdir(join(wiki, 'db'), { recursive: true });
+    await mkdir(join(wiki, 'attachments'));
+    const db = new Database(join(wiki, 'db', 'trac.db'));
+    db.exec("CREATE TABLE wiki (name TEXT, version INTEGER, text TEXT); INSERT INTO wiki VALUES ('WikiStart', 1, 'hello')");
+    db.close();
+    await writeFile(join(wiki, 'attachments', 'big.bin'), '');
+    await truncate(join(wiki, 'attachments', 'big.bin'), 512 * 2 ** 20);
+    const work = join(tmp.path, 'sig-tmp');
+    await mkdir(work);
+    const backups = join(tmp.path, 'sig-backups');
+    const far = join(sshd.root, 'sig-backups');
+    const catalogFile = join(tmp.path, 'sig.catalog');
+    const config = join(tmp.path, 'sig.json');
+    await writeFile(config, JSON.stringify({
+      svnRepo: paths.repo,
+      wikiDir: wiki,
+      backupRoot: backups,
+      catalog: catalogFile,
+      remote: { host: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, knownHosts: sshd.knownHostsPath, dir: far },
+    }));
+    const child = spawn(process.execPath, [tsx, nightly, 'backup', config], { cwd: root, env: { ...process.env, TMPDIR: work } });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => {
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        if (/^svn-daq\.tar\.gz: /m.test(stdout)) resolve(); // the repository is archived; the wiki is next
+      });
+      void exited.then(() => resolve());
+    });
+    child.kill('SIGTERM');
+    expect(await exited, stdout + stderr).toBe(2);
+    expect(stderr).toMatch(/^backup failed: EABORTED: stopped by SIGTERM/m);
+    expect(stdout).not.toMatch(/wiki-sig-wiki\.tar\.gz: .*integrity ok/);
+    // The half-made set is gone (its svn tarball too), the lock released, the hot copies removed, nothing shipped.
+    expect(await listBackupSets(new LocalTransport(), backups, { timeZone: 'UTC' })).toEqual([]);
+    const left: string[] = [];
+    const walk = async (d: string): Promise<void> => {
+      for (const e of await readdir(d, { withFileTypes: true })) {
+        if (e.isDirectory()) await walk(join(d, e.name));
+        else left.push(join(d, e.name));
+      }
+    };
+    await walk(backups);
+    expect(left).toEqual([]);
+    expect(existsSync(join(backups, 'LOCKED'))).toBe(false);
+    expect((await readdir(work)).filter((n) => n.startsWith('stowage-nightly-'))).toEqual([]); // tsx keeps its cache there too
+    expect(existsSync(far)).toBe(false);
+    const jobs = new Catalog(catalogFile);
+    try {
+      expect(jobs.lastJobs({ name: JOB_NAME, limit: 1 })[0]).toMatchObject({ status: 'aborted', error: expect.stringContaining('stopped by SIGTERM') });
+    } finally {
+      jobs.close();
+    }
+
+    const again = await exec(process.execPath, [tsx, nightly, 'backup', config], { cwd: root });
+    expect(again.stdout).toMatch(/^backup set \d{4}\/\d\d\/\d\d\/\d{6}: svn-daq\.tar\.gz, wiki-sig-wiki\.tar\.gz; purged 0 local, 0 remote$/m);
   });
 });
 
