@@ -507,7 +507,11 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
       wikiDir,
       confirm: async (c) => {
         process.stdout.write(c.diff);
-        return /^y(es)?$/i.test((await rl.question(`Replace ${c.file} with the backup's? [y/N] `, { signal: stop.signal })).trim());
+        // Ctrl-C at the prompt ends the question with a bare AbortError: the signal's reason says why.
+        const answer = await rl.question(`Replace ${c.file} with the backup's? [y/N] `, { signal: stop.signal }).catch((err: unknown) => {
+          throw stop.signal.aborted ? stop.signal.reason : err;
+        });
+        return /^y(es)?$/i.test(answer.trim());
       },
       signal: stop.signal,
       log: (l) => console.log(l),

@@ -670,6 +670,35 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     expect(bad).toMatchObject({ code: 3, stderr: expect.stringContaining('usage: nightly-repository-backup.ts backup|check CONFIG.json') });
   });
 
+  it('recover: Ctrl-C at a config prompt stops the recovery (exit 2, EABORTED) with both installed trees untouched and no scratch folder left', async () => {
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const recover = join(root, 'examples', 'recover-repository-backup.ts');
+    const node = join(tmp.path, 'cli-node'); // recovered by the command-line test above
+    const conf = join(node, 'svn', 'daq', 'conf', 'svnserve.conf');
+    const edited = `${await readFile(conf, 'utf8')}# edited on this node since the backup\n`;
+    await writeFile(conf, edited);
+    // The recovery's scratch folders sit beside its targets.
+    const beside = async (): Promise<string[][]> => [await readdir(join(node, 'svn')), await readdir(join(node, 'wiki'))];
+    const before = await beside();
+    const child = spawn(process.execPath, [tsx, recover, paths.backups, join(node, 'svn', 'daq'), join(node, 'wiki', 'daqwiki')], { cwd: root });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => {
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        if (/Replace .*svnserve\.conf with the backup's\? \[y\/N\] $/.test(stdout)) resolve(); // waiting at the prompt
+      });
+      void exited.then(() => resolve());
+    });
+    child.kill('SIGINT');
+    expect(await exited, stdout + stderr).toBe(2);
+    expect(stderr).toMatch(/^recovery failed: EABORTED: stopped by SIGINT/m);
+    expect(await readFile(conf, 'utf8')).toBe(edited);
+    expect(await beside()).toEqual(before); // nothing swapped in, no previous copy set aside, no scratch folder left
+  });
+
   it('backup: stopped by SIGTERM in the middle of a run, exits 2 with the job recorded aborted, and leaves no set, no LOCKED and no work folder; the next run succeeds', async () => {
     const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
     const nightly = join(root, 'examples', 'nightly-repository-backup.ts');
