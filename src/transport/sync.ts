@@ -330,11 +330,19 @@ export function planSync(source: SyncTree, destination: SyncTree, options: PlanS
   let unchanged = 0;
   let bytesToCopy = 0;
   const removedDirs = new Set<string>();
+  // Source entries not synced (a symlink with symlinks: false, a device or
+  // fifo): what the destination holds at or under their path is left alone,
+  // as rsync --no-links --delete leaves it: a folder that an earlier copy
+  // made of a linked folder is not emptied because the link is skipped.
+  const skipped = new Set<string>();
 
   const paths = [...source.keys()].sort();
   for (const path of paths) {
     const s = source.get(path)!;
-    if (s.type === 'other' || (s.type === 'symlink' && !withLinks)) continue;
+    if (s.type === 'other' || (s.type === 'symlink' && !withLinks)) {
+      skipped.add(path);
+      continue;
+    }
     if (underAny(posixDirname(path) === '.' ? '' : posixDirname(path), removedDirs)) continue;
     const d = destination.get(path);
     const dirClash = d !== undefined && d.type !== s.type && (d.type === 'dir' || s.type === 'dir');
@@ -376,7 +384,7 @@ export function planSync(source: SyncTree, destination: SyncTree, options: PlanS
     // Top-most extraneous entries first in discovery, then sorted deepest first.
     const replaced = new Set(replaces);
     for (const path of [...destination.keys()].sort()) {
-      if (source.has(path) || underAny(posixDirname(path), replaced)) continue;
+      if (source.has(path) || underAny(posixDirname(path), replaced) || underAny(path, skipped)) continue;
       deletes.push(path);
     }
     deletes.sort((a, b) => depth(b) - depth(a) || (a < b ? 1 : a > b ? -1 : 0));

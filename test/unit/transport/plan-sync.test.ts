@@ -83,6 +83,17 @@ describe('planSync (pure)', () => {
     expect(planSync(src, new Map(), { symlinks: false }).copies).toEqual([]);
   });
 
+  it('leaves alone what the destination holds at and under a source entry it does not sync (a symlink with symlinks:false, a fifo)', () => {
+    // An earlier `cp -rL` made a folder of what the source has as a link to another disk.
+    const src = tree([{ path: 'data', type: 'symlink', target: '/disk2' }, { path: 'fifo', type: 'other' }, { path: 'gone' }]);
+    const dst = tree([{ path: 'data', type: 'dir' }, { path: 'data/run1.mid' }, { path: 'data/sub', type: 'dir' }, { path: 'data/sub/run2.mid' }, { path: 'fifo', type: 'dir' }, { path: 'fifo/x' }, { path: 'extra' }]);
+    const plan = planSync(src, dst, { delete: 'after', symlinks: false });
+    expect(plan.deletes).toEqual(['extra']);
+    expect(plan.replaces).toEqual([]);
+    expect(plan.removals).toBe(1);
+    expect(plan.copies.map((c) => c.path)).toEqual(['gone']);
+  });
+
   it('a directory where a file goes (or the reverse) is a conflict without delete, a replace with it', () => {
     const src = tree([
       { path: 'was-dir' },

@@ -111,6 +111,23 @@ async function sampleTree(): Promise<void> {
 }
 
 describe('sync between two LocalTransports', () => {
+  it("symlinks: false with delete: 'after' leaves the destination's folder behind a skipped source link whole", async () => {
+    const disk2 = join(base, 'disk2');
+    await put(join(disk2, 'run1.mid'), 'one');
+    await put(join(disk2, 'run2.mid'), 'two');
+    await symlink(disk2, join(src, 'data'));
+    for (let i = 0; i < 8; i++) await put(join(src, `f${i}`), `file ${i}`);
+    // An earlier `cp -rL` of the source: the link's folder copied as a folder.
+    for (let i = 0; i < 8; i++) await put(join(dst, `f${i}`), `file ${i}`);
+    await put(join(dst, 'data', 'run1.mid'), 'one');
+    await put(join(dst, 'data', 'run2.mid'), 'two');
+    const r = await sync(local, src, local, dst, { delete: 'after', symlinks: false });
+    expect(r.deleted).toEqual([]);
+    expect(r.plan.deletes).toEqual([]);
+    expect(await readFile(join(dst, 'data', 'run1.mid'), 'utf8')).toBe('one');
+    expect(await readFile(join(dst, 'data', 'run2.mid'), 'utf8')).toBe('two');
+  });
+
   it('copies a tree into a missing destination: contents, mtimes, modes, symlinks, empty folders', async () => {
     await sampleTree();
     const r = await sync(local, src, local, dst);
