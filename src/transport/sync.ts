@@ -189,7 +189,10 @@ export interface SyncResult {
   readonly verified: readonly SyncVerification[];
   /** The failed sidecar checks: the mutants (nothing is deleted when there is one), in path order. */
   readonly mutants: readonly SyncVerification[];
-  /** Why the deletion step did not run, when `delete: 'after'` was asked. */
+  /**
+   * Why the deletion step did not run, when `delete: 'after'` was asked
+   * (also set when entries in the way of a copy were left for that reason).
+   */
   readonly deleteSkipped?: 'mutants';
   /** Bytes sent. */
   readonly bytesCopied: number;
@@ -1095,18 +1098,54 @@ async function act(
     }
   };
 
+  /**
+   * The source file that is to take the place of `rel` (a folder there),
+   * checked against its sidecar before that folder is removed: its
+   * mismatch, if it is a mutant; undefined otherwise (not a file, no
+   * sidecar, or it matches). The put checks it again as it is sent.
+   */
+  const replacingMutant = async (rel: string): Promise<SyncVerification | undefined> => {
+    if (srcTree.get(rel)?.type !== 'file') return undefined;
+    const expected = await expectedOf(rel);
+    if (expected === undefined) return undefined;
+    const actual = await src.digest(srcPath(rel), expected.algorithm, sig);
+    return dnaEqual(expected, actual) ? undefined : { path: rel, ok: false, expected, actual, sent: actual };
+  };
+
   // What takes the place of a replaced entry goes last: the entries in the
   // way are removed only once every other copy has succeeded. Then each in
   // turn: removed, and at once the copies that take its place. One that
   // cannot be removed fails its own copies only.
+  // A file's sidecar goes with the replace that puts the file in place: the
+  // sidecar of a file that does not take its place must not land either.
   const replaced = new Set(plan.replaces);
-  const inReplaced = (rel: string): boolean => underAny(rel, replaced);
+  const inReplaced = (rel: string): boolean => underAny(rel, replaced) || (rel.endsWith(SIDECAR_SUFFIX) && replaced.has(rel.slice(0, -SIDECAR_SUFFIX.length)));
+  let replacesSkipped = false;
   try {
     await makeDirs(plan.mkdirs.filter((d) => !inReplaced(d)));
     await copyAll(plan.copies.filter((c) => !inReplaced(c.path)));
     let notReplaced: unknown;
     for (const rel of plan.replaces) {
       throwIfAborted(signal);
+      const one = new Set([rel]);
+      const theirs = plan.copies.filter((c) => underAny(c.path, one) || c.path === rel + SIDECAR_SUFFIX);
+      // A source mutant stops every deletion, those in the way of a copy
+      // too: the entry stays, and nothing takes its place.
+      const mutant = sourceMutants.length > 0 ? undefined : await replacingMutant(rel);
+      if (sourceMutants.length > 0 || mutant !== undefined) {
+        if (mutant !== undefined) sourceMutants.push(mutant);
+        replacesSkipped = true;
+        progress.add(0, theirs.length);
+        warnOrThrow(
+          new StowageError('EEXIST', `Not synced: ${src.name}:${srcPath(rel)} is a ${srcTree.get(rel)?.type ?? 'entry'}, and ${dst.name}:${dstPath(rel)} a ${dstTree.get(rel)?.type ?? 'entry'}; it was left as it is, because the source holds a file that does not match its DNA (nothing is deleted while it does).`, {
+            details: { path: rel, reason: 'mutants' },
+          }),
+          rel,
+          o.onWarning,
+          o.strict,
+        );
+        continue;
+      }
       const before = deleted.length;
       try {
         await removeListed(rel);
@@ -1118,9 +1157,8 @@ async function act(
         continue;
       }
       deleted.splice(before, deleted.length - before, rel);
-      const one = new Set([rel]);
       await makeDirs(plan.mkdirs.filter((d) => underAny(d, one)));
-      await copyAll(plan.copies.filter((c) => underAny(c.path, one)));
+      await copyAll(theirs);
     }
     if (notReplaced !== undefined) throw notReplaced;
   } catch (err) {
@@ -1177,7 +1215,7 @@ async function act(
     warnOrThrow(new StowageError('EDIGEST_MISMATCH', message, { details: { path: m.path, expected: m.expected, actual: m.actual, sent: m.sent, side: fromSource.has(m) ? 'src' : 'dst' } }), m.path, o.onWarning, o.strict);
   }
 
-  let deleteSkipped: 'mutants' | undefined;
+  let deleteSkipped: 'mutants' | undefined = replacesSkipped ? 'mutants' : undefined;
   if (plan.deletes.length > 0) {
     if (mutants.length > 0) {
       deleteSkipped = 'mutants';

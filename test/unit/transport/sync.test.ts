@@ -718,6 +718,47 @@ describe('sync between two LocalTransports', () => {
     expect(noVerify.verified).toEqual([]);
   });
 
+  it('a source mutant in place of a destination folder leaves that folder (and its own sidecar unsent); any mutant keeps every folder in the way of a copy', async () => {
+    await put(join(src, 'run42'), 'rotten bytes!');
+    await put(join(src, 'run42.dna'), JSON.stringify({ dig: md5('good bytes 42'), size: 13 }));
+    for (let i = 0; i < 6; i++) await put(join(src, `keep${i}`), `k${i}`);
+    for (let i = 0; i < 6; i++) await put(join(dst, `keep${i}`), `k${i}`);
+    await put(join(dst, 'run42', 'part1.mid'), 'one');
+    await put(join(dst, 'run42', 'part2.mid'), 'two');
+    const warnings: StowageWarning[] = [];
+    const r = await sync(local, src, local, dst, { delete: 'after', onWarning: (w) => warnings.push(w) });
+    expect(r.mutants.map((m) => m.path)).toEqual(['run42']);
+    expect(r.deleted).toEqual([]);
+    expect(r.deleteSkipped).toBe('mutants');
+    expect(await readFile(join(dst, 'run42', 'part1.mid'), 'utf8')).toBe('one');
+    expect(await readFile(join(dst, 'run42', 'part2.mid'), 'utf8')).toBe('two');
+    expect(existsSync(join(dst, 'run42.dna'))).toBe(false);
+    expect(warnings.map((w) => w.code).sort()).toEqual(['EDIGEST_MISMATCH', 'EEXIST']);
+    expect(warnings.find((w) => w.code === 'EEXIST')!.message).toMatch(/run42 a dir; it was left as it is, because the source holds a file that does not match its DNA/);
+
+    // A mutant elsewhere, and an unrelated file in place of a folder: the folder stays too.
+    await rm(join(src, 'run42'));
+    await rm(join(src, 'run42.dna'));
+    await put(join(src, 'a.tar.gz'), 'rotten');
+    await put(join(src, 'a.tar.gz.dna'), JSON.stringify({ dig: md5('intact'), size: 6 }));
+    await put(join(src, 'B'), 'now a file');
+    await put(join(dst, 'B', 'inside.mid'), 'kept');
+    const w2: StowageWarning[] = [];
+    const r2 = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1, onWarning: (w) => w2.push(w) });
+    expect(r2.mutants.map((m) => m.path)).toEqual(['a.tar.gz']);
+    expect(r2.deleteSkipped).toBe('mutants');
+    expect(r2.deleted).toEqual([]);
+    expect(await readFile(join(dst, 'B', 'inside.mid'), 'utf8')).toBe('kept');
+    expect(existsSync(join(dst, 'run42', 'part1.mid'))).toBe(true);
+
+    // Once the source is whole again, the folders give way to the files.
+    await put(join(src, 'a.tar.gz'), 'intact');
+    const r3 = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1 });
+    expect(r3.mutants).toEqual([]);
+    expect(await readFile(join(dst, 'B'), 'utf8')).toBe('now a file');
+    expect(existsSync(join(dst, 'run42'))).toBe(false);
+  });
+
   it('a source that no longer matches its sidecar does not replace the good copy on the destination', async () => {
     const good = Buffer.alloc(100_000, 7);
     await put(join(src, 'run.tar.gz'), good);
