@@ -210,7 +210,12 @@ export interface SyncOptions extends PlanSyncOptions {
   dryRun?: boolean;
   /** Plant a LOCKED directory on the destination for the duration (default false). */
   lock?: boolean;
-  /** Name of the lock directory (default `LOCKED`). */
+  /**
+   * Name of the sync's own lock directory (default `LOCKED`). A custom name
+   * does not stop the standard `LOCKED` of other writers (LockDir,
+   * Retention) from being honoured: a folder holding either is left out,
+   * and a root holding either is refused.
+   */
   lockName?: string;
   /** A destination lock older than this is stale and taken over (default 60 000 ms). */
   lockStaleMs?: number;
@@ -448,9 +453,19 @@ function keepHolders(plan: SyncPlan, destination: SyncTree, holders: ReadonlySet
   });
 }
 
+/**
+ * The lock folder names a sync honours: its own `lockName`, and the
+ * standard `LOCKED` that LockDir, Retention and the recipes plant, which a
+ * custom name must not turn into an ordinary folder to copy or delete.
+ */
+function lockNamesOf(lockName: string): ReadonlySet<string> {
+  return new Set([lockName, LOCK_DIR_NAME]);
+}
+
 interface ListOptions {
   filter: SyncOptions['filter'];
-  lockName: string;
+  /** Lock folder names: a folder holding one is left out (see {@link lockNamesOf}); at the root they are not entries. */
+  lockNames: ReadonlySet<string>;
   /** Leave out `NAME.part` files (taken for files still being written) and report them; they are not deleted on the other side either. */
   skipPartFiles: boolean;
   onPartFile: (rel: string) => void;
@@ -529,12 +544,12 @@ async function listTree(t: Transport, root: string, o: ListOptions): Promise<Lis
         }
         throw err;
       }
-      if (rel !== '' && entries.some((e) => e.name === o.lockName && e.type === 'dir')) {
+      if (rel !== '' && entries.some((e) => o.lockNames.has(e.name) && e.type === 'dir')) {
         o.onLocked(rel);
         return;
       }
       for (const e of entries) {
-        if (rel === '' && e.name === o.lockName) continue;
+        if (rel === '' && o.lockNames.has(e.name)) continue;
         const path = rel === '' ? e.name : `${rel}/${e.name}`;
         // A name that is not valid UTF-8 comes as type "other" with U+FFFD
         // in it (LocalTransport): it cannot be named to copy or delete it.
@@ -693,17 +708,20 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
   // may have been halfway through: the listing cannot be trusted), and
   // before anything is deleted (nothing is deleted to match a tree that a
   // writer has taken since).
+  const lockNames = lockNamesOf(o.lockName);
   const checkSourceLock = async (when: 'before' | 'listed' | 'deleting'): Promise<void> => {
-    const srcLock = await src.exists(posixJoin(srcDir, o.lockName), userSignal ? { signal: userSignal } : {});
-    if (srcLock === undefined || srcLock.type !== 'dir') return;
-    const info = await LockDir.inspect(srcDir, { name: o.lockName, fs: transportLockFs(src) }).catch(() => undefined);
-    // The caller's own lock, by its token: how fresh its heartbeat is does not matter (its staleMs may not be ours).
-    const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken;
-    if (ours) return;
-    const what = when === 'before' ? 'it holds' : when === 'listed' ? 'it was locked while it was listed:' : 'it was locked while the files were copied (they were; nothing was deleted):';
-    throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: ${what} ${o.lockName} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
-      details: { path: srcDir, lock: posixJoin(srcDir, o.lockName), owner: info?.owner, stale: info?.stale, when },
-    });
+    for (const name of lockNames) {
+      const srcLock = await src.exists(posixJoin(srcDir, name), userSignal ? { signal: userSignal } : {});
+      if (srcLock === undefined || srcLock.type !== 'dir') continue;
+      const info = await LockDir.inspect(srcDir, { name, fs: transportLockFs(src) }).catch(() => undefined);
+      // The caller's own lock, by its token: how fresh its heartbeat is does not matter (its staleMs may not be ours).
+      const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken;
+      if (ours) continue;
+      const what = when === 'before' ? 'it holds' : when === 'listed' ? 'it was locked while it was listed:' : 'it was locked while the files were copied (they were; nothing was deleted):';
+      throw new StowageError('ELOCKED', `Not syncing ${src.name}:${srcDir}: ${what} ${name} (being written${info?.owner ? ` by ${info.owner.host} pid ${info.owner.pid}, ${info.owner.purpose}` : ''}). Retry when it is released.`, {
+        details: { path: srcDir, lock: posixJoin(srcDir, name), owner: info?.owner, stale: info?.stale, when },
+      });
+    }
   };
   await checkOverlap(src, srcDir, dst, dstDir);
   await checkSourceLock('before');
@@ -728,7 +746,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     };
     return {
       filter: o.filter,
-      lockName: o.lockName,
+      lockNames,
       skipPartFiles: side === 'src',
       onPartFile: (rel) => leftOut('ELOCKED', rel, (where) => `Skipped ${where}: a .part name is taken for a file still being written; it is neither copied nor deleted (rename it if it is a finished file).`),
       onUndecodable: (rel) =>
@@ -785,15 +803,19 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     // The destination's own lock at its root (someone else's sync) is not ours
     // to ignore. With lock: true a run waits for it or takes a stale one over;
     // a dry run of it refuses, as that run would, while a live writer holds it.
-    if (!dstMissing && (!o.lock || o.dryRun)) {
-      const dl = await dst.exists(posixJoin(dstDir, o.lockName), userSignal ? { signal: userSignal } : {});
-      const info = dl?.type === 'dir' ? await LockDir.inspect(dstDir, { name: o.lockName, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined) : undefined;
+    // A lock of the standard name beside a custom lockName is another
+    // writer's (a LockDir, Retention, a nightly run): refused unless stale.
+    for (const name of dstMissing ? [] : lockNames) {
+      const own = name === o.lockName;
+      if (own && o.lock && !o.dryRun) continue;
+      const dl = await dst.exists(posixJoin(dstDir, name), userSignal ? { signal: userSignal } : {});
+      const info = dl?.type === 'dir' ? await LockDir.inspect(dstDir, { name, fs: transportLockFs(dst), staleMs: o.lockStaleMs }).catch(() => undefined) : undefined;
       // The caller's own lock (by its token) is no other writer.
       const ours = options.ownLockToken !== undefined && info?.owner?.token === options.ownLockToken;
-      const live = dl?.type === 'dir' && !ours && (!o.lock || info?.stale !== true);
+      const live = dl?.type === 'dir' && !ours && ((own && !o.lock) || info?.stale !== true);
       if (live) {
-        throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${o.lockName} (another writer). Retry later, or use lock: true to wait for a stale lock to be taken over.`, {
-          details: { path: dstDir },
+        throw new StowageError('ELOCKED', `Not syncing into ${dst.name}:${dstDir}: it holds ${name} (another writer). Retry later${own ? ', or use lock: true to wait for a stale lock to be taken over' : ''}.`, {
+          details: { path: dstDir, lock: posixJoin(dstDir, name) },
         });
       }
     }

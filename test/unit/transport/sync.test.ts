@@ -111,6 +111,41 @@ async function sampleTree(): Promise<void> {
 }
 
 describe('sync between two LocalTransports', () => {
+  it('a custom lockName does not make the standard LOCKED of another writer an ordinary folder: neither deleted, copied nor ignored at a root', async () => {
+    for (let i = 0; i < 6; i++) await put(join(src, `f${i}`), `file ${i}`);
+    await put(join(dst, 'sub', 'run.mid'), 'old run');
+    const writer = new LockDir(join(dst, 'sub'), { purpose: 'retention at work' });
+    await writer.acquire();
+    try {
+      const warnings: StowageWarning[] = [];
+      const r = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1, lock: true, lockName: 'SYNC.LOCK', onWarning: (w) => warnings.push(w) });
+      expect(r.deleted).toEqual([]);
+      expect(existsSync(join(dst, 'sub', 'LOCKED', 'owner.json'))).toBe(true);
+      expect(existsSync(join(dst, 'sub', 'run.mid'))).toBe(true);
+      expect(existsSync(join(dst, 'SYNC.LOCK'))).toBe(false); // its own lock, released
+      // A source tree under the standard LOCKED is being written: not synced.
+      const held = new LockDir(src, { purpose: 'nightly run' });
+      await held.acquire();
+      try {
+        expect((await caught(sync(local, src, local, join(base, 'other'), { lockName: 'SYNC.LOCK' }))).code).toBe('ELOCKED');
+      } finally {
+        await held.release();
+      }
+      // And a destination whose root another writer holds is not synced into.
+      const rootLock = new LockDir(dst, { purpose: 'retention at work' });
+      await rootLock.acquire();
+      try {
+        const err = await caught(sync(local, src, local, dst, { lockName: 'SYNC.LOCK' }));
+        expect(err.code).toBe('ELOCKED');
+        expect(err.message).toMatch(/holds LOCKED \(another writer\)/);
+      } finally {
+        await rootLock.release();
+      }
+    } finally {
+      await writer.release();
+    }
+  });
+
   it("symlinks: false with delete: 'after' leaves the destination's folder behind a skipped source link whole", async () => {
     const disk2 = join(base, 'disk2');
     await put(join(disk2, 'run1.mid'), 'one');
