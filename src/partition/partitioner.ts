@@ -246,10 +246,13 @@ export interface DumpResult {
   /** Bytes of archives written. */
   readonly archiveBytes: number;
   /**
-   * Damaged archives that were in the way of a range being written (cut,
-   * rotted, sidecar lost): each was renamed to `NAME.damaged-<UTC time>`
-   * (with its sidecar), not overwritten, since it may hold rows the source
-   * no longer has. Look at them, then delete them. Sorted.
+   * Archives that were in the way of a range being written, renamed with
+   * their sidecars instead of overwritten, since they may hold rows the
+   * source no longer has: damaged ones (cut, rotted, sidecar lost) to
+   * `NAME.damaged-<UTC time>`, and, in a full dump (`incremental: false`),
+   * complete ones whose rows differ from the source's now (rows purged or
+   * changed since) to `NAME.replaced-<UTC time>`. Look at them, then
+   * delete them. Sorted.
    */
   readonly setAside: readonly string[];
 }
@@ -368,11 +371,11 @@ async function verifiedDna(path: string, signal: AbortSignal | undefined): Promi
  * `NAME.damaged-<UTC time>[.dna]`, where no reader takes it for a
  * partition; returns the new name.
  */
-async function setAside(path: string, signal: AbortSignal | undefined): Promise<string> {
+async function setAside(path: string, signal: AbortSignal | undefined, why: 'damaged' | 'replaced' = 'damaged'): Promise<string> {
   throwIfAborted(signal);
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  let to = `${path}.damaged-${stamp}`;
-  for (let n = 2; await exists(to); n++) to = `${path}.damaged-${stamp}-${n}`;
+  let to = `${path}.${why}-${stamp}`;
+  for (let n = 2; await exists(to); n++) to = `${path}.${why}-${stamp}-${n}`;
   try {
     await rename(path, to);
   } catch (err) {
@@ -384,6 +387,11 @@ async function setAside(path: string, signal: AbortSignal | undefined): Promise<
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err, 'rename', path + SIDECAR_SUFFIX);
   }
   return to;
+}
+
+/** Whether an archive's manifest holds the very rows of these spools, table by table (count, bytes and range digest). */
+function sameRows(m: PartitionManifest, read: readonly { table: string; spool: RowSpool }[]): boolean {
+  return m.tables.length === read.length && m.tables.every((t, i) => t.name === read[i]!.table && t.count === read[i]!.spool.digest.count && t.bytes === read[i]!.spool.digest.bytes && t.digest === read[i]!.spool.digest.digest);
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -677,8 +685,9 @@ export class Partitioner {
    * read in one snapshot, then written atomically with its sidecar, and
    * recorded in the Catalog (with the runs of empty ranges). On failure or
    * abort, the archives finished so far stay and no partial archive is left.
-   * A damaged archive in the way (cut short, rotted, its sidecar lost) is
-   * renamed aside, never overwritten: see {@link DumpResult.setAside}.
+   * A damaged archive in the way (cut short, rotted, its sidecar lost), or
+   * in a full dump a complete one whose rows differ from the source's now,
+   * is renamed aside, never overwritten: see {@link DumpResult.setAside}.
    * ELOCKED if another dump holds the folder; a complete range whose rows
    * changed after it was archived is not noticed (complete ranges are
    * written once): {@link Partitioner.compare} finds such changes.
@@ -970,7 +979,11 @@ export class Partitioner {
       }
       // A damaged one (cut, rotted, its sidecar lost, unreadable) is set
       // aside, not overwritten: it may hold rows the source no longer has.
+      // So is a complete one that a full dump (incremental: false) would
+      // replace with other rows: rows purged from the source since live
+      // on in it alone.
       if (!intact) ctx.setAside.push(await setAside(path, ctx.signal));
+      else if (there!.complete && !sameRows(there!, read)) ctx.setAside.push(await setAside(path, ctx.signal, 'replaced'));
     }
     const created = new Date();
     const tables: ManifestTable[] = read.map((r) => {

@@ -188,6 +188,32 @@ describe('Partitioner.dump', () => {
         await p().dump();
         const r = await p().dump({ incremental: false });
         expect(r.written.map((w) => w.lo)).toEqual([1n, 101n, 201n]);
+        expect(r.setAside).toEqual([]); // the same rows: nothing to keep aside
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
+
+    it('with incremental: false, sets a complete archive aside instead of overwriting it with rows purged since', async () => {
+      const { f, out, src, catalog, p } = await setup();
+      try {
+        const first = await p().dump();
+        const old = first.written.find((w) => w.lo === 1n)!;
+        const oldBytes = await readFile(old.path);
+        exec(f, 'DELETE FROM "Calib" WHERE "SEQNO" BETWEEN 2 AND 9; DELETE FROM "CalibVld" WHERE "SEQNO" BETWEEN 2 AND 9');
+        const r = await p().dump({ incremental: false });
+        expect(r.setAside).toHaveLength(1);
+        expect(r.setAside[0]).toMatch(/CalibVld\/0000000001-0000000100\.tar\.gz\.replaced-\d{8}T\d{6}Z$/);
+        // The old archive, with its sidecar, whole under the new name: the purged rows live on there.
+        expect((await readFile(r.setAside[0]!)).equals(oldBytes)).toBe(true);
+        expect(await DnaDigest.readSidecar(r.setAside[0]!)).toEqual(old.dna);
+        // The new one holds the source's rows now.
+        expect(r.written.find((w) => w.lo === 1n)!.tables.map((t) => [t.name, t.rows])).toEqual([
+          ['CalibVld', 92],
+          ['Calib', 92 * 2],
+        ]);
+        expect((await listFiles(out)).filter((n) => n.includes('.replaced-'))).toHaveLength(2);
       } finally {
         catalog?.close();
         await src.close();
