@@ -603,7 +603,12 @@ export class Partitioner {
         this.#checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
         const recs = perTable.map((m) => m.get(`${r.lo}:${r.hi}`));
         if (recs.some((x) => x === undefined || x.archivePath !== r.archivePath || x.state !== r.state)) continue;
-        if ((await sidecarIfSizeMatches(r.archivePath)) === undefined) continue;
+        // The file must still be the archive the Catalog recorded: one put
+        // back from elsewhere (an older partial tail from a lagging mirror,
+        // say) has another DNA, and is judged by what it holds, from disk.
+        const side = await sidecarIfSizeMatches(r.archivePath);
+        const recorded = side === undefined ? undefined : catalog.archive(r.archivePath);
+        if (side === undefined || recorded === undefined || !dnaEqual(recorded.dna, side)) continue;
         out.set(r.lo, {
           lo: r.lo,
           archive: Object.freeze({

@@ -182,6 +182,32 @@ describe('Partitioner.dump', () => {
       }
     });
 
+    it('rewrites a range whose archive was put back from an older copy (a partial tail, another DNA than the one recorded)', async () => {
+      const { f, out, src, catalog, p } = await setup();
+      try {
+        await p().dump();
+        const tail = join(out, 'CalibVld', '0000000201-0000000300.tar.gz');
+        const [oldTail, oldSidecar] = [await readFile(tail), await readFile(tail + '.dna')];
+        insertPair(f, seq(251, 350));
+        const r2 = await p().dump();
+        expect(r2.written.map((w) => [w.lo, w.complete])).toEqual([
+          [201n, true],
+          [301n, false],
+        ]);
+        // The folder restored from a lagging mirror: the old partial tail, with its own (matching) sidecar.
+        await writeFile(tail, oldTail);
+        await writeFile(tail + '.dna', oldSidecar);
+        const plan = await p().plan();
+        expect(plan.partitions.find((x) => x.lo === 201n)!.state).toBe('complete');
+        const r3 = await p().dump();
+        expect(r3.written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([[201n, true, 100]]);
+        expect((await p().plan()).partitions.find((x) => x.lo === 201n)!.state).toBe('archived');
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
+
     it('rewrites every occupied range with incremental: false', async () => {
       const { src, catalog, p } = await setup();
       try {
