@@ -127,26 +127,54 @@ interface Selected extends Candidate {
   readonly tables: readonly ManifestTable[];
 }
 
-/** Lists the partition archives in `dir` and in its sub-folders (one level). */
+/**
+ * Lists the partition archives in `dir` and in its sub-folders (one level).
+ * Symbolic links count as what they point to (an archive or a table folder
+ * kept on another disk), as the dump's plan counts them; one whose target
+ * is missing is ENOT_FOUND, since what it held cannot be restored. A `dir`
+ * that is not a folder is EBAD_CONFIG.
+ */
 async function findArchives(dir: string): Promise<Candidate[]> {
   const list = async (d: string): Promise<import('node:fs').Dirent[]> => {
     try {
       return await readdir(d, { withFileTypes: true });
     } catch (err) {
+      if (d === dir && (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+        throw new StowageError('EBAD_CONFIG', `Partitioner.restore: ${dir} is not a folder: give the dump's outDir, or one table's folder in it.`, { details: { path: dir, option: 'dir' } });
+      }
       throw fromFsError(err, 'list', d);
     }
   };
-  const out: Candidate[] = [];
-  const scan = (d: string, entries: import('node:fs').Dirent[]): void => {
-    for (const e of entries) {
-      if (!e.isFile()) continue;
-      const b = parsePartitionFileName(e.name);
-      if (b !== undefined) out.push({ path: join(d, e.name), lo: b.lo, hi: b.hi });
+  const kind = async (d: string, e: import('node:fs').Dirent): Promise<'file' | 'dir' | 'other'> => {
+    if (e.isFile()) return 'file';
+    if (e.isDirectory()) return 'dir';
+    if (!e.isSymbolicLink()) return 'other';
+    const path = join(d, e.name);
+    try {
+      const st = await stat(path);
+      return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : 'other';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ELOOP') {
+        throw new StowageError('ENOT_FOUND', `Partitioner.restore: ${path} is a symbolic link whose target is missing (an unmounted disk?): what it holds cannot be restored, and restoring without it would leave its rows out. Mount or fix it, or move the link away, then restore again. Nothing was loaded.`, {
+          details: { path },
+        });
+      }
+      throw fromFsError(err, 'read', path);
     }
   };
-  const top = await list(dir);
-  scan(dir, top);
-  for (const e of top) if (e.isDirectory()) scan(join(dir, e.name), await list(join(dir, e.name)));
+  const out: Candidate[] = [];
+  const scan = async (d: string, entries: import('node:fs').Dirent[], sub: boolean): Promise<void> => {
+    for (const e of entries) {
+      const b = parsePartitionFileName(e.name);
+      // In a table's folder only archive names matter; at the top, folders too.
+      if (sub && b === undefined) continue;
+      const k = await kind(d, e);
+      if (k === 'file' && b !== undefined) out.push({ path: join(d, e.name), lo: b.lo, hi: b.hi });
+      else if (k === 'dir' && !sub) await scan(join(d, e.name), await list(join(d, e.name)), true);
+    }
+  };
+  await scan(dir, await list(dir), false);
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
@@ -414,13 +442,14 @@ export async function restorePartitions(target: TableSource, dir: string, option
   for (const [i, c] of candidates.entries()) {
     const m = read.value[i]!;
     if (m.lo !== c.lo || m.hi !== c.hi) throw corrupt(c.path, `its manifest says [${m.lo}, ${m.hi}], its name [${c.lo}, ${c.hi}].`);
+    const tables = table === undefined ? m.tables : m.tables.filter((t) => t.name === table);
+    if (tables.length === 0) continue; // another table's archive: its engine does not matter here
     if (m.engine !== target.engine) {
       throw new StowageError('EBAD_CONFIG', `${where}: ${c.path} holds a ${m.engine} dump, and the target ${target.name} is ${target.engine}: partitions restore into the same engine only.`, {
         details: { path: c.path, engine: m.engine, targetEngine: target.engine },
       });
     }
-    const tables = table === undefined ? m.tables : m.tables.filter((t) => t.name === table);
-    if (tables.length > 0) selected.push({ ...c, manifest: m, tables });
+    selected.push({ ...c, manifest: m, tables });
   }
   // Two archives of one table whose ranges overlap (a folder dumped twice
   // with different range sizes, say) would load their common rows twice.

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -46,6 +46,48 @@ function rowsOf(file: string, table: string): unknown[][] {
 }
 
 describe('Partitioner.restore', () => {
+  it('follows symbolic links to archives and to table folders kept elsewhere; a dangling one is ENOT_FOUND, a file given as dir EBAD_CONFIG', async () => {
+    const { d, f, out, src } = await dumped();
+    await using _src = src;
+    // Table folder with two of its archives moved to another disk, left as links.
+    const elsewhere = join(d, 'disk2');
+    await mkdir(elsewhere);
+    for (const n of ['0000000001-0000000100.tar.gz', '0000000101-0000000200.tar.gz']) {
+      for (const x of [n, `${n}.dna`]) {
+        await rename(join(out, 'CalibVld', x), join(elsewhere, x));
+        await symlink(join(elsewhere, x), join(out, 'CalibVld', x));
+      }
+    }
+    // And the whole table folder, as a link from another outDir.
+    const linked = join(d, 'linked');
+    await mkdir(linked);
+    await symlink(join(out, 'CalibVld'), join(linked, 'CalibVld'));
+    for (const dir of [out, linked]) {
+      const file = join(d, `dst-${dir === out ? 'out' : 'linked'}.db`);
+      await using dst = new SqliteSource(file, { create: true });
+      const r = await Partitioner.restore(dst, dir);
+      expect(r.partitions).toBe(3);
+      expect(r.tables.map((t) => [t.name, t.rows])).toEqual([
+        ['Calib', 750],
+        ['CalibVld', 250],
+      ]);
+      expect(rowsOf(file, 'Calib')).toEqual(rowsOf(f, 'Calib'));
+    }
+    // A link whose target went away (an unmounted disk): refused, nothing loaded.
+    await rename(elsewhere, join(d, 'unmounted'));
+    await using dst = new SqliteSource(join(d, 'dst-dangling.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(dst, out), 'ENOT_FOUND');
+    expect(err.message).toMatch(/0000000001-0000000100\.tar\.gz is a symbolic link whose target is missing/);
+    expect(await dst.tables()).toEqual([]);
+    const dangling = join(d, 'dangling');
+    await mkdir(dangling);
+    await symlink(join(d, 'nowhere'), join(dangling, 'CalibVld'));
+    await rejectsWith(Partitioner.restore(dst, dangling), 'ENOT_FOUND');
+    // A file given as the folder.
+    const asDir = await rejectsWith(Partitioner.restore(dst, join(d, 'unmounted', '0000000001-0000000100.tar.gz')), 'EBAD_CONFIG');
+    expect(asDir.message).toMatch(/is not a folder: give the dump's outDir, or one table's folder in it/);
+  });
+
   it('creates the tables from the archived DDL and loads every range: the copy compares equal', async () => {
     const { d, f, out, src } = await dumped();
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
@@ -298,6 +340,18 @@ describe('Partitioner.restore', () => {
     }) as unknown as TableSource;
     const err = await rejectsWith(Partitioner.restore(pg, out), 'EBAD_CONFIG');
     expect(err.message).toMatch(/holds a sqlite dump.*postgres/);
+    // Another engine's archives of other tables in the same outDir do not stand in the way of one table's restore.
+    const pgSrc = new Proxy(src, {
+      get: (t, p) => (p === 'engine' ? 'postgres' : ((v) => (typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v))(Reflect.get(t, p, t) as unknown)),
+    }) as unknown as TableSource;
+    const mixed = join(d, 'mixed');
+    await new Partitioner(src, { tables: ['Calib'], rowsPerPartition: 100, outDir: mixed }).dump();
+    await new Partitioner(pgSrc, { tables: ['CalibVld'], rowsPerPartition: 100, outDir: mixed }).dump();
+    {
+      await using one = new SqliteSource(join(d, 'one.db'), { create: true });
+      expect((await Partitioner.restore(one, mixed, { table: 'Calib' })).tables.map((t) => [t.name, t.rows])).toEqual([['Calib', 6]]);
+      await rejectsWith(Partitioner.restore(one, mixed, { table: 'CalibVld' }), 'EBAD_CONFIG');
+    }
     await rejectsWith(Partitioner.restore(dst, out, { table: 'Other' }), 'ENOT_FOUND');
     await rejectsWith(Partitioner.restore(dst, out, { lo: 5000 }), 'ENOT_FOUND');
     await rejectsWith(Partitioner.restore(dst, join(d, 'nowhere')), 'ENOT_FOUND');
