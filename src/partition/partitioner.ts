@@ -1097,7 +1097,9 @@ export class Partitioner {
    * EDIGEST_MISMATCH and nothing is loaded), missing tables are created
    * from the archived DDL (same engine only), and each table's range is
    * replaced in one transaction whose rows are checked against the
-   * manifest's count and range digest before it commits.
+   * manifest's count and range digest before it commits. A group's range
+   * that fails or is stopped halfway is taken out again of the tables
+   * this restore created, so none holds it without the others.
    *
    * @param target - the database to load into
    * @param dir - an `outDir` (holding partition folders) or one partition folder

@@ -269,6 +269,40 @@ export function partitionSuite(h: () => EngineHarness): void {
       expect((await Partitioner.compare(src, dst, PAYLOAD, { rowsPerPartition: 500 })).equal).toBe(true);
     });
 
+    it('stopped in the middle of a group archive, a restore leaves no range of the created validity table without its payload', async () => {
+      const e = h();
+      const db = await pairDb(3000);
+      const out = await tempDir();
+      await using src = e.source(db);
+      await new Partitioner(src, { tables: PAIR, rowsPerPartition: 500, outDir: out }).dump();
+      const dstDb = await e.freshDb();
+      await using dst = e.source(dstDb);
+      const ac = new AbortController();
+      const reason = new Error('operator stop');
+      // Stopped as the second archive's payload starts loading: its validity rows are committed by then.
+      let payloads = 0;
+      const stopping = new Proxy(dst, {
+        get: (t, p) => {
+          if (p === 'load') {
+            return (table: string, input: never, options: never) => {
+              if (table === PAYLOAD && ++payloads === 2) ac.abort(reason);
+              return t.load(table, input, options);
+            };
+          }
+          const v = Reflect.get(t, p, t) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      }) as unknown as TableSource;
+      await expect(Partitioner.restore(stopping, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
+      const vld = await Partitioner.compare(src, dst, VLD, { rowsPerPartition: 500, maxDifferences: 0 });
+      const pay = await Partitioner.compare(src, dst, PAYLOAD, { rowsPerPartition: 500, maxDifferences: 0 });
+      expect(vld.ranges.map((r) => r.b.count > 0)).toEqual(pay.ranges.map((r) => r.b.count > 0));
+      expect(vld.ranges.filter((r) => r.equal)).toHaveLength(1); // the first archive, whole
+      await Partitioner.restore(dst, out);
+      expect((await Partitioner.compare(src, dst, VLD, { rowsPerPartition: 500 })).equal).toBe(true);
+      expect((await Partitioner.compare(src, dst, PAYLOAD, { rowsPerPartition: 500 })).equal).toBe(true);
+    });
+
     it('refuses a mutant before loading anything', async () => {
       const e = h();
       const db = await pairDb(1500);

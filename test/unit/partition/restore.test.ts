@@ -326,10 +326,44 @@ describe('Partitioner.restore', () => {
     expect(err.message).toMatch(/rows of "Calib" do not match its manifest/);
     expect(err.details['table']).toBe('Calib');
     expect(m.tables[1]!.count).toBe(300);
-    // CalibVld (before it in the archive) was loaded; Calib, not a row of it.
+    // Calib, not a row of it; CalibVld (before it in the archive, committed first) lost the range again:
+    // no validity rows without their payload in tables this restore created.
     expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
-    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(100);
+    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(0);
+    // Into tables that were there before, CalibVld keeps what the failure left (restoring again completes it).
+    exec(join(d, 'dst.db'), 'INSERT INTO "CalibVld" VALUES (500, \'a\', \'b\', 3, \'c\')');
+    await rejectsWith(Partitioner.restore(dst, out, { hi: 100, concurrency: 1 }), 'ECORRUPT_ARCHIVE');
+    expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(101);
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
     await src.close();
+  });
+
+  it('an abort in the middle of a group archive leaves no range of a created table without the group\'s other table', async () => {
+    const { d, out, src } = await dumped(seq(1, 500));
+    await using _src = src;
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const ac = new AbortController();
+    const reason = new Error('stop');
+    // Stopped as the second archive's payload starts loading: its validity rows are committed by then.
+    let payloads = 0;
+    const stopping = new Proxy(dst, {
+      get: (t, p) => {
+        if (p === 'load') {
+          return (table: string, input: never, options: never) => {
+            if (table === 'Calib' && ++payloads === 2) ac.abort(reason);
+            return t.load(table, input, options);
+          };
+        }
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    }) as unknown as TableSource;
+    await expect(Partitioner.restore(stopping, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
+    expect(payloads).toBe(2);
+    const vld = rowsOf(join(d, 'dst.db'), 'CalibVld').map((r) => r[0] as bigint);
+    const pay = new Set(rowsOf(join(d, 'dst.db'), 'Calib').map((r) => r[0] as bigint));
+    expect(vld.filter((k) => !pay.has(k))).toEqual([]);
+    expect(vld).toHaveLength(100); // the first archive, whole
   });
 
   it('refuses archives of another engine, and finds nothing to restore', async () => {
