@@ -462,7 +462,12 @@ export class Partitioner {
     this.#grid = new PartitionGrid(size, this.base);
     const name = options.name ?? this.tables[0]!;
     checkIdentifier('Partitioner', 'name', name);
-    this.dir = join(resolve(options.outDir), tableDirName(name));
+    const folder = tableDirName(name);
+    // File systems take names of up to 255 bytes; a non-ASCII name takes 3 per byte encoded.
+    if (folder.length > 255) {
+      throw bad(`the folder name of ${JSON.stringify(name)} would be ${folder.length} bytes once encoded (each byte outside A-Z, a-z, 0-9, "_", "-" and "." as %XX), more than the 255 a file system takes: give the option "name" a shorter folder name.`, 'name');
+    }
+    this.dir = join(resolve(options.outDir), folder);
     if (options.catalog !== undefined && (typeof options.catalog !== 'object' || typeof (options.catalog as Catalog).recordPartition !== 'function')) {
       throw bad('option "catalog" must be a Catalog.', 'catalog');
     }

@@ -13,6 +13,7 @@ import { DnaDigest } from '../../../src/dna/index.js';
 import { Catalog } from '../../../src/catalog/index.js';
 import { Archiver } from '../../../src/archive/index.js';
 import { Partitioner, parseManifest, type PartitionerOptions } from '../../../src/partition/index.js';
+import type { StowageError } from '../../../src/errors.js';
 import { readManifest } from '../../../src/partition/partition-archive.js';
 import type { Progress } from '../../../src/progress.js';
 import { archiveEntries, exec, insertPair, listFiles, makePairDb, mtimes, rejectsWith, tempDir } from './helpers.js';
@@ -87,6 +88,19 @@ describe('Partitioner.dump', () => {
     const e = await archiveEntries(join(d, files[1]!));
     expect([...e.keys()]).toEqual(['manifest.json', 'we%22ird%20tab%60le%2Fx/schema.sql', 'we%22ird%20tab%60le%2Fx/rows.tsv']);
     expect(e.get('we%22ird%20tab%60le%2Fx/rows.tsv')!.toString()).toBe('7\ta\n');
+    // A long non-ASCII name whose encoded folder name no file system takes: EBAD_CONFIG naming the "name" option, at once.
+    const long = 'Калибровка'.repeat(5); // 50 characters, 100 bytes, 300 once encoded
+    const err = (() => {
+      try {
+        new Partitioner(src, { table: long, outDir: d });
+      } catch (x) {
+        return x as StowageError;
+      }
+      return undefined;
+    })();
+    expect(err).toMatchObject({ code: 'EBAD_CONFIG', details: { option: 'name' } });
+    expect(err!.message).toMatch(/would be 300 bytes once encoded .* give the option "name" a shorter folder name/);
+    expect(() => new Partitioner(src, { table: long, outDir: d, name: 'calib-ru' })).not.toThrow();
   });
 
   describe.each(['disk', 'catalog'] as const)('incremental runs, state from %s', (mode) => {
