@@ -523,6 +523,10 @@ function prepareStatements(db: Database.Database) {
          digest = excluded.digest, archive_path = excluded.archive_path, updated = excluded.updated
        RETURNING *`,
     ),
+    dropOverlappingEmpty: db.prepare(
+      `DELETE FROM partitions WHERE source = @source AND tbl = @table AND key = @key AND state = 'empty'
+         AND lo <= @hi AND hi >= @lo AND NOT (lo = @lo AND hi = @hi)`,
+    ),
     partitions: db.prepare('SELECT * FROM partitions WHERE source = ? AND tbl = ? ORDER BY key, lo, hi'),
     partitionsByKey: db.prepare('SELECT * FROM partitions WHERE source = ? AND tbl = ? AND key = ? ORDER BY lo, hi'),
     insertTransfer: db.prepare(
@@ -727,8 +731,10 @@ export class Catalog implements Disposable, AsyncDisposable {
 
   /**
    * Records a partition (a key range of a table), replacing an earlier
-   * record of the same source, table, key and bounds. ENOT_FOUND if
-   * `archivePath` names an archive not recorded yet.
+   * record of the same source, table, key and bounds. A range that is not
+   * `empty` also drops the `empty` records (runs of empty ranges) that
+   * overlap it, which it proves wrong: rows arrived there since. ENOT_FOUND
+   * if `archivePath` names an archive not recorded yet.
    *
    * @param input - see {@link PartitionInput}
    */
@@ -754,7 +760,15 @@ export class Catalog implements Disposable, AsyncDisposable {
       archivePath,
       now: Date.now(),
     };
-    return this.#run(`record partition ${params.table} [${lo}, ${hi}]`, () => toPartition(this.#st.upsertPartition.get(params) as PartitionRow), archivePath ?? undefined);
+    return this.#run(
+      `record partition ${params.table} [${lo}, ${hi}]`,
+      () =>
+        this.#db.transaction(() => {
+          if (params.state !== 'empty') this.#st.dropOverlappingEmpty.run(params);
+          return toPartition(this.#st.upsertPartition.get(params) as PartitionRow);
+        })(),
+      archivePath ?? undefined,
+    );
   }
 
   /**

@@ -275,6 +275,32 @@ describe('Catalog: archives and partitions', () => {
     expect(c.partitions('db', 'T')[1]?.archivePath).toBeNull();
   });
 
+  it('a range recorded as holding rows drops the empty runs it overlaps, and only those', async () => {
+    using c = new Catalog(await catalogFile());
+    c.recordArchive({ path: 'T/21.tar.gz', dna: D1 });
+    const rec = (table: string, lo: number, hi: number, state: 'empty' | 'archived' | 'partial', key = 'SEQNO'): void => {
+      c.recordPartition({ source: 'db', table, key, lo, hi, state, rows: state === 'empty' ? 0 : 3, ...(state === 'empty' ? {} : { archivePath: 'T/21.tar.gz' }) });
+    };
+    rec('T', 11, 50, 'empty');
+    rec('T', 61, 90, 'empty');
+    rec('U', 11, 50, 'empty');
+    rec('T', 11, 50, 'empty', 'OTHER');
+    rec('T', 21, 30, 'archived');
+    expect(c.partitions('db', 'T', { key: 'SEQNO' }).map((x) => [x.lo, x.hi, x.state])).toEqual([
+      [21n, 30n, 'archived'],
+      [61n, 90n, 'empty'],
+    ]);
+    // Another table's, and another key's, runs stay.
+    expect(c.partitions('db', 'U').map((x) => x.state)).toEqual(['empty']);
+    expect(c.partitions('db', 'T', { key: 'OTHER' }).map((x) => x.state)).toEqual(['empty']);
+    // An empty record over the same bounds is simply replaced; an empty run recorded over a range with rows is kept as asked.
+    rec('T', 61, 90, 'partial');
+    expect(c.partitions('db', 'T', { key: 'SEQNO' }).map((x) => [x.lo, x.state])).toEqual([
+      [21n, 'archived'],
+      [61n, 'partial'],
+    ]);
+  });
+
   it('refuses a partition pointing at an unrecorded archive (ENOT_FOUND) and bad ranges (EBAD_CONFIG)', async () => {
     using c = new Catalog(await catalogFile());
     const base = { source: 's', table: 't', key: 'k', lo: 1, hi: 2, state: 'complete' as const, rows: 2 };

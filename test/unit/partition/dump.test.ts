@@ -280,6 +280,17 @@ describe('Partitioner.dump', () => {
     const before = catalog.partitions(src.name, 'CalibVld');
     await p.dump();
     expect(catalog.partitions(src.name, 'CalibVld')).toEqual(before);
+
+    // Rows arrive inside the empty run: the run record goes, the range with rows and the empty runs around it are recorded.
+    insertPair(f, [50_005n]);
+    await p.dump();
+    expect(catalog.partitions(src.name, 'Calib').map((x) => [x.lo, x.hi, x.state])).toEqual([
+      [1n, 10000n, 'archived'],
+      [10001n, 50000n, 'empty'],
+      [50001n, 60000n, 'archived'],
+      [60001n, 10n ** 12n - 10000n, 'empty'],
+      [10n ** 12n - 9999n, 10n ** 12n, 'partial'],
+    ]);
   });
 
   it('spills a range larger than spoolMemoryBytes to a file beside the archive, and removes it', async () => {
