@@ -79,6 +79,36 @@ describe('unsafe extract', () => {
     expect(await ls(dest)).toEqual([]);
   });
 
+  it('symlink escape spelled with ./ or // in the link\'s name: counted as the level it is, refused', async () => {
+    for (const name of ['a/./s', 'a//s', './a/././s']) {
+      // a/y -> .. is the destination; a/s -> y/.. (a/./s on paper two levels deep) is its parent.
+      const { root, dest, outside, archive } = await attack([
+        { header: { name: 'a', type: 'directory' } },
+        { header: { name: 'a/y', type: 'symlink', linkname: '..' } },
+        { header: { name, type: 'symlink', linkname: 'y/../outside' } },
+      ]);
+      const e = await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+      expect(e.details, name).toMatchObject({ entry: 'a/s' });
+      await outsideUntouched(root, outside);
+      expect(await ls(dest), name).toEqual([]);
+    }
+    // The chain that reached /etc, one ./ more at each step.
+    const { dest, archive } = await attack([
+      { header: { name: 'a', type: 'directory' } },
+      { header: { name: 'a/y', type: 'symlink', linkname: '..' } },
+      { header: { name: 'a/./z1', type: 'symlink', linkname: 'y/..' } },
+      { header: { name: 'a/././z2', type: 'symlink', linkname: 'z1/..' } },
+      { header: { name: 'a/./././z3', type: 'symlink', linkname: 'z2/..' } },
+      { header: { name: 'a/././././e', type: 'symlink', linkname: 'z3/etc' } },
+    ]);
+    await rejectsWith(Archiver.extract(archive, dest), 'EUNSAFE_PATH');
+    expect(await ls(dest)).toEqual([]);
+    // A name spelled so is found by its plain spelling too.
+    const plain = await attack([{ header: { name: 'd/./f.txt' }, data: 'x' }]);
+    expect((await Archiver.list(plain.archive)).map((x) => x.name)).toEqual(['d/f.txt']);
+    expect((await Archiver.readEntry(plain.archive, 'd/f.txt')).toString()).toBe('x');
+  });
+
   it('symlink escape through a symlink extracted after it: the links are checked again once all are known, and nothing is extracted', async () => {
     const { root, dest, outside, archive } = await attack([
       { header: { name: 'a/b', type: 'directory' } },
