@@ -589,12 +589,13 @@ export class Retention {
   /**
    * Free-space mode: purges dated backup sets oldest first, only while the
    * file system holding `dir` has less than `minFreePercent` free, never
-   * leaving fewer than `minKeep` sets, and only sets that verify on at least
-   * one other node. See {@link FreeSpaceOptions}.
+   * leaving fewer than `minKeep` complete sets, never the newest complete
+   * set dated up to `now` (nor anything newer), and only sets that verify on
+   * at least one other node. See {@link FreeSpaceOptions}.
    *
    * @param transport - where the tree lives
    * @param dir - the tree's root
-   * @param options - minFreePercent, minKeep, verifiedElsewhere, dryRun, ...
+   * @param options - minFreePercent, minKeep, verifiedElsewhere, dryRun, now, ...
    */
   static async applyFreeSpace(transport: Transport, dir: string, options: FreeSpaceOptions): Promise<FreeSpaceResult> {
     return applyFreeSpace(transport, dir, options);
