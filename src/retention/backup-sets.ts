@@ -545,6 +545,13 @@ export interface SidecarCheck {
   readonly bytes: number;
   /** Why the set does not verify, one line per problem. */
   readonly problems: string[];
+  /**
+   * The set holds files (or `.part` files) but not one sidecar, and nothing
+   * else is wrong: there was nothing to check it against (a set written by
+   * a script that writes no `.dna`). Not verified, but not known to be bad
+   * either. False for an empty set, and for any set with a definite problem.
+   */
+  readonly unverifiable: boolean;
 }
 
 /**
@@ -552,7 +559,8 @@ export interface SidecarCheck {
  * `digest` (computed on the far side for a remote host), and compares. A set
  * without any sidecar cannot be verified; an orphan or malformed sidecar is
  * a problem. Errors other than a definite answer (connection lost, read
- * error) are thrown.
+ * error) are thrown. A set that holds files but no sidecar at all is
+ * `unverifiable`: unproven, not known to be bad.
  *
  * @param t - the transport
  * @param contents - the set's listing
@@ -583,8 +591,9 @@ export async function checkSidecars(t: Transport, contents: SetContents, signal:
       problems.push(`${f.path}: ${err.message}`);
     }
   }
-  if (checked === 0 && problems.length === 0) problems.push('no file of the set has a DNA sidecar, so nothing can be verified');
-  return { verified: checked > 0 && problems.length === 0, checked, bytes, problems };
+  const nothingToCheck = checked === 0 && problems.length === 0;
+  if (nothingToCheck) problems.push('no file of the set has a DNA sidecar, so nothing can be verified');
+  return { verified: checked > 0 && problems.length === 0, checked, bytes, problems, unverifiable: nothingToCheck && (contents.files.length > 0 || contents.partFiles.length > 0) };
 }
 
 /**

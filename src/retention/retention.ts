@@ -28,8 +28,17 @@
  *   (it failed verification, or is still incomplete) is kept and flagged:
  *   it may be the only copy of the most recent data, and an operator
  *   should look at it. If nothing verifies, nothing is purged.
- * - Such a backup that is OLDER than the newest counting one is purged: a
- *   verified backup supersedes it, and the plan says so explicitly.
+ * - Such a backup that is OLDER than the newest counting one and fails its
+ *   DNA (known bad: a mutant) is purged: a verified backup supersedes it,
+ *   and the plan says so explicitly.
+ * - A backup that cannot be verified because there is nothing to check it
+ *   against (`verifiable: false`: not one DNA sidecar, as a legacy cron
+ *   script writes) is unproven, not bad. It never takes the place of a
+ *   verified one, but where the policy would keep it if it counted (ranked
+ *   after the counting backups, as a stand-in), it is kept, flagged
+ *   `counted: false`; otherwise it expires like any other backup. Moving a
+ *   legacy tree under stowage therefore purges no more than the policy
+ *   says.
  * - A backup dated after `now` (a clock or naming error) is kept and does
  *   not count: a set misnamed `2099/…` must not become "the newest" and
  *   expire everything else.
@@ -102,8 +111,19 @@ export interface RetentionItem {
   readonly time: Date | number;
   /** Whether its DNA verifies (default true). An unverified backup does not count toward the policy. */
   readonly verified?: boolean;
+  /**
+   * Whether there was anything to verify it against (default true). With
+   * `verified: false`, `verifiable: false` means "unproven": it holds data
+   * but no DNA sidecar at all (a set written by a legacy script), so it is
+   * not known to be bad. It still does not count, but the policy keeps it
+   * where it would keep it if it did (see {@link Retention.plan}), instead
+   * of purging it as a mutant. Ignored when `verified` is true.
+   */
+  readonly verifiable?: boolean;
   /** Whether it is complete (default true). An incomplete backup does not count toward the policy. */
   readonly complete?: boolean;
+  /** Why it does not verify or is incomplete, one line each: quoted in the plan's reasons. */
+  readonly problems?: readonly string[];
 }
 
 /** Why a backup is kept. */
@@ -125,9 +145,9 @@ export type KeepRule =
 
 /** Why a backup is purged. */
 export type PurgeRule =
-  /** Counted, but kept by no rule of the policy. */
+  /** Counted (or unproven, `verifiable: false`, and ranked as a stand-in), but kept by no rule of the policy. */
   | 'expired'
-  /** Does not verify, and a newer verified backup exists. */
+  /** Fails its DNA (known bad), and a newer verified backup exists. */
   | 'unverified'
   /** Verified but incomplete, and a newer complete verified backup exists. */
   | 'incomplete';
@@ -140,7 +160,11 @@ export interface KeepDecision<T extends RetentionItem> {
   readonly rules: readonly KeepRule[];
   /** One human-readable reason per rule, e.g. `daily 2026-11-20`, `last 3`, `within 7d of newest`. */
   readonly reasons: readonly string[];
-  /** Whether it counted toward the policy (verified, complete, not in the future). False means kept but flagged. */
+  /**
+   * Whether it counted toward the policy (verified, complete, not in the
+   * future). False means kept but flagged: then a policy rule among `rules`
+   * kept it as a stand-in (its reason says why it did not count).
+   */
   readonly counted: boolean;
 }
 
@@ -166,8 +190,11 @@ export interface RetentionPlan<T extends RetentionItem> {
  * How {@link Retention.apply} decides whether a set verifies: `'sidecar'`
  * (default) re-digests every file that has a `.dna` sidecar with the
  * transport's `digest` (on the far side for a remote host) and requires at
- * least one; `'none'` treats every set as verified; or a function of your
- * own. A verifier that throws stops `apply` before anything is removed.
+ * least one (a set with files but no sidecar at all is unproven,
+ * `verifiable: false`: kept where the policy would keep it, not purged as a
+ * mutant); `'none'` treats every set as verified; or a function of your
+ * own (a set it rejects is known bad). A verifier that throws stops `apply`
+ * before anything is removed.
  */
 export type SetVerify = 'sidecar' | 'none' | ((set: BackupSet, context: { readonly transport: Transport; readonly signal?: AbortSignal }) => Promise<boolean>);
 
@@ -185,9 +212,10 @@ export interface RetentionApplyOptions {
    * Refuse (EDELETE_GUARD, nothing removed, also as a dry run) when the
    * plan would purge more than this fraction (0-1) of the sets planned
    * (default 1: no limit). A nightly job that normally purges one set in
-   * eight can set 0.5, so that a tree whose older sets all lost their
-   * sidecars, or a policy edited by mistake, stops it instead of wiping
-   * the history.
+   * eight can set 0.5, so that a tree whose older sets all fail their DNA
+   * (a failing disk), or a policy edited by mistake, stops it instead of
+   * wiping the history. (Sets with no sidecar at all are not purged for
+   * it: the policy keeps them as stand-ins, see {@link RetentionItem.verifiable}.)
    */
   maxPurgeFraction?: number;
   /** Name of the link beside the year folders, ignored by the walk (default `last`). */
@@ -212,6 +240,13 @@ export interface BackupSetItem extends RetentionItem {
   readonly time: Date;
   /** Whether the set verifies. */
   readonly verified: boolean;
+  /**
+   * False when the set holds files but not one `.dna` sidecar (with
+   * `verify: 'sidecar'`): nothing could be checked, so it is unproven, not
+   * known to be bad. True otherwise (an empty set, or one whose sidecars do
+   * not match, is a definite failure).
+   */
+  readonly verifiable: boolean;
   /** Whether it holds data and no `.part` file. */
   readonly complete: boolean;
   /** The set. */
@@ -269,9 +304,12 @@ interface Slot<T> {
   readonly id: string;
   readonly t: number;
   readonly verified: boolean;
+  readonly verifiable: boolean;
   readonly complete: boolean;
   readonly future: boolean;
   readonly counted: boolean;
+  /** Why it does not count, for the reasons ('' when it counts). */
+  readonly why: string;
   readonly rules: Map<KeepRule, string>;
 }
 
@@ -348,49 +386,40 @@ export class Retention {
       if (seen.has(id)) throw new StowageError('EBAD_CONFIG', `Retention.plan: id "${id}" appears twice.`, { details: { index: i, id } });
       seen.add(id);
       const t = toMs('Retention.plan', `the time of item "${id}"`, item.time);
-      for (const flag of ['verified', 'complete'] as const) {
+      for (const flag of ['verified', 'verifiable', 'complete'] as const) {
         if (item[flag] !== undefined && typeof item[flag] !== 'boolean') {
           throw new StowageError('EBAD_CONFIG', `Retention.plan: "${flag}" of item "${id}" must be a boolean.`, { details: { index: i, id } });
         }
       }
+      const problems: unknown = item.problems;
+      if (problems !== undefined && (!Array.isArray(problems) || problems.some((p) => typeof p !== 'string'))) {
+        throw new StowageError('EBAD_CONFIG', `Retention.plan: "problems" of item "${id}" must be an array of strings.`, { details: { index: i, id } });
+      }
       const verified = item.verified ?? true;
+      const verifiable = verified || (item.verifiable ?? true);
       const complete = item.complete ?? true;
       const future = t > nowMs;
-      return { item, id, t, verified, complete, future, counted: verified && complete && !future, rules: new Map() };
+      const told = (problems as readonly string[] | undefined)?.join('; ') ?? '';
+      const why = verified && complete ? told : told !== '' ? told : !verified ? (verifiable ? 'does not match its DNA' : 'nothing to verify it against (no DNA sidecar)') : 'incomplete';
+      return { item, id, t, verified, verifiable, complete, future, counted: verified && complete && !future, why, rules: new Map() };
     });
     slots.sort((a, b) => b.t - a.t || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 
-    const c = this.config;
     const counted = slots.filter((s) => s.counted);
     const newest = counted[0];
     const newestVerified = slots.find((s) => s.verified && !s.future);
 
-    if (c.keepLast > 0) {
-      for (const s of counted.slice(0, c.keepLast)) s.rules.set('last', `last ${c.keepLast}`);
-    }
-    if (c.keepWithin !== undefined && newest !== undefined) {
-      const from = subtractDuration(newest.t, c.keepWithin, c.timeZone);
-      for (const s of counted) {
-        if (s.t < from) break;
-        s.rules.set('within', `within ${c.keepWithin.text} of newest (${newest.id})`);
-      }
-    }
-    const walls = new Map<Slot<T>, WallTime>();
-    for (const b of BUCKETS) {
-      const n = c[b.option] as number;
-      if (n === 0) continue;
-      const buckets = new Set<string>();
-      for (const s of counted) {
-        let w = walls.get(s);
-        if (w === undefined) {
-          w = wallTime(s.t, c.timeZone);
-          walls.set(s, w);
-        }
-        const key = b.key(w);
-        if (buckets.has(key)) continue;
-        if (buckets.size >= n) break;
-        buckets.add(key);
-        s.rules.set(b.rule, `${b.rule} ${key}`);
+    for (const [s, rules] of this.#rules(counted, newest)) for (const [r, why] of rules) s.rules.set(r, why);
+    // Stand-ins: older than the newest counting backup, not counted, but not
+    // known to be bad either (no sidecar to check them against). Ranked
+    // after the counting ones, so that they never take a verified backup's
+    // place, they are kept wherever the policy would keep them.
+    const standIns = new Set(newest === undefined ? [] : slots.filter((s) => !s.counted && !s.future && s.t <= newest.t && s.complete && !s.verifiable));
+    if (standIns.size > 0) {
+      const ranked = slots.filter((s) => s.counted || standIns.has(s));
+      for (const [s, rules] of this.#rules(ranked, newest)) {
+        if (!standIns.has(s)) continue;
+        for (const [r, why] of rules) s.rules.set(r, `${why}, as a stand-in (not counted: ${s.why})`);
       }
     }
     if (newestVerified !== undefined) newestVerified.rules.set('newest-verified', 'newest verified backup: never purged');
@@ -398,7 +427,7 @@ export class Retention {
       if (s.future) s.rules.set('future', `dated after now (${new Date(nowMs).toISOString()}): kept, not counted; check the clock or the name`);
       else if (!s.counted && (newest === undefined || s.t > newest.t)) {
         const anchor = newest === undefined ? 'no verified complete backup exists, so nothing is purged' : `newer than the newest verified complete backup ${newest.id}`;
-        if (!s.verified) s.rules.set('unverified-newer', `unverified: does not match its DNA; kept for inspection, ${anchor}`);
+        if (!s.verified) s.rules.set('unverified-newer', `unverified: ${s.why}; kept for inspection, ${anchor}`);
         else s.rules.set('incomplete-newer', `incomplete; kept (may still be in progress), ${anchor}`);
       }
     }
@@ -409,15 +438,60 @@ export class Retention {
       if (s.rules.size > 0) {
         const rules = KEEP_ORDER.filter((r) => s.rules.has(r));
         keep.push(Object.freeze({ item: s.item, rules: Object.freeze(rules), reasons: Object.freeze(rules.map((r) => s.rules.get(r)!)), counted: s.counted }));
+      } else if (standIns.has(s)) {
+        purge.push(Object.freeze({ item: s.item, rule: 'expired' as const, reason: `kept by no rule of the policy (${this.#describe()}), even ranked as a stand-in (it does not count: ${s.why})` }));
       } else if (!s.verified) {
-        purge.push(Object.freeze({ item: s.item, rule: 'unverified' as const, reason: `unverified (does not match its DNA) and older than the newest verified complete backup ${newest!.id}` }));
+        purge.push(Object.freeze({ item: s.item, rule: 'unverified' as const, reason: `unverified (${s.why}) and older than the newest verified complete backup ${newest!.id}` }));
       } else if (!s.complete) {
-        purge.push(Object.freeze({ item: s.item, rule: 'incomplete' as const, reason: `incomplete and older than the newest verified complete backup ${newest!.id}` }));
+        purge.push(Object.freeze({ item: s.item, rule: 'incomplete' as const, reason: `incomplete${s.why !== 'incomplete' ? ` (${s.why})` : ''} and older than the newest verified complete backup ${newest!.id}` }));
       } else {
         purge.push(Object.freeze({ item: s.item, rule: 'expired' as const, reason: `kept by no rule of the policy (${this.#describe()})` }));
       }
     }
     return Object.freeze({ keep: Object.freeze(keep), purge: Object.freeze(purge) });
+  }
+
+  /**
+   * The policy's rules over `ranked` (newest first): which of them each
+   * rule keeps, with its reason. `keepWithin` counts back from `newest`.
+   */
+  #rules<T>(ranked: readonly Slot<T>[], newest: Slot<T> | undefined): Map<Slot<T>, Map<KeepRule, string>> {
+    const c = this.config;
+    const out = new Map<Slot<T>, Map<KeepRule, string>>();
+    const set = (s: Slot<T>, rule: KeepRule, why: string): void => {
+      let m = out.get(s);
+      if (m === undefined) out.set(s, (m = new Map()));
+      m.set(rule, why);
+    };
+    if (c.keepLast > 0) {
+      for (const s of ranked.slice(0, c.keepLast)) set(s, 'last', `last ${c.keepLast}`);
+    }
+    if (c.keepWithin !== undefined && newest !== undefined) {
+      const from = subtractDuration(newest.t, c.keepWithin, c.timeZone);
+      for (const s of ranked) {
+        if (s.t < from) break;
+        set(s, 'within', `within ${c.keepWithin.text} of newest (${newest.id})`);
+      }
+    }
+    const walls = new Map<Slot<T>, WallTime>();
+    for (const b of BUCKETS) {
+      const n = c[b.option] as number;
+      if (n === 0) continue;
+      const buckets = new Set<string>();
+      for (const s of ranked) {
+        let w = walls.get(s);
+        if (w === undefined) {
+          w = wallTime(s.t, c.timeZone);
+          walls.set(s, w);
+        }
+        const key = b.key(w);
+        if (buckets.has(key)) continue;
+        if (buckets.size >= n) break;
+        buckets.add(key);
+        set(s, b.rule, `${b.rule} ${key}`);
+      }
+    }
+    return out;
   }
 
   #describe(): string {
@@ -505,10 +579,12 @@ export class Retention {
       }
       const problems: string[] = [];
       let verified: boolean;
+      let verifiable = true;
       if (verify === 'none') verified = true;
       else if (verify === 'sidecar') {
         const check = await checkSidecars(transport, contents, signal, (n) => verifyProgress.add(n));
         verified = check.verified;
+        verifiable = !check.unverifiable;
         problems.push(...check.problems);
       } else {
         const ok: unknown = await verify(set, signal ? { transport, signal } : { transport });
@@ -519,7 +595,7 @@ export class Retention {
       }
       if (contents.partFiles.length > 0) problems.push(`still being written: ${contents.partFiles.join(', ')}`);
       else if (!contents.complete) problems.push('holds no data file');
-      items.push(Object.freeze({ id: set.id, time: set.time, verified, complete: contents.complete, set, bytes: contents.bytes, problems: Object.freeze(problems) }));
+      items.push(Object.freeze({ id: set.id, time: set.time, verified, verifiable, complete: contents.complete, set, bytes: contents.bytes, problems: Object.freeze(problems) }));
       verifyProgress.add(0, 1);
     }
     verifyProgress.report(true);
