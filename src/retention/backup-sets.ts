@@ -458,6 +458,12 @@ export interface SetContents {
   readonly bytes: number;
   /** Whether the set holds at least one data file and no `.part` file. */
   readonly complete: boolean;
+  /**
+   * The newest modification time (epoch ms) of anything listed inside the
+   * set, files and folders; `-Infinity` for an empty set. A writer still
+   * at work keeps it recent.
+   */
+  readonly newestChangeMs: number;
 }
 
 /**
@@ -475,6 +481,7 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
   const partFiles: string[] = [];
   const locks: string[] = [];
   let bytes = 0;
+  let newestChangeMs = -Infinity;
   const walk = async (dir: string, prefix: string): Promise<void> => {
     throwIfAborted(o.signal);
     const entries = await t.list(dir, o.signal ? { signal: o.signal } : {});
@@ -483,6 +490,7 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
     if (lock) locks.push(lock);
     for (const e of entries) {
       const rel = prefix + e.name;
+      if (e.mtimeMs > newestChangeMs) newestChangeMs = e.mtimeMs;
       if (e.type === 'dir') {
         if (e.name !== LOCK_DIR_NAME) await walk(e.path, rel + '/');
         continue;
@@ -498,7 +506,7 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
     }
   };
   await walk(setPath, '');
-  return { files, sidecars, orphanSidecars, partFiles, locks, bytes, complete: files.length > 0 && partFiles.length === 0 };
+  return { files, sidecars, orphanSidecars, partFiles, locks, bytes, complete: files.length > 0 && partFiles.length === 0, newestChangeMs };
 }
 
 /**

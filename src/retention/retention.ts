@@ -42,6 +42,15 @@
  * - A backup dated after `now` (a clock or naming error) is kept and does
  *   not count: a set misnamed `2099/…` must not become "the newest" and
  *   expire everything else.
+ * - An incomplete backup that a writer may still be at (`inProgress`:
+ *   {@link Retention.apply} says so of a set with a `.part` file, or no
+ *   data yet, changed within `inProgressGrace`, 24 h by default) is kept
+ *   whatever its age and does not count: a long weekly dump that started
+ *   before tonight's daily finished is not purged under its writer.
+ * - An incomplete backup whose writer stopped is a stand-in like an
+ *   unproven one (ranked after those): kept where the policy would keep it
+ *   if it counted, since its finished files may be the only copy of that
+ *   day; purged (`incomplete`) only where the policy keeps nothing of it.
  *
  * @module
  */
@@ -122,6 +131,12 @@ export interface RetentionItem {
   readonly verifiable?: boolean;
   /** Whether it is complete (default true). An incomplete backup does not count toward the policy. */
   readonly complete?: boolean;
+  /**
+   * Whether a writer may still be at it (default false): kept whatever the
+   * policy (rule `in-progress`) and never counted. {@link Retention.apply}
+   * sets it for an incomplete set changed within `inProgressGrace`.
+   */
+  readonly inProgress?: boolean;
   /** Why it does not verify or is incomplete, one line each: quoted in the plan's reasons. */
   readonly problems?: readonly string[];
 }
@@ -140,6 +155,8 @@ export type KeepRule =
   | 'unverified-newer'
   /** Verified but incomplete, and newer than the newest counting backup (or none counts). */
   | 'incomplete-newer'
+  /** Incomplete and changed recently (`inProgress`): a writer may still be at it. */
+  | 'in-progress'
   /** Dated after `now`. */
   | 'future';
 
@@ -149,7 +166,11 @@ export type PurgeRule =
   | 'expired'
   /** Fails its DNA (known bad), and a newer verified backup exists. */
   | 'unverified'
-  /** Verified but incomplete, and a newer complete verified backup exists. */
+  /**
+   * Incomplete and not in progress (its writer stopped, or it holds no
+   * data), not known to be bad, kept by no rule of the policy even ranked
+   * as a stand-in, and a newer complete verified backup exists.
+   */
   | 'incomplete';
 
 /** A backup the plan keeps. */
@@ -204,6 +225,17 @@ export interface RetentionApplyOptions {
   dryRun?: boolean;
   /** The current time for the plan (default `Date.now()`); sets dated after it are kept and do not count. */
   now?: Date | number;
+  /**
+   * How long an incomplete set (a `.part` file, or no data file yet) stays
+   * "in progress" after its last change (default `'24h'`): the newest
+   * modification time of the set's folder or anything in it, measured
+   * back from `now` (a change dated after `now` is recent too). Such a set
+   * is kept whatever the policy (rule `in-progress`); one unchanged for
+   * longer is taken as left by a writer that stopped. A duration as for
+   * `keepWithin` (`'6h'`, `'2d'`) or milliseconds. Set it above the
+   * longest pause a writer of this tree can make between two writes.
+   */
+  inProgressGrace?: string | number;
   /** How to decide that a set verifies (default `'sidecar'`). */
   verify?: SetVerify;
   /** Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more sets than this. */
@@ -249,6 +281,8 @@ export interface BackupSetItem extends RetentionItem {
   readonly verifiable: boolean;
   /** Whether it holds data and no `.part` file. */
   readonly complete: boolean;
+  /** Incomplete, and changed within `inProgressGrace` of `now`: a writer may still be at it. */
+  readonly inProgress: boolean;
   /** The set. */
   readonly set: BackupSet;
   /** Bytes of its files. */
@@ -276,8 +310,8 @@ export interface RetentionApplyResult {
 }
 
 const POLICY_KEYS = ['keepLast', 'keepWithin', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly', 'timeZone'] as const;
-const APPLY_OPTIONS = ['dryRun', 'now', 'verify', 'maxPurge', 'maxPurgeFraction', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
-const KEEP_ORDER: readonly KeepRule[] = ['newest-verified', 'last', 'within', 'daily', 'weekly', 'monthly', 'yearly', 'unverified-newer', 'incomplete-newer', 'future'];
+const APPLY_OPTIONS = ['dryRun', 'now', 'inProgressGrace', 'verify', 'maxPurge', 'maxPurgeFraction', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
+const KEEP_ORDER: readonly KeepRule[] = ['newest-verified', 'last', 'within', 'daily', 'weekly', 'monthly', 'yearly', 'unverified-newer', 'incomplete-newer', 'in-progress', 'future'];
 const BUCKETS: readonly { rule: 'daily' | 'weekly' | 'monthly' | 'yearly'; key: (w: WallTime) => string; option: keyof ResolvedRetentionPolicy }[] = [
   { rule: 'daily', key: dayKey, option: 'keepDaily' },
   { rule: 'weekly', key: isoWeekKey, option: 'keepWeekly' },
@@ -307,6 +341,7 @@ interface Slot<T> {
   readonly verifiable: boolean;
   readonly complete: boolean;
   readonly future: boolean;
+  readonly inProgress: boolean;
   readonly counted: boolean;
   /** Why it does not count, for the reasons ('' when it counts). */
   readonly why: string;
@@ -386,7 +421,7 @@ export class Retention {
       if (seen.has(id)) throw new StowageError('EBAD_CONFIG', `Retention.plan: id "${id}" appears twice.`, { details: { index: i, id } });
       seen.add(id);
       const t = toMs('Retention.plan', `the time of item "${id}"`, item.time);
-      for (const flag of ['verified', 'verifiable', 'complete'] as const) {
+      for (const flag of ['verified', 'verifiable', 'complete', 'inProgress'] as const) {
         if (item[flag] !== undefined && typeof item[flag] !== 'boolean') {
           throw new StowageError('EBAD_CONFIG', `Retention.plan: "${flag}" of item "${id}" must be a boolean.`, { details: { index: i, id } });
         }
@@ -398,10 +433,11 @@ export class Retention {
       const verified = item.verified ?? true;
       const verifiable = verified || (item.verifiable ?? true);
       const complete = item.complete ?? true;
+      const inProgress = item.inProgress ?? false;
       const future = t > nowMs;
       const told = (problems as readonly string[] | undefined)?.join('; ') ?? '';
       const why = verified && complete ? told : told !== '' ? told : !verified ? (verifiable ? 'does not match its DNA' : 'nothing to verify it against (no DNA sidecar)') : 'incomplete';
-      return { item, id, t, verified, verifiable, complete, future, counted: verified && complete && !future, why, rules: new Map() };
+      return { item, id, t, verified, verifiable, complete, future, inProgress, counted: verified && complete && !future && !inProgress, why, rules: new Map() };
     });
     slots.sort((a, b) => b.t - a.t || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 
@@ -411,21 +447,29 @@ export class Retention {
 
     for (const [s, rules] of this.#rules(counted, newest)) for (const [r, why] of rules) s.rules.set(r, why);
     // Stand-ins: older than the newest counting backup, not counted, but not
-    // known to be bad either (no sidecar to check them against). Ranked
-    // after the counting ones, so that they never take a verified backup's
-    // place, they are kept wherever the policy would keep them.
-    const standIns = new Set(newest === undefined ? [] : slots.filter((s) => !s.counted && !s.future && s.t <= newest.t && s.complete && !s.verifiable));
-    if (standIns.size > 0) {
+    // known to be bad either: complete with no sidecar to check them
+    // against, then incomplete ones whose writer stopped. Ranked after the
+    // counting ones (and the incomplete after the complete), so that they
+    // never take a better backup's place, they are kept wherever the
+    // policy would keep them.
+    const older = (s: Slot<T>): boolean => newest !== undefined && !s.counted && !s.future && !s.inProgress && s.t <= newest.t && (s.verified || !s.verifiable);
+    const standIns = new Set<Slot<T>>();
+    for (const tier of [slots.filter((s) => older(s) && s.complete), slots.filter((s) => older(s) && !s.complete)]) {
+      if (tier.length === 0) continue;
+      for (const s of tier) standIns.add(s);
       const ranked = slots.filter((s) => s.counted || standIns.has(s));
+      const inTier = new Set(tier);
       for (const [s, rules] of this.#rules(ranked, newest)) {
-        if (!standIns.has(s)) continue;
+        if (!inTier.has(s)) continue;
         for (const [r, why] of rules) s.rules.set(r, `${why}, as a stand-in (not counted: ${s.why})`);
       }
     }
     if (newestVerified !== undefined) newestVerified.rules.set('newest-verified', 'newest verified backup: never purged');
     for (const s of slots) {
       if (s.future) s.rules.set('future', `dated after now (${new Date(nowMs).toISOString()}): kept, not counted; check the clock or the name`);
-      else if (!s.counted && (newest === undefined || s.t > newest.t)) {
+      if (s.inProgress) s.rules.set('in-progress', `in progress (${s.why}): kept, not counted`);
+      if (s.future || s.inProgress) continue;
+      if (!s.counted && (newest === undefined || s.t > newest.t)) {
         const anchor = newest === undefined ? 'no verified complete backup exists, so nothing is purged' : `newer than the newest verified complete backup ${newest.id}`;
         if (!s.verified) s.rules.set('unverified-newer', `unverified: ${s.why}; kept for inspection, ${anchor}`);
         else s.rules.set('incomplete-newer', `incomplete; kept (may still be in progress), ${anchor}`);
@@ -438,8 +482,12 @@ export class Retention {
       if (s.rules.size > 0) {
         const rules = KEEP_ORDER.filter((r) => s.rules.has(r));
         keep.push(Object.freeze({ item: s.item, rules: Object.freeze(rules), reasons: Object.freeze(rules.map((r) => s.rules.get(r)!)), counted: s.counted }));
-      } else if (standIns.has(s)) {
+      } else if (standIns.has(s) && s.complete) {
         purge.push(Object.freeze({ item: s.item, rule: 'expired' as const, reason: `kept by no rule of the policy (${this.#describe()}), even ranked as a stand-in (it does not count: ${s.why})` }));
+      } else if (standIns.has(s)) {
+        purge.push(
+          Object.freeze({ item: s.item, rule: 'incomplete' as const, reason: `incomplete (${s.why}), kept by no rule of the policy (${this.#describe()}) even ranked as a stand-in, and older than the newest verified complete backup ${newest!.id}` }),
+        );
       } else if (!s.verified) {
         purge.push(Object.freeze({ item: s.item, rule: 'unverified' as const, reason: `unverified (${s.why}) and older than the newest verified complete backup ${newest!.id}` }));
       } else if (!s.complete) {
@@ -510,7 +558,11 @@ export class Retention {
    * Applies the policy to a dated backup tree `YYYY/MM/DD/HHMMSS/` on any
    * transport: lists the sets (their time is their path in the policy's
    * time zone), checks each one's DNA and completeness, plans, and removes
-   * the purged sets oldest first.
+   * the purged sets oldest first. An incomplete set (a `.part` file, or no
+   * data yet) changed within `inProgressGrace` (24 h) of `now` is in
+   * progress: kept whatever the policy. One unchanged for longer, and a set
+   * with no sidecar at all, are kept where the policy would keep them if
+   * they counted (see the module notes).
    *
    * Sets under a foreign `LOCKED` directory (in the set, a parent folder, or
    * the root) are not planned and never touched; they are listed in
@@ -526,7 +578,7 @@ export class Retention {
    *
    * @param transport - where the tree lives
    * @param dir - the tree's root
-   * @param options - dryRun, now, verify, maxPurge, linkName, ownLockToken, onWarning, strict, signal, onProgress
+   * @param options - dryRun, now, inProgressGrace, verify, maxPurge, maxPurgeFraction, linkName, ownLockToken, onWarning, strict, signal, onProgress
    */
   async apply(transport: Transport, dir: string, options: RetentionApplyOptions = {}): Promise<RetentionApplyResult> {
     checkOptionKeys('Retention.apply', options, APPLY_OPTIONS);
@@ -543,6 +595,8 @@ export class Retention {
     const dryRun = options.dryRun ?? false;
     if (typeof dryRun !== 'boolean') throw new StowageError('EBAD_CONFIG', `${where}: option "dryRun" must be a boolean.`, { details: { where, option: 'dryRun' } });
     const now = options.now === undefined ? Date.now() : toMs(where, 'option "now"', options.now);
+    const grace = parseDuration(where, 'inProgressGrace', options.inProgressGrace ?? '24h');
+    const staleBefore = subtractDuration(now, grace, this.config.timeZone);
     const verify = options.verify ?? 'sidecar';
     if (verify !== 'sidecar' && verify !== 'none' && typeof verify !== 'function') {
       throw new StowageError('EBAD_CONFIG', `${where}: option "verify" must be 'sidecar', 'none' or a function, got ${String(verify)}.`, { details: { where, option: 'verify' } });
@@ -593,9 +647,18 @@ export class Retention {
         verified = ok;
         if (!ok) problems.push('the verify function rejected it');
       }
-      if (contents.partFiles.length > 0) problems.push(`still being written: ${contents.partFiles.join(', ')}`);
-      else if (!contents.complete) problems.push('holds no data file');
-      items.push(Object.freeze({ id: set.id, time: set.time, verified, verifiable, complete: contents.complete, set, bytes: contents.bytes, problems: Object.freeze(problems) }));
+      let inProgress = false;
+      if (!contents.complete) {
+        // A writer at work keeps the set's folder or something in it recent.
+        const folder = await transport.exists(set.path, signal ? { signal } : {});
+        const changed = Math.max(contents.newestChangeMs, folder?.mtimeMs ?? -Infinity);
+        inProgress = changed > staleBefore;
+        const last = Number.isFinite(changed) ? new Date(changed).toISOString() : 'unknown';
+        const age = inProgress ? `last change ${last}, within inProgressGrace ${grace.text} of now` : `last change ${last}, more than inProgressGrace ${grace.text} before now: its writer stopped`;
+        if (contents.partFiles.length > 0) problems.push(`${inProgress ? 'still being written' : 'unfinished'}: ${contents.partFiles.join(', ')} (${age})`);
+        else problems.push(`holds no data file (${age})`);
+      }
+      items.push(Object.freeze({ id: set.id, time: set.time, verified, verifiable, complete: contents.complete, inProgress, set, bytes: contents.bytes, problems: Object.freeze(problems) }));
       verifyProgress.add(0, 1);
     }
     verifyProgress.report(true);

@@ -9,7 +9,7 @@ import type { Progress } from '../../../src/progress.js';
 import { Retention, type BackupSet } from '../../../src/retention/index.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import { makeTempDir, type TempDir } from '../../support/tmp.js';
-import { ChrootTransport, dailyIds, link, makeSet, plantLock, snapshot } from './helpers.js';
+import { ChrootTransport, dailyIds, link, makeSet, plantLock, setTreeMtime, snapshot } from './helpers.js';
 
 const local = new LocalTransport();
 let tmp: TempDir;
@@ -155,24 +155,28 @@ describe('Retention.apply', () => {
     expect(has(ids[2]!) && has(ids[3]!)).toBe(true);
   });
 
-  it('incomplete sets: a .part file or no data; the newest is kept, older ones purged', async () => {
+  it('incomplete sets whose writer stopped: a .part file or no data; the newest is kept, an older one where the policy keeps it, an empty one purged', async () => {
     const ids = dailyIds('2026-11-22', 4);
     await makeSet(root, ids[0]!, { files: { 'repo.tar.gz.part': 'half' }, sidecars: false });
     await mkdir(join(root, ids[1]!), { recursive: true }); // empty set
     await makeSet(root, ids[2]!);
     await makeSet(root, ids[3]!, { files: { 'repo.tar.gz': 'done' } });
     await writeFile(join(root, ids[3]!, 'wiki.tar.gz.part'), 'half');
-    const res = await new Retention({ keepLast: 3, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1 });
-    expect(res.plan.keep.map((k) => [k.item.id, k.rules])).toEqual([
-      [ids[3]!, ['newest-verified', 'incomplete-newer']],
-      [ids[2]!, ['last']],
+    for (const id of ids) await setTreeMtime(join(root, id), Date.parse(`${id.slice(0, 10).replaceAll('/', '-')}T03:30:00Z`)); // nothing written since that night
+    // 03:30 to 12:00 is past a 6 h grace: the newest set's writer stopped too.
+    const res = await new Retention({ keepLast: 3, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, inProgressGrace: '6h' });
+    expect(res.plan.keep.map((k) => [k.item.id, k.rules, k.counted])).toEqual([
+      [ids[3]!, ['newest-verified', 'incomplete-newer'], false],
+      [ids[2]!, ['last'], true],
+      [ids[0]!, ['last'], false], // the unfinished file may be all there is of that night: a stand-in
     ]);
     expect(res.plan.purge.map((p) => [p.item.id, p.rule])).toEqual([
       [ids[1]!, 'unverified'], // nothing to verify in an empty set
-      [ids[0]!, 'unverified'],
     ]);
-    expect(res.plan.keep[0]!.item.problems).toEqual([expect.stringMatching(/still being written: .*wiki\.tar\.gz\.part/)]);
-    expect(has(ids[0]!) || has(ids[1]!)).toBe(false);
+    expect(res.plan.keep[0]!.item.problems).toEqual([expect.stringMatching(/^unfinished: .*wiki\.tar\.gz\.part \(last change 2026-11-22T03:30:00\.000Z, more than inProgressGrace 6h before now: its writer stopped\)$/)]);
+    expect(res.plan.keep[0]!.item.inProgress).toBe(false);
+    expect(has(ids[0]!)).toBe(true);
+    expect(has(ids[1]!)).toBe(false);
   });
 
   it('never touches a set under a LOCKED directory, at any level; reports it as skipped', async () => {

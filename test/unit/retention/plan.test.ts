@@ -5,13 +5,13 @@ import { Retention, type RetentionPolicy } from '../../../src/retention/index.js
 interface Case {
   name: string;
   policy: RetentionPolicy;
-  items: { id: string; time: string; verified?: boolean; verifiable?: boolean; complete?: boolean }[];
+  items: { id: string; time: string; verified?: boolean; verifiable?: boolean; complete?: boolean; inProgress?: boolean }[];
   now: string;
   keep: Record<string, string[]>; // id -> rules, in the plan's fixed order
   purge: Record<string, string>; // id -> rule
 }
 
-const i = (id: string, time: string, more: { verified?: boolean; verifiable?: boolean; complete?: boolean } = {}) => ({ id, time, ...more });
+const i = (id: string, time: string, more: { verified?: boolean; verifiable?: boolean; complete?: boolean; inProgress?: boolean } = {}) => ({ id, time, ...more });
 
 function run(policy: RetentionPolicy, items: Case['items'], now: string) {
   const plan = new Retention(policy).plan(
@@ -277,12 +277,43 @@ const cases: Case[] = [
     purge: {},
   },
   {
-    name: 'an incomplete backup: kept when newest (maybe in progress), purged when older',
+    name: 'an incomplete backup: kept when newest (maybe in progress); when older, kept as a stand-in where the policy would keep it',
     policy: { keepLast: 5, timeZone: 'UTC' },
     items: [i('a', '2026-11-20T03:00:00Z', { complete: false }), i('b', '2026-11-21T03:00:00Z'), i('c', '2026-11-22T03:00:00Z', { complete: false })],
     now: '2026-11-22T12:00:00Z',
-    keep: { c: ['newest-verified', 'incomplete-newer'], b: ['last'] },
+    keep: { c: ['newest-verified', 'incomplete-newer'], b: ['last'], a: ['last'] },
+    purge: {},
+  },
+  {
+    name: 'an older incomplete backup that the policy would not keep is purged',
+    policy: { keepLast: 1, timeZone: 'UTC' },
+    items: [i('a', '2026-11-20T03:00:00Z', { complete: false }), i('b', '2026-11-21T03:00:00Z')],
+    now: '2026-11-22T12:00:00Z',
+    keep: { b: ['newest-verified', 'last'] },
     purge: { a: 'incomplete' },
+  },
+  {
+    name: 'an incomplete backup in progress is kept whatever its age and the policy, and counts for nothing',
+    policy: { keepLast: 1, timeZone: 'UTC' },
+    items: [i('a', '2026-11-20T03:00:00Z', { complete: false, inProgress: true }), i('b', '2026-11-21T03:00:00Z'), i('c', '2026-11-22T03:00:00Z', { inProgress: true, verified: false })],
+    now: '2026-11-22T12:00:00Z',
+    keep: { c: ['in-progress'], b: ['newest-verified', 'last'], a: ['in-progress'] },
+    purge: {},
+  },
+  {
+    name: 'stand-ins rank after counted backups, incomplete ones after unproven ones',
+    policy: { keepDaily: 3, timeZone: 'UTC' },
+    items: [
+      i('19', '2026-11-19T03:00:00Z', { complete: false }),
+      i('20a', '2026-11-20T03:00:00Z', { verified: false, verifiable: false }),
+      i('20b', '2026-11-20T15:00:00Z', { complete: false }),
+      i('21', '2026-11-21T03:00:00Z', { complete: false }),
+      i('22', '2026-11-22T03:00:00Z'),
+    ],
+    now: '2026-11-22T12:00:00Z',
+    // pass of the unproven: 22, 20a; pass of the incomplete: 22, 21, 20b (three days: 19 is out)
+    keep: { '22': ['newest-verified', 'daily'], '21': ['daily'], '20b': ['daily'], '20a': ['daily'] },
+    purge: { '19': 'incomplete' },
   },
   {
     name: 'a backup dated after now is kept, does not count, and does not anchor keepWithin',
