@@ -59,7 +59,21 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
-import { checkSidecars, checkTreeRoot, foreignLockInTrash, inspectSet, pruneEmptyParents, removeSet, resolveTreeOptions, scanBackupTree, type BackupSet, type SkippedSet } from './backup-sets.js';
+import {
+  backupSetOf,
+  checkSidecars,
+  checkTreeRoot,
+  foreignLockInTrash,
+  inspectSet,
+  planLeftover,
+  pruneEmptyParents,
+  removeSet,
+  resolveTreeOptions,
+  scanBackupTree,
+  type BackupSet,
+  type LeftoverDecision,
+  type SkippedSet,
+} from './backup-sets.js';
 import { checkTimeZone, dayKey, isoWeekKey, localTimeZone, monthKey, parseDuration, subtractDuration, wallTime, yearKey, type Duration, type WallTime } from './calendar.js';
 import { applyFreeSpace, type FreeSpaceOptions, type FreeSpaceResult } from './free-space.js';
 import { updateLastLink, type LastLinkOptions, type LastLinkResult } from './last-link.js';
@@ -238,7 +252,13 @@ export interface RetentionApplyOptions {
   inProgressGrace?: string | number;
   /** How to decide that a set verifies (default `'sidecar'`). */
   verify?: SetVerify;
-  /** Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more sets than this. */
+  /**
+   * Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more
+   * sets than this. A set put back from an interrupted run's trash is
+   * planned, and counted, like any other; what remains of a set whose purge
+   * an earlier run had decided (`.stowage-purging-…`, see `leftovers`) is
+   * not counted again.
+   */
   maxPurge?: number;
   /**
    * Refuse (EDELETE_GUARD, nothing removed, also as a dry run) when the
@@ -258,7 +278,11 @@ export interface RetentionApplyOptions {
   onWarning?: WarningCallback;
   /** Throw on the first warning instead. */
   strict?: boolean;
-  /** Cancels the run; a set is either removed whole or left in place (or as trash, removed next run). */
+  /**
+   * Cancels the run. A set being removed is put back under its name unless
+   * its removal was already decided; then what is left of it is named
+   * `.stowage-purging-…` and removed by the next run.
+   */
   signal?: AbortSignal;
   /** Progress per phase: `scan`, `verify` (bytes digested), `purge` (sets and bytes removed). */
   onProgress?: ProgressCallback;
@@ -303,7 +327,14 @@ export interface RetentionApplyResult {
   readonly removed: readonly BackupSetItem[];
   /** Sets left alone because they are locked (not planned) or changed meanwhile. */
   readonly skipped: readonly SkippedSet[];
-  /** Leftover trash of an interrupted earlier run that was removed (trash holding a foreign `LOCKED` is left, with a warning). */
+  /**
+   * Every leftover of an interrupted earlier run, with what was done with
+   * it or, in a dry run, what would be: sets whose removal was never
+   * decided are put back (and planned), what remains of a decided purge is
+   * removed, anything holding a writer's `LOCKED` is left with a warning.
+   */
+  readonly leftovers: readonly LeftoverDecision[];
+  /** The leftovers that were removed (empty in a dry run: see `leftovers`). */
   readonly leftoversRemoved: readonly string[];
   /** Day, month and year folders removed because they became empty. */
   readonly prunedDirs: readonly string[];
@@ -568,13 +599,18 @@ export class Retention {
    * the root) are not planned and never touched; they are listed in
    * `skipped`. The lock is checked again just before each removal. A set is
    * removed atomically: renamed to a hidden `.stowage-trash-…` name in its
-   * day folder, then removed recursively, so a half-removed set never looks
-   * like a backup (leftover trash is cleared on the next run, unless it
-   * holds a foreign `LOCKED` directory: then it is left alone with an
-   * ELOCKED warning, as it may be a live writer's set). Day, month
-   * and year folders left empty are removed. With `dryRun` nothing is
-   * touched. A missing `dir` is ENOT_FOUND; more purges than `maxPurge` is
-   * EDELETE_GUARD before anything is removed.
+   * day folder, checked once more, renamed `.stowage-purging-…` once its
+   * removal is decided, then removed recursively, so a half-removed set
+   * never looks like a backup; any error or abort before the decision puts
+   * it back. Leftovers of an interrupted run are dealt with first (see
+   * {@link LeftoverDecision} and `leftovers` in the result): a set whose
+   * removal was never decided is put back and planned again by the policy
+   * in force now; what remains of a decided purge is removed; trash holding
+   * a foreign `LOCKED` directory is left alone with an ELOCKED warning, as
+   * it may be a live writer's set. Day, month and year folders left empty
+   * are removed. With `dryRun` nothing is touched, and the plan and
+   * `leftovers` say what would be done. A missing `dir` is ENOT_FOUND; more
+   * purges than `maxPurge` is EDELETE_GUARD before anything is removed.
    *
    * @param transport - where the tree lives
    * @param dir - the tree's root
@@ -611,7 +647,29 @@ export class Retention {
     await checkTreeRoot(transport, dir, where, signal);
 
     const scanProgress = new ProgressTracker('scan', onProgress);
-    const { sets, leftovers } = await scanBackupTree(transport, dir, tree);
+    const found = await scanBackupTree(transport, dir, tree);
+    const sets = [...found.sets];
+    // Leftovers first: a set an interrupted run moved aside without ever
+    // deciding its removal goes back (in a dry run: is planned where it
+    // lies), so that the policy in force now decides about it, visibly.
+    const leftovers: LeftoverDecision[] = [];
+    for (const l of found.leftovers) {
+      throwIfAborted(signal);
+      let d = await planLeftover(transport, dir, l, tree);
+      if (d.action === 'put back' && !dryRun) {
+        throwIfAborted(signal);
+        try {
+          await transport.rename(d.path, d.to!); // no signal: a rename cut short may still happen on the far side
+        } catch (err) {
+          const reason = `it could not be put back to ${d.to} (${(err as Error).message}); move it back by hand`;
+          warnOrThrow(new StowageError('EIO', `Left alone leftover ${d.path}: ${reason}.`, { details: { path: d.path, set: d.to }, cause: err }), d.path, tree.onWarning, tree.strict);
+          d = Object.freeze({ path: d.path, action: 'leave' as const, ...(d.setId !== undefined ? { setId: d.setId } : {}), reason });
+        }
+      }
+      if (d.action === 'put back' && d.setId !== undefined) sets.push(backupSetOf(d.setId, dryRun ? d.path : d.to!, this.config.timeZone));
+      leftovers.push(d);
+    }
+    sets.sort((a, b) => a.time.getTime() - b.time.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     scanProgress.add(0, sets.length);
     scanProgress.report(true);
 
@@ -679,31 +737,19 @@ export class Retention {
         { details: { dir, purge: plan.purge.length, planned, maxPurgeFraction } },
       );
     }
-    const result = { dryRun, plan, kept: plan.keep, removed: [] as BackupSetItem[], skipped, leftoversRemoved: [] as string[], prunedDirs: [] as string[] };
+    const result = { dryRun, plan, kept: plan.keep, removed: [] as BackupSetItem[], skipped, leftovers, leftoversRemoved: [] as string[], prunedDirs: [] as string[] };
     if (dryRun) return Object.freeze(result);
 
     const purgeProgress = new ProgressTracker('purge', onProgress, { itemsTotal: plan.purge.length, bytesTotal: plan.purge.reduce((n, p) => n + p.item.bytes, 0) });
-    for (const l of leftovers) {
-      if (l.lockedBy !== undefined) continue;
+    for (const [i, l] of leftovers.entries()) {
+      if (l.action !== 'remove') continue;
       throwIfAborted(signal);
-      // Trash may hold a live writer's set: one renamed away whose rename
-      // back failed, or left by a run that died between the rename and the
-      // rollback. Its LOCKED says so; then it is not ours to remove.
+      // Looked at again now: a writer may have started meanwhile.
       const lock = await foreignLockInTrash(transport, l.path, tree);
       if (lock !== undefined) {
-        const name = l.path.slice(l.path.lastIndexOf('/') + 1);
-        const m = /^\.stowage-trash-(\d{6})-[0-9a-f]+$/.exec(name);
-        const home = m ? `${l.path.slice(0, l.path.length - name.length)}${m[1]}` : undefined;
-        warnOrThrow(
-          new StowageError(
-            'ELOCKED',
-            `Left alone leftover trash ${l.path}: it holds ${lock}, a writer's lock (a set whose removal was rolled back halfway?; live or left by a writer that died, it is not ours to judge here). Once that writer is done, check it${home !== undefined ? ` and move it back to ${home}` : ''}, or remove it by hand.`,
-            { details: { path: l.path, lock, ...(home !== undefined ? { set: home } : {}) } },
-          ),
-          l.path,
-          tree.onWarning,
-          tree.strict,
-        );
+        const reason = `it holds ${lock}, a writer's lock that appeared since the start of this run; check it, then remove it by hand`;
+        warnOrThrow(new StowageError('ELOCKED', `Left alone leftover ${l.path}: ${reason}.`, { details: { path: l.path, lock } }), l.path, tree.onWarning, tree.strict);
+        leftovers[i] = Object.freeze({ ...l, action: 'leave' as const, reason });
         continue;
       }
       await transport.remove(l.path, { recursive: true, force: true, ...(signal ? { signal } : {}) });
