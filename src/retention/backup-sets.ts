@@ -24,8 +24,22 @@ import { PART_SUFFIX } from '../util/atomic-file.js';
 import { checkFunctionOption, checkOptionKeys, checkPathArg } from '../util/options.js';
 import { checkTimeZone, daysInMonth, instantOf, localTimeZone, pad, wallTime } from './calendar.js';
 
-/** Prefix of a set (or collapsed `last` folder) renamed away before its recursive removal. */
+/**
+ * Prefix of a set (or collapsed `last` folder) renamed out of the way while
+ * its removal is checked: `DAY/.stowage-trash-HHMMSS-<random>` for the set
+ * `DAY/HHMMSS`, `.stowage-trash-last-<random>` for the link folder. Its
+ * removal has not been decided yet: a run stopped at this point leaves it,
+ * and the next `Retention.apply` puts it back where it came from.
+ */
 export const TRASH_PREFIX = '.stowage-trash-';
+/**
+ * Prefix a trash folder is renamed to once its removal has been decided
+ * (every check passed), just before the recursive removal:
+ * `DAY/.stowage-purging-HHMMSS-<random>`. A leftover with this name is what
+ * remains of a set an earlier run purged; the next `Retention.apply`
+ * removes it.
+ */
+export const PURGING_PREFIX = '.stowage-purging-';
 /** Prefix of a temporary symlink made before it is renamed over `last`. */
 export const TEMP_LINK_PREFIX = '.stowage-tmp-';
 
@@ -92,12 +106,50 @@ export interface TreeOptions {
 /** What lock checks need: the caller's own lock token and the signal. */
 export type LockOptions = Pick<TreeOptions, 'ownLockToken' | 'signal'>;
 
+/** A leftover of an interrupted run, as a walk of the tree found it. */
+export interface FoundLeftover {
+  /** Its full path. */
+  readonly path: string;
+  /** The id prefix of the folder holding it: `''` (the root), `YYYY`, `YYYY/MM` or `YYYY/MM/DD`. */
+  readonly parentId: string;
+  /** The foreign lock covering the folder holding it, if any. */
+  readonly lockedBy?: string;
+}
+
 /** What a walk of a backup tree found. */
 export interface BackupTree {
   /** Every set, oldest first (ties by id). */
   readonly sets: BackupSet[];
   /** Leftover trash folders and temporary links from an interrupted run, with their lock if any. */
-  readonly leftovers: { readonly path: string; readonly lockedBy?: string }[];
+  readonly leftovers: FoundLeftover[];
+}
+
+/**
+ * What `Retention.apply` does (or, in a dry run, would do) with one
+ * leftover of an interrupted earlier run.
+ *
+ * - `'put back'`: a set (or collapsed `last` folder) moved aside as
+ *   `.stowage-trash-…` whose removal was never decided (the run stopped
+ *   between the rename and the decision): renamed back to `to`, then planned
+ *   like any set, so that the policy in force now decides, visibly.
+ * - `'remove'`: what remains of a set whose purge an earlier run had
+ *   decided (`.stowage-purging-…`: every check had passed), or a temporary
+ *   link of an interrupted `last` update.
+ * - `'leave'`: left alone (and warned about, unless a lock above it was
+ *   already reported): it holds or sits under a writer's `LOCKED`, its
+ *   place is taken again, or its name is not one stowage gives.
+ */
+export interface LeftoverDecision {
+  /** The leftover's path. */
+  readonly path: string;
+  /** What is done with it. */
+  readonly action: 'put back' | 'remove' | 'leave';
+  /** For `'put back'`: the path it goes back to. */
+  readonly to?: string;
+  /** The id of the set it is (or was), when it is one: `2026/11/18/030000`. */
+  readonly setId?: string;
+  /** Why, in words. */
+  readonly reason: string;
 }
 
 /**
@@ -251,7 +303,7 @@ function warnLayout(path: string, what: string, o: TreeOptions): void {
 }
 
 function isLeftover(e: TransportEntry): boolean {
-  return e.name.startsWith(TRASH_PREFIX) || (e.name.startsWith(TEMP_LINK_PREFIX) && e.type === 'symlink');
+  return e.name.startsWith(TRASH_PREFIX) || e.name.startsWith(PURGING_PREFIX) || (e.name.startsWith(TEMP_LINK_PREFIX) && e.type === 'symlink');
 }
 
 /**
@@ -311,7 +363,7 @@ export async function checkTreeRoot(t: Transport, dir: string, where: string, si
  */
 export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions): Promise<BackupTree> {
   const sets: BackupSet[] = [];
-  const leftovers: { path: string; lockedBy?: string }[] = [];
+  const leftovers: FoundLeftover[] = [];
   const list = async (path: string): Promise<TransportEntry[]> => {
     throwIfAborted(o.signal);
     return t.list(path, o.signal ? { signal: o.signal } : {});
@@ -326,8 +378,8 @@ export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions):
       o.strict,
     );
   };
-  const addLeftover = (path: string, lockedBy: string | undefined): void => {
-    leftovers.push(lockedBy === undefined ? { path } : { path, lockedBy });
+  const addLeftover = (path: string, parentId: string, lockedBy: string | undefined): void => {
+    leftovers.push(lockedBy === undefined ? { path, parentId } : { path, parentId, lockedBy });
   };
 
   const rootEntries = await list(dir);
@@ -337,7 +389,7 @@ export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions):
     const yPath = posixJoin(dir, ye.name);
     if (ye.name === LOCK_DIR_NAME || ye.name === o.linkName) continue;
     if (isLeftover(ye)) {
-      addLeftover(yPath, rootLock);
+      addLeftover(yPath, '', rootLock);
       continue;
     }
     if (!/^\d{4}$/.test(ye.name) || ye.type !== 'dir') {
@@ -352,7 +404,7 @@ export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions):
       const mPath = posixJoin(yPath, me.name);
       if (me.name === LOCK_DIR_NAME) continue;
       if (isLeftover(me)) {
-        addLeftover(mPath, yLock);
+        addLeftover(mPath, ye.name, yLock);
         continue;
       }
       const month = /^\d{2}$/.test(me.name) ? Number(me.name) : 0;
@@ -367,7 +419,7 @@ export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions):
         const dPath = posixJoin(mPath, de.name);
         if (de.name === LOCK_DIR_NAME) continue;
         if (isLeftover(de)) {
-          addLeftover(dPath, mLock);
+          addLeftover(dPath, `${ye.name}/${me.name}`, mLock);
           continue;
         }
         const day = /^\d{2}$/.test(de.name) ? Number(de.name) : 0;
@@ -382,7 +434,7 @@ export async function scanBackupTree(t: Transport, dir: string, o: TreeOptions):
           const sPath = posixJoin(dPath, se.name);
           if (se.name === LOCK_DIR_NAME) continue;
           if (isLeftover(se)) {
-            addLeftover(sPath, dLock);
+            addLeftover(sPath, `${ye.name}/${me.name}/${de.name}`, dLock);
             continue;
           }
           const hms = /^(\d{2})(\d{2})(\d{2})$/.exec(se.name);
@@ -458,6 +510,12 @@ export interface SetContents {
   readonly bytes: number;
   /** Whether the set holds at least one data file and no `.part` file. */
   readonly complete: boolean;
+  /**
+   * The newest modification time (epoch ms) of anything listed inside the
+   * set, files and folders; `-Infinity` for an empty set. A writer still
+   * at work keeps it recent.
+   */
+  readonly newestChangeMs: number;
 }
 
 /**
@@ -475,6 +533,7 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
   const partFiles: string[] = [];
   const locks: string[] = [];
   let bytes = 0;
+  let newestChangeMs = -Infinity;
   const walk = async (dir: string, prefix: string): Promise<void> => {
     throwIfAborted(o.signal);
     const entries = await t.list(dir, o.signal ? { signal: o.signal } : {});
@@ -483,6 +542,7 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
     if (lock) locks.push(lock);
     for (const e of entries) {
       const rel = prefix + e.name;
+      if (e.mtimeMs > newestChangeMs) newestChangeMs = e.mtimeMs;
       if (e.type === 'dir') {
         if (e.name !== LOCK_DIR_NAME) await walk(e.path, rel + '/');
         continue;
@@ -498,7 +558,7 @@ export async function inspectSet(t: Transport, setPath: string, o: LockOptions):
     }
   };
   await walk(setPath, '');
-  return { files, sidecars, orphanSidecars, partFiles, locks, bytes, complete: files.length > 0 && partFiles.length === 0 };
+  return { files, sidecars, orphanSidecars, partFiles, locks, bytes, complete: files.length > 0 && partFiles.length === 0, newestChangeMs };
 }
 
 /**
@@ -545,6 +605,13 @@ export interface SidecarCheck {
   readonly bytes: number;
   /** Why the set does not verify, one line per problem. */
   readonly problems: string[];
+  /**
+   * The set holds files (or `.part` files) but not one sidecar, and nothing
+   * else is wrong: there was nothing to check it against (a set written by
+   * a script that writes no `.dna`). Not verified, but not known to be bad
+   * either. False for an empty set, and for any set with a definite problem.
+   */
+  readonly unverifiable: boolean;
 }
 
 /**
@@ -552,7 +619,8 @@ export interface SidecarCheck {
  * `digest` (computed on the far side for a remote host), and compares. A set
  * without any sidecar cannot be verified; an orphan or malformed sidecar is
  * a problem. Errors other than a definite answer (connection lost, read
- * error) are thrown.
+ * error) are thrown. A set that holds files but no sidecar at all is
+ * `unverifiable`: unproven, not known to be bad.
  *
  * @param t - the transport
  * @param contents - the set's listing
@@ -583,8 +651,9 @@ export async function checkSidecars(t: Transport, contents: SetContents, signal:
       problems.push(`${f.path}: ${err.message}`);
     }
   }
-  if (checked === 0 && problems.length === 0) problems.push('no file of the set has a DNA sidecar, so nothing can be verified');
-  return { verified: checked > 0 && problems.length === 0, checked, bytes, problems };
+  const nothingToCheck = checked === 0 && problems.length === 0;
+  if (nothingToCheck) problems.push('no file of the set has a DNA sidecar, so nothing can be verified');
+  return { verified: checked > 0 && problems.length === 0, checked, bytes, problems, unverifiable: nothingToCheck && (contents.files.length > 0 || contents.partFiles.length > 0) };
 }
 
 /**
@@ -624,9 +693,17 @@ export type RemoveSetConfirm = (trash: string) => Promise<string | undefined>;
 
 /**
  * Removes one set atomically: re-checks the locks, renames it to a hidden
- * trash name in its day folder, checks that no lock appeared anywhere in
- * it (and runs `confirm`, if given), then removes it recursively. Returns
+ * trash name in its day folder (`.stowage-trash-HHMMSS-<random>`, so that
+ * its id can be read back), checks that no lock appeared anywhere in it
+ * (and runs `confirm`, if given), then marks the removal decided by a
+ * second rename (`.stowage-purging-…`) and removes it recursively. Returns
  * `'removed'` or why it was left alone.
+ *
+ * Until the removal is decided, every outcome but "go on" puts the set
+ * back under its name: a lock, a reason from `confirm`, and any error,
+ * an abort included (the rename back ignores the signal). What a run
+ * killed outright leaves is told apart by its name: see
+ * {@link LeftoverDecision}.
  *
  * @param t - the transport
  * @param root - the tree's root
@@ -641,43 +718,48 @@ export async function removeSet(t: Transport, root: string, set: BackupSet, o: T
   const lock = await foreignLockOnPath(t, chain, o);
   if (lock !== undefined) return `locked by ${lock} (appeared after the plan)`;
   const dayDir = chain[chain.length - 2]!;
-  const trash = posixJoin(dayDir, `${TRASH_PREFIX}${parts[3]}-${randomBytes(4).toString('hex')}`);
+  const tag = `${parts[3]}-${randomBytes(4).toString('hex')}`;
+  const trash = posixJoin(dayDir, `${TRASH_PREFIX}${tag}`);
+  throwIfAborted(signal);
   try {
-    await t.rename(set.path, trash, signal ? { signal } : {});
+    // No signal: a rename cut short by an abort may still happen on the far
+    // side, and the set would be trash with nobody to put it back.
+    await t.rename(set.path, trash);
   } catch (err) {
-    if (signal?.aborted) throw signal.reason;
     if (err instanceof StowageError && err.code === 'ENOT_FOUND') return 'vanished before it could be removed';
     throw err;
   }
-  // A writer that locked the set (or a folder in it: svn/LOCKED) between the
-  // check and the rename now sees it gone; put it back rather than remove
-  // what it is writing. The whole set is looked through, not only its top.
-  const late = (await inspectSet(t, trash, o)).locks[0];
-  if (late !== undefined) {
+  let leaveBecause: string | undefined;
+  try {
+    // A writer that locked the set (or a folder in it: svn/LOCKED) between
+    // the check and the rename now sees it gone; put it back rather than
+    // remove what it is writing. The whole set is looked through.
+    const late = (await inspectSet(t, trash, o)).locks[0];
+    if (late !== undefined) leaveBecause = `locked by ${set.path}/${late.slice(trash.length + 1)} (appeared during the removal)`;
+    else if (confirm !== undefined) leaveBecause = await confirm(trash);
+    if (leaveBecause === undefined) throwIfAborted(signal); // stopped: nothing is decided
+  } catch (err) {
+    await putBack(t, trash, set, err);
+    throw err;
+  }
+  if (leaveBecause !== undefined) {
     await putBack(t, trash, set, undefined);
-    return `locked by ${set.path}/${late.slice(trash.length + 1)} (appeared during the removal)`;
+    return leaveBecause;
   }
-  if (confirm !== undefined) {
-    let why: string | undefined;
-    try {
-      why = await confirm(trash);
-    } catch (err) {
-      await putBack(t, trash, set, err);
-      throw err;
-    }
-    if (why !== undefined) {
-      await putBack(t, trash, set, undefined);
-      return why;
-    }
+  const purging = posixJoin(dayDir, `${PURGING_PREFIX}${tag}`);
+  try {
+    await t.rename(trash, purging);
+  } catch (err) {
+    await putBack(t, trash, set, err);
+    throw err;
   }
-  await t.remove(trash, { recursive: true, ...(signal ? { signal } : {}) });
+  await t.remove(purging, { recursive: true, ...(signal ? { signal } : {}) });
   return 'removed';
 }
 
 /**
- * Renames a set back from its trash name. When that fails, the error says
- * where the set is, so that nobody loses it (the next run would take the
- * trash for a leftover).
+ * Renames a set back from its trash name (whatever the signal says). When
+ * that fails, the error says where the set is, so that nobody loses it.
  */
 async function putBack(t: Transport, trash: string, set: BackupSet, reason: unknown): Promise<void> {
   try {
@@ -686,10 +768,80 @@ async function putBack(t: Transport, trash: string, set: BackupSet, reason: unkn
     const why = reason instanceof Error ? `${reason.message} ` : '';
     throw new StowageError(
       'EIO',
-      `${why}The set could not be renamed back from ${trash} to ${set.path} (${(err as Error).message}): move it back by hand before the next retention run, which would remove it as leftover trash.`,
+      `${why}The set could not be renamed back from ${trash} to ${set.path} (${(err as Error).message}): move it back by hand (the next retention run tries to put it back as well).`,
       { details: { path: trash, set: set.path }, cause: reason ?? err },
     );
   }
+}
+
+/**
+ * The {@link BackupSet} of a set id at `path` (where it lies now: its home,
+ * or its trash name in a dry run).
+ *
+ * @param id - `YYYY/MM/DD/HHMMSS`, already checked
+ * @param path - the folder holding the set
+ * @param timeZone - the tree's zone
+ */
+export function backupSetOf(id: string, path: string, timeZone: string): BackupSet {
+  const [year, month, day, hms] = id.split('/') as [string, string, string, string];
+  const time = new Date(
+    instantOf({ year: Number(year), month: Number(month), day: Number(day), hour: Number(hms.slice(0, 2)), minute: Number(hms.slice(2, 4)), second: Number(hms.slice(4, 6)), millisecond: 0 }, timeZone),
+  );
+  return Object.freeze({ id, path, time });
+}
+
+/**
+ * Decides what to do with one leftover of an interrupted run (see
+ * {@link LeftoverDecision}); touches nothing. Warns (`onWarning`, or
+ * throws with `strict`) about a leftover it leaves, unless the lock above
+ * it was reported already.
+ *
+ * @param t - the transport
+ * @param root - the tree's root
+ * @param l - the leftover, as the walk found it
+ * @param o - resolved options
+ */
+export async function planLeftover(t: Transport, root: string, l: FoundLeftover, o: TreeOptions): Promise<LeftoverDecision> {
+  const name = l.path.slice(l.path.lastIndexOf('/') + 1);
+  const leave = (reason: string, code?: StowageErrorCode, details: Record<string, unknown> = {}): LeftoverDecision => {
+    if (code !== undefined) warnOrThrow(new StowageError(code, `Left alone leftover ${l.path}: ${reason}`, { details: { path: l.path, ...details } }), l.path, o.onWarning, o.strict);
+    return Object.freeze({ path: l.path, action: 'leave' as const, reason });
+  };
+  if (l.lockedBy !== undefined) return leave(`it is under ${l.lockedBy}: a writer is at work there`);
+  if (name.startsWith(TEMP_LINK_PREFIX)) return Object.freeze({ path: l.path, action: 'remove' as const, reason: `temporary link of an interrupted update of the ${o.linkName} link` });
+  const purging = name.startsWith(PURGING_PREFIX);
+  const tail = name.slice((purging ? PURGING_PREFIX : TRASH_PREFIX).length);
+  const depth = l.parentId === '' ? 0 : l.parentId.split('/').length;
+  const m = /^(.+)-[0-9a-f]+$/.exec(tail);
+  let home: string | undefined;
+  let setId: string | undefined;
+  if (m !== null && depth === 3 && /^\d{6}$/.test(m[1]!)) {
+    setId = `${l.parentId}/${m[1]}`;
+    home = `${l.path.slice(0, l.path.length - name.length)}${m[1]}`;
+  } else if (m !== null && depth === 0 && m[1] === o.linkName) {
+    home = `${l.path.slice(0, l.path.length - name.length)}${m[1]}`;
+  }
+  const what = setId !== undefined ? `set ${setId}` : home !== undefined ? `the ${o.linkName} folder` : 'something';
+  // Trash may hold a live writer's set: one whose rename back failed, or
+  // left by a run that died between the rename and the rollback. Its LOCKED
+  // says so; then it is not ours to move or remove.
+  const lock = await foreignLockInTrash(t, l.path, o);
+  if (lock !== undefined) {
+    return leave(
+      `it holds ${lock}, a writer's lock (a set whose removal was rolled back halfway?; live or left by a writer that died, it is not ours to judge here). Once that writer is done, check it${home !== undefined ? ` and move it back to ${home}` : ''}, or remove it by hand.`,
+      'ELOCKED',
+      { lock, ...(home !== undefined ? { set: home } : {}) },
+    );
+  }
+  const base = { path: l.path, ...(setId !== undefined ? { setId } : {}) };
+  if (purging) return Object.freeze({ ...base, action: 'remove' as const, reason: `what remains of ${what}, whose purge an earlier run decided and was stopped while removing it` });
+  if (home === undefined) {
+    return leave(`its name is not one stowage gives to a set it moves aside, so it cannot be put back; look inside, then move it back or remove it by hand.`, 'EBAD_CONFIG');
+  }
+  if ((await t.exists(home, o.signal ? { signal: o.signal } : {})) !== undefined) {
+    return leave(`${what} was moved aside by an interrupted run that never decided its removal, but ${home} exists again; compare the two, keep the right one, and remove the other by hand.`, 'EEXIST', { set: home });
+  }
+  return Object.freeze({ ...base, action: 'put back' as const, to: home, reason: `${what} was moved aside by an interrupted run that never decided its removal: put back, and planned again` });
 }
 
 /**

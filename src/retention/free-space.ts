@@ -1,13 +1,23 @@
 /**
  * Free-space mode of retention (the MIDAS lazylogger's "Maintain free
  * space"): when a disk fills up, purge the oldest backup sets, but only
- * while free space is below the target, never below a minimum count, never
- * the newest set, and only sets of which a verified copy exists on another
- * node. "Verified" is checked file by file at the moment of the purge: the
- * other node holds the same set path, every file has the same size, and
- * its digest, computed on the far side, equals the local sidecar's DNA (or,
- * for a file without sidecar, the local file's digest). A node that cannot
- * be reached simply does not count as a copy.
+ * while free space is below the target, never below a minimum count of
+ * complete sets, never the newest complete set, and only sets of which a
+ * verified copy exists on another node.
+ *
+ * A full disk is exactly when the newest set is likely to be broken (a
+ * backup that died with `ENOSPC` leaves only `NAME.part` files), and a set
+ * misnamed `2099/…` sorts newest whatever it holds. Neither may stand in for
+ * a real backup: the set protected is the newest COMPLETE one (finished
+ * files, no `.part` file, no lock) that is not dated after `now`, and only
+ * such sets count toward `minKeep`. Sets newer than it (incomplete, locked
+ * or future-dated) are never candidates either.
+ *
+ * "Verified" is checked file by file at the moment of the purge: the other
+ * node holds the same set path, every file has the same size, and its
+ * digest, computed on the far side, equals the local sidecar's DNA (or, for
+ * a file without sidecar, the local file's digest). A node that cannot be
+ * reached simply does not count as a copy.
  *
  * The tree itself is never a copy, however it is reached: a node naming
  * the same path (or, on the local disk, a path that resolves to the same
@@ -58,7 +68,12 @@ export interface ElsewhereNode {
 export interface FreeSpaceOptions {
   /** Purge while the file system holding the tree has less than this percentage free (0 < p < 100). */
   minFreePercent: number;
-  /** Never leave fewer sets than this (default 1, at least 1). The newest set is never purged either way. */
+  /**
+   * Never leave fewer complete sets than this (default 1, at least 1). Only
+   * complete sets (finished files and no `.part` file, not locked) dated up
+   * to `now` count; an empty, half-written or future-dated set does not.
+   * The newest such set is never purged either way.
+   */
   minKeep?: number;
   /** The other nodes; a set is purged only if one of them holds a verified copy. At least one. */
   verifiedElsewhere: readonly ElsewhereNode[];
@@ -66,6 +81,13 @@ export interface FreeSpaceOptions {
   dryRun?: boolean;
   /** IANA time zone the folder names are written in (default: the machine's local zone). */
   timeZone?: string;
+  /**
+   * The current time (default `Date.now()`): a set dated after it (a clock
+   * or naming error, `2099/01/01/000000`) is neither protected as the
+   * newest nor counted toward `minKeep`, and is left alone (listed in
+   * `skipped`). As `now` of {@link Retention.apply}.
+   */
+  now?: Date | number;
   /** Name of the link beside the year folders, ignored by the walk (default `last`). */
   linkName?: string;
   /** Token of a lock the caller holds (`LOCKED/owner.json`), which then does not block the purge. */
@@ -106,15 +128,15 @@ export interface FreeSpaceResult {
   readonly purge: readonly FreeSpacePurge[];
   /** Sets actually removed (empty in a dry run). */
   readonly removed: readonly FreeSpacePurge[];
-  /** Candidates left alone, with why (no verified copy elsewhere, locked). */
+  /** Sets left alone, with why (no verified copy elsewhere, locked, incomplete, dated after now). */
   readonly skipped: readonly SkippedSet[];
-  /** Why the purge stopped: `target reached`, `minKeep`, `no more candidates`. */
+  /** Why the purge stopped: `target reached`, `minKeep` (as many complete sets left as it asks), `no more candidates`. */
   readonly stoppedBy: 'target reached' | 'minKeep' | 'no more candidates';
   /** Day, month and year folders removed because they became empty. */
   readonly prunedDirs: readonly string[];
 }
 
-const OPTIONS = ['minFreePercent', 'minKeep', 'verifiedElsewhere', 'dryRun', 'timeZone', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
+const OPTIONS = ['minFreePercent', 'minKeep', 'verifiedElsewhere', 'dryRun', 'timeZone', 'now', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
 
 /**
  * Whether `t` is a {@link LocalTransport} (or a subclass), also when it
@@ -260,6 +282,10 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   }
   const dryRun = options.dryRun ?? false;
   if (typeof dryRun !== 'boolean') throw new StowageError('EBAD_CONFIG', `${where}: option "dryRun" must be a boolean.`, { details: { where, option: 'dryRun' } });
+  const nowMs = options.now === undefined ? Date.now() : options.now instanceof Date ? options.now.getTime() : options.now;
+  if (typeof nowMs !== 'number' || !Number.isFinite(nowMs)) {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "now" must be a valid Date or epoch milliseconds, got ${String(options.now)}.`, { details: { where, option: 'now', value: String(options.now) } });
+  }
   const o = resolveTreeOptions(where, {
     ...(options.timeZone !== undefined ? { timeZone: options.timeZone } : {}),
     ...(options.linkName !== undefined ? { linkName: options.linkName } : {}),
@@ -286,12 +312,29 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   const removed: FreeSpacePurge[] = [];
   const prunedDirs: string[] = [];
   const progress = new ProgressTracker('purge', onProgress);
+  // Only complete sets dated up to now count toward minKeep, and the newest
+  // of them is protected: not whatever sorts newest (a 2099 misnomer, an
+  // empty folder, tonight's backup that died of the full disk with only
+  // .part files).
+  let remaining = 0;
+  let newestComplete = -1;
+  for (const [i, set] of open.entries()) {
+    if (set.time.getTime() > nowMs) {
+      skipped.push({ set, reason: `dated after now (${new Date(nowMs).toISOString()}): not counted, not protected, left alone; check the clock or the folder name` });
+      continue;
+    }
+    throwIfAborted(signal);
+    const c = await inspectSet(transport, set.path, o);
+    if (c.locks.length === 0 && c.complete) {
+      remaining++;
+      newestComplete = i;
+    }
+  }
   let fs = before;
-  let remaining = open.length;
   let stoppedBy: FreeSpaceResult['stoppedBy'] = 'no more candidates';
   let freed = 0;
-  // The newest set is never a candidate.
-  for (const set of open.slice(0, -1)) {
+  // The newest complete set, and everything newer, is never a candidate.
+  for (const set of open.slice(0, Math.max(newestComplete, 0))) {
     if (fs.availablePercent >= target) {
       stoppedBy = 'target reached';
       break;

@@ -20,7 +20,7 @@ export type {
   BackupSetItem,
 } from './retention.js';
 export { listBackupSets, backupSetPath } from './backup-sets.js';
-export type { BackupSet, ListBackupSetsOptions, SkippedSet } from './backup-sets.js';
+export type { BackupSet, LeftoverDecision, ListBackupSetsOptions, SkippedSet } from './backup-sets.js';
 export type { ElsewhereNode, FreeSpaceOptions, FreeSpacePurge, FreeSpaceResult } from './free-space.js';
 export type { LastLinkOptions, LastLinkResult } from './last-link.js';
 export type { Duration } from './calendar.js';

@@ -28,11 +28,29 @@
  *   (it failed verification, or is still incomplete) is kept and flagged:
  *   it may be the only copy of the most recent data, and an operator
  *   should look at it. If nothing verifies, nothing is purged.
- * - Such a backup that is OLDER than the newest counting one is purged: a
- *   verified backup supersedes it, and the plan says so explicitly.
+ * - Such a backup that is OLDER than the newest counting one and fails its
+ *   DNA (known bad: a mutant) is purged: a verified backup supersedes it,
+ *   and the plan says so explicitly.
+ * - A backup that cannot be verified because there is nothing to check it
+ *   against (`verifiable: false`: not one DNA sidecar, as a legacy cron
+ *   script writes) is unproven, not bad. It never takes the place of a
+ *   verified one, but where the policy would keep it if it counted (ranked
+ *   after the counting backups, as a stand-in), it is kept, flagged
+ *   `counted: false`; otherwise it expires like any other backup. Moving a
+ *   legacy tree under stowage therefore purges no more than the policy
+ *   says.
  * - A backup dated after `now` (a clock or naming error) is kept and does
  *   not count: a set misnamed `2099/…` must not become "the newest" and
  *   expire everything else.
+ * - An incomplete backup that a writer may still be at (`inProgress`:
+ *   {@link Retention.apply} says so of a set with a `.part` file, or no
+ *   data yet, changed within `inProgressGrace`, 24 h by default) is kept
+ *   whatever its age and does not count: a long weekly dump that started
+ *   before tonight's daily finished is not purged under its writer.
+ * - An incomplete backup whose writer stopped is a stand-in like an
+ *   unproven one (ranked after those): kept where the policy would keep it
+ *   if it counted, since its finished files may be the only copy of that
+ *   day; purged (`incomplete`) only where the policy keeps nothing of it.
  *
  * @module
  */
@@ -41,7 +59,21 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
-import { checkSidecars, checkTreeRoot, foreignLockInTrash, inspectSet, pruneEmptyParents, removeSet, resolveTreeOptions, scanBackupTree, type BackupSet, type SkippedSet } from './backup-sets.js';
+import {
+  backupSetOf,
+  checkSidecars,
+  checkTreeRoot,
+  foreignLockInTrash,
+  inspectSet,
+  planLeftover,
+  pruneEmptyParents,
+  removeSet,
+  resolveTreeOptions,
+  scanBackupTree,
+  type BackupSet,
+  type LeftoverDecision,
+  type SkippedSet,
+} from './backup-sets.js';
 import { checkTimeZone, dayKey, isoWeekKey, localTimeZone, monthKey, parseDuration, subtractDuration, wallTime, yearKey, type Duration, type WallTime } from './calendar.js';
 import { applyFreeSpace, type FreeSpaceOptions, type FreeSpaceResult } from './free-space.js';
 import { updateLastLink, type LastLinkOptions, type LastLinkResult } from './last-link.js';
@@ -102,8 +134,25 @@ export interface RetentionItem {
   readonly time: Date | number;
   /** Whether its DNA verifies (default true). An unverified backup does not count toward the policy. */
   readonly verified?: boolean;
+  /**
+   * Whether there was anything to verify it against (default true). With
+   * `verified: false`, `verifiable: false` means "unproven": it holds data
+   * but no DNA sidecar at all (a set written by a legacy script), so it is
+   * not known to be bad. It still does not count, but the policy keeps it
+   * where it would keep it if it did (see {@link Retention.plan}), instead
+   * of purging it as a mutant. Ignored when `verified` is true.
+   */
+  readonly verifiable?: boolean;
   /** Whether it is complete (default true). An incomplete backup does not count toward the policy. */
   readonly complete?: boolean;
+  /**
+   * Whether a writer may still be at it (default false): kept whatever the
+   * policy (rule `in-progress`) and never counted. {@link Retention.apply}
+   * sets it for an incomplete set changed within `inProgressGrace`.
+   */
+  readonly inProgress?: boolean;
+  /** Why it does not verify or is incomplete, one line each: quoted in the plan's reasons. */
+  readonly problems?: readonly string[];
 }
 
 /** Why a backup is kept. */
@@ -120,16 +169,22 @@ export type KeepRule =
   | 'unverified-newer'
   /** Verified but incomplete, and newer than the newest counting backup (or none counts). */
   | 'incomplete-newer'
+  /** Incomplete and changed recently (`inProgress`): a writer may still be at it. */
+  | 'in-progress'
   /** Dated after `now`. */
   | 'future';
 
 /** Why a backup is purged. */
 export type PurgeRule =
-  /** Counted, but kept by no rule of the policy. */
+  /** Counted (or unproven, `verifiable: false`, and ranked as a stand-in), but kept by no rule of the policy. */
   | 'expired'
-  /** Does not verify, and a newer verified backup exists. */
+  /** Fails its DNA (known bad), and a newer verified backup exists. */
   | 'unverified'
-  /** Verified but incomplete, and a newer complete verified backup exists. */
+  /**
+   * Incomplete and not in progress (its writer stopped, or it holds no
+   * data), not known to be bad, kept by no rule of the policy even ranked
+   * as a stand-in, and a newer complete verified backup exists.
+   */
   | 'incomplete';
 
 /** A backup the plan keeps. */
@@ -140,7 +195,11 @@ export interface KeepDecision<T extends RetentionItem> {
   readonly rules: readonly KeepRule[];
   /** One human-readable reason per rule, e.g. `daily 2026-11-20`, `last 3`, `within 7d of newest`. */
   readonly reasons: readonly string[];
-  /** Whether it counted toward the policy (verified, complete, not in the future). False means kept but flagged. */
+  /**
+   * Whether it counted toward the policy (verified, complete, not in the
+   * future). False means kept but flagged: then a policy rule among `rules`
+   * kept it as a stand-in (its reason says why it did not count).
+   */
   readonly counted: boolean;
 }
 
@@ -166,8 +225,11 @@ export interface RetentionPlan<T extends RetentionItem> {
  * How {@link Retention.apply} decides whether a set verifies: `'sidecar'`
  * (default) re-digests every file that has a `.dna` sidecar with the
  * transport's `digest` (on the far side for a remote host) and requires at
- * least one; `'none'` treats every set as verified; or a function of your
- * own. A verifier that throws stops `apply` before anything is removed.
+ * least one (a set with files but no sidecar at all is unproven,
+ * `verifiable: false`: kept where the policy would keep it, not purged as a
+ * mutant); `'none'` treats every set as verified; or a function of your
+ * own (a set it rejects is known bad). A verifier that throws stops `apply`
+ * before anything is removed.
  */
 export type SetVerify = 'sidecar' | 'none' | ((set: BackupSet, context: { readonly transport: Transport; readonly signal?: AbortSignal }) => Promise<boolean>);
 
@@ -177,17 +239,35 @@ export interface RetentionApplyOptions {
   dryRun?: boolean;
   /** The current time for the plan (default `Date.now()`); sets dated after it are kept and do not count. */
   now?: Date | number;
+  /**
+   * How long an incomplete set (a `.part` file, or no data file yet) stays
+   * "in progress" after its last change (default `'24h'`): the newest
+   * modification time of the set's folder or anything in it, measured
+   * back from `now` (a change dated after `now` is recent too). Such a set
+   * is kept whatever the policy (rule `in-progress`); one unchanged for
+   * longer is taken as left by a writer that stopped. A duration as for
+   * `keepWithin` (`'6h'`, `'2d'`) or milliseconds. Set it above the
+   * longest pause a writer of this tree can make between two writes.
+   */
+  inProgressGrace?: string | number;
   /** How to decide that a set verifies (default `'sidecar'`). */
   verify?: SetVerify;
-  /** Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more sets than this. */
+  /**
+   * Refuse (EDELETE_GUARD, nothing removed) when the plan would purge more
+   * sets than this. A set put back from an interrupted run's trash is
+   * planned, and counted, like any other; what remains of a set whose purge
+   * an earlier run had decided (`.stowage-purging-…`, see `leftovers`) is
+   * not counted again.
+   */
   maxPurge?: number;
   /**
    * Refuse (EDELETE_GUARD, nothing removed, also as a dry run) when the
    * plan would purge more than this fraction (0-1) of the sets planned
    * (default 1: no limit). A nightly job that normally purges one set in
-   * eight can set 0.5, so that a tree whose older sets all lost their
-   * sidecars, or a policy edited by mistake, stops it instead of wiping
-   * the history.
+   * eight can set 0.5, so that a tree whose older sets all fail their DNA
+   * (a failing disk), or a policy edited by mistake, stops it instead of
+   * wiping the history. (Sets with no sidecar at all are not purged for
+   * it: the policy keeps them as stand-ins, see {@link RetentionItem.verifiable}.)
    */
   maxPurgeFraction?: number;
   /** Name of the link beside the year folders, ignored by the walk (default `last`). */
@@ -198,7 +278,11 @@ export interface RetentionApplyOptions {
   onWarning?: WarningCallback;
   /** Throw on the first warning instead. */
   strict?: boolean;
-  /** Cancels the run; a set is either removed whole or left in place (or as trash, removed next run). */
+  /**
+   * Cancels the run. A set being removed is put back under its name unless
+   * its removal was already decided; then what is left of it is named
+   * `.stowage-purging-…` and removed by the next run.
+   */
   signal?: AbortSignal;
   /** Progress per phase: `scan`, `verify` (bytes digested), `purge` (sets and bytes removed). */
   onProgress?: ProgressCallback;
@@ -212,8 +296,17 @@ export interface BackupSetItem extends RetentionItem {
   readonly time: Date;
   /** Whether the set verifies. */
   readonly verified: boolean;
+  /**
+   * False when the set holds files but not one `.dna` sidecar (with
+   * `verify: 'sidecar'`): nothing could be checked, so it is unproven, not
+   * known to be bad. True otherwise (an empty set, or one whose sidecars do
+   * not match, is a definite failure).
+   */
+  readonly verifiable: boolean;
   /** Whether it holds data and no `.part` file. */
   readonly complete: boolean;
+  /** Incomplete, and changed within `inProgressGrace` of `now`: a writer may still be at it. */
+  readonly inProgress: boolean;
   /** The set. */
   readonly set: BackupSet;
   /** Bytes of its files. */
@@ -234,15 +327,22 @@ export interface RetentionApplyResult {
   readonly removed: readonly BackupSetItem[];
   /** Sets left alone because they are locked (not planned) or changed meanwhile. */
   readonly skipped: readonly SkippedSet[];
-  /** Leftover trash of an interrupted earlier run that was removed (trash holding a foreign `LOCKED` is left, with a warning). */
+  /**
+   * Every leftover of an interrupted earlier run, with what was done with
+   * it or, in a dry run, what would be: sets whose removal was never
+   * decided are put back (and planned), what remains of a decided purge is
+   * removed, anything holding a writer's `LOCKED` is left with a warning.
+   */
+  readonly leftovers: readonly LeftoverDecision[];
+  /** The leftovers that were removed (empty in a dry run: see `leftovers`). */
   readonly leftoversRemoved: readonly string[];
   /** Day, month and year folders removed because they became empty. */
   readonly prunedDirs: readonly string[];
 }
 
 const POLICY_KEYS = ['keepLast', 'keepWithin', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly', 'timeZone'] as const;
-const APPLY_OPTIONS = ['dryRun', 'now', 'verify', 'maxPurge', 'maxPurgeFraction', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
-const KEEP_ORDER: readonly KeepRule[] = ['newest-verified', 'last', 'within', 'daily', 'weekly', 'monthly', 'yearly', 'unverified-newer', 'incomplete-newer', 'future'];
+const APPLY_OPTIONS = ['dryRun', 'now', 'inProgressGrace', 'verify', 'maxPurge', 'maxPurgeFraction', 'linkName', 'ownLockToken', 'onWarning', 'strict', 'signal', 'onProgress'];
+const KEEP_ORDER: readonly KeepRule[] = ['newest-verified', 'last', 'within', 'daily', 'weekly', 'monthly', 'yearly', 'unverified-newer', 'incomplete-newer', 'in-progress', 'future'];
 const BUCKETS: readonly { rule: 'daily' | 'weekly' | 'monthly' | 'yearly'; key: (w: WallTime) => string; option: keyof ResolvedRetentionPolicy }[] = [
   { rule: 'daily', key: dayKey, option: 'keepDaily' },
   { rule: 'weekly', key: isoWeekKey, option: 'keepWeekly' },
@@ -269,9 +369,13 @@ interface Slot<T> {
   readonly id: string;
   readonly t: number;
   readonly verified: boolean;
+  readonly verifiable: boolean;
   readonly complete: boolean;
   readonly future: boolean;
+  readonly inProgress: boolean;
   readonly counted: boolean;
+  /** Why it does not count, for the reasons ('' when it counts). */
+  readonly why: string;
   readonly rules: Map<KeepRule, string>;
 }
 
@@ -348,57 +452,57 @@ export class Retention {
       if (seen.has(id)) throw new StowageError('EBAD_CONFIG', `Retention.plan: id "${id}" appears twice.`, { details: { index: i, id } });
       seen.add(id);
       const t = toMs('Retention.plan', `the time of item "${id}"`, item.time);
-      for (const flag of ['verified', 'complete'] as const) {
+      for (const flag of ['verified', 'verifiable', 'complete', 'inProgress'] as const) {
         if (item[flag] !== undefined && typeof item[flag] !== 'boolean') {
           throw new StowageError('EBAD_CONFIG', `Retention.plan: "${flag}" of item "${id}" must be a boolean.`, { details: { index: i, id } });
         }
       }
+      const problems: unknown = item.problems;
+      if (problems !== undefined && (!Array.isArray(problems) || problems.some((p) => typeof p !== 'string'))) {
+        throw new StowageError('EBAD_CONFIG', `Retention.plan: "problems" of item "${id}" must be an array of strings.`, { details: { index: i, id } });
+      }
       const verified = item.verified ?? true;
+      const verifiable = verified || (item.verifiable ?? true);
       const complete = item.complete ?? true;
+      const inProgress = item.inProgress ?? false;
       const future = t > nowMs;
-      return { item, id, t, verified, complete, future, counted: verified && complete && !future, rules: new Map() };
+      const told = (problems as readonly string[] | undefined)?.join('; ') ?? '';
+      const why = verified && complete ? told : told !== '' ? told : !verified ? (verifiable ? 'does not match its DNA' : 'nothing to verify it against (no DNA sidecar)') : 'incomplete';
+      return { item, id, t, verified, verifiable, complete, future, inProgress, counted: verified && complete && !future && !inProgress, why, rules: new Map() };
     });
     slots.sort((a, b) => b.t - a.t || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 
-    const c = this.config;
     const counted = slots.filter((s) => s.counted);
     const newest = counted[0];
     const newestVerified = slots.find((s) => s.verified && !s.future);
 
-    if (c.keepLast > 0) {
-      for (const s of counted.slice(0, c.keepLast)) s.rules.set('last', `last ${c.keepLast}`);
-    }
-    if (c.keepWithin !== undefined && newest !== undefined) {
-      const from = subtractDuration(newest.t, c.keepWithin, c.timeZone);
-      for (const s of counted) {
-        if (s.t < from) break;
-        s.rules.set('within', `within ${c.keepWithin.text} of newest (${newest.id})`);
-      }
-    }
-    const walls = new Map<Slot<T>, WallTime>();
-    for (const b of BUCKETS) {
-      const n = c[b.option] as number;
-      if (n === 0) continue;
-      const buckets = new Set<string>();
-      for (const s of counted) {
-        let w = walls.get(s);
-        if (w === undefined) {
-          w = wallTime(s.t, c.timeZone);
-          walls.set(s, w);
-        }
-        const key = b.key(w);
-        if (buckets.has(key)) continue;
-        if (buckets.size >= n) break;
-        buckets.add(key);
-        s.rules.set(b.rule, `${b.rule} ${key}`);
+    for (const [s, rules] of this.#rules(counted, newest)) for (const [r, why] of rules) s.rules.set(r, why);
+    // Stand-ins: older than the newest counting backup, not counted, but not
+    // known to be bad either: complete with no sidecar to check them
+    // against, then incomplete ones whose writer stopped. Ranked after the
+    // counting ones (and the incomplete after the complete), so that they
+    // never take a better backup's place, they are kept wherever the
+    // policy would keep them.
+    const older = (s: Slot<T>): boolean => newest !== undefined && !s.counted && !s.future && !s.inProgress && s.t <= newest.t && (s.verified || !s.verifiable);
+    const standIns = new Set<Slot<T>>();
+    for (const tier of [slots.filter((s) => older(s) && s.complete), slots.filter((s) => older(s) && !s.complete)]) {
+      if (tier.length === 0) continue;
+      for (const s of tier) standIns.add(s);
+      const ranked = slots.filter((s) => s.counted || standIns.has(s));
+      const inTier = new Set(tier);
+      for (const [s, rules] of this.#rules(ranked, newest)) {
+        if (!inTier.has(s)) continue;
+        for (const [r, why] of rules) s.rules.set(r, `${why}, as a stand-in (not counted: ${s.why})`);
       }
     }
     if (newestVerified !== undefined) newestVerified.rules.set('newest-verified', 'newest verified backup: never purged');
     for (const s of slots) {
       if (s.future) s.rules.set('future', `dated after now (${new Date(nowMs).toISOString()}): kept, not counted; check the clock or the name`);
-      else if (!s.counted && (newest === undefined || s.t > newest.t)) {
+      if (s.inProgress) s.rules.set('in-progress', `in progress (${s.why}): kept, not counted`);
+      if (s.future || s.inProgress) continue;
+      if (!s.counted && (newest === undefined || s.t > newest.t)) {
         const anchor = newest === undefined ? 'no verified complete backup exists, so nothing is purged' : `newer than the newest verified complete backup ${newest.id}`;
-        if (!s.verified) s.rules.set('unverified-newer', `unverified: does not match its DNA; kept for inspection, ${anchor}`);
+        if (!s.verified) s.rules.set('unverified-newer', `unverified: ${s.why}; kept for inspection, ${anchor}`);
         else s.rules.set('incomplete-newer', `incomplete; kept (may still be in progress), ${anchor}`);
       }
     }
@@ -409,15 +513,64 @@ export class Retention {
       if (s.rules.size > 0) {
         const rules = KEEP_ORDER.filter((r) => s.rules.has(r));
         keep.push(Object.freeze({ item: s.item, rules: Object.freeze(rules), reasons: Object.freeze(rules.map((r) => s.rules.get(r)!)), counted: s.counted }));
+      } else if (standIns.has(s) && s.complete) {
+        purge.push(Object.freeze({ item: s.item, rule: 'expired' as const, reason: `kept by no rule of the policy (${this.#describe()}), even ranked as a stand-in (it does not count: ${s.why})` }));
+      } else if (standIns.has(s)) {
+        purge.push(
+          Object.freeze({ item: s.item, rule: 'incomplete' as const, reason: `incomplete (${s.why}), kept by no rule of the policy (${this.#describe()}) even ranked as a stand-in, and older than the newest verified complete backup ${newest!.id}` }),
+        );
       } else if (!s.verified) {
-        purge.push(Object.freeze({ item: s.item, rule: 'unverified' as const, reason: `unverified (does not match its DNA) and older than the newest verified complete backup ${newest!.id}` }));
+        purge.push(Object.freeze({ item: s.item, rule: 'unverified' as const, reason: `unverified (${s.why}) and older than the newest verified complete backup ${newest!.id}` }));
       } else if (!s.complete) {
-        purge.push(Object.freeze({ item: s.item, rule: 'incomplete' as const, reason: `incomplete and older than the newest verified complete backup ${newest!.id}` }));
+        purge.push(Object.freeze({ item: s.item, rule: 'incomplete' as const, reason: `incomplete${s.why !== 'incomplete' ? ` (${s.why})` : ''} and older than the newest verified complete backup ${newest!.id}` }));
       } else {
         purge.push(Object.freeze({ item: s.item, rule: 'expired' as const, reason: `kept by no rule of the policy (${this.#describe()})` }));
       }
     }
     return Object.freeze({ keep: Object.freeze(keep), purge: Object.freeze(purge) });
+  }
+
+  /**
+   * The policy's rules over `ranked` (newest first): which of them each
+   * rule keeps, with its reason. `keepWithin` counts back from `newest`.
+   */
+  #rules<T>(ranked: readonly Slot<T>[], newest: Slot<T> | undefined): Map<Slot<T>, Map<KeepRule, string>> {
+    const c = this.config;
+    const out = new Map<Slot<T>, Map<KeepRule, string>>();
+    const set = (s: Slot<T>, rule: KeepRule, why: string): void => {
+      let m = out.get(s);
+      if (m === undefined) out.set(s, (m = new Map()));
+      m.set(rule, why);
+    };
+    if (c.keepLast > 0) {
+      for (const s of ranked.slice(0, c.keepLast)) set(s, 'last', `last ${c.keepLast}`);
+    }
+    if (c.keepWithin !== undefined && newest !== undefined) {
+      const from = subtractDuration(newest.t, c.keepWithin, c.timeZone);
+      for (const s of ranked) {
+        if (s.t < from) break;
+        set(s, 'within', `within ${c.keepWithin.text} of newest (${newest.id})`);
+      }
+    }
+    const walls = new Map<Slot<T>, WallTime>();
+    for (const b of BUCKETS) {
+      const n = c[b.option] as number;
+      if (n === 0) continue;
+      const buckets = new Set<string>();
+      for (const s of ranked) {
+        let w = walls.get(s);
+        if (w === undefined) {
+          w = wallTime(s.t, c.timeZone);
+          walls.set(s, w);
+        }
+        const key = b.key(w);
+        if (buckets.has(key)) continue;
+        if (buckets.size >= n) break;
+        buckets.add(key);
+        set(s, b.rule, `${b.rule} ${key}`);
+      }
+    }
+    return out;
   }
 
   #describe(): string {
@@ -436,23 +589,32 @@ export class Retention {
    * Applies the policy to a dated backup tree `YYYY/MM/DD/HHMMSS/` on any
    * transport: lists the sets (their time is their path in the policy's
    * time zone), checks each one's DNA and completeness, plans, and removes
-   * the purged sets oldest first.
+   * the purged sets oldest first. An incomplete set (a `.part` file, or no
+   * data yet) changed within `inProgressGrace` (24 h) of `now` is in
+   * progress: kept whatever the policy. One unchanged for longer, and a set
+   * with no sidecar at all, are kept where the policy would keep them if
+   * they counted (see the module notes).
    *
    * Sets under a foreign `LOCKED` directory (in the set, a parent folder, or
    * the root) are not planned and never touched; they are listed in
    * `skipped`. The lock is checked again just before each removal. A set is
    * removed atomically: renamed to a hidden `.stowage-trash-…` name in its
-   * day folder, then removed recursively, so a half-removed set never looks
-   * like a backup (leftover trash is cleared on the next run, unless it
-   * holds a foreign `LOCKED` directory: then it is left alone with an
-   * ELOCKED warning, as it may be a live writer's set). Day, month
-   * and year folders left empty are removed. With `dryRun` nothing is
-   * touched. A missing `dir` is ENOT_FOUND; more purges than `maxPurge` is
-   * EDELETE_GUARD before anything is removed.
+   * day folder, checked once more, renamed `.stowage-purging-…` once its
+   * removal is decided, then removed recursively, so a half-removed set
+   * never looks like a backup; any error or abort before the decision puts
+   * it back. Leftovers of an interrupted run are dealt with first (see
+   * {@link LeftoverDecision} and `leftovers` in the result): a set whose
+   * removal was never decided is put back and planned again by the policy
+   * in force now; what remains of a decided purge is removed; trash holding
+   * a foreign `LOCKED` directory is left alone with an ELOCKED warning, as
+   * it may be a live writer's set. Day, month and year folders left empty
+   * are removed. With `dryRun` nothing is touched, and the plan and
+   * `leftovers` say what would be done. A missing `dir` is ENOT_FOUND; more
+   * purges than `maxPurge` is EDELETE_GUARD before anything is removed.
    *
    * @param transport - where the tree lives
    * @param dir - the tree's root
-   * @param options - dryRun, now, verify, maxPurge, linkName, ownLockToken, onWarning, strict, signal, onProgress
+   * @param options - dryRun, now, inProgressGrace, verify, maxPurge, maxPurgeFraction, linkName, ownLockToken, onWarning, strict, signal, onProgress
    */
   async apply(transport: Transport, dir: string, options: RetentionApplyOptions = {}): Promise<RetentionApplyResult> {
     checkOptionKeys('Retention.apply', options, APPLY_OPTIONS);
@@ -469,6 +631,8 @@ export class Retention {
     const dryRun = options.dryRun ?? false;
     if (typeof dryRun !== 'boolean') throw new StowageError('EBAD_CONFIG', `${where}: option "dryRun" must be a boolean.`, { details: { where, option: 'dryRun' } });
     const now = options.now === undefined ? Date.now() : toMs(where, 'option "now"', options.now);
+    const grace = parseDuration(where, 'inProgressGrace', options.inProgressGrace ?? '24h');
+    const staleBefore = subtractDuration(now, grace, this.config.timeZone);
     const verify = options.verify ?? 'sidecar';
     if (verify !== 'sidecar' && verify !== 'none' && typeof verify !== 'function') {
       throw new StowageError('EBAD_CONFIG', `${where}: option "verify" must be 'sidecar', 'none' or a function, got ${String(verify)}.`, { details: { where, option: 'verify' } });
@@ -483,7 +647,29 @@ export class Retention {
     await checkTreeRoot(transport, dir, where, signal);
 
     const scanProgress = new ProgressTracker('scan', onProgress);
-    const { sets, leftovers } = await scanBackupTree(transport, dir, tree);
+    const found = await scanBackupTree(transport, dir, tree);
+    const sets = [...found.sets];
+    // Leftovers first: a set an interrupted run moved aside without ever
+    // deciding its removal goes back (in a dry run: is planned where it
+    // lies), so that the policy in force now decides about it, visibly.
+    const leftovers: LeftoverDecision[] = [];
+    for (const l of found.leftovers) {
+      throwIfAborted(signal);
+      let d = await planLeftover(transport, dir, l, tree);
+      if (d.action === 'put back' && !dryRun) {
+        throwIfAborted(signal);
+        try {
+          await transport.rename(d.path, d.to!); // no signal: a rename cut short may still happen on the far side
+        } catch (err) {
+          const reason = `it could not be put back to ${d.to} (${(err as Error).message}); move it back by hand`;
+          warnOrThrow(new StowageError('EIO', `Left alone leftover ${d.path}: ${reason}.`, { details: { path: d.path, set: d.to }, cause: err }), d.path, tree.onWarning, tree.strict);
+          d = Object.freeze({ path: d.path, action: 'leave' as const, ...(d.setId !== undefined ? { setId: d.setId } : {}), reason });
+        }
+      }
+      if (d.action === 'put back' && d.setId !== undefined) sets.push(backupSetOf(d.setId, dryRun ? d.path : d.to!, this.config.timeZone));
+      leftovers.push(d);
+    }
+    sets.sort((a, b) => a.time.getTime() - b.time.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     scanProgress.add(0, sets.length);
     scanProgress.report(true);
 
@@ -505,10 +691,12 @@ export class Retention {
       }
       const problems: string[] = [];
       let verified: boolean;
+      let verifiable = true;
       if (verify === 'none') verified = true;
       else if (verify === 'sidecar') {
         const check = await checkSidecars(transport, contents, signal, (n) => verifyProgress.add(n));
         verified = check.verified;
+        verifiable = !check.unverifiable;
         problems.push(...check.problems);
       } else {
         const ok: unknown = await verify(set, signal ? { transport, signal } : { transport });
@@ -517,9 +705,18 @@ export class Retention {
         verified = ok;
         if (!ok) problems.push('the verify function rejected it');
       }
-      if (contents.partFiles.length > 0) problems.push(`still being written: ${contents.partFiles.join(', ')}`);
-      else if (!contents.complete) problems.push('holds no data file');
-      items.push(Object.freeze({ id: set.id, time: set.time, verified, complete: contents.complete, set, bytes: contents.bytes, problems: Object.freeze(problems) }));
+      let inProgress = false;
+      if (!contents.complete) {
+        // A writer at work keeps the set's folder or something in it recent.
+        const folder = await transport.exists(set.path, signal ? { signal } : {});
+        const changed = Math.max(contents.newestChangeMs, folder?.mtimeMs ?? -Infinity);
+        inProgress = changed > staleBefore;
+        const last = Number.isFinite(changed) ? new Date(changed).toISOString() : 'unknown';
+        const age = inProgress ? `last change ${last}, within inProgressGrace ${grace.text} of now` : `last change ${last}, more than inProgressGrace ${grace.text} before now: its writer stopped`;
+        if (contents.partFiles.length > 0) problems.push(`${inProgress ? 'still being written' : 'unfinished'}: ${contents.partFiles.join(', ')} (${age})`);
+        else problems.push(`holds no data file (${age})`);
+      }
+      items.push(Object.freeze({ id: set.id, time: set.time, verified, verifiable, complete: contents.complete, inProgress, set, bytes: contents.bytes, problems: Object.freeze(problems) }));
       verifyProgress.add(0, 1);
     }
     verifyProgress.report(true);
@@ -540,31 +737,19 @@ export class Retention {
         { details: { dir, purge: plan.purge.length, planned, maxPurgeFraction } },
       );
     }
-    const result = { dryRun, plan, kept: plan.keep, removed: [] as BackupSetItem[], skipped, leftoversRemoved: [] as string[], prunedDirs: [] as string[] };
+    const result = { dryRun, plan, kept: plan.keep, removed: [] as BackupSetItem[], skipped, leftovers, leftoversRemoved: [] as string[], prunedDirs: [] as string[] };
     if (dryRun) return Object.freeze(result);
 
     const purgeProgress = new ProgressTracker('purge', onProgress, { itemsTotal: plan.purge.length, bytesTotal: plan.purge.reduce((n, p) => n + p.item.bytes, 0) });
-    for (const l of leftovers) {
-      if (l.lockedBy !== undefined) continue;
+    for (const [i, l] of leftovers.entries()) {
+      if (l.action !== 'remove') continue;
       throwIfAborted(signal);
-      // Trash may hold a live writer's set: one renamed away whose rename
-      // back failed, or left by a run that died between the rename and the
-      // rollback. Its LOCKED says so; then it is not ours to remove.
+      // Looked at again now: a writer may have started meanwhile.
       const lock = await foreignLockInTrash(transport, l.path, tree);
       if (lock !== undefined) {
-        const name = l.path.slice(l.path.lastIndexOf('/') + 1);
-        const m = /^\.stowage-trash-(\d{6})-[0-9a-f]+$/.exec(name);
-        const home = m ? `${l.path.slice(0, l.path.length - name.length)}${m[1]}` : undefined;
-        warnOrThrow(
-          new StowageError(
-            'ELOCKED',
-            `Left alone leftover trash ${l.path}: it holds ${lock}, a writer's lock (a set whose removal was rolled back halfway?; live or left by a writer that died, it is not ours to judge here). Once that writer is done, check it${home !== undefined ? ` and move it back to ${home}` : ''}, or remove it by hand.`,
-            { details: { path: l.path, lock, ...(home !== undefined ? { set: home } : {}) } },
-          ),
-          l.path,
-          tree.onWarning,
-          tree.strict,
-        );
+        const reason = `it holds ${lock}, a writer's lock that appeared since the start of this run; check it, then remove it by hand`;
+        warnOrThrow(new StowageError('ELOCKED', `Left alone leftover ${l.path}: ${reason}.`, { details: { path: l.path, lock } }), l.path, tree.onWarning, tree.strict);
+        leftovers[i] = Object.freeze({ ...l, action: 'leave' as const, reason });
         continue;
       }
       await transport.remove(l.path, { recursive: true, force: true, ...(signal ? { signal } : {}) });
@@ -589,12 +774,13 @@ export class Retention {
   /**
    * Free-space mode: purges dated backup sets oldest first, only while the
    * file system holding `dir` has less than `minFreePercent` free, never
-   * leaving fewer than `minKeep` sets, and only sets that verify on at least
-   * one other node. See {@link FreeSpaceOptions}.
+   * leaving fewer than `minKeep` complete sets, never the newest complete
+   * set dated up to `now` (nor anything newer), and only sets that verify on
+   * at least one other node. See {@link FreeSpaceOptions}.
    *
    * @param transport - where the tree lives
    * @param dir - the tree's root
-   * @param options - minFreePercent, minKeep, verifiedElsewhere, dryRun, ...
+   * @param options - minFreePercent, minKeep, verifiedElsewhere, dryRun, now, ...
    */
   static async applyFreeSpace(transport: Transport, dir: string, options: FreeSpaceOptions): Promise<FreeSpaceResult> {
     return applyFreeSpace(transport, dir, options);

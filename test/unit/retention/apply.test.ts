@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import type { Progress } from '../../../src/progress.js';
 import { Retention, type BackupSet } from '../../../src/retention/index.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import { makeTempDir, type TempDir } from '../../support/tmp.js';
-import { ChrootTransport, dailyIds, link, makeSet, plantLock, snapshot } from './helpers.js';
+import { ChrootTransport, dailyIds, link, makeSet, plantLock, setTreeMtime, snapshot } from './helpers.js';
 
 const local = new LocalTransport();
 let tmp: TempDir;
@@ -155,24 +155,28 @@ describe('Retention.apply', () => {
     expect(has(ids[2]!) && has(ids[3]!)).toBe(true);
   });
 
-  it('incomplete sets: a .part file or no data; the newest is kept, older ones purged', async () => {
+  it('incomplete sets whose writer stopped: a .part file or no data; the newest is kept, an older one where the policy keeps it, an empty one purged', async () => {
     const ids = dailyIds('2026-11-22', 4);
     await makeSet(root, ids[0]!, { files: { 'repo.tar.gz.part': 'half' }, sidecars: false });
     await mkdir(join(root, ids[1]!), { recursive: true }); // empty set
     await makeSet(root, ids[2]!);
     await makeSet(root, ids[3]!, { files: { 'repo.tar.gz': 'done' } });
     await writeFile(join(root, ids[3]!, 'wiki.tar.gz.part'), 'half');
-    const res = await new Retention({ keepLast: 3, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1 });
-    expect(res.plan.keep.map((k) => [k.item.id, k.rules])).toEqual([
-      [ids[3]!, ['newest-verified', 'incomplete-newer']],
-      [ids[2]!, ['last']],
+    for (const id of ids) await setTreeMtime(join(root, id), Date.parse(`${id.slice(0, 10).replaceAll('/', '-')}T03:30:00Z`)); // nothing written since that night
+    // 03:30 to 12:00 is past a 6 h grace: the newest set's writer stopped too.
+    const res = await new Retention({ keepLast: 3, timeZone: 'UTC' }).apply(local, root, { now: NOW, maxPurgeFraction: 1, inProgressGrace: '6h' });
+    expect(res.plan.keep.map((k) => [k.item.id, k.rules, k.counted])).toEqual([
+      [ids[3]!, ['newest-verified', 'incomplete-newer'], false],
+      [ids[2]!, ['last'], true],
+      [ids[0]!, ['last'], false], // the unfinished file may be all there is of that night: a stand-in
     ]);
     expect(res.plan.purge.map((p) => [p.item.id, p.rule])).toEqual([
       [ids[1]!, 'unverified'], // nothing to verify in an empty set
-      [ids[0]!, 'unverified'],
     ]);
-    expect(res.plan.keep[0]!.item.problems).toEqual([expect.stringMatching(/still being written: .*wiki\.tar\.gz\.part/)]);
-    expect(has(ids[0]!) || has(ids[1]!)).toBe(false);
+    expect(res.plan.keep[0]!.item.problems).toEqual([expect.stringMatching(/^unfinished: .*wiki\.tar\.gz\.part \(last change 2026-11-22T03:30:00\.000Z, more than inProgressGrace 6h before now: its writer stopped\)$/)]);
+    expect(res.plan.keep[0]!.item.inProgress).toBe(false);
+    expect(has(ids[0]!)).toBe(true);
+    expect(has(ids[1]!)).toBe(false);
   });
 
   it('never touches a set under a LOCKED directory, at any level; reports it as skipped', async () => {
@@ -228,19 +232,40 @@ describe('Retention.apply', () => {
     expect(has(ids[0]!)).toBe(true);
   });
 
-  it('clears trash left by an interrupted run, and never mistakes it for a set', async () => {
+  it('leftovers of an interrupted run: an undecided trash set is put back and planned, a decided purge and a temporary link removed; never mistaken for sets', async () => {
     for (const id of dailyIds('2026-11-22', 2)) await makeSet(root, id);
-    await makeSet(root, '2026/11/20/.stowage-trash-030000-deadbeef', { sidecars: false });
+    const undecided = '2026/11/20/.stowage-trash-030000-deadbeef';
+    const decided = '2026/11/19/.stowage-purging-030000-0badcafe';
+    await makeSet(root, undecided, { sidecars: false });
+    await makeSet(root, decided, { sidecars: false });
     await plantLock(join(root, '2026/11/21'));
     await makeSet(root, '2026/11/21/.stowage-trash-040000-cafe', { sidecars: false });
+    await symlink('2026/11/22/030000', join(root, '.stowage-tmp-last-1234'));
     const warnings: StowageWarning[] = [];
     const r = new Retention({ keepLast: 5, timeZone: 'UTC' });
+    const before = await snapshot(root);
     const dry = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1, dryRun: true, onWarning: (w) => warnings.push(w) });
+    expect(await snapshot(root)).toEqual(before);
     expect(dry.leftoversRemoved).toEqual([]);
-    expect(has('2026/11/20/.stowage-trash-030000-deadbeef')).toBe(true);
+    const byPath = (x: { leftovers: readonly { path: string; action: string; to?: string; setId?: string }[] }) =>
+      Object.fromEntries(x.leftovers.map((l) => [l.path.slice(root.length + 1), [l.action, l.setId, l.to?.slice(root.length + 1)]]));
+    expect(byPath(dry)).toEqual({
+      [undecided]: ['put back', '2026/11/20/030000', '2026/11/20/030000'],
+      [decided]: ['remove', '2026/11/19/030000', undefined],
+      '2026/11/21/.stowage-trash-040000-cafe': ['leave', undefined, undefined], // under a lock
+      '.stowage-tmp-last-1234': ['remove', undefined, undefined],
+    });
+    // The set to be put back is planned, where it lies for now.
+    const planned = dry.plan.keep.find((k) => k.item.id === '2026/11/20/030000')!;
+    expect(planned.item.set.path).toBe(join(root, undecided));
+
     const res = await r.apply(local, root, { now: NOW, maxPurgeFraction: 1 });
-    expect(res.leftoversRemoved).toEqual([join(root, '2026/11/20/.stowage-trash-030000-deadbeef')]);
-    expect(has('2026/11/20/.stowage-trash-030000-deadbeef')).toBe(false);
+    expect(byPath(res)).toEqual(byPath(dry));
+    expect(res.leftoversRemoved.slice().sort()).toEqual([join(root, '.stowage-tmp-last-1234'), join(root, decided)]);
+    expect(has(undecided) || has(decided) || has('.stowage-tmp-last-1234')).toBe(false);
+    expect(has('2026/11/20/030000/repo.tar.gz')).toBe(true); // back under its name
+    expect(res.plan.keep.find((k) => k.item.id === '2026/11/20/030000')!.item.set.path).toBe(join(root, '2026/11/20/030000'));
+    expect(res.removed).toEqual([]);
     expect(has('2026/11/21/.stowage-trash-040000-cafe')).toBe(true); // under a lock
     expect(warnings.filter((w) => w.code !== 'ELOCKED')).toEqual([]);
   });
@@ -254,7 +279,7 @@ describe('Retention.apply', () => {
     await plantLock(join(root, top));
     await makeSet(root, deep, { files: { 'svn/repo.tar.gz': randomBytes(100) } });
     await plantLock(join(root, deep, 'svn'));
-    // Ours (the caller's own lock token) and plain trash still go.
+    // Ours (the caller's own lock token) and plain trash go back.
     const own = '2026/11/21/.stowage-trash-050000-0badf00d';
     await makeSet(root, own);
     await plantLock(join(root, own), 'my-token');
@@ -262,7 +287,9 @@ describe('Retention.apply', () => {
     await makeSet(root, plain, { sidecars: false });
     const warnings: StowageWarning[] = [];
     const res = await new Retention({ keepLast: 5, timeZone: 'UTC' }).apply(local, root, { now: NOW, ownLockToken: 'my-token', onWarning: (w) => warnings.push(w) });
-    expect(res.leftoversRemoved.slice().sort()).toEqual([join(root, own), join(root, plain)]);
+    expect(res.leftoversRemoved).toEqual([]);
+    expect(res.leftovers.filter((l) => l.action === 'put back').map((l) => l.setId).sort()).toEqual(['2026/11/21/050000', '2026/11/21/060000']);
+    expect(has('2026/11/21/050000/repo.tar.gz') && has('2026/11/21/060000/repo.tar.gz')).toBe(true);
     expect(has(top) && has(join(top, 'repo.tar.gz')) && has(join(top, 'LOCKED'))).toBe(true);
     expect(has(deep) && has(join(deep, 'svn', 'repo.tar.gz')) && has(join(deep, 'svn', 'LOCKED'))).toBe(true);
     warnings.sort((a, b) => (a.path < b.path ? -1 : 1));

@@ -3,7 +3,7 @@
  * real sidecars written by DnaDigest.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { lutimes, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DnaDigest, type Dna, type DnaAlgorithm } from '../../../src/dna/dna-digest.js';
@@ -61,6 +61,21 @@ export async function plantLock(dir: string, token = 'someone-else'): Promise<st
   await mkdir(lock, { recursive: true });
   await writeFile(join(lock, 'owner.json'), JSON.stringify({ host: 'elsewhere', pid: 1, purpose: 'test', since: new Date().toISOString(), token }));
   return lock;
+}
+
+/**
+ * Sets the modification time of `dir` and of everything under it to
+ * `time` (children first, so the folders keep it): a set whose writer
+ * stopped at that time.
+ */
+export async function setTreeMtime(dir: string, time: Date | number): Promise<void> {
+  const t = new Date(time);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await setTreeMtime(p, t);
+    else await lutimes(p, t, t);
+  }
+  await lutimes(dir, t, t);
 }
 
 /** Makes the `last` link. */

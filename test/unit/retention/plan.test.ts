@@ -5,13 +5,13 @@ import { Retention, type RetentionPolicy } from '../../../src/retention/index.js
 interface Case {
   name: string;
   policy: RetentionPolicy;
-  items: { id: string; time: string; verified?: boolean; complete?: boolean }[];
+  items: { id: string; time: string; verified?: boolean; verifiable?: boolean; complete?: boolean; inProgress?: boolean }[];
   now: string;
   keep: Record<string, string[]>; // id -> rules, in the plan's fixed order
   purge: Record<string, string>; // id -> rule
 }
 
-const i = (id: string, time: string, more: { verified?: boolean; complete?: boolean } = {}) => ({ id, time, ...more });
+const i = (id: string, time: string, more: { verified?: boolean; verifiable?: boolean; complete?: boolean; inProgress?: boolean } = {}) => ({ id, time, ...more });
 
 function run(policy: RetentionPolicy, items: Case['items'], now: string) {
   const plan = new Retention(policy).plan(
@@ -248,6 +248,27 @@ const cases: Case[] = [
     purge: { a: 'expired' },
   },
   {
+    name: 'an unproven backup (nothing to verify it against) is kept where the policy would keep it, never in place of a verified one',
+    policy: { keepDaily: 2, timeZone: 'UTC' },
+    items: [
+      i('20', '2026-11-20T03:00:00Z', { verified: false, verifiable: false }),
+      i('21a', '2026-11-21T03:00:00Z'),
+      i('21b', '2026-11-21T15:00:00Z', { verified: false, verifiable: false }),
+      i('22', '2026-11-22T03:00:00Z'),
+    ],
+    now: '2026-11-22T12:00:00Z',
+    keep: { '22': ['newest-verified', 'daily'], '21b': ['daily'], '21a': ['daily'] },
+    purge: { '20': 'expired' },
+  },
+  {
+    name: 'verifiable is ignored for a verified backup; a known-bad one older than the newest verified is purged',
+    policy: { keepDaily: 5, timeZone: 'UTC' },
+    items: [i('20', '2026-11-20T03:00:00Z', { verified: false }), i('21', '2026-11-21T03:00:00Z', { verifiable: false }), i('22', '2026-11-22T03:00:00Z')],
+    now: '2026-11-22T12:00:00Z',
+    keep: { '22': ['newest-verified', 'daily'], '21': ['daily'] },
+    purge: { '20': 'unverified' },
+  },
+  {
     name: 'when nothing verifies, nothing is purged',
     policy: { keepLast: 1, timeZone: 'UTC' },
     items: [i('a', '2026-11-20T03:00:00Z', { verified: false }), i('b', '2026-11-21T03:00:00Z', { verified: false, complete: false })],
@@ -256,12 +277,43 @@ const cases: Case[] = [
     purge: {},
   },
   {
-    name: 'an incomplete backup: kept when newest (maybe in progress), purged when older',
+    name: 'an incomplete backup: kept when newest (maybe in progress); when older, kept as a stand-in where the policy would keep it',
     policy: { keepLast: 5, timeZone: 'UTC' },
     items: [i('a', '2026-11-20T03:00:00Z', { complete: false }), i('b', '2026-11-21T03:00:00Z'), i('c', '2026-11-22T03:00:00Z', { complete: false })],
     now: '2026-11-22T12:00:00Z',
-    keep: { c: ['newest-verified', 'incomplete-newer'], b: ['last'] },
+    keep: { c: ['newest-verified', 'incomplete-newer'], b: ['last'], a: ['last'] },
+    purge: {},
+  },
+  {
+    name: 'an older incomplete backup that the policy would not keep is purged',
+    policy: { keepLast: 1, timeZone: 'UTC' },
+    items: [i('a', '2026-11-20T03:00:00Z', { complete: false }), i('b', '2026-11-21T03:00:00Z')],
+    now: '2026-11-22T12:00:00Z',
+    keep: { b: ['newest-verified', 'last'] },
     purge: { a: 'incomplete' },
+  },
+  {
+    name: 'an incomplete backup in progress is kept whatever its age and the policy, and counts for nothing',
+    policy: { keepLast: 1, timeZone: 'UTC' },
+    items: [i('a', '2026-11-20T03:00:00Z', { complete: false, inProgress: true }), i('b', '2026-11-21T03:00:00Z'), i('c', '2026-11-22T03:00:00Z', { inProgress: true, verified: false })],
+    now: '2026-11-22T12:00:00Z',
+    keep: { c: ['in-progress'], b: ['newest-verified', 'last'], a: ['in-progress'] },
+    purge: {},
+  },
+  {
+    name: 'stand-ins rank after counted backups, incomplete ones after unproven ones',
+    policy: { keepDaily: 3, timeZone: 'UTC' },
+    items: [
+      i('19', '2026-11-19T03:00:00Z', { complete: false }),
+      i('20a', '2026-11-20T03:00:00Z', { verified: false, verifiable: false }),
+      i('20b', '2026-11-20T15:00:00Z', { complete: false }),
+      i('21', '2026-11-21T03:00:00Z', { complete: false }),
+      i('22', '2026-11-22T03:00:00Z'),
+    ],
+    now: '2026-11-22T12:00:00Z',
+    // pass of the unproven: 22, 20a; pass of the incomplete: 22, 21, 20b (three days: 19 is out)
+    keep: { '22': ['newest-verified', 'daily'], '21': ['daily'], '20b': ['daily'], '20a': ['daily'] },
+    purge: { '19': 'incomplete' },
   },
   {
     name: 'a backup dated after now is kept, does not count, and does not anchor keepWithin',
@@ -326,6 +378,29 @@ describe('Retention.plan', () => {
       3 * 86_400_000,
     );
     expect(exp.purge.map((p) => p.reason)).toEqual(['kept by no rule of the policy (keepLast 1, keepDaily 2)']);
+  });
+
+  it('tells the true reason: the problems given, or that there was nothing to verify against', () => {
+    const r = new Retention({ keepLast: 1, timeZone: 'UTC' });
+    const plan = r.plan(
+      [
+        { id: 'legacy', time: 1, verified: false, verifiable: false },
+        { id: 'mutant', time: 2, verified: false, problems: ['/b/x.tar.gz does not match its DNA', 'orphan sidecar /b/y.tar.gz.dna'] },
+        { id: 'good', time: 3 },
+        { id: 'new-legacy', time: 4, verified: false, verifiable: false, problems: ['no file of the set has a DNA sidecar'] },
+      ],
+      10,
+    );
+    expect(plan.keep.map((k) => [k.item.id, k.reasons])).toEqual([
+      ['new-legacy', ['unverified: no file of the set has a DNA sidecar; kept for inspection, newer than the newest verified complete backup good']],
+      ['good', ['newest verified backup: never purged', 'last 1']],
+    ]);
+    expect(plan.purge.map((p) => [p.item.id, p.rule, p.reason])).toEqual([
+      ['mutant', 'unverified', 'unverified (/b/x.tar.gz does not match its DNA; orphan sidecar /b/y.tar.gz.dna) and older than the newest verified complete backup good'],
+      ['legacy', 'expired', 'kept by no rule of the policy (keepLast 1), even ranked as a stand-in (it does not count: nothing to verify it against (no DNA sidecar))'],
+    ]);
+    expect(() => r.plan([{ id: 'a', time: 1, verifiable: 'no' as never }], 10)).toThrow(/"verifiable" of item "a" must be a boolean/);
+    expect(() => r.plan([{ id: 'a', time: 1, problems: 'bad' as never }], 10)).toThrow(/"problems" of item "a" must be an array of strings/);
   });
 
   it('carries extra fields through and accepts Date times', () => {
