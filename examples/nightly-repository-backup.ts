@@ -300,7 +300,8 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
         const token = farLock.owner!.token;
         const res = await retention.apply(r.transport, r.dir, { now, maxPurgeFraction, ownLockToken: token, signal: s });
         // Retention re-digested every far set: the ones that failed are mutants too (kept for a look if newer, purged if a newer good set exists).
-        for (const d of [...res.plan.keep, ...res.plan.purge]) if (!d.item.verified) for (const p of d.item.problems) remoteMutants.add(`${d.item.id}: ${p}`);
+        // A set still being written there (another run's, within the grace) is not one.
+        for (const d of [...res.plan.keep, ...res.plan.purge]) if (!d.item.verified && d.item.inProgress !== true) for (const p of d.item.problems) remoteMutants.add(`${d.item.id}: ${p}`);
         const link = await Retention.updateLastLink(r.transport, r.dir, { timeZone, ownLockToken: token, signal: s });
         return { purgedRemote: res.removed.map((x) => x.id), lastRemote: link.target };
       }, { ...op, signal: lockSignal });
