@@ -558,18 +558,18 @@ export class LockDir {
     if (!moved) throw this.#lose('its owner file disappeared', undefined);
 
     // 2. Check it was ours; if not, we had been taken over: put it back.
+    // A file we cannot read may be the new owner's too: it goes back as well.
     let mine: LockOwner | undefined;
     try {
       mine = parseOwner(await fs.readFile(aside));
     } catch (err) {
       this.#state = 'idle';
-      throw err;
+      const back = await this.#putBack(aside);
+      throw back === 'left' ? this.#leftAside(aside, err) : err;
     }
     if (mine?.token !== owner.token) {
-      await fs.rename(aside, this.#ownerPath).catch(async () => {
-        await fs.remove(aside).catch(() => {});
-      });
-      throw this.#lose('another owner took it over', mine);
+      const back = await this.#putBack(aside);
+      throw this.#lose(back === 'left' ? `another owner took it over, and its owner file, moved aside while releasing, could not be put back: it is at ${aside}; rename it to ${LOCK_OWNER_FILE} at once, or its owner loses the lock` : 'another owner took it over', mine);
     }
 
     // 3. Remove the lock directory: move it aside atomically, then delete.
@@ -592,6 +592,38 @@ export class LockDir {
       return;
     }
     await fs.remove(graveyard);
+  }
+
+  /**
+   * Puts an owner file moved aside by {@link release} back in place, a few
+   * times over a transient failure (a dropped SFTP reply). It is removed
+   * only when another owner file took its place meanwhile (EEXIST: it is
+   * outdated), never on any other failure: it may be a live owner's.
+   * `'left'` when it is still aside after the tries.
+   */
+  async #putBack(aside: string): Promise<'back' | 'superseded' | 'gone' | 'left'> {
+    const fs = this.#fs;
+    for (const delay of CONFIRM_DELAYS_MS) {
+      if (delay > 0) await sleep(delay);
+      try {
+        await fs.rename(aside, this.#ownerPath);
+        return 'back';
+      } catch (err) {
+        if (isStowageError(err, 'EEXIST')) {
+          await fs.remove(aside).catch(() => {});
+          return 'superseded';
+        }
+        if (isStowageError(err, 'ENOT_FOUND') && !(await fs.readFile(aside).then(() => true, () => false))) return 'gone';
+      }
+    }
+    return 'left';
+  }
+
+  #leftAside(aside: string, cause: unknown): StowageError {
+    return new StowageError('ESTALE_LOCK', `${this.path}: releasing it, its owner file could not be read nor put back: it is at ${aside}. If another process holds this lock, rename that file back to ${LOCK_OWNER_FILE} at once; otherwise remove ${this.path}.`, {
+      details: { path: this.path, aside },
+      cause,
+    });
   }
 
   /**

@@ -174,6 +174,53 @@ describe('LockDir acquire and release', () => {
   });
 });
 
+describe('LockDir release after a takeover', () => {
+  /** A LockFs whose rename of a released owner file back to owner.json fails `times` times (a dropped SFTP reply). */
+  function flakyPutBack(times: number): LockFs {
+    let left = times;
+    return {
+      ...localLockFs,
+      rename: async (from: string, to: string) => {
+        if (left > 0 && from.includes('.released-') && to.endsWith('owner.json')) {
+          left--;
+          throw new StowageError('ETRANSPORT', 'connection lost while renaming');
+        }
+        return localLockFs.rename(from, to);
+      },
+    };
+  }
+
+  it("puts the new owner's file back despite a transient failure, never deletes it", async () => {
+    const a = lockOf({ fs: flakyPutBack(2) });
+    await a.acquire();
+    // Another owner took the lock over meanwhile: its owner file replaced ours.
+    const file = join(lockedDir(), 'owner.json');
+    const theirs = JSON.stringify({ ...(JSON.parse(await readFile(file, 'utf8')) as LockOwner), token: 'f'.repeat(32), pid: 4242 });
+    await writeFile(file, theirs);
+    const err = await a.release().then(
+      () => undefined,
+      (e: unknown) => e as StowageError,
+    );
+    expect(err?.code).toBe('ELOCK_LOST');
+    expect(err?.message).toMatch(/another owner took it over/);
+    expect(await readFile(file, 'utf8')).toBe(theirs);
+    expect((await readdir(lockedDir())).sort()).toEqual(['owner.json']);
+  });
+
+  it('leaves the file aside and says where when it cannot be put back at all', async () => {
+    const a = lockOf({ fs: flakyPutBack(100) });
+    await a.acquire();
+    const file = join(lockedDir(), 'owner.json');
+    const theirs = JSON.stringify({ ...(JSON.parse(await readFile(file, 'utf8')) as LockOwner), token: 'e'.repeat(32), pid: 4243 });
+    await writeFile(file, theirs);
+    const err = (await a.release().catch((e: unknown) => e)) as StowageError;
+    expect(err.code).toBe('ELOCK_LOST');
+    expect(err.message).toMatch(/could not be put back: it is at .*owner\.json\.released-[0-9a-f]+; rename it to owner\.json/);
+    const aside = (await readdir(lockedDir())).find((n) => n.startsWith('owner.json.released-'))!;
+    expect(await readFile(join(lockedDir(), aside), 'utf8')).toBe(theirs);
+  });
+});
+
 describe('LockDir staleness and takeover', () => {
   it('takes over at once a lock whose owner process on this host is gone', async () => {
     const theirs = await plant({ pid: await deadPid() });
