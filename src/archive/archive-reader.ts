@@ -112,9 +112,15 @@ function toEntry(h: Header): ArchiveEntry {
     mode: (h.mode ?? 0) & 0o7777,
     mtime: h.mtime ?? new Date(0),
     linkname: h.linkname ?? undefined,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
+    uid: paxId(h, 'uid') ?? h.uid ?? 0,
+    gid: paxId(h, 'gid') ?? h.gid ?? 0,
   });
+}
+
+/** A uid or gid from the entry's PAX header (ids past ustar's 262143), if it holds a valid one. */
+function paxId(h: Header, key: 'uid' | 'gid'): number | undefined {
+  const v = (h as Header & { pax?: Record<string, string> | null }).pax?.[key];
+  return v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : undefined;
 }
 
 const SECONDARY = Symbol('secondary');

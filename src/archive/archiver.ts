@@ -281,8 +281,17 @@ function headerOf(e: SourceEntry, deterministic: boolean): TarHeaders {
     size: 0,
   };
   if (e.type === 'symlink') h.linkname = e.linkname ?? '';
+  // ustar holds ids up to 0o777777 (262143); larger ones (site accounts,
+  // mapped container ids) go in a PAX header, as GNU tar writes them.
+  // tar-stream would otherwise cut them to 262143 without a word.
+  if (h.uid! > USTAR_MAX_ID || h.gid! > USTAR_MAX_ID) {
+    h.pax = { ...(h.uid! > USTAR_MAX_ID ? { uid: String(h.uid) } : {}), ...(h.gid! > USTAR_MAX_ID ? { gid: String(h.gid) } : {}) };
+  }
   return h;
 }
+
+/** The largest uid or gid a ustar header holds (6 octal digits). */
+const USTAR_MAX_ID = 0o777777;
 
 /** Reads exactly `n` bytes from the current position, fewer only at end of file. */
 async function readFull(h: FileHandle, n: number, path: string): Promise<Buffer> {

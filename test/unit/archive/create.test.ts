@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { chown, mkdir, open, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Archiver, DETERMINISTIC_MTIME } from '../../../src/archive/index.js';
@@ -101,6 +101,25 @@ describe('Archiver.create', () => {
     await rejectsWith(Archiver.create(src, join(root, 'm.tar'), { entries: ['../outside'] }), 'EUNSAFE_PATH');
     await rejectsWith(Archiver.create(src, join(root, 'm.tar'), { entries: ['/etc/passwd'] }), 'EUNSAFE_PATH');
     expect(await ls(root)).toEqual(['part.tar', 'part.tar.dna', 'src']);
+  });
+
+  it('keeps uids and gids past ustar\'s 262143 (in a PAX header, as GNU tar does), for list and for GNU tar', async () => {
+    // chown needs root, as the suite runs (it fails with EPERM, loudly, otherwise).
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'big-ids.dat'), 'x');
+    await writeFile(join(src, 'small-ids.dat'), 'y');
+    await chown(join(src, 'big-ids.dat'), 1_000_000, 2_000_000);
+    await chown(join(src, 'small-ids.dat'), 1000, 262_143);
+    const a = await Archiver.create(src, join(root, 'ids.tar.gz'));
+    const byName = new Map((await Archiver.list(a.path)).map((e) => [e.name, e]));
+    expect(byName.get('big-ids.dat')).toMatchObject({ uid: 1_000_000, gid: 2_000_000 });
+    expect(byName.get('small-ids.dat')).toMatchObject({ uid: 1000, gid: 262_143 });
+    const listing = run('tar', ['-tvzf', a.path, '--numeric-owner']);
+    expect(listing).toMatch(/1000000\/2000000 .* big-ids\.dat/);
+    expect(listing).toMatch(/1000\/262143 .* small-ids\.dat/);
+    expect((await Archiver.verify(a.path)).ok).toBe(true);
   });
 
   it('deterministic: identical bytes for identical content whatever the mtimes; normalised headers', async () => {
