@@ -91,16 +91,21 @@ const STOP = Symbol('stop');
 
 
 /**
- * Normalises an archive member name: no leading `./` or `/`-runs of `.`, no
- * trailing `/`.
+ * Normalises an archive member name: empty and `.` components dropped
+ * anywhere (`./a//b/./c/` is `a/b/c`; `..` is kept, for the safety checks to
+ * see), a leading `/` kept (an absolute name stays absolute, and refused).
+ * Every reader of names (extraction and its link checks, list, readEntry)
+ * sees this one spelling: a link check that counted `a/./s` as two levels
+ * deep while the file system takes it as one was fooled by it.
  *
  * @param name - the raw name
  */
 export function normalizeEntryName(name: string): string {
-  let n = name;
-  while (n.startsWith('./')) n = n.slice(2).replace(/^\/+/, '');
-  n = n.replace(/\/+$/, '');
-  return n === '.' ? '' : n;
+  const n = name
+    .split('/')
+    .filter((c) => c !== '' && c !== '.')
+    .join('/');
+  return name.startsWith('/') ? `/${n}` : n;
 }
 
 function toEntry(h: Header): ArchiveEntry {

@@ -235,8 +235,11 @@ export class ExtractGuard {
    * paper, and `t` leads to the destination's parent.
    */
   async #resolveOnDisk(name: string, link: string): Promise<string[] | undefined> {
-    const at = posix.dirname(name);
-    const stack = at === '.' || at === '' ? [] : at.split('/');
+    // Empty and `.` components are no level (names come normalised; this holds for any caller).
+    const stack = posix
+      .dirname(name)
+      .split('/')
+      .filter((c) => c !== '' && c !== '.');
     const pending = link.split('/');
     for (let hops = 0; pending.length > 0; ) {
       const c = pending.shift()!;
