@@ -30,7 +30,7 @@ import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Dna, DnaAlgorithm } from '../dna/dna.js';
-import { DNA_ALGORITHMS } from '../dna/dna.js';
+import { DNA_ALGORITHMS, HEX_LENGTH } from '../dna/dna.js';
 import { StowageError } from '../errors.js';
 import { INT64_MAX, INT64_MIN, type KeyBound } from '../db/table-source.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
@@ -487,7 +487,10 @@ function checkDna(where: string, option: string, dna: unknown): Dna {
     throw bad(where, option, `"${option}" must be a DNA { dig, size, algorithm }.`, dna);
   }
   checkInt(where, `${option}.size`, d.size, 0);
-  checkOneOf(where, `${option}.algorithm`, d.algorithm ?? 'md5', DNA_ALGORITHMS);
+  const algorithm = checkOneOf(where, `${option}.algorithm`, d.algorithm ?? 'md5', DNA_ALGORITHMS);
+  // As a sidecar must: a digest of the algorithm's length (an md5 recorded as sha256 would never match a file).
+  const digits = HEX_LENGTH[algorithm];
+  if (d.dig.length !== digits) throw bad(where, `${option}.dig`, `"${option}.dig" must be ${digits} hex digits for ${algorithm}, got ${d.dig.length}.`, d.dig);
   return { dig: d.dig.toLowerCase(), size: d.size, algorithm: d.algorithm ?? 'md5' };
 }
 
@@ -1176,7 +1179,9 @@ export class Catalog implements Disposable, AsyncDisposable {
     if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (/directory does not exist/i.test(message) || (this.#readonly && !existsSync(this.path)))) {
       return new StowageError('ENOT_FOUND', `Cannot open catalog ${this.path}: ${message}.`, { details: { path: this.path }, cause: err });
     }
-    return new StowageError('EDB', `Catalog ${this.path}: cannot ${action}: ${message}`, {
+    // A write to a catalog opened read-only: say which option to change.
+    const hint = this.#readonly && code === 'SQLITE_READONLY' ? ' (it was opened with readonly: true; open it without that option to record)' : '';
+    return new StowageError('EDB', `Catalog ${this.path}: cannot ${action}: ${message}${hint}`, {
       details: { path: this.path, action, driverCode: code },
       cause: err,
       retryable: code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED',

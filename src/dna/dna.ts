@@ -17,7 +17,8 @@ export type DnaAlgorithm = 'md5' | 'sha1' | 'sha256' | 'sha512';
 /** All supported algorithms. */
 export const DNA_ALGORITHMS: readonly DnaAlgorithm[] = Object.freeze(['md5', 'sha1', 'sha256', 'sha512']);
 
-const HEX_LENGTH: Record<DnaAlgorithm, number> = { md5: 32, sha1: 40, sha256: 64, sha512: 128 };
+/** Hex digits of a digest, per algorithm (internal: sidecars and the Catalog check DNAs against it). */
+export const HEX_LENGTH: Readonly<Record<DnaAlgorithm, number>> = { md5: 32, sha1: 40, sha256: 64, sha512: 128 };
 
 /** The DNA of some bytes: hex digest, byte count and algorithm. */
 export interface Dna {
@@ -124,6 +125,8 @@ function parsePythonDict(text: string): Record<string, string | number> | undefi
     if (c !== undefined && c >= '0' && c <= '9') {
       const s0 = i;
       while (i < text.length && text[i]! >= '0' && text[i]! <= '9') i++;
+      // Python 2 reads 012 as octal (10); repr() never writes it: refused, not guessed.
+      if (i - s0 > 1 && text[s0] === '0') return undefined;
       const n = Number(text.slice(s0, i));
       if (text[i] === 'L' || text[i] === 'l') i++;
       return n;

@@ -164,6 +164,7 @@ describe('Catalog: the file', () => {
     expect(ro.lastJobs()).toEqual([]);
     const w = throwsWith(() => ro.startJob('x'), 'EDB');
     expect((w.cause as { code?: string }).code).toBe('SQLITE_READONLY');
+    expect(w.message).toMatch(/opened with readonly: true; open it without that option to record/);
   });
 
   it('fails clearly on a missing directory, a non-database file, and bad options', async () => {
@@ -273,6 +274,16 @@ describe('Catalog: archives and partitions', () => {
     expect(c.partitions('other', 'T')).toEqual([]);
     c.forgetArchive('T/tail.tar.gz');
     expect(c.partitions('db', 'T')[1]?.archivePath).toBeNull();
+  });
+
+  it('refuses a DNA whose digest is not of its algorithm\'s length (EBAD_CONFIG)', async () => {
+    using c = new Catalog(await catalogFile());
+    for (const dna of [{ dig: 'ab', size: 1, algorithm: 'sha256' }, { dig: 'a'.repeat(64), size: 1 }, { dig: 'a'.repeat(32), size: 1, algorithm: 'sha1' }]) {
+      const err = throwsWith(() => c.recordArchive({ path: 'p', dna: dna as never }), 'EBAD_CONFIG');
+      expect(err.message).toMatch(/hex digits for/);
+    }
+    expect(c.archives()).toEqual([]);
+    expect(c.recordArchive({ path: 'p', dna: { dig: 'B'.repeat(64), size: 1, algorithm: 'sha256' } }).dna.dig).toBe('b'.repeat(64));
   });
 
   it('a range recorded as holding rows drops the empty runs it overlaps, and only those', async () => {

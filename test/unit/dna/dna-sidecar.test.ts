@@ -160,6 +160,14 @@ describe('DnaDigest.readSidecar', () => {
     expect((await rejectsWith(DnaDigest.readSidecar(join(dir, 'd')), 'EBAD_SIDECAR')).message).toContain('directory');
   });
 
+  it("refuses a legacy size with a leading zero (Python 2 reads 012 as octal), but takes 0 and plain numbers", () => {
+    for (const text of [`{'dig': '${MD5}', 'size': 012}`, `{'dig': '${MD5}', 'size': 00}`, `{'dig': '${MD5}', 'size': 012L}`]) {
+      throwsWith(() => parseSidecar(text, 'old.dna'), 'EBAD_SIDECAR');
+    }
+    expect(parseSidecar(`{'dig': '${MD5}', 'size': 0}`, 'zero.dna').size).toBe(0);
+    expect(parseSidecar(`{'dig': '${MD5}', 'size': 120L}`, 'plain.dna').size).toBe(120);
+  });
+
   it('parses a pathological legacy-looking input quickly (no regex backtracking)', () => {
     const evil = `{'dig': '${MD5}', ` + ' '.repeat(50_000) + ','.repeat(50_000);
     const t0 = performance.now();
