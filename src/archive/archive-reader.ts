@@ -37,7 +37,11 @@ export type ArchiveEntryType = 'file' | 'directory' | 'symlink' | 'link' | 'char
 
 /** One entry of an archive, as {@link Archiver.list} reports it. */
 export interface ArchiveEntry {
-  /** Path inside the archive, without a leading `./` or a trailing `/`. */
+  /**
+   * Path inside the archive, normalised: no empty or `.` components (so no
+   * leading `./`, no `//`, no trailing `/`); `..` and a leading `/` are kept
+   * as stored (extraction refuses them).
+   */
   readonly name: string;
   /** Entry type (`link` is a hard link). */
   readonly type: ArchiveEntryType;

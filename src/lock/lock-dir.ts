@@ -620,7 +620,7 @@ export class LockDir {
   }
 
   #leftAside(aside: string, cause: unknown): StowageError {
-    return new StowageError('ESTALE_LOCK', `${this.path}: releasing it, its owner file could not be read nor put back: it is at ${aside}. If another process holds this lock, rename that file back to ${LOCK_OWNER_FILE} at once; otherwise remove ${this.path}.`, {
+    return new StowageError('ELOCK_LOST', `${this.path}: releasing it, its owner file could not be read nor put back: it is at ${aside}, and the lock may still be planted. If another process holds this lock, rename that file back to ${LOCK_OWNER_FILE} at once; otherwise remove ${this.path}.`, {
       details: { path: this.path, aside },
       cause,
     });

@@ -26,10 +26,17 @@ import { checkTimeZone, daysInMonth, instantOf, localTimeZone, pad, wallTime } f
 
 /**
  * Prefix of a set (or collapsed `last` folder) renamed out of the way while
- * its removal is checked: `DAY/.stowage-trash-HHMMSS-<random>` for the set
- * `DAY/HHMMSS`, `.stowage-trash-last-<random>` for the link folder. Its
+ * its removal is checked: `DAY/.stowage-aside-HHMMSS-<random>` for the set
+ * `DAY/HHMMSS`, `.stowage-aside-last-<random>` for the link folder. Its
  * removal has not been decided yet: a run stopped at this point leaves it,
  * and the next `Retention.apply` puts it back where it came from.
+ */
+export const ASIDE_PREFIX = '.stowage-aside-';
+/**
+ * Prefix that earlier stowage versions gave a set being removed, both
+ * before and during the removal: a leftover of that name may be a set half
+ * deleted, so it is never put back (it would count as a whole backup) nor
+ * removed (it may be whole): it is left, with a warning.
  */
 export const TRASH_PREFIX = '.stowage-trash-';
 /**
@@ -129,7 +136,7 @@ export interface BackupTree {
  * leftover of an interrupted earlier run.
  *
  * - `'put back'`: a set (or collapsed `last` folder) moved aside as
- *   `.stowage-trash-…` whose removal was never decided (the run stopped
+ *   `.stowage-aside-…` whose removal was never decided (the run stopped
  *   between the rename and the decision): renamed back to `to`, then planned
  *   like any set, so that the policy in force now decides, visibly.
  * - `'remove'`: what remains of a set whose purge an earlier run had
@@ -137,7 +144,8 @@ export interface BackupTree {
  *   link of an interrupted `last` update.
  * - `'leave'`: left alone (and warned about, unless a lock above it was
  *   already reported): it holds or sits under a writer's `LOCKED`, its
- *   place is taken again, or its name is not one stowage gives.
+ *   place is taken again, its name is not one stowage gives, or it is a
+ *   `.stowage-trash-…` of an earlier version (maybe half deleted).
  */
 export interface LeftoverDecision {
   /** The leftover's path. */
@@ -303,7 +311,7 @@ function warnLayout(path: string, what: string, o: TreeOptions): void {
 }
 
 function isLeftover(e: TransportEntry): boolean {
-  return e.name.startsWith(TRASH_PREFIX) || e.name.startsWith(PURGING_PREFIX) || (e.name.startsWith(TEMP_LINK_PREFIX) && e.type === 'symlink');
+  return e.name.startsWith(ASIDE_PREFIX) || e.name.startsWith(TRASH_PREFIX) || e.name.startsWith(PURGING_PREFIX) || (e.name.startsWith(TEMP_LINK_PREFIX) && e.type === 'symlink');
 }
 
 /**
@@ -719,7 +727,7 @@ export async function removeSet(t: Transport, root: string, set: BackupSet, o: T
   if (lock !== undefined) return `locked by ${lock} (appeared after the plan)`;
   const dayDir = chain[chain.length - 2]!;
   const tag = `${parts[3]}-${randomBytes(4).toString('hex')}`;
-  const trash = posixJoin(dayDir, `${TRASH_PREFIX}${tag}`);
+  const trash = posixJoin(dayDir, `${ASIDE_PREFIX}${tag}`);
   throwIfAborted(signal);
   try {
     // No signal: a rename cut short by an abort may still happen on the far
@@ -810,7 +818,8 @@ export async function planLeftover(t: Transport, root: string, l: FoundLeftover,
   if (l.lockedBy !== undefined) return leave(`it is under ${l.lockedBy}: a writer is at work there`);
   if (name.startsWith(TEMP_LINK_PREFIX)) return Object.freeze({ path: l.path, action: 'remove' as const, reason: `temporary link of an interrupted update of the ${o.linkName} link` });
   const purging = name.startsWith(PURGING_PREFIX);
-  const tail = name.slice((purging ? PURGING_PREFIX : TRASH_PREFIX).length);
+  const legacy = name.startsWith(TRASH_PREFIX);
+  const tail = name.slice((purging ? PURGING_PREFIX : legacy ? TRASH_PREFIX : ASIDE_PREFIX).length);
   const depth = l.parentId === '' ? 0 : l.parentId.split('/').length;
   const m = /^(.+)-[0-9a-f]+$/.exec(tail);
   let home: string | undefined;
@@ -834,11 +843,24 @@ export async function planLeftover(t: Transport, root: string, l: FoundLeftover,
     );
   }
   const base = { path: l.path, ...(setId !== undefined ? { setId } : {}) };
+  if (legacy) {
+    return leave(
+      `an earlier stowage version moved ${what} aside under this name both before and while removing it, so it may be half deleted: it is neither put back (it would count as a whole backup) nor removed (it may be whole). Look inside: if every file is there and matches its sidecar, move it back${home !== undefined ? ` to ${home}` : ''}; otherwise remove it by hand.`,
+      'EBAD_CONFIG',
+      home !== undefined ? { set: home } : {},
+    );
+  }
   if (purging) return Object.freeze({ ...base, action: 'remove' as const, reason: `what remains of ${what}, whose purge an earlier run decided and was stopped while removing it` });
   if (home === undefined) {
     return leave(`its name is not one stowage gives to a set it moves aside, so it cannot be put back; look inside, then move it back or remove it by hand.`, 'EBAD_CONFIG');
   }
-  if ((await t.exists(home, o.signal ? { signal: o.signal } : {})) !== undefined) {
+  const there = await t.exists(home, o.signal ? { signal: o.signal } : {});
+  // The link folder is moved aside only once proven a copy of a set, and the
+  // new link renamed in its place: with the link there, the copy goes.
+  if (setId === undefined && there?.type === 'symlink') {
+    return Object.freeze({ ...base, action: 'remove' as const, reason: `a copy of a set that stood in for the ${o.linkName} link, moved aside by a repair stopped once the link was in place` });
+  }
+  if (there !== undefined) {
     return leave(`${what} was moved aside by an interrupted run that never decided its removal, but ${home} exists again; compare the two, keep the right one, and remove the other by hand.`, 'EEXIST', { set: home });
   }
   return Object.freeze({ ...base, action: 'put back' as const, to: home, reason: `${what} was moved aside by an interrupted run that never decided its removal: put back, and planned again` });

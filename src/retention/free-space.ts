@@ -318,7 +318,9 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
   // .part files).
   let remaining = 0;
   let newestComplete = -1;
-  for (const [i, set] of open.entries()) {
+  // Nothing to free: no set is read (each look is a walk of its tree, over SSH too).
+  const needed = before.availablePercent < target;
+  for (const [i, set] of needed ? open.entries() : []) {
     if (set.time.getTime() > nowMs) {
       skipped.push({ set, reason: `dated after now (${new Date(nowMs).toISOString()}): not counted, not protected, left alone; check the clock or the folder name` });
       continue;
@@ -331,7 +333,7 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
     }
   }
   let fs = before;
-  let stoppedBy: FreeSpaceResult['stoppedBy'] = 'no more candidates';
+  let stoppedBy: FreeSpaceResult['stoppedBy'] = needed ? 'no more candidates' : 'target reached';
   let freed = 0;
   // The newest complete set, and everything newer, is never a candidate.
   for (const set of open.slice(0, Math.max(newestComplete, 0))) {

@@ -25,7 +25,7 @@ import { posixJoin } from '../transport/put-source.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
 import { checkOptionKeys } from '../util/options.js';
-import { PURGING_PREFIX, TEMP_LINK_PREFIX, TRASH_PREFIX, checkSegment, checkTransportArg, checkTreeRoot, inspectSet, resolveTreeOptions, scanBackupTree, type BackupSet, type TreeOptions } from './backup-sets.js';
+import { ASIDE_PREFIX, PURGING_PREFIX, TEMP_LINK_PREFIX, checkSegment, checkTransportArg, checkTreeRoot, inspectSet, resolveTreeOptions, scanBackupTree, type BackupSet, type TreeOptions } from './backup-sets.js';
 
 /** Options of {@link Retention.updateLastLink}. */
 export interface LastLinkOptions {
@@ -229,7 +229,7 @@ export async function updateLastLink(t: Transport, dir: string, options: LastLin
   }
   throwIfAborted(signal);
   const tmp = await placeLink(t, dir, name, target, signal);
-  const trash = posixJoin(dir, `${TRASH_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
+  const trash = posixJoin(dir, `${ASIDE_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
   try {
     await t.rename(link, trash);
   } catch (err) {
@@ -245,7 +245,7 @@ export async function updateLastLink(t: Transport, dir: string, options: LastLin
   }
   // Decided: the copy goes. Renamed first, so that what a stopped removal
   // leaves is known for a purge (see LeftoverDecision), not put back.
-  const purging = posixJoin(dir, `${PURGING_PREFIX}${trash.slice(trash.lastIndexOf('/') + 1 + TRASH_PREFIX.length)}`);
+  const purging = posixJoin(dir, `${PURGING_PREFIX}${trash.slice(trash.lastIndexOf('/') + 1 + ASIDE_PREFIX.length)}`);
   await t.rename(trash, purging);
   await t.remove(purging, { recursive: true, force: true });
   return Object.freeze({ action: 'repaired' as const, link, target, copyOf: copyOf.id });

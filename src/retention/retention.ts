@@ -653,9 +653,17 @@ export class Retention {
     // deciding its removal goes back (in a dry run: is planned where it
     // lies), so that the policy in force now decides about it, visibly.
     const leftovers: LeftoverDecision[] = [];
+    // Two leftovers of one set (two runs stopped in turn): one goes back, as a real run's rename would allow.
+    const claimed = new Set<string>();
     for (const l of found.leftovers) {
       throwIfAborted(signal);
       let d = await planLeftover(transport, dir, l, tree);
+      if (d.action === 'put back' && claimed.has(d.to!)) {
+        const reason = `${d.to} is claimed by another leftover put back in this run; compare the two, keep the right one, and remove the other by hand`;
+        warnOrThrow(new StowageError('EEXIST', `Left alone leftover ${d.path}: ${reason}.`, { details: { path: d.path, set: d.to } }), d.path, tree.onWarning, tree.strict);
+        d = Object.freeze({ path: d.path, action: 'leave' as const, ...(d.setId !== undefined ? { setId: d.setId } : {}), reason });
+      }
+      if (d.action === 'put back') claimed.add(d.to!);
       if (d.action === 'put back' && !dryRun) {
         throwIfAborted(signal);
         try {

@@ -304,11 +304,18 @@ describe('Catalog: archives and partitions', () => {
     // Another table's, and another key's, runs stay.
     expect(c.partitions('db', 'U').map((x) => x.state)).toEqual(['empty']);
     expect(c.partitions('db', 'T', { key: 'OTHER' }).map((x) => x.state)).toEqual(['empty']);
-    // An empty record over the same bounds is simply replaced; an empty run recorded over a range with rows is kept as asked.
+    // An empty record over the same bounds is simply replaced by one with rows.
     rec('T', 61, 90, 'partial');
     expect(c.partitions('db', 'T', { key: 'SEQNO' }).map((x) => [x.lo, x.state])).toEqual([
       [21n, 'archived'],
       [61n, 'partial'],
+    ]);
+    // An empty run recorded over ranges with rows is kept as asked (the Catalog records; the Partitioner judges).
+    rec('T', 1, 100, 'empty');
+    expect(c.partitions('db', 'T', { key: 'SEQNO' }).map((x) => [x.lo, x.hi, x.state])).toEqual([
+      [1n, 100n, 'empty'],
+      [21n, 30n, 'archived'],
+      [61n, 90n, 'partial'],
     ]);
   });
 

@@ -234,12 +234,12 @@ describe('Retention.apply', () => {
 
   it('leftovers of an interrupted run: an undecided trash set is put back and planned, a decided purge and a temporary link removed; never mistaken for sets', async () => {
     for (const id of dailyIds('2026-11-22', 2)) await makeSet(root, id);
-    const undecided = '2026/11/20/.stowage-trash-030000-deadbeef';
+    const undecided = '2026/11/20/.stowage-aside-030000-deadbeef';
     const decided = '2026/11/19/.stowage-purging-030000-0badcafe';
     await makeSet(root, undecided, { sidecars: false });
     await makeSet(root, decided, { sidecars: false });
     await plantLock(join(root, '2026/11/21'));
-    await makeSet(root, '2026/11/21/.stowage-trash-040000-cafe', { sidecars: false });
+    await makeSet(root, '2026/11/21/.stowage-aside-040000-cafe', { sidecars: false });
     await symlink('2026/11/22/030000', join(root, '.stowage-tmp-last-1234'));
     const warnings: StowageWarning[] = [];
     const r = new Retention({ keepLast: 5, timeZone: 'UTC' });
@@ -252,7 +252,7 @@ describe('Retention.apply', () => {
     expect(byPath(dry)).toEqual({
       [undecided]: ['put back', '2026/11/20/030000', '2026/11/20/030000'],
       [decided]: ['remove', '2026/11/19/030000', undefined],
-      '2026/11/21/.stowage-trash-040000-cafe': ['leave', undefined, undefined], // under a lock
+      '2026/11/21/.stowage-aside-040000-cafe': ['leave', undefined, undefined], // under a lock
       '.stowage-tmp-last-1234': ['remove', undefined, undefined],
     });
     // The set to be put back is planned, where it lies for now.
@@ -266,24 +266,24 @@ describe('Retention.apply', () => {
     expect(has('2026/11/20/030000/repo.tar.gz')).toBe(true); // back under its name
     expect(res.plan.keep.find((k) => k.item.id === '2026/11/20/030000')!.item.set.path).toBe(join(root, '2026/11/20/030000'));
     expect(res.removed).toEqual([]);
-    expect(has('2026/11/21/.stowage-trash-040000-cafe')).toBe(true); // under a lock
+    expect(has('2026/11/21/.stowage-aside-040000-cafe')).toBe(true); // under a lock
     expect(warnings.filter((w) => w.code !== 'ELOCKED')).toEqual([]);
   });
 
   it('leaves trash that holds a live writer\'s LOCKED alone, with a warning (a set whose removal was rolled back halfway)', async () => {
     for (const id of dailyIds('2026-11-22', 2)) await makeSet(root, id);
     // A set renamed to trash whose rename back failed: its writer's lock is inside, at the top or deeper.
-    const top = '2026/11/20/.stowage-trash-030000-deadbeef';
-    const deep = '2026/11/20/.stowage-trash-040000-cafebabe';
+    const top = '2026/11/20/.stowage-aside-030000-deadbeef';
+    const deep = '2026/11/20/.stowage-aside-040000-cafebabe';
     await makeSet(root, top);
     await plantLock(join(root, top));
     await makeSet(root, deep, { files: { 'svn/repo.tar.gz': randomBytes(100) } });
     await plantLock(join(root, deep, 'svn'));
     // Ours (the caller's own lock token) and plain trash go back.
-    const own = '2026/11/21/.stowage-trash-050000-0badf00d';
+    const own = '2026/11/21/.stowage-aside-050000-0badf00d';
     await makeSet(root, own);
     await plantLock(join(root, own), 'my-token');
-    const plain = '2026/11/21/.stowage-trash-060000-12345678';
+    const plain = '2026/11/21/.stowage-aside-060000-12345678';
     await makeSet(root, plain, { sidecars: false });
     const warnings: StowageWarning[] = [];
     const res = await new Retention({ keepLast: 5, timeZone: 'UTC' }).apply(local, root, { now: NOW, ownLockToken: 'my-token', onWarning: (w) => warnings.push(w) });

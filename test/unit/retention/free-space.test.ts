@@ -138,9 +138,18 @@ describe('Retention.applyFreeSpace', () => {
   it('does nothing when there is enough free space', async () => {
     await rm(join(fs.dir, 'filler'));
     await copyToRemote(ids);
-    const res = await Retention.applyFreeSpace(local, root, { minFreePercent: 35, verifiedElsewhere: [{ transport: local, dir: remoteRoot }], timeZone: 'UTC' });
+    // Nor looks into any set beyond the tree's own listing (each look is a walk of its tree, over SSH too).
+    const looked: string[] = [];
+    const counting = new LocalTransport();
+    const list = counting.list.bind(counting);
+    counting.list = (dir, o) => {
+      if (ids.some((id) => dir.startsWith(join(root, id)))) looked.push(dir);
+      return list(dir, o);
+    };
+    const res = await Retention.applyFreeSpace(counting, root, { minFreePercent: 35, verifiedElsewhere: [{ transport: local, dir: remoteRoot }], timeZone: 'UTC' });
     expect(res.removed).toEqual([]);
     expect(res.stoppedBy).toBe('target reached');
+    expect(looked.sort()).toEqual(ids.map((id) => join(root, id)).sort());
     expect(ids.map(has)).toEqual([true, true, true, true, true]);
   });
 

@@ -1,7 +1,7 @@
 /**
  * A removal that is stopped before it is decided puts the set back
  * (regression: an abort, or a transport error, between renaming a set to
- * `.stowage-trash-…` and removing it left the whole set as trash; a dry run
+ * `.stowage-aside-…` and removing it left the whole set as trash; a dry run
  * said nothing about it; and the next real run removed it unannounced, with
  * no plan and no maxPurge count. Applying `keepLast: 1` by mistake, pressing
  * ^C, and running again with the corrected `keepDaily: 30` still lost set
@@ -14,7 +14,7 @@
  * (planning it under the policy in force), removes only what was, and says
  * so in `leftovers`, in the dry run too.
  */
-import { cp, mkdir, rename, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -41,7 +41,7 @@ class TroubleAtTrash extends LocalTransport {
     super();
   }
   override async list(dir: string, o?: OpOptions): Promise<TransportEntry[]> {
-    if (basename(dir).startsWith('.stowage-trash-')) this.onTrash();
+    if (basename(dir).startsWith('.stowage-aside-')) this.onTrash();
     return super.list(dir, o);
   }
   override async freeSpace(path: string, o?: OpOptions): Promise<FreeSpace> {
@@ -126,7 +126,7 @@ describe('a removal stopped before it is decided puts the set back', () => {
 
 describe('leftover trash whose removal was never decided (a run killed outright)', () => {
   it('the dry run says it would put it back and plans it; the real run puts it back and keeps it', async () => {
-    const trash = '2026/11/18/.stowage-trash-030000-ef275a13';
+    const trash = '2026/11/18/.stowage-aside-030000-ef275a13';
     await rename(join(root, ids[0]!), join(root, trash)); // what kill -9 right after the rename leaves
     const r = new Retention({ keepDaily: 30, timeZone: 'UTC' });
     const dry = await r.apply(new LocalTransport(), root, { now: NOW, dryRun: true });
@@ -143,7 +143,7 @@ describe('leftover trash whose removal was never decided (a run killed outright)
   });
 
   it('put back and planned under the policy in force: purged only through the plan (and its guards)', async () => {
-    await rename(join(root, ids[0]!), join(root, '2026/11/18/.stowage-trash-030000-ef275a13'));
+    await rename(join(root, ids[0]!), join(root, '2026/11/18/.stowage-aside-030000-ef275a13'));
     const r = new Retention({ keepLast: 1, timeZone: 'UTC' });
     await expect(r.apply(new LocalTransport(), root, { now: NOW, maxPurge: 3 })).rejects.toMatchObject({ code: 'EDELETE_GUARD', details: { purge: 4 } });
     expect(has(ids[0]!)).toBe(true); // put back, not removed
@@ -152,24 +152,65 @@ describe('leftover trash whose removal was never decided (a run killed outright)
   });
 
   it('left alone, with a warning, when its place is taken again or its name is not one stowage gives', async () => {
-    await cp(join(root, ids[0]!), join(root, '2026/11/18/.stowage-trash-030000-0000aaaa'), { recursive: true });
-    await mkdir(join(root, '2026/11/19/.stowage-trash-oddname'));
-    await writeFile(join(root, '2026/11/19/.stowage-trash-oddname/x.tar.gz'), 'x');
+    await cp(join(root, ids[0]!), join(root, '2026/11/18/.stowage-aside-030000-0000aaaa'), { recursive: true });
+    await mkdir(join(root, '2026/11/19/.stowage-aside-oddname'));
+    await writeFile(join(root, '2026/11/19/.stowage-aside-oddname/x.tar.gz'), 'x');
     const warnings: StowageWarning[] = [];
     const res = await new Retention({ keepDaily: 30, timeZone: 'UTC' }).apply(new LocalTransport(), root, { now: NOW, onWarning: (w) => warnings.push(w) });
     expect(res.leftovers.map((l) => [basename(l.path), l.action])).toEqual([
-      ['.stowage-trash-030000-0000aaaa', 'leave'],
-      ['.stowage-trash-oddname', 'leave'],
+      ['.stowage-aside-030000-0000aaaa', 'leave'],
+      ['.stowage-aside-oddname', 'leave'],
     ]);
     expect(warnings.map((w) => w.code).sort()).toEqual(['EBAD_CONFIG', 'EEXIST']);
     expect(warnings.find((w) => w.code === 'EEXIST')!.message).toContain(`${join(root, ids[0]!)} exists again`);
-    expect(has('2026/11/18/.stowage-trash-030000-0000aaaa') && has('2026/11/19/.stowage-trash-oddname/x.tar.gz')).toBe(true);
+    expect(has('2026/11/18/.stowage-aside-030000-0000aaaa') && has('2026/11/19/.stowage-aside-oddname/x.tar.gz')).toBe(true);
+  });
+
+  it('trash an earlier version left (.stowage-trash-…, maybe half deleted) is neither put back nor removed: left, with a warning, and not counted', async () => {
+    // The old removal used this one name before and during the recursive delete: here half the set is gone.
+    const legacy = '2026/11/18/.stowage-trash-030000-ef275a13';
+    await rename(join(root, ids[0]!), join(root, legacy));
+    const files = await readdir(join(root, legacy));
+    await rm(join(root, legacy, files.find((f) => !f.endsWith('.dna'))!));
+    const warnings: StowageWarning[] = [];
+    const r = new Retention({ keepDaily: 30, timeZone: 'UTC' });
+    for (const dryRun of [true, false]) {
+      const res = await r.apply(new LocalTransport(), root, { now: NOW, dryRun, onWarning: (w) => warnings.push(w) });
+      expect(res.leftovers).toEqual([{ path: join(root, legacy), action: 'leave', reason: expect.stringContaining('may be half deleted') }]);
+      expect(res.plan.keep.map((k) => k.item.id)).not.toContain(ids[0]);
+      expect(res.removed).toEqual([]);
+    }
+    expect(warnings.map((w) => w.code)).toEqual(['EBAD_CONFIG', 'EBAD_CONFIG']);
+    expect(warnings[0]!.message).toContain(`move it back to ${join(root, ids[0]!)}`);
+    expect(has(legacy) && !has(ids[0]!)).toBe(true);
+  });
+
+  it('two leftovers of one set: one is put back (also in a dry run), the other left with a warning', async () => {
+    await cp(join(root, ids[0]!), join(root, '2026/11/18/.stowage-aside-030000-aaaa1111'), { recursive: true });
+    await rename(join(root, ids[0]!), join(root, '2026/11/18/.stowage-aside-030000-bbbb2222'));
+    const r = new Retention({ keepDaily: 30, timeZone: 'UTC' });
+    for (const dryRun of [true, false]) {
+      const warnings: StowageWarning[] = [];
+      const res = await r.apply(new LocalTransport(), root, { now: NOW, dryRun, onWarning: (w) => warnings.push(w) });
+      expect(res.leftovers.map((l) => l.action), String(dryRun)).toEqual(['put back', 'leave']);
+      expect(warnings.map((w) => w.code)).toEqual(['EEXIST']);
+    }
+    expect(has(ids[0]!) && has('2026/11/18/.stowage-aside-030000-bbbb2222')).toBe(true);
+  });
+
+  it('a copy moved aside by a last repair stopped once the new link was in place is removed', async () => {
+    await cp(join(root, ids[4]!), join(root, '.stowage-aside-last-1a2b3c4d'), { recursive: true });
+    await symlink(ids[4]!, join(root, 'last'));
+    const res = await new Retention({ keepDaily: 30, timeZone: 'UTC' }).apply(new LocalTransport(), root, { now: NOW });
+    expect(res.leftovers.map((l) => l.action)).toEqual(['remove']);
+    expect(existsSync(join(root, '.stowage-aside-last-1a2b3c4d'))).toBe(false);
+    expect(await readlink(join(root, 'last'))).toBe(ids[4]);
   });
 
   it('a collapsed last folder moved aside by an interrupted link update goes back to last', async () => {
-    await cp(join(root, ids[4]!), join(root, '.stowage-trash-last-1a2b3c4d'), { recursive: true });
+    await cp(join(root, ids[4]!), join(root, '.stowage-aside-last-1a2b3c4d'), { recursive: true });
     const res = await new Retention({ keepDaily: 30, timeZone: 'UTC' }).apply(new LocalTransport(), root, { now: NOW });
-    expect(res.leftovers).toEqual([{ path: join(root, '.stowage-trash-last-1a2b3c4d'), action: 'put back', to: join(root, 'last'), reason: expect.any(String) }]);
+    expect(res.leftovers).toEqual([{ path: join(root, '.stowage-aside-last-1a2b3c4d'), action: 'put back', to: join(root, 'last'), reason: expect.any(String) }]);
     expect(existsSync(join(root, 'last', 'repo.tar.gz'))).toBe(true);
     const link = await Retention.updateLastLink(new LocalTransport(), root, { timeZone: 'UTC', now: NOW });
     expect(link).toMatchObject({ action: 'repaired', target: ids[4] });
