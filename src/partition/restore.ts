@@ -57,7 +57,7 @@
  *
  * @module
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -181,7 +181,22 @@ async function findArchives(dir: string): Promise<Candidate[]> {
     }
   };
   await scan(dir, await list(dir), false);
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  // One archive reached twice (a folder linked under another name, `T_latest -> T`) is one archive.
+  const seen = new Set<string>();
+  const unique: Candidate[] = [];
+  for (const c of out) {
+    let real: string;
+    try {
+      real = await realpath(c.path);
+    } catch (err) {
+      throw fromFsError(err, 'read', c.path);
+    }
+    if (seen.has(real)) continue;
+    seen.add(real);
+    unique.push(c);
+  }
+  return unique;
 }
 
 /** Runs `fn` over `items`, `n` at a time; the first failure stops new work and is rethrown once all in flight settled. */
@@ -712,7 +727,15 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const keep = { lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi };
       for (const t of s.tables) {
         if (!loaded.has(t.name) || !created.has(t.name)) continue;
-        await target.load(t.name, Readable.from([]), { columns: t.columns, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } }).catch(() => {});
+        // A deadlock victim (InnoDB, beside neighbouring loads) is tried again, as loads are.
+        for (let attempt = 1; attempt <= DEADLOCK_TRIES; attempt++) {
+          const err = await target.load(t.name, Readable.from([]), { columns: t.columns, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } }).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          if (err === undefined || !isDeadlock(err)) break;
+          await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+        }
       }
     };
     await pool(selected, concurrency + 1, async (s) => {

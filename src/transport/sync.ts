@@ -1150,10 +1150,29 @@ async function act(
     for (const rel of plan.replaces) {
       throwIfAborted(signal);
       const one = new Set([rel]);
-      const theirs = plan.copies.filter((c) => underAny(c.path, one) || c.path === rel + SIDECAR_SUFFIX);
+      // Its sidecar goes with it, unless that is itself in the way of something (then with its own replace, after).
+      const theirs = plan.copies.filter((c) => underAny(c.path, one) || (c.path === rel + SIDECAR_SUFFIX && !replaced.has(c.path)));
       // A source mutant stops every deletion, those in the way of a copy
       // too: the entry stays, and nothing takes its place.
-      const mutant = sourceMutants.length > 0 ? undefined : await replacingMutant(rel);
+      let mutant: SyncVerification | undefined;
+      if (sourceMutants.length === 0) {
+        try {
+          mutant = await replacingMutant(rel);
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason;
+          // Gone from the source since it was listed: not copied, the entry in the way left, the sync goes on (as copyOne does).
+          if ((await src.exists(srcPath(rel), sig).catch(() => null)) === undefined) {
+            vanishedSince.add(rel);
+            progress.add(0, theirs.length);
+            warnOrThrow(new StowageError('ENOT_FOUND', `${src.name}:${srcPath(rel)} vanished after it was listed; it was not copied, and ${dst.name}:${dstPath(rel)} was left as it was.`, { details: { path: rel, side: 'src' }, cause: err }), rel, o.onWarning, o.strict);
+            continue;
+          }
+          const e = err as { code?: string; message?: string };
+          failed.push({ path: rel, code: e.code ?? 'EIO', message: e.message ?? String(err) });
+          notReplaced ??= err;
+          continue;
+        }
+      }
       if (sourceMutants.length > 0 || mutant !== undefined) {
         if (mutant !== undefined) sourceMutants.push(mutant);
         replacesSkipped = true;

@@ -73,6 +73,14 @@ describe('Partitioner.restore', () => {
       ]);
       expect(rowsOf(file, 'Calib')).toEqual(rowsOf(f, 'Calib'));
     }
+    // An alias of a table folder beside it (CalibVld_latest -> CalibVld): its archives are the same ones, counted once.
+    await symlink(join(out, 'CalibVld'), join(out, 'CalibVld_latest'));
+    {
+      await using dst = new SqliteSource(join(d, 'dst-alias.db'), { create: true });
+      expect((await Partitioner.restore(dst, out)).partitions).toBe(3);
+      expect(rowsOf(join(d, 'dst-alias.db'), 'Calib')).toEqual(rowsOf(f, 'Calib'));
+    }
+    await rm(join(out, 'CalibVld_latest'));
     // A link whose target went away (an unmounted disk): refused, nothing loaded.
     await rename(elsewhere, join(d, 'unmounted'));
     await using dst = new SqliteSource(join(d, 'dst-dangling.db'), { create: true });

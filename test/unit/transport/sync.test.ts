@@ -794,6 +794,38 @@ describe('sync between two LocalTransports', () => {
     expect(existsSync(join(dst, 'run42'))).toBe(false);
   });
 
+  it('a replacing source file that vanishes before its check is a warning, the folder in its way stays, and the sync goes on', async () => {
+    await put(join(src, 'x'), 'new x');
+    await put(join(src, 'x.dna'), JSON.stringify({ dig: md5('new x'), size: 5 }));
+    for (let i = 0; i < 4; i++) await put(join(src, `k${i}`), `k${i}`);
+    await put(join(dst, 'x', 'inside.mid'), 'kept');
+    await put(join(dst, 'old'), 'to delete');
+    const vanishing = new LocalTransport();
+    const digest = vanishing.digest.bind(vanishing);
+    vanishing.digest = async (path, algorithm, o) => {
+      if (path === join(src, 'x')) await rm(path); // a lazylogger moved it away just now
+      return digest(path, algorithm, o);
+    };
+    const warnings: StowageWarning[] = [];
+    const r = await sync(vanishing, src, local, dst, { delete: 'after', maxDeleteFraction: 1, onWarning: (w) => warnings.push(w) });
+    expect(warnings.map((w) => w.code)).toEqual(['ENOT_FOUND']);
+    expect(warnings[0]!.message).toMatch(/x vanished after it was listed; it was not copied, and .*x was left as it was/);
+    expect(await readFile(join(dst, 'x', 'inside.mid'), 'utf8')).toBe('kept');
+    expect(existsSync(join(dst, 'x.dna'))).toBe(false);
+    expect(r.deleted).toEqual(['old']);
+  });
+
+  it('a file and its sidecar that both take the place of folders are both put in place', async () => {
+    await put(join(src, 'x'), 'new x');
+    await put(join(src, 'x.dna'), JSON.stringify({ dig: md5('new x'), size: 5 }));
+    await put(join(dst, 'x', 'a'), 'a');
+    await put(join(dst, 'x.dna', 'b'), 'b');
+    const r = await sync(local, src, local, dst, { delete: 'after', maxDeleteFraction: 1 });
+    expect(r.copied.map((c) => c.path).sort()).toEqual(['x', 'x.dna']);
+    expect(await readFile(join(dst, 'x'), 'utf8')).toBe('new x');
+    expect((await DnaDigest.verify(join(dst, 'x'))).ok).toBe(true);
+  });
+
   it('a source that no longer matches its sidecar does not replace the good copy on the destination', async () => {
     const good = Buffer.alloc(100_000, 7);
     await put(join(src, 'run.tar.gz'), good);
