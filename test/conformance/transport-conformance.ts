@@ -541,6 +541,39 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect((await t.list(d)).map((e) => e.name)).toEqual(['dir']);
       });
 
+      it('a symlink to a folder named with a trailing / or /. is removed itself: the folder it points to (outside the tree) keeps its contents', async () => {
+        if (!t.capabilities.symlinks) return;
+        const d = await far();
+        await t.put(Buffer.from('precious'), `${d}/outside/keep.dat`);
+        await t.put(Buffer.from('nested'), `${d}/outside/sub/n.dat`);
+        await t.mkdir(`${d}/tree`);
+        for (const [suffix, recursive] of [
+          ['/', true],
+          ['/.', true],
+          ['//', true],
+          ['/./', true],
+          ['/', false],
+        ] as const) {
+          await t.symlink(`${d}/outside`, `${d}/tree/link`);
+          // stat does not follow the link either.
+          expect((await t.stat(`${d}/tree/link${suffix}`)).type).toBe('symlink');
+          await t.remove(`${d}/tree/link${suffix}`, { recursive });
+          expect(await t.exists(`${d}/tree/link`), `link${suffix} removed`).toBeUndefined();
+          expect((await readAll(t, `${d}/outside/keep.dat`)).toString(), `after removing link${suffix}`).toBe('precious');
+          expect((await readAll(t, `${d}/outside/sub/n.dat`)).toString()).toBe('nested');
+        }
+        // A real folder named with a trailing slash is removed as before.
+        await t.put(Buffer.from('x'), `${d}/tree/real/x`);
+        await t.remove(`${d}/tree/real/`, { recursive: true });
+        expect(await t.list(`${d}/tree`)).toEqual([]);
+        // A last part "." or ".." names a folder above (or elsewhere): refused, nothing removed.
+        await t.symlink(`${d}/outside/sub`, `${d}/tree/up`);
+        await rejectsWith(t.remove(`${d}/tree/up/..`, { recursive: true }), 'EBAD_CONFIG');
+        await rejectsWith(t.remove(`${d}/tree/..`, { recursive: true, force: true }), 'EBAD_CONFIG');
+        expect((await t.list(`${d}/outside`)).map((e) => e.name)).toEqual(['keep.dat', 'sub']);
+        expect((await t.list(d)).map((e) => e.name)).toEqual(['outside', 'tree']);
+      });
+
       it('renames files and folders; replaces an existing file when atomicRename; a missing source is ENOT_FOUND', async () => {
         const d = await far();
         await t.put(Buffer.from('a'), `${d}/a`);

@@ -14,7 +14,7 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { AtomicFile } from '../../util/atomic-file.js';
 import { checkOptionKeys } from '../../util/options.js';
-import { toReplayable } from '../put-source.js';
+import { removalTarget, toReplayable, trimPathTail } from '../put-source.js';
 import type {
   DigestOptions,
   FreeSpace,
@@ -172,7 +172,8 @@ export class LocalTransport implements Transport {
   async stat(path: string, options: OpOptions = {}): Promise<TransportStat> {
     throwIfAborted(options.signal);
     try {
-      const s = await lstat(path);
+      // `link/` would be looked up through the link: the name itself is asked.
+      const s = await lstat(trimPathTail(path));
       return { path, type: typeOf(s), size: s.size, mtimeMs: s.mtimeMs, mode: s.mode & 0o7777 };
     } catch (err) {
       throw fromFsError(err, 'stat', path);
@@ -293,14 +294,14 @@ export class LocalTransport implements Transport {
   /** {@inheritDoc Transport.remove} */
   async remove(path: string, options: OpOptions & { recursive?: boolean; force?: boolean } = {}): Promise<void> {
     throwIfAborted(options.signal);
+    // `link/` and `link/.` name the link's target (lstat follows the link
+    // there): the link itself is what is removed, never what it points to.
+    const target = removalTarget('LocalTransport.remove', path);
     try {
-      if (options.recursive) {
-        await rm(path, { recursive: true, force: options.force ?? false });
-        return;
-      }
-      const s = await lstat(path);
-      if (s.isDirectory()) await rmdir(path);
-      else await unlink(path);
+      const s = await lstat(target);
+      if (!s.isDirectory()) await unlink(target);
+      else if (options.recursive) await rm(target, { recursive: true, force: options.force ?? false });
+      else await rmdir(target);
     } catch (err) {
       if (options.force && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw fromFsError(err, 'remove', path);

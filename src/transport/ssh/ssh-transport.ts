@@ -41,7 +41,7 @@ import { AtomicFile } from '../../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../../util/options.js';
 import { BlockHasher, type HashJob } from '../../dna/block-hasher.js';
 import { openBlockSource, type BlockSource } from '../block-source.js';
-import { posixDirname } from '../put-source.js';
+import { posixDirname, removalTarget, trimPathTail } from '../put-source.js';
 import type {
   DigestOptions,
   FreeSpace,
@@ -1141,7 +1141,9 @@ export class SshTransport implements Transport {
 
   /** {@inheritDoc Transport.stat} */
   async stat(path: string, options: OpOptions = {}): Promise<TransportStat> {
-    return this.#retrying('stat', path, options.signal, async (s) => this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb))));
+    // `link/` would be looked up through the link: the name itself is asked.
+    const name = typeof path === 'string' && path !== '' ? trimPathTail(path) : path;
+    return this.#retrying('stat', path, options.signal, async (s) => this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.lstat(name, cb))));
   }
 
   /** {@inheritDoc Transport.exists} */
@@ -1258,21 +1260,26 @@ export class SshTransport implements Transport {
   /** {@inheritDoc Transport.remove} */
   async remove(path: string, options: OpOptions & { recursive?: boolean; force?: boolean } = {}): Promise<void> {
     const { signal } = options;
-    await this.#retrying('remove', path, signal, async (s) => {
+    checkFarPath('SshTransport: cannot remove', path);
+    // `link/` and `link/.` name the link's target to the server (its lstat
+    // follows the link): the link itself is what is removed, never what it
+    // points to.
+    const target = removalTarget('SshTransport.remove', path);
+    await this.#retrying('remove', target, signal, async (s) => {
       let st: Stats;
       try {
-        st = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb));
+        st = await this.#call<Stats>(s, (cb) => s.sftp.lstat(target, cb));
       } catch (err) {
         const e = this.#mapError(err, 'remove', path, s);
         if (e.code === 'ENOT_FOUND' && options.force) return;
         throw e;
       }
       if (typeOfMode(st.mode) !== 'dir') {
-        await this.#unlink(s, path, options.force ?? false);
+        await this.#unlink(s, target, options.force ?? false);
         return;
       }
-      if (options.recursive) await this.#removeTree(s, path, signal);
-      else await this.#rmdir(s, path, options.force ?? false);
+      if (options.recursive) await this.#removeTree(s, target, signal);
+      else await this.#rmdir(s, target, options.force ?? false);
     });
   }
 
