@@ -13,8 +13,9 @@
  *   write in it, in order, so the digest state always sits exactly at the
  *   confirmed offset. When the connection drops, the put reconnects, opens
  *   its `NAME.part` again without truncating, and re-sends from that offset
- *   (read again from the replayable source); the final DNA covers each byte
- *   once, as confirmed by the server. A resumed put is re-digested on the
+ *   (read again from the replayable source; a local file must be the one
+ *   first opened, unchanged); the final DNA covers each byte once, as
+ *   confirmed by the server. A resumed put is re-digested on the
  *   far side when `exec` is available.
  * - Safety. Host keys are checked against known_hosts before any data is
  *   sent; a refused login is EAUTH; nothing appears under a final name
@@ -40,7 +41,7 @@ import type { LockFs } from '../../lock/lock-fs.js';
 import { AtomicFile } from '../../util/atomic-file.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../../util/options.js';
 import { BlockHasher, type HashJob } from '../../dna/block-hasher.js';
-import { openBlockSource, type BlockSource } from '../block-source.js';
+import { openBlockSource, type BlockSource, type SourceIdentity } from '../block-source.js';
 import { posixDirname, removalTarget, trimPathTail } from '../put-source.js';
 import type {
   DigestOptions,
@@ -1598,6 +1599,12 @@ export class SshTransport implements Transport {
    * dropped connection is retried up to `retries` times, resuming from the
    * offset the server confirmed. A full far disk is ENOSPACE, with the
    * `.part` removed.
+   *
+   * A local file source is reopened by name to resume: it must still be
+   * the file first opened (same device, inode, size and mtime). One
+   * replaced or written to meanwhile is a retryable EIO naming it, with the
+   * `.part` removed, rather than a far file that splices the bytes of two
+   * versions: put it again once nothing writes to it.
    */
   async put(source: PutSource, path: string, options: PutOptions = {}): Promise<Dna> {
     checkOptionKeys('SshTransport.put', options, PUT_OPTIONS);
@@ -1684,14 +1691,17 @@ export class SshTransport implements Transport {
           readerP = undefined;
           // Raced against the signal like the far steps: a local source slow
           // to open (a stalled network file system) must not hold an abort.
+          // A local file reopened to resume must be the one first opened,
+          // unchanged: else the far file would splice two files' bytes.
           reader = await lateSafe(
             opening ??
-              openBlockSource(source, st.confirmed).catch((err: unknown) => {
+              openBlockSource(source, st.confirmed, st.source).catch((err: unknown) => {
                 throw new SourceFailure(err);
               }),
             signal,
             (r) => void r.close(),
           );
+          st.source ??= reader.identity;
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
           flusher = await lateSafe(this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed), signal, (f) => void f?.close());
@@ -2349,6 +2359,8 @@ interface PutState {
   renamed: boolean;
   resumed: boolean;
   dna?: Dna;
+  /** A local file source as first opened: a resume must find it unchanged. */
+  source?: SourceIdentity;
 }
 
 /**

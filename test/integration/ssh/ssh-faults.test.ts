@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -355,6 +355,47 @@ describe('a connection cut mid-transfer', () => {
     await again.put(Buffer.from('ok'), `${server.root}/after.txt`);
     await again.close();
     expect((await readdir(server.root)).filter((n) => n.startsWith('doomed'))).toEqual([]);
+  });
+
+  it('a local file replaced by another of the same size during the cut is not resumed into a splice of both: retryable EIO naming it, nothing left on the far side', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const v1 = randomBytes(48 * 1024 * 1024);
+    const v2 = randomBytes(v1.length);
+    const src = join(scratch, 'replaced-during-cut.bin');
+    await writeFile(src, v1);
+    const target = `${server.root}/replaced/run.bin`;
+    const resumes: unknown[] = [];
+    const onResume = (m: unknown): void => void resumes.push(m);
+    subscribe(RESUME_CHANNEL, onResume);
+    let killed = 0;
+    let err: StowageError;
+    try {
+      err = await caught(
+        t.put(src, target, {
+          onProgress: (p) => {
+            if (killed > 0 || p.bytesDone < 8 * 1024 * 1024 || p.bytesDone >= v1.length) return;
+            killed = server.killConnections();
+            // Replaced atomically, as a writer that renames its new version into place does.
+            writeFileSync(`${src}.new`, v2);
+            renameSync(`${src}.new`, src);
+          },
+        }),
+      );
+    } finally {
+      unsubscribe(RESUME_CHANNEL, onResume);
+    }
+    expect(killed).toBe(1);
+    expect(resumes).toHaveLength(1);
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain(src);
+    expect(err.message).toMatch(/replaced/);
+    expect(err.details['reason']).toBe('source replaced');
+    expect(await readdir(join(server.root, 'replaced'))).toEqual([]);
+    // Sent again, the new file lands whole.
+    expect((await t.put(src, target)).dig).toBe(md5(v2));
+    expect(await md5File(target)).toBe(md5(v2));
   });
 
   it('a request a little slow to come back after an idle spell longer than idleTimeoutMs is not taken for a dead connection', async () => {
