@@ -60,6 +60,13 @@ export interface BlockSource {
   /** For a local file: the file as this source opened it. */
   readonly identity?: SourceIdentity;
   /**
+   * For a local file, once it is read: rejects with a retryable EIO
+   * ({@link sourceChangedError}) when its size or mtime is no longer what
+   * they were at open, i.e. it was written to (still being written, cut or
+   * appended to) while it was read.
+   */
+  checkUnchanged?(): Promise<void>;
+  /**
    * Fills `buf[0..len)`; returns the number of bytes read, less than `len`
    * only at the end of the source (0 = end).
    */
@@ -108,6 +115,17 @@ class FileBlockSource implements BlockSource {
       got += n;
     }
     return got;
+  }
+
+  async checkUnchanged(): Promise<void> {
+    let st: { dev: number; ino: number; size: number; mtimeMs: number };
+    try {
+      st = await this.#fh.stat();
+    } catch (err) {
+      throw fromFsError(err, 'read', this.#path);
+    }
+    const now: SourceIdentity = { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    if (!sameIdentity(this.identity, now)) throw sourceChangedError(this.#path, this.identity, now);
   }
 
   async close(): Promise<void> {

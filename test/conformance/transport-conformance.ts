@@ -11,7 +11,7 @@
  * folder (sources for put, destinations for get).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, truncateSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, truncateSync, writeSync } from 'node:fs';
 import { readFile, stat as lstatLocal, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -304,6 +304,43 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         const lying: ReplayableSource = { size: 200_000, open: (off) => Readable.from([data.subarray(off)]) };
         await expect(t.put(lying, `${d}/short`)).rejects.toBeInstanceOf(StowageError);
         expect(await t.list(d)).toEqual([]);
+      });
+
+      it('a local file cut, appended to or rewritten in place while it is sent is a retryable EIO naming it: nothing under the final name, no .part', async () => {
+        const d = await far();
+        const changes: Record<string, (src: string) => void> = {
+          cut: (src) => truncateSync(src, 1024 * 1024),
+          appended: (src) => appendFileSync(src, Buffer.alloc(8 * 1024 * 1024, 7)),
+          rewritten: (src) => {
+            const fd = openSync(src, 'r+');
+            try {
+              writeSync(fd, Buffer.from('X'), 0, 1, 0);
+            } finally {
+              closeSync(fd);
+            }
+          },
+        };
+        for (const [how, change] of Object.entries(changes)) {
+          const src = await localFile(randomBytes(24 * 1024 * 1024), `daq-${how}-${++n}.dat`);
+          // An mtime in the past, so a write in the same clock tick as the file's creation still moves it.
+          await touch(src, Date.UTC(2020, 0, 1));
+          let changed = false;
+          const err = await rejectsWith(
+            t.put(src, `${d}/${how}.dat`, {
+              onProgress: () => {
+                if (changed) return;
+                changed = true;
+                change(src);
+              },
+            }),
+            'EIO',
+          );
+          expect(changed).toBe(true);
+          expect(err.retryable, how).toBe(true);
+          expect(err.message).toContain(src);
+          expect(err.message).toMatch(/changed while it was being sent/);
+          expect(await t.list(d), how).toEqual([]);
+        }
       });
 
       it('reports byte progress up to the size and one item', async () => {

@@ -14,6 +14,7 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { AtomicFile } from '../../util/atomic-file.js';
 import { checkOptionKeys } from '../../util/options.js';
+import { sourceChangedError, type SourceIdentity } from '../block-source.js';
 import { removalTarget, toReplayable, trimPathTail } from '../put-source.js';
 import type {
   DigestOptions,
@@ -43,34 +44,50 @@ const GET_OPTIONS = ['algorithm', 'expectedDna', 'onProgress', 'signal'];
  * A readable stream of a local file from `start`, with 1 MiB reads; errors
  * are StowageErrors (a missing file is ENOT_FOUND), an abort destroys it
  * with the signal's reason.
+ *
+ * With `unchanged`, the open file is looked at (fstat) at open and at the
+ * end: a file whose size or mtime changed meanwhile, or that gave another
+ * number of bytes than its size, errors with a retryable EIO
+ * ({@link sourceChangedError}) instead of ending: it was written to while
+ * it was read, and what was read is no version of it.
  */
-function readFileStream(path: string, start: number, signal: AbortSignal | undefined): Readable {
+function readFileStream(path: string, start: number, signal: AbortSignal | undefined, unchanged = false): Readable {
   let fh: FileHandle | undefined;
   let pos = start;
+  let opened: SourceIdentity | undefined;
+  const identityOf = async (h: FileHandle): Promise<SourceIdentity> => {
+    const st = await h.stat();
+    return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  };
   const stream = new Readable({
     highWaterMark: 1 << 20,
     construct(cb) {
       open(path, 'r').then(
-        (h) => {
+        async (h) => {
           fh = h;
+          if (unchanged) opened = await identityOf(h);
           cb();
         },
         (err: unknown) => cb(fromFsError(err, 'read', path)),
-      );
+      ).catch((err: unknown) => cb(fromFsError(err, 'read', path)));
     },
     read(n) {
       const buf = Buffer.allocUnsafe(Math.max(n, 1 << 20));
-      fh!.read(buf, 0, buf.length, pos).then(
-        ({ bytesRead }) => {
+      fh!
+        .read(buf, 0, buf.length, pos)
+        .then(async ({ bytesRead }) => {
           if (bytesRead === 0) {
+            if (opened !== undefined) {
+              const now = await identityOf(fh!);
+              if (pos !== opened.size || now.size !== opened.size || now.mtimeMs !== opened.mtimeMs) throw sourceChangedError(path, opened, now);
+            }
             this.push(null);
             return;
           }
           pos += bytesRead;
           this.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-        },
-        (err: unknown) => this.destroy(fromFsError(err, 'read', path)),
-      );
+        })
+        .catch((err: unknown) => this.destroy(fromFsError(err, 'read', path)));
     },
     destroy(err, cb) {
       dispose();
@@ -258,7 +275,8 @@ export class LocalTransport implements Transport {
       const st = await this.stat(source);
       if (st.type !== 'file') throw new StowageError('EIO', `Cannot send ${source}: it is not a regular file.`, { details: { path: source } });
       size = st.size;
-      input = readFileStream(source, 0, options.signal);
+      // Written to while it is read (a DAQ file still growing): refused, not landed cut.
+      input = readFileStream(source, 0, options.signal, true);
     } else {
       const src = toReplayable(source);
       size = src.size;

@@ -1604,7 +1604,9 @@ export class SshTransport implements Transport {
    * the file first opened (same device, inode, size and mtime). One
    * replaced or written to meanwhile is a retryable EIO naming it, with the
    * `.part` removed, rather than a far file that splices the bytes of two
-   * versions: put it again once nothing writes to it.
+   * versions: put it again once nothing writes to it. So is a local file
+   * whose size or mtime changed while it was read (still being written):
+   * nothing lands cut or mixed under `path`.
    */
   async put(source: PutSource, path: string, options: PutOptions = {}): Promise<Dna> {
     checkOptionKeys('SshTransport.put', options, PUT_OPTIONS);
@@ -1708,9 +1710,15 @@ export class SshTransport implements Transport {
           await this.#sendBlocks(s, sftp, handle, reader, st, progress, signal, flusher?.confirmed);
           await flusher?.close();
           flusher = undefined;
+          // A local file written to while it was read (a DAQ file still
+          // growing, cut, rewritten) is refused, not landed cut at the size
+          // seen at open and reported as sent.
+          await reader.checkUnchanged?.().catch((err: unknown) => {
+            throw new SourceFailure(err);
+          });
           await reader.close();
           reader = undefined;
-          if (typeof source !== 'string' && size !== undefined && st.confirmed !== size) {
+          if (size !== undefined && st.confirmed !== size) {
             throw new StowageError('EIO', `Cannot put ${this.name}${path}: the source gave ${st.confirmed} bytes, ${size} were announced.`, {
               details: { transport: this.name, path, expected: size, sent: st.confirmed },
             });
