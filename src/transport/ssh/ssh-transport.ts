@@ -2145,7 +2145,12 @@ export class SshTransport implements Transport {
    * A readable stream of the far file from `start`.
    *
    * Keeps `requests` SFTP reads in flight and delivers them in order. A
-   * dropped connection is resumed from the next undelivered byte.
+   * dropped connection is resumed from the next undelivered byte, once the
+   * file reopened is found to be the one first opened (same size and mtime,
+   * same last 64 KiB delivered); a file replaced or changed meanwhile
+   * errors the stream with a retryable EIO. SFTP tells no inode and only
+   * whole-second mtimes: a replacement of the same size, mtime second and
+   * bytes around the resume offset cannot be told apart.
    */
   createReadStream(path: string, options: OpOptions & { start?: number } = {}): Readable {
     checkFarPath('SshTransport.createReadStream', path);
@@ -2168,7 +2173,7 @@ export class SshTransport implements Transport {
             // Aborted while the open was on its way (the caller has gone on
             // without it): the handle is closed here, or nobody would.
             throwIfAborted(signal);
-            return { s, handle, size: a.size };
+            return { s, handle, size: a.size, mtime: a.mtime };
           } catch (err) {
             await this.#call(s, (cb) => s.sftp.close(handle, cb)).catch(() => {});
             throw err;
@@ -2195,6 +2200,7 @@ export class SshTransport implements Transport {
         if (!s.dead) this.#call(s, (cb) => s.sftp.close(handle, cb)).catch(() => {});
       },
       mapError: (err, path, s) => (s === undefined ? err : this.#mapError(err, 'read', path, s)),
+      name: this.name,
       requests: this.#o.requests,
       retries: this.#o.retries,
       retryDelayMs: this.#o.retryDelayMs,
@@ -2377,10 +2383,13 @@ interface PutState {
  * @internal
  */
 export interface ReadOps {
-  open(path: string, signal: AbortSignal | undefined): Promise<{ s: Session; handle: Buffer; size: number }>;
+  /** Opens the file; `mtime` (whole seconds, as SFTP gives it) from the open handle's fstat. */
+  open(path: string, signal: AbortSignal | undefined): Promise<{ s: Session; handle: Buffer; size: number; mtime?: number }>;
   read(s: Session, handle: Buffer, buf: Buffer, len: number, position: number, cb: (err: unknown, n: number) => void): void;
   close(s: Session, handle: Buffer): void;
   mapError(err: unknown, path: string, s: Session | undefined): unknown;
+  /** The transport's name, for messages (`ssh://user@host:port`). */
+  readonly name?: string;
   readonly requests: number | undefined;
   readonly retries: number;
   readonly retryDelayMs: number;
@@ -2396,9 +2405,20 @@ interface ReadReq {
   gen: number;
 }
 
+/** Bytes delivered last that a stream keeps to compare when it reopens its file after a drop. */
+const RESUME_CHECK_BYTES = 64 * 1024;
+
 /**
  * A Readable over a remote file with many SFTP reads in flight, delivered in
  * order; resumes on a new connection after a drop.
+ *
+ * A resume reopens the file by name, so it checks the file is still the one
+ * first opened: the same size and mtime, and the same bytes in the last
+ * 64 KiB delivered before the drop (read again). Otherwise the stream
+ * errors with a retryable EIO rather than go on with another file's bytes.
+ * SFTP (version 3) tells neither inode nor sub-second mtime: a replacement
+ * with the same size, the same mtime second and the same bytes around the
+ * resume offset cannot be told apart.
  *
  * Requests are as large as the server's limits allow; a server that answers
  * less than asked before the end of the file (OpenSSH before 8.6 sends at
@@ -2427,6 +2447,11 @@ export class SftpReadStream extends Readable {
   #reopening = false;
   #attempts = 0;
   #disposeAbort: () => void = () => {};
+  /** The file at the first open: a reopen after a drop must find the same. */
+  #first: { size: number; mtime: number | undefined } | undefined;
+  /** The last chunks delivered, at least {@link RESUME_CHECK_BYTES} of them when there are. */
+  readonly #tail: Buffer[] = [];
+  #tailBytes = 0;
 
   constructor(t: ReadOps, path: string, start: number, signal: AbortSignal | undefined) {
     super({ highWaterMark: 4 << 20 });
@@ -2447,12 +2472,59 @@ export class SftpReadStream extends Readable {
   }
 
   async #open(): Promise<void> {
-    const { s, handle, size } = await this.#t.open(this.#path, this.#signal);
+    const { s, handle, size, mtime } = await this.#t.open(this.#path, this.#signal);
+    if (this.#first === undefined) {
+      this.#first = { size, mtime };
+    } else {
+      try {
+        await this.#checkSameFile(s, handle, size, mtime);
+      } catch (err) {
+        this.#t.close(s, handle);
+        throw err;
+      }
+    }
     this.#s = s;
     this.#handle = handle;
     this.#size = size;
     this.#next = this.#delivered;
     this.#gen += 1;
+  }
+
+  /**
+   * A reopened file must be the one first opened: same size and mtime, and
+   * the same last bytes delivered (read again); else a retryable EIO.
+   */
+  async #checkSameFile(s: Session, handle: Buffer, size: number, mtime: number | undefined): Promise<void> {
+    const first = this.#first!;
+    const where = `${this.#t.name ?? ''}${this.#path}`;
+    const changed = (now: string): StowageError =>
+      new StowageError(
+        'EIO',
+        `Cannot read ${where}: it was replaced or changed while it was read (${first.size} bytes${first.mtime === undefined ? '' : `, modified ${new Date(first.mtime * 1000).toISOString()}`} when first opened; ${now} when reopened after the connection dropped at byte ${this.#delivered}). Nothing more is read from it; read it again once nothing writes to it.`,
+        { details: { path: this.#path, reason: 'far file changed', offset: this.#delivered, before: first, after: { size, mtime } }, retryable: true },
+      );
+    if (size !== first.size || (first.mtime !== undefined && mtime !== undefined && mtime !== first.mtime)) {
+      throw changed(`${size} bytes${mtime === undefined ? '' : `, modified ${new Date(mtime * 1000).toISOString()}`}`);
+    }
+    const window = Math.min(RESUME_CHECK_BYTES, this.#tailBytes);
+    if (window === 0) return;
+    const expected = Buffer.concat(this.#tail).subarray(this.#tailBytes - window);
+    const at = this.#delivered - window;
+    const got = Buffer.allocUnsafe(window);
+    let n = 0;
+    while (n < window) {
+      const k = await new Promise<number>((resolve, reject) => {
+        this.#t.read(s, handle, got.subarray(n), window - n, at + n, (err, r) => {
+          if (err !== undefined && err !== null) {
+            if ((err as { code?: unknown }).code === 1) resolve(0); // EOF
+            else reject(this.#t.mapError(err, this.#path, s) as Error);
+          } else resolve(r);
+        });
+      });
+      if (k === 0) break;
+      n += k;
+    }
+    if (n !== window || !got.equals(expected)) throw changed(`other bytes before byte ${this.#delivered}`);
   }
 
   override _read(): void {
@@ -2524,7 +2596,12 @@ export class SftpReadStream extends Readable {
       }
       this.#delivered = head.pos + head.n;
       this.#attempts = 0;
-      more = this.push(head.n === head.buf.length ? head.buf : head.buf.subarray(0, head.n));
+      const chunk = head.n === head.buf.length ? head.buf : head.buf.subarray(0, head.n);
+      // Kept (not copied) to compare with the file if it has to be reopened.
+      this.#tail.push(chunk);
+      this.#tailBytes += chunk.length;
+      while (this.#tail.length > 1 && this.#tailBytes - this.#tail[0]!.length >= RESUME_CHECK_BYTES) this.#tailBytes -= this.#tail.shift()!.length;
+      more = this.push(chunk);
     }
     if (more) this.#fill();
   }

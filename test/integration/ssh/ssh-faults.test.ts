@@ -8,7 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -396,6 +396,65 @@ describe('a connection cut mid-transfer', () => {
     // Sent again, the new file lands whole.
     expect((await t.put(src, target)).dig).toBe(md5(v2));
     expect(await md5File(target)).toBe(md5(v2));
+  });
+
+  it('a far file replaced during the cut by one of the same size and mtime: the read stream and get fail with a retryable EIO instead of going on with the other file', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const v1 = randomBytes(32 * 1024 * 1024);
+    const v2 = randomBytes(v1.length);
+    const far = join(server.root, 'swapped.bin');
+    const when = new Date(Date.UTC(2024, 4, 5, 6, 7, 8));
+    /** Puts v1 back, then swaps in v2 with v1's size and mtime, as a writer renaming its new version into place would. */
+    const reset = async (): Promise<void> => {
+      await writeFile(far, v1);
+      await utimes(far, when, when);
+    };
+    const swap = (): void => {
+      writeFileSync(`${far}.new`, v2);
+      renameSync(`${far}.new`, far);
+      execFileSync('touch', ['-d', when.toISOString(), far]);
+    };
+    await reset();
+    let got = 0;
+    let killed = 0;
+    const readErr = await (async () => {
+      for await (const chunk of t.createReadStream(far)) {
+        got += (chunk as Buffer).length;
+        if (killed === 0 && got >= 8 * 1024 * 1024) {
+          await new Promise((r) => setTimeout(r, 200));
+          killed = server.killConnections();
+          swap();
+        }
+      }
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(killed).toBe(1);
+    expect(readErr).toBeInstanceOf(StowageError);
+    expect((readErr as StowageError).code).toBe('EIO');
+    expect((readErr as StowageError).retryable).toBe(true);
+    expect((readErr as StowageError).message).toContain(far);
+    expect(got).toBeLessThan(v1.length);
+
+    await reset();
+    const local = join(scratch, 'swapped-got.bin');
+    killed = 0;
+    const err = await caught(
+      t.get(far, local, {
+        onProgress: (p) => {
+          if (killed > 0 || p.bytesDone === 0 || p.bytesDone >= v1.length) return;
+          killed = server.killConnections();
+          swap();
+        },
+      }),
+    );
+    expect(killed).toBe(1);
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    await expect(stat(local)).rejects.toThrow();
+    await expect(stat(`${local}.part`)).rejects.toThrow();
   });
 
   it('a request a little slow to come back after an idle spell longer than idleTimeoutMs is not taken for a dead connection', async () => {
