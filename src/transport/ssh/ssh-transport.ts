@@ -1204,6 +1204,7 @@ export class SshTransport implements Transport {
   /** {@inheritDoc Transport.mkdir} */
   async mkdir(path: string, options: OpOptions & { recursive?: boolean } = {}): Promise<void> {
     const { signal } = options;
+    checkFarPath('SshTransport.mkdir', path);
     throwIfAborted(signal);
     if (!options.recursive) {
       // Not retried: a mkdir that ran before the connection dropped would
@@ -2239,6 +2240,7 @@ export class SshTransport implements Transport {
   }
 
   async #createExclusive(path: string, data: Uint8Array): Promise<void> {
+    checkFarPath('SshTransport.lockFs().createFile', path);
     const s = await this.#session$();
     let handle: Buffer;
     try {
@@ -2291,6 +2293,8 @@ export class SshTransport implements Transport {
   }
 
   async #renameNoReplace(from: string, to: string): Promise<void> {
+    checkFarPath('SshTransport.lockFs().rename', from, 'from');
+    checkFarPath('SshTransport.lockFs().rename', to, 'to');
     const s = await this.#session$();
     try {
       const there = await this.#call<Stats>(s, (cb) => s.sftp.lstat(to, cb)).catch((err: unknown) => {

@@ -176,6 +176,34 @@ describe('paths and long commands', () => {
     expect(acceptedConnections(server) - before).toBe(1);
   });
 
+  it('mkdir and the lock operations (createFile, rename) refuse a path with a NUL byte with EBAD_CONFIG: the SFTP server and the transfers on its channel live on', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retries: 2, channels: 1 }));
+    const before = acceptedConnections(server);
+    await t.stat(server.root);
+    // A put on the one channel, held mid-way while the bad paths are tried.
+    const data = randomBytes(4 * 1024 * 1024);
+    const { source, release, reached } = gatedSource(data, 1024 * 1024);
+    const putting = t.put(source, `${server.root}/alive.bin`);
+    putting.catch(() => {});
+    await reached;
+    try {
+      const bad = `${server.root}/a\u0000b`;
+      const lock = t.lockFs();
+      expect((await caught(t.mkdir(bad))).code).toBe('EBAD_CONFIG');
+      expect((await caught(t.mkdir(bad, { recursive: true }))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.mkdir(bad))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.createFile(bad, Buffer.from('owner')))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.rename(bad, `${server.root}/b`))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.rename(`${server.root}/b`, bad))).code).toBe('EBAD_CONFIG');
+    } finally {
+      release();
+    }
+    expect((await putting).dig).toBe(md5(data));
+    // Nothing was cut: still the first connection.
+    expect(acceptedConnections(server) - before).toBe(1);
+  });
+
   it('a connection cut while the far md5sum runs is a lost connection: reconnected and digested again, not "exited undefined"', async () => {
     await using server = await startSshd();
     await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
