@@ -568,6 +568,22 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         await t.remove(`${d}/missing`, { recursive: true, force: true });
       });
 
+      it('a recursive remove aborted once started rejects with the reason and stops: the tree is still there, and a remove without the signal finishes it', async () => {
+        const d = await far();
+        for (let i = 0; i < 8; i++) {
+          await Promise.all(Array.from({ length: 40 }, (_, k) => t.put(Buffer.from(`${i}/${k}`), `${d}/tree/sub${i}/f${k}`)));
+        }
+        const ac = new AbortController();
+        const reason = new Error('stop removing');
+        const removing = t.remove(`${d}/tree`, { recursive: true, signal: ac.signal });
+        // Started: past the check made before it starts.
+        ac.abort(reason);
+        await expect(removing).rejects.toBe(reason);
+        expect((await t.stat(`${d}/tree`)).type).toBe('dir');
+        await t.remove(`${d}/tree`, { recursive: true });
+        expect(await t.list(d)).toEqual([]);
+      });
+
       it('removing a symlink does not touch its target', async () => {
         if (!t.capabilities.symlinks) return;
         const d = await far();

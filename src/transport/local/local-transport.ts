@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, statfs, symlink, utimes, unlink, type FileHandle } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { lstat, mkdir, open, readdir, readlink, rename, rmdir, statfs, symlink, utimes, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -99,6 +100,49 @@ function readFileStream(path: string, start: number, signal: AbortSignal | undef
   });
   const dispose = onAbort(signal, (reason) => stream.destroy(reason as Error));
   return stream;
+}
+
+/** Entries of one folder removed at a time by {@link removeTree}. */
+const REMOVE_BATCH = 16;
+
+/**
+ * Removes a folder and everything under it, checking `signal` before each
+ * batch of entries: an abort stops the walk and rejects with its reason.
+ * Symlinks are unlinked, never followed (entry types come from the folder
+ * listing, which does not follow them); names are handled as bytes, so a
+ * name that is not UTF-8 is removed like any other. Entries that vanish
+ * meanwhile (removed by someone else) are fine.
+ */
+async function removeTree(dir: Buffer, signal: AbortSignal | undefined): Promise<void> {
+  throwIfAborted(signal);
+  let entries: Dirent<Buffer>[];
+  try {
+    entries = await readdir(dir, { encoding: 'buffer', withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const slash = Buffer.from('/');
+  for (let i = 0; i < entries.length; i += REMOVE_BATCH) {
+    throwIfAborted(signal);
+    await Promise.all(
+      entries.slice(i, i + REMOVE_BATCH).map(async (e) => {
+        const p = Buffer.concat([dir, slash, e.name]);
+        try {
+          if (e.isDirectory()) await removeTree(p, signal);
+          else await unlink(p);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }),
+    );
+  }
+  throwIfAborted(signal);
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /**
@@ -318,9 +362,10 @@ export class LocalTransport implements Transport {
     try {
       const s = await lstat(target);
       if (!s.isDirectory()) await unlink(target);
-      else if (options.recursive) await rm(target, { recursive: true, force: options.force ?? false });
+      else if (options.recursive) await removeTree(Buffer.from(target), options.signal);
       else await rmdir(target);
     } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
       if (options.force && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw fromFsError(err, 'remove', path);
     }

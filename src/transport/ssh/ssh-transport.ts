@@ -823,7 +823,12 @@ export class SshTransport implements Transport {
       let s: Session | undefined;
       try {
         s = await this.#session$(signal);
-        return await raceAbort(fn(s), signal);
+        // Aborted while connecting: the work is not started. Once started,
+        // an abort leaves it to end on its own (its failure then is nobody's).
+        throwIfAborted(signal);
+        const work = fn(s);
+        work.catch(() => {});
+        return await raceAbort(work, signal);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const e = s === undefined ? err : this.#mapError(err, action, path, s);
@@ -1352,6 +1357,7 @@ export class SshTransport implements Transport {
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < todo.length) {
+        throwIfAborted(signal);
         const e = todo[next++]!;
         const p = base + e.filename;
         if (typeOfMode(e.attrs.mode) === 'dir') await this.#removeTree(s, p, signal);
