@@ -1460,14 +1460,17 @@ export class SshTransport implements Transport {
           // All sessions of the connection in use (MaxSessions): stream it instead.
           if (!isChannelRefusal(err) || s.dead) throw err;
         }
-        // Streamed, the size is that of the bytes digested.
-        if (far === undefined) return this.#streamDigest(path, algorithm, signal, onProgress ? progress : undefined);
-        // The far tool read the file after the stat: the size is only theirs
-        // if the file is unchanged since (same size and mtime). A file being
-        // written is digested once more, then refused.
+        // Streamed (no exec, no tool, or no session for one), the size is
+        // that of the bytes digested.
+        const streamed = far === undefined;
+        far ??= await this.#streamDigest(path, algorithm, signal, onProgress ? progress : undefined);
+        // The far tool (or the stream) read the file after the stat: the
+        // DNA is only the file's if it is unchanged since (same size and
+        // mtime, and as many bytes digested). A file being written is
+        // digested once more, then refused.
         const after = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
-        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs) {
-          progress.add(st.size);
+        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs && far.size === st.size) {
+          if (!streamed) progress.add(st.size);
           return far;
         }
         if (attempt >= 1) {

@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as fsConstants, createReadStream, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -1359,6 +1359,48 @@ describe('digest of a file that changes while it is digested', () => {
     expect(err.retryable).toBe(true);
     expect(err.message).toContain('changed while it was digested');
     expect(runs()).toBe(2);
+  });
+});
+
+describe('streamed digest (exec refused) of a file that changes while it is digested', () => {
+  it('a file appended to once is digested again: the DNA is of the file as it is', async () => {
+    await using server = await startSshd({ allowExec: false });
+    await using t = new SshTransport(optionsFor(server));
+    const file = join(server.root, 'grows-once.bin');
+    await writeFile(file, randomBytes(4 * 1024 * 1024));
+    let appended = 0;
+    // The first report of each attempt comes after its stat, before the file is read.
+    const dna = await t.digest(file, 'md5', {
+      onProgress: () => {
+        if (appended === 0) appendFileSync(file, randomBytes(1024 * 1024));
+        appended += 1;
+      },
+    });
+    expect(t.capabilities.remoteDigest).toBe(false);
+    const now = await readFile(file);
+    expect(now.length).toBe(5 * 1024 * 1024);
+    expect(dna).toEqual({ dig: md5(now), size: now.length, algorithm: 'md5' });
+  });
+
+  it('a file that keeps changing is refused with a retryable EIO, as the md5sum path refuses it', async () => {
+    await using server = await startSshd({ allowExec: false });
+    await using t = new SshTransport(optionsFor(server));
+    const file = join(server.root, 'keeps-growing.bin');
+    await writeFile(file, randomBytes(4 * 1024 * 1024));
+    let appends = 0;
+    const err = await caught(
+      t.digest(file, 'md5', {
+        onProgress: (p) => {
+          if (p.bytesDone !== 0) return;
+          appends += 1;
+          appendFileSync(file, randomBytes(64 * 1024));
+        },
+      }),
+    );
+    expect(appends).toBe(2);
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain('changed while it was digested');
   });
 });
 
