@@ -14,6 +14,7 @@ import { localLockFs, type LockFs } from '../../lock/lock-fs.js';
 import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { AtomicFile } from '../../util/atomic-file.js';
+import { mkdirRecursive } from '../../util/mkdirp.js';
 import { checkOptionKeys } from '../../util/options.js';
 import { sourceChangedError, type SourceIdentity } from '../block-source.js';
 import { removalTarget, toReplayable, trimPathTail } from '../put-source.js';
@@ -299,7 +300,8 @@ export class LocalTransport implements Transport {
   async mkdir(path: string, options: OpOptions & { recursive?: boolean } = {}): Promise<void> {
     throwIfAborted(options.signal);
     try {
-      await mkdir(path, { recursive: options.recursive ?? false });
+      if (options.recursive) await mkdirRecursive(path);
+      else await mkdir(path);
     } catch (err) {
       throw fromFsError(err, 'create directory', path);
     }
@@ -336,7 +338,7 @@ export class LocalTransport implements Transport {
     checkOptionKeys('LocalTransport.get', options, GET_OPTIONS);
     throwIfAborted(options.signal);
     const st = await this.stat(path);
-    await mkdir(dirname(localPath), { recursive: true }).catch((err: unknown) => {
+    await mkdirRecursive(dirname(localPath)).catch((err: unknown) => {
       throw fromFsError(err, 'create directory', dirname(localPath));
     });
     if (st.type !== 'file') throw new StowageError('EIO', `Cannot get ${path}: it is not a regular file.`, { details: { path } });

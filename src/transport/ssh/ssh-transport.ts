@@ -25,7 +25,7 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
-import { mkdir as mkdirLocal, open as openLocal, readFile } from 'node:fs/promises';
+import { open as openLocal, readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname as localDirname, join as localJoin } from 'node:path';
@@ -39,6 +39,7 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, raceAbort, sleep, throwIfAborted } from '../../util/abort.js';
 import type { LockFs } from '../../lock/lock-fs.js';
 import { AtomicFile } from '../../util/atomic-file.js';
+import { mkdirRecursive } from '../../util/mkdirp.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../../util/options.js';
 import { BlockHasher, type HashJob } from '../../dna/block-hasher.js';
 import { openBlockSource, type BlockSource, type SourceIdentity } from '../block-source.js';
@@ -583,7 +584,7 @@ export class SshTransport implements Transport {
         return;
       }
       if (check.status === 'unknown' && o.hostKeyPolicy === 'accept-new' && check.hostLines.length === 0) {
-        mkdirLocal(localDirname(o.knownHosts), { recursive: true, mode: 0o700 })
+        mkdirRecursive(localDirname(o.knownHosts), 0o700)
           .then(() => appendKnownHostsLine(o.knownHosts, formatKnownHostsLine(o.host, o.port, key)))
           .then(
             () => verify(true),
@@ -2110,7 +2111,7 @@ export class SshTransport implements Transport {
     const st = await this.stat(path, signal ? { signal } : {});
     if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot get ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
     try {
-      await mkdirLocal(localDirname(localPath), { recursive: true });
+      await mkdirRecursive(localDirname(localPath));
     } catch (err) {
       throw fromFsError(err, 'create directory', localDirname(localPath));
     }

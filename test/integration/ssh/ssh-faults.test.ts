@@ -711,6 +711,28 @@ describe('a full remote disk', () => {
   }
 });
 
+describe('a local disk out of inodes', () => {
+  it("get's missing local parents are ENOSPACE, not ENOT_FOUND (Node 20's recursive mkdir says ENOENT for ENOSPC)", async () => {
+    await using server = await startSshd();
+    await using disk = await withTmpfs(4, { inodes: 32 });
+    await using t = new SshTransport(optionsFor(server));
+    await writeFile(join(server.root, 'f.bin'), 'payload');
+    for (let i = 0; ; i++) {
+      const full = await writeFile(join(disk.dir, `inode-${i}`), '').then(
+        () => false,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOSPC') return true;
+          throw err;
+        },
+      );
+      if (full) break;
+    }
+    const err = await caught(t.get(`${server.root}/f.bin`, join(disk.dir, 'a', 'b', 'f.bin')));
+    expect(err.code).toBe('ENOSPACE');
+    expect(err.message).toContain(join(disk.dir, 'a', 'b'));
+  });
+});
+
 describe('permission denied on the far side', () => {
   it('is ETRANSPORT with the SFTP status kept (an immutable folder refuses even root)', async () => {
     await using server = await startSshd();
