@@ -1236,7 +1236,7 @@ export class SshTransport implements Transport {
             signal,
           );
           if (st !== undefined) throw new StowageError('EEXIST', `Cannot create directory ${this.name}${path}: it already exists.`, { details: { transport: this.name, path }, cause: err });
-          if (attempt >= MKDIR_FAILURE_TRIES) throw e;
+          if (attempt >= MKDIR_FAILURE_TRIES) throw await raceAbort(this.#spaceError(err, s, path, 'create directory'), signal);
         }
       }
     }
@@ -1261,7 +1261,7 @@ export class SshTransport implements Transport {
       // Created by someone else in between is fine.
       const again = await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)).catch(() => undefined);
       if (again !== undefined && typeOfMode(again.mode) === 'dir') return;
-      throw this.#mapError(err, 'create directory', path, s);
+      throw await this.#spaceError(err, s, path, 'create directory');
     }
   }
 
@@ -1845,17 +1845,49 @@ export class SshTransport implements Transport {
 
   /** Maps a failed put to its error: a write FAILURE on a disk with no room left is ENOSPACE. */
   async #putError(err: unknown, s: Session, path: string): Promise<StowageError> {
-    const e = this.#mapError(err, 'write', path, s);
-    if (e.details['sftpStatus'] === 'FAILURE' && !s.dead) {
-      const fs = await this.#freeSpaceOn(s, posixDirname(path), undefined).catch(() => undefined);
-      if (fs !== undefined && fs.availableBytes < BLOCK_SIZE * 2) {
-        return new StowageError('ENOSPACE', `No space left on ${this.name} to write ${path} (${fs.availableBytes} bytes free): free some space there and retry. Nothing was left under ${path}.`, {
-          details: { transport: this.name, path, availableBytes: fs.availableBytes },
-          cause: err,
-        });
-      }
+    return this.#spaceError(err, s, path, 'write');
+  }
+
+  /**
+   * Maps a failed write, create or mkdir to its error. SFTP (version 3)
+   * says FAILURE for a full disk, with no reason: the file system holding
+   * the path is looked at, and one with no room left (under 2 MiB free)
+   * or no inode left (statvfs@openssh.com's f_favail; a disk of many small
+   * files runs out of those first) makes it ENOSPACE. Anything else stays
+   * ETRANSPORT, whose message names the usual causes, the account's disk
+   * quota among them (SFTP cannot tell it apart).
+   */
+  async #spaceError(err: unknown, s: Session, path: string, action: string): Promise<StowageError> {
+    const e = this.#mapError(err, action, path, s);
+    if (e.details['sftpStatus'] !== 'FAILURE' || s.dead) return e;
+    const dir = posixDirname(path);
+    const fs = await this.#freeSpaceOn(s, dir, undefined).catch(() => undefined);
+    if (fs !== undefined && fs.availableBytes < BLOCK_SIZE * 2) {
+      return new StowageError('ENOSPACE', `No space left on ${this.name} to ${action} ${path} (${fs.availableBytes} bytes free): free some space there and retry. Nothing was left under ${path}.`, {
+        details: { transport: this.name, path, action, availableBytes: fs.availableBytes },
+        cause: err,
+      });
     }
-    return e;
+    const inodes = await this.#freeInodes(s, dir).catch(() => undefined);
+    if (inodes === 0) {
+      return new StowageError('ENOSPACE', `No space left on ${this.name} to ${action} ${path}: the file system has no free inodes (file entries) left, though ${fs === undefined ? 'it may have' : `it has ${fs.availableBytes} bytes`} free. Remove files there (many small ones use them up) and retry. Nothing was left under ${path}.`, {
+        details: { transport: this.name, path, action, availableInodes: 0, ...(fs === undefined ? {} : { availableBytes: fs.availableBytes }) },
+        cause: err,
+      });
+    }
+    const room = fs !== undefined && inodes !== undefined ? ` (the disk has ${fs.availableBytes} bytes and ${inodes} inodes free, so not a full disk)` : '';
+    return new StowageError('ETRANSPORT', `${e.message} The server gave no reason; a full disk, no free inodes, or the far account's disk quota used up are the usual ones${room}.`, {
+      details: e.details,
+      cause: err,
+    });
+  }
+
+  /** Inodes available to the far account on the file system holding `path` (statvfs@openssh.com); undefined when unknown. */
+  async #freeInodes(s: Session, path: string): Promise<number | undefined> {
+    if (!s.ext.statvfs) return undefined;
+    const v = await this.#call<{ f_files: number; f_favail: number }>(s, (cb) => s.sftp.ext_openssh_statvfs(path, cb));
+    // A file system that does not count inodes reports none at all.
+    return v.f_files > 0 ? Number(v.f_favail) : undefined;
   }
 
   /**
@@ -2260,6 +2292,7 @@ export class SshTransport implements Transport {
       if (e.details['sftpStatus'] === 'FAILURE' && !s.dead) {
         const there = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb)).catch(() => undefined);
         if (there !== undefined) throw new StowageError('EEXIST', `Cannot create ${this.name}${path}: it already exists.`, { details: { transport: this.name, path }, cause: err });
+        throw await this.#spaceError(err, s, path, 'create');
       }
       throw e;
     }

@@ -711,6 +711,34 @@ describe('a full remote disk', () => {
   }
 });
 
+describe('a remote disk out of inodes', () => {
+  for (const allowExec of [true, false]) {
+    it(`put, mkdir and the lock's createFile are ENOSPACE saying no inodes are left, not ETRANSPORT (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
+      await using server = await startSshd({ allowExec });
+      await using disk = await withTmpfs(16, { inodes: 32 });
+      await using t = new SshTransport(optionsFor(server));
+      for (let i = 0; ; i++) {
+        const full = await writeFile(join(disk.dir, `inode-${i}`), '').then(
+          () => false,
+          (err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOSPC') return true;
+            throw err;
+          },
+        );
+        if (full) break;
+      }
+      const before = (await readdir(disk.dir)).sort();
+      const put = await caught(t.put(randomBytes(1024), `${disk.dir}/run.bin`));
+      expect(put.code).toBe('ENOSPACE');
+      expect(put.message).toMatch(/no free inodes/);
+      expect((await caught(t.mkdir(`${disk.dir}/d`))).code).toBe('ENOSPACE');
+      expect((await caught(t.mkdir(`${disk.dir}/p/q`, { recursive: true }))).code).toBe('ENOSPACE');
+      expect((await caught(t.lockFs().createFile(`${disk.dir}/owner.json`, Buffer.from('{}')))).code).toBe('ENOSPACE');
+      expect((await readdir(disk.dir)).sort()).toEqual(before);
+    });
+  }
+});
+
 describe('a local disk out of inodes', () => {
   it("get's missing local parents are ENOSPACE, not ENOT_FOUND (Node 20's recursive mkdir says ENOENT for ENOSPC)", async () => {
     await using server = await startSshd();
