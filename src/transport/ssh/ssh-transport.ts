@@ -1342,31 +1342,68 @@ export class SshTransport implements Transport {
     }
   }
 
+  /**
+   * Removes a folder and everything under it: the whole tree is listed
+   * first, then its files and links are removed (never followed: listing
+   * attributes are lstat's), then its folders, deepest first. A name that
+   * is not UTF-8 (Latin-1 from an old system) comes through SFTP decoded
+   * with U+FFFD and cannot be named back: such a tree is refused before
+   * anything is removed (EIO naming the entry), not emptied of everything
+   * else and then found "not empty".
+   */
   async #removeTree(s: Session, dir: string, signal: AbortSignal | undefined): Promise<void> {
-    throwIfAborted(signal);
-    let entries: { filename: string; attrs: Stats }[];
-    try {
-      entries = await this.#call(s, (cb) => s.sftp.readdir(dir, cb));
-    } catch (err) {
-      const e = this.#mapError(err, 'list', dir, s);
-      if (e.code === 'ENOT_FOUND') return;
-      throw e;
-    }
-    const base = dir.endsWith('/') ? dir : dir + '/';
-    const todo = entries.filter((e) => e.filename !== '.' && e.filename !== '..');
-    // A few requests in flight: one round trip per entry adds up on big trees.
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < todo.length) {
-        throwIfAborted(signal);
-        const e = todo[next++]!;
-        const p = base + e.filename;
-        if (typeOfMode(e.attrs.mode) === 'dir') await this.#removeTree(s, p, signal);
-        else await this.#unlink(s, p, true);
-      }
+    /** Runs `fn` over `items`, a few requests in flight (one round trip each adds up on big trees), checking the signal per item. */
+    const pool = async <T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> => {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < items.length) {
+          throwIfAborted(signal);
+          await fn(items[next++]!);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(16, items.length) }, worker));
     };
-    await Promise.all(Array.from({ length: Math.min(16, todo.length) }, worker));
-    await this.#rmdir(s, dir, true);
+    throwIfAborted(signal);
+    const levels: string[][] = [];
+    const files: string[] = [];
+    for (let level = [dir]; level.length > 0; ) {
+      levels.push(level);
+      const below: string[] = [];
+      await pool(level, async (d) => {
+        let entries: { filename: string; attrs: Stats }[];
+        try {
+          entries = await this.#call(s, (cb) => s.sftp.readdir(d, cb));
+        } catch (err) {
+          const e = this.#mapError(err, 'list', d, s);
+          if (e.code === 'ENOT_FOUND') return; // removed by someone else meanwhile
+          throw e;
+        }
+        const base = d.endsWith('/') ? d : d + '/';
+        for (const e of entries) {
+          if (e.filename === '.' || e.filename === '..') continue;
+          const p = base + e.filename;
+          if (e.filename.includes('\uFFFD')) {
+            // A real name may hold U+FFFD itself: only one that names nothing is undecodable.
+            const named = await this.#call<Stats>(s, (cb) => s.sftp.lstat(p, cb)).then(
+              () => true,
+              () => false,
+            );
+            if (!named) {
+              throw new StowageError(
+                'EIO',
+                `Cannot remove ${this.name}${dir}: it holds ${JSON.stringify(p)}, whose name is not valid UTF-8 (shown with U+FFFD), which SFTP cannot name back to the server. Nothing was removed. Rename it on the far host (e.g. convmv -f latin1 -t utf8), or remove it there, then remove the tree again.`,
+                { details: { transport: this.name, path: dir, entry: p, reason: 'name not UTF-8' } },
+              );
+            }
+          }
+          if (typeOfMode(e.attrs.mode) === 'dir') below.push(p);
+          else files.push(p);
+        }
+      });
+      level = below;
+    }
+    await pool(files, (p) => this.#unlink(s, p, true));
+    for (const level of levels.reverse()) await pool(level, (d) => this.#rmdir(s, d, true));
   }
 
   /** {@inheritDoc Transport.rename} */

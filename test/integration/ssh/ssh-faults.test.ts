@@ -1300,6 +1300,36 @@ describe('a folder the far account may read but not search', () => {
   });
 });
 
+describe('a recursive remove of a tree holding a name that is not UTF-8', () => {
+  it('is refused before anything is removed, naming the entry (SFTP cannot name it back), instead of emptying the rest and failing "not empty"', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server));
+    const tree = join(server.root, 'tree');
+    await mkdir(join(tree, 'a', 'deep'), { recursive: true });
+    await mkdir(join(tree, 'b'));
+    await writeFile(join(tree, 'a', 'deep', 'keep1'), 'one');
+    await writeFile(join(tree, 'b', 'keep2'), 'two');
+    await writeFile(join(tree, 'top'), 'three');
+    // "caf\xe9" in Latin-1.
+    await writeFile(Buffer.concat([Buffer.from(join(tree, 'b') + '/'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]), 'latin1');
+    // A real name holding U+FFFD itself is no reason to refuse.
+    await writeFile(join(tree, 'a', 'real-\uFFFD-name'), 'ok');
+    const err = await caught(t.remove(tree, { recursive: true }));
+    expect(err.code).toBe('EIO');
+    expect(err.message).toContain('not valid UTF-8');
+    expect(err.message).toContain(`${tree}/b/caf`);
+    expect(err.message).toMatch(/Nothing was removed/);
+    expect(await readFile(join(tree, 'a', 'deep', 'keep1'), 'utf8')).toBe('one');
+    expect(await readFile(join(tree, 'b', 'keep2'), 'utf8')).toBe('two');
+    expect(await readFile(join(tree, 'top'), 'utf8')).toBe('three');
+    expect(await readdir(join(tree, 'a'))).toEqual(['deep', 'real-\uFFFD-name']);
+    // Once the name is fixed on the far host, the tree goes whole.
+    await rm(Buffer.concat([Buffer.from(join(tree, 'b') + '/'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]));
+    await t.remove(tree, { recursive: true });
+    expect(await readdir(server.root)).toEqual([]);
+  });
+});
+
 describe('a put with a read-only mode', () => {
   it('keeps its .part writable by its owner, resumes after a cut, and lands with exactly the mode asked for', async () => {
     // As root the permission bits are not enforced: the far SFTP server then
