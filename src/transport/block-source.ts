@@ -11,10 +11,61 @@ import type { Readable } from 'node:stream';
 import { fromFsError, StowageError } from '../errors.js';
 import type { PutSource } from './transport.js';
 
+/**
+ * What a local file was when a transfer first opened it: a resumed
+ * transfer reopens it by name and must find the same file, unchanged.
+ */
+export interface SourceIdentity {
+  /** Device of the file system holding it. */
+  readonly dev: number;
+  /** Inode number (another file renamed over the name has another). */
+  readonly ino: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Modification time in milliseconds (with the file system's sub-millisecond part). */
+  readonly mtimeMs: number;
+}
+
+function describeIdentity(id: SourceIdentity): string {
+  return `${id.size} bytes, modified ${new Date(id.mtimeMs).toISOString()}`;
+}
+
+/**
+ * The error of a local source that changed while it was sent: a retryable
+ * EIO naming the file, with what it was when first opened and what it is
+ * now. Sending it again once nothing writes to it succeeds.
+ *
+ * @param path - the local file
+ * @param before - the file when the transfer first opened it
+ * @param after - the file now
+ */
+export function sourceChangedError(path: string, before: SourceIdentity, after: SourceIdentity): StowageError {
+  const replaced = before.dev !== after.dev || before.ino !== after.ino;
+  const what = replaced ? 'it was replaced by another file' : 'it changed';
+  return new StowageError(
+    'EIO',
+    `Cannot send ${path}: ${what} while it was being sent (${describeIdentity(before)} when first opened; ${describeIdentity(after)} now). Nothing was left under the final name; send it again once nothing writes to it.`,
+    { details: { path, reason: replaced ? 'source replaced' : 'source changed', before, after }, retryable: true },
+  );
+}
+
+function sameIdentity(a: SourceIdentity, b: SourceIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
 /** Fills buffers with the bytes of a source, in order. */
 export interface BlockSource {
   /** Size in bytes, when known up front. */
   readonly size: number | undefined;
+  /** For a local file: the file as this source opened it. */
+  readonly identity?: SourceIdentity;
+  /**
+   * For a local file, once it is read: rejects with a retryable EIO
+   * ({@link sourceChangedError}) when its size or mtime is no longer what
+   * they were at open, i.e. it was written to (still being written, cut or
+   * appended to) while it was read.
+   */
+  checkUnchanged?(): Promise<void>;
   /**
    * Fills `buf[0..len)`; returns the number of bytes read, less than `len`
    * only at the end of the source (0 = end).
@@ -32,15 +83,17 @@ export interface BlockSource {
 
 class FileBlockSource implements BlockSource {
   readonly size: number | undefined;
+  readonly identity: SourceIdentity;
   readonly #fh: FileHandle;
   readonly #path: string;
   #pos: number;
 
-  constructor(fh: FileHandle, path: string, offset: number, size: number) {
+  constructor(fh: FileHandle, path: string, offset: number, identity: SourceIdentity) {
     this.#fh = fh;
     this.#path = path;
     this.#pos = offset;
-    this.size = size;
+    this.size = identity.size;
+    this.identity = identity;
   }
 
   async read(buf: Buffer, len: number): Promise<number> {
@@ -62,6 +115,17 @@ class FileBlockSource implements BlockSource {
       got += n;
     }
     return got;
+  }
+
+  async checkUnchanged(): Promise<void> {
+    let st: { dev: number; ino: number; size: number; mtimeMs: number };
+    try {
+      st = await this.#fh.stat();
+    } catch (err) {
+      throw fromFsError(err, 'read', this.#path);
+    }
+    const now: SourceIdentity = { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    if (!sameIdentity(this.identity, now)) throw sourceChangedError(this.#path, this.identity, now);
   }
 
   async close(): Promise<void> {
@@ -143,10 +207,17 @@ class StreamBlockSource implements BlockSource {
 /**
  * Opens a source at `offset`.
  *
+ * A local file reopened to resume a transfer must be the file first opened,
+ * unchanged: pass that open's {@link BlockSource.identity} as `expect`. A
+ * file replaced (another device or inode under the name) or written to
+ * (another size or mtime) since is a retryable EIO: resuming would splice
+ * the bytes of two files.
+ *
  * @param source - a local path, a buffer or a replayable source
  * @param offset - first byte to read
+ * @param expect - for a local path: the file as the transfer first opened it
  */
-export async function openBlockSource(source: PutSource, offset: number): Promise<BlockSource> {
+export async function openBlockSource(source: PutSource, offset: number, expect?: SourceIdentity): Promise<BlockSource> {
   if (typeof source === 'string') {
     let fh: FileHandle;
     try {
@@ -161,7 +232,9 @@ export async function openBlockSource(source: PutSource, offset: number): Promis
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new StowageError('EIO', `Cannot send ${source}: it is not a regular file.`, { details: { path: source } });
-      return new FileBlockSource(fh, source, offset, st.size);
+      const identity: SourceIdentity = { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+      if (expect !== undefined && !sameIdentity(expect, identity)) throw sourceChangedError(source, expect, identity);
+      return new FileBlockSource(fh, source, offset, identity);
     } catch (err) {
       await fh.close().catch(() => {});
       throw fromFsError(err, 'read', source);

@@ -5,6 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
+import { StowageError } from '../errors.js';
 import type { PutSource, ReplayableSource } from './transport.js';
 
 /**
@@ -58,4 +59,40 @@ export function posixDirname(path: string): string {
   if (i < 0) return '.';
   if (i === 0) return '/';
   return p.slice(0, i);
+}
+
+/**
+ * A path without trailing `/` and `/.` parts: `/a/link/` and `/a/link/.`
+ * → `/a/link`, `/` stays `/`. File systems resolve a symlink named with a
+ * trailing slash (`lstat("link/")` describes its target), so an operation
+ * that must not follow a link at the end of a path (remove, stat) looks
+ * at the name without them.
+ *
+ * @param path - a path with `/` separators
+ */
+export function trimPathTail(path: string): string {
+  const p = path.replace(/(?:\/\.?)+$/, '');
+  if (p !== '') return p;
+  return path.startsWith('/') ? '/' : '.';
+}
+
+/**
+ * The path a removal acts on: `path` without trailing `/` and `/.` (see
+ * {@link trimPathTail}), so that a symlink named `link/` is removed itself,
+ * never emptied through. A path whose last part is `.` or `..` is refused
+ * with EBAD_CONFIG, as `rm -r` refuses it: it names a folder above it (or,
+ * through a symlink, one elsewhere).
+ *
+ * @param where - the operation, for the message
+ * @param path - the path asked for
+ */
+export function removalTarget(where: string, path: string): string {
+  const target = trimPathTail(path);
+  const last = target.slice(target.lastIndexOf('/') + 1);
+  if (last === '.' || last === '..') {
+    throw new StowageError('EBAD_CONFIG', `${where}: refusing to remove ${JSON.stringify(path)}: a path ending in "." or ".." names a folder above it (or, through a symlink, one elsewhere). Name the folder itself.`, {
+      details: { where, path, option: 'path' },
+    });
+  }
+  return target;
 }

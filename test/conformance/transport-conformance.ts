@@ -11,7 +11,7 @@
  * folder (sources for put, destinations for get).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, truncateSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, truncateSync, writeSync } from 'node:fs';
 import { readFile, stat as lstatLocal, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -306,6 +306,43 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         expect(await t.list(d)).toEqual([]);
       });
 
+      it('a local file cut, appended to or rewritten in place while it is sent is a retryable EIO naming it: nothing under the final name, no .part', async () => {
+        const d = await far();
+        const changes: Record<string, (src: string) => void> = {
+          cut: (src) => truncateSync(src, 1024 * 1024),
+          appended: (src) => appendFileSync(src, Buffer.alloc(8 * 1024 * 1024, 7)),
+          rewritten: (src) => {
+            const fd = openSync(src, 'r+');
+            try {
+              writeSync(fd, Buffer.from('X'), 0, 1, 0);
+            } finally {
+              closeSync(fd);
+            }
+          },
+        };
+        for (const [how, change] of Object.entries(changes)) {
+          const src = await localFile(randomBytes(24 * 1024 * 1024), `daq-${how}-${++n}.dat`);
+          // An mtime in the past, so a write in the same clock tick as the file's creation still moves it.
+          await touch(src, Date.UTC(2020, 0, 1));
+          let changed = false;
+          const err = await rejectsWith(
+            t.put(src, `${d}/${how}.dat`, {
+              onProgress: () => {
+                if (changed) return;
+                changed = true;
+                change(src);
+              },
+            }),
+            'EIO',
+          );
+          expect(changed).toBe(true);
+          expect(err.retryable, how).toBe(true);
+          expect(err.message).toContain(src);
+          expect(err.message).toMatch(/changed while it was being sent/);
+          expect(await t.list(d), how).toEqual([]);
+        }
+      });
+
       it('reports byte progress up to the size and one item', async () => {
         const d = await far();
         const data = randomBytes(2 * 1024 * 1024);
@@ -531,6 +568,22 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         await t.remove(`${d}/missing`, { recursive: true, force: true });
       });
 
+      it('a recursive remove aborted once started rejects with the reason and stops: the tree is still there, and a remove without the signal finishes it', async () => {
+        const d = await far();
+        for (let i = 0; i < 8; i++) {
+          await Promise.all(Array.from({ length: 40 }, (_, k) => t.put(Buffer.from(`${i}/${k}`), `${d}/tree/sub${i}/f${k}`)));
+        }
+        const ac = new AbortController();
+        const reason = new Error('stop removing');
+        const removing = t.remove(`${d}/tree`, { recursive: true, signal: ac.signal });
+        // Started: past the check made before it starts.
+        ac.abort(reason);
+        await expect(removing).rejects.toBe(reason);
+        expect((await t.stat(`${d}/tree`)).type).toBe('dir');
+        await t.remove(`${d}/tree`, { recursive: true });
+        expect(await t.list(d)).toEqual([]);
+      });
+
       it('removing a symlink does not touch its target', async () => {
         if (!t.capabilities.symlinks) return;
         const d = await far();
@@ -539,6 +592,39 @@ export function transportConformance(name: string, factory: () => Promise<Confor
         await t.remove(`${d}/link`, { recursive: true });
         expect((await readAll(t, `${d}/dir/file`)).toString()).toBe('target');
         expect((await t.list(d)).map((e) => e.name)).toEqual(['dir']);
+      });
+
+      it('a symlink to a folder named with a trailing / or /. is removed itself: the folder it points to (outside the tree) keeps its contents', async () => {
+        if (!t.capabilities.symlinks) return;
+        const d = await far();
+        await t.put(Buffer.from('precious'), `${d}/outside/keep.dat`);
+        await t.put(Buffer.from('nested'), `${d}/outside/sub/n.dat`);
+        await t.mkdir(`${d}/tree`);
+        for (const [suffix, recursive] of [
+          ['/', true],
+          ['/.', true],
+          ['//', true],
+          ['/./', true],
+          ['/', false],
+        ] as const) {
+          await t.symlink(`${d}/outside`, `${d}/tree/link`);
+          // stat does not follow the link either.
+          expect((await t.stat(`${d}/tree/link${suffix}`)).type).toBe('symlink');
+          await t.remove(`${d}/tree/link${suffix}`, { recursive });
+          expect(await t.exists(`${d}/tree/link`), `link${suffix} removed`).toBeUndefined();
+          expect((await readAll(t, `${d}/outside/keep.dat`)).toString(), `after removing link${suffix}`).toBe('precious');
+          expect((await readAll(t, `${d}/outside/sub/n.dat`)).toString()).toBe('nested');
+        }
+        // A real folder named with a trailing slash is removed as before.
+        await t.put(Buffer.from('x'), `${d}/tree/real/x`);
+        await t.remove(`${d}/tree/real/`, { recursive: true });
+        expect(await t.list(`${d}/tree`)).toEqual([]);
+        // A last part "." or ".." names a folder above (or elsewhere): refused, nothing removed.
+        await t.symlink(`${d}/outside/sub`, `${d}/tree/up`);
+        await rejectsWith(t.remove(`${d}/tree/up/..`, { recursive: true }), 'EBAD_CONFIG');
+        await rejectsWith(t.remove(`${d}/tree/..`, { recursive: true, force: true }), 'EBAD_CONFIG');
+        expect((await t.list(`${d}/outside`)).map((e) => e.name)).toEqual(['keep.dat', 'sub']);
+        expect((await t.list(d)).map((e) => e.name)).toEqual(['outside', 'tree']);
       });
 
       it('renames files and folders; replaces an existing file when atomicRename; a missing source is ENOT_FOUND', async () => {

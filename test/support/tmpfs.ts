@@ -36,16 +36,32 @@ export interface Tmpfs {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** Options of {@link withTmpfs}. */
+export interface TmpfsOptions {
+  /**
+   * Most inodes (files, folders, links) the file system holds, root folder
+   * included (tmpfs `nr_inodes`), for "out of inodes" tests: a tmpfs folder
+   * takes no data blocks, so only this makes `mkdir` fail with ENOSPC.
+   * Default: tmpfs's own (half the RAM pages).
+   */
+  readonly inodes?: number;
+}
+
 /**
  * Mounts a tmpfs of `sizeMiB` MiB on a fresh temp folder. Throws when not
  * running as root or when the mount fails (for instance in a container
  * without CAP_SYS_ADMIN), with an explanation.
  *
  * @param sizeMiB - size in MiB (1 to 4096)
+ * @param options - inode limit
  */
-export async function withTmpfs(sizeMiB: number): Promise<Tmpfs> {
+export async function withTmpfs(sizeMiB: number, options: TmpfsOptions = {}): Promise<Tmpfs> {
   if (!Number.isInteger(sizeMiB) || sizeMiB < 1 || sizeMiB > 4096) {
     throw new Error(`withTmpfs: sizeMiB must be an integer from 1 to 4096, got ${String(sizeMiB)}`);
+  }
+  const { inodes } = options;
+  if (inodes !== undefined && (!Number.isInteger(inodes) || inodes < 2)) {
+    throw new Error(`withTmpfs: inodes must be an integer of at least 2, got ${String(inodes)}`);
   }
   if (!isRoot()) {
     throw new Error(
@@ -58,7 +74,7 @@ export async function withTmpfs(sizeMiB: number): Promise<Tmpfs> {
   const tmp = makeTempDir('tmpfs');
   const dir = tmp.path;
   try {
-    await run(mount, ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0777`, 'tmpfs', dir]);
+    await run(mount, ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0777${inodes === undefined ? '' : `,nr_inodes=${inodes}`}`, 'tmpfs', dir]);
   } catch (err) {
     await tmp.remove();
     throw new Error(

@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, statfs, symlink, utimes, unlink, type FileHandle } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { lstat, mkdir, open, readdir, readlink, rename, rmdir, statfs, symlink, utimes, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,8 +14,10 @@ import { localLockFs, type LockFs } from '../../lock/lock-fs.js';
 import { ProgressTracker } from '../../progress.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { AtomicFile } from '../../util/atomic-file.js';
+import { mkdirRecursive } from '../../util/mkdirp.js';
 import { checkOptionKeys } from '../../util/options.js';
-import { toReplayable } from '../put-source.js';
+import { sourceChangedError, type SourceIdentity } from '../block-source.js';
+import { removalTarget, toReplayable, trimPathTail } from '../put-source.js';
 import type {
   DigestOptions,
   FreeSpace,
@@ -43,34 +46,50 @@ const GET_OPTIONS = ['algorithm', 'expectedDna', 'onProgress', 'signal'];
  * A readable stream of a local file from `start`, with 1 MiB reads; errors
  * are StowageErrors (a missing file is ENOT_FOUND), an abort destroys it
  * with the signal's reason.
+ *
+ * With `unchanged`, the open file is looked at (fstat) at open and at the
+ * end: a file whose size or mtime changed meanwhile, or that gave another
+ * number of bytes than its size, errors with a retryable EIO
+ * ({@link sourceChangedError}) instead of ending: it was written to while
+ * it was read, and what was read is no version of it.
  */
-function readFileStream(path: string, start: number, signal: AbortSignal | undefined): Readable {
+function readFileStream(path: string, start: number, signal: AbortSignal | undefined, unchanged = false): Readable {
   let fh: FileHandle | undefined;
   let pos = start;
+  let opened: SourceIdentity | undefined;
+  const identityOf = async (h: FileHandle): Promise<SourceIdentity> => {
+    const st = await h.stat();
+    return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  };
   const stream = new Readable({
     highWaterMark: 1 << 20,
     construct(cb) {
       open(path, 'r').then(
-        (h) => {
+        async (h) => {
           fh = h;
+          if (unchanged) opened = await identityOf(h);
           cb();
         },
         (err: unknown) => cb(fromFsError(err, 'read', path)),
-      );
+      ).catch((err: unknown) => cb(fromFsError(err, 'read', path)));
     },
     read(n) {
       const buf = Buffer.allocUnsafe(Math.max(n, 1 << 20));
-      fh!.read(buf, 0, buf.length, pos).then(
-        ({ bytesRead }) => {
+      fh!
+        .read(buf, 0, buf.length, pos)
+        .then(async ({ bytesRead }) => {
           if (bytesRead === 0) {
+            if (opened !== undefined) {
+              const now = await identityOf(fh!);
+              if (pos !== opened.size || now.size !== opened.size || now.mtimeMs !== opened.mtimeMs) throw sourceChangedError(path, opened, now);
+            }
             this.push(null);
             return;
           }
           pos += bytesRead;
           this.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-        },
-        (err: unknown) => this.destroy(fromFsError(err, 'read', path)),
-      );
+        })
+        .catch((err: unknown) => this.destroy(fromFsError(err, 'read', path)));
     },
     destroy(err, cb) {
       dispose();
@@ -82,6 +101,49 @@ function readFileStream(path: string, start: number, signal: AbortSignal | undef
   });
   const dispose = onAbort(signal, (reason) => stream.destroy(reason as Error));
   return stream;
+}
+
+/** Entries of one folder removed at a time by {@link removeTree}. */
+const REMOVE_BATCH = 16;
+
+/**
+ * Removes a folder and everything under it, checking `signal` before each
+ * batch of entries: an abort stops the walk and rejects with its reason.
+ * Symlinks are unlinked, never followed (entry types come from the folder
+ * listing, which does not follow them); names are handled as bytes, so a
+ * name that is not UTF-8 is removed like any other. Entries that vanish
+ * meanwhile (removed by someone else) are fine.
+ */
+async function removeTree(dir: Buffer, signal: AbortSignal | undefined): Promise<void> {
+  throwIfAborted(signal);
+  let entries: Dirent<Buffer>[];
+  try {
+    entries = await readdir(dir, { encoding: 'buffer', withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const slash = Buffer.from('/');
+  for (let i = 0; i < entries.length; i += REMOVE_BATCH) {
+    throwIfAborted(signal);
+    await Promise.all(
+      entries.slice(i, i + REMOVE_BATCH).map(async (e) => {
+        const p = Buffer.concat([dir, slash, e.name]);
+        try {
+          if (e.isDirectory()) await removeTree(p, signal);
+          else await unlink(p);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }),
+    );
+  }
+  throwIfAborted(signal);
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /**
@@ -172,7 +234,8 @@ export class LocalTransport implements Transport {
   async stat(path: string, options: OpOptions = {}): Promise<TransportStat> {
     throwIfAborted(options.signal);
     try {
-      const s = await lstat(path);
+      // `link/` would be looked up through the link: the name itself is asked.
+      const s = await lstat(trimPathTail(path));
       return { path, type: typeOf(s), size: s.size, mtimeMs: s.mtimeMs, mode: s.mode & 0o7777 };
     } catch (err) {
       throw fromFsError(err, 'stat', path);
@@ -237,7 +300,8 @@ export class LocalTransport implements Transport {
   async mkdir(path: string, options: OpOptions & { recursive?: boolean } = {}): Promise<void> {
     throwIfAborted(options.signal);
     try {
-      await mkdir(path, { recursive: options.recursive ?? false });
+      if (options.recursive) await mkdirRecursive(path);
+      else await mkdir(path);
     } catch (err) {
       throw fromFsError(err, 'create directory', path);
     }
@@ -257,7 +321,8 @@ export class LocalTransport implements Transport {
       const st = await this.stat(source);
       if (st.type !== 'file') throw new StowageError('EIO', `Cannot send ${source}: it is not a regular file.`, { details: { path: source } });
       size = st.size;
-      input = readFileStream(source, 0, options.signal);
+      // Written to while it is read (a DAQ file still growing): refused, not landed cut.
+      input = readFileStream(source, 0, options.signal, true);
     } else {
       const src = toReplayable(source);
       size = src.size;
@@ -273,7 +338,7 @@ export class LocalTransport implements Transport {
     checkOptionKeys('LocalTransport.get', options, GET_OPTIONS);
     throwIfAborted(options.signal);
     const st = await this.stat(path);
-    await mkdir(dirname(localPath), { recursive: true }).catch((err: unknown) => {
+    await mkdirRecursive(dirname(localPath)).catch((err: unknown) => {
       throw fromFsError(err, 'create directory', dirname(localPath));
     });
     if (st.type !== 'file') throw new StowageError('EIO', `Cannot get ${path}: it is not a regular file.`, { details: { path } });
@@ -293,15 +358,16 @@ export class LocalTransport implements Transport {
   /** {@inheritDoc Transport.remove} */
   async remove(path: string, options: OpOptions & { recursive?: boolean; force?: boolean } = {}): Promise<void> {
     throwIfAborted(options.signal);
+    // `link/` and `link/.` name the link's target (lstat follows the link
+    // there): the link itself is what is removed, never what it points to.
+    const target = removalTarget('LocalTransport.remove', path);
     try {
-      if (options.recursive) {
-        await rm(path, { recursive: true, force: options.force ?? false });
-        return;
-      }
-      const s = await lstat(path);
-      if (s.isDirectory()) await rmdir(path);
-      else await unlink(path);
+      const s = await lstat(target);
+      if (!s.isDirectory()) await unlink(target);
+      else if (options.recursive) await removeTree(Buffer.from(target), options.signal);
+      else await rmdir(target);
     } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
       if (options.force && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw fromFsError(err, 'remove', path);
     }

@@ -13,8 +13,9 @@
  *   write in it, in order, so the digest state always sits exactly at the
  *   confirmed offset. When the connection drops, the put reconnects, opens
  *   its `NAME.part` again without truncating, and re-sends from that offset
- *   (read again from the replayable source); the final DNA covers each byte
- *   once, as confirmed by the server. A resumed put is re-digested on the
+ *   (read again from the replayable source; a local file must be the one
+ *   first opened, unchanged); the final DNA covers each byte once, as
+ *   confirmed by the server. A resumed put is re-digested on the
  *   far side when `exec` is available.
  * - Safety. Host keys are checked against known_hosts before any data is
  *   sent; a refused login is EAUTH; nothing appears under a final name
@@ -24,7 +25,7 @@
  * @module
  */
 import { channel } from 'node:diagnostics_channel';
-import { mkdir as mkdirLocal, open as openLocal, readFile } from 'node:fs/promises';
+import { open as openLocal, readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname as localDirname, join as localJoin } from 'node:path';
@@ -38,10 +39,11 @@ import { ProgressTracker } from '../../progress.js';
 import { onAbort, raceAbort, sleep, throwIfAborted } from '../../util/abort.js';
 import type { LockFs } from '../../lock/lock-fs.js';
 import { AtomicFile } from '../../util/atomic-file.js';
+import { mkdirRecursive } from '../../util/mkdirp.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../../util/options.js';
 import { BlockHasher, type HashJob } from '../../dna/block-hasher.js';
-import { openBlockSource, type BlockSource } from '../block-source.js';
-import { posixDirname } from '../put-source.js';
+import { openBlockSource, type BlockSource, type SourceIdentity } from '../block-source.js';
+import { posixDirname, removalTarget, trimPathTail } from '../put-source.js';
 import type {
   DigestOptions,
   FreeSpace,
@@ -582,7 +584,7 @@ export class SshTransport implements Transport {
         return;
       }
       if (check.status === 'unknown' && o.hostKeyPolicy === 'accept-new' && check.hostLines.length === 0) {
-        mkdirLocal(localDirname(o.knownHosts), { recursive: true, mode: 0o700 })
+        mkdirRecursive(localDirname(o.knownHosts), 0o700)
           .then(() => appendKnownHostsLine(o.knownHosts, formatKnownHostsLine(o.host, o.port, key)))
           .then(
             () => verify(true),
@@ -822,7 +824,12 @@ export class SshTransport implements Transport {
       let s: Session | undefined;
       try {
         s = await this.#session$(signal);
-        return await raceAbort(fn(s), signal);
+        // Aborted while connecting: the work is not started. Once started,
+        // an abort leaves it to end on its own (its failure then is nobody's).
+        throwIfAborted(signal);
+        const work = fn(s);
+        work.catch(() => {});
+        return await raceAbort(work, signal);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const e = s === undefined ? err : this.#mapError(err, action, path, s);
@@ -1141,7 +1148,9 @@ export class SshTransport implements Transport {
 
   /** {@inheritDoc Transport.stat} */
   async stat(path: string, options: OpOptions = {}): Promise<TransportStat> {
-    return this.#retrying('stat', path, options.signal, async (s) => this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb))));
+    // `link/` would be looked up through the link: the name itself is asked.
+    const name = typeof path === 'string' && path !== '' ? trimPathTail(path) : path;
+    return this.#retrying('stat', path, options.signal, async (s) => this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.lstat(name, cb))));
   }
 
   /** {@inheritDoc Transport.exists} */
@@ -1201,6 +1210,7 @@ export class SshTransport implements Transport {
   /** {@inheritDoc Transport.mkdir} */
   async mkdir(path: string, options: OpOptions & { recursive?: boolean } = {}): Promise<void> {
     const { signal } = options;
+    checkFarPath('SshTransport.mkdir', path);
     throwIfAborted(signal);
     if (!options.recursive) {
       // Not retried: a mkdir that ran before the connection dropped would
@@ -1226,7 +1236,7 @@ export class SshTransport implements Transport {
             signal,
           );
           if (st !== undefined) throw new StowageError('EEXIST', `Cannot create directory ${this.name}${path}: it already exists.`, { details: { transport: this.name, path }, cause: err });
-          if (attempt >= MKDIR_FAILURE_TRIES) throw e;
+          if (attempt >= MKDIR_FAILURE_TRIES) throw await raceAbort(this.#spaceError(err, s, path, 'create directory'), signal);
         }
       }
     }
@@ -1251,28 +1261,33 @@ export class SshTransport implements Transport {
       // Created by someone else in between is fine.
       const again = await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)).catch(() => undefined);
       if (again !== undefined && typeOfMode(again.mode) === 'dir') return;
-      throw this.#mapError(err, 'create directory', path, s);
+      throw await this.#spaceError(err, s, path, 'create directory');
     }
   }
 
   /** {@inheritDoc Transport.remove} */
   async remove(path: string, options: OpOptions & { recursive?: boolean; force?: boolean } = {}): Promise<void> {
     const { signal } = options;
-    await this.#retrying('remove', path, signal, async (s) => {
+    checkFarPath('SshTransport: cannot remove', path);
+    // `link/` and `link/.` name the link's target to the server (its lstat
+    // follows the link): the link itself is what is removed, never what it
+    // points to.
+    const target = removalTarget('SshTransport.remove', path);
+    await this.#retrying('remove', target, signal, async (s) => {
       let st: Stats;
       try {
-        st = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb));
+        st = await this.#call<Stats>(s, (cb) => s.sftp.lstat(target, cb));
       } catch (err) {
         const e = this.#mapError(err, 'remove', path, s);
         if (e.code === 'ENOT_FOUND' && options.force) return;
         throw e;
       }
       if (typeOfMode(st.mode) !== 'dir') {
-        await this.#unlink(s, path, options.force ?? false);
+        await this.#unlink(s, target, options.force ?? false);
         return;
       }
-      if (options.recursive) await this.#removeTree(s, path, signal);
-      else await this.#rmdir(s, path, options.force ?? false);
+      if (options.recursive) await this.#removeTree(s, target, signal);
+      else await this.#rmdir(s, target, options.force ?? false);
     });
   }
 
@@ -1327,30 +1342,68 @@ export class SshTransport implements Transport {
     }
   }
 
+  /**
+   * Removes a folder and everything under it: the whole tree is listed
+   * first, then its files and links are removed (never followed: listing
+   * attributes are lstat's), then its folders, deepest first. A name that
+   * is not UTF-8 (Latin-1 from an old system) comes through SFTP decoded
+   * with U+FFFD and cannot be named back: such a tree is refused before
+   * anything is removed (EIO naming the entry), not emptied of everything
+   * else and then found "not empty".
+   */
   async #removeTree(s: Session, dir: string, signal: AbortSignal | undefined): Promise<void> {
-    throwIfAborted(signal);
-    let entries: { filename: string; attrs: Stats }[];
-    try {
-      entries = await this.#call(s, (cb) => s.sftp.readdir(dir, cb));
-    } catch (err) {
-      const e = this.#mapError(err, 'list', dir, s);
-      if (e.code === 'ENOT_FOUND') return;
-      throw e;
-    }
-    const base = dir.endsWith('/') ? dir : dir + '/';
-    const todo = entries.filter((e) => e.filename !== '.' && e.filename !== '..');
-    // A few requests in flight: one round trip per entry adds up on big trees.
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < todo.length) {
-        const e = todo[next++]!;
-        const p = base + e.filename;
-        if (typeOfMode(e.attrs.mode) === 'dir') await this.#removeTree(s, p, signal);
-        else await this.#unlink(s, p, true);
-      }
+    /** Runs `fn` over `items`, a few requests in flight (one round trip each adds up on big trees), checking the signal per item. */
+    const pool = async <T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> => {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < items.length) {
+          throwIfAborted(signal);
+          await fn(items[next++]!);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(16, items.length) }, worker));
     };
-    await Promise.all(Array.from({ length: Math.min(16, todo.length) }, worker));
-    await this.#rmdir(s, dir, true);
+    throwIfAborted(signal);
+    const levels: string[][] = [];
+    const files: string[] = [];
+    for (let level = [dir]; level.length > 0; ) {
+      levels.push(level);
+      const below: string[] = [];
+      await pool(level, async (d) => {
+        let entries: { filename: string; attrs: Stats }[];
+        try {
+          entries = await this.#call(s, (cb) => s.sftp.readdir(d, cb));
+        } catch (err) {
+          const e = this.#mapError(err, 'list', d, s);
+          if (e.code === 'ENOT_FOUND') return; // removed by someone else meanwhile
+          throw e;
+        }
+        const base = d.endsWith('/') ? d : d + '/';
+        for (const e of entries) {
+          if (e.filename === '.' || e.filename === '..') continue;
+          const p = base + e.filename;
+          if (e.filename.includes('\uFFFD')) {
+            // A real name may hold U+FFFD itself: only one that names nothing is undecodable.
+            const named = await this.#call<Stats>(s, (cb) => s.sftp.lstat(p, cb)).then(
+              () => true,
+              () => false,
+            );
+            if (!named) {
+              throw new StowageError(
+                'EIO',
+                `Cannot remove ${this.name}${dir}: it holds ${JSON.stringify(p)}, whose name is not valid UTF-8 (shown with U+FFFD), which SFTP cannot name back to the server. Nothing was removed. Rename it on the far host (e.g. convmv -f latin1 -t utf8), or remove it there, then remove the tree again.`,
+                { details: { transport: this.name, path: dir, entry: p, reason: 'name not UTF-8' } },
+              );
+            }
+          }
+          if (typeOfMode(e.attrs.mode) === 'dir') below.push(p);
+          else files.push(p);
+        }
+      });
+      level = below;
+    }
+    await pool(files, (p) => this.#unlink(s, p, true));
+    for (const level of levels.reverse()) await pool(level, (d) => this.#rmdir(s, d, true));
   }
 
   /** {@inheritDoc Transport.rename} */
@@ -1445,14 +1498,17 @@ export class SshTransport implements Transport {
           // All sessions of the connection in use (MaxSessions): stream it instead.
           if (!isChannelRefusal(err) || s.dead) throw err;
         }
-        // Streamed, the size is that of the bytes digested.
-        if (far === undefined) return this.#streamDigest(path, algorithm, signal, onProgress ? progress : undefined);
-        // The far tool read the file after the stat: the size is only theirs
-        // if the file is unchanged since (same size and mtime). A file being
-        // written is digested once more, then refused.
+        // Streamed (no exec, no tool, or no session for one), the size is
+        // that of the bytes digested.
+        const streamed = far === undefined;
+        far ??= await this.#streamDigest(path, algorithm, signal, onProgress ? progress : undefined);
+        // The far tool (or the stream) read the file after the stat: the
+        // DNA is only the file's if it is unchanged since (same size and
+        // mtime, and as many bytes digested). A file being written is
+        // digested once more, then refused.
         const after = this.#toStat(path, await this.#call<Stats>(s, (cb) => s.sftp.stat(path, cb)));
-        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs) {
-          progress.add(st.size);
+        if (after.type === 'file' && after.size === st.size && after.mtimeMs === st.mtimeMs && far.size === st.size) {
+          if (!streamed) progress.add(st.size);
           return far;
         }
         if (attempt >= 1) {
@@ -1591,6 +1647,14 @@ export class SshTransport implements Transport {
    * dropped connection is retried up to `retries` times, resuming from the
    * offset the server confirmed. A full far disk is ENOSPACE, with the
    * `.part` removed.
+   *
+   * A local file source is reopened by name to resume: it must still be
+   * the file first opened (same device, inode, size and mtime). One
+   * replaced or written to meanwhile is a retryable EIO naming it, with the
+   * `.part` removed, rather than a far file that splices the bytes of two
+   * versions: put it again once nothing writes to it. So is a local file
+   * whose size or mtime changed while it was read (still being written):
+   * nothing lands cut or mixed under `path`.
    */
   async put(source: PutSource, path: string, options: PutOptions = {}): Promise<Dna> {
     checkOptionKeys('SshTransport.put', options, PUT_OPTIONS);
@@ -1677,23 +1741,32 @@ export class SshTransport implements Transport {
           readerP = undefined;
           // Raced against the signal like the far steps: a local source slow
           // to open (a stalled network file system) must not hold an abort.
+          // A local file reopened to resume must be the one first opened,
+          // unchanged: else the far file would splice two files' bytes.
           reader = await lateSafe(
             opening ??
-              openBlockSource(source, st.confirmed).catch((err: unknown) => {
+              openBlockSource(source, st.confirmed, st.source).catch((err: unknown) => {
                 throw new SourceFailure(err);
               }),
             signal,
             (r) => void r.close(),
           );
+          st.source ??= reader.identity;
           size ??= reader.size;
           if (size !== undefined) progress.bytesTotal = size;
           flusher = await lateSafe(this.#startFlusher(s, sftp, part, size === undefined ? undefined : size - st.confirmed), signal, (f) => void f?.close());
           await this.#sendBlocks(s, sftp, handle, reader, st, progress, signal, flusher?.confirmed);
           await flusher?.close();
           flusher = undefined;
+          // A local file written to while it was read (a DAQ file still
+          // growing, cut, rewritten) is refused, not landed cut at the size
+          // seen at open and reported as sent.
+          await reader.checkUnchanged?.().catch((err: unknown) => {
+            throw new SourceFailure(err);
+          });
           await reader.close();
           reader = undefined;
-          if (typeof source !== 'string' && size !== undefined && st.confirmed !== size) {
+          if (size !== undefined && st.confirmed !== size) {
             throw new StowageError('EIO', `Cannot put ${this.name}${path}: the source gave ${st.confirmed} bytes, ${size} were announced.`, {
               details: { transport: this.name, path, expected: size, sent: st.confirmed },
             });
@@ -1809,17 +1882,49 @@ export class SshTransport implements Transport {
 
   /** Maps a failed put to its error: a write FAILURE on a disk with no room left is ENOSPACE. */
   async #putError(err: unknown, s: Session, path: string): Promise<StowageError> {
-    const e = this.#mapError(err, 'write', path, s);
-    if (e.details['sftpStatus'] === 'FAILURE' && !s.dead) {
-      const fs = await this.#freeSpaceOn(s, posixDirname(path), undefined).catch(() => undefined);
-      if (fs !== undefined && fs.availableBytes < BLOCK_SIZE * 2) {
-        return new StowageError('ENOSPACE', `No space left on ${this.name} to write ${path} (${fs.availableBytes} bytes free): free some space there and retry. Nothing was left under ${path}.`, {
-          details: { transport: this.name, path, availableBytes: fs.availableBytes },
-          cause: err,
-        });
-      }
+    return this.#spaceError(err, s, path, 'write');
+  }
+
+  /**
+   * Maps a failed write, create or mkdir to its error. SFTP (version 3)
+   * says FAILURE for a full disk, with no reason: the file system holding
+   * the path is looked at, and one with no room left (under 2 MiB free)
+   * or no inode left (statvfs@openssh.com's f_favail; a disk of many small
+   * files runs out of those first) makes it ENOSPACE. Anything else stays
+   * ETRANSPORT, whose message names the usual causes, the account's disk
+   * quota among them (SFTP cannot tell it apart).
+   */
+  async #spaceError(err: unknown, s: Session, path: string, action: string): Promise<StowageError> {
+    const e = this.#mapError(err, action, path, s);
+    if (e.details['sftpStatus'] !== 'FAILURE' || s.dead) return e;
+    const dir = posixDirname(path);
+    const fs = await this.#freeSpaceOn(s, dir, undefined).catch(() => undefined);
+    if (fs !== undefined && fs.availableBytes < BLOCK_SIZE * 2) {
+      return new StowageError('ENOSPACE', `No space left on ${this.name} to ${action} ${path} (${fs.availableBytes} bytes free): free some space there and retry. Nothing was left under ${path}.`, {
+        details: { transport: this.name, path, action, availableBytes: fs.availableBytes },
+        cause: err,
+      });
     }
-    return e;
+    const inodes = await this.#freeInodes(s, dir).catch(() => undefined);
+    if (inodes === 0) {
+      return new StowageError('ENOSPACE', `No space left on ${this.name} to ${action} ${path}: the file system has no free inodes (file entries) left, though ${fs === undefined ? 'it may have' : `it has ${fs.availableBytes} bytes`} free. Remove files there (many small ones use them up) and retry. Nothing was left under ${path}.`, {
+        details: { transport: this.name, path, action, availableInodes: 0, ...(fs === undefined ? {} : { availableBytes: fs.availableBytes }) },
+        cause: err,
+      });
+    }
+    const room = fs !== undefined && inodes !== undefined ? ` (the disk has ${fs.availableBytes} bytes and ${inodes} inodes free, so not a full disk)` : '';
+    return new StowageError('ETRANSPORT', `${e.message} The server gave no reason; a full disk, no free inodes, or the far account's disk quota used up are the usual ones${room}.`, {
+      details: e.details,
+      cause: err,
+    });
+  }
+
+  /** Inodes available to the far account on the file system holding `path` (statvfs@openssh.com); undefined when unknown. */
+  async #freeInodes(s: Session, path: string): Promise<number | undefined> {
+    if (!s.ext.statvfs) return undefined;
+    const v = await this.#call<{ f_files: number; f_favail: number }>(s, (cb) => s.sftp.ext_openssh_statvfs(path, cb));
+    // A file system that does not count inodes reports none at all.
+    return v.f_files > 0 ? Number(v.f_favail) : undefined;
   }
 
   /**
@@ -2075,7 +2180,7 @@ export class SshTransport implements Transport {
     const st = await this.stat(path, signal ? { signal } : {});
     if (st.type !== 'file') throw new StowageError('ETRANSPORT', `Cannot get ${this.name}${path}: it is not a regular file.`, { details: { transport: this.name, path } });
     try {
-      await mkdirLocal(localDirname(localPath), { recursive: true });
+      await mkdirRecursive(localDirname(localPath));
     } catch (err) {
       throw fromFsError(err, 'create directory', localDirname(localPath));
     }
@@ -2120,7 +2225,12 @@ export class SshTransport implements Transport {
    * A readable stream of the far file from `start`.
    *
    * Keeps `requests` SFTP reads in flight and delivers them in order. A
-   * dropped connection is resumed from the next undelivered byte.
+   * dropped connection is resumed from the next undelivered byte, once the
+   * file reopened is found to be the one first opened (same size and mtime,
+   * same last 64 KiB delivered); a file replaced or changed meanwhile
+   * errors the stream with a retryable EIO. SFTP tells no inode and only
+   * whole-second mtimes: a replacement of the same size, mtime second and
+   * bytes around the resume offset cannot be told apart.
    */
   createReadStream(path: string, options: OpOptions & { start?: number } = {}): Readable {
     checkFarPath('SshTransport.createReadStream', path);
@@ -2143,7 +2253,7 @@ export class SshTransport implements Transport {
             // Aborted while the open was on its way (the caller has gone on
             // without it): the handle is closed here, or nobody would.
             throwIfAborted(signal);
-            return { s, handle, size: a.size };
+            return { s, handle, size: a.size, mtime: a.mtime };
           } catch (err) {
             await this.#call(s, (cb) => s.sftp.close(handle, cb)).catch(() => {});
             throw err;
@@ -2170,6 +2280,7 @@ export class SshTransport implements Transport {
         if (!s.dead) this.#call(s, (cb) => s.sftp.close(handle, cb)).catch(() => {});
       },
       mapError: (err, path, s) => (s === undefined ? err : this.#mapError(err, 'read', path, s)),
+      name: this.name,
       requests: this.#o.requests,
       retries: this.#o.retries,
       retryDelayMs: this.#o.retryDelayMs,
@@ -2208,6 +2319,7 @@ export class SshTransport implements Transport {
   }
 
   async #createExclusive(path: string, data: Uint8Array): Promise<void> {
+    checkFarPath('SshTransport.lockFs().createFile', path);
     const s = await this.#session$();
     let handle: Buffer;
     try {
@@ -2217,6 +2329,7 @@ export class SshTransport implements Transport {
       if (e.details['sftpStatus'] === 'FAILURE' && !s.dead) {
         const there = await this.#call<Stats>(s, (cb) => s.sftp.lstat(path, cb)).catch(() => undefined);
         if (there !== undefined) throw new StowageError('EEXIST', `Cannot create ${this.name}${path}: it already exists.`, { details: { transport: this.name, path }, cause: err });
+        throw await this.#spaceError(err, s, path, 'create');
       }
       throw e;
     }
@@ -2260,6 +2373,8 @@ export class SshTransport implements Transport {
   }
 
   async #renameNoReplace(from: string, to: string): Promise<void> {
+    checkFarPath('SshTransport.lockFs().rename', from, 'from');
+    checkFarPath('SshTransport.lockFs().rename', to, 'to');
     const s = await this.#session$();
     try {
       const there = await this.#call<Stats>(s, (cb) => s.sftp.lstat(to, cb)).catch((err: unknown) => {
@@ -2342,6 +2457,8 @@ interface PutState {
   renamed: boolean;
   resumed: boolean;
   dna?: Dna;
+  /** A local file source as first opened: a resume must find it unchanged. */
+  source?: SourceIdentity;
 }
 
 /**
@@ -2350,10 +2467,13 @@ interface PutState {
  * @internal
  */
 export interface ReadOps {
-  open(path: string, signal: AbortSignal | undefined): Promise<{ s: Session; handle: Buffer; size: number }>;
+  /** Opens the file; `mtime` (whole seconds, as SFTP gives it) from the open handle's fstat. */
+  open(path: string, signal: AbortSignal | undefined): Promise<{ s: Session; handle: Buffer; size: number; mtime?: number }>;
   read(s: Session, handle: Buffer, buf: Buffer, len: number, position: number, cb: (err: unknown, n: number) => void): void;
   close(s: Session, handle: Buffer): void;
   mapError(err: unknown, path: string, s: Session | undefined): unknown;
+  /** The transport's name, for messages (`ssh://user@host:port`). */
+  readonly name?: string;
   readonly requests: number | undefined;
   readonly retries: number;
   readonly retryDelayMs: number;
@@ -2369,9 +2489,20 @@ interface ReadReq {
   gen: number;
 }
 
+/** Bytes delivered last that a stream keeps to compare when it reopens its file after a drop. */
+const RESUME_CHECK_BYTES = 64 * 1024;
+
 /**
  * A Readable over a remote file with many SFTP reads in flight, delivered in
  * order; resumes on a new connection after a drop.
+ *
+ * A resume reopens the file by name, so it checks the file is still the one
+ * first opened: the same size and mtime, and the same bytes in the last
+ * 64 KiB delivered before the drop (read again). Otherwise the stream
+ * errors with a retryable EIO rather than go on with another file's bytes.
+ * SFTP (version 3) tells neither inode nor sub-second mtime: a replacement
+ * with the same size, the same mtime second and the same bytes around the
+ * resume offset cannot be told apart.
  *
  * Requests are as large as the server's limits allow; a server that answers
  * less than asked before the end of the file (OpenSSH before 8.6 sends at
@@ -2400,6 +2531,11 @@ export class SftpReadStream extends Readable {
   #reopening = false;
   #attempts = 0;
   #disposeAbort: () => void = () => {};
+  /** The file at the first open: a reopen after a drop must find the same. */
+  #first: { size: number; mtime: number | undefined } | undefined;
+  /** The last chunks delivered, at least {@link RESUME_CHECK_BYTES} of them when there are. */
+  readonly #tail: Buffer[] = [];
+  #tailBytes = 0;
 
   constructor(t: ReadOps, path: string, start: number, signal: AbortSignal | undefined) {
     super({ highWaterMark: 4 << 20 });
@@ -2420,12 +2556,59 @@ export class SftpReadStream extends Readable {
   }
 
   async #open(): Promise<void> {
-    const { s, handle, size } = await this.#t.open(this.#path, this.#signal);
+    const { s, handle, size, mtime } = await this.#t.open(this.#path, this.#signal);
+    if (this.#first === undefined) {
+      this.#first = { size, mtime };
+    } else {
+      try {
+        await this.#checkSameFile(s, handle, size, mtime);
+      } catch (err) {
+        this.#t.close(s, handle);
+        throw err;
+      }
+    }
     this.#s = s;
     this.#handle = handle;
     this.#size = size;
     this.#next = this.#delivered;
     this.#gen += 1;
+  }
+
+  /**
+   * A reopened file must be the one first opened: same size and mtime, and
+   * the same last bytes delivered (read again); else a retryable EIO.
+   */
+  async #checkSameFile(s: Session, handle: Buffer, size: number, mtime: number | undefined): Promise<void> {
+    const first = this.#first!;
+    const where = `${this.#t.name ?? ''}${this.#path}`;
+    const changed = (now: string): StowageError =>
+      new StowageError(
+        'EIO',
+        `Cannot read ${where}: it was replaced or changed while it was read (${first.size} bytes${first.mtime === undefined ? '' : `, modified ${new Date(first.mtime * 1000).toISOString()}`} when first opened; ${now} when reopened after the connection dropped at byte ${this.#delivered}). Nothing more is read from it; read it again once nothing writes to it.`,
+        { details: { path: this.#path, reason: 'far file changed', offset: this.#delivered, before: first, after: { size, mtime } }, retryable: true },
+      );
+    if (size !== first.size || (first.mtime !== undefined && mtime !== undefined && mtime !== first.mtime)) {
+      throw changed(`${size} bytes${mtime === undefined ? '' : `, modified ${new Date(mtime * 1000).toISOString()}`}`);
+    }
+    const window = Math.min(RESUME_CHECK_BYTES, this.#tailBytes);
+    if (window === 0) return;
+    const expected = Buffer.concat(this.#tail).subarray(this.#tailBytes - window);
+    const at = this.#delivered - window;
+    const got = Buffer.allocUnsafe(window);
+    let n = 0;
+    while (n < window) {
+      const k = await new Promise<number>((resolve, reject) => {
+        this.#t.read(s, handle, got.subarray(n), window - n, at + n, (err, r) => {
+          if (err !== undefined && err !== null) {
+            if ((err as { code?: unknown }).code === 1) resolve(0); // EOF
+            else reject(this.#t.mapError(err, this.#path, s) as Error);
+          } else resolve(r);
+        });
+      });
+      if (k === 0) break;
+      n += k;
+    }
+    if (n !== window || !got.equals(expected)) throw changed(`other bytes before byte ${this.#delivered}`);
   }
 
   override _read(): void {
@@ -2497,7 +2680,12 @@ export class SftpReadStream extends Readable {
       }
       this.#delivered = head.pos + head.n;
       this.#attempts = 0;
-      more = this.push(head.n === head.buf.length ? head.buf : head.buf.subarray(0, head.n));
+      const chunk = head.n === head.buf.length ? head.buf : head.buf.subarray(0, head.n);
+      // Kept (not copied) to compare with the file if it has to be reopened.
+      this.#tail.push(chunk);
+      this.#tailBytes += chunk.length;
+      while (this.#tail.length > 1 && this.#tailBytes - this.#tail[0]!.length >= RESUME_CHECK_BYTES) this.#tailBytes -= this.#tail.shift()!.length;
+      more = this.push(chunk);
     }
     if (more) this.#fill();
   }

@@ -7,8 +7,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { closeSync, constants as fsConstants, createReadStream, openSync, readFileSync } from 'node:fs';
-import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFileSync, closeSync, constants as fsConstants, createReadStream, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -173,6 +173,34 @@ describe('paths and long commands', () => {
     expect((await caught(t.rename(`${server.root}/a`, `${server.root}/b\u0000`))).code).toBe('EBAD_CONFIG');
     expect(() => t.createReadStream(`${server.root}/a\u0000b`)).toThrow(/NUL/);
     await t.stat(server.root);
+    expect(acceptedConnections(server) - before).toBe(1);
+  });
+
+  it('mkdir and the lock operations (createFile, rename) refuse a path with a NUL byte with EBAD_CONFIG: the SFTP server and the transfers on its channel live on', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retries: 2, channels: 1 }));
+    const before = acceptedConnections(server);
+    await t.stat(server.root);
+    // A put on the one channel, held mid-way while the bad paths are tried.
+    const data = randomBytes(4 * 1024 * 1024);
+    const { source, release, reached } = gatedSource(data, 1024 * 1024);
+    const putting = t.put(source, `${server.root}/alive.bin`);
+    putting.catch(() => {});
+    await reached;
+    try {
+      const bad = `${server.root}/a\u0000b`;
+      const lock = t.lockFs();
+      expect((await caught(t.mkdir(bad))).code).toBe('EBAD_CONFIG');
+      expect((await caught(t.mkdir(bad, { recursive: true }))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.mkdir(bad))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.createFile(bad, Buffer.from('owner')))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.rename(bad, `${server.root}/b`))).code).toBe('EBAD_CONFIG');
+      expect((await caught(lock.rename(`${server.root}/b`, bad))).code).toBe('EBAD_CONFIG');
+    } finally {
+      release();
+    }
+    expect((await putting).dig).toBe(md5(data));
+    // Nothing was cut: still the first connection.
     expect(acceptedConnections(server) - before).toBe(1);
   });
 
@@ -355,6 +383,106 @@ describe('a connection cut mid-transfer', () => {
     await again.put(Buffer.from('ok'), `${server.root}/after.txt`);
     await again.close();
     expect((await readdir(server.root)).filter((n) => n.startsWith('doomed'))).toEqual([]);
+  });
+
+  it('a local file replaced by another of the same size during the cut is not resumed into a splice of both: retryable EIO naming it, nothing left on the far side', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const v1 = randomBytes(48 * 1024 * 1024);
+    const v2 = randomBytes(v1.length);
+    const src = join(scratch, 'replaced-during-cut.bin');
+    await writeFile(src, v1);
+    const target = `${server.root}/replaced/run.bin`;
+    const resumes: unknown[] = [];
+    const onResume = (m: unknown): void => void resumes.push(m);
+    subscribe(RESUME_CHANNEL, onResume);
+    let killed = 0;
+    let err: StowageError;
+    try {
+      err = await caught(
+        t.put(src, target, {
+          onProgress: (p) => {
+            if (killed > 0 || p.bytesDone < 8 * 1024 * 1024 || p.bytesDone >= v1.length) return;
+            killed = server.killConnections();
+            // Replaced atomically, as a writer that renames its new version into place does.
+            writeFileSync(`${src}.new`, v2);
+            renameSync(`${src}.new`, src);
+          },
+        }),
+      );
+    } finally {
+      unsubscribe(RESUME_CHANNEL, onResume);
+    }
+    expect(killed).toBe(1);
+    expect(resumes).toHaveLength(1);
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain(src);
+    expect(err.message).toMatch(/replaced/);
+    expect(err.details['reason']).toBe('source replaced');
+    expect(await readdir(join(server.root, 'replaced'))).toEqual([]);
+    // Sent again, the new file lands whole.
+    expect((await t.put(src, target)).dig).toBe(md5(v2));
+    expect(await md5File(target)).toBe(md5(v2));
+  });
+
+  it('a far file replaced during the cut by one of the same size and mtime: the read stream and get fail with a retryable EIO instead of going on with the other file', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server, { retryDelayMs: 50 }));
+    const v1 = randomBytes(32 * 1024 * 1024);
+    const v2 = randomBytes(v1.length);
+    const far = join(server.root, 'swapped.bin');
+    const when = new Date(Date.UTC(2024, 4, 5, 6, 7, 8));
+    /** Puts v1 back, then swaps in v2 with v1's size and mtime, as a writer renaming its new version into place would. */
+    const reset = async (): Promise<void> => {
+      await writeFile(far, v1);
+      await utimes(far, when, when);
+    };
+    const swap = (): void => {
+      writeFileSync(`${far}.new`, v2);
+      renameSync(`${far}.new`, far);
+      execFileSync('touch', ['-d', when.toISOString(), far]);
+    };
+    await reset();
+    let got = 0;
+    let killed = 0;
+    const readErr = await (async () => {
+      for await (const chunk of t.createReadStream(far)) {
+        got += (chunk as Buffer).length;
+        if (killed === 0 && got >= 8 * 1024 * 1024) {
+          await new Promise((r) => setTimeout(r, 200));
+          killed = server.killConnections();
+          swap();
+        }
+      }
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(killed).toBe(1);
+    expect(readErr).toBeInstanceOf(StowageError);
+    expect((readErr as StowageError).code).toBe('EIO');
+    expect((readErr as StowageError).retryable).toBe(true);
+    expect((readErr as StowageError).message).toContain(far);
+    expect(got).toBeLessThan(v1.length);
+
+    await reset();
+    const local = join(scratch, 'swapped-got.bin');
+    killed = 0;
+    const err = await caught(
+      t.get(far, local, {
+        onProgress: (p) => {
+          if (killed > 0 || p.bytesDone === 0 || p.bytesDone >= v1.length) return;
+          killed = server.killConnections();
+          swap();
+        },
+      }),
+    );
+    expect(killed).toBe(1);
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    await expect(stat(local)).rejects.toThrow();
+    await expect(stat(`${local}.part`)).rejects.toThrow();
   });
 
   it('a request a little slow to come back after an idle spell longer than idleTimeoutMs is not taken for a dead connection', async () => {
@@ -581,6 +709,56 @@ describe('a full remote disk', () => {
       expect(free.availableBytes).toBeLessThan(4 * 1024 * 1024 + 1);
     });
   }
+});
+
+describe('a remote disk out of inodes', () => {
+  for (const allowExec of [true, false]) {
+    it(`put, mkdir and the lock's createFile are ENOSPACE saying no inodes are left, not ETRANSPORT (exec ${allowExec ? 'allowed' : 'refused'})`, async () => {
+      await using server = await startSshd({ allowExec });
+      await using disk = await withTmpfs(16, { inodes: 32 });
+      await using t = new SshTransport(optionsFor(server));
+      for (let i = 0; ; i++) {
+        const full = await writeFile(join(disk.dir, `inode-${i}`), '').then(
+          () => false,
+          (err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOSPC') return true;
+            throw err;
+          },
+        );
+        if (full) break;
+      }
+      const before = (await readdir(disk.dir)).sort();
+      const put = await caught(t.put(randomBytes(1024), `${disk.dir}/run.bin`));
+      expect(put.code).toBe('ENOSPACE');
+      expect(put.message).toMatch(/no free inodes/);
+      expect((await caught(t.mkdir(`${disk.dir}/d`))).code).toBe('ENOSPACE');
+      expect((await caught(t.mkdir(`${disk.dir}/p/q`, { recursive: true }))).code).toBe('ENOSPACE');
+      expect((await caught(t.lockFs().createFile(`${disk.dir}/owner.json`, Buffer.from('{}')))).code).toBe('ENOSPACE');
+      expect((await readdir(disk.dir)).sort()).toEqual(before);
+    });
+  }
+});
+
+describe('a local disk out of inodes', () => {
+  it("get's missing local parents are ENOSPACE, not ENOT_FOUND (Node 20's recursive mkdir says ENOENT for ENOSPC)", async () => {
+    await using server = await startSshd();
+    await using disk = await withTmpfs(4, { inodes: 32 });
+    await using t = new SshTransport(optionsFor(server));
+    await writeFile(join(server.root, 'f.bin'), 'payload');
+    for (let i = 0; ; i++) {
+      const full = await writeFile(join(disk.dir, `inode-${i}`), '').then(
+        () => false,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOSPC') return true;
+          throw err;
+        },
+      );
+      if (full) break;
+    }
+    const err = await caught(t.get(`${server.root}/f.bin`, join(disk.dir, 'a', 'b', 'f.bin')));
+    expect(err.code).toBe('ENOSPACE');
+    expect(err.message).toContain(join(disk.dir, 'a', 'b'));
+  });
 });
 
 describe('permission denied on the far side', () => {
@@ -1122,6 +1300,36 @@ describe('a folder the far account may read but not search', () => {
   });
 });
 
+describe('a recursive remove of a tree holding a name that is not UTF-8', () => {
+  it('is refused before anything is removed, naming the entry (SFTP cannot name it back), instead of emptying the rest and failing "not empty"', async () => {
+    await using server = await startSshd();
+    await using t = new SshTransport(optionsFor(server));
+    const tree = join(server.root, 'tree');
+    await mkdir(join(tree, 'a', 'deep'), { recursive: true });
+    await mkdir(join(tree, 'b'));
+    await writeFile(join(tree, 'a', 'deep', 'keep1'), 'one');
+    await writeFile(join(tree, 'b', 'keep2'), 'two');
+    await writeFile(join(tree, 'top'), 'three');
+    // "caf\xe9" in Latin-1.
+    await writeFile(Buffer.concat([Buffer.from(join(tree, 'b') + '/'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]), 'latin1');
+    // A real name holding U+FFFD itself is no reason to refuse.
+    await writeFile(join(tree, 'a', 'real-\uFFFD-name'), 'ok');
+    const err = await caught(t.remove(tree, { recursive: true }));
+    expect(err.code).toBe('EIO');
+    expect(err.message).toContain('not valid UTF-8');
+    expect(err.message).toContain(`${tree}/b/caf`);
+    expect(err.message).toMatch(/Nothing was removed/);
+    expect(await readFile(join(tree, 'a', 'deep', 'keep1'), 'utf8')).toBe('one');
+    expect(await readFile(join(tree, 'b', 'keep2'), 'utf8')).toBe('two');
+    expect(await readFile(join(tree, 'top'), 'utf8')).toBe('three');
+    expect(await readdir(join(tree, 'a'))).toEqual(['deep', 'real-\uFFFD-name']);
+    // Once the name is fixed on the far host, the tree goes whole.
+    await rm(Buffer.concat([Buffer.from(join(tree, 'b') + '/'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]));
+    await t.remove(tree, { recursive: true });
+    expect(await readdir(server.root)).toEqual([]);
+  });
+});
+
 describe('a put with a read-only mode', () => {
   it('keeps its .part writable by its owner, resumes after a cut, and lands with exactly the mode asked for', async () => {
     // As root the permission bits are not enforced: the far SFTP server then
@@ -1231,6 +1439,48 @@ describe('digest of a file that changes while it is digested', () => {
     expect(err.retryable).toBe(true);
     expect(err.message).toContain('changed while it was digested');
     expect(runs()).toBe(2);
+  });
+});
+
+describe('streamed digest (exec refused) of a file that changes while it is digested', () => {
+  it('a file appended to once is digested again: the DNA is of the file as it is', async () => {
+    await using server = await startSshd({ allowExec: false });
+    await using t = new SshTransport(optionsFor(server));
+    const file = join(server.root, 'grows-once.bin');
+    await writeFile(file, randomBytes(4 * 1024 * 1024));
+    let appended = 0;
+    // The first report of each attempt comes after its stat, before the file is read.
+    const dna = await t.digest(file, 'md5', {
+      onProgress: () => {
+        if (appended === 0) appendFileSync(file, randomBytes(1024 * 1024));
+        appended += 1;
+      },
+    });
+    expect(t.capabilities.remoteDigest).toBe(false);
+    const now = await readFile(file);
+    expect(now.length).toBe(5 * 1024 * 1024);
+    expect(dna).toEqual({ dig: md5(now), size: now.length, algorithm: 'md5' });
+  });
+
+  it('a file that keeps changing is refused with a retryable EIO, as the md5sum path refuses it', async () => {
+    await using server = await startSshd({ allowExec: false });
+    await using t = new SshTransport(optionsFor(server));
+    const file = join(server.root, 'keeps-growing.bin');
+    await writeFile(file, randomBytes(4 * 1024 * 1024));
+    let appends = 0;
+    const err = await caught(
+      t.digest(file, 'md5', {
+        onProgress: (p) => {
+          if (p.bytesDone !== 0) return;
+          appends += 1;
+          appendFileSync(file, randomBytes(64 * 1024));
+        },
+      }),
+    );
+    expect(appends).toBe(2);
+    expect(err.code).toBe('EIO');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain('changed while it was digested');
   });
 });
 

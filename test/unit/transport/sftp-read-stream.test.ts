@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { StowageError } from '../../../src/errors.js';
 import { SftpReadStream, type ReadOps } from '../../../src/transport/ssh/ssh-transport.js';
 
 /** ReadOps over `data` answering at most `cap` bytes per read (or `capAt(position)`), recording each request and the most in flight. */
@@ -75,5 +76,85 @@ describe('SftpReadStream', () => {
     // The rest of that request, then full requests again.
     expect(lens).toContain(261_120 - 16 * 1024);
     expect(lens.filter((n) => n === 261_120)).toHaveLength(16);
+  });
+});
+
+/**
+ * ReadOps whose connection drops once at `dropAt` (CONNECTION_LOST), after
+ * which the file opened again is `after` (with `afterMtime`): the first open
+ * gives `before`, modified at second 1000.
+ */
+function droppingOps(before: Buffer, after: Buffer, afterMtime: number, dropAt: number): { ops: ReadOps; opens: () => number } {
+  let opens = 0;
+  const session = { maxRead: 64 * 1024 } as never;
+  const ops: ReadOps = {
+    open: async () => {
+      opens += 1;
+      const file = opens === 1 ? before : after;
+      return { s: session, handle: Buffer.from([opens]), size: file.length, mtime: opens === 1 ? 1000 : afterMtime };
+    },
+    read: (_s, handle, buf, len, position, cb) => {
+      setImmediate(() => {
+        if (handle[0] === 1 && position >= dropAt) {
+          cb(Object.assign(new Error('connection lost'), { code: 7 }), 0);
+          return;
+        }
+        const file = handle[0] === 1 ? before : after;
+        const n = Math.max(0, Math.min(len, file.length - position));
+        file.copy(buf, 0, position, position + n);
+        cb(undefined, n);
+      });
+    },
+    close: () => {},
+    mapError: (err) => err,
+    requests: 4,
+    retries: 2,
+    retryDelayMs: 1,
+  };
+  return { ops, opens: () => opens };
+}
+
+describe('SftpReadStream resuming after a dropped connection', () => {
+  const size = 4 * 1024 * 1024;
+  const dropAt = 1024 * 1024;
+
+  it('goes on from the next undelivered byte when the reopened file is the same', async () => {
+    const data = randomBytes(size);
+    const { ops, opens } = droppingOps(data, data, 1000, dropAt);
+    const got = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined));
+    expect(opens()).toBe(2);
+    expect(got.equals(data)).toBe(true);
+  });
+
+  it('errors with a retryable EIO, not a mix of two files, when the file was replaced by one of the same size and mtime', async () => {
+    const v1 = randomBytes(size);
+    const v2 = randomBytes(size);
+    const { ops, opens } = droppingOps(v1, v2, 1000, dropAt);
+    const err = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(opens()).toBe(2);
+    expect(err).toBeInstanceOf(StowageError);
+    expect((err as StowageError).code).toBe('EIO');
+    expect((err as StowageError).retryable).toBe(true);
+    expect((err as StowageError).message).toMatch(/\/far\/file: it was replaced or changed while it was read/);
+  });
+
+  it('errors with a retryable EIO when the reopened file has another size or mtime', async () => {
+    const v1 = randomBytes(size);
+    for (const [after, mtime] of [
+      [Buffer.concat([v1, randomBytes(10)]), 1000],
+      [v1, 1001],
+    ] as const) {
+      const { ops } = droppingOps(v1, after, mtime, dropAt);
+      const err = await readAll(new SftpReadStream(ops, '/far/file', 0, undefined)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StowageError);
+      expect((err as StowageError).code).toBe('EIO');
+      expect((err as StowageError).details['reason']).toBe('far file changed');
+    }
   });
 });
