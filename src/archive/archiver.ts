@@ -34,6 +34,7 @@ import { BENCH_NO_DNA, writeTarAtomic } from './archive-writer.js';
 import { collectEntries, type SourceEntry } from './source-walk.js';
 import { drained, normalizeEntryName, readArchive, type ArchiveEntry, type ArchiveEntryType } from './archive-reader.js';
 import { ExtractGuard, type PendingEntry } from './tar-safety.js';
+import { mkdirRecursive } from '../util/mkdirp.js';
 
 /** What tar-stream's `pack.entry()` takes. */
 type TarHeaders = Partial<Header> & Pick<Header, 'name'>;
@@ -333,7 +334,7 @@ const PENDING_FILE: PendingEntry = Object.freeze({ kind: 'file' });
  */
 async function destinationDir(where: string, dest: string): Promise<string> {
   try {
-    await mkdir(dest, { recursive: true });
+    await mkdirRecursive(dest);
     const real = await realpath(dest);
     if ((await stat(real)).isDirectory()) return real;
   } catch (err) {

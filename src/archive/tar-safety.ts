@@ -18,6 +18,7 @@ import { lstat, mkdir, readlink, rmdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { StowageError, fromFsError } from '../errors.js';
 import type { ArchiveEntry } from './archive-reader.js';
+import { mkdirRecursive } from '../util/mkdirp.js';
 
 function unsafe(archive: string, entry: string, why: string, extra: Record<string, unknown> = {}): StowageError {
   return new StowageError('EUNSAFE_PATH', `Refusing to extract "${entry}" from ${archive}: ${why}. Nothing was written for it.`, {
@@ -149,7 +150,7 @@ export class ExtractGuard {
     const parent = dirname(target);
     if (this.#safeDirs.has(parent)) return;
     if (this.#allowUnsafe) {
-      await mkdir(parent, { recursive: true }).catch((err: unknown) => {
+      await mkdirRecursive(parent).catch((err: unknown) => {
         throw fromFsError(err, 'create directory', parent);
       });
       return;

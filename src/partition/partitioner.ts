@@ -56,6 +56,7 @@ import { RangeCutter } from './range-cutter.js';
 import { RowSpool, type SpoolWriter } from './row-spool.js';
 import { restorePartitions, type RestoreOptions, type RestoreResult } from './restore.js';
 import { compareTables, type CompareOptions, type CompareReport } from './compare.js';
+import { mkdirRecursive } from '../util/mkdirp.js';
 
 /** Options of {@link Partitioner}. */
 export interface PartitionerOptions {
@@ -715,7 +716,7 @@ export class Partitioner {
     const concurrency = checkInt('Partitioner.dump', 'concurrency', options.concurrency ?? 2, 1, 64);
     throwIfAborted(signal);
     try {
-      await mkdir(this.dir, { recursive: true });
+      await mkdirRecursive(this.dir);
     } catch (err) {
       throw fromFsError(err, 'create directory', this.dir);
     }

@@ -44,4 +44,4 @@ export {
   type PostgresServer,
   type PostgresSetting,
 } from './postgres.js';
-export { withTmpfs, type Tmpfs, type TmpfsOptions } from './tmpfs.js';
+export { useUpInodes, withTmpfs, type Tmpfs, type TmpfsOptions } from './tmpfs.js';

@@ -7,7 +7,7 @@
  * @module
  */
 import { execFileSync } from 'node:child_process';
-import { open, statfs, unlink } from 'node:fs/promises';
+import { open, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isRoot, registerExitCleanup, requireBinary, run } from './proc.js';
 import { makeTempDir } from './tmp.js';
@@ -139,4 +139,21 @@ export async function withTmpfs(sizeMiB: number, options: TmpfsOptions = {}): Pr
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/**
+ * Creates empty files in `dir` until the file system has no inode left
+ * (a tmpfs made with `inodes`); returns how many it made.
+ *
+ * @param dir - a folder on that file system
+ */
+export async function useUpInodes(dir: string): Promise<number> {
+  for (let i = 0; ; i++) {
+    try {
+      await writeFile(join(dir, `inode-${i}`), '');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') return i;
+      throw err;
+    }
+  }
 }

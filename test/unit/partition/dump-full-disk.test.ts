@@ -12,7 +12,7 @@ import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import { DnaDigest } from '../../../src/dna/index.js';
 import { Partitioner } from '../../../src/partition/index.js';
 import { readManifest } from '../../../src/partition/partition-archive.js';
-import { withTmpfs, type Tmpfs } from '../../support/index.js';
+import { useUpInodes, withTmpfs, type Tmpfs } from '../../support/index.js';
 import { listFiles, rejectsWith, tempDir } from './helpers.js';
 
 let disk: Tmpfs;
@@ -47,5 +47,18 @@ describe('Partitioner.dump on a full disk', () => {
       expect((await DnaDigest.verify(join(out, a))).ok).toBe(true);
       expect((await readManifest(join(out, a))).tables[0]!.count).toBe(500);
     }
+  });
+
+  it('on a disk out of inodes, the outDir that cannot be made is ENOSPACE, not ENOT_FOUND', async () => {
+    await using full = await withTmpfs(4, { inodes: 32 });
+    expect(await useUpInodes(full.dir)).toBeGreaterThan(0);
+    const f = join(await tempDir(), 'small.db');
+    const db = new Database(f);
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, \'a\')');
+    db.close();
+    await using src = new SqliteSource(f);
+    const out = join(full.dir, 'dumps', 'today');
+    const err = await rejectsWith(new Partitioner(src, { table: 't', key: 'id', outDir: out }).dump(), 'ENOSPACE');
+    expect(err.message).toContain(join(out, 't'));
   });
 });

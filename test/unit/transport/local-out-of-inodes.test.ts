@@ -10,20 +10,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { StowageError } from '../../../src/errors.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
-import { withTmpfs } from '../../support/index.js';
+import { useUpInodes, withTmpfs } from '../../support/index.js';
 
 /** Creates empty files in `dir` until the file system has no inode left. */
-async function useUpInodes(dir: string): Promise<number> {
-  for (let i = 0; ; i++) {
-    try {
-      await writeFile(join(dir, `inode-${i}`), '');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') return i;
-      throw err;
-    }
-  }
-}
-
 async function code(p: Promise<unknown>): Promise<string | undefined> {
   const err = await p.then(
     () => undefined,
