@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StowageError } from '../../../src/errors.js';
 import { RESUME_CHANNEL, SshTransport, type SshTransportOptions } from '../../../src/transport/ssh/ssh-transport.js';
 import type { ReplayableSource } from '../../../src/transport/transport.js';
-import { isRoot, startSshd, withTmpfs, type SshdServer } from '../../support/index.js';
+import { isRoot, startSshd, useUpInodes, withTmpfs, type SshdServer } from '../../support/index.js';
 
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 
@@ -717,16 +717,7 @@ describe('a remote disk out of inodes', () => {
       await using server = await startSshd({ allowExec });
       await using disk = await withTmpfs(16, { inodes: 32 });
       await using t = new SshTransport(optionsFor(server));
-      for (let i = 0; ; i++) {
-        const full = await writeFile(join(disk.dir, `inode-${i}`), '').then(
-          () => false,
-          (err: NodeJS.ErrnoException) => {
-            if (err.code === 'ENOSPC') return true;
-            throw err;
-          },
-        );
-        if (full) break;
-      }
+      expect(await useUpInodes(disk.dir)).toBeGreaterThan(0);
       const before = (await readdir(disk.dir)).sort();
       const put = await caught(t.put(randomBytes(1024), `${disk.dir}/run.bin`));
       expect(put.code).toBe('ENOSPACE');
@@ -745,16 +736,7 @@ describe('a local disk out of inodes', () => {
     await using disk = await withTmpfs(4, { inodes: 32 });
     await using t = new SshTransport(optionsFor(server));
     await writeFile(join(server.root, 'f.bin'), 'payload');
-    for (let i = 0; ; i++) {
-      const full = await writeFile(join(disk.dir, `inode-${i}`), '').then(
-        () => false,
-        (err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOSPC') return true;
-          throw err;
-        },
-      );
-      if (full) break;
-    }
+    expect(await useUpInodes(disk.dir)).toBeGreaterThan(0);
     const err = await caught(t.get(`${server.root}/f.bin`, join(disk.dir, 'a', 'b', 'f.bin')));
     expect(err.code).toBe('ENOSPACE');
     expect(err.message).toContain(join(disk.dir, 'a', 'b'));
