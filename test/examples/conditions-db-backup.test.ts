@@ -1,11 +1,11 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnaDigest } from '../../src/dna/index.js';
-import { startMariadb, startSshd, type MariadbServer, type SshdServer } from '../support/index.js';
+import { spawnUntil, startMariadb, startSshd, type MariadbServer, type SshdServer } from '../support/index.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
@@ -183,25 +183,16 @@ describe('examples/conditions-db-backup.ts', () => {
     const out = join(scratch, 'sig-out');
     const far = join(sshd.root, 'node2', 'sig');
     const args = [tsx, script, uri(source, 'sig_db'), uri(target, 'sig_copy'), out, `${sshd.username}@127.0.0.1:${sshd.port}`, far, '--ssh-key', sshd.privateKeyPath, '--known-hosts', sshd.knownHostsPath, '--catalog', join(scratch, 'sig.catalog'), '--rows-per-partition', '500'];
-    const child = spawn(process.execPath, [...args, '--demo-rows', '20000'], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await new Promise<void>((resolve) => {
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        if (/^ {2}dump: /m.test(stdout)) resolve(); // the dump of 40 ranges has begun
-      });
-      void exited.then(() => resolve());
-    });
+    // Signalled once its output shows it at work: the dump of 40 ranges has begun
+    const proc = await spawnUntil(process.execPath, [...args, '--demo-rows', '20000'], { cwd: root, until: /^ {2}dump: /m });
+    const { child, exited } = proc;
     // Then the first archive with its sidecar: the run is stopped in the middle of the dump.
     const sidecars = async (): Promise<number> => (await files(out).catch(() => [] as string[])).filter((f) => f.endsWith('.dna')).length;
     for (let i = 0; i < 1000 && child.exitCode === null && (await sidecars()) === 0; i++) await new Promise((r) => setTimeout(r, 5));
     child.kill('SIGTERM');
-    expect(await exited, stdout).toBe(2);
-    expect(stderr).toMatch(/refused: EABORTED: stopped by SIGTERM/);
-    expect(stdout).not.toMatch(/^ship: /m);
+    expect(await exited, proc.stdout()).toBe(2);
+    expect(proc.stderr()).toMatch(/refused: EABORTED: stopped by SIGTERM/);
+    expect(proc.stdout()).not.toMatch(/^ship: /m);
     // Whatever was written is whole: every archive under its final name has its sidecar and matches it, and no .part is left.
     const written = await files(out).catch(() => [] as string[]);
     expect(written.filter((f) => !f.endsWith('.tar.gz') && !f.endsWith('.tar.gz.dna'))).toEqual([]);

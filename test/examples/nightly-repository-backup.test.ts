@@ -20,7 +20,7 @@ import { Catalog } from 'stowage/catalog';
 import { HttpNotifier, Monitor } from 'stowage/monitor';
 import { JOB_NAME, backupMonitors, checkBackups, nightlyRepositoryBackup, type NightlyResult } from '../../examples/nightly-repository-backup.js';
 import { recoverRepositoryBackup, unifiedDiff, type ConfigChange } from '../../examples/recover-repository-backup.js';
-import { makeTempDir, requireBinary, run, startSshd, type SshdServer, type TempDir } from '../support/index.js';
+import { makeTempDir, requireBinary, run, spawnUntil, startSshd, type SshdServer, type TempDir } from '../support/index.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const execP = promisify(execFile);
@@ -680,21 +680,12 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     // The recovery's scratch folders sit beside its targets.
     const beside = async (): Promise<string[][]> => [await readdir(join(node, 'svn')), await readdir(join(node, 'wiki'))];
     const before = await beside();
-    const child = spawn(process.execPath, [tsx, recover, paths.backups, join(node, 'svn', 'daq'), join(node, 'wiki', 'daqwiki')], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await new Promise<void>((resolve) => {
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        if (/Replace .*svnserve\.conf with the backup's\? \[y\/N\] $/.test(stdout)) resolve(); // waiting at the prompt
-      });
-      void exited.then(() => resolve());
-    });
+    // Signalled once its output shows it at work: waiting at the prompt
+    const proc = await spawnUntil(process.execPath, [tsx, recover, paths.backups, join(node, 'svn', 'daq'), join(node, 'wiki', 'daqwiki')], { cwd: root, until: /Replace .*svnserve\.conf with the backup's\? \[y\/N\] $/ });
+    const { child, exited } = proc;
     child.kill('SIGINT');
-    expect(await exited, stdout + stderr).toBe(2);
-    expect(stderr).toMatch(/^recovery failed: EABORTED: stopped by SIGINT/m);
+    expect(await exited, proc.stdout() + proc.stderr()).toBe(2);
+    expect(proc.stderr()).toMatch(/^recovery failed: EABORTED: stopped by SIGINT/m);
     expect(await readFile(conf, 'utf8')).toBe(edited);
     expect(await beside()).toEqual(before); // nothing swapped in, no previous copy set aside, no scratch folder left
   });
@@ -724,22 +715,13 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
       catalog: catalogFile,
       remote: { host: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, knownHosts: sshd.knownHostsPath, dir: far },
     }));
-    const child = spawn(process.execPath, [tsx, nightly, 'backup', config], { cwd: root, env: { ...process.env, TMPDIR: work } });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await new Promise<void>((resolve) => {
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        if (/^svn-daq\.tar\.gz: /m.test(stdout)) resolve(); // the repository is archived; the wiki is next
-      });
-      void exited.then(() => resolve());
-    });
+    // Signalled once its output shows it at work: the repository is archived; the wiki is next
+    const proc = await spawnUntil(process.execPath, [tsx, nightly, 'backup', config], { cwd: root, env: { ...process.env, TMPDIR: work }, until: /^svn-daq\.tar\.gz: /m });
+    const { child, exited } = proc;
     child.kill('SIGTERM');
-    expect(await exited, stdout + stderr).toBe(2);
-    expect(stderr).toMatch(/^backup failed: EABORTED: stopped by SIGTERM/m);
-    expect(stdout).not.toMatch(/wiki-sig-wiki\.tar\.gz: .*integrity ok/);
+    expect(await exited, proc.stdout() + proc.stderr()).toBe(2);
+    expect(proc.stderr()).toMatch(/^backup failed: EABORTED: stopped by SIGTERM/m);
+    expect(proc.stdout()).not.toMatch(/wiki-sig-wiki\.tar\.gz: .*integrity ok/);
     // The half-made set is gone (its svn tarball too), the lock released, the hot copies removed, nothing shipped.
     expect(await listBackupSets(new LocalTransport(), backups, { timeZone: 'UTC' })).toEqual([]);
     const left: string[] = [];

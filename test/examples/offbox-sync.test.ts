@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type SshdServer } from '../support/index.js';
+import { spawnUntil, startSshd, type SshdServer } from '../support/index.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
@@ -131,21 +131,12 @@ describe('examples/offbox-sync.ts', () => {
     await writeFile(join(big, '2024', '03', '11', '023000', 'raw.dat'), '');
     await truncate(join(big, '2024', '03', '11', '023000', 'raw.dat'), 2 ** 31); // 2 GiB (sparse here, not over SFTP)
     const far = join(server.root, 'paired', 'big');
-    const child = spawn(process.execPath, [tsx, script, big, `${server.username}@127.0.0.1:${server.port}`, far, '--key', server.privateKeyPath, '--known-hosts', server.knownHostsPath], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await new Promise<void>((resolve) => {
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        if (/^ {2}copy: /m.test(stdout)) resolve(); // the progress line of the copy phase
-      });
-      void exited.then(() => resolve());
-    });
+    // Signalled once its output shows it at work: the progress line of the copy phase
+    const proc = await spawnUntil(process.execPath, [tsx, script, big, `${server.username}@127.0.0.1:${server.port}`, far, '--key', server.privateKeyPath, '--known-hosts', server.knownHostsPath], { cwd: root, until: /^ {2}copy: /m });
+    const { child, exited } = proc;
     child.kill('SIGTERM');
     expect(await exited).toBe(2);
-    expect(stderr).toMatch(/EABORTED: stopped by SIGTERM/);
+    expect(proc.stderr()).toMatch(/EABORTED: stopped by SIGTERM/);
     expect(existsSync(join(far, 'LOCKED'))).toBe(false);
     expect(existsSync(join(far, '2024', '03', '11', '023000', 'raw.dat'))).toBe(false); // no half file passed off as a whole one
   });

@@ -27,11 +27,13 @@ export {
   requireBinary,
   run,
   ServerStartError,
+  spawnUntil,
   waitFor,
   type BinarySpec,
   type RunOptions,
   type RunResult,
   type ServerProcess,
+  type WatchedChild,
 } from './proc.js';
 export { makeTempDir, type TempDir } from './tmp.js';
 export { startSshd, type SshdOptions, type SshdServer } from './sshd.js';

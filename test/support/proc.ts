@@ -678,3 +678,40 @@ export function spawnServer(opts: SpawnServerOptions): ServerProcess {
     killNow: killAll,
   };
 }
+
+/** A child process started by {@link spawnUntil}, its output collected as it comes. */
+export interface WatchedChild {
+  /** The process (to signal it). */
+  readonly child: ChildProcess;
+  /** Its stdout so far. */
+  stdout(): string;
+  /** Its stderr so far. */
+  stderr(): string;
+  /** Its exit code (null if a signal ended it), once it has ended. */
+  readonly exited: Promise<number | null>;
+}
+
+/**
+ * Starts `file args` and resolves once its stdout so far matches `until`
+ * (or it has ended): the moment a test signals a recipe in the middle of
+ * its work. Both outputs are collected until it ends.
+ *
+ * @param file - the program
+ * @param args - its arguments
+ * @param opts - working folder, environment, and the output to wait for
+ */
+export async function spawnUntil(file: string, args: readonly string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; until: RegExp }): Promise<WatchedChild> {
+  const child = spawn(file, args, { cwd: opts.cwd, ...(opts.env ? { env: opts.env } : {}) });
+  let out = '';
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (opts.until.test(out)) resolve();
+    });
+    void exited.then(() => resolve());
+  });
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
