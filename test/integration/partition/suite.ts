@@ -13,6 +13,7 @@ import { Archiver } from '../../../src/archive/index.js';
 import { Catalog } from '../../../src/catalog/index.js';
 import { Partitioner } from '../../../src/partition/index.js';
 import type { Progress } from '../../../src/progress.js';
+import { stopAtLoad } from '../../unit/partition/helpers.js';
 import { PAYLOAD, PER_SEQNO, VLD, archiveEntries, fillSql, keyCounts, listFiles, pairDdl, rejectsWith, type Engine } from './helpers.js';
 
 /** What the suite needs from an engine's harness. */
@@ -280,20 +281,8 @@ export function partitionSuite(h: () => EngineHarness): void {
       const ac = new AbortController();
       const reason = new Error('operator stop');
       // Stopped as the second archive's payload starts loading: its validity rows are committed by then.
-      let payloads = 0;
-      const stopping = new Proxy(dst, {
-        get: (t, p) => {
-          if (p === 'load') {
-            return (table: string, input: never, options: never) => {
-              if (table === PAYLOAD && ++payloads === 2) ac.abort(reason);
-              return t.load(table, input, options);
-            };
-          }
-          const v = Reflect.get(t, p, t) as unknown;
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-        },
-      }) as unknown as TableSource;
-      await expect(Partitioner.restore(stopping, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
+      const stopping = stopAtLoad(dst, PAYLOAD, 2, () => ac.abort(reason));
+      await expect(Partitioner.restore(stopping.target, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
       const vld = await Partitioner.compare(src, dst, VLD, { rowsPerPartition: 500, maxDifferences: 0 });
       const pay = await Partitioner.compare(src, dst, PAYLOAD, { rowsPerPartition: 500, maxDifferences: 0 });
       expect(vld.ranges.map((r) => r.b.count > 0)).toEqual(pay.ranges.map((r) => r.b.count > 0));

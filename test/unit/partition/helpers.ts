@@ -3,6 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { readArchive } from '../../../src/archive/archive-reader.js';
+import type { TableSource } from '../../../src/db/index.js';
 import { tempDir as dbTempDir } from '../db/helpers.js';
 
 // Temp dirs and error assertions are the db tests' helpers (one copy).
@@ -102,4 +103,32 @@ export async function archiveEntries(file: string): Promise<Map<string, Buffer>>
     out.set(e.name, Buffer.concat(parts));
   });
   return out;
+}
+
+/**
+ * `target` whose `nth` load of `table` first calls `stop` (a restore aborted
+ * as that load starts: the loads before it, of that archive too, are
+ * committed by then): a fault injector over a real source. `loads()` says
+ * how many loads of `table` were started.
+ *
+ * @param target - the real target
+ * @param table - the table whose load triggers the stop
+ * @param nth - which load of it (1-based)
+ * @param stop - what to do (abort the restore's signal)
+ */
+export function stopAtLoad(target: TableSource, table: string, nth: number, stop: () => void): { target: TableSource; loads(): number } {
+  let n = 0;
+  const wrapped = new Proxy(target, {
+    get: (t, p) => {
+      if (p === 'load') {
+        return (name: string, input: never, options: never) => {
+          if (name === table && ++n === nth) stop();
+          return t.load(name, input, options);
+        };
+      }
+      const v = Reflect.get(t, p, t) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+  return { target: wrapped, loads: () => n };
 }

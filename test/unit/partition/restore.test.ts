@@ -10,7 +10,7 @@ import { formatManifest, parseManifest } from '../../../src/partition/manifest.j
 import { writePartitionArchive } from '../../../src/partition/partition-archive.js';
 import { restorePartitions } from '../../../src/partition/restore.js';
 import type { Progress } from '../../../src/progress.js';
-import { archiveEntries, count, exec, makePairDb, rejectsWith, tempDir } from './helpers.js';
+import { archiveEntries, count, exec, makePairDb, rejectsWith, stopAtLoad, tempDir } from './helpers.js';
 
 const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const PAIR = ['CalibVld', 'Calib'];
@@ -353,21 +353,9 @@ describe('Partitioner.restore', () => {
     const ac = new AbortController();
     const reason = new Error('stop');
     // Stopped as the second archive's payload starts loading: its validity rows are committed by then.
-    let payloads = 0;
-    const stopping = new Proxy(dst, {
-      get: (t, p) => {
-        if (p === 'load') {
-          return (table: string, input: never, options: never) => {
-            if (table === 'Calib' && ++payloads === 2) ac.abort(reason);
-            return t.load(table, input, options);
-          };
-        }
-        const v = Reflect.get(t, p, t) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-      },
-    }) as unknown as TableSource;
-    await expect(Partitioner.restore(stopping, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
-    expect(payloads).toBe(2);
+    const stopping = stopAtLoad(dst, 'Calib', 2, () => ac.abort(reason));
+    await expect(Partitioner.restore(stopping.target, out, { concurrency: 1, signal: ac.signal })).rejects.toBe(reason);
+    expect(stopping.loads()).toBe(2);
     const vld = rowsOf(join(d, 'dst.db'), 'CalibVld').map((r) => r[0] as bigint);
     const pay = new Set(rowsOf(join(d, 'dst.db'), 'Calib').map((r) => r[0] as bigint));
     expect(vld.filter((k) => !pay.has(k))).toEqual([]);
