@@ -665,7 +665,8 @@ export class Partitioner {
         throw err;
       }
       if (m.key !== this.key) {
-        throw new StowageError('EBAD_CONFIG', `${path} partitions on the key ${JSON.stringify(m.key)}, not ${JSON.stringify(this.key)}: use another outDir or name.`, { details: { path, option: 'key' } });
+        const spelling = m.key.toLowerCase() === this.key.toLowerCase() ? `if that is the same column spelled otherwise, pass key: ${JSON.stringify(m.key)} as the earlier dumps did (manifests and Catalog records keep the key as given); otherwise ` : '';
+        throw new StowageError('EBAD_CONFIG', `${path} partitions on the key ${JSON.stringify(m.key)}, not ${JSON.stringify(this.key)}: ${spelling}use another outDir or name.`, { details: { path, option: 'key', archivedKey: m.key } });
       }
       if (m.lo !== b.lo || m.hi !== b.hi) continue;
       const sameTables = m.tables.length === this.tables.length && m.tables.every((t, i) => t.name === this.tables[i]);

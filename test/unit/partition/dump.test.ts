@@ -261,6 +261,22 @@ describe('Partitioner.dump', () => {
     });
   });
 
+  it('refuses a folder dumped on another key (EBAD_CONFIG); the same column spelled otherwise is named as such', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 30));
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    await new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 10, outDir: out }).dump();
+    const spelled = await rejectsWith(new Partitioner(src, { tables: ['CalibVld', 'Calib'], key: 'seqno', rowsPerPartition: 10, outDir: out }).plan(), 'EBAD_CONFIG');
+    expect(spelled.message).toMatch(/partitions on the key "SEQNO", not "seqno": if that is the same column spelled otherwise, pass key: "SEQNO" as the earlier dumps did/);
+    expect(spelled.details).toMatchObject({ option: 'key', archivedKey: 'SEQNO' });
+    exec(f, 'CREATE TABLE "Other" ("SEQNO" INTEGER PRIMARY KEY, "RUN" INTEGER NOT NULL); INSERT INTO "Other" VALUES (1, 1)');
+    await new Partitioner(src, { table: 'Other', rowsPerPartition: 10, outDir: join(d, 'o') }).dump();
+    const other = await rejectsWith(new Partitioner(src, { table: 'Other', key: 'RUN', rowsPerPartition: 10, outDir: join(d, 'o') }).plan(), 'EBAD_CONFIG');
+    expect(other.message).toMatch(/partitions on the key "SEQNO", not "RUN": use another outDir or name/);
+  });
+
   it('records runs of empty ranges in the Catalog once, without writing them', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
