@@ -241,7 +241,8 @@ export function pgCopyOutSql(schema: string, info: PgTableInfo, keyName: string,
     .sort((a, b) => a.primaryKey - b.primaryKey)
     .map((c) => `, ${quotePgIdent(c.name)}`)
     .join('');
-  return `COPY (SELECT ${cols} FROM ${quotePgIdent(schema)}.${quotePgIdent(info.name)} WHERE ${pgRangeCondition(key, lo, hi)} ORDER BY ${key}${pk}) TO STDOUT`;
+  // ONLY: a table others inherit from holds its own rows, not theirs (each child is dumped as itself).
+  return `COPY (SELECT ${cols} FROM ONLY ${quotePgIdent(schema)}.${quotePgIdent(info.name)} WHERE ${pgRangeCondition(key, lo, hi)} ORDER BY ${key}${pk}) TO STDOUT`;
 }
 
 /**
@@ -374,7 +375,7 @@ export class PgReader implements TableReader {
       const info = await pgTableInfo(this.#ctx, client, table);
       const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
       const { rows } = await client.query<{ lo: string | null; hi: string | null; count: string; nulls: string }>(
-        `SELECT min(${k})::text AS lo, max(${k})::text AS hi, count(${k})::text AS count, (count(*) - count(${k}))::text AS nulls FROM ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`,
+        `SELECT min(${k})::text AS lo, max(${k})::text AS hi, count(${k})::text AS count, (count(*) - count(${k}))::text AS nulls FROM ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`,
       );
       const r = rows[0]!;
       return Object.freeze({ lo: r.lo === null ? null : BigInt(r.lo), hi: r.hi === null ? null : BigInt(r.hi), count: Number(r.count), nulls: Number(r.nulls) });

@@ -145,7 +145,7 @@ async function refuseCascades(client: pg.Client, source: string, action: string,
     [table],
   );
   if (refs.rows.length === 0) return;
-  const holds = await client.query(`SELECT 1 FROM ${table} WHERE ${inRange} LIMIT 1`);
+  const holds = await client.query(`SELECT 1 FROM ONLY ${table} WHERE ${inRange} LIMIT 1`);
   if ((holds.rowCount ?? 0) === 0) return;
   const list = refs.rows.map((r) => `${r.child} (${r.conname}, ${CHANGING_DELETE_ACTIONS[r.confdeltype] ?? r.confdeltype})`).join(', ');
   throw new StowageError(
@@ -447,7 +447,8 @@ export class PostgresSource implements TableSource {
       let deleted = 0;
       if (inRange !== undefined) {
         await refuseCascades(client, this.name, action, t, inRange, bounds!);
-        deleted = (await client.query(`DELETE FROM ${t} WHERE ${inRange}`)).rowCount ?? 0;
+        // ONLY: the rows of tables inheriting from this one are theirs, not this range's.
+        deleted = (await client.query(`DELETE FROM ONLY ${t} WHERE ${inRange}`)).rowCount ?? 0;
       }
       throwIfAborted(signal);
       const copy = client.query(copyFrom(`COPY ${t} (${columns.map((c) => quotePgIdent(c.name)).join(', ')}) FROM STDIN`));

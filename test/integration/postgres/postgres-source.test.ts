@@ -377,6 +377,21 @@ describe('PostgresSource: tables, keys and ranges', () => {
 });
 
 describe('PostgresSource: replaceRange and foreign keys', () => {
+  it('a table others inherit from is read, counted and replaced as itself: its children\'s rows are neither dumped with it nor deleted', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE parent (k int PRIMARY KEY, v text)');
+    await sql(db, a, 'CREATE TABLE child (extra int) INHERITS (parent)');
+    await sql(db, a, "INSERT INTO parent VALUES (1, 'p1'), (2, 'p2')");
+    await sql(db, a, "INSERT INTO child VALUES (3, 'c3', 0), (1, 'c1dup', 0)");
+    await using src = source(a);
+    expect(await src.keyRange('parent', 'k')).toMatchObject({ lo: 1n, hi: 2n, count: 2 });
+    expect((await collect(await src.rows('parent', { key: 'k' }))).toString()).toBe('1\tp1\n2\tp2\n');
+    const r = await src.load('parent', Readable.from([Buffer.from('1\tp1-new\n')]), { replaceRange: { key: 'k', lo: 1, hi: 3 } });
+    expect(r).toMatchObject({ rows: 1, deleted: 2 });
+    expect(await sql(db, a, 'SELECT k::text, v FROM ONLY parent ORDER BY k')).toEqual([['1', 'p1-new']]);
+    expect(await sql(db, a, 'SELECT k::text, v FROM child ORDER BY k')).toEqual([['1', 'c1dup'], ['3', 'c3']]);
+  });
+
   it('refuses (EDB, nothing changed anywhere) a replaceRange whose DELETE would cascade into, or null, rows of other tables; loads when the range is empty', async () => {
     const a = await freshDb();
     await sql(db, a, 'CREATE TABLE parent ("SEQNO" bigint PRIMARY KEY, v text)');
