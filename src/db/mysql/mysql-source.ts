@@ -120,7 +120,10 @@ const OPTION_KEYS = ['name', 'poolSize'] as const;
 
 /** The session every connection gets (one round trip when it is first used). */
 const SESSION_SQL =
-  "SET time_zone = '+00:00', " +
+  // utf8mb4 set here too, not only asked for in the handshake: a server run
+  // with --skip-character-set-client-handshake ignores that request and
+  // would send text in its own character set (latin1: an emoji becomes ?).
+  "SET NAMES utf8mb4, time_zone = '+00:00', " +
   "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES', " +
   'SESSION sql_quote_show_create = 1, SESSION foreign_key_checks = 0, ' +
   'SESSION net_write_timeout = 86400, SESSION net_read_timeout = 86400';

@@ -211,6 +211,35 @@ describe('MysqlSource: character sets', () => {
   });
 });
 
+describe('MysqlSource: a server that ignores the client\'s character set (--skip-character-set-client-handshake, latin1)', () => {
+  let legacy: MariadbServer;
+  beforeAll(async () => {
+    legacy = await startMariadb({ extraArgs: ['--skip-character-set-client-handshake', '--character-set-server=latin1', '--collation-server=latin1_swedish_ci'] });
+  });
+  afterAll(async () => {
+    await legacy?.stop();
+  });
+
+  it('reads and loads utf8mb4 text as utf8mb4, emoji included, and digests it as the modern server does', async () => {
+    const c = await legacy.connect({ multipleStatements: true });
+    // The test's own session asks for utf8mb4 explicitly, as the server ignores the handshake's.
+    await c.query("SET NAMES utf8mb4; CREATE TABLE t (k INT PRIMARY KEY, v VARCHAR(20) CHARACTER SET utf8mb4, l VARCHAR(20) CHARACTER SET latin1); INSERT INTO t VALUES (1, 'Grüße 🚀', 'Grüße')");
+    await c.end();
+    await using old = new MysqlSource({ ...legacy.connectionConfig });
+    const text = await collect(await old.rows('t', { key: 'k' }));
+    expect(text.toString('utf8')).toBe('1\tGrüße 🚀\tGrüße\n');
+    // Into the modern server, and back again: the same rows, the same digest.
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE t (k INT PRIMARY KEY, v VARCHAR(20) CHARACTER SET utf8mb4, l VARCHAR(20) CHARACTER SET latin1)');
+    await using modern = source(a);
+    expect((await modern.load('t', Readable.from([text]))).rows).toBe(1);
+    expect(await modern.digestRange('t', 'k', 1, 1)).toEqual(await old.digestRange('t', 'k', 1, 1));
+    // And loading into the legacy server keeps the emoji.
+    expect((await old.load('t', Readable.from([Buffer.from('2\t大亚湾 🚀\tx\n')]))).rows).toBe(1);
+    expect((await collect(await old.rows('t', { key: 'k', lo: 2, hi: 2 }))).toString('utf8')).toBe('2\t大亚湾 🚀\tx\n');
+  });
+});
+
 describe('MysqlSource: ascii columns holding bytes 0x80-0xFF', () => {
   // A server stores any byte in an ascii column, strict sql_mode or not;
   // read as ascii, each of 0x80-0xFF comes out as `?`, and the copy would
