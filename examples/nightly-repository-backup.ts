@@ -40,7 +40,7 @@ import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import {
@@ -232,13 +232,16 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
   const local = new LocalTransport();
   const started = Date.now();
   const job = o.catalog.startJob(JOB_NAME, { started: now, details: { svnRepo: o.svnRepo, wikiDir: o.wikiDir, backupRoot: o.backupRoot } });
-  const work = await mkdtemp(join(o.workDir ?? tmpdir(), 'stowage-nightly-'));
+  let work: string | undefined;
   const finished = (): Date => new Date(now.getTime() + (Date.now() - started));
   const retention = new Retention({ keepDaily: keepDays, timeZone });
   const maxPurgeFraction = o.maxPurgeFraction ?? 0.5;
   let setDir: string | undefined;
   let setDone = false;
   try {
+    // Inside the try: a scratch folder that cannot be made fails the job, recorded, not left "running".
+    work = await mkdtemp(join(o.workDir ?? tmpdir(), 'stowage-nightly-'));
+    const scratch = work;
     // 1. Produce the set under the tree's LOCKED.
     await mkdir(o.backupRoot, { recursive: true });
     const lock = new LockDir(o.backupRoot, { purpose: `${JOB_NAME} ${now.toISOString()}`, staleMs: 10 * 60_000 });
@@ -249,11 +252,24 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
     let lastLocal: string | undefined;
     const { shipped, remoteMutants, purgedRemote, lastRemote } = await lock.withLock(async (lockSignal) => {
       const token = lock.owner!.token;
-      setDir = join(o.backupRoot, ...setId.split('/'));
-      await mkdir(setDir, { recursive: true });
+      // The set's own folder is made here and must be new: one already there
+      // (the same second twice: a clock stepped back, an hour repeated at
+      // the end of summer time in o.timeZone) is another run's set, which a
+      // failure of this run must not remove, nor its success overwrite.
+      const dir = join(o.backupRoot, ...setId.split('/'));
+      await mkdir(dirname(dir), { recursive: true });
+      try {
+        await mkdir(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        throw new StowageError('EEXIST', `Backup set ${setId} already exists in ${o.backupRoot}: the clock went back (or an hour repeats at the end of summer time in ${timeZone}), or another run made it within the same second. It was left as it is; run again later.`, {
+          details: { path: dir, setId },
+        });
+      }
+      setDir = dir;
 
       const repoName = basename(o.svnRepo);
-      const svnStage = join(work, 'svn');
+      const svnStage = join(scratch, 'svn');
       await mkdir(svnStage);
       log(`svnadmin hotcopy ${o.svnRepo}`);
       await run(o.svnadmin ?? 'svnadmin', ['hotcopy', o.svnRepo, join(svnStage, repoName)], lockSignal);
@@ -264,7 +280,7 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
 
       const wikiName = basename(o.wikiDir);
       const dbRel = o.wikiDb ?? 'db/trac.db';
-      const wikiStage = join(work, 'wiki');
+      const wikiStage = join(scratch, 'wiki');
       const dbFile = join(o.wikiDir, dbRel);
       // Everything but the live database files, then the database by the backup API.
       await mkdir(wikiStage);
@@ -340,7 +356,7 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
     if (setDir !== undefined && !setDone) await rm(setDir, { recursive: true, force: true });
     throw err;
   } finally {
-    await rm(work, { recursive: true, force: true });
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
   }
 }
 

@@ -624,6 +624,32 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     }
   });
 
+  it('a run whose set already exists (the same second twice: a clock stepped back) fails with EEXIST and leaves that set whole; a scratch folder that cannot be made fails the job, recorded', async () => {
+    const backups = join(tmp.path, 'twice-backups');
+    const twiceCatalog = new Catalog(join(tmp.path, 'twice.catalog'));
+    try {
+      const options = { svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: backups, remote: { transport: ssh, dir: join(sshd.root, 'twice-backups') }, catalog: twiceCatalog, now: new Date(LAST), timeZone: 'UTC', svnadmin };
+      const first = await nightlyRepositoryBackup(options);
+      const files = (await readdir(first.setDir)).sort();
+      const bytes = await readFile(join(first.setDir, 'svn-daq.tar.gz'));
+      // The same set id again, failing (its repository is gone) or not: the first set stays as it was.
+      for (const svnRepo of [join(tmp.path, 'no-such-repo'), paths.repo]) {
+        const err = await nightlyRepositoryBackup({ ...options, svnRepo }).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'EEXIST', message: expect.stringContaining(`Backup set ${first.setId} already exists`) });
+        expect((await readdir(first.setDir)).sort()).toEqual(files);
+        expect((await readFile(join(first.setDir, 'svn-daq.tar.gz'))).equals(bytes)).toBe(true);
+        expect(twiceCatalog.lastJobs({ name: JOB_NAME, limit: 1 })[0]).toMatchObject({ status: 'failed' });
+      }
+      // No scratch folder: the job is recorded failed, not left running for the Monitor to call dead.
+      const noScratch = await nightlyRepositoryBackup({ ...options, now: new Date(LAST + HOUR), workDir: join(tmp.path, 'no-such-scratch') }).catch((e: unknown) => e);
+      expect(noScratch).toMatchObject({ code: 'ENOENT' });
+      expect(twiceCatalog.unfinishedJobs({ name: JOB_NAME })).toEqual([]);
+      expect(twiceCatalog.lastJobs({ name: JOB_NAME, limit: 1 })[0]).toMatchObject({ status: 'failed' });
+    } finally {
+      twiceCatalog.close();
+    }
+  });
+
   it('runs as the command lines the module comments show: recover (local tree), then backup and check from a config file', async () => {
     const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
     const newest = (await listBackupSets(new LocalTransport(), paths.backups, { timeZone: 'UTC' })).at(-1)!.id;
