@@ -154,7 +154,8 @@ function progressLines(log: (line: string) => void, everyMs = 10_000): ProgressC
   };
 }
 
-function usage(): never {
+function usage(why?: string): never {
+  if (why !== undefined) console.error(`offbox-sync.ts: ${why}`);
   console.error('usage: offbox-sync.ts LOCAL_DIR USER@HOST[:PORT] REMOTE_DIR [--key FILE] [--known-hosts FILE] [--max-delete N] [--demo]');
   process.exit(2);
 }
@@ -164,6 +165,8 @@ function usage(): never {
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const args = process.argv.slice(2);
   const flag = (name: string): string | undefined => {
+    const joined = args.findIndex((a) => a.startsWith(`${name}=`));
+    if (joined >= 0) return args.splice(joined, 1)[0]!.slice(name.length + 1);
     const i = args.indexOf(name);
     if (i < 0) return undefined;
     const v = args[i + 1];
@@ -176,9 +179,14 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
   const maxDelete = flag('--max-delete');
   const demo = args.includes('--demo');
   if (demo) args.splice(args.indexOf('--demo'), 1);
+  // Anything else is refused: a misspelt --max-delete or a --dry-run this
+  // recipe does not have must not turn into a real run that deletes.
+  const unknown = args.find((a) => a.startsWith('-'));
+  if (unknown !== undefined) usage(`unknown option ${unknown}; nothing was done`);
+  if (maxDelete !== undefined && !/^\d+$/.test(maxDelete)) usage(`--max-delete wants a whole number, got ${JSON.stringify(maxDelete)}; nothing was done`);
   const [localDir, target, remoteDir] = args;
   const m = target === undefined ? null : /^([^@]+)@([^:]+)(?::(\d+))?$/.exec(target);
-  if (localDir === undefined || remoteDir === undefined || m === null) usage();
+  if (localDir === undefined || remoteDir === undefined || m === null || args.length !== 3) usage();
   // Ctrl-C or a SIGTERM (cron, systemd) stops the run cleanly: the remote
   // LOCKED is released. A second signal kills at once.
   const stop = new AbortController();

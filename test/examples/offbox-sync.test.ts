@@ -81,6 +81,15 @@ describe('examples/offbox-sync.ts', () => {
     expect(guard.code).toBe(2);
     expect(guard.stderr).toMatch(/refused: EDELETE_GUARD/);
     expect(await files(remoteDir)).toEqual(before);
+    // The --flag=value form counts; an option the recipe does not have (a --dry-run it lacks) or a bad number does nothing at all.
+    expect((await recipe(['--max-delete=1'])).stderr).toMatch(/refused: EDELETE_GUARD/);
+    for (const extra of [['--max-delete=0', '--dry-run'], ['--max-delte', '0'], ['--max-delete', 'ten'], ['extra-arg']]) {
+      const r = await recipe(extra);
+      expect(r.code, extra.join(' ')).toBe(2);
+      expect(r.stderr, extra.join(' ')).toMatch(/usage: offbox-sync\.ts/);
+      expect(await files(remoteDir)).toEqual(before);
+    }
+    expect((await recipe(['--dry-run'])).stderr).toMatch(/unknown option --dry-run; nothing was done/);
     await rm(local, { recursive: true });
     await mkdir(local);
     const empty = await recipe();
