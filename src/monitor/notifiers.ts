@@ -125,6 +125,8 @@ export interface CommandNotifierOptions {
 
 const PLACEHOLDERS = /\{(subject|status|monitor)\}/g;
 const STDERR_KEEP = 4096;
+/** How long a notifier command's stderr is read after the command itself has exited. */
+const STDERR_GRACE_MS = 200;
 
 function substitute(arg: string, event: MonitorEvent): string {
   return arg.replace(PLACEHOLDERS, (_, key: 'subject' | 'status' | 'monitor') => (key === 'subject' ? event.subject : key === 'status' ? event.status : event.monitor));
@@ -226,7 +228,19 @@ export class CommandNotifier implements Notifier {
     try {
       const outcome = await new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve, reject) => {
         child.once('error', reject);
-        child.once('close', (code, sig) => resolve({ code, sig }));
+        child.once('exit', (code, sig) => {
+          // Its stderr may stay open in a helper it left running (a mailer
+          // handing the message off): the rest of it is waited for briefly,
+          // the helper not at all.
+          const grace = setTimeout(() => {
+            child.stderr?.destroy();
+            resolve({ code, sig });
+          }, STDERR_GRACE_MS);
+          child.once('close', () => {
+            clearTimeout(grace);
+            resolve({ code, sig });
+          });
+        });
       }).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
         throw new StowageError(code === 'ENOENT' ? 'ENOT_FOUND' : 'EIO', `${this.name}: cannot run ${program}: ${(err as Error).message}`, {

@@ -91,6 +91,17 @@ describe('CommandNotifier', () => {
     await rejectsWith(new CommandNotifier(['/nonexistent/bin/mail', '-s', 'x']).notify(event()), 'ENOT_FOUND');
   });
 
+  it('takes the command\'s own exit, not a helper it left holding stderr: delivered at once, and timeoutMs holds', async () => {
+    // A mailer that hands the message to a background helper and exits 0 at once.
+    const t0 = performance.now();
+    await new CommandNotifier(['sh', '-c', 'cat >/dev/null; sleep 3 & exit 0'], { timeoutMs: 2500 }).notify(event());
+    expect(performance.now() - t0).toBeLessThan(2000);
+    // One that does not exit is killed at timeoutMs, whatever its helper holds.
+    const t1 = performance.now();
+    await rejectsWith(new CommandNotifier(['sh', '-c', 'cat >/dev/null; sleep 3 & sleep 4'], { timeoutMs: 500 }).notify(event()), 'ETIMEOUT');
+    expect(performance.now() - t1).toBeLessThan(2500);
+  });
+
   it('kills a program that runs past timeoutMs (ETIMEOUT)', async () => {
     // 2.5 s: long enough for node to start and write its pid on a busy machine.
     const pidFile = join(await scratch('notify'), 'pid');
