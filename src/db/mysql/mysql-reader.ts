@@ -161,6 +161,10 @@ export interface MysqlTableInfo {
   readonly dataTypes: string[];
   /** Per column: its character set (`utf8mb4`, `latin1`...), empty for columns without one. */
   readonly charsets: string[];
+  /** Its storage engine (`InnoDB`, `MyISAM`...). */
+  readonly engine: string;
+  /** Whether that engine rolls back (InnoDB does; MyISAM, Aria, MEMORY do not). */
+  readonly transactional: boolean;
 }
 
 /**
@@ -244,7 +248,8 @@ const GENERATED = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
 const COLUMNS_SQL =
   'SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, EXTRA, CHARACTER_SET_NAME FROM information_schema.COLUMNS ' +
   'WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY TABLE_NAME, ORDINAL_POSITION';
-const BASE_TABLE_SQL = "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'";
+const BASE_TABLE_SQL =
+  "SELECT t.TABLE_NAME, t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES t LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = ? AND t.TABLE_TYPE = 'BASE TABLE'";
 const PRIMARY_KEY_SQL = "SELECT TABLE_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'";
 
 const text = (v: unknown): string => (v === null || v === undefined ? '' : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
@@ -281,7 +286,8 @@ export async function mysqlTableInfo(source: string, conn: MysqlConnection, tabl
     charsets.push(text(r[6]).toLowerCase());
   }
   if (columns.length === 0) throw noSuchTable(source, table);
-  return { name, columns, dataTypes, charsets };
+  const base = bases.find((r) => text(r[0]) === name)!;
+  return { name, columns, dataTypes, charsets, engine: text(base[1]), transactional: text(base[2]).toUpperCase() === 'YES' };
 }
 
 /**

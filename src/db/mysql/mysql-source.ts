@@ -21,7 +21,10 @@
  * Sessions also run with `foreign_key_checks = 0`, as restore tools do:
  * partitions of related tables are loaded in any order.
  *
- * Limits: loads are atomic on transactional engines (InnoDB) only;
+ * Limits: loads are atomic on transactional engines (InnoDB) only: into
+ * a MyISAM (Aria, MEMORY) table a failed load keeps the rows stored before
+ * the failure (its error says how many), and `replaceRange` over rows is
+ * refused (EBAD_CONFIG: a failure after the DELETE would lose them);
  * `createTable` runs one statement and, MySQL DDL not being transactional,
  * cannot undo it; MariaDB stores `-0.0` as `0`; system-versioned tables
  * (MariaDB) are not listed or read.
@@ -386,6 +389,19 @@ export class MysqlSource implements TableSource {
       if (bounds !== undefined) {
         const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, bounds.key).name);
         deleteSql = `DELETE FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi}`;
+        // An engine that cannot roll back would lose the range's rows if the
+        // load after the DELETE failed: replacing rows there is refused (an
+        // empty range is fine: nothing to lose).
+        if (!info.transactional) {
+          const held = await unlessGivenUp(mysqlQuery<{ n: number }[]>(conn, { sql: `SELECT 1 AS n FROM ${t} WHERE ${k} BETWEEN ${bounds.lo} AND ${bounds.hi} LIMIT 1` }));
+          if (held.length > 0) {
+            throw new StowageError(
+              'EBAD_CONFIG',
+              `${this.name}: cannot ${action}: ${JSON.stringify(info.name)} is a ${info.engine} table, which cannot roll back, and replacing its rows in [${bounds.lo}, ${bounds.hi}] would lose them if the load failed halfway; nothing was changed. Convert it (ALTER TABLE ${t} ENGINE=InnoDB), or restore into an empty table.`,
+              { details: { source: this.name, action, table: info.name, engine: info.engine } },
+            );
+          }
+        }
       }
       const { indexes } = pickColumns(this.name, info.name, info.columns, names);
       const g = (gate = new BulkTextGate({ columns: indexes.length, dialect: 'mysql' }));
@@ -419,8 +435,8 @@ export class MysqlSource implements TableSource {
         const list = warnings.map((w) => `${w.Level} ${w.Code}: ${w.Message}`);
         throw new StowageError(
           'EDB',
-          `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${result.warningStatus} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; nothing was kept.`,
-          { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus } },
+          `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${result.warningStatus} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; ${info.transactional ? 'nothing was kept' : `the table is ${info.engine}, which cannot roll back: the ${result.affectedRows} rows stored were kept; remove them (or restore into an InnoDB table)`}.`,
+          { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus, kept: info.transactional ? 0 : result.affectedRows } },
         );
       }
       await unlessGivenUp(mysqlQuery(conn, { sql: 'COMMIT' }));

@@ -240,6 +240,24 @@ describe('MysqlSource: a server that ignores the client\'s character set (--skip
   });
 });
 
+describe('MysqlSource: a table whose engine cannot roll back (MyISAM)', () => {
+  it('refuses to replace rows it would lose on a failure, says which rows a failed load kept, and loads an empty range', async () => {
+    const a = await freshDb();
+    await sql(db, a, 'CREATE TABLE my (k INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MyISAM');
+    await sql(db, a, "INSERT INTO my VALUES (1, 'old1'), (2, 'old2')");
+    await using src = source(a);
+    const refused = await rejectsWith(src.load('my', Readable.from([Buffer.from('1\tnew1\n')]), { replaceRange: { key: 'k', lo: 1, hi: 4 } }), 'EBAD_CONFIG');
+    expect(refused.message).toMatch(/"my" is a MyISAM table, which cannot roll back.*nothing was changed\. Convert it \(ALTER TABLE `my` ENGINE=InnoDB\)/);
+    expect(await sql(db, a, 'SELECT k, v FROM my ORDER BY k')).toEqual([[1, 'old1'], [2, 'old2']]);
+    const failed = await rejectsWith(src.load('my', Readable.from([Buffer.from('3\tnew3\n4\tnew4\n1\tdup\n')])), 'EDB');
+    expect(failed.message).toMatch(/the table is MyISAM, which cannot roll back: the 2 rows stored were kept/);
+    expect(failed.details).toMatchObject({ kept: 2 });
+    expect(await sql(db, a, 'SELECT k FROM my ORDER BY k')).toEqual([[1], [2], [3], [4]]);
+    // An empty range has nothing to lose: replaced as usual.
+    expect(await src.load('my', Readable.from([Buffer.from('10\tten\n')]), { replaceRange: { key: 'k', lo: 10, hi: 19 } })).toMatchObject({ rows: 1, deleted: 0 });
+  });
+});
+
 describe('MysqlSource: ascii columns holding bytes 0x80-0xFF', () => {
   // A server stores any byte in an ascii column, strict sql_mode or not;
   // read as ascii, each of 0x80-0xFF comes out as `?`, and the copy would
