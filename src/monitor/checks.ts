@@ -281,8 +281,10 @@ export async function checkFreeSpace(ctx: CheckContext): Promise<MonitorCheckRes
     throwIfAborted(ctx.signal);
     try {
       const fs = await n.transport.freeSpace(n.path, ctx.signal ? { signal: ctx.signal } : {});
-      const pct = round2(fs.availablePercent);
-      const status: MonitorStatus = pct < n.criticalFreePercent ? 'critical' : pct < n.minFreePercent ? 'warning' : 'ok';
+      // Graded on the exact figure; shown rounded down (4.996 % is "4.99 %", never "5 %" below a 5 % limit).
+      const exact = fs.availablePercent;
+      const pct = Math.floor(exact * 100) / 100;
+      const status: MonitorStatus = exact < n.criticalFreePercent ? 'critical' : exact < n.minFreePercent ? 'warning' : 'ok';
       rows.push({ name: n.name, availablePercent: pct, availableBytes: fs.availableBytes, totalBytes: fs.totalBytes, status, error: null });
       metrics.push(metric(`free:${n.name}`, pct, '%', n.minFreePercent, n.criticalFreePercent, true));
       if (status !== 'ok') bad.push({ status, text: `only ${pct}% free on ${n.name} (${formatBytes(fs.availableBytes)}; below ${status === 'critical' ? n.criticalFreePercent : n.minFreePercent}%)` });

@@ -282,6 +282,11 @@ describe('Monitor free space', () => {
     expect(crit.check('freeSpace')).toMatchObject({ status: 'critical', details: { nodes: [expect.objectContaining({ name: 'tmpfs', status: 'critical', totalBytes: 8 * 1024 * 1024 })] } });
     expect(crit.check('freeSpace')!.message).toMatch(/^only \d+(\.\d+)?% free on tmpfs \(.* kB; below 20%\)$/);
     expect((await node(50, 1).check()).check('freeSpace')!.status).toBe('warning');
+    // Graded on the exact figure, shown rounded down: 4.996 % is below a 5 % limit.
+    const almost = new LocalTransport();
+    almost.freeSpace = async () => ({ totalBytes: 100_000, availableBytes: 4996, availablePercent: 4.996 });
+    const edge = await new Monitor({ transport: local, dir: fs.dir }, { freeSpace: [{ name: 'edge', transport: almost, path: fs.dir, minFreePercent: 10, criticalFreePercent: 5 }] }).check();
+    expect(edge.check('freeSpace')).toMatchObject({ status: 'critical', message: expect.stringMatching(/^only 4\.99% free on edge .*below 5%\)$/) });
     expect((await node(1).check()).check('freeSpace')).toMatchObject({ status: 'ok', message: expect.stringMatching(/^free space ok on 1 node \(lowest tmpfs \d/) });
 
     const two = new Monitor({ transport: local, dir: fs.dir }, {
