@@ -27,7 +27,7 @@
  * it as the caller's own through `ownLockToken`.
  *
  *   npx tsx examples/nightly-repository-backup.ts backup CONFIG.json
- *   npx tsx examples/nightly-repository-backup.ts check CONFIG.json   # Nagios lines, exit 0/1/2 (3: the check could not run)
+ *   npx tsx examples/nightly-repository-backup.ts check CONFIG.json   # one Nagios line for both nodes, exit 0/1/2 (3: the check could not run)
  *
  * Ctrl-C or a SIGTERM stops a run cleanly: the hot copies are removed, the
  * unfinished set too, and the LOCKED released.
@@ -424,6 +424,34 @@ export async function checkBackups(o: MonitorSetup & { now?: Date; signal?: Abor
   return { local: l, remote: r, exitCode: Math.max(exitCode(l), exitCode(r)) as 0 | 1 | 2 };
 }
 
+/**
+ * One Nagios status line for both nodes: Nagios shows the first line of a
+ * check's output and reads what follows `|` as perfdata, so two lines
+ * (one per node) would show the first node's status whatever the exit
+ * status says, and repeat the perfdata labels. The line starts with the
+ * worst status, names each node, and prefixes each node's labels
+ * (`local_age=...`, `paired_age=...`).
+ *
+ * @param code - the exit status (the worst of the two)
+ * @param nodes - each node's name and report
+ */
+export function nagiosLine(code: number, nodes: readonly (readonly [string, MonitorReport])[]): string {
+  const word = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'][code] ?? 'UNKNOWN';
+  const texts: string[] = [];
+  const perf: string[] = [];
+  for (const [name, report] of nodes) {
+    const line = nagiosSummary(report);
+    const bar = line.indexOf(' | ');
+    texts.push(`${name}: ${(bar < 0 ? line : line.slice(0, bar)).replace(/^STOWAGE \w+ - /, '')}`);
+    // A label is a word or a quoted string ('free:a b'), then =value.
+    for (const m of (bar < 0 ? '' : line.slice(bar + 3)).matchAll(/('(?:[^']|'')*'|[^\s=']+)=(\S+)/g)) {
+      const label = m[1]!.startsWith("'") ? `'${name}_${m[1]!.slice(1)}` : `${name}_${m[1]}`;
+      perf.push(`${label}=${m[2]}`);
+    }
+  }
+  return `STOWAGE ${word} - ${texts.join('; ')}${perf.length > 0 ? ` | ${perf.join(' ')}` : ''}`;
+}
+
 interface Config {
   svnRepo: string;
   wikiDir: string;
@@ -459,8 +487,10 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
     } else {
       const notifiers = config.mailTo ? [new CommandNotifier(['mail', '-s', '{subject}', config.mailTo], { name: `mail:${config.mailTo}` })] : [];
       const r = await checkBackups({ backupRoot: config.backupRoot, remote, catalog, notifiers, signal: stop.signal });
-      console.log(nagiosSummary(r.local));
-      console.log(nagiosSummary(r.remote));
+      console.log(nagiosLine(r.exitCode, [
+        ['local', r.local],
+        ['paired', r.remote],
+      ]));
       process.exitCode = r.exitCode;
     }
   } catch (err) {

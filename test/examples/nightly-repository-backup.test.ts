@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archiver, LocalTransport, SshTransport, StowageError, backupSetPath, listBackupSets } from 'stowage';
 import { Catalog } from 'stowage/catalog';
 import { HttpNotifier, Monitor } from 'stowage/monitor';
-import { JOB_NAME, backupMonitors, checkBackups, nightlyRepositoryBackup, type NightlyResult } from '../../examples/nightly-repository-backup.js';
+import { JOB_NAME, backupMonitors, checkBackups, nagiosLine, nightlyRepositoryBackup, type NightlyResult } from '../../examples/nightly-repository-backup.js';
 import { recoverRepositoryBackup, unifiedDiff, type ConfigChange } from '../../examples/recover-repository-backup.js';
 import { makeTempDir, requireBinary, run, spawnUntil, startSshd, type SshdServer, type TempDir } from '../support/index.js';
 
@@ -296,6 +296,14 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     // The cron job stopped: three days later both nodes are critical, and the alert goes out once per node.
     const later = await checkBackups({ ...setup, now: new Date(LAST + 3 * DAY) });
     expect(later.exitCode).toBe(2);
+    // One Nagios line for both nodes: the worst status first, whichever node has it; each node's perfdata labels prefixed.
+    const line = nagiosLine(2, [
+      ['local', morning.local],
+      ['paired', later.remote],
+    ]);
+    expect(line).toMatch(/^STOWAGE CRITICAL - local: newest backup 2h old.*; paired: newest backup 3d old.* \| local_age=7200s;93600;172800 .*paired_age=259200s;93600;172800/);
+    expect(line.split('\n')).toHaveLength(1);
+    expect(line.match(/ age=/g)).toBeNull();
     for (const r of [later.local, later.remote]) {
       expect(r.status).toBe('critical');
       expect(Monitor.nagios(r)).toMatch(/^STOWAGE CRITICAL - newest backup 3d old \| age=259200s;93600;172800 size=\d+B;\d+:;\d+: /);
@@ -681,8 +689,8 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     // Exit status 0 (exec resolves), one Nagios line per node.
     const check = await exec(process.execPath, [tsx, nightly, 'check', config], { cwd: root });
     const lines = check.stdout.trim().split('\n');
-    expect(lines).toHaveLength(2);
-    for (const l of lines) expect(l).toMatch(/^STOWAGE OK - newest backup \d+s old; .*DNA of the newest backup verified \(2 files\).* \| age=\d+s;93600;172800 /);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^STOWAGE OK - local: newest backup \d+s old; .*DNA of the newest backup verified \(2 files\).*; paired: newest backup \d+s old; .* \| local_age=\d+s;93600;172800 .*paired_age=\d+s;93600;172800 /);
     // Nothing backed up on either node: critical, exit status 2, as Nagios reads it.
     const emptyConfig = join(tmp.path, 'nightly-empty.json');
     await mkdir(join(tmp.path, 'empty-backups'));
@@ -691,7 +699,7 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     await writeFile(emptyConfig, JSON.stringify({ ...cfg, backupRoot: join(tmp.path, 'empty-backups'), catalog: join(tmp.path, 'empty.catalog'), remote: { ...cfg.remote, dir: join(sshd.root, 'empty-backups') } }));
     const critical = await exec(process.execPath, [tsx, nightly, 'check', emptyConfig], { cwd: root }).catch((e: unknown) => e as { code: number; stdout: string });
     expect(critical).toMatchObject({ code: 2 });
-    expect((critical as { stdout: string }).stdout.trim().split('\n')).toEqual([expect.stringMatching(/^STOWAGE CRITICAL - no backup found/), expect.stringMatching(/^STOWAGE CRITICAL - no backup found/)]);
+    expect((critical as { stdout: string }).stdout.trim().split('\n')).toEqual([expect.stringMatching(/^STOWAGE CRITICAL - local: no backup found.*; paired: no backup found/)]);
     const bad = await exec(process.execPath, [tsx, nightly, 'restore', config], { cwd: root }).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 3, stderr: expect.stringContaining('usage: nightly-repository-backup.ts backup|check CONFIG.json') });
   });
