@@ -295,6 +295,7 @@ export class Monitor {
     const out: MonitorNotification[] = [];
     if (this.#notifiers.length === 0) return out;
     const store = this.#state!;
+    await store.ready?.();
     const current = stateOf(report);
     for (const n of this.#notifiers) {
       throwIfAborted(signal);

@@ -8,7 +8,9 @@
  *
  * @module
  */
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Catalog } from '../catalog/catalog.js';
 import { StowageError, fromFsError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -30,6 +32,12 @@ export interface NotifyStateStore {
   get(notifier: string): Promise<NotifyState | undefined>;
   /** Records that `notifier` was told `state`. */
   set(notifier: string, state: NotifyState, at: Date): Promise<void>;
+  /**
+   * Rejects when a state could not be recorded, checked before anyone is
+   * told: a notification whose state is then lost would be sent again on
+   * every run.
+   */
+  ready?(): Promise<void>;
 }
 
 const STATUSES: readonly string[] = ['ok', 'warning', 'critical'];
@@ -103,6 +111,18 @@ export function fileStateStore(path: string, monitor: string): NotifyStateStore 
   };
   return {
     where: `state file ${path}`,
+    ready: async () => {
+      const dir = dirname(path);
+      const why = await stat(dir).then(
+        (st) => (st.isDirectory() ? access(dir, fsConstants.W_OK).then(() => undefined, () => 'is not writable') : 'is not a folder'),
+        () => 'does not exist',
+      );
+      if (why !== undefined) {
+        throw new StowageError('EBAD_CONFIG', `Monitor option "stateFile": ${dir}, the folder of ${path}, ${why}, so the notification state could not be kept, and the same notification would go out on every run; nobody was told. Create the folder or choose another stateFile.`, {
+          details: { option: 'stateFile', path },
+        });
+      }
+    },
     get: async (notifier) => parseNotifyState((await load()).notifiers[notifier]?.state),
     set: async (notifier, state, at) => {
       const file = await load();

@@ -165,6 +165,18 @@ describe('notifications on state change, kept in the Catalog', () => {
     }
   });
 
+  it('tells nobody when the state file\'s folder is missing (EBAD_CONFIG naming stateFile): otherwise the same mail would go out on every run', async () => {
+    const root = await tree();
+    const dir = await scratch('monitor-state');
+    const mail = new Recorder('mail');
+    const m = new Monitor({ transport: local, dir: root }, { maxAge: '26h' }, { stateFile: join(dir, 'no-such-dir', 'svn.state'), notifiers: [mail], name: 'svn' });
+    for (let run = 0; run < 3; run++) {
+      const err = await rejectsWith(m.check({ now: NEWEST + 3 * DAY }), 'EBAD_CONFIG');
+      expect(err.message).toMatch(/Monitor option "stateFile": .*no-such-dir, the folder of .*svn\.state, does not exist.*nobody was told/);
+    }
+    expect(mail.events).toEqual([]);
+  });
+
   it('can run without telling anyone (notify: false) and without history (history: false)', async () => {
     const root = await tree();
     using catalog = new Catalog(':memory:');
