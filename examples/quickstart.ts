@@ -11,13 +11,7 @@ import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Archiver, DnaDigest } from 'stowage';
-
-/** `YYYY/MM/DD/HHMMSS` of a date, in UTC so the layout does not jump at DST. */
-function datedPath(d: Date): string {
-  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  return `${d.getUTCFullYear()}/${p(d.getUTCMonth() + 1)}/${p(d.getUTCDate())}/${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
-}
+import { Archiver, DnaDigest, backupSetPath } from 'stowage';
 
 async function* walk(dir: string): AsyncGenerator<string> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -56,7 +50,8 @@ export async function quickstart(srcDir?: string, backupRoot?: string): Promise<
 
   // 1. Back up into a dated folder; the DNA is computed while writing and a
   //    sidecar ARCHIVE.dna is written beside the tarball.
-  const setDir = join(backups, datedPath(new Date()));
+  // In the machine's time zone, as Retention and the Monitor read set names by default.
+  const setDir = join(backups, ...backupSetPath(new Date()).split('/'));
   await mkdir(setDir, { recursive: true });
   const archive = join(setDir, `${basename(src)}.tar.gz`);
   const created = await Archiver.create(src, archive, {

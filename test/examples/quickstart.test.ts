@@ -13,6 +13,23 @@ describe('examples/quickstart.ts', () => {
   const dirs: string[] = [];
   afterAll(async () => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
 
+  it('names its set as a Monitor with default options reads it (the machine\'s time zone), far from UTC too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-qs-tz-'));
+    dirs.push(dir);
+    await mkdir(join(dir, 'src'));
+    await writeFile(join(dir, 'src', 'a.txt'), 'a');
+    // Monitor (and Retention) read set names in the machine's zone by default: run both in Tokyo, 9 h from UTC.
+    const code = `
+      import { quickstart } from ${JSON.stringify(join(root, 'examples', 'quickstart.ts'))};
+      import { LocalTransport, Monitor } from 'stowage';
+      await quickstart(${JSON.stringify(join(dir, 'src'))}, ${JSON.stringify(join(dir, 'backups'))});
+      const r = await new Monitor({ transport: new LocalTransport(), dir: ${JSON.stringify(join(dir, 'backups'))} }, { maxAge: '1h' }).check();
+      console.log('STATUS ' + r.status + ' ' + r.check('age').message);`;
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const { stdout } = await run(process.execPath, [tsx, '--input-type=module', '-e', code], { cwd: root, env: { ...process.env, TZ: 'Asia/Tokyo' } });
+    expect(stdout).toMatch(/^STATUS ok newest backup \d+s old/m);
+  });
+
   it('backs up demo data, verifies, restores and finds no difference', async () => {
     const { stdout } = await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts')], { cwd: root });
     expect(stdout).toMatch(/created .*\/\d{4}\/\d{2}\/\d{2}\/\d{6}\/experiment\.tar\.gz/);
