@@ -509,7 +509,12 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
         process.stdout.write(c.diff);
         // Ctrl-C at the prompt ends the question with a bare AbortError: the signal's reason says why.
         const answer = await rl.question(`Replace ${c.file} with the backup's? [y/N] `, { signal: stop.signal }).catch((err: unknown) => {
-          throw stop.signal.aborted ? stop.signal.reason : err;
+          if (stop.signal.aborted) throw stop.signal.reason;
+          // Its input ended (</dev/null, a pipe with too few answers): nothing to decide with.
+          if ((err as NodeJS.ErrnoException).code === 'ERR_USE_AFTER_CLOSE') {
+            throw new StowageError('EBAD_CONFIG', `a configuration file differs (${c.file}) and needs a y/N answer, but the input ended: run it from a terminal, or give one answer per changed file on stdin. Nothing was swapped in.`, { details: { file: c.file } });
+          }
+          throw err;
         });
         return /^y(es)?$/i.test(answer.trim());
       },

@@ -722,6 +722,13 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     expect(proc.stderr()).toMatch(/^recovery failed: EABORTED: stopped by SIGINT/m);
     expect(await readFile(conf, 'utf8')).toBe(edited);
     expect(await beside()).toEqual(before); // nothing swapped in, no previous copy set aside, no scratch folder left
+    // With no terminal (stdin at its end: cron, </dev/null): a clear refusal, not a readline stack trace.
+    const piped = (await exec(process.execPath, [tsx, recover, paths.backups, join(node, 'svn', 'daq'), join(node, 'wiki', 'daqwiki')], { cwd: root }).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(piped.code).toBe(2);
+    expect(piped.stderr).toMatch(/^recovery failed: EBAD_CONFIG: a configuration file differs \(.*svnserve\.conf\) and needs a y\/N answer, but the input ended/m);
+    expect(piped.stderr).not.toMatch(/ERR_USE_AFTER_CLOSE|\n\s+at /);
+    expect(await readFile(conf, 'utf8')).toBe(edited);
+    expect(await beside()).toEqual(before);
   });
 
   it('backup: stopped by SIGTERM in the middle of a run, exits 2 with the job recorded aborted, and leaves no set, no LOCKED and no work folder; the next run succeeds', async () => {
