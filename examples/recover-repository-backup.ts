@@ -445,7 +445,11 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
     stages.push(d);
     return d;
   };
-  const stamp = new Date().toISOString().replace(/[:.]/g, '').slice(0, 15);
+  // To the millisecond, and free for both trees before either is swapped:
+  // two recoveries in one minute once took the same name (ENOTEMPTY, with
+  // the repository already swapped in and the wiki not).
+  let stamp = new Date().toISOString().replace(/[-:.]/g, '').slice(0, 18);
+  for (let n = 2; (await exists(`${o.svnRepo}.before-restore-${stamp}`)) || (await exists(`${o.wikiDir}.before-restore-${stamp}`)); n++) stamp = `${stamp.split('-')[0]}-${n}`;
   const changes: ConfigChange[] = [];
   try {
     const fetchDir = join(work, 'fetched');

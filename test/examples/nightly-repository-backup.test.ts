@@ -481,6 +481,12 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     expect(await readFile(join(r.svn.previous!, 'conf', 'svnserve.conf'), 'utf8')).toBe(localConf);
     expect(await readFile(join(r.wiki.previous!, 'conf', 'trac.ini'), 'utf8')).toBe(localIni);
     expect((await readdir(join(node, 'svn'))).sort()).toEqual(['daq', expect.stringMatching(/^daq\.before-restore-/)]);
+    // A second recovery right after (within the same minute, even second): its own names for the trees it sets aside.
+    const again = await recoverRepositoryBackup({ source: { transport: new LocalTransport(), dir: paths.backups }, svnRepo: target, wikiDir: wikiTarget, timeZone: 'UTC', svnadmin, confirm: () => true });
+    expect(again.svn.previous).toMatch(/daq\.before-restore-/);
+    expect(again.svn.previous).not.toBe(r.svn.previous);
+    expect(again.wiki.previous).not.toBe(r.wiki.previous);
+    expect((await readdir(join(node, 'svn'))).filter((n) => n.startsWith('daq.before-restore-'))).toHaveLength(2);
   });
 
   /**
