@@ -298,6 +298,26 @@ function clamp(v: bigint): bigint {
  * @param hi - largest key, if any
  * @param pick - the columns selected, as indexes into `info.columns` in field order (default: all, in table order)
  */
+/**
+ * The key column of a range read: EBAD_CONFIG when it has TEXT affinity,
+ * whose values compare as text (`'10'` sorts before `'2'`), so a range of
+ * integer bounds would silently miss keys (MySQL and PostgreSQL refuse a
+ * non-integer key column the same way).
+ *
+ * @param source - the source's name
+ * @param info - the table
+ * @param key - the key column asked for
+ */
+export function sqliteKeyColumn(source: string, info: SqliteTableInfo, key: string): ColumnInfo {
+  const { column, index } = findColumn(source, info.name, info.columns, key);
+  if (info.textAffinity[index]) {
+    throw new StowageError('EBAD_CONFIG', `Key column ${JSON.stringify(column.name)} of table ${JSON.stringify(info.name)} in ${source} has TEXT affinity (declared ${JSON.stringify(column.type)}): its values compare as text, so a key range would miss rows. Choose an integer key.`, {
+      details: { source, table: info.name, option: 'key', key: column.name, type: column.type },
+    });
+  }
+  return column;
+}
+
 export function sqliteRangeQuery(info: SqliteTableInfo, keyName: string, lo: bigint | undefined, hi: bigint | undefined, pick?: readonly number[]): { sql: string; params: [bigint, bigint] } {
   const cols = (pick ?? info.columns.map((_, i) => i)).map((i) => sqliteSelectExpr(quoteSqliteIdent(info.columns[i]!.name), info.textAffinity[i]!)).join(', ');
   const key = quoteSqliteIdent(keyName);
@@ -409,7 +429,7 @@ export class SqliteReader implements TableReader {
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
     const info = await sqliteTableInfo(ctx.name, ctx.query, table);
-    const { column } = findColumn(ctx.name, info.name, info.columns, key);
+    const column = sqliteKeyColumn(ctx.name, info, key);
     if (lo > INT64_MAX) return null;
     const k = quoteSqliteIdent(column.name);
     const [v] = await ask<unknown>(
@@ -443,7 +463,7 @@ export class SqliteReader implements TableReader {
     try {
       throwIfAborted(signal);
       const info = await sqliteTableInfo(ctx.name, session.query, table);
-      const { column } = findColumn(ctx.name, info.name, info.columns, options.key);
+      const column = sqliteKeyColumn(ctx.name, info, options.key);
       const { indexes } = pickColumns(ctx.name, info.name, info.columns, names, 'read');
       const { sql, params } = sqliteRangeQuery(info, column.name, lo, hi, indexes);
       stream = session.rows(sql, params, indexes.map((i) => info.textAffinity[i]!), `read rows of ${JSON.stringify(info.name)}`, signal);

@@ -60,7 +60,6 @@ import {
   checkColumnNames,
   checkIdentifier,
   dbError,
-  findColumn,
   type ColumnInfo,
   type CreateTableOptions,
   type DbOptions,
@@ -81,6 +80,7 @@ import {
   inThreadQuery,
   inThreadSession,
   quoteSqliteIdent,
+  sqliteKeyColumn,
   sqliteRangeQuery,
   sqliteTableInfo,
   type LentConnection,
@@ -488,7 +488,7 @@ export class SqliteSource implements TableSource {
         const insert = db.prepare(`INSERT OR ABORT INTO ${quoteSqliteIdent(info.name)} (${columns.map((c) => quoteSqliteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
         let del: { sql: string; params: [bigint, bigint] } | undefined;
         if (bounds !== undefined) {
-          const { column } = findColumn(this.name, info.name, info.columns, bounds.key);
+          const column = sqliteKeyColumn(this.name, info, bounds.key);
           const { params } = sqliteRangeQuery(info, column.name, bounds.lo, bounds.hi);
           del = { sql: `DELETE FROM ${quoteSqliteIdent(info.name)} WHERE ${quoteSqliteIdent(column.name)} BETWEEN ? AND ?`, params };
         }

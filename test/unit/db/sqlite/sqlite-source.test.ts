@@ -425,6 +425,14 @@ describe('SqliteSource: createTable and load', () => {
     await expectNamedColumnReads(src);
   });
 
+  it('refuses (EBAD_CONFIG) a key column of TEXT affinity for ranges, whose values compare as text, instead of returning or replacing a wrong subset', async () => {
+    await using src = memorySource("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT); INSERT INTO t VALUES ('1', 'a'), ('2', 'b'), ('9', 'c'), ('10', 'd');");
+    const err = await rejectsWith(src.rows('t', { key: 'k', lo: 1, hi: 10 }), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/Key column "k" of table "t" .* has TEXT affinity .*compare as text/);
+    await rejectsWith(src.digestRange('t', 'k', 1, 10), 'EBAD_CONFIG');
+    await rejectsWith(src.load('t', Readable.from([Buffer.from('3\tx\n')]), { replaceRange: { key: 'k', lo: 1, hi: 10 } }), 'EBAD_CONFIG');
+  });
+
   it('digestRange({ onProgress }) reports rows and bytes up to the digest\'s count and bytes', async () => {
     await using src = memorySource("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER); INSERT INTO t VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', NULL), (4, 'four', 4);");
     await expectDigestProgress(src);
