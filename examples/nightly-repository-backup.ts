@@ -34,7 +34,7 @@
  *
  * CONFIG.json: { "svnRepo", "wikiDir", "backupRoot", "catalog",
  *   "remote": { "host", "port", "username", "privateKeyPath", "knownHosts", "dir" },
- *   "mailTo"?: "oncall@example.org" }
+ *   "mailTo"?: "oncall@example.org", "timeZone"?: "Europe/Berlin" (of the set names; default UTC) }
  */
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
@@ -459,6 +459,8 @@ interface Config {
   catalog: string;
   remote: { host: string; port?: number; username: string; privateKeyPath: string; knownHosts?: string; dir: string };
   mailTo?: string;
+  /** Zone of the set names (default UTC), for both commands. */
+  timeZone?: string;
 }
 
 // Run as a script (also through a symlink, or from a path with a space in it,
@@ -486,7 +488,11 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
       console.log(`backup set ${r.setId}: ${r.archives.map((a) => a.name).join(', ')}; purged ${r.purged.local.length} local, ${r.purged.remote.length} remote`);
     } else {
       const notifiers = config.mailTo ? [new CommandNotifier(['mail', '-s', '{subject}', config.mailTo], { name: `mail:${config.mailTo}` })] : [];
-      const r = await checkBackups({ backupRoot: config.backupRoot, remote, catalog, notifiers, signal: stop.signal });
+      const r = await checkBackups({ backupRoot: config.backupRoot, remote, catalog, notifiers, signal: stop.signal, ...(config.timeZone !== undefined ? { timeZone: config.timeZone } : {}) });
+      // A notification that could not go out (no mail program, a relay down) is said, not only kept in the report.
+      for (const [node, rep] of [['local', r.local], ['paired', r.remote]] as const) {
+        for (const n of rep.notifications) if (!n.sent) console.error(`${node}: notifier ${n.notifier} failed: ${n.error?.code ?? ''} ${n.error?.message ?? ''}`.trimEnd());
+      }
       console.log(nagiosLine(r.exitCode, [
         ['local', r.local],
         ['paired', r.remote],

@@ -697,6 +697,13 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const lines = check.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^STOWAGE OK - local: newest backup \d+s old; .*DNA of the newest backup verified \(2 files\).*; paired: newest backup \d+s old; .* \| local_age=\d+s;93600;172800 .*paired_age=\d+s;93600;172800 /);
+    // A timeZone in the config holds for both commands: sets named in Tokyo time are not read as 9 h in the future.
+    const tokyoConfig = join(tmp.path, 'nightly-tokyo.json');
+    const base = JSON.parse(await readFile(config, 'utf8')) as { remote: object };
+    await writeFile(tokyoConfig, JSON.stringify({ ...base, timeZone: 'Asia/Tokyo', backupRoot: join(tmp.path, 'tokyo-backups'), catalog: join(tmp.path, 'tokyo.catalog'), remote: { ...base.remote, dir: join(sshd.root, 'tokyo-backups') } }));
+    await exec(process.execPath, [tsx, nightly, 'backup', tokyoConfig], { cwd: root });
+    const tokyo = await exec(process.execPath, [tsx, nightly, 'check', tokyoConfig], { cwd: root });
+    expect(tokyo.stdout).toMatch(/^STOWAGE OK - local: newest backup \d+s old/);
     // Nothing backed up on either node: critical, exit status 2, as Nagios reads it.
     const emptyConfig = join(tmp.path, 'nightly-empty.json');
     await mkdir(join(tmp.path, 'empty-backups'));
