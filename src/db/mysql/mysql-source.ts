@@ -35,7 +35,7 @@ import { pipeline, type Readable } from 'node:stream';
 import mysql from 'mysql2';
 import type { Pool, PoolConnection, PoolOptions, SslOptions } from 'mysql2';
 import { StowageError } from '../../errors.js';
-import { throwIfAborted } from '../../util/abort.js';
+import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
@@ -314,14 +314,32 @@ export class MysqlSource implements TableSource {
       if (await this.#exists(lent.conn, table)) {
         throw tableExistsError(this.name, table);
       }
-      await mysqlQuery(lent.conn, { sql: ddl.trim().replace(/;+\s*$/, '') });
+      // A DDL waiting on a lock (FLUSH TABLES WITH READ LOCK, a long
+      // transaction's metadata lock) is given up on abort: the connection is
+      // closed and the call rejects at once. MySQL DDL is not transactional:
+      // the server may still create the table once the lock goes.
+      let disposeAbort = (): void => {};
+      const stopped = new Promise<never>((_, reject) => {
+        disposeAbort = onAbort(signal, (reason) => {
+          broken = true;
+          destroyConnection(lent.conn);
+          reject(reason);
+        });
+      });
+      stopped.catch(() => {});
+      try {
+        await Promise.race([mysqlQuery(lent.conn, { sql: ddl.trim().replace(/;+\s*$/, '') }), stopped]);
+      } finally {
+        disposeAbort();
+      }
+      throwIfAborted(signal);
       if (!(await this.#exists(lent.conn, table))) {
         throw new StowageError('ENO_TABLE', `The DDL given to create ${JSON.stringify(table)} in ${this.name} ran but did not create it (MySQL DDL cannot be rolled back: check what it did).`, {
           details: { source: this.name, table },
         });
       }
     } catch (err) {
-      broken = (err as { fatal?: boolean }).fatal === true;
+      broken ||= (err as { fatal?: boolean }).fatal === true;
       throw mysqlError(err, this.name, `create table ${JSON.stringify(table)}`, signal);
     } finally {
       lent.release(broken);

@@ -240,6 +240,28 @@ describe('MysqlSource: a server that ignores the client\'s character set (--skip
   });
 });
 
+describe('MysqlSource: createTable waiting on a lock', () => {
+  it('rejects with the reason as soon as it is aborted, and the source stays usable', async () => {
+    const a = await freshDb();
+    const locker = await db.connect({ database: a });
+    await locker.query('FLUSH TABLES WITH READ LOCK');
+    try {
+      await using src = source(a);
+      const ac = new AbortController();
+      const reason = new Error('operator stop');
+      const t0 = performance.now();
+      setTimeout(() => ac.abort(reason), 300);
+      await expect(src.createTable('blocked', 'CREATE TABLE blocked (k INT PRIMARY KEY)', { signal: ac.signal })).rejects.toBe(reason);
+      expect(performance.now() - t0).toBeLessThan(3000);
+      await locker.query('UNLOCK TABLES');
+      expect(await src.tables()).toEqual(expect.any(Array));
+    } finally {
+      await locker.query('UNLOCK TABLES').catch(() => {});
+      await locker.end();
+    }
+  });
+});
+
 describe('MysqlSource: a table whose engine cannot roll back (MyISAM)', () => {
   it('refuses to replace rows it would lose on a failure, says which rows a failed load kept, and loads an empty range', async () => {
     const a = await freshDb();
