@@ -972,6 +972,17 @@ async function act(
   const vanishedSince = new Set<string>();
   /** The "changed while copied" checks of the copies made (see copyOne), awaited once the files are done. */
   const changedChecks: Promise<void>[] = [];
+  /**
+   * Whether a source file whose copy failed with `err` is gone from the
+   * source since it was listed; if so it is recorded and said (ENOT_FOUND
+   * warning): not copied, its destination entry left as it is.
+   */
+  const goneFromSource = async (rel: string, err: unknown): Promise<boolean> => {
+    if ((await src.exists(srcPath(rel), sig).catch(() => null)) !== undefined) return false;
+    vanishedSince.add(rel);
+    warnOrThrow(new StowageError('ENOT_FOUND', `${src.name}:${srcPath(rel)} vanished after it was listed; it was not copied, and ${dst.name}:${dstPath(rel)} was left as it was.`, { details: { path: rel, side: 'src' }, cause: err }), rel, o.onWarning, o.strict);
+    return true;
+  };
   const copyOne = async (c: SyncCopy): Promise<void> => {
     throwIfAborted(signal);
     const from = srcPath(c.path);
@@ -1025,10 +1036,8 @@ async function act(
       // Gone from the source since it was listed (a purge, a lazylogger
       // moving it away): not copied, said so, and its copy on the
       // destination (if any) left as it is. The other files go on.
-      if ((await src.exists(from, sig).catch(() => null)) === undefined) {
+      if (await goneFromSource(c.path, err)) {
         progress.add(-reported, 1);
-        vanishedSince.add(c.path);
-        warnOrThrow(new StowageError('ENOT_FOUND', `${src.name}:${from} vanished after it was listed; it was not copied, and ${dst.name}:${dstPath(c.path)} was left as it was.`, { details: { path: c.path, side: 'src' }, cause: err }), c.path, o.onWarning, o.strict);
         return;
       }
       const e = err as { code?: string; message?: string };
@@ -1161,10 +1170,8 @@ async function act(
         } catch (err) {
           if (signal?.aborted) throw signal.reason;
           // Gone from the source since it was listed: not copied, the entry in the way left, the sync goes on (as copyOne does).
-          if ((await src.exists(srcPath(rel), sig).catch(() => null)) === undefined) {
-            vanishedSince.add(rel);
+          if (await goneFromSource(rel, err)) {
             progress.add(0, theirs.length);
-            warnOrThrow(new StowageError('ENOT_FOUND', `${src.name}:${srcPath(rel)} vanished after it was listed; it was not copied, and ${dst.name}:${dstPath(rel)} was left as it was.`, { details: { path: rel, side: 'src' }, cause: err }), rel, o.onWarning, o.strict);
             continue;
           }
           const e = err as { code?: string; message?: string };
