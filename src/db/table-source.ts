@@ -118,8 +118,10 @@ export interface CreateTableOptions extends DbOptions {
    * Create the table without its indexes and unique constraints, and
    * resolve to a {@link DeferredIndexes} that builds them once the rows are
    * loaded, as pg_restore does: one sort per index instead of an index
-   * insert per row (default false). A source that cannot defer them creates
-   * the table whole and resolves to undefined.
+   * insert per row (default false). PostgreSQL also defers the CHECK
+   * constraints the DDL adds `NOT VALID`, which the rows of an archive may
+   * break as the source's older rows do. A source that cannot defer them
+   * creates the table whole and resolves to undefined.
    */
   deferIndexes?: boolean;
 }

@@ -26,7 +26,9 @@
  *    since the older archives is there, their rows take its default; one
  *    dropped since is kept from an older archive). Where the target can (PostgreSQL), a
  *    table created so gets its primary key, unique constraints and indexes
- *    only after its rows (step 6).
+ *    only after its rows (step 6), and so do the CHECK constraints the
+ *    source holds `NOT VALID` (added back `NOT VALID`: the archived rows
+ *    may break them, as the source's older rows do).
  * 5. Load each table's range in one transaction of the target (replacing
  *    the rows it already has in that range), into the columns the manifest
  *    names, by name: a table of the target whose columns are in another

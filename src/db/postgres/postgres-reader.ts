@@ -451,7 +451,9 @@ interface SequenceRow {
  * for the table alone: the columns in order with their types and typmods
  * (`format_type`), collations that differ from the type's, defaults,
  * identity and generated columns, NOT NULL; the primary key, unique, check
- * and exclusion constraints (`pg_get_constraintdef`); the other indexes
+ * and exclusion constraints (`pg_get_constraintdef`; a check the source
+ * holds `NOT VALID` as an `ALTER TABLE ... ADD CONSTRAINT ... NOT VALID`
+ * after the table, since CREATE TABLE would validate it); the other indexes
  * (`pg_get_indexdef`, on the unqualified table); and the sequences that `serial` columns own
  * (created, then `OWNED BY` the column). Names are those of the source's
  * schema left unqualified (the session's `search_path` is that schema), so
@@ -484,8 +486,8 @@ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.at
     ).rows,
     (await client.query<{ relpersistence: string }>('SELECT relpersistence::text AS relpersistence FROM pg_class WHERE oid = $1::oid', [oid])).rows[0],
     (
-      await client.query<{ conname: string; def: string }>(
-        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::oid AND contype IN ('p', 'u', 'c', 'x') ORDER BY contype <> 'p', conname",
+      await client.query<{ conname: string; def: string; valid: boolean }>(
+        "SELECT conname, pg_get_constraintdef(oid) AS def, convalidated AS valid FROM pg_constraint WHERE conrelid = $1::oid AND contype IN ('p', 'u', 'c', 'x') ORDER BY contype <> 'p', conname",
         [oid],
       )
     ).rows,
@@ -525,13 +527,17 @@ ORDER BY s.relname`,
     if (c.attnotnull) line += ' NOT NULL';
     lines.push(line);
   }
-  for (const k of cons) lines.push(`    CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`);
+  // A CHECK the source holds NOT VALID (its older rows may break it) is
+  // added after the table: inside CREATE TABLE the server would drop the
+  // NOT VALID and enforce it on every row loaded.
+  for (const k of cons) if (k.valid) lines.push(`    CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`);
   let ddl = '';
   for (const s of seqs) {
     ddl += `CREATE SEQUENCE ${quotePgIdent(s.seq)} AS ${s.type} INCREMENT BY ${s.inc} MINVALUE ${s.min} MAXVALUE ${s.max} START WITH ${s.start} CACHE ${s.cache}${s.cycle ? ' CYCLE' : ' NO CYCLE'};\n`;
   }
   ddl += `CREATE ${rel?.relpersistence === 'u' ? 'UNLOGGED ' : ''}TABLE ${t} (\n${lines.join(',\n')}\n);\n`;
   for (const s of seqs) ddl += `ALTER SEQUENCE ${quotePgIdent(s.seq)} OWNED BY ${t}.${quotePgIdent(s.col)};\n`;
+  for (const k of cons) if (!k.valid) ddl += `ALTER TABLE ${t} ADD CONSTRAINT ${quotePgIdent(k.conname)} ${k.def};\n`;
   for (const i of idx) {
     // pg_get_indexdef names the table with its schema: name it as the
     // CREATE TABLE above does, so the index lands on the restored table.

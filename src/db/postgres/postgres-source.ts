@@ -70,10 +70,12 @@ import { PgReader, pgError, pgKeyColumn, pgRangeCondition, pgTableInfo, quotePgI
 /**
  * What `createTable({ deferIndexes })` drops and puts back after loading:
  * primary key, unique and exclusion constraints (primary key first), then
- * the other indexes, each as the server describes it.
+ * the other indexes, then the CHECK constraints held `NOT VALID` (they
+ * would refuse the older rows the source keeps under them), each as the
+ * server describes it.
  */
-const DEFERRABLE_INDEXES_SQL = `SELECT 'c' AS kind, conname AS name, pg_get_constraintdef(oid) AS def, CASE contype WHEN 'p' THEN 0 ELSE 1 END AS o FROM pg_constraint
-WHERE conrelid = $1::oid AND contype IN ('p', 'u', 'x')
+const DEFERRABLE_INDEXES_SQL = `SELECT 'c' AS kind, conname AS name, pg_get_constraintdef(oid) AS def, CASE contype WHEN 'p' THEN 0 WHEN 'c' THEN 3 ELSE 1 END AS o FROM pg_constraint
+WHERE conrelid = $1::oid AND (contype IN ('p', 'u', 'x') OR (contype = 'c' AND NOT convalidated))
 UNION ALL
 SELECT 'i', ic.relname, pg_get_indexdef(i.indexrelid), 2 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = $1::oid AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
@@ -365,8 +367,9 @@ export class PostgresSource implements TableSource {
    * `table` exists at the end.
    *
    * With `deferIndexes`, the same transaction then drops the table's
-   * primary key, unique and exclusion constraints and its other indexes,
-   * as the server itself describes them (`pg_get_constraintdef`,
+   * primary key, unique and exclusion constraints, its other indexes and
+   * its `NOT VALID` checks (added back `NOT VALID`, they leave the loaded
+   * rows unchecked, as in the source), as the server itself describes them (`pg_get_constraintdef`,
    * `pg_get_indexdef`), and the call resolves to the statements that put
    * them back, run by {@link DeferredIndexes.build} once the rows are
    * loaded. If one cannot be dropped (another object depends on it), the

@@ -213,4 +213,36 @@ describe('Partitioner.restore into PostgreSQL: indexes after the rows', () => {
     expect(await dst.tables()).not.toContain('we"ird');
     for (const d of [dir, dir2, mixed]) await rm(d, { recursive: true, force: true });
   });
+
+  it('restores rows that break a CHECK the source holds NOT VALID, and puts the check back NOT VALID', async () => {
+    // Calibration rows written before a plausibility check was added; the
+    // check was added NOT VALID so that they stay.
+    const db = await server.createDatabase(`d${++n}`);
+    await server.query('CREATE TABLE calib (id bigint PRIMARY KEY, gain double precision)', [], db);
+    await server.query('INSERT INTO calib SELECT s, CASE WHEN s % 10 = 0 THEN -1 ELSE s END FROM generate_series(1, 250) s', [], db);
+    await server.query('ALTER TABLE calib ADD CONSTRAINT gain_positive CHECK (gain > 0) NOT VALID', [], db);
+    await server.query('ALTER TABLE calib ADD CONSTRAINT id_positive CHECK (id > 0)', [], db);
+    await using src = new PostgresSource({ ...server.clientConfig, database: db });
+    const ddl = await src.schema('calib');
+    // Outside CREATE TABLE, where the server would validate it.
+    expect(ddl).toMatch(/CREATE TABLE[^;]*CONSTRAINT "id_positive" CHECK \(\(id > 0\)\)[^;]*\);\nALTER TABLE "calib" ADD CONSTRAINT "gain_positive" CHECK \(\(gain > \(0\)::double precision\)\) NOT VALID;\n/);
+    const dir = await tempDir('defer-notvalid');
+    await new Partitioner(src, { table: 'calib', key: 'id', rowsPerPartition: 100, outDir: dir }).dump({ incremental: true });
+    const target = await server.createDatabase(`d${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: target });
+    const r = await Partitioner.restore(dst, dir);
+    expect(r.rows).toBe(250);
+    expect((await Partitioner.compare(src, dst, 'calib', { key: 'id' })).equal).toBe(true);
+    expect(await shape(target, 'calib')).toEqual(await shape(db, 'calib'));
+    const valid = `SELECT conname || ' ' || convalidated AS d FROM pg_constraint WHERE conrelid = 'calib'::regclass AND contype = 'c' ORDER BY 1`;
+    expect(await server.query<{ d: string }>(valid, [], target)).toEqual([{ d: 'gain_positive false' }, { d: 'id_positive true' }]);
+    // New rows are still checked, as in the source.
+    await expect(server.query('INSERT INTO calib VALUES (1000, -5)', [], target)).rejects.toThrow(/gain_positive/);
+    // Created from the DDL without deferral, the table is the source's too.
+    const plain = await server.createDatabase(`d${++n}`);
+    await using whole = new PostgresSource({ ...server.clientConfig, database: plain });
+    expect(await whole.createTable('calib', ddl)).toBeUndefined();
+    expect(await server.query<{ d: string }>(valid, [], plain)).toEqual([{ d: 'gain_positive false' }, { d: 'id_positive true' }]);
+    await rm(dir, { recursive: true, force: true });
+  });
 });
