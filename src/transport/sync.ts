@@ -680,7 +680,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     dryRun: options.dryRun ?? false,
     lock: options.lock ?? false,
     lockName: options.lockName ?? LOCK_DIR_NAME,
-    lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 1),
+    lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 2),
     concurrency: checkInt(W, 'concurrency', options.concurrency ?? 32, 1, 256),
     verify: options.verify ?? true,
     algorithm: checkOneOf(W, 'algorithm', options.algorithm ?? 'md5', DNA_ALGORITHMS),

@@ -398,7 +398,7 @@ describe('LockDir staleness and takeover', () => {
 
 describe('LockDir lost locks and the heartbeat', () => {
   it('release after being taken over is ELOCK_LOST and leaves the new owner alone', async () => {
-    const a = lockOf({ staleMs: 1_000, heartbeatMs: 900 });
+    const a = lockOf({ staleMs: 1_000, heartbeatMs: 500 });
     await a.acquire();
     await age(ownerFile(), 5_000); // as if a had been paused for 5 s
     const b = lockOf({ staleMs: 1_000 });
@@ -559,6 +559,13 @@ describe('LockDir options', () => {
     expect(e.message).toContain('"stalems"');
     expect(e.details['suggestion']).toBe('staleMs');
     expect(bad(() => new LockDir(parent, { staleMs: 1000, heartbeatMs: 1000 })).details['option']).toBe('heartbeatMs');
+    // Just inside staleMs is refused too: a late heartbeat would let a second writer in.
+    const late = bad(() => new LockDir(parent, { staleMs: 60_000, heartbeatMs: 59_000 }));
+    expect(late.details['option']).toBe('heartbeatMs');
+    expect(late.message).toMatch(/at most half of "staleMs" \(60000\)/);
+    expect(new LockDir(parent, { staleMs: 60_000, heartbeatMs: 30_000 }).heartbeatMs).toBe(30_000);
+    expect(new LockDir(parent, { staleMs: 2 }).heartbeatMs).toBe(1);
+    expect(bad(() => new LockDir(parent, { staleMs: 1 })).details['option']).toBe('staleMs');
     expect(bad(() => new LockDir(parent, { staleMs: 0 })).details['option']).toBe('staleMs');
     expect(bad(() => new LockDir(parent, { name: 'a/b' })).details['option']).toBe('name');
     expect(bad(() => new LockDir(parent, { name: '..' })).details['option']).toBe('name');
