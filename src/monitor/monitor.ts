@@ -42,7 +42,10 @@ export interface MonitorTreeSource {
 export interface MonitorCatalogSource {
   /** The catalog. */
   catalog: Catalog;
-  /** Only archives whose recorded path starts with this (default all). */
+  /**
+   * Only archives recorded under this folder (default all): `svn` (or
+   * `svn/`) takes `svn/2026/...`, not `svn-old/...`.
+   */
   prefix?: string;
   /** Where the recorded archive paths are, for the DNA check (default the local disk). */
   transport?: Transport;
@@ -183,7 +186,9 @@ export class Monitor {
       if (s.transport !== undefined && typeof (s.transport as Partial<Transport>).digest !== 'function') throw bad('transport', 'source "transport" must be a Transport.');
       if (options.catalog !== undefined && options.catalog !== s.catalog) throw bad('catalog', 'the source is a Catalog; option "catalog" must be left out or be the same one.');
       if (options.timeZone !== undefined || options.linkName !== undefined) throw bad(options.timeZone !== undefined ? 'timeZone' : 'linkName', 'options "timeZone" and "linkName" apply to a tree source only.');
-      this.#catalogSource = { catalog: s.catalog, prefix: s.prefix ?? '', transport: s.transport ?? new LocalTransport(), root: s.root };
+      // A folder, so that `/backups/svn` does not take in `/backups/svn-old`.
+      const prefix = s.prefix === undefined || s.prefix === '' || s.prefix.endsWith('/') ? (s.prefix ?? '') : `${s.prefix}/`;
+      this.#catalogSource = { catalog: s.catalog, prefix, transport: s.transport ?? new LocalTransport(), root: s.root };
       this.#catalog = s.catalog;
       this.source = `catalog:${s.catalog.path}${s.prefix ? `:${s.prefix}` : ''}`;
     } else {

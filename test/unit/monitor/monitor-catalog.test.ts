@@ -235,6 +235,15 @@ describe('a Catalog as the source', () => {
     const r = await one.check({ now: NEWEST });
     expect(r.check('age')).toMatchObject({ status: 'critical', details: { newest: NIGHTS[0] } });
     expect(one.history().map((x) => x.status)).toEqual(['critical']);
+    // The prefix is a folder: a sibling whose name starts the same is not in it.
+    const night = NIGHTS[7]!;
+    const sibling = `${night.slice(0, 10)}-old/031500`;
+    await makeSet(join(dir, 'sets'), sibling, { files: { 'svn.tar.gz': randomBytes(10) }, sidecars: false });
+    catalog.recordArchive({ path: `${sibling}/svn.tar.gz`, dna: await DnaDigest.ofFile(join(dir, 'sets', sibling, 'svn.tar.gz')), created: NEWEST + HOUR });
+    for (const prefix of [night.slice(0, 10), `${night.slice(0, 10)}/`]) {
+      const r7 = await new Monitor({ catalog, prefix, root: join(dir, 'sets') }, { maxAge: '26h' }).check({ now: NEWEST + 2 * HOUR });
+      expect(r7.check('age')).toMatchObject({ status: 'ok', details: { newest: night } });
+    }
   });
 
   it('reports the DNA check of recorded archives as progress, up to their recorded sizes', async () => {
