@@ -9,7 +9,10 @@
  * measured values for plots. It keeps the history of its runs in the
  * Catalog, and tells notifiers only when the state changes, so a nightly
  * cron run does not send the same mail every night, and a state change is
- * retried until a notifier took it.
+ * retried until a notifier took it. Overlapping runs of one monitor (a slow
+ * check under cron) take turns at notifying, through a lock folder beside
+ * the Catalog or the state file (`NAME.monitor-MONITOR.lock`), so a change
+ * is told once.
  *
  * @module
  */
@@ -27,7 +30,8 @@ import { resolveConstraints, type MonitorConstraints, type ResolvedConstraints }
 import { exitCode, nagiosSummary } from './exit-status.js';
 import { MonitorReport, type MonitorCheckError, type MonitorCheckResult, type MonitorNotification } from './monitor-report.js';
 import type { MonitorChange, MonitorEvent, Notifier } from './notifiers.js';
-import { catalogStateStore, fileStateStore, type NotifyState, type NotifyStateStore } from './notify-state.js';
+import { LockDir } from '../lock/lock-dir.js';
+import { catalogStateStore, fileStateStore, notifyLock, type NotifyState, type NotifyStateStore } from './notify-state.js';
 import { MONITOR_CHECKS, type MonitorStatus } from './status.js';
 
 /** A dated backup tree `YYYY/MM/DD/HHMMSS/` on any transport. */
@@ -297,10 +301,31 @@ export class Monitor {
   }
 
   async #notify(report: MonitorReport, signal: AbortSignal | undefined): Promise<MonitorNotification[]> {
-    const out: MonitorNotification[] = [];
-    if (this.#notifiers.length === 0) return out;
+    if (this.#notifiers.length === 0) return [];
     const store = this.#state!;
     await store.ready?.();
+    // Runs of this monitor take turns: the second of two overlapping runs
+    // reads what the first told, and does not tell it again.
+    const lock = store.lock === undefined ? undefined : new LockDir(store.lock.dir, { name: store.lock.name, purpose: `monitor ${this.name} notifying` });
+    if (lock !== undefined) {
+      try {
+        await lock.acquire({ waitMs: notifyLock.waitMs, ...(signal ? { signal } : {}) });
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (!(err instanceof StowageError) || err.code !== 'ELOCKED') throw err;
+        const error = { code: 'ELOCKED', message: `another run of monitor "${this.name}" has been notifying for over ${Math.round(notifyLock.waitMs / 1000)} s (${err.message}); this run told nobody, and the next run tells what is still untold.` };
+        return this.#notifiers.map((n) => ({ notifier: n.name, sent: false, error }));
+      }
+    }
+    try {
+      return await this.#notifyEach(report, store, signal);
+    } finally {
+      await lock?.release().catch(() => {});
+    }
+  }
+
+  async #notifyEach(report: MonitorReport, store: NotifyStateStore, signal: AbortSignal | undefined): Promise<MonitorNotification[]> {
+    const out: MonitorNotification[] = [];
     const current = stateOf(report);
     for (const n of this.#notifiers) {
       throwIfAborted(signal);

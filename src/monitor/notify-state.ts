@@ -10,7 +10,8 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, dirname } from 'node:path';
 import type { Catalog } from '../catalog/catalog.js';
 import { StowageError, fromFsError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -38,6 +39,26 @@ export interface NotifyStateStore {
    * every run.
    */
   ready?(): Promise<void>;
+  /**
+   * Where runs of this monitor take turns at notifying: a {@link LockDir}
+   * (parent folder and name), so that two overlapping runs (a slow check
+   * under cron) do not both tell of one change. Undefined when no other
+   * process can share the store (an in-memory Catalog).
+   */
+  readonly lock?: { readonly dir: string; readonly name: string };
+}
+
+/**
+ * How long a run waits for an overlapping run of the same monitor to finish
+ * notifying before it gives up (its notifications then count as failed and
+ * go out on the next run). Internal; tests shorten it.
+ */
+export const notifyLock = { waitMs: 120_000 };
+
+/** A lock name for `base` and `monitor`: the name as is where it is short, else a hash of it. */
+function lockName(base: string, monitor: string): string {
+  const safe = encodeURIComponent(monitor);
+  return `${base}.monitor-${safe.length <= 80 ? safe : createHash('sha256').update(monitor).digest('hex').slice(0, 16)}.lock`;
 }
 
 const STATUSES: readonly string[] = ['ok', 'warning', 'critical'];
@@ -63,6 +84,7 @@ export function parseNotifyState(v: unknown): NotifyState | undefined {
 export function catalogStateStore(catalog: Catalog, monitor: string): NotifyStateStore {
   return {
     where: `catalog ${catalog.path}`,
+    ...(catalog.path === ':memory:' ? {} : { lock: { dir: dirname(catalog.path), name: lockName(basename(catalog.path), monitor) } }),
     get: async (notifier) => parseNotifyState(catalog.monitorNotifyState(monitor, notifier)?.state),
     set: async (notifier, state, at) => catalog.setMonitorNotifyState(monitor, notifier, state, at),
   };
@@ -111,6 +133,7 @@ export function fileStateStore(path: string, monitor: string): NotifyStateStore 
   };
   return {
     where: `state file ${path}`,
+    lock: { dir: dirname(path), name: lockName(basename(path), monitor) },
     ready: async () => {
       const dir = dirname(path);
       const why = await stat(dir).then(

@@ -5,14 +5,16 @@
  * records, and abort before start and midway.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../../src/catalog/index.js';
 import { DnaDigest } from '../../../src/dna/dna-digest.js';
+import { LockDir } from '../../../src/lock/index.js';
 import { HttpNotifier, Monitor, type MonitorEvent, type Notifier } from '../../../src/monitor/index.js';
+import { notifyLock } from '../../../src/monitor/notify-state.js';
 import type { Progress } from '../../../src/progress.js';
 import { LocalTransport } from '../../../src/transport/local/local-transport.js';
 import type { OpOptions } from '../../../src/transport/transport.js';
@@ -175,6 +177,46 @@ describe('notifications on state change, kept in the Catalog', () => {
       expect(err.message).toMatch(/Monitor option "stateFile": .*no-such-dir, the folder of .*svn\.state, does not exist.*nobody was told/);
     }
     expect(mail.events).toEqual([]);
+  });
+
+  it('two overlapping runs tell a change once (they take turns through a lock beside the Catalog or the state file)', async () => {
+    const root = await tree();
+    const dir = await scratch('monitor-overlap');
+    using catalog = new Catalog(join(dir, 'stowage.catalog'));
+    /** A mail relay that takes its time, as a slow one does. */
+    class Slow extends Recorder {
+      override async notify(event: MonitorEvent): Promise<void> {
+        await new Promise((r) => setTimeout(r, 300));
+        await super.notify(event);
+      }
+    }
+    for (const store of [{ catalog }, { stateFile: join(dir, 'svn.state.json') }]) {
+      const relay = new Slow('mail');
+      // Two cron runs of one monitor (two Monitor objects, as two processes have).
+      const run = () => new Monitor({ transport: local, dir: root }, { maxAge: '26h' }, { ...store, notifiers: [relay], timeZone: 'UTC', name: 'svn' }).check({ now: NEWEST + 3 * DAY });
+      const [a, b] = await Promise.all([run(), run()]);
+      expect(relay.events.map((e) => e.status)).toEqual(['critical']);
+      expect([a.notifications, b.notifications].sort((x, y) => y.length - x.length)).toEqual([[{ notifier: 'mail', sent: true, error: null }], []]);
+      expect((await readdir(dir)).filter((f) => f.endsWith('.lock'))).toEqual([]);
+    }
+    // A run that cannot get its turn tells nobody and says why; the next run tells.
+    const stateFile = join(dir, 'wiki.state.json');
+    const holder = new LockDir(dir, { name: 'wiki.state.json.monitor-wiki.lock' });
+    await holder.acquire();
+    const saved = notifyLock.waitMs;
+    notifyLock.waitMs = 200;
+    const mail = new Recorder('mail');
+    const m = new Monitor({ transport: local, dir: root }, { maxAge: '26h' }, { stateFile, notifiers: [mail], timeZone: 'UTC', name: 'wiki' });
+    try {
+      const r = await m.check({ now: NEWEST + 3 * DAY });
+      expect(r.notifications).toEqual([{ notifier: 'mail', sent: false, error: { code: 'ELOCKED', message: expect.stringMatching(/another run of monitor "wiki" has been notifying.*this run told nobody/) } }]);
+      expect(mail.events).toEqual([]);
+    } finally {
+      notifyLock.waitMs = saved;
+      await holder.release();
+    }
+    await m.check({ now: NEWEST + 3 * DAY });
+    expect(mail.events.map((e) => e.status)).toEqual(['critical']);
   });
 
   it('can run without telling anyone (notify: false) and without history (history: false)', async () => {
