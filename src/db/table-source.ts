@@ -367,6 +367,19 @@ export interface TableSource extends TableReader, AsyncDisposable {
    */
   load(table: string, input: Readable | AsyncIterable<Uint8Array>, options?: LoadOptions): Promise<LoadResult>;
 
+  /**
+   * The other tables that {@link load} checks the rows of `table` against
+   * (the parent tables of its foreign keys, in the source's schema, the
+   * table itself included when a key refers to its own rows), sorted:
+   * their rows must be there first. Optional: a source whose loads skip
+   * foreign key checks (MySQL sessions with `foreign_key_checks = 0`,
+   * SQLite loads with `foreign_keys = OFF`) leaves it out. PostgreSQL checks
+   * them on every row, whatever the session; {@link Partitioner.restore}
+   * uses it to load parent tables before their children. ENO_TABLE if the
+   * table does not exist.
+   */
+  references?(table: string, options?: DbOptions): Promise<string[]>;
+
   /** Closes every connection; further calls fail with EDB. Idempotent. */
   close(): Promise<void>;
 }

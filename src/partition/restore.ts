@@ -49,7 +49,11 @@
  *    there, the earlier ones lose the range again where this restore
  *    created their table, so that no validity rows are left without their
  *    payload (in tables that were there before they stay as loaded, and
- *    restoring again completes the range).
+ *    restoring again completes the range). Where the target checks
+ *    foreign keys during a load (PostgreSQL: see `TableSource.references`),
+ *    the archives of a table load only after those of the tables it refers
+ *    to, among the tables restored, and those of a table that refers to
+ *    its own rows one at a time, in key order.
  * 6. Build the indexes deferred at step 4, in one transaction per table,
  *    also when a load failed or the restore was aborted (over the rows
  *    committed), so that no table is left without them. Rows that break
@@ -335,6 +339,34 @@ class LoadSlots {
     this.#failed ??= { err };
     for (const w of this.#waiters.splice(0)) w.reject(this.#failed.err);
   }
+}
+
+/**
+ * The order in which tables load when some refer to others (foreign keys):
+ * level 0 for a table that refers to none of `names`, else one more than
+ * the highest of its parents. A cycle of references (no order satisfies
+ * it) is cut where it closes; the loads of its tables may then fail on
+ * the target's checks, with the target's message.
+ *
+ * @param names - the tables of the restore
+ * @param parents - per table, the tables of `names` it refers to
+ */
+export function loadLevels(names: ReadonlySet<string>, parents: ReadonlyMap<string, readonly string[]>): Map<string, number> {
+  const level = new Map<string, number>();
+  const visiting = new Set<string>();
+  const visit = (t: string): number => {
+    const known = level.get(t);
+    if (known !== undefined) return known;
+    if (visiting.has(t)) return -1; // closes a cycle: cut here
+    visiting.add(t);
+    let l = 0;
+    for (const p of parents.get(t) ?? []) l = Math.max(l, visit(p) + 1);
+    visiting.delete(t);
+    level.set(t, l);
+    return l;
+  };
+  for (const t of [...names].sort()) visit(t);
+  return level;
 }
 
 /** Loads of one archive tried at most this many times when the target reports a deadlock. */
@@ -634,6 +666,33 @@ export async function restorePartitions(target: TableSource, dir: string, option
       }
     }
 
+    // Parents first: where the target checks foreign keys as it loads
+    // (PostgreSQL), the archives of a table whose rows refer to another
+    // table of this restore load only once that table's are all in.
+    // A table whose rows refer to its own rows loads one archive at a
+    // time, in key order (a row's parent is usually an older, lower key).
+    const names = new Set(selected.flatMap((s) => s.tables.map((t) => t.name)));
+    const parents = new Map<string, string[]>();
+    const selfReferring = new Set<string>();
+    if (typeof target.references === 'function') {
+      for (const name of names) {
+        if (!existing.has(name)) continue; // a table created from its archived DDL has no foreign keys
+        const refs = await target.references(name, { signal });
+        if (refs.includes(name)) selfReferring.add(name);
+        const ps = refs.filter((p) => p !== name && names.has(p));
+        if (ps.length > 0) parents.set(name, ps);
+      }
+    }
+    const level = loadLevels(names, parents);
+    const levelOf = (s: Selected): number => Math.max(...s.tables.map((t) => level.get(t.name) ?? 0));
+    /** The archives in the order of their loads: one stage after the other, the archives of a stage side by side. */
+    const stages: Selected[][] = [];
+    for (let l = 0, top = Math.max(0, ...selected.map(levelOf)); l <= top; l++) {
+      const here = selected.filter((s) => levelOf(s) === l);
+      const one = here.filter((s) => s.tables.some((t) => selfReferring.has(t.name))).sort((x, y) => (x.lo < y.lo ? -1 : x.lo > y.lo ? 1 : 0));
+      stages.push(here.filter((s) => !one.includes(s)), ...one.map((s) => [s]));
+    }
+
     // 5. Load.
     progress.bytesDone = 0;
     progress.itemsDone = 0;
@@ -742,17 +801,23 @@ export async function restorePartitions(target: TableSource, dir: string, option
         }
       }
     };
-    await pool(selected, concurrency + 1, async (s) => {
-      const loaded = new Set<string>();
-      try {
-        await loadArchive(s, loaded);
-      } catch (err) {
-        // The restore has failed: an archive read ahead must not load now.
-        slots.fail(err);
-        await undoPartial(s, loaded);
-        throw err;
-      }
-    });
+    for (const stage of stages) {
+      await pool(
+        stage,
+        concurrency + 1,
+        async (s) => {
+          const loaded = new Set<string>();
+          try {
+            await loadArchive(s, loaded);
+          } catch (err) {
+            // The restore has failed: an archive read ahead must not load now.
+            slots.fail(err);
+            await undoPartial(s, loaded);
+            throw err;
+          }
+        },
+      );
+    }
     progress.report(true);
   }
 }

@@ -534,6 +534,27 @@ export class PostgresSource implements TableSource {
     };
   }
 
+  /**
+   * The parent tables of `table`'s foreign keys in the source's schema (see
+   * {@link TableSource.references}): COPY checks every row against them.
+   * The table itself is among them when a key refers to its own rows; a
+   * key onto another schema's table is left out (it is not restored here).
+   */
+  async references(table: string, options: DbOptions = {}): Promise<string[]> {
+    checkOptionKeys('PostgresSource.references', options, ['signal']);
+    checkIdentifier('PostgresSource.references', 'table', table);
+    this.#checkOpen();
+    return this.#inTransaction(`read the foreign keys of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
+      const { rows } = await client.query<{ name: string }>(
+        `SELECT DISTINCT p.relname AS name FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace n ON n.oid = p.relnamespace
+WHERE c.contype = 'f' AND c.conrelid = $1::oid AND n.nspname = $2`,
+        [info.oid, this.schemaName],
+      );
+      return rows.map((r) => r.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    });
+  }
+
   /** Drops what {@link createTable} defers, in its transaction; the statements that put it back, or undefined. */
   async #deferIndexes(client: pg.ClientBase, table: string): Promise<DeferredIndexes | undefined> {
     const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
