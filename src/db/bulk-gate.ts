@@ -33,6 +33,8 @@ export interface BulkTextGateOptions {
   dialect: BulkDialect;
   /** Largest chunk passed on; larger ones are cut (default 1 MiB). */
   maxChunkBytes?: number;
+  /** 0-based fields whose empty values (zero bytes, not `\N`) are counted in {@link BulkTextGate.emptyCount}. */
+  countEmpty?: readonly number[];
 }
 
 const TAB = 0x09;
@@ -79,6 +81,10 @@ export class BulkTextGate extends Transform {
   rows = 0;
   /** Bytes of input consumed so far. */
   bytes = 0;
+  /** Empty values seen in the fields of `countEmpty`. */
+  emptyCount = 0;
+  /** Per field, 1 if its empty values are counted; undefined when none are. */
+  readonly #emptyMask: Uint8Array | undefined;
   readonly #columns: number;
   readonly #escapes: Int16Array;
   readonly #dialect: BulkDialect;
@@ -101,6 +107,10 @@ export class BulkTextGate extends Transform {
     this.#dialect = options.dialect;
     this.#escapes = TABLES[options.dialect];
     this.#maxChunk = options.maxChunkBytes ?? 1 << 20;
+    if (options.countEmpty !== undefined && options.countEmpty.length > 0) {
+      this.#emptyMask = new Uint8Array(options.columns);
+      for (const f of options.countEmpty) this.#emptyMask[f] = 1;
+    }
   }
 
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -152,6 +162,7 @@ export class BulkTextGate extends Transform {
     const words = new Int32Array(buf.buffer, buf.byteOffset + first, Math.max(0, (n - first) >> 2));
     let tabs = this.#tabs;
     let rows = this.rows;
+    const empties = this.#emptyMask;
     try {
       while (i < n) {
         let cls = CLASS[buf[i]!]!;
@@ -162,12 +173,14 @@ export class BulkTextGate extends Transform {
           cls = CLASS[buf[i]!]!;
         }
         if (cls === 1) {
+          if (empties !== undefined && fieldStart === i && empties[tabs] === 1) this.emptyCount++;
           if (++tabs >= columns) throw this.#fieldCount(rows, tabs + 1);
           fieldStart = ++i;
           continue;
         }
         if (cls === 2) {
           if (tabs + 1 !== columns) throw this.#fieldCount(rows, tabs + 1);
+          if (empties !== undefined && fieldStart === i && empties[tabs] === 1) this.emptyCount++;
           rows++;
           tabs = 0;
           fieldStart = rowStart = ++i;

@@ -239,6 +239,43 @@ export function mysqlLoadColumns(info: MysqlTableInfo, pick: readonly number[]):
   return { columns: `(${targets.join(', ')})`, set: sets.length > 0 ? ` SET ${sets.join(', ')}` : '' };
 }
 
+/**
+ * Whether an ENUM's list (its `COLUMN_TYPE`, `enum('a','','it''s')`) has
+ * the empty string as a member. Without one, `''` in bulk text can only be
+ * the error value (index 0) that a non-strict session stores for a value
+ * not in the list; with one, the two read the same (a limit of the text).
+ *
+ * @param columnType - `information_schema.COLUMNS.COLUMN_TYPE`
+ */
+export function enumHasEmptyMember(columnType: string): boolean {
+  const open = columnType.indexOf('(');
+  if (open < 0) return false;
+  let i = open + 1;
+  while (i < columnType.length && columnType[i] === "'") {
+    let len = 0;
+    i++;
+    for (;;) {
+      const c = columnType[i];
+      if (c === undefined) return false;
+      if (c === "'" && columnType[i + 1] === "'") {
+        i += 2;
+      } else if (c === '\\') {
+        i += 2;
+      } else if (c === "'") {
+        i++;
+        break;
+      } else {
+        i++;
+      }
+      len++;
+    }
+    if (len === 0) return true;
+    if (columnType[i] !== ',') return false;
+    i++;
+  }
+  return false;
+}
+
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
 const GENERATED = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
 

@@ -77,6 +77,7 @@ import {
   MysqlReader,
   mysqlError,
   mysqlKeyColumn,
+  enumHasEmptyMember,
   mysqlLoadColumns,
   mysqlQuery,
   mysqlTableInfo,
@@ -356,7 +357,11 @@ export class MysqlSource implements TableSource {
    * as `rows` reads it), inside a transaction (with the `replaceRange`
    * DELETE, if any). It commits only if the server reports as many rows as the input holds and no warning;
    * otherwise it rolls back with EDB listing the first warnings (a
-   * duplicate key, a value that does not fit...).
+   * duplicate key, a value that does not fit...). The one exception is an
+   * ENUM's error value (index 0, which a non-strict session stores for a
+   * value not in the list, and which reads as `''`): loading it back gives
+   * one "Data truncated" warning per value, and exactly that many such
+   * warnings, on ENUM columns whose list has no `''`, are accepted.
    */
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
     checkOptionKeys('MysqlSource.load', options, ['signal', 'onProgress', 'replaceRange', 'columns']);
@@ -422,7 +427,12 @@ export class MysqlSource implements TableSource {
         }
       }
       const { indexes } = pickColumns(this.name, info.name, info.columns, names);
-      const g = (gate = new BulkTextGate({ columns: indexes.length, dialect: 'mysql' }));
+      // An ENUM's error value (index 0, stored by a non-strict session for a
+      // value not in the list) reads as ''. A strict session cannot write it
+      // back, and LOAD DATA LOCAL stores it with warning 1265: one per such
+      // value is expected (see below), counted by the gate.
+      const enumFields = indexes.flatMap((col, field) => (info.dataTypes[col] === 'enum' && !enumHasEmptyMember(info.columns[col]!.type) ? [field] : []));
+      const g = (gate = new BulkTextGate({ columns: indexes.length, dialect: 'mysql', countEmpty: enumFields }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       await unlessGivenUp(mysqlQuery(conn, { sql: 'START TRANSACTION' }));
@@ -450,12 +460,21 @@ export class MysqlSource implements TableSource {
       throwIfAborted(signal);
       if (result.warningStatus > 0 || result.affectedRows !== g.rows) {
         const warnings = await mysqlQuery<{ Level: string; Code: number; Message: string }[]>(conn, { sql: 'SHOW WARNINGS LIMIT 10' }).catch(() => []);
+        // Exactly one "Data truncated" per ENUM error value, and nothing else: the rows are as they were.
+        const enumNames = enumFields.map((f) => info.columns[indexes[f]!]!.name);
+        const enumZeros =
+          result.affectedRows === g.rows &&
+          result.warningStatus === g.emptyCount &&
+          warnings.length > 0 &&
+          warnings.every((w) => w.Code === 1265 && enumNames.some((n) => w.Message.startsWith(`Data truncated for column '${n}' `)));
         const list = warnings.map((w) => `${w.Level} ${w.Code}: ${w.Message}`);
-        throw new StowageError(
-          'EDB',
-          `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${result.warningStatus} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; ${info.transactional ? 'nothing was kept' : `the table is ${info.engine}, which cannot roll back: the ${result.affectedRows} rows stored were kept; remove them (or restore into an InnoDB table)`}.`,
-          { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus, kept: info.transactional ? 0 : result.affectedRows } },
-        );
+        if (!enumZeros) {
+          throw new StowageError(
+            'EDB',
+            `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${result.warningStatus} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; ${info.transactional ? 'nothing was kept' : `the table is ${info.engine}, which cannot roll back: the ${result.affectedRows} rows stored were kept; remove them (or restore into an InnoDB table)`}.`,
+            { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus, kept: info.transactional ? 0 : result.affectedRows } },
+          );
+        }
       }
       await unlessGivenUp(mysqlQuery(conn, { sql: 'COMMIT' }));
       inTransaction = false;

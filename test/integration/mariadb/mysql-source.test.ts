@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBulkRow, type BulkField } from '../../../src/db/index.js';
 import { MysqlSource, quoteMysqlIdent } from '../../../src/db/mysql/index.js';
+import { enumHasEmptyMember } from '../../../src/db/mysql/mysql-reader.js';
 import type { Progress } from '../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startMariadb, type MariadbServer } from '../../support/index.js';
@@ -189,6 +190,35 @@ describe('MysqlSource: values a lax sql_mode let in', () => {
     expect((await dst.load('v', Readable.from([text]))).rows).toBe(2);
     expect((await dump(dst, 'v', 'k')).equals(text)).toBe(true);
     const same = 'SELECT k, CAST(d AS CHAR), CAST(dd AS CHAR) FROM v ORDER BY k';
+    expect(await sql(db, b, same)).toEqual(await sql(db, a, same));
+  });
+
+  it("loads back an ENUM's error value (index 0, stored for a value not in the list), and still refuses a value not in the list", async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    const c = await db.connect({ database: a, multipleStatements: true });
+    await c.query(
+      "SET sql_mode = ''; CREATE TABLE v (k INT PRIMARY KEY, e ENUM('on','off') NULL, n ENUM('x','it''s') NOT NULL, w ENUM('','y') NULL); " +
+        "INSERT INTO v VALUES (1, 'on', 'x', ''), (2, 'bogus', 'nope', 'y'), (3, NULL, 'it''s', NULL), (4, 'off', 'x', ''), (5, 'also bogus', 'x', 'y')",
+    );
+    await c.end();
+    await using src = source(a);
+    await using dst = source(b);
+    const text = await dump(src, 'v', 'k');
+    expect(text.toString()).toBe("1\ton\tx\t\n2\t\t\ty\n3\t\\N\tit's\t\\N\n4\toff\tx\t\n5\t\tx\ty\n");
+    await dst.createTable('v', await src.schema('v'));
+    // Split everywhere, so that the empty values fall at chunk edges too.
+    expect((await dst.load('v', chunked(text, 1))).rows).toBe(5);
+    const same = 'SELECT k, e, e + 0, n, n + 0, w, w + 0 FROM v ORDER BY k';
+    expect(await sql(db, b, same)).toEqual(await sql(db, a, same));
+    expect(await sql(db, b, 'SELECT e + 0 FROM v WHERE k = 2')).toEqual([[0]]);
+    // A value the list lacks is not an error value of the source: refused, nothing kept.
+    const err = await rejectsWith(dst.load('v', Readable.from(['6\tmaybe\tx\ty\n']), { replaceRange: { key: 'k', lo: 1, hi: 9 } }), 'EDB');
+    expect(err.message).toMatch(/Data truncated for column 'e'/);
+    // The list parsed as the server writes it (quotes doubled).
+    expect([`enum('on','off')`, `enum('','y')`, `enum('it''s','')`, `enum('a','''')`, `enum('x','','z')`, `enum('a\\\\','b')`].map(enumHasEmptyMember)).toEqual([false, true, true, false, true, false]);
+    // Nor is an empty value where a warning of another kind comes with it.
+    await rejectsWith(dst.load('v', Readable.from(['7\t\tx\ty\n8\ton\tx\tnot-in-w\n'])), 'EDB');
     expect(await sql(db, b, same)).toEqual(await sql(db, a, same));
   });
 });

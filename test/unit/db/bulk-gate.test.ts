@@ -138,6 +138,22 @@ describe('BulkTextGate', () => {
     }
   });
 
+  it('counts the empty values of the fields asked for (not \\N, not other fields), whatever the chunking', async () => {
+    // Fields 1 and 3 counted: rows 1, 3 and 4 have an empty field 1, row 2 an empty field 3, row 3 a \N in field 3.
+    const text = Buffer.from('1\t\ta\t\n2\tx\t\t\n\t\t\\\\\t\\N\n4\t\t\\N\tz\n');
+    for (const chunks of cuttings(text)) {
+      const g = new BulkTextGate({ columns: 4, dialect: 'mysql', countEmpty: [1, 3] });
+      g.resume();
+      await pipeline(Readable.from(chunks), g);
+      expect(g.rows).toBe(4);
+      expect(g.emptyCount).toBe(5);
+    }
+    const none = new BulkTextGate({ columns: 4, dialect: 'mysql' });
+    none.resume();
+    await pipeline(Readable.from([text]), none);
+    expect(none.emptyCount).toBe(0);
+  });
+
   it('cuts large chunks to maxChunkBytes', async () => {
     const rows = Buffer.concat(Array.from({ length: 1000 }, (_, i) => encodeBulkRow([String(i), 'x'.repeat(100)])));
     const r = await gate([rows], 2, 'postgres', 4096);
