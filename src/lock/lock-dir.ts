@@ -121,9 +121,9 @@ export interface LockOwner {
 export interface LockDirOptions {
   /** Name of the lock directory inside the parent (default `LOCKED`). */
   name?: string;
-  /** A lock whose heartbeat is older than this is stale, in ms (default 60 000; at least 2). */
+  /** A lock whose heartbeat is older than this is stale, in ms (default 60 000; at least 3). */
   staleMs?: number;
-  /** How often the heartbeat refreshes the owner file while held, in ms (default `staleMs / 4`; at most `staleMs / 2`). */
+  /** How often the heartbeat refreshes the owner file while held, in ms (default `staleMs / 4`; at most `staleMs / 3`). */
   heartbeatMs?: number;
   /** Free text stored in the owner file, for whoever finds the lock (default empty). */
   purpose?: string;
@@ -431,15 +431,17 @@ export class LockDir {
     checkOptionKeys(where, options, CTOR_OPTIONS);
     this.parentDir = checkParent(where, parentDir);
     const name = checkName(where, options.name ?? LOCK_DIR_NAME);
-    this.staleMs = checkInt(where, 'staleMs', options.staleMs ?? DEFAULT_STALE_MS, 2);
+    this.staleMs = checkInt(where, 'staleMs', options.staleMs ?? DEFAULT_STALE_MS, 3);
     this.heartbeatMs = checkInt(where, 'heartbeatMs', options.heartbeatMs ?? Math.max(1, Math.floor(this.staleMs / 4)), 1);
-    if (this.heartbeatMs * 2 > this.staleMs) {
+    if (this.heartbeatMs * 3 > this.staleMs) {
       // A heartbeat just inside staleMs lets a late timer (a busy event loop,
       // a slow remote write) make a live lock look stale: a second writer.
+      // And the holder gives the lock up once its heartbeat is staleMs / 2
+      // overdue: a third leaves room for one failed beat.
       throw badConfig(
         where,
         'heartbeatMs',
-        `option "heartbeatMs" (${this.heartbeatMs}) must be at most half of "staleMs" (${this.staleMs}), so that a late heartbeat never makes a live lock look stale; leave it out for staleMs / 4.`,
+        `option "heartbeatMs" (${this.heartbeatMs}) must be at most a third of "staleMs" (${this.staleMs}), so that a late heartbeat never makes a live lock look stale and one failed heartbeat does not lose it; leave it out for staleMs / 4.`,
         this.heartbeatMs,
       );
     }

@@ -217,7 +217,7 @@ export interface SyncOptions extends PlanSyncOptions {
    * and a root holding either is refused.
    */
   lockName?: string;
-  /** A destination lock older than this is stale and taken over (default 60 000 ms). */
+  /** A destination lock older than this is stale and taken over (default 60 000 ms; at least 3). */
   lockStaleMs?: number;
   /**
    * The token of a lock the caller itself holds at the source root (e.g.
@@ -680,7 +680,7 @@ export async function sync(src: Transport, srcDir: string, dst: Transport, dstDi
     dryRun: options.dryRun ?? false,
     lock: options.lock ?? false,
     lockName: options.lockName ?? LOCK_DIR_NAME,
-    lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 2),
+    lockStaleMs: checkInt(W, 'lockStaleMs', options.lockStaleMs ?? 60_000, 3),
     concurrency: checkInt(W, 'concurrency', options.concurrency ?? 32, 1, 256),
     verify: options.verify ?? true,
     algorithm: checkOneOf(W, 'algorithm', options.algorithm ?? 'md5', DNA_ALGORITHMS),

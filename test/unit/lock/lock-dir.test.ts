@@ -398,7 +398,7 @@ describe('LockDir staleness and takeover', () => {
 
 describe('LockDir lost locks and the heartbeat', () => {
   it('release after being taken over is ELOCK_LOST and leaves the new owner alone', async () => {
-    const a = lockOf({ staleMs: 1_000, heartbeatMs: 500 });
+    const a = lockOf({ staleMs: 1_000, heartbeatMs: 300 });
     await a.acquire();
     await age(ownerFile(), 5_000); // as if a had been paused for 5 s
     const b = lockOf({ staleMs: 1_000 });
@@ -562,10 +562,12 @@ describe('LockDir options', () => {
     // Just inside staleMs is refused too: a late heartbeat would let a second writer in.
     const late = bad(() => new LockDir(parent, { staleMs: 60_000, heartbeatMs: 59_000 }));
     expect(late.details['option']).toBe('heartbeatMs');
-    expect(late.message).toMatch(/at most half of "staleMs" \(60000\)/);
-    expect(new LockDir(parent, { staleMs: 60_000, heartbeatMs: 30_000 }).heartbeatMs).toBe(30_000);
-    expect(new LockDir(parent, { staleMs: 2 }).heartbeatMs).toBe(1);
-    expect(bad(() => new LockDir(parent, { staleMs: 1 })).details['option']).toBe('staleMs');
+    expect(late.message).toMatch(/at most a third of "staleMs" \(60000\)/);
+    // Half is refused too: the holder gives the lock up when a beat is staleMs / 2 late, so one failed beat would lose it.
+    expect(bad(() => new LockDir(parent, { staleMs: 60_000, heartbeatMs: 30_000 })).details['option']).toBe('heartbeatMs');
+    expect(new LockDir(parent, { staleMs: 60_000, heartbeatMs: 20_000 }).heartbeatMs).toBe(20_000);
+    expect(new LockDir(parent, { staleMs: 3 }).heartbeatMs).toBe(1);
+    expect(bad(() => new LockDir(parent, { staleMs: 2 })).details['option']).toBe('staleMs');
     expect(bad(() => new LockDir(parent, { staleMs: 0 })).details['option']).toBe('staleMs');
     expect(bad(() => new LockDir(parent, { name: 'a/b' })).details['option']).toBe('name');
     expect(bad(() => new LockDir(parent, { name: '..' })).details['option']).toBe('name');
@@ -639,6 +641,17 @@ describe('LockDir when the file operations fail', () => {
     expect((await rejection(lock.acquire())).code).toBe('ENOSPACE');
     expect(lock.held).toBe(false);
     expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('one failed heartbeat at the longest period allowed (staleMs / 3) does not lose the lock', async () => {
+    let armed = false;
+    const lock = lockOf({ staleMs: 900, heartbeatMs: 300, fs: failing('setMtime', () => new StowageError('EIO', 'utimes failed'), { armed: () => armed, times: 1 }) });
+    await lock.acquire();
+    armed = true;
+    await new Promise((r) => setTimeout(r, 1_300)); // four beats, the first of them failing
+    expect(lock.signal.aborted).toBe(false);
+    expect(lock.held).toBe(true);
+    await lock.release();
   });
 
   it('a heartbeat that cannot be refreshed aborts the signal with ELOCK_LOST, the cause attached', async () => {
