@@ -250,10 +250,14 @@ export class Monitor {
    * for what it finds (a missing tree is a critical check with error code
    * ENOT_FOUND, an unreachable node a critical free-space entry); rejects
    * only when aborted (nothing is recorded then, nobody is told) or when
-   * the history or state cannot be written.
+   * the history or state cannot be written, or the notify lock beside it
+   * cannot be made (EACCES, EIO...).
    *
    * A notifier that fails is reported in `report.notifications` and its
-   * state is left as it was, so the change is told again next run.
+   * state is left as it was, so the change is told again next run. Runs of
+   * one monitor take turns at notifying: a run that waits 2 minutes for
+   * another's turn to end tells nobody (each notification `sent: false`
+   * with error ELOCKED), and the next run tells what is still untold.
    *
    * @param options - now, notify, signal
    */

@@ -57,8 +57,13 @@ export const notifyLock = { waitMs: 120_000 };
 
 /** A lock name for `base` and `monitor`: the name as is where it is short, else a hash of it. */
 function lockName(base: string, monitor: string): string {
-  const safe = encodeURIComponent(monitor);
-  return `${base}.monitor-${safe.length <= 80 ? safe : createHash('sha256').update(monitor).digest('hex').slice(0, 16)}.lock`;
+  let safe: string | undefined;
+  try {
+    safe = encodeURIComponent(monitor);
+  } catch {
+    // A lone surrogate: not a name a file can carry; its hash can.
+  }
+  return `${base}.monitor-${safe !== undefined && safe.length <= 80 ? safe : createHash('sha256').update(monitor).digest('hex').slice(0, 16)}.lock`;
 }
 
 const STATUSES: readonly string[] = ['ok', 'warning', 'critical'];

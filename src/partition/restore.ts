@@ -90,7 +90,12 @@ export interface RestoreOptions {
   lo?: KeyBound;
   /** Restore only keys `<= hi`. */
   hi?: KeyBound;
-  /** Archives loaded at once (default 2); one more is read ahead, up to 16 MiB of its rows held in memory. */
+  /**
+   * Archives loaded at once (default 2); one more is read ahead, up to 16
+   * MiB of its rows held in memory. Into PostgreSQL tables with foreign
+   * keys, the archives of a table wait for those of its parent tables, and
+   * those of a table that refers to its own rows load one at a time.
+   */
   concurrency?: number;
   /** Create missing tables from the archived DDL (default true); false makes a missing table ENO_TABLE. */
   createTables?: boolean;
@@ -367,6 +372,37 @@ export function loadLevels(names: ReadonlySet<string>, parents: ReadonlyMap<stri
   };
   for (const t of [...names].sort()) visit(t);
   return level;
+}
+
+/**
+ * The archives in the order of their loads: one stage after the other, the
+ * archives of a stage side by side. An archive's stage is the highest
+ * {@link loadLevels} level of its tables; within a level, the archives of
+ * a table that refers to its own rows come last, each a stage of its own,
+ * in key order. Linear in the archives (a restore may have 100,000s).
+ *
+ * @param archives - the archives of the restore
+ * @param level - per table, its level (0 when missing)
+ * @param selfReferring - the tables whose rows refer to their own rows
+ */
+export function loadStages<T extends { readonly lo: bigint; readonly tables: readonly { readonly name: string }[] }>(archives: readonly T[], level: ReadonlyMap<string, number>, selfReferring: ReadonlySet<string>): T[][] {
+  const byLevel = new Map<number, T[]>();
+  for (const s of archives) {
+    const l = s.tables.reduce((m, t) => Math.max(m, level.get(t.name) ?? 0), 0);
+    const list = byLevel.get(l);
+    if (list === undefined) byLevel.set(l, [s]);
+    else list.push(s);
+  }
+  const stages: T[][] = [];
+  for (const l of [...byLevel.keys()].sort((a, b) => a - b)) {
+    const side: T[] = [];
+    const one: T[] = [];
+    for (const s of byLevel.get(l)!) (s.tables.some((t) => selfReferring.has(t.name)) ? one : side).push(s);
+    if (side.length > 0) stages.push(side);
+    one.sort((x, y) => (x.lo < y.lo ? -1 : x.lo > y.lo ? 1 : 0));
+    for (const s of one) stages.push([s]);
+  }
+  return stages;
 }
 
 /** Loads of one archive tried at most this many times when the target reports a deadlock. */
@@ -684,14 +720,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
       }
     }
     const level = loadLevels(names, parents);
-    const levelOf = (s: Selected): number => Math.max(...s.tables.map((t) => level.get(t.name) ?? 0));
-    /** The archives in the order of their loads: one stage after the other, the archives of a stage side by side. */
-    const stages: Selected[][] = [];
-    for (let l = 0, top = Math.max(0, ...selected.map(levelOf)); l <= top; l++) {
-      const here = selected.filter((s) => levelOf(s) === l);
-      const one = here.filter((s) => s.tables.some((t) => selfReferring.has(t.name))).sort((x, y) => (x.lo < y.lo ? -1 : x.lo > y.lo ? 1 : 0));
-      stages.push(here.filter((s) => !one.includes(s)), ...one.map((s) => [s]));
-    }
+    const levelOfTable = (name: string): number => level.get(name) ?? 0;
+    const stages = loadStages(selected, level, selfReferring);
 
     // 5. Load.
     progress.bytesDone = 0;
@@ -714,60 +744,66 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const whole = keep.lo === s.lo && keep.hi === s.hi;
       const byEntry = new Map(s.tables.map((t) => [t.rows, t] as const));
       const seen = new Set<string>();
-      for (let attempt = 1; ; attempt++) {
-        let attemptBytes = 0;
-        try {
-          await readArchive(s.path, { phase: 'load', signal }, async (e, data) => {
-            const t = byEntry.get(e.name);
-            if (t === undefined || e.type !== 'file' || loaded.has(t.name)) return;
-            seen.add(t.name);
-            const range = held.get(`${t.name}\0${s.manifest.key}`);
-            const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
-            const ahead = Readable.from(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal), { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
-            ahead.on('error', () => {}); // reaches the load through its input
-            ahead.read(0); // start reading now
-            // Bytes count as loaded when the load takes them. Paused at once,
-            // so that the 'data' listener does not set the stream flowing.
-            ahead.pause();
-            ahead.on('data', (chunk: Buffer) => {
-              attemptBytes += chunk.length;
-              progress.add(chunk.length);
+      // The tables of a group archive in the order of their levels: one
+      // that refers to another of the archive (a payload to its validity
+      // table) loads in a later pass over the archive.
+      const passes = [...new Set(s.tables.map((t) => levelOfTable(t.name)))].sort((a, b) => a - b);
+      for (const pass of passes) {
+        for (let attempt = 1; ; attempt++) {
+          let attemptBytes = 0;
+          try {
+            await readArchive(s.path, { phase: 'load', signal }, async (e, data) => {
+              const t = byEntry.get(e.name);
+              if (t === undefined || e.type !== 'file' || loaded.has(t.name) || levelOfTable(t.name) !== pass) return;
+              seen.add(t.name);
+              const range = held.get(`${t.name}\0${s.manifest.key}`);
+              const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
+              const ahead = Readable.from(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal), { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
+              ahead.on('error', () => {}); // reaches the load through its input
+              ahead.read(0); // start reading now
+              // Bytes count as loaded when the load takes them. Paused at once,
+              // so that the 'data' listener does not set the stream flowing.
+              ahead.pause();
+              ahead.on('data', (chunk: Buffer) => {
+                attemptBytes += chunk.length;
+                progress.add(chunk.length);
+              });
+              try {
+                await slots.acquire(signal);
+              } catch (err) {
+                ahead.destroy();
+                throw err;
+              }
+              let r: Awaited<ReturnType<TableSource['load']>>;
+              try {
+                r = await target.load(t.name, ahead, replace ? { signal, columns: t.columns, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal, columns: t.columns });
+              } catch (err) {
+                // Unless this archive is about to be tried again, the restore has
+                // failed: the load freed below must not go to an archive read ahead.
+                if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) slots.fail(err);
+                throw err;
+              } finally {
+                slots.release();
+              }
+              loaded.add(t.name);
+              attemptBytes = 0;
+              const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
+              acc.rows += r.rows;
+              acc.partitions += 1;
+              perTable.set(t.name, acc);
+              rows += r.rows;
+              bytes += r.bytes;
             });
-            try {
-              await slots.acquire(signal);
-            } catch (err) {
-              ahead.destroy();
-              throw err;
-            }
-            let r: Awaited<ReturnType<TableSource['load']>>;
-            try {
-              r = await target.load(t.name, ahead, replace ? { signal, columns: t.columns, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal, columns: t.columns });
-            } catch (err) {
-              // Unless this archive is about to be tried again, the restore has
-              // failed: the load freed below must not go to an archive read ahead.
-              if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) slots.fail(err);
-              throw err;
-            } finally {
-              slots.release();
-            }
-            loaded.add(t.name);
-            attemptBytes = 0;
-            const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
-            acc.rows += r.rows;
-            acc.partitions += 1;
-            perTable.set(t.name, acc);
-            rows += r.rows;
-            bytes += r.bytes;
-          });
-          break;
-        } catch (err) {
-          // A deadlock rolled the load back whole (InnoDB picks a victim when
-          // parallel loads of neighbouring ranges lock the same gaps of a
-          // secondary unique index): load what is left of the archive again.
-          if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) throw err;
-          progress.bytesDone -= attemptBytes;
-          await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
-          throwIfAborted(signal);
+            break;
+          } catch (err) {
+            // A deadlock rolled the load back whole (InnoDB picks a victim when
+            // parallel loads of neighbouring ranges lock the same gaps of a
+            // secondary unique index): load what is left of the archive again.
+            if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) throw err;
+            progress.bytesDone -= attemptBytes;
+            await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+            throwIfAborted(signal);
+          }
         }
       }
       const missing = s.tables.filter((t) => !seen.has(t.name));

@@ -217,6 +217,13 @@ describe('notifications on state change, kept in the Catalog', () => {
     }
     await m.check({ now: NEWEST + 3 * DAY });
     expect(mail.events.map((e) => e.status)).toEqual(['critical']);
+    // Any name makes a lock name: a lone surrogate, a slash, a long one.
+    for (const [i, name] of ['x\ud800y', 'a/b', 'ü'.repeat(100)].entries()) {
+      const rec = new Recorder('mail');
+      await new Monitor({ transport: local, dir: root }, { maxAge: '26h' }, { stateFile: join(dir, `odd-${i}.json`), notifiers: [rec], timeZone: 'UTC', name }).check({ now: NEWEST + 3 * DAY });
+      expect(rec.events).toHaveLength(1);
+    }
+    expect((await readdir(dir)).filter((f) => f.endsWith('.lock'))).toEqual([]);
   });
 
   it('can run without telling anyone (notify: false) and without history (history: false)', async () => {
