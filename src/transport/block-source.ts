@@ -31,20 +31,24 @@ function describeIdentity(id: SourceIdentity): string {
 }
 
 /**
- * The error of a local source that changed while it was sent: a retryable
- * EIO naming the file, with what it was when first opened and what it is
- * now. Sending it again once nothing writes to it succeeds.
+ * The error of a source file that changed while it was sent (or, with
+ * `get`, while a get read it): a retryable EIO naming the file, with what
+ * it was when first opened and what it is now. Sending (getting) it again
+ * once nothing writes to it succeeds.
  *
- * @param path - the local file
+ * @param path - the file read
  * @param before - the file when the transfer first opened it
  * @param after - the file now
+ * @param get - the file was the far file of a get, copied to this local path
  */
-export function sourceChangedError(path: string, before: SourceIdentity, after: SourceIdentity): StowageError {
+export function sourceChangedError(path: string, before: SourceIdentity, after: SourceIdentity, get?: { localPath: string }): StowageError {
   const replaced = before.dev !== after.dev || before.ino !== after.ino;
   const what = replaced ? 'it was replaced by another file' : 'it changed';
   return new StowageError(
     'EIO',
-    `Cannot send ${path}: ${what} while it was being sent (${describeIdentity(before)} when first opened; ${describeIdentity(after)} now). Nothing was left under the final name; send it again once nothing writes to it.`,
+    get === undefined
+      ? `Cannot send ${path}: ${what} while it was being sent (${describeIdentity(before)} when first opened; ${describeIdentity(after)} now). Nothing was left under the final name; send it again once nothing writes to it.`
+      : `Cannot get ${path}: ${what} while it was read (${describeIdentity(before)} when first opened; ${describeIdentity(after)} now). Nothing was written under ${get.localPath}; get it again once nothing writes to it.`,
     { details: { path, reason: replaced ? 'source replaced' : 'source changed', before, after }, retryable: true },
   );
 }

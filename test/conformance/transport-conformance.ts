@@ -440,6 +440,7 @@ export function transportConformance(name: string, factory: () => Promise<Confor
           'EIO',
         );
         expect(cut).toBe(true);
+        expect(err.retryable).toBe(true);
         expect(err.message).toMatch(/50331648/);
         await expect(lstatLocal(local)).rejects.toThrow();
         await expect(lstatLocal(local + '.part')).rejects.toThrow();
@@ -463,7 +464,36 @@ export function transportConformance(name: string, factory: () => Promise<Confor
           'EIO',
         );
         expect(grown).toBe(true);
+        expect(err.retryable).toBe(true);
         expect(err.message).toMatch(/50331648/);
+        await expect(lstatLocal(local)).rejects.toThrow();
+        await expect(lstatLocal(local + '.part')).rejects.toThrow();
+      });
+
+      it('get of a file rewritten in place while it is read (same size) is a retryable EIO, and nothing is left under the local name', async () => {
+        const d = await far();
+        await t.put(randomBytes(48 * 1024 * 1024), `${d}/rewritten.dat`, { mtimeMs: Date.UTC(2020, 0, 1) });
+        const local = join(fx.scratch, `got-${++n}`, 'rewritten.dat');
+        // Far and local sides are the same machine in this suite: the far file's last byte is rewritten at the first progress report.
+        let rewritten = false;
+        const err = await rejectsWith(
+          t.get(`${d}/rewritten.dat`, local, {
+            onProgress: () => {
+              if (rewritten) return;
+              rewritten = true;
+              const fd = openSync(`${d}/rewritten.dat`, 'r+');
+              try {
+                writeSync(fd, Buffer.from('X'), 0, 1, 48 * 1024 * 1024 - 1);
+              } finally {
+                closeSync(fd);
+              }
+            },
+          }),
+          'EIO',
+        );
+        expect(rewritten).toBe(true);
+        expect(err.retryable).toBe(true);
+        expect(err.message).toMatch(/^Cannot get .*rewritten\.dat: it changed while it was read .*Nothing was written under .*; get it again/);
         await expect(lstatLocal(local)).rejects.toThrow();
         await expect(lstatLocal(local + '.part')).rejects.toThrow();
       });

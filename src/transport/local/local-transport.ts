@@ -53,7 +53,7 @@ const GET_OPTIONS = ['algorithm', 'expectedDna', 'onProgress', 'signal'];
  * ({@link sourceChangedError}) instead of ending: it was written to while
  * it was read, and what was read is no version of it.
  */
-function readFileStream(path: string, start: number, signal: AbortSignal | undefined, unchanged = false): Readable {
+function readFileStream(path: string, start: number, signal: AbortSignal | undefined, unchanged: false | { action: 'send' } | { action: 'get'; localPath: string } = false): Readable {
   let fh: FileHandle | undefined;
   let pos = start;
   let opened: SourceIdentity | undefined;
@@ -81,7 +81,7 @@ function readFileStream(path: string, start: number, signal: AbortSignal | undef
           if (bytesRead === 0) {
             if (opened !== undefined) {
               const now = await identityOf(fh!);
-              if (pos !== opened.size || now.size !== opened.size || now.mtimeMs !== opened.mtimeMs) throw sourceChangedError(path, opened, now);
+              if (pos !== opened.size || now.size !== opened.size || now.mtimeMs !== opened.mtimeMs) throw sourceChangedError(path, opened, now, unchanged !== false && unchanged.action === 'get' ? { localPath: unchanged.localPath } : undefined);
             }
             this.push(null);
             return;
@@ -322,7 +322,7 @@ export class LocalTransport implements Transport {
       if (st.type !== 'file') throw new StowageError('EIO', `Cannot send ${source}: it is not a regular file.`, { details: { path: source } });
       size = st.size;
       // Written to while it is read (a DAQ file still growing): refused, not landed cut.
-      input = readFileStream(source, 0, options.signal, true);
+      input = readFileStream(source, 0, options.signal, { action: 'send' });
     } else {
       const src = toReplayable(source);
       size = src.size;
@@ -342,8 +342,9 @@ export class LocalTransport implements Transport {
       throw fromFsError(err, 'create directory', dirname(localPath));
     });
     if (st.type !== 'file') throw new StowageError('EIO', `Cannot get ${path}: it is not a regular file.`, { details: { path } });
-    // A file that shrinks or grows while it is read (still being written) is refused, not kept cut.
-    return copyDurably(readFileStream(path, 0, options.signal), localPath, { ...options, size: st.size, exactSize: st.size, mtimeMs: st.mtimeMs });
+    // A file that shrinks, grows or is rewritten in place while it is read
+    // (still being written) is refused, not kept cut or spliced.
+    return copyDurably(readFileStream(path, 0, options.signal, { action: 'get', localPath }), localPath, { ...options, size: st.size, exactSize: st.size, mtimeMs: st.mtimeMs });
   }
 
   /** {@inheritDoc Transport.createReadStream} */

@@ -2206,6 +2206,8 @@ export class SshTransport implements Transport {
         const now = after === undefined ? `${dna.size} read` : `${after.size} bytes, modified ${new Date(after.mtimeMs).toISOString()}, once read`;
         throw new StowageError('EIO', `Cannot get ${this.name}${path}: it changed while it was read (${st.size} bytes when it was opened, ${now}). Nothing was written under ${localPath}; get it again once it is complete.`, {
           details: { transport: this.name, path, expected: st.size, read: dna.size, ...(after === undefined ? {} : { now: { size: after.size, mtimeMs: after.mtimeMs } }) },
+          // Still being written: a later try gets it whole.
+          retryable: true,
         });
       }
       if (options.expectedDna) assertDna(`${this.name}${path}`, options.expectedDna, dna);
