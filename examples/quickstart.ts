@@ -72,8 +72,11 @@ export async function quickstart(srcDir?: string, backupRoot?: string): Promise<
   const differences = await compareTrees(src, restoredTo);
   console.log(differences.length === 0 ? `restored to ${restoredTo}: identical to ${src}` : `DIFFERENCES: ${differences.join(', ')}`);
 
-  if (srcDir === undefined && backupRoot === undefined && process.env['STOWAGE_KEEP'] === undefined) {
-    await rm(scratch, { recursive: true, force: true });
+  // The restored copy (a second copy of SRC, in the temp folder) goes,
+  // and the scratch folder with it unless the backups are in it.
+  if (process.env['STOWAGE_KEEP'] === undefined) {
+    await rm(backupRoot === undefined && srcDir !== undefined ? restoredTo : scratch, { recursive: true, force: true });
+    console.log(`removed the restored copy (set STOWAGE_KEEP=1 to keep it)${backupRoot === undefined && srcDir !== undefined ? `; the backups are in ${backups}` : ''}`);
   }
   return { archive, restoredTo, differences };
 }

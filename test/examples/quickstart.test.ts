@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readdir, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
+import { access, copyFile, mkdtemp, readdir, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,7 +44,13 @@ describe('examples/quickstart.ts', () => {
     await mkdir(join(src, 'db'), { recursive: true });
     await writeFile(join(src, 'db', 'trac.db'), Buffer.alloc(100_000, 7));
     const backups = join(scratch, 'backups');
-    await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts'), src, backups], { cwd: root });
+    const { stdout } = await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts'), src, backups], { cwd: root });
+    // The restored copy of the user's folder does not stay behind in the temp folder.
+    const restored = /restored to (.*): identical/.exec(stdout)?.[1];
+    expect(restored).toBeDefined();
+    await expect(access(restored!)).rejects.toThrow(/ENOENT/);
+    await expect(access(join(restored!, '..'))).rejects.toThrow(/ENOENT/);
+    expect(stdout).toMatch(/removed the restored copy \(set STOWAGE_KEEP=1 to keep it\)\n/);
     const years = await readdir(backups);
     expect(years).toHaveLength(1);
     expect(years[0]).toMatch(/^\d{4}$/);
@@ -54,6 +60,18 @@ describe('examples/quickstart.ts', () => {
     const [t] = await readdir(join(backups, y!, m!, d!));
     expect(t).toMatch(/^\d{6}$/);
     expect((await readdir(join(backups, y!, m!, d!, t!))).sort()).toEqual(['wiki.tar.gz', 'wiki.tar.gz.dna']);
+  });
+
+  it('given only a folder, keeps the backups it made in the temp folder and removes the restored copy', async () => {
+    const scratch = await mkdtemp(join(tmpdir(), 'stowage-qs-src-'));
+    dirs.push(scratch);
+    await writeFile(join(scratch, 'run00001.log'), 'adc=17\n');
+    const { stdout } = await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts'), scratch], { cwd: root });
+    const backups = /the backups are in (.*)\n/.exec(stdout)?.[1];
+    expect(backups).toBeDefined();
+    dirs.push(join(backups!, '..'));
+    expect(await readdir(backups!)).toHaveLength(1);
+    await expect(access(/restored to (.*): identical/.exec(stdout)![1]!)).rejects.toThrow(/ENOENT/);
   });
 
   // Cron starts the recipe through a symlink (/usr/local/bin/...), or from a
