@@ -347,6 +347,21 @@ class LoadSlots {
 }
 
 /**
+ * The name under which the archives hold a table the target calls
+ * `stored`: the same, else the one archived name that differs from it in
+ * letter case only (PostgreSQL and SQLite find tables so), else `stored`.
+ *
+ * @param stored - a table name as the target stores it
+ * @param archived - the table names of the archives
+ */
+function archivedName(stored: string, archived: ReadonlySet<string>): string {
+  if (archived.has(stored)) return stored;
+  const lower = stored.toLowerCase();
+  const like = [...archived].filter((a) => a.toLowerCase() === lower);
+  return like.length === 1 ? like[0]! : stored;
+}
+
+/**
  * The order in which tables load when some refer to others (foreign keys):
  * level 0 for a table that refers to none of `names`, else one more than
  * the highest of its parents. A cycle of references (no order satisfies
@@ -663,10 +678,20 @@ export async function restorePartitions(target: TableSource, dir: string, option
       newest.set(name, list.find((x) => holdsAll(asColumns(x.t.columns), all)) ?? list[0]!);
     }
     for (const [name, { s: from, t: ddlTable }] of newest) {
-      let columns: readonly ColumnInfo[];
+      let columns: readonly ColumnInfo[] | undefined;
       let what: string;
+      if (!existing.has(name)) {
+        // Archived under another spelling of a table the target has (dumped
+        // as "CalibPmtSpec", stored by PostgreSQL as calibpmtspec): the
+        // target resolves the name as it does everywhere, or says ENO_TABLE.
+        columns = await target.columns(name, { signal }).catch((err: unknown) => {
+          if (err instanceof StowageError && err.code === 'ENO_TABLE') return undefined;
+          throw err;
+        });
+        if (columns !== undefined) existing.add(name);
+      }
       if (existing.has(name)) {
-        columns = await target.columns(name, { signal });
+        columns ??= await target.columns(name, { signal });
         what = `the table ${JSON.stringify(name)} of ${target.name}`;
       } else if (createTables) {
         columns = asColumns(ddlTable.columns);
@@ -713,7 +738,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
     if (typeof target.references === 'function') {
       for (const name of names) {
         if (!existing.has(name)) continue; // a table created from its archived DDL has no foreign keys
-        const refs = await target.references(name, { signal });
+        // The target names the tables as it stores them; the archives, as the dump was told.
+        const refs = (await target.references(name, { signal })).map((r) => archivedName(r, names));
         if (refs.includes(name)) selfReferring.add(name);
         const ps = refs.filter((p) => p !== name && names.has(p));
         if (ps.length > 0) parents.set(name, ps);

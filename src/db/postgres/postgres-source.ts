@@ -118,7 +118,9 @@ const OPTION_KEYS = ['name', 'schema', 'poolSize'] as const;
 const SESSION_SQL =
   "SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false), set_config('IntervalStyle', 'postgres', false), " +
   "set_config('extra_float_digits', '1', false), set_config('bytea_output', 'hex', false), set_config('client_encoding', 'UTF8', false), " +
-  "set_config('lc_monetary', 'C', false), set_config('array_nulls', 'on', false), set_config('xmloption', 'content', false), set_config('search_path', $1, false)";
+  "set_config('lc_monetary', 'C', false), set_config('array_nulls', 'on', false), set_config('xmloption', 'content', false), " +
+  // The DDL the server prints (defaults, checks) writes backslashes as standard strings do.
+  "set_config('standard_conforming_strings', 'on', false), set_config('search_path', $1, false)";
 
 /** `pg_constraint.confdeltype` of the foreign-key actions that change the referencing rows. */
 const CHANGING_DELETE_ACTIONS: Record<string, string> = { c: 'ON DELETE CASCADE', n: 'ON DELETE SET NULL', d: 'ON DELETE SET DEFAULT' };
@@ -627,9 +629,13 @@ WHERE c.contype = 'f' AND c.conrelid = $1::oid AND n.nspname = $2`,
     }
   }
 
+  /** Whether `table` names a table of the schema, found as everywhere else (see `pgTableInfo`): exactly, or as the one table whose name differs in letter case only. */
   async #exists(client: pg.ClientBase, table: string): Promise<boolean> {
-    const { rows } = await client.query("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')", [this.schemaName, table]);
-    return rows.length > 0;
+    const { rows } = await client.query<{ relname: string }>(
+      "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND lower(c.relname) = lower($2) AND c.relkind IN ('r', 'p')",
+      [this.schemaName, table],
+    );
+    return rows.some((r) => r.relname === table) || rows.length === 1;
   }
 
   #checkOpen(): void {

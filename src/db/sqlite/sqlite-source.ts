@@ -478,6 +478,12 @@ export class SqliteSource implements TableSource {
       const conn = this.#lend(false);
       const db = conn.db;
       const disposeAbort = onAbort(signal, (reason) => stream.destroy(reason as Error));
+      // Off before anything is prepared (SQLite resolves a foreign key's
+      // parent table when it prepares an INSERT: a child restored without
+      // its parent would fail there), and before BEGIN (PRAGMA
+      // foreign_keys is a no-op inside a transaction); back at the end.
+      const foreignKeys = Number(db.pragma('foreign_keys', { simple: true })) === 1;
+      if (foreignKeys) db.pragma('foreign_keys = OFF');
       try {
         throwIfAborted(signal);
         const info = await sqliteTableInfo(this.name, inThreadQuery(() => db), table);
@@ -496,10 +502,7 @@ export class SqliteSource implements TableSource {
         const parser = new BulkTextParser({ columns: n, strictUtf8: true });
         const values: SqliteValue[] = new Array<SqliteValue>(n);
         let deleted = 0;
-        // PRAGMA foreign_keys is a no-op inside a transaction: off before BEGIN, back after COMMIT or ROLLBACK.
-        const foreignKeys = Number(db.pragma('foreign_keys', { simple: true })) === 1;
-        if (foreignKeys) db.pragma('foreign_keys = OFF');
-        try {
+        {
           db.exec('BEGIN IMMEDIATE');
           try {
             if (del !== undefined) deleted = db.prepare(del.sql).run(...del.params).changes;
@@ -519,8 +522,6 @@ export class SqliteSource implements TableSource {
           } finally {
             if (db.inTransaction) db.exec('ROLLBACK');
           }
-        } finally {
-          if (foreignKeys) db.pragma('foreign_keys = ON');
         }
         tracker.report(true);
         return Object.freeze({ rows: parser.rows, bytes: parser.bytes, deleted });
@@ -528,6 +529,13 @@ export class SqliteSource implements TableSource {
         stream.destroy();
         throw dbError(err, this.name, `load rows into ${JSON.stringify(table)}`, signal);
       } finally {
+        if (foreignKeys) {
+          try {
+            db.pragma('foreign_keys = ON');
+          } catch {
+            // A connection that cannot take it back (closed) is not lent again.
+          }
+        }
         disposeAbort();
         conn.release();
       }

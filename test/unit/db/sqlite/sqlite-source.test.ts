@@ -507,6 +507,13 @@ describe('SqliteSource: createTable and load', () => {
     db.pragma('foreign_keys = OFF');
     expect((await mem.load('parent', Readable.from([parentRows]))).rows).toBe(3);
     expect(db.pragma('foreign_keys', { simple: true })).toBe(0);
+    // A child restored alone, into a file without its parent table (SQLite resolves the parent when it prepares the INSERT).
+    const alone = new Database(join(dir, 'alone.db'));
+    alone.exec('CREATE TABLE child (SEQNO INTEGER NOT NULL REFERENCES parent(SEQNO) ON DELETE CASCADE, ROW_COUNTER INTEGER NOT NULL, PRIMARY KEY (SEQNO, ROW_COUNTER));');
+    alone.close();
+    await using lone = new SqliteSource(join(dir, 'alone.db'));
+    expect((await lone.load('child', Readable.from([childRows]))).rows).toBe(4);
+    expect((await collect(await lone.rows('child', { key: 'SEQNO' }))).toString()).toBe(childRows.toString());
   });
 
   it("a duplicate key is EDB whatever the table's ON CONFLICT clauses say, nothing is kept; a row a trigger drops is EDB too", async () => {
