@@ -583,6 +583,19 @@ function checkLimit(where: string, options: ListOptions | undefined): number {
 }
 
 /**
+ * The row a write statement with RETURNING gives, read to the end: with
+ * `get`, better-sqlite3 takes the first row and resets the statement, and
+ * an error of the implicit commit there (SQLITE_FULL on a full disk) is
+ * lost, so the caller would get a record of a write that was rolled back.
+ *
+ * @param statement - an INSERT/UPDATE ... RETURNING
+ * @param params - its parameters
+ */
+function returning(statement: Database.Statement, params: unknown): unknown {
+  return statement.all(params)[0];
+}
+
+/**
  * stowage's state store: one SQLite file in WAL mode, schema versioned by
  * `user_version` and migrated forward on open (see `migrations.ts`).
  *
@@ -692,7 +705,7 @@ export class Catalog implements Disposable, AsyncDisposable {
       entries: checkOptionalCount(where, 'entries', input.entries),
       now: Date.now(),
     };
-    return this.#run(`record archive ${path}`, () => toArchive(this.#st.upsertArchive.get(params) as ArchiveRow));
+    return this.#run(`record archive ${path}`, () => toArchive(returning(this.#st.upsertArchive, params) as ArchiveRow));
   }
 
   /**
@@ -768,7 +781,7 @@ export class Catalog implements Disposable, AsyncDisposable {
       () =>
         this.#db.transaction(() => {
           if (params.state !== 'empty') this.#st.dropOverlappingEmpty.run(params);
-          return toPartition(this.#st.upsertPartition.get(params) as PartitionRow);
+          return toPartition(returning(this.#st.upsertPartition, params) as PartitionRow);
         })(),
       archivePath ?? undefined,
     );
@@ -820,7 +833,7 @@ export class Catalog implements Disposable, AsyncDisposable {
       finished,
       error: input.error ?? null,
     };
-    return this.#run(`record transfer of ${params.path}`, () => toTransfer(this.#st.insertTransfer.get(params) as TransferRow));
+    return this.#run(`record transfer of ${params.path}`, () => toTransfer(returning(this.#st.insertTransfer, params) as TransferRow));
   }
 
   /**
@@ -843,7 +856,7 @@ export class Catalog implements Disposable, AsyncDisposable {
       algorithm: dna?.algorithm ?? null,
     };
     return this.#run(`finish transfer ${id}`, () => {
-      const r = this.#st.finishTransfer.get(params) as TransferRow | undefined;
+      const r = returning(this.#st.finishTransfer, params) as TransferRow | undefined;
       if (r !== undefined) return toTransfer(r);
       throw this.#notRunning('transfer', id, this.#st.transfer.get(id) as TransferRow | undefined);
     });
@@ -887,7 +900,7 @@ export class Catalog implements Disposable, AsyncDisposable {
       }
     }
     const params = { name, started: checkTime(where, 'started', options.started), host: hostname(), pid: process.pid, details };
-    return this.#run(`start job ${name}`, () => toJob(this.#st.insertJob.get(params) as JobRow));
+    return this.#run(`start job ${name}`, () => toJob(returning(this.#st.insertJob, params) as JobRow));
   }
 
   /**
@@ -903,7 +916,7 @@ export class Catalog implements Disposable, AsyncDisposable {
     checkOptionKeys(where, input, ['status', 'error', 'finished']);
     const params = { id, ...this.#finishParams(where, input) };
     return this.#run(`finish job ${id}`, () => {
-      const r = this.#st.finishJob.get(params) as JobRow | undefined;
+      const r = returning(this.#st.finishJob, params) as JobRow | undefined;
       if (r !== undefined) return toJob(r);
       throw this.#notRunning('job', id, this.#st.job.get(id) as JobRow | undefined);
     });
@@ -991,7 +1004,7 @@ export class Catalog implements Disposable, AsyncDisposable {
     // or full file) pass through transaction() as fn's own, unwrapped.
     return this.#run('record a monitor run', () =>
       this.transaction(() => {
-        const { id } = this.#st.insertMonitorRun.get({ monitor, checked, status, report }) as { id: bigint };
+        const { id } = returning(this.#st.insertMonitorRun, { monitor, checked, status, report }) as { id: bigint };
         for (const r of results) this.#st.insertMonitorResult.run({ runId: id, ...r });
         return Object.freeze({ id: Number(id), monitor, checked: new Date(checked), status, report: JSON.parse(report) as unknown });
       }),
@@ -1178,6 +1191,12 @@ export class Catalog implements Disposable, AsyncDisposable {
     // file it may not read, or a folder at the path, is EDB below.
     if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (/directory does not exist/i.test(message) || (this.#readonly && !existsSync(this.path)))) {
       return new StowageError('ENOT_FOUND', `Cannot open catalog ${this.path}: ${message}.`, { details: { path: this.path }, cause: err });
+    }
+    if (code === 'SQLITE_FULL') {
+      return new StowageError('ENOSPACE', `Catalog ${this.path}: cannot ${action}: the disk is full (${message}); nothing of it was recorded. Free space on ${this.path}'s disk, then run again.`, {
+        details: { path: this.path, action, driverCode: code },
+        cause: err,
+      });
     }
     // A write to a catalog opened read-only: say which option to change.
     const hint = this.#readonly && code === 'SQLITE_READONLY' ? ' (it was opened with readonly: true; open it without that option to record)' : '';

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { CATALOG_SCHEMA_VERSION, Catalog, MIGRATIONS, migrate, type Migration } from '../../../src/catalog/index.js';
 import { StowageError } from '../../../src/errors.js';
 import { rejectsWith, tempDir, throwsWith } from '../db/helpers.js';
-import { isRoot } from '../../support/index.js';
+import { isRoot, withTmpfs } from '../../support/index.js';
 
 const dna = (dig: string, size: number) => ({ dig, size, algorithm: 'md5' as const });
 const D1 = dna('d41d8cd98f00b204e9800998ecf8427e', 0);
@@ -419,6 +419,32 @@ describe('Catalog: transfers and jobs', () => {
     });
     expect(jobs.every((j) => j.finished instanceof Date)).toBe(true);
     await rejectsWith(c.withJob('x', async () => 1, { sigal: ac.signal } as never), 'EBAD_CONFIG');
+  });
+
+  it('a write on a full disk is ENOSPACE and records nothing (a RETURNING write read with get() lost the commit error)', async () => {
+    const DNA = { dig: 'd41d8cd98f00b204e9800998ecf8427e', size: 0, algorithm: 'md5' as const };
+    await using disk = await withTmpfs(1);
+    using c = new Catalog(join(disk.dir, 'stowage.catalog'));
+    c.recordArchive({ path: 'Vld/0000000001-0000010000.tar.gz', dna: DNA });
+    await disk.fill();
+    const writes: [string, () => unknown][] = [
+      ['recordArchive', () => c.recordArchive({ path: 'Vld/0000010001-0000020000.tar.gz', dna: DNA })],
+      ['recordTransfer', () => c.recordTransfer({ src: 'local', dst: 'far', path: 'Vld/0000000001-0000010000.tar.gz', dna: DNA, finished: new Date() })],
+      ['startJob', () => c.startJob('nightly')],
+    ];
+    for (const [what, write] of writes) {
+      const err = throwsWith(write, 'ENOSPACE');
+      expect(err.message, what).toMatch(/the disk is full.*nothing of it was recorded/);
+    }
+    await disk.unfill();
+    expect(c.archives().map((a) => a.path)).toEqual(['Vld/0000000001-0000010000.tar.gz']);
+    expect(c.transfers()).toEqual([]);
+    expect(c.lastJobs()).toEqual([]);
+    // With room again, the same writes go in.
+    for (const [, write] of writes) write();
+    expect(c.archives()).toHaveLength(2);
+    expect(c.transfers()).toHaveLength(1);
+    expect(c.lastJobs()).toHaveLength(1);
   });
 
   it('disposes with using and await using', async () => {
