@@ -5,7 +5,10 @@
  *
  * The walk refuses a tree that holds a `LOCKED` directory (a transfer is
  * writing it) and skips, with a warning, what tar cannot represent safely:
- * sockets, fifos and device nodes.
+ * sockets, fifos and device nodes, and what vanished while it was walked
+ * (a live tree). A folder or entry that is there but cannot be read
+ * (EACCES, EIO) is an error: leaving it out would make a backup that
+ * looks complete.
  *
  * @module
  */
@@ -116,7 +119,9 @@ class Walker {
       try {
         linkname = await readlink(abs);
       } catch (err) {
-        warnOrThrow(fromFsError(err, 'read link', abs), abs, this.o.onWarning, this.o.strict);
+        const e = fromFsError(err, 'read link', abs);
+        if (!vanished(err) && (err as NodeJS.ErrnoException).code !== 'EINVAL') throw e; // EINVAL: no longer a link
+        warnOrThrow(e, abs, this.o.onWarning, this.o.strict);
         return;
       }
       this.#seen.add(name);
@@ -145,7 +150,10 @@ class Walker {
     } catch (err) {
       if (err instanceof StowageError && err.code === 'EIO' && err.details['nameHex'] !== undefined) throw err;
       const e = fromFsError(err, 'list', abs);
-      if (name === '') throw e;
+      // Only a folder that is gone (or no longer a folder) is a live tree's
+      // change to warn about; one that cannot be read (EACCES, EIO) would
+      // leave its whole contents out of a backup that says it succeeded.
+      if (name === '' || !vanished(err)) throw e;
       warnOrThrow(e, abs, this.o.onWarning, this.o.strict);
       return;
     }
@@ -180,13 +188,22 @@ class Walker {
         const st = stats[j];
         if (st instanceof Error || st === undefined) {
           // Vanished between readdir and lstat: a live tree; warn and go on.
-          warnOrThrow(fromFsError(st, 'stat', childAbs), childAbs, this.o.onWarning, this.o.strict);
+          // Any other failure would leave it out: an error.
+          const e = fromFsError(st, 'stat', childAbs);
+          if (!vanished(st)) throw e;
+          warnOrThrow(e, childAbs, this.o.onWarning, this.o.strict);
           continue;
         }
         await this.add(childName, childAbs, st as Stats);
       }
     }
   }
+}
+
+/** Whether a file system error says the path is gone (or a folder on its way is no longer one): a live tree changing under the walk. */
+function vanished(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /**

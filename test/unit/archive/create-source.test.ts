@@ -10,12 +10,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
 import type { Progress } from '../../../src/progress.js';
+import { isRoot } from '../../support/index.js';
 import { tempDir } from './helpers.js';
+
+const run = promisify(execFile);
 
 describe('Archiver.create: the source and the output', () => {
   it('leaves out its own output (archive, sidecar) when the source is reached through a symlink', async () => {
@@ -73,3 +78,40 @@ describe('Archiver.create: the source and the output', () => {
     expect(last.bytesTotal).toBe(last.bytesDone);
   });
 });
+
+describe('Archiver.create: a folder it cannot read', () => {
+  // Run by an ordinary user (root reads everything): as nobody when the tests run as root.
+  it('is an error (EIO naming it), not a warning that leaves its contents out of a backup that says it succeeded', async () => {
+    const d = await tempDir();
+    await mkdir(join(d, 'src', 'locked'), { recursive: true });
+    await writeFile(join(d, 'src', 'a.txt'), 'run 1\n');
+    await writeFile(join(d, 'src', 'locked', 'secret.txt'), 'calibration\n');
+    await chmod(join(d, 'src', 'locked'), 0o000);
+    const root = join(import.meta.dirname, '..', '..', '..');
+    const code = `
+      import { Archiver } from ${JSON.stringify(join(root, 'src', 'archive', 'index.ts'))};
+      const warnings = [];
+      try {
+        const r = await Archiver.create(${JSON.stringify(join(d, 'src'))}, ${JSON.stringify(join(d, 'out', 'src.tar.gz'))}, { onWarning: (w) => warnings.push(w.code) });
+        console.log(JSON.stringify({ entries: r.entries, warnings }));
+      } catch (err) {
+        console.log(JSON.stringify({ code: err.code, message: err.message, warnings }));
+      }`;
+    await mkdir(join(d, 'out'));
+    await chown(d, 'nobody');
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const argv = [process.execPath, tsx, '--input-type=module', '-e', code];
+    const { stdout } = await run(isRoot() ? 'setpriv' : argv[0]!, isRoot() ? ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...argv] : argv.slice(1), { cwd: d, env: { ...process.env, HOME: d } });
+    const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as { code?: string; message?: string; entries?: number; warnings: string[] };
+    expect(r.code).toBe('EIO');
+    expect(r.message).toContain(join(d, 'src', 'locked'));
+    expect(r.warnings).toEqual([]);
+    await expect(readdir(join(d, 'out'))).resolves.toEqual([]);
+    await chmod(join(d, 'src', 'locked'), 0o755);
+  });
+});
+
+/** chown -R to a user, by name. */
+async function chown(dir: string, user: string): Promise<void> {
+  if (isRoot()) await run('chown', ['-R', `${user}:`, dir]);
+}
