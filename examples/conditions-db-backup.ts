@@ -28,7 +28,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Catalog, LocalTransport, MysqlSource, Partitioner, SshTransport, StowageError, sync, type CompareReport, type ProgressCallback } from 'stowage';
 
@@ -131,7 +131,15 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   const log = o.log ?? ((line: string) => console.log(line));
   const key = o.key ?? 'SEQNO';
   const rowsPerPartition = o.rowsPerPartition ?? 10000;
-  const stagingDir = o.stagingDir ?? `${o.outDir}.far`;
+  // Beside OUT_DIR, never in it: `dbi/` must give `dbi.far`, not `dbi/.far`,
+  // which the next run would ship and read back one level deeper each night.
+  const stagingDir = resolve(o.stagingDir ?? `${resolve(o.outDir)}.far`);
+  const outAbs = resolve(o.outDir);
+  if (stagingDir === outAbs || stagingDir.startsWith(outAbs + sep) || outAbs.startsWith(stagingDir + sep)) {
+    throw new StowageError('EBAD_CONFIG', `conditionsDbBackup: the staging folder ${stagingDir} must lie outside OUT_DIR ${outAbs} (and not hold it): it would be shipped with the archives and read back into itself on every run. Leave stagingDir out (OUT_DIR.far) or choose a folder beside it.`, {
+      details: { option: 'stagingDir', stagingDir, outDir: outAbs },
+    });
+  }
   const sig = o.signal ? { signal: o.signal } : {};
   const progress = o.onProgress ? { onProgress: o.onProgress } : {};
   await using source = new MysqlSource(o.source);
@@ -141,7 +149,6 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   // 1. Dump: new complete ranges and the changed partial ones (the tail and the range below it), each range of both tables in one snapshot.
   const partitioner = new Partitioner(source, { tables: o.tables, key, rowsPerPartition, outDir: o.outDir, ...(catalog ? { catalog } : {}) });
   const dump = await partitioner.dump({ concurrency: 2, ...sig, ...progress });
-  const outAbs = resolve(o.outDir);
   const rel = (p: string): string => relative(outAbs, resolve(p));
   for (const w of dump.written) {
     log(`wrote ${rel(w.path)} (${w.complete ? 'complete' : 'partial'}: ${w.tables.map((t) => `${t.name} ${t.rows}`).join(', ')}; md5 ${w.dna.dig})`);

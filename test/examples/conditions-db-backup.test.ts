@@ -169,6 +169,25 @@ describe('examples/conditions-db-backup.ts', () => {
     ).catch((e: { stdout: string }) => e);
     expect(r.stdout).toMatch(/^wrote CalibPmtSpec\/0000050001-0000060000\.tar\.gz \(partial/m);
   });
+  it('with OUT_DIR given with a trailing slash, reads the far copy back beside it (dbi.far), never into it', async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await run(
+        process.execPath,
+        [tsx, script, uri(source, 'offline_db'), uri(target, 'offline_db_copy'), `${outDir}/`, `${sshd.username}@127.0.0.1:${sshd.port}`, remoteDir, '--ssh-key', sshd.privateKeyPath, '--known-hosts', sshd.knownHostsPath, '--catalog', join(scratch, 'stowage.catalog')],
+        { cwd: root },
+      );
+      expect(r.stdout).toMatch(new RegExp(`read back: \\d+ files from the far side into ${outDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.far\\n`));
+    }
+    expect((await files(outDir)).filter((f) => f.includes('.far'))).toEqual([]);
+    expect((await files(remoteDir)).filter((f) => f.includes('.far'))).toEqual([]);
+    // A staging folder given inside OUT_DIR is refused before anything is done.
+    const { conditionsDbBackup } = (await import(script)) as typeof import('../../examples/conditions-db-backup.js');
+    const common = { source: uri(source, 'offline_db'), target: uri(target, 'offline_db_copy'), tables: ['CalibPmtSpec', 'CalibPmtSpecVld'], remote: { host: '127.0.0.1', username: sshd.username, dir: remoteDir } };
+    for (const stagingDir of [join(outDir, 'far'), outDir, scratch]) {
+      await expect(conditionsDbBackup({ ...common, outDir, stagingDir, log: () => {} } as never)).rejects.toMatchObject({ code: 'EBAD_CONFIG', details: { option: 'stagingDir' } });
+    }
+  });
+
   it('exits 1 naming the keys when the copy differs from the source and the archives cannot mend it', async () => {
     // A row of an archived (complete) range rewritten in the source: no dump writes that range again.
     await source.query('UPDATE CalibPmtSpec SET PMTSPEHIGH = 0 WHERE SEQNO = 4242 AND ROW_COUNTER = 2', [], 'offline_db');
