@@ -32,7 +32,7 @@ import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Archiver, LocalTransport, LockDir, StowageError, listBackupSets, parseSidecar, posixDirname, posixJoin, throwIfAborted, transportLockFs, type Transport } from 'stowage';
@@ -304,6 +304,14 @@ async function swapIn(restored: string, target: string, stamp: string): Promise<
   return previous;
 }
 
+/** Undoes a {@link swapIn}: the tree swapped in is renamed away and removed, the previous one renamed back to `target`. */
+async function undoSwap(target: string, previous: string | undefined, stamp: string): Promise<void> {
+  const away = `${target}.stowage-undone-${stamp}`;
+  await rename(target, away);
+  if (previous !== undefined) await rename(previous, target);
+  await rm(away, { recursive: true, force: true });
+}
+
 /**
  * `PRAGMA integrity_check` of the restored wiki database. A file that is
  * missing, is not an SQLite database or is not intact fails with
@@ -387,6 +395,14 @@ async function soleFolder(dir: string): Promise<string> {
  * @param o - see {@link RecoverOptions}
  */
 export async function recoverRepositoryBackup(o: RecoverOptions): Promise<RecoverResult> {
+  // Whole paths without trailing slashes (`daqwiki/` cannot be renamed
+  // onto), and two targets that are neither one nor inside each other.
+  o = { ...o, svnRepo: resolve(o.svnRepo), wikiDir: resolve(o.wikiDir) };
+  if (o.svnRepo === o.wikiDir || o.svnRepo.startsWith(o.wikiDir + sep) || o.wikiDir.startsWith(o.svnRepo + sep)) {
+    throw new StowageError('EBAD_CONFIG', `The repository target ${o.svnRepo} and the wiki target ${o.wikiDir} must be two separate folders, neither inside the other. Nothing was changed.`, {
+      details: { svnRepo: o.svnRepo, wikiDir: o.wikiDir },
+    });
+  }
   const log = o.log ?? (() => {});
   const signal = o.signal;
   const { transport: t, dir } = o.source;
@@ -480,7 +496,22 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
     // 4. Swap both in (renames, the old trees kept beside them).
     throwIfAborted(signal);
     const svn: RecoveredTree = { path: o.svnRepo, previous: await swapIn(svnRestored, o.svnRepo, stamp), ...svnConfig };
-    const wiki: RecoveredTree = { path: o.wikiDir, previous: await swapIn(wikiRestored, o.wikiDir, stamp), ...wikiConfig };
+    let wiki: RecoveredTree;
+    try {
+      wiki = { path: o.wikiDir, previous: await swapIn(wikiRestored, o.wikiDir, stamp), ...wikiConfig };
+    } catch (err) {
+      // Both or neither: the repository goes back as it was, so the node is
+      // not left with a recovered repository beside the old wiki.
+      const undone = await undoSwap(o.svnRepo, svn.previous, stamp).then(
+        () => true,
+        () => false,
+      );
+      throw new StowageError(
+        'EIO',
+        `Cannot put the recovered wiki in place at ${o.wikiDir}: ${(err as Error).message}. ${undone ? `The repository at ${o.svnRepo} was put back as it was; nothing was changed.` : `The recovered repository is at ${o.svnRepo}${svn.previous === undefined ? '' : ` and the old one at ${svn.previous}`}: put the old one back by hand.`}`,
+        { details: { path: o.wikiDir, undone }, cause: err },
+      );
+    }
     log(`restored ${o.svnRepo} (r${youngest}) and ${o.wikiDir}; ${changes.length} config change(s) shown`);
     return { set: set.id, svn: { ...svn, youngest }, wiki: { ...wiki, integrity }, changes, skipped };
   } finally {

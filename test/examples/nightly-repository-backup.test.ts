@@ -545,6 +545,36 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     expect(await readdir(join(node, 'wiki'))).toEqual([]);
   });
 
+  it('takes targets with trailing slashes, refuses one target inside the other, and puts the repository back when the wiki cannot go in', async () => {
+    const tree = await treeWithWiki('targets-tree', async (wiki) => makeWikiDb(join(wiki, 'db', 'trac.db'), 5, 'page_size = 4096'));
+    const source = { transport: new LocalTransport(), dir: tree };
+    const node = join(tmp.path, 'targets-node');
+    const r = await recoverRepositoryBackup({ source, svnRepo: join(node, 'svn', 'daq') + '/', wikiDir: join(node, 'wiki', 'daqwiki') + '/', timeZone: 'UTC', svnadmin, confirm: () => true });
+    expect([r.svn.path, r.wiki.path]).toEqual([join(node, 'svn', 'daq'), join(node, 'wiki', 'daqwiki')]);
+    expect(rowsOf(join(node, 'wiki', 'daqwiki', 'db', 'trac.db'))).toBe(5);
+    for (const [svnRepo, wikiDir] of [
+      [join(node, 'same'), join(node, 'same') + '/'],
+      [join(node, 'svn', 'daq'), join(node, 'svn', 'daq', 'wiki')],
+    ] as const) {
+      const err = await recoverRepositoryBackup({ source, svnRepo, wikiDir, timeZone: 'UTC', svnadmin, confirm: () => true }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(/must be two separate folders.*Nothing was changed/) });
+    }
+    // The wiki folder cannot be renamed aside (a mount point: EBUSY): the repository installed before stays.
+    const svnTarget = join(node, 'svn', 'daq');
+    await writeFile(join(svnTarget, 'conf', 'svnserve.conf'), 'installed\n');
+    const before = (await readdir(join(node, 'svn'))).sort();
+    const wikiTarget = join(node, 'wiki', 'daqwiki');
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', wikiTarget]);
+    try {
+      const err = await recoverRepositoryBackup({ source, svnRepo: svnTarget, wikiDir: wikiTarget, timeZone: 'UTC', svnadmin, confirm: () => true }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'EIO', message: expect.stringMatching(/^Cannot put the recovered wiki in place at .*EBUSY.*The repository at .* was put back as it was; nothing was changed/) });
+    } finally {
+      await run('umount', [wikiTarget]);
+    }
+    expect(await readFile(join(svnTarget, 'conf', 'svnserve.conf'), 'utf8')).toBe('installed\n');
+    expect((await readdir(join(node, 'svn'))).sort()).toEqual(before);
+  });
+
   it('purges locally only after tonight\'s set reached the paired node, and never more than half of the sets', async () => {
     // A copy of the local tree, so that the sets of the runs above stay as they are.
     const backups = join(tmp.path, 'purge-backups');
