@@ -39,7 +39,7 @@
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -215,6 +215,17 @@ function integrityOf(bytes: Buffer): string {
   }
 }
 
+/** Whether a process of this host is alive (signal 0; EPERM: alive, someone else's). */
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * One nightly run; see the module notes. Throws when anything fails (the
  * job is recorded as failed or aborted, and the new set is removed unless
@@ -252,6 +263,19 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
     let lastLocal: string | undefined;
     const { shipped, remoteMutants, purgedRemote, lastRemote } = await lock.withLock(async (lockSignal) => {
       const token = lock.owner!.token;
+      // An earlier run still "running" in the Catalog died (killed, out of
+      // memory, a reboot): a live one would hold this lock. Recorded as
+      // aborted, so that the check reports it once (the last run failed)
+      // instead of calling the job dead on every night to come.
+      // (A run that started a moment ago and has yet to try the lock is
+      // alive: on this host its pid says so; from another host, only runs
+      // older than the lock's stale time are judged.)
+      for (const dead of o.catalog.unfinishedJobs({ name: JOB_NAME })) {
+        if (dead.id === job.id) continue;
+        if (dead.host === hostname() ? pidAlive(dead.pid) : now.getTime() - dead.started.getTime() < 10 * 60_000) continue;
+        o.catalog.finishJob(dead.id, { status: 'aborted', error: `never finished: the process (pid ${dead.pid} on ${dead.host}) died; found by run #${job.id}, which took the backup tree's lock` });
+        log(`run #${dead.id} of ${dead.started.toISOString()} never finished (its process died): recorded as aborted`);
+      }
       // The set's own folder is made here and must be new: one already there
       // (the same second twice: a clock stepped back, an hour repeated at
       // the end of summer time in o.timeZone) is another run's set, which a

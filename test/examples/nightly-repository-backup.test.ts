@@ -694,6 +694,29 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     }
   });
 
+  it('a run killed midway (its job left "running") is recorded as aborted by the next run, so the job check does not call it dead every night', async () => {
+    const file = join(tmp.path, 'dead.catalog');
+    // The killed run: its process started the job and died without finishing it.
+    const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+    const code = `import { Catalog } from ${JSON.stringify(join(root, 'src', 'catalog', 'index.ts'))}; const c = new Catalog(${JSON.stringify(file)}); c.startJob(${JSON.stringify(JOB_NAME)}, { started: new Date(${LAST - DAY}) }); c.close();`;
+    await run(process.execPath, [tsx, '--input-type=module', '-e', code], { cwd: root });
+    const deadCatalog = new Catalog(file);
+    try {
+      expect(deadCatalog.unfinishedJobs({ name: JOB_NAME })).toHaveLength(1);
+      const lines: string[] = [];
+      const backups = join(tmp.path, 'dead-backups');
+      await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: backups, remote: { transport: ssh, dir: join(sshd.root, 'dead-backups') }, catalog: deadCatalog, now: new Date(LAST), timeZone: 'UTC', svnadmin, log: (l) => lines.push(l) });
+      expect(deadCatalog.unfinishedJobs({ name: JOB_NAME })).toEqual([]);
+      expect(deadCatalog.lastJobs({ name: JOB_NAME }).map((j) => [j.status, j.error])).toEqual([
+        ['ok', null],
+        ['aborted', expect.stringMatching(/^never finished: the process \(pid \d+ on .*\) died; found by run #2/)],
+      ]);
+      expect(lines).toContainEqual(expect.stringMatching(/^run #1 of .* never finished \(its process died\): recorded as aborted$/));
+    } finally {
+      deadCatalog.close();
+    }
+  });
+
   it('runs as the command lines the module comments show: recover (local tree), then backup and check from a config file', async () => {
     const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
     const newest = (await listBackupSets(new LocalTransport(), paths.backups, { timeZone: 'UTC' })).at(-1)!.id;
