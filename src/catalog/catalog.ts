@@ -34,7 +34,7 @@ import { DNA_ALGORITHMS, HEX_LENGTH } from '../dna/dna.js';
 import { StowageError } from '../errors.js';
 import { INT64_MAX, INT64_MIN, type KeyBound } from '../db/table-source.js';
 import { checkInt, checkOneOf, checkOptionKeys } from '../util/options.js';
-import { CATALOG_SCHEMA_VERSION, checkCatalogFile, migrate } from './migrations.js';
+import { CATALOG_SCHEMA_VERSION, checkCatalogFile, migrate, retryBusy } from './migrations.js';
 
 /** Options of {@link Catalog}. */
 export interface CatalogOptions {
@@ -641,9 +641,10 @@ export class Catalog implements Disposable, AsyncDisposable {
       this.#db.pragma('synchronous = FULL');
       // Before WAL mode is switched on (which is written to the file): a file
       // this code must not migrate is refused as it was found.
-      checkCatalogFile(this.#db, path);
+      const db = this.#db;
+      retryBusy(() => checkCatalogFile(db, path), timeout);
       if (!this.#readonly && path !== ':memory:') {
-        const mode = String(this.#db.pragma('journal_mode = WAL', { simple: true }));
+        const mode = String(retryBusy(() => db.pragma('journal_mode = WAL', { simple: true }), timeout));
         if (mode !== 'wal') {
           throw new StowageError('EDB', `Catalog ${path}: cannot switch to WAL mode (got ${mode}); put the catalog on a local file system.`, { details: { path, journalMode: mode } });
         }
@@ -660,7 +661,7 @@ export class Catalog implements Disposable, AsyncDisposable {
           );
         }
       } else {
-        migrate(this.#db, path);
+        retryBusy(() => migrate(db, path), timeout);
       }
       this.#st = prepareStatements(this.#db);
     } catch (err) {

@@ -220,15 +220,44 @@ function checkNotNewer(version: number, known: number, file: string): void {
  * @param file - the file, for messages
  */
 export function checkCatalogFile(db: BetterSqlite3.Database, file: string): void {
-  const version = readVersion(db);
+  // Both read in one snapshot: another process creating the same new
+  // catalog may commit its first migration in between, and its tables
+  // with version 0 would look like another application's database.
+  const { version, tables } = db.transaction(() => ({
+    version: readVersion(db),
+    tables: db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 5").pluck().all() as string[],
+  }))();
   checkNotNewer(version, CATALOG_SCHEMA_VERSION, file);
   if (version !== 0) return;
-  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 5").pluck().all() as string[]);
   if (tables.length > 0) {
     throw new StowageError(
       'EBAD_CONFIG',
       `${file} is not a stowage catalog: it is an SQLite database with other tables (${tables.join(', ')}) and no catalog schema version. Give the Catalog a file of its own; nothing was changed.`,
       { details: { path: file, tables } },
     );
+  }
+}
+
+/**
+ * Runs `fn` again while SQLite answers SQLITE_BUSY, for up to `timeoutMs`:
+ * for the steps of opening a catalog (the switch to WAL mode, the first
+ * migration) that SQLite refuses at once, without its busy handler, when
+ * another process opens the same new file at the same moment. Waits
+ * (synchronously: a Catalog opens synchronously) 5 to 50 ms between tries.
+ *
+ * @param fn - the step
+ * @param timeoutMs - how long to keep trying
+ */
+export function retryBusy<T>(fn: () => T, timeoutMs: number): T {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 5; ; wait = Math.min(50, wait * 2)) {
+    try {
+      return fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code ?? ((err as { cause?: { code?: unknown } }).cause?.code);
+      const busy = code === 'SQLITE_BUSY' || (err instanceof StowageError && err.retryable && err.details['driverCode'] === 'SQLITE_BUSY');
+      if (!busy || Date.now() + wait > deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
+    }
   }
 }
