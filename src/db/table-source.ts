@@ -120,8 +120,9 @@ export interface CreateTableOptions extends DbOptions {
    * loaded, as pg_restore does: one sort per index instead of an index
    * insert per row (default false). PostgreSQL also defers the CHECK
    * constraints the DDL adds `NOT VALID`, which the rows of an archive may
-   * break as the source's older rows do. A source that cannot defer them
-   * creates the table whole and resolves to undefined.
+   * break as the source's older rows do, and its build moves the sequences
+   * of serial and identity columns past the rows loaded. A source that
+   * cannot defer them creates the table whole and resolves to undefined.
    */
   deferIndexes?: boolean;
 }

@@ -461,7 +461,8 @@ interface SequenceRow {
  *
  * Not carried (document them where it matters): foreign keys (they name
  * other tables; add them after a restore), the current value of sequences
- * (call `setval` after a restore), identity sequence options, storage
+ * (a restore that creates the table moves them past the rows it loads;
+ * see `createTable({ deferIndexes })`), identity sequence options, storage
  * parameters, tablespaces, comments, grants, row security policies,
  * triggers, and the partitioning of a partitioned table. Types, domains and
  * collations the columns use must exist in the target.

@@ -122,6 +122,11 @@ const SESSION_SQL =
   // The DDL the server prints (defaults, checks) writes backslashes as standard strings do.
   "set_config('standard_conforming_strings', 'on', false), set_config('search_path', $1, false)";
 
+/** A PostgreSQL string literal (standard_conforming_strings is on in every session). */
+function pgLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
 /** `pg_constraint.confdeltype` of the foreign-key actions that change the referencing rows. */
 const CHANGING_DELETE_ACTIONS: Record<string, string> = { c: 'ON DELETE CASCADE', n: 'ON DELETE SET NULL', d: 'ON DELETE SET DEFAULT' };
 
@@ -371,7 +376,11 @@ export class PostgresSource implements TableSource {
    * With `deferIndexes`, the same transaction then drops the table's
    * primary key, unique and exclusion constraints, its other indexes and
    * its `NOT VALID` checks (added back `NOT VALID`, they leave the loaded
-   * rows unchecked, as in the source), as the server itself describes them (`pg_get_constraintdef`,
+   * rows unchecked, as in the source), as the server itself describes them,
+   * and {@link DeferredIndexes.build} then also moves the sequences of its
+   * serial and identity columns past the largest value loaded (never
+   * back), so that the restored table's next INSERT does not take a key
+   * its rows hold (`pg_get_constraintdef`,
    * `pg_get_indexdef`), and the call resolves to the statements that put
    * them back, run by {@link DeferredIndexes.build} once the rows are
    * loaded. If one cannot be dropped (another object depends on it), the
@@ -561,8 +570,21 @@ WHERE c.contype = 'f' AND c.conrelid = $1::oid AND n.nspname = $2`,
   async #deferIndexes(client: pg.ClientBase, table: string): Promise<DeferredIndexes | undefined> {
     const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
     const { rows } = await client.query<{ kind: 'c' | 'i'; name: string; def: string }>(DEFERRABLE_INDEXES_SQL, [info.oid]);
-    if (rows.length === 0) return undefined;
     const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
+    // The sequences of serial and identity columns, moved past the rows
+    // loaded (only ever up): a restored table's first INSERT would
+    // otherwise take a key its rows already hold.
+    const { rows: seqs } = await client.query<{ col: string; seq: string }>(
+      `SELECT a.attname AS col, s.seq FROM pg_attribute a CROSS JOIN LATERAL (SELECT pg_get_serial_sequence($2, a.attname) AS seq) s
+WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND s.seq IS NOT NULL ORDER BY a.attnum`,
+      [info.oid, t],
+    );
+    const advance = seqs.map(
+      (q) =>
+        `SELECT setval(${pgLiteral(q.seq)}, m) FROM (SELECT max(${quotePgIdent(q.col)}) AS m FROM ${t}) x ` +
+        `WHERE m IS NOT NULL AND m >= coalesce(pg_sequence_last_value(${pgLiteral(q.seq)}::regclass), m) AND (SELECT seqincrement > 0 FROM pg_sequence WHERE seqrelid = ${pgLiteral(q.seq)}::regclass)`,
+    );
+    if (rows.length === 0 && advance.length === 0) return undefined;
     await client.query('SAVEPOINT stowage_defer_indexes');
     try {
       for (const r of [...rows].reverse()) {
@@ -570,11 +592,12 @@ WHERE c.contype = 'f' AND c.conrelid = $1::oid AND n.nspname = $2`,
       }
       await client.query('RELEASE SAVEPOINT stowage_defer_indexes');
     } catch {
-      // Something depends on one of them: keep the table whole.
+      // Something depends on one of them: keep the table whole (its sequences still move on after the rows).
       await client.query('ROLLBACK TO SAVEPOINT stowage_defer_indexes');
-      return undefined;
+      rows.length = 0;
+      if (advance.length === 0) return undefined;
     }
-    const statements = Object.freeze(rows.map((r) => (r.kind === 'c' ? `ALTER TABLE ${t} ADD CONSTRAINT ${quotePgIdent(r.name)} ${r.def}` : r.def)));
+    const statements = Object.freeze([...rows.map((r) => (r.kind === 'c' ? `ALTER TABLE ${t} ADD CONSTRAINT ${quotePgIdent(r.name)} ${r.def}` : r.def)), ...advance]);
     const name = info.name;
     return Object.freeze({
       table: name,
