@@ -40,7 +40,7 @@ import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import {
@@ -235,6 +235,19 @@ function pidAlive(pid: number): boolean {
  */
 export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<NightlyResult> {
   const log = o.log ?? (() => {});
+  // A backup tree inside a tree it backs up (or the other way round) takes
+  // its own sets into every archive, and its LOCKED into the walk.
+  const within = (a: string, b: string): boolean => {
+    const [x, y] = [resolve(a), resolve(b)];
+    return x === y || x.startsWith(y + sep) || y.startsWith(x + sep);
+  };
+  for (const [option, tree] of [['svnRepo', o.svnRepo], ['wikiDir', o.wikiDir]] as const) {
+    if (within(o.backupRoot, tree)) {
+      throw new StowageError('EBAD_CONFIG', `backupRoot ${resolve(o.backupRoot)} and ${option} ${resolve(tree)} overlap: put the backups outside the trees they hold (and the trees outside the backups). Nothing was done.`, {
+        details: { option: 'backupRoot', backupRoot: resolve(o.backupRoot), [option]: resolve(tree) },
+      });
+    }
+  }
   const now = o.now ?? new Date();
   const timeZone = o.timeZone ?? 'UTC';
   const keepDays = o.keepDays ?? 7;

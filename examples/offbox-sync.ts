@@ -26,10 +26,11 @@
  * LOCAL_DIR. Exit status: 0 done, 1 mutants found, 2 refused, failed or
  * stopped.
  */
-import { realpathSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Archiver, LocalTransport, SshTransport, StowageError, sync, type ProgressCallback, type SyncResult } from 'stowage';
 
@@ -111,6 +112,19 @@ export async function offboxSync(o: OffboxSyncOptions): Promise<SyncResult> {
   });
   await remote.connect(o.signal ? { signal: o.signal } : {});
   log(`connected to ${remote.name} (remote digests: ${remote.capabilities.remoteDigest ? 'md5sum on the far side' : 'streamed over SFTP'})`);
+  // REMOTE_DIR must not be LOCAL_DIR itself reached over ssh (this host, a
+  // shared file system): the sync would find everything "unchanged" and
+  // report success with no off-box copy. A probe file put there must not
+  // show up here.
+  const probe = `.stowage-probe-${randomBytes(8).toString('hex')}`;
+  await remote.put(Buffer.from('stowage offbox probe\n'), posix.join(o.remoteDir, probe), { mkdirs: true, ...(o.signal ? { signal: o.signal } : {}) });
+  const same = existsSync(join(o.localDir, probe));
+  await remote.remove(posix.join(o.remoteDir, probe), { force: true });
+  if (same) {
+    throw new StowageError('EBAD_CONFIG', `REMOTE_DIR ${remote.name}${o.remoteDir} is LOCAL_DIR ${o.localDir} itself (a file put there appears here): there would be no off-box copy. Give a folder on another machine or disk.`, {
+      details: { localDir: o.localDir, remoteDir: o.remoteDir },
+    });
+  }
   // A mutant's warning says which side is damaged: 'src' (the local file no
   // longer matches its sidecar; it was not sent) or 'dst' (the copy that
   // arrived does not).

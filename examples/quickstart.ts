@@ -9,9 +9,9 @@
 import { realpathSync } from 'node:fs';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, relative } from 'node:path';
+import { basename, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Archiver, DnaDigest, backupSetPath } from 'stowage';
+import { Archiver, DnaDigest, StowageError, backupSetPath } from 'stowage';
 
 async function* walk(dir: string): AsyncGenerator<string> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -46,6 +46,12 @@ export async function quickstart(srcDir?: string, backupRoot?: string): Promise<
   const scratch = await mkdtemp(join(tmpdir(), 'stowage-quickstart-'));
   const src = srcDir ?? join(scratch, 'experiment');
   const backups = backupRoot ?? join(scratch, 'backups');
+  // Backups inside the folder they back up would be taken into every later archive.
+  const [s, b] = [resolve(src), resolve(backups)];
+  if (b === s || b.startsWith(s + sep)) {
+    await rm(scratch, { recursive: true, force: true });
+    throw new StowageError('EBAD_CONFIG', `BACKUPS ${b} lies inside SRC ${s}: each archive would hold the ones before it. Give a BACKUPS folder outside SRC.`, { details: { src: s, backups: b } });
+  }
   if (srcDir === undefined) await makeDemoData(src);
 
   // 1. Back up into a dated folder; the DNA is computed while writing and a
@@ -85,6 +91,12 @@ export async function quickstart(srcDir?: string, backupRoot?: string): Promise<
 // where import.meta.url is percent-encoded): compare real file paths.
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const [src, dst] = process.argv.slice(2);
-  const r = await quickstart(src, dst);
-  process.exitCode = r.differences.length === 0 ? 0 : 1;
+  try {
+    const r = await quickstart(src, dst);
+    process.exitCode = r.differences.length === 0 ? 0 : 1;
+  } catch (err) {
+    if (!(err instanceof StowageError)) throw err;
+    console.error(`failed: ${err.code}: ${err.message}`);
+    process.exitCode = 2;
+  }
 }

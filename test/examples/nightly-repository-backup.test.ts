@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, cp, mkdir, readFile, readlink, readdir, rm, rmdir, truncate, utimes, writeFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -691,6 +691,24 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
       expect(twiceCatalog.lastJobs({ name: JOB_NAME, limit: 1 })[0]).toMatchObject({ status: 'failed' });
     } finally {
       twiceCatalog.close();
+    }
+  });
+
+  it('refuses a backup root inside a tree it backs up, or holding one (EBAD_CONFIG, nothing done, no job recorded)', async () => {
+    const overlapCatalog = new Catalog(join(tmp.path, 'overlap.catalog'));
+    try {
+      for (const [svnRepo, wikiDir, backupRoot] of [
+        [paths.repo, paths.wiki, join(paths.wiki, 'backups')],
+        [paths.repo, paths.wiki, paths.repo],
+        [paths.repo, paths.wiki, dirname(paths.wiki)],
+      ] as const) {
+        const err = await nightlyRepositoryBackup({ svnRepo, wikiDir, backupRoot, remote: { transport: ssh, dir: join(sshd.root, 'overlap') }, catalog: overlapCatalog, now: new Date(LAST), timeZone: 'UTC', svnadmin }).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(/^backupRoot .* and (svnRepo|wikiDir) .* overlap/) });
+      }
+      expect(existsSync(join(paths.wiki, 'backups'))).toBe(false);
+      expect(overlapCatalog.lastJobs()).toEqual([]);
+    } finally {
+      overlapCatalog.close();
     }
   });
 

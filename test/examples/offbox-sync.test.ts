@@ -64,6 +64,17 @@ describe('examples/offbox-sync.ts', () => {
     expect(createHash('md5').update(await readFile(join(remoteDir, sent[0]!))).digest('hex')).toBe(sidecar.dig);
   });
 
+  it('refuses a REMOTE_DIR that is LOCAL_DIR itself (this host over ssh): no off-box copy, exit 2, no probe left', async () => {
+    const r = await run(process.execPath, [tsx, script, local, `${server.username}@127.0.0.1:${server.port}`, local, '--key', server.privateKeyPath, '--known-hosts', server.knownHostsPath], { cwd: root }).then(
+      (x) => ({ code: 0, stdout: x.stdout, stderr: x.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/EBAD_CONFIG: REMOTE_DIR .* is LOCAL_DIR .* itself .*there would be no off-box copy/);
+    expect((await files(local)).filter((f) => f.includes('.stowage-probe-'))).toEqual([]);
+    expect((await files(remoteDir)).filter((f) => f.includes('.stowage-probe-'))).toEqual([]);
+  });
+
   it('a second run sends nothing; a set pruned locally is deleted remotely (within the guard)', async () => {
     expect((await recipe()).stdout).toMatch(/copied 0, unchanged \d+, deleted 0, mutants 0/);
     await rm(join(local, '2024', '03', '08'), { recursive: true });

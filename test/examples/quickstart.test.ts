@@ -62,6 +62,16 @@ describe('examples/quickstart.ts', () => {
     expect((await readdir(join(backups, y!, m!, d!, t!))).sort()).toEqual(['wiki.tar.gz', 'wiki.tar.gz.dna']);
   });
 
+  it('refuses BACKUPS inside SRC (each archive would hold the ones before it): exit 2, one line, nothing written', async () => {
+    const scratch = await mkdtemp(join(tmpdir(), 'stowage-qs-inside-'));
+    dirs.push(scratch);
+    await writeFile(join(scratch, 'run00001.log'), 'adc=17\n');
+    const err = (await run(process.execPath, [join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(root, 'examples', 'quickstart.ts'), scratch, join(scratch, 'backups')], { cwd: root }).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/^failed: EBAD_CONFIG: BACKUPS .*backups lies inside SRC .*Give a BACKUPS folder outside SRC\.\n$/);
+    expect(await readdir(scratch)).toEqual(['run00001.log']);
+  });
+
   it('given only a folder, keeps the backups it made in the temp folder and removes the restored copy', async () => {
     const scratch = await mkdtemp(join(tmpdir(), 'stowage-qs-src-'));
     dirs.push(scratch);
