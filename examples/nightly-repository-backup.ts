@@ -283,9 +283,11 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
       // (A run that started a moment ago and has yet to try the lock is
       // alive: on this host its pid says so; from another host, only runs
       // older than the lock's stale time are judged.)
+      // Only runs of this backup tree (one Catalog may serve several), and
+      // a pid equal to ours is another boot's (this process runs this run).
       for (const dead of o.catalog.unfinishedJobs({ name: JOB_NAME })) {
-        if (dead.id === job.id) continue;
-        if (dead.host === hostname() ? pidAlive(dead.pid) : now.getTime() - dead.started.getTime() < 10 * 60_000) continue;
+        if (dead.id === job.id || (dead.details as { backupRoot?: unknown } | null)?.backupRoot !== o.backupRoot) continue;
+        if (dead.host === hostname() ? dead.pid !== process.pid && pidAlive(dead.pid) : now.getTime() - dead.started.getTime() < 10 * 60_000) continue;
         o.catalog.finishJob(dead.id, { status: 'aborted', error: `never finished: the process (pid ${dead.pid} on ${dead.host}) died; found by run #${job.id}, which took the backup tree's lock` });
         log(`run #${dead.id} of ${dead.started.toISOString()} never finished (its process died): recorded as aborted`);
       }

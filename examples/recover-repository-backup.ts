@@ -299,8 +299,14 @@ async function reconcileConfig(
 async function swapIn(restored: string, target: string, stamp: string): Promise<string | undefined> {
   const previous = (await exists(target)) ? `${target}.before-restore-${stamp}` : undefined;
   if (previous !== undefined) await rename(target, previous);
-  await mkdir(dirname(target), { recursive: true });
-  await rename(restored, target);
+  try {
+    await mkdir(dirname(target), { recursive: true });
+    await rename(restored, target);
+  } catch (err) {
+    // The old tree goes back where it was: this swap changed nothing.
+    if (previous !== undefined) await rename(previous, target);
+    throw err;
+  }
   return previous;
 }
 

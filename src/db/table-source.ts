@@ -121,8 +121,8 @@ export interface CreateTableOptions extends DbOptions {
    * insert per row (default false). PostgreSQL also defers the CHECK
    * constraints the DDL adds `NOT VALID`, which the rows of an archive may
    * break as the source's older rows do, and its build moves the sequences
-   * of serial and identity columns past the rows loaded. A source that
-   * cannot defer them creates the table whole and resolves to undefined.
+   * of serial and identity columns up to the rows loaded. A source that
+   * defers nothing creates the table whole and resolves to undefined.
    */
   deferIndexes?: boolean;
 }

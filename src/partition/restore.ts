@@ -544,6 +544,16 @@ export async function restorePartitions(target: TableSource, dir: string, option
   // 3. Manifests.
   const [read, listed] = await Promise.allSettled([Promise.all(candidates.map((c) => manifests.get(c)!)), listing]);
   if (read.status === 'rejected') throw read.reason;
+  /** Per lower-cased table name, the spellings the archives hold. */
+  const archivedByLower = new Map<string, Set<string>>();
+  for (const m of read.value) {
+    for (const t of m.tables) {
+      const k = t.name.toLowerCase();
+      const spellings = archivedByLower.get(k);
+      if (spellings === undefined) archivedByLower.set(k, new Set([t.name]));
+      else spellings.add(t.name);
+    }
+  }
   const selected: Selected[] = [];
   for (const [i, c] of candidates.entries()) {
     const m = read.value[i]!;
@@ -588,6 +598,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
   throwIfAborted(signal);
   if (listed.status === 'rejected') throw listed.reason;
   const existing = new Set(listed.value);
+  const targetTables: readonly string[] = listed.value;
   const created = new Set<string>();
   const held = new Map<string, KeyRange>();
   // A table this restore creates gets its indexes after its rows, where the
@@ -680,10 +691,13 @@ export async function restorePartitions(target: TableSource, dir: string, option
     for (const [name, { s: from, t: ddlTable }] of newest) {
       let columns: readonly ColumnInfo[] | undefined;
       let what: string;
-      if (!existing.has(name)) {
-        // Archived under another spelling of a table the target has (dumped
-        // as "CalibPmtSpec", stored by PostgreSQL as calibpmtspec): the
-        // target resolves the name as it does everywhere, or says ENO_TABLE.
+      if (!existing.has(name) && archivedByLower.get(name.toLowerCase())!.size === 1 && targetTables.filter((l) => l.toLowerCase() === name.toLowerCase()).length === 1) {
+        // Archived under another spelling of the one table the target has
+        // by that name in any case (dumped as "CalibPmtSpec", stored by
+        // PostgreSQL as calibpmtspec): the target resolves the name as it
+        // does everywhere, or says ENO_TABLE (MySQL, case-sensitive). Not
+        // where the archives hold two tables differing in case only
+        // ("Calib" and calib, both PostgreSQL tables): each is its own.
         columns = await target.columns(name, { signal }).catch((err: unknown) => {
           if (err instanceof StowageError && err.code === 'ENO_TABLE') return undefined;
           throw err;

@@ -716,18 +716,23 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
     const file = join(tmp.path, 'dead.catalog');
     // The killed run: its process started the job and died without finishing it.
     const tsx = join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
-    const code = `import { Catalog } from ${JSON.stringify(join(root, 'src', 'catalog', 'index.ts'))}; const c = new Catalog(${JSON.stringify(file)}); c.startJob(${JSON.stringify(JOB_NAME)}, { started: new Date(${LAST - DAY}) }); c.close();`;
+    const backups = join(tmp.path, 'dead-backups');
+    const code = `import { Catalog } from ${JSON.stringify(join(root, 'src', 'catalog', 'index.ts'))}; const c = new Catalog(${JSON.stringify(file)}); c.startJob(${JSON.stringify(JOB_NAME)}, { started: new Date(${LAST - DAY}), details: { backupRoot: ${JSON.stringify(backups)} } }); c.close();`;
     await run(process.execPath, [tsx, '--input-type=module', '-e', code], { cwd: root });
     const deadCatalog = new Catalog(file);
     try {
-      expect(deadCatalog.unfinishedJobs({ name: JOB_NAME })).toHaveLength(1);
+      // A run of another boot whose pid this process has now, and a live run of another backup tree (left alone).
+      deadCatalog.startJob(JOB_NAME, { started: new Date(LAST - DAY / 2), details: { backupRoot: backups } });
+      const other = deadCatalog.startJob(JOB_NAME, { started: new Date(LAST - DAY / 2), details: { backupRoot: join(tmp.path, 'other-tree') } });
+      expect(deadCatalog.unfinishedJobs({ name: JOB_NAME })).toHaveLength(3);
       const lines: string[] = [];
-      const backups = join(tmp.path, 'dead-backups');
       await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: backups, remote: { transport: ssh, dir: join(sshd.root, 'dead-backups') }, catalog: deadCatalog, now: new Date(LAST), timeZone: 'UTC', svnadmin, log: (l) => lines.push(l) });
-      expect(deadCatalog.unfinishedJobs({ name: JOB_NAME })).toEqual([]);
-      expect(deadCatalog.lastJobs({ name: JOB_NAME }).map((j) => [j.status, j.error])).toEqual([
-        ['ok', null],
-        ['aborted', expect.stringMatching(/^never finished: the process \(pid \d+ on .*\) died; found by run #2/)],
+      expect(deadCatalog.unfinishedJobs({ name: JOB_NAME }).map((j) => j.id)).toEqual([other.id]);
+      expect(deadCatalog.lastJobs({ name: JOB_NAME }).map((j) => [j.id, j.status, j.error]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
+        [1, 'aborted', expect.stringMatching(/^never finished: the process \(pid \d+ on .*\) died; found by run #4/)],
+        [2, 'aborted', expect.stringMatching(/^never finished: the process \(pid \d+ on .*\) died; found by run #4/)],
+        [3, 'running', null],
+        [4, 'ok', null],
       ]);
       expect(lines).toContainEqual(expect.stringMatching(/^run #1 of .* never finished \(its process died\): recorded as aborted$/));
     } finally {

@@ -376,25 +376,32 @@ export class PostgresSource implements TableSource {
    * With `deferIndexes`, the same transaction then drops the table's
    * primary key, unique and exclusion constraints, its other indexes and
    * its `NOT VALID` checks (added back `NOT VALID`, they leave the loaded
-   * rows unchecked, as in the source), as the server itself describes them,
-   * and {@link DeferredIndexes.build} then also moves the sequences of its
-   * serial and identity columns past the largest value loaded (never
-   * back), so that the restored table's next INSERT does not take a key
-   * its rows hold (`pg_get_constraintdef`,
-   * `pg_get_indexdef`), and the call resolves to the statements that put
-   * them back, run by {@link DeferredIndexes.build} once the rows are
-   * loaded. If one cannot be dropped (another object depends on it), the
-   * table is kept whole and the call resolves to undefined; so it does for
-   * a table with nothing to defer.
+   * rows unchecked, as in the source), as the server itself describes them
+   * (`pg_get_constraintdef`, `pg_get_indexdef`), and the call resolves to
+   * the statements that put them back, run by {@link DeferredIndexes.build}
+   * once the rows are loaded. Those statements end by moving the sequences
+   * of the table's integer serial and identity columns up to the largest
+   * value loaded, so that its next INSERT does not take a key its rows
+   * hold: only ascending sequences, never below their start or last value
+   * nor past their bounds (a descending one is left as it is). If an index
+   * cannot be dropped (another object depends on it), the table is kept
+   * whole, and the call resolves to the sequence statements alone, or to
+   * undefined when there are none; so it does for a table with nothing to
+   * defer and no such sequence.
    */
   async createTable(table: string, ddl: string, options: CreateTableOptions = {}): Promise<DeferredIndexes | undefined> {
     checkCreateTableArgs('PostgresSource.createTable', table, ddl, options);
     return this.#inTransaction(`create table ${JSON.stringify(table)}`, options.signal, async (client) => {
-      if (await this.#exists(client, table)) {
+      const before = await this.#likeNamed(client, table);
+      if (before.includes(table)) {
         throw tableExistsError(this.name, table);
       }
       await client.query(ddl);
-      if (!(await this.#exists(client, table))) {
+      // The table the DDL made: `table` itself, or the one new table whose
+      // name differs in case only (CREATE TABLE CalibPmtSpec makes calibpmtspec).
+      const after = await this.#likeNamed(client, table);
+      const made = after.filter((n) => !before.includes(n));
+      if (!after.includes(table) && made.length !== 1) {
         throw new StowageError('ENO_TABLE', `The DDL given to create ${JSON.stringify(table)} in ${this.name} did not create it (nothing was kept).`, { details: { source: this.name, table } });
       }
       return options.deferIndexes === true ? this.#deferIndexes(client, table) : undefined;
@@ -574,16 +581,21 @@ WHERE c.contype = 'f' AND c.conrelid = $1::oid AND n.nspname = $2`,
     // The sequences of serial and identity columns, moved past the rows
     // loaded (only ever up): a restored table's first INSERT would
     // otherwise take a key its rows already hold.
+    // Integer columns and ascending sequences only, and only to a value the
+    // sequence can take (never below its start or last value, never past
+    // its bounds), so that the statement cannot fail and cost the table.
     const { rows: seqs } = await client.query<{ col: string; seq: string }>(
       `SELECT a.attname AS col, s.seq FROM pg_attribute a CROSS JOIN LATERAL (SELECT pg_get_serial_sequence($2, a.attname) AS seq) s
-WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND s.seq IS NOT NULL ORDER BY a.attnum`,
+WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) AND s.seq IS NOT NULL ORDER BY a.attnum`,
       [info.oid, t],
     );
-    const advance = seqs.map(
-      (q) =>
-        `SELECT setval(${pgLiteral(q.seq)}, m) FROM (SELECT max(${quotePgIdent(q.col)}) AS m FROM ${t}) x ` +
-        `WHERE m IS NOT NULL AND m >= coalesce(pg_sequence_last_value(${pgLiteral(q.seq)}::regclass), m) AND (SELECT seqincrement > 0 FROM pg_sequence WHERE seqrelid = ${pgLiteral(q.seq)}::regclass)`,
-    );
+    const advance = seqs.map((q) => {
+      const seq = `${pgLiteral(q.seq)}::regclass`;
+      return (
+        `SELECT setval(${seq}, x.m) FROM (SELECT max(${quotePgIdent(q.col)})::int8 AS m FROM ${t}) x, pg_sequence p ` +
+        `WHERE p.seqrelid = ${seq} AND p.seqincrement > 0 AND x.m BETWEEN greatest(p.seqmin, p.seqstart, coalesce(pg_sequence_last_value(${seq}), p.seqmin)) AND p.seqmax`
+      );
+    });
     if (rows.length === 0 && advance.length === 0) return undefined;
     await client.query('SAVEPOINT stowage_defer_indexes');
     try {
@@ -652,13 +664,13 @@ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND s.seq IS 
     }
   }
 
-  /** Whether `table` names a table of the schema, found as everywhere else (see `pgTableInfo`): exactly, or as the one table whose name differs in letter case only. */
-  async #exists(client: pg.ClientBase, table: string): Promise<boolean> {
+  /** The tables of the schema whose names equal `table` but for letter case. */
+  async #likeNamed(client: pg.ClientBase, table: string): Promise<string[]> {
     const { rows } = await client.query<{ relname: string }>(
       "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND lower(c.relname) = lower($2) AND c.relkind IN ('r', 'p')",
       [this.schemaName, table],
     );
-    return rows.some((r) => r.relname === table) || rows.length === 1;
+    return rows.map((r) => r.relname);
   }
 
   #checkOpen(): void {

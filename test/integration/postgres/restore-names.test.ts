@@ -45,6 +45,33 @@ describe('Partitioner.restore of a table dumped under another letter case', () =
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('PostgreSQL: two tables differing in case only ("Calib" and calib) each restore into their own table', async () => {
+    const from = await server.createDatabase(`nm${++n}`);
+    await server.query('CREATE TABLE "Calib" (id bigint PRIMARY KEY, v text)', [], from);
+    await server.query('CREATE TABLE calib (id bigint PRIMARY KEY, v text)', [], from);
+    await server.query(`INSERT INTO "Calib" VALUES (1, 'upper-1'), (2, 'upper-2')`, [], from);
+    await server.query(`INSERT INTO calib VALUES (1, 'lower-1'), (2, 'lower-2')`, [], from);
+    const dir = await tempDir('names-two');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    for (const table of ['Calib', 'calib']) await new Partitioner(src, { table, key: 'id', rowsPerPartition: 100, outDir: dir }).dump({ incremental: true });
+    // Into an empty database: both created.
+    const empty = await server.createDatabase(`nm${++n}`);
+    await using a = new PostgresSource({ ...server.clientConfig, database: empty });
+    expect((await Partitioner.restore(a, dir)).tables.map((t) => [t.name, t.rows, t.created])).toEqual([
+      ['Calib', 2, true],
+      ['calib', 2, true],
+    ]);
+    // Into one holding only "Calib": calib is created, "Calib" keeps its rows.
+    const one = await server.createDatabase(`nm${++n}`);
+    await server.query(`CREATE TABLE "Calib" (id bigint PRIMARY KEY, v text)`, [], one);
+    await server.query(`INSERT INTO "Calib" VALUES (1, 'upper-1'), (2, 'upper-2')`, [], one);
+    await using b = new PostgresSource({ ...server.clientConfig, database: one });
+    expect((await Partitioner.restore(b, dir, { table: 'calib' })).tables).toEqual([{ name: 'calib', rows: 2, partitions: 1, created: true }]);
+    expect(await server.query('SELECT v FROM "Calib" ORDER BY id', [], one)).toEqual([{ v: 'upper-1' }, { v: 'upper-2' }]);
+    expect(await server.query('SELECT v FROM calib ORDER BY id', [], one)).toEqual([{ v: 'lower-1' }, { v: 'lower-2' }]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('SQLite: restores a table dumped as "calib" into a file whose table is "Calib"', async () => {
     const dir = await tempDir('names-lite');
     await using src = new SqliteSource(join(dir, 'a.db'), { create: true });
