@@ -459,7 +459,11 @@ export async function recoverRepositoryBackup(o: RecoverOptions): Promise<Recove
   log(`restoring set ${set.id} from ${t.name}:${dir}`);
 
   // Unpack beside the targets, so that the final step is a rename.
-  for (const target of [o.svnRepo, o.wikiDir]) await mkdir(dirname(target), { recursive: true });
+  for (const target of [o.svnRepo, o.wikiDir]) {
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => {
+      throw new StowageError('EBAD_CONFIG', `Cannot make the folder of the target ${target}: ${(err as Error).message} (a file stands where a folder of the path should be?). Nothing was changed.`, { details: { path: target }, cause: err });
+    });
+  }
   const work = await mkdtemp(o.workDir ? join(o.workDir, 'stowage-recover-') : `${o.svnRepo}.stowage-recover-`);
   const stages: string[] = [];
   const stage = async (target: string): Promise<string> => {

@@ -559,6 +559,10 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
       const err = await recoverRepositoryBackup({ source, svnRepo, wikiDir, timeZone: 'UTC', svnadmin, confirm: () => true }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(/must be two separate folders.*Nothing was changed/) });
     }
+    // A file where the wiki target's folder should be: refused up front, not a raw EEXIST.
+    await writeFile(join(node, 'not-a-folder'), 'x');
+    const blocked = await recoverRepositoryBackup({ source, svnRepo: join(node, 'svn', 'daq'), wikiDir: join(node, 'not-a-folder', 'daqwiki'), timeZone: 'UTC', svnadmin, confirm: () => true }).catch((e: unknown) => e);
+    expect(blocked).toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(/^Cannot make the folder of the target .*not-a-folder\/daqwiki: .*Nothing was changed\.$/) });
     // The wiki folder cannot be renamed aside (a mount point: EBUSY): the repository installed before stays.
     const svnTarget = join(node, 'svn', 'daq');
     await writeFile(join(svnTarget, 'conf', 'svnserve.conf'), 'installed\n');
