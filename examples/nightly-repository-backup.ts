@@ -241,6 +241,12 @@ export async function nightlyRepositoryBackup(o: NightlyOptions): Promise<Nightl
     const [x, y] = [resolve(a), resolve(b)];
     return x === y || x.startsWith(y + sep) || y.startsWith(x + sep);
   };
+  // The paired copy on this machine's own disk (a LocalTransport) must be another folder: the same one would meet its own LOCKED.
+  if (o.remote.transport instanceof LocalTransport && within(o.backupRoot, o.remote.dir)) {
+    throw new StowageError('EBAD_CONFIG', `remote.dir ${resolve(o.remote.dir)} and backupRoot ${resolve(o.backupRoot)} overlap: the paired copy must be another folder (on another node or disk). Nothing was done.`, {
+      details: { option: 'remote.dir', backupRoot: resolve(o.backupRoot), remoteDir: resolve(o.remote.dir) },
+    });
+  }
   for (const [option, tree] of [['svnRepo', o.svnRepo], ['wikiDir', o.wikiDir]] as const) {
     if (within(o.backupRoot, tree)) {
       throw new StowageError('EBAD_CONFIG', `backupRoot ${resolve(o.backupRoot)} and ${option} ${resolve(tree)} overlap: put the backups outside the trees they hold (and the trees outside the backups). Nothing was done.`, {

@@ -710,6 +710,10 @@ describe('examples/nightly-repository-backup.ts and examples/recover-repository-
         expect(err).toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(/^backupRoot .* and (svnRepo|wikiDir) .* overlap/) });
       }
       expect(existsSync(join(paths.wiki, 'backups'))).toBe(false);
+      // The paired copy on this machine's disk, in the backup tree itself.
+      const own = join(tmp.path, 'own-backups');
+      const same = await nightlyRepositoryBackup({ svnRepo: paths.repo, wikiDir: paths.wiki, backupRoot: own, remote: { transport: new LocalTransport(), dir: own + '/' }, catalog: overlapCatalog, now: new Date(LAST), timeZone: 'UTC', svnadmin }).catch((e: unknown) => e);
+      expect(same).toMatchObject({ code: 'EBAD_CONFIG', message: expect.stringMatching(/^remote\.dir .* and backupRoot .* overlap: the paired copy must be another folder/) });
       expect(overlapCatalog.lastJobs()).toEqual([]);
     } finally {
       overlapCatalog.close();
