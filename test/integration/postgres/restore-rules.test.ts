@@ -1,16 +1,18 @@
-// Restoring into PostgreSQL what a user names as they wrote it: a table
-// created unquoted (CalibPmtSpec, stored as calibpmtspec) and dumped under
-// the name the user writes; and DDL with backslashes into a database whose
-// sessions default to standard_conforming_strings = off.
+// Partitioner.restore into PostgreSQL where the target's rules matter:
+// tables that refer to each other (foreign keys: COPY checks every row
+// against the parent table whatever the session, so parents load first);
+// a table created unquoted (CalibPmtSpec, stored as calibpmtspec) and
+// dumped under the name the user writes; and DDL with backslashes into a
+// database whose sessions default to standard_conforming_strings = off.
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresSource } from '../../../src/db/postgres/index.js';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import { Partitioner } from '../../../src/partition/index.js';
 import { startPostgres, type PostgresServer } from '../../support/index.js';
-import { tempDir } from '../../unit/db/helpers.js';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { rejectsWith, tempDir } from '../../unit/db/helpers.js';
 
 let server: PostgresServer;
 let n = 0;
@@ -20,6 +22,95 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await server?.stop();
+});
+
+// Names sort children first ("a_..." before "run"), as the archives' folders do.
+const DDL = [
+  'CREATE TABLE run (id bigint PRIMARY KEY, name text)',
+  'CREATE TABLE a_calib (id bigint PRIMARY KEY, run_id bigint NOT NULL REFERENCES run(id), gain double precision)',
+  'CREATE TABLE a_channel (id bigint PRIMARY KEY, calib_id bigint REFERENCES a_calib(id), run_id bigint REFERENCES run(id), parent bigint REFERENCES a_channel(id))',
+];
+
+async function database(withRows: boolean): Promise<string> {
+  const db = await server.createDatabase(`fk${++n}`);
+  for (const d of DDL) await server.query(d, [], db);
+  if (withRows) {
+    await server.query("INSERT INTO run SELECT s, 'run ' || s FROM generate_series(1, 250) s", [], db);
+    await server.query('INSERT INTO a_calib SELECT s, s, s / 10.0 FROM generate_series(1, 250) s', [], db);
+    // parent refers to a row of the same table in an earlier range only.
+    await server.query('INSERT INTO a_channel SELECT s, s, s, CASE WHEN s > 1 THEN 1 END FROM generate_series(1, 250) s', [], db);
+  }
+  return db;
+}
+
+describe('PostgresSource.references', () => {
+  it('names the parent tables of the foreign keys in the schema (itself for a key onto its own rows), not those of another schema; ENO_TABLE for a missing table', async () => {
+    const db = await database(false);
+    await server.query('CREATE SCHEMA other', [], db);
+    await server.query('CREATE TABLE other.site (id bigint PRIMARY KEY)', [], db);
+    await server.query('ALTER TABLE a_channel ADD COLUMN site bigint REFERENCES other.site(id)', [], db);
+    await using src = new PostgresSource({ ...server.clientConfig, database: db });
+    expect(await src.references('run')).toEqual([]);
+    expect(await src.references('a_calib')).toEqual(['run']);
+    expect(await src.references('a_channel')).toEqual(['a_calib', 'a_channel', 'run']);
+    await rejectsWith(src.references('nope'), 'ENO_TABLE');
+    await rejectsWith(src.references('run', { sigma: 1 } as never), 'EBAD_CONFIG');
+  });
+});
+
+describe('Partitioner.restore into tables with foreign keys', () => {
+  it('loads parent tables before their children, whatever the folder order and the concurrency', async () => {
+    const from = await database(true);
+    const dir = await tempDir('fk-dump');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    for (const table of ['run', 'a_calib', 'a_channel']) await new Partitioner(src, { table, key: 'id', rowsPerPartition: 50, outDir: dir }).dump({ incremental: true });
+    for (const concurrency of [1, 3]) {
+      const to = await database(false);
+      await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+      const r = await Partitioner.restore(dst, dir, { concurrency });
+      expect(r.tables.map((t) => [t.name, t.rows, t.created])).toEqual([
+        ['a_calib', 250, false],
+        ['a_channel', 250, false],
+        ['run', 250, false],
+      ]);
+      for (const table of ['run', 'a_calib', 'a_channel']) expect((await Partitioner.compare(src, dst, table, { key: 'id' })).equal).toBe(true);
+    }
+    // One child alone, into a copy whose parents are already there.
+    const to = await database(false);
+    await server.query("INSERT INTO run SELECT s, 'run ' || s FROM generate_series(1, 250) s", [], to);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    expect((await Partitioner.restore(dst, dir, { table: 'a_calib' })).rows).toBe(250);
+    // A child whose parent rows are missing still fails with the server's reason.
+    const bare = await database(false);
+    await using empty = new PostgresSource({ ...server.clientConfig, database: bare });
+    const err = await rejectsWith(Partitioner.restore(empty, dir, { table: 'a_calib' }), 'EDB');
+    expect(err.message).toMatch(/foreign key constraint/);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads a group archive whose payload refers to its validity table in that order, whatever order the group names them', async () => {
+    const group = ['CREATE TABLE vld (seqno bigint PRIMARY KEY, since timestamp)', 'CREATE TABLE payload (row_id bigint PRIMARY KEY, seqno bigint NOT NULL REFERENCES vld(seqno), adc integer)'];
+    const from = await server.createDatabase(`fk${++n}`);
+    for (const d of group) await server.query(d, [], from);
+    await server.query("INSERT INTO vld SELECT s, TIMESTAMP '2012-01-01' + s * INTERVAL '1 hour' FROM generate_series(1, 120) s", [], from);
+    // The payload keyed by SEQNO too, many rows per SEQNO, as DBI tables are.
+    await server.query('ALTER TABLE payload DROP CONSTRAINT payload_pkey', [], from);
+    await server.query('INSERT INTO payload SELECT s * 10 + k, s, k FROM generate_series(1, 120) s, generate_series(0, 2) k', [], from);
+    const dir = await tempDir('fk-group');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    await new Partitioner(src, { tables: ['payload', 'vld'], key: 'seqno', rowsPerPartition: 50, outDir: dir }).dump({ incremental: true });
+    const to = await server.createDatabase(`fk${++n}`);
+    for (const d of group) await server.query(d, [], to);
+    await server.query('ALTER TABLE payload DROP CONSTRAINT payload_pkey', [], to);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    const r = await Partitioner.restore(dst, dir, { concurrency: 2 });
+    expect(r.tables.map((t) => [t.name, t.rows])).toEqual([
+      ['payload', 360],
+      ['vld', 120],
+    ]);
+    for (const table of ['vld', 'payload']) expect((await Partitioner.compare(src, dst, table, { key: 'seqno' })).equal).toBe(true);
+    await rm(dir, { recursive: true, force: true });
+  });
 });
 
 describe('Partitioner.restore of a table dumped under another letter case', () => {
