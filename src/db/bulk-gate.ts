@@ -21,6 +21,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { StowageError } from '../errors.js';
 import { malformedBulkText, truncatedBulkText } from './bulk-text.js';
+import { bulkScanner, type BulkScanner, type ScanState, type ScanWindow } from './bulk-scan.js';
 
 /** Which loader the gate feeds; it decides which escapes are rewritten. */
 export type BulkDialect = 'mysql' | 'postgres';
@@ -35,6 +36,8 @@ export interface BulkTextGateOptions {
   maxChunkBytes?: number;
   /** 0-based fields whose empty values (zero bytes, not `\N`) are counted in {@link BulkTextGate.emptyCount}. */
   countEmpty?: readonly number[];
+  /** Use the WebAssembly fast path where the runtime has it (default true; false: the byte loop alone, for tests that compare the two). */
+  fastPath?: boolean;
 }
 
 const TAB = 0x09;
@@ -99,6 +102,10 @@ export class BulkTextGate extends Transform {
   #carry = false;
   /** The previous chunk ended right after a `\N` field: the next byte must end the field. */
   #afterNull = false;
+  /** The fast path, unless this runtime lacks WebAssembly SIMD. */
+  readonly #fast: BulkScanner | undefined;
+  /** The state handed to and from the fast path. */
+  readonly #state: ScanState = { tabs: 0, rows: 0, fieldStart: 0, rowStart: 0 };
 
   /** @param options - column count and dialect */
   constructor(options: BulkTextGateOptions) {
@@ -107,6 +114,7 @@ export class BulkTextGate extends Transform {
     this.#dialect = options.dialect;
     this.#escapes = TABLES[options.dialect];
     this.#maxChunk = options.maxChunkBytes ?? 1 << 20;
+    this.#fast = options.fastPath === false ? undefined : bulkScanner();
     if (options.countEmpty !== undefined && options.countEmpty.length > 0) {
       this.#emptyMask = new Uint8Array(options.columns);
       for (const f of options.countEmpty) this.#emptyMask[f] = 1;
@@ -163,8 +171,25 @@ export class BulkTextGate extends Transform {
     let tabs = this.#tabs;
     let rows = this.rows;
     const empties = this.#emptyMask;
+    // The fast path (WebAssembly SIMD) takes the bytes it can; the loop below
+    // handles each byte it stops at, then hands the rest back to it.
+    const fast = empties === undefined ? this.#fast : undefined;
+    const st = this.#state;
+    const win: ScanWindow = {};
     try {
       while (i < n) {
+        if (fast !== undefined) {
+          st.tabs = tabs;
+          st.rows = rows;
+          st.fieldStart = fieldStart;
+          st.rowStart = rowStart;
+          i = fast.scan(buf, i, n, columns, this.#dialect, st, win);
+          tabs = st.tabs;
+          rows = st.rows;
+          fieldStart = st.fieldStart;
+          rowStart = st.rowStart;
+          if (i >= n) break;
+        }
         let cls = CLASS[buf[i]!]!;
         if (cls === 0) {
           // Ordinary bytes: skipped four at a time.
