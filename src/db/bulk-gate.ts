@@ -14,7 +14,10 @@
  * It is a pass-through for well-formed input: a chunk leaves as the same
  * `Buffer` unless it holds an escape to rewrite (rare: only text written
  * by another engine) or is larger than `maxChunkBytes`. The check is one
- * pass of a byte loop over each chunk, without allocations.
+ * pass over each chunk: a WebAssembly SIMD scan (`bulk-scan.ts`) takes the
+ * ordinary bytes, TABs, LFs and the escapes passed on as written, and the
+ * byte loop here handles every byte it stops at (errors and rewrites), or
+ * the whole chunk where the runtime has no WebAssembly SIMD.
  *
  * @module
  */
