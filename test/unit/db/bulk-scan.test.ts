@@ -3,6 +3,7 @@
 // gate gives the same output, row counts and errors with and without it on
 // random and damaged input, chunked anyhow, and across the 1 MiB windows
 // the fast path copies the text in by.
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { bulkScanner } from '../../../src/db/bulk-scan.js';
 import { BULK_SCAN_WASM } from '../../../src/db/bulk-scan-wasm.js';
 import { encodeBulkRow } from '../../../src/db/index.js';
 import { StowageError } from '../../../src/errors.js';
+import { run } from '../../support/index.js';
 
 /** What a gate makes of `chunks`: output, rows, or the error's code and message. */
 async function through(chunks: Buffer[], columns: number, dialect: BulkDialect, fastPath: boolean): Promise<{ out: string; rows: number } | { code: string; message: string }> {
@@ -98,8 +100,17 @@ describe('bulk-scan (the gate\'s WebAssembly fast path)', () => {
     expect(b64).toBe(BULK_SCAN_WASM);
   });
 
-  it('is what runs here (Node has WebAssembly SIMD)', () => {
+  it('is what runs here (Node has WebAssembly SIMD); a runtime without WebAssembly (--jitless) keeps the byte loop, same results', async () => {
     expect(bulkScanner()).toBeDefined();
+    const child = join(import.meta.dirname, '..', '..', 'fixtures', 'db', 'gate-child.ts');
+    const results = [];
+    for (const flags of [[], ['--jitless']]) {
+      const { stdout } = await run(process.execPath, [...flags, '--import', 'tsx', child], { timeoutMs: 60_000 });
+      results.push(JSON.parse(stdout.trim().split('\n').at(-1)!) as { fast: boolean; rows: number; out: string; err: string });
+    }
+    expect(results.map((r) => r.fast)).toEqual([true, false]);
+    const expected = { rows: 3, out: `1\ta\fb\n2\t\\N\n3\t${'x'.repeat(40)}\n`, err: expect.stringMatching(/row 2: \\N inside a longer field/) };
+    for (const r of results) expect(r).toMatchObject(expected);
   });
 
   it('gives the same output, rows and errors as the byte loop on random and damaged text, chunked anyhow', async () => {
