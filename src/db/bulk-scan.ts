@@ -19,13 +19,14 @@
  * @module
  */
 import { BULK_SCAN_WASM } from './bulk-scan-wasm.js';
+import type { BulkDialect } from './bulk-gate.js';
 
 /** Where the text is copied in the module's memory (the escape tables lie below). */
 const BASE = 1024;
 /** Most bytes copied in at a time (the memory is 18 pages: BASE + 1 MiB fits). */
 const WINDOW = 1 << 20;
 /** Offsets of the escape tables of each dialect in the module's memory. */
-const TABLE = { mysql: 0, postgres: 256 } as const;
+const TABLE: Readonly<Record<BulkDialect, number>> = { mysql: 0, postgres: 256 };
 
 /** What the gate's byte loop keeps, in and out of a scan (positions are indexes into the buffer scanned). */
 export interface ScanState {
@@ -60,10 +61,7 @@ interface WasmApi {
   Instance: new (module: object) => { exports: unknown };
 }
 
-/** The escapes each dialect's loader reads as written (1), and the NULL marker (2): the same as `bulk-gate.ts` passes on untouched. */
-const PASSED: Record<keyof typeof TABLE, string> = { mysql: '\\tnr0bZ', postgres: '\\tnrbfv' };
-
-/** A scanner over one chunk of bulk text, bound to a dialect and a row width. */
+/** The fast path of this thread (see {@link bulkScanner}). */
 export interface BulkScanner {
   /**
    * Scans `buf` from `i` to `n` (exclusive) and returns the position of
@@ -73,7 +71,7 @@ export interface BulkScanner {
    * buffer: pass the same object for every call on one buffer within one
    * synchronous pass, and a fresh one (`{}`) otherwise.
    */
-  scan(buf: Buffer, i: number, n: number, columns: number, dialect: keyof typeof TABLE, state: ScanState, window: ScanWindow): number;
+  scan(buf: Buffer, i: number, n: number, columns: number, dialect: BulkDialect, state: ScanState, window: ScanWindow): number;
 }
 
 /** The part of a buffer in the module's memory (see {@link BulkScanner.scan}). */
@@ -83,7 +81,13 @@ export interface ScanWindow {
   end?: number;
 }
 
-function load(): BulkScanner | undefined {
+/**
+ * Per dialect, what the gate does with each escape letter: 0 passes it on
+ * as written, anything else is the gate's to handle (see `bulk-gate.ts`).
+ */
+export type EscapeTables = Readonly<Record<BulkDialect, Int16Array>>;
+
+function load(escapes: EscapeTables): BulkScanner | undefined {
   let ex: Exports;
   try {
     const bytes = Buffer.from(BULK_SCAN_WASM, 'base64');
@@ -93,10 +97,10 @@ function load(): BulkScanner | undefined {
   } catch {
     return undefined;
   }
+  // The module's tables: 1 for an escape passed on as written, 2 for the NULL marker, 0 for the gate.
   const mem = new Uint8Array(ex.memory.buffer);
-  for (const [dialect, at] of Object.entries(TABLE) as [keyof typeof TABLE, number][]) {
-    for (const c of PASSED[dialect]) mem[at + c.charCodeAt(0)] = 1;
-    mem[at + 'N'.charCodeAt(0)] = 2;
+  for (const [dialect, at] of Object.entries(TABLE) as [BulkDialect, number][]) {
+    escapes[dialect].forEach((what, letter) => (mem[at + letter] = what !== 0 ? 0 : letter === 0x4e ? 2 : 1));
   }
   return {
     scan(buf, i, n, columns, dialect, state, window) {
@@ -131,8 +135,14 @@ function load(): BulkScanner | undefined {
 
 let scanner: BulkScanner | null | undefined;
 
-/** The scanner of this thread, or undefined where WebAssembly SIMD is not available. */
-export function bulkScanner(): BulkScanner | undefined {
-  if (scanner === undefined) scanner = load() ?? null;
+/**
+ * The scanner of this thread, or undefined where WebAssembly SIMD is not
+ * available. The first call loads it with the gate's escape tables (the
+ * gate passes the same ones every time).
+ *
+ * @param escapes - per dialect, the gate's escape table
+ */
+export function bulkScanner(escapes: EscapeTables): BulkScanner | undefined {
+  if (scanner === undefined) scanner = load(escapes) ?? null;
   return scanner ?? undefined;
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { BulkTextGate, type BulkDialect } from '../../../src/db/bulk-gate.js';
+import { BULK_ESCAPES, BulkTextGate, type BulkDialect } from '../../../src/db/bulk-gate.js';
 import { bulkScanner } from '../../../src/db/bulk-scan.js';
 import { BULK_SCAN_WASM } from '../../../src/db/bulk-scan-wasm.js';
 import { encodeBulkRow } from '../../../src/db/index.js';
@@ -101,7 +101,7 @@ describe('bulk-scan (the gate\'s WebAssembly fast path)', () => {
   });
 
   it('is what runs here (Node has WebAssembly SIMD); a runtime without WebAssembly (--jitless) keeps the byte loop, same results', async () => {
-    expect(bulkScanner()).toBeDefined();
+    expect(bulkScanner(BULK_ESCAPES)).toBeDefined();
     const child = join(import.meta.dirname, '..', '..', 'fixtures', 'db', 'gate-child.ts');
     const results = [];
     for (const flags of [[], ['--jitless']]) {
