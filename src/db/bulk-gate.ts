@@ -169,9 +169,11 @@ export class BulkTextGate extends Transform {
     let rowStart = this.#rowBytes > 0 ? -this.#rowBytes : 0;
     let fieldStart = this.#atFieldStart ? 0 : -1;
     const columns = this.#columns;
-    // The whole 32-bit words of the buffer (from its first 4-aligned byte), for skipOrdinary.
+    // The whole 32-bit words of the buffer (from its first 4-aligned byte), for
+    // skipOrdinary; made only when the byte loop meets ordinary bytes (the fast
+    // path, where there is one, stops only at special ones).
     const first = (4 - (buf.byteOffset & 3)) & 3;
-    const words = new Int32Array(buf.buffer, buf.byteOffset + first, Math.max(0, (n - first) >> 2));
+    let words: Int32Array | undefined;
     let tabs = this.#tabs;
     let rows = this.rows;
     const empties = this.#emptyMask;
@@ -197,6 +199,7 @@ export class BulkTextGate extends Transform {
         let cls = CLASS[buf[i]!]!;
         if (cls === 0) {
           // Ordinary bytes: skipped four at a time.
+          words ??= new Int32Array(buf.buffer, buf.byteOffset + first, Math.max(0, (n - first) >> 2));
           i = skipOrdinary(buf, i + 1, words, first);
           if (i >= n) break;
           cls = CLASS[buf[i]!]!;
