@@ -157,7 +157,7 @@ export async function readVerifiedManifest(file: string, signal?: AbortSignal, b
 }
 
 /** Compressed bytes inflated, at most, to find the manifest at the start of an archive. */
-const MANIFEST_PEEK_BYTES = 16 * 1024;
+export const MANIFEST_PEEK_BYTES = 16 * 1024;
 
 /**
  * The manifest's bytes when `bytes` (the start of a `.tar.gz`) starts

@@ -464,7 +464,7 @@ describe('Partitioner.restore', () => {
     await src.close();
   });
 
-  it('checks an archive over 8 MiB by streaming it (not read into memory once): intact it loads, a mutant is refused first', async () => {
+  it('checks an archive of many reads (over 8 MiB, read 1 MiB at a time into one buffer): intact it loads, a mutant past its first read is refused first', async () => {
     const d = await tempDir();
     const f = join(d, 'big.db');
     const db = new Database(f);
