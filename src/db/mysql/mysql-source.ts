@@ -408,7 +408,12 @@ export class MysqlSource implements TableSource {
     });
     try {
       throwIfAborted(signal);
-      const info = await unlessGivenUp(mysqlTableInfo(this.name, conn, table));
+      // START TRANSACTION is queued with the table's lookup, not a round trip
+      // of its own after it: mysql2 sends a queued command as soon as the
+      // server answered the one before.
+      const begun = mysqlQuery(conn, { sql: 'START TRANSACTION' });
+      inTransaction = true;
+      const [, info] = await unlessGivenUp(Promise.all([begun, mysqlTableInfo(this.name, conn, table)]));
       const t = quoteMysqlIdent(info.name);
       let deleteSql: string | undefined;
       if (bounds !== undefined) {
@@ -437,8 +442,6 @@ export class MysqlSource implements TableSource {
       const g = (gate = new BulkTextGate({ columns: indexes.length, dialect: 'mysql', countEmpty: enumFields }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
-      await unlessGivenUp(mysqlQuery(conn, { sql: 'START TRANSACTION' }));
-      inTransaction = true;
       let deleted = 0;
       if (deleteSql !== undefined) deleted = (await unlessGivenUp(mysqlQuery<MysqlOk>(conn, { sql: deleteSql }))).affectedRows;
       throwIfAborted(signal);

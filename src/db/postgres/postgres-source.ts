@@ -452,7 +452,12 @@ export class PostgresSource implements TableSource {
     });
     try {
       throwIfAborted(signal);
-      const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
+      // BEGIN is sent with the table's lookup, not a round trip of its own
+      // before it: pg sends a queued query as soon as the server answered
+      // the one before. The lookup then reads the catalog in the transaction.
+      const begun = client.query('BEGIN');
+      inTransaction = true;
+      const [, info] = await Promise.all([begun, pgTableInfo({ name: this.name, schema: this.schemaName }, client, table)]);
       const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
       let inRange: string | undefined;
       if (bounds !== undefined) {
@@ -463,8 +468,6 @@ export class PostgresSource implements TableSource {
       const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'postgres' }));
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
-      await client.query('BEGIN');
-      inTransaction = true;
       let deleted = 0;
       if (inRange !== undefined) {
         await refuseCascades(client, this.name, action, t, inRange, bounds!);
