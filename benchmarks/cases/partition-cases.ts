@@ -30,8 +30,15 @@
  * Each side runs `TRIALS` times (quick: once), alternating ours and the
  * tool's, so that a burst of load from elsewhere hits both, and taking
  * turns at going first, so that neither always runs while the server still
- * writes back what the other loaded; the best time of each counts. The servers are the test harness's (throwaway MariaDB and
- * PostgreSQL on loopback ports).
+ * writes back what the other loaded; the best time of each counts. Before
+ * every timed run (ours, the tool's and the floor's), untimed, the server
+ * settles: MariaDB flushes every dirty page of InnoDB's buffer pool,
+ * PostgreSQL checkpoints (its autovacuum is off here), and `sync` writes
+ * back the files the OS still holds dirty, so that no run pays for the
+ * writes its predecessor left behind. Without it, the same restore took
+ * 2.2-3.8 s depending on what ran before it (1M rows into PostgreSQL).
+ * The servers are the test harness's (throwaway MariaDB and PostgreSQL on
+ * loopback ports).
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -62,34 +69,71 @@ const rate = (rows: number, seconds: number): number => rows / seconds;
  * returns the best seconds of each. Each function returns the seconds of
  * its own timed work, so that its set-up (a fresh database) is not counted.
  */
-async function alternate(trials: number, ours: () => Promise<number>, theirs: () => Promise<number>): Promise<{ ours: number; theirs: number }> {
+async function alternate(trials: number, ours: () => Promise<number>, theirs: () => Promise<number>, settle?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
   let o = Infinity;
   let t = Infinity;
+  const run = async (fn: () => Promise<number>): Promise<number> => {
+    await settle?.();
+    return fn();
+  };
   for (let i = 0; i < trials; i++) {
     if (i % 2 === 0) {
-      o = Math.min(o, await ours());
-      t = Math.min(t, await theirs());
+      o = Math.min(o, await run(ours));
+      t = Math.min(t, await run(theirs));
     } else {
-      t = Math.min(t, await theirs());
-      o = Math.min(o, await ours());
+      t = Math.min(t, await run(theirs));
+      o = Math.min(o, await run(ours));
     }
   }
   return { ours: o, theirs: t };
 }
 
-/** {@link alternate} of two timed functions, each after `before` (not timed). */
-async function duel(trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, before?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
+/** {@link alternate} of two timed functions, each after `settle` (not timed). */
+async function duel(trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, settle?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
   return alternate(
     trials,
-    async () => {
-      await before?.();
-      return time(ours);
-    },
-    async () => {
-      await before?.();
-      return time(theirs);
-    },
+    () => time(ours),
+    () => time(theirs),
+    settle,
   );
+}
+
+/** Writes back every dirty page of the OS (the files a previous run wrote), so that no run pays for its predecessor's writeback. */
+async function syncDisks(): Promise<void> {
+  await sh('sync');
+}
+
+/**
+ * Before each timed run against MariaDB (not timed): InnoDB flushes the
+ * pages the previous run left dirty (the page cleaner would otherwise do
+ * it during this run, on the same two cores), then the OS writes back.
+ */
+async function settleMariadb(server: MariadbServer): Promise<void> {
+  const [before] = await server.query<{ pct: number; lwm: number }[]>('SELECT @@GLOBAL.innodb_max_dirty_pages_pct AS pct, @@GLOBAL.innodb_max_dirty_pages_pct_lwm AS lwm');
+  await server.query('SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0');
+  await server.query('SET GLOBAL innodb_max_dirty_pages_pct = 0');
+  try {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      const [row] = await server.query<{ Value: string }[]>("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'");
+      if (Number(row?.Value) === 0 || performance.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await server.query(`SET GLOBAL innodb_max_dirty_pages_pct = ${Number(before?.pct)}`);
+    await server.query(`SET GLOBAL innodb_max_dirty_pages_pct_lwm = ${Number(before?.lwm)}`);
+  }
+  await syncDisks();
+}
+
+/**
+ * Before each timed run against PostgreSQL (not timed): a checkpoint
+ * writes what the previous run left in shared buffers, then the OS writes
+ * back. Autovacuum is off on the bench's server (see {@link postgresCases}).
+ */
+async function settlePostgres(server: PostgresServer): Promise<void> {
+  await server.query('CHECKPOINT');
+  await syncDisks();
 }
 
 const MYSQL_DDL = `CREATE TABLE ${TABLE} (id BIGINT NOT NULL PRIMARY KEY, n INT, d DOUBLE, amount DECIMAL(14,4), vc VARCHAR(64), txt TEXT, dt DATETIME(6), bl BLOB) ENGINE=InnoDB`;
@@ -154,6 +198,7 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
           // Debian's mydumper 0.10 takes bare table names in --tables-list (db.table matches nothing).
           await sh(`mydumper ${cli} -B ${db} -T ${TABLE} --rows ${ROWS_PER_PARTITION} --threads ${CONCURRENCY} --compress -o ${theirs}`);
         },
+        () => settleMariadb(server),
       );
       if (count !== rows) throw new Error(`mariadb-dump: the Partitioner dumped ${count} rows of ${rows}`);
       const chunks = (await readdir(theirs)).filter((f) => /\.\d{5}\.sql\.gz$/.test(f));
@@ -182,6 +227,7 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
           if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
           return s;
         },
+        () => settleMariadb(server),
       );
       ctx.record({ case: 'mariadb-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'myloader --threads 2', baselineValue: rate(rows, theirsTime) });
       const floor = await mariadbLoadFloor(ctx, server, ours, rows, trials, fresh);
@@ -229,7 +275,7 @@ async function spread<C>(conns: readonly C[], files: readonly string[], fn: (c: 
  */
 async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
   const files = await extractRows(outDir, join(ctx.dir, 'pg-floor'));
-  return bestOverConns('postgres-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }) }, {
+  return bestOverConns('postgres-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }), settle: () => settlePostgres(server) }, {
     setup: (c) => c.query(PG_DDL.replace(' PRIMARY KEY', '')),
     timed: async (conns) => {
       await spread(conns, files, async (c, file) => {
@@ -254,7 +300,7 @@ async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outD
  */
 async function mariadbLoadFloor(ctx: BenchContext, server: MariadbServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
   const files = await extractRows(outDir, join(ctx.dir, 'mariadb-floor'));
-  return bestOverConns('mariadb-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }) }, {
+  return bestOverConns('mariadb-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }), settle: () => settleMariadb(server) }, {
     setup: (c) => c.query(MYSQL_DDL),
     timed: (conns) =>
       spread(conns, files, async (c, file) => {
@@ -276,7 +322,7 @@ async function mariadbLoadFloor(ctx: BenchContext, server: MariadbServer, outDir
  */
 async function bestOverConns<C extends { end(): Promise<unknown> }>(
   what: string,
-  run: { trials: number; rows: number; fresh: () => Promise<string>; connect: (database: string) => Promise<C> },
+  run: { trials: number; rows: number; fresh: () => Promise<string>; connect: (database: string) => Promise<C>; settle: () => Promise<void> },
   work: { setup: (c: C) => Promise<unknown>; timed: (conns: C[]) => Promise<void>; count: (c: C) => Promise<number> },
 ): Promise<number> {
   let best = Infinity;
@@ -285,6 +331,7 @@ async function bestOverConns<C extends { end(): Promise<unknown> }>(
     const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => run.connect(db)));
     try {
       await work.setup(conns[0]!);
+      await run.settle();
       const t0 = performance.now();
       await work.timed(conns);
       best = Math.min(best, (performance.now() - t0) / 1000);
@@ -346,7 +393,9 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
   const wantRestore = ctx.wants('postgres-restore');
   if (!wantDump && !wantRestore) return;
   const trials = ctx.quick ? 1 : 2;
-  const server: PostgresServer = await startPostgres();
+  // Autovacuum off: it would vacuum and analyze the 1M rows a run just
+  // restored while the next run is timed, on the same two cores.
+  const server: PostgresServer = await startPostgres({ settings: { autovacuum: 'off' } });
   try {
     const pgDump = join(server.binDir, 'pg_dump');
     const pgRestore = join(server.binDir, 'pg_restore');
@@ -369,6 +418,7 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
         trials,
         async () => (count = await dumpOurs(src, ours)),
         () => sh(`'${pgDump}' -Fc -t ${TABLE} -f ${theirs} ${db}`, { env }),
+        () => settlePostgres(server),
       );
       if (count !== rows) throw new Error(`postgres-dump: the Partitioner dumped ${count} rows of ${rows}`);
       if (wantDump) ctx.record({ case: 'postgres-dump', unit: 'rows/s', value: rate(rows, d.ours), baseline: 'pg_dump -Fc -t bench', baselineValue: rate(rows, d.theirs) });
@@ -391,6 +441,7 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
           if (Number(loaded?.n) !== rows) throw new Error(`postgres-restore: pg_restore restored ${String(loaded?.n)} rows of ${rows}`);
           return s;
         },
+        () => settlePostgres(server),
       );
       ctx.record({ case: 'postgres-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'pg_restore', baselineValue: rate(rows, theirsTime) });
       const floor = await postgresLoadFloor(ctx, server, ours, rows, trials, () => server.createDatabase(`bench_r${++n}`));
@@ -427,6 +478,7 @@ async function sqliteCase(ctx: BenchContext, rows: number): Promise<void> {
     trials,
     async () => (count = await dumpOurs(src, ours)),
     () => sh(`sqlite3 ${file} .dump | gzip > ${join(dir, 'dump.sql.gz')}`),
+    syncDisks,
   );
   if (count !== rows) throw new Error(`sqlite-dump: the Partitioner dumped ${count} rows of ${rows}`);
   ctx.record({ case: 'sqlite-dump', unit: 'rows/s', value: rate(rows, d.ours), baseline: 'sqlite3 .dump | gzip', baselineValue: rate(rows, d.theirs) });
