@@ -27,7 +27,7 @@
  * alone allows on this machine; the gap between it and the case is the
  * price of the restore's checks on a machine whose cores the server shares.
  *
- * Each side runs `TRIALS` times (quick: once), alternating ours and the
+ * Each side runs 3 times (quick: once), alternating ours and the
  * tool's, so that a burst of load from elsewhere hits both, and taking
  * turns at going first, so that neither always runs while the server still
  * writes back what the other loaded; the best time of each counts. Before
@@ -172,7 +172,7 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
   if (!wantDump && !wantRestore && !wantRss) return;
   await requireTool('mydumper', 'mydumper');
   await requireTool('myloader', 'mydumper');
-  const trials = ctx.quick ? 1 : 2;
+  const trials = ctx.quick ? 1 : 3;
   const server: MariadbServer = await startMariadb();
   try {
     const db = await server.createDatabase('bench_src');
@@ -392,7 +392,7 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
   const wantDump = ctx.wants('postgres-dump');
   const wantRestore = ctx.wants('postgres-restore');
   if (!wantDump && !wantRestore) return;
-  const trials = ctx.quick ? 1 : 2;
+  const trials = ctx.quick ? 1 : 3;
   // Autovacuum off: it would vacuum and analyze the 1M rows a run just
   // restored while the next run is timed, on the same two cores.
   const server: PostgresServer = await startPostgres({ settings: { autovacuum: 'off' } });
