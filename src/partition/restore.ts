@@ -530,7 +530,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
       }
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      throw err instanceof StowageError ? err : fromFsError(err, 'read', c.path);
+      throw fromFsError(err, 'read', c.path);
     } finally {
       scratch.push(buf);
     }
