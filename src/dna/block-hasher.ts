@@ -41,16 +41,21 @@ parentPort.on('message', (batch) => {
   const free = [];
   const digs = [];
   for (const m of batch) {
-    if (m.t === 'new') jobs.set(m.id, { h: createHash(m.alg), size: 0 });
+    if (m.t === 'new') jobs.set(m.id, { h: createHash(m.alg), h2: m.also === undefined ? undefined : createHash(m.also), size: 0 });
     else if (m.t === 'up') {
       const j = jobs.get(m.id);
-      if (j !== undefined) { j.h.update(new Uint8Array(m.ab, 0, m.len)); j.size += m.len; }
+      if (j !== undefined) {
+        const bytes = new Uint8Array(m.ab, 0, m.len);
+        j.h.update(bytes);
+        j.h2?.update(bytes);
+        j.size += m.len;
+      }
       free.push(m.ab);
     } else if (m.t === 'end') {
       const j = jobs.get(m.id);
       jobs.delete(m.id);
       // A job this worker never saw (begun on a worker that died): say so.
-      digs.push(j !== undefined ? { id: m.id, dig: j.h.digest('hex'), size: j.size } : { id: m.id, dig: null, size: 0 });
+      digs.push(j !== undefined ? { id: m.id, dig: j.h.digest('hex'), also: j.h2?.digest('hex'), size: j.size } : { id: m.id, dig: null, size: 0 });
     } else if (m.t === 'drop') jobs.delete(m.id);
   }
   parentPort.postMessage({ free, digs }, free);
@@ -64,13 +69,19 @@ function workerFailed(err: Error | undefined): StowageError {
 
 interface WorkerReply {
   free: ArrayBuffer[];
-  digs: { id: number; dig: string | null; size: number }[];
+  digs: { id: number; dig: string | null; also?: string; size: number }[];
 }
 
 type WorkerRequest =
-  | { t: 'new'; id: number; alg: DnaAlgorithm }
+  | { t: 'new'; id: number; alg: DnaAlgorithm; also: DnaAlgorithm | undefined }
   | { t: 'up'; id: number; ab: ArrayBuffer; len: number }
   | { t: 'end' | 'drop'; id: number };
+
+/** What a {@link HashJob} digested: its DNA, and the digest of the `also` algorithm when one was asked for. */
+export interface JobDigest extends Dna {
+  /** Lower-case hex digest of the same bytes by the job's `also` algorithm (see {@link BlockHasher.begin}). */
+  readonly also?: string;
+}
 
 /** One digest in progress; see {@link BlockHasher.begin}. */
 export interface HashJob {
@@ -83,7 +94,7 @@ export interface HashJob {
    */
   update(buf: Buffer, len: number): void;
   /** Finishes the digest. */
-  digest(): Promise<Dna>;
+  digest(): Promise<JobDigest>;
   /** Forgets the job (its blocks still return to the pool). */
   drop(): void;
 }
@@ -101,7 +112,7 @@ export class BlockHasher {
   readonly #budget: number;
   readonly #free: ArrayBuffer[] = [];
   readonly #waiters: { bytes: number; grant: (ab: ArrayBuffer) => void }[] = [];
-  readonly #digests = new Map<number, { resolve: (d: { dig: string; size: number }) => void; reject: (e: unknown) => void }>();
+  readonly #digests = new Map<number, { resolve: (d: { dig: string; also?: string | undefined; size: number }) => void; reject: (e: unknown) => void }>();
   /** Bytes of blocks alive: handed out, in the worker, or free. */
   #used = 0;
   /** Bytes of blocks inside the worker (lost with it if it dies). */
@@ -142,7 +153,7 @@ export class BlockHasher {
         const p = this.#digests.get(d.id);
         this.#digests.delete(d.id);
         if (d.dig === null) p?.reject(new StowageError('EIO', 'Digest lost: the digest worker was restarted while this transfer was being digested.'));
-        else p?.resolve({ dig: d.dig, size: d.size });
+        else p?.resolve(d as { dig: string; also?: string; size: number });
       }
     });
     const fail = (err: Error): void => {
@@ -268,8 +279,11 @@ export class BlockHasher {
    * Starts a digest.
    *
    * @param algorithm - digest algorithm
+   * @param also - a second algorithm digesting the same bytes in the same
+   *   pass (each block crosses to the worker once), given as
+   *   {@link JobDigest.also}
    */
-  begin(algorithm: DnaAlgorithm): HashJob {
+  begin(algorithm: DnaAlgorithm, also?: DnaAlgorithm): HashJob {
     if (this.#broken !== undefined && this.#worker === undefined) this.#broken = undefined;
     const worker = this.#ensureWorker();
     // An awaited digest must keep the process alive even when nothing else
@@ -280,7 +294,7 @@ export class BlockHasher {
       if (--this.#active === 0) this.#worker?.unref();
     };
     const id = this.#nextId++;
-    this.#post({ t: 'new', id, alg: algorithm });
+    this.#post({ t: 'new', id, alg: algorithm, also });
     let size = 0;
     let done = false;
     return {
@@ -300,11 +314,11 @@ export class BlockHasher {
           settle();
           return Promise.reject(workerFailed(this.#broken));
         }
-        return new Promise<Dna>((resolve, reject) => {
+        return new Promise<JobDigest>((resolve, reject) => {
           this.#digests.set(id, {
             resolve: (d) => {
               settle();
-              resolve(Object.freeze({ dig: d.dig, size: d.size, algorithm }));
+              resolve(Object.freeze(d.also === undefined ? { dig: d.dig, size: d.size, algorithm } : { dig: d.dig, size: d.size, algorithm, also: d.also }));
             },
             reject: (e) => {
               settle();

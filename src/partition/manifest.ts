@@ -1,7 +1,8 @@
 /**
  * The manifest of a partition archive: the first entry, `manifest.json`,
  * saying what the archive holds so that a restore can check every table's
- * rows against it (count, bytes and range digest) before committing them.
+ * rows against it (bytes and SHA-256, or count, bytes and range digest in
+ * archives written before the SHA-256 was recorded) before committing them.
  *
  * Layout of a partition archive (all entries regular files):
  *
@@ -13,7 +14,10 @@
  *
  * where `<DIR>` is the table's encoded name (see `layout.ts`). Keys and
  * bounds are written as decimal strings, since they may pass 2^53. Readers
- * refuse a manifest of another format or a newer version.
+ * refuse a manifest of another format or a newer version. A table's
+ * `sha256` was added within version 1 (readers that predate it ignore it;
+ * archives that predate it lack it): `sha256sum` of the extracted
+ * `rows.tsv` prints it.
  *
  * @module
  */
@@ -45,6 +49,16 @@ export interface ManifestTable {
   readonly bytes: number;
   /** The range digest (`range-digest.ts`) of the rows. */
   readonly digest: string;
+  /**
+   * Lower-case hex SHA-256 of the rows entry: the bulk text exactly as the
+   * database gave it, computed as it was read (before the spool, tar and
+   * gzip). A restore checks the rows against it: on a CPU with SHA
+   * extensions (AMD Zen, Intel since Ice Lake) SHA-256 runs at more than
+   * twice the speed of md5, and the rows need not be split to compute their
+   * range digest. Absent from archives written before it was recorded,
+   * whose rows are checked against `digest`.
+   */
+  readonly sha256?: string;
 }
 
 /** What a partition archive holds. */
@@ -139,7 +153,7 @@ export function parseManifest(text: Buffer | string, file: string): PartitionMan
   const names = new Set<string>();
   const tables = rawTables.map((t: unknown, i): ManifestTable => {
     if (!isObj(t)) throw corrupt(file, `table ${i} is not an object`);
-    const { name, schema, rows, columns, keyIndex, count, bytes, digest } = t;
+    const { name, schema, rows, columns, keyIndex, count, bytes, digest, sha256 } = t;
     if (!isStr(name) || !isStr(schema) || !isStr(rows)) throw corrupt(file, `table ${i} lacks its name or entries`);
     if (names.has(name)) throw corrupt(file, `table ${JSON.stringify(name)} is listed twice`);
     names.add(name);
@@ -147,7 +161,9 @@ export function parseManifest(text: Buffer | string, file: string): PartitionMan
     if (!isInt(keyIndex) || keyIndex >= columns.length) throw corrupt(file, `table ${JSON.stringify(name)} has a bad keyIndex`);
     if (!isInt(count) || !isInt(bytes)) throw corrupt(file, `table ${JSON.stringify(name)} has a bad count or byte size`);
     if (typeof digest !== 'string' || !/^[0-9a-f]{32}$/.test(digest)) throw corrupt(file, `table ${JSON.stringify(name)} has a bad digest`);
-    return Object.freeze({ name, schema, rows, columns: Object.freeze([...(columns as string[])]), keyIndex, count, bytes, digest });
+    if (sha256 !== undefined && (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256))) throw corrupt(file, `table ${JSON.stringify(name)} has a bad sha256`);
+    const base = { name, schema, rows, columns: Object.freeze([...(columns as string[])]), keyIndex, count, bytes, digest };
+    return Object.freeze(sha256 === undefined ? base : { ...base, sha256 });
   });
   return Object.freeze({
     format: MANIFEST_FORMAT,

@@ -1001,7 +1001,7 @@ export class Partitioner {
     const tables: ManifestTable[] = read.map((r) => {
       const dir = tableDirName(r.table);
       const d = r.spool.digest;
-      return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest });
+      return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest, sha256: d.sha256 });
     });
     const manifest: PartitionManifest = {
       format: MANIFEST_FORMAT,

@@ -7,15 +7,18 @@
  * carries the row count and range digest. So the rows are taken in first:
  * in memory up to `memoryBytes` (a partition of 10k rows is a few MB), then
  * spilled to a file beside the archive, so a partition of any size costs
- * bounded memory. The range digest and the row count are computed in the
- * same pass, and the snapshot is released as soon as every table is read.
+ * bounded memory. The range digest, the row count and the SHA-256 of the
+ * bulk text as it came (the manifest's `sha256`, which a restore checks the
+ * rows against) are computed in the same pass, and the snapshot is released
+ * as soon as every table is read.
  *
- * A spill file is digested (md5) as it is written (with a unique key, the
- * range digest is that md5 already) and again as it is read back; bytes that changed in between (a disk fault, another process) fail
- * the read with EIO at its end, so that the archive being written from them
- * is never put in place: the range digest in its manifest was computed
- * before the spill, and a restore would refuse the rows only years later,
- * once the source may have been purged.
+ * A spill file holds every byte taken in, so its SHA-256 is that one; the
+ * file is digested again as it is read back, and bytes that changed in
+ * between (a disk fault, another process) fail the read with EIO at its
+ * end, so that the archive being written from them is never put in place:
+ * the digests in its manifest were computed before the spill, and a
+ * restore would refuse the rows only years later, once the source may have
+ * been purged.
  *
  * @module
  */
@@ -26,6 +29,16 @@ import { truncatedBulkText } from '../db/bulk-text.js';
 import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/range-digest.js';
 import { anySignal, throwIfAborted } from '../util/abort.js';
 import { BlockFeeder, sharedBlockHasher, type BlockHasher, type HashJob } from '../dna/block-hasher.js';
+import type { DnaAlgorithm } from '../dna/dna.js';
+
+/** The algorithm of a manifest's `sha256` of a table's rows (see `manifest.ts`). */
+export const ROWS_HASH_ALGORITHM = 'sha256';
+
+/** What a spool knows of its rows: the {@link RangeDigest}, and the SHA-256 of the bulk text exactly as it came. */
+export interface SpoolDigest extends RangeDigest {
+  /** Lower-case hex SHA-256 of the bulk text in the order it came (the bytes of the archive's rows entry). */
+  readonly sha256: string;
+}
 
 /** Options of {@link RowSpool.fill}. */
 export interface RowSpoolOptions {
@@ -45,7 +58,7 @@ export interface RowSpoolOptions {
   signal?: AbortSignal | undefined;
   /** Called with the byte count of each chunk taken in. */
   onBytes?: ((n: number) => void) | undefined;
-  /** Whose thread computes the md5 of unique-key rows (default the process's shared hasher). */
+  /** Whose thread computes the digests of rows over 256 KiB (default the process's shared hasher). */
   hasher?: BlockHasher | undefined;
 }
 
@@ -56,40 +69,103 @@ const LF = 0x0a;
 const INLINE_BYTES = 256 * 1024;
 
 /**
- * The range digest of rows whose key is unique. By its definition (see
- * `range-digest.ts`) each row is then a group of one, left as is, so the
- * digest is the md5 of the bulk text, and the count its number of LF: the
- * same result as {@link RangeDigester}, without splitting rows in JS.
- *
- * The md5 runs on a {@link BlockHasher}'s thread (a dump gives one of its
- * own; the process's shared one by default), because a dump is paced by
- * its main thread (it parses what the server sends, spools it and feeds
- * the archive writer): the rows are copied into the hasher's blocks, which
- * waits while its memory budget is spent. Rows of less than 256 KiB in
- * all are hashed in line when the digest is asked for. Await each
- * {@link update} before the next; end with {@link digest} or {@link abort}
- * (an unfinished digest keeps the hashing thread, and so the process,
- * alive).
+ * Digests a stream of chunks with one algorithm, or two in one pass: in
+ * line, when the digest is asked for, while the bytes are under 256 KiB;
+ * else on a {@link BlockHasher}'s thread, the bytes copied into its blocks
+ * (waiting while its memory budget is spent). Await each {@link update}
+ * before the next; end with {@link digest} or {@link abort} (an unfinished
+ * job keeps the hashing thread, and so the process, alive).
  */
-export class UniqueKeyDigester {
+class StreamDigester {
   readonly #hasher: BlockHasher;
+  readonly #algorithm: DnaAlgorithm;
+  readonly #also: DnaAlgorithm | undefined;
   #job: HashJob | undefined;
-  /** Copies the rows into the job's blocks, once there is a job. */
+  /** Copies the bytes into the job's blocks, once there is a job. */
   #feeder: BlockFeeder | undefined;
-  /** Chunks held (by reference) while the rows are under INLINE_BYTES. */
+  /** Chunks held (by reference) while the bytes are under INLINE_BYTES. */
   #held: Uint8Array[] = [];
   #heldBytes = 0;
-  #lines = 0;
-  #bytes = 0;
-  #last = LF;
-  #done: Promise<RangeDigest> | undefined;
-  #dropped = false;
   /** Fired by {@link abort}: ends an update waiting for a block. */
   readonly #stop = new AbortController();
 
-  /** @param hasher - whose thread computes the md5 (default the process's shared one) */
-  constructor(hasher: BlockHasher = sharedBlockHasher()) {
+  constructor(hasher: BlockHasher, algorithm: DnaAlgorithm, also?: DnaAlgorithm) {
     this.#hasher = hasher;
+    this.#algorithm = algorithm;
+    this.#also = also;
+  }
+
+  async update(buf: Buffer, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#job === undefined) {
+      if (this.#heldBytes + buf.length <= INLINE_BYTES) {
+        this.#held.push(buf);
+        this.#heldBytes += buf.length;
+        return;
+      }
+      this.#job = this.#hasher.begin(this.#algorithm, this.#also);
+      this.#feeder = new BlockFeeder(this.#hasher, this.#job);
+      const held = this.#held;
+      this.#held = [];
+      this.#heldBytes = 0;
+      for (const h of held) await this.#feeder.write(h, anySignal(signal, this.#stop.signal));
+    }
+    await this.#feeder!.write(buf, anySignal(signal, this.#stop.signal));
+  }
+
+  /** The digest, and the `also` one (`''` when there is none). */
+  async digest(): Promise<{ dig: string; also: string }> {
+    if (this.#job === undefined) {
+      const h = createHash(this.#algorithm);
+      const h2 = this.#also === undefined ? undefined : createHash(this.#also);
+      for (const c of this.#held) {
+        h.update(c);
+        h2?.update(c);
+      }
+      this.#held = [];
+      return { dig: h.digest('hex'), also: h2?.digest('hex') ?? '' };
+    }
+    this.#feeder!.flush();
+    const d = await this.#job.digest();
+    return { dig: d.dig, also: d.also ?? '' };
+  }
+
+  /** Ends an update waiting for a block (EIO), forgets the bytes held, gives a block back and drops the job. */
+  abort(why: string): void {
+    if (!this.#stop.signal.aborted) this.#stop.abort(new StowageError('EIO', why));
+    this.#held = [];
+    this.#feeder?.discard();
+    this.#job?.drop();
+  }
+}
+
+/**
+ * The range digest of rows whose key is unique. By its definition (see
+ * `range-digest.ts`) each row is then a group of one, left as is, so the
+ * digest is the md5 of the bulk text, and the count its number of LF: the
+ * same result as {@link RangeDigester}, without splitting rows in JS. The
+ * SHA-256 of the same bytes comes with it ({@link SpoolDigest}).
+ *
+ * Both digests run on a {@link BlockHasher}'s thread, in one pass (a dump
+ * gives one of its own; the process's shared one by default), because a
+ * dump is paced by its main thread (it parses what the server sends,
+ * spools it and feeds the archive writer): the rows are copied into the
+ * hasher's blocks, which waits while its memory budget is spent. Rows of
+ * less than 256 KiB in all are hashed in line when the digest is asked
+ * for. Await each {@link update} before the next; end with {@link digest}
+ * or {@link abort} (an unfinished digest keeps the hashing thread, and so
+ * the process, alive).
+ */
+export class UniqueKeyDigester {
+  readonly #hashes: StreamDigester;
+  #lines = 0;
+  #bytes = 0;
+  #last = LF;
+  #done: Promise<SpoolDigest> | undefined;
+  #dropped = false;
+
+  /** @param hasher - whose thread computes the digests (default the process's shared one) */
+  constructor(hasher: BlockHasher = sharedBlockHasher()) {
+    this.#hashes = new StreamDigester(hasher, RANGE_DIGEST_ALGORITHM, ROWS_HASH_ALGORITHM);
   }
 
   /**
@@ -106,24 +182,11 @@ export class UniqueKeyDigester {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     for (let i = buf.indexOf(LF); i !== -1; i = buf.indexOf(LF, i + 1)) this.#lines++;
     this.#last = buf[buf.length - 1]!;
-    if (this.#job === undefined) {
-      if (this.#heldBytes + buf.length <= INLINE_BYTES) {
-        this.#held.push(buf);
-        this.#heldBytes += buf.length;
-        return;
-      }
-      this.#job = this.#hasher.begin(RANGE_DIGEST_ALGORITHM);
-      this.#feeder = new BlockFeeder(this.#hasher, this.#job);
-      const held = this.#held;
-      this.#held = [];
-      this.#heldBytes = 0;
-      for (const h of held) await this.#feeder.write(h, anySignal(signal, this.#stop.signal));
-    }
-    await this.#feeder!.write(buf, anySignal(signal, this.#stop.signal));
+    await this.#hashes.update(buf, signal);
   }
 
   /** Finishes (the same promise each time); EDB if the input stopped in the middle of a row, EIO if the hashing thread failed. */
-  digest(): Promise<RangeDigest> {
+  digest(): Promise<SpoolDigest> {
     if (this.#dropped) return Promise.reject(new StowageError('EIO', 'UniqueKeyDigester.digest() after abort().'));
     this.#done ??= this.#finish();
     return this.#done;
@@ -137,33 +200,51 @@ export class UniqueKeyDigester {
   abort(): void {
     if (this.#dropped || this.#done !== undefined) return;
     this.#dropped = true;
-    this.#stop.abort(new StowageError('EIO', 'UniqueKeyDigester: the digest was dropped (abort()) while rows were being added.'));
-    this.#discard();
+    this.#hashes.abort('UniqueKeyDigester: the digest was dropped (abort()) while rows were being added.');
   }
 
-  /** Forgets the rows held, gives a block back and drops the job. */
-  #discard(): void {
-    this.#held = [];
-    this.#feeder?.discard();
-    this.#job?.drop();
-  }
-
-  async #finish(): Promise<RangeDigest> {
+  async #finish(): Promise<SpoolDigest> {
     if (this.#last !== LF) {
-      this.#discard();
+      this.#hashes.abort('UniqueKeyDigester: the input stopped in the middle of a row.');
       throw truncatedBulkText(this.#lines + 1);
     }
-    let digest: string;
-    if (this.#job === undefined) {
-      const h = createHash(RANGE_DIGEST_ALGORITHM);
-      for (const c of this.#held) h.update(c);
-      this.#held = [];
-      digest = h.digest('hex');
-    } else {
-      this.#feeder!.flush();
-      digest = (await this.#job.digest()).dig;
+    const { dig, also } = await this.#hashes.digest();
+    return Object.freeze({ count: this.#lines, bytes: this.#bytes, digest: dig, sha256: also });
+  }
+}
+
+/**
+ * The digests of rows whose key may repeat: the range digest in line
+ * ({@link RangeDigester}: rows sharing a key are sorted), the SHA-256 of
+ * the bulk text as it came on a {@link BlockHasher}'s thread.
+ */
+class SharedKeyDigester {
+  readonly #range: RangeDigester;
+  readonly #sha: StreamDigester;
+
+  constructor(keyIndex: number, hasher: BlockHasher) {
+    this.#range = new RangeDigester({ keyIndex });
+    this.#sha = new StreamDigester(hasher, ROWS_HASH_ALGORITHM);
+  }
+
+  async update(buf: Buffer, signal: AbortSignal | undefined): Promise<void> {
+    this.#range.update(buf);
+    await this.#sha.update(buf, signal);
+  }
+
+  async digest(): Promise<SpoolDigest> {
+    let range: RangeDigest;
+    try {
+      range = this.#range.digest();
+    } catch (err) {
+      this.abort();
+      throw err;
     }
-    return Object.freeze({ count: this.#lines, bytes: this.#bytes, digest });
+    return Object.freeze({ ...range, sha256: (await this.#sha.digest()).dig });
+  }
+
+  abort(): void {
+    this.#sha.abort('RowSpool: the rows were dropped while they were being digested.');
   }
 }
 
@@ -179,21 +260,18 @@ export interface SpoolWriter {
 
 /** The rows of one range, in memory or in a spill file, with their digest. */
 export class RowSpool {
-  /** Count, bytes and range digest of the rows. */
-  readonly digest: RangeDigest;
+  /** Count, bytes and range digest of the rows, and their SHA-256 (also that of the spill file, which holds every byte taken in). */
+  readonly digest: SpoolDigest;
   readonly #chunks: Buffer[];
   readonly #file: string | undefined;
   readonly #fileBytes: number;
-  /** md5 (hex) of the bytes written to the spill file. */
-  readonly #fileDigest: string | undefined;
   #disposed = false;
 
-  private constructor(digest: RangeDigest, chunks: Buffer[], file: string | undefined, fileBytes: number, fileDigest: string | undefined) {
+  private constructor(digest: SpoolDigest, chunks: Buffer[], file: string | undefined, fileBytes: number) {
     this.digest = digest;
     this.#chunks = chunks;
     this.#file = file;
     this.#fileBytes = fileBytes;
-    this.#fileDigest = fileDigest;
   }
 
   /** Bytes of bulk text held. */
@@ -231,15 +309,12 @@ export class RowSpool {
    */
   static writer(options: RowSpoolOptions): SpoolWriter {
     const { keyIndex, memoryBytes, spillPath, signal, onBytes } = options;
-    const digester = options.uniqueKey === true ? new UniqueKeyDigester(options.hasher) : new RangeDigester({ keyIndex });
+    const hasher = options.hasher ?? sharedBlockHasher();
+    const digester = options.uniqueKey === true ? new UniqueKeyDigester(hasher) : new SharedKeyDigester(keyIndex, hasher);
     const chunks: Buffer[] = [];
     let held = 0;
     let handle: FileHandle | undefined;
     let fileBytes = 0;
-    // A spill file holds every byte taken in: with a unique key the range
-    // digest is already the md5 of exactly those bytes, so it is not
-    // computed twice; otherwise the file gets an md5 of its own.
-    const fileHash = options.uniqueKey === true ? undefined : createHash(RANGE_DIGEST_ALGORITHM);
     let done = false;
     const cleanup = async (): Promise<void> => {
       if (handle !== undefined) {
@@ -251,8 +326,7 @@ export class RowSpool {
       async write(c: Uint8Array): Promise<void> {
         throwIfAborted(signal);
         const buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-        if (digester instanceof UniqueKeyDigester) await digester.update(buf, signal);
-        else digester.update(buf);
+        await digester.update(buf, signal);
         onBytes?.(buf.length);
         if (handle === undefined && held + buf.length <= memoryBytes) {
           chunks.push(buf);
@@ -269,24 +343,19 @@ export class RowSpool {
           } catch (err) {
             throw fromFsError(err, 'create', spillPath);
           }
-          for (const h of chunks.splice(0)) {
-            fileHash?.update(h);
-            fileBytes += await writeAll(handle, h, spillPath);
-          }
+          for (const h of chunks.splice(0)) fileBytes += await writeAll(handle, h, spillPath);
           held = 0;
         }
-        fileHash?.update(buf);
         fileBytes += await writeAll(handle, buf, spillPath);
       },
       async finish(): Promise<RowSpool> {
         done = true;
         const digest = await digester.digest();
         await handle?.close();
-        const fileDigest = handle === undefined ? undefined : (fileHash?.digest('hex') ?? digest.digest);
-        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes, fileDigest);
+        return new RowSpool(digest, chunks, handle === undefined ? undefined : spillPath, fileBytes);
       },
       async abort(): Promise<void> {
-        if (digester instanceof UniqueKeyDigester) digester.abort();
+        digester.abort();
         if (done && handle === undefined) return;
         done = true;
         chunks.length = 0;
@@ -311,7 +380,7 @@ export class RowSpool {
     } catch (err) {
       throw fromFsError(err, 'read', this.#file);
     }
-    const hash = createHash(RANGE_DIGEST_ALGORITHM);
+    const hash = createHash(ROWS_HASH_ALGORITHM);
     try {
       let left = this.#fileBytes;
       while (left > 0) {
@@ -325,9 +394,9 @@ export class RowSpool {
         hash.update(got);
         if (left === 0) {
           const now = hash.digest('hex');
-          if (now !== this.#fileDigest) {
-            throw new StowageError('EIO', `Spill file ${this.#file} changed between its write and its read-back (md5 ${this.#fileDigest} written, ${now} read): a disk fault, or another process wrote to it. Nothing was archived from it; dump again.`, {
-              details: { path: this.#file, written: this.#fileDigest, read: now },
+          if (now !== this.digest.sha256) {
+            throw new StowageError('EIO', `Spill file ${this.#file} changed between its write and its read-back (sha256 ${this.digest.sha256} written, ${now} read): a disk fault, or another process wrote to it. Nothing was archived from it; dump again.`, {
+              details: { path: this.#file, written: this.digest.sha256, read: now },
             });
           }
         }

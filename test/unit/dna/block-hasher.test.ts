@@ -40,6 +40,18 @@ describe('BlockHasher (digest on a worker thread)', () => {
     expect(await jb.digest()).toEqual({ dig: createHash('sha256').update(b).digest('hex'), size: b.length, algorithm: 'sha256' });
   });
 
+  it('a job with a second algorithm digests the same blocks with both, in one pass', async () => {
+    hasher = new BlockHasher(64 * 1024, 4);
+    const data = randomBytes(500_000);
+    const job = hasher.begin('md5', 'sha256');
+    await hasher.feed(job, data);
+    expect(await job.digest()).toEqual({ dig: createHash('md5').update(data).digest('hex'), size: data.length, algorithm: 'md5', also: createHash('sha256').update(data).digest('hex') });
+    // Without one, the digest has no such field.
+    const plain = hasher.begin('sha1');
+    await hasher.feed(plain, data);
+    expect(Object.keys(await plain.digest()).sort()).toEqual(['algorithm', 'dig', 'size']);
+  });
+
   it('bounds memory: acquire waits when every block is out, resumes when one comes back, honours abort', async () => {
     hasher = new BlockHasher(1024, 2);
     const x = await hasher.acquire();

@@ -63,6 +63,8 @@ describe('Partitioner.dump', () => {
     const rows = entries.get('CalibVld/rows.tsv')!;
     expect(rows.equals(Buffer.concat(await (await src.rows('CalibVld', { key: 'SEQNO', lo: 1, hi: 100 })).toArray()))).toBe(true);
     expect(createHash('md5').update(rows).digest('hex')).toBe(m.tables[0]!.digest);
+    // Each table's sha256 is that of its rows entry as it lies in the archive (what `sha256sum rows.tsv` prints).
+    expect(m.tables.map((t) => t.sha256)).toEqual(m.tables.map((t) => createHash('sha256').update(entries.get(t.rows)!).digest('hex')));
     expect(await digestBulkText(Readable.from([entries.get('Calib/rows.tsv')!]), { keyIndex: 0 })).toEqual(await src.digestRange('Calib', 'SEQNO', 1, 100));
     expect(entries.get('Calib/schema.sql')!.toString()).toBe(await src.schema('Calib'));
     expect(r.written[0]!.tables).toEqual([

@@ -93,6 +93,10 @@ describe('parseManifest', () => {
     expect(m.hi).toBe(9007199254741092n);
     expect(m.tables[0]!.columns).toEqual(['SEQNO', 'V']);
     expect(m.created.toISOString()).toBe('2024-05-01T00:00:00.000Z');
+    // Archives written before the rows' sha256 was recorded have none; later ones carry it.
+    expect(m.tables[0]!.sha256).toBeUndefined();
+    const sha256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+    expect(parseManifest(JSON.stringify({ ...good, tables: [{ ...good.tables[0], sha256 }] }), 'a.tar.gz').tables[0]!.sha256).toBe(sha256);
   });
 
   it.each([
@@ -103,6 +107,8 @@ describe('parseManifest', () => {
     ['lo > hi', JSON.stringify({ ...good, lo: '5', hi: '4' })],
     ['no tables', JSON.stringify({ ...good, tables: [] })],
     ['a bad digest', JSON.stringify({ ...good, tables: [{ ...good.tables[0], digest: 'xyz' }] })],
+    ['a bad sha256', JSON.stringify({ ...good, tables: [{ ...good.tables[0], sha256: 'd41d8cd98f00b204e9800998ecf8427e' }] })],
+    ['a sha256 that is not a string', JSON.stringify({ ...good, tables: [{ ...good.tables[0], sha256: null }] })],
     ['keyIndex out of range', JSON.stringify({ ...good, tables: [{ ...good.tables[0], keyIndex: 2 }] })],
     ['a table twice', JSON.stringify({ ...good, tables: [good.tables[0], good.tables[0]] })],
     ['a bad date', JSON.stringify({ ...good, created: 'yesterday' })],

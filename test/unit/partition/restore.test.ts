@@ -331,8 +331,9 @@ describe('Partitioner.restore', () => {
     );
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
     const err = await rejectsWith(Partitioner.restore(dst, out, { hi: 100, concurrency: 1 }), 'ECORRUPT_ARCHIVE');
-    expect(err.message).toMatch(/rows of "Calib" do not match its manifest/);
+    expect(err.message).toMatch(/rows of "Calib" do not match its manifest \(\d+ bytes, sha256 [0-9a-f]{64}; the manifest says/);
     expect(err.details['table']).toBe('Calib');
+    expect(err.details['expected']).toEqual({ bytes: m.tables[1]!.bytes, sha256: m.tables[1]!.sha256 });
     expect(m.tables[1]!.count).toBe(300);
     // Calib, not a row of it; CalibVld (before it in the archive, committed first) lost the range again:
     // no validity rows without their payload in tables this restore created.
@@ -344,6 +345,34 @@ describe('Partitioner.restore', () => {
     expect(count(join(d, 'dst.db'), 'CalibVld')).toBe(101);
     expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
     await src.close();
+  });
+
+  it('checks the rows of an archive whose manifest predates their sha256 against its range digest', async () => {
+    const { d, out, src } = await dumped();
+    await using _src = src;
+    const path = join(out, 'CalibVld', '0000000001-0000000100.tar.gz');
+    const e = await archiveEntries(path);
+    const m = parseManifest(e.get('manifest.json')!, path);
+    expect(m.tables.every((t) => /^[0-9a-f]{64}$/.test(t.sha256 ?? ''))).toBe(true);
+    // The manifest as written before it held the sha256 of each table's rows.
+    const older = formatManifest({ ...m, tables: m.tables.map(({ sha256: _, ...t }) => t) });
+    expect(older.toString()).not.toContain('sha256');
+    const repack = async (rows: Buffer): Promise<void> => {
+      const entries = [...e.entries()].map(([name, data]) => ({ name, data: name === 'manifest.json' ? older : name === 'Calib/rows.tsv' ? rows : data }));
+      await writePartitionArchive(path, entries.map((x) => ({ ...x, size: x.data.length })), { gzipLevel: 6, gzipConcurrency: 1, mtime: new Date() });
+    };
+    await repack(e.get('Calib/rows.tsv')!);
+    {
+      await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+      expect((await Partitioner.restore(dst, out)).rows).toBe(250 + 750);
+      expect((await Partitioner.compare(src, dst, 'Calib')).equal).toBe(true);
+    }
+    // Rows changed after the dump, with a fresh sidecar: the range digest tells.
+    await repack(Buffer.from(e.get('Calib/rows.tsv')!.toString().replace('pmt 7/1', 'pmt 7/X')));
+    await using fresh = new SqliteSource(join(d, 'fresh.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(fresh, out, { hi: 100 }), 'ECORRUPT_ARCHIVE');
+    expect(err.message).toMatch(/rows of "Calib" do not match its manifest \(300 rows, \d+ bytes, digest [0-9a-f]{32}; the manifest says 300, \d+, [0-9a-f]{32}\)/);
+    expect(count(join(d, 'fresh.db'), 'Calib')).toBe(0);
   });
 
   it('an abort in the middle of a group archive leaves no range of a created table without the group\'s other table', async () => {

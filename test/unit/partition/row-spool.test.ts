@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { run } from '../../support/index.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -11,6 +12,11 @@ import { RowSpool, UniqueKeyDigester } from '../../../src/partition/row-spool.js
 import { rejectsWith, tempDir } from './helpers.js';
 
 const repo = join(import.meta.dirname, '..', '..', '..');
+
+/** What a spool of these unique-key rows says of them: their range digest and their SHA-256. */
+function spoolDigest(rows: Buffer): object {
+  return { ...new RangeDigester({ keyIndex: 0 }).update(rows).digest(), sha256: createHash('sha256').update(rows).digest('hex') };
+}
 
 const text = Array.from({ length: 2000 }, (_, i) => `${i + 1}\tvalue ${i} \\t tab\t\\N\t${'x'.repeat(i % 97)}\n`).join('');
 
@@ -29,7 +35,7 @@ describe('UniqueKeyDigester', () => {
       await u.update(c);
       r.update(c);
     }
-    expect(await u.digest()).toEqual(r.digest());
+    expect(await u.digest()).toEqual({ ...r.digest(), sha256: createHash('sha256').update(buf).digest('hex') });
     expect((await u.digest()).count).toBe(2000);
   });
 
@@ -40,7 +46,7 @@ describe('UniqueKeyDigester', () => {
     const big = Buffer.from(text.repeat(40)); // ~4.6 MB
     const u = new UniqueKeyDigester(hasher);
     for (const c of chunks(big, 100_003)) await u.update(c);
-    expect(await u.digest()).toEqual(new RangeDigester({ keyIndex: 0 }).update(big).digest());
+    expect(await u.digest()).toEqual(spoolDigest(big));
     await hasher?.close();
   });
 
@@ -51,7 +57,7 @@ describe('UniqueKeyDigester', () => {
     const u = new UniqueKeyDigester({ begin: refuse, acquire: refuse, release: refuse } as unknown as BlockHasher);
     const buf = Buffer.from(text).subarray(0, Buffer.from(text).lastIndexOf(10) + 1);
     for (const c of chunks(buf, 1000)) await u.update(c);
-    expect(await u.digest()).toEqual(new RangeDigester({ keyIndex: 0 }).update(buf).digest());
+    expect(await u.digest()).toEqual(spoolDigest(buf));
   });
 
   it('refuses input cut in the middle of a row, and gives the empty digest for no rows', async () => {
@@ -62,7 +68,7 @@ describe('UniqueKeyDigester', () => {
     };
     await rejectsWith((await fed(Buffer.from('1\ta\n2\tb'))).digest(), 'EDB');
     await rejectsWith((await fed(Buffer.from(text.repeat(10) + '1\ta'))).digest(), 'EDB');
-    expect(await new UniqueKeyDigester().digest()).toEqual(new RangeDigester({ keyIndex: 0 }).digest());
+    expect(await new UniqueKeyDigester().digest()).toEqual(spoolDigest(Buffer.alloc(0)));
   });
 
   it('gives one digest to callers that ask at once, and refuses updates after it', async () => {
@@ -71,7 +77,7 @@ describe('UniqueKeyDigester', () => {
     await u.update(big);
     const [a, b] = await Promise.all([u.digest(), u.digest()]);
     expect(a).toEqual(b);
-    expect(a).toEqual(new RangeDigester({ keyIndex: 0 }).update(big).digest());
+    expect(a).toEqual(spoolDigest(big));
     await rejectsWith(u.update(Buffer.from('1\n')), 'EIO');
   });
 
@@ -114,7 +120,7 @@ describe('RowSpool', () => {
       const s = await RowSpool.fill(Readable.from(chunks(Buffer.from(text), 777)), { keyIndex: 0, uniqueKey, memoryBytes, spillPath });
       expect(s.spilled).toBe(memoryBytes < text.length);
       expect(existsSync(spillPath)).toBe(s.spilled);
-      expect(s.digest).toEqual(new RangeDigester({ keyIndex: 0 }).update(Buffer.from(text)).digest());
+      expect(s.digest).toEqual(spoolDigest(Buffer.from(text)));
       for (let i = 0; i < 2; i++) {
         const back: Buffer[] = [];
         for await (const c of s.read()) back.push(c);
@@ -153,6 +159,19 @@ describe('RowSpool', () => {
     await s.dispose();
   });
 
+  it.each([
+    ['in line', 1],
+    ['on the hashing thread', 40],
+  ])('rows sharing keys (%s): the range digest sorts each key\'s rows, the sha256 is of the bytes as they came', async (_, times) => {
+    const d = await tempDir();
+    // Keys repeat, their rows out of byte order: the two digests differ in what they take.
+    const rows = Buffer.from(Array.from({ length: 300 * times }, (_, i) => `${Math.floor(i / 3)}\t${'zyx'[i % 3]} row ${i}\n`).join(''));
+    const s = await RowSpool.fill(Readable.from(chunks(rows, 4096)), { keyIndex: 0, memoryBytes: 1 << 20, spillPath: join(d, 'spill') });
+    expect(s.digest).toEqual({ ...new RangeDigester({ keyIndex: 0 }).update(rows).digest(), sha256: createHash('sha256').update(rows).digest('hex') });
+    expect(s.digest.digest).not.toBe(createHash('md5').update(rows).digest('hex'));
+    await s.dispose();
+  });
+
   it('removes its spill file when the input fails or is cut mid-row', async () => {
     const d = await tempDir();
     const spillPath = join(d, 'spill');
@@ -175,7 +194,7 @@ describe('RowSpool', () => {
     const spillPath = join(d, `big-${memoryBytes}`);
     const s = await RowSpool.fill(Readable.from(chunks(big, 65_536)), { keyIndex: 0, uniqueKey: true, memoryBytes, spillPath });
     expect(s.spilled).toBe(spilled);
-    expect(s.digest).toEqual(new RangeDigester({ keyIndex: 0 }).update(big).digest());
+    expect(s.digest).toEqual(spoolDigest(big));
     const back: Buffer[] = [];
     for await (const c of s.read()) back.push(c);
     expect(Buffer.concat(back).equals(big)).toBe(true);
