@@ -2,8 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
+import { archiveReadTuning } from '../../../src/archive/archive-reader.js';
 import type { Progress } from '../../../src/progress.js';
 import { logText, makeTree, rejectsWith, run, tempDir } from './helpers.js';
 
@@ -30,7 +31,40 @@ async function flipByte(path: string, offset: number): Promise<void> {
   await writeFile(path, b);
 }
 
-describe('Archiver.verify', () => {
+const defaults = { ...archiveReadTuning };
+
+// Every case on both paths of a gzipped archive: read whole and inflated in one call (up to 4 MiB, the default), and streamed.
+describe.each([
+  ['read whole', defaults.wholeMaxBytes],
+  ['streamed', 0],
+])('Archiver.verify (gzip %s)', (_, wholeMaxBytes) => {
+  beforeAll(() => {
+    archiveReadTuning.wholeMaxBytes = wholeMaxBytes;
+  });
+  afterAll(() => Object.assign(archiveReadTuning, defaults));
+
+  it('an archive that inflates to more than the whole read allows is streamed instead: same result, damage still found', async () => {
+    const root = await tempDir();
+    const src = join(root, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'zeros'), Buffer.alloc(3 << 20));
+    await writeFile(join(src, 'text.log'), logText(1 << 20));
+    const { path, dna } = await Archiver.create(src, join(root, 'z.tar.gz'));
+    archiveReadTuning.wholeMaxOut = 1 << 20;
+    try {
+      expect((await stat(path)).size).toBeLessThan(1 << 20);
+      const r = await Archiver.verify(path);
+      expect(r).toMatchObject({ ok: true, entries: 2, sidecarChecked: true });
+      expect(r.dna).toEqual(dna);
+      expect((await Archiver.readEntry(path, 'zeros')).equals(Buffer.alloc(3 << 20))).toBe(true);
+      await rm(path + '.dna');
+      await flipByte(path, Math.floor((await stat(path)).size * 0.6));
+      await rejectsWith(Archiver.verify(path), 'ECORRUPT_ARCHIVE');
+    } finally {
+      archiveReadTuning.wholeMaxOut = defaults.wholeMaxOut;
+    }
+  });
+
   it('passes sound archives (ours gzip and plain, GNU tar czf), re-checking the sidecar when present', async () => {
     const { gz, tar, gnu } = await setup();
     for (const f of [gz, tar]) {
