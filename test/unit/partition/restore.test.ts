@@ -290,7 +290,7 @@ describe('Partitioner.restore', () => {
   });
 
   it('checks the DNAs on worker threads when the archives are many: restores intact ones, refuses a mutant or a missing sidecar first', async () => {
-    // poolMinBytes 0: the path a restore of 64 MiB of archives or more takes.
+    // poolMinBytes 0: the path a restore of 24 MiB of archives or more takes.
     const onWorkers = { poolMinBytes: 0 };
     const { d, out, src } = await dumped();
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
