@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 // readVerifiedManifest (what Partitioner.restore reads once an archive's DNA
 // is checked) takes a short path: the first 16 KiB read, a few KiB inflated
 // and the first tar header parsed by hand. It must give the same manifest as
@@ -59,6 +60,19 @@ describe('readVerifiedManifest: the manifest from the first bytes of an archive'
       expect(manifestAtStart(gzipSync(other))).toBeUndefined();
       await writeFile(broken, gzipSync(other));
       await rejectsWith(readVerifiedManifest(broken), 'ECORRUPT_ARCHIVE');
+      // A manifest past the first 4 KiB inflated is found in the first 16 KiB; one past those, by the full pass.
+      for (const [hexBytes, atStart] of [
+        [6_000, true],
+        [40_000, false],
+      ] as const) {
+        const big = formatManifest({ format: 'stowage-partition', version: 1, engine: 'sqlite', source: randomBytes(hexBytes).toString('hex'), key: 'SEQNO', lo: 1n, hi: 100n, rowsPerPartition: 100, base: 1n, complete: true, created: new Date(0), tables: [{ name: 'T', schema: 'T/schema.sql', rows: 'T/rows.tsv', columns: ['SEQNO'], keyIndex: 0, count: 0, bytes: 0, digest: 'd41d8cd98f00b204e9800998ecf8427e' }] } as never);
+        const bigFile = join(d, `big-${hexBytes}.tar.gz`);
+        await writePartitionArchive(bigFile, [{ name: MANIFEST_ENTRY, size: big.length, data: big }], { gzipLevel: 6, gzipConcurrency: 1, mtime: new Date(0) });
+        const bytes = await readFile(bigFile);
+        expect(bytes.length).toBeGreaterThan(4096);
+        expect(manifestAtStart(bytes)?.equals(big) ?? false).toBe(atStart);
+        expect((await readVerifiedManifest(bigFile)).source).toBe(JSON.parse(big.toString()).source);
+      }
       // A file that is not there: the file system's error, as a StowageError.
       await rejectsWith(readVerifiedManifest(join(d, 'gone.tar.gz')), 'ENOT_FOUND');
       // Not gzip, or cut short: undefined, never a throw.
