@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archiver } from '../../../src/archive/index.js';
-import { archiveReadTuning } from '../../../src/archive/archive-reader.js';
+import { archiveReadTuning, readArchive } from '../../../src/archive/archive-reader.js';
 import type { Progress } from '../../../src/progress.js';
 import { logText, makeTree, rejectsWith, run, tempDir } from './helpers.js';
 
@@ -63,6 +63,29 @@ describe.each([
     } finally {
       archiveReadTuning.wholeMaxOut = defaults.wholeMaxOut;
     }
+  });
+
+  it('a damaged archive visits the entries before the damage, then fails (ECORRUPT_ARCHIVE), as a stream meets it', async () => {
+    const { gz } = await setup({ chunkSize: 64 * 1024 });
+    const whole = await readFile(gz);
+    const names: string[] = [];
+    await readArchive(gz, { phase: 'read' }, async (e) => void names.push(e.name));
+    await truncate(gz, whole.length - 1000);
+    const seen: string[] = [];
+    await rejectsWith(
+      readArchive(gz, { phase: 'read' }, async (e) => void seen.push(e.name)),
+      'ECORRUPT_ARCHIVE',
+    );
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.length).toBeLessThanOrEqual(names.length);
+    expect(seen).toEqual(names.slice(0, seen.length));
+    // A reader that stops at the first entry does not reach the damage.
+    const first: string[] = [];
+    await readArchive(gz, { phase: 'read' }, async (e) => {
+      first.push(e.name);
+      return true;
+    });
+    expect(first).toEqual(names.slice(0, 1));
   });
 
   it('passes sound archives (ours gzip and plain, GNU tar czf), re-checking the sidecar when present', async () => {
