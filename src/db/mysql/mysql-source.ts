@@ -447,7 +447,7 @@ export class MysqlSource implements TableSource {
       throwIfAborted(signal);
       const target = mysqlLoadColumns(info, indexes);
       const sql =
-        `LOAD DATA LOCAL INFILE '${INFILE_NAME}' INTO TABLE ${t} CHARACTER SET utf8mb4 ` +
+        `LOAD DATA LOCAL INFILE '${INFILE_NAME}' INTO TABLE ${t} CHARACTER SET ${target.charset} ` +
         "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n' " +
         `${target.columns}${target.set}`;
       let fed = false;

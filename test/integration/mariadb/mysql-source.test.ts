@@ -658,11 +658,24 @@ describe('MysqlSource: load', () => {
     };
     expect((await cols('u')).charset).toBe('binary');
     expect((await cols('l')).charset).toBe('utf8mb4');
+    // What the server is sent, from its general query log (the choice above once went unused).
+    await sql(db, a, "SET GLOBAL log_output = 'TABLE'");
+    await sql(db, a, 'TRUNCATE TABLE mysql.general_log');
+    await sql(db, a, 'SET GLOBAL general_log = 1');
     const u = Buffer.concat([encodeBulkRow(['1', 'Grüße 🚀', 'naïve', '{"a": "€"}', '🚀', Buffer.from([0xc3, 0x28, 0x00, 0xff]), '0.1']), encodeBulkRow(['2', '', null, null, 'ü', '', '-0.5'])]);
-    expect((await src.load('u', Readable.from([u]))).rows).toBe(2);
-    expect((await collect(await src.rows('u', { key: 'k' }))).equals(u)).toBe(true);
     const l = encodeBulkRow(['1', 'Grüße 🚀', 'Grüße']);
-    expect((await src.load('l', Readable.from([l]))).rows).toBe(1);
+    try {
+      expect((await src.load('u', Readable.from([u]))).rows).toBe(2);
+      expect((await src.load('l', Readable.from([l]))).rows).toBe(1);
+    } finally {
+      await sql(db, a, 'SET GLOBAL general_log = 0');
+    }
+    const sent = (await sql(db, a, "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log WHERE argument LIKE 'LOAD DATA%' ORDER BY event_time")).map((r) => String(r[0]).match(/INTO TABLE `(\w+)` CHARACTER SET (\w+)/)?.slice(1));
+    expect(sent).toEqual([
+      ['u', 'binary'],
+      ['l', 'utf8mb4'],
+    ]);
+    expect((await collect(await src.rows('u', { key: 'k' }))).equals(u)).toBe(true);
     expect((await collect(await src.rows('l', { key: 'k' }))).equals(l)).toBe(true);
     expect(await sql(db, a, 'SELECT HEX(l) FROM l')).toEqual([['4772FC DF65'.replace(' ', '')]]);
     // Malformed UTF-8 (C3 28), and a 4-byte character where only 3 fit (utf8mb3): refused, nothing kept.
