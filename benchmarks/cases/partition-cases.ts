@@ -306,7 +306,8 @@ async function mariadbLoadFloor(ctx: BenchContext, server: MariadbServer, outDir
       spread(conns, files, async (c, file) => {
         await c.query('START TRANSACTION');
         await c.query({
-          sql: `LOAD DATA LOCAL INFILE 'rows' INTO TABLE ${TABLE} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n'`,
+          // CHARACTER SET binary, as MysqlSource.load sends a table whose text columns are all UTF-8.
+          sql: `LOAD DATA LOCAL INFILE 'rows' INTO TABLE ${TABLE} CHARACTER SET binary FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n'`,
           infileStreamFactory: () => createReadStream(file, { highWaterMark: 1 << 20 }),
         });
         await c.query('COMMIT');
