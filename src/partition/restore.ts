@@ -198,21 +198,36 @@ async function findArchives(dir: string): Promise<Candidate[]> {
   await scan(dir, await list(dir), false);
   out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   // One archive reached twice (a folder linked under another name, `T_latest -> T`) is one archive.
+  // The real paths are looked up FS_LOOKUPS at a time (see there).
+  const reals: string[] = [];
+  await pool(
+    out.map((_, i) => i),
+    FS_LOOKUPS,
+    async (i) => {
+      try {
+        reals[i] = await realpath(out[i]!.path);
+      } catch (err) {
+        throw fromFsError(err, 'read', out[i]!.path);
+      }
+    },
+  );
   const seen = new Set<string>();
   const unique: Candidate[] = [];
-  for (const c of out) {
-    let real: string;
-    try {
-      real = await realpath(c.path);
-    } catch (err) {
-      throw fromFsError(err, 'read', c.path);
-    }
-    if (seen.has(real)) continue;
-    seen.add(real);
+  out.forEach((c, i) => {
+    if (seen.has(reals[i]!)) return;
+    seen.add(reals[i]!);
     unique.push(c);
-  }
+  });
   return unique;
 }
+
+/**
+ * File-system lookups (real paths, sizes) of the archives in flight at
+ * once before their DNA is checked. One after the other, the real paths
+ * and sizes of 100 archives took 11-14 ms of a restore's start, while the
+ * target waits; 16 at a time, 2-4 ms.
+ */
+const FS_LOOKUPS = 16;
 
 /** Runs `fn` over `items`, `n` at a time; the first failure stops new work and is rethrown once all in flight settled. */
 async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -526,16 +541,19 @@ export async function restorePartitions(target: TableSource, dir: string, option
   // CHECK_READ_BYTES at a time into a buffer used again for the next one,
   // its DNA checked on the way and its manifest parsed from its start.
   const poolMinBytes = tuning.poolMinBytes ?? POOL_MIN_BYTES;
-  const sizes = new Map<Candidate, number>();
+  // Sizes FS_LOOKUPS at a time, until they reach poolMinBytes (a restore may have 100,000s of archives).
   let total = 0;
-  for (const c of candidates) {
-    try {
-      sizes.set(c, (await stat(c.path)).size);
-    } catch (err) {
-      throw fromFsError(err, 'read', c.path);
-    }
-    total += sizes.get(c)!;
-    if (total >= poolMinBytes) break;
+  for (let i = 0; i < candidates.length && total < poolMinBytes; i += FS_LOOKUPS) {
+    const sizes = await Promise.all(
+      candidates.slice(i, i + FS_LOOKUPS).map(async (c) => {
+        try {
+          return (await stat(c.path)).size;
+        } catch (err) {
+          throw fromFsError(err, 'read', c.path);
+        }
+      }),
+    );
+    for (const n of sizes) total += n;
   }
   const threads = Math.max(1, Math.min(availableParallelism(), VERIFY_THREADS));
   const hashes = candidates.length > 0 && total >= poolMinBytes ? new HashPool({ size: threads }) : undefined;
