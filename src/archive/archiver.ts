@@ -10,8 +10,9 @@
  * fsync, rename) and through a {@link DnaDigest} on its way to the disk, so
  * the archive is never visible half-written and its DNA costs no second
  * read. Reading (verify, list, readEntry, extract) is one pass (streamed;
- * an archive of up to 4 MiB is inflated in one call) that checks gzip CRCs, tar header checksums, entry sizes and the
- * end-of-archive marker, and digests the file on the way. Extraction treats
+ * an archive of up to 4 MiB is inflated in one call) that checks gzip
+ * CRCs, tar header checksums, entry sizes and the end-of-archive marker,
+ * and digests the file on the way. Extraction treats
  * the archive as untrusted input (see {@link ExtractGuard}), and, since a
  * gzip member's CRC comes only after its bytes, puts nothing in place
  * before that whole pass has succeeded.
