@@ -65,7 +65,6 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -267,7 +266,7 @@ function corrupt(file: string, message: string, details: Record<string, unknown>
  * digest (md5, and every row's key found), which older archives still get.
  */
 async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-  const digester = t.sha256 === undefined ? new RangeDigester({ keyIndex: t.keyIndex }) : new RowsHash();
+  const digester = t.sha256 === undefined ? new RangeDigester({ keyIndex: t.keyIndex }) : new DnaDigest({ algorithm: ROWS_HASH_ALGORITHM });
   const splitter = keep === undefined ? undefined : new LineSplitter();
   for await (const chunk of data) {
     throwIfAborted(signal);
@@ -283,13 +282,13 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
     });
     if (kept.length > 0) yield Buffer.concat(kept);
   }
-  if (digester instanceof RowsHash) {
-    const d = digester.digest();
-    if (d.bytes !== t.bytes || d.sha256 !== t.sha256) {
-      throw corrupt(file, `the rows of ${JSON.stringify(t.name)} do not match its manifest (${d.bytes} bytes, sha256 ${d.sha256}; the manifest says ${t.bytes}, ${t.sha256}); nothing of it was loaded.`, {
+  if (digester instanceof DnaDigest) {
+    const { size: bytes, dig: sha256 } = digester.digest();
+    if (bytes !== t.bytes || sha256 !== t.sha256) {
+      throw corrupt(file, `the rows of ${JSON.stringify(t.name)} do not match its manifest (${bytes} bytes, sha256 ${sha256}; the manifest says ${t.bytes}, ${t.sha256}); nothing of it was loaded.`, {
         table: t.name,
         expected: { bytes: t.bytes, sha256: t.sha256 },
-        actual: d,
+        actual: { bytes, sha256 },
       });
     }
     return;
@@ -301,21 +300,6 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
       expected: { count: t.count, bytes: t.bytes, digest: t.digest },
       actual: d,
     });
-  }
-}
-
-/** The bytes and SHA-256 of a rows entry, as a manifest's `sha256` is computed. */
-class RowsHash {
-  readonly #hash = createHash(ROWS_HASH_ALGORITHM);
-  #bytes = 0;
-
-  update(chunk: Buffer): void {
-    this.#hash.update(chunk);
-    this.#bytes += chunk.length;
-  }
-
-  digest(): { bytes: number; sha256: string } {
-    return { bytes: this.#bytes, sha256: this.#hash.digest('hex') };
   }
 }
 
