@@ -88,6 +88,30 @@ describe.each([
     expect(first).toEqual(names.slice(0, 1));
   });
 
+  it('aborted while a small archive is read: rejects with the reason, on either path', async () => {
+    const { gz } = await setup();
+    expect((await stat(gz)).size).toBeLessThan(defaults.wholeMaxBytes);
+    const ac = new AbortController();
+    const reason = new Error('stop');
+    await expect(
+      Archiver.verify(gz, {
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.bytesDone > 0) ac.abort(reason);
+        },
+      }),
+    ).rejects.toBe(reason);
+    // Aborted while its entries are visited (after the whole file was read and inflated).
+    const ac2 = new AbortController();
+    let visited = 0;
+    await expect(
+      readArchive(gz, { phase: 'read', signal: ac2.signal }, async () => {
+        if (++visited === 3) ac2.abort(reason);
+      }),
+    ).rejects.toBe(reason);
+    expect(visited).toBeLessThan(16);
+  });
+
   it('passes sound archives (ours gzip and plain, GNU tar czf), re-checking the sidecar when present', async () => {
     const { gz, tar, gnu } = await setup();
     for (const f of [gz, tar]) {
