@@ -30,6 +30,8 @@ export const MANIFEST_FORMAT = 'stowage-partition';
 export const MANIFEST_VERSION = 1;
 /** The manifest's entry name inside the archive. */
 export const MANIFEST_ENTRY = 'manifest.json';
+/** The algorithm of a table's {@link ManifestTable.sha256}: the dump computes it, the restore checks the rows by it. */
+export const ROWS_HASH_ALGORITHM = 'sha256';
 
 /** One table of a partition, as its manifest records it. */
 export interface ManifestTable {

@@ -81,9 +81,8 @@ import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type Deferre
 import { readArchive } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName } from './layout.js';
-import type { ManifestTable, PartitionManifest } from './manifest.js';
+import { ROWS_HASH_ALGORITHM, type ManifestTable, type PartitionManifest } from './manifest.js';
 import { MANIFEST_PEEK_BYTES, readSmallEntry, readVerifiedManifest } from './partition-archive.js';
-import { ROWS_HASH_ALGORITHM } from './row-spool.js';
 
 /** Options of {@link Partitioner.restore}. */
 export interface RestoreOptions {

@@ -30,9 +30,7 @@ import { RANGE_DIGEST_ALGORITHM, RangeDigester, type RangeDigest } from '../db/r
 import { anySignal, throwIfAborted } from '../util/abort.js';
 import { BlockFeeder, sharedBlockHasher, type BlockHasher, type HashJob } from '../dna/block-hasher.js';
 import type { DnaAlgorithm } from '../dna/dna.js';
-
-/** The algorithm of a manifest's `sha256` of a table's rows (see `manifest.ts`). */
-export const ROWS_HASH_ALGORITHM = 'sha256';
+import { ROWS_HASH_ALGORITHM } from './manifest.js';
 
 /** What a spool knows of its rows: the {@link RangeDigest}, and the SHA-256 of the bulk text exactly as it came. */
 export interface SpoolDigest extends RangeDigest {
