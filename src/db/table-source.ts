@@ -381,6 +381,19 @@ export interface TableSource extends TableReader, AsyncDisposable {
    */
   references?(table: string, options?: DbOptions): Promise<string[]>;
 
+  /**
+   * Moves the sequences that give `table` its keys (PostgreSQL's serial and
+   * identity columns) up to the largest value the rows hold, so that the
+   * next INSERT that leaves the key to its default takes a key no row has.
+   * Only ever up; resolves to the sequences moved. Optional: MySQL's
+   * AUTO_INCREMENT and SQLite's rowid follow the rows loaded by
+   * themselves, so those sources leave it out. {@link Partitioner.restore}
+   * calls it after loading into a table it did not create (a table it
+   * creates gets the same from {@link DeferredIndexes.build}). ENO_TABLE if
+   * the table does not exist.
+   */
+  advanceSequences?(table: string, options?: DbOptions): Promise<string[]>;
+
   /** Closes every connection; further calls fail with EDB. Idempotent. */
   close(): Promise<void>;
 }

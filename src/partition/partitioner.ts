@@ -1106,7 +1106,11 @@ export class Partitioner {
    * replaced in one transaction whose rows are checked against the
    * manifest's count and range digest before it commits. A group's range
    * that fails or is stopped halfway is taken out again of the tables
-   * this restore created, so none holds it without the others.
+   * this restore created, so none holds it without the others. Where the
+   * target keeps key sequences apart from the rows (PostgreSQL's serial
+   * and identity columns), they are moved past the rows restored, in the
+   * tables it created and in those that existed alike (see
+   * {@link TableSource.advanceSequences}), so the next INSERT gets a new key.
    *
    * @param target - the database to load into
    * @param dir - an `outDir` (holding partition folders) or one partition folder

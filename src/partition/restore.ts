@@ -672,6 +672,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
     await createAndLoad();
   } catch (err) {
     await buildDeferred().catch(() => {});
+    await advanceSequences().catch(() => {}); // the rows committed before the failure stay: keys past them
     throw err;
   }
   if (deferred.length > 0) {
@@ -684,10 +685,35 @@ export async function restorePartitions(target: TableSource, dir: string, option
     progress.report(true);
     throwIfAborted(signal);
   }
+  await advanceSequences();
   const tables = [...perTable.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, v]) => Object.freeze({ name, rows: v.rows, partitions: v.partitions, created: created.has(name) }));
   return Object.freeze({ partitions: selected.length, rows, bytes, tables: Object.freeze(tables) });
+
+  /**
+   * Moves the sequences of the tables loaded that this restore did not
+   * create (the deferred build of one it created moves its own): rows
+   * loaded with their keys leave a PostgreSQL sequence behind them, and the
+   * table's next INSERT would take a key a restored row holds. Where it
+   * fails, the rows are in and stay: EDB says so and what to run.
+   */
+  async function advanceSequences(): Promise<void> {
+    if (typeof target.advanceSequences !== 'function') return;
+    for (const [name, v] of perTable) {
+      if (created.has(name) || v.rows === 0) continue;
+      try {
+        await target.advanceSequences(name, { signal });
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw new StowageError(
+          'EDB',
+          `${where}: the rows were restored into ${JSON.stringify(name)} and stay there, but moving its sequences past them failed (${(err as Error).message}), so its next INSERT may take a key a restored row holds. Once the cause is fixed, call advanceSequences(${JSON.stringify(name)}) on the target (or setval the sequences to the largest key).`,
+          { details: { table: name }, cause: err },
+        );
+      }
+    }
+  }
 
   /**
    * Builds the indexes deferred, table by table. A table whose rows break

@@ -277,8 +277,8 @@ export class PostgresSource implements TableSource {
    * the table in the target's schema.
    *
    * Not carried: foreign keys (they name other tables; add them after a
-   * restore), the current value of sequences (call `setval` after a
-   * restore), identity sequence options, storage parameters, tablespaces,
+   * restore), the current value of sequences ({@link advanceSequences}
+   * moves them past the rows after a restore), identity sequence options, storage parameters, tablespaces,
    * comments, grants, row security policies, triggers. Types, domains and
    * collations the columns use must exist in the target.
    */
@@ -556,6 +556,34 @@ export class PostgresSource implements TableSource {
   }
 
   /**
+   * Moves the sequences of `table`'s integer serial and identity columns
+   * up to the largest value the column holds, so that the next INSERT
+   * takes a key no row has (see {@link TableSource.advanceSequences}); one
+   * transaction. Only ever up, only ascending sequences, and only to a
+   * value the sequence can take: a sequence already past the rows, a
+   * descending one, or rows whose largest key lies outside the sequence's
+   * bounds (0, negative keys) leave it as it is. Resolves to the sequences
+   * moved (schema-qualified as `pg_get_serial_sequence` names them).
+   * ENO_TABLE if there is no such table.
+   */
+  async advanceSequences(table: string, options: DbOptions = {}): Promise<string[]> {
+    checkOptionKeys('PostgresSource.advanceSequences', options, ['signal']);
+    checkIdentifier('PostgresSource.advanceSequences', 'table', table);
+    this.#checkOpen();
+    return this.#inTransaction(`move the sequences of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
+      const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
+      const moved: string[] = [];
+      for (const sql of await this.#sequenceAdvances(client, info.oid, t)) {
+        throwIfAborted(options.signal);
+        const { rows } = await client.query<{ seq: string }>(sql);
+        if (rows.length > 0) moved.push(rows[0]!.seq);
+      }
+      return moved;
+    });
+  }
+
+  /**
    * The parent tables of `table`'s foreign keys in the source's schema (see
    * {@link TableSource.references}): COPY checks every row against them.
    * The table itself is among them when a key refers to its own rows; a
@@ -576,29 +604,38 @@ WHERE c.contype = 'f' AND c.conrelid = $1::oid AND n.nspname = $2`,
     });
   }
 
+  /**
+   * The statements that move the sequences of `t`'s serial and identity
+   * columns past the rows it holds (only ever up): a restored table's
+   * first INSERT would otherwise take a key its rows already hold.
+   * Integer columns and ascending sequences only, and only to a value the
+   * sequence can take (never below its start or last value, never past its
+   * bounds), so that a statement cannot fail. Each returns one row (the
+   * sequence) if it moved it, none where it is at the largest key already
+   * or past it.
+   */
+  async #sequenceAdvances(client: pg.ClientBase, oid: string, t: string): Promise<string[]> {
+    const { rows: seqs } = await client.query<{ col: string; seq: string }>(
+      `SELECT a.attname AS col, s.seq FROM pg_attribute a CROSS JOIN LATERAL (SELECT pg_get_serial_sequence($2, a.attname) AS seq) s
+WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) AND s.seq IS NOT NULL ORDER BY a.attnum`,
+      [oid, t],
+    );
+    return seqs.map((q) => {
+      const seq = `${pgLiteral(q.seq)}::regclass`;
+      return (
+        `SELECT ${pgLiteral(q.seq)} AS seq, setval(${seq}, x.m) FROM (SELECT max(${quotePgIdent(q.col)})::int8 AS m FROM ${t}) x, pg_sequence p ` +
+        `WHERE p.seqrelid = ${seq} AND p.seqincrement > 0 AND x.m BETWEEN greatest(p.seqmin, p.seqstart) AND p.seqmax ` +
+        `AND (pg_sequence_last_value(${seq}) IS NULL OR x.m > pg_sequence_last_value(${seq}))`
+      );
+    });
+  }
+
   /** Drops what {@link createTable} defers, in its transaction; the statements that put it back, or undefined. */
   async #deferIndexes(client: pg.ClientBase, table: string): Promise<DeferredIndexes | undefined> {
     const info = await pgTableInfo({ name: this.name, schema: this.schemaName }, client, table);
     const { rows } = await client.query<{ kind: 'c' | 'i'; name: string; def: string }>(DEFERRABLE_INDEXES_SQL, [info.oid]);
     const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
-    // The sequences of serial and identity columns, moved past the rows
-    // loaded (only ever up): a restored table's first INSERT would
-    // otherwise take a key its rows already hold.
-    // Integer columns and ascending sequences only, and only to a value the
-    // sequence can take (never below its start or last value, never past
-    // its bounds), so that the statement cannot fail and cost the table.
-    const { rows: seqs } = await client.query<{ col: string; seq: string }>(
-      `SELECT a.attname AS col, s.seq FROM pg_attribute a CROSS JOIN LATERAL (SELECT pg_get_serial_sequence($2, a.attname) AS seq) s
-WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) AND s.seq IS NOT NULL ORDER BY a.attnum`,
-      [info.oid, t],
-    );
-    const advance = seqs.map((q) => {
-      const seq = `${pgLiteral(q.seq)}::regclass`;
-      return (
-        `SELECT setval(${seq}, x.m) FROM (SELECT max(${quotePgIdent(q.col)})::int8 AS m FROM ${t}) x, pg_sequence p ` +
-        `WHERE p.seqrelid = ${seq} AND p.seqincrement > 0 AND x.m BETWEEN greatest(p.seqmin, p.seqstart, coalesce(pg_sequence_last_value(${seq}), p.seqmin)) AND p.seqmax`
-      );
-    });
+    const advance = await this.#sequenceAdvances(client, info.oid, t);
     if (rows.length === 0 && advance.length === 0) return undefined;
     await client.query('SAVEPOINT stowage_defer_indexes');
     try {

@@ -83,4 +83,27 @@ describe('Partitioner.restore into MariaDB', () => {
     }
     expect((await Partitioner.compare(src, dst, 'ev', { key: 'seqno', rowsPerPartition: 250 })).equal).toBe(true);
   });
+
+  it('leaves AUTO_INCREMENT past the rows restored, into a table it creates and one that existed (no sequences to move)', async () => {
+    const srcDb = await db.createDatabase(`s${++n}`);
+    const ddl = 'CREATE TABLE runlog (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB';
+    await sql(db, srcDb, ddl);
+    await sql(db, srcDb, "INSERT INTO runlog (note) SELECT CONCAT('run ', seq) FROM seq_1_to_250");
+    await using src = new MysqlSource({ ...db.connectionConfig, database: srcDb });
+    expect(typeof (src as { advanceSequences?: unknown }).advanceSequences).toBe('undefined');
+    const out = join(await tempDir('myai'), 'out');
+    await new Partitioner(src, { table: 'runlog', key: 'id', rowsPerPartition: 100, outDir: out }).dump();
+    const made = await db.createDatabase(`t${++n}`);
+    const existing = await db.createDatabase(`t${++n}`);
+    await sql(db, existing, ddl);
+    for (const [database, created] of [[made, true], [existing, false]] as const) {
+      await using dst = new MysqlSource({ ...db.connectionConfig, database });
+      expect((await Partitioner.restore(dst, out)).tables[0]).toMatchObject({ rows: 250, created });
+      await sql(db, database, "INSERT INTO runlog (note) VALUES ('after the restore')");
+      // Past every restored key; InnoDB may leave a gap after a bulk load (its own auto-increment batches), never a collision.
+      const [[id, rows]] = (await sql(db, database, "SELECT id, (SELECT COUNT(*) FROM runlog) FROM runlog WHERE note = 'after the restore'")) as [[string | number, string | number]];
+      expect(Number(id)).toBeGreaterThan(250);
+      expect(Number(rows)).toBe(251);
+    }
+  });
 });

@@ -119,6 +119,39 @@ describe('Partitioner.restore', () => {
     await src.close();
   });
 
+  it('leaves the next rowid past the rows restored, AUTOINCREMENT or not, into a table it creates and one that existed', async () => {
+    const d = await tempDir();
+    const f = join(d, 'src.db');
+    const ddl = 'CREATE TABLE auto (id INTEGER PRIMARY KEY AUTOINCREMENT, note TEXT); CREATE TABLE plain (id INTEGER PRIMARY KEY, note TEXT);';
+    exec(f, ddl);
+    exec(f, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 250) INSERT INTO auto (note) SELECT 'run ' || i FROM s; INSERT INTO plain SELECT id, note FROM auto;");
+    await using src = new SqliteSource(f);
+    expect(typeof (src as { advanceSequences?: unknown }).advanceSequences).toBe('undefined');
+    const out = join(d, 'out');
+    for (const table of ['auto', 'plain']) await new Partitioner(src, { table, key: 'id', rowsPerPartition: 100, outDir: out }).dump();
+    const existing = join(d, 'existing.db');
+    exec(existing, ddl);
+    for (const [file, created] of [[join(d, 'made.db'), true], [existing, false]] as const) {
+      {
+        await using dst = new SqliteSource(file, { create: true });
+        const r = await Partitioner.restore(dst, out);
+        expect(r.tables.map((t) => [t.name, t.rows, t.created])).toEqual([
+          ['auto', 250, created],
+          ['plain', 250, created],
+        ]);
+      }
+      exec(file, "INSERT INTO auto (note) VALUES ('after'); INSERT INTO plain (note) VALUES ('after');");
+      expect(rowsOf(file, 'auto').length).toBe(251);
+      const db = new Database(file, { readonly: true });
+      try {
+        expect(db.prepare('SELECT max(id) FROM auto').pluck().get()).toBe(251);
+        expect(db.prepare('SELECT max(id) FROM plain').pluck().get()).toBe(251);
+      } finally {
+        db.close();
+      }
+    }
+  });
+
   it('restores again over existing rows, replacing each range (the rewritten tail)', async () => {
     const { d, out, src } = await dumped();
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
