@@ -120,8 +120,10 @@ export function streamingSuite(f: StreamingEngine): void {
       expect(lines).toBe(WIDE_ROWS);
       expect(bytes).toBeGreaterThan(200 * 1000 * 1000);
       expect(maxBuffered).toBeLessThan(2 * 1024 * 1024);
-      // Buffering the range would take more than 200 MB; streaming takes a few (plus garbage not yet collected).
-      expect(peak - rss0).toBeLessThan(80 * 1024 * 1024);
+      // Buffering the range would take more than 200 MB; streaming takes a few, plus garbage not yet
+      // collected, which on a loaded machine (the full suite on 2 cores) reached 86 MB once: the bound
+      // sits between the two, well below what holding the range would cost.
+      expect(peak - rss0).toBeLessThan(128 * 1024 * 1024);
       expect(await f.running(f.wideQuery)).toBe(0);
     });
 
