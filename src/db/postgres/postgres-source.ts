@@ -270,7 +270,8 @@ export class PostgresSource implements TableSource {
    *
    * Carried: the columns in order with their types and typmods
    * (`format_type`), collations that differ from the type's, defaults,
-   * identity and generated columns, NOT NULL; the primary key, unique,
+   * identity columns with their sequence's options (START WITH, INCREMENT
+   * BY, bounds, CACHE, CYCLE), generated columns, NOT NULL; the primary key, unique,
    * check and exclusion constraints; the other indexes; the sequences that
    * `serial` columns own (created, then `OWNED BY` the column); UNLOGGED.
    * Names in the source's schema are left unqualified, so the DDL creates
@@ -278,9 +279,10 @@ export class PostgresSource implements TableSource {
    *
    * Not carried: foreign keys (they name other tables; add them after a
    * restore), the current value of sequences ({@link advanceSequences}
-   * moves them past the rows after a restore), identity sequence options, storage parameters, tablespaces,
-   * comments, grants, row security policies, triggers. Types, domains and
-   * collations the columns use must exist in the target.
+   * moves them past the rows after a restore), the name of an identity
+   * column's sequence, storage parameters, tablespaces, comments, grants,
+   * row security policies, triggers. Types, domains and collations the
+   * columns use must exist in the target.
    */
   schema(table: string, options?: DbOptions): Promise<string> {
     return this.#reader.schema(table, options);
