@@ -221,11 +221,25 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
           return s;
         },
         async () => {
-          const b = await fresh();
-          const s = await time(() => sh(`myloader ${cli} -d ${theirs} -B ${b} --threads ${CONCURRENCY} -o`));
-          const [loaded] = await server.query<{ n: number }[]>(`SELECT COUNT(*) AS n FROM ${b}.${TABLE}`);
-          if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
-          return s;
+          // myloader 0.10 gives up on a deadlock InnoDB reports between its two threads (seen once in
+          // ~20 runs): that attempt is not timed, and the trial runs again into a fresh database.
+          for (let attempt = 1; ; attempt++) {
+            const b = await fresh();
+            let s: number;
+            try {
+              s = await time(() => sh(`myloader ${cli} -d ${theirs} -B ${b} --threads ${CONCURRENCY} -o`));
+            } catch (err) {
+              if (attempt < 3 && /Deadlock found/.test((err as Error).message)) {
+                ctx.log(`mariadb-restore: myloader stopped on a deadlock (attempt ${attempt}); running that trial again`);
+                await settleMariadb(server);
+                continue;
+              }
+              throw err;
+            }
+            const [loaded] = await server.query<{ n: number }[]>(`SELECT COUNT(*) AS n FROM ${b}.${TABLE}`);
+            if (Number(loaded?.n) !== rows) throw new Error(`mariadb-restore: myloader restored ${String(loaded?.n)} rows of ${rows}`);
+            return s;
+          }
         },
         () => settleMariadb(server),
       );

@@ -452,8 +452,9 @@ interface SequenceRow {
  * Builds the `CREATE TABLE` of a table from the catalogs, as pg_dump would
  * for the table alone: the columns in order with their types and typmods
  * (`format_type`), collations that differ from the type's, defaults,
- * identity columns with their sequence's options, generated columns, NOT NULL; the primary key, unique, check
- * and exclusion constraints (`pg_get_constraintdef`; a check the source
+ * identity columns with their sequence's options, generated columns, NOT
+ * NULL; the primary key, unique, check and exclusion constraints
+ * (`pg_get_constraintdef`; a check the source
  * holds `NOT VALID` as an `ALTER TABLE ... ADD CONSTRAINT ... NOT VALID`
  * after the table, since CREATE TABLE would validate it); the other indexes
  * (`pg_get_indexdef`, on the unqualified table); and the sequences that `serial` columns own
@@ -464,9 +465,9 @@ interface SequenceRow {
  * Not carried (document them where it matters): foreign keys (they name
  * other tables; add them after a restore), the current value of sequences
  * (a restore moves them past the rows it loads; see `advanceSequences`),
- * the name of an identity column's sequence (its options are carried), storage
- * parameters, tablespaces, comments, grants, row security policies,
- * triggers, and the partitioning of a partitioned table. Types, domains and
+ * the name of an identity column's sequence (its options are carried),
+ * storage parameters, tablespaces, comments, grants, row security
+ * policies, triggers, and the partitioning of a partitioned table. Types, domains and
  * collations the columns use must exist in the target.
  *
  * @param client - a client whose `search_path` is `schema`

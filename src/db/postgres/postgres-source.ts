@@ -271,9 +271,10 @@ export class PostgresSource implements TableSource {
    * Carried: the columns in order with their types and typmods
    * (`format_type`), collations that differ from the type's, defaults,
    * identity columns with their sequence's options (START WITH, INCREMENT
-   * BY, bounds, CACHE, CYCLE), generated columns, NOT NULL; the primary key, unique,
-   * check and exclusion constraints; the other indexes; the sequences that
-   * `serial` columns own (created, then `OWNED BY` the column); UNLOGGED.
+   * BY, bounds, CACHE, CYCLE), generated columns, NOT NULL; the primary
+   * key, unique, check and exclusion constraints; the other indexes; the
+   * sequences that `serial` columns own (created, then `OWNED BY` the
+   * column); UNLOGGED.
    * Names in the source's schema are left unqualified, so the DDL creates
    * the table in the target's schema.
    *
