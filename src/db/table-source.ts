@@ -227,6 +227,11 @@ export interface LoadOptions extends DbOptions {
    * Delete the table's rows with key in [lo, hi] first, in the same
    * transaction as the load: restoring a partition again (a rewritten
    * partial tail) replaces it instead of failing on duplicate keys.
+   * PostgreSQL, where other tables' foreign keys point at the table (and
+   * the key has a unique index of its own), merges instead: the rows that
+   * come back are updated in place, the new ones inserted, and only the
+   * rows that do not come back deleted, so the keys other tables refer to
+   * stay (see {@link PostgresSource.load}).
    */
   replaceRange?: ReplaceRange;
   /**
@@ -248,7 +253,7 @@ export interface LoadResult {
   readonly rows: number;
   /** Bytes of bulk text consumed. */
   readonly bytes: number;
-  /** Rows deleted first because of {@link LoadOptions.replaceRange} (0 without it). */
+  /** Rows the range held, which {@link LoadOptions.replaceRange} replaced (deleted first, or merged; 0 without it). */
   readonly deleted: number;
 }
 

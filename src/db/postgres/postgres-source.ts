@@ -147,14 +147,16 @@ const CHANGING_DELETE_ACTIONS: Record<string, string> = { c: 'ON DELETE CASCADE'
  * @param table - the quoted, schema-qualified table
  * @param inRange - the SQL condition of the range
  * @param bounds - the range
+ * @param gone - more conditions on the rows deleted (` AND ...`, on the
+ *   table as `d`): a merge deletes only the rows the load does not bring back
  */
-async function refuseCascades(client: pg.Client, source: string, action: string, table: string, inRange: string, bounds: ReplaceBounds): Promise<void> {
+async function refuseCascades(client: pg.Client, source: string, action: string, table: string, inRange: string, bounds: ReplaceBounds, gone = ''): Promise<void> {
   const refs = await client.query<{ conname: string; child: string; confdeltype: string }>(
     `SELECT c.conname, c.conrelid::regclass::text AS child, c.confdeltype FROM pg_catalog.pg_constraint c WHERE c.contype = 'f' AND c.confrelid = $1::regclass AND c.confdeltype IN ('c', 'n', 'd') ORDER BY c.conname`,
     [table],
   );
   if (refs.rows.length === 0) return;
-  const holds = await client.query(`SELECT 1 FROM ONLY ${table} WHERE ${inRange} LIMIT 1`);
+  const holds = await client.query(`SELECT 1 FROM ONLY ${table} AS d WHERE ${inRange}${gone} LIMIT 1`);
   if ((holds.rowCount ?? 0) === 0) return;
   const list = refs.rows.map((r) => `${r.child} (${r.conname}, ${CHANGING_DELETE_ACTIONS[r.confdeltype] ?? r.confdeltype})`).join(', ');
   throw new StowageError(
@@ -162,6 +164,44 @@ async function refuseCascades(client: pg.Client, source: string, action: string,
     `${source}: cannot ${action}: replacing its rows in [${bounds.lo}, ${bounds.hi}] would delete or change rows of ${list} through their foreign keys, which the reload would not bring back; nothing was loaded. Drop those constraints for the restore and add them back after it, or restore into an empty table.`,
     { details: { source, action, references: refs.rows.map((r) => ({ table: r.child, constraint: r.conname, onDelete: CHANGING_DELETE_ACTIONS[r.confdeltype] ?? r.confdeltype })) } },
   );
+}
+
+/** The temporary table a merging load copies its rows into (dropped at the end of the transaction). */
+const MERGE_TABLE = 'pg_temp.stowage_merge';
+
+/**
+ * Whether a `replaceRange` load merges its rows into the range instead of
+ * deleting the range first: where other tables' foreign keys point at the
+ * table and the range holds rows, a DELETE of rows that come straight back
+ * would fail (NO ACTION, RESTRICT) or reach into those tables (CASCADE,
+ * SET NULL). A merge updates the rows that come back in place, inserts the
+ * new ones and deletes only the rows that do not come back, so the keys
+ * children refer to never go away. It needs a unique index on exactly the
+ * key column (for `ON CONFLICT`), and no loaded column other than the key
+ * that is `GENERATED ALWAYS AS IDENTITY` (which UPDATE cannot set);
+ * otherwise the load deletes first, as for any other table.
+ *
+ * @param client - inside the load's transaction
+ * @param table - the quoted, schema-qualified table
+ * @param oid - its oid
+ * @param key - the key column's name
+ * @param columns - the columns loaded
+ * @param inRange - the SQL condition of the range
+ */
+async function mergesInto(client: pg.Client, table: string, oid: string, key: string, columns: readonly string[], inRange: string): Promise<{ always: boolean } | undefined> {
+  if (!columns.includes(key)) return undefined;
+  const { rows } = await client.query<{ referenced: boolean; unique: boolean; always: string[] }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = $1::oid) AS referenced,
+  EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS unique,
+  ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped AND attidentity = 'a') AS always`,
+    [oid, key],
+  );
+  const r = rows[0]!;
+  if (!r.referenced || !r.unique || r.always.some((c) => c !== key && columns.includes(c))) return undefined;
+  const holds = await client.query(`SELECT 1 FROM ONLY ${table} WHERE ${inRange} LIMIT 1`);
+  if ((holds.rowCount ?? 0) === 0) return undefined;
+  return { always: r.always.some((c) => columns.includes(c)) };
 }
 
 /** How long an aborted load waits for the server to end the COPY before the client is closed. */
@@ -418,6 +458,18 @@ export class PostgresSource implements TableSource {
    * fed through a bulk text gate that checks every row (and rewrites `\Z`,
    * which COPY would read as `Z`). The load commits only if COPY stored
    * exactly the rows the input holds.
+   *
+   * `replaceRange` deletes the range first, unless other tables' foreign
+   * keys point at the table, the range holds rows and the key column has a
+   * unique index of its own: then the rows are copied into a temporary
+   * table and merged (`INSERT ... ON CONFLICT (key) DO UPDATE`, after a
+   * DELETE of only the range's rows that do not come back), so the keys
+   * the other tables refer to never go away and their ON DELETE actions do
+   * not fire for rows that stay. A row that does go while another table
+   * still refers to it fails as any DELETE would (NO ACTION, RESTRICT), and
+   * one whose going would CASCADE, SET NULL or SET DEFAULT is refused
+   * (EDB), nothing loaded. Not merged (deleted first, as before): a loaded
+   * column other than the key that is `GENERATED ALWAYS AS IDENTITY`.
    */
   async load(table: string, input: Readable | AsyncIterable<Uint8Array>, options: LoadOptions = {}): Promise<LoadResult> {
     checkOptionKeys('PostgresSource.load', options, ['signal', 'onProgress', 'replaceRange', 'columns']);
@@ -472,17 +524,33 @@ export class PostgresSource implements TableSource {
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       let deleted = 0;
-      if (inRange !== undefined) {
+      const list = columns.map((c) => quotePgIdent(c.name)).join(', ');
+      const keyName = bounds === undefined ? undefined : pgKeyColumn(this.name, info, bounds.key).name;
+      const merge = inRange === undefined ? undefined : await mergesInto(client, t, info.oid, keyName!, columns.map((c) => c.name), inRange);
+      if (merge !== undefined) {
+        await client.query(`CREATE TEMP TABLE stowage_merge ON COMMIT DROP AS SELECT ${list} FROM ONLY ${t} WITH NO DATA`);
+      } else if (inRange !== undefined) {
         await refuseCascades(client, this.name, action, t, inRange, bounds!);
         // ONLY: the rows of tables inheriting from this one are theirs, not this range's.
         deleted = (await client.query(`DELETE FROM ONLY ${t} WHERE ${inRange}`)).rowCount ?? 0;
       }
       throwIfAborted(signal);
-      const copy = client.query(copyFrom(`COPY ${t} (${columns.map((c) => quotePgIdent(c.name)).join(', ')}) FROM STDIN`));
+      const copy = client.query(copyFrom(`COPY ${merge === undefined ? t : MERGE_TABLE} (${list}) FROM STDIN`));
       await pipeline(stream, g, copy);
       throwIfAborted(signal);
       if (copy.rowCount !== g.rows) {
         throw new StowageError('EDB', `${this.name}: cannot ${action}: COPY stored ${copy.rowCount} of ${g.rows} rows; nothing was kept.`, { details: { source: this.name, action, rows: g.rows, stored: copy.rowCount } });
+      }
+      if (merge !== undefined) {
+        // The rows that do not come back go (their foreign keys act as on any DELETE); the others are updated in place, so the keys children refer to stay.
+        const k = quotePgIdent(keyName!);
+        const gone = ` AND NOT EXISTS (SELECT 1 FROM ${MERGE_TABLE} m WHERE m.${k} = d.${k})`;
+        await refuseCascades(client, this.name, action, t, inRange!, bounds!, gone);
+        deleted = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${t} WHERE ${inRange!}`)).rows[0]!.n);
+        await client.query(`DELETE FROM ONLY ${t} AS d WHERE ${inRange!}${gone}`);
+        const rest = columns.map((c) => quotePgIdent(c.name)).filter((c) => c !== k);
+        const onConflict = rest.length === 0 ? 'DO NOTHING' : `DO UPDATE SET (${rest.join(', ')}) = ROW(${rest.map((c) => `EXCLUDED.${c}`).join(', ')})`;
+        await client.query(`INSERT INTO ${t} (${list})${merge.always ? ' OVERRIDING SYSTEM VALUE' : ''} SELECT ${list} FROM ${MERGE_TABLE} ON CONFLICT (${k}) ${onConflict}`);
       }
       await client.query('COMMIT');
       inTransaction = false;

@@ -392,7 +392,7 @@ describe('PostgresSource: replaceRange and foreign keys', () => {
     expect(await sql(db, a, 'SELECT k::text, v FROM child ORDER BY k')).toEqual([['1', 'c1dup'], ['3', 'c3']]);
   });
 
-  it('refuses (EDB, nothing changed anywhere) a replaceRange whose DELETE would cascade into, or null, rows of other tables; loads when the range is empty', async () => {
+  it('refuses (EDB, nothing changed anywhere) a replaceRange that would delete rows other tables cascade from, or null; merges when every row comes back; loads when the range is empty', async () => {
     const a = await freshDb();
     await sql(db, a, 'CREATE TABLE parent ("SEQNO" bigint PRIMARY KEY, v text)');
     await sql(db, a, 'CREATE TABLE child ("SEQNO" bigint, "ROW" int, pseq bigint REFERENCES parent ("SEQNO") ON DELETE CASCADE, PRIMARY KEY ("SEQNO", "ROW"))');
@@ -401,14 +401,27 @@ describe('PostgresSource: replaceRange and foreign keys', () => {
     await sql(db, a, 'INSERT INTO child VALUES (1, 1, 1), (1, 2, 1), (2, 1, 2), (3, 1, 3)');
     await sql(db, a, 'INSERT INTO note VALUES (7, 2)');
     await using src = source(a);
-    const rows = Buffer.from('1\ta\n2\tB\n3\tc\n');
-    const err = await rejectsWith(src.load('parent', Readable.from([rows]), { replaceRange: { key: 'SEQNO', lo: 1, hi: 3 } }), 'EDB');
+    // Row 2 does not come back: deleting it would cascade into child and null note.
+    const err = await rejectsWith(src.load('parent', Readable.from([Buffer.from('1\ta\n3\tC\n')]), { replaceRange: { key: 'SEQNO', lo: 1, hi: 3 } }), 'EDB');
     expect(err.message).toMatch(/child \(child_pseq_fkey, ON DELETE CASCADE\)/);
     expect(err.message).toMatch(/note \(note_parent, ON DELETE SET NULL\)/);
     expect(err.message).toMatch(/nothing was loaded/);
     expect(await sql(db, a, 'SELECT count(*)::text FROM child')).toEqual([['4']]);
     expect(await sql(db, a, 'SELECT pseq::text FROM note')).toEqual([['2']]);
     expect(await sql(db, a, 'SELECT v FROM parent ORDER BY "SEQNO"')).toEqual([['a'], ['b'], ['c']]);
+    // Every row comes back (one changed, one new): merged in place, nothing cascades, the rows referring to them stay.
+    const merged = await src.load('parent', Readable.from([Buffer.from('1\ta\n2\tB\n3\tc\n4\td\n')]), { replaceRange: { key: 'SEQNO', lo: 1, hi: 4 } });
+    expect(merged).toMatchObject({ rows: 4, deleted: 3 });
+    expect(await sql(db, a, 'SELECT "SEQNO"::text, v FROM parent ORDER BY "SEQNO"')).toEqual([['1', 'a'], ['2', 'B'], ['3', 'c'], ['4', 'd']]);
+    expect(await sql(db, a, 'SELECT count(*)::text FROM child')).toEqual([['4']]);
+    expect(await sql(db, a, 'SELECT pseq::text FROM note')).toEqual([['2']]);
+    // A key that is GENERATED ALWAYS AS IDENTITY merges too (the rows keep their keys).
+    await sql(db, a, 'CREATE TABLE gen (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)');
+    await sql(db, a, 'CREATE TABLE gen_ref (id int PRIMARY KEY, gid bigint REFERENCES gen (id))');
+    await sql(db, a, "INSERT INTO gen (v) VALUES ('x'), ('y')");
+    await sql(db, a, 'INSERT INTO gen_ref VALUES (1, 1), (2, 2)');
+    expect(await src.load('gen', Readable.from([Buffer.from('1\tX\n2\ty\n')]), { replaceRange: { key: 'id', lo: 1, hi: 2 } })).toMatchObject({ rows: 2, deleted: 2 });
+    expect(await sql(db, a, 'SELECT id::text, v FROM gen ORDER BY id')).toEqual([['1', 'X'], ['2', 'y']]);
     // A range holding no rows deletes nothing: it loads.
     const r = await src.load('parent', Readable.from([Buffer.from('10\tj\n')]), { replaceRange: { key: 'SEQNO', lo: 10, hi: 19 } });
     expect(r).toMatchObject({ rows: 1, deleted: 0 });

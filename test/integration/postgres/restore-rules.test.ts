@@ -88,6 +88,41 @@ describe('Partitioner.restore into tables with foreign keys', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('restores again over parent rows the children refer to (an incremental restore of the rewritten tail): merged in place; a parent row gone from the source fails with EDB', async () => {
+    const from = await database(true);
+    const dir = await tempDir('fk-again');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    const tables = ['run', 'a_calib', 'a_channel'];
+    const dump = async (): Promise<void> => {
+      for (const table of tables) await new Partitioner(src, { table, key: 'id', rowsPerPartition: 100, outDir: dir }).dump({ incremental: true });
+    };
+    await dump(); // [201, 300] is the partial tail of each table
+    const to = await database(false);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    await Partitioner.restore(dst, dir);
+    // New rows at the source; the tails are rewritten, and restored again over the rows the children refer to.
+    await server.query("INSERT INTO run SELECT s, 'run ' || s FROM generate_series(251, 280) s", [], from);
+    await server.query('INSERT INTO a_calib SELECT s, s, s / 10.0 FROM generate_series(251, 280) s', [], from);
+    await server.query('INSERT INTO a_channel SELECT s, s, s, 1 FROM generate_series(251, 280) s', [], from);
+    await server.query("UPDATE run SET name = 'renamed' WHERE id = 222", [], from);
+    await dump();
+    const again = await Partitioner.restore(dst, dir, { lo: 201n });
+    expect(again.tables.map((t) => [t.name, t.rows, t.created])).toEqual([
+      ['a_calib', 80, false],
+      ['a_channel', 80, false],
+      ['run', 80, false],
+    ]);
+    for (const table of tables) expect((await Partitioner.compare(src, dst, table, { key: 'id' })).equal).toBe(true);
+    // A row gone from the source while the target's children still refer to it: the restore of its range fails, and that range stays as it was.
+    await server.query('DELETE FROM a_channel WHERE id = 230', [], from);
+    await server.query('DELETE FROM a_calib WHERE id = 230', [], from);
+    await dump();
+    const err = await rejectsWith(Partitioner.restore(dst, dir, { table: 'a_calib', lo: 201n }), 'EDB');
+    expect(err.message).toMatch(/foreign key constraint/);
+    expect(await server.query('SELECT count(*)::int AS n FROM a_calib WHERE id BETWEEN 201 AND 300', [], to)).toEqual([{ n: 80 }]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('loads a group archive whose payload refers to its validity table in that order, whatever order the group names them', async () => {
     const group = ['CREATE TABLE vld (seqno bigint PRIMARY KEY, since timestamp)', 'CREATE TABLE payload (row_id bigint PRIMARY KEY, seqno bigint NOT NULL REFERENCES vld(seqno), adc integer)'];
     const from = await server.createDatabase(`fk${++n}`);
