@@ -672,7 +672,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
     await createAndLoad();
   } catch (err) {
     await buildDeferred().catch(() => {});
-    await advanceSequences().catch(() => {}); // the rows committed before the failure stay: keys past them
+    // The rows committed before the failure (or the abort) stay: keys past them, not cancellable, as the indexes.
+    await advanceSequences(undefined).catch(() => {});
     throw err;
   }
   if (deferred.length > 0) {
@@ -685,7 +686,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
     progress.report(true);
     throwIfAborted(signal);
   }
-  await advanceSequences();
+  await advanceSequences(signal);
   const tables = [...perTable.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, v]) => Object.freeze({ name, rows: v.rows, partitions: v.partitions, created: created.has(name) }));
@@ -697,15 +698,17 @@ export async function restorePartitions(target: TableSource, dir: string, option
    * loaded with their keys leave a PostgreSQL sequence behind them, and the
    * table's next INSERT would take a key a restored row holds. Where it
    * fails, the rows are in and stay: EDB says so and what to run.
+   *
+   * @param cancel - the restore's signal, or undefined after a failure
    */
-  async function advanceSequences(): Promise<void> {
+  async function advanceSequences(cancel: AbortSignal | undefined): Promise<void> {
     if (typeof target.advanceSequences !== 'function') return;
     for (const [name, v] of perTable) {
       if (created.has(name) || v.rows === 0) continue;
       try {
-        await target.advanceSequences(name, { signal });
+        await target.advanceSequences(name, { signal: cancel });
       } catch (err) {
-        if (signal?.aborted) throw signal.reason;
+        if (cancel?.aborted) throw cancel.reason;
         throw new StowageError(
           'EDB',
           `${where}: the rows were restored into ${JSON.stringify(name)} and stay there, but moving its sequences past them failed (${(err as Error).message}), so its next INSERT may take a key a restored row holds. Once the cause is fixed, call advanceSequences(${JSON.stringify(name)}) on the target (or setval the sequences to the largest key).`,

@@ -309,6 +309,16 @@ describe('Partitioner.restore into PostgreSQL: indexes after the rows', () => {
     expect(await server.query("SELECT last_value FROM runlog_id_seq", [], target)).toEqual([{ last_value: '1000' }]);
     await rejectsWith(dst.advanceSequences('nosuch'), 'ENO_TABLE');
 
+    // A restore that fails midway (a later range breaks a unique key of the target's): the ranges loaded before it stay, and so do keys past them.
+    const failing = await server.createDatabase(`d${++n}`);
+    await server.query(DDL_RUNLOG, [], failing);
+    await server.query('ALTER TABLE runlog ADD CONSTRAINT note_unique UNIQUE (note)', [], failing);
+    await server.query("INSERT INTO runlog (id, note) VALUES (0, 'run 250')", [], failing);
+    await using broken = new PostgresSource({ ...server.clientConfig, database: failing });
+    await rejectsWith(Partitioner.restore(broken, dir, { table: 'runlog', concurrency: 1 }), 'EDB');
+    expect(await server.query('SELECT count(*)::int AS c, max(id)::int AS m FROM runlog', [], failing)).toEqual([{ c: 201, m: 200 }]);
+    expect(await server.query("INSERT INTO runlog (note) VALUES ('after the failure') RETURNING id", [], failing)).toEqual([{ id: '201' }]);
+
     // A loader that may write the table but not its sequences: the rows go in and stay, and EDB says what is left to do.
     const other = await server.createDatabase(`d${++n}`);
     await server.query(DDL_RUNLOG, [], other);
