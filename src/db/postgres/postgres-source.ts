@@ -515,9 +515,10 @@ export class PostgresSource implements TableSource {
       const [, info] = await Promise.all([begun, pgTableInfo({ name: this.name, schema: this.schemaName }, client, table)]);
       const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
       let inRange: string | undefined;
+      let keyName: string | undefined;
       if (bounds !== undefined) {
-        const k = quotePgIdent(pgKeyColumn(this.name, info, bounds.key).name);
-        inRange = pgRangeCondition(k, bounds.lo, bounds.hi);
+        keyName = pgKeyColumn(this.name, info, bounds.key).name;
+        inRange = pgRangeCondition(quotePgIdent(keyName), bounds.lo, bounds.hi);
       }
       const { columns } = pickColumns(this.name, info.name, info.columns, names);
       const g = (gate = new BulkTextGate({ columns: columns.length, dialect: 'postgres' }));
@@ -525,7 +526,6 @@ export class PostgresSource implements TableSource {
       throwIfAborted(signal);
       let deleted = 0;
       const list = columns.map((c) => quotePgIdent(c.name)).join(', ');
-      const keyName = bounds === undefined ? undefined : pgKeyColumn(this.name, info, bounds.key).name;
       const merge = inRange === undefined ? undefined : await mergesInto(client, t, info.oid, keyName!, columns.map((c) => c.name), inRange);
       if (merge !== undefined) {
         await client.query(`CREATE TEMP TABLE stowage_merge ON COMMIT DROP AS SELECT ${list} FROM ONLY ${t} WITH NO DATA`);
