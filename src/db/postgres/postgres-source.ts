@@ -177,9 +177,10 @@ const MERGE_TABLE = 'pg_temp.stowage_merge';
  * SET NULL). A merge updates the rows that come back in place, inserts the
  * new ones and deletes only the rows that do not come back, so the keys
  * children refer to never go away. It needs a unique index on exactly the
- * key column (for `ON CONFLICT`), and no loaded column other than the key
- * that is `GENERATED ALWAYS AS IDENTITY` (which UPDATE cannot set);
- * otherwise the load deletes first, as for any other table.
+ * key column, checked at once (`ON CONFLICT` cannot use a DEFERRABLE one),
+ * and no loaded column other than the key that is `GENERATED ALWAYS AS
+ * IDENTITY` (which UPDATE cannot set); otherwise the load deletes first,
+ * as for any other table.
  *
  * @param client - inside the load's transaction
  * @param table - the quoted, schema-qualified table
@@ -193,7 +194,7 @@ async function mergesInto(client: pg.Client, table: string, oid: string, key: st
   const { rows } = await client.query<{ referenced: boolean; unique: boolean; always: string[] }>(
     `SELECT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = $1::oid) AS referenced,
   EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS unique,
+    WHERE i.indrelid = $1::oid AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS unique,
   ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped AND attidentity = 'a') AS always`,
     [oid, key],
   );

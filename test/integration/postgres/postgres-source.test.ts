@@ -422,6 +422,14 @@ describe('PostgresSource: replaceRange and foreign keys', () => {
     await sql(db, a, 'INSERT INTO gen_ref VALUES (1, 1), (2, 2)');
     expect(await src.load('gen', Readable.from([Buffer.from('1\tX\n2\ty\n')]), { replaceRange: { key: 'id', lo: 1, hi: 2 } })).toMatchObject({ rows: 2, deleted: 2 });
     expect(await sql(db, a, 'SELECT id::text, v FROM gen ORDER BY id')).toEqual([['1', 'X'], ['2', 'y']]);
+    // A DEFERRABLE primary key cannot arbitrate ON CONFLICT: that table deletes first, and its NO ACTION key refuses as before.
+    await sql(db, a, 'CREATE TABLE dfr (id bigint PRIMARY KEY DEFERRABLE, code text UNIQUE)');
+    await sql(db, a, 'CREATE TABLE dfr_ref (id int PRIMARY KEY, code text REFERENCES dfr (code))');
+    await sql(db, a, "INSERT INTO dfr VALUES (1, 'x')");
+    await sql(db, a, "INSERT INTO dfr_ref VALUES (1, 'x')");
+    const refused = await rejectsWith(src.load('dfr', Readable.from([Buffer.from('1\tx\n')]), { replaceRange: { key: 'id', lo: 1, hi: 1 } }), 'EDB');
+    expect(refused.message).toMatch(/foreign key constraint/);
+    expect(await sql(db, a, 'SELECT id::text, code FROM dfr')).toEqual([['1', 'x']]);
     // A range holding no rows deletes nothing: it loads.
     const r = await src.load('parent', Readable.from([Buffer.from('10\tj\n')]), { replaceRange: { key: 'SEQNO', lo: 10, hi: 19 } });
     expect(r).toMatchObject({ rows: 1, deleted: 0 });
