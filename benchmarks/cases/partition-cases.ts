@@ -43,6 +43,7 @@
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -61,6 +62,46 @@ const ROWS_PER_PARTITION = 10_000;
 const CONCURRENCY = 2;
 
 const rate = (rows: number, seconds: number): number => rows / seconds;
+
+/**
+ * Times `Partitioner.restore(target, dir)` and logs, for each run, what
+ * moves its time from run to run (not a result): when each phase began,
+ * this process's CPU, and the full garbage collections V8 ran meanwhile
+ * (in a process that has done other work first, as this one has, ArrayBuffer
+ * churn starts them every few MB; see the CHANGELOG). Returns the seconds.
+ */
+async function timedRestore(ctx: BenchContext, label: string, target: TableSource, dir: string): Promise<number> {
+  const marks: string[] = [];
+  let fullGcs = 0;
+  let fullGcMs = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      // A full collection: its final pause (MAJOR) and the incremental marking steps on this thread before it.
+      const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) fullGcs++;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR || kind === perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL) fullGcMs += e.duration;
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  try {
+    await Partitioner.restore(target, dir, {
+      concurrency: CONCURRENCY,
+      onProgress: (p) => {
+        if (marks.at(-1)?.split(' ')[0] !== p.phase) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
+      },
+    });
+  } finally {
+    observer.disconnect();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  ctx.log(
+    `${label} run: ${seconds.toFixed(3)} s; phases from (ms): ${marks.join(', ')}; this process ${((cpu.user + cpu.system) / 1e6).toFixed(2)} cpu-s; ${fullGcs} mark-compacts (${Math.round(fullGcMs)} ms on this thread)`,
+  );
+  return seconds;
+}
 
 /**
  * Runs ours and the tool `trials` times each, taking turns at going first
@@ -215,7 +256,7 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
         trials,
         async () => {
           await using dst = new MysqlSource({ ...conn, database: await fresh() });
-          const s = await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY }));
+          const s = await timedRestore(ctx, 'mariadb-restore', dst, ours);
           const check = await dst.keyRange(TABLE, 'id');
           if (check.count !== rows) throw new Error(`mariadb-restore: ${check.count} rows restored of ${rows}`);
           return s;
@@ -444,7 +485,7 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
         trials,
         async () => {
           await using dst = new PostgresSource({ ...server.clientConfig, database: await server.createDatabase(`bench_r${++n}`) });
-          const s = await time(() => Partitioner.restore(dst, ours, { concurrency: CONCURRENCY }));
+          const s = await timedRestore(ctx, 'postgres-restore', dst, ours);
           const check = await dst.keyRange(TABLE, 'id');
           if (check.count !== rows) throw new Error(`postgres-restore: ${check.count} rows restored of ${rows}`);
           return s;
