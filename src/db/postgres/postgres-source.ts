@@ -188,8 +188,11 @@ const MERGE_TABLE = 'pg_temp.stowage_merge';
  * @param key - the key column's name
  * @param columns - the columns loaded
  * @param inRange - the SQL condition of the range
+ * @returns whether the key loaded is GENERATED ALWAYS (the INSERT then
+ *   says OVERRIDING SYSTEM VALUE) and how many rows the range holds (what
+ *   the load replaces); undefined to delete first
  */
-async function mergesInto(client: pg.Client, table: string, oid: string, key: string, columns: readonly string[], inRange: string): Promise<{ always: boolean } | undefined> {
+async function mergesInto(client: pg.Client, table: string, oid: string, key: string, columns: readonly string[], inRange: string): Promise<{ always: boolean; held: number } | undefined> {
   if (!columns.includes(key)) return undefined;
   const { rows } = await client.query<{ referenced: boolean; unique: boolean; always: string[] }>(
     `SELECT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = $1::oid) AS referenced,
@@ -200,9 +203,9 @@ async function mergesInto(client: pg.Client, table: string, oid: string, key: st
   );
   const r = rows[0]!;
   if (!r.referenced || !r.unique || r.always.some((c) => c !== key && columns.includes(c))) return undefined;
-  const holds = await client.query(`SELECT 1 FROM ONLY ${table} WHERE ${inRange} LIMIT 1`);
-  if ((holds.rowCount ?? 0) === 0) return undefined;
-  return { always: r.always.some((c) => columns.includes(c)) };
+  const held = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${table} WHERE ${inRange}`)).rows[0]!.n);
+  if (held === 0) return undefined;
+  return { always: r.always.some((c) => columns.includes(c)), held };
 }
 
 /** How long an aborted load waits for the server to end the COPY before the client is closed. */
@@ -526,7 +529,8 @@ export class PostgresSource implements TableSource {
       const finishProgress = trackLoad(g, onProgress);
       throwIfAborted(signal);
       let deleted = 0;
-      const list = columns.map((c) => quotePgIdent(c.name)).join(', ');
+      const quoted = columns.map((c) => quotePgIdent(c.name));
+      const list = quoted.join(', ');
       const merge = inRange === undefined ? undefined : await mergesInto(client, t, info.oid, keyName!, columns.map((c) => c.name), inRange);
       if (merge !== undefined) {
         await client.query(`CREATE TEMP TABLE stowage_merge ON COMMIT DROP AS SELECT ${list} FROM ONLY ${t} WITH NO DATA`);
@@ -547,9 +551,9 @@ export class PostgresSource implements TableSource {
         const k = quotePgIdent(keyName!);
         const gone = ` AND NOT EXISTS (SELECT 1 FROM ${MERGE_TABLE} m WHERE m.${k} = d.${k})`;
         await refuseCascades(client, this.name, action, t, inRange!, bounds!, gone);
-        deleted = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${t} WHERE ${inRange!}`)).rows[0]!.n);
+        deleted = merge.held;
         await client.query(`DELETE FROM ONLY ${t} AS d WHERE ${inRange!}${gone}`);
-        const rest = columns.map((c) => quotePgIdent(c.name)).filter((c) => c !== k);
+        const rest = quoted.filter((c) => c !== k);
         const onConflict = rest.length === 0 ? 'DO NOTHING' : `DO UPDATE SET (${rest.join(', ')}) = ROW(${rest.map((c) => `EXCLUDED.${c}`).join(', ')})`;
         await client.query(`INSERT INTO ${t} (${list})${merge.always ? ' OVERRIDING SYSTEM VALUE' : ''} SELECT ${list} FROM ${MERGE_TABLE} ON CONFLICT (${k}) ${onConflict}`);
       }
