@@ -27,7 +27,8 @@
  * @module
  */
 import { hostname } from 'node:os';
-import { existsSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Dna, DnaAlgorithm } from '../dna/dna.js';
 import { DNA_ALGORITHMS, HEX_LENGTH } from '../dna/dna.js';
@@ -41,9 +42,12 @@ export interface CatalogOptions {
   /**
    * Open an existing, up-to-date catalog read-only (e.g. for a Monitor,
    * which then needs `history: false`: it cannot keep its runs). Default
-   * false. SQLite still needs the folder writable for the WAL's shared
-   * files unless a writer has them open, and WAL does not work over a
-   * network file system: read it on the host that writes it.
+   * false. On a read-only file system (a snapshot, a read-only mount of
+   * the backup disk), where SQLite cannot create the WAL's shared files, a
+   * catalog its writer closed is read from a copy in memory made when it
+   * is opened: later changes are not seen. One whose `-wal` file still
+   * holds changes is refused there (EDB, saying what to do). WAL does not
+   * work over a network file system: read it on the host that writes it.
    */
   readonly?: boolean;
   /** How long to wait for another writer's lock, in ms (default 5000). */
@@ -617,9 +621,10 @@ export class Catalog implements Disposable, AsyncDisposable {
 
   /**
    * Opens (creating if needed) a catalog and migrates it to the current
-   * schema. EBAD_CONFIG if the file was written by a newer stowage;
-   * ENOT_FOUND if its directory does not exist (or, read-only, the file);
-   * EDB if it is not an SQLite file or a migration fails.
+   * schema. EBAD_CONFIG if the file was written by a newer stowage, or,
+   * to be written, its folder or the file cannot be (a read-only file
+   * system); ENOT_FOUND if its directory does not exist (or, read-only,
+   * the file); EDB if it is not an SQLite file or a migration fails.
    *
    * @param path - the catalog file, or `':memory:'` (tests)
    * @param options - see {@link CatalogOptions}
@@ -631,7 +636,7 @@ export class Catalog implements Disposable, AsyncDisposable {
     this.path = path;
     this.#readonly = options.readonly === true;
     try {
-      this.#db = new Database(path, { readonly: this.#readonly, fileMustExist: this.#readonly, timeout });
+      this.#db = this.#readonly ? openReadonly(path, timeout) : new Database(path, { timeout });
     } catch (err) {
       throw this.#error(err, 'open');
     }
@@ -1193,6 +1198,17 @@ export class Catalog implements Disposable, AsyncDisposable {
     if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (/directory does not exist/i.test(message) || (this.#readonly && !existsSync(this.path)))) {
       return new StowageError('ENOT_FOUND', `Cannot open catalog ${this.path}: ${message}.`, { details: { path: this.path }, cause: err });
     }
+    // Opened for writing where nothing can be written: say where and what to do instead.
+    if (action === 'open' && !this.#readonly && this.path !== ':memory:' && (code === 'SQLITE_CANTOPEN' || String(code).startsWith('SQLITE_READONLY'))) {
+      const denied = notWritable(this.path);
+      if (denied !== undefined) {
+        return new StowageError(
+          'EBAD_CONFIG',
+          `Catalog ${this.path}: cannot open it for writing: ${denied.what} is not writable (${denied.code}), and a catalog records into the file and its -wal and -shm files beside it. Put the catalog on a writable disk, or open it with readonly: true to read it.`,
+          { details: { path: this.path, option: 'readonly', notWritable: denied.path, errno: denied.code }, cause: err },
+        );
+      }
+    }
     if (code === 'SQLITE_FULL') {
       return new StowageError('ENOSPACE', `Catalog ${this.path}: cannot ${action}: the disk is full (${message}); nothing of it was recorded. Free space on ${this.path}'s disk, then run again.`, {
         details: { path: this.path, action, driverCode: code },
@@ -1206,5 +1222,67 @@ export class Catalog implements Disposable, AsyncDisposable {
       cause: err,
       retryable: code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED',
     });
+  }
+}
+
+/** Where a catalog file cannot be written: its folder, or the file itself; undefined when both can. */
+function notWritable(path: string): { what: string; path: string; code: string } | undefined {
+  const file = resolve(path);
+  const candidates: [string, string][] = [[`its folder ${dirname(file)}`, dirname(file)]];
+  if (existsSync(file)) candidates.push(['the file', file]);
+  for (const [what, p] of candidates) {
+    try {
+      accessSync(p, fsConstants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EACCES';
+      if (code === 'ENOENT') continue;
+      return { what, path: p, code };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Opens a catalog read-only. SQLite reads a WAL-mode file only beside its
+ * `-wal` and `-shm` files, which it creates when they are missing (its
+ * writer closed it cleanly). On a read-only file system (a snapshot, a
+ * read-only mount of the backup disk) it cannot, and refuses to open. Then
+ * the file, complete without a `-wal`, is read into memory and opened from
+ * there, read-only: a snapshot as of now. A `-wal` that still holds changes
+ * (its writer did not close it) cannot be merged there: EDB says what to do.
+ */
+function openReadonly(path: string, timeout: number): Database.Database {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout });
+    db.pragma('user_version'); // SQLite opens the file at the first read
+    return db;
+  } catch (err) {
+    db?.close();
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (code !== 'SQLITE_CANTOPEN' || path === ':memory:' || !existsSync(path) || notWritable(path) === undefined) throw err;
+    let walBytes = 0;
+    try {
+      walBytes = statSync(`${path}-wal`).size;
+    } catch {
+      // no -wal: the file holds everything
+    }
+    if (walBytes > 0) {
+      throw new StowageError(
+        'EDB',
+        `Catalog ${path}: cannot open it read-only here: ${path}-wal holds ${walBytes} bytes of changes not yet merged into the file (its writer did not close it), and SQLite cannot merge them on this read-only file system. Open it once where it can be written (or copy ${path} and ${path}-wal to a writable folder and open the copy).`,
+        { details: { path, wal: `${path}-wal`, walBytes }, cause: err },
+      );
+    }
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch {
+      throw err;
+    }
+    // Bytes 18 and 19 of the header: 2 for a WAL-mode file, which an
+    // in-memory database cannot read; 1, the rollback journal, reads the same pages.
+    if (bytes.length >= 100 && bytes[18] === 2 && bytes[19] === 2) bytes[18] = bytes[19] = 1;
+    return new Database(bytes, { readonly: true, timeout });
   }
 }

@@ -30,6 +30,12 @@ export interface Tmpfs {
   fill(leaveBytes?: number): Promise<number>;
   /** Removes the `.fill` file. */
   unfill(): Promise<void>;
+  /**
+   * Remounts it read-only (writes then fail with EROFS), or writable again.
+   *
+   * @param readOnly - true for read-only
+   */
+  remount(readOnly: boolean): Promise<void>;
   /** Unmounts and removes the mount point. */
   stop(): Promise<void>;
   /** Same as `stop()`, for `await using`. */
@@ -135,6 +141,9 @@ export async function withTmpfs(sizeMiB: number, options: TmpfsOptions = {}): Pr
       await unlink(fillPath).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
+    },
+    async remount(readOnly: boolean) {
+      await run(mount, ['-o', `remount,${readOnly ? 'ro' : 'rw'}`, dir]);
     },
     stop,
     [Symbol.asyncDispose]: stop,

@@ -1,0 +1,93 @@
+/**
+ * A catalog on a read-only file system (a snapshot, a read-only mount of
+ * the backup disk): read-only, it is read; for writing, a clear
+ * EBAD_CONFIG; with unmerged changes in its -wal, a clear EDB. A real
+ * tmpfs remounted read-only (root), nothing simulated.
+ */
+import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { CATALOG_SCHEMA_VERSION, Catalog } from '../../../src/catalog/index.js';
+import { StowageError } from '../../../src/errors.js';
+import { tempDir } from '../db/helpers.js';
+import { withTmpfs } from '../../support/index.js';
+
+const D1 = { dig: 'd41d8cd98f00b204e9800998ecf8427e', size: 0, algorithm: 'md5' as const };
+const D2 = { dig: '5d41402abc4b2a76b9719d911017c592', size: 5, algorithm: 'md5' as const };
+
+function caught(fn: () => unknown): StowageError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(StowageError);
+    return err as StowageError;
+  }
+  throw new Error('expected a StowageError, nothing was thrown');
+}
+
+describe('Catalog on a read-only file system', () => {
+  it('is read read-only from a copy made at open, once its writer closed it; writes are refused', async () => {
+    await using fs = await withTmpfs(8);
+    const file = join(fs.dir, 'stowage.catalog');
+    {
+      using c = new Catalog(file);
+      c.recordArchive({ path: 'Vld/0000000001-0000010000.tar.gz', dna: D1, entries: 3 });
+      c.recordArchive({ path: 'Vld/0000010001-0000020000.tar.gz', dna: D2, entries: 3 });
+    }
+    // Closed cleanly: SQLite merged the -wal and removed it and the -shm.
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    await fs.remount(true);
+    // What SQLite does alone there: it cannot create the -shm, and refuses.
+    expect(() => new Database(file, { readonly: true, fileMustExist: true }).pragma('user_version')).toThrow(/unable to open/);
+
+    using ro = new Catalog(file, { readonly: true });
+    expect(ro.schemaVersion).toBe(CATALOG_SCHEMA_VERSION);
+    expect(ro.archives().map((a) => a.path)).toEqual(['Vld/0000000001-0000010000.tar.gz', 'Vld/0000010001-0000020000.tar.gz']);
+    expect(ro.archive('Vld/0000010001-0000020000.tar.gz')?.dna).toEqual(D2);
+    const e = caught(() => ro.recordArchive({ path: 'Vld/x.tar.gz', dna: D1 }));
+    expect(e.code).toBe('EDB');
+    expect(e.message).toMatch(/readonly: true/);
+    expect(existsSync(`${file}-shm`)).toBe(false);
+  });
+
+  it('refuses to open for writing with EBAD_CONFIG naming the folder and the readonly option, for an existing and a new file', async () => {
+    await using fs = await withTmpfs(8);
+    const file = join(fs.dir, 'stowage.catalog');
+    new Catalog(file).close();
+    await fs.remount(true);
+    for (const path of [file, join(fs.dir, 'new.catalog')]) {
+      const e = caught(() => new Catalog(path));
+      expect(e.code).toBe('EBAD_CONFIG');
+      expect(e.message).toContain(fs.dir);
+      expect(e.message).toMatch(/EROFS/);
+      expect(e.message).toMatch(/readonly: true/);
+      expect(e.details).toMatchObject({ path, option: 'readonly', errno: 'EROFS' });
+    }
+    expect(existsSync(join(fs.dir, 'new.catalog'))).toBe(false);
+  });
+
+  it('refuses a catalog whose -wal holds changes its writer never merged (EDB, saying what to do), and reads it once merged', async () => {
+    await using fs = await withTmpfs(8);
+    const file = join(fs.dir, 'stowage.catalog');
+    // The image a crash leaves: the file and a -wal with the last records, no -shm.
+    const live = join(await tempDir('catalog-crash'), 'stowage.catalog');
+    using c = new Catalog(live);
+    c.db.pragma('wal_autocheckpoint = 0');
+    c.recordArchive({ path: 'Vld/0000000001-0000010000.tar.gz', dna: D1 });
+    copyFileSync(live, file);
+    copyFileSync(`${live}-wal`, `${file}-wal`);
+    const walBytes = statSync(`${file}-wal`).size;
+    expect(walBytes).toBeGreaterThan(0);
+    await fs.remount(true);
+    const e = caught(() => new Catalog(file, { readonly: true }));
+    expect(e.code).toBe('EDB');
+    expect(e.message).toContain(`${file}-wal`);
+    expect(e.message).toMatch(/not yet merged/);
+    expect(e.details).toMatchObject({ path: file, wal: `${file}-wal`, walBytes });
+    // Where it can be written, SQLite merges the -wal: the record is there.
+    await fs.remount(false);
+    using rw = new Catalog(file, { readonly: true });
+    expect(rw.archive('Vld/0000000001-0000010000.tar.gz')?.dna).toEqual(D1);
+  });
+});
