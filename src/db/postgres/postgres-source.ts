@@ -418,7 +418,10 @@ export class PostgresSource implements TableSource {
    *
    * Runs `ddl` (several statements are fine) in one transaction with the
    * source's schema first on the `search_path`: nothing is kept unless
-   * `table` exists at the end.
+   * `table` exists at the end. DDL naming a type, domain, function or
+   * schema this database lacks (the text of `schema()` carries the table,
+   * not the enum types or domains its columns use) fails with EDB saying
+   * to create them first.
    *
    * With `deferIndexes`, the same transaction then drops the table's
    * primary key, unique and exclusion constraints, its other indexes and
@@ -443,7 +446,11 @@ export class PostgresSource implements TableSource {
       if (before.includes(table)) {
         throw tableExistsError(this.name, table);
       }
-      await client.query(ddl);
+      try {
+        await client.query(ddl);
+      } catch (err) {
+        throw missingObjectError(err, this.name, table);
+      }
       // The table the DDL made: `table` itself, or the one new table whose
       // name differs in case only (CREATE TABLE CalibPmtSpec makes calibpmtspec).
       const after = await this.#likeNamed(client, table);
@@ -792,4 +799,27 @@ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypi
   #checkOpen(): void {
     if (this.#closed) throw closedError(this.name);
   }
+}
+
+/**
+ * SQLSTATEs of DDL naming an object the database lacks: undefined_object
+ * (a type, domain or collation), undefined_function, invalid_schema_name.
+ */
+const MISSING_OBJECT_SQLSTATES: ReadonlySet<string> = new Set(['42704', '42883', '3F000']);
+
+/**
+ * A CREATE TABLE that names an object the target lacks (an enum type, a
+ * domain, a function in a default or check, a schema): the archives carry
+ * the table's own DDL, not what it uses. EDB saying so and what to do;
+ * other failures as they are (pgError).
+ */
+function missingObjectError(err: unknown, source: string, table: string): unknown {
+  const e = err as { code?: unknown; message?: string } | undefined;
+  if (typeof e?.code !== 'string' || !MISSING_OBJECT_SQLSTATES.has(e.code)) return err;
+  const action = `create table ${JSON.stringify(table)}`;
+  return new StowageError(
+    'EDB',
+    `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL uses a type, domain, function or schema this database lacks (partition archives carry a table's own DDL, not the objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
+    { details: { source, action, driverCode: e.code, sqlState: e.code }, cause: err },
+  );
 }

@@ -2,8 +2,9 @@
 // tables that refer to each other (foreign keys: COPY checks every row
 // against the parent table whatever the session, so parents load first);
 // a table created unquoted (CalibPmtSpec, stored as calibpmtspec) and
-// dumped under the name the user writes; and DDL with backslashes into a
-// database whose sessions default to standard_conforming_strings = off.
+// dumped under the name the user writes; DDL with backslashes into a
+// database whose sessions default to standard_conforming_strings = off;
+// and a table whose columns use an enum type and a domain the target lacks.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -230,6 +231,44 @@ describe('PostgresSource DDL with backslashes', () => {
     }
     expect(await server.query('SELECT dir FROM paths WHERE id = 2', [], to)).toEqual([{ dir: 'C:\\new\\table' }]);
     expect(await server.query('SELECT dir FROM paths WHERE id = 2', [], from)).toEqual([{ dir: 'C:\\new\\table' }]);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('Partitioner.restore of a table using objects the target lacks', () => {
+  it('fails with EDB naming the missing type and what to do, nothing created; restores once the type and domain exist', async () => {
+    const from = await server.createDatabase(`ob${++n}`);
+    await server.query("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')", [], from);
+    await server.query('CREATE DOMAIN posint AS integer CHECK (VALUE > 0)', [], from);
+    await server.query('CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint)', [], from);
+    await server.query("INSERT INTO feel SELECT s, (ARRAY['sad', 'ok', 'happy'])[1 + s % 3]::mood, s FROM generate_series(1, 30) s", [], from);
+    const dir = await tempDir('missing-objects');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    await new Partitioner(src, { table: 'feel', key: 'id', rowsPerPartition: 10, outDir: dir }).dump({ incremental: true });
+    const to = await server.createDatabase(`ob${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    const err = await rejectsWith(Partitioner.restore(dst, dir), 'EDB');
+    expect(err.message).toContain('type "mood" does not exist');
+    expect(err.message).toMatch(/pg_dump --schema-only/);
+    expect(err.message).toMatch(/nothing was created/);
+    expect(err.details).toMatchObject({ sqlState: '42704' });
+    expect(await dst.tables()).toEqual([]);
+    // A function the DDL calls (undefined_function) and a schema it names (invalid_schema_name) say the same.
+    for (const [ddl, state] of [
+      ['CREATE TABLE f (id bigint DEFAULT no_such_fn())', '42883'],
+      ['CREATE TABLE f (id bigint, t nosuch.sometype)', '3F000'],
+    ] as const) {
+      const e = await rejectsWith(dst.createTable('f', ddl), 'EDB');
+      expect(e.details).toMatchObject({ sqlState: state });
+      expect(e.message).toMatch(/pg_dump --schema-only/);
+    }
+    // A plain syntax error keeps its own message, without the advice.
+    const syntax = await rejectsWith(dst.createTable('f', 'CREATE TABLEX f (id int)'), 'EDB');
+    expect(syntax.message).not.toMatch(/schema-only/);
+    await server.query("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')", [], to);
+    await server.query('CREATE DOMAIN posint AS integer CHECK (VALUE > 0)', [], to);
+    expect((await Partitioner.restore(dst, dir)).rows).toBe(30);
+    expect((await Partitioner.compare(src, dst, 'feel', { key: 'id' })).equal).toBe(true);
     await rm(dir, { recursive: true, force: true });
   });
 });
