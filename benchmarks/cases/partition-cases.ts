@@ -64,13 +64,14 @@ const CONCURRENCY = 2;
 const rate = (rows: number, seconds: number): number => rows / seconds;
 
 /**
- * Times `Partitioner.restore(target, dir)` and logs, for each run, what
- * moves its time from run to run (not a result): when each phase began,
+ * Times `fn` and logs, for each run of ours, what moves its time from run
+ * to run (not a result): when each phase began (where `fn` reports them),
  * this process's CPU, and the full garbage collections V8 ran meanwhile
- * (in a process that has done other work first, as this one has, ArrayBuffer
- * churn starts them every few MB; see the CHANGELOG). Returns the seconds.
+ * (in a process that has done other work first, as this one has,
+ * ArrayBuffer churn starts them every few MB; see the CHANGELOG). Returns
+ * the seconds.
  */
-async function timedRestore(ctx: BenchContext, label: string, target: TableSource, dir: string): Promise<number> {
+async function timedRun(ctx: BenchContext, label: string, fn: (onProgress: (p: { phase: string }) => void) => Promise<unknown>): Promise<number> {
   const marks: string[] = [];
   let fullGcs = 0;
   let fullGcMs = 0;
@@ -86,11 +87,8 @@ async function timedRestore(ctx: BenchContext, label: string, target: TableSourc
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   try {
-    await Partitioner.restore(target, dir, {
-      concurrency: CONCURRENCY,
-      onProgress: (p) => {
-        if (marks.at(-1)?.split(' ')[0] !== p.phase) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
-      },
+    await fn((p) => {
+      if (marks.at(-1)?.split(' ')[0] !== p.phase) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
     });
   } finally {
     observer.disconnect();
@@ -98,9 +96,14 @@ async function timedRestore(ctx: BenchContext, label: string, target: TableSourc
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   ctx.log(
-    `${label} run: ${seconds.toFixed(3)} s; phases from (ms): ${marks.join(', ')}; this process ${((cpu.user + cpu.system) / 1e6).toFixed(2)} cpu-s; ${fullGcs} mark-compacts (${Math.round(fullGcMs)} ms on this thread)`,
+    `${label} run: ${seconds.toFixed(3)} s;${marks.length > 0 ? ` phases from (ms): ${marks.join(', ')};` : ''} this process ${((cpu.user + cpu.system) / 1e6).toFixed(2)} cpu-s; ${fullGcs} mark-compacts (${Math.round(fullGcMs)} ms on this thread)`,
   );
   return seconds;
+}
+
+/** {@link timedRun} of `Partitioner.restore(target, dir)` (concurrency 2), with its phases. */
+function timedRestore(ctx: BenchContext, label: string, target: TableSource, dir: string): Promise<number> {
+  return timedRun(ctx, label, (onProgress) => Partitioner.restore(target, dir, { concurrency: CONCURRENCY, onProgress }));
 }
 
 /**
@@ -129,11 +132,11 @@ async function alternate(trials: number, ours: () => Promise<number>, theirs: ()
   return { ours: o, theirs: t };
 }
 
-/** {@link alternate} of two timed functions, each after `settle` (not timed). */
-async function duel(trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, settle?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
+/** {@link alternate} of ours, timed and logged by {@link timedRun} under `label`, and the tool's, each after `settle` (not timed). */
+async function duel(ctx: BenchContext, label: string, trials: number, ours: () => Promise<unknown>, theirs: () => Promise<unknown>, settle?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
   return alternate(
     trials,
-    () => time(ours),
+    () => timedRun(ctx, label, ours),
     () => time(theirs),
     settle,
   );
@@ -232,6 +235,8 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
       await using src = new MysqlSource({ ...conn, database: db });
       let count = 0;
       const d = await duel(
+        ctx,
+        'mariadb-dump',
         trials,
         async () => (count = await dumpOurs(src, ours)),
         async () => {
@@ -471,6 +476,8 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
       await using src = new PostgresSource({ ...server.clientConfig, database: db });
       let count = 0;
       const d = await duel(
+        ctx,
+        'postgres-dump',
         trials,
         async () => (count = await dumpOurs(src, ours)),
         () => sh(`'${pgDump}' -Fc -t ${TABLE} -f ${theirs} ${db}`, { env }),
@@ -531,6 +538,8 @@ async function sqliteCase(ctx: BenchContext, rows: number): Promise<void> {
   const ours = join(dir, 'ours');
   let count = 0;
   const d = await duel(
+    ctx,
+    'sqlite-dump',
     trials,
     async () => (count = await dumpOurs(src, ours)),
     () => sh(`sqlite3 ${file} .dump | gzip > ${join(dir, 'dump.sql.gz')}`),
