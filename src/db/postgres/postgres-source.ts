@@ -814,12 +814,12 @@ const MISSING_OBJECT_SQLSTATES: ReadonlySet<string> = new Set(['42704', '42883',
  * other failures as they are (pgError).
  */
 function missingObjectError(err: unknown, source: string, table: string): unknown {
-  const e = err as { code?: unknown; message?: string } | undefined;
+  const e = err as { code?: unknown; message?: string; detail?: string; hint?: string } | undefined;
   if (typeof e?.code !== 'string' || !MISSING_OBJECT_SQLSTATES.has(e.code)) return err;
   const action = `create table ${JSON.stringify(table)}`;
   return new StowageError(
     'EDB',
     `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL uses a type, domain, function or schema this database lacks (partition archives carry a table's own DDL, not the objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
-    { details: { source, action, driverCode: e.code, sqlState: e.code }, cause: err },
+    { details: { source, action, driverCode: e.code, sqlState: e.code, detail: e.detail, hint: e.hint }, cause: err },
   );
 }
