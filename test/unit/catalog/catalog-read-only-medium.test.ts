@@ -9,22 +9,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { CATALOG_SCHEMA_VERSION, Catalog } from '../../../src/catalog/index.js';
-import { StowageError } from '../../../src/errors.js';
-import { tempDir } from '../db/helpers.js';
+import { tempDir, throwsWith } from '../db/helpers.js';
 import { withTmpfs } from '../../support/index.js';
 
 const D1 = { dig: 'd41d8cd98f00b204e9800998ecf8427e', size: 0, algorithm: 'md5' as const };
 const D2 = { dig: '5d41402abc4b2a76b9719d911017c592', size: 5, algorithm: 'md5' as const };
-
-function caught(fn: () => unknown): StowageError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(StowageError);
-    return err as StowageError;
-  }
-  throw new Error('expected a StowageError, nothing was thrown');
-}
 
 describe('Catalog on a read-only file system', () => {
   it('is read read-only from a copy made at open, once its writer closed it; writes are refused', async () => {
@@ -45,8 +34,7 @@ describe('Catalog on a read-only file system', () => {
     expect(ro.schemaVersion).toBe(CATALOG_SCHEMA_VERSION);
     expect(ro.archives().map((a) => a.path).sort()).toEqual(['Vld/0000000001-0000010000.tar.gz', 'Vld/0000010001-0000020000.tar.gz']);
     expect(ro.archive('Vld/0000010001-0000020000.tar.gz')?.dna).toEqual(D2);
-    const e = caught(() => ro.recordArchive({ path: 'Vld/x.tar.gz', dna: D1 }));
-    expect(e.code).toBe('EDB');
+    const e = throwsWith(() => ro.recordArchive({ path: 'Vld/x.tar.gz', dna: D1 }), 'EDB');
     expect(e.message).toMatch(/readonly: true/);
     expect(existsSync(`${file}-shm`)).toBe(false);
   });
@@ -57,8 +45,7 @@ describe('Catalog on a read-only file system', () => {
     new Catalog(file).close();
     await fs.remount(true);
     for (const path of [file, join(fs.dir, 'new.catalog')]) {
-      const e = caught(() => new Catalog(path));
-      expect(e.code).toBe('EBAD_CONFIG');
+      const e = throwsWith(() => new Catalog(path), 'EBAD_CONFIG');
       expect(e.message).toContain(fs.dir);
       expect(e.message).toMatch(/EROFS/);
       expect(e.message).toMatch(/readonly: true/);
@@ -80,8 +67,7 @@ describe('Catalog on a read-only file system', () => {
     const walBytes = statSync(`${file}-wal`).size;
     expect(walBytes).toBeGreaterThan(0);
     await fs.remount(true);
-    const e = caught(() => new Catalog(file, { readonly: true }));
-    expect(e.code).toBe('EDB');
+    const e = throwsWith(() => new Catalog(file, { readonly: true }), 'EDB');
     expect(e.message).toContain(`${file}-wal`);
     expect(e.message).toMatch(/not yet merged/);
     expect(e.details).toMatchObject({ path: file, wal: `${file}-wal`, walBytes });
