@@ -467,8 +467,13 @@ interface SequenceRow {
  * (a restore moves them past the rows it loads; see `advanceSequences`),
  * the name of an identity column's sequence (its options are carried),
  * storage parameters, tablespaces, comments, grants, row security
- * policies, triggers, and the partitioning of a partitioned table. Types,
- * domains and collations the columns use must exist in the target.
+ * policies, triggers, and the partitioning of a partitioned table.
+ *
+ * The enum types and domains of the source's schema that the columns use
+ * (directly, as array elements, or under a domain) come first, each
+ * created only where the target's schema lacks a type of that name (see
+ * {@link pgTypesDdl}). Other types (composite, range, an extension's, or
+ * those of another schema) and collations must exist in the target.
  *
  * @param client - a client whose `search_path` is `schema`
  * @param schema - the source's schema
@@ -536,7 +541,7 @@ ORDER BY s.relname`,
   // added after the table: inside CREATE TABLE the server would drop the
   // NOT VALID and enforce it on every row loaded.
   for (const k of cons) if (k.valid) lines.push(`    CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`);
-  let ddl = '';
+  let ddl = await pgTypesDdl(client, schema, oid);
   for (const s of owned) {
     ddl += `CREATE SEQUENCE ${quotePgIdent(s.seq)} AS ${s.type} INCREMENT BY ${s.inc} MINVALUE ${s.min} MAXVALUE ${s.max} START WITH ${s.start} CACHE ${s.cache}${s.cycle ? ' CYCLE' : ' NO CYCLE'};\n`;
   }
@@ -548,6 +553,84 @@ ORDER BY s.relname`,
     // CREATE TABLE above does, so the index lands on the restored table.
     const def = i.def.startsWith(i.head) ? `CREATE ${i.uniq ? 'UNIQUE ' : ''}INDEX ${quotePgIdent(i.name)} ON ${t} USING ${i.def.slice(i.head.length)}` : i.def;
     ddl += `${def};\n`;
+  }
+  return ddl;
+}
+
+interface UsedTypeRow {
+  oid: string;
+  name: string;
+  kind: 'e' | 'd';
+}
+
+interface DomainRow {
+  base: string;
+  notnull: boolean;
+  def: string | null;
+  coll: string | null;
+}
+
+/**
+ * The statements that create the enum types and domains of `schema` that
+ * the table's columns use, where the target's schema (the first of the
+ * session's `search_path`, as `createTable` runs) has no type of that name:
+ * one `DO` block each, dependencies first (an enum before a domain over it).
+ * A type already there is left as it is, whatever its labels or checks: a
+ * row it refuses fails the load, which says why. Enum labels in their sort
+ * order; a domain with its base type and typmod, collation where it differs
+ * from the base type's, default, NOT NULL and CHECK constraints (by name).
+ *
+ * @param client - a client whose `search_path` is `schema`
+ * @param schema - the source's schema
+ * @param oid - the table
+ */
+async function pgTypesDdl(client: pg.ClientBase, schema: string, oid: string): Promise<string> {
+  const { rows: used } = await client.query<UsedTypeRow>(
+    `WITH RECURSIVE dep(oid, depth) AS (
+  SELECT a.atttypid, 0 FROM pg_attribute a WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, d.depth + 1
+  FROM dep d JOIN pg_type t ON t.oid = d.oid
+  WHERE d.depth < 32 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
+)
+SELECT t.oid::int8::text AS oid, t.typname AS name, t.typtype::text AS kind
+FROM dep d JOIN pg_type t ON t.oid = d.oid JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE t.typtype IN ('e', 'd') AND n.nspname = $2
+GROUP BY t.oid, t.typname, t.typtype ORDER BY max(d.depth) DESC, t.typname`,
+    [oid, schema],
+  );
+  let ddl = '';
+  for (const u of used) {
+    let create: string;
+    if (u.kind === 'e') {
+      const { rows } = await client.query<{ label: string }>('SELECT quote_literal(enumlabel) AS label FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder', [u.oid]);
+      create = `CREATE TYPE ${quotePgIdent(u.name)} AS ENUM (${rows.map((r) => r.label).join(', ')})`;
+    } else {
+      const d = (
+        await client.query<DomainRow>(
+          `SELECT format_type(t.typbasetype, t.typtypmod) AS base, t.typnotnull AS notnull, t.typdefault AS def,
+  CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN
+    CASE WHEN cn.nspname IN ('pg_catalog', $2) THEN quote_ident(co.collname) ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END AS coll
+FROM pg_type t JOIN pg_type b ON b.oid = t.typbasetype LEFT JOIN pg_collation co ON co.oid = t.typcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+WHERE t.oid = $1::oid`,
+          [u.oid, schema],
+        )
+      ).rows[0]!;
+      const { rows: checks } = await client.query<{ conname: string; def: string }>(
+        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE contypid = $1::oid AND contype = 'c' ORDER BY conname",
+        [u.oid],
+      );
+      create = `CREATE DOMAIN ${quotePgIdent(u.name)} AS ${d.base}`;
+      if (d.coll !== null) create += ` COLLATE ${d.coll}`;
+      if (d.def !== null) create += ` DEFAULT ${d.def}`;
+      if (d.notnull) create += ' NOT NULL';
+      for (const k of checks) create += ` CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`;
+    }
+    // The dollar quote's tag must not occur in what it quotes (a label may hold anything).
+    let tag = '$stowage$';
+    for (let i = 1; create.includes(tag); i++) tag = `$stowage${i}$`;
+    const lit = `'${u.name.replace(/'/g, "''")}'`;
+    ddl += `DO ${tag} BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = ${lit} AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())) THEN ${create}; END IF; END ${tag};\n`;
   }
   return ddl;
 }

@@ -419,9 +419,10 @@ export class PostgresSource implements TableSource {
    * Runs `ddl` (several statements are fine) in one transaction with the
    * source's schema first on the `search_path`: nothing is kept unless
    * `table` exists at the end. DDL naming a type, domain, function or
-   * schema this database lacks (the text of `schema()` carries the table,
-   * not the enum types or domains its columns use) fails with EDB saying
-   * to create them first.
+   * schema this database lacks fails with EDB saying to create them first
+   * (the text of `schema()` creates the enum types and domains of the
+   * source's schema that the columns use, where they are missing; not
+   * other types, functions or schemas).
    *
    * With `deferIndexes`, the same transaction then drops the table's
    * primary key, unique and exclusion constraints, its other indexes and
@@ -808,10 +809,11 @@ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypi
 const MISSING_OBJECT_SQLSTATES: ReadonlySet<string> = new Set(['42704', '42883', '3F000']);
 
 /**
- * A CREATE TABLE that names an object the target lacks (an enum type, a
- * domain, a function in a default or check, a schema): the archives carry
- * the table's own DDL, not what it uses. EDB saying so and what to do;
- * other failures as they are (pgError).
+ * A CREATE TABLE that names an object the target lacks (a type of another
+ * schema, an extension's, a function in a default or check, a schema):
+ * the archives carry the table's DDL and the enum types and domains of its
+ * own schema, not the rest. EDB saying so and what to do; other failures
+ * as they are (pgError).
  */
 function missingObjectError(err: unknown, source: string, table: string): unknown {
   const e = err as { code?: unknown; message?: string; detail?: string; hint?: string } | undefined;
@@ -819,7 +821,7 @@ function missingObjectError(err: unknown, source: string, table: string): unknow
   const action = `create table ${JSON.stringify(table)}`;
   return new StowageError(
     'EDB',
-    `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL uses a type, domain, function or schema this database lacks (partition archives carry a table's own DDL, not the objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
+    `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL uses a type, domain, function or schema this database lacks (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
     { details: { source, action, driverCode: e.code, sqlState: e.code, detail: e.detail, hint: e.hint }, cause: err },
   );
 }

@@ -232,6 +232,8 @@ describe('PostgresSource: the CREATE TABLE rebuilt from the catalogs', () => {
     const ddl = await src.schema('Run');
     expect(ddl).toBe(
       [
+        // The enum type the table uses comes first, created where the target lacks it.
+        "DO $stowage$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood' AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())) THEN CREATE TYPE \"mood\" AS ENUM ('sad', 'ok'); END IF; END $stowage$;",
         'CREATE SEQUENCE "Run_id_seq" AS integer INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 START WITH 1 CACHE 1 NO CYCLE;',
         'CREATE UNLOGGED TABLE "Run" (',
         '    "id" integer DEFAULT nextval(\'"Run_id_seq"\'::regclass) NOT NULL,',
@@ -255,9 +257,9 @@ describe('PostgresSource: the CREATE TABLE rebuilt from the catalogs', () => {
         '',
       ].join('\n'),
     );
-    // The target needs the enum type (documented); then the DDL recreates the same table.
-    await sql(db, b, 'CREATE TYPE mood AS ENUM (\'sad\', \'ok\')');
+    // The DDL creates the enum type the target lacks, then the same table.
     await dst.createTable('Run', ddl);
+    expect(await sql(db, b, "SELECT enum_range(NULL::mood)::text")).toEqual([['{sad,ok}']]);
     expect(await dst.schema('Run')).toBe(ddl);
     expect((await src.columns('Run')).map((c) => c.name)).toEqual(['id', 'seq', 'name', 'started', 'price', 'tags', 'm', 'bits', 'iv', 'j']);
     const text = await collect(await src.rows('Run', { key: 'id' }));

@@ -4,7 +4,8 @@
 // a table created unquoted (CalibPmtSpec, stored as calibpmtspec) and
 // dumped under the name the user writes; DDL with backslashes into a
 // database whose sessions default to standard_conforming_strings = off;
-// and a table whose columns use an enum type and a domain the target lacks.
+// and tables whose columns use types of their own: enum types and domains
+// (carried), a type of another schema (not carried: a clear error).
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -235,28 +236,63 @@ describe('PostgresSource DDL with backslashes', () => {
   });
 });
 
-describe('Partitioner.restore of a table using objects the target lacks', () => {
-  it('fails with EDB naming the missing type and what to do, nothing created; restores once the type and domain exist', async () => {
+describe('Partitioner.restore of a table using types of its own', () => {
+  it('carries the enum types and domains its columns use (arrays of them, a domain over an enum), created where the target lacks them', async () => {
     const from = await server.createDatabase(`ob${++n}`);
-    await server.query("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')", [], from);
-    await server.query('CREATE DOMAIN posint AS integer CHECK (VALUE > 0)', [], from);
-    await server.query('CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint)', [], from);
-    await server.query("INSERT INTO feel SELECT s, (ARRAY['sad', 'ok', 'happy'])[1 + s % 3]::mood, s FROM generate_series(1, 30) s", [], from);
-    const dir = await tempDir('missing-objects');
+    for (const ddl of [
+      "CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine')",
+      'CREATE DOMAIN posint AS integer NOT NULL DEFAULT 1 CONSTRAINT positive CHECK (VALUE > 0)',
+      "CREATE DOMAIN good_mood AS mood CHECK (VALUE <> 'sad')",
+      'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[])',
+      "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[] FROM generate_series(1, 30) s",
+    ]) {
+      await server.query(ddl, [], from);
+    }
+    const dir = await tempDir('own-types');
     await using src = new PostgresSource({ ...server.clientConfig, database: from });
     await new Partitioner(src, { table: 'feel', key: 'id', rowsPerPartition: 10, outDir: dir }).dump({ incremental: true });
     const to = await server.createDatabase(`ob${++n}`);
     await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    expect((await Partitioner.restore(dst, dir)).rows).toBe(30);
+    expect((await Partitioner.compare(src, dst, 'feel', { key: 'id' })).equal).toBe(true);
+    expect(await dst.schema('feel')).toBe(await src.schema('feel'));
+    expect(await server.query<{ r: string }>('SELECT enum_range(NULL::mood)::text AS r', [], to)).toEqual([{ r: '{sad,ok,"it\'s $stowage$ fine"}' }]);
+    // The domains keep their rules: NOT NULL, the default, the named check, the check over the enum.
+    await expect(server.query('INSERT INTO feel (id, m, p) VALUES (100, $1, 0)', ['ok'], to)).rejects.toThrow(/positive/);
+    await expect(server.query('INSERT INTO feel (id, m, p, g) VALUES (101, $1, 2, $2)', ['ok', 'sad'], to)).rejects.toThrow(/good_mood_check/);
+    await expect(server.query('INSERT INTO feel (id, m, p) VALUES (102, $1, NULL)', ['ok'], to)).rejects.toThrow(/null/);
+    expect(await server.query<{ d: string | null }>("SELECT typdefault AS d FROM pg_type WHERE typname = 'posint'", [], to)).toEqual([{ d: '1' }]);
+    // A target that has the type already (with a label more) keeps it as it is.
+    const other = await server.createDatabase(`ob${++n}`);
+    await server.query("CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine', 'happy')", [], other);
+    await using dst2 = new PostgresSource({ ...server.clientConfig, database: other });
+    expect((await Partitioner.restore(dst2, dir)).rows).toBe(30);
+    expect(await server.query<{ r: string }>('SELECT enum_range(NULL::mood)::text AS r', [], other)).toEqual([{ r: '{sad,ok,"it\'s $stowage$ fine",happy}' }]);
+    expect((await Partitioner.compare(src, dst2, 'feel', { key: 'id' })).equal).toBe(true);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fails with EDB naming what is missing and what to do, nothing created, for a type of another schema; restores once it exists', async () => {
+    const from = await server.createDatabase(`ob${++n}`);
+    await server.query('CREATE SCHEMA shared', [], from);
+    await server.query("CREATE TYPE shared.kind AS ENUM ('a', 'b')", [], from);
+    await server.query('CREATE TABLE tagged (id bigint PRIMARY KEY, k shared.kind)', [], from);
+    await server.query("INSERT INTO tagged SELECT s, 'b' FROM generate_series(1, 30) s", [], from);
+    const dir = await tempDir('missing-objects');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    await new Partitioner(src, { table: 'tagged', key: 'id', rowsPerPartition: 10, outDir: dir }).dump({ incremental: true });
+    const to = await server.createDatabase(`ob${++n}`);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
     const err = await rejectsWith(Partitioner.restore(dst, dir), 'EDB');
-    expect(err.message).toContain('type "mood" does not exist');
+    expect(err.message).toContain('schema "shared" does not exist');
     expect(err.message).toMatch(/pg_dump --schema-only/);
     expect(err.message).toMatch(/nothing was created/);
-    expect(err.details).toMatchObject({ sqlState: '42704' });
+    expect(err.details).toMatchObject({ sqlState: '3F000' });
     expect(await dst.tables()).toEqual([]);
-    // A function the DDL calls (undefined_function) and a schema it names (invalid_schema_name) say the same.
+    // A type that is not there (undefined_object) and a function a default calls (undefined_function) say the same.
     for (const [ddl, state] of [
+      ['CREATE TABLE f (id bigint, t no_such_type)', '42704'],
       ['CREATE TABLE f (id bigint DEFAULT no_such_fn())', '42883'],
-      ['CREATE TABLE f (id bigint, t nosuch.sometype)', '3F000'],
     ] as const) {
       const e = await rejectsWith(dst.createTable('f', ddl), 'EDB');
       expect(e.details).toMatchObject({ sqlState: state });
@@ -265,10 +301,10 @@ describe('Partitioner.restore of a table using objects the target lacks', () => 
     // A plain syntax error keeps its own message, without the advice.
     const syntax = await rejectsWith(dst.createTable('f', 'CREATE TABLEX f (id int)'), 'EDB');
     expect(syntax.message).not.toMatch(/schema-only/);
-    await server.query("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')", [], to);
-    await server.query('CREATE DOMAIN posint AS integer CHECK (VALUE > 0)', [], to);
+    await server.query('CREATE SCHEMA shared', [], to);
+    await server.query("CREATE TYPE shared.kind AS ENUM ('a', 'b')", [], to);
     expect((await Partitioner.restore(dst, dir)).rows).toBe(30);
-    expect((await Partitioner.compare(src, dst, 'feel', { key: 'id' })).equal).toBe(true);
+    expect((await Partitioner.compare(src, dst, 'tagged', { key: 'id' })).equal).toBe(true);
     await rm(dir, { recursive: true, force: true });
   });
 });
