@@ -236,21 +236,29 @@ describe('PostgresSource DDL with backslashes', () => {
   });
 });
 
+/** A new database made by `statements`, and its `table` dumped (key id, 10 rows per partition) to a new folder. */
+async function dumpedDatabase(statements: readonly string[], table: string): Promise<{ from: string; dir: string }> {
+  const from = await server.createDatabase(`ob${++n}`);
+  for (const q of statements) await server.query(q, [], from);
+  const dir = await tempDir(`dumped-${table}`);
+  await using src = new PostgresSource({ ...server.clientConfig, database: from });
+  await new Partitioner(src, { table, key: 'id', rowsPerPartition: 10, outDir: dir }).dump({ incremental: true });
+  return { from, dir };
+}
+
 describe('Partitioner.restore of a table using types of its own', () => {
   it('carries the enum types and domains its columns use (arrays of them, a domain over an enum), created where the target lacks them', async () => {
-    const from = await server.createDatabase(`ob${++n}`);
-    for (const ddl of [
-      "CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine')",
-      'CREATE DOMAIN posint AS integer NOT NULL DEFAULT 1 CONSTRAINT positive CHECK (VALUE > 0)',
-      "CREATE DOMAIN good_mood AS mood CHECK (VALUE <> 'sad')",
-      'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[])',
-      "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[] FROM generate_series(1, 30) s",
-    ]) {
-      await server.query(ddl, [], from);
-    }
-    const dir = await tempDir('own-types');
+    const { from, dir } = await dumpedDatabase(
+      [
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine')",
+        'CREATE DOMAIN posint AS integer NOT NULL DEFAULT 1 CONSTRAINT positive CHECK (VALUE > 0)',
+        "CREATE DOMAIN good_mood AS mood CHECK (VALUE <> 'sad')",
+        'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[])',
+        "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[] FROM generate_series(1, 30) s",
+      ],
+      'feel',
+    );
     await using src = new PostgresSource({ ...server.clientConfig, database: from });
-    await new Partitioner(src, { table: 'feel', key: 'id', rowsPerPartition: 10, outDir: dir }).dump({ incremental: true });
     const to = await server.createDatabase(`ob${++n}`);
     await using dst = new PostgresSource({ ...server.clientConfig, database: to });
     expect((await Partitioner.restore(dst, dir)).rows).toBe(30);
@@ -273,14 +281,11 @@ describe('Partitioner.restore of a table using types of its own', () => {
   });
 
   it('fails with EDB naming what is missing and what to do, nothing created, for a type of another schema; restores once it exists', async () => {
-    const from = await server.createDatabase(`ob${++n}`);
-    await server.query('CREATE SCHEMA shared', [], from);
-    await server.query("CREATE TYPE shared.kind AS ENUM ('a', 'b')", [], from);
-    await server.query('CREATE TABLE tagged (id bigint PRIMARY KEY, k shared.kind)', [], from);
-    await server.query("INSERT INTO tagged SELECT s, 'b' FROM generate_series(1, 30) s", [], from);
-    const dir = await tempDir('missing-objects');
+    const { from, dir } = await dumpedDatabase(
+      ['CREATE SCHEMA shared', "CREATE TYPE shared.kind AS ENUM ('a', 'b')", 'CREATE TABLE tagged (id bigint PRIMARY KEY, k shared.kind)', "INSERT INTO tagged SELECT s, 'b' FROM generate_series(1, 30) s"],
+      'tagged',
+    );
     await using src = new PostgresSource({ ...server.clientConfig, database: from });
-    await new Partitioner(src, { table: 'tagged', key: 'id', rowsPerPartition: 10, outDir: dir }).dump({ incremental: true });
     const to = await server.createDatabase(`ob${++n}`);
     await using dst = new PostgresSource({ ...server.clientConfig, database: to });
     const err = await rejectsWith(Partitioner.restore(dst, dir), 'EDB');
