@@ -27,7 +27,7 @@
  * @module
  */
 import { hostname } from 'node:os';
-import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Dna, DnaAlgorithm } from '../dna/dna.js';
@@ -42,12 +42,14 @@ export interface CatalogOptions {
   /**
    * Open an existing, up-to-date catalog read-only (e.g. for a Monitor,
    * which then needs `history: false`: it cannot keep its runs). Default
-   * false. On a read-only file system (a snapshot, a read-only mount of
-   * the backup disk), where SQLite cannot create the WAL's shared files, a
+   * false. Where the folder cannot be written (a read-only file system
+   * such as a snapshot or a read-only mount of the backup disk, or a
+   * folder of another user) and SQLite finds no WAL files there to use, a
    * catalog its writer closed is read from a copy in memory made when it
    * is opened: later changes are not seen. One whose `-wal` file still
-   * holds changes is refused there (EDB, saying what to do). WAL does not
-   * work over a network file system: read it on the host that writes it.
+   * holds changes, but no `-shm`, is refused there (EDB, saying what to
+   * do). WAL does not work over a network file system: read it on the host
+   * that writes it.
    */
   readonly?: boolean;
   /** How long to wait for another writer's lock, in ms (default 5000). */
@@ -635,6 +637,17 @@ export class Catalog implements Disposable, AsyncDisposable {
     const timeout = checkInt('Catalog', 'busyTimeoutMs', options.busyTimeoutMs ?? 5000, 0, 2 ** 31 - 1);
     this.path = path;
     this.#readonly = options.readonly === true;
+    if (!this.#readonly && path !== ':memory:') {
+      // Where nothing can be written, SQLite would open the file read-only without a word, and fail later.
+      const denied = notWritable(path);
+      if (denied !== undefined) {
+        throw new StowageError(
+          'EBAD_CONFIG',
+          `Catalog ${path}: cannot open it for writing: ${denied.what} is not writable (${denied.code}), and a catalog records into the file and its -wal and -shm files beside it. Put the catalog on a writable disk, or open it with readonly: true to read it.`,
+          { details: { path, option: 'readonly', notWritable: denied.path, errno: denied.code } },
+        );
+      }
+    }
     try {
       this.#db = this.#readonly ? openReadonly(path, timeout) : new Database(path, { timeout });
     } catch (err) {
@@ -1198,17 +1211,6 @@ export class Catalog implements Disposable, AsyncDisposable {
     if (action === 'open' && /directory does not exist|unable to open/i.test(message) && (/directory does not exist/i.test(message) || (this.#readonly && !existsSync(this.path)))) {
       return new StowageError('ENOT_FOUND', `Cannot open catalog ${this.path}: ${message}.`, { details: { path: this.path }, cause: err });
     }
-    // Opened for writing where nothing can be written: say where and what to do instead.
-    if (action === 'open' && !this.#readonly && this.path !== ':memory:' && (code === 'SQLITE_CANTOPEN' || String(code).startsWith('SQLITE_READONLY'))) {
-      const denied = notWritable(this.path);
-      if (denied !== undefined) {
-        return new StowageError(
-          'EBAD_CONFIG',
-          `Catalog ${this.path}: cannot open it for writing: ${denied.what} is not writable (${denied.code}), and a catalog records into the file and its -wal and -shm files beside it. Put the catalog on a writable disk, or open it with readonly: true to read it.`,
-          { details: { path: this.path, option: 'readonly', notWritable: denied.path, errno: denied.code }, cause: err },
-        );
-      }
-    }
     if (code === 'SQLITE_FULL') {
       return new StowageError('ENOSPACE', `Catalog ${this.path}: cannot ${action}: the disk is full (${message}); nothing of it was recorded. Free space on ${this.path}'s disk, then run again.`, {
         details: { path: this.path, action, driverCode: code },
@@ -1225,9 +1227,14 @@ export class Catalog implements Disposable, AsyncDisposable {
   }
 }
 
-/** Where a catalog file cannot be written: its folder, or the file itself; undefined when both can. */
+/**
+ * Where a catalog file cannot be written: its folder, or the file itself;
+ * undefined when both can (or the folder is missing: SQLite says so). A
+ * symlink is followed, as SQLite does: the -wal and -shm go beside the file
+ * it points to.
+ */
 function notWritable(path: string): { what: string; path: string; code: string } | undefined {
-  const file = resolve(path);
+  const file = realFile(path);
   const candidates: [string, string][] = [[`its folder ${dirname(file)}`, dirname(file)]];
   if (existsSync(file)) candidates.push(['the file', file]);
   for (const [what, p] of candidates) {
@@ -1242,11 +1249,21 @@ function notWritable(path: string): { what: string; path: string; code: string }
   return undefined;
 }
 
+/** The file `path` names, symlinks followed, or `path` resolved when it does not exist. */
+function realFile(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
 /**
  * Opens a catalog read-only. SQLite reads a WAL-mode file only beside its
  * `-wal` and `-shm` files, which it creates when they are missing (its
- * writer closed it cleanly). On a read-only file system (a snapshot, a
- * read-only mount of the backup disk) it cannot, and refuses to open. Then
+ * writer closed it cleanly). Where the folder cannot be written (a
+ * read-only file system, another user's folder) it cannot, and refuses to
+ * open. Then
  * the file, complete without a `-wal`, is read into memory and opened from
  * there, read-only: a snapshot as of now. A `-wal` that still holds changes
  * (its writer did not close it) cannot be merged there: EDB says what to do.
@@ -1260,23 +1277,26 @@ function openReadonly(path: string, timeout: number): Database.Database {
   } catch (err) {
     db?.close();
     const code = (err as { code?: unknown } | undefined)?.code;
-    if (code !== 'SQLITE_CANTOPEN' || path === ':memory:' || !existsSync(path) || notWritable(path) === undefined) throw err;
+    // CANTOPEN on a read-only file system; READONLY_DIRECTORY in a folder this user may not write.
+    if ((code !== 'SQLITE_CANTOPEN' && code !== 'SQLITE_READONLY_DIRECTORY') || path === ':memory:' || !existsSync(path) || notWritable(path) === undefined) throw err;
+    const file = realFile(path);
+    const wal = `${file}-wal`;
     let walBytes = 0;
     try {
-      walBytes = statSync(`${path}-wal`).size;
+      walBytes = statSync(wal).size;
     } catch {
       // no -wal: the file holds everything
     }
     if (walBytes > 0) {
       throw new StowageError(
         'EDB',
-        `Catalog ${path}: cannot open it read-only here: ${path}-wal holds ${walBytes} bytes of changes not yet merged into the file (its writer did not close it), and SQLite cannot merge them on this read-only file system. Open it once where it can be written (or copy ${path} and ${path}-wal to a writable folder and open the copy).`,
-        { details: { path, wal: `${path}-wal`, walBytes }, cause: err },
+        `Catalog ${path}: cannot open it read-only here: ${wal} holds ${walBytes} bytes of changes not yet merged into the file (its writer did not close it), and SQLite cannot merge them where the folder cannot be written. Open it once where it can be written (or copy ${file} and ${wal} to a writable folder and open the copy).`,
+        { details: { path, wal, walBytes }, cause: err },
       );
     }
     let bytes: Buffer;
     try {
-      bytes = readFileSync(path);
+      bytes = readFileSync(file);
     } catch {
       throw err;
     }

@@ -576,9 +576,13 @@ interface DomainRow {
  * session's `search_path`, as `createTable` runs) has no type of that name:
  * one `DO` block each, dependencies first (an enum before a domain over it).
  * A type already there is left as it is, whatever its labels or checks: a
- * row it refuses fails the load, which says why. Enum labels in their sort
- * order; a domain with its base type and typmod, collation where it differs
- * from the base type's, default, NOT NULL and CHECK constraints (by name).
+ * row it refuses fails the load, which says why; a type of that name of
+ * another kind (a table's row type) is refused (duplicate_object). Enum
+ * labels in their sort order; a domain with its base type and typmod,
+ * collation where it differs from the base type's, default, NOT NULL and
+ * CHECK constraints (by name; one the source holds NOT VALID is added NOT
+ * VALID after, and rows that break it fail their load, as they would fail
+ * any insert into the source).
  *
  * @param client - a client whose `search_path` is `schema`
  * @param schema - the source's schema
@@ -608,7 +612,7 @@ GROUP BY t.oid, t.typname, t.typtype ORDER BY max(d.depth) DESC, t.typname`,
     } else {
       const d = (
         await client.query<DomainRow>(
-          `SELECT format_type(t.typbasetype, t.typtypmod) AS base, t.typnotnull AS notnull, t.typdefault AS def,
+          `SELECT format_type(t.typbasetype, t.typtypmod) AS base, t.typnotnull AS notnull, pg_get_expr(t.typdefaultbin, 0) AS def,
   CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN
     CASE WHEN cn.nspname IN ('pg_catalog', $2) THEN quote_ident(co.collname) ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END AS coll
 FROM pg_type t JOIN pg_type b ON b.oid = t.typbasetype LEFT JOIN pg_collation co ON co.oid = t.typcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
@@ -616,21 +620,29 @@ WHERE t.oid = $1::oid`,
           [u.oid, schema],
         )
       ).rows[0]!;
-      const { rows: checks } = await client.query<{ conname: string; def: string }>(
-        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE contypid = $1::oid AND contype = 'c' ORDER BY conname",
+      const { rows: checks } = await client.query<{ conname: string; def: string; valid: boolean }>(
+        "SELECT conname, pg_get_constraintdef(oid) AS def, convalidated AS valid FROM pg_constraint WHERE contypid = $1::oid AND contype = 'c' ORDER BY conname",
         [u.oid],
       );
       create = `CREATE DOMAIN ${quotePgIdent(u.name)} AS ${d.base}`;
       if (d.coll !== null) create += ` COLLATE ${d.coll}`;
       if (d.def !== null) create += ` DEFAULT ${d.def}`;
       if (d.notnull) create += ' NOT NULL';
-      for (const k of checks) create += ` CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`;
+      for (const k of checks) if (k.valid) create += ` CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`;
+      // A check the source holds NOT VALID (CREATE DOMAIN has no such clause): added after, as it is.
+      for (const k of checks) if (!k.valid) create += `; ALTER DOMAIN ${quotePgIdent(u.name)} ADD CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`;
     }
     // The dollar quote's tag must not occur in what it quotes (a label may hold anything).
     let tag = '$stowage$';
     for (let i = 1; create.includes(tag); i++) tag = `$stowage${i}$`;
     const lit = `'${u.name.replace(/'/g, "''")}'`;
-    ddl += `DO ${tag} BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = ${lit} AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())) THEN ${create}; END IF; END ${tag};\n`;
+    const named = `SELECT 1 FROM pg_type WHERE typname = ${lit} AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())`;
+    const what = u.kind === 'e' ? 'an enum type' : 'a domain';
+    // Another kind of type of that name (a table's row type, say) would silently stand in for it: refused.
+    ddl +=
+      `DO ${tag} BEGIN IF NOT EXISTS (${named}) THEN ${create}; ` +
+      `ELSIF NOT EXISTS (${named} AND typtype = '${u.kind}') THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_object', ` +
+      `MESSAGE = format('type %I of schema %I is not ${what}, which the table''s columns need: rename one of them', ${lit}, current_schema()); END IF; END ${tag};\n`;
   }
   return ddl;
 }

@@ -821,7 +821,7 @@ function missingObjectError(err: unknown, source: string, table: string): unknow
   const action = `create table ${JSON.stringify(table)}`;
   return new StowageError(
     'EDB',
-    `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL uses a type, domain, function or schema this database lacks (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
+    `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL names an object this database lacks, such as a type, function, operator, collation or schema (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
     { details: { source, action, driverCode: e.code, sqlState: e.code, detail: e.detail, hint: e.hint }, cause: err },
   );
 }

@@ -233,7 +233,9 @@ describe('PostgresSource: the CREATE TABLE rebuilt from the catalogs', () => {
     expect(ddl).toBe(
       [
         // The enum type the table uses comes first, created where the target lacks it.
-        "DO $stowage$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood' AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())) THEN CREATE TYPE \"mood\" AS ENUM ('sad', 'ok'); END IF; END $stowage$;",
+        "DO $stowage$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood' AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())) THEN CREATE TYPE \"mood\" AS ENUM ('sad', 'ok'); " +
+          "ELSIF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood' AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND typtype = 'e') THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_object', " +
+          "MESSAGE = format('type %I of schema %I is not an enum type, which the table''s columns need: rename one of them', 'mood', current_schema()); END IF; END $stowage$;",
         'CREATE SEQUENCE "Run_id_seq" AS integer INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 START WITH 1 CACHE 1 NO CYCLE;',
         'CREATE UNLOGGED TABLE "Run" (',
         '    "id" integer DEFAULT nextval(\'"Run_id_seq"\'::regclass) NOT NULL,',
@@ -287,6 +289,19 @@ describe('PostgresSource: the CREATE TABLE rebuilt from the catalogs', () => {
     await dst.createTable('t', ddl);
     await dst.load('t', await src.rows('t', { key: 'k' }));
     expect(await sql(db, a, 'SELECT k, w FROM restore.t')).toEqual([[1, 'in schema']]);
+    // A domain's default over an enum of the source's schema names them as that schema sees them: the DDL creates both in the target's.
+    await sql(db, a, "CREATE TYPE \"cond db\".mood AS ENUM ('ok', 'bad')");
+    await sql(db, a, "CREATE DOMAIN \"cond db\".state AS \"cond db\".mood DEFAULT 'ok'");
+    await sql(db, a, 'CREATE TABLE "cond db".u (k int PRIMARY KEY, s "cond db".state)');
+    await dst.createTable('u', await src.schema('u'));
+    await sql(db, a, 'INSERT INTO restore.u (k) VALUES (1)');
+    expect(await sql(db, a, 'SELECT s::text FROM restore.u')).toEqual([['ok']]);
+    expect(await sql(db, a, "SELECT t.typname, n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname IN ('mood', 'state') ORDER BY 2, 1")).toEqual([
+      ['mood', 'cond db'],
+      ['state', 'cond db'],
+      ['mood', 'restore'],
+      ['state', 'restore'],
+    ]);
     expect(await sql(db, a, "SELECT count(*)::int FROM pg_indexes WHERE schemaname = 'restore' AND indexname = 't_w'")).toEqual([[1]]);
     expect(await sql(db, a, 'SELECT count(*)::int FROM public.t')).toEqual([[0]]);
   });

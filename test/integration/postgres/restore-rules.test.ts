@@ -251,10 +251,15 @@ describe('Partitioner.restore of a table using types of its own', () => {
     const { from, dir } = await dumpedDatabase(
       [
         "CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine')",
+        // Used only as the element of an array column.
+        "CREATE TYPE level AS ENUM ('lo', 'hi')",
         'CREATE DOMAIN posint AS integer NOT NULL DEFAULT 1 CONSTRAINT positive CHECK (VALUE > 0)',
         "CREATE DOMAIN good_mood AS mood CHECK (VALUE <> 'sad')",
-        'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[])',
-        "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[] FROM generate_series(1, 30) s",
+        // A check added NOT VALID (CREATE DOMAIN has no such clause).
+        'CREATE DOMAIN small AS integer',
+        'ALTER DOMAIN small ADD CONSTRAINT small_max CHECK (VALUE < 1000) NOT VALID',
+        'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[], ls level[], sm small)',
+        "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[], ARRAY['hi', 'lo']::level[], s FROM generate_series(1, 30) s",
       ],
       'feel',
     );
@@ -270,6 +275,9 @@ describe('Partitioner.restore of a table using types of its own', () => {
     await expect(server.query('INSERT INTO feel (id, m, p, g) VALUES (101, $1, 2, $2)', ['ok', 'sad'], to)).rejects.toThrow(/good_mood_check/);
     await expect(server.query('INSERT INTO feel (id, m, p) VALUES (102, $1, NULL)', ['ok'], to)).rejects.toThrow(/null/);
     expect(await server.query<{ d: string | null }>("SELECT typdefault AS d FROM pg_type WHERE typname = 'posint'", [], to)).toEqual([{ d: '1' }]);
+    expect(await server.query<{ r: string }>('SELECT enum_range(NULL::level)::text AS r', [], to)).toEqual([{ r: '{lo,hi}' }]);
+    expect(await server.query("SELECT conname, convalidated FROM pg_constraint WHERE conname = 'small_max'", [], to)).toEqual([{ conname: 'small_max', convalidated: false }]);
+    await expect(server.query('INSERT INTO feel (id, m, p, sm) VALUES (103, $1, 2, 5000)', ['ok'], to)).rejects.toThrow(/small_max/);
     // A target that has the type already (with a label more) keeps it as it is.
     const other = await server.createDatabase(`ob${++n}`);
     await server.query("CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine', 'happy')", [], other);
@@ -277,6 +285,13 @@ describe('Partitioner.restore of a table using types of its own', () => {
     expect((await Partitioner.restore(dst2, dir)).rows).toBe(30);
     expect(await server.query<{ r: string }>('SELECT enum_range(NULL::mood)::text AS r', [], other)).toEqual([{ r: '{sad,ok,"it\'s $stowage$ fine",happy}' }]);
     expect((await Partitioner.compare(src, dst2, 'feel', { key: 'id' })).equal).toBe(true);
+    // A table of that name (its row type is a type "mood" too) is not taken for the enum: refused, nothing created.
+    const clash = await server.createDatabase(`ob${++n}`);
+    await server.query('CREATE TABLE mood (x int)', [], clash);
+    await using dst3 = new PostgresSource({ ...server.clientConfig, database: clash });
+    const e = await rejectsWith(Partitioner.restore(dst3, dir), 'EDB');
+    expect(e.message).toMatch(/type mood of schema public is not an enum type/);
+    expect(await dst3.tables()).toEqual(['mood']);
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -4,13 +4,17 @@
  * EBAD_CONFIG; with unmerged changes in its -wal, a clear EDB. A real
  * tmpfs remounted read-only (root), nothing simulated.
  */
-import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, statSync, symlinkSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { CATALOG_SCHEMA_VERSION, Catalog } from '../../../src/catalog/index.js';
 import { tempDir, throwsWith } from '../db/helpers.js';
-import { withTmpfs } from '../../support/index.js';
+import { isRoot, withTmpfs } from '../../support/index.js';
 
 const D1 = { dig: 'd41d8cd98f00b204e9800998ecf8427e', size: 0, algorithm: 'md5' as const };
 const D2 = { dig: '5d41402abc4b2a76b9719d911017c592', size: 5, algorithm: 'md5' as const };
@@ -75,5 +79,58 @@ describe('Catalog on a read-only file system', () => {
     await fs.remount(false);
     using rw = new Catalog(file, { readonly: true });
     expect(rw.archive('Vld/0000000001-0000010000.tar.gz')?.dna).toEqual(D1);
+  });
+
+  it('follows a symlink as SQLite does: the -wal and the folder that count are those of the file it points to', async () => {
+    await using fs = await withTmpfs(8);
+    const clean = join(fs.dir, 'clean.catalog');
+    const crashed = join(fs.dir, 'crashed.catalog');
+    new Catalog(clean).close();
+    const live = join(await tempDir('catalog-crash'), 'stowage.catalog');
+    using c = new Catalog(live);
+    c.db.pragma('wal_autocheckpoint = 0');
+    c.recordArchive({ path: 'A', dna: D1 });
+    copyFileSync(live, crashed);
+    copyFileSync(`${live}-wal`, `${crashed}-wal`);
+    await fs.remount(true);
+    // The links live in a writable folder; the files they name do not.
+    const links = await tempDir('catalog-links');
+    symlinkSync(clean, join(links, 'clean.catalog'));
+    symlinkSync(crashed, join(links, 'crashed.catalog'));
+    using ro = new Catalog(join(links, 'clean.catalog'), { readonly: true });
+    expect(ro.archives()).toEqual([]);
+    const e = throwsWith(() => new Catalog(join(links, 'crashed.catalog'), { readonly: true }), 'EDB');
+    expect(e.details).toMatchObject({ wal: `${crashed}-wal` });
+    const w = throwsWith(() => new Catalog(join(links, 'clean.catalog')), 'EBAD_CONFIG');
+    expect(w.details).toMatchObject({ notWritable: fs.dir, errno: 'EROFS' });
+  });
+
+  it('reads one in a folder this user may not write (EACCES), and refuses to open it for writing there', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stowage-cat-ro-'));
+    const file = join(dir, 'stowage.catalog');
+    {
+      using c = new Catalog(file);
+      c.recordArchive({ path: 'A', dna: D1 });
+    }
+    await chmod(dir, 0o555);
+    try {
+      if (isRoot()) {
+        // Root writes anywhere: the user is a child process of an unprivileged one, on the built package.
+        const lib = JSON.stringify(fileURLToPath(new URL('../../../dist/catalog/index.js', import.meta.url)));
+        const code = `import { Catalog } from ${lib}; const f = ${JSON.stringify(file)};
+          const c = new Catalog(f, { readonly: true }); console.log(c.archives().map((a) => a.path).join(',')); c.close();
+          try { new Catalog(f); console.log('opened'); } catch (e) { console.log(e.code, e.details.errno); }`;
+        const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', code], { encoding: 'utf8' }).trim();
+        expect(out.split('\n')).toEqual(['A', 'EBAD_CONFIG EACCES']);
+      } else {
+        using ro = new Catalog(file, { readonly: true });
+        expect(ro.archives().map((a) => a.path)).toEqual(['A']);
+        expect(throwsWith(() => new Catalog(file), 'EBAD_CONFIG').details).toMatchObject({ errno: 'EACCES' });
+      }
+      expect(existsSync(`${file}-shm`)).toBe(false);
+    } finally {
+      await chmod(dir, 0o755);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
