@@ -19,6 +19,17 @@ import { isRoot, withTmpfs } from '../../support/index.js';
 const D1 = { dig: 'd41d8cd98f00b204e9800998ecf8427e', size: 0, algorithm: 'md5' as const };
 const D2 = { dig: '5d41402abc4b2a76b9719d911017c592', size: 5, algorithm: 'md5' as const };
 
+/** Writes at `file` the image a crash leaves: a catalog whose -wal holds a record of `archive` not merged into it, no -shm. Returns the -wal's size. */
+async function crashImage(file: string, archive: string): Promise<number> {
+  const live = join(await tempDir('catalog-crash'), 'stowage.catalog');
+  using c = new Catalog(live);
+  c.db.pragma('wal_autocheckpoint = 0');
+  c.recordArchive({ path: archive, dna: D1 });
+  copyFileSync(live, file);
+  copyFileSync(`${live}-wal`, `${file}-wal`);
+  return statSync(`${file}-wal`).size;
+}
+
 describe('Catalog on a read-only file system', () => {
   it('is read read-only from a copy made at open, once its writer closed it; writes are refused', async () => {
     await using fs = await withTmpfs(8);
@@ -61,14 +72,7 @@ describe('Catalog on a read-only file system', () => {
   it('refuses a catalog whose -wal holds changes its writer never merged (EDB, saying what to do), and reads it once merged', async () => {
     await using fs = await withTmpfs(8);
     const file = join(fs.dir, 'stowage.catalog');
-    // The image a crash leaves: the file and a -wal with the last records, no -shm.
-    const live = join(await tempDir('catalog-crash'), 'stowage.catalog');
-    using c = new Catalog(live);
-    c.db.pragma('wal_autocheckpoint = 0');
-    c.recordArchive({ path: 'Vld/0000000001-0000010000.tar.gz', dna: D1 });
-    copyFileSync(live, file);
-    copyFileSync(`${live}-wal`, `${file}-wal`);
-    const walBytes = statSync(`${file}-wal`).size;
+    const walBytes = await crashImage(file, 'Vld/0000000001-0000010000.tar.gz');
     expect(walBytes).toBeGreaterThan(0);
     await fs.remount(true);
     const e = throwsWith(() => new Catalog(file, { readonly: true }), 'EDB');
@@ -86,12 +90,7 @@ describe('Catalog on a read-only file system', () => {
     const clean = join(fs.dir, 'clean.catalog');
     const crashed = join(fs.dir, 'crashed.catalog');
     new Catalog(clean).close();
-    const live = join(await tempDir('catalog-crash'), 'stowage.catalog');
-    using c = new Catalog(live);
-    c.db.pragma('wal_autocheckpoint = 0');
-    c.recordArchive({ path: 'A', dna: D1 });
-    copyFileSync(live, crashed);
-    copyFileSync(`${live}-wal`, `${crashed}-wal`);
+    await crashImage(crashed, 'A');
     await fs.remount(true);
     // The links live in a writable folder; the files they name do not.
     const links = await tempDir('catalog-links');
