@@ -557,6 +557,19 @@ ORDER BY s.relname`,
   return ddl;
 }
 
+/**
+ * `dep(oid, depth)`: the types the columns of the table `$1` use, and
+ * under them the base type of each domain and the element type of each
+ * array, with how deep each lies (a column's own type at 0).
+ */
+export const PG_USED_TYPES_CTE = `WITH RECURSIVE dep(oid, depth) AS (
+  SELECT a.atttypid, 0 FROM pg_attribute a WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, d.depth + 1
+  FROM dep d JOIN pg_type t ON t.oid = d.oid
+  WHERE d.depth < 32 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
+)`;
+
 interface UsedTypeRow {
   oid: string;
   name: string;
@@ -581,8 +594,8 @@ interface DomainRow {
  * labels in their sort order; a domain with its base type and typmod,
  * collation where it differs from the base type's, default, NOT NULL and
  * CHECK constraints (by name; one the source holds NOT VALID is added NOT
- * VALID after, and rows that break it fail their load, as they would fail
- * any insert into the source).
+ * VALID after: `createTable` with `deferIndexes` takes it off again until
+ * the rows are in, as it does the table's own NOT VALID checks).
  *
  * @param client - a client whose `search_path` is `schema`
  * @param schema - the source's schema
@@ -590,13 +603,7 @@ interface DomainRow {
  */
 async function pgTypesDdl(client: pg.ClientBase, schema: string, oid: string): Promise<string> {
   const { rows: used } = await client.query<UsedTypeRow>(
-    `WITH RECURSIVE dep(oid, depth) AS (
-  SELECT a.atttypid, 0 FROM pg_attribute a WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
-  UNION ALL
-  SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, d.depth + 1
-  FROM dep d JOIN pg_type t ON t.oid = d.oid
-  WHERE d.depth < 32 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
-)
+    `${PG_USED_TYPES_CTE}
 SELECT t.oid::int8::text AS oid, t.typname AS name, t.typtype::text AS kind
 FROM dep d JOIN pg_type t ON t.oid = d.oid JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE t.typtype IN ('e', 'd') AND n.nspname = $2

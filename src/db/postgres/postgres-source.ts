@@ -64,7 +64,7 @@ import {
   type TableReader,
   type TableSource,
 } from '../table-source.js';
-import { PgReader, pgError, pgKeyColumn, pgRangeCondition, pgTableInfo, quotePgIdent, type LentPgClient, type PgReaderContext } from './postgres-reader.js';
+import { PG_USED_TYPES_CTE, PgReader, pgError, pgKeyColumn, pgRangeCondition, pgTableInfo, quotePgIdent, type LentPgClient, type PgReaderContext } from './postgres-reader.js';
 
 
 /**
@@ -80,6 +80,19 @@ UNION ALL
 SELECT 'i', ic.relname, pg_get_indexdef(i.indexrelid), 2 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = $1::oid AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
 ORDER BY o, name`;
+/**
+ * The CHECK constraints held NOT VALID of the domains the columns of table
+ * `$1` use, where those domains were created in the same transaction as
+ * the table (by the DDL of `schema()`): `createTable` with `deferIndexes`
+ * takes them off while the rows load (COPY checks a domain's constraints on
+ * every row, validated or not) and puts them back NOT VALID after.
+ */
+const DEFERRABLE_DOMAIN_CHECKS_SQL = `${PG_USED_TYPES_CTE}
+SELECT DISTINCT t.typname AS domain, c.conname AS name, pg_get_constraintdef(c.oid) AS def
+FROM dep d JOIN pg_type t ON t.oid = d.oid JOIN pg_constraint c ON c.contypid = t.oid
+WHERE t.typtype = 'd' AND c.contype = 'c' AND NOT c.convalidated AND t.xmin = (SELECT xmin FROM pg_class WHERE oid = $1::oid)
+ORDER BY 1, 2`;
+
 /** Where the PostgreSQL server is and who to log in as. */
 export interface PostgresConnectionConfig {
   /** Host name, address, or a folder holding the unix socket (default `localhost`). */
@@ -427,7 +440,9 @@ export class PostgresSource implements TableSource {
    * With `deferIndexes`, the same transaction then drops the table's
    * primary key, unique and exclusion constraints, its other indexes and
    * its `NOT VALID` checks (added back `NOT VALID`, they leave the loaded
-   * rows unchecked, as in the source), as the server itself describes them
+   * rows unchecked, as in the source; so are the `NOT VALID` checks of the
+   * domains its columns use that `ddl` created, since COPY checks a
+   * domain's constraints on every row), as the server itself describes them
    * (`pg_get_constraintdef`, `pg_get_indexdef`), and the call resolves to
    * the statements that put them back, run by {@link DeferredIndexes.build}
    * once the rows are loaded. Those statements end by moving the sequences
@@ -720,26 +735,32 @@ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypi
     const { rows } = await client.query<{ kind: 'c' | 'i'; name: string; def: string }>(DEFERRABLE_INDEXES_SQL, [info.oid]);
     const t = `${quotePgIdent(this.schemaName)}.${quotePgIdent(info.name)}`;
     const advance = await this.#sequenceAdvances(client, info.oid, t);
-    if (rows.length === 0 && advance.length === 0) return undefined;
+    const { rows: domainChecks } = await client.query<{ domain: string; name: string; def: string }>(DEFERRABLE_DOMAIN_CHECKS_SQL, [info.oid]);
+    if (rows.length === 0 && advance.length === 0 && domainChecks.length === 0) return undefined;
+    const domainOf = (d: { domain: string }): string => `${quotePgIdent(this.schemaName)}.${quotePgIdent(d.domain)}`;
     await client.query('SAVEPOINT stowage_defer_indexes');
     try {
       for (const r of [...rows].reverse()) {
         await client.query(r.kind === 'c' ? `ALTER TABLE ${t} DROP CONSTRAINT ${quotePgIdent(r.name)}` : `DROP INDEX ${quotePgIdent(this.schemaName)}.${quotePgIdent(r.name)}`);
       }
+      for (const d of domainChecks) await client.query(`ALTER DOMAIN ${domainOf(d)} DROP CONSTRAINT ${quotePgIdent(d.name)}`);
       await client.query('RELEASE SAVEPOINT stowage_defer_indexes');
     } catch {
       // Something depends on one of them: keep the table whole (its sequences still move on after the rows).
       await client.query('ROLLBACK TO SAVEPOINT stowage_defer_indexes');
       rows.length = 0;
+      domainChecks.length = 0;
       if (advance.length === 0) return undefined;
     }
-    const statements = Object.freeze([...rows.map((r) => (r.kind === 'c' ? `ALTER TABLE ${t} ADD CONSTRAINT ${quotePgIdent(r.name)} ${r.def}` : r.def)), ...advance]);
+    // The domains' checks come back NOT VALID (their definitions say so) whether the table is built or dropped.
+    const domainAdds = domainChecks.map((d) => `ALTER DOMAIN ${domainOf(d)} ADD CONSTRAINT ${quotePgIdent(d.name)} ${d.def}`);
+    const statements = Object.freeze([...rows.map((r) => (r.kind === 'c' ? `ALTER TABLE ${t} ADD CONSTRAINT ${quotePgIdent(r.name)} ${r.def}` : r.def)), ...domainAdds, ...advance]);
     const name = info.name;
     return Object.freeze({
       table: name,
       statements,
       build: (options: DbOptions = {}) => this.#run(`build the indexes of ${JSON.stringify(name)}`, statements, options),
-      discard: () => this.#run(`drop ${JSON.stringify(name)}`, [`DROP TABLE ${t}`], {}),
+      discard: () => this.#run(`drop ${JSON.stringify(name)}`, [`DROP TABLE ${t}`, ...domainAdds], {}),
     });
   }
 

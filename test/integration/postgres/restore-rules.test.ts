@@ -255,11 +255,11 @@ describe('Partitioner.restore of a table using types of its own', () => {
         "CREATE TYPE level AS ENUM ('lo', 'hi')",
         'CREATE DOMAIN posint AS integer NOT NULL DEFAULT 1 CONSTRAINT positive CHECK (VALUE > 0)',
         "CREATE DOMAIN good_mood AS mood CHECK (VALUE <> 'sad')",
-        // A check added NOT VALID (CREATE DOMAIN has no such clause).
         'CREATE DOMAIN small AS integer',
-        'ALTER DOMAIN small ADD CONSTRAINT small_max CHECK (VALUE < 1000) NOT VALID',
         'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[], ls level[], sm small)',
-        "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[], ARRAY['hi', 'lo']::level[], s FROM generate_series(1, 30) s",
+        "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[], ARRAY['hi', 'lo']::level[], s * 100 FROM generate_series(1, 30) s",
+        // A check added NOT VALID (CREATE DOMAIN has no such clause) after rows that break it (sm 1000 to 3000).
+        'ALTER DOMAIN small ADD CONSTRAINT small_max CHECK (VALUE < 1000) NOT VALID',
       ],
       'feel',
     );
@@ -276,6 +276,8 @@ describe('Partitioner.restore of a table using types of its own', () => {
     await expect(server.query('INSERT INTO feel (id, m, p) VALUES (102, $1, NULL)', ['ok'], to)).rejects.toThrow(/null/);
     expect(await server.query<{ d: string | null }>("SELECT typdefault AS d FROM pg_type WHERE typname = 'posint'", [], to)).toEqual([{ d: '1' }]);
     expect(await server.query<{ r: string }>('SELECT enum_range(NULL::level)::text AS r', [], to)).toEqual([{ r: '{lo,hi}' }]);
+    // The rows that break the NOT VALID check are in, and the check is back, NOT VALID, for new rows.
+    expect(await server.query<{ n: number }>('SELECT count(*)::int AS n FROM feel WHERE sm >= 1000', [], to)).toEqual([{ n: 21 }]);
     expect(await server.query("SELECT conname, convalidated FROM pg_constraint WHERE conname = 'small_max'", [], to)).toEqual([{ conname: 'small_max', convalidated: false }]);
     await expect(server.query('INSERT INTO feel (id, m, p, sm) VALUES (103, $1, 2, 5000)', ['ok'], to)).rejects.toThrow(/small_max/);
     // A target that has the type already (with a label more) keeps it as it is.
@@ -285,6 +287,15 @@ describe('Partitioner.restore of a table using types of its own', () => {
     expect((await Partitioner.restore(dst2, dir)).rows).toBe(30);
     expect(await server.query<{ r: string }>('SELECT enum_range(NULL::mood)::text AS r', [], other)).toEqual([{ r: '{sad,ok,"it\'s $stowage$ fine",happy}' }]);
     expect((await Partitioner.compare(src, dst2, 'feel', { key: 'id' })).equal).toBe(true);
+    // While the rows load the check is off; a table given up (discard) leaves it back on too.
+    const third = await server.createDatabase(`ob${++n}`);
+    await using dst4 = new PostgresSource({ ...server.clientConfig, database: third });
+    const deferred = await dst4.createTable('feel', await src.schema('feel'), { deferIndexes: true });
+    const smallMax = "SELECT convalidated FROM pg_constraint WHERE conname = 'small_max'";
+    expect(await server.query(smallMax, [], third)).toEqual([]);
+    await deferred!.discard();
+    expect(await dst4.tables()).toEqual([]);
+    expect(await server.query(smallMax, [], third)).toEqual([{ convalidated: false }]);
     // A table of that name (its row type is a type "mood" too) is not taken for the enum: refused, nothing created.
     const clash = await server.createDatabase(`ob${++n}`);
     await server.query('CREATE TABLE mood (x int)', [], clash);
