@@ -1233,8 +1233,7 @@ export class Catalog implements Disposable, AsyncDisposable {
  * symlink is followed, as SQLite does: the -wal and -shm go beside the file
  * it points to.
  */
-function notWritable(path: string): { what: string; path: string; code: string } | undefined {
-  const file = realFile(path);
+function notWritable(path: string, file = realFile(path)): { what: string; path: string; code: string } | undefined {
   const candidates: [string, string][] = [[`its folder ${dirname(file)}`, dirname(file)]];
   if (existsSync(file)) candidates.push(['the file', file]);
   for (const [what, p] of candidates) {
@@ -1263,10 +1262,10 @@ function realFile(path: string): string {
  * `-wal` and `-shm` files, which it creates when they are missing (its
  * writer closed it cleanly). Where the folder cannot be written (a
  * read-only file system, another user's folder) it cannot, and refuses to
- * open. Then
- * the file, complete without a `-wal`, is read into memory and opened from
- * there, read-only: a snapshot as of now. A `-wal` that still holds changes
- * (its writer did not close it) cannot be merged there: EDB says what to do.
+ * open. Then the file, complete without a `-wal`, is read into memory and
+ * opened from there, read-only: a snapshot as of now. A `-wal` that still
+ * holds changes (its writer did not close it) cannot be merged there: EDB
+ * says what to do.
  */
 function openReadonly(path: string, timeout: number): Database.Database {
   let db: Database.Database | undefined;
@@ -1278,8 +1277,9 @@ function openReadonly(path: string, timeout: number): Database.Database {
     db?.close();
     const code = (err as { code?: unknown } | undefined)?.code;
     // CANTOPEN on a read-only file system; READONLY_DIRECTORY in a folder this user may not write.
-    if ((code !== 'SQLITE_CANTOPEN' && code !== 'SQLITE_READONLY_DIRECTORY') || path === ':memory:' || !existsSync(path) || notWritable(path) === undefined) throw err;
+    if ((code !== 'SQLITE_CANTOPEN' && code !== 'SQLITE_READONLY_DIRECTORY') || path === ':memory:' || !existsSync(path)) throw err;
     const file = realFile(path);
+    if (notWritable(path, file) === undefined) throw err;
     const wal = `${file}-wal`;
     let walBytes = 0;
     try {

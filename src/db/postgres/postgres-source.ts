@@ -179,8 +179,9 @@ async function refuseCascades(client: pg.Client, source: string, action: string,
   );
 }
 
-/** The temporary table a merging load copies its rows into (dropped at the end of the transaction). */
-const MERGE_TABLE = 'pg_temp.stowage_merge';
+/** The temporary table a merging load copies its rows into (dropped at the end of the transaction), and its name in pg_temp. */
+const MERGE_TABLE_NAME = 'stowage_merge';
+const MERGE_TABLE = `pg_temp.${MERGE_TABLE_NAME}`;
 
 /**
  * Whether a `replaceRange` load merges its rows into the range instead of
@@ -339,8 +340,10 @@ export class PostgresSource implements TableSource {
    * restore), the current value of sequences ({@link advanceSequences}
    * moves them past the rows after a restore), the name of an identity
    * column's sequence, storage parameters, tablespaces, comments, grants,
-   * row security policies, triggers. Types, domains and collations the
-   * columns use must exist in the target.
+   * row security policies, triggers. The enum types and domains of the
+   * source's schema that the columns use come first, each created where the
+   * target's schema lacks it; other types and collations must exist in the
+   * target.
    */
   schema(table: string, options?: DbOptions): Promise<string> {
     return this.#reader.schema(table, options);
@@ -556,7 +559,7 @@ export class PostgresSource implements TableSource {
       const list = quoted.join(', ');
       const merge = inRange === undefined ? undefined : await mergesInto(client, t, info.oid, keyName!, columns.map((c) => c.name), inRange);
       if (merge !== undefined) {
-        await client.query(`CREATE TEMP TABLE stowage_merge ON COMMIT DROP AS SELECT ${list} FROM ONLY ${t} WITH NO DATA`);
+        await client.query(`CREATE TEMP TABLE ${MERGE_TABLE_NAME} ON COMMIT DROP AS SELECT ${list} FROM ONLY ${t} WITH NO DATA`);
       } else if (inRange !== undefined) {
         await refuseCascades(client, this.name, action, t, inRange, bounds!);
         // ONLY: the rows of tables inheriting from this one are theirs, not this range's.
@@ -837,12 +840,12 @@ const MISSING_OBJECT_SQLSTATES: ReadonlySet<string> = new Set(['42704', '42883',
  * as they are (pgError).
  */
 function missingObjectError(err: unknown, source: string, table: string): unknown {
-  const e = err as { code?: unknown; message?: string; detail?: string; hint?: string } | undefined;
-  if (typeof e?.code !== 'string' || !MISSING_OBJECT_SQLSTATES.has(e.code)) return err;
-  const action = `create table ${JSON.stringify(table)}`;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string' || !MISSING_OBJECT_SQLSTATES.has(code)) return err;
+  const plain = pgError(err, source, `create table ${JSON.stringify(table)}`) as StowageError;
   return new StowageError(
     'EDB',
-    `${source}: cannot ${action}: ${e.message ?? String(err)}. The DDL names an object this database lacks, such as a type, function, operator, collation or schema (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
-    { details: { source, action, driverCode: e.code, sqlState: e.code, detail: e.detail, hint: e.hint }, cause: err },
+    `${plain.message}. The DDL names an object this database lacks, such as a type, function, operator, collation or schema (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
+    { details: plain.details, cause: err },
   );
 }
