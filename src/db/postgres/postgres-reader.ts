@@ -571,16 +571,17 @@ export const PG_USED_TYPES_CTE = `WITH RECURSIVE dep(oid, depth) AS (
 )`;
 
 interface UsedTypeRow {
-  oid: string;
   name: string;
   kind: 'e' | 'd';
-}
-
-interface DomainRow {
-  base: string;
+  /** An enum's labels as literals, in their sort order. */
+  labels: string[] | null;
+  /** A domain's base type with its typmod. */
+  base: string | null;
   notnull: boolean;
   def: string | null;
   coll: string | null;
+  /** A domain's CHECK constraints, by name. */
+  checks: { conname: string; def: string; valid: boolean }[] | null;
 }
 
 /**
@@ -602,39 +603,33 @@ interface DomainRow {
  * @param oid - the table
  */
 async function pgTypesDdl(client: pg.ClientBase, schema: string, oid: string): Promise<string> {
+  // One query for every type and what its DDL needs (labels, base type, checks), not one per type.
   const { rows: used } = await client.query<UsedTypeRow>(
     `${PG_USED_TYPES_CTE}
-SELECT t.oid::int8::text AS oid, t.typname AS name, t.typtype::text AS kind
-FROM dep d JOIN pg_type t ON t.oid = d.oid JOIN pg_namespace n ON n.oid = t.typnamespace
+SELECT t.typname AS name, t.typtype::text AS kind,
+  CASE WHEN t.typtype = 'e' THEN (SELECT array_agg(quote_literal(e.enumlabel) ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) END AS labels,
+  CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS base, t.typnotnull AS notnull, pg_get_expr(t.typdefaultbin, 0) AS def,
+  CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN
+    CASE WHEN cn.nspname IN ('pg_catalog', $2) THEN quote_ident(co.collname) ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END AS coll,
+  CASE WHEN t.typtype = 'd' THEN (SELECT json_agg(json_build_object('conname', c.conname, 'def', pg_get_constraintdef(c.oid), 'valid', c.convalidated) ORDER BY c.conname)
+    FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c') END AS checks
+FROM (SELECT d.oid, max(d.depth) AS depth FROM dep d GROUP BY d.oid) d JOIN pg_type t ON t.oid = d.oid JOIN pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_type b ON b.oid = t.typbasetype LEFT JOIN pg_collation co ON co.oid = t.typcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
 WHERE t.typtype IN ('e', 'd') AND n.nspname = $2
-GROUP BY t.oid, t.typname, t.typtype ORDER BY max(d.depth) DESC, t.typname`,
+ORDER BY d.depth DESC, t.typname`,
     [oid, schema],
   );
   let ddl = '';
   for (const u of used) {
     let create: string;
     if (u.kind === 'e') {
-      const { rows } = await client.query<{ label: string }>('SELECT quote_literal(enumlabel) AS label FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder', [u.oid]);
-      create = `CREATE TYPE ${quotePgIdent(u.name)} AS ENUM (${rows.map((r) => r.label).join(', ')})`;
+      create = `CREATE TYPE ${quotePgIdent(u.name)} AS ENUM (${(u.labels ?? []).join(', ')})`;
     } else {
-      const d = (
-        await client.query<DomainRow>(
-          `SELECT format_type(t.typbasetype, t.typtypmod) AS base, t.typnotnull AS notnull, pg_get_expr(t.typdefaultbin, 0) AS def,
-  CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN
-    CASE WHEN cn.nspname IN ('pg_catalog', $2) THEN quote_ident(co.collname) ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END AS coll
-FROM pg_type t JOIN pg_type b ON b.oid = t.typbasetype LEFT JOIN pg_collation co ON co.oid = t.typcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
-WHERE t.oid = $1::oid`,
-          [u.oid, schema],
-        )
-      ).rows[0]!;
-      const { rows: checks } = await client.query<{ conname: string; def: string; valid: boolean }>(
-        "SELECT conname, pg_get_constraintdef(oid) AS def, convalidated AS valid FROM pg_constraint WHERE contypid = $1::oid AND contype = 'c' ORDER BY conname",
-        [u.oid],
-      );
-      create = `CREATE DOMAIN ${quotePgIdent(u.name)} AS ${d.base}`;
-      if (d.coll !== null) create += ` COLLATE ${d.coll}`;
-      if (d.def !== null) create += ` DEFAULT ${d.def}`;
-      if (d.notnull) create += ' NOT NULL';
+      const checks = u.checks ?? [];
+      create = `CREATE DOMAIN ${quotePgIdent(u.name)} AS ${u.base!}`;
+      if (u.coll !== null) create += ` COLLATE ${u.coll}`;
+      if (u.def !== null) create += ` DEFAULT ${u.def}`;
+      if (u.notnull) create += ' NOT NULL';
       for (const k of checks) if (k.valid) create += ` CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`;
       // A check the source holds NOT VALID (CREATE DOMAIN has no such clause): added after, as it is.
       for (const k of checks) if (!k.valid) create += `; ALTER DOMAIN ${quotePgIdent(u.name)} ADD CONSTRAINT ${quotePgIdent(k.conname)} ${k.def}`;

@@ -251,12 +251,14 @@ describe('Partitioner.restore of a table using types of its own', () => {
     const { from, dir } = await dumpedDatabase(
       [
         "CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s $stowage$ fine')",
-        // Used only as the element of an array column.
-        "CREATE TYPE level AS ENUM ('lo', 'hi')",
+        // Used only as the element of an array column; a label holding what an array literal quotes.
+        "CREATE TYPE level AS ENUM ('lo', 'hi', 'a,{b} \"c\" \\ d', 'NULL')",
+        // No labels at all.
+        'CREATE TYPE nothing AS ENUM ()',
         'CREATE DOMAIN posint AS integer NOT NULL DEFAULT 1 CONSTRAINT positive CHECK (VALUE > 0)',
         "CREATE DOMAIN good_mood AS mood CHECK (VALUE <> 'sad')",
         'CREATE DOMAIN small AS integer',
-        'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[], ls level[], sm small)',
+        'CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL, p posint, g good_mood, ms mood[], ls level[], sm small, no nothing)',
         "INSERT INTO feel SELECT s, (enum_range(NULL::mood))[1 + s % 3], s, 'ok', ARRAY['ok', 'sad']::mood[], ARRAY['hi', 'lo']::level[], s * 100 FROM generate_series(1, 30) s",
         // A check added NOT VALID (CREATE DOMAIN has no such clause) after rows that break it (sm 1000 to 3000).
         'ALTER DOMAIN small ADD CONSTRAINT small_max CHECK (VALUE < 1000) NOT VALID',
@@ -275,7 +277,8 @@ describe('Partitioner.restore of a table using types of its own', () => {
     await expect(server.query('INSERT INTO feel (id, m, p, g) VALUES (101, $1, 2, $2)', ['ok', 'sad'], to)).rejects.toThrow(/good_mood_check/);
     await expect(server.query('INSERT INTO feel (id, m, p) VALUES (102, $1, NULL)', ['ok'], to)).rejects.toThrow(/null/);
     expect(await server.query<{ d: string | null }>("SELECT typdefault AS d FROM pg_type WHERE typname = 'posint'", [], to)).toEqual([{ d: '1' }]);
-    expect(await server.query<{ r: string }>('SELECT enum_range(NULL::level)::text AS r', [], to)).toEqual([{ r: '{lo,hi}' }]);
+    expect(await server.query<{ r: string[] }>('SELECT enum_range(NULL::level)::text[] AS r', [], to)).toEqual([{ r: ['lo', 'hi', 'a,{b} "c" \\ d', 'NULL'] }]);
+    expect(await server.query<{ n: number }>('SELECT cardinality(enum_range(NULL::nothing))::int AS n', [], to)).toEqual([{ n: 0 }]);
     // The rows that break the NOT VALID check are in, and the check is back, NOT VALID, for new rows.
     expect(await server.query<{ n: number }>('SELECT count(*)::int AS n FROM feel WHERE sm >= 1000', [], to)).toEqual([{ n: 21 }]);
     expect(await server.query("SELECT conname, convalidated FROM pg_constraint WHERE conname = 'small_max'", [], to)).toEqual([{ conname: 'small_max', convalidated: false }]);
