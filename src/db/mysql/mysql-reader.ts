@@ -216,10 +216,26 @@ export function mysqlColumnExpr(info: MysqlTableInfo, i: number): string {
 /**
  * Character sets whose columns store the same value from bulk text sent as
  * `binary` as from the same text sent as `utf8mb4`: the server checks
- * that the bytes are well-formed in the column's character set either way
- * (a column with none takes them as they are), and never converts them.
+ * that the bytes are well-formed in the column's character set either way,
+ * and never converts them.
  */
-const BINARY_LOADABLE = new Set(['', 'binary', 'utf8mb4', 'utf8mb3', 'utf8']);
+const BINARY_LOADABLE = new Set(['binary', 'utf8mb4', 'utf8mb3', 'utf8']);
+
+/**
+ * The types without a character set whose values read the same from text
+ * sent as `binary`: numbers, dates and times, bit strings, byte strings and
+ * geometry. Not MariaDB's INET4, INET6 and UUID (nor any other type a
+ * plugin adds): from a binary string they take the bytes as the value
+ * itself, so `2001:db8::1:2:34` (16 characters) would be stored as the
+ * address of those 16 bytes, and a UUID's text fails; their tables are sent
+ * as `utf8mb4`, which they parse.
+ */
+const BINARY_LOADABLE_TYPES = new Set([
+  'tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint', 'decimal', 'numeric', 'float', 'double', 'real', 'bit', 'bool', 'boolean',
+  'date', 'time', 'datetime', 'timestamp', 'year',
+  'binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob',
+  'geometry', 'point', 'linestring', 'polygon', 'multipoint', 'multilinestring', 'multipolygon', 'geometrycollection',
+]);
 
 /**
  * The column list and SET clause of a `LOAD DATA` of bulk text into the
@@ -230,8 +246,9 @@ const BINARY_LOADABLE = new Set(['', 'binary', 'utf8mb4', 'utf8mb3', 'utf8']);
  * {@link mysqlColumnExpr}; text with a character latin1 lacks makes the
  * server warn, and the load roll back).
  *
- * The text is sent as `binary` when every column picked is UTF-8 or has no
- * character set: the server then stores each value exactly as it would
+ * The text is sent as `binary` when every column picked is UTF-8, or one of
+ * the built-in types without a character set (see
+ * `BINARY_LOADABLE_TYPES`): the server then stores each value exactly as it would
  * from `utf8mb4` (it checks the bytes against the column's own UTF-8, and
  * malformed text still fails with a warning), but reads the fields a byte
  * at a time instead of a character at a time (MariaDB's `read_field`
@@ -257,7 +274,7 @@ export function mysqlLoadColumns(info: MysqlTableInfo, pick: readonly number[]):
     targets.push(`@stowage_v${n}`);
     sets.push(`${q} = CONVERT(CAST(CONVERT(@stowage_v${n} USING latin1) AS BINARY) USING ascii)`);
   });
-  const charset = pick.every((i) => BINARY_LOADABLE.has(info.charsets[i]!) && info.dataTypes[i] !== 'json') ? 'binary' : 'utf8mb4';
+  const charset = pick.every((i) => (info.charsets[i] === '' ? BINARY_LOADABLE_TYPES.has(info.dataTypes[i]!) : BINARY_LOADABLE.has(info.charsets[i]!) && info.dataTypes[i] !== 'json')) ? 'binary' : 'utf8mb4';
   return { columns: `(${targets.join(', ')})`, set: sets.length > 0 ? ` SET ${sets.join(', ')}` : '', charset };
 }
 
