@@ -465,19 +465,28 @@ export class MysqlSource implements TableSource {
       throwIfAborted(signal);
       if (result.warningStatus > 0 || result.affectedRows !== g.rows) {
         const warnings = await mysqlQuery<{ Level: string; Code: number; Message: string }[]>(conn, { sql: 'SHOW WARNINGS LIMIT 10' }).catch(() => []);
+        // The OK packet counts warnings in 16 bits (65535 at most): the
+        // server's own count, which a diagnostic statement leaves as it is.
+        const warningCount =
+          result.warningStatus > 0
+            ? await mysqlQuery<{ n: number | string }[]>(conn, { sql: 'SELECT @@warning_count AS n' }).then(
+                (r) => Number(r[0]?.n),
+                () => Number.NaN,
+              )
+            : 0;
         // Exactly one "Data truncated" per ENUM error value, and nothing else: the rows are as they were.
         const enumNames = enumFields.map((f) => info.columns[indexes[f]!]!.name);
         const enumZeros =
           result.affectedRows === g.rows &&
-          result.warningStatus === g.emptyCount &&
+          warningCount === g.emptyCount &&
           warnings.length > 0 &&
           warnings.every((w) => w.Code === 1265 && enumNames.some((n) => w.Message.startsWith(`Data truncated for column '${n}' `)));
         const list = warnings.map((w) => `${w.Level} ${w.Code}: ${w.Message}`);
         if (!enumZeros) {
           throw new StowageError(
             'EDB',
-            `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${result.warningStatus} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; ${info.transactional ? 'nothing was kept' : `the table is ${info.engine}, which cannot roll back: the ${result.affectedRows} rows stored were kept; remove them (or restore into an InnoDB table)`}.`,
-            { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: result.warningStatus, kept: info.transactional ? 0 : result.affectedRows } },
+            `${this.name}: cannot ${action}: the server stored ${result.affectedRows} of ${g.rows} rows with ${Number.isNaN(warningCount) ? result.warningStatus : warningCount} warning(s)${list.length > 0 ? `: ${list.join('; ')}` : ''}; ${info.transactional ? 'nothing was kept' : `the table is ${info.engine}, which cannot roll back: the ${result.affectedRows} rows stored were kept; remove them (or restore into an InnoDB table)`}.`,
+            { details: { source: this.name, action, rows: g.rows, stored: result.affectedRows, warnings: list, warningCount: Number.isNaN(warningCount) ? result.warningStatus : warningCount, kept: info.transactional ? 0 : result.affectedRows } },
           );
         }
       }

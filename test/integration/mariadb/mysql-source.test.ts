@@ -247,6 +247,29 @@ describe('MysqlSource: values a lax sql_mode let in', () => {
   });
 });
 
+describe('MysqlSource: more warnings than the OK packet counts (65535)', () => {
+  // Five ENUM error values a row (one warning each, all expected) and, in the last row, a value too long for its column.
+  const body = (rows: number, last: string): Buffer => Buffer.from(Array.from({ length: rows }, (_, k) => `${k + 1}\t\t\t\t\t\t${k + 1 === rows ? last : 'ok'}\n`).join(''));
+  const table = "CREATE TABLE w (k INT PRIMARY KEY, e1 ENUM('a','b'), e2 ENUM('a','b'), e3 ENUM('a','b'), e4 ENUM('a','b'), e5 ENUM('a','b'), v VARCHAR(2))";
+
+  it('refuses (EDB, nothing kept) a truncated value behind 65535 ENUM error values, which the capped count matched exactly', async () => {
+    const b = await freshDb();
+    await sql(db, b, table);
+    await using dst = source(b);
+    const err = await rejectsWith(dst.load('w', Readable.from([body(13107, 'abcdef')])), 'EDB');
+    expect(err.message).toMatch(/65536 warning\(s\)/);
+    expect(await sql(db, b, 'SELECT COUNT(*) FROM w')).toEqual([['0']]);
+  });
+
+  it('loads more than 65535 ENUM error values and nothing else wrong, which the capped count refused', async () => {
+    const b = await freshDb();
+    await sql(db, b, table);
+    await using dst = source(b);
+    expect((await dst.load('w', Readable.from([body(14000, 'ok')]))).rows).toBe(14000);
+    expect(await sql(db, b, 'SELECT COUNT(*), SUM(e1 + e2 + e3 + e4 + e5) FROM w')).toEqual([['14000', '0']]);
+  });
+});
+
 describe('MysqlSource: character sets', () => {
   it('refuses (EDB) to read a column whose character set does not come back byte for byte, instead of changing its bytes', async () => {
     const a = await freshDb();
