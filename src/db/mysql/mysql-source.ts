@@ -174,6 +174,8 @@ export class MysqlSource implements TableSource {
   readonly #streams = new Set<Readable>();
   readonly #reader: MysqlReader;
   #closed = false;
+  /** Whether the server folds table names to lower case (`lower_case_table_names` not 0); asked by `#exists` when it needs to know. */
+  #foldsNames: Promise<boolean> | undefined;
 
   /**
    * Sets up a pool of connections (none is opened before the first call:
@@ -570,13 +572,25 @@ export class MysqlSource implements TableSource {
     };
   }
 
+  /**
+   * Whether `table` exists: under that very name, or, on a server that
+   * folds table names (`lower_case_table_names` 1 or 2, where `CalibPmt`
+   * is stored and found as `calibpmt`), under the name it folds to.
+   */
   async #exists(conn: MysqlConnection, table: string): Promise<boolean> {
+    let stored: string;
     try {
-      return (await mysqlTableInfo(this.name, conn, table)).name === table;
+      stored = (await mysqlTableInfo(this.name, conn, table)).name;
     } catch (err) {
       if (err instanceof StowageError && err.code === 'ENO_TABLE') return false;
       throw err;
     }
+    if (stored === table) return true;
+    if (stored.toLowerCase() !== table.toLowerCase()) return false;
+    // The setting is read-only while the server runs: asked once.
+    this.#foldsNames ??= mysqlQuery<{ n: number | string }[]>(conn, { sql: 'SELECT @@lower_case_table_names AS n' }).then((r) => Number(r[0]?.n) !== 0);
+    this.#foldsNames.catch(() => (this.#foldsNames = undefined));
+    return this.#foldsNames;
   }
 
   #checkOpen(): void {

@@ -107,3 +107,31 @@ describe('Partitioner.restore into MariaDB', () => {
     }
   });
 });
+
+describe('Partitioner.restore into a MariaDB that folds table names (lower_case_table_names=1)', () => {
+  it('creates a table archived as CalibPmt (stored as calibpmt) and loads it; a second create of either spelling is EEXIST', async () => {
+    // createTable looked the new table up by its exact name, found "calibpmt", and failed with ENO_TABLE after creating it.
+    const folding = await startMariadb({ extraArgs: ['--lower-case-table-names=1'] });
+    try {
+      const srcDb = await db.createDatabase(`s${++n}`);
+      await sql(db, srcDb, 'CREATE TABLE CalibPmt (SEQNO INT NOT NULL PRIMARY KEY, gain DOUBLE, note VARCHAR(20))');
+      await sql(db, srcDb, "INSERT INTO CalibPmt SELECT seq, seq / 8, CONCAT('pmt', seq) FROM seq_1_to_25");
+      const out = join(await tempDir('myfold'), 'out');
+      await using src = new MysqlSource({ ...db.connectionConfig, database: srcDb });
+      await new Partitioner(src, { table: 'CalibPmt', key: 'SEQNO', rowsPerPartition: 10, outDir: out }).dump();
+      await using dst = new MysqlSource(folding.connectionConfig);
+      const r = await Partitioner.restore(dst, out);
+      expect(r.rows).toBe(25);
+      expect(await dst.tables()).toEqual(['calibpmt']);
+      expect((await Partitioner.compare(src, dst, 'CalibPmt', { key: 'SEQNO' })).equal).toBe(true);
+      const ddl = await src.schema('CalibPmt');
+      await rejectsWith(dst.createTable('CalibPmt', ddl), 'EEXIST');
+      await rejectsWith(dst.createTable('calibpmt', ddl), 'EEXIST');
+      // A second restore loads over what is there.
+      expect((await Partitioner.restore(dst, out)).rows).toBe(25);
+      expect((await Partitioner.compare(src, dst, 'CalibPmt', { key: 'SEQNO' })).equal).toBe(true);
+    } finally {
+      await folding.stop();
+    }
+  });
+});
