@@ -3,7 +3,9 @@
  *
  * Order of work, and why:
  * 1. Find the archives (`DIR/<lo>-<hi>.tar.gz` under the folder given, or
- *    in it) that overlap the key range asked for.
+ *    in it) that overlap the key range asked for. An archive that is gone
+ *    while its `.dna` sidecar is there fails the restore (ENOT_FOUND,
+ *    nothing loaded) rather than leave its range out.
  * 2. Verify the DNA of every one of them against its sidecar before
  *    loading anything: a mutant (or a missing sidecar) stops the restore
  *    with nothing loaded. Restoring from damaged backups silently is how
@@ -67,7 +69,7 @@
  */
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { StowageError, fromFsError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
@@ -151,9 +153,12 @@ interface Selected extends Candidate {
  * Symbolic links count as what they point to (an archive or a table folder
  * kept on another disk), as the dump's plan counts them; one whose target
  * is missing is ENOT_FOUND, since what it held cannot be restored. A `dir`
- * that is not a folder is EBAD_CONFIG.
+ * that is not a folder is EBAD_CONFIG. Also lists, as `orphans`, the
+ * archives that are gone while their DNA sidecar is still there (deleted,
+ * or not copied along with it): each one's path and range, for the caller
+ * to refuse (see `missingArchivesError`).
  */
-async function findArchives(dir: string): Promise<Candidate[]> {
+async function findArchives(dir: string): Promise<{ archives: Candidate[]; orphans: Candidate[] }> {
   const list = async (d: string): Promise<import('node:fs').Dirent[]> => {
     try {
       return await readdir(d, { withFileTypes: true });
@@ -183,9 +188,18 @@ async function findArchives(dir: string): Promise<Candidate[]> {
     }
   };
   const out: Candidate[] = [];
+  const orphans: Candidate[] = [];
   const scan = async (d: string, entries: import('node:fs').Dirent[], sub: boolean): Promise<void> => {
+    const names = new Set(entries.map((e) => e.name));
     for (const e of entries) {
       const b = parsePartitionFileName(e.name);
+      if (b === undefined && e.name.endsWith(SIDECAR_SUFFIX)) {
+        // A sidecar whose archive is not there: what the archive held cannot be restored.
+        const archive = e.name.slice(0, -SIDECAR_SUFFIX.length);
+        const ab = parsePartitionFileName(archive);
+        if (ab !== undefined && !names.has(archive) && (await kind(d, e)) === 'file') orphans.push({ path: join(d, archive), lo: ab.lo, hi: ab.hi });
+        continue;
+      }
       // In a table's folder only archive names matter; at the top, folders too.
       if (sub && b === undefined) continue;
       const k = await kind(d, e);
@@ -216,7 +230,27 @@ async function findArchives(dir: string): Promise<Candidate[]> {
     seen.add(reals[i]!);
     unique.push(c);
   });
-  return unique;
+  orphans.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { archives: unique, orphans };
+}
+
+/**
+ * ENOT_FOUND for partition archives that are gone while their DNA sidecars
+ * are still there: the rows of their ranges are not in any archive left,
+ * and a restore that went on without them would leave those rows out and
+ * report success.
+ *
+ * @param where - the operation, for the message
+ * @param orphans - the missing archives, sorted
+ */
+function missingArchivesError(where: string, orphans: readonly Candidate[]): StowageError {
+  const shown = orphans.slice(0, 5).map((o) => `${o.path} [${o.lo}, ${o.hi}]`);
+  const more = orphans.length > shown.length ? ` and ${orphans.length - shown.length} more` : '';
+  return new StowageError(
+    'ENOT_FOUND',
+    `${where}: ${orphans.length} partition archive(s) are missing while their DNA sidecar is there: ${shown.join(', ')}${more}. Restoring without them would leave the rows of those ranges out. Copy them back from another copy of the backup (the sidecar checks them), or, if those ranges were meant to go, remove their .dna files too; then restore again. Nothing was loaded.`,
+    { details: { path: orphans[0]!.path, missing: orphans.map((o) => ({ path: o.path, lo: o.lo, hi: o.hi })) } },
+  );
 }
 
 /**
@@ -505,7 +539,11 @@ export async function restorePartitions(target: TableSource, dir: string, option
   const want = { lo: bounds.lo ?? -(1n << 64n), hi: bounds.hi ?? 1n << 64n };
 
   // 1. The archives in range.
-  const candidates = (await findArchives(root)).filter((c) => overlaps(c, want));
+  const found = await findArchives(root);
+  const candidates = found.archives.filter((c) => overlaps(c, want));
+  const orphans = found.orphans.filter((c) => overlaps(c, want));
+  // Every table's: refused before any DNA is checked.
+  if (table === undefined && orphans.length > 0) throw missingArchivesError(where, orphans);
 
   // 2. Every DNA, before anything is loaded. The manifests are read, and
   // the target's tables listed (which opens its first connection), while
@@ -647,6 +685,12 @@ export async function restorePartitions(target: TableSource, dir: string, option
         });
       }
     }
+  }
+  // One table's: those in the folders of its archives (another table's folder may hold them).
+  if (table !== undefined) {
+    const folders = new Set(selected.map((sel) => dirname(sel.path)));
+    const ours = orphans.filter((o) => folders.has(dirname(o.path)));
+    if (ours.length > 0) throw missingArchivesError(where, ours);
   }
   if (selected.length === 0) {
     throw new StowageError('ENOT_FOUND', `${where}: no partition archive under ${root}${table === undefined ? '' : ` holds table ${JSON.stringify(table)}`}${bounds.lo === undefined && bounds.hi === undefined ? '' : ` in [${bounds.lo ?? '-inf'}, ${bounds.hi ?? '+inf'}]`}.`, {

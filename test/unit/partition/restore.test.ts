@@ -96,6 +96,44 @@ describe('Partitioner.restore', () => {
     expect(asDir.message).toMatch(/is not a folder: give the dump's outDir, or one table's folder in it/);
   });
 
+  it('refuses (ENOT_FOUND, nothing loaded) an archive gone while its sidecar is there, for every table and for the tables of its folder; another range or table restores', async () => {
+    const { d, f, out, src } = await dumped();
+    await using _src = src;
+    // Another table dumped into the same outDir (its own folder).
+    exec(f, 'CREATE TABLE Other (SEQNO INTEGER PRIMARY KEY, v TEXT); INSERT INTO Other SELECT SEQNO, CAST(SEQNO AS TEXT) FROM CalibVld');
+    await new Partitioner(src, { table: 'Other', rowsPerPartition: 100, outDir: out }).dump();
+    // The middle archive of the pair deleted (or not copied to the recovery node), its sidecar left: the restore succeeded with 2 of 3 ranges.
+    const gone = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    await rm(gone);
+    let n = 0;
+    const fresh = (): SqliteSource => new SqliteSource(join(d, `dst-orphan-${++n}.db`), { create: true });
+    for (const options of [{}, { table: 'Calib' }, { table: 'CalibVld', lo: 150 }]) {
+      await using dst = fresh();
+      const err = await rejectsWith(Partitioner.restore(dst, out, options), 'ENOT_FOUND');
+      expect(err.message).toContain(`${gone} [101, 200]`);
+      expect(err.message).toMatch(/missing while their DNA sidecar is there.*Nothing was loaded\./);
+      expect(err.details).toMatchObject({ path: gone, missing: [{ path: gone, lo: 101n, hi: 200n }] });
+      expect(await dst.tables()).toEqual([]);
+    }
+    // A range that does not reach it, and a table of another folder, restore.
+    {
+      await using dst = fresh();
+      expect((await Partitioner.restore(dst, out, { lo: 201 })).tables.map((t) => [t.name, t.rows])).toEqual([
+        ['Calib', 150],
+        ['CalibVld', 50],
+        ['Other', 50],
+      ]);
+    }
+    {
+      await using dst = fresh();
+      expect((await Partitioner.restore(dst, out, { table: 'Other' })).rows).toBe(250);
+    }
+    // Its sidecar removed too (the range was meant to go): the rest restores.
+    await rm(`${gone}.dna`);
+    await using dst = fresh();
+    expect((await Partitioner.restore(dst, out)).partitions).toBe(5);
+  });
+
   it('creates the tables from the archived DDL and loads every range: the copy compares equal', async () => {
     const { d, f, out, src } = await dumped();
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
