@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { fromFsError } from '../errors.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { AtomicFile, fsyncDir, uniquePartPath } from '../util/atomic-file.js';
+import { AtomicFile, fsyncDir, isNoHardLinkError, uniquePartPath } from '../util/atomic-file.js';
 import { DnaDigest, SIDECAR_SUFFIX, formatSidecar, type Dna, type DnaAlgorithm } from '../dna/index.js';
 import { sharedBlockHasher } from '../dna/block-hasher.js';
 import { ParallelGzip } from './parallel-gzip.js';
@@ -100,7 +100,7 @@ async function replacePair(out: string, archive: AtomicFile, bytes: number, side
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'ENOENT') {
           // No hard links on this file system: move it aside instead (no archive under `out` for a moment).
-          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw fromFsError(err, 'link', out);
+          if (!isNoHardLinkError(err)) throw fromFsError(err, 'link', out);
           try {
             await rename(out, keep);
             oldArchive = keep;

@@ -37,7 +37,8 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
-import { lstat, mkdir, readdir, rename, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, link, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { StowageError, fromFsError, isStowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
@@ -46,6 +47,7 @@ import { checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { BlockHasher } from '../dna/block-hasher.js';
 import { LockDir } from '../lock/lock-dir.js';
+import { isNoHardLinkError } from '../util/atomic-file.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { INT64_MAX, checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
 import { KeyCursor, isUniqueKey, keyExtent } from './key-seek.js';
@@ -247,13 +249,15 @@ export interface DumpResult {
   /** Bytes of archives written. */
   readonly archiveBytes: number;
   /**
-   * Archives that were in the way of a range being written, renamed with
-   * their sidecars instead of overwritten, since they may hold rows the
-   * source no longer has: damaged ones (cut, rotted, sidecar lost) to
+   * Archives that were in the way of a range being written, kept with
+   * their sidecars instead of lost, since they may hold rows the source no
+   * longer has: damaged ones (cut, rotted, sidecar lost) as
    * `NAME.damaged-<UTC time>`, and, in a full dump (`incremental: false`),
    * complete ones whose rows differ from the source's now (rows purged or
-   * changed since) to `NAME.replaced-<UTC time>`. Look at them, then
-   * delete them. Sorted.
+   * changed since) as `NAME.replaced-<UTC time>`. Each stays under its own
+   * name until the new archive has replaced it whole (a write that fails
+   * leaves it there, and keeps no copy). Look at them, then delete them.
+   * Sorted.
    */
   readonly setAside: readonly string[];
 }
@@ -368,26 +372,54 @@ async function verifiedDna(path: string, signal: AbortSignal | undefined): Promi
 }
 
 /**
- * Renames a damaged archive (and its sidecar, if any) to
- * `NAME.damaged-<UTC time>[.dna]`, where no reader takes it for a
- * partition; returns the new name.
+ * Keeps a copy of an archive that is in the way of a range being written
+ * (and of its sidecar, if any) under `NAME.damaged-<UTC time>[.dna]` (or
+ * `.replaced-`), where no reader takes it for a partition; returns that
+ * name. The archive itself stays where it is until the new one replaces it
+ * whole (see `writeTarAtomic`): a write that fails leaves it there, and
+ * {@link dropAside} removes the copy. The copy is a hard link (no bytes
+ * copied), or, on a file system without them, a copy made under a `.part`
+ * name first.
  */
 async function setAside(path: string, signal: AbortSignal | undefined, why: 'damaged' | 'replaced' = 'damaged'): Promise<string> {
   throwIfAborted(signal);
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   let to = `${path}.${why}-${stamp}`;
   for (let n = 2; await exists(to); n++) to = `${path}.${why}-${stamp}-${n}`;
+  await keepCopy(path, to);
   try {
-    await rename(path, to);
+    await keepCopy(path + SIDECAR_SUFFIX, to + SIDECAR_SUFFIX);
   } catch (err) {
-    throw fromFsError(err, 'rename', path);
-  }
-  try {
-    await rename(path + SIDECAR_SUFFIX, to + SIDECAR_SUFFIX);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err, 'rename', path + SIDECAR_SUFFIX);
+    if (!isStowageError(err, 'ENOT_FOUND')) {
+      await rm(to, { force: true }).catch(() => {});
+      throw err;
+    }
   }
   return to;
+}
+
+/** A second name for `from` at `to`: a hard link, else a copy (under `to.part` until whole). ENOT_FOUND if `from` is not there. */
+async function keepCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+    return;
+  } catch (err) {
+    if (!isNoHardLinkError(err)) throw fromFsError(err, 'link', from);
+  }
+  const part = `${to}.part`;
+  try {
+    await copyFile(from, part, fsConstants.COPYFILE_EXCL);
+    await rename(part, to);
+  } catch (err) {
+    await rm(part, { force: true }).catch(() => {});
+    throw fromFsError(err, 'copy', from);
+  }
+}
+
+/** Removes a copy made by {@link setAside} (the archive it kept is still in place), best effort. */
+async function dropAside(to: string): Promise<void> {
+  await rm(to, { force: true }).catch(() => {});
+  await rm(to + SIDECAR_SUFFIX, { force: true }).catch(() => {});
 }
 
 /** Whether an archive's manifest holds the very rows of these spools, table by table (count, bytes and range digest). */
@@ -699,7 +731,7 @@ export class Partitioner {
    * abort, the archives finished so far stay and no partial archive is left.
    * A damaged archive in the way (cut short, rotted, its sidecar lost), or
    * in a full dump a complete one whose rows differ from the source's now,
-   * is renamed aside, never overwritten: see {@link DumpResult.setAside}.
+   * is kept aside, never lost: see {@link DumpResult.setAside}.
    * ELOCKED if another dump holds the folder; a complete range whose rows
    * changed after it was archived is not noticed (complete ranges are
    * written once): {@link Partitioner.compare} finds such changes.
@@ -958,6 +990,8 @@ export class Partitioner {
     if (ctx.incremental && a !== undefined && a.complete === complete && a.tables.length === read.length && a.tables.every((t, i) => t.name === read[i]!.table && t.rows === read[i]!.spool.digest.count && t.digest === read[i]!.spool.digest.digest)) {
       return undefined;
     }
+    /** A copy kept of the archive in the way (see {@link setAside}). */
+    let aside: string | undefined;
     // (Something else in the way, such as a folder, fails the write below.)
     if (await isFile(path)) {
       // Only damage makes it "not intact": an archive that cannot be read
@@ -989,14 +1023,27 @@ export class Partitioner {
         this.#recordArchiveFound(p.lo, p.hi, path, dna, there!);
         return undefined;
       }
-      // A damaged one (cut, rotted, its sidecar lost, unreadable) is set
-      // aside, not overwritten: it may hold rows the source no longer has.
-      // So is a complete one that a full dump (incremental: false) would
-      // replace with other rows: rows purged from the source since live
-      // on in it alone.
-      if (!intact) ctx.setAside.push(await setAside(path, ctx.signal));
-      else if (there!.complete && !sameRows(there!, read)) ctx.setAside.push(await setAside(path, ctx.signal, 'replaced'));
+      // A damaged one (cut, rotted, its sidecar lost, unreadable) is kept
+      // aside, not lost: it may hold rows the source no longer has. So is
+      // a complete one that a full dump (incremental: false) would replace
+      // with other rows: rows purged from the source since live on in it
+      // alone. It stays in place until the new archive replaces it.
+      if (!intact) aside = await setAside(path, ctx.signal);
+      else if (there!.complete && !sameRows(there!, read)) aside = await setAside(path, ctx.signal, 'replaced');
     }
+    try {
+      const w = await this.#writeRange(p, path, read, complete, ctx);
+      if (aside !== undefined) ctx.setAside.push(aside);
+      return w;
+    } catch (err) {
+      // Not replaced: the old archive is still in place, and its copy goes.
+      if (aside !== undefined) await dropAside(aside);
+      throw err;
+    }
+  }
+
+  /** Writes the archive of range `p` from `read` to `path`, in place of what is there, and records it. */
+  async #writeRange(p: PlannedPartition, path: string, read: readonly (TableMeta & { spool: RowSpool })[], complete: boolean, ctx: DumpContext): Promise<WrittenPartition> {
     const created = new Date();
     const tables: ManifestTable[] = read.map((r) => {
       const dir = tableDirName(r.table);

@@ -55,6 +55,18 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
+ * Whether a failed `link()` says that the file system has no hard links
+ * there (FAT, some network and FUSE mounts), so that the caller falls back
+ * to a rename or a copy; any other failure is a real one.
+ *
+ * @param err - what `link()` threw
+ */
+export function isNoHardLinkError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'EMLINK';
+}
+
+/**
  * Moves `from` onto `to` only if nothing is at `to`, atomically: a hard link
  * fails with EEXIST when the name is taken, where a check then a rename
  * would race. On file systems without hard links it falls back to check,
@@ -66,7 +78,7 @@ async function renameNoOverwrite(from: string, to: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new StowageError('EEXIST', `Refusing to overwrite ${to}: it appeared while writing.`, { details: { path: to }, cause: err });
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EMLINK') throw fromFsError(err, 'link', from);
+    if (!isNoHardLinkError(err)) throw fromFsError(err, 'link', from);
     if (await exists(to)) throw new StowageError('EEXIST', `Refusing to overwrite ${to}: it appeared while writing.`, { details: { path: to } });
     try {
       await rename(from, to);
