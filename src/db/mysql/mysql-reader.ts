@@ -737,6 +737,33 @@ export class MysqlReader implements TableReader {
     });
   }
 
+  /**
+   * The smallest non-NULL key with `key >= from`, or `null` if there is
+   * none: one indexed `MIN()`, so a walk over a sparse key column asks once
+   * per occupied range (see {@link KeySeeker}). ENO_TABLE and EBAD_CONFIG
+   * as {@link MysqlReader.keyRange}.
+   *
+   * @param table - the table
+   * @param key - the integer key column
+   * @param from - the bound
+   * @param options - signal
+   */
+  async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
+    checkOptionKeys('MysqlSource.nextKey', options, ['signal']);
+    checkIdentifier('MysqlSource.nextKey', 'table', table);
+    checkIdentifier('MysqlSource.nextKey', 'key', key);
+    const { lo } = toKeyBounds('MysqlSource.nextKey', from, undefined);
+    if (lo === undefined) throw new StowageError('EBAD_CONFIG', 'MysqlSource.nextKey: "from" is required.', { details: { option: 'from' } });
+    return withConnection(this.#ctx, `find the next key of ${JSON.stringify(table)}`, options.signal, async (conn) => {
+      const info = await mysqlTableInfo(this.name, conn, table);
+      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
+      // The bound is a validated bigint, written as digits: an exact integer literal, whatever the column's sign.
+      const rows = await rawRows(conn, `SELECT MIN(${k}) FROM ${quoteMysqlIdent(info.name)} WHERE ${k} >= ${lo}`);
+      const v = rows[0]?.[0];
+      return v == null ? null : BigInt(v.toString('latin1'));
+    });
+  }
+
   /** The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}). */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
     checkOptionKeys('MysqlSource.rows', options, ['key', 'lo', 'hi', 'signal', 'columns']);

@@ -244,6 +244,19 @@ export class MysqlSource implements TableSource {
   }
 
   /**
+   * The smallest non-NULL key with `key >= from`, or `null` (one indexed
+   * `min()`); the Partitioner uses it to skip empty ranges of a sparse key.
+   *
+   * @param table - the table
+   * @param key - the integer key column
+   * @param from - the bound
+   * @param options - signal
+   */
+  nextKey(table: string, key: string, from: KeyBound, options?: DbOptions): Promise<bigint | null> {
+    return this.#reader.nextKey(table, key, from, options);
+  }
+
+  /**
    * The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}).
    *
    * The stream holds a pooled connection until it ends or is destroyed;

@@ -382,6 +382,34 @@ export class PgReader implements TableReader {
     });
   }
 
+  /**
+   * The smallest non-NULL key with `key >= from`, or `null` if there is
+   * none: one indexed `min()`, so a walk over a sparse key column asks once
+   * per occupied range (see {@link KeySeeker}). ENO_TABLE and EBAD_CONFIG
+   * as {@link PostgresReader.keyRange}.
+   *
+   * @param table - the table
+   * @param key - the integer key column
+   * @param from - the bound
+   * @param options - signal
+   */
+  async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
+    checkOptionKeys('PostgresSource.nextKey', options, ['signal']);
+    checkIdentifier('PostgresSource.nextKey', 'table', table);
+    checkIdentifier('PostgresSource.nextKey', 'key', key);
+    const { lo } = toKeyBounds('PostgresSource.nextKey', from, undefined);
+    if (lo === undefined) throw new StowageError('EBAD_CONFIG', 'PostgresSource.nextKey: "from" is required.', { details: { option: 'from' } });
+    return withClient(this.#ctx, `find the next key of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo(this.#ctx, client, table);
+      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
+      const { rows } = await client.query<{ m: string | null }>(
+        `SELECT min(${k})::text AS m FROM ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)} WHERE ${pgRangeCondition(k, lo, undefined)}`,
+      );
+      const m = rows[0]?.m;
+      return m === null || m === undefined ? null : BigInt(m);
+    });
+  }
+
   /** The rows with `lo <= key <= hi` as a bulk text stream with backpressure (see {@link TableReader.rows}). */
   async rows(table: string, options: RowsOptions): Promise<Readable> {
     checkOptionKeys('PostgresSource.rows', options, ['key', 'lo', 'hi', 'signal', 'columns']);

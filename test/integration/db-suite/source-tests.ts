@@ -5,7 +5,10 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { expect, it } from 'vitest';
 import { encodeBulkRow } from '../../../src/db/index.js';
-import { collect, expectBadLoadColumns, expectDigestProgress, expectNamedColumnReads, rejectsWith } from '../../unit/db/helpers.js';
+import { join } from 'node:path';
+import type { KeyBound, TableReader } from '../../../src/db/index.js';
+import { Partitioner } from '../../../src/partition/index.js';
+import { collect, expectBadLoadColumns, expectDigestProgress, expectNamedColumnReads, rejectsWith, tempDir } from '../../unit/db/helpers.js';
 import type { SuiteSource } from './streaming-suite.js';
 
 /**
@@ -42,6 +45,58 @@ export function itSelectsInclusiveRanges(
     expect(await text(9223372036854775808n)).toBe('');
     expect(await text(-(2n ** 63n), -(2n ** 63n))).toBe('-9223372036854775808\t1\tmin\n');
     expect(await text(4, 5)).toBe('');
+  });
+}
+
+/** A reader that finds the next key of a table with one query (see `KeySeeker`). */
+type Seeker = { nextKey(table: string, key: string, from: KeyBound): Promise<bigint | null> };
+
+/**
+ * `nextKey` finds the smallest key at or above a bound across any gap, at
+ * the int64 bounds, in a snapshot too; and the Partitioner's plan of a
+ * sparse key uses it instead of opening row streams.
+ *
+ * @param freshDb - a new empty database
+ * @param exec - runs a statement in a database
+ * @param source - a source of a database
+ * @param createP - the engine's DDL of `p` (SEQNO bigint NOT NULL, RC int NOT NULL, v text, PRIMARY KEY (RC, SEQNO))
+ */
+export function itFindsNextKey(
+  freshDb: () => Promise<string>,
+  exec: (database: string, sql: string) => Promise<unknown>,
+  source: (database: string) => SuiteSource,
+  createP: string,
+): void {
+  it('nextKey() finds the smallest key at or above a bound, across any gap and at the int64 bounds; a plan over a sparse key asks it instead of reading rows', async () => {
+    const a = await freshDb();
+    await exec(a, createP);
+    await exec(a, "INSERT INTO p VALUES (-9223372036854775808, 1, 'min'), (1, 1, 'a'), (2, 1, 'b'), (1000000000000000, 1, 'far'), (1000000000000000, 2, 'far2'), (9223372036854775807, 1, 'max')");
+    await using src = source(a);
+    const seek = src as unknown as Seeker;
+    expect(await seek.nextKey('p', 'SEQNO', -(2n ** 63n))).toBe(-(2n ** 63n));
+    expect(await seek.nextKey('p', 'SEQNO', -5)).toBe(1n);
+    expect(await seek.nextKey('p', 'SEQNO', 3)).toBe(1000000000000000n);
+    expect(await seek.nextKey('p', 'SEQNO', 1000000000000001n)).toBe(2n ** 63n - 1n);
+    expect(await seek.nextKey('p', 'SEQNO', 2n ** 63n)).toBeNull();
+    expect(await seek.nextKey('p', 'SEQNO', 2n ** 64n - 1n)).toBeNull();
+    await rejectsWith(seek.nextKey('nope', 'SEQNO', 0), 'ENO_TABLE');
+    await rejectsWith(seek.nextKey('p', 'nope', 0), 'ENO_TABLE');
+    await rejectsWith(seek.nextKey('p', 'v', 0), 'EBAD_CONFIG');
+    await rejectsWith(seek.nextKey('p', 'SEQNO', 1.5), 'EBAD_CONFIG');
+    expect(await src.snapshot(async (r: TableReader) => (r as unknown as Seeker).nextKey('p', 'SEQNO', 3))).toBe(1000000000000000n);
+    // The plan: one question per occupied range, no row stream opened (each took a connection, closed early, per probe).
+    let rowStreams = 0;
+    const counted = new Proxy(src, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (typeof v !== 'function') return v;
+        const f = (v as (...args: unknown[]) => unknown).bind(target);
+        return prop === 'rows' ? (...args: unknown[]) => (rowStreams++, f(...args)) : f;
+      },
+    });
+    const plan = await new Partitioner(counted, { table: 'p', key: 'SEQNO', rowsPerPartition: 10, outDir: join(await tempDir('seek'), 'out') }).plan();
+    expect(plan.partitions.filter((x) => x.state !== 'empty').map((x) => x.lo)).toEqual([-(2n ** 63n), 1n, 1000000000000000n - 9n, 2n ** 63n - 7n]);
+    expect(rowStreams).toBe(0);
   });
 }
 

@@ -10,7 +10,7 @@ import type { Progress } from '../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startPostgres, type PostgresServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
-import { itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
+import { itFindsNextKey, itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
 import { makeFixture, normRows, sql, textRows } from './helpers.js';
 
 let db: PostgresServer;
@@ -391,6 +391,7 @@ describe('PostgresSource: tables, keys and ranges', () => {
   });
 
   itSelectsInclusiveRanges(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
+  itFindsNextKey(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
 });
 
 describe('PostgresSource: replaceRange and foreign keys', () => {
