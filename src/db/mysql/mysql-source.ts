@@ -15,8 +15,10 @@
  * server. `LOCAL` makes the server lenient (a duplicate key or a bad value
  * is skipped with a warning instead of failing the statement), so each load
  * runs in its own transaction, and is rolled back unless the server stored
- * exactly the rows sent without a single warning; a bulk text gate checks
- * the input on the way (see `bulk-gate.ts`).
+ * exactly the rows sent without a single warning (`sql_notes = 1`, so
+ * that a value rounded into its column, which the server reports as a
+ * Note, counts too, whatever the server's global setting); a bulk text
+ * gate checks the input on the way (see `bulk-gate.ts`).
  *
  * Sessions also run with `foreign_key_checks = 0`, as restore tools do:
  * partitions of related tables are loaded in any order.
@@ -129,7 +131,8 @@ const SESSION_SQL =
   // would send text in its own character set (latin1: an emoji becomes ?).
   "SET NAMES utf8mb4, time_zone = '+00:00', " +
   "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES', " +
-  'SESSION sql_quote_show_create = 1, SESSION foreign_key_checks = 0, ' +
+  // sql_notes: a Note (a DECIMAL value rounded into its column) counts as a warning, as by default, whatever the server's global says.
+  'SESSION sql_quote_show_create = 1, SESSION foreign_key_checks = 0, SESSION sql_notes = 1, ' +
   'SESSION net_write_timeout = 86400, SESSION net_read_timeout = 86400';
 
 /** What is sent as the LOCAL INFILE file name; the server only echoes it back. */

@@ -247,6 +247,24 @@ describe('MysqlSource: values a lax sql_mode let in', () => {
   });
 });
 
+describe('MysqlSource: a server whose global sql_notes is 0', () => {
+  it('still refuses (EDB, nothing kept) a value the column rounds, which the server reports as a Note only', async () => {
+    const b = await freshDb();
+    await sql(db, b, 'CREATE TABLE r (k INT PRIMARY KEY, x DECIMAL(5,2))');
+    await sql(db, b, 'SET GLOBAL sql_notes = 0');
+    try {
+      // Sessions opened now take the global: without the source's own setting, 1.23456 went in as 1.23 in silence.
+      await using dst = source(b);
+      const err = await rejectsWith(dst.load('r', Readable.from(['1\t1.23456\n'])), 'EDB');
+      expect(err.message).toMatch(/Data truncated for column 'x'/);
+      expect((await dst.load('r', Readable.from(['2\t1.25\n']))).rows).toBe(1);
+    } finally {
+      await sql(db, b, 'SET GLOBAL sql_notes = 1');
+    }
+    expect(await sql(db, b, 'SELECT k, CAST(x AS CHAR) FROM r')).toEqual([[2, '1.25']]);
+  });
+});
+
 describe('MysqlSource: more warnings than the OK packet counts (65535)', () => {
   // Five ENUM error values a row (one warning each, all expected) and, in the last row, a value too long for its column.
   const body = (rows: number, last: string): Buffer => Buffer.from(Array.from({ length: rows }, (_, k) => `${k + 1}\t\t\t\t\t\t${k + 1 === rows ? last : 'ok'}\n`).join(''));
