@@ -90,6 +90,13 @@ export function pgError(err: unknown, source: string, action: string, signal?: A
     return new StowageError('ECONNECT', `${source}: cannot ${action}: the PostgreSQL server cannot be reached or closed the connection (${code !== undefined ? `${code}: ` : ''}${message}).`, { details, cause: err });
   }
   if (code !== undefined && AUTH_SQLSTATES.has(code)) return new StowageError('EAUTH', `${source}: cannot ${action}: the PostgreSQL server refused the login (${message}).`, { details, cause: err });
+  if (code === '42501' && /row-level security/i.test(message)) {
+    return new StowageError(
+      'EDB',
+      `${source}: cannot ${action}: ${message}. Its row-level security policies would hide rows from this role, and a backup or restore of part of a table is refused. Connect as the table's owner (when the table does not FORCE row-level security), a superuser, or a role with BYPASSRLS, as pg_dump needs; nothing was read or changed.`,
+      { details, cause: err },
+    );
+  }
   return new StowageError('EDB', `${source}: cannot ${action}: ${message}${suffix}`, { details, cause: err });
 }
 

@@ -394,6 +394,29 @@ describe('PostgresSource: tables, keys and ranges', () => {
   itFindsNextKey(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
 });
 
+describe('PostgresSource: row-level security', () => {
+  it('refuses (EDB, saying which role can) to read, count or load a table whose policies hide rows from this role, instead of dumping the rows it sees', async () => {
+    const a = await freshDb();
+    await sql(db, a, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenant_owner') THEN CREATE ROLE tenant_owner LOGIN PASSWORD 'tenant-pw'; END IF; END $$");
+    await sql(db, a, 'CREATE TABLE r (k int PRIMARY KEY, tenant text)');
+    await sql(db, a, "INSERT INTO r SELECT i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END FROM generate_series(1, 2000) i");
+    await sql(db, a, 'ALTER TABLE r OWNER TO tenant_owner');
+    await sql(db, a, 'ALTER TABLE r ENABLE ROW LEVEL SECURITY');
+    await sql(db, a, 'ALTER TABLE r FORCE ROW LEVEL SECURITY');
+    await sql(db, a, "CREATE POLICY only_a ON r USING (tenant = 'a')");
+    // Its owner, under FORCE: the policy hides half the rows (a dump read 1000 of 2000, and its restore "succeeded").
+    await using owner = new PostgresSource({ ...db.clientConfig, user: 'tenant_owner', password: 'tenant-pw', database: a });
+    for (const call of [() => owner.keyRange('r', 'k'), async () => collect(await owner.rows('r', { key: 'k' })), () => owner.digestRange('r', 'k', 1, 2000), () => owner.load('r', Readable.from(['3001\ta\n']))]) {
+      const err = await rejectsWith(call(), 'EDB');
+      expect(err.message).toMatch(/row-level security.*BYPASSRLS/);
+    }
+    // A superuser (the harness's) reads every row.
+    await using admin = source(a);
+    expect((await admin.keyRange('r', 'k')).count).toBe(2000);
+    expect(await sql(db, a, 'SELECT count(*)::int FROM r')).toEqual([[2000]]);
+  });
+});
+
 describe('PostgresSource: replaceRange and foreign keys', () => {
   it('a table others inherit from is read, counted and replaced as itself: its children\'s rows are neither dumped with it nor deleted', async () => {
     const a = await freshDb();
