@@ -17,7 +17,7 @@
  * refuse a manifest of another format or a newer version. A table's
  * `sha256` was added within version 1 (readers that predate it ignore it;
  * archives that predate it lack it): `sha256sum` of the extracted
- * `rows.tsv` prints it.
+ * `rows.tsv` prints it. So were its column `types`.
  *
  * @module
  */
@@ -43,6 +43,14 @@ export interface ManifestTable {
   readonly rows: string;
   /** The stored columns, in bulk text field order. */
   readonly columns: readonly string[];
+  /**
+   * Their types as the source names them (`ColumnInfo.type`: PostgreSQL's
+   * `format_type`, MySQL's `COLUMN_TYPE`, SQLite's declared type), in the
+   * same order. Added within version 1: archives written before lack it. A
+   * restore into a table that exists compares them with its columns', since
+   * the target would convert a value into a narrower type as it stores it.
+   */
+  readonly types?: readonly string[];
   /** 0-based field of the key column. */
   readonly keyIndex: number;
   /** Rows in the range. */
@@ -111,7 +119,7 @@ export function formatManifest(m: PartitionManifest): Buffer {
     base: m.base.toString(),
     complete: m.complete,
     created: m.created.toISOString(),
-    tables: m.tables.map((t) => ({ ...t, columns: [...t.columns] })),
+    tables: m.tables.map((t) => ({ ...t, columns: [...t.columns], ...(t.types === undefined ? {} : { types: [...t.types] }) })),
   };
   return Buffer.from(JSON.stringify(json, null, 2) + '\n', 'utf8');
 }
@@ -157,7 +165,7 @@ export function parseManifest(text: Buffer | string, file: string): PartitionMan
   const names = new Set<string>();
   const tables = rawTables.map((t: unknown, i): ManifestTable => {
     if (!isObj(t)) throw corrupt(file, `table ${i} is not an object`);
-    const { name, schema, rows, columns, keyIndex, count, bytes, digest, sha256 } = t;
+    const { name, schema, rows, columns, types, keyIndex, count, bytes, digest, sha256 } = t;
     if (!isStr(name) || !isStr(schema) || !isStr(rows)) throw corrupt(file, `table ${i} lacks its name or entries`);
     if (names.has(name)) throw corrupt(file, `table ${JSON.stringify(name)} is listed twice`);
     names.add(name);
@@ -166,8 +174,9 @@ export function parseManifest(text: Buffer | string, file: string): PartitionMan
     if (!isInt(count) || !isInt(bytes)) throw corrupt(file, `table ${JSON.stringify(name)} has a bad count or byte size`);
     if (typeof digest !== 'string' || !/^[0-9a-f]{32}$/.test(digest)) throw corrupt(file, `table ${JSON.stringify(name)} has a bad digest`);
     if (sha256 !== undefined && (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256))) throw corrupt(file, `table ${JSON.stringify(name)} has a bad sha256`);
+    if (types !== undefined && (!Array.isArray(types) || types.length !== columns.length || !types.every((x) => typeof x === 'string'))) throw corrupt(file, `table ${JSON.stringify(name)} has a bad type list`);
     const base = { name, schema, rows, columns: Object.freeze([...(columns as string[])]), keyIndex, count, bytes, digest };
-    return Object.freeze(sha256 === undefined ? base : { ...base, sha256 });
+    return Object.freeze({ ...base, ...(types === undefined ? {} : { types: Object.freeze([...(types as string[])]) }), ...(sha256 === undefined ? {} : { sha256 }) });
   });
   return Object.freeze({
     format: MANIFEST_FORMAT,

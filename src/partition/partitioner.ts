@@ -313,6 +313,8 @@ function blocksOf(plan: PartitionPlan, todo: readonly PlannedPartition[], size: 
 interface TableMeta {
   readonly table: string;
   readonly columns: string[];
+  /** The columns' types, as the source names them (recorded in the manifest). */
+  readonly types: string[];
   readonly keyIndex: number;
   /** The key is the table's whole primary key: one row per key value. */
   readonly uniqueKey: boolean;
@@ -765,6 +767,7 @@ export class Partitioner {
     const meta: TableMeta[] = this.tables.map((table, i) => ({
       table,
       columns: columns[i]!.map((c) => c.name),
+      types: columns[i]!.map((c) => c.type),
       keyIndex: findColumn(this.source.name, table, columns[i]!, this.key).index,
       uniqueKey: isUniqueKey(columns[i]!, findColumn(this.source.name, table, columns[i]!, this.key).column.name),
       schema: Buffer.from(schemas[i]!, 'utf8'),
@@ -1048,7 +1051,7 @@ export class Partitioner {
     const tables: ManifestTable[] = read.map((r) => {
       const dir = tableDirName(r.table);
       const d = r.spool.digest;
-      return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest, sha256: d.sha256 });
+      return Object.freeze({ name: r.table, schema: `${dir}/schema.sql`, rows: `${dir}/rows.tsv`, columns: r.columns, types: r.types, keyIndex: r.keyIndex, count: d.count, bytes: d.bytes, digest: d.digest, sha256: d.sha256 });
     });
     const manifest: PartitionManifest = {
       format: MANIFEST_FORMAT,

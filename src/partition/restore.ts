@@ -79,7 +79,7 @@ import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
 import { RangeDigester } from '../db/range-digest.js';
-import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type DeferredIndexes, type KeyBound, type KeyRange, type TableSource } from '../db/table-source.js';
+import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type DeferredIndexes, type KeyBound, type KeyRange, type TableEngine, type TableSource } from '../db/table-source.js';
 import { readArchive } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName } from './layout.js';
@@ -103,6 +103,16 @@ export interface RestoreOptions {
   concurrency?: number;
   /** Create missing tables from the archived DDL (default true); false makes a missing table ENO_TABLE. */
   createTables?: boolean;
+  /**
+   * Load into a table that exists although some of its columns have
+   * other types than the archives record (default false). The target then
+   * converts each value as it stores it: a `numeric` into `numeric(8,1)` is
+   * rounded, a `timestamptz` into `timestamp` loses its offset, a `double`
+   * into `float` its last digits. By default such a restore is EBAD_CONFIG
+   * before anything is loaded, naming the columns and both types. Archives
+   * written before the types were recorded are not checked.
+   */
+  allowTypeChanges?: boolean;
   /**
    * Cancels the restore; a load in progress is rolled back. The indexes of
    * tables the restore created are still built (over the rows committed)
@@ -146,6 +156,19 @@ interface Candidate {
 interface Selected extends Candidate {
   readonly manifest: PartitionManifest;
   readonly tables: readonly ManifestTable[];
+}
+
+/**
+ * A column type as compared between an archive and the table it loads
+ * into: lower case, spaces collapsed, and MySQL's integer display widths
+ * left out (`int(11)`, as MariaDB writes it, is MySQL 8's `int`).
+ *
+ * @param engine - the target's engine
+ * @param type - `ColumnInfo.type`
+ */
+function typeKey(engine: TableEngine, type: string): string {
+  const t = type.trim().toLowerCase().replace(/\s+/g, ' ');
+  return engine === 'mysql' ? t.replace(/\b(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)/g, '$1') : t;
 }
 
 /**
@@ -519,7 +542,7 @@ function overlaps(a: { lo: bigint; hi: bigint }, b: { lo: bigint; hi: bigint }):
 export async function restorePartitions(target: TableSource, dir: string, options: RestoreOptions = {}, tuning: { poolMinBytes?: number } = {}): Promise<RestoreResult> {
   const where = 'Partitioner.restore';
   options ??= {};
-  checkOptionKeys(where, options, ['table', 'lo', 'hi', 'concurrency', 'createTables', 'signal', 'onProgress']);
+  checkOptionKeys(where, options, ['table', 'lo', 'hi', 'concurrency', 'createTables', 'allowTypeChanges', 'signal', 'onProgress']);
   checkSignalOption(where, options.signal);
   checkFunctionOption(where, 'onProgress', options.onProgress);
   if (typeof target !== 'object' || target === null || typeof target.load !== 'function' || typeof target.createTable !== 'function') {
@@ -533,6 +556,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
     throw new StowageError('EBAD_CONFIG', `${where}: option "createTables" must be a boolean.`, { details: { option: 'createTables' } });
   }
   const createTables = options.createTables ?? true;
+  if (options.allowTypeChanges !== undefined && typeof options.allowTypeChanges !== 'boolean') {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "allowTypeChanges" must be a boolean.`, { details: { option: 'allowTypeChanges' } });
+  }
+  const allowTypeChanges = options.allowTypeChanges ?? false;
   const { signal, onProgress } = options;
   throwIfAborted(signal);
   const root = resolve(dir);
@@ -821,6 +848,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const all = new Set(list.flatMap((x) => x.t.columns));
       newest.set(name, list.find((x) => holdsAll(asColumns(x.t.columns), all)) ?? list[0]!);
     }
+    /** Per table and column: an existing table's column whose type differs from the archived one. */
+    const retyped = new Map<string, { table: string; column: string; archived: string; target: string; path: string }>();
     for (const [name, { s: from, t: ddlTable }] of newest) {
       let columns: readonly ColumnInfo[] | undefined;
       let what: string;
@@ -847,9 +876,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
       for (const s of selected) {
         const t = s.tables.find((x) => x.name === name);
         if (t === undefined) continue;
-        for (const c of t.columns) {
+        for (const [i, c] of t.columns.entries()) {
+          let there: ColumnInfo;
           try {
-            findColumn(target.name, name, columns, c);
+            there = findColumn(target.name, name, columns, c).column;
           } catch {
             throw new StowageError(
               'ENO_TABLE',
@@ -857,8 +887,22 @@ export async function restorePartitions(target: TableSource, dir: string, option
               { details: { table: name, column: c, path: s.path, columns: columns.map((x) => x.name) } },
             );
           }
+          // An existing table's column of another type than the archive records (archives before 0.1 record none).
+          const archived = t.types?.[i];
+          if (existing.has(name) && archived !== undefined && typeKey(target.engine, archived) !== typeKey(target.engine, there.type)) {
+            retyped.set(`${name}\0${c}`, { table: name, column: c, archived, target: there.type, path: s.path });
+          }
         }
       }
+    }
+    if (retyped.size > 0 && !allowTypeChanges) {
+      const list = [...retyped.values()];
+      const shown = list.slice(0, 6).map((x) => `${JSON.stringify(x.table)}.${JSON.stringify(x.column)} is ${x.target} there and ${x.archived} in ${x.path}`);
+      throw new StowageError(
+        'EBAD_CONFIG',
+        `${where}: tables of ${target.name} store columns with other types than the archives hold: ${shown.join('; ')}${list.length > shown.length ? `; and ${list.length - shown.length} more` : ''}. Loaded, their values would be converted as the target stores them (rounded, cut short, a time zone dropped). Nothing was loaded. Restore into tables with the archived types (drop the table, or restore into another database, and the restore creates it from the archives), alter the columns, or pass allowTypeChanges: true if that conversion is wanted.`,
+        { details: { option: 'allowTypeChanges', columns: list } },
+      );
     }
     for (const [name, { s, t }] of newest) {
       if (existing.has(name) || !createTables) continue;

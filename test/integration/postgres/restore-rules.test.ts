@@ -342,3 +342,38 @@ describe('Partitioner.restore of a table using types of its own', () => {
     await rm(dir, { recursive: true, force: true });
   });
 });
+
+describe('Partitioner.restore into an existing table whose columns have other types', () => {
+  it('refuses (EBAD_CONFIG, nothing loaded) to let the target convert the values, naming each column and both types; allowTypeChanges loads them converted', async () => {
+    const { from, dir } = await dumpedDatabase(
+      [
+        'CREATE TABLE ev (id int PRIMARY KEY, n numeric, ts timestamptz, f float8, c varchar(10))',
+        "INSERT INTO ev VALUES (1, 1.23456, '2020-01-01 23:30:00+00', 0.1, 'abc'), (2, 99999.99, '2020-06-01 00:00:00-05', 0.123456789012345, 'x')",
+      ],
+      'ev',
+    );
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    const to = await server.createDatabase(`ob${++n}`);
+    await server.query('CREATE TABLE ev (id int PRIMARY KEY, n numeric(8,1), ts timestamp, f float4, c varchar(10))', [], to);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    // Loaded as they were, 1.23456 became 1.2, the offset was dropped, 0.123456789012345 became 0.12345679; and the restore said "2 rows".
+    const err = await rejectsWith(Partitioner.restore(dst, dir), 'EBAD_CONFIG');
+    expect(err.message).toContain('"ev"."n" is numeric(8,1) there and numeric in');
+    expect(err.message).toContain('"ev"."ts" is timestamp without time zone there and timestamp with time zone in');
+    expect(err.message).toContain('"ev"."f" is real there and double precision in');
+    expect(err.message).not.toContain('"c"');
+    expect(err.message).toMatch(/Nothing was loaded\..*allowTypeChanges: true/);
+    expect(err.details).toMatchObject({ option: 'allowTypeChanges', columns: expect.arrayContaining([expect.objectContaining({ table: 'ev', column: 'n', archived: 'numeric', target: 'numeric(8,1)' })]) });
+    expect(await server.query('SELECT count(*)::int AS n FROM ev', [], to)).toEqual([{ n: 0 }]);
+    await rejectsWith(Partitioner.restore(dst, dir, { allowTypeChanges: 'yes' as unknown as boolean }), 'EBAD_CONFIG');
+    // Asked for: loaded, converted.
+    expect((await Partitioner.restore(dst, dir, { allowTypeChanges: true })).rows).toBe(2);
+    expect(await server.query<{ n: string }>('SELECT n::text AS n FROM ev ORDER BY id', [], to)).toEqual([{ n: '1.2' }, { n: '100000.0' }]);
+    // A table the restore created from the archives has their types: restored again over it, no question.
+    const fresh = await server.createDatabase(`ob${++n}`);
+    await using dst2 = new PostgresSource({ ...server.clientConfig, database: fresh });
+    expect((await Partitioner.restore(dst2, dir)).rows).toBe(2);
+    expect((await Partitioner.restore(dst2, dir)).rows).toBe(2);
+    expect((await Partitioner.compare(src, dst2, 'ev', { key: 'id' })).equal).toBe(true);
+  });
+});

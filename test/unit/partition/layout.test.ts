@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PartitionGrid, formatBound, parsePartitionFileName, partitionFileName, tableDirName } from '../../../src/partition/index.js';
-import { parseManifest } from '../../../src/partition/manifest.js';
+import { parseManifest, formatManifest } from '../../../src/partition/manifest.js';
 import { throwsWith } from './helpers.js';
 
 describe('PartitionGrid', () => {
@@ -97,6 +97,11 @@ describe('parseManifest', () => {
     expect(m.tables[0]!.sha256).toBeUndefined();
     const sha256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
     expect(parseManifest(JSON.stringify({ ...good, tables: [{ ...good.tables[0], sha256 }] }), 'a.tar.gz').tables[0]!.sha256).toBe(sha256);
+    // So with the columns' types (SQLite's may be empty: a column declared without one).
+    expect(m.tables[0]!.types).toBeUndefined();
+    const typed = parseManifest(JSON.stringify({ ...good, tables: [{ ...good.tables[0], types: ['INTEGER', ''] }] }), 'a.tar.gz');
+    expect(typed.tables[0]!.types).toEqual(['INTEGER', '']);
+    expect(parseManifest(formatManifest(typed), 'a.tar.gz').tables[0]!.types).toEqual(['INTEGER', '']);
   });
 
   it.each([
@@ -110,6 +115,8 @@ describe('parseManifest', () => {
     ['a bad sha256', JSON.stringify({ ...good, tables: [{ ...good.tables[0], sha256: 'd41d8cd98f00b204e9800998ecf8427e' }] })],
     ['a sha256 that is not a string', JSON.stringify({ ...good, tables: [{ ...good.tables[0], sha256: null }] })],
     ['keyIndex out of range', JSON.stringify({ ...good, tables: [{ ...good.tables[0], keyIndex: 2 }] })],
+    ['a type list of another length', JSON.stringify({ ...good, tables: [{ ...good.tables[0], types: ['INTEGER'] }] })],
+    ['a type that is not a string', JSON.stringify({ ...good, tables: [{ ...good.tables[0], types: ['INTEGER', 5] }] })],
     ['a table twice', JSON.stringify({ ...good, tables: [good.tables[0], good.tables[0]] })],
     ['a bad date', JSON.stringify({ ...good, created: 'yesterday' })],
   ])('refuses %s as ECORRUPT_ARCHIVE', (_what, text) => {

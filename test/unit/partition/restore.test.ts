@@ -134,6 +134,29 @@ describe('Partitioner.restore', () => {
     expect((await Partitioner.restore(dst, out)).partitions).toBe(5);
   });
 
+  it('refuses (EBAD_CONFIG) an existing table whose column has another type (TEXT where the archives hold INTEGER: affinity would turn \'007\' into 7); the same type in other letter case is the same', async () => {
+    const d = await tempDir();
+    const f = join(d, 'typed.db');
+    exec(f, "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT, n integer); INSERT INTO t VALUES (1, '007', 5), (2, '010', 6)");
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    await new Partitioner(src, { table: 't', key: 'id', outDir: out }).dump();
+    const other = join(d, 'other.db');
+    exec(other, 'CREATE TABLE t (id INTEGER PRIMARY KEY, code INTEGER, n INTEGER)');
+    {
+      await using dst = new SqliteSource(other);
+      const err = await rejectsWith(Partitioner.restore(dst, out), 'EBAD_CONFIG');
+      expect(err.message).toContain('"t"."code" is INTEGER there and TEXT in');
+      expect(err.message).not.toContain('"n"');
+      expect(count(other, 't')).toBe(0);
+    }
+    const same = join(d, 'same.db');
+    exec(same, 'CREATE TABLE t (id integer PRIMARY KEY, code text, n INTEGER)');
+    await using dst = new SqliteSource(same);
+    expect((await Partitioner.restore(dst, out)).rows).toBe(2);
+    expect((await Partitioner.compare(src, dst, 't', { key: 'id' })).equal).toBe(true);
+  });
+
   it('creates the tables from the archived DDL and loads every range: the copy compares equal', async () => {
     const { d, f, out, src } = await dumped();
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
