@@ -10,12 +10,18 @@
  * MariaDB, and the copy is compared with the source range by range. Run it
  * again after new rows arrived: only the new ranges and the rewritten
  * partial ones (the tail, and the range below it, which a writer committing
- * out of SEQNO order may still reach) are dumped and shipped. What is
- * loaded is decided from the second MariaDB itself: the ranges where it
- * differs from the source (all of them where a table is missing), so a run
- * that failed after its dump (far node down) is made good by the next one.
- * Ctrl-C or a SIGTERM stops a run cleanly (the far LOCKED is released, a
- * load in progress is rolled back).
+ * out of SEQNO order may still reach) are dumped and shipped. Every run
+ * digests every archive on both sides: one that rotted on the far node (or
+ * in the staging copy) is sent (or read back) again. What is loaded is
+ * decided from the second MariaDB itself: the ranges where it differs from
+ * the source (all of them where a table is missing), each reloaded on its
+ * own, so a run that failed after its dump (far node down) is made good by
+ * the next one. The comparison stops at the largest key the dump saw: rows
+ * a live source commits meanwhile are the next run's, not a difference.
+ * One run at a time: a second one started meanwhile (a slow night, a
+ * manual run) stops at once with ELOCKED naming the first. Ctrl-C or a
+ * SIGTERM stops a run cleanly (the far LOCKED is released, a load in
+ * progress is rolled back).
  *
  *   npx tsx examples/conditions-db-backup.ts SOURCE_URI TARGET_URI OUT_DIR USER@HOST[:PORT] REMOTE_DIR \
  *       [--tables CalibPmtSpec,CalibPmtSpecVld] [--key SEQNO] [--rows-per-partition 10000] \
@@ -27,10 +33,11 @@
  * Exit status: 0 the copy equals the source, 1 it differs, 2 refused or failed.
  */
 import { realpathSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Catalog, LocalTransport, MysqlSource, Partitioner, SshTransport, StowageError, sync, type CompareReport, type ProgressCallback } from 'stowage';
+import { Catalog, LocalTransport, LockDir, MysqlSource, Partitioner, SshTransport, StowageError, sync, type CompareReport, type ProgressCallback } from 'stowage';
 
 /** What to back up, where to ship it, where to recover it. */
 export interface ConditionsDbBackupOptions {
@@ -140,7 +147,20 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
       details: { option: 'stagingDir', stagingDir, outDir: outAbs },
     });
   }
-  const sig = o.signal ? { signal: o.signal } : {};
+  // One run at a time, for the whole run (the dump's own lock covers only the dump): two runs
+  // restoring into the target at once would load the same ranges twice over each other.
+  await mkdir(stagingDir, { recursive: true });
+  const runLock = new LockDir(stagingDir, { purpose: `conditions-db-backup of ${outAbs}`, staleMs: 10 * 60_000 });
+  return runLock.withLock((lockSignal) => backupRun(o, { log, key, rowsPerPartition, stagingDir, outAbs, signal: o.signal === undefined ? lockSignal : AbortSignal.any([o.signal, lockSignal]), token: runLock.owner!.token }));
+}
+
+/** The run itself, under the run's lock (see {@link conditionsDbBackup}). */
+async function backupRun(
+  o: ConditionsDbBackupOptions,
+  r: { log: (line: string) => void; key: string; rowsPerPartition: number; stagingDir: string; outAbs: string; signal: AbortSignal; token: string },
+): Promise<ConditionsDbBackupResult> {
+  const { log, key, rowsPerPartition, stagingDir, outAbs } = r;
+  const sig = { signal: r.signal };
   const progress = o.onProgress ? { onProgress: o.onProgress } : {};
   await using source = new MysqlSource(o.source);
   await using target = new MysqlSource(o.target);
@@ -155,7 +175,9 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   }
   log(`dump: ${dump.written.length} written, ${dump.unchanged.length} unchanged partial, ${dump.plan.partitions.filter((p) => p.state === 'archived').length} archived before`);
 
-  // 2. Ship to the far node: only new or rewritten files travel; each is digested there and checked against its sidecar.
+  // 2. Ship to the far node: new or rewritten files, and any whose far copy no longer has the
+  //    local one's digest (rotted there: every archive is digested on both sides, `checksum`);
+  //    each file sent is digested there again and checked against its sidecar.
   await using remote = new SshTransport({
     host: o.remote.host,
     port: o.remote.port ?? 22,
@@ -165,13 +187,31 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   });
   await remote.connect(sig);
   const local = new LocalTransport();
-  const shipped = await sync(local, o.outDir, remote, o.remote.dir, { lock: true, onWarning: (w) => log(`warning ${w.code}: ${w.message}`), ...sig, ...progress });
-  for (const c of shipped.copied) log(`shipped ${c.path} (${c.dna.size} bytes)`);
-  if (shipped.mutants.length > 0) throw new StowageError('EDIGEST_MISMATCH', `${shipped.mutants.length} archive(s) arrived damaged on ${remote.name}: ${shipped.mutants.map((m) => m.path).join(', ')}`);
-  log(`ship: ${shipped.copied.length} files to ${remote.name}:${o.remote.dir}, ${shipped.plan.unchanged} already there, ${shipped.verified.length} verified on the far side`);
+  const warn = (w: { code: string; message: string }): void => log(`warning ${w.code}: ${w.message}`);
+  const shipped = await sync(local, o.outDir, remote, o.remote.dir, { lock: true, checksum: true, onWarning: warn, ...sig, ...progress });
+  // Sent again though this run did not write it: its far copy had another digest (damaged there, or written by a run that failed before it shipped).
+  const rewritten = new Set(dump.written.flatMap((w) => [rel(w.path), `${rel(w.path)}.dna`].map((x) => x.split(sep).join('/'))));
+  const mended = new Set(shipped.plan.copies.filter((c) => c.reason === 'checksum' && !rewritten.has(c.path)).map((c) => c.path));
+  for (const c of shipped.copied) log(`shipped ${c.path} (${c.dna.size} bytes)${mended.has(c.path) ? ': its far copy differed' : ''}`);
+  if (shipped.mutants.length > 0) {
+    throw new StowageError(
+      'EDIGEST_MISMATCH',
+      `${shipped.mutants.length} archive(s) do not match their DNA sidecar after shipping to ${remote.name}: ${shipped.mutants.map((m) => m.path).join(', ')}. A local archive that no longer matches its sidecar is not sent (the far copy is kept): check ${outAbs} for disk trouble; otherwise run again.`,
+      { details: { mutants: shipped.mutants.map((m) => m.path) } },
+    );
+  }
+  log(`ship: ${shipped.copied.length} files to ${remote.name}:${o.remote.dir}, ${shipped.plan.unchanged} already there (digests equal), ${shipped.verified.length} verified on the far side`);
 
-  // 3. Read the far copy back (on the far node itself, point Partitioner.restore at its folder directly).
-  const back = await sync(remote, o.remote.dir, local, stagingDir, { ...sig, ...progress });
+  // 3. Read the far copy back (on the far node itself, point Partitioner.restore at its folder directly),
+  //    digests compared too, so a staging copy that rotted is read back again.
+  const back = await sync(remote, o.remote.dir, local, stagingDir, { checksum: true, ownLockToken: r.token, onWarning: warn, ...sig, ...progress });
+  if (back.mutants.length > 0) {
+    throw new StowageError(
+      'EDIGEST_MISMATCH',
+      `${back.mutants.length} archive(s) on ${remote.name}:${o.remote.dir} do not match their DNA sidecar: ${back.mutants.map((m) => m.path).join(', ')}. Nothing was loaded from them. Send them again from ${outAbs} (remove the far copies, then run again), and check that disk.`,
+      { details: { mutants: back.mutants.map((m) => m.path) } },
+    );
+  }
   log(`read back: ${back.copied.length} files from the far side into ${stagingDir}`);
 
   // 4. Recover into the second database what it lacks or holds differently.
@@ -180,29 +220,40 @@ export async function conditionsDbBackup(o: ConditionsDbBackupOptions): Promise<
   //    ranges unloaded that no later dump writes again. Every DNA is
   //    verified before anything is loaded; each range replaces what the
   //    target had in it, so loading a range twice is harmless.
+  //    Compared up to the largest key the dump saw: rows a live source
+  //    commits meanwhile are in no archive yet (the next run's), not a difference.
+  const upTo = dump.plan.keyRange.hi;
   const compareAll = async (): Promise<CompareReport[]> => {
     const out: CompareReport[] = [];
-    for (const table of o.tables) out.push(await Partitioner.compare(source, target, table, { key, rowsPerPartition, ...sig, ...progress }));
+    for (const table of o.tables) out.push(await Partitioner.compare(source, target, table, { key, rowsPerPartition, ...(upTo === null ? {} : { hi: upTo }), ...sig, ...progress }));
     return out;
   };
   let reports: CompareReport[] | undefined;
-  let toLoad: { lo?: bigint; hi?: bigint } | undefined;
+  /** The key ranges to load, runs of adjacent differing ranges merged; undefined: none; [{}]: every range. */
+  let toLoad: { lo?: bigint; hi?: bigint }[] | undefined;
   try {
     reports = await compareAll();
-    const stale = reports.flatMap((r) => r.differingRanges);
-    if (stale.length > 0) toLoad = { lo: stale.reduce((m, r) => (r.lo < m ? r.lo : m), stale[0]!.lo), hi: stale.reduce((m, r) => (r.hi > m ? r.hi : m), stale[0]!.hi) };
+    const stale = reports.flatMap((c) => c.differingRanges).sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0));
+    for (const d of stale) {
+      const last = toLoad?.at(-1);
+      if (last !== undefined && d.lo <= last.hi! + 1n) last.hi = d.hi > last.hi! ? d.hi : last.hi;
+      else (toLoad ??= []).push({ lo: d.lo, hi: d.hi });
+    }
   } catch (err) {
     if (!(err instanceof StowageError && err.code === 'ENO_TABLE')) throw err;
-    toLoad = {}; // a table the target does not have yet: load every range
+    toLoad = [{}]; // a table the target does not have yet: load every range
   }
   let recovered = 0;
   if (toLoad === undefined) {
-    log(`recover: nothing to load, ${target.name} already equals the source`);
+    log(`recover: nothing to load, ${target.name} already equals the source${upTo === null ? '' : ` (keys up to ${upTo})`}`);
   } else {
-    const span = toLoad.lo === undefined ? 'every range' : `keys ${toLoad.lo}-${toLoad.hi}`;
-    const r = await Partitioner.restore(target, stagingDir, { ...toLoad, concurrency: 2, ...sig, ...progress });
-    recovered = r.partitions;
-    log(`recover (${span}): ${r.partitions} ranges, ${r.tables.map((t) => `${t.name} ${t.rows} rows${t.created ? ' (table created)' : ''}`).join(', ')} into ${target.name}`);
+    // Each run of differing ranges on its own: the ranges between them are not loaded again.
+    for (const span of toLoad) {
+      const what = span.lo === undefined ? 'every range' : `keys ${span.lo}-${span.hi}`;
+      const loaded = await Partitioner.restore(target, stagingDir, { ...span, concurrency: 2, ...sig, ...progress });
+      recovered += loaded.partitions;
+      log(`recover (${what}): ${loaded.partitions} ranges, ${loaded.tables.map((t) => `${t.name} ${t.rows} rows${t.created ? ' (table created)' : ''}`).join(', ')} into ${target.name}`);
+    }
     reports = await compareAll();
   }
 

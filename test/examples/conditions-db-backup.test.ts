@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,7 +89,7 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000010001-0000020000\.tar\.gz \(partial: CalibPmtSpec 30000, CalibPmtSpecVld 10000/);
     expect(r.stdout).toMatch(/wrote CalibPmtSpec\/0000020001-0000030000\.tar\.gz \(partial: CalibPmtSpec 15000, CalibPmtSpecVld 5000/);
     expect(r.stdout).toMatch(/dump: 3 written, 0 unchanged partial/);
-    expect(r.stdout).toMatch(/ship: 6 files to ssh:\/\/.*, 0 already there, 3 verified on the far side/);
+    expect(r.stdout).toMatch(/ship: 6 files to ssh:\/\/.*, 0 already there \(digests equal\), 3 verified on the far side/);
     expect(r.stdout).toMatch(/recover \(every range\): 3 ranges, CalibPmtSpec 75000 rows \(table created\), CalibPmtSpecVld 25000 rows \(table created\)/);
     expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(3 ranges, 75000 rows\)/);
     expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(3 ranges, 25000 rows\)/);
@@ -115,7 +115,8 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(r.stdout).toMatch(/ship: 6 files to .*, 3 verified on the far side/);
     expect(r.stdout.match(/^shipped /gm)).toHaveLength(6);
     // 10001-20000 was rewritten (now complete) but the copy already holds its rows: only the two that differ are loaded.
-    expect(r.stdout).toMatch(/recover \(keys 20001-40000\): 2 ranges, CalibPmtSpec 51000 rows, CalibPmtSpecVld 17000 rows into/);
+    // Compared (and loaded) up to the largest key the dump saw, 37000.
+    expect(r.stdout).toMatch(/recover \(keys 20001-37000\): 2 ranges, CalibPmtSpec 51000 rows, CalibPmtSpecVld 17000 rows into/);
     expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(4 ranges, 111000 rows\)/);
     const after = await mtimes(remoteDir);
     for (const f of ['CalibPmtSpec/0000000001-0000010000.tar.gz', 'CalibPmtSpec/0000000001-0000010000.tar.gz.dna']) expect(after[f], f).toBe(before[f]);
@@ -146,7 +147,7 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/dump: 0 written/);
     expect(r.stdout).toMatch(/ship: [1-9]\d* files/);
-    expect(r.stdout).toMatch(/recover \(keys 30001-60000\): 3 ranges/);
+    expect(r.stdout).toMatch(/recover \(keys 30001-52000\): 3 ranges/);
     expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(6 ranges, 156000 rows\)/);
     expect(r.stdout).toMatch(/compare CalibPmtSpecVld: equal \(6 ranges, 52000 rows\)/);
     const [n] = await target.query<{ n: number }[]>('SELECT COUNT(*) AS n FROM CalibPmtSpecVld', [], 'offline_db_copy');
@@ -234,4 +235,55 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(await files(far)).toEqual(await files(out));
   });
 
+  // The pair of the SIGTERM test (sig_db, 40 ranges of 500 SEQNO), equal and complete from here on.
+  const sigRecipe = (extra: string[] = []) =>
+    run(process.execPath, [tsx, script, uri(source, 'sig_db'), uri(target, 'sig_copy'), join(scratch, 'sig-out'), `${sshd.username}@127.0.0.1:${sshd.port}`, join(sshd.root, 'node2', 'sig'), '--ssh-key', sshd.privateKeyPath, '--known-hosts', sshd.knownHostsPath, '--catalog', join(scratch, 'sig.catalog'), '--rows-per-partition', '500', ...extra], { cwd: root }).then(
+      (x) => ({ code: 0, stdout: x.stdout, stderr: x.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+  /** Flips one byte of a file, keeping its size and mtime (bit rot: what a size-and-mtime check never sees). */
+  const rot = async (file: string): Promise<void> => {
+    const { mtime } = await stat(file);
+    const bytes = await readFile(file);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x40;
+    await writeFile(file, bytes);
+    await utimes(file, mtime, mtime);
+  };
+
+  it('sends again an archive that rotted on the far node, and reads back again a staging copy that rotted (every run digests them all)', async () => {
+    // Before, both went unnoticed every night: "0 files ... 0 verified", exit 0.
+    const farFile = join(sshd.root, 'node2', 'sig', 'CalibPmtSpec', '0000000001-0000000500.tar.gz');
+    const staged = join(scratch, 'sig-out.far', 'CalibPmtSpec', '0000000501-0000001000.tar.gz');
+    await rot(farFile);
+    await rot(staged);
+    expect((await DnaDigest.verify(farFile)).ok).toBe(false);
+    const r = await sigRecipe();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^shipped CalibPmtSpec\/0000000001-0000000500\.tar\.gz \(\d+ bytes\): its far copy differed$/m);
+    expect(r.stdout).toMatch(/^ship: 1 files to .*, 1 verified on the far side/m);
+    // The staging copy that rotted (the one of the far file mended has the right bytes already).
+    expect(r.stdout).toMatch(/^read back: 1 files from the far side/m);
+    expect((await DnaDigest.verify(farFile)).ok).toBe(true);
+    expect((await DnaDigest.verify(staged)).ok).toBe(true);
+  });
+
+  it('reloads each run of differing ranges on its own, not every range between the first and the last', async () => {
+    // Before: "recover (keys 1-10500): 21 ranges".
+    await target.query('UPDATE CalibPmtSpec SET PMTSPEHIGH = 0 WHERE SEQNO IN (7, 10250)', [], 'sig_copy');
+    const r = await sigRecipe();
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/^recover .*$/gm)).toEqual([expect.stringMatching(/^recover \(keys 1-500\): 1 ranges/), expect.stringMatching(/^recover \(keys 10001-10500\): 1 ranges/)]);
+    expect(r.stdout).toMatch(/compare CalibPmtSpec: equal \(40 ranges, 60000 rows\)/);
+  });
+
+  it('runs one at a time: a second run started meanwhile stops at once with ELOCKED naming the first, which completes', async () => {
+    // Before, both restored into the target at once, and one failed on a duplicate key.
+    const first = await spawnUntil(process.execPath, [tsx, script, uri(source, 'sig_db'), uri(target, 'sig_copy'), join(scratch, 'sig-out'), `${sshd.username}@127.0.0.1:${sshd.port}`, join(sshd.root, 'node2', 'sig'), '--ssh-key', sshd.privateKeyPath, '--known-hosts', sshd.knownHostsPath, '--catalog', join(scratch, 'sig.catalog'), '--rows-per-partition', '500', '--demo-rows', '2000'], { cwd: root, until: /^ {2}dump: /m });
+    const second = await sigRecipe();
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/refused: ELOCKED: .*conditions-db-backup of /);
+    expect(await first.exited, first.stdout() + first.stderr()).toBe(0);
+    expect(first.stdout()).toMatch(/compare CalibPmtSpec: equal \(44 ranges, 66000 rows\)/);
+  });
 });
