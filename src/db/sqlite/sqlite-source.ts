@@ -45,8 +45,8 @@
  *
  * @module
  */
-import { existsSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { StowageError } from '../../errors.js';
@@ -164,6 +164,43 @@ class Mutex {
 }
 
 /**
+ * EBAD_CONFIG for a database in WAL mode that SQLite cannot read because it
+ * cannot create the `-shm` file beside it (a folder this user may not
+ * write, a read-only mount), saying what to do; undefined for any other
+ * failure. A WAL database is read through that shared-memory index, which
+ * SQLite makes when the first connection opens the file: while the
+ * database's writer has it open the index is there and a reader needs no
+ * write access, but a database its writer closed cleanly has none.
+ *
+ * @param err - what the first read threw
+ * @param source - the source's name
+ * @param file - the database file
+ */
+function walIndexError(err: unknown, source: string, file: string | undefined): StowageError | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (file === undefined || (code !== 'SQLITE_READONLY_DIRECTORY' && code !== 'SQLITE_CANTOPEN')) return undefined;
+  let wal = false;
+  try {
+    const fd = openSync(file, 'r');
+    try {
+      const header = Buffer.alloc(20);
+      wal = readSync(fd, header, 0, 20, 0) === 20 && header.subarray(0, 16).toString('latin1') === 'SQLite format 3\0' && header[18] === 2;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  if (!wal) return undefined;
+  const dir = dirname(file);
+  return new StowageError(
+    'EBAD_CONFIG',
+    `${source}: cannot read the database: it is in WAL mode, and SQLite reads such a file through an index (${basename(file)}-shm) that it must create in ${dir}, which this user cannot write (${String(code)}). Nothing in the database is written. Give this user write access to ${dir}, read it while its writer has it open (the index is there then), or back up a copy (sqlite3 ${file} ".backup COPY.db") or a database switched out of WAL mode (PRAGMA journal_mode=DELETE, by its writer).`,
+    { details: { source, path: file, dir, driverCode: code }, cause: err },
+  );
+}
+
+/**
  * The TableSource of an SQLite database.
  *
  * @example
@@ -229,7 +266,7 @@ export class SqliteSource implements TableSource {
       this.#db.prepare('SELECT count(*) FROM sqlite_schema').get();
     } catch (err) {
       if (this.#owned) this.#db.close();
-      throw dbError(err, this.name, 'read the database');
+      throw walIndexError(err, this.name, this.file) ?? dbError(err, this.name, 'read the database');
     }
     // A borrowed connection may see what its owner has not committed (or another file entirely): only the source's own file goes to workers.
     if (this.file !== undefined && this.#owned && workers > 0) this.#pool = new SqliteWorkerPool(workers, this.name);
