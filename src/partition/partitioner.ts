@@ -279,7 +279,7 @@ interface DumpContext {
   readonly signal: AbortSignal | undefined;
   /** Called once per range done, with its archive or `undefined` (unchanged). */
   readonly done: (p: PlannedPartition, w: WrittenPartition | undefined) => void;
-  /** Damaged archives renamed out of the way (see {@link DumpResult.setAside}). */
+  /** Archives kept aside, damaged or replaced (see {@link DumpResult.setAside}). */
   readonly setAside: string[];
   /** Computes the range digests of unique-key tables off the main thread (see `row-spool.ts`). */
   readonly hasher: BlockHasher;
@@ -1034,19 +1034,18 @@ export class Partitioner {
       if (!intact) aside = await setAside(path, ctx.signal);
       else if (there!.complete && !sameRows(there!, read)) aside = await setAside(path, ctx.signal, 'replaced');
     }
-    try {
-      const w = await this.#writeRange(p, path, read, complete, ctx);
-      if (aside !== undefined) ctx.setAside.push(aside);
-      return w;
-    } catch (err) {
-      // Not replaced: the old archive is still in place, and its copy goes.
-      if (aside !== undefined) await dropAside(aside);
-      throw err;
-    }
+    return this.#writeRange(p, path, read, complete, ctx, aside);
   }
 
-  /** Writes the archive of range `p` from `read` to `path`, in place of what is there, and records it. */
-  async #writeRange(p: PlannedPartition, path: string, read: readonly (TableMeta & { spool: RowSpool })[], complete: boolean, ctx: DumpContext): Promise<WrittenPartition> {
+  /**
+   * Writes the archive of range `p` from `read` to `path`, in place of what
+   * is there, and records it. `aside`, the copy {@link setAside} kept of the
+   * archive there, is reported once the new archive has replaced it, and
+   * removed only if the write failed (the old archive is then still in
+   * place): a failure after that (the Catalog's record) keeps it, since the
+   * old archive is gone.
+   */
+  async #writeRange(p: PlannedPartition, path: string, read: readonly (TableMeta & { spool: RowSpool })[], complete: boolean, ctx: DumpContext, aside: string | undefined): Promise<WrittenPartition> {
     const created = new Date();
     const tables: ManifestTable[] = read.map((r) => {
       const dir = tableDirName(r.table);
@@ -1074,7 +1073,15 @@ export class Partitioner {
       entries.push({ name: t.schema, size: r.schema.length, data: r.schema });
       entries.push({ name: t.rows, size: r.spool.bytes, data: () => r.spool.read() });
     });
-    const out = await writePartitionArchive(path, entries, { gzipLevel: this.#gzipLevel, gzipConcurrency: ctx.gzipConcurrency, mtime: created, signal: ctx.signal });
+    let out: Awaited<ReturnType<typeof writePartitionArchive>>;
+    try {
+      out = await writePartitionArchive(path, entries, { gzipLevel: this.#gzipLevel, gzipConcurrency: ctx.gzipConcurrency, mtime: created, signal: ctx.signal });
+    } catch (err) {
+      // Not replaced: the old archive is still in place, and its copy goes.
+      if (aside !== undefined) await dropAside(aside);
+      throw err;
+    }
+    if (aside !== undefined) ctx.setAside.push(aside);
     const w: WrittenPartition = Object.freeze({
       lo: p.lo,
       hi: p.hi,

@@ -261,6 +261,35 @@ describe('Partitioner.dump', () => {
         await src.close();
       }
     });
+
+    it('with incremental: false, keeps the archive set aside when the Catalog fails to record the new one (the old one is gone by then)', async () => {
+      const { f, out, src, catalog, p } = await setup();
+      try {
+        await p().dump();
+        exec(f, 'DELETE FROM "Calib" WHERE "SEQNO" BETWEEN 2 AND 9; DELETE FROM "CalibVld" WHERE "SEQNO" BETWEEN 2 AND 9');
+        // The record of the new archive fails (a full disk under the Catalog, say); without one, the write itself.
+        const failing = catalog ?? new Catalog(join(out, '..', 'failing.catalog'));
+        const full = new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out, settleRanges: 0, catalog: failing });
+        // A Catalog new to the folder records the archives on disk first (that record does not fail).
+        if (catalog === undefined) await full.dump();
+        const record = failing.recordArchive.bind(failing);
+        failing.recordArchive = (a) => {
+          if (a.path.endsWith('0000000001-0000000100.tar.gz')) throw new Error('disk full under the catalog');
+          return record(a);
+        };
+        await expect(full.dump({ incremental: false, concurrency: 1 })).rejects.toThrow(/disk full under the catalog/);
+        // The new archive replaced the old one; the old one, with the purged rows, lives on aside (it was removed with the failure).
+        const aside = (await listFiles(out)).filter((n) => /0000000001-0000000100\.tar\.gz\.replaced-[^.]+$/.test(n));
+        expect(aside).toHaveLength(1);
+        expect((await readManifest(join(out, aside[0]!))).tables[0]!.count).toBe(100);
+        expect((await DnaDigest.verify(join(out, aside[0]!))).ok).toBe(true);
+        expect((await readManifest(join(out, 'CalibVld', '0000000001-0000000100.tar.gz'))).tables[0]!.count).toBe(92);
+        if (catalog === undefined) failing.close();
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
   });
 
   it('refuses a folder dumped on another key (EBAD_CONFIG); the same column spelled otherwise is named as such', async () => {
