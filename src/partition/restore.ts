@@ -105,7 +105,8 @@ export interface RestoreOptions {
   createTables?: boolean;
   /**
    * Load into a table that exists although some of its columns have
-   * other types than the archives record (default false). The target then
+   * other types than the table's newest archive records (default false;
+   * types that store alike count as the same, see `typeKey`). The target then
    * converts each value as it stores it: a `numeric` into `numeric(8,1)` is
    * rounded, a `timestamptz` into `timestamp` loses its offset, a `double`
    * into `float` its last digits. By default such a restore is EBAD_CONFIG
@@ -160,15 +161,28 @@ interface Selected extends Candidate {
 
 /**
  * A column type as compared between an archive and the table it loads
- * into: lower case, spaces collapsed, and MySQL's integer display widths
- * left out (`int(11)`, as MariaDB writes it, is MySQL 8's `int`).
+ * into, so that a table created from the same DDL always compares equal:
+ * spaces collapsed; PostgreSQL's schema qualifiers left out (`format_type`
+ * writes `public.citext` where `public` is not on the search path, as from
+ * a source in another schema, and `citext` where it is); MySQL's display
+ * widths of integers and YEAR left out (`int(11)` and `year(4)`, as MariaDB
+ * writes them, are MySQL 8's `int` and `year`); SQLite's declared types
+ * reduced to their affinity (`INT` and `INTEGER`, `VARCHAR(10)` and `TEXT`
+ * store alike), by SQLite's own rules.
  *
  * @param engine - the target's engine
  * @param type - `ColumnInfo.type`
  */
 function typeKey(engine: TableEngine, type: string): string {
-  const t = type.trim().toLowerCase().replace(/\s+/g, ' ');
-  return engine === 'mysql' ? t.replace(/\b(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)/g, '$1') : t;
+  const t = type.trim().replace(/\s+/g, ' ');
+  if (engine === 'postgres') return t.replace(/(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\./g, '');
+  if (engine === 'mysql') return t.replace(/\b(tinyint|smallint|mediumint|int|integer|bigint|year)\(\d+\)/gi, '$1');
+  const u = t.toUpperCase();
+  if (u.includes('INT')) return 'INTEGER';
+  if (u.includes('CHAR') || u.includes('CLOB') || u.includes('TEXT')) return 'TEXT';
+  if (u === '' || u.includes('BLOB')) return 'BLOB';
+  if (u.includes('REAL') || u.includes('FLOA') || u.includes('DOUB')) return 'REAL';
+  return 'NUMERIC';
 }
 
 /**
@@ -887,8 +901,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
               { details: { table: name, column: c, path: s.path, columns: columns.map((x) => x.name) } },
             );
           }
-          // An existing table's column of another type than the archive records (archives before 0.1 record none).
-          const archived = t.types?.[i];
+          // An existing table's column of another type than the newest archive records: older
+          // archives keep the types of their day (complete ranges are never written again), and
+          // archives written before the types were recorded have none.
+          const archived = s === from ? t.types?.[i] : undefined;
           if (existing.has(name) && archived !== undefined && typeKey(target.engine, archived) !== typeKey(target.engine, there.type)) {
             retyped.set(`${name}\0${c}`, { table: name, column: c, archived, target: there.type, path: s.path });
           }

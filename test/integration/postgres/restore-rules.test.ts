@@ -377,3 +377,21 @@ describe('Partitioner.restore into an existing table whose columns have other ty
     expect((await Partitioner.compare(src, dst2, 'ev', { key: 'id' })).equal).toBe(true);
   });
 });
+
+describe('Partitioner.restore again into a table it created, from a source in another schema', () => {
+  it('takes a type of another schema as the same type, qualified or not (format_type qualifies it only off the search path)', async () => {
+    const from = await server.createDatabase(`ob${++n}`);
+    for (const q of ['CREATE SCHEMA dbi', "CREATE TYPE public.lvl AS ENUM ('lo', 'hi')", 'CREATE TABLE dbi.ev (id int PRIMARY KEY, l public.lvl)', "INSERT INTO dbi.ev VALUES (1, 'lo'), (2, 'hi')"]) await server.query(q, [], from);
+    await using src = new PostgresSource({ ...server.clientConfig, database: from }, { schema: 'dbi' });
+    expect((await src.columns('ev'))[1]!.type).toBe('public.lvl');
+    const dir = await tempDir('other-schema');
+    await new Partitioner(src, { table: 'ev', key: 'id', outDir: dir }).dump();
+    const to = await server.createDatabase(`ob${++n}`);
+    await server.query("CREATE TYPE lvl AS ENUM ('lo', 'hi')", [], to);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    expect((await Partitioner.restore(dst, dir)).tables).toEqual([{ name: 'ev', rows: 2, partitions: 1, created: true }]);
+    expect((await dst.columns('ev'))[1]!.type).toBe('lvl');
+    // Before: EBAD_CONFIG, "ev"."l" is lvl there and public.lvl in ...
+    expect((await Partitioner.restore(dst, dir)).tables).toEqual([{ name: 'ev', rows: 2, partitions: 1, created: false }]);
+  });
+});

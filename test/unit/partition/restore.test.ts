@@ -137,7 +137,7 @@ describe('Partitioner.restore', () => {
   it('refuses (EBAD_CONFIG) an existing table whose column has another type (TEXT where the archives hold INTEGER: affinity would turn \'007\' into 7); the same type in other letter case is the same', async () => {
     const d = await tempDir();
     const f = join(d, 'typed.db');
-    exec(f, "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT, n integer); INSERT INTO t VALUES (1, '007', 5), (2, '010', 6)");
+    exec(f, "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT, n integer); INSERT INTO t VALUES (1, '007', 5), (2, '010', 6), (30001, '3', 1)");
     await using src = new SqliteSource(f);
     const out = join(d, 'out');
     await new Partitioner(src, { table: 't', key: 'id', outDir: out }).dump();
@@ -150,11 +150,24 @@ describe('Partitioner.restore', () => {
       expect(err.message).not.toContain('"n"');
       expect(count(other, 't')).toBe(0);
     }
+    // Types SQLite stores alike (same affinity) are the same: INT and INTEGER, VARCHAR(10) and TEXT.
     const same = join(d, 'same.db');
-    exec(same, 'CREATE TABLE t (id integer PRIMARY KEY, code text, n INTEGER)');
-    await using dst = new SqliteSource(same);
-    expect((await Partitioner.restore(dst, out)).rows).toBe(2);
-    expect((await Partitioner.compare(src, dst, 't', { key: 'id' })).equal).toBe(true);
+    exec(same, 'CREATE TABLE t (id int PRIMARY KEY, code varchar(10), n INT)');
+    {
+      await using dst = new SqliteSource(same);
+      expect((await Partitioner.restore(dst, out)).rows).toBe(3);
+      expect((await Partitioner.compare(src, dst, 't', { key: 'id' })).equal).toBe(true);
+    }
+    // The source's column changed type since the first archive (complete, never written again):
+    // a table the restore created from the newest archive takes the older archives' rows too.
+    exec(f, "ALTER TABLE t RENAME TO old; CREATE TABLE t (id INTEGER PRIMARY KEY, code BLOB, n integer); INSERT INTO t SELECT * FROM old; DROP TABLE old; INSERT INTO t VALUES (40001, x'00ff', 7)");
+    const again = await new Partitioner(src, { table: 't', key: 'id', outDir: out }).dump();
+    expect(again.written.map((w) => w.lo)).not.toContain(1n); // [1, 10000] stays as archived, TEXT
+    const fresh = join(d, 'fresh.db');
+    exec(fresh, 'SELECT 1');
+    await using dst = new SqliteSource(fresh);
+    expect((await Partitioner.restore(dst, out)).rows).toBe(4);
+    expect((await Partitioner.restore(dst, out)).rows).toBe(4);
   });
 
   it('creates the tables from the archived DDL and loads every range: the copy compares equal', async () => {
