@@ -204,6 +204,7 @@ async function backupRun(
 
   // 3. Read the far copy back (on the far node itself, point Partitioner.restore at its folder directly),
   //    digests compared too, so a staging copy that rotted is read back again.
+  //    The staging folder holds this run's own LOCKED (ownLockToken: not another writer's).
   const back = await sync(remote, o.remote.dir, local, stagingDir, { checksum: true, ownLockToken: r.token, onWarning: warn, ...sig, ...progress });
   if (back.mutants.length > 0) {
     throw new StowageError(
@@ -221,11 +222,20 @@ async function backupRun(
   //    verified before anything is loaded; each range replaces what the
   //    target had in it, so loading a range twice is harmless.
   //    Compared up to the largest key the dump saw: rows a live source
-  //    commits meanwhile are in no archive yet (the next run's), not a difference.
+  //    commits meanwhile are in no archive yet (the next run's), not a
+  //    difference. Up to the target's own largest key where that is higher:
+  //    rows the copy holds and the source no longer has are one.
   const upTo = dump.plan.keyRange.hi;
   const compareAll = async (): Promise<CompareReport[]> => {
     const out: CompareReport[] = [];
-    for (const table of o.tables) out.push(await Partitioner.compare(source, target, table, { key, rowsPerPartition, ...(upTo === null ? {} : { hi: upTo }), ...sig, ...progress }));
+    for (const table of o.tables) {
+      let hi = upTo;
+      if (hi !== null) {
+        const there = (await target.keyRange(table, key, sig)).hi;
+        if (there !== null && there > hi) hi = there;
+      }
+      out.push(await Partitioner.compare(source, target, table, { key, rowsPerPartition, ...(hi === null ? {} : { hi }), ...sig, ...progress }));
+    }
     return out;
   };
   let reports: CompareReport[] | undefined;
@@ -250,7 +260,16 @@ async function backupRun(
     // Each run of differing ranges on its own: the ranges between them are not loaded again.
     for (const span of toLoad) {
       const what = span.lo === undefined ? 'every range' : `keys ${span.lo}-${span.hi}`;
-      const loaded = await Partitioner.restore(target, stagingDir, { ...span, concurrency: 2, ...sig, ...progress });
+      const loaded = await Partitioner.restore(target, stagingDir, { ...span, concurrency: 2, ...sig, ...progress }).catch((err: unknown) => {
+        // No archive holds these keys: rows of the copy the source does not have (the comparison below names them).
+        // Not an archive gone while its sidecar is there (`details.missing`): that one stops the run.
+        if (err instanceof StowageError && err.code === 'ENOT_FOUND' && (err.details as { missing?: unknown } | undefined)?.missing === undefined && span.lo !== undefined) return undefined;
+        throw err;
+      });
+      if (loaded === undefined) {
+        log(`recover (${what}): no archive holds these keys; the copy has rows there that the source does not`);
+        continue;
+      }
       recovered += loaded.partitions;
       log(`recover (${what}): ${loaded.partitions} ranges, ${loaded.tables.map((t) => `${t.name} ${t.rows} rows${t.created ? ' (table created)' : ''}`).join(', ')} into ${target.name}`);
     }
