@@ -82,7 +82,7 @@ import { RangeDigester } from '../db/range-digest.js';
 import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type DeferredIndexes, type KeyBound, type KeyRange, type TableEngine, type TableSource } from '../db/table-source.js';
 import { readArchive } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
-import { parsePartitionFileName } from './layout.js';
+import { parsePartitionFileName, tableDirName } from './layout.js';
 import { ROWS_HASH_ALGORITHM, type ManifestTable, type PartitionManifest } from './manifest.js';
 import { MANIFEST_PEEK_BYTES, readSmallEntry, readVerifiedManifest } from './partition-archive.js';
 
@@ -727,9 +727,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
       }
     }
   }
-  // One table's: those in the folders of its archives (another table's folder may hold them).
+  // One table's: those in the folders of its archives (another table's folder may hold them),
+  // in its own folder, or in the folder given (a table's), also where they were its only ones.
   if (table !== undefined) {
-    const folders = new Set(selected.map((sel) => dirname(sel.path)));
+    const folders = new Set([...selected.map((sel) => dirname(sel.path)), join(root, tableDirName(table)), root]);
     const ours = orphans.filter((o) => folders.has(dirname(o.path)));
     if (ours.length > 0) throw missingArchivesError(where, ours);
   }

@@ -93,7 +93,7 @@ export function pgError(err: unknown, source: string, action: string, signal?: A
   if (code === '42501' && /row-level security/i.test(message)) {
     return new StowageError(
       'EDB',
-      `${source}: cannot ${action}: ${message}. Its row-level security policies would hide rows from this role, and a backup or restore of part of a table is refused. Connect as the table's owner (when the table does not FORCE row-level security), a superuser, or a role with BYPASSRLS, as pg_dump needs; nothing was read or changed.`,
+      `${source}: cannot ${action}: ${message}. Row-level security applies to this role on that table, so what it reads or replaces could be part of the table only, and stowage refuses that (as pg_dump does). Connect as the table's owner (when the table does not FORCE row-level security), a superuser, or a role with BYPASSRLS; this call read and changed nothing.`,
       { details, cause: err },
     );
   }

@@ -45,7 +45,7 @@
  *
  * @module
  */
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readSync } from 'node:fs';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
@@ -193,6 +193,13 @@ function walIndexError(err: unknown, source: string, file: string | undefined): 
   }
   if (!wal) return undefined;
   const dir = dirname(file);
+  try {
+    // A folder this user may write: something else stops SQLite (a -wal or -shm of another user's, say).
+    accessSync(dir, fsConstants.W_OK);
+    return undefined;
+  } catch {
+    // Not writable: the case this error is about.
+  }
   return new StowageError(
     'EBAD_CONFIG',
     `${source}: cannot read the database: it is in WAL mode, and SQLite reads such a file through an index (${basename(file)}-shm) that it must create in ${dir}, which this user cannot write (${String(code)}). Nothing in the database is written. Give this user write access to ${dir}, read it while its writer has it open (the index is there then), or back up a copy (sqlite3 ${file} ".backup COPY.db") or a database switched out of WAL mode (PRAGMA journal_mode=DELETE, by its writer).`,

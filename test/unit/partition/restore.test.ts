@@ -128,10 +128,19 @@ describe('Partitioner.restore', () => {
       await using dst = fresh();
       expect((await Partitioner.restore(dst, out, { table: 'Other' })).rows).toBe(250);
     }
+    // A table whose only archive in the range asked for is the one gone: the same error, not "no partition archive holds it".
+    const otherGone = join(out, 'Other', '0000000101-0000000200.tar.gz');
+    await rm(otherGone);
+    {
+      await using dst = fresh();
+      const err = await rejectsWith(Partitioner.restore(dst, out, { table: 'Other', lo: 101, hi: 200 }), 'ENOT_FOUND');
+      expect(err.message).toContain(`${otherGone} [101, 200]`);
+    }
+    await rm(`${otherGone}.dna`);
     // Its sidecar removed too (the range was meant to go): the rest restores.
     await rm(`${gone}.dna`);
     await using dst = fresh();
-    expect((await Partitioner.restore(dst, out)).partitions).toBe(5);
+    expect((await Partitioner.restore(dst, out)).partitions).toBe(4);
   });
 
   it('refuses (EBAD_CONFIG) an existing table whose column has another type (TEXT where the archives hold INTEGER: affinity would turn \'007\' into 7); the same type in other letter case is the same', async () => {
