@@ -334,6 +334,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
   const [sourceUri, targetUri, outDir, node, remoteDir] = args;
   const m = node === undefined ? null : /^([^@]+)@([^:]+)(?::(\d+))?$/.exec(node);
   if (sourceUri === undefined || targetUri === undefined || outDir === undefined || remoteDir === undefined || m === null || args.length !== 5) usage();
+  // Counts as whole numbers, not NaN ("SEQNO up to NaN").
+  if ((demoRows !== undefined && !/^\d+$/.test(demoRows)) || (rows !== undefined && !/^\d+$/.test(rows))) usage();
   // Ctrl-C or a SIGTERM (cron, systemd) stops the run cleanly. A second signal kills at once.
   const stop = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort(new StowageError('EABORTED', `stopped by ${sig}`)));

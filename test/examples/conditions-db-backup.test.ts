@@ -318,4 +318,13 @@ describe('examples/conditions-db-backup.ts', () => {
     expect(await first.exited, first.stdout() + first.stderr()).toBe(0);
     expect(first.stdout()).toMatch(/compare CalibPmtSpec: equal \(45 ranges, 66000 rows\)/);
   });
+
+  it('refuses counts that are not whole numbers with its usage (exit 2), before touching anything', async () => {
+    for (const extra of [['--demo-rows', 'abc'], ['--rows-per-partition', '1e4']]) {
+      const r = await recipe(extra);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^usage: conditions-db-backup\.ts /);
+      expect(r.stdout).toBe('');
+    }
+  });
 });
