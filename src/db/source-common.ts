@@ -12,7 +12,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { checkInt, checkOptionKeys } from '../util/options.js';
 import type { BulkTextGate } from './bulk-gate.js';
-import { checkIdentifier, toKeyBounds, type CreateTableOptions, type DbOptions, type LoadOptions, type TableReader } from './table-source.js';
+import { checkIdentifier, toKeyBounds, type CreateTableOptions, type DbOptions, type KeyBound, type LoadOptions, type TableReader } from './table-source.js';
 
 /** Whether `x` can be read with `for await`. */
 export function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array> {
@@ -50,6 +50,26 @@ export interface ReplaceBounds {
   readonly lo: bigint;
   /** Largest key deleted. */
   readonly hi: bigint;
+}
+
+/**
+ * Checks the arguments of a source's `nextKey` (see `KeySeeker.nextKey` in
+ * `partition/key-seek.ts`), EBAD_CONFIG naming the one at fault; returns
+ * the bound.
+ *
+ * @param where - e.g. `MysqlSource.nextKey`, for messages
+ * @param table - the table
+ * @param key - the key column
+ * @param from - the bound
+ * @param options - signal
+ */
+export function checkNextKeyArgs(where: string, table: string, key: string, from: KeyBound, options: DbOptions): bigint {
+  checkOptionKeys(where, options, ['signal']);
+  checkIdentifier(where, 'table', table);
+  checkIdentifier(where, 'key', key);
+  const { lo } = toKeyBounds(where, from, undefined);
+  if (lo === undefined) throw new StowageError('EBAD_CONFIG', `${where}: "from" is required.`, { details: { option: 'from' } });
+  return lo;
 }
 
 /**

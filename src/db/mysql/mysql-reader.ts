@@ -28,7 +28,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { withLent } from '../source-common.js';
+import { checkNextKeyArgs, withLent } from '../source-common.js';
 import {
   checkColumnNames,
   checkIdentifier,
@@ -749,11 +749,7 @@ export class MysqlReader implements TableReader {
    * @param options - signal
    */
   async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
-    checkOptionKeys('MysqlSource.nextKey', options, ['signal']);
-    checkIdentifier('MysqlSource.nextKey', 'table', table);
-    checkIdentifier('MysqlSource.nextKey', 'key', key);
-    const { lo } = toKeyBounds('MysqlSource.nextKey', from, undefined);
-    if (lo === undefined) throw new StowageError('EBAD_CONFIG', 'MysqlSource.nextKey: "from" is required.', { details: { option: 'from' } });
+    const lo = checkNextKeyArgs('MysqlSource.nextKey', table, key, from, options);
     return withConnection(this.#ctx, `find the next key of ${JSON.stringify(table)}`, options.signal, async (conn) => {
       const info = await mysqlTableInfo(this.name, conn, table);
       const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);

@@ -25,7 +25,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { withLent } from '../source-common.js';
+import { checkNextKeyArgs, withLent } from '../source-common.js';
 import {
   INT64_MAX,
   INT64_MIN,
@@ -401,11 +401,7 @@ export class PgReader implements TableReader {
    * @param options - signal
    */
   async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
-    checkOptionKeys('PostgresSource.nextKey', options, ['signal']);
-    checkIdentifier('PostgresSource.nextKey', 'table', table);
-    checkIdentifier('PostgresSource.nextKey', 'key', key);
-    const { lo } = toKeyBounds('PostgresSource.nextKey', from, undefined);
-    if (lo === undefined) throw new StowageError('EBAD_CONFIG', 'PostgresSource.nextKey: "from" is required.', { details: { option: 'from' } });
+    const lo = checkNextKeyArgs('PostgresSource.nextKey', table, key, from, options);
     return withClient(this.#ctx, `find the next key of ${JSON.stringify(table)}`, options.signal, async (client) => {
       const info = await pgTableInfo(this.#ctx, client, table);
       const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);

@@ -19,6 +19,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
+import { checkNextKeyArgs } from '../source-common.js';
 import {
   INT64_MAX,
   INT64_MIN,
@@ -421,11 +422,7 @@ export class SqliteReader implements TableReader {
    * @param options - signal
    */
   async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
-    checkOptionKeys('SqliteSource.nextKey', options, ['signal']);
-    checkIdentifier('SqliteSource.nextKey', 'table', table);
-    checkIdentifier('SqliteSource.nextKey', 'key', key);
-    const { lo } = toKeyBounds('SqliteSource.nextKey', from, undefined);
-    if (lo === undefined) throw new StowageError('EBAD_CONFIG', 'SqliteSource.nextKey: "from" is required.', { details: { option: 'from' } });
+    const lo = checkNextKeyArgs('SqliteSource.nextKey', table, key, from, options);
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
     const info = await sqliteTableInfo(ctx.name, ctx.query, table);
