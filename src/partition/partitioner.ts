@@ -260,12 +260,23 @@ export interface DumpResult {
    * Sorted.
    */
   readonly setAside: readonly string[];
+  /**
+   * Files a dump of this folder that died (killed, a power cut) left
+   * behind, found and removed before this one wrote anything: partial
+   * archives and sidecars (`NAME.part`, `NAME.dna.part`), spill files of
+   * rows (`NAME.<n>.spool`) and temporary links (`.stowage-<hex>.part`).
+   * The folder's lock says no other writer is at work there. Sorted.
+   */
+  readonly leftovers: readonly string[];
 }
 
 const MiB = 1 << 20;
 
 /** The most ranges read with one query. */
 const MAX_BLOCK = 64;
+
+/** What a dump that died leaves in its folder: `NAME.part`, `NAME.dna.part`, `NAME.<n>.spool` of a range's archive, and `.stowage-<hex>.part` links (see {@link DumpResult.leftovers}). */
+const LEFTOVER_RE = /^(?:-?\d+--?\d+\.tar\.gz(?:\.dna)?\.part|-?\d+--?\d+\.tar\.gz\.\d+\.spool|\.stowage-[0-9a-f]{16}\.part)$/;
 
 /** Most archive writes in flight behind one run's read (see `#dumpBlock`). */
 const MAX_WRITES = 3;
@@ -761,6 +772,7 @@ export class Partitioner {
   }
 
   async #dump(incremental: boolean, concurrency: number, signal: AbortSignal, onProgress: ProgressCallback | undefined): Promise<DumpResult> {
+    const leftovers = Object.freeze(await this.#removeLeftovers());
     // Columns and DDL are read once per dump (not per range), beside the plan: a table's schema is expected to hold still while it is dumped.
     const [{ plan, columns, fromDisk }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
     const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
@@ -842,7 +854,7 @@ export class Partitioner {
         bytes += t.bytes;
       }
     }
-    return Object.freeze({ plan, written: Object.freeze(written), unchanged: Object.freeze(unchanged), rows, bytes, archiveBytes, setAside: Object.freeze(setAsideList.sort()) });
+    return Object.freeze({ plan, written: Object.freeze(written), unchanged: Object.freeze(unchanged), rows, bytes, archiveBytes, setAside: Object.freeze(setAsideList.sort()), leftovers });
   }
 
   /** Reads one range of every table of the group in a snapshot and writes its archive, unless it equals the archive already there. */
@@ -983,6 +995,35 @@ export class Partitioner {
       for (const w of writes.splice(0)) await w.done.catch(() => {});
       await Promise.all([...writers.values()].map((w) => w.abort()));
     }
+  }
+
+  /**
+   * Removes what a dump of this folder that died left behind (see
+   * {@link DumpResult.leftovers}); called under the folder's lock, so no
+   * live writer owns them. Names only this Partitioner makes; anything else
+   * in the folder stays. Returns their paths, sorted.
+   */
+  async #removeLeftovers(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw fromFsError(err, 'list', this.dir);
+    }
+    const gone: string[] = [];
+    for (const name of names.filter((n) => LEFTOVER_RE.test(n)).sort()) {
+      const path = join(this.dir, name);
+      const st = await lstat(path).catch(() => undefined);
+      if (st === undefined || !(st.isFile() || st.isSymbolicLink())) continue;
+      try {
+        await rm(path, { force: true });
+      } catch (err) {
+        throw fromFsError(err, 'remove', path);
+      }
+      gone.push(path);
+    }
+    return gone;
   }
 
   /** Writes a range's archive from its spools, unless incremental and equal to the archive already there. */

@@ -262,6 +262,30 @@ describe('Partitioner.dump', () => {
       }
     });
 
+    it('removes what a dump that died left in the folder (partial archives, spill files of rows, temporary links), also of ranges it does not write again, and nothing else', async () => {
+      const { out, src, catalog, p } = await setup();
+      try {
+        const first = await p().dump();
+        expect(first.leftovers).toEqual([]);
+        const dir = join(out, 'CalibVld');
+        // A run killed (SIGKILL, a power cut) while it wrote the complete range 1-100, which no later run writes again.
+        const dead = ['0000000001-0000000100.tar.gz.part', '0000000001-0000000100.tar.gz.dna.part', '0000000001-0000000100.tar.gz.0.spool', '.stowage-0123456789abcdef.part'];
+        for (const n of dead) await writeFile(join(dir, n), 'rows of a dead run');
+        const kept = ['notes.txt', '0000000001-0000000100.tar.gz.replaced-20260101T000000Z', '.stowage-mine.part', '0000000001-0000000100.tar.gz.spool'];
+        for (const n of kept) await writeFile(join(dir, n), 'not the dump\'s');
+        const r = await p().dump();
+        expect(r.written.map((w) => w.lo)).not.toContain(1n);
+        expect(r.leftovers).toEqual(dead.map((n) => join(dir, n)).sort());
+        const now = await listFiles(out);
+        for (const n of dead) expect(now).not.toContain(`CalibVld/${n}`);
+        for (const n of kept) expect(now).toContain(`CalibVld/${n}`);
+        expect((await p().dump()).leftovers).toEqual([]);
+      } finally {
+        catalog?.close();
+        await src.close();
+      }
+    });
+
     it('with incremental: false, keeps the archive set aside when the Catalog fails to record the new one (the old one is gone by then)', async () => {
       const { f, out, src, catalog, p } = await setup();
       try {
