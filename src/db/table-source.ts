@@ -555,6 +555,14 @@ export function dbError(err: unknown, source: string, action: string, signal?: A
   if (err instanceof StowageError) return err;
   const driverCode = (err as { code?: unknown } | undefined)?.code;
   const message = (err as Error | undefined)?.message ?? String(err);
+  if (driverCode === 'SQLITE_BUSY' || driverCode === 'SQLITE_LOCKED') {
+    // Another process (the DAQ writing, a VACUUM) held the SQLite file locked for longer than the source waits.
+    return new StowageError(
+      'EDB',
+      `${source}: cannot ${action}: ${message}: another connection held it locked for longer than this source waits for a lock (option busyTimeoutMs, 5000 ms by default). Retry when its writer is idle, or give a longer busyTimeoutMs.`,
+      { details: { source, action, driverCode }, cause: err, retryable: true },
+    );
+  }
   return new StowageError('EDB', `${source}: cannot ${action}: ${message}`, { details: { source, action, driverCode }, cause: err });
 }
 

@@ -680,3 +680,29 @@ describe('SqliteSource: lifetime', () => {
     );
   });
 });
+
+describe('SqliteSource: a database another process holds locked', () => {
+  it('fails with a retryable EDB naming busyTimeoutMs, at open and at a read, after waiting that long', async () => {
+    const file = join(await tempDir('sqlite-busy'), 'runs.db');
+    const writer = new Database(file);
+    writer.pragma('journal_mode = delete');
+    writer.exec("CREATE TABLE runs (run INTEGER PRIMARY KEY, note TEXT); INSERT INTO runs VALUES (1, 'cosmics')");
+    await using src = new SqliteSource(file, { busyTimeoutMs: 50 });
+    // The writer in an exclusive transaction (a DAQ writing, a VACUUM): no reader gets in.
+    writer.exec('BEGIN EXCLUSIVE');
+    try {
+      // Before: EDB "database is locked", not retryable, no word of the option.
+      const atRead = await rejectsWith((async () => collect(await src.rows('runs', { key: 'run' })))(), 'EDB');
+      const atOpen = throwsWith(() => new SqliteSource(file, { busyTimeoutMs: 50 }), 'EDB');
+      for (const err of [atRead, atOpen]) {
+        expect(err.message).toMatch(/database is locked: .*busyTimeoutMs/);
+        expect(err.retryable).toBe(true);
+        expect(err.details).toMatchObject({ driverCode: 'SQLITE_BUSY' });
+      }
+    } finally {
+      writer.exec('ROLLBACK');
+      writer.close();
+    }
+    expect((await collect(await src.rows('runs', { key: 'run' }))).toString()).toBe('1\tcosmics\n');
+  });
+});
