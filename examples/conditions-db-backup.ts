@@ -189,10 +189,11 @@ async function backupRun(
   const local = new LocalTransport();
   const warn = (w: { code: string; message: string }): void => log(`warning ${w.code}: ${w.message}`);
   const shipped = await sync(local, o.outDir, remote, o.remote.dir, { lock: true, checksum: true, onWarning: warn, ...sig, ...progress });
-  // Sent again though this run did not write it: its far copy had another digest (damaged there, or written by a run that failed before it shipped).
+  // Sent though this run did not write it: its far copy was missing or differed (damaged or deleted
+  // there, or written by a run that failed before it shipped).
   const rewritten = new Set(dump.written.flatMap((w) => [rel(w.path), `${rel(w.path)}.dna`].map((x) => x.split(sep).join('/'))));
-  const mended = new Set(shipped.plan.copies.filter((c) => c.reason === 'checksum' && !rewritten.has(c.path)).map((c) => c.path));
-  for (const c of shipped.copied) log(`shipped ${c.path} (${c.dna.size} bytes)${mended.has(c.path) ? ': its far copy differed' : ''}`);
+  const why = new Map(shipped.plan.copies.filter((c) => !rewritten.has(c.path)).map((c) => [c.path, c.reason === 'new' ? ': its far copy was missing' : ': its far copy differed'] as const));
+  for (const c of shipped.copied) log(`shipped ${c.path} (${c.dna.size} bytes)${why.get(c.path) ?? ''}`);
   if (shipped.mutants.length > 0) {
     throw new StowageError(
       'EDIGEST_MISMATCH',

@@ -256,16 +256,22 @@ describe('examples/conditions-db-backup.ts', () => {
     const staged = join(scratch, 'sig-out.far', 'CalibPmtSpec', '0000000501-0000001000.tar.gz');
     await rot(farFile);
     await rot(staged);
+    // And one deleted on the far node, and one cut short there.
+    const farGone = join(sshd.root, 'node2', 'sig', 'CalibPmtSpec', '0000001001-0000001500.tar.gz');
+    const farCut = join(sshd.root, 'node2', 'sig', 'CalibPmtSpec', '0000001501-0000002000.tar.gz');
+    await rm(farGone);
+    await writeFile(farCut, (await readFile(farCut)).subarray(0, 100));
     expect((await DnaDigest.verify(farFile)).ok).toBe(false);
     const r = await sigRecipe();
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^shipped CalibPmtSpec\/0000000001-0000000500\.tar\.gz \(\d+ bytes\): its far copy differed$/m);
-    expect(r.stdout).toMatch(/^ship: 1 files to .*, 1 verified on the far side/m);
-    // The staging copy that rotted (the one of the far file mended has the right bytes already).
+    expect(r.stdout).toMatch(/^shipped CalibPmtSpec\/0000001001-0000001500\.tar\.gz \(\d+ bytes\): its far copy was missing$/m);
+    expect(r.stdout).toMatch(/^shipped CalibPmtSpec\/0000001501-0000002000\.tar\.gz \(\d+ bytes\): its far copy differed$/m);
+    expect(r.stdout).toMatch(/^ship: 3 files to .*, 3 verified on the far side/m);
+    // The staging copy that rotted (those of the far files mended have the right bytes already).
     expect(r.stdout).toMatch(/^read back: 1 files from the far side/m);
-    expect((await DnaDigest.verify(farFile)).ok).toBe(true);
-    expect((await DnaDigest.verify(staged)).ok).toBe(true);
+    for (const f of [farFile, farGone, farCut, staged]) expect((await DnaDigest.verify(f)).ok, f).toBe(true);
   });
 
   it('reloads each run of differing ranges on its own, not every range between the first and the last', async () => {
