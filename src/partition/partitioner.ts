@@ -47,7 +47,7 @@ import { checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { BlockHasher } from '../dna/block-hasher.js';
 import { LockDir } from '../lock/lock-dir.js';
-import { isNoHardLinkError } from '../util/atomic-file.js';
+import { isNoHardLinkError, isUniquePartName } from '../util/atomic-file.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
 import { INT64_MAX, checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
 import { KeyCursor, isUniqueKey, keyExtent } from './key-seek.js';
@@ -275,8 +275,16 @@ const MiB = 1 << 20;
 /** The most ranges read with one query. */
 const MAX_BLOCK = 64;
 
-/** What a dump that died leaves in its folder: `NAME.part`, `NAME.dna.part`, `NAME.<n>.spool` of a range's archive, and `.stowage-<hex>.part` links (see {@link DumpResult.leftovers}). */
-const LEFTOVER_RE = /^(?:-?\d+--?\d+\.tar\.gz(?:\.dna)?\.part|-?\d+--?\d+\.tar\.gz\.\d+\.spool|\.stowage-[0-9a-f]{16}\.part)$/;
+/**
+ * Whether `name` is what a dump that died leaves in its folder: `NAME.part`,
+ * `NAME.dna.part` or `NAME.<n>.spool` of a range's archive `NAME`, or a
+ * temporary `.stowage-<hex>.part` link (see {@link DumpResult.leftovers}).
+ */
+function isLeftover(name: string): boolean {
+  if (isUniquePartName(name)) return true;
+  const m = /^(.+?)(?:\.dna\.part|\.part|\.\d+\.spool)$/.exec(name);
+  return m !== null && parsePartitionFileName(m[1]!) !== undefined;
+}
 
 /** Most archive writes in flight behind one run's read (see `#dumpBlock`). */
 const MAX_WRITES = 3;
@@ -1012,7 +1020,7 @@ export class Partitioner {
       throw fromFsError(err, 'list', this.dir);
     }
     const gone: string[] = [];
-    for (const name of names.filter((n) => LEFTOVER_RE.test(n)).sort()) {
+    for (const name of names.filter(isLeftover).sort()) {
       const path = join(this.dir, name);
       const st = await lstat(path).catch(() => undefined);
       if (st === undefined || !(st.isFile() || st.isSymbolicLink())) continue;

@@ -74,7 +74,7 @@ import { Readable } from 'node:stream';
 import { StowageError, fromFsError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { checkFunctionOption, checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
+import { checkBooleanOption, checkFunctionOption, checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
@@ -566,13 +566,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
   const table = options.table === undefined ? undefined : checkIdentifier(where, 'table', options.table);
   const bounds = toKeyBounds(where, options.lo, options.hi);
   const concurrency = checkInt(where, 'concurrency', options.concurrency ?? 2, 1, 64);
-  if (options.createTables !== undefined && typeof options.createTables !== 'boolean') {
-    throw new StowageError('EBAD_CONFIG', `${where}: option "createTables" must be a boolean.`, { details: { option: 'createTables' } });
-  }
+  checkBooleanOption(where, 'createTables', options.createTables);
   const createTables = options.createTables ?? true;
-  if (options.allowTypeChanges !== undefined && typeof options.allowTypeChanges !== 'boolean') {
-    throw new StowageError('EBAD_CONFIG', `${where}: option "allowTypeChanges" must be a boolean.`, { details: { option: 'allowTypeChanges' } });
-  }
+  checkBooleanOption(where, 'allowTypeChanges', options.allowTypeChanges);
   const allowTypeChanges = options.allowTypeChanges ?? false;
   const { signal, onProgress } = options;
   throwIfAborted(signal);
@@ -863,8 +859,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const all = new Set(list.flatMap((x) => x.t.columns));
       newest.set(name, list.find((x) => holdsAll(asColumns(x.t.columns), all)) ?? list[0]!);
     }
-    /** Per table and column: an existing table's column whose type differs from the archived one. */
-    const retyped = new Map<string, { table: string; column: string; archived: string; target: string; path: string }>();
+    /** The columns of existing tables whose type differs from the archived one. */
+    const retyped: { table: string; column: string; archived: string; target: string; path: string }[] = [];
     for (const [name, { s: from, t: ddlTable }] of newest) {
       let columns: readonly ColumnInfo[] | undefined;
       let what: string;
@@ -891,10 +887,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
       for (const s of selected) {
         const t = s.tables.find((x) => x.name === name);
         if (t === undefined) continue;
-        for (const [i, c] of t.columns.entries()) {
-          let there: ColumnInfo;
+        for (const c of t.columns) {
           try {
-            there = findColumn(target.name, name, columns, c).column;
+            findColumn(target.name, name, columns, c);
           } catch {
             throw new StowageError(
               'ENO_TABLE',
@@ -902,18 +897,21 @@ export async function restorePartitions(target: TableSource, dir: string, option
               { details: { table: name, column: c, path: s.path, columns: columns.map((x) => x.name) } },
             );
           }
-          // An existing table's column of another type than the newest archive records: older
-          // archives keep the types of their day (complete ranges are never written again), and
-          // archives written before the types were recorded have none.
-          const archived = s === from ? t.types?.[i] : undefined;
-          if (existing.has(name) && archived !== undefined && typeKey(target.engine, archived) !== typeKey(target.engine, there.type)) {
-            retyped.set(`${name}\0${c}`, { table: name, column: c, archived, target: there.type, path: s.path });
-          }
+        }
+      }
+      // An existing table's columns of another type than the newest archive records: older
+      // archives keep the types of their day (complete ranges are never written again), and
+      // archives written before the types were recorded have none.
+      if (existing.has(name) && ddlTable.types !== undefined) {
+        for (const [i, c] of ddlTable.columns.entries()) {
+          const there = findColumn(target.name, name, columns, c).column;
+          const archived = ddlTable.types[i]!;
+          if (typeKey(target.engine, archived) !== typeKey(target.engine, there.type)) retyped.push({ table: name, column: c, archived, target: there.type, path: from.path });
         }
       }
     }
-    if (retyped.size > 0 && !allowTypeChanges) {
-      const list = [...retyped.values()];
+    if (retyped.length > 0 && !allowTypeChanges) {
+      const list = retyped;
       const shown = list.slice(0, 6).map((x) => `${JSON.stringify(x.table)}.${JSON.stringify(x.column)} is ${x.target} there and ${x.archived} in ${x.path}`);
       throw new StowageError(
         'EBAD_CONFIG',

@@ -43,6 +43,11 @@ export function uniquePartPath(path: string): string {
   return join(dirname(path), `.stowage-${randomBytes(8).toString('hex')}${PART_SUFFIX}`);
 }
 
+/** Whether `name` is one {@link uniquePartPath} makes (`.stowage-<16 hex>.part`). */
+export function isUniquePartName(name: string): boolean {
+  return /^\.stowage-[0-9a-f]{16}\.part$/.test(name);
+}
+
 /** Whether anything (a file, a directory, even a dangling link) is at `path`. */
 async function exists(path: string): Promise<boolean> {
   try {

@@ -118,6 +118,19 @@ export function checkFunctionOption(where: string, name: string, value: unknown)
 }
 
 /**
+ * Throws EBAD_CONFIG unless the option is undefined or a boolean.
+ *
+ * @param where - the class or function, for the message
+ * @param name - the option's name ("createTables")
+ * @param value - the value to check
+ */
+export function checkBooleanOption(where: string, name: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new StowageError('EBAD_CONFIG', `${where}: option "${name}" must be a boolean.`, { details: { where, option: name } });
+  }
+}
+
+/**
  * Throws EBAD_CONFIG unless the option `signal` is undefined or an AbortSignal.
  *
  * @param where - the class or function, for the message
