@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { StowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkBooleanOption, checkInt, checkOptionKeys } from '../util/options.js';
 import type { BulkTextGate } from './bulk-gate.js';
 import { checkIdentifier, toKeyBounds, type CreateTableOptions, type DbOptions, type KeyBound, type LoadOptions, type TableReader } from './table-source.js';
 
@@ -111,9 +111,7 @@ export function checkSnapshotArgs(who: string, fn: unknown, options: DbOptions):
  */
 export function checkCreateTableArgs(who: string, table: string, ddl: unknown, options: CreateTableOptions): void {
   checkOptionKeys(who, options, ['signal', 'deferIndexes']);
-  if (options.deferIndexes !== undefined && typeof options.deferIndexes !== 'boolean') {
-    throw new StowageError('EBAD_CONFIG', `${who}: option "deferIndexes" must be a boolean.`, { details: { option: 'deferIndexes' } });
-  }
+  checkBooleanOption(who, 'deferIndexes', options.deferIndexes);
   checkIdentifier(who, 'table', table);
   if (typeof ddl !== 'string' || ddl.trim().length === 0) {
     throw new StowageError('EBAD_CONFIG', `${who}: ddl must be a non-empty string of SQL.`, { details: { option: 'ddl' } });

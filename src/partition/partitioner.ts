@@ -43,7 +43,7 @@ import { dirname, join, resolve } from 'node:path';
 import { StowageError, fromFsError, isStowageError } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
+import { checkBooleanOption, checkInt, checkOptionKeys, checkSignalOption } from '../util/options.js';
 import { DnaDigest, SIDECAR_SUFFIX, dnaEqual, type Dna } from '../dna/index.js';
 import { BlockHasher } from '../dna/block-hasher.js';
 import { LockDir } from '../lock/lock-dir.js';
@@ -764,7 +764,7 @@ export class Partitioner {
     checkOptionKeys('Partitioner.dump', options, ['incremental', 'concurrency', 'signal', 'onProgress']);
     checkSignalOption('Partitioner.dump', options.signal);
     const { signal, onProgress } = options;
-    if (options.incremental !== undefined && typeof options.incremental !== 'boolean') throw bad('option "incremental" must be a boolean.', 'incremental');
+    checkBooleanOption('Partitioner.dump', 'incremental', options.incremental);
     if (onProgress !== undefined && typeof onProgress !== 'function') throw bad('option "onProgress" must be a function.', 'onProgress');
     const incremental = options.incremental ?? true;
     const concurrency = checkInt('Partitioner.dump', 'concurrency', options.concurrency ?? 2, 1, 64);

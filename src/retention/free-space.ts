@@ -38,7 +38,7 @@ import { posixJoin } from '../transport/put-source.js';
 import type { FreeSpace, Transport } from '../transport/transport.js';
 import { LocalTransport } from '../transport/local/local-transport.js';
 import { throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkBooleanOption, checkInt, checkOptionKeys } from '../util/options.js';
 import {
   checkDirArg,
   checkTransportArg,
@@ -280,8 +280,8 @@ export async function applyFreeSpace(transport: Transport, dir: string, options:
       }
     }
   }
+  checkBooleanOption(where, 'dryRun', options.dryRun);
   const dryRun = options.dryRun ?? false;
-  if (typeof dryRun !== 'boolean') throw new StowageError('EBAD_CONFIG', `${where}: option "dryRun" must be a boolean.`, { details: { where, option: 'dryRun' } });
   const nowMs = options.now === undefined ? Date.now() : options.now instanceof Date ? options.now.getTime() : options.now;
   if (typeof nowMs !== 'number' || !Number.isFinite(nowMs)) {
     throw new StowageError('EBAD_CONFIG', `${where}: option "now" must be a valid Date or epoch milliseconds, got ${String(options.now)}.`, { details: { where, option: 'now', value: String(options.now) } });

@@ -58,7 +58,7 @@ import { StowageError, warnOrThrow, type WarningCallback } from '../errors.js';
 import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import type { Transport } from '../transport/transport.js';
 import { throwIfAborted } from '../util/abort.js';
-import { checkInt, checkOptionKeys } from '../util/options.js';
+import { checkBooleanOption, checkInt, checkOptionKeys } from '../util/options.js';
 import {
   backupSetOf,
   checkSidecars,
@@ -628,8 +628,8 @@ export class Retention {
       ...(options.strict !== undefined ? { strict: options.strict } : {}),
       ...(options.signal !== undefined ? { signal: options.signal } : {}),
     });
+    checkBooleanOption(where, 'dryRun', options.dryRun);
     const dryRun = options.dryRun ?? false;
-    if (typeof dryRun !== 'boolean') throw new StowageError('EBAD_CONFIG', `${where}: option "dryRun" must be a boolean.`, { details: { where, option: 'dryRun' } });
     const now = options.now === undefined ? Date.now() : toMs(where, 'option "now"', options.now);
     const grace = parseDuration(where, 'inProgressGrace', options.inProgressGrace ?? '24h');
     const staleBefore = subtractDuration(now, grace, this.config.timeZone);
