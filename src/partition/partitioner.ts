@@ -112,12 +112,17 @@ const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outD
 
 /**
  * The state of a range in a plan:
- * - `complete`: the table holds keys above it (past the
+ * - `complete`: every table of the group holds keys above it (past the
  *   {@link PartitionerOptions.settleRanges} ranges above it), and it has no
  *   archive in its final form yet: the next dump writes it;
  * - `partial`: the tail, still filling (and the `settleRanges` ranges below
  *   it, which late commits may still reach): a dump writes it, and
- *   rewrites it later only if its rows changed;
+ *   rewrites it later only if its rows changed. In a group, the tail is
+ *   that of the table whose largest key is lowest (every range while one
+ *   table has no rows): payload rows committed after their validity rows
+ *   are never left out of a complete archive. A range whose partial
+ *   archive's rows were all deleted since is written again, empty (so a
+ *   restore clears it too), as partial or complete by the same rule;
  * - `archived`: its archive holds it complete: written once, left alone
  *   (also when deleting the rows above it makes it the tail again);
  * - `empty`: a run of ranges without rows: recorded, never written.
@@ -600,7 +605,18 @@ export class Partitioner {
       }
     }
 
-    const tailIndex = hi === null ? undefined : grid.indexOf(hi);
+    // The tail is the lowest of the tables' own last ranges: a range is
+    // complete only once every table of the group has passed it, so that the
+    // rows of a table lagging behind the others (payload rows written after
+    // their validity rows) are not archived without it for good. A table of
+    // the group with no rows yet holds every range partial.
+    let tailIndex: bigint | undefined;
+    if (lo !== null) {
+      for (const r of ranges) {
+        const t = r.hi === null ? grid.indexOf(lo) : grid.indexOf(r.hi);
+        if (tailIndex === undefined || t < tailIndex) tailIndex = t;
+      }
+    }
     const byIndex = new Map<bigint, ArchivedPartition>();
     for (const a of archived.values()) byIndex.set(grid.indexOf(a.lo), a.archive);
     const indices = [...new Set([...occupied, ...byIndex.keys()])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -619,8 +635,10 @@ export class Partitioner {
       // its range is the tail once more because the rows above it were
       // deleted (rewriting it would drop the deleted rows from every backup).
       if (a !== undefined && a.complete) state = 'archived';
-      else if (isOccupied && tailIndex !== undefined && i >= tailIndex - this.#settle) state = 'partial';
-      else if (a !== undefined && !isOccupied) state = 'archived';
+      // A range with a partial archive whose rows are all gone since is
+      // written again like any other (empty): its archive would otherwise
+      // bring the deleted rows back on every restore.
+      else if (tailIndex === undefined || i >= tailIndex - this.#settle) state = 'partial';
       else state = 'complete';
       const plo = grid.lo(i);
       const phi = grid.hi(i);
@@ -783,7 +801,7 @@ export class Partitioner {
     const leftovers = Object.freeze(await this.#removeLeftovers());
     // Columns and DDL are read once per dump (not per range), beside the plan: a table's schema is expected to hold still while it is dumped.
     const [{ plan, columns, fromDisk }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
-    const todo = plan.partitions.filter((p) => p.occupied && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
+    const todo = plan.partitions.filter((p) => (p.occupied || (p.archived !== undefined && !p.archived.complete)) && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
     const meta: TableMeta[] = this.tables.map((table, i) => ({
       table,
       columns: columns[i]!.map((c) => c.name),

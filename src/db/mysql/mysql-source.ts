@@ -133,7 +133,12 @@ const SESSION_SQL =
   "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES', " +
   // sql_notes: a Note (a DECIMAL value rounded into its column) counts as a warning, as by default, whatever the server's global says.
   'SESSION sql_quote_show_create = 1, SESSION foreign_key_checks = 0, SESSION sql_notes = 1, ' +
-  'SESSION net_write_timeout = 86400, SESSION net_read_timeout = 86400';
+  'SESSION net_write_timeout = 86400, SESSION net_read_timeout = 86400, ' +
+  // A server whose global sql_select_limit caps SELECTs would cut every read
+  // short in silence (a dump archiving 1000 rows of 5000, a compare calling
+  // two tables equal): no limit, whatever the global (DEFAULT would copy it).
+  // sql_big_selects: a global max_join_size must not refuse a large range.
+  'SESSION sql_select_limit = 18446744073709551615, SESSION sql_big_selects = 1';
 
 /** What is sent as the LOCAL INFILE file name; the server only echoes it back. */
 const INFILE_NAME = 'stowage-bulk-text';

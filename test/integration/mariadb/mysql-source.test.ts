@@ -1,12 +1,16 @@
 // MysqlSource against a real MariaDB: the all-types fixture dumped, loaded
 // into another database and compared value by value; identifiers; metadata;
 // loads (all or nothing); errors.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBulkRow, type BulkField } from '../../../src/db/index.js';
 import { MysqlSource, quoteMysqlIdent } from '../../../src/db/mysql/index.js';
 import { enumHasEmptyMember, mysqlLoadColumns, mysqlTableInfo } from '../../../src/db/mysql/mysql-reader.js';
 import type { Progress } from '../../../src/progress.js';
+import { Partitioner } from '../../../src/partition/index.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startMariadb, type MariadbServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
@@ -262,6 +266,39 @@ describe('MysqlSource: a server whose global sql_notes is 0', () => {
       await sql(db, b, 'SET GLOBAL sql_notes = 1');
     }
     expect(await sql(db, b, 'SELECT k, CAST(x AS CHAR) FROM r')).toEqual([[2, '1.25']]);
+  });
+});
+
+describe('MysqlSource: a server whose global sql_select_limit caps SELECTs', () => {
+  it('still reads, digests, lists and compares every row', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    for (const d of [a, b]) {
+      await sql(db, d, 'CREATE TABLE t (SEQNO INT PRIMARY KEY, V VARCHAR(20))');
+      await sql(db, d, "INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_5000");
+    }
+    await sql(db, b, "UPDATE t SET V = 'changed' WHERE SEQNO = 4000");
+    for (let i = 0; i < 1005; i++) await sql(db, a, `CREATE TABLE extra_${i} (k INT)`);
+    await sql(db, a, 'SET GLOBAL sql_select_limit = 1000');
+    try {
+      // Sessions opened now take the global: without the source's own setting, every SELECT stopped at 1000 rows in silence.
+      await using sa = source(a);
+      await using sb = source(b);
+      expect((await dump(sa, 't', 'SEQNO')).toString().split('\n').length - 1).toBe(5000);
+      expect((await sa.digestRange('t', 'SEQNO', undefined, undefined)).count).toBe(5000);
+      expect((await sa.tables()).length).toBe(1006);
+      const r = await Partitioner.compare(sa, sb, 't', { key: 'SEQNO' });
+      expect(r.equal).toBe(false);
+      expect(r.differences.map((x) => x.key)).toEqual([4000n]);
+      const out = await mkdtemp(join(tmpdir(), 'stowage-limit-'));
+      try {
+        expect((await new Partitioner(sa, { table: 't', key: 'SEQNO', rowsPerPartition: 100_000, outDir: out }).dump()).rows).toBe(5000);
+      } finally {
+        await rm(out, { recursive: true, force: true });
+      }
+    } finally {
+      await sql(db, a, 'SET GLOBAL sql_select_limit = DEFAULT');
+    }
   });
 });
 

@@ -16,7 +16,7 @@ import { Partitioner, parseManifest, type PartitionerOptions } from '../../../sr
 import type { StowageError } from '../../../src/errors.js';
 import { readManifest } from '../../../src/partition/partition-archive.js';
 import type { Progress } from '../../../src/progress.js';
-import { archiveEntries, exec, insertPair, listFiles, makePairDb, mtimes, rejectsWith, tempDir } from './helpers.js';
+import { archiveEntries, count, exec, insertPair, listFiles, makePairDb, mtimes, rejectsWith, tempDir } from './helpers.js';
 
 const run = promisify(execFile);
 const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -500,15 +500,83 @@ describe('Partitioner.dump', () => {
     const before = await readFile(full.path);
     exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" >= 95');
     const plan = await p.plan();
-    expect(plan.partitions.map((x) => [x.lo, x.state])).toEqual([
-      [1n, 'archived'],
-      [101n, 'archived'],
+    // The partial tail above it lost all its rows: written again, empty, so a restore clears that range too.
+    expect(plan.partitions.map((x) => [x.lo, x.state, x.occupied])).toEqual([
+      [1n, 'archived', true],
+      [101n, 'partial', false],
     ]);
     const second = await p.dump({ incremental: true });
-    expect(second.written).toEqual([]);
+    expect(second.written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([[101n, false, 0]]);
+    expect((await p.dump({ incremental: true })).written).toEqual([]);
     // Keys 95-100 are still in the backup.
     expect((await readFile(full.path)).equals(before)).toBe(true);
     expect(parseManifest((await archiveEntries(full.path)).get('manifest.json')!, full.path).tables[0]!.count).toBe(100);
+  });
+
+  it('a group range is complete only once every table has passed it: payload rows written after their validity rows are archived too', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 40), 2);
+    // Validity rows up to 300, their payload not written yet.
+    const vld = new Database(f);
+    vld.transaction(() => {
+      for (let n = 41; n <= 300; n++) vld.prepare('INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)').run(n, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    })();
+    vld.close();
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = new Partitioner(src, { tables: ['CalibVld', 'Calib'], rowsPerPartition: 100, outDir: out, settleRanges: 0 });
+    // The payload's tail (SEQNO 40) holds every range partial.
+    expect((await p.plan()).partitions.map((x) => `${x.lo} ${x.state}`)).toEqual(['1 partial', '101 partial', '201 partial']);
+    expect((await p.dump()).written.map((w) => [w.lo, w.complete])).toEqual([
+      [1n, false],
+      [101n, false],
+      [201n, false],
+    ]);
+    // The payload catches up: its rows land in the archives.
+    const pay = new Database(f);
+    pay.transaction(() => {
+      for (let n = 41; n <= 300; n++) for (let r = 1; r <= 2; r++) pay.prepare('INSERT INTO "Calib" ("SEQNO", "ROW_COUNTER") VALUES (?, ?)').run(n, r);
+    })();
+    pay.close();
+    expect((await p.dump()).written.map((w) => [w.lo, w.complete, w.tables[1]!.rows])).toEqual([
+      [1n, true, 200],
+      [101n, true, 200],
+      [201n, false, 200],
+    ]);
+    const g = join(d, 'copy.db');
+    await using dst = new SqliteSource(g, { create: true });
+    await Partitioner.restore(dst, out);
+    expect(count(g, 'Calib')).toBe(600);
+    expect(count(g, 'CalibVld')).toBe(300);
+    expect((await Partitioner.compare(src, dst, 'Calib', { key: 'SEQNO' })).equal).toBe(true);
+  });
+
+  it('a partial range whose rows were all deleted is written again, empty, and a restore clears it', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250), 1);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 });
+    await p.dump();
+    const g = join(d, 'copy.db');
+    await using dst = new SqliteSource(g, { create: true });
+    await Partitioner.restore(dst, out);
+    expect(count(g, 'CalibVld')).toBe(250);
+    exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" > 200');
+    expect((await p.dump()).written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([[201n, false, 0]]);
+    await Partitioner.restore(dst, out);
+    expect(count(g, 'CalibVld')).toBe(200);
+    // Keys jump past it: the empty range settles as complete (still empty), the old rows do not come back.
+    insertPair(f, [450], 1);
+    expect((await p.dump()).written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([
+      [201n, true, 0],
+      [401n, false, 1],
+    ]);
+    expect((await p.dump()).written).toEqual([]);
+    await Partitioner.restore(dst, out);
+    expect((await Partitioner.compare(src, dst, 'CalibVld', { key: 'SEQNO' })).equal).toBe(true);
   });
 
   it('a row committed out of key order (10 after 11) lands in a later run: the range below the tail settles first (settleRanges: 1)', async () => {
