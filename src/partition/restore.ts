@@ -86,6 +86,16 @@ import { parsePartitionFileName, tableDirName } from './layout.js';
 import { ROWS_HASH_ALGORITHM, type ManifestTable, type PartitionManifest } from './manifest.js';
 import { MANIFEST_PEEK_BYTES, readSmallEntry, readVerifiedManifest } from './partition-archive.js';
 
+/**
+ * The table a PostgreSQL archive's DDL creates, as stored (its `CREATE
+ * [UNLOGGED] TABLE "name" (` line, as `PostgresSource.schema` writes it),
+ * or undefined where the text has no such line.
+ */
+function pgCreatedTable(ddl: string): string | undefined {
+  const m = /^CREATE (?:UNLOGGED )?TABLE "((?:[^"]|"")+)" \(/m.exec(ddl);
+  return m === null ? undefined : m[1]!.replaceAll('""', '"');
+}
+
 /** Options of {@link Partitioner.restore}. */
 export interface RestoreOptions {
   /** Restore only this table (from whichever archives hold it). Default: every table archived. */
@@ -864,7 +874,22 @@ export async function restorePartitions(target: TableSource, dir: string, option
     for (const [name, { s: from, t: ddlTable }] of newest) {
       let columns: readonly ColumnInfo[] | undefined;
       let what: string;
-      if (!existing.has(name) && archivedByLower.get(name.toLowerCase())!.size === 1 && targetTables.filter((l) => l.toLowerCase() === name.toLowerCase()).length === 1) {
+      const likeNamed = existing.has(name) ? [] : targetTables.filter((l) => l.toLowerCase() === name.toLowerCase());
+      // PostgreSQL keeps "Calib" and calib apart: an archive of a table the
+      // source stores under exactly its archived name ("Calib", its DDL
+      // creating "Calib") is not the target's calib, which may be another
+      // table entirely (loading into it would replace its rows). Only a name
+      // the source itself resolved by folding (CalibPmtSpec, stored as
+      // calibpmtspec) is looked up so on the target.
+      const exactOnly = likeNamed.length > 0 && target.engine === 'postgres' && pgCreatedTable((await readSmallEntry(from.path, ddlTable.schema, signal)).toString('utf8')) === name;
+      if (exactOnly && !createTables) {
+        throw new StowageError(
+          'ENO_TABLE',
+          `${where}: ${target.name} has no table ${JSON.stringify(name)} (the archives' DDL creates exactly that name; ${likeNamed.map((l) => JSON.stringify(l)).join(', ')} there is another table: PostgreSQL names differing in letter case are different tables). Nothing was loaded. Create it, or pass createTables: true (the default) to have the restore create it from ${from.path}.`,
+          { details: { table: name, target: target.name, likeNamed } },
+        );
+      }
+      if (!existing.has(name) && !exactOnly && archivedByLower.get(name.toLowerCase())!.size === 1 && likeNamed.length === 1) {
         // Archived under another spelling of the one table the target has
         // by that name in any case (dumped as "CalibPmtSpec", stored by
         // PostgreSQL as calibpmtspec): the target resolves the name as it

@@ -200,6 +200,38 @@ describe('Partitioner.restore of a table dumped under another letter case', () =
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('PostgreSQL: "Calib" restored into a database holding only another table calib creates "Calib" and leaves calib alone', async () => {
+    const from = await server.createDatabase(`nm${++n}`);
+    await server.query('CREATE TABLE "Calib" (id bigint PRIMARY KEY, v text)', [], from);
+    await server.query(`INSERT INTO "Calib" VALUES (1, 'source-1'), (2, 'source-2')`, [], from);
+    const dir = await tempDir('names-other');
+    await using src = new PostgresSource({ ...server.clientConfig, database: from });
+    await new Partitioner(src, { table: 'Calib', key: 'id', rowsPerPartition: 100, outDir: dir }).dump({ incremental: true });
+    const to = await server.createDatabase(`nm${++n}`);
+    await server.query('CREATE TABLE calib (id bigint PRIMARY KEY, v text)', [], to);
+    await server.query(`INSERT INTO calib VALUES (1, 'other-1'), (3, 'other-3')`, [], to);
+    await using dst = new PostgresSource({ ...server.clientConfig, database: to });
+    // Without createTables: refused, naming the other table; nothing loaded.
+    const err = await rejectsWith(Partitioner.restore(dst, dir, { createTables: false }), 'ENO_TABLE');
+    expect(err.message).toMatch(/has no table "Calib".*"calib" there is another table/);
+    expect(await server.query('SELECT id, v FROM calib ORDER BY id', [], to)).toEqual([
+      { id: '1', v: 'other-1' },
+      { id: '3', v: 'other-3' },
+    ]);
+    expect((await Partitioner.restore(dst, dir)).tables).toEqual([{ name: 'Calib', rows: 2, partitions: 1, created: true }]);
+    expect(await dst.tables()).toEqual(['Calib', 'calib']);
+    expect(await server.query('SELECT id, v FROM calib ORDER BY id', [], to)).toEqual([
+      { id: '1', v: 'other-1' },
+      { id: '3', v: 'other-3' },
+    ]);
+    expect(await server.query('SELECT id, v FROM "Calib" ORDER BY id', [], to)).toEqual([
+      { id: '1', v: 'source-1' },
+      { id: '2', v: 'source-2' },
+    ]);
+    expect((await Partitioner.compare(src, dst, 'Calib', { key: 'id' })).equal).toBe(true);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('SQLite: restores a table dumped as "calib" into a file whose table is "Calib"', async () => {
     const dir = await tempDir('names-lite');
     await using src = new SqliteSource(join(dir, 'a.db'), { create: true });
