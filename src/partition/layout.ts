@@ -23,10 +23,14 @@
  * letters, digits, `_`, `-` and `.` (not leading) are kept, every other
  * byte of the UTF-8 name is written `%XX`, so `we"ird tab`le` becomes
  * `we%22ird%20tab%60le` and no name can climb out of the output folder.
+ * A table named `LOCKED` gets `%4COCKED`: a folder `LOCKED` is a lock
+ * (`LockDir`) to `sync`, `DnaDigest.scan` and retention, which would skip
+ * or refuse the whole output folder while it is there.
  *
  * @module
  */
 import { StowageError } from '../errors.js';
+import { LOCK_DIR_NAME } from '../dna/dna-scan.js';
 import { INT64_MIN, UINT64_MAX } from '../db/table-source.js';
 
 /** Digits the bounds of an archive name are padded to. */
@@ -126,7 +130,7 @@ const KEEP = /[A-Za-z0-9_.-]/;
 
 /**
  * Encodes a table name as a folder name (see the module documentation):
- * injective, and never `.`, `..`, empty, or holding a `/`.
+ * injective, and never `.`, `..`, `LOCKED`, empty, or holding a `/`.
  *
  * @param name - the table's name
  */
@@ -137,5 +141,6 @@ export function tableDirName(name: string): string {
     if (byte < 0x80 && KEEP.test(c) && !(c === '.' && out.length === 0)) out += c;
     else out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
-  return out;
+  // Still injective: `%` itself is always written %25.
+  return out === LOCK_DIR_NAME ? `%4C${out.slice(1)}` : out;
 }

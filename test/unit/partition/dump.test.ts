@@ -11,6 +11,7 @@ import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import { digestBulkText, type TableReader } from '../../../src/db/index.js';
 import { DnaDigest } from '../../../src/dna/index.js';
 import { Catalog } from '../../../src/catalog/index.js';
+import { LocalTransport, sync } from '../../../src/transport/index.js';
 import { Archiver } from '../../../src/archive/index.js';
 import { Partitioner, parseManifest, type PartitionerOptions } from '../../../src/partition/index.js';
 import type { StowageError } from '../../../src/errors.js';
@@ -577,6 +578,25 @@ describe('Partitioner.dump', () => {
     expect((await p.dump()).written).toEqual([]);
     await Partitioner.restore(dst, out);
     expect((await Partitioner.compare(src, dst, 'CalibVld', { key: 'SEQNO' })).equal).toBe(true);
+  });
+
+  it('a table named LOCKED is archived in a folder that sync and DnaDigest.scan do not take for a lock', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    exec(f, 'CREATE TABLE "LOCKED" (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO "LOCKED" VALUES (1, \'a\'), (2, \'b\')');
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const r = await new Partitioner(src, { table: 'LOCKED', key: 'id', outDir: out }).dump();
+    expect(r.written.map((w) => w.path)).toEqual([join(out, '%4COCKED', '0000000001-0000010000.tar.gz')]);
+    const warnings: string[] = [];
+    const scanned: boolean[] = [];
+    for await (const v of DnaDigest.scan(out, { onWarning: (w) => warnings.push(w.code) })) scanned.push(v.ok);
+    expect([scanned, warnings]).toEqual([[true], []]);
+    const local = new LocalTransport();
+    expect((await sync(local, out, local, join(d, 'mirror'))).copied).toHaveLength(2);
+    const g = join(d, 'copy.db');
+    await using dst = new SqliteSource(g, { create: true });
+    expect((await Partitioner.restore(dst, join(d, 'mirror'), { table: 'LOCKED' })).rows).toBe(2);
   });
 
   it('a row committed out of key order (10 after 11) lands in a later run: the range below the tail settles first (settleRanges: 1)', async () => {

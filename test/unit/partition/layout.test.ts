@@ -65,6 +65,10 @@ describe('archive names', () => {
     expect(tableDirName('a/b')).toBe('a%2Fb');
     expect(tableDirName('50%')).toBe('50%25');
     expect(tableDirName('ünï')).toBe('%C3%BCn%C3%AF');
+    // A folder LOCKED is a lock to sync, DnaDigest.scan and retention.
+    expect(tableDirName('LOCKED')).toBe('%4COCKED');
+    expect(tableDirName('%4COCKED')).toBe('%254COCKED');
+    expect(tableDirName('Locked')).toBe('Locked');
     const names = ['a b', 'a%20b', 'a_b', 'A b', 'a.b', '%2E', '.'];
     expect(new Set(names.map(tableDirName)).size).toBe(names.length);
     for (const n of names) expect(tableDirName(n)).toMatch(/^[A-Za-z0-9_%-][A-Za-z0-9_.%-]*$/);
