@@ -676,8 +676,6 @@ export class Partitioner {
       for (const r of perTable[0]!.values()) {
         if ((r.state !== 'archived' && r.state !== 'partial') || r.archivePath === null || dirname(r.archivePath) !== this.dir) continue;
         throwIfAborted(signal);
-        // A last range reaching past INT64_MAX is recorded up to INT64_MAX (see catalogBound).
-        this.#checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
         const recs = perTable.map((m) => m.get(`${r.lo}:${r.hi}`));
         if (recs.some((x) => x === undefined || x.archivePath !== r.archivePath || x.state !== r.state)) continue;
         // The file must still be the archive the Catalog recorded: one put
@@ -686,6 +684,9 @@ export class Partitioner {
         const side = await sidecarIfSizeMatches(r.archivePath);
         const recorded = side === undefined ? undefined : catalog.archive(r.archivePath);
         if (side === undefined || recorded === undefined || !dnaEqual(recorded.dna, side)) continue;
+        // Only records of archives still there: a folder emptied by hand starts over on any grid.
+        // A last range reaching past INT64_MAX is recorded up to INT64_MAX (see catalogBound).
+        this.#checkGrid(r.lo, r.hi === INT64_MAX && grid.hi(grid.indexOf(r.lo)) > INT64_MAX ? grid.hi(grid.indexOf(r.lo)) : r.hi, `Catalog ${catalog.path}`);
         out.set(r.lo, {
           lo: r.lo,
           archive: Object.freeze({

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
@@ -196,6 +197,26 @@ describe('Partitioner.plan', () => {
     const grid = await rejectsWith(new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 50, outDir: d }).plan(), 'EBAD_CONFIG');
     expect(grid.message).toMatch(/not a partition of 50 keys/);
     await rejectsWith(new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, key: 'SITEMASK', outDir: d }).plan(), 'EBAD_CONFIG');
+  });
+
+  it('a folder emptied by hand starts over on another grid, also with a Catalog that remembers the old archives', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, Array.from({ length: 250 }, (_, i) => i + 1));
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    using catalog = new Catalog(join(d, 'cat.db'));
+    await new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, catalog }).dump();
+    // While the archives are there, another grid is refused.
+    const grid = await rejectsWith(new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 200, outDir: out, catalog }).plan(), 'EBAD_CONFIG');
+    expect(grid.message).toMatch(/not a partition of 200 keys/);
+    await rm(join(out, 'CalibVld'), { recursive: true });
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 200, outDir: out, catalog });
+    expect((await p.dump()).written.map((w) => [w.lo, w.hi])).toEqual([
+      [1n, 200n],
+      [201n, 400n],
+    ]);
+    expect((await p.dump()).written).toEqual([]);
   });
 
   it('rejects bad options up front', async () => {
