@@ -36,6 +36,7 @@
  *
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { constants as fsConstants } from 'node:fs';
 import { copyFile, link, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -799,6 +800,10 @@ export class Partitioner {
   }
 
   async #dump(incremental: boolean, concurrency: number, signal: AbortSignal, onProgress: ProgressCallback | undefined): Promise<DumpResult> {
+    // The lock's own signal, listened to by every range in flight (its row
+    // streams, spool and archive write, a few each): past node's default of
+    // 10 it would print MaxListenersExceededWarning without any leak.
+    setMaxListeners(Math.max(10, concurrency * 8 + 10), signal);
     const leftovers = Object.freeze(await this.#removeLeftovers());
     // Columns and DDL are read once per dump (not per range), beside the plan: a table's schema is expected to hold still while it is dumped.
     const [{ plan, columns, fromDisk }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
