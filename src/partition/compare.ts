@@ -314,9 +314,17 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
     ['a', a],
     ['b', b],
   ] as const) {
-    if (typeof r !== 'object' || r === null || typeof r.digestRange !== 'function' || typeof r.rows !== 'function') {
+    if (typeof r !== 'object' || r === null || typeof r.digestRange !== 'function' || typeof r.rows !== 'function' || typeof r.columns !== 'function' || typeof r.keyRange !== 'function') {
       throw new StowageError('EBAD_CONFIG', `${where}: side ${side} must be a TableSource or TableReader.`, { details: { option: side } });
     }
+  }
+  if (a.engine !== b.engine) {
+    // Each engine writes its values in its own text (1e+20 or 1e20, bytes raw or as \x hex): every row would differ.
+    throw new StowageError(
+      'EBAD_CONFIG',
+      `${where}: side a is ${a.engine} (${a.name}) and side b is ${b.engine} (${b.name}): rows are compared as each engine writes them, so tables of different engines never compare equal. Compare two databases of one engine (restore the archives into a database of the source's engine, then compare that).`,
+      { details: { a: a.engine, b: b.engine } },
+    );
   }
   checkIdentifier(where, 'table', table);
   const key = checkIdentifier(where, 'key', options.key ?? 'SEQNO');
@@ -361,7 +369,13 @@ export async function compareTables(a: TableReader, b: TableReader, table: strin
 
   /** Reads [lo, hi] from both sides in key order and lists the keys that differ. */
   const merge = async (lo: bigint, hi: bigint): Promise<void> => {
-    const [sa, sb] = await Promise.all([a.rows(table, withColumns({ key, lo, hi, signal }, match.a)), b.rows(table, withColumns({ key, lo, hi, signal }, match.b))]);
+    // Both opened at once; where one fails, the other is destroyed (it holds a connection, or a snapshot reader's one stream).
+    const opened = await Promise.allSettled([a.rows(table, withColumns({ key, lo, hi, signal }, match.a)), b.rows(table, withColumns({ key, lo, hi, signal }, match.b))]);
+    if (opened[0].status === 'rejected' || opened[1].status === 'rejected') {
+      for (const o of opened) if (o.status === 'fulfilled') o.value.destroy();
+      throw opened[0].status === 'rejected' ? opened[0].reason : (opened[1] as PromiseRejectedResult).reason;
+    }
+    const [sa, sb] = [opened[0].value, opened[1].value];
     const ga = keyGroups(sa as AsyncIterable<Buffer>, keyIndex, a.name, table);
     const gb = keyGroups(sb as AsyncIterable<Buffer>, keyIndex, b.name, table);
     try {

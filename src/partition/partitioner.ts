@@ -1255,7 +1255,10 @@ export class Partitioner {
    * digests), and where a range differs, narrows it down by bisection to
    * the keys whose rows differ; see {@link CompareReport}. Rows are
    * compared by column name, so a side whose columns are in another order
-   * (a table restored into an existing one) compares equal.
+   * (a table restored into an existing one) compares equal. Both sides
+   * must be of one engine (EBAD_CONFIG otherwise): each writes its values
+   * in its own text, so no row of a MariaDB table would equal its copy in
+   * SQLite.
    *
    * @param a - one database (or snapshot reader)
    * @param b - the other

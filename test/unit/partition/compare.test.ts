@@ -1,5 +1,6 @@
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { SqliteSource } from '../../../src/db/sqlite/index.js';
 import type { RowsOptions, TableReader } from '../../../src/db/index.js';
@@ -261,6 +262,51 @@ describe('Partitioner.compare', () => {
     const reason = new Error('enough');
     ac.abort(reason);
     await expect(Partitioner.compare(a, b, 'Calib', { signal: ac.signal })).rejects.toBe(reason);
+    await a.close();
+    await b.close();
+  });
+
+  it('refuses sides of different engines, and a side that is not a whole reader, with EBAD_CONFIG', async () => {
+    const { a, b } = await twins([1, 2, 3]);
+    const asPostgres = new Proxy(b, { get: (t, p) => (p === 'engine' ? 'postgres' : ((v) => (typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v))(Reflect.get(t, p, t) as unknown)) });
+    const err = await rejectsWith(Partitioner.compare(a, asPostgres as TableReader, 'Calib'), 'EBAD_CONFIG');
+    expect(err.message).toMatch(/side a is sqlite .* side b is postgres/);
+    const partial = { engine: 'sqlite', name: 'x', rows: a.rows.bind(a), digestRange: a.digestRange.bind(a) };
+    await rejectsWith(Partitioner.compare(a, partial as unknown as TableReader, 'Calib'), 'EBAD_CONFIG');
+    await a.close();
+    await b.close();
+  });
+
+  it('destroys the stream one side opened when the other side fails to open its own', async () => {
+    const { fb, a, b } = await twins(seq(1, 50));
+    exec(fb, 'UPDATE "Calib" SET "GAIN" = 0 WHERE "SEQNO" = 7');
+    const opened: { destroyed: boolean }[] = [];
+    const failing = new Proxy(a, {
+      get(t, p) {
+        // The first pass (one stream over the whole table) reads; the key-by-key merge of the differing range fails to open.
+        if (p === 'rows') return (table: string, o: RowsOptions) => (o.lo === undefined ? t.rows(table, o) : Promise.reject(new Error('table dropped meanwhile')));
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const watched = new Proxy(b, {
+      get(t, p) {
+        if (p === 'rows') {
+          // A stream that ends only when read or destroyed (a MySQL row stream holds a pooled connection so).
+          return async (table: string, o: RowsOptions) => {
+            if (o.lo === undefined) return t.rows(table, o);
+            const st = new PassThrough();
+            opened.push(st);
+            return st;
+          };
+        }
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    await expect(Partitioner.compare(failing, watched, 'Calib')).rejects.toThrow(/table dropped meanwhile/);
+    expect(opened.length).toBeGreaterThan(0);
+    expect(opened.every((x) => x.destroyed)).toBe(true);
     await a.close();
     await b.close();
   });
