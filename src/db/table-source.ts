@@ -474,6 +474,20 @@ export function noSuchTable(source: string, table: string): StowageError {
 }
 
 /**
+ * ENO_TABLE for a name that exists, but as something a TableSource does not
+ * read or load as a table (a view, a partitioned parent, a system-versioned
+ * table), saying what it is and what to do instead.
+ *
+ * @param source - the source's name
+ * @param table - the name asked for
+ * @param kind - what it is ("a view")
+ * @param advice - what to do instead
+ */
+export function notATable(source: string, table: string, kind: string, advice: string): StowageError {
+  return new StowageError('ENO_TABLE', `${JSON.stringify(table)} in ${source} is ${kind}, not a table this source reads or loads: ${advice}`, { details: { source, table, kind } });
+}
+
+/**
  * Finds a column by name (exactly, or else case-insensitively when exactly
  * one column matches that way, as SQL matches unquoted names); ENO_TABLE if
  * the table has no such column.

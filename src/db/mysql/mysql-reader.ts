@@ -35,6 +35,7 @@ import {
   digestRangeOf,
   findColumn,
   noSuchTable,
+  notATable,
   pickColumns,
   toKeyBounds,
   type ColumnInfo,
@@ -325,7 +326,21 @@ const COLUMNS_SQL =
   'SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, EXTRA, CHARACTER_SET_NAME FROM information_schema.COLUMNS ' +
   'WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY TABLE_NAME, ORDINAL_POSITION';
 const BASE_TABLE_SQL =
-  "SELECT t.TABLE_NAME, t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES t LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = ? AND t.TABLE_TYPE = 'BASE TABLE'";
+  'SELECT t.TABLE_NAME, t.ENGINE, e.TRANSACTIONS, t.TABLE_TYPE FROM information_schema.TABLES t LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = ?';
+
+/** What a name that is not a base table is, and what to do instead, by information_schema's TABLE_TYPE. */
+function mysqlNotATable(source: string, table: string, type: string): StowageError {
+  switch (type) {
+    case 'VIEW':
+      return notATable(source, table, 'a view', 'partition archives hold the rows of tables; dump the tables it reads, and keep its CREATE VIEW with the database\'s setup scripts.');
+    case 'SYSTEM VERSIONED':
+      return notATable(source, table, 'a system-versioned table (WITH SYSTEM VERSIONING)', 'stowage does not dump those, since its history rows could not be loaded back as they were; back it up with mariadb-dump, or dump a copy made without system versioning (CREATE TABLE copy AS SELECT * FROM it).');
+    case 'SEQUENCE':
+      return notATable(source, table, 'a sequence', 'partition archives hold the rows of tables; a table\'s own AUTO_INCREMENT is carried in its DDL.');
+    default:
+      return notATable(source, table, `a ${type.toLowerCase()} object`, 'only base tables are dumped and loaded.');
+  }
+}
 const PRIMARY_KEY_SQL = "SELECT TABLE_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'";
 
 const text = (v: unknown): string => (v === null || v === undefined ? '' : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
@@ -344,9 +359,13 @@ export async function mysqlTableInfo(source: string, conn: MysqlConnection, tabl
   const [rows, bases, keys] = await Promise.all([mysqlExecute(conn, COLUMNS_SQL, [table]), mysqlExecute(conn, BASE_TABLE_SQL, [table]), mysqlExecute(conn, PRIMARY_KEY_SQL, [table])]);
   // On a server with lower_case_table_names set, the lookup is
   // case-insensitive and returns the stored name; prefer an exact match.
-  const baseNames = new Set(bases.map((r) => text(r[0])));
+  const baseNames = new Set(bases.filter((r) => text(r[3]) === 'BASE TABLE').map((r) => text(r[0])));
   const names = [...new Set(rows.map((r) => text(r[0])))].filter((n) => baseNames.has(n));
-  if (names.length === 0) throw noSuchTable(source, table);
+  if (names.length === 0) {
+    // There, but a view or a system-versioned table: say so, not "does not exist".
+    const other = bases.find((r) => text(r[0]) === table) ?? (bases.length === 1 ? bases[0] : undefined);
+    throw other === undefined ? noSuchTable(source, table) : mysqlNotATable(source, table, text(other[3]));
+  }
   const name = names.includes(table) ? table : names.length === 1 ? names[0]! : undefined;
   if (name === undefined) throw noSuchTable(source, table);
   const pkSeq = new Map<string, number>();
@@ -362,7 +381,7 @@ export async function mysqlTableInfo(source: string, conn: MysqlConnection, tabl
     charsets.push(text(r[6]).toLowerCase());
   }
   if (columns.length === 0) throw noSuchTable(source, table);
-  const base = bases.find((r) => text(r[0]) === name)!;
+  const base = bases.find((r) => text(r[0]) === name && text(r[3]) === 'BASE TABLE')!;
   return { name, columns, dataTypes, charsets, engine: text(base[1]), transactional: text(base[2]).toUpperCase() === 'YES' };
 }
 

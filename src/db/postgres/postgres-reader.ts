@@ -34,6 +34,7 @@ import {
   digestRangeOf,
   findColumn,
   noSuchTable,
+  notATable,
   pickColumns,
   toKeyBounds,
   type ColumnInfo,
@@ -175,7 +176,7 @@ export async function pgTableInfo(ctx: { name: string; schema: string }, client:
   const { rows } = await client.query<TableInfoRow>(TABLE_INFO_SQL, [ctx.schema, table]);
   const names = [...new Set(rows.map((r) => r.relname))];
   const name = names.includes(table) ? table : names.length === 1 ? names[0]! : undefined;
-  if (name === undefined) throw noSuchTable(ctx.name, table);
+  if (name === undefined) throw names.length === 0 ? await pgNotATable(ctx, client, table) : noSuchTable(ctx.name, table);
   const columns: ColumnInfo[] = [];
   const typeOids: number[] = [];
   let oid = '';
@@ -187,6 +188,32 @@ export async function pgTableInfo(ctx: { name: string; schema: string }, client:
   }
   if (columns.length === 0) throw noSuchTable(ctx.name, table);
   return { oid, name, columns, typeOids };
+}
+
+/**
+ * ENO_TABLE for a name that is no ordinary table of the schema: saying what
+ * it is where it is a view, a partitioned table, a foreign table or a
+ * sequence, else that it does not exist.
+ */
+async function pgNotATable(ctx: { name: string; schema: string }, client: pg.ClientBase, table: string): Promise<StowageError> {
+  const { rows } = await client.query<{ relname: string; relkind: string }>(
+    'SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND (c.relname = $2 OR lower(c.relname) = lower($2)) ORDER BY c.relname = $2 DESC',
+    [ctx.schema, table],
+  );
+  const kind = rows.length === 1 || rows[0]?.relname === table ? rows[0]?.relkind : undefined;
+  switch (kind) {
+    case 'v':
+    case 'm':
+      return notATable(ctx.name, table, kind === 'v' ? 'a view' : 'a materialized view', "partition archives hold the rows of tables; dump the tables it reads, and keep its definition with the database's setup scripts.");
+    case 'p':
+      return notATable(ctx.name, table, 'a partitioned table', 'its rows are held by its partitions: dump each of them (tables() lists them), and create the partitioned table on the target before restoring them into it.');
+    case 'f':
+      return notATable(ctx.name, table, 'a foreign table', 'its rows live in another server: back that one up.');
+    case 'S':
+      return notATable(ctx.name, table, 'a sequence', "partition archives hold the rows of tables; a table's serial and identity sequences are moved past its rows on restore.");
+    default:
+      return noSuchTable(ctx.name, table);
+  }
 }
 
 /**

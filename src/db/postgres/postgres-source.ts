@@ -844,9 +844,11 @@ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypi
 
 /**
  * SQLSTATEs of DDL naming an object the database lacks: undefined_object
- * (a type, domain or collation), undefined_function, invalid_schema_name.
+ * (a type, domain or collation), undefined_function, invalid_schema_name,
+ * undefined_table (a sequence a DEFAULT takes its values from, shared with
+ * other tables, so not created with this one).
  */
-const MISSING_OBJECT_SQLSTATES: ReadonlySet<string> = new Set(['42704', '42883', '3F000']);
+const MISSING_OBJECT_SQLSTATES: ReadonlySet<string> = new Set(['42704', '42883', '3F000', '42P01']);
 
 /**
  * A CREATE TABLE that names an object the target lacks (a type of another
@@ -861,7 +863,7 @@ function missingObjectError(err: unknown, source: string, table: string): unknow
   const plain = pgError(err, source, `create table ${JSON.stringify(table)}`) as StowageError;
   return new StowageError(
     'EDB',
-    `${plain.message}. The DDL names an object this database lacks, such as a type, function, operator, collation or schema (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
+    `${plain.message}. The DDL names an object this database lacks, such as a type, function, operator, collation, sequence or schema (partition archives carry a table's DDL with the enum types and domains of its schema, not other objects it uses): create those here first (\`pg_dump --schema-only\` of the source holds them), then run again; nothing was created.`,
     { details: plain.details, cause: err },
   );
 }

@@ -29,6 +29,7 @@ import {
   digestRangeOf,
   findColumn,
   noSuchTable,
+  notATable,
   pickColumns,
   toKeyBounds,
   type ColumnInfo,
@@ -264,7 +265,11 @@ export async function sqliteTableInfo(name: string, q: SqliteQuery, table: strin
   const found = await ask<{ name: string }>(name, q, action, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE ORDER BY name = ? DESC", [table, table], 'object');
   const exact = found.find((r) => r.name === table);
   const match = exact ?? (found.length === 1 ? found[0] : undefined);
-  if (match === undefined || match.name.toLowerCase().startsWith('sqlite_')) throw noSuchTable(name, table);
+  if (match === undefined || match.name.toLowerCase().startsWith('sqlite_')) {
+    const view = match === undefined ? await ask<{ name: string }>(name, q, action, "SELECT name FROM sqlite_schema WHERE type = 'view' AND name = ? COLLATE NOCASE", [table], 'object') : [];
+    if (view.length > 0) throw notATable(name, table, 'a view', "partition archives hold the rows of tables; dump the tables it reads, and keep its CREATE VIEW with the database's setup scripts.");
+    throw noSuchTable(name, table);
+  }
   const cols = await ask<{ name: string; type: string; notnull: bigint; pk: bigint; hidden: bigint }>(
     name,
     q,

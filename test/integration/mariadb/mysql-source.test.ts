@@ -575,7 +575,10 @@ describe('MysqlSource: tables, keys and ranges', () => {
     await sql(db, a, "INSERT INTO b (id, x, y) VALUES (1, 21, 'z')");
     await using src = source(a);
     expect(await src.tables()).toEqual(['a', 'b']);
-    await rejectsWith(src.columns('v'), 'ENO_TABLE');
+    expect((await rejectsWith(src.columns('v'), 'ENO_TABLE')).message).toMatch(/"v" in .* is a view, not a table this source reads or loads: .*dump the tables it reads/);
+    await sql(db, a, 'CREATE TABLE hist (id INT PRIMARY KEY) WITH SYSTEM VERSIONING');
+    expect((await rejectsWith(src.keyRange('hist', 'id'), 'ENO_TABLE')).message).toMatch(/is a system-versioned table .*mariadb-dump/);
+    expect(await src.tables()).toEqual(['a', 'b']);
     expect(await src.columns('b')).toEqual([
       { name: 'id', type: 'int(11)', nullable: false, primaryKey: 1 },
       { name: 'x', type: 'int(11)', nullable: true, primaryKey: 0 },

@@ -371,7 +371,13 @@ describe('PostgresSource: tables, keys and ranges', () => {
     await sql(db, a, 'CREATE TABLE "Vld" (id int)');
     await using src = source(a);
     expect(await src.tables()).toEqual(['Vld', 'a', 'b', 'parted_1']);
-    for (const t of ['v', 'mv', 's', 'parted']) await rejectsWith(src.columns(t), 'ENO_TABLE');
+    // There, but not tables: each says what it is and what to do.
+    const said = await Promise.all(['v', 'mv', 's', 'parted', 'nope'].map(async (t) => (await rejectsWith(src.columns(t), 'ENO_TABLE')).message));
+    expect(said[0]).toMatch(/"v" in .* is a view, not a table this source reads or loads: .*dump the tables it reads/);
+    expect(said[1]).toMatch(/is a materialized view/);
+    expect(said[2]).toMatch(/is a sequence/);
+    expect(said[3]).toMatch(/is a partitioned table, .*dump each of them \(tables\(\) lists them\)/);
+    expect(said[4]).toMatch(/Table "nope" does not exist/);
     expect(await src.keyRange('A', 'SEQNO')).toEqual({ lo: null, hi: null, count: 0, nulls: 0 });
     expect(await src.keyRange('vld', 'ID')).toEqual({ lo: null, hi: null, count: 0, nulls: 0 });
   });

@@ -355,10 +355,12 @@ describe('Partitioner.restore of a table using types of its own', () => {
     expect(err.message).toMatch(/nothing was created/);
     expect(err.details).toMatchObject({ sqlState: '3F000' });
     expect(await dst.tables()).toEqual([]);
-    // A type that is not there (undefined_object) and a function a default calls (undefined_function) say the same.
+    // A type that is not there (undefined_object), a function a default calls (undefined_function) and a sequence it names say the same.
     for (const [ddl, state] of [
       ['CREATE TABLE f (id bigint, t no_such_type)', '42704'],
       ['CREATE TABLE f (id bigint DEFAULT no_such_fn())', '42883'],
+      // A sequence the table does not own (shared by several tables): undefined_table.
+      ["CREATE TABLE f (id bigint DEFAULT nextval('shared_seq'))", '42P01'],
     ] as const) {
       const e = await rejectsWith(dst.createTable('f', ddl), 'EDB');
       expect(e.details).toMatchObject({ sqlState: state });
