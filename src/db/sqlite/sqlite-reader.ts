@@ -385,7 +385,17 @@ export class SqliteReader implements TableReader {
       [info.name],
       'pluck',
     );
-    return sqls.map((s) => `${s};\n`).join('');
+    let ddl = sqls.map((s) => `${s};\n`).join('');
+    // An AUTOINCREMENT table never hands out a rowid it gave before, also of
+    // rows deleted since: its high-water mark (sqlite_sequence) goes with the
+    // DDL, so a table created from it does not give those rowids again
+    // (loading rows raises it further by itself).
+    const action = `read the AUTOINCREMENT counter of ${JSON.stringify(table)}`;
+    const counted =
+      /\bAUTOINCREMENT\b/i.test(sqls[0] ?? '') && (await ask<string>(ctx.name, ctx.query, action, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'", [], 'pluck')).length > 0;
+    const seq = counted ? await ask<bigint | number | null>(ctx.name, ctx.query, action, 'SELECT seq FROM sqlite_sequence WHERE name = ?', [info.name], 'pluck') : [];
+    if (seq[0] !== undefined && seq[0] !== null) ddl += `INSERT INTO sqlite_sequence (name, seq) VALUES ('${info.name.replaceAll("'", "''")}', ${BigInt(seq[0]).toString()});\n`;
+    return ddl;
   }
 
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {

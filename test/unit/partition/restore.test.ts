@@ -235,6 +235,29 @@ describe('Partitioner.restore', () => {
     }
   });
 
+  it('carries an AUTOINCREMENT table\'s high-water mark into the table it creates: rowids of rows deleted before the dump are not given again', async () => {
+    const d = await tempDir();
+    const f = join(d, 'src.db');
+    exec(f, "CREATE TABLE \"it's\" (id INTEGER PRIMARY KEY AUTOINCREMENT, note TEXT)");
+    exec(f, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 25) INSERT INTO \"it's\" (note) SELECT 'run ' || i FROM s; DELETE FROM \"it's\" WHERE id > 20;");
+    await using src = new SqliteSource(f);
+    expect(await src.schema("it's")).toMatch(/INSERT INTO sqlite_sequence \(name, seq\) VALUES \('it''s', 25\);/);
+    const out = join(d, 'out');
+    await new Partitioner(src, { table: "it's", key: 'id', rowsPerPartition: 100, outDir: out }).dump();
+    const file = join(d, 'made.db');
+    {
+      await using dst = new SqliteSource(file, { create: true });
+      expect((await Partitioner.restore(dst, out)).rows).toBe(20);
+    }
+    exec(file, "INSERT INTO \"it's\" (note) VALUES ('after')");
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.prepare('SELECT max(id) FROM "it\'s"').pluck().get()).toBe(26);
+    } finally {
+      db.close();
+    }
+  });
+
   it('restores again over existing rows, replacing each range (the rewritten tail)', async () => {
     const { d, out, src } = await dumped();
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
