@@ -96,6 +96,25 @@ function pgCreatedTable(ddl: string): string | undefined {
   return m === null ? undefined : m[1]!.replaceAll('""', '"');
 }
 
+/**
+ * `target`, with every call whose first argument is a table named in `to`
+ * made with the name `to` gives it instead (the name the target holds the
+ * archived table under).
+ */
+function tableNamesMapped(target: TableSource, to: ReadonlyMap<string, string>): TableSource {
+  return new Proxy(target, {
+    get(t, p) {
+      const v = Reflect.get(t, p, t) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        const first = args[0];
+        const mapped = typeof first === 'string' ? to.get(first) : undefined;
+        return (v as (...a: unknown[]) => unknown).apply(t, mapped === undefined ? args : [mapped, ...args.slice(1)]);
+      };
+    },
+  });
+}
+
 /** Options of {@link Partitioner.restore}. */
 export interface RestoreOptions {
   /** Restore only this table (from whichever archives hold it). Default: every table archived. */
@@ -869,27 +888,44 @@ export async function restorePartitions(target: TableSource, dir: string, option
       const all = new Set(list.flatMap((x) => x.t.columns));
       newest.set(name, list.find((x) => holdsAll(asColumns(x.t.columns), all)) ?? list[0]!);
     }
+    // PostgreSQL keeps "Calib" and calib apart, and a source resolves a
+    // name it lacks by letter case (calib to "Calib", CalibPmtSpec to
+    // calibpmtspec): the table an archive holds is the one its DDL creates.
+    // On the target that exact name is used, never another spelling, which
+    // may be another table entirely (loading into it would replace its
+    // rows). `stored` maps each archived name to it where they differ.
+    const stored = new Map<string, string>();
+    const exactOnly = new Set<string>();
+    if (target.engine === 'postgres') {
+      for (const [name, { s: from, t: ddlTable }] of newest) {
+        const made = pgCreatedTable((await readSmallEntry(from.path, ddlTable.schema, signal)).toString('utf8'));
+        if (made === undefined) continue;
+        exactOnly.add(name);
+        if (made !== name) stored.set(name, made);
+      }
+      if (stored.size > 0) target = tableNamesMapped(target, stored);
+    }
+    const onTarget = (name: string): string => stored.get(name) ?? name;
+    const archivedOf = new Map([...stored].map(([archived, there]) => [there, archived]));
+    /** The archived tables the target holds already (under their name there). */
+    const present = new Set<string>();
     /** The columns of existing tables whose type differs from the archived one. */
     const retyped: { table: string; column: string; archived: string; target: string; path: string }[] = [];
     for (const [name, { s: from, t: ddlTable }] of newest) {
       let columns: readonly ColumnInfo[] | undefined;
       let what: string;
-      const likeNamed = existing.has(name) ? [] : targetTables.filter((l) => l.toLowerCase() === name.toLowerCase());
-      // PostgreSQL keeps "Calib" and calib apart: an archive of a table the
-      // source stores under exactly its archived name ("Calib", its DDL
-      // creating "Calib") is not the target's calib, which may be another
-      // table entirely (loading into it would replace its rows). Only a name
-      // the source itself resolved by folding (CalibPmtSpec, stored as
-      // calibpmtspec) is looked up so on the target.
-      const exactOnly = likeNamed.length > 0 && target.engine === 'postgres' && pgCreatedTable((await readSmallEntry(from.path, ddlTable.schema, signal)).toString('utf8')) === name;
-      if (exactOnly && !createTables) {
+      const there = onTarget(name);
+      if (exactOnly.has(name) && !existing.has(there) && !createTables) {
+        const likeNamed = targetTables.filter((l) => l.toLowerCase() === there.toLowerCase());
         throw new StowageError(
           'ENO_TABLE',
-          `${where}: ${target.name} has no table ${JSON.stringify(name)} (the archives' DDL creates exactly that name; ${likeNamed.map((l) => JSON.stringify(l)).join(', ')} there is another table: PostgreSQL names differing in letter case are different tables). Nothing was loaded. Create it, or pass createTables: true (the default) to have the restore create it from ${from.path}.`,
-          { details: { table: name, target: target.name, likeNamed } },
+          `${where}: ${target.name} has no table ${JSON.stringify(there)}, which the archives of ${JSON.stringify(name)} hold (their DDL creates exactly that name)${likeNamed.length > 0 ? `; ${likeNamed.map((l) => JSON.stringify(l)).join(', ')} there is another table: PostgreSQL names differing in letter case are different tables` : ''}. Nothing was loaded. Create it, or pass createTables: true (the default) to have the restore create it from ${from.path}.`,
+          { details: { table: name, target: target.name, stored: there, likeNamed } },
         );
       }
-      if (!existing.has(name) && !exactOnly && archivedByLower.get(name.toLowerCase())!.size === 1 && likeNamed.length === 1) {
+      if (exactOnly.has(name) ? existing.has(there) : existing.has(name)) present.add(name);
+      const likeNamed = present.has(name) || exactOnly.has(name) ? [] : targetTables.filter((l) => l.toLowerCase() === name.toLowerCase());
+      if (!present.has(name) && archivedByLower.get(name.toLowerCase())!.size === 1 && likeNamed.length === 1) {
         // Archived under another spelling of the one table the target has
         // by that name in any case (dumped as "CalibPmtSpec", stored by
         // PostgreSQL as calibpmtspec): the target resolves the name as it
@@ -900,9 +936,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
           if (err instanceof StowageError && err.code === 'ENO_TABLE') return undefined;
           throw err;
         });
-        if (columns !== undefined) existing.add(name);
+        if (columns !== undefined) present.add(name);
       }
-      if (existing.has(name)) {
+      if (present.has(name)) {
         columns ??= await target.columns(name, { signal });
         what = `the table ${JSON.stringify(name)} of ${target.name}`;
       } else if (createTables) {
@@ -927,7 +963,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
       // An existing table's columns of another type than the newest archive records: older
       // archives keep the types of their day (complete ranges are never written again), and
       // archives written before the types were recorded have none.
-      if (existing.has(name) && ddlTable.types !== undefined) {
+      if (present.has(name) && ddlTable.types !== undefined) {
         for (const [i, c] of ddlTable.columns.entries()) {
           const there = findColumn(target.name, name, columns, c).column;
           const archived = ddlTable.types[i]!;
@@ -945,7 +981,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
       );
     }
     for (const [name, { s, t }] of newest) {
-      if (existing.has(name) || !createTables) continue;
+      if (present.has(name) || !createTables) continue;
       const ddl = (await readSmallEntry(s.path, t.schema, signal)).toString('utf8');
       const d = await target.createTable(name, ddl, { signal, deferIndexes: true });
       created.add(name);
@@ -968,9 +1004,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
     const selfReferring = new Set<string>();
     if (typeof target.references === 'function') {
       for (const name of names) {
-        if (!existing.has(name)) continue; // a table created from its archived DDL has no foreign keys
+        if (!present.has(name)) continue; // a table created from its archived DDL has no foreign keys
         // The target names the tables as it stores them; the archives, as the dump was told.
-        const refs = (await target.references(name, { signal })).map((r) => archivedName(r, names));
+        const refs = (await target.references(name, { signal })).map((r) => archivedOf.get(r) ?? archivedName(r, names));
         if (refs.includes(name)) selfReferring.add(name);
         const ps = refs.filter((p) => p !== name && names.has(p));
         if (ps.length > 0) parents.set(name, ps);

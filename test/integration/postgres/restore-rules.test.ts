@@ -230,6 +230,34 @@ describe('Partitioner.restore of a table dumped under another letter case', () =
     ]);
     expect((await Partitioner.compare(src, dst, 'Calib', { key: 'id' })).equal).toBe(true);
     await rm(dir, { recursive: true, force: true });
+
+    // Dumped as table: 'calib' (the source resolves it to "Calib"): the archives hold "Calib" all the same.
+    const typed = await tempDir('names-typed');
+    await new Partitioner(src, { table: 'calib', key: 'id', rowsPerPartition: 100, outDir: typed }).dump({ incremental: true });
+    const other = await server.createDatabase(`nm${++n}`);
+    await server.query('CREATE TABLE calib (id bigint PRIMARY KEY, v text)', [], other);
+    await server.query(`INSERT INTO calib VALUES (1, 'other-1'), (3, 'other-3')`, [], other);
+    await using dst2 = new PostgresSource({ ...server.clientConfig, database: other });
+    const refused = await rejectsWith(Partitioner.restore(dst2, typed, { createTables: false }), 'ENO_TABLE');
+    expect(refused.message).toMatch(/has no table "Calib", which the archives of "calib" hold.*"calib" there is another table/);
+    expect((await Partitioner.restore(dst2, typed)).tables).toEqual([{ name: 'calib', rows: 2, partitions: 1, created: true }]);
+    expect(await dst2.tables()).toEqual(['Calib', 'calib']);
+    expect(await server.query('SELECT id, v FROM calib ORDER BY id', [], other)).toEqual([
+      { id: '1', v: 'other-1' },
+      { id: '3', v: 'other-3' },
+    ]);
+    // Again, into the "Calib" it now has: its range replaced, calib still untouched.
+    await server.query(`UPDATE "Calib" SET v = 'damaged' WHERE id = 2`, [], other);
+    expect((await Partitioner.restore(dst2, typed)).tables).toEqual([{ name: 'calib', rows: 2, partitions: 1, created: false }]);
+    expect(await server.query('SELECT id, v FROM "Calib" ORDER BY id', [], other)).toEqual([
+      { id: '1', v: 'source-1' },
+      { id: '2', v: 'source-2' },
+    ]);
+    expect(await server.query('SELECT id, v FROM calib ORDER BY id', [], other)).toEqual([
+      { id: '1', v: 'other-1' },
+      { id: '3', v: 'other-3' },
+    ]);
+    await rm(typed, { recursive: true, force: true });
   });
 
   it('SQLite: restores a table dumped as "calib" into a file whose table is "Calib"', async () => {
