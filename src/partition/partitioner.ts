@@ -121,11 +121,17 @@ const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outD
  *   rewrites it later only if its rows changed. In a group, the tail is
  *   that of the table whose largest key is lowest (every range while one
  *   table has no rows): payload rows committed after their validity rows
- *   are never left out of a complete archive. A range whose partial
- *   archive's rows were all deleted since is written again, empty (so a
- *   restore clears it too), as partial or complete by the same rule;
+ *   are never left out of a complete archive. A partial archive whose
+ *   range holds fewer rows now is kept aside when it is written again
+ *   (see {@link DumpResult.setAside}); one whose rows were all deleted
+ *   is written again, empty (so a restore clears the range too), as
+ *   partial or complete by the same rule, where the group still has rows
+ *   at or below it;
  * - `archived`: its archive holds it complete: written once, left alone
- *   (also when deleting the rows above it makes it the tail again);
+ *   (also when deleting the rows above it makes it the tail again); and a
+ *   partial archive whose range lost all its rows while the group has
+ *   none at or below it (rows purged from the bottom, or a table emptied):
+ *   left alone, it keeps what the source no longer has;
  * - `empty`: a run of ranges without rows: recorded, never written.
  */
 export type PlannedState = 'complete' | 'partial' | 'archived' | 'empty';
@@ -258,9 +264,11 @@ export interface DumpResult {
    * Archives that were in the way of a range being written, kept with
    * their sidecars instead of lost, since they may hold rows the source no
    * longer has: damaged ones (cut, rotted, sidecar lost) as
-   * `NAME.damaged-<UTC time>`, and, in a full dump (`incremental: false`),
-   * complete ones whose rows differ from the source's now (rows purged or
-   * changed since) as `NAME.replaced-<UTC time>`. Each stays under its own
+   * `NAME.damaged-<UTC time>`, and as `NAME.replaced-<UTC time>`: in a
+   * full dump (`incremental: false`), complete ones whose rows differ from
+   * the source's now (rows purged or changed since), and in any dump, a
+   * partial one whose range now holds fewer rows of a table (rows deleted
+   * from the tail). Each stays under its own
    * name until the new archive has replaced it whole (a write that fails
    * leaves it there, and keeps no copy). Look at them, then delete them.
    * Sorted.
@@ -454,6 +462,11 @@ function sameRows(m: PartitionManifest, read: readonly { table: string; spool: R
   return m.tables.length === read.length && m.tables.every((t, i) => t.name === read[i]!.table && t.count === read[i]!.spool.digest.count && t.bytes === read[i]!.spool.digest.bytes && t.digest === read[i]!.spool.digest.digest);
 }
 
+/** Whether `read` holds fewer rows of some table than the archive `m` (rows deleted from its range since). */
+function fewerRows(m: PartitionManifest, read: readonly { table: string; spool: RowSpool }[]): boolean {
+  return m.tables.some((t, i) => read[i] !== undefined && read[i]!.spool.digest.count < t.count);
+}
+
 async function isFile(path: string): Promise<boolean> {
   try {
     return (await lstat(path)).isFile();
@@ -637,8 +650,12 @@ export class Partitioner {
       // deleted (rewriting it would drop the deleted rows from every backup).
       if (a !== undefined && a.complete) state = 'archived';
       // A range with a partial archive whose rows are all gone since is
-      // written again like any other (empty): its archive would otherwise
-      // bring the deleted rows back on every restore.
+      // written again like any other (empty, the old archive kept aside):
+      // its archive would otherwise bring the deleted rows back on every
+      // restore. Not where the group has no rows at all, or none at or
+      // below the range (rows purged from the bottom, a table emptied by
+      // mistake): the archive keeps what the source no longer has.
+      else if (a !== undefined && !isOccupied && (lo === null || grid.hi(i) < lo)) state = 'archived';
       else if (tailIndex === undefined || i >= tailIndex - this.#settle) state = 'partial';
       else state = 'complete';
       const plo = grid.lo(i);
@@ -1105,7 +1122,7 @@ export class Partitioner {
       // with other rows: rows purged from the source since live on in it
       // alone. It stays in place until the new archive replaces it.
       if (!intact) aside = await setAside(path, ctx.signal);
-      else if (there!.complete && !sameRows(there!, read)) aside = await setAside(path, ctx.signal, 'replaced');
+      else if (there!.complete ? !sameRows(there!, read) : fewerRows(there!, read)) aside = await setAside(path, ctx.signal, 'replaced');
     }
     return this.#writeRange(p, path, read, complete, ctx, aside);
   }

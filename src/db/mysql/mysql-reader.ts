@@ -364,7 +364,7 @@ export async function mysqlTableInfo(source: string, conn: MysqlConnection, tabl
   if (names.length === 0) {
     // There, but a view or a system-versioned table: say so, not "does not exist".
     const other = bases.find((r) => text(r[0]) === table) ?? (bases.length === 1 ? bases[0] : undefined);
-    throw other === undefined ? noSuchTable(source, table) : mysqlNotATable(source, table, text(other[3]));
+    throw other === undefined || text(other[3]) === 'BASE TABLE' ? noSuchTable(source, table) : mysqlNotATable(source, table, text(other[3]));
   }
   const name = names.includes(table) ? table : names.length === 1 ? names[0]! : undefined;
   if (name === undefined) throw noSuchTable(source, table);

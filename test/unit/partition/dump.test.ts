@@ -566,7 +566,12 @@ describe('Partitioner.dump', () => {
     await Partitioner.restore(dst, out);
     expect(count(g, 'CalibVld')).toBe(250);
     exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" > 200');
-    expect((await p.dump()).written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([[201n, false, 0]]);
+    const emptied = await p.dump();
+    expect(emptied.written.map((w) => [w.lo, w.complete, w.tables[0]!.rows])).toEqual([[201n, false, 0]]);
+    // The rows it held are kept aside, not lost.
+    expect(emptied.setAside).toHaveLength(1);
+    expect(emptied.setAside[0]).toMatch(/0000000201-0000000300\.tar\.gz\.replaced-/);
+    expect(parseManifest((await archiveEntries(emptied.setAside[0]!)).get('manifest.json')!, emptied.setAside[0]!).tables[0]!.count).toBe(50);
     await Partitioner.restore(dst, out);
     expect(count(g, 'CalibVld')).toBe(200);
     // Keys jump past it: the empty range settles as complete (still empty), the old rows do not come back.
@@ -578,6 +583,35 @@ describe('Partitioner.dump', () => {
     expect((await p.dump()).written).toEqual([]);
     await Partitioner.restore(dst, out);
     expect((await Partitioner.compare(src, dst, 'CalibVld', { key: 'SEQNO' })).equal).toBe(true);
+  });
+
+  it('a partial tail that lost some rows is written again, the old archive kept aside; a table emptied keeps its partial archives', async () => {
+    const d = await tempDir();
+    const f = join(d, 'c.db');
+    makePairDb(f, seq(1, 250), 1);
+    await using src = new SqliteSource(f);
+    const out = join(d, 'out');
+    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 });
+    await p.dump();
+    exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" > 240');
+    const shrunk = await p.dump();
+    expect(shrunk.written.map((w) => [w.lo, w.tables[0]!.rows])).toEqual([[201n, 40]]);
+    expect(shrunk.setAside).toHaveLength(1);
+    expect(parseManifest((await archiveEntries(shrunk.setAside[0]!)).get('manifest.json')!, shrunk.setAside[0]!).tables[0]!.count).toBe(50);
+    // Rows added to the tail: written again, nothing set aside.
+    exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 245, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    expect((await p.dump()).setAside).toEqual([]);
+    // Every row deleted (a mistake, or the table moved elsewhere): nothing is written over, a restore gets them back.
+    exec(f, 'DELETE FROM "CalibVld"');
+    const plan = await p.plan();
+    expect(plan.partitions.map((x) => `${x.lo} ${x.state}`)).toEqual(['1 archived', '101 archived', '201 archived']);
+    expect((await p.dump()).written).toEqual([]);
+    const g = join(d, 'copy.db');
+    await using dst = new SqliteSource(g, { create: true });
+    expect((await Partitioner.restore(dst, out)).rows).toBe(241);
+    // Rows purged from the bottom while the tail goes on: the partial archives below the lowest key stay.
+    exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 290, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    expect((await p.plan()).partitions.map((x) => `${x.lo} ${x.state}`)).toEqual(['1 archived', '101 archived', '201 partial']);
   });
 
   it('a table named LOCKED is archived in a folder that sync and DnaDigest.scan do not take for a lock', async () => {
