@@ -904,6 +904,17 @@ export async function restorePartitions(target: TableSource, dir: string, option
         if (made !== name) stored.set(name, made);
       }
       if (stored.size > 0) target = tableNamesMapped(target, stored);
+      // One table archived under two spellings (dumped once as calib, once as "Calib"): its ranges would load twice.
+      const byTarget = new Map<string, string[]>();
+      for (const name of newest.keys()) byTarget.set(stored.get(name) ?? name, [...(byTarget.get(stored.get(name) ?? name) ?? []), name]);
+      const twice = [...byTarget].find(([, names]) => names.length > 1);
+      if (twice !== undefined) {
+        throw new StowageError(
+          'EBAD_CONFIG',
+          `${where}: the archives of ${twice[1].map((n) => JSON.stringify(n)).join(' and ')} hold the same table, ${JSON.stringify(twice[0])} (their DDL creates it; it was dumped under each name): restoring both would load its ranges twice. Nothing was loaded. Restore one of them (option "table"), or keep one folder.`,
+          { details: { option: 'table', table: twice[0], archived: twice[1] } },
+        );
+      }
     }
     const onTarget = (name: string): string => stored.get(name) ?? name;
     const archivedOf = new Map([...stored].map(([archived, there]) => [there, archived]));

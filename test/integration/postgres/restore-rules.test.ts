@@ -257,6 +257,11 @@ describe('Partitioner.restore of a table dumped under another letter case', () =
       { id: '1', v: 'other-1' },
       { id: '3', v: 'other-3' },
     ]);
+    // Dumped again as "Calib" into the same outDir: two folders of one table, refused before anything loads.
+    await new Partitioner(src, { table: 'Calib', key: 'id', rowsPerPartition: 100, outDir: typed }).dump({ incremental: true });
+    const both = await rejectsWith(Partitioner.restore(dst2, typed), 'EBAD_CONFIG');
+    expect(both.message).toMatch(/the archives of "Calib" and "calib" hold the same table, "Calib"/);
+    expect((await Partitioner.restore(dst2, typed, { table: 'Calib' })).rows).toBe(2);
     await rm(typed, { recursive: true, force: true });
   });
 
