@@ -50,6 +50,8 @@ import { BlockHasher } from '../dna/block-hasher.js';
 import { LockDir } from '../lock/lock-dir.js';
 import { isNoHardLinkError, isUniquePartName } from '../util/atomic-file.js';
 import type { Catalog, PartitionRecord } from '../catalog/catalog.js';
+import { LineSplitter } from '../db/bulk-text.js';
+import { RangeDigester } from '../db/range-digest.js';
 import { INT64_MAX, checkIdentifier, findColumn, toKeyBound, type ColumnInfo, type TableReader, type TableSource } from '../db/table-source.js';
 import { KeyCursor, isUniqueKey, keyExtent } from './key-seek.js';
 import { PartitionGrid, parsePartitionFileName, partitionFileName, tableDirName } from './layout.js';
@@ -121,8 +123,8 @@ const OPTION_KEYS = ['table', 'tables', 'key', 'rowsPerPartition', 'base', 'outD
  *   rewrites it later only if its rows changed. In a group, the tail is
  *   that of the table whose largest key is lowest (every range while one
  *   table has no rows): payload rows committed after their validity rows
- *   are never left out of a complete archive. A partial archive whose
- *   range holds fewer rows now is kept aside when it is written again
+ *   are never left out of a complete archive. A partial archive some of
+ *   whose rows were deleted or changed since is kept aside when it is written again
  *   (see {@link DumpResult.setAside}); one whose rows were all deleted
  *   is written again, empty (so a restore clears the range too), as
  *   partial or complete by the same rule, where the group still has rows
@@ -267,8 +269,8 @@ export interface DumpResult {
    * `NAME.damaged-<UTC time>`, and as `NAME.replaced-<UTC time>`: in a
    * full dump (`incremental: false`), complete ones whose rows differ from
    * the source's now (rows purged or changed since), and in any dump, a
-   * partial one whose range now holds fewer rows of a table (rows deleted
-   * from the tail). Each stays under its own
+   * partial one some of whose rows the source no longer holds as they were
+   * (rows deleted or changed in the tail, whatever was added). Each stays under its own
    * name until the new archive has replaced it whole (a write that fails
    * leaves it there, and keeps no copy). Look at them, then delete them.
    * Sorted.
@@ -462,9 +464,35 @@ function sameRows(m: PartitionManifest, read: readonly { table: string; spool: R
   return m.tables.length === read.length && m.tables.every((t, i) => t.name === read[i]!.table && t.count === read[i]!.spool.digest.count && t.bytes === read[i]!.spool.digest.bytes && t.digest === read[i]!.spool.digest.digest);
 }
 
-/** Whether `read` holds fewer rows of some table than the archive `m` (rows deleted from its range since). */
-function fewerRows(m: PartitionManifest, read: readonly { table: string; spool: RowSpool }[]): boolean {
-  return m.tables.some((t, i) => read[i] !== undefined && read[i]!.spool.digest.count < t.count);
+/**
+ * Whether every row of the partial archive `m` is still in `read`: per
+ * table, the first `count` rows read now (in key order) digest as the
+ * archive's rows did. True for a tail that only gained rows above its old
+ * ones (the common case: nothing to keep); false where one of its rows was
+ * deleted or changed since, also when others were added meanwhile (or a
+ * late row landed among the old ones, which errs on the side of keeping).
+ */
+async function keepsRows(m: PartitionManifest, read: readonly { keyIndex: number; spool: RowSpool }[]): Promise<boolean> {
+  for (const [i, t] of m.tables.entries()) {
+    const r = read[i];
+    if (r === undefined || r.spool.digest.count < t.count) return false;
+    if (t.count === 0) continue;
+    const digester = new RangeDigester({ keyIndex: r.keyIndex });
+    const splitter = new LineSplitter();
+    let n = 0;
+    for await (const chunk of r.spool.read()) {
+      splitter.push(chunk, (line) => {
+        if (n < t.count) {
+          digester.update(line);
+          n++;
+        }
+      });
+      if (n >= t.count) break;
+    }
+    const d = digester.digest();
+    if (d.count !== t.count || d.digest !== t.digest) return false;
+  }
+  return true;
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -1123,7 +1151,7 @@ export class Partitioner {
       // with other rows: rows purged from the source since live on in it
       // alone. It stays in place until the new archive replaces it.
       if (!intact) aside = await setAside(path, ctx.signal);
-      else if (there!.complete ? !sameRows(there!, read) : fewerRows(there!, read)) aside = await setAside(path, ctx.signal, 'replaced');
+      else if (there!.complete ? !sameRows(there!, read) : !(await keepsRows(there!, read))) aside = await setAside(path, ctx.signal, 'replaced');
     }
     return this.#writeRange(p, path, read, complete, ctx, aside);
   }

@@ -585,7 +585,7 @@ describe('Partitioner.dump', () => {
     expect((await Partitioner.compare(src, dst, 'CalibVld', { key: 'SEQNO' })).equal).toBe(true);
   });
 
-  it('a partial tail that lost some rows is written again, the old archive kept aside; a table emptied keeps its partial archives', async () => {
+  it('a partial tail that lost or changed rows is written again, the old archive kept aside; a table emptied keeps its partial archives', async () => {
     const d = await tempDir();
     const f = join(d, 'c.db');
     makePairDb(f, seq(1, 250), 1);
@@ -601,6 +601,19 @@ describe('Partitioner.dump', () => {
     // Rows added to the tail: written again, nothing set aside.
     exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 245, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
     expect((await p.dump()).setAside).toEqual([]);
+    // A row deleted and two added in the same range (the count grows): the old archive, which holds the deleted row, is kept aside.
+    exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" = 210');
+    for (const k of [246, 247]) exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', k, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    const swapped = await p.dump();
+    expect(swapped.written.map((w) => [w.lo, w.tables[0]!.rows])).toEqual([[201n, 42]]);
+    expect(swapped.setAside).toHaveLength(1);
+    expect(parseManifest((await archiveEntries(swapped.setAside[0]!)).get('manifest.json')!, swapped.setAside[0]!).tables[0]!.count).toBe(41);
+    // A row changed in place: kept aside too.
+    exec(f, 'UPDATE "CalibVld" SET "TIMEEND" = \'2030-01-01 00:00:00\' WHERE "SEQNO" = 205');
+    expect((await p.dump()).setAside).toHaveLength(1);
+    // Rows added again: nothing set aside.
+    exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 248, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    expect((await p.dump()).setAside).toEqual([]);
     // Every row deleted (a mistake, or the table moved elsewhere): nothing is written over, a restore gets them back.
     exec(f, 'DELETE FROM "CalibVld"');
     const plan = await p.plan();
@@ -610,7 +623,7 @@ describe('Partitioner.dump', () => {
     expect((await p.dump({ incremental: false })).written).toEqual([]);
     const g = join(d, 'copy.db');
     await using dst = new SqliteSource(g, { create: true });
-    expect((await Partitioner.restore(dst, out)).rows).toBe(241);
+    expect((await Partitioner.restore(dst, out)).rows).toBe(243);
     // Rows purged from the bottom while the tail goes on: the partial archives below the lowest key stay.
     exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 290, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
     expect((await p.plan()).partitions.map((x) => `${x.lo} ${x.state}`)).toEqual(['1 archived', '101 archived', '201 partial']);
