@@ -777,6 +777,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
   // index insert per row. They are built whether the loads succeed or not.
   const deferred: DeferredIndexes[] = [];
   const perTable = new Map<string, { rows: number; partitions: number }>();
+  /** PostgreSQL: the name the target holds an archived table under, where it differs (set at step 4). */
+  const stored = new Map<string, string>();
   let rows = 0;
   let bytes = 0;
   try {
@@ -822,7 +824,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
         if (cancel?.aborted) throw cancel.reason;
         throw new StowageError(
           'EDB',
-          `${where}: the rows were restored into ${JSON.stringify(name)} and stay there, but moving its sequences past them failed (${(err as Error).message}), so its next INSERT may take a key a restored row holds. Once the cause is fixed, call advanceSequences(${JSON.stringify(name)}) on the target (or setval the sequences to the largest key).`,
+          `${where}: the rows were restored into ${JSON.stringify(name)} and stay there, but moving its sequences past them failed (${(err as Error).message}), so its next INSERT may take a key a restored row holds. Once the cause is fixed, call advanceSequences(${JSON.stringify(stored.get(name) ?? name)}) on the target (or setval the sequences to the largest key).`,
           { details: { table: name }, cause: err },
         );
       }
@@ -894,7 +896,6 @@ export async function restorePartitions(target: TableSource, dir: string, option
     // On the target that exact name is used, never another spelling, which
     // may be another table entirely (loading into it would replace its
     // rows). `stored` maps each archived name to it where they differ.
-    const stored = new Map<string, string>();
     const exactOnly = new Set<string>();
     if (target.engine === 'postgres') {
       for (const [name, { s: from, t: ddlTable }] of newest) {
