@@ -21,6 +21,28 @@ import { archiveEntries, count, exec, insertPair, listFiles, makePairDb, mtimes,
 
 const run = promisify(execFile);
 const seq = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Rows of the first table in an archive's manifest. */
+async function archivedRows(path: string): Promise<number> {
+  return parseManifest((await archiveEntries(path)).get('manifest.json')!, path).tables[0]!.count;
+}
+
+/** A validity row alone (no payload), as a writer that has not written its payload yet leaves it. */
+function addVld(file: string, seqno: number): void {
+  exec(file, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', seqno, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+}
+
+/** SEQNO 1-250 of the validity table, dumped in ranges of 100 (settleRanges 0). */
+async function dumpedTail(): Promise<{ d: string; f: string; src: SqliteSource; out: string; p: Partitioner }> {
+  const d = await tempDir();
+  const f = join(d, 'c.db');
+  makePairDb(f, seq(1, 250), 1);
+  const src = new SqliteSource(f);
+  const out = join(d, 'out');
+  const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 });
+  await p.dump();
+  return { d, f, src, out, p };
+}
 const names = (r: { written: readonly { path: string }[] }): string[] => r.written.map((w) => w.path.split('/').slice(-2).join('/'));
 
 describe('Partitioner.dump', () => {
@@ -511,7 +533,7 @@ describe('Partitioner.dump', () => {
     expect((await p.dump({ incremental: true })).written).toEqual([]);
     // Keys 95-100 are still in the backup.
     expect((await readFile(full.path)).equals(before)).toBe(true);
-    expect(parseManifest((await archiveEntries(full.path)).get('manifest.json')!, full.path).tables[0]!.count).toBe(100);
+    expect(await archivedRows(full.path)).toBe(100);
   });
 
   it('a group range is complete only once every table has passed it: payload rows written after their validity rows are archived too', async () => {
@@ -554,13 +576,8 @@ describe('Partitioner.dump', () => {
   });
 
   it('a partial range whose rows were all deleted is written again, empty, and a restore clears it', async () => {
-    const d = await tempDir();
-    const f = join(d, 'c.db');
-    makePairDb(f, seq(1, 250), 1);
-    await using src = new SqliteSource(f);
-    const out = join(d, 'out');
-    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 });
-    await p.dump();
+    const { d, f, src: opened, out, p } = await dumpedTail();
+    await using src = opened;
     const g = join(d, 'copy.db');
     await using dst = new SqliteSource(g, { create: true });
     await Partitioner.restore(dst, out);
@@ -571,7 +588,7 @@ describe('Partitioner.dump', () => {
     // The rows it held are kept aside, not lost.
     expect(emptied.setAside).toHaveLength(1);
     expect(emptied.setAside[0]).toMatch(/0000000201-0000000300\.tar\.gz\.replaced-/);
-    expect(parseManifest((await archiveEntries(emptied.setAside[0]!)).get('manifest.json')!, emptied.setAside[0]!).tables[0]!.count).toBe(50);
+    expect(await archivedRows(emptied.setAside[0]!)).toBe(50);
     await Partitioner.restore(dst, out);
     expect(count(g, 'CalibVld')).toBe(200);
     // Keys jump past it: the empty range settles as complete (still empty), the old rows do not come back.
@@ -586,33 +603,28 @@ describe('Partitioner.dump', () => {
   });
 
   it('a partial tail that lost or changed rows is written again, the old archive kept aside; a table emptied keeps its partial archives', async () => {
-    const d = await tempDir();
-    const f = join(d, 'c.db');
-    makePairDb(f, seq(1, 250), 1);
-    await using src = new SqliteSource(f);
-    const out = join(d, 'out');
-    const p = new Partitioner(src, { table: 'CalibVld', rowsPerPartition: 100, outDir: out, settleRanges: 0 });
-    await p.dump();
+    const { d, f, src: opened, out, p } = await dumpedTail();
+    await using src = opened;
     exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" > 240');
     const shrunk = await p.dump();
     expect(shrunk.written.map((w) => [w.lo, w.tables[0]!.rows])).toEqual([[201n, 40]]);
     expect(shrunk.setAside).toHaveLength(1);
-    expect(parseManifest((await archiveEntries(shrunk.setAside[0]!)).get('manifest.json')!, shrunk.setAside[0]!).tables[0]!.count).toBe(50);
+    expect(await archivedRows(shrunk.setAside[0]!)).toBe(50);
     // Rows added to the tail: written again, nothing set aside.
-    exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 245, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    addVld(f, 245);
     expect((await p.dump()).setAside).toEqual([]);
     // A row deleted and two added in the same range (the count grows): the old archive, which holds the deleted row, is kept aside.
     exec(f, 'DELETE FROM "CalibVld" WHERE "SEQNO" = 210');
-    for (const k of [246, 247]) exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', k, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    for (const k of [246, 247]) addVld(f, k);
     const swapped = await p.dump();
     expect(swapped.written.map((w) => [w.lo, w.tables[0]!.rows])).toEqual([[201n, 42]]);
     expect(swapped.setAside).toHaveLength(1);
-    expect(parseManifest((await archiveEntries(swapped.setAside[0]!)).get('manifest.json')!, swapped.setAside[0]!).tables[0]!.count).toBe(41);
+    expect(await archivedRows(swapped.setAside[0]!)).toBe(41);
     // A row changed in place: kept aside too.
     exec(f, 'UPDATE "CalibVld" SET "TIMEEND" = \'2030-01-01 00:00:00\' WHERE "SEQNO" = 205');
     expect((await p.dump()).setAside).toHaveLength(1);
     // Rows added again: nothing set aside.
-    exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 248, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    addVld(f, 248);
     expect((await p.dump()).setAside).toEqual([]);
     // Every row deleted (a mistake, or the table moved elsewhere): nothing is written over, a restore gets them back.
     exec(f, 'DELETE FROM "CalibVld"');
@@ -625,7 +637,7 @@ describe('Partitioner.dump', () => {
     await using dst = new SqliteSource(g, { create: true });
     expect((await Partitioner.restore(dst, out)).rows).toBe(243);
     // Rows purged from the bottom while the tail goes on: the partial archives below the lowest key stay.
-    exec(f, 'INSERT INTO "CalibVld" ("SEQNO", "TIMESTART", "TIMEEND") VALUES (?, ?, ?)', 290, '2011-08-15 00:00:00', '2038-01-19 03:14:07');
+    addVld(f, 290);
     expect((await p.plan()).partitions.map((x) => `${x.lo} ${x.state}`)).toEqual(['1 archived', '101 archived', '201 partial']);
   });
 
