@@ -760,9 +760,13 @@ export async function restorePartitions(target: TableSource, dir: string, option
     if (ours.length > 0) throw missingArchivesError(where, ours);
   }
   if (selected.length === 0) {
-    throw new StowageError('ENOT_FOUND', `${where}: no partition archive under ${root}${table === undefined ? '' : ` holds table ${JSON.stringify(table)}`}${bounds.lo === undefined && bounds.hi === undefined ? '' : ` in [${bounds.lo ?? '-inf'}, ${bounds.hi ?? '+inf'}]`}.`, {
-      details: { path: root, table },
-    });
+    // The table asked for may be archived under another letter case (dumped as CalibPmtSpec, asked for as calibpmtspec).
+    const spelled = table === undefined ? [] : [...new Set(read.value.flatMap((m) => m.tables.map((t) => t.name)).filter((n) => n.toLowerCase() === table.toLowerCase()))].sort();
+    throw new StowageError(
+      'ENOT_FOUND',
+      `${where}: no partition archive under ${root}${table === undefined ? '' : ` holds table ${JSON.stringify(table)}`}${bounds.lo === undefined && bounds.hi === undefined ? '' : ` in [${bounds.lo ?? '-inf'}, ${bounds.hi ?? '+inf'}]`}.${spelled.length > 0 ? ` Archived in another letter case: ${spelled.map((n) => JSON.stringify(n)).join(', ')} (pass that name as "table").` : ''}`,
+      { details: { path: root, table, ...(spelled.length > 0 ? { archived: spelled } : {}) } },
+    );
   }
 
   // 4. Missing tables, and what each existing one already holds.

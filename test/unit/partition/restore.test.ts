@@ -550,7 +550,11 @@ describe('Partitioner.restore', () => {
       expect((await Partitioner.restore(one, mixed, { table: 'Calib' })).tables.map((t) => [t.name, t.rows])).toEqual([['Calib', 6]]);
       await rejectsWith(Partitioner.restore(one, mixed, { table: 'CalibVld' }), 'EBAD_CONFIG');
     }
-    await rejectsWith(Partitioner.restore(dst, out, { table: 'Other' }), 'ENOT_FOUND');
+    expect((await rejectsWith(Partitioner.restore(dst, out, { table: 'Other' }), 'ENOT_FOUND')).message).not.toMatch(/letter case/);
+    // A name archived in another letter case is named, with what to pass.
+    const spelled = await rejectsWith(Partitioner.restore(dst, out, { table: 'calibvld' }), 'ENOT_FOUND');
+    expect(spelled.message).toMatch(/holds table "calibvld"\. Archived in another letter case: "CalibVld" \(pass that name as "table"\)/);
+    expect(spelled.details).toMatchObject({ archived: ['CalibVld'] });
     await rejectsWith(Partitioner.restore(dst, out, { lo: 5000 }), 'ENOT_FOUND');
     await rejectsWith(Partitioner.restore(dst, join(d, 'nowhere')), 'ENOT_FOUND');
     await rejectsWith(Partitioner.restore(dst, out, { createTables: false }), 'ENO_TABLE');
