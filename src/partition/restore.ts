@@ -901,9 +901,20 @@ export async function restorePartitions(target: TableSource, dir: string, option
     // may be another table entirely (loading into it would replace its
     // rows). `stored` maps each archived name to it where they differ.
     const exactOnly = new Set<string>();
+    /** Each table's DDL from its newest archive, read once. */
+    const ddls = new Map<string, string>();
+    const ddlOf = async (name: string): Promise<string> => {
+      let ddl = ddls.get(name);
+      if (ddl === undefined) {
+        const { s: from, t: ddlTable } = newest.get(name)!;
+        ddl = (await readSmallEntry(from.path, ddlTable.schema, signal)).toString('utf8');
+        ddls.set(name, ddl);
+      }
+      return ddl;
+    };
     if (target.engine === 'postgres') {
-      for (const [name, { s: from, t: ddlTable }] of newest) {
-        const made = pgCreatedTable((await readSmallEntry(from.path, ddlTable.schema, signal)).toString('utf8'));
+      for (const name of newest.keys()) {
+        const made = pgCreatedTable(await ddlOf(name));
         if (made === undefined) continue;
         exactOnly.add(name);
         if (made !== name) stored.set(name, made);
@@ -996,10 +1007,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
         { details: { option: 'allowTypeChanges', columns: list } },
       );
     }
-    for (const [name, { s, t }] of newest) {
+    for (const name of newest.keys()) {
       if (present.has(name) || !createTables) continue;
-      const ddl = (await readSmallEntry(s.path, t.schema, signal)).toString('utf8');
-      const d = await target.createTable(name, ddl, { signal, deferIndexes: true });
+      const d = await target.createTable(name, await ddlOf(name), { signal, deferIndexes: true });
       created.add(name);
       if (d !== undefined) deferred.push(d);
     }
