@@ -852,8 +852,9 @@ export class Partitioner {
     const leftovers = Object.freeze(await this.#removeLeftovers());
     // Columns and DDL are read once per dump (not per range), beside the plan: a table's schema is expected to hold still while it is dumped.
     const [{ plan, columns, fromDisk }, schemas] = await Promise.all([this.#planWithColumns(signal), Promise.all(this.tables.map((t) => this.source.schema(t, { signal })))]);
-    // Ranges with rows, and those whose partial archive lost all its rows and is to be written again, empty (not one left as it is: `archived`).
-    const todo = plan.partitions.filter((p) => (p.occupied || (p.archived !== undefined && !p.archived.complete && p.state !== 'archived')) && (incremental ? p.state === 'complete' || p.state === 'partial' : true));
+    // What the plan says to write (ranges with rows, and those whose partial archive lost all its rows: written again, empty);
+    // a full dump writes every range with rows besides, its complete archives too.
+    const todo = plan.partitions.filter((p) => p.state === 'complete' || p.state === 'partial' || (!incremental && p.occupied));
     const meta: TableMeta[] = this.tables.map((table, i) => ({
       table,
       columns: columns[i]!.map((c) => c.name),

@@ -496,9 +496,14 @@ class LoadSlots {
  */
 function archivedName(stored: string, archived: ReadonlySet<string>): string {
   if (archived.has(stored)) return stored;
-  const lower = stored.toLowerCase();
-  const like = [...archived].filter((a) => a.toLowerCase() === lower);
+  const like = sameLetters(archived, stored);
   return like.length === 1 ? like[0]! : stored;
+}
+
+/** The names of `names` equal to `name` but for letter case (itself included). */
+function sameLetters(names: Iterable<string>, name: string): string[] {
+  const lower = name.toLowerCase();
+  return [...names].filter((n) => n.toLowerCase() === lower);
 }
 
 /**
@@ -761,7 +766,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
   }
   if (selected.length === 0) {
     // The table asked for may be archived under another letter case (dumped as CalibPmtSpec, asked for as calibpmtspec).
-    const spelled = table === undefined ? [] : [...new Set(read.value.flatMap((m) => m.tables.map((t) => t.name)).filter((n) => n.toLowerCase() === table.toLowerCase()))].sort();
+    const spelled = table === undefined ? [] : sameLetters(new Set(read.value.flatMap((m) => m.tables.map((t) => t.name))), table).sort();
     throw new StowageError(
       'ENOT_FOUND',
       `${where}: no partition archive under ${root}${table === undefined ? '' : ` holds table ${JSON.stringify(table)}`}${bounds.lo === undefined && bounds.hi === undefined ? '' : ` in [${bounds.lo ?? '-inf'}, ${bounds.hi ?? '+inf'}]`}.${spelled.length > 0 ? ` Archived in another letter case: ${spelled.map((n) => JSON.stringify(n)).join(', ')} (pass that name as "table").` : ''}`,
@@ -922,7 +927,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
       if (stored.size > 0) target = tableNamesMapped(target, stored);
       // One table archived under two spellings (dumped once as calib, once as "Calib"): its ranges would load twice.
       const byTarget = new Map<string, string[]>();
-      for (const name of newest.keys()) byTarget.set(stored.get(name) ?? name, [...(byTarget.get(stored.get(name) ?? name) ?? []), name]);
+      for (const name of newest.keys()) {
+        const there = stored.get(name) ?? name;
+        byTarget.set(there, [...(byTarget.get(there) ?? []), name]);
+      }
       const twice = [...byTarget].find(([, names]) => names.length > 1);
       if (twice !== undefined) {
         throw new StowageError(
@@ -943,7 +951,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
       let what: string;
       const there = onTarget(name);
       if (exactOnly.has(name) && !existing.has(there) && !createTables) {
-        const likeNamed = targetTables.filter((l) => l.toLowerCase() === there.toLowerCase());
+        const likeNamed = sameLetters(targetTables, there);
         throw new StowageError(
           'ENO_TABLE',
           `${where}: ${target.name} has no table ${JSON.stringify(there)}, which the archives of ${JSON.stringify(name)} hold (their DDL creates exactly that name)${likeNamed.length > 0 ? `; ${likeNamed.map((l) => JSON.stringify(l)).join(', ')} there is another table: PostgreSQL names differing in letter case are different tables` : ''}. Nothing was loaded. Create it, or pass createTables: true (the default) to have the restore create it from ${from.path}.`,
@@ -951,7 +959,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
         );
       }
       if (exactOnly.has(name) ? existing.has(there) : existing.has(name)) present.add(name);
-      const likeNamed = present.has(name) || exactOnly.has(name) ? [] : targetTables.filter((l) => l.toLowerCase() === name.toLowerCase());
+      const likeNamed = present.has(name) || exactOnly.has(name) ? [] : sameLetters(targetTables, name);
       if (!present.has(name) && archivedByLower.get(name.toLowerCase())!.size === 1 && likeNamed.length === 1) {
         // Archived under another spelling of the one table the target has
         // by that name in any case (dumped as "CalibPmtSpec", stored by
