@@ -13,7 +13,10 @@
  * than through the chain of streams, which a larger archive (or one that
  * inflates to more) still takes, so that memory stays bounded. So does a
  * damaged one (the one call fails): it is streamed from the bytes read, and
- * its entries before the damage are visited, as always. The DNA of the
+ * its entries before the damage are visited, as always. A caller that reads
+ * archive after archive (a restore) passes an {@link ArchiveBufferPool}:
+ * the file is then read, and inflated (on this thread, see
+ * `gunzip-into.ts`), into buffers used again by the next pass. The DNA of the
  * archive file is computed in the same pass. Whatever goes wrong inside the data is
  * ECORRUPT_ARCHIVE naming the file; file-system trouble keeps its own code.
  *
