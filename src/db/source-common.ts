@@ -12,6 +12,7 @@ import { ProgressTracker, type ProgressCallback } from '../progress.js';
 import { onAbort, throwIfAborted } from '../util/abort.js';
 import { checkBooleanOption, checkInt, checkOptionKeys } from '../util/options.js';
 import type { BulkTextGate } from './bulk-gate.js';
+import { KEY_PROBES_MAX } from './key-probes.js';
 import { checkIdentifier, toKeyBounds, type CreateTableOptions, type DbOptions, type KeyBound, type LoadOptions, type TableReader } from './table-source.js';
 
 /** Whether `x` can be read with `for await`. */
@@ -70,6 +71,24 @@ export function checkNextKeyArgs(where: string, table: string, key: string, from
   const { lo } = toKeyBounds(where, from, undefined);
   if (lo === undefined) throw new StowageError('EBAD_CONFIG', `${where}: "from" is required.`, { details: { option: 'from' } });
   return lo;
+}
+
+/**
+ * Checks the arguments of a `nextKeys` probe (see `key-probes.ts`) and
+ * returns the bounds: EBAD_CONFIG for a bad name, option or bound, or more
+ * than {@link KEY_PROBES_MAX} bounds.
+ *
+ * @param where - e.g. `MysqlSource.nextKeys`, for messages
+ * @param table - the table
+ * @param key - the key column
+ * @param froms - the bounds
+ * @param options - signal only
+ */
+export function checkNextKeysArgs(where: string, table: string, key: string, froms: readonly bigint[], options: DbOptions): bigint[] {
+  if (!Array.isArray(froms) || froms.length > KEY_PROBES_MAX) {
+    throw new StowageError('EBAD_CONFIG', `${where}: "froms" must be an array of at most ${KEY_PROBES_MAX} bounds.`, { details: { option: 'froms' } });
+  }
+  return froms.map((from) => checkNextKeyArgs(where, table, key, from, options));
 }
 
 /**

@@ -21,6 +21,7 @@
 import { StowageError } from '../errors.js';
 import { findColumn, type ColumnInfo, type DbOptions, type KeyBound, type KeyRange, type TableReader } from '../db/table-source.js';
 import { throwIfAborted } from '../util/abort.js';
+import { KEY_PROBES_MAX, type KeyProbes } from '../db/key-probes.js';
 
 /**
  * An optional TableReader capability: the smallest key at or above a bound.
@@ -121,6 +122,9 @@ export class KeyCursor {
   readonly #key: string;
   readonly #window: bigint;
   readonly #extent: KeyExtent | null;
+  readonly #probes: KeyProbes | undefined;
+  /** The answers of the last {@link KeyProbes.nextKeys} query, by bound. */
+  #probed = new Map<bigint, bigint | null>();
   #keyIndex: number | undefined;
 
   /**
@@ -129,13 +133,18 @@ export class KeyCursor {
    * @param key - the key column
    * @param window - the first probe's width (the partition size)
    * @param extent - what is known of the keys (`null`: the table has none, every answer is `null`)
+   * @param probes - the reader's {@link KeyProbes}, if it has them: each
+   *   question then also asks for the next 63 ranges' first keys in the same
+   *   query (`window` apart, none past the largest key), and a later
+   *   question for one of them is answered from that
    */
-  constructor(reader: TableReader, table: string, key: string, window: bigint, extent: KeyExtent | null) {
+  constructor(reader: TableReader, table: string, key: string, window: bigint, extent: KeyExtent | null, probes?: KeyProbes) {
     this.#reader = reader;
     this.#table = table;
     this.#key = key;
     this.#window = window > 0n ? window : 1n;
     this.#extent = extent;
+    this.#probes = probes;
   }
 
   /**
@@ -154,6 +163,14 @@ export class KeyCursor {
     if (x.dense) return from;
     const max = x.hi;
     const r = this.#reader;
+    if (this.#probes !== undefined) {
+      if (this.#probed.has(from)) return this.#probed.get(from)!;
+      const froms: bigint[] = [];
+      for (let f = from; froms.length < KEY_PROBES_MAX && f <= max; f += this.#window) froms.push(f);
+      const answers = await this.#probes.nextKeys(this.#table, this.#key, froms, signal === undefined ? {} : { signal });
+      this.#probed = new Map(froms.map((f, i) => [f, answers[i] ?? null]));
+      return answers[0] ?? null;
+    }
     if (hasNextKey(r)) return r.nextKey(this.#table, this.#key, from, signal === undefined ? {} : { signal });
     this.#keyIndex ??= findColumn(r.name, this.#table, await r.columns(this.#table, { signal }), this.#key).index;
     let lo = from;

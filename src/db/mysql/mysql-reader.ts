@@ -28,7 +28,8 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { checkNextKeyArgs, withLent } from '../source-common.js';
+import { checkNextKeyArgs, checkNextKeysArgs, withLent } from '../source-common.js';
+import type { KeyBounds } from '../key-probes.js';
 import {
   checkColumnNames,
   checkIdentifier,
@@ -776,6 +777,39 @@ export class MysqlReader implements TableReader {
       const rows = await rawRows(conn, `SELECT MIN(${k}) FROM ${quoteMysqlIdent(info.name)} WHERE ${k} >= ${lo}`);
       const v = rows[0]?.[0];
       return v == null ? null : BigInt(v.toString('latin1'));
+    });
+  }
+
+  /** Smallest and largest key, and whether a key is NULL, from the key's index (see {@link KeyProbes.bounds}). */
+  async keyBounds(table: string, key: string, options: DbOptions = {}): Promise<KeyBounds> {
+    checkOptionKeys('MysqlSource.keyBounds', options, ['signal']);
+    checkIdentifier('MysqlSource.keyBounds', 'table', table);
+    checkIdentifier('MysqlSource.keyBounds', 'key', key);
+    return withConnection(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (conn) => {
+      const info = await mysqlTableInfo(this.name, conn, table);
+      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
+      const t = quoteMysqlIdent(info.name);
+      const rows = await rawRows(conn, `SELECT (SELECT MIN(${k}) FROM ${t}), (SELECT MAX(${k}) FROM ${t}), EXISTS(SELECT 1 FROM ${t} WHERE ${k} IS NULL)`);
+      const [lo, hi, nulls] = rows[0] ?? [];
+      return Object.freeze({ lo: lo == null ? null : BigInt(lo.toString('latin1')), hi: hi == null ? null : BigInt(hi.toString('latin1')), nulls: Number(text(nulls)) !== 0 });
+    });
+  }
+
+  /** For each bound, the smallest key at or above it, in one query (see {@link KeyProbes.nextKeys}). */
+  async nextKeys(table: string, key: string, froms: readonly bigint[], options: DbOptions = {}): Promise<(bigint | null)[]> {
+    const bounds = checkNextKeysArgs('MysqlSource.nextKeys', table, key, froms, options);
+    if (bounds.length === 0) return [];
+    return withConnection(this.#ctx, `find the next keys of ${JSON.stringify(table)}`, options.signal, async (conn) => {
+      const info = await mysqlTableInfo(this.name, conn, table);
+      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
+      const t = quoteMysqlIdent(info.name);
+      // Each bound a validated bigint, written as digits (as nextKey does): one indexed MIN() per bound.
+      const rows = await rawRows(conn, `SELECT ${bounds.map((lo) => `(SELECT MIN(${k}) FROM ${t} WHERE ${k} >= ${lo})`).join(', ')}`);
+      const row = rows[0] ?? [];
+      return bounds.map((_, i) => {
+        const v = row[i];
+        return v == null ? null : BigInt(v.toString('latin1'));
+      });
     });
   }
 

@@ -75,6 +75,7 @@ import {
   type TableSource,
 } from '../table-source.js';
 import { BulkTextGate } from '../bulk-gate.js';
+import { KEY_PROBES, type KeyProbes } from '../key-probes.js';
 import {
   MysqlReader,
   mysqlError,
@@ -262,6 +263,17 @@ export class MysqlSource implements TableSource {
    */
   nextKey(table: string, key: string, from: KeyBound, options?: DbOptions): Promise<bigint | null> {
     return this.#reader.nextKey(table, key, from, options);
+  }
+
+  /**
+   * The Partitioner's cheap questions about a key column (bounds without a
+   * count, many next keys per query); see `key-probes.ts`.
+   *
+   * @internal
+   */
+  get [KEY_PROBES](): KeyProbes {
+    const r = this.#reader;
+    return { bounds: (table, key, options) => r.keyBounds(table, key, options), nextKeys: (table, key, froms, options) => r.nextKeys(table, key, froms, options) };
   }
 
   /**

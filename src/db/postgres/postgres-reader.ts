@@ -25,7 +25,8 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { checkNextKeyArgs, withLent } from '../source-common.js';
+import { checkNextKeyArgs, checkNextKeysArgs, withLent } from '../source-common.js';
+import type { KeyBounds } from '../key-probes.js';
 import {
   INT64_MAX,
   INT64_MIN,
@@ -437,6 +438,43 @@ export class PgReader implements TableReader {
       );
       const m = rows[0]?.m;
       return m === null || m === undefined ? null : BigInt(m);
+    });
+  }
+
+  /** Smallest and largest key, and whether a key is NULL, from the key's index (see {@link KeyProbes.bounds}). */
+  async keyBounds(table: string, key: string, options: DbOptions = {}): Promise<KeyBounds> {
+    checkOptionKeys('PostgresSource.keyBounds', options, ['signal']);
+    checkIdentifier('PostgresSource.keyBounds', 'table', table);
+    checkIdentifier('PostgresSource.keyBounds', 'key', key);
+    return withClient(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo(this.#ctx, client, table);
+      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
+      const t = `ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`;
+      const { rows } = await client.query<{ lo: string | null; hi: string | null; nulls: boolean }>(
+        `SELECT (SELECT min(${k}) FROM ${t})::text AS lo, (SELECT max(${k}) FROM ${t})::text AS hi, EXISTS(SELECT 1 FROM ${t} WHERE ${k} IS NULL) AS nulls`,
+      );
+      const r = rows[0]!;
+      return Object.freeze({ lo: r.lo === null ? null : BigInt(r.lo), hi: r.hi === null ? null : BigInt(r.hi), nulls: r.nulls === true });
+    });
+  }
+
+  /** For each bound, the smallest key at or above it, in one query (see {@link KeyProbes.nextKeys}). */
+  async nextKeys(table: string, key: string, froms: readonly bigint[], options: DbOptions = {}): Promise<(bigint | null)[]> {
+    const bounds = checkNextKeysArgs('PostgresSource.nextKeys', table, key, froms, options);
+    if (bounds.length === 0) return [];
+    return withClient(this.#ctx, `find the next keys of ${JSON.stringify(table)}`, options.signal, async (client) => {
+      const info = await pgTableInfo(this.#ctx, client, table);
+      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
+      const t = `ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`;
+      // One indexed min() per bound, each bound written as nextKey writes it.
+      const { rows } = await client.query<Record<string, string | null>>(
+        `SELECT ${bounds.map((lo, i) => `(SELECT min(${k}) FROM ${t} WHERE ${pgRangeCondition(k, lo, undefined)})::text AS k${i}`).join(', ')}`,
+      );
+      const row = rows[0] ?? {};
+      return bounds.map((_, i) => {
+        const v = row[`k${i}`];
+        return v === null || v === undefined ? null : BigInt(v);
+      });
     });
   }
 

@@ -28,6 +28,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import { BulkTextGate } from '../bulk-gate.js';
+import { KEY_PROBES, type KeyProbes } from '../key-probes.js';
 import type { RangeDigest } from '../range-digest.js';
 import {
   armLoadAbort,
@@ -368,6 +369,17 @@ export class PostgresSource implements TableSource {
    */
   nextKey(table: string, key: string, from: KeyBound, options?: DbOptions): Promise<bigint | null> {
     return this.#reader.nextKey(table, key, from, options);
+  }
+
+  /**
+   * The Partitioner's cheap questions about a key column (bounds without a
+   * count, many next keys per query); see `key-probes.ts`.
+   *
+   * @internal
+   */
+  get [KEY_PROBES](): KeyProbes {
+    const r = this.#reader;
+    return { bounds: (table, key, options) => r.keyBounds(table, key, options), nextKeys: (table, key, froms, options) => r.nextKeys(table, key, froms, options) };
   }
 
   /**

@@ -8,6 +8,7 @@ import { encodeBulkRow } from '../../../src/db/index.js';
 import { join } from 'node:path';
 import type { KeyBound, TableReader } from '../../../src/db/index.js';
 import { Partitioner } from '../../../src/partition/index.js';
+import { KEY_PROBES as KEY_PROBES_SYMBOL, KEY_PROBES_MAX, keyProbesOf, type KeyProbes } from '../../../src/db/key-probes.js';
 import { collect, expectBadLoadColumns, expectDigestProgress, expectNamedColumnReads, rejectsWith, tempDir } from '../../unit/db/helpers.js';
 import type { SuiteSource } from './streaming-suite.js';
 
@@ -97,6 +98,79 @@ export function itFindsNextKey(
     const plan = await new Partitioner(counted, { table: 'p', key: 'SEQNO', rowsPerPartition: 10, outDir: join(await tempDir('seek'), 'out') }).plan();
     expect(plan.partitions.filter((x) => x.state !== 'empty').map((x) => x.lo)).toEqual([-(2n ** 63n), 1n, 1000000000000000n - 9n, 2n ** 63n - 7n]);
     expect(rowStreams).toBe(0);
+  });
+}
+
+/**
+ * The Partitioner's key probes (see `key-probes.ts`): the bounds without a
+ * count, and `nextKeys` giving exactly what `nextKey` gives, many bounds per
+ * query; a plan over a dense key then asks once per 64 ranges, and equals
+ * the plan made from `keyRange()`.
+ *
+ * @param freshDb - a new empty database
+ * @param exec - runs a statement in a database
+ * @param source - a source of a database
+ * @param ddl - the engine's DDL of `p` (as itFindsNextKey), and the statements that make `q` (k bigint, nullable, indexed; v text; keys 10, 20, 30 and NULL) and `d` (SEQNO bigint primary key 1..1000, v text)
+ */
+export function itProbesKeys(
+  freshDb: () => Promise<string>,
+  exec: (database: string, sql: string) => Promise<unknown>,
+  source: (database: string) => SuiteSource,
+  ddl: { p: string; more: string[] },
+): void {
+  it('key probes: bounds without a count, nextKeys() as nextKey() many at a time, and a plan over a dense key that asks once per 64 ranges', async () => {
+    const a = await freshDb();
+    await exec(a, ddl.p);
+    await exec(a, "INSERT INTO p VALUES (-9223372036854775808, 1, 'min'), (1, 1, 'a'), (2, 1, 'b'), (1000000000000000, 1, 'far'), (1000000000000000, 2, 'far2'), (9223372036854775807, 1, 'max')");
+    for (const d of ddl.more) await exec(a, d);
+    await using src = source(a);
+    const probes = keyProbesOf(src)!;
+    expect(probes).toBeDefined();
+    const seek = src as unknown as Seeker;
+    expect(await probes.bounds('p', 'SEQNO')).toEqual({ lo: -(2n ** 63n), hi: 2n ** 63n - 1n, nulls: false });
+    const froms = [-(2n ** 63n), -5n, 0n, 1n, 2n, 3n, 3n, 999999999999999n, 1000000000000000n, 1000000000000001n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n];
+    const one: (bigint | null)[] = [];
+    for (const f of froms) one.push(await seek.nextKey('p', 'SEQNO', f));
+    expect(await probes.nextKeys('p', 'SEQNO', froms)).toEqual(one);
+    expect(one).toEqual([-(2n ** 63n), 1n, 1n, 1n, 2n, 1000000000000000n, 1000000000000000n, 1000000000000000n, 1000000000000000n, 2n ** 63n - 1n, 2n ** 63n - 1n, null, null]);
+    expect(await probes.nextKeys('p', 'SEQNO', [])).toEqual([]);
+    // A nullable key: its NULLs are seen (the plan refuses them), and skipped by nextKeys.
+    expect(await probes.bounds('q', 'k')).toEqual({ lo: 10n, hi: 30n, nulls: true });
+    expect(await probes.nextKeys('q', 'k', [11n, 31n])).toEqual([20n, null]);
+    expect(await probes.bounds('d', 'SEQNO')).toEqual({ lo: 1n, hi: 1000n, nulls: false });
+    await exec(a, ddl.p.replace(/\bp\b/, 'e'));
+    expect(await probes.bounds('e', 'SEQNO')).toEqual({ lo: null, hi: null, nulls: false });
+    await rejectsWith(probes.nextKeys('p', 'SEQNO', Array.from({ length: KEY_PROBES_MAX + 1 }, (_, i) => BigInt(i))), 'EBAD_CONFIG');
+    await rejectsWith(probes.nextKeys('p', 'SEQNO', [1.5 as unknown as bigint]), 'EBAD_CONFIG');
+    await rejectsWith(probes.nextKeys('nope', 'SEQNO', [0n]), 'ENO_TABLE');
+    await rejectsWith(probes.bounds('nope', 'SEQNO'), 'ENO_TABLE');
+    await rejectsWith(probes.bounds('p', 'nope'), 'ENO_TABLE');
+    await rejectsWith(probes.bounds('p', 'v'), 'EBAD_CONFIG');
+    await rejectsWith(new Partitioner(src, { table: 'q', key: 'k', rowsPerPartition: 10, outDir: join(await tempDir('probe'), 'out') }).plan(), 'EBAD_CONFIG');
+
+    // The plan over a dense key of 100 ranges of 10: two nextKeys queries (ranges 2-65, 66-100), no nextKey; the same plan as from keyRange() alone.
+    const calls = { nextKeys: 0, nextKey: 0, keyRange: 0 };
+    const spied = new Proxy(src, {
+      get(target, prop) {
+        if (prop === KEY_PROBES_SYMBOL) {
+          const inner = Reflect.get(target, prop, target) as KeyProbes;
+          return { bounds: inner.bounds, nextKeys: (...args: Parameters<KeyProbes['nextKeys']>) => (calls.nextKeys++, inner.nextKeys(...args)) };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (typeof v !== 'function') return v;
+        const f = (v as (...args: unknown[]) => unknown).bind(target);
+        return prop === 'nextKey' || prop === 'keyRange' ? (...args: unknown[]) => (calls[prop]++, f(...args)) : f;
+      },
+    });
+    const hidden = new Proxy(src, { get: (target, prop) => (prop === KEY_PROBES_SYMBOL ? undefined : ((v) => (typeof v === 'function' ? v.bind(target) : v))(Reflect.get(target, prop, target))) });
+    const dir = join(await tempDir('probe'), 'out');
+    const planned = await new Partitioner(spied, { table: 'd', key: 'SEQNO', rowsPerPartition: 10, outDir: dir }).plan();
+    expect(calls).toEqual({ nextKeys: 2, nextKey: 0, keyRange: 1 });
+    expect(planned.partitions).toHaveLength(100);
+    expect(planned.keyRange).toEqual({ lo: 1n, hi: 1000n, rows: 1000 });
+    expect(planned).toEqual(await new Partitioner(hidden, { table: 'd', key: 'SEQNO', rowsPerPartition: 10, outDir: dir }).plan());
+    const sparse = await new Partitioner(spied, { table: 'p', key: 'SEQNO', rowsPerPartition: 10, outDir: dir }).plan();
+    expect(sparse).toEqual(await new Partitioner(hidden, { table: 'p', key: 'SEQNO', rowsPerPartition: 10, outDir: dir }).plan());
   });
 }
 

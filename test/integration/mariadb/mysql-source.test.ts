@@ -14,7 +14,7 @@ import { Partitioner } from '../../../src/partition/index.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startMariadb, type MariadbServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
-import { itFindsNextKey, itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
+import { itFindsNextKey, itProbesKeys, itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
 import { makeFixture, normRows, sql, textRows } from './helpers.js';
 
 let db: MariadbServer;
@@ -609,6 +609,15 @@ describe('MysqlSource: tables, keys and ranges', () => {
 
   itSelectsInclusiveRanges(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p (SEQNO BIGINT NOT NULL, RC INT NOT NULL, v TEXT, PRIMARY KEY (RC, SEQNO))');
   itFindsNextKey(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p (SEQNO BIGINT NOT NULL, RC INT NOT NULL, v TEXT, PRIMARY KEY (RC, SEQNO))');
+  itProbesKeys(freshDb, (database, text) => sql(db, database, text), (database) => source(database), {
+    p: 'CREATE TABLE p (SEQNO BIGINT NOT NULL, RC INT NOT NULL, v TEXT, PRIMARY KEY (RC, SEQNO))',
+    more: [
+      'CREATE TABLE q (k BIGINT NULL, v TEXT, KEY (k))',
+      "INSERT INTO q VALUES (10, 'a'), (NULL, 'n'), (20, 'b'), (30, 'c')",
+      'CREATE TABLE d (SEQNO BIGINT NOT NULL PRIMARY KEY, v TEXT)',
+      "INSERT INTO d SELECT seq, 'x' FROM seq_1_to_1000",
+    ],
+  });
 });
 
 describe('MysqlSource: errors', () => {

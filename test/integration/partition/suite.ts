@@ -3,7 +3,7 @@
  * dump, restore into a second database, compare; incremental runs; rows
  * committed during a dump; replacing restores; abort; mutants.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,6 +225,58 @@ export function partitionSuite(h: () => EngineHarness): void {
       await using dst = e.source(dstDb);
       await Partitioner.restore(dst, out, { concurrency: 2 });
       expect((await Partitioner.compare(src, dst, PAYLOAD, { rowsPerPartition: 1000 })).equal).toBe(true);
+    });
+
+    it('a dump writes its first range before the rows are counted, and its plan then has the count; a failed dump stops the count and returns after it', async () => {
+      const e = h();
+      const db = await pairDb(3000);
+      await using src = e.source(db);
+      const out = await tempDir();
+      let tableDir = join(out, PAYLOAD);
+      const archived = async (): Promise<boolean> => (await readdir(tableDir).catch(() => [] as string[])).some((f) => f.endsWith('.tar.gz'));
+      /** The count (keyRange) waits until an archive is there (10 s at most), or its signal aborts. */
+      const log: { archivedFirst: boolean[]; aborted: boolean[]; settled: number } = { archivedFirst: [], aborted: [], settled: 0 };
+      let failSnapshots = false;
+      const held = new Proxy(src, {
+        get(target, prop) {
+          const v = Reflect.get(target, prop, target) as unknown;
+          if (typeof v !== 'function') return v;
+          const f = (v as (...args: unknown[]) => Promise<unknown>).bind(target);
+          if (prop === 'snapshot') return (...args: unknown[]) => (failSnapshots ? Promise.reject(new Error('snapshot refused by the test')) : f(...args));
+          if (prop !== 'keyRange') return f;
+          return async (table: string, key: string, o?: { signal?: AbortSignal }) => {
+            try {
+              const t0 = Date.now();
+              while (!(await archived()) && !o?.signal?.aborted && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+              log.archivedFirst.push(await archived());
+              log.aborted.push(o?.signal?.aborted === true);
+              return await f(table, key, o);
+            } finally {
+              log.settled++;
+            }
+          };
+        },
+      });
+      const r = await new Partitioner(held, { table: PAYLOAD, rowsPerPartition: 500, outDir: out }).dump({ concurrency: 2 });
+      expect(log.archivedFirst).toEqual([true]);
+      expect(r.written).toHaveLength(6);
+      expect(r.plan.keyRange).toEqual({ lo: 1n, hi: 3000n, rows: 3000 * PER_SEQNO });
+      expect(r.rows).toBe(3000 * PER_SEQNO);
+
+      // A dump that fails once planned: the count is stopped, and the dump reports its failure only once the count is over.
+      failSnapshots = true;
+      const out2 = await tempDir();
+      tableDir = join(out2, PAYLOAD);
+      const failed = new Partitioner(held, { table: PAYLOAD, rowsPerPartition: 500, outDir: out2 }).dump({ concurrency: 2, incremental: false });
+      const settledWhenFailed = await failed.then(
+        () => -1,
+        (err: unknown) => {
+          expect(String(err)).toMatch(/snapshot refused by the test/);
+          return log.settled;
+        },
+      );
+      expect(settledWhenFailed).toBe(2);
+      expect(log.aborted).toEqual([false, true]);
     });
 
     it('restores over existing rows, range by range in parallel, replacing them', async () => {

@@ -10,7 +10,7 @@ import type { Progress } from '../../../src/progress.js';
 import { ALL_TYPES_KEY, ALL_TYPES_TABLE, columnsFor, expectedFor, rowsFor } from '../../fixtures/db/all-types.js';
 import { freePort, startPostgres, type PostgresServer } from '../../support/index.js';
 import { chunked, collect, rejectsWith, throwsWith } from '../../unit/db/helpers.js';
-import { itFindsNextKey, itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
+import { itFindsNextKey, itProbesKeys, itLoadsNamedColumns, itReadsNamedColumns, itReplacesRange, itReportsDigestProgress, itSelectsInclusiveRanges, itTimesOutOnSilentServer } from '../db-suite/source-tests.js';
 import { makeFixture, normRows, sql, textRows } from './helpers.js';
 
 let db: PostgresServer;
@@ -398,6 +398,16 @@ describe('PostgresSource: tables, keys and ranges', () => {
 
   itSelectsInclusiveRanges(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
   itFindsNextKey(freshDb, (database, text) => sql(db, database, text), (database) => source(database), 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))');
+  itProbesKeys(freshDb, (database, text) => sql(db, database, text), (database) => source(database), {
+    p: 'CREATE TABLE p ("SEQNO" bigint NOT NULL, rc int NOT NULL, v text, PRIMARY KEY (rc, "SEQNO"))',
+    more: [
+      'CREATE TABLE q (k bigint, v text)',
+      'CREATE INDEX ON q (k)',
+      "INSERT INTO q VALUES (10, 'a'), (NULL, 'n'), (20, 'b'), (30, 'c')",
+      'CREATE TABLE d ("SEQNO" bigint PRIMARY KEY, v text)',
+      "INSERT INTO d SELECT s, 'x' FROM generate_series(1, 1000) s",
+    ],
+  });
 });
 
 describe('PostgresSource: row-level security', () => {
