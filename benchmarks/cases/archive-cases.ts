@@ -29,23 +29,14 @@ import { join } from 'node:path';
 import { Archiver } from '../../src/archive/index.js';
 import { BENCH_NO_DNA } from '../../src/archive/archive-writer.js';
 import { requireTool, sh, time, type BenchContext } from '../lib.js';
+import { xorshift32 } from '../../test/support/prng.js';
 
 const MiB = 1 << 20;
 
 const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
 
 /** A fast PRNG (xorshift32), so that the text differs everywhere but is the same every run. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
+const prng = xorshift32;
 
 /**
  * 16 MiB of DAQ-log-like lines. Files take slices at random offsets:

@@ -36,6 +36,7 @@ export {
   type WatchedChild,
 } from './proc.js';
 export { makeTempDir, type TempDir } from './tmp.js';
+export { xorshift32 } from './prng.js';
 export { startSshd, type SshdOptions, type SshdServer } from './sshd.js';
 export { startMariadb, type MariadbConnectionConfig, type MariadbOptions, type MariadbQueryValues, type MariadbServer } from './mariadb.js';
 export {

@@ -8,6 +8,7 @@ import { gzipSync, inflateRawSync } from 'node:zlib';
 import { pack, type Header } from 'tar-stream';
 import { afterEach, expect } from 'vitest';
 import { StowageError } from '../../../src/errors.js';
+import { xorshift32 } from '../../support/prng.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -23,15 +24,7 @@ export async function tempDir(label = 'archive'): Promise<string> {
 
 /** Log-like text of about `n` bytes (compresses ~5x, like DAQ logs). */
 export function logText(n: number, seed = 1): Buffer {
-  let s = seed >>> 0 || 1;
-  const rnd = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
+  const rnd = xorshift32(seed);
   const parts: string[] = [];
   let len = 0;
   while (len < n) {

@@ -5,6 +5,7 @@ import type { DbOptions, TableSource } from '../../../src/db/index.js';
 import { KEY_PROBES, KEY_PROBES_MAX, type KeyProbes } from '../../../src/db/key-probes.js';
 import { Partitioner } from '../../../src/partition/index.js';
 import { makePairDb, tempDir } from './helpers.js';
+import { xorshift32 } from '../../support/prng.js';
 
 /**
  * The SQLite source with key probes made of its own nextKey() and
@@ -42,17 +43,10 @@ function probing(src: SqliteSource): { source: TableSource; calls: { nextKeys: n
   return { source, calls };
 }
 
-/** A seeded xorshift generator. */
+/** A seeded generator of numbers in [0, 1). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 2 ** 32;
 }
 
 describe('Partitioner plan from key probes', () => {
