@@ -1064,8 +1064,9 @@ export async function restorePartitions(target: TableSource, dir: string, option
     // on average (one run varies by +-8% here).
     const slots = new LoadSlots(concurrency);
     // Each archive is read and inflated into buffers used again for the
-    // next: restoring 1M rows made 25-38 full collections with new ones for
-    // every archive, 14-20 with these (see ArchiveBufferPool).
+    // next: restoring 1M rows into MariaDB after a dump made 25-38 full
+    // collections with new ones for every archive, 9-16 with these (see
+    // ArchiveBufferPool).
     const scratch = new ArchiveBufferPool();
     /** The part of an archive's range that this restore loads (its range within lo/hi). */
     const keepOf = (s: Selected): { lo: bigint; hi: bigint } => ({ lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi });
