@@ -65,12 +65,26 @@ export interface ReplaceBounds {
  * @param options - signal
  */
 export function checkNextKeyArgs(where: string, table: string, key: string, from: KeyBound, options: DbOptions): bigint {
-  checkOptionKeys(where, options, ['signal']);
-  checkIdentifier(where, 'table', table);
-  checkIdentifier(where, 'key', key);
+  checkKeyArgs(where, table, key, options);
   const { lo } = toKeyBounds(where, from, undefined);
   if (lo === undefined) throw new StowageError('EBAD_CONFIG', `${where}: "from" is required.`, { details: { option: 'from' } });
   return lo;
+}
+
+/**
+ * Checks the arguments every key question takes (keyRange, nextKey and the
+ * probes): EBAD_CONFIG for a bad table or key name, or an option other
+ * than `signal`.
+ *
+ * @param where - e.g. `MysqlSource.keyRange`, for messages
+ * @param table - the table
+ * @param key - the key column
+ * @param options - signal only
+ */
+export function checkKeyArgs(where: string, table: string, key: string, options: DbOptions): void {
+  checkOptionKeys(where, options, ['signal']);
+  checkIdentifier(where, 'table', table);
+  checkIdentifier(where, 'key', key);
 }
 
 /**

@@ -28,7 +28,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { checkNextKeyArgs, checkNextKeysArgs, withLent } from '../source-common.js';
+import { checkKeyArgs, checkNextKeyArgs, checkNextKeysArgs, withLent } from '../source-common.js';
 import type { KeyBounds } from '../key-probes.js';
 import {
   checkColumnNames,
@@ -121,6 +121,11 @@ function mysqlExecute(conn: MysqlConnection, sql: string, values: (string | numb
 }
 
 /** Raw rows: every value the server's bytes, or null. */
+/** A key as the server sent it (decimal digits), or null. */
+function keyOf(v: Buffer | null | undefined): bigint | null {
+  return v == null ? null : BigInt(v.toString('latin1'));
+}
+
 function rawRows(conn: MysqlConnection, sql: string): Promise<(Buffer | null)[][]> {
   return mysqlQuery<(Buffer | null)[][]>(conn, { sql, rowsAsArray: true, typeCast: false });
 }
@@ -740,21 +745,9 @@ export class MysqlReader implements TableReader {
 
   /** Smallest and largest key and the row counts, in one scan (see {@link TableReader.keyRange}). */
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
-    checkOptionKeys('MysqlSource.keyRange', options, ['signal']);
-    checkIdentifier('MysqlSource.keyRange', 'table', table);
-    checkIdentifier('MysqlSource.keyRange', 'key', key);
-    return withConnection(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (conn) => {
-      const info = await mysqlTableInfo(this.name, conn, table);
-      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
-      const rows = await rawRows(conn, `SELECT MIN(${k}), MAX(${k}), COUNT(${k}), COUNT(*) - COUNT(${k}) FROM ${quoteMysqlIdent(info.name)}`);
-      const [lo, hi, count, nulls] = rows[0] ?? [];
-      return Object.freeze({
-        lo: lo == null ? null : BigInt(lo.toString('latin1')),
-        hi: hi == null ? null : BigInt(hi.toString('latin1')),
-        count: Number(text(count)),
-        nulls: Number(text(nulls)),
-      });
-    });
+    checkKeyArgs('MysqlSource.keyRange', table, key, options);
+    const [lo, hi, count, nulls] = await this.#keyRow('read the key range', table, key, options.signal, (k, t) => `SELECT MIN(${k}), MAX(${k}), COUNT(${k}), COUNT(*) - COUNT(${k}) FROM ${t}`);
+    return Object.freeze({ lo: keyOf(lo), hi: keyOf(hi), count: Number(text(count)), nulls: Number(text(nulls)) });
   }
 
   /**
@@ -770,46 +763,33 @@ export class MysqlReader implements TableReader {
    */
   async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
     const lo = checkNextKeyArgs('MysqlSource.nextKey', table, key, from, options);
-    return withConnection(this.#ctx, `find the next key of ${JSON.stringify(table)}`, options.signal, async (conn) => {
-      const info = await mysqlTableInfo(this.name, conn, table);
-      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
-      // The bound is a validated bigint, written as digits: an exact integer literal, whatever the column's sign.
-      const rows = await rawRows(conn, `SELECT MIN(${k}) FROM ${quoteMysqlIdent(info.name)} WHERE ${k} >= ${lo}`);
-      const v = rows[0]?.[0];
-      return v == null ? null : BigInt(v.toString('latin1'));
-    });
+    // The bound is a validated bigint, written as digits: an exact integer literal, whatever the column's sign.
+    const [v] = await this.#keyRow('find the next key', table, key, options.signal, (k, t) => `SELECT MIN(${k}) FROM ${t} WHERE ${k} >= ${lo}`);
+    return keyOf(v);
   }
 
   /** Smallest and largest key, and whether a key is NULL, from the key's index (see {@link KeyProbes.bounds}). */
   async keyBounds(table: string, key: string, options: DbOptions = {}): Promise<KeyBounds> {
-    checkOptionKeys('MysqlSource.keyBounds', options, ['signal']);
-    checkIdentifier('MysqlSource.keyBounds', 'table', table);
-    checkIdentifier('MysqlSource.keyBounds', 'key', key);
-    return withConnection(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (conn) => {
-      const info = await mysqlTableInfo(this.name, conn, table);
-      const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
-      const t = quoteMysqlIdent(info.name);
-      const rows = await rawRows(conn, `SELECT (SELECT MIN(${k}) FROM ${t}), (SELECT MAX(${k}) FROM ${t}), EXISTS(SELECT 1 FROM ${t} WHERE ${k} IS NULL)`);
-      const [lo, hi, nulls] = rows[0] ?? [];
-      return Object.freeze({ lo: lo == null ? null : BigInt(lo.toString('latin1')), hi: hi == null ? null : BigInt(hi.toString('latin1')), nulls: Number(text(nulls)) !== 0 });
-    });
+    checkKeyArgs('MysqlSource.keyBounds', table, key, options);
+    const [lo, hi, nulls] = await this.#keyRow('read the key range', table, key, options.signal, (k, t) => `SELECT (SELECT MIN(${k}) FROM ${t}), (SELECT MAX(${k}) FROM ${t}), EXISTS(SELECT 1 FROM ${t} WHERE ${k} IS NULL)`);
+    return Object.freeze({ lo: keyOf(lo), hi: keyOf(hi), nulls: Number(text(nulls)) !== 0 });
   }
 
   /** For each bound, the smallest key at or above it, in one query (see {@link KeyProbes.nextKeys}). */
   async nextKeys(table: string, key: string, froms: readonly bigint[], options: DbOptions = {}): Promise<(bigint | null)[]> {
     const bounds = checkNextKeysArgs('MysqlSource.nextKeys', table, key, froms, options);
     if (bounds.length === 0) return [];
-    return withConnection(this.#ctx, `find the next keys of ${JSON.stringify(table)}`, options.signal, async (conn) => {
+    // Each bound written as nextKey writes it: one indexed MIN() per bound.
+    const row = await this.#keyRow('find the next keys', table, key, options.signal, (k, t) => `SELECT ${bounds.map((lo) => `(SELECT MIN(${k}) FROM ${t} WHERE ${k} >= ${lo})`).join(', ')}`);
+    return bounds.map((_, i) => keyOf(row[i]));
+  }
+
+  /** The first row of `sql(k, t)` (`k` the quoted key column, `t` the quoted table) on a lent connection; ENO_TABLE and EBAD_CONFIG as {@link MysqlReader.keyRange}. */
+  #keyRow(action: string, table: string, key: string, signal: AbortSignal | undefined, sql: (k: string, t: string) => string): Promise<(Buffer | null)[]> {
+    return withConnection(this.#ctx, `${action} of ${JSON.stringify(table)}`, signal, async (conn) => {
       const info = await mysqlTableInfo(this.name, conn, table);
       const k = quoteMysqlIdent(mysqlKeyColumn(this.name, info, key).name);
-      const t = quoteMysqlIdent(info.name);
-      // Each bound a validated bigint, written as digits (as nextKey does): one indexed MIN() per bound.
-      const rows = await rawRows(conn, `SELECT ${bounds.map((lo) => `(SELECT MIN(${k}) FROM ${t} WHERE ${k} >= ${lo})`).join(', ')}`);
-      const row = rows[0] ?? [];
-      return bounds.map((_, i) => {
-        const v = row[i];
-        return v == null ? null : BigInt(v.toString('latin1'));
-      });
+      return (await rawRows(conn, sql(k, quoteMysqlIdent(info.name))))[0] ?? [];
     });
   }
 

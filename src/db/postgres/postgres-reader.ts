@@ -25,7 +25,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { checkNextKeyArgs, checkNextKeysArgs, withLent } from '../source-common.js';
+import { checkKeyArgs, checkNextKeyArgs, checkNextKeysArgs, withLent } from '../source-common.js';
 import type { KeyBounds } from '../key-probes.js';
 import {
   INT64_MAX,
@@ -238,6 +238,11 @@ export function pgKeyColumn(source: string, info: PgTableInfo, key: string): Col
 /** A bigint bound as an int8 literal (digits only: it comes from a validated bigint). */
 const int8 = (v: bigint): string => `'${v}'::int8`;
 
+/** A key as the server sent it (`::text`), or null. */
+function keyOf(v: string | null | undefined): bigint | null {
+  return v === null || v === undefined ? null : BigInt(v);
+}
+
 /**
  * The condition selecting a key range: bounds clamped to int64 (the widest
  * integer PostgreSQL has) and written as int8 literals, so the key's index
@@ -403,18 +408,9 @@ export class PgReader implements TableReader {
 
   /** Smallest and largest key and the row counts, in one scan (see {@link TableReader.keyRange}). */
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
-    checkOptionKeys('PostgresSource.keyRange', options, ['signal']);
-    checkIdentifier('PostgresSource.keyRange', 'table', table);
-    checkIdentifier('PostgresSource.keyRange', 'key', key);
-    return withClient(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (client) => {
-      const info = await pgTableInfo(this.#ctx, client, table);
-      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
-      const { rows } = await client.query<{ lo: string | null; hi: string | null; count: string; nulls: string }>(
-        `SELECT min(${k})::text AS lo, max(${k})::text AS hi, count(${k})::text AS count, (count(*) - count(${k}))::text AS nulls FROM ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`,
-      );
-      const r = rows[0]!;
-      return Object.freeze({ lo: r.lo === null ? null : BigInt(r.lo), hi: r.hi === null ? null : BigInt(r.hi), count: Number(r.count), nulls: Number(r.nulls) });
-    });
+    checkKeyArgs('PostgresSource.keyRange', table, key, options);
+    const r = await this.#keyRow<{ lo: string | null; hi: string | null; count: string; nulls: string }>('read the key range', table, key, options.signal, (k, t) => `SELECT min(${k})::text AS lo, max(${k})::text AS hi, count(${k})::text AS count, (count(*) - count(${k}))::text AS nulls FROM ${t}`);
+    return Object.freeze({ lo: keyOf(r!.lo), hi: keyOf(r!.hi), count: Number(r!.count), nulls: Number(r!.nulls) });
   }
 
   /**
@@ -430,51 +426,41 @@ export class PgReader implements TableReader {
    */
   async nextKey(table: string, key: string, from: KeyBound, options: DbOptions = {}): Promise<bigint | null> {
     const lo = checkNextKeyArgs('PostgresSource.nextKey', table, key, from, options);
-    return withClient(this.#ctx, `find the next key of ${JSON.stringify(table)}`, options.signal, async (client) => {
-      const info = await pgTableInfo(this.#ctx, client, table);
-      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
-      const { rows } = await client.query<{ m: string | null }>(
-        `SELECT min(${k})::text AS m FROM ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)} WHERE ${pgRangeCondition(k, lo, undefined)}`,
-      );
-      const m = rows[0]?.m;
-      return m === null || m === undefined ? null : BigInt(m);
-    });
+    const r = await this.#keyRow<{ m: string | null }>('find the next key', table, key, options.signal, (k, t) => `SELECT min(${k})::text AS m FROM ${t} WHERE ${pgRangeCondition(k, lo, undefined)}`);
+    return keyOf(r?.m);
   }
 
   /** Smallest and largest key, and whether a key is NULL, from the key's index (see {@link KeyProbes.bounds}). */
   async keyBounds(table: string, key: string, options: DbOptions = {}): Promise<KeyBounds> {
-    checkOptionKeys('PostgresSource.keyBounds', options, ['signal']);
-    checkIdentifier('PostgresSource.keyBounds', 'table', table);
-    checkIdentifier('PostgresSource.keyBounds', 'key', key);
-    return withClient(this.#ctx, `read the key range of ${JSON.stringify(table)}`, options.signal, async (client) => {
-      const info = await pgTableInfo(this.#ctx, client, table);
-      const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
-      const t = `ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`;
-      const { rows } = await client.query<{ lo: string | null; hi: string | null; nulls: boolean }>(
-        `SELECT (SELECT min(${k}) FROM ${t})::text AS lo, (SELECT max(${k}) FROM ${t})::text AS hi, EXISTS(SELECT 1 FROM ${t} WHERE ${k} IS NULL) AS nulls`,
-      );
-      const r = rows[0]!;
-      return Object.freeze({ lo: r.lo === null ? null : BigInt(r.lo), hi: r.hi === null ? null : BigInt(r.hi), nulls: r.nulls === true });
-    });
+    checkKeyArgs('PostgresSource.keyBounds', table, key, options);
+    const r = await this.#keyRow<{ lo: string | null; hi: string | null; nulls: boolean }>(
+      'read the key range',
+      table,
+      key,
+      options.signal,
+      (k, t) => `SELECT (SELECT min(${k}) FROM ${t})::text AS lo, (SELECT max(${k}) FROM ${t})::text AS hi, EXISTS(SELECT 1 FROM ${t} WHERE ${k} IS NULL) AS nulls`,
+    );
+    return Object.freeze({ lo: keyOf(r!.lo), hi: keyOf(r!.hi), nulls: r!.nulls === true });
   }
 
   /** For each bound, the smallest key at or above it, in one query (see {@link KeyProbes.nextKeys}). */
   async nextKeys(table: string, key: string, froms: readonly bigint[], options: DbOptions = {}): Promise<(bigint | null)[]> {
     const bounds = checkNextKeysArgs('PostgresSource.nextKeys', table, key, froms, options);
     if (bounds.length === 0) return [];
-    return withClient(this.#ctx, `find the next keys of ${JSON.stringify(table)}`, options.signal, async (client) => {
+    // One indexed min() per bound, each bound written as nextKey writes it.
+    const row = await this.#keyRow<Record<string, string | null>>('find the next keys', table, key, options.signal, (k, t) =>
+      `SELECT ${bounds.map((lo, i) => `(SELECT min(${k}) FROM ${t} WHERE ${pgRangeCondition(k, lo, undefined)})::text AS k${i}`).join(', ')}`,
+    );
+    return bounds.map((_, i) => keyOf(row?.[`k${i}`]));
+  }
+
+  /** The first row of `sql(k, t)` (`k` the quoted key column, `t` the table as `ONLY schema.table`) on a pooled client; ENO_TABLE and EBAD_CONFIG as {@link PostgresReader.keyRange}. */
+  #keyRow<R extends object>(action: string, table: string, key: string, signal: AbortSignal | undefined, sql: (k: string, t: string) => string): Promise<R | undefined> {
+    return withClient(this.#ctx, `${action} of ${JSON.stringify(table)}`, signal, async (client) => {
       const info = await pgTableInfo(this.#ctx, client, table);
       const k = quotePgIdent(pgKeyColumn(this.name, info, key).name);
-      const t = `ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`;
-      // One indexed min() per bound, each bound written as nextKey writes it.
-      const { rows } = await client.query<Record<string, string | null>>(
-        `SELECT ${bounds.map((lo, i) => `(SELECT min(${k}) FROM ${t} WHERE ${pgRangeCondition(k, lo, undefined)})::text AS k${i}`).join(', ')}`,
-      );
-      const row = rows[0] ?? {};
-      return bounds.map((_, i) => {
-        const v = row[`k${i}`];
-        return v === null || v === undefined ? null : BigInt(v);
-      });
+      const { rows } = await client.query<R>(sql(k, `ONLY ${quotePgIdent(this.#ctx.schema)}.${quotePgIdent(info.name)}`));
+      return rows[0];
     });
   }
 

@@ -19,7 +19,7 @@ import { StowageError } from '../../errors.js';
 import { onAbort, throwIfAborted } from '../../util/abort.js';
 import { checkOptionKeys } from '../../util/options.js';
 import type { RangeDigest } from '../range-digest.js';
-import { checkNextKeyArgs } from '../source-common.js';
+import { checkKeyArgs, checkNextKeyArgs } from '../source-common.js';
 import {
   INT64_MAX,
   INT64_MIN,
@@ -399,9 +399,7 @@ export class SqliteReader implements TableReader {
   }
 
   async keyRange(table: string, key: string, options: DbOptions = {}): Promise<KeyRange> {
-    checkOptionKeys('SqliteSource.keyRange', options, ['signal']);
-    checkIdentifier('SqliteSource.keyRange', 'table', table);
-    checkIdentifier('SqliteSource.keyRange', 'key', key);
+    checkKeyArgs('SqliteSource.keyRange', table, key, options);
     throwIfAborted(options.signal);
     const ctx = this.#ctx;
     const info = await sqliteTableInfo(ctx.name, ctx.query, table);
