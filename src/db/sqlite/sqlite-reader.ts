@@ -289,6 +289,27 @@ export async function sqliteTableInfo(name: string, q: SqliteQuery, table: strin
   return { name: match.name, columns, textAffinity };
 }
 
+/**
+ * Whether `column` of the table is its rowid's alias (declared `INTEGER
+ * PRIMARY KEY` in a rowid table), whose values SQLite keeps integers and
+ * never NULL. Told by SQLite's own indexes rather than by parsing the DDL:
+ * a table's only primary-key column is the alias exactly when the primary
+ * key has no index of its own (`WITHOUT ROWID` tables, any other type, and
+ * the `INTEGER PRIMARY KEY DESC` quirk all get one, origin `pk`).
+ *
+ * @param name - the source's name, for messages
+ * @param q - runs the queries
+ * @param info - the resolved table
+ * @param column - the column's stored name
+ * @param action - what is being done, for messages
+ */
+async function isRowidAlias(name: string, q: SqliteQuery, info: SqliteTableInfo, column: string, action: string): Promise<boolean> {
+  const pk = info.columns.filter((c) => c.primaryKey > 0);
+  if (pk.length !== 1 || pk[0]!.name !== column || pk[0]!.type.toUpperCase() !== 'INTEGER') return false;
+  const pkIndexes = await ask<bigint>(name, q, action, "SELECT count(*) FROM pragma_index_list(?, 'main') WHERE origin = 'pk'", [info.name], 'pluck');
+  return Number(pkIndexes[0]) === 0;
+}
+
 /** Clamps a bound into SQLite's int64 range. */
 function clamp(v: bigint): bigint {
   return v < INT64_MIN ? INT64_MIN : v > INT64_MAX ? INT64_MAX : v;
@@ -405,11 +426,19 @@ export class SqliteReader implements TableReader {
     const info = await sqliteTableInfo(ctx.name, ctx.query, table);
     const { column } = findColumn(ctx.name, info.name, info.columns, key);
     const k = quoteSqliteIdent(column.name);
+    const t = quoteSqliteIdent(info.name);
+    const action = `read the key range of ${JSON.stringify(table)}`;
+    // The rowid's alias holds only integers, never NULL: its bounds are two
+    // seeks and its rows a count of the table's cells, without reading a
+    // value (~60 ms for 1M rows instead of ~260).
+    const rowid = await isRowidAlias(ctx.name, ctx.query, info, column.name, action);
     const [r] = await ask<[unknown, unknown, bigint, bigint, bigint]>(
       ctx.name,
       ctx.query,
-      `read the key range of ${JSON.stringify(table)}`,
-      `SELECT min(${k}), max(${k}), count(${k}), count(*) - count(${k}), coalesce(sum(typeof(${k}) NOT IN ('integer', 'null')), 0) FROM ${quoteSqliteIdent(info.name)}`,
+      action,
+      rowid
+        ? `SELECT (SELECT min(${k}) FROM ${t}), (SELECT max(${k}) FROM ${t}), (SELECT count(*) FROM ${t}), 0, 0`
+        : `SELECT min(${k}), max(${k}), count(${k}), count(*) - count(${k}), coalesce(sum(typeof(${k}) NOT IN ('integer', 'null')), 0) FROM ${t}`,
       [],
       'raw',
     );

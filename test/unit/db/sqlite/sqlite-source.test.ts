@@ -226,6 +226,46 @@ describe('SqliteSource: tables, keys and ranges', () => {
     expect(err.message).toMatch(/2 value\(s\) that are not integers/);
   });
 
+  it("keyRange of the rowid's alias counts the table's cells without reading a value; any other key has its values read and checked", async () => {
+    const statements: string[] = [];
+    const db = new Database(':memory:', { verbose: (sql) => statements.push(String(sql)) });
+    db.exec(`
+      CREATE TABLE alias (id INTEGER PRIMARY KEY, v TEXT);
+      CREATE TABLE auto (id integer primary key autoincrement, v TEXT);
+      CREATE TABLE tabledesc (id INTEGER, v TEXT, PRIMARY KEY (id DESC));
+      CREATE TABLE coldesc (id INTEGER PRIMARY KEY DESC, v TEXT);
+      CREATE TABLE norowid (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID;
+      CREATE TABLE int (id INT PRIMARY KEY, v TEXT);
+      CREATE TABLE pair (id INTEGER, v INTEGER, PRIMARY KEY (id, v));
+      CREATE TABLE empty (id INTEGER PRIMARY KEY);
+      INSERT INTO coldesc VALUES (5, 'x'), (-3, 'y'), ('z', 'text key');
+      INSERT INTO int VALUES (2.5, 'x'), (7, 'y');`);
+    for (const t of ['alias', 'auto', 'tabledesc', 'norowid', 'pair']) db.exec(`INSERT INTO ${t} VALUES (-9, 1), (4, 2), (9007199254740993, 3)`);
+    await using src = new SqliteSource(db);
+    const sqlOf = async (table: string): Promise<{ range: unknown; sql: string }> => {
+      statements.length = 0;
+      const range = await src.keyRange(table, 'id');
+      return { range, sql: statements.find((s) => /\bmin\(/.test(s)) ?? '' };
+    };
+    const want = { lo: -9n, hi: 9007199254740993n, count: 3, nulls: 0 };
+    // Aliases (SQLite reads them with OP_Rowid): bounds by seek, rows by count(*).
+    for (const t of ['alias', 'auto', 'tabledesc']) {
+      const { range, sql } = await sqlOf(t);
+      expect(range, t).toEqual(want);
+      expect(sql, t).toMatch(/\(SELECT count\(\*\) FROM "\w+"\)/);
+      expect(sql, t).not.toMatch(/typeof/);
+    }
+    expect(await sqlOf('empty')).toMatchObject({ range: { lo: null, hi: null, count: 0, nulls: 0 } });
+    // Not aliases: every value read, so a text or real key is still refused.
+    for (const t of ['norowid', 'pair']) {
+      const { range, sql } = await sqlOf(t);
+      expect(range, t).toEqual(want);
+      expect(sql, t).toMatch(/typeof/);
+    }
+    expect((await rejectsWith(src.keyRange('coldesc', 'id'), 'EBAD_CONFIG')).message).toMatch(/1 value\(s\) that are not integers/);
+    expect((await rejectsWith(src.keyRange('int', 'id'), 'EBAD_CONFIG')).message).toMatch(/1 value\(s\) that are not integers/);
+  });
+
   it('selects inclusive ranges in key then primary-key order, open-ended or beyond int64', async () => {
     await using src = memorySource(`
       CREATE TABLE p (SEQNO INTEGER NOT NULL, RC INTEGER NOT NULL, v TEXT, PRIMARY KEY (SEQNO, RC));
