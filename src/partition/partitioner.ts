@@ -1357,7 +1357,9 @@ export class Partitioner {
    * EDIGEST_MISMATCH and nothing is loaded), missing tables are created
    * from the archived DDL (same engine only), and each table's range is
    * replaced in one transaction whose rows are checked against the
-   * manifest's count and range digest before it commits. A group's range
+   * manifest before it commits (neighbouring archives of one table that
+   * replace nothing load in one transaction together, each checked
+   * against its own manifest: a mismatch loads none of them). A group's range
    * that fails or is stopped halfway is taken out again of the tables
    * this restore created, so none holds it without the others. Where the
    * target keeps key sequences apart from the rows (PostgreSQL's serial

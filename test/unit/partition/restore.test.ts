@@ -8,7 +8,7 @@ import type { TableSource } from '../../../src/db/index.js';
 import { Partitioner, formatBound } from '../../../src/partition/index.js';
 import { formatManifest, parseManifest } from '../../../src/partition/manifest.js';
 import { writePartitionArchive } from '../../../src/partition/partition-archive.js';
-import { restorePartitions } from '../../../src/partition/restore.js';
+import { loadUnits, restorePartitions } from '../../../src/partition/restore.js';
 import type { Progress } from '../../../src/progress.js';
 import { archiveEntries, count, exec, makePairDb, rejectsWith, stopAtLoad, tempDir } from './helpers.js';
 
@@ -582,6 +582,77 @@ describe('Partitioner.restore', () => {
     await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
     await rejectsWith(Partitioner.restore(dst, out), 'ECORRUPT_ARCHIVE');
     await src.close();
+  });
+
+  it('loads neighbouring archives of one table in one load() each unit, with every archive still checked: same rows, progress per archive, a damaged or incomplete one loads none of its unit', async () => {
+    const { d, out, src } = await dumped(seq(1, 2000));
+    await using _src = src;
+    // One table of the pair: one table per archive, 20 archives of 300 rows.
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    const counting = stopAtLoad(dst, 'Calib', 0, () => {});
+    const seen: Progress[] = [];
+    const r = await Partitioner.restore(counting.target, out, { table: 'Calib', concurrency: 2, onProgress: (p) => seen.push(p) });
+    expect(r.partitions).toBe(20);
+    expect(r.tables).toEqual([{ name: 'Calib', rows: 6000, partitions: 20, created: true }]);
+    // Units of 5, 3, 3 and 2 archives, then 7 of one (see loadUnits): 11 loads instead of 20.
+    expect(counting.loads()).toBe(11);
+    expect((await Partitioner.compare(src, dst, 'Calib')).equal).toBe(true);
+    expect(seen.at(-1)).toMatchObject({ phase: 'load', itemsDone: 20, itemsTotal: 20, bytesDone: r.bytes });
+    const items = seen.filter((p) => p.phase === 'load').map((p) => p.itemsDone);
+    expect(items).toEqual([...items].sort((a, b) => a - b));
+
+    // A key range: the first and last archives of it in part, in the same units.
+    await using part = new SqliteSource(join(d, 'part.db'), { create: true });
+    expect((await Partitioner.restore(part, out, { table: 'Calib', lo: 150, hi: 1450 })).rows).toBe(1301 * 3);
+    const keys = new Database(join(d, 'part.db'), { readonly: true });
+    try {
+      expect(keys.prepare('SELECT min("SEQNO"), max("SEQNO"), count(DISTINCT "SEQNO") FROM "Calib"').raw(true).get()).toEqual([150, 1450, 1301]);
+    } finally {
+      keys.close();
+    }
+
+    // The second archive's rows changed after the dump, with a matching sidecar: its whole unit (with concurrency 1, the first ten archives) loads nothing.
+    const path = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    const e = await archiveEntries(path);
+    const pack = (entries: [string, Buffer][]): Promise<unknown> =>
+      writePartitionArchive(path, entries.map(([name, data]) => ({ name, size: data.length, data })), { gzipLevel: 6, gzipConcurrency: 1, mtime: new Date() });
+    await pack([...e.entries()].map(([name, data]) => [name, name === 'Calib/rows.tsv' ? Buffer.from(data.toString().replace('pmt 107/1', 'pmt 107/X')) : data]));
+    await using bad = new SqliteSource(join(d, 'bad.db'), { create: true });
+    const err = await rejectsWith(Partitioner.restore(bad, out, { table: 'Calib', concurrency: 1 }), 'ECORRUPT_ARCHIVE');
+    expect(err.message).toContain(path);
+    expect(err.message).toMatch(/rows of "Calib" do not match its manifest/);
+    expect(count(join(d, 'bad.db'), 'Calib')).toBe(0);
+    // Without its rows entry: ECORRUPT_ARCHIVE naming it, nothing of its unit loaded.
+    await pack([...e.entries()].filter(([name]) => name !== 'Calib/rows.tsv'));
+    await using gone = new SqliteSource(join(d, 'gone.db'), { create: true });
+    const lacking = await rejectsWith(Partitioner.restore(gone, out, { table: 'Calib', concurrency: 1 }), 'ECORRUPT_ARCHIVE');
+    expect(lacking.message).toBe(`Partition archive ${path}: it lacks the rows entry of "Calib" named in its manifest.`);
+    expect(count(join(d, 'gone.db'), 'Calib')).toBe(0);
+  });
+
+  it('loadUnits: runs of one key cut into units that shrink towards the end of the stage, within the archive and byte caps; other archives alone', () => {
+    const MiB = 1 << 20;
+    const stage = (n: number, key: (i: number) => string | undefined = () => 'a', bytes = MiB) => Array.from({ length: n }, (_, i) => ({ i, key: key(i), bytes }));
+    const sizes = (units: { i: number }[][]): number[] => units.map((u) => u.length);
+    type Archive = ReturnType<typeof stage>[number];
+    const cut = (st: Archive[], concurrency = 2): Archive[][] => loadUnits(st, (s) => s.key, (s) => s.bytes, concurrency);
+    // In order, every archive once.
+    const hundred = cut(stage(100));
+    expect(hundred.flat().map((s) => s.i)).toEqual(seq(0, 99));
+    expect(sizes(hundred)).toEqual([16, 16, 16, 13, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1]);
+    expect(sizes(cut(stage(20)))).toEqual([5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1]);
+    expect(sizes(cut(stage(20), 1))).toEqual([10, 5, 2, 1, 1, 1]);
+    // 32 MiB of rows at most.
+    const big = sizes(cut(stage(100, () => 'a', 10 * MiB)));
+    expect(big.slice(0, 3)).toEqual([3, 3, 3]);
+    expect(Math.max(...big)).toBe(3);
+    // A unit never spans two keys, and an archive without one is alone.
+    const mixed = cut(stage(40, (i) => (i === 7 ? undefined : i < 20 ? 'a' : 'b')));
+    expect(mixed.flat().map((s) => s.i)).toEqual(seq(0, 39));
+    for (const u of mixed) expect(new Set(u.map((s) => s.key)).size).toBe(1);
+    expect(mixed.find((u) => u.some((s) => s.i === 7))).toHaveLength(1);
+    expect(sizes(mixed).slice(0, 3)).toEqual([7, 1, 8]);
+    expect(cut([])).toEqual([]);
   });
 
   it('reports progress: verify, then load with one item per archive', async () => {
