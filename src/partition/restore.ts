@@ -361,8 +361,10 @@ function corrupt(file: string, message: string, details: Record<string, unknown>
 
 /**
  * The rows of one table's entry, digested on the way and checked against
- * the manifest when they end (the error then fails the load before it
- * commits); with `keep`, only rows whose key lies in it are passed on.
+ * the manifest when they end, and checked to end where a row ends; the
+ * last chunk is passed on only once both checks passed (an error then
+ * fails the load before it commits, and the load never sees a truncated
+ * row); with `keep`, only rows whose key lies in it are passed on.
  *
  * This is the end-to-end check: the manifest's digests were computed from
  * the rows as the database gave them, before they went through the spool,
@@ -377,19 +379,27 @@ function corrupt(file: string, message: string, details: Record<string, unknown>
 async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file: string, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
   const digester = t.sha256 === undefined ? new RangeDigester({ keyIndex: t.keyIndex }) : new DnaDigest({ algorithm: ROWS_HASH_ALGORITHM });
   const splitter = keep === undefined ? undefined : new LineSplitter();
+  const end = new RowEnd();
+  // The last bytes are held back until the checks below have passed, so
+  // that the load never gets a truncated last row (which it would report
+  // as malformed bulk text, before this names the archive).
+  let held: Buffer | undefined;
   for await (const chunk of data) {
     throwIfAborted(signal);
     digester.update(chunk);
-    if (splitter === undefined) {
-      yield chunk;
-      continue;
+    end.update(chunk);
+    let out: Buffer | undefined = chunk;
+    if (splitter !== undefined) {
+      const kept: Buffer[] = [];
+      splitter.push(chunk, (line) => {
+        const k = parseKeyField(fieldOf(line, t.keyIndex), file, t.name);
+        if (k >= keep!.lo && k <= keep!.hi) kept.push(line);
+      });
+      out = kept.length > 0 ? Buffer.concat(kept) : undefined;
     }
-    const kept: Buffer[] = [];
-    splitter.push(chunk, (line) => {
-      const k = parseKeyField(fieldOf(line, t.keyIndex), file, t.name);
-      if (k >= keep!.lo && k <= keep!.hi) kept.push(line);
-    });
-    if (kept.length > 0) yield Buffer.concat(kept);
+    if (out === undefined) continue;
+    if (held !== undefined) yield held;
+    held = out;
   }
   if (digester instanceof DnaDigest) {
     const { size: bytes, dig: sha256 } = digester.digest();
@@ -400,15 +410,56 @@ async function* checkedRows(data: AsyncIterable<Buffer>, t: ManifestTable, file:
         actual: { bytes, sha256 },
       });
     }
-    return;
+  } else {
+    const d = digester.digest();
+    if (d.count !== t.count || d.bytes !== t.bytes || d.digest !== t.digest) {
+      throw corrupt(file, `the rows of ${JSON.stringify(t.name)} do not match its manifest (${d.count} rows, ${d.bytes} bytes, digest ${d.digest}; the manifest says ${t.count}, ${t.bytes}, ${t.digest}); nothing of it was loaded.`, {
+        table: t.name,
+        expected: { count: t.count, bytes: t.bytes, digest: t.digest },
+        actual: d,
+      });
+    }
   }
-  const d = digester.digest();
-  if (d.count !== t.count || d.bytes !== t.bytes || d.digest !== t.digest) {
-    throw corrupt(file, `the rows of ${JSON.stringify(t.name)} do not match its manifest (${d.count} rows, ${d.bytes} bytes, digest ${d.digest}; the manifest says ${t.count}, ${t.bytes}, ${t.digest}); nothing of it was loaded.`, {
+  // Rows that match their manifest can still stop inside a row (a dump cut
+  // short that wrote its manifest anyway): alone, the load would refuse the
+  // truncated row; loaded with the next archive, the next archive's first
+  // bytes would complete it.
+  if (!end.atRowEnd) {
+    throw corrupt(file, `the rows of ${JSON.stringify(t.name)} end inside a row (their last line feed is missing or escaped): the dump that wrote it was cut short or is faulty. Nothing of it was loaded; restore this range from another backup.`, {
       table: t.name,
-      expected: { count: t.count, bytes: t.bytes, digest: t.digest },
-      actual: d,
     });
+  }
+  if (held !== undefined) yield held;
+}
+
+/**
+ * Whether bulk text seen chunk by chunk ends where a row ends: empty, or
+ * after a line feed that no backslash escapes (an odd run of backslashes
+ * before it makes it part of a field, in MySQL's and PostgreSQL's text
+ * formats alike).
+ */
+class RowEnd {
+  /** Whether the text so far ends a row. */
+  atRowEnd = true;
+  /** Backslashes at the very end of the text so far. */
+  #backslashes = 0;
+
+  update(chunk: Uint8Array): void {
+    const n = chunk.length;
+    if (n === 0) return;
+    const lf = chunk[n - 1] === 0x0a;
+    let i = lf ? n - 2 : n - 1;
+    const from = i;
+    while (i >= 0 && chunk[i] === 0x5c) i--;
+    // A run that reaches the chunk's start goes on from the chunk before.
+    const run = from - i + (i < 0 ? this.#backslashes : 0);
+    if (lf) {
+      this.atRowEnd = run % 2 === 0;
+      this.#backslashes = 0;
+    } else {
+      this.atRowEnd = false;
+      this.#backslashes = run;
+    }
   }
 }
 
@@ -499,15 +550,20 @@ async function* archiveRows(file: string, t: ManifestTable, keep: { lo: bigint; 
   let done!: () => void;
   const consumed = new Promise<void>((r) => (done = r));
   let found = false;
+  let passFailed: AbortSignal | undefined;
+  /** Set when the rows are not read to their end: the pass then stops instead of reading on. */
+  let stopped = false;
   const pass = readArchive(file, { phase: 'load', signal }, async (e, data, failed) => {
     if (found || e.name !== t.rows || e.type !== 'file') return;
     found = true;
+    passFailed = failed;
     hand(data as AsyncIterable<Buffer>);
     // The data are read by the load, outside this visitor; the pass waits for it (or for its own failure).
     await new Promise<void>((r) => {
       void consumed.then(r);
       failed.addEventListener('abort', () => r(), { once: true });
     });
+    return stopped;
   });
   void pass.then(
     () => hand(undefined),
@@ -522,9 +578,20 @@ async function* archiveRows(file: string, t: ManifestTable, keep: { lo: bigint; 
     }
     yield* checkedRows(data, t, file, keep, signal);
     finished = true;
-  } finally {
+  } catch (err) {
+    // Damage met in the rows (or a read error) reaches them as a destroyed
+    // stream: the pass's own error names the archive and what is wrong.
+    stopped = true;
     done();
+    const own = await pass.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    throw passFailed?.aborted === true && own !== undefined ? own : err;
+  } finally {
     // Stopped early (the load failed or was aborted): that failure is the one to report.
+    if (!finished) stopped = true;
+    done();
     if (finished) await pass;
     else await pass.catch(() => {});
   }
@@ -1310,6 +1377,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
         try {
           r = await target.load(t0.name, ahead, { signal, columns: t0.columns });
         } catch (err) {
+          // A load destroys its input when it fails; this one may not have read it at all.
+          ahead.destroy();
           // A deadlock victim (rolled back whole) is loaded again; anything else fails the restore.
           if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) {
             slots.fail(err);

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -628,6 +629,71 @@ describe('Partitioner.restore', () => {
     const lacking = await rejectsWith(Partitioner.restore(gone, out, { table: 'Calib', concurrency: 1 }), 'ECORRUPT_ARCHIVE');
     expect(lacking.message).toBe(`Partition archive ${path}: it lacks the rows entry of "Calib" named in its manifest.`);
     expect(count(join(d, 'gone.db'), 'Calib')).toBe(0);
+  });
+
+  it('an archive whose rows end inside a row (no line feed after the last, or an escaped one) is ECORRUPT_ARCHIVE, loaded alone or with its neighbours, though its manifest and DNA match', async () => {
+    const { d, out, src } = await dumped(seq(1, 2000));
+    await using _src = src;
+    const path = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    const e = await archiveEntries(path);
+    const m = parseManifest(e.get('manifest.json')!, path);
+    const rows = e.get('Calib/rows.tsv')!;
+    expect(rows.at(-1)).toBe(0x0a);
+    // The rows as a faulty dump would have written them, with a manifest that matches them.
+    const repack = async (cut: Buffer): Promise<void> => {
+      const manifest = formatManifest({ ...m, tables: m.tables.map((t) => (t.name === 'Calib' ? { ...t, bytes: cut.length, sha256: createHash('sha256').update(cut).digest('hex') } : t)) });
+      const entries: [string, Buffer][] = [...e.entries()].map(([name, data]) => [name, name === 'manifest.json' ? manifest : name === 'Calib/rows.tsv' ? cut : data]);
+      await writePartitionArchive(path, entries.map(([name, data]) => ({ name, size: data.length, data })), { gzipLevel: 6, gzipConcurrency: 1, mtime: new Date() });
+    };
+    let n = 0;
+    for (const cut of [rows.subarray(0, -1), Buffer.concat([rows.subarray(0, -1), Buffer.from('\\\n')])]) {
+      await repack(cut);
+      // Loaded with its neighbours (one table, a unit of them), then alone (the pair: one load per table and archive).
+      for (const options of [{ table: 'Calib', concurrency: 1 }, { lo: 101, hi: 200, concurrency: 1 }]) {
+        const file = join(d, `dst-${++n}.db`);
+        await using dst = new SqliteSource(file, { create: true });
+        const err = await rejectsWith(Partitioner.restore(dst, out, options), 'ECORRUPT_ARCHIVE');
+        expect(err.message).toBe(`Partition archive ${path}: the rows of "Calib" end inside a row (their last line feed is missing or escaped): the dump that wrote it was cut short or is faulty. Nothing of it was loaded; restore this range from another backup.`);
+        expect(count(file, 'Calib')).toBe(0);
+      }
+    }
+    // A last field that ends in a backslash (escaped: an even run before the line feed) ends its row.
+    const f = join(d, 'slash.db');
+    exec(f, 'CREATE TABLE t (k INTEGER PRIMARY KEY, note TEXT)');
+    exec(f, "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < 400) INSERT INTO t SELECT x, 'C:\\' || substr('\\\\\\', 1, x % 4) FROM s");
+    await using slashes = new SqliteSource(f);
+    const slashOut = join(d, 'slash-out');
+    await new Partitioner(slashes, { table: 't', key: 'k', rowsPerPartition: 50, outDir: slashOut }).dump();
+    await using ok = new SqliteSource(join(d, 'ok.db'), { create: true });
+    expect((await Partitioner.restore(ok, slashOut, { concurrency: 1 })).rows).toBe(400);
+    expect((await Partitioner.compare(slashes, ok, 't', { key: 'k' })).equal).toBe(true);
+    expect(rowsOf(join(d, 'ok.db'), 't').slice(0, 4)).toEqual([[1n, 'C:\\\\'], [2n, 'C:\\\\\\'], [3n, 'C:\\\\\\\\'], [4n, 'C:\\']]);
+  });
+
+  it('an archive damaged after its DNA was checked fails a unit with its own ECORRUPT_ARCHIVE, not the load\'s error', async () => {
+    const { d, out, src } = await dumped(seq(1, 2000));
+    await using _src = src;
+    const path = join(out, 'CalibVld', '0000000301-0000000400.tar.gz');
+    const whole = await readFile(path);
+    await using dst = new SqliteSource(join(d, 'dst.db'), { create: true });
+    let cut = false;
+    const err = await rejectsWith(
+      Partitioner.restore(dst, out, {
+        table: 'Calib',
+        concurrency: 1,
+        // Cut short (as a disk fault would) once the DNAs were checked: its rows end in the middle of the stream.
+        onProgress: (p) => {
+          if (p.phase === 'load' && !cut) {
+            cut = true;
+            writeFileSync(path, whole.subarray(0, Math.floor(whole.length / 2)));
+          }
+        },
+      }),
+      'ECORRUPT_ARCHIVE',
+    );
+    expect(cut).toBe(true);
+    expect(err.message).toContain(path);
+    expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
   });
 
   it('loadUnits: runs of one key cut into units that shrink towards the end of the stage, within the archive and byte caps; other archives alone', () => {
