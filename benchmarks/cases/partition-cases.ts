@@ -21,8 +21,9 @@
  * After each restore case a line (not a result) gives its floor: the same
  * rows, extracted to plain files beforehand, loaded by bare `LOAD DATA
  * LOCAL` / `COPY FROM STDIN` the way the restore loads them (same
- * concurrency, one transaction per partition, PostgreSQL's primary key
- * added last), with no client-side work at all: no DNA check, no inflate, no
+ * concurrency, neighbouring partitions in the same units of one statement
+ * and one transaction, PostgreSQL's primary key added last), with no
+ * client-side work at all: no DNA check, no inflate, no
  * range digest, no bulk text gate. Its ratio to the tool is what the server
  * alone allows on this machine; the gap between it and the case is the
  * price of the restore's checks on a machine whose cores the server shares.
@@ -41,9 +42,10 @@
  * loopback ports).
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -54,6 +56,7 @@ import { SqliteSource } from '../../src/db/sqlite/index.js';
 import type { TableSource } from '../../src/db/index.js';
 import { Partitioner } from '../../src/partition/index.js';
 import { readArchive } from '../../src/archive/archive-reader.js';
+import { loadUnits } from '../../src/partition/restore.js';
 import { startMariadb, startPostgres, type MariadbServer, type PostgresServer } from '../../test/support/index.js';
 import { requireTool, sh, time, type BenchContext } from '../lib.js';
 
@@ -122,12 +125,14 @@ function timedRestore(ctx: BenchContext, label: string, target: TableSource, dir
  * returns the best seconds of each. Each function returns the seconds of
  * its own timed work, so that its set-up (a fresh database) is not counted.
  */
-async function alternate(trials: number, ours: () => Promise<number>, theirs: () => Promise<number>, settle?: () => Promise<void>): Promise<{ ours: number; theirs: number }> {
+async function alternate(trials: number, ours: () => Promise<number>, theirs: () => Promise<number>, settle?: () => Promise<void>, logTool?: (seconds: number) => void): Promise<{ ours: number; theirs: number }> {
   let o = Infinity;
   let t = Infinity;
   const run = async (fn: () => Promise<number>): Promise<number> => {
     await settle?.();
-    return fn();
+    const seconds = await fn();
+    if (fn === theirs) logTool?.(seconds);
+    return seconds;
   };
   for (let i = 0; i < trials; i++) {
     if (i % 2 === 0) {
@@ -148,7 +153,13 @@ async function duel(ctx: BenchContext, label: string, trials: number, ours: () =
     () => timedRun(ctx, label, ours),
     () => time(theirs),
     settle,
+    toolLog(ctx, label),
   );
+}
+
+/** Logs each timed run of the tool (not a result): its spread tells how much of a ratio is the machine's. */
+function toolLog(ctx: BenchContext, label: string): (seconds: number) => void {
+  return (seconds) => ctx.log(`${label} tool run: ${seconds.toFixed(3)} s`);
 }
 
 /** Writes back every dirty page of the OS (the files a previous run wrote), so that no run pays for its predecessor's writeback. */
@@ -297,6 +308,7 @@ async function mariadbCases(ctx: BenchContext, rows: number): Promise<void> {
           }
         },
         () => settleMariadb(server),
+        toolLog(ctx, 'mariadb-restore'),
       );
       ctx.record({ case: 'mariadb-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'myloader --threads 2', baselineValue: rate(rows, theirsTime) });
       const floor = await mariadbLoadFloor(ctx, server, ours, rows, trials, fresh);
@@ -326,30 +338,46 @@ async function extractRows(outDir: string, dir: string): Promise<string[]> {
   return files;
 }
 
-/** Runs `fn` over `files` on each of `conns`, each taking the next file in order. */
-async function spread<C>(conns: readonly C[], files: readonly string[], fn: (c: C, file: string) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` over `files` cut into units as the restore cuts neighbouring
+ * archives of one table ({@link loadUnits}, by the files' sizes), on each
+ * of `conns`, each taking the next unit in order.
+ */
+async function spread<C>(conns: readonly C[], files: readonly string[], fn: (c: C, unit: readonly string[]) => Promise<void>): Promise<void> {
+  const units = loadUnits(files, () => TABLE, (f) => statSync(f).size, conns.length);
   let next = 0;
   await Promise.all(
     conns.map(async (c) => {
-      for (let f = files[next++]; f !== undefined; f = files[next++]) await fn(c, f);
+      for (let u = units[next++]; u !== undefined; u = units[next++]) await fn(c, u);
     }),
+  );
+}
+
+/** The files of `unit`, one after the other, as one stream. */
+function concatenated(unit: readonly string[]): Readable {
+  return Readable.from(
+    (async function* () {
+      for (const f of unit) yield* createReadStream(f, { highWaterMark: 1 << 20 });
+    })(),
+    { objectMode: false },
   );
 }
 
 /**
  * The server's share of `postgres-restore`, as {@link mariadbLoadFloor}:
  * bare `COPY FROM STDIN` of the extracted rows into a table without its
- * primary key over CONCURRENCY connections, one transaction per file, then
- * the primary key added, as the restore does, without any client-side work.
+ * primary key over CONCURRENCY connections, one COPY and one transaction
+ * per unit of neighbouring files (as the restore cuts them), then the
+ * primary key added, as the restore does, without any client-side work.
  */
 async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outDir: string, rows: number, trials: number, fresh: () => Promise<string>): Promise<number> {
   const files = await extractRows(outDir, join(ctx.dir, 'pg-floor'));
   return bestOverConns('postgres-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }), settle: () => settlePostgres(server) }, {
     setup: (c) => c.query(PG_DDL.replace(' PRIMARY KEY', '')),
     timed: async (conns) => {
-      await spread(conns, files, async (c, file) => {
+      await spread(conns, files, async (c, unit) => {
         await c.query('BEGIN');
-        await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), c.query(copyFrom(`COPY ${TABLE} FROM STDIN`)));
+        await pipeline(concatenated(unit), c.query(copyFrom(`COPY ${TABLE} FROM STDIN`)));
         await c.query('COMMIT');
       });
       await conns[0]!.query(`ALTER TABLE ${TABLE} ADD PRIMARY KEY (id)`);
@@ -362,7 +390,8 @@ async function postgresLoadFloor(ctx: BenchContext, server: PostgresServer, outD
  * The server's share of `mariadb-restore`: the rows of every archive of
  * `outDir`, extracted to plain files beforehand (not timed), loaded into a
  * fresh table by bare `LOAD DATA LOCAL INFILE` over CONCURRENCY connections,
- * one transaction per file, in file order, as the restore does but without
+ * one statement and one transaction per unit of neighbouring files (as the
+ * restore cuts them), in file order, as the restore does but without
  * any client-side work (no DNA check, no inflate, no range digest, no bulk
  * text gate). Best seconds of `trials`. It tells how close to myloader the
  * server alone lets a restore through `LOAD DATA` get on this machine.
@@ -372,12 +401,12 @@ async function mariadbLoadFloor(ctx: BenchContext, server: MariadbServer, outDir
   return bestOverConns('mariadb-restore floor', { trials, rows, fresh, connect: (database) => server.connect({ database }), settle: () => settleMariadb(server) }, {
     setup: (c) => c.query(MYSQL_DDL),
     timed: (conns) =>
-      spread(conns, files, async (c, file) => {
+      spread(conns, files, async (c, unit) => {
         await c.query('START TRANSACTION');
         await c.query({
           // CHARACTER SET binary, as MysqlSource.load sends a table whose text columns are all UTF-8.
           sql: `LOAD DATA LOCAL INFILE 'rows' INTO TABLE ${TABLE} CHARACTER SET binary FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n'`,
-          infileStreamFactory: () => createReadStream(file, { highWaterMark: 1 << 20 }),
+          infileStreamFactory: () => concatenated(unit),
         });
         await c.query('COMMIT');
       }),
@@ -514,6 +543,7 @@ async function postgresCases(ctx: BenchContext, rows: number): Promise<void> {
           return s;
         },
         () => settlePostgres(server),
+        toolLog(ctx, 'postgres-restore'),
       );
       ctx.record({ case: 'postgres-restore', unit: 'rows/s', value: rate(rows, oursTime), baseline: 'pg_restore', baselineValue: rate(rows, theirsTime) });
       const floor = await postgresLoadFloor(ctx, server, ours, rows, trials, () => server.createDatabase(`bench_r${++n}`));
