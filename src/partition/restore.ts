@@ -738,6 +738,11 @@ export function loadStages<T extends { readonly lo: bigint; readonly tables: rea
 /** Loads of one archive tried at most this many times when the target reports a deadlock. */
 const DEADLOCK_TRIES = 4;
 
+/** The pause before loading a deadlock victim again: longer with each attempt, and jittered, so that the loads it met do not meet again. */
+function deadlockPause(attempt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+}
+
 /** Whether a load failed because the server chose it as a deadlock victim (SQLSTATE 40001 or PostgreSQL's 40P01): it was rolled back whole. */
 function isDeadlock(err: unknown): boolean {
   if (!(err instanceof StowageError) || err.code !== 'EDB') return false;
@@ -1241,6 +1246,30 @@ export async function restorePartitions(target: TableSource, dir: string, option
     const scratch = new ArchiveBufferPool();
     /** The part of an archive's range that this restore loads (its range within lo/hi). */
     const keepOf = (s: Selected): { lo: bigint; hi: bigint } => ({ lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi });
+    /**
+     * `rows` as the input of a load, once a load is free: they are read
+     * (and checked) from now on, up to READ_AHEAD_BYTES ahead, and count
+     * as loaded (`taken`, and the progress) as the load takes them. The
+     * input is destroyed if no load comes free (the restore failed).
+     */
+    const readAhead = async (rows: AsyncIterable<Buffer>, taken: (bytes: number) => void): Promise<Readable> => {
+      const ahead = Readable.from(rows, { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
+      ahead.on('error', () => {}); // reaches the load through its input
+      ahead.read(0); // start reading now
+      // Paused at once, so that the 'data' listener does not set the stream flowing.
+      ahead.pause();
+      ahead.on('data', (chunk: Buffer) => {
+        taken(chunk.length);
+        progress.add(chunk.length);
+      });
+      try {
+        await slots.acquire(signal);
+      } catch (err) {
+        ahead.destroy();
+        throw err;
+      }
+      return ahead;
+    };
     const loadArchive = async (s: Selected, loaded: Set<string>): Promise<void> => {
       throwIfAborted(signal);
       const keep = keepOf(s);
@@ -1261,22 +1290,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
               seen.add(t.name);
               const range = held.get(`${t.name}\0${s.manifest.key}`);
               const replace = range !== undefined && range.lo !== null && range.hi !== null && overlaps({ lo: range.lo, hi: range.hi }, keep);
-              const ahead = Readable.from(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal), { objectMode: false, highWaterMark: READ_AHEAD_BYTES });
-              ahead.on('error', () => {}); // reaches the load through its input
-              ahead.read(0); // start reading now
-              // Bytes count as loaded when the load takes them. Paused at once,
-              // so that the 'data' listener does not set the stream flowing.
-              ahead.pause();
-              ahead.on('data', (chunk: Buffer) => {
-                attemptBytes += chunk.length;
-                progress.add(chunk.length);
-              });
-              try {
-                await slots.acquire(signal);
-              } catch (err) {
-                ahead.destroy();
-                throw err;
-              }
+              const ahead = await readAhead(checkedRows(data as AsyncIterable<Buffer>, t, s.path, whole ? undefined : keep, signal), (n) => (attemptBytes += n));
               let r: Awaited<ReturnType<TableSource['load']>>;
               try {
                 r = await target.load(t.name, ahead, replace ? { signal, columns: t.columns, replaceRange: { key: s.manifest.key, lo: keep.lo, hi: keep.hi } } : { signal, columns: t.columns });
@@ -1304,7 +1318,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
             // secondary unique index): load what is left of the archive again.
             if (signal?.aborted || attempt >= DEADLOCK_TRIES || !isDeadlock(err)) throw err;
             progress.bytesDone -= attemptBytes;
-            await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+            await deadlockPause(attempt);
             throwIfAborted(signal);
           }
         }
@@ -1336,7 +1350,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
             (e: unknown) => e,
           );
           if (err === undefined || !isDeadlock(err)) break;
-          await new Promise((r) => setTimeout(r, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+          await deadlockPause(attempt);
         }
       }
     };
@@ -1351,28 +1365,15 @@ export async function restorePartitions(target: TableSource, dir: string, option
       for (let attempt = 1; ; attempt++) {
         throwIfAborted(signal);
         let attemptBytes = 0;
-        const ahead = Readable.from(
+        const ahead = await readAhead(
           (async function* () {
             for (const s of unit) {
               const keep = keepOf(s);
               yield* archiveRows(s.path, s.tables[0]!, keep.lo === s.lo && keep.hi === s.hi ? undefined : keep, signal);
             }
           })(),
-          { objectMode: false, highWaterMark: READ_AHEAD_BYTES },
+          (n) => (attemptBytes += n),
         );
-        ahead.on('error', () => {}); // reaches the load through its input
-        ahead.read(0);
-        ahead.pause();
-        ahead.on('data', (chunk: Buffer) => {
-          attemptBytes += chunk.length;
-          progress.add(chunk.length);
-        });
-        try {
-          await slots.acquire(signal);
-        } catch (err) {
-          ahead.destroy();
-          throw err;
-        }
         let r: Awaited<ReturnType<TableSource['load']>> | undefined;
         try {
           r = await target.load(t0.name, ahead, { signal, columns: t0.columns });
@@ -1389,7 +1390,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
           slots.release();
         }
         if (r === undefined) {
-          await new Promise((res) => setTimeout(res, 20 * attempt + Math.floor(Math.random() * 50 * attempt)));
+          await deadlockPause(attempt);
           continue;
         }
         const acc = perTable.get(t0.name) ?? { rows: 0, partitions: 0 };
