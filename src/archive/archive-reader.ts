@@ -115,17 +115,32 @@ export interface ArchivePassOptions {
    * visitor gets are then views of those buffers: a visitor must be done
    * with them when it resolves.
    */
-  buffers?: ArchiveBufferPool | undefined;
+  buffers?: ArchiveBufferSource | undefined;
 }
 
 const MiB = 1 << 20;
 
-/** A pair of scratch buffers of an {@link ArchiveBufferPool}. */
-interface ArchiveBuffers {
+/** A pair of scratch buffers of an {@link ArchiveBufferSource}. @internal */
+export interface ArchiveBuffers {
   /** Holds the archive file (longer than the file). */
   readonly input: Buffer;
   /** Holds its inflated tar (longer than the tar). */
   readonly output: Buffer;
+}
+
+/**
+ * Where a pass takes its scratch buffers from (see
+ * {@link ArchivePassOptions.buffers}): `take` gives a pair for an archive
+ * of `size` bytes, or undefined (the pass then reads as without one), and
+ * `give` takes it back once the pass has settled.
+ *
+ * @internal
+ */
+export interface ArchiveBufferSource {
+  /** A pair for an archive of `size` bytes, or undefined. */
+  take(size: number): ArchiveBuffers | undefined;
+  /** Takes back a pair once the pass that took it has settled. */
+  give(b: ArchiveBuffers): void;
 }
 
 /**
@@ -141,7 +156,7 @@ interface ArchiveBuffers {
  *
  * @internal
  */
-export class ArchiveBufferPool {
+export class ArchiveBufferPool implements ArchiveBufferSource {
   readonly #free: ArchiveBuffers[] = [];
 
   /**

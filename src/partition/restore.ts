@@ -90,7 +90,7 @@ import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
 import { RangeDigester } from '../db/range-digest.js';
 import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type DeferredIndexes, type KeyBound, type KeyRange, type TableEngine, type TableSource } from '../db/table-source.js';
-import { ArchiveBufferPool, readArchive } from '../archive/archive-reader.js';
+import { ArchiveBufferPool, archiveReadTuning, readArchive, type ArchiveBufferSource, type ArchiveBuffers } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName, tableDirName } from './layout.js';
 import { ROWS_HASH_ALGORITHM, type ManifestTable, type PartitionManifest } from './manifest.js';
@@ -537,14 +537,83 @@ export function loadUnits<T>(stage: readonly T[], batchKey: (s: T) => string | u
   return units;
 }
 
+/** Room per archive of a unit beyond its rows bytes, for the rest of its tar (manifest, schema, headers). */
+const UNIT_TAR_EXTRA = 128 * 1024;
+
+/**
+ * Scratch memory for the archives of one unit (see {@link loadUnits}): one
+ * slab with a region per archive, each sized from its manifest, and one
+ * buffer for the compressed files, read one after the other. Nothing is
+ * used again while the unit's load may still hold it: the chunks of an
+ * archive are still on their way to the server while the next one is
+ * read, so a region is never handed out twice, and the slab goes back to
+ * `free` only once the load has committed (after a failure it is dropped).
+ * A region too small for its tar, or a file over `wholeMaxBytes`, reads as
+ * without pooled buffers.
+ *
+ * Why: a restore reading each archive into new memory made 12-19 full
+ * collections per million rows into PostgreSQL where pooled buffers make
+ * 2-3 (see ArchiveBufferPool).
+ *
+ * @internal
+ */
+export class UnitBuffers implements ArchiveBufferSource {
+  readonly #free: { slab: Buffer; input: Buffer }[];
+  readonly #keep: number;
+  #slab: Buffer;
+  #input: Buffer;
+  #used = 0;
+  #next = 0;
+
+  /**
+   * @param free - the slabs given back by earlier units (this one takes from and returns to it)
+   * @param regions - the bytes each archive of the unit gets, in order
+   * @param keep - slabs kept in `free` at most
+   */
+  constructor(free: { slab: Buffer; input: Buffer }[], regions: readonly number[], keep: number) {
+    const MiB = 1 << 20;
+    const total = Math.ceil(regions.reduce((a, b) => a + b, 0) / MiB) * MiB;
+    this.#free = free;
+    this.#keep = keep;
+    const i = free.findIndex((f) => f.slab.length >= total);
+    const had = i >= 0 ? free.splice(i, 1)[0]! : undefined;
+    this.#slab = had?.slab ?? Buffer.allocUnsafeSlow(total);
+    this.#input = had?.input ?? Buffer.allocUnsafeSlow(MiB);
+  }
+
+  /** The region size of the archive read next. */
+  expect(bytes: number): void {
+    this.#next = bytes;
+  }
+
+  take(size: number): ArchiveBuffers | undefined {
+    if (size > archiveReadTuning.wholeMaxBytes || this.#used + this.#next > this.#slab.length) return undefined;
+    // One pass at a time: the previous archive's pass has settled, and nothing reads the file's bytes after it.
+    if (this.#input.length <= size) this.#input = Buffer.allocUnsafeSlow(Math.ceil((size + 1) / (1 << 20)) * (1 << 20));
+    const output = this.#slab.subarray(this.#used, this.#used + this.#next);
+    this.#used += this.#next;
+    return { input: this.#input, output };
+  }
+
+  give(): void {
+    // Kept until the unit's load has committed (release).
+  }
+
+  /** After the unit's load: committed, the memory serves the next unit; else it is dropped. */
+  release(committed: boolean): void {
+    if (committed && this.#free.length < this.#keep) this.#free.push({ slab: this.#slab, input: this.#input });
+  }
+}
+
 /**
  * The rows of table `t` in the archive `file`, checked as
  * {@link checkedRows} checks them, as one part of a batched load's input.
- * The archive is read without pooled buffers: its chunks go on through the
- * load's stream while the next archive is read, so none may be a view of
- * memory used again. ECORRUPT_ARCHIVE when the entry is missing.
+ * The archive is read into its region of the unit's `buffers`: its chunks
+ * go on through the load's stream while the next archive is read, so none
+ * may be a view of memory used again before the unit has committed.
+ * ECORRUPT_ARCHIVE when the entry is missing.
  */
-async function* archiveRows(file: string, t: ManifestTable, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+async function* archiveRows(file: string, t: ManifestTable, keep: { lo: bigint; hi: bigint } | undefined, signal: AbortSignal | undefined, buffers: UnitBuffers): AsyncGenerator<Buffer> {
   let hand!: (data: AsyncIterable<Buffer> | undefined) => void;
   const handed = new Promise<AsyncIterable<Buffer> | undefined>((r) => (hand = r));
   let done!: () => void;
@@ -553,7 +622,8 @@ async function* archiveRows(file: string, t: ManifestTable, keep: { lo: bigint; 
   let passFailed: AbortSignal | undefined;
   /** Set when the rows are not read to their end: the pass then stops instead of reading on. */
   let stopped = false;
-  const pass = readArchive(file, { phase: 'load', signal }, async (e, data, failed) => {
+  buffers.expect(t.bytes + UNIT_TAR_EXTRA);
+  const pass = readArchive(file, { phase: 'load', signal, buffers }, async (e, data, failed) => {
     if (found || e.name !== t.rows || e.type !== 'file') return;
     found = true;
     passFailed = failed;
@@ -1241,9 +1311,10 @@ export async function restorePartitions(target: TableSource, dir: string, option
     // An archive loaded alone is read and inflated into buffers used again
     // for the next: restoring 1M rows into MariaDB after a dump made 25-38
     // full collections with new ones for every archive, 9-16 with these
-    // (see ArchiveBufferPool). Archives loaded together are not (see
-    // archiveRows).
+    // (see ArchiveBufferPool). Archives loaded together get a slab per unit,
+    // used again once the unit has committed (see UnitBuffers).
     const scratch = new ArchiveBufferPool();
+    const unitSlabs: { slab: Buffer; input: Buffer }[] = [];
     /** The part of an archive's range that this restore loads (its range within lo/hi). */
     const keepOf = (s: Selected): { lo: bigint; hi: bigint } => ({ lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi });
     /**
@@ -1365,11 +1436,12 @@ export async function restorePartitions(target: TableSource, dir: string, option
       for (let attempt = 1; ; attempt++) {
         throwIfAborted(signal);
         let attemptBytes = 0;
+        const memory = new UnitBuffers(unitSlabs, unit.map((s) => s.tables[0]!.bytes + UNIT_TAR_EXTRA), concurrency + 1);
         const ahead = await readAhead(
           (async function* () {
             for (const s of unit) {
               const keep = keepOf(s);
-              yield* archiveRows(s.path, s.tables[0]!, keep.lo === s.lo && keep.hi === s.hi ? undefined : keep, signal);
+              yield* archiveRows(s.path, s.tables[0]!, keep.lo === s.lo && keep.hi === s.hi ? undefined : keep, signal, memory);
             }
           })(),
           (n) => (attemptBytes += n),
@@ -1393,6 +1465,8 @@ export async function restorePartitions(target: TableSource, dir: string, option
           await deadlockPause(attempt);
           continue;
         }
+        // Committed: every chunk of the unit has reached the server.
+        memory.release(true);
         const acc = perTable.get(t0.name) ?? { rows: 0, partitions: 0 };
         acc.rows += r.rows;
         acc.partitions += unit.length;

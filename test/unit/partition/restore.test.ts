@@ -9,7 +9,8 @@ import type { TableSource } from '../../../src/db/index.js';
 import { Partitioner, formatBound } from '../../../src/partition/index.js';
 import { formatManifest, parseManifest } from '../../../src/partition/manifest.js';
 import { writePartitionArchive } from '../../../src/partition/partition-archive.js';
-import { loadUnits, restorePartitions } from '../../../src/partition/restore.js';
+import { UnitBuffers, loadUnits, restorePartitions } from '../../../src/partition/restore.js';
+import { readArchive } from '../../../src/archive/archive-reader.js';
 import type { Progress } from '../../../src/progress.js';
 import { archiveEntries, count, exec, makePairDb, rejectsWith, stopAtLoad, tempDir } from './helpers.js';
 
@@ -694,6 +695,63 @@ describe('Partitioner.restore', () => {
     expect(cut).toBe(true);
     expect(err.message).toContain(path);
     expect(count(join(d, 'dst.db'), 'Calib')).toBe(0);
+  });
+
+  it('UnitBuffers: a region per archive of one slab, never handed out twice; the slab serves the next unit only after a commit', async () => {
+    const KiB = 1024;
+    const free: { slab: Buffer; input: Buffer }[] = [];
+    const a = new UnitBuffers(free, [300 * KiB, 500 * KiB], 2);
+    a.expect(300 * KiB);
+    const one = a.take(100 * KiB)!;
+    a.expect(500 * KiB);
+    const two = a.take(2 * 1024 * KiB)!;
+    expect(one.output.length).toBe(300 * KiB);
+    expect(two.output.length).toBe(500 * KiB);
+    expect(two.output.buffer).toBe(one.output.buffer);
+    expect(two.output.byteOffset).toBe(one.output.byteOffset + 300 * KiB);
+    expect(two.input.length).toBeGreaterThan(2 * 1024 * KiB);
+    // Past the slab, or a file not read whole: nothing (the pass reads without).
+    a.expect(800 * KiB);
+    expect(a.take(KiB)).toBeUndefined();
+    a.expect(KiB);
+    expect(a.take(5 * 1024 * KiB)).toBeUndefined();
+    // Not committed: dropped. Committed: the next unit gets the same memory.
+    a.release(false);
+    expect(free).toHaveLength(0);
+    const b = new UnitBuffers(free, [100 * KiB], 2);
+    b.expect(100 * KiB);
+    const used = b.take(KiB)!.output.buffer;
+    b.release(true);
+    expect(free).toHaveLength(1);
+    const c = new UnitBuffers(free, [200 * KiB], 2);
+    expect(free).toHaveLength(0);
+    c.expect(200 * KiB);
+    expect(c.take(KiB)!.output.buffer).toBe(used);
+
+    // A pass given a unit's buffers hands out views of its slab: the same bytes as without.
+    const { out, src } = await dumped(seq(1, 300));
+    await using _src = src;
+    const path = join(out, 'CalibVld', '0000000101-0000000200.tar.gz');
+    const plain = await archiveEntries(path);
+    const unit = new UnitBuffers([], [1024 * KiB, 1024 * KiB], 1);
+    unit.expect(1024 * KiB);
+    const seen = new Map<string, { bytes: Buffer; memory: Set<ArrayBufferLike> }>();
+    await readArchive(path, { phase: 'test', buffers: unit }, async (e, data) => {
+      const parts: Buffer[] = [];
+      const memory = new Set<ArrayBufferLike>();
+      for await (const chunk of data) {
+        parts.push(Buffer.from(chunk as Buffer));
+        memory.add((chunk as Buffer).buffer);
+      }
+      seen.set(e.name, { bytes: Buffer.concat(parts), memory });
+    });
+    unit.expect(1024 * KiB);
+    const slab = unit.take(KiB)!.output.buffer;
+    expect([...seen.keys()]).toEqual([...plain.keys()]);
+    for (const [name, v] of seen) {
+      expect(v.bytes.equals(plain.get(name)!), name).toBe(true);
+      expect([...v.memory], name).toEqual([slab]);
+    }
   });
 
   it('loadUnits: runs of one key cut into units that shrink towards the end of the stage, within the archive and byte caps; other archives alone', () => {
