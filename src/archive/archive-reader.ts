@@ -120,6 +120,11 @@ export interface ArchivePassOptions {
 
 const MiB = 1 << 20;
 
+/** `n` rounded up to whole MiB, the size scratch buffers are allocated in. @internal */
+export function roundUpMiB(n: number): number {
+  return Math.ceil(n / MiB) * MiB;
+}
+
 /** A pair of scratch buffers of an {@link ArchiveBufferSource}. @internal */
 export interface ArchiveBuffers {
   /** Holds the archive file (longer than the file). */
@@ -170,8 +175,7 @@ export class ArchiveBufferPool implements ArchiveBufferSource {
     const output = Math.min(archiveReadTuning.wholeMaxOut, Math.max(4 * MiB, 8 * size));
     const i = this.#free.findIndex((b) => b.input.length > size && b.output.length >= output);
     if (i >= 0) return this.#free.splice(i, 1)[0];
-    const roundUp = (n: number): number => Math.ceil(n / MiB) * MiB;
-    return { input: Buffer.allocUnsafe(roundUp(size + 1)), output: Buffer.allocUnsafe(roundUp(output)) };
+    return { input: Buffer.allocUnsafe(roundUpMiB(size + 1)), output: Buffer.allocUnsafe(roundUpMiB(output)) };
   }
 
   /** Gives back a pair taken (the smallest free pair is dropped beyond 4). */

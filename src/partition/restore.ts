@@ -90,7 +90,7 @@ import { HashPool } from '../dna/hash-pool.js';
 import { LineSplitter } from '../db/bulk-text.js';
 import { RangeDigester } from '../db/range-digest.js';
 import { checkIdentifier, findColumn, toKeyBounds, type ColumnInfo, type DeferredIndexes, type KeyBound, type KeyRange, type TableEngine, type TableSource } from '../db/table-source.js';
-import { ArchiveBufferPool, archiveReadTuning, readArchive, type ArchiveBufferSource, type ArchiveBuffers } from '../archive/archive-reader.js';
+import { ArchiveBufferPool, archiveReadTuning, readArchive, roundUpMiB, type ArchiveBufferSource, type ArchiveBuffers } from '../archive/archive-reader.js';
 import { fieldOf, parseKeyField } from './key-seek.js';
 import { parsePartitionFileName, tableDirName } from './layout.js';
 import { ROWS_HASH_ALGORITHM, type ManifestTable, type PartitionManifest } from './manifest.js';
@@ -540,6 +540,12 @@ export function loadUnits<T>(stage: readonly T[], batchKey: (s: T) => string | u
 /** Room per archive of a unit beyond its rows bytes, for the rest of its tar (manifest, schema, headers). */
 const UNIT_TAR_EXTRA = 128 * 1024;
 
+/** The memory of a {@link UnitBuffers}, kept for the next unit: its slab and its buffer for the compressed files. @internal */
+export interface UnitSlab {
+  readonly slab: Buffer;
+  readonly input: Buffer;
+}
+
 /**
  * Scratch memory for the archives of one unit (see {@link loadUnits}): one
  * slab with a region per archive, each sized from its manifest, and one
@@ -558,7 +564,7 @@ const UNIT_TAR_EXTRA = 128 * 1024;
  * @internal
  */
 export class UnitBuffers implements ArchiveBufferSource {
-  readonly #free: { slab: Buffer; input: Buffer }[];
+  readonly #free: UnitSlab[];
   readonly #keep: number;
   #slab: Buffer;
   #input: Buffer;
@@ -570,15 +576,14 @@ export class UnitBuffers implements ArchiveBufferSource {
    * @param regions - the bytes each archive of the unit gets, in order
    * @param keep - slabs kept in `free` at most
    */
-  constructor(free: { slab: Buffer; input: Buffer }[], regions: readonly number[], keep: number) {
-    const MiB = 1 << 20;
-    const total = Math.ceil(regions.reduce((a, b) => a + b, 0) / MiB) * MiB;
+  constructor(free: UnitSlab[], regions: readonly number[], keep: number) {
+    const total = roundUpMiB(regions.reduce((a, b) => a + b, 0));
     this.#free = free;
     this.#keep = keep;
     const i = free.findIndex((f) => f.slab.length >= total);
     const had = i >= 0 ? free.splice(i, 1)[0]! : undefined;
     this.#slab = had?.slab ?? Buffer.allocUnsafeSlow(total);
-    this.#input = had?.input ?? Buffer.allocUnsafeSlow(MiB);
+    this.#input = had?.input ?? Buffer.allocUnsafeSlow(roundUpMiB(1));
   }
 
   /** The region size of the archive read next. */
@@ -589,7 +594,7 @@ export class UnitBuffers implements ArchiveBufferSource {
   take(size: number): ArchiveBuffers | undefined {
     if (size > archiveReadTuning.wholeMaxBytes || this.#used + this.#next > this.#slab.length) return undefined;
     // One pass at a time: the previous archive's pass has settled, and nothing reads the file's bytes after it.
-    if (this.#input.length <= size) this.#input = Buffer.allocUnsafeSlow(Math.ceil((size + 1) / (1 << 20)) * (1 << 20));
+    if (this.#input.length <= size) this.#input = Buffer.allocUnsafeSlow(roundUpMiB(size + 1));
     const output = this.#slab.subarray(this.#used, this.#used + this.#next);
     this.#used += this.#next;
     return { input: this.#input, output };
@@ -1314,9 +1319,18 @@ export async function restorePartitions(target: TableSource, dir: string, option
     // (see ArchiveBufferPool). Archives loaded together get a slab per unit,
     // used again once the unit has committed (see UnitBuffers).
     const scratch = new ArchiveBufferPool();
-    const unitSlabs: { slab: Buffer; input: Buffer }[] = [];
+    const unitSlabs: UnitSlab[] = [];
     /** The part of an archive's range that this restore loads (its range within lo/hi). */
     const keepOf = (s: Selected): { lo: bigint; hi: bigint } => ({ lo: s.lo > want.lo ? s.lo : want.lo, hi: s.hi < want.hi ? s.hi : want.hi });
+    /** Counts a committed load of `partitions` archives of `name` in the result. */
+    const tally = (name: string, r: { rows: number; bytes: number }, partitions: number): void => {
+      const acc = perTable.get(name) ?? { rows: 0, partitions: 0 };
+      acc.rows += r.rows;
+      acc.partitions += partitions;
+      perTable.set(name, acc);
+      rows += r.rows;
+      bytes += r.bytes;
+    };
     /**
      * `rows` as the input of a load, once a load is free: they are read
      * (and checked) from now on, up to READ_AHEAD_BYTES ahead, and count
@@ -1375,12 +1389,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
               }
               loaded.add(t.name);
               attemptBytes = 0;
-              const acc = perTable.get(t.name) ?? { rows: 0, partitions: 0 };
-              acc.rows += r.rows;
-              acc.partitions += 1;
-              perTable.set(t.name, acc);
-              rows += r.rows;
-              bytes += r.bytes;
+              tally(t.name, r, 1);
             });
             break;
           } catch (err) {
@@ -1467,12 +1476,7 @@ export async function restorePartitions(target: TableSource, dir: string, option
         }
         // Committed: every chunk of the unit has reached the server.
         memory.release(true);
-        const acc = perTable.get(t0.name) ?? { rows: 0, partitions: 0 };
-        acc.rows += r.rows;
-        acc.partitions += unit.length;
-        perTable.set(t0.name, acc);
-        rows += r.rows;
-        bytes += r.bytes;
+        tally(t0.name, r, unit.length);
         progress.itemsDone += unit.length;
         progress.report(true);
         return;
